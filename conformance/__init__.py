@@ -1,0 +1,3 @@
+"""nnconform: conformance test-suite and differential fuzzer for torch.nn layers and losses."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,159 @@
+"""The comparison engine: one backend result against the reference, tensor by tensor."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from conformance.case import Case, Result
+from conformance.dtypes import DTYPES
+from conformance.spec import LayerSpec
+from conformance.tolerance import bound_for, magnitudes
+
+WORST_SHOWN = 5
+
+
+@dataclass
+class Comparison:
+    """The verdict and error metrics of one compared tensor."""
+
+    tensor: str
+    ok: bool
+    shape: list[int]
+    size: int = 0
+    mismatches: int = 0
+    max_abs_err: float = 0.0
+    max_rel_err: float = 0.0
+    max_ulp: float = 0.0
+    utilisation: float = 0.0
+    worst_index: list[int] | None = None
+    exact_elements: int = 0
+    reduction_length: int = 1
+    worst: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for key in ("max_abs_err", "max_rel_err", "max_ulp", "utilisation"):
+            d[key] = _finite_or_str(d[key])
+        return d
+
+
+def _finite_or_str(x: float) -> float | str:
+    return float(x) if np.isfinite(x) else repr(float(x))
+
+
+def _expected_dtype(case: Case, ref: np.ndarray) -> str:
+    return "int64" if ref.dtype.kind in "iub" else case.dtype
+
+
+def compare_tensor(
+    spec: LayerSpec, case: Case, name: str, ref: np.ndarray, got: np.ndarray | None,
+    got_dtype: str | None, absref: np.ndarray,
+) -> Comparison:
+    """Compare one tensor: presence, shape, dtype, NaN/inf pattern, then values within the bound."""
+    ref = np.asarray(ref)
+    cmp = Comparison(tensor=name, ok=False, shape=list(ref.shape), size=int(ref.size))
+    if got is None:
+        cmp.message = "missing from the backend result"
+        return cmp
+    got = np.asarray(got)
+    if tuple(got.shape) != tuple(ref.shape):
+        cmp.message = f"shape {list(got.shape)} != expected {list(ref.shape)}"
+        return cmp
+    expected = _expected_dtype(case, ref)
+    if got_dtype is not None and got_dtype != expected:
+        cmp.message = f"dtype {got_dtype} != expected {expected}"
+        return cmp
+    if ref.dtype.kind in "iub":
+        return _compare_integers(cmp, ref, got)
+    return _compare_floats(spec, case, cmp, ref.astype(np.float64), got.astype(np.float64), absref)
+
+
+def _compare_integers(cmp: Comparison, ref: np.ndarray, got: np.ndarray) -> Comparison:
+    bad = ref != got.astype(ref.dtype)
+    cmp.mismatches = int(bad.sum())
+    cmp.exact_elements = cmp.size
+    if cmp.mismatches:
+        idx = np.argwhere(bad)[:WORST_SHOWN]
+        cmp.worst_index = [int(i) for i in idx[0]]
+        cmp.worst = [{"index": [int(i) for i in ix], "ref": int(ref[tuple(ix)]), "got": int(got[tuple(ix)]),
+                      "err": float(abs(int(ref[tuple(ix)]) - int(got[tuple(ix)]))), "bound": 0.0} for ix in idx]
+        cmp.max_abs_err = max(w["err"] for w in cmp.worst)
+        cmp.utilisation = float("inf")
+        cmp.message = f"{cmp.mismatches} of {cmp.size} integer elements differ"
+    cmp.ok = cmp.mismatches == 0
+    return cmp
+
+
+def _compare_floats(
+    spec: LayerSpec, case: Case, cmp: Comparison, ref: np.ndarray, got: np.ndarray, absref: np.ndarray
+) -> Comparison:
+    dt = DTYPES[case.dtype]
+    bound = bound_for(spec, case, cmp.tensor, ref, absref)
+    cmp.reduction_length = bound.reduction_length
+    cmp.exact_elements = int(bound.exact.sum())
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        # A finite reference beyond the format's range legitimately overflows to inf of its sign.
+        overflow = np.isfinite(ref) & (np.abs(ref) > dt.max_value * (1 + dt.unit_roundoff))
+        ref_cmp = np.where(overflow, np.sign(ref) * np.inf, ref)
+        nan_bad = np.isnan(ref_cmp) != np.isnan(got)
+        inf_bad = (np.isinf(ref_cmp) | np.isinf(got)) & ~(np.isnan(ref_cmp) | np.isnan(got)) & (ref_cmp != got)
+        finite = np.isfinite(ref_cmp) & np.isfinite(got)
+        err = np.where(finite, np.abs(got - ref_cmp), 0.0)
+        value_bad = finite & (err > bound.allowed)
+        bad = nan_bad | inf_bad | value_bad
+        ratio = np.where(bound.allowed > 0, err / np.where(bound.allowed > 0, bound.allowed, 1.0),
+                         np.where(err > 0, np.inf, 0.0))
+        ratio = np.where(nan_bad | inf_bad, np.inf, ratio)
+        rel = np.where(finite & (np.abs(ref_cmp) > 0), err / np.abs(ref_cmp), np.where(err > 0, np.inf, 0.0))
+        ulps = np.where(finite, err / dt.ulp(ref_cmp), 0.0)
+    cmp.mismatches = int(bad.sum())
+    if ref.size:
+        cmp.max_abs_err = float(err.max())
+        cmp.max_rel_err = float(rel.max())
+        cmp.max_ulp = float(ulps.max())
+        cmp.utilisation = float(ratio.max())
+        order = np.argsort(-ratio, axis=None, kind="stable")[:WORST_SHOWN]
+        worst = [np.unravel_index(i, ref.shape) for i in order]
+        cmp.worst_index = [int(i) for i in worst[0]]
+        cmp.worst = [
+            {"index": [int(i) for i in ix], "ref": _num(ref[ix]), "got": _num(got[ix]),
+             "err": _num(abs(got[ix] - ref[ix]) if np.isfinite(got[ix]) and np.isfinite(ref[ix]) else np.inf),
+             "bound": _num(bound.allowed[ix])}
+            for ix in worst if ratio[ix] > 0
+        ]
+    cmp.ok = cmp.mismatches == 0
+    if not cmp.ok:
+        kinds = [label for label, mask in (("NaN pattern", nan_bad), ("inf pattern", inf_bad),
+                                           ("value", value_bad)) if mask.any()]
+        cmp.message = f"{cmp.mismatches} of {cmp.size} elements out of bound ({', '.join(kinds)})"
+    return cmp
+
+
+def _num(x: Any) -> float | str:
+    x = float(x)
+    return x if np.isfinite(x) else repr(x)
+
+
+def compare_results(spec: LayerSpec, case: Case, ref: Result, got: Result) -> list[Comparison]:
+    """Compare every tensor the reference produced (outputs, grads, state) with the backend's."""
+    ref_tensors = ref.tensors()
+    got_tensors = got.tensors()
+    absref = magnitudes(spec, case, ref)
+    comparisons = []
+    for name, ref_value in ref_tensors.items():
+        custom = spec.comparators.get(name)
+        if custom is not None:
+            comparisons.append(custom(case, name, ref, got))
+            continue
+        comparisons.append(
+            compare_tensor(spec, case, name, ref_value, got_tensors.get(name), got.dtypes.get(name), absref[name])
+        )
+    extra = sorted(set(got_tensors) - set(ref_tensors))
+    for name in extra:
+        comparisons.append(Comparison(tensor=name, ok=False, shape=list(np.shape(got_tensors[name])),
+                                      message="produced by the backend but not by the reference"))
+    return comparisons

@@ -1,0 +1,3 @@
+"""Layer declarations, one module per family. Importing this package registers them all."""
+
+from conformance.specs import activation  # noqa: F401

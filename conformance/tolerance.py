@@ -1,0 +1,91 @@
+"""The tolerance model: per-element error bounds derived from unit roundoff and reduction length.
+
+For a tensor computed by reductions of length K in a format of unit roundoff u (the backend may
+accumulate in that format, in any order), the forward error of each element is bounded by
+
+    |got - ref| <= out_ulps·u·|ref| + c·√K·u·absref + K·tiny
+
+where absref is the same computation carried out on absolute values (|W|·|X| for a matrix
+product) and tiny the format's smallest subnormal (underflow). The √K growth is the standard
+probabilistic bound for rounding errors in a sum (Higham & Mary 2019); c covers the product
+rounding and the final rounding. No tolerance in nnconform is a free-standing number: each one is
+this formula, with K and absref taken from the layer's declaration.
+
+In the exact tier, inputs and cotangents are small integers. Wherever absref <= 2^p (p the
+precision), every partial sum in every order is an integer that the format represents exactly, so
+the result must be bit-exact ("bitwise") or exact up to one final rounding ("rounded").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from conformance.case import Case, Result
+from conformance.dtypes import DTYPES
+from conformance.spec import LayerSpec, Tolerance
+
+
+@dataclass
+class Bound:
+    """Allowed absolute error per element, and whether the bound is an exactness claim."""
+
+    allowed: np.ndarray
+    exact: np.ndarray  # bool mask: elements that must match exactly (up to ``rounded``)
+    reduction_length: int
+
+
+def _abs_case(case: Case, tol: Tolerance) -> Case:
+    names = tol.abs_inputs
+    inputs = {
+        k: (np.abs(v) if v.dtype.kind == "f" and (names is None or k in names) else v)
+        for k, v in case.inputs.items()
+    }
+    return replace(case, inputs=inputs, cotangents={k: np.abs(v) for k, v in case.cotangents.items()})
+
+
+def magnitudes(spec: LayerSpec, case: Case, ref: Result) -> dict[str, np.ndarray]:
+    """absref for every tensor of ``ref``, as each tensor's policy asks."""
+    tensors = ref.tensors()
+    out: dict[str, np.ndarray] = {}
+    abs_results: dict[tuple[str, ...] | None, dict[str, np.ndarray]] = {}
+    for name, value in tensors.items():
+        tol = spec.tolerance_for(name)
+        if callable(tol.magnitude):
+            custom = tol.magnitude(case, ref)
+            out[name] = np.abs(np.asarray(custom[name], dtype=np.float64))
+        elif tol.magnitude == "abs":
+            key = tol.abs_inputs
+            if key not in abs_results:
+                abs_results[key] = spec.reference(_abs_case(case, tol), bool(case.cotangents)).tensors()
+            out[name] = np.abs(abs_results[key].get(name, value)).astype(np.float64)
+        elif tol.magnitude == "ref":
+            out[name] = np.abs(value).astype(np.float64)
+        else:
+            raise ValueError(f"{spec.name}: unknown magnitude policy {tol.magnitude!r}")
+    return out
+
+
+def bound_for(spec: LayerSpec, case: Case, tensor: str, ref: np.ndarray, absref: np.ndarray) -> Bound:
+    """The per-element bound for one compared tensor (see the module docstring)."""
+    tol = spec.tolerance_for(tensor)
+    dt = DTYPES[case.dtype]
+    u = dt.unit_roundoff
+    k = max(tol.reduction_length(case, tensor), 1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        aref = np.where(np.isfinite(ref), np.abs(ref), 0.0)
+        amag = np.where(np.isfinite(absref), absref, 0.0)
+        rounding = tol.out_ulps * u * aref
+        allowed = rounding + tol.c * np.sqrt(k) * u * amag + k * dt.min_subnormal
+    if tol.exact == "always":
+        exact = np.ones(ref.shape, dtype=bool)
+    elif tol.exact in ("bitwise", "rounded") and case.tier == "exact":
+        limit = dt.exact_integer_limit
+        scale = amag if tol.exact == "bitwise" else amag * k
+        exact = scale <= limit
+    else:
+        exact = np.zeros(ref.shape, dtype=bool)
+    exact_allowed = rounding if tol.exact == "rounded" else np.zeros_like(allowed)
+    allowed = np.where(exact, exact_allowed, allowed)
+    return Bound(allowed=allowed, exact=exact, reduction_length=k)
