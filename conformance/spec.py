@@ -80,6 +80,11 @@ class TorchMapping:
     def constructor_kwargs(self, case: Case) -> dict[str, Any]:
         return dict(self.ctor(case)) if self.ctor else dict(case.params)
 
+    def mutates_input(self, case: Case) -> bool:
+        """True when this call works in place; its mutated argument is then compared as the
+        extra output ``mutated_input`` (it must equal ``output``)."""
+        return bool(self.inplace_input and case.params.get("inplace"))
+
 
 @dataclass(frozen=True)
 class LayerSpec:
@@ -94,6 +99,9 @@ class LayerSpec:
     invalid_cases: CaseStrategy | None = None
     comparators: Mapping[str, Comparator] = field(default_factory=dict)
     dtypes: tuple[str, ...] = DTYPE_NAMES
+    # Predicate: the layer is differentiable at this case (no input at a kink or tie), so the
+    # finite-difference check of the reference VJP applies. None: smooth wherever inputs are finite.
+    smooth_at: Callable[[Case], bool] | None = None
     forward: bool = True
     backward: bool = True
     notes: str = ""

@@ -1,0 +1,70 @@
+"""Finding backends by name: built-ins, ``module:Class`` specs and the ``nnconform.backends``
+entry-point group."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from importlib import metadata
+
+from backends.base import Backend
+
+ENTRY_POINT_GROUP = "nnconform.backends"
+
+
+def _builtin() -> dict[str, Callable[[], Backend]]:
+    from backends.reference_backend import ReferenceBackend
+    from backends.torch_backend import TorchBackend
+
+    return {
+        "torch-cpu": lambda: TorchBackend("cpu"),
+        "torch-cuda": lambda: TorchBackend("cuda"),
+        "reference": ReferenceBackend,
+    }
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    try:
+        return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    except Exception:  # pragma: no cover - broken metadata must not break the built-ins
+        return {}
+
+
+def known_backends() -> list[str]:
+    """Names usable with ``--backend`` (module:Class specs aside)."""
+    return list(_builtin()) + sorted(set(_entry_points()) - set(_builtin()))
+
+
+class BackendNotFound(LookupError):
+    """Raised with a one-line message for an unknown or unloadable backend."""
+
+
+def load_backend(spec: str) -> Backend:
+    """A backend from a built-in name, an entry-point name or ``module:Class``."""
+    builtin = _builtin()
+    if spec in builtin:
+        return builtin[spec]()
+    eps = _entry_points()
+    if spec in eps:
+        return _instantiate(eps[spec].load(), spec)
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise BackendNotFound(f"cannot import backend module {module_name!r}: {exc}") from None
+        try:
+            obj = getattr(module, attr)
+        except AttributeError:
+            raise BackendNotFound(f"module {module_name!r} has no attribute {attr!r}") from None
+        return _instantiate(obj, spec)
+    raise BackendNotFound(f"unknown backend {spec!r} (known: {', '.join(known_backends())}; or module:Class)")
+
+
+def _instantiate(obj: object, spec: str) -> Backend:
+    backend = obj() if isinstance(obj, type) or callable(obj) and not isinstance(obj, Backend) else obj
+    if not isinstance(backend, Backend) and not hasattr(backend, "run"):
+        raise BackendNotFound(f"{spec!r} is not a backend (it has no run method)")
+    if not getattr(backend, "name", None):
+        backend.name = spec
+    return backend  # type: ignore[return-value]

@@ -1,0 +1,78 @@
+"""Known real discrepancies: data in ``conformance/known_discrepancies.toml``.
+
+Each entry names the layer (glob), backend (glob), dtype (glob, optional), an optional
+``when`` predicate — a Python expression over ``params``, ``forward_kwargs``, ``shapes`` (input
+name -> shape tuple), ``layouts`` (input name -> layout kind), ``tier``, ``train`` and ``dtype`` —
+the ``reason`` and a ``link``. A failing case that matches is reported as *known*; a matching case
+that passes is an unexpected pass (*xpass*), reported as a discrepancy when the entry is ``strict``
+(the default), so an entry whose bug was fixed does not linger.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conformance.case import Case
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+KNOWN_FILE = Path(__file__).with_name("known_discrepancies.toml")
+
+
+@dataclass(frozen=True)
+class KnownDiscrepancy:
+    id: str
+    op: str
+    backend: str
+    reason: str
+    link: str = ""
+    dtype: str = "*"
+    when: str = ""
+    strict: bool = True
+
+    def matches(self, op: str, backend: str, case: Case) -> bool:
+        if not (fnmatch.fnmatchcase(op, self.op) and fnmatch.fnmatchcase(backend, self.backend)
+                and fnmatch.fnmatchcase(case.dtype, self.dtype)):
+            return False
+        if not self.when:
+            return True
+        scope = {
+            "params": case.params, "forward_kwargs": case.forward_kwargs, "tier": case.tier,
+            "train": case.train, "dtype": case.dtype, "invalid": case.invalid,
+            "shapes": {k: tuple(v.shape) for k, v in case.inputs.items()},
+            "layouts": {k: case.layout(k).kind for k in case.inputs},
+        }
+        return bool(eval(self.when, {"__builtins__": {"len": len, "any": any, "all": all, "max": max,
+                                                      "min": min, "isinstance": isinstance, "tuple": tuple,
+                                                      "list": list, "int": int, "str": str}}, scope))
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "reason": self.reason, "link": self.link, "strict": self.strict}
+
+
+def load_known(path: Path = KNOWN_FILE) -> list[KnownDiscrepancy]:
+    """Parse the known-discrepancy file; a malformed entry raises ValueError naming it."""
+    if not path.exists():
+        return []
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    entries = []
+    for i, raw in enumerate(data.get("discrepancy", [])):
+        try:
+            entries.append(KnownDiscrepancy(**raw))
+        except TypeError as exc:
+            raise ValueError(f"{path.name}: entry {i} ({raw.get('id', '?')}): {exc}") from None
+    return entries
+
+
+def match_known(entries: list[KnownDiscrepancy], op: str, backend: str, case: Case) -> KnownDiscrepancy | None:
+    for entry in entries:
+        if entry.matches(op, backend, case):
+            return entry
+    return None

@@ -1,0 +1,54 @@
+"""Run profiles: how many examples, how random, and whether the search is targeted.
+
+- ``dev``: fast and random (a different sample every run), example database on.
+- ``ci``: derandomized (the same cases every run), no example database; the default of
+  ``nox -s conformance`` and of CI.
+- ``thorough``: many more examples, with ``hypothesis.target`` on the tolerance utilisation so
+  the search climbs toward the worst case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import HealthCheck, Phase, settings
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    max_examples: int
+    invalid_examples: int
+    derandomize: bool
+    database: bool
+    target: bool
+
+
+PROFILES: dict[str, Profile] = {
+    "dev": Profile("dev", max_examples=15, invalid_examples=5, derandomize=False, database=True, target=False),
+    "ci": Profile("ci", max_examples=20, invalid_examples=6, derandomize=True, database=False, target=False),
+    "thorough": Profile("thorough", max_examples=400, invalid_examples=60, derandomize=False, database=True,
+                        target=True),
+}
+
+
+def hypothesis_settings(profile: Profile, examples: int | None, seed: int | None, invalid: bool = False) -> settings:
+    """Hypothesis settings for one (layer, backend, dtype) search."""
+    count = examples if examples is not None else (profile.invalid_examples if invalid else profile.max_examples)
+    if invalid and examples is not None:
+        count = max(1, examples // 4)
+    phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink]
+    if profile.target and not invalid:
+        phases.append(Phase.target)
+    kwargs = dict(
+        max_examples=max(1, count),
+        deadline=None,
+        derandomize=profile.derandomize and seed is None,
+        phases=phases,
+        print_blob=False,
+        report_multiple_bugs=False,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
+    )
+    if not profile.database:
+        kwargs["database"] = None
+    return settings(**kwargs)

@@ -1,0 +1,329 @@
+"""The conformance runner: for each backend × layer × dtype, a Hypothesis search over valid cases
+(and a shorter one over invalid cases), each case compared against the reference and recorded.
+
+Hypothesis drives the search: a discrepancy raises inside the test body, so Hypothesis shrinks it
+to a minimal example, whose final replay is recorded with ``final: true`` together with its
+repro artifacts. Every evaluated case is written to ``results.jsonl`` as it happens.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+import uuid
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hypothesis import given, target
+from hypothesis import seed as hypothesis_seed
+
+from backends.base import Backend
+from conformance.case import Case, Result
+from conformance.compare import compare_results
+from conformance.known import KnownDiscrepancy, match_known
+from conformance.profiles import Profile, hypothesis_settings
+from conformance.spec import LayerSpec
+from conformance.strategies import cotangent
+from conformance.tolerance import bound_for, magnitudes
+from reports.records import DISCREPANCY_VERDICTS, RecordWriter
+
+
+class _Discrepancy(AssertionError):
+    """Raised inside the Hypothesis test body so that the failing case gets shrunk."""
+
+
+def _is_final_replay() -> bool:
+    try:
+        from hypothesis.control import current_build_context
+
+        return bool(current_build_context().is_final)
+    except Exception:  # pragma: no cover - outside a test or an incompatible hypothesis
+        return False
+
+
+def _error_text(exc: BaseException) -> str:
+    lines = traceback.format_exception_only(type(exc), exc)
+    return "".join(lines).strip()
+
+
+@dataclass
+class Evaluation:
+    """One evaluated case: its record, and the arrays needed for repro artifacts."""
+
+    record: dict[str, Any]
+    case: Case
+    reference: Result | None = None
+    backend_result: Result | None = None
+
+
+@dataclass
+class Tally:
+    """Counts per (op, backend, dtype), excluding the intermediate examples of shrinking."""
+
+    verdicts: Counter = field(default_factory=Counter)
+    worst_utilisation: float = 0.0
+
+
+@dataclass
+class RunRequest:
+    backends: list[Backend]
+    specs: list[LayerSpec]
+    dtypes: list[str]
+    profile: Profile
+    report_dir: Path
+    examples: int | None = None
+    seed: int | None = None
+    known: list[KnownDiscrepancy] = field(default_factory=list)
+    invalid: bool = True
+
+
+def torch_description(spec: LayerSpec, case: Case) -> dict[str, Any]:
+    """The layer's TorchMapping applied to a case, as JSON-able data (for repro scripts)."""
+    m = spec.torch
+    try:
+        ctor = m.constructor_kwargs(case)
+    except Exception as exc:  # a broken ctor mapping is reported, not fatal
+        ctor = {"<error>": _error_text(exc)}
+    return {
+        "target": m.target, "ctor_kwargs": _plain(ctor), "parameters": list(m.parameters),
+        "buffers": list(m.buffers), "args": list(m.args), "outputs": list(m.outputs), "state": list(m.state),
+        "forward_kwargs": _plain(case.forward_kwargs), "inplace_input": m.inplace_input, "train": case.train,
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def with_cotangents(spec: LayerSpec, case: Case, forward: Result) -> Case:
+    """Attach output cotangents (from ``case.cotangent_seed``) for every float output."""
+    if not (spec.backward and case.differentiable):
+        return case
+    cots = {}
+    for i, (name, arr) in enumerate(sorted(forward.outputs.items())):
+        arr = np.asarray(arr)
+        if arr.dtype.kind == "f":
+            cots[name] = cotangent(case.cotangent_seed + i, arr.shape, case.dtype, case.tier)
+    return replace(case, cotangents=cots)
+
+
+def reference_result(spec: LayerSpec, case: Case) -> tuple[Case, Result]:
+    """Run the reference forward, attach cotangents, run it again with the backward pass."""
+    with np.errstate(all="ignore"):
+        forward = spec.reference(case, False)
+        case = with_cotangents(spec, case, forward)
+        ref = spec.reference(case, True) if case.cotangents else forward
+    if spec.torch.mutates_input(case):
+        ref.outputs["mutated_input"] = ref.outputs["output"]
+    return case, ref
+
+
+class Runner:
+    """Executes a ``RunRequest``, writing records through ``writer``."""
+
+    def __init__(self, request: RunRequest, writer: RecordWriter,
+                 on_target: Callable[[str, str, str], None] | None = None):
+        self.request = request
+        self.writer = writer
+        self.run_id = uuid.uuid4().hex[:12]
+        self.tallies: dict[tuple[str, str, str], Tally] = defaultdict(Tally)
+        self.discrepancies = 0
+        self.cases = 0
+        self._on_target = on_target or (lambda op, backend, dtype: None)
+
+    # -- evaluation of one case ------------------------------------------------------------------
+    def evaluate(self, backend: Backend, spec: LayerSpec, case: Case) -> Evaluation:
+        record = self._base_record(backend, spec, case)
+        t0 = time.perf_counter()
+        try:
+            case, ref = reference_result(spec, case)
+            ref_error = None
+        except Exception as exc:
+            ref, ref_error = None, exc
+        t1 = time.perf_counter()
+        record["elapsed_s"]["reference"] = t1 - t0
+        if case.invalid:
+            return self._evaluate_invalid(backend, spec, case, record, ref_error)
+        if ref_error is not None:
+            record.update(verdict="error", error_side="reference", error=_error_text(ref_error))
+            return Evaluation(record, case)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                got = backend.run(spec, case)
+        except Exception as exc:
+            record["elapsed_s"]["backend"] = time.perf_counter() - t1
+            record.update(verdict="error", error_side="backend", error=_error_text(exc))
+            record.update(self._known_fields(backend, spec, case, failed=True))
+            record["case_id"] = case.case_id()
+            return Evaluation(record, case, ref)
+        record["elapsed_s"]["backend"] = time.perf_counter() - t1
+        comparisons = compare_results(spec, case, ref, got)
+        record["case_id"] = case.case_id()
+        record["comparisons"] = [c.to_dict() for c in comparisons]
+        record["max_utilisation"] = max((c.utilisation for c in comparisons), default=0.0)
+        failed = not all(c.ok for c in comparisons)
+        record["verdict"] = "fail" if failed else "pass"
+        record.update(self._known_fields(backend, spec, case, failed))
+        return Evaluation(record, case, ref, got)
+
+    def _evaluate_invalid(self, backend: Backend, spec: LayerSpec, case: Case, record: dict[str, Any],
+                          ref_error: BaseException | None) -> Evaluation:
+        record["case_id"] = case.case_id()
+        if ref_error is None:
+            record.update(verdict="error", error_side="reference",
+                          error="the reference accepted a case declared invalid (strategy or reference bug)")
+            return Evaluation(record, case)
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                backend.run(spec, case)
+        except Exception as exc:
+            record.update(verdict="pass", error=f"both raised; reference: {_error_text(ref_error)}; "
+                                                f"backend: {_error_text(exc)}")
+            record.update(self._known_fields(backend, spec, case, failed=False))
+            return Evaluation(record, case)
+        record.update(verdict="error", error_side="backend",
+                      error=f"the backend accepted an invalid case; reference: {_error_text(ref_error)}")
+        record.update(self._known_fields(backend, spec, case, failed=True))
+        return Evaluation(record, case)
+
+    def _known_fields(self, backend: Backend, spec: LayerSpec, case: Case, failed: bool) -> dict[str, Any]:
+        entry = match_known(self.request.known, spec.name, backend.name, case)
+        if entry is None:
+            return {"known": None}
+        if failed:
+            return {"known": entry.describe(), "verdict": "known"}
+        return {"known": entry.describe(), "verdict": "xpass" if entry.strict else "pass"}
+
+    def _base_record(self, backend: Backend, spec: LayerSpec, case: Case) -> dict[str, Any]:
+        return {
+            "type": "case", "run_id": self.run_id, "op": spec.name, "family": spec.family,
+            "backend": backend.name, "device": backend.device(), "dtype": case.dtype,
+            "tier": "invalid" if case.invalid else case.tier, "verdict": "pass", "final": False,
+            "shrinking": False, "case_id": "", "case": case.describe(), "comparisons": [],
+            "max_utilisation": 0.0, "error": None, "error_side": None, "known": None,
+            "torch": torch_description(spec, case), "artifacts": None,
+            "elapsed_s": {"reference": 0.0, "backend": 0.0},
+        }
+
+    # -- searching -------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Run everything requested; return the number of discrepancies recorded."""
+        for backend in self.request.backends:
+            for spec in self.request.specs:
+                for dtype in self.request.dtypes:
+                    self._on_target(spec.name, backend.name, dtype)
+                    ok, reason = backend.supports(spec, dtype)
+                    if not ok:
+                        self._write_unsupported(backend, spec, dtype, reason)
+                        continue
+                    self.search(backend, spec, dtype, invalid=False)
+                    if self.request.invalid and spec.invalid_cases is not None:
+                        self.search(backend, spec, dtype, invalid=True)
+        return self.discrepancies
+
+    def _write_unsupported(self, backend: Backend, spec: LayerSpec, dtype: str, reason: str) -> None:
+        record = {"type": "case", "run_id": self.run_id, "op": spec.name, "family": spec.family,
+                  "backend": backend.name, "device": backend.device(), "dtype": dtype, "tier": None,
+                  "verdict": "unsupported", "final": True, "shrinking": False, "case_id": "", "case": None,
+                  "comparisons": [], "max_utilisation": 0.0, "error": reason, "error_side": None,
+                  "known": None, "torch": None, "artifacts": None, "elapsed_s": {}}
+        self._emit(record)
+
+    def search(self, backend: Backend, spec: LayerSpec, dtype: str, invalid: bool) -> None:
+        """One Hypothesis search; a discrepancy is shrunk and its final example recorded."""
+        req = self.request
+        strategy = (spec.invalid_cases if invalid else spec.cases)(dtype)
+        state = {"failed": False}
+
+        def check(case: Case) -> None:
+            evaluation = self.evaluate(backend, spec, case)
+            record = evaluation.record
+            record["final"] = _is_final_replay()
+            record["shrinking"] = state["failed"] and not record["final"]
+            bad = record["verdict"] in DISCREPANCY_VERDICTS
+            if bad and record["final"]:
+                record["artifacts"] = self._save_artifacts(spec, evaluation)
+            self._emit(record)
+            if req.profile.target and not invalid:
+                util = float(record["max_utilisation"])
+                target(min(util, 1e6) if np.isfinite(util) else 1e6, label="tolerance utilisation")
+            if bad:
+                state["failed"] = True
+                raise _Discrepancy(f"{spec.name} on {backend.name} ({dtype}): {record['verdict']}")
+
+        test = given(case=strategy)(check)
+        test = hypothesis_settings(req.profile, req.examples, req.seed, invalid)(test)
+        if req.seed is not None:
+            test = hypothesis_seed(req.seed)(test)
+        try:
+            test()
+        except _Discrepancy:
+            pass
+        except Exception as exc:  # the search itself broke (health check, flaky replay...)
+            record = self._base_record(backend, spec, Case(op=spec.name, dtype=dtype, params={}, inputs={}))
+            record.update(verdict="error", error_side="harness", final=True, case=None,
+                          error=f"the search failed: {_error_text(exc)}")
+            self._emit(record)
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        self.writer.write(record)
+        if record.get("shrinking"):
+            return
+        key = (record["op"], record["backend"], record["dtype"])
+        tally = self.tallies[key]
+        tally.verdicts[record["verdict"]] += 1
+        util = float(record.get("max_utilisation") or 0.0)
+        tally.worst_utilisation = max(tally.worst_utilisation, util)
+        if record["verdict"] != "unsupported":
+            self.cases += 1
+        if record["verdict"] in DISCREPANCY_VERDICTS:
+            self.discrepancies += 1
+
+    def _save_artifacts(self, spec: LayerSpec, ev: Evaluation) -> dict[str, str] | None:
+        """Save the final discrepancy's arrays and a standalone repro script beside the report."""
+        record, case = ev.record, ev.case
+        try:
+            directory = self.request.report_dir / "repro"
+            directory.mkdir(parents=True, exist_ok=True)
+            stem = f"{record['op']}-{record['backend']}-{record['dtype']}-{case.case_id()}".replace("/", "_")
+            arrays = {f"input.{k}": v for k, v in case.inputs.items()}
+            arrays.update({f"cotangent.{k}": v for k, v in case.cotangents.items()})
+            if ev.reference is not None:
+                ref_tensors = ev.reference.tensors()
+                with np.errstate(all="ignore"):
+                    absref = magnitudes(spec, case, ev.reference)
+                for name, value in ref_tensors.items():
+                    arrays[f"ref.{name}"] = np.asarray(value)
+                    if np.asarray(value).dtype.kind == "f":
+                        arrays[f"bound.{name}"] = bound_for(spec, case, name, np.asarray(value), absref[name]).allowed
+                    else:
+                        arrays[f"bound.{name}"] = np.zeros(np.shape(value))
+            np.savez(directory / f"{stem}.npz", **arrays)
+            artifacts = {"npz": f"repro/{stem}.npz"}
+            try:
+                from reports.repro import render_repro
+
+                (directory / f"{stem}.py").write_text(render_repro(record, f"{stem}.npz"), encoding="utf-8")
+                artifacts["repro"] = f"repro/{stem}.py"
+            except ImportError:
+                pass
+            return artifacts
+        except Exception as exc:  # artifacts are a courtesy: never lose the record over them
+            record["artifact_error"] = _error_text(exc)
+            return None
+

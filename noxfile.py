@@ -1,0 +1,50 @@
+"""nox sessions: ``conformance`` (the suite against torch), ``tests`` (nnconform's own tests),
+``lint`` and ``benchmark``.
+
+torch is pinned through ``constraints.txt`` so that a fresh machine installs the same build CI
+uses. To test another torch build, point NNCONFORM_CONSTRAINTS at your own constraints file (e.g.
+one pinning ``torch==2.5.1+cu124`` with PIP_EXTRA_INDEX_URL set to that build's index).
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+CONSTRAINTS = ["-c", os.environ.get("NNCONFORM_CONSTRAINTS", "constraints.txt")]
+
+
+@nox.session
+def conformance(session: nox.Session) -> None:
+    """Run the declared catalogue against torch-cpu (and torch-cuda where a GPU is present)."""
+    session.install(*CONSTRAINTS, "-e", ".[torch]")
+    args = session.posargs or ["--profile", "ci"]
+    session.run("nnconform", "backends")
+    session.run("nnconform", "run", "--backend", "torch-cpu", "--backend", "torch-cuda", "--skip-unavailable",
+                "--report-dir", "nnconform-report", *args)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """nnconform's own tests: references, strategies, tolerance model, reports, CLI, wrong backends."""
+    session.install(*CONSTRAINTS, "-e", ".[test]")
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def benchmark(session: nox.Session) -> None:
+    """Reference vs torch-cpu timings per family (prints tables; not a test)."""
+    session.install(*CONSTRAINTS, "-e", ".[torch]")
+    for script in sorted(os.listdir("benchmarks")):
+        if script.startswith("bench_") and script.endswith(".py"):
+            session.run("python", f"benchmarks/{script}")

@@ -1,0 +1,113 @@
+"""The command line: listing, usage errors (one line, exit 2), exit codes and run artifacts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conformance.cli import main
+from reports.records import read_records, read_run_info
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_json_names_every_declared_layer(capsys):
+    code, out, _ = _run(capsys, "list", "--json")
+    items = json.loads(out)
+    assert code == 0
+    names = {i["name"] for i in items}
+    assert "ReLU" in names
+    for item in items:
+        assert {"name", "family", "forward", "backward"} <= set(item)
+
+
+def test_backends_reports_cuda_unavailability_with_reason(capsys):
+    code, out, _ = _run(capsys, "backends", "--json")
+    infos = {i["name"]: i for i in json.loads(out)}
+    assert code == 0 and infos["torch-cpu"]["available"]
+    cuda = infos["torch-cuda"]
+    if not cuda["available"]:
+        assert cuda["reason"]
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["run", "--ops", "NoSuchLayer"], "unknown op"),
+    (["run", "--backend", "no-such-backend"], "unknown backend"),
+    (["run", "--backend", "no_such_module:Backend"], "cannot import"),
+    (["run", "--backend", "tests.wrong_backends.generic:Missing"], "no attribute"),
+    (["run", "--dtypes", "float8"], "unknown dtype"),
+    (["run", "--examples", "0"], "positive integer"),
+    (["run", "--profile", "fast"], "invalid choice"),
+    (["frobnicate"], "invalid choice"),
+    (["report", "/nonexistent/dir"], "results.jsonl"),
+])
+def test_usage_errors_are_one_line_with_exit_code_2(capsys, argv, fragment):
+    code, out, err = _run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nnconform: error:") and fragment in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_unavailable_backend_is_a_usage_error_unless_skipped(capsys, tmp_path):
+    from backends.registry import load_backend
+
+    if load_backend("torch-cuda").availability()[0]:
+        pytest.skip("a GPU is present")
+    code, _, err = _run(capsys, "run", "--backend", "torch-cuda", "--ops", "ReLU", "--report-dir", str(tmp_path))
+    assert code == 2 and "unavailable" in err
+    code, _, err = _run(capsys, "run", "--backend", "torch-cuda", "--skip-unavailable", "--ops", "ReLU",
+                        "--report-dir", str(tmp_path), "--quiet")
+    assert code == 0 and "unavailable" in err
+    assert read_run_info(tmp_path)["backends"][0]["available"] is False
+
+
+def test_run_writes_records_and_reports_and_exits_0_when_conforming(capsys, tmp_path):
+    code, out, _ = _run(capsys, "run", "--ops", "ReLU", "--dtypes", "float32,bfloat16", "--examples", "5",
+                        "--report-dir", str(tmp_path), "--quiet")
+    assert code == 0, out
+    records = list(read_records(tmp_path))
+    assert {r["dtype"] for r in records} == {"float32", "bfloat16"}
+    assert all(r["verdict"] == "pass" for r in records)
+    info = read_run_info(tmp_path)
+    assert info["exit_code"] == 0 and info["cases"] == len(records)
+    assert (tmp_path / "report.html").exists() and (tmp_path / "junit.xml").exists()
+
+
+def test_wrong_backend_is_caught_with_exit_1_and_a_shrunk_repro(capsys, tmp_path):
+    code, out, _ = _run(capsys, "run", "--backend", "tests.wrong_backends.generic:ReluGradAtZero", "--ops", "ReLU",
+                        "--dtypes", "float32", "--report-dir", str(tmp_path), "--quiet")
+    assert code == 1
+    finals = [r for r in read_records(tmp_path) if r["final"] and r["verdict"] == "fail"]
+    assert len(finals) == 1
+    final = finals[0]
+    assert final["op"] == "ReLU" and final["backend"] == "wrong-relu-kink"
+    bad = [c for c in final["comparisons"] if not c["ok"]]
+    assert [c["tensor"] for c in bad] == ["grad.input"]
+    # shrunk: a tiny input suffices to show the kink bug
+    assert final["case"]["inputs"]["input"]["shape"] == [1]
+    assert (tmp_path / final["artifacts"]["npz"]).exists()
+    assert (tmp_path / final["artifacts"]["repro"]).exists()
+    assert "ReLU" in (tmp_path / "report.html").read_text()
+
+
+def test_a_raising_backend_is_recorded_and_the_run_goes_on(capsys, tmp_path):
+    code, _, _ = _run(capsys, "run", "--backend", "tests.wrong_backends.generic:Raises", "--ops", "ReLU",
+                      "--dtypes", "float64,float32", "--examples", "3", "--report-dir", str(tmp_path), "--quiet")
+    records = list(read_records(tmp_path))
+    assert code == 1
+    assert {r["dtype"] for r in records if r["verdict"] == "error"} == {"float64", "float32"}
+    assert all("kernel exploded" in r["error"] for r in records if r["verdict"] == "error")
+
+
+def test_unsupported_layers_are_never_reported_as_passed(capsys, tmp_path):
+    code, _, _ = _run(capsys, "run", "--backend", "tests.wrong_backends.generic:ClaimsNothing", "--ops", "ReLU",
+                      "--report-dir", str(tmp_path), "--quiet")
+    records = list(read_records(tmp_path))
+    assert code == 0
+    assert records and all(r["verdict"] == "unsupported" for r in records)

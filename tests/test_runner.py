@@ -1,0 +1,58 @@
+"""Runner semantics: known discrepancies (strict), the reference backend, invalid cases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backends.reference_backend import ReferenceBackend
+from backends.registry import load_backend
+from conformance.known import KnownDiscrepancy, load_known
+from conformance.profiles import PROFILES
+from conformance.runner import Runner, RunRequest
+from conformance.spec import all_specs, select_specs
+from reports.records import RecordWriter, read_records
+
+
+def _run(tmp_path: Path, backend, ops, known=(), dtypes=("float32",), examples=20) -> tuple[Runner, list[dict]]:
+    request = RunRequest(backends=[backend], specs=select_specs(list(ops)), dtypes=list(dtypes),
+                         profile=PROFILES["ci"], report_dir=tmp_path, examples=examples, known=list(known))
+    with RecordWriter(tmp_path) as writer:
+        runner = Runner(request, writer)
+        runner.run()
+    return runner, list(read_records(tmp_path))
+
+
+def test_known_discrepancy_turns_failures_into_known(tmp_path):
+    entry = KnownDiscrepancy(id="relu-kink", op="ReLU", backend="wrong-*", reason="test", when="tier == 'exact'")
+    runner, records = _run(tmp_path, load_backend("tests.wrong_backends.generic:ReluGradAtZero"), ["ReLU"], [entry])
+    verdicts = {r["verdict"] for r in records}
+    assert "known" in verdicts and "fail" not in verdicts
+    assert runner.discrepancies == 0
+
+
+def test_strict_known_entry_that_passes_is_an_unexpected_pass(tmp_path):
+    entry = KnownDiscrepancy(id="bogus", op="ReLU", backend="torch-cpu", reason="no such bug")
+    runner, records = _run(tmp_path, load_backend("torch-cpu"), ["ReLU"], [entry], examples=5)
+    assert any(r["verdict"] == "xpass" for r in records) and runner.discrepancies > 0
+
+
+def test_non_strict_known_entry_that_passes_is_a_pass(tmp_path):
+    entry = KnownDiscrepancy(id="flaky", op="ReLU", backend="torch-cpu", reason="sometimes", strict=False)
+    runner, records = _run(tmp_path, load_backend("torch-cpu"), ["ReLU"], [entry], examples=5)
+    assert {r["verdict"] for r in records} == {"pass"} and runner.discrepancies == 0
+
+
+def test_known_discrepancy_file_parses():
+    for entry in load_known():
+        assert entry.id and entry.reason and entry.op
+
+
+@pytest.mark.parametrize("spec", sorted(all_specs()), ids=str)
+def test_reference_backend_conforms_to_itself(tmp_path, spec):
+    """The oracle as a backend (rounded to each dtype) must pass everywhere: this validates the
+    harness, the rounding model and the tolerance model together."""
+    runner, records = _run(tmp_path, ReferenceBackend(), [spec], dtypes=("float64", "bfloat16"), examples=6)
+    bad = [r for r in records if r["verdict"] != "pass"]
+    assert not bad, bad[0]

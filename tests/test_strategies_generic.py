@@ -1,0 +1,62 @@
+"""Every declared layer's case strategy: valid by construction, bounded, and varied."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from conformance.dtypes import DTYPE_NAMES, DTYPES
+from conformance.runner import reference_result
+from conformance.spec import all_specs
+
+SPECS = sorted(all_specs().values(), key=lambda s: s.name)
+MAX_ELEMENTS = 1 << 16
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_cases_are_valid_bounded_and_varied(spec):
+    """Cases of every dtype: the reference accepts them, values are representable in the dtype,
+    the element count stays bounded, and the draws vary (Hypothesis' health checks also fail the
+    test if the strategy filters most draws away)."""
+    seen: Counter = Counter()
+
+    for dtype in DTYPE_NAMES:
+        @settings(max_examples=12)
+        @given(case=spec.cases(dtype))
+        def check(case):
+            assert case.op == spec.name and case.dtype == dtype and not case.invalid
+            total = 0
+            for name, arr in case.inputs.items():
+                total += arr.size
+                if arr.dtype.kind == "f":
+                    np.testing.assert_array_equal(DTYPES[dtype].round(arr), arr, err_msg=name)
+                    if case.tier == "exact":
+                        finite = arr[np.isfinite(arr)]
+                        assert np.all(finite == np.round(finite)), f"{name}: exact tier needs integers"
+                layout = case.layout(name)
+                assert len(layout.strides(arr.shape)) == arr.ndim
+            assert set(case.differentiable) <= set(case.inputs)
+            assert total <= MAX_ELEMENTS, total
+            reference_result(spec, case)  # must not raise
+            seen[(case.tier, repr(sorted(case.params.items())))] += 1
+            seen[("shape", tuple(case.inputs[next(iter(case.inputs))].shape))] += 1
+
+        check()
+    assert len([k for k in seen if k[0] != "shape"]) >= 3, "the strategy hardly varies its parameters"
+    assert len([k for k in seen if k[0] == "shape"]) >= 3, "the strategy hardly varies its shapes"
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.invalid_cases is not None], ids=lambda s: s.name)
+def test_invalid_cases_are_rejected_by_the_reference(spec):
+    @settings(max_examples=10)
+    @given(case=spec.invalid_cases("float32"))
+    def check(case):
+        assert case.invalid
+        with pytest.raises((ValueError, IndexError, TypeError)):
+            with np.errstate(all="ignore"):
+                reference_result(spec, case)
+
+    check()

@@ -1,0 +1,62 @@
+"""Deliberately wrong adapters for the harness' own tests (not tied to one family)."""
+
+from __future__ import annotations
+
+import torch
+
+from backends.base import Backend
+from backends.torch_backend import TorchBackend
+
+
+class _ReluWithUnitSlopeAtZero(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * (x >= 0).to(g.dtype)  # wrong: ReLU'(0) must be 0
+
+
+class _WrongKinkReLU(torch.nn.ReLU):
+    def forward(self, x):
+        return _ReluWithUnitSlopeAtZero.apply(x)
+
+
+class ReluGradAtZero(TorchBackend):
+    """ReLU whose derivative at 0 is 1: only visible where the input is exactly 0."""
+
+    name = "wrong-relu-kink"
+
+    def __init__(self) -> None:
+        super().__init__("cpu")
+        self.name = "wrong-relu-kink"
+
+    def build_module(self, spec, case):
+        if spec.name == "ReLU":
+            return _WrongKinkReLU()
+        return super().build_module(spec, case)
+
+
+class Raises(Backend):
+    """A backend whose every call raises: must be recorded as 'error', and the run goes on."""
+
+    name = "always-raises"
+
+    def run(self, spec, case):
+        raise RuntimeError("kernel exploded")
+
+
+class ClaimsNothing(TorchBackend):
+    """Implements no layer at all: everything must be reported unsupported, never passed."""
+
+    def __init__(self) -> None:
+        super().__init__("cpu")
+        self.name = "claims-nothing"
+
+    def capabilities(self):
+        from backends.base import Capabilities
+
+        return Capabilities(ops=frozenset())
