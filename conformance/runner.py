@@ -227,14 +227,19 @@ class Runner:
             for spec in self.request.specs:
                 for dtype in self.request.dtypes:
                     self._on_target(spec.name, backend.name, dtype)
-                    ok, reason = backend.supports(spec, dtype)
-                    if not ok:
-                        self._write_unsupported(backend, spec, dtype, reason)
-                        continue
-                    self.search(backend, spec, dtype, invalid=False)
-                    if self.request.invalid and spec.invalid_cases is not None:
-                        self.search(backend, spec, dtype, invalid=True)
+                    self.run_target(backend, spec, dtype)
         return self.discrepancies
+
+    def run_target(self, backend: Backend, spec: LayerSpec, dtype: str) -> Tally:
+        """Search one layer × backend × dtype (valid, then invalid cases); return its tally."""
+        ok, reason = backend.supports(spec, dtype)
+        if not ok:
+            self._write_unsupported(backend, spec, dtype, reason)
+        else:
+            self.search(backend, spec, dtype, invalid=False)
+            if self.request.invalid and spec.invalid_cases is not None:
+                self.search(backend, spec, dtype, invalid=True)
+        return self.tallies[(spec.name, backend.name, dtype)]
 
     def _write_unsupported(self, backend: Backend, spec: LayerSpec, dtype: str, reason: str) -> None:
         record = {"type": "case", "run_id": self.run_id, "op": spec.name, "family": spec.family,
