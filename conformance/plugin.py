@@ -56,8 +56,9 @@ def nnconform_runner(request: Any) -> Any:
 
     config = request.config
     report_dir = Path(config.getoption("--nnconform-report-dir"))
-    run_request = RunRequest(backends=[], specs=[], dtypes=[], profile=PROFILES[config.getoption("--nnconform-profile")],
-                             report_dir=report_dir, examples=config.getoption("--nnconform-examples"),
+    profile = PROFILES[config.getoption("--nnconform-profile")]
+    run_request = RunRequest(backends=[], specs=[], dtypes=[], profile=profile, report_dir=report_dir,
+                             examples=config.getoption("--nnconform-examples"),
                              known=load_known())
     writer = RecordWriter(report_dir)
     yield Runner(run_request, writer)

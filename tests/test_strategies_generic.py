@@ -24,29 +24,33 @@ def test_cases_are_valid_bounded_and_varied(spec):
     seen: Counter = Counter()
 
     for dtype in DTYPE_NAMES:
-        @settings(max_examples=12)
-        @given(case=spec.cases(dtype))
-        def check(case):
-            assert case.op == spec.name and case.dtype == dtype and not case.invalid
-            total = 0
-            for name, arr in case.inputs.items():
-                total += arr.size
-                if arr.dtype.kind == "f":
-                    np.testing.assert_array_equal(DTYPES[dtype].round(arr), arr, err_msg=name)
-                    if case.tier == "exact":
-                        finite = arr[np.isfinite(arr)]
-                        assert np.all(finite == np.round(finite)), f"{name}: exact tier needs integers"
-                layout = case.layout(name)
-                assert len(layout.strides(arr.shape)) == arr.ndim
-            assert set(case.differentiable) <= set(case.inputs)
-            assert total <= MAX_ELEMENTS, total
-            reference_result(spec, case)  # must not raise
-            seen[(case.tier, repr(sorted(case.params.items())))] += 1
-            seen[("shape", tuple(case.inputs[next(iter(case.inputs))].shape))] += 1
-
-        check()
+        _check_dtype(spec, dtype, seen)
     assert len([k for k in seen if k[0] != "shape"]) >= 3, "the strategy hardly varies its parameters"
     assert len([k for k in seen if k[0] == "shape"]) >= 3, "the strategy hardly varies its shapes"
+
+
+def _check_dtype(spec, dtype: str, seen: Counter) -> None:
+    @settings(max_examples=12)
+    @given(case=spec.cases(dtype))
+    def check(case):
+        assert case.op == spec.name and case.dtype == dtype and not case.invalid
+        total = 0
+        for name, arr in case.inputs.items():
+            total += arr.size
+            if arr.dtype.kind == "f":
+                np.testing.assert_array_equal(DTYPES[dtype].round(arr), arr, err_msg=name)
+                if case.tier == "exact":
+                    finite = arr[np.isfinite(arr)]
+                    assert np.all(finite == np.round(finite)), f"{name}: exact tier needs integers"
+            layout = case.layout(name)
+            assert len(layout.strides(arr.shape)) == arr.ndim
+        assert set(case.differentiable) <= set(case.inputs)
+        assert total <= MAX_ELEMENTS, total
+        reference_result(spec, case)  # must not raise
+        seen[(case.tier, repr(sorted(case.params.items())))] += 1
+        seen[("shape", tuple(case.inputs[next(iter(case.inputs))].shape))] += 1
+
+    check()
 
 
 @pytest.mark.parametrize("spec", [s for s in SPECS if s.invalid_cases is not None], ids=lambda s: s.name)

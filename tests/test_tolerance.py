@@ -25,8 +25,8 @@ def _spec(exact: str = "bitwise", c: float = 2.0) -> LayerSpec:
 
 
 def _case(x, w, dtype="float32", tier="float") -> Case:
-    return Case(op="Dot", dtype=dtype, params={}, inputs={"input": np.asarray(x, float), "weight": np.asarray(w, float)},
-                tier=tier)
+    inputs = {"input": np.asarray(x, float), "weight": np.asarray(w, float)}
+    return Case(op="Dot", dtype=dtype, params={}, inputs=inputs, tier=tier)
 
 
 def test_bound_is_the_documented_formula():
