@@ -3,9 +3,10 @@
 Each entry names the layer (glob), backend (glob), dtype (glob, optional), an optional
 ``when`` predicate — a Python expression over ``params``, ``forward_kwargs``, ``shapes`` (input
 name -> shape tuple), ``layouts`` (input name -> layout kind), ``tier``, ``train`` and ``dtype`` —
-the ``reason`` and a ``link``. A failing case that matches is reported as *known*; a matching case
-that passes is an unexpected pass (*xpass*), reported as a discrepancy when the entry is ``strict``
-(the default), so an entry whose bug was fixed does not linger.
+the ``reason`` and a ``link``. A failing case that matches is reported as *known*. When a strict
+entry (the default) matched cases of a layer × backend × dtype search and none of them failed, the
+run reports an unexpected pass (*xpass*, a discrepancy), so an entry whose bug was fixed does not
+linger. A predicate sees parameters and shapes, not values, so it may match some passing cases too.
 """
 
 from __future__ import annotations

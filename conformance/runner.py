@@ -142,6 +142,8 @@ class Runner:
         self.tallies: dict[tuple[str, str, str], Tally] = defaultdict(Tally)
         self.discrepancies = 0
         self.cases = 0
+        # (op, backend, dtype) -> known entry id -> [entry, matched cases, failed cases]
+        self._known_stats: dict[tuple[str, str, str], dict[str, list[Any]]] = defaultdict(dict)
         self._on_target = on_target or (lambda op, backend, dtype: None)
 
     # -- evaluation of one case ------------------------------------------------------------------
@@ -202,12 +204,27 @@ class Runner:
         return Evaluation(record, case)
 
     def _known_fields(self, backend: Backend, spec: LayerSpec, case: Case, failed: bool) -> dict[str, Any]:
+        """A failing case matching a known entry is 'known'; a passing one stays 'pass' but counts
+        toward the entry's unexpected-pass check at the end of the target (``_check_known``)."""
         entry = match_known(self.request.known, spec.name, backend.name, case)
         if entry is None:
             return {"known": None}
+        stats = self._known_stats[(spec.name, backend.name, case.dtype)].setdefault(entry.id, [entry, 0, 0])
+        stats[1] += 1
         if failed:
+            stats[2] += 1
             return {"known": entry.describe(), "verdict": "known"}
-        return {"known": entry.describe(), "verdict": "xpass" if entry.strict else "pass"}
+        return {"known": entry.describe()}
+
+    def _check_known(self, backend: Backend, spec: LayerSpec, dtype: str) -> None:
+        """A strict known entry that matched cases of this target, none of which failed, is an
+        unexpected pass: the discrepancy seems fixed and the entry must go."""
+        for entry, matched, failed in self._known_stats.pop((spec.name, backend.name, dtype), {}).values():
+            if entry.strict and matched and not failed:
+                record = self._base_record(backend, spec, Case(op=spec.name, dtype=dtype, params={}, inputs={}))
+                record.update(verdict="xpass", final=True, case=None, known=entry.describe(), torch=None,
+                              error=f"known discrepancy {entry.id!r} matched {matched} cases and none failed")
+                self._emit(record)
 
     def _base_record(self, backend: Backend, spec: LayerSpec, case: Case) -> dict[str, Any]:
         return {
@@ -239,6 +256,7 @@ class Runner:
             self.search(backend, spec, dtype, invalid=False)
             if self.request.invalid and spec.invalid_cases is not None:
                 self.search(backend, spec, dtype, invalid=True)
+            self._check_known(backend, spec, dtype)
         return self.tallies[(spec.name, backend.name, dtype)]
 
     def _write_unsupported(self, backend: Backend, spec: LayerSpec, dtype: str, reason: str) -> None:

@@ -25,17 +25,20 @@ def _run(tmp_path: Path, backend, ops, known=(), dtypes=("float32",), examples=2
 
 
 def test_known_discrepancy_turns_failures_into_known(tmp_path):
-    entry = KnownDiscrepancy(id="relu-kink", op="ReLU", backend="wrong-*", reason="test", when="tier == 'exact'")
-    runner, records = _run(tmp_path, load_backend("tests.wrong_backends.generic:ReluGradAtZero"), ["ReLU"], [entry])
-    verdicts = {r["verdict"] for r in records}
-    assert "known" in verdicts and "fail" not in verdicts
-    assert runner.discrepancies == 0
+    entry = KnownDiscrepancy(id="relu-kink", op="ReLU", backend="wrong-*", reason="test", when="dtype != 'float16'")
+    backend = load_backend("tests.wrong_backends.generic:ReluGradAtZero")
+    runner, records = _run(tmp_path, backend, ["ReLU"], [entry], dtypes=("float32", "float16"))
+    by_dtype = {d: {r["verdict"] for r in records if r["dtype"] == d} for d in ("float32", "float16")}
+    assert "known" in by_dtype["float32"] and "fail" not in by_dtype["float32"]
+    assert "fail" in by_dtype["float16"]  # the predicate excludes float16: still a discrepancy
 
 
-def test_strict_known_entry_that_passes_is_an_unexpected_pass(tmp_path):
+def test_strict_known_entry_that_never_fails_is_an_unexpected_pass(tmp_path):
     entry = KnownDiscrepancy(id="bogus", op="ReLU", backend="torch-cpu", reason="no such bug")
     runner, records = _run(tmp_path, load_backend("torch-cpu"), ["ReLU"], [entry], examples=5)
-    assert any(r["verdict"] == "xpass" for r in records) and runner.discrepancies > 0
+    xpass = [r for r in records if r["verdict"] == "xpass"]
+    assert len(xpass) == 1 and xpass[0]["final"] and "bogus" in xpass[0]["error"]
+    assert runner.discrepancies == 1
 
 
 def test_non_strict_known_entry_that_passes_is_a_pass(tmp_path):

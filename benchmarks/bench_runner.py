@@ -1,0 +1,49 @@
+"""Per-example overhead of the harness: where the time of one conformance case goes.
+
+Runs the ci profile over a few layers against torch-cpu and splits the wall time into reference,
+backend and harness (strategy drawing, comparison, tolerance model, records). Prints a table; it
+is a measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from backends.registry import load_backend
+from conformance.profiles import PROFILES
+from conformance.runner import Runner, RunRequest
+from conformance.spec import all_specs
+from reports.records import RecordWriter, read_records
+
+
+def measure(op: str, examples: int = 40) -> tuple[int, float, float, float]:
+    backend = load_backend("torch-cpu")
+    backend.availability()  # imports torch outside the measurement
+    with tempfile.TemporaryDirectory() as tmp:
+        request = RunRequest(backends=[backend], specs=[all_specs()[op]], dtypes=["float32"],
+                             profile=PROFILES["ci"], report_dir=Path(tmp), examples=examples, invalid=False)
+        with RecordWriter(tmp) as writer:
+            runner = Runner(request, writer)
+            t0 = time.perf_counter()
+            runner.run()
+            wall = time.perf_counter() - t0
+        records = list(read_records(tmp))
+    ref = sum(r["elapsed_s"].get("reference", 0.0) for r in records)
+    backend = sum(r["elapsed_s"].get("backend", 0.0) for r in records)
+    return len(records), wall, ref, backend
+
+
+def main(ops: list[str]) -> None:
+    print(f"{'layer':<20}{'cases':>7}{'cases/s':>10}{'ref ms':>9}{'torch ms':>10}{'harness ms':>12}")
+    for op in ops:
+        n, wall, ref, backend = measure(op)
+        harness = wall - ref - backend
+        print(f"{op:<20}{n:>7}{n / wall:>10.1f}{1e3 * ref / n:>9.2f}{1e3 * backend / n:>10.2f}{1e3 * harness / n:>12.2f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or [op for op in ("ReLU", "Linear", "Conv2d", "MaxPool2d", "CrossEntropyLoss")
+                          if op in all_specs()])

@@ -1,0 +1,309 @@
+"""The report model shared by every renderer, and ``render_all``.
+
+Records (see ``reports.records``) are grouped into *cells*, one per layer × backend × dtype, with
+their verdict counts (the intermediate examples of shrinking, ``shrinking: true``, are not counted)
+and worst bound utilisation. The discrepancies to report are the records
+Hypothesis settled on after shrinking (``final``) with a discrepancy verdict; a cell that saw a
+discrepancy but has no final record (an interrupted run) reports its last discrepancy instead.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conformance.dtypes import DTYPE_NAMES
+from reports.records import DISCREPANCY_VERDICTS, VERDICTS, as_float, read_records, read_run_info
+
+HTML_FILE = "report.html"
+JUNIT_FILE = "junit.xml"
+
+# How a cell is coloured: the most serious verdict it saw.
+STATUS_ORDER = ("fail", "known", "unsupported", "pass", "empty")
+
+
+@dataclass
+class Cell:
+    """Every record of one layer on one backend in one dtype."""
+
+    op: str
+    backend: str
+    dtype: str
+    family: str = ""
+    counts: Counter = field(default_factory=Counter)
+    worst_utilisation: float | None = None
+    elapsed_s: float = 0.0
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def cases(self) -> int:
+        """Cases actually run (unsupported records carry no case)."""
+        return sum(n for verdict, n in self.counts.items() if verdict != "unsupported")
+
+    @property
+    def discrepancies(self) -> int:
+        return sum(self.counts[v] for v in DISCREPANCY_VERDICTS)
+
+    @property
+    def status(self) -> str:
+        if self.discrepancies:
+            return "fail"
+        if self.counts["known"]:
+            return "known"
+        if self.cases == 0 and self.counts["unsupported"]:
+            return "unsupported"
+        return "pass" if self.cases else "empty"
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        if record.get("shrinking"):
+            return  # intermediate examples of shrinking are not counted (the runner's tally agrees)
+        self.counts[record.get("verdict", "error")] += 1
+        self.family = self.family or record.get("family") or ""
+        util = utilisation(record)
+        if util is not None and (self.worst_utilisation is None or _gt(util, self.worst_utilisation)):
+            self.worst_utilisation = util
+        for seconds in (record.get("elapsed_s") or {}).values():
+            self.elapsed_s += as_float(seconds)
+
+
+def _gt(a: float, b: float) -> bool:
+    return (not math.isnan(a)) and (math.isnan(b) or a > b)
+
+
+def utilisation(record: dict[str, Any]) -> float | None:
+    """The record's largest error/bound ratio, or None when nothing was compared."""
+    value = record.get("max_utilisation")
+    if value is None or not record.get("comparisons"):
+        return None
+    return as_float(value)
+
+
+def is_case_record(record: dict[str, Any]) -> bool:
+    return record.get("type", "case") in ("case", "unsupported") and "verdict" in record
+
+
+def dtype_rank(dtype: str) -> tuple[int, str]:
+    return (DTYPE_NAMES.index(dtype) if dtype in DTYPE_NAMES else len(DTYPE_NAMES), dtype)
+
+
+def cell_key(record: dict[str, Any]) -> tuple[str, str, str]:
+    return (str(record.get("op", "?")), str(record.get("backend", "?")), str(record.get("dtype", "?")))
+
+
+def build_cells(records: list[dict[str, Any]]) -> list[Cell]:
+    """Group records by layer × backend × dtype; cells with a discrepancy first, then by name."""
+    cells: dict[tuple[str, str, str], Cell] = {}
+    for record in records:
+        if not is_case_record(record):
+            continue
+        key = cell_key(record)
+        if key not in cells:
+            cells[key] = Cell(*key)
+        cells[key].add(record)
+    return sorted(cells.values(),
+                  key=lambda c: (c.status != "fail", c.op, c.backend, dtype_rank(c.dtype)))
+
+
+def reported_discrepancies(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The discrepancy records to report: final shrunk ones, else a cell's last discrepancy."""
+    finals: list[dict[str, Any]] = []
+    last: dict[tuple[str, str, str], dict[str, Any]] = {}
+    with_final: set[tuple[str, str, str]] = set()
+    for record in records:
+        if not is_case_record(record) or record.get("verdict") not in DISCREPANCY_VERDICTS:
+            continue
+        key = cell_key(record)
+        last[key] = record
+        if record.get("final"):
+            finals.append(record)
+            with_final.add(key)
+    finals.extend(r for key, r in last.items() if key not in with_final)
+    return sorted(finals, key=lambda r: (r.get("op", ""), r.get("backend", ""), dtype_rank(r.get("dtype", ""))))
+
+
+def known_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per known-discrepancy entry and cell: {id, reason, link, op, backend, dtype, count}."""
+    rows: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for record in records:
+        if not is_case_record(record) or record.get("verdict") not in ("known", "xpass"):
+            continue
+        known = record.get("known") or {}
+        key = (str(known.get("id", "?")), *cell_key(record))
+        row = rows.setdefault(key, {"id": key[0], "reason": known.get("reason", ""), "link": known.get("link", ""),
+                                    "op": key[1], "backend": key[2], "dtype": key[3], "known": 0, "xpass": 0})
+        row[record["verdict"]] += 1
+    return list(rows.values())
+
+
+def unsupported_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per layer × backend × reason: {op, backend, dtypes, reason}."""
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for record in records:
+        if not is_case_record(record) or record.get("verdict") != "unsupported":
+            continue
+        reason = str(record.get("reason") or record.get("error") or "")
+        op, backend, dtype = cell_key(record)
+        row = rows.setdefault((op, backend, reason), {"op": op, "backend": backend, "reason": reason, "dtypes": []})
+        if dtype not in row["dtypes"]:
+            row["dtypes"].append(dtype)
+    for row in rows.values():
+        row["dtypes"].sort(key=dtype_rank)
+    return list(rows.values())
+
+
+def backend_rows(run_info: dict[str, Any]) -> list[dict[str, Any]]:
+    """run.json's backends as a list of {name, available, reason, ...} (dict or list form)."""
+    backends = run_info.get("backends") or []
+    if isinstance(backends, dict):
+        rows = []
+        for name, info in backends.items():
+            info = info if isinstance(info, dict) else {"available": bool(info)}
+            rows.append({"name": name, **info})
+        backends = rows
+    out = []
+    for info in backends:
+        if isinstance(info, str):
+            info = {"name": info, "available": True}
+        row = dict(info)
+        row.setdefault("name", "?")
+        row["available"] = bool(row.get("available", True))
+        row["reason"] = str(row.get("reason") or "")
+        out.append(row)
+    return out
+
+
+def unavailable_backends(run_info: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(row["name"], row["reason"]) for row in backend_rows(run_info) if not row["available"]]
+
+
+# -- short textual descriptions --------------------------------------------------------------------
+
+def format_value(value: Any) -> str:
+    """A parameter value as Python-like text: JSON lists (tuples in the case) shown as tuples."""
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(format_value(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {format_value(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def format_number(value: Any, digits: int = 4) -> str:
+    """Numbers for tables: ``%.{digits}g``; ``inf``/``nan`` strings kept; None as ``–``."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    try:
+        x = as_float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(x) or math.isinf(x):
+        return repr(x)
+    return f"{x:.{digits}g}"
+
+
+def format_exact(value: Any) -> str:
+    """A value at full precision (shortest round-trip repr)."""
+    if value is None:
+        return "–"
+    if isinstance(value, (int, bool)):
+        return str(value)
+    try:
+        return repr(as_float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def layout_text(layout: dict[str, Any] | None) -> str:
+    layout = layout or {"kind": "contiguous"}
+    extra = [f"{k}={format_value(layout[k])}" for k in ("perm", "step", "dims") if layout.get(k)]
+    return " ".join([layout.get("kind", "contiguous"), *extra])
+
+
+def input_text(name: str, info: dict[str, Any]) -> str:
+    shape = "×".join(str(s) for s in info.get("shape", [])) or "scalar"
+    parts = [f"{name}[{shape}]", str(info.get("dtype", ""))]
+    layout = (info.get("layout") or {}).get("kind", "contiguous")
+    if layout != "contiguous":
+        parts.append(layout_text(info.get("layout")))
+    return " ".join(p for p in parts if p)
+
+
+def call_text(record: dict[str, Any]) -> str:
+    """``Conv2d(in_channels=2, ...)`` with the forward keyword arguments after a ``|``."""
+    case = record.get("case") or {}
+    params = ", ".join(f"{k}={format_value(v)}" for k, v in (case.get("params") or {}).items())
+    text = f"{record.get('op', '?')}({params})"
+    fwd = case.get("forward_kwargs") or {}
+    if fwd:
+        text += " | forward(" + ", ".join(f"{k}={format_value(v)}" for k, v in fwd.items()) + ")"
+    return text
+
+
+def case_summary(record: dict[str, Any]) -> str:
+    """One line describing the shrunk case: call, inputs, tier, mode."""
+    case = record.get("case")
+    if not case:
+        return f"{record.get('op', '?')} on {record.get('backend', '?')} ({record.get('dtype', '?')})"
+    inputs = ", ".join(input_text(n, i) for n, i in (case.get("inputs") or {}).items())
+    mode = "train" if case.get("train", True) else "eval"
+    return f"{call_text(record)}; inputs: {inputs}; tier={case.get('tier', '?')}, {mode}"
+
+
+def worst_comparison(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The failing comparison with the largest utilisation (or the largest overall)."""
+    comparisons = record.get("comparisons") or []
+    if not comparisons:
+        return None
+    failing = [c for c in comparisons if not c.get("ok", True)] or comparisons
+
+    def key(c: dict[str, Any]) -> float:
+        u = as_float(c.get("utilisation", 0.0))
+        return -1.0 if math.isnan(u) else u
+
+    return max(failing, key=key)
+
+
+def metrics_text(c: dict[str, Any]) -> str:
+    """A comparison's error metrics: max abs/rel error, ULPs, utilisation, reduction length K."""
+    return (f"max abs err {format_number(c.get('max_abs_err'))}, rel {format_number(c.get('max_rel_err'))}, "
+            f"{format_number(c.get('max_ulp'))} ulp, util {format_number(c.get('utilisation'))}, "
+            f"K={c.get('reduction_length', 1)}")
+
+
+def comparison_text(c: dict[str, Any]) -> str:
+    return f"{c.get('tensor', '?')}: {c.get('mismatches', 0)}/{c.get('size', 0)} mismatches, {metrics_text(c)}"
+
+
+def verdict_counts_text(counts: Counter) -> str:
+    return ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v])
+
+
+# -- entry point -----------------------------------------------------------------------------------
+
+def load(directory: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(records of results.jsonl, run.json) of a report directory."""
+    directory = Path(directory)
+    records = list(read_records(directory)) if (directory / "results.jsonl").exists() else []
+    return records, read_run_info(directory)
+
+
+def render_all(directory: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write ``report.html`` and ``junit.xml`` into ``directory`` from its results.jsonl and run.json."""
+    from reports.html import write_html
+    from reports.junit import write_junit
+
+    directory = Path(directory)
+    records, run_info = load(directory)
+    return {
+        "html": write_html(directory / HTML_FILE, records, run_info, report_dir=directory),
+        "junit": write_junit(directory / JUNIT_FILE, records, run_info),
+    }

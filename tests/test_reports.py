@@ -1,0 +1,275 @@
+"""Report renderers: terminal summary, HTML, JUnit XML and standalone repro scripts.
+
+Synthetic records cover every verdict; the repro script is run end to end on real torch cases
+whose reference values are computed here by hand (NumPy), never by torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from conformance.case import Case, Layout
+from reports.html import render_html
+from reports.junit import build_junit
+from reports.records import RecordWriter, write_run_info
+from reports.render import render_all
+from reports.repro import render_repro
+from reports.terminal import print_summary
+
+REPRO_REL = "repro/Conv2d-torch-cpu-float32-abc.py"
+
+
+def _case_section(params=None, dtype="float32", layout=None) -> dict:
+    return {
+        "op": "Conv2d", "dtype": dtype, "tier": "float", "train": True, "invalid": False,
+        "params": params or {"in_channels": 2, "out_channels": 3, "kernel_size": [3, 3]},
+        "forward_kwargs": {},
+        "inputs": {
+            "input": {"shape": [1, 2, 5, 5], "dtype": dtype, "layout": layout or {"kind": "channels_last",
+                      "perm": [0, 2, 3, 1]}, "strides": [50, 1, 10, 2], "requires_grad": True},
+            "weight": {"shape": [3, 2, 3, 3], "dtype": dtype, "layout": {"kind": "contiguous"},
+                       "strides": [18, 9, 3, 1], "requires_grad": True},
+        },
+        "note": "",
+    }
+
+
+def _comparison(tensor, ok, util, worst=()):
+    return {"tensor": tensor, "ok": ok, "shape": [1, 3, 3, 3], "size": 27, "mismatches": 0 if ok else 2,
+            "max_abs_err": 0.03125 if not ok else 1e-7, "max_rel_err": 0.5 if not ok else 1e-6,
+            "max_ulp": 262144.0 if not ok else 1.0, "utilisation": util, "worst_index": [0, 1, 2, 2],
+            "exact_elements": 0, "reduction_length": 18, "worst": list(worst),
+            "message": "" if ok else "2 of 27 elements out of bound (value)"}
+
+
+def _record(op="Conv2d", backend="torch-cpu", dtype="float32", verdict="pass", **extra) -> dict:
+    record = {
+        "type": "case", "run_id": "r1", "op": op, "family": "conv", "backend": backend, "device": "cpu",
+        "dtype": dtype, "tier": "float", "verdict": verdict, "final": False, "shrinking": False,
+        "case_id": "abc", "case": _case_section(dtype=dtype), "comparisons": [_comparison("output", True, 0.25)],
+        "max_utilisation": 0.25, "error": None, "error_side": None, "known": None,
+        "torch": {"target": "torch.nn.Conv2d", "ctor_kwargs": {"in_channels": 2, "out_channels": 3,
+                  "kernel_size": [3, 3]}, "parameters": ["weight", "bias"], "buffers": [], "args": ["input"],
+                  "outputs": ["output"], "state": [], "forward_kwargs": {}, "inplace_input": None, "train": True},
+        "artifacts": None, "elapsed_s": {"reference": 0.01, "backend": 0.02},
+    }
+    record.update(extra)
+    return record
+
+
+WORST = [{"index": [0, 1, 2, 2], "ref": 1.2345678901234567, "got": 1.2658178901234567,
+          "err": 0.03125, "bound": 1.5e-6}]
+
+
+def _synthetic() -> tuple[list[dict], dict]:
+    fail = _record(verdict="fail", final=True, max_utilisation=20833.3,
+                   case=_case_section(params={"in_channels": 2, "out_channels": 3, "kernel_size": [3, 3],
+                                              "padding_mode": "<script>alert(1)</script>"}),
+                   comparisons=[_comparison("output", True, 0.3),
+                                _comparison("grad.weight", False, 20833.3, WORST)],
+                   artifacts={"npz": "repro/Conv2d-torch-cpu-float32-abc.npz", "repro": REPRO_REL})
+    records = [
+        _record(op="Linear", dtype="float64"),
+        _record(op="Linear", dtype="float64"),
+        _record(),
+        _record(verdict="fail", max_utilisation=40000.0),  # first failure
+        _record(verdict="fail", shrinking=True),            # an intermediate shrink step: not counted
+        fail,
+        _record(op="Linear", dtype="float16", verdict="error", final=True, comparisons=[], max_utilisation=0.0,
+                error="RuntimeError: kernel exploded", error_side="backend"),
+        _record(op="ReLU", verdict="known", known={"id": "relu-half", "reason": "half ReLU rounds",
+                                                    "link": "https://example.org/issue/1"}),
+        _record(op="ReLU", dtype="float64", verdict="xpass", final=True,
+                known={"id": "relu-half", "reason": "half ReLU rounds", "link": "https://example.org/issue/1"}),
+        _record(op="LSTM", dtype="bfloat16", verdict="unsupported", final=True, case=None, comparisons=[],
+                torch=None, error="torch-cpu does not support bfloat16", elapsed_s={}),
+    ]
+    run_info = {"argv": ["nnconform", "run", "--ops", "Conv*"], "profile": "ci", "seed": 7,
+                "versions": {"torch": "2.x", "numpy": "2.x"}, "duration_s": 1.5, "exit_code": 1,
+                "backends": [{"name": "torch-cpu", "available": True, "reason": ""},
+                             {"name": "torch-cuda", "available": False, "reason": "no CUDA device"}]}
+    return records, run_info
+
+
+# -- terminal ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_terminal_summary_counts_and_failures_first(width):
+    records, run_info = _synthetic()
+    out = io.StringIO()
+    print_summary(records, run_info, Console(file=out, width=width))
+    text = out.getvalue()
+    assert "Conv2d" in text and "Linear" in text and "ReLU" in text
+    rows = [line for line in text.splitlines() if re.match(r"\s*(Conv2d|Linear|ReLU|LSTM)\s", line)]
+    # Cells with a discrepancy (Conv2d fail, Linear error, ReLU xpass) come before the clean ones.
+    conv = next(line for line in rows if line.lstrip().startswith("Conv2d"))
+    assert rows.index(conv) == 0
+    clean = [i for i, line in enumerate(rows) if "Linear" in line and "float64" in line]
+    assert clean and clean[0] > rows.index(conv)
+    if width >= 110:  # one column per verdict: Conv2d has 3 cases (shrink step excluded), 1 pass, 2 fail
+        assert re.search(r"Conv2d\s+torch-cpu\s+float32\s+3\s+1\s+2\s", conv), conv
+    else:
+        assert "1 pass" in conv and "2 fail" in conv, conv
+    assert "torch-cuda" in text and "no CUDA device" in text
+    assert "grad.weight" in text and REPRO_REL in text
+    assert "<script>alert(1)</script>" in text  # printed verbatim, not interpreted as markup
+    assert "kernel exploded" in text
+
+
+# -- HTML ----------------------------------------------------------------------------------------
+
+def test_html_is_self_contained_and_escaped(tmp_path):
+    records, run_info = _synthetic()
+    (tmp_path / "repro").mkdir()
+    (tmp_path / REPRO_REL).write_text("print('repro <b>script</b>')\n", encoding="utf-8")
+    html = render_html(records, run_info, report_dir=tmp_path)
+    for tag in re.findall(r"<(?:link|script|img|iframe|source|embed|object)\b[^>]*>", html, flags=re.I):
+        assert not re.search(r"(src|href)\s*=\s*['\"]?(https?:)?//", tag, flags=re.I), tag
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "1.2345678901234567" in html and "1.2658178901234567" in html  # worst elements, full precision
+    assert "print(&#39;repro &lt;b&gt;script&lt;/b&gt;&#39;)" in html  # repro script inlined, escaped
+    assert f'href="{REPRO_REL}"' in html
+    assert "half ReLU rounds" in html and 'href="https://example.org/issue/1"' in html
+    assert "no CUDA device" in html and "nnconform run --ops &#39;Conv*&#39;" in html
+    assert "kernel exploded" in html and "does not support bfloat16" in html
+    assert html.count('class="discrepancy') == 3  # fail, error, xpass
+
+
+# -- JUnit ---------------------------------------------------------------------------------------
+
+def test_junit_counts():
+    records, run_info = _synthetic()
+    root = ET.fromstring(ET.tostring(build_junit(records, run_info).getroot()))
+    cases = {tc.get("name"): tc for tc in root.iter("testcase")}
+    assert set(cases) == {"Conv2d[torch-cpu-float32]", "Linear[torch-cpu-float64]", "Linear[torch-cpu-float16]",
+                          "ReLU[torch-cpu-float32]", "ReLU[torch-cpu-float64]", "LSTM[torch-cpu-bfloat16]",
+                          "backend[torch-cuda]"}
+    failed = {n for n, tc in cases.items() if tc.find("failure") is not None}
+    skipped = {n for n, tc in cases.items() if tc.find("skipped") is not None}
+    assert failed == {"Conv2d[torch-cpu-float32]", "Linear[torch-cpu-float16]", "ReLU[torch-cpu-float64]"}
+    assert skipped == {"LSTM[torch-cpu-bfloat16]", "ReLU[torch-cpu-float32]", "backend[torch-cuda]"}
+    assert "padding_mode" in cases["Conv2d[torch-cpu-float32]"].find("failure").get("message")
+    assert root.get("tests") == "7" and root.get("failures") == "3" and root.get("skipped") == "3"
+    for suite in root.iter("testsuite"):
+        tcs = suite.findall("testcase")
+        assert int(suite.get("tests")) == len(tcs)
+        assert int(suite.get("failures")) == sum(tc.find("failure") is not None for tc in tcs)
+        assert int(suite.get("skipped")) == sum(tc.find("skipped") is not None for tc in tcs)
+
+
+def test_render_all_writes_both_files(tmp_path):
+    records, run_info = _synthetic()
+    with RecordWriter(tmp_path) as writer:
+        for record in records:
+            writer.write(record)
+    write_run_info(tmp_path, run_info)
+    paths = render_all(tmp_path)
+    assert paths["html"] == tmp_path / "report.html" and paths["junit"] == tmp_path / "junit.xml"
+    assert "Conv2d" in paths["html"].read_text(encoding="utf-8")
+    assert ET.parse(paths["junit"]).getroot().get("failures") == "3"
+
+
+# -- repro scripts -------------------------------------------------------------------------------
+
+def test_repro_script_compiles_for_every_synthetic_record():
+    records, _ = _synthetic()
+    for record in records:
+        compile(render_repro(record, "x.npz"), "repro.py", "exec")
+
+
+def _linear_case() -> tuple[Case, dict[str, np.ndarray]]:
+    """Linear(3 -> 2) in float32, the input a strided view; reference computed by hand in NumPy."""
+    rng = np.random.default_rng(0)
+    f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32).astype(np.float64)  # noqa: E731
+    x, w, b = f32(4, 3), f32(2, 3), f32(2)
+    case = Case(op="Linear", dtype="float32", params={"in_features": 3, "out_features": 2},
+                inputs={"input": x, "weight": w, "bias": b}, differentiable=("input", "weight", "bias"),
+                layouts={"input": Layout("strided", step=(2, 3)), "weight": Layout("permuted", perm=(1, 0))})
+    g = f32(4, 2)
+    refs = {"output": x @ w.T + b, "grad.input": g @ w, "grad.weight": g.T @ x, "grad.bias": g.sum(axis=0)}
+    u = 2.0 ** -24
+    arrays = {f"input.{k}": v for k, v in case.inputs.items()}
+    arrays["cotangent.output"] = g
+    for name, ref in refs.items():
+        arrays[f"ref.{name}"] = ref
+        arrays[f"bound.{name}"] = 8 * u * (1 + np.abs(ref)) * 4  # generous: |terms| are O(1), K <= 4
+    return case, arrays
+
+
+def _repro_record(case: Case) -> dict:
+    return {"op": case.op, "backend": "torch-cpu", "device": "cpu", "dtype": case.dtype, "verdict": "fail",
+            "case_id": case.case_id(), "case": case.describe(),
+            "torch": {"target": "torch.nn.Linear", "ctor_kwargs": dict(case.params), "parameters": ["weight", "bias"],
+                      "buffers": [], "args": ["input"], "outputs": ["output"], "state": [], "forward_kwargs": {},
+                      "inplace_input": None, "train": True}}
+
+
+def _load_script(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem + "_repro", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_script(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=120)
+
+
+def test_repro_end_to_end_linear_strided(tmp_path):
+    case, arrays = _linear_case()
+    np.savez(tmp_path / "lin.npz", **arrays)
+    script = tmp_path / "lin.py"
+    script.write_text(render_repro(_repro_record(case), "lin.npz"), encoding="utf-8")
+    done = _run_script(script)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("output", "grad.input", "grad.weight", "grad.bias"):
+        assert name in done.stdout
+
+    # The script gives every input the recorded memory layout (same strides as the case).
+    tensors = _load_script(script).build_inputs(np.load(tmp_path / "lin.npz"), "cpu")
+    for name, info in case.describe()["inputs"].items():
+        assert list(tensors[name].stride()) == info["strides"] and tensors[name].is_leaf
+
+    arrays["ref.grad.weight"] = arrays["ref.grad.weight"] + 0.5  # corrupt one reference tensor
+    np.savez(tmp_path / "lin.npz", **arrays)
+    done = _run_script(script)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert re.search(r"grad\.weight .*MISMATCH", done.stdout) and re.search(r"grad\.bias .* ok", done.stdout)
+
+
+def test_repro_end_to_end_inplace_relu_and_nan_pattern(tmp_path, capsys):
+    """ReLU(inplace=True) on a strided float16 input: output, mutated input and grad are checked;
+    a reference NaN where torch has a number is a mismatch."""
+    x = np.array([[-1.5, 0.0, 2.0], [3.25, -0.5, 0.125]])
+    g = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    case = Case(op="ReLU", dtype="float16", params={"inplace": True}, inputs={"input": x},
+                differentiable=("input",), layouts={"input": Layout("strided", step=(1, 2))})
+    relu = np.maximum(x, 0.0)
+    arrays = {"input.input": x, "cotangent.output": g, "ref.output": relu, "ref.mutated_input": relu,
+              "ref.grad.input": np.where(x > 0, g, 0.0)}
+    for name in ("output", "mutated_input", "grad.input"):
+        arrays[f"bound.{name}"] = np.zeros(x.shape)  # no arithmetic: bit-exact
+    record = _repro_record(case)
+    record["torch"].update(target="torch.nn.ReLU", ctor_kwargs={"inplace": True}, parameters=[],
+                           inplace_input="input")
+    np.savez(tmp_path / "relu.npz", **arrays)
+    script = tmp_path / "relu.py"
+    script.write_text(render_repro(record, "relu.npz"), encoding="utf-8")
+    done = _run_script(script)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"mutated_input .* ok", done.stdout)
+
+    arrays["ref.output"] = np.where(x == 2.0, np.nan, relu)  # NaN pattern differs from torch's
+    np.savez(tmp_path / "relu.npz", **arrays)
+    assert _load_script(script).main([]) == 1  # in-process: main() returns the exit status
+    assert re.search(r"output .*MISMATCH", capsys.readouterr().out)
