@@ -314,8 +314,8 @@ class Runner:
         tally.worst_utilisation = max(tally.worst_utilisation, util)
         if record["verdict"] != "unsupported":
             self.cases += 1
-        if record["verdict"] in DISCREPANCY_VERDICTS:
-            self.discrepancies += 1
+        if record["verdict"] in DISCREPANCY_VERDICTS and record["final"]:
+            self.discrepancies += 1  # one per shrunk example (its first sighting is not counted twice)
 
     def _save_artifacts(self, spec: LayerSpec, ev: Evaluation) -> dict[str, str] | None:
         """Save the final discrepancy's arrays and a standalone repro script beside the report."""
