@@ -139,6 +139,12 @@ def layouts(d: Drawer, ndim: int, label: str = "layout", *, channels_last: bool 
     return Layout("expanded", dims=dims)
 
 
+def source_shape(shape: Sequence[int], layout: Layout) -> tuple[int, ...]:
+    """The shape to generate values in so that an ``expanded`` layout's stride-0 dims hold one
+    value (size 1 there, broadcast afterwards), as ``strategies.values`` does."""
+    return tuple(1 if (layout.kind == "expanded" and i in layout.dims) else s for i, s in enumerate(shape))
+
+
 def values(d: Drawer, shape: Sequence[int], dtype: str, tier_name: str, label: str, *,
            int_limit: int = 3, scale: float = 1.0, layout: Layout = CONTIGUOUS,
            specials: Sequence[float] = (), positive: bool = False) -> np.ndarray:
@@ -152,7 +158,7 @@ def values(d: Drawer, shape: Sequence[int], dtype: str, tier_name: str, label: s
     """
     seed = d.integer(0, 2**32 - 1, f"{label}.seed")
     rng = np.random.default_rng(seed)
-    gen_shape = tuple(1 if (layout.kind == "expanded" and i in layout.dims) else s for i, s in enumerate(shape))
+    gen_shape = source_shape(shape, layout)
     if tier_name == "exact":
         lo = 0 if positive else -int_limit
         arr = rng.integers(lo, int_limit + 1, size=gen_shape).astype(np.float64)

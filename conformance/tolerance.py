@@ -18,6 +18,7 @@ the result must be bit-exact ("bitwise") or exact up to one final rounding ("rou
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -89,3 +90,11 @@ def bound_for(spec: LayerSpec, case: Case, tensor: str, ref: np.ndarray, absref:
     exact_allowed = rounding if tol.exact == "rounded" else np.zeros_like(allowed)
     allowed = np.where(exact, exact_allowed, allowed)
     return Bound(allowed=allowed, exact=exact, reduction_length=k)
+
+
+def bound_as_magnitude(err_in_u: np.ndarray, k: int) -> np.ndarray:
+    """The absref that makes the tolerance engine's term c·√K·u·absref (with c = 1) equal to
+    u·err_in_u, for layers whose magnitude function carries out its own error analysis and
+    states the whole first-order bound in units of the unit roundoff u."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.asarray(err_in_u, dtype=np.float64) / math.sqrt(max(int(k), 1))

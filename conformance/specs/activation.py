@@ -13,6 +13,7 @@ from conformance import strategies as S
 from conformance.case import Case, Layout, Result
 from conformance.dtypes import DTYPES
 from conformance.spec import LayerSpec, Tolerance, TorchMapping, declare
+from conformance.tolerance import bound_as_magnitude
 from reference import activation as ref
 
 ValuesFn = Callable[[S.Drawer, tuple[int, ...], str, str, Layout], np.ndarray]
@@ -76,20 +77,6 @@ declare(LayerSpec(
 
 # -- Softmax ------------------------------------------------------------------------------------
 
-def bound_as_magnitude(err_in_u: np.ndarray, k: int) -> np.ndarray:
-    """The absref that makes the tolerance engine's term c·√K·u·absref (with c = 1) equal to
-    u·err_in_u, for layers whose magnitude function carries out its own error analysis and
-    states the whole first-order bound in units of the unit roundoff u."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        return np.asarray(err_in_u, dtype=np.float64) / math.sqrt(max(int(k), 1))
-
-
-def source_shape(shape: Sequence[int], layout: Layout) -> tuple[int, ...]:
-    """The shape to generate values in so that an ``expanded`` layout's stride-0 dims hold one
-    value (size 1 there, broadcast afterwards), as ``strategies.values`` does."""
-    return tuple(1 if (layout.kind == "expanded" and i in layout.dims) else s for i, s in enumerate(shape))
-
-
 def _softmax_axis_length(case: Case) -> int:
     x = case.inputs["input"]
     dim = case.params.get("dim")
@@ -110,7 +97,7 @@ def _softmax_values(d: S.Drawer, shape: tuple[int, ...], dtype: str, tier: str, 
     fraction = d.choice((0.0, 0.25, 0.75), "input.-inf fraction")
     if fraction:
         rng = np.random.default_rng(d.integer(0, 2**32 - 1, "input.-inf seed"))
-        x = np.where(np.broadcast_to(rng.random(source_shape(shape, layout)) < fraction, shape), -np.inf, x)
+        x = np.where(np.broadcast_to(rng.random(S.source_shape(shape, layout)) < fraction, shape), -np.inf, x)
     return x
 
 

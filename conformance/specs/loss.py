@@ -13,7 +13,7 @@ from conformance import strategies as S
 from conformance.case import Case, Layout, Result
 from conformance.dtypes import DTYPES
 from conformance.spec import LayerSpec, Tolerance, TorchMapping, declare
-from conformance.specs.activation import bound_as_magnitude, source_shape
+from conformance.tolerance import bound_as_magnitude
 from reference import loss as ref
 
 # The deprecated flags, every combination that overrides ``reduction`` (at least one given).
@@ -197,7 +197,7 @@ def _probability_target(d: S.Drawer, x_shape: tuple[int, ...], dtype: str, layou
     kind = d.choice(("distribution", "one-hot", "unnormalised"), "target.kind")
     ax = ref.class_axis(len(x_shape))
     rng = np.random.default_rng(d.integer(0, 2**32 - 1, "target.seed"))
-    gen_shape = source_shape(x_shape, layout)
+    gen_shape = S.source_shape(x_shape, layout)
     if kind == "distribution":
         z = rng.standard_normal(gen_shape)
         t = np.exp(z - z.max(axis=ax, keepdims=True))

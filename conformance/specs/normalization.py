@@ -13,7 +13,7 @@ from conformance import strategies as S
 from conformance.case import Case, Layout, Result
 from conformance.dtypes import DTYPES
 from conformance.spec import LayerSpec, Tolerance, TorchMapping, declare
-from conformance.specs.activation import bound_as_magnitude
+from conformance.tolerance import bound_as_magnitude
 from reference import normalization as ref
 
 _BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
