@@ -44,6 +44,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def _int(text: str) -> int:
     try:
         return int(text)
@@ -74,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record unavailable backends and go on, instead of failing with exit code 2")
     p.add_argument("--no-invalid", action="store_true", help="skip the invalid-parameter searches")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--timeout", type=_positive_float, default=120.0, metavar="SECONDS",
+                   help="per-case time limit of a backend call (default 120)")
+    p.add_argument("--no-isolate", action="store_true",
+                   help="run backends in this process (faster start; a crash then ends the run)")
     p = sub.add_parser("report", help="re-render the reports of a run directory")
     p.add_argument("directory")
     return parser
@@ -149,6 +163,10 @@ def _resolve_run(args: argparse.Namespace) -> tuple[list[Any], list[Any], list[s
         info = _backend_info(backend)
         infos.append(info)
         if info["available"]:
+            if not args.no_isolate:
+                from backends.isolation import IsolatedBackend
+
+                backend = IsolatedBackend(name, backend, timeout=args.timeout)
             backends.append(backend)
         elif not args.skip_unavailable:
             raise UsageError(f"backend {backend.name} is unavailable: {info['reason']} (use --skip-unavailable)")
@@ -209,6 +227,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 
                 runner._on_target = on_target
                 runner.run()
+    for backend in backends:
+        if hasattr(backend, "close"):
+            backend.close()
     duration = time.time() - started
     exit_code = EXIT_DISCREPANCY if runner.discrepancies else EXIT_OK
     info = {

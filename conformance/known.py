@@ -25,6 +25,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 KNOWN_FILE = Path(__file__).with_name("known_discrepancies.toml")
+_PREDICATE_BUILTINS = {f.__name__: f for f in (len, any, all, max, min, isinstance, tuple, list, int, str, sum)}
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,8 @@ class KnownDiscrepancy:
             "shapes": {k: tuple(v.shape) for k, v in case.inputs.items()},
             "layouts": {k: case.layout(k).kind for k in case.inputs},
         }
-        return bool(eval(self.when, {"__builtins__": {"len": len, "any": any, "all": all, "max": max,
-                                                      "min": min, "isinstance": isinstance, "tuple": tuple,
-                                                      "list": list, "int": int, "str": str}}, scope))
+        # The scope goes into the globals so that comprehensions in the predicate can see it.
+        return bool(eval(self.when, {"__builtins__": _PREDICATE_BUILTINS, **scope}))
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "reason": self.reason, "link": self.link, "strict": self.strict}

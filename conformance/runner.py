@@ -23,6 +23,7 @@ from hypothesis import given, target
 from hypothesis import seed as hypothesis_seed
 
 from backends.base import Backend
+from backends.isolation import BackendCrash, BackendRaised, BackendTimeout
 from conformance.case import Case, Result
 from conformance.compare import compare_results
 from conformance.known import KnownDiscrepancy, match_known
@@ -47,6 +48,8 @@ def _is_final_replay() -> bool:
 
 
 def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, BackendRaised):  # already "Type: message" from the worker
+        return str(exc)
     lines = traceback.format_exception_only(type(exc), exc)
     return "".join(lines).strip()
 
@@ -168,7 +171,8 @@ class Runner:
                 got = backend.run(spec, case)
         except Exception as exc:
             record["elapsed_s"]["backend"] = time.perf_counter() - t1
-            record.update(verdict="error", error_side="backend", error=_error_text(exc))
+            verdict = {BackendCrash: "crash", BackendTimeout: "timeout"}.get(type(exc), "error")
+            record.update(verdict=verdict, error_side="backend", error=_error_text(exc))
             record.update(self._known_fields(backend, spec, case, failed=True))
             record["case_id"] = case.case_id()
             return Evaluation(record, case, ref)
@@ -271,11 +275,19 @@ class Runner:
         """One Hypothesis search; a discrepancy is shrunk and its final example recorded."""
         req = self.request
         strategy = (spec.invalid_cases if invalid else spec.cases)(dtype)
-        state = {"failed": False}
+        state = {"failed": False, "timed_out": False}
 
         def check(case: Case) -> None:
+            if state["timed_out"]:
+                return  # one hang per target is reported; shrinking it would cost a timeout per step
             evaluation = self.evaluate(backend, spec, case)
             record = evaluation.record
+            if record["verdict"] == "timeout":
+                state["timed_out"] = True
+                record["final"] = True
+                record["artifacts"] = self._save_artifacts(spec, evaluation)
+                self._emit(record)
+                return
             record["final"] = _is_final_replay()
             record["shrinking"] = state["failed"] and not record["final"]
             bad = record["verdict"] in DISCREPANCY_VERDICTS

@@ -42,6 +42,7 @@ def test_backends_reports_cuda_unavailability_with_reason(capsys):
     (["run", "--backend", "tests.wrong_backends.generic:Missing"], "no attribute"),
     (["run", "--dtypes", "float8"], "unknown dtype"),
     (["run", "--examples", "0"], "positive integer"),
+    (["run", "--timeout", "-1"], "positive number"),
     (["run", "--profile", "fast"], "invalid choice"),
     (["frobnicate"], "invalid choice"),
     (["report", "/nonexistent/dir"], "results.jsonl"),
@@ -111,3 +112,23 @@ def test_unsupported_layers_are_never_reported_as_passed(capsys, tmp_path):
     records = list(read_records(tmp_path))
     assert code == 0
     assert records and all(r["verdict"] == "unsupported" for r in records)
+
+
+def test_a_crashing_backend_is_recorded_as_crash_and_the_run_goes_on(capsys, tmp_path):
+    code, _, _ = _run(capsys, "run", "--backend", "tests.wrong_backends.generic:Segfaults", "--ops", "Linear,ReLU",
+                      "--dtypes", "float32", "--examples", "5", "--no-invalid", "--report-dir", str(tmp_path), "--quiet")
+    records = list(read_records(tmp_path))
+    crashes = [r for r in records if r["verdict"] == "crash" and r["final"]]
+    assert code == 1 and len(crashes) == 1 and "SIGSEGV" in crashes[0]["error"]
+    assert crashes[0]["op"] == "Linear" and crashes[0]["artifacts"]["repro"]
+    assert {r["verdict"] for r in records if r["op"] == "ReLU"} == {"pass"}
+
+
+def test_a_hanging_backend_is_recorded_as_timeout_and_the_run_goes_on(capsys, tmp_path):
+    code, _, _ = _run(capsys, "run", "--backend", "tests.wrong_backends.generic:Hangs", "--ops", "ReLU,Linear",
+                      "--dtypes", "float32", "--examples", "5", "--no-invalid", "--timeout", "1",
+                      "--report-dir", str(tmp_path), "--quiet")
+    records = list(read_records(tmp_path))
+    timeouts = [r for r in records if r["verdict"] == "timeout"]
+    assert code == 1 and len(timeouts) == 1 and timeouts[0]["final"]
+    assert {r["verdict"] for r in records if r["op"] == "Linear"} == {"pass"}

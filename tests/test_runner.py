@@ -59,3 +59,18 @@ def test_reference_backend_conforms_to_itself(tmp_path, spec):
     runner, records = _run(tmp_path, ReferenceBackend(), [spec], dtypes=("float64", "bfloat16"), examples=6)
     bad = [r for r in records if r["verdict"] != "pass"]
     assert not bad, bad[0]
+
+
+def test_known_predicates_see_their_scope_inside_comprehensions():
+    import numpy as np
+
+    from conformance.case import Case, Layout
+
+    case = Case(op="Conv2d", dtype="bfloat16", params={"stride": 2},
+                inputs={"input": np.zeros((1, 2, 1, 1)), "weight": np.zeros((3, 2, 3, 3))},
+                layouts={"weight": Layout("permuted", perm=(0, 2, 3, 1))})
+    entry = KnownDiscrepancy(id="x", op="Conv*", backend="*", reason="r",
+                             when="all(s == 1 for s in shapes['input'][2:]) and "
+                                  "any(layouts[k] == 'permuted' for k in ('input', 'weight'))")
+    assert entry.matches("Conv2d", "torch-cpu", case)
+    assert not entry.matches("Linear", "torch-cpu", case)

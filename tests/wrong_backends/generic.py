@@ -60,3 +60,34 @@ class ClaimsNothing(TorchBackend):
         from backends.base import Capabilities
 
         return Capabilities(ops=frozenset())
+
+
+class Segfaults(TorchBackend):
+    """Kills its own process on every Linear call: the run must record a crash and go on."""
+
+    def __init__(self) -> None:
+        super().__init__("cpu")
+        self.name = "segfaults"
+
+    def run(self, spec, case):
+        if spec.name == "Linear":
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return super().run(spec, case)
+
+
+class Hangs(TorchBackend):
+    """Never answers on ReLU: the run must record a timeout and go on."""
+
+    def __init__(self) -> None:
+        super().__init__("cpu")
+        self.name = "hangs"
+
+    def run(self, spec, case):
+        if spec.name == "ReLU":
+            import time
+
+            time.sleep(3600)
+        return super().run(spec, case)

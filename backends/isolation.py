@@ -1,0 +1,147 @@
+"""Process isolation: a backend that crashes or hangs is a result, not the end of the run.
+
+``IsolatedBackend`` runs another backend in a worker process and talks to it over a pipe. A
+worker that dies (segfault, abort, out of memory) raises ``BackendCrash``; one that does not
+answer within the timeout is killed and raises ``BackendTimeout``; either way the next case gets
+a fresh worker. Workers are forked from a forkserver that has torch and the layer declarations
+preloaded, so a restart costs milliseconds rather than an interpreter start.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import warnings
+from typing import Any
+
+from backends.base import Backend, Capabilities
+from conformance.case import Case, Result
+from conformance.spec import LayerSpec
+
+PRELOAD = ["numpy", "torch", "conformance.specs", "backends.registry"]
+
+
+class BackendCrash(RuntimeError):
+    """The backend's process died while running a case."""
+
+
+class BackendTimeout(RuntimeError):
+    """The backend did not answer within the time limit."""
+
+
+class BackendRaised(RuntimeError):
+    """The backend raised in the worker; the message is the original ``Type: message``."""
+
+
+def _serve(conn: Any, backend_spec: str) -> None:
+    """Worker loop: load the backend by name, then answer (op, case) requests until told to stop."""
+    import numpy as np
+
+    from backends.registry import load_backend
+    from conformance.spec import all_specs
+
+    backend = load_backend(backend_spec)
+    specs = all_specs()
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        op, case = message
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                answer = ("ok", backend.run(specs[op], case))
+        except BaseException as exc:  # report everything the backend raises, as text
+            answer = ("raise", f"{type(exc).__name__}: {exc}")
+        conn.send(answer)
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "no exit status"
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class IsolatedBackend(Backend):
+    """Wraps a backend (loaded by ``backend_spec`` in the worker) with crash and hang isolation."""
+
+    def __init__(self, backend_spec: str, inner: Backend, timeout: float = 120.0):
+        self.inner = inner
+        self.name = inner.name
+        self.backend_spec = backend_spec
+        self.timeout = timeout
+        self._process: Any = None
+        self._conn: Any = None
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(PRELOAD)
+
+    # capabilities are the wrapped backend's
+    def capabilities(self) -> Capabilities:
+        return self.inner.capabilities()
+
+    def availability(self) -> tuple[bool, str]:
+        return self.inner.availability()
+
+    def supports(self, spec: LayerSpec, dtype: str) -> tuple[bool, str]:
+        return self.inner.supports(spec, dtype)
+
+    def device(self) -> str:
+        return self.inner.device()
+
+    def versions(self) -> dict[str, str]:
+        return self.inner.versions()
+
+    def _start(self) -> None:
+        parent, child = self._context.Pipe()
+        process = self._context.Process(target=_serve, args=(child, self.backend_spec), daemon=True,
+                                        name=f"nnconform-{self.name}")
+        process.start()
+        child.close()
+        self._process, self._conn = process, parent
+
+    def _discard(self) -> None:
+        if self._process is not None:
+            if self._process.is_alive():
+                self._process.kill()
+            self._process.join(5)
+        if self._conn is not None:
+            self._conn.close()
+        self._process = self._conn = None
+
+    def run(self, spec: LayerSpec, case: Case) -> Result:
+        if self._process is None or not self._process.is_alive():
+            self._discard()
+            self._start()
+        try:
+            self._conn.send((spec.name, case))
+            if not self._conn.poll(self.timeout):
+                self._discard()
+                raise BackendTimeout(f"{self.name} gave no answer within {self.timeout:g} s (worker killed)")
+            status, payload = self._conn.recv()
+        except (EOFError, BrokenPipeError, ConnectionResetError, OSError) as exc:
+            process = self._process
+            if process is not None:
+                process.join(5)
+            reason = _describe_exit(process.exitcode if process is not None else None)
+            self._discard()
+            raise BackendCrash(f"{self.name} worker died: {reason}") from exc
+        if status == "raise":
+            raise BackendRaised(payload)
+        return payload
+
+    def close(self) -> None:
+        if self._conn is not None and self._process is not None and self._process.is_alive():
+            try:
+                self._conn.send(None)
+                self._process.join(5)
+            except OSError:
+                pass
+        self._discard()

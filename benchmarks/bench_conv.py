@@ -1,0 +1,121 @@
+"""Reference (NumPy, float64) vs torch-cpu timings of the convolution family, forward + backward.
+
+Prints one row per representative configuration — the reference's time, torch's in float64 (the
+reference's precision) and in float32, and the ratio reference / torch-float64 — then the median
+ratio. A script, not a test: ``python benchmarks/bench_conv.py``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from reference import conv as ref  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Config:
+    label: str
+    nd: int
+    transposed: bool
+    input_shape: tuple[int, ...]
+    out_channels: int
+    kernel: int
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+CONFIGS = [
+    Config("Conv1d 32->64 L256 k5 p2", 1, False, (8, 32, 256), 64, 5, dict(padding=2)),
+    Config("Conv2d 16->32 32x32 k3 p1", 2, False, (8, 16, 32, 32), 32, 3, dict(padding=1)),
+    Config("Conv2d 32->32 s2 d2 g4 k3", 2, False, (4, 32, 32, 32), 32, 3, dict(stride=2, dilation=2, groups=4)),
+    Config("Conv2d depthwise 64 28x28 k3", 2, False, (8, 64, 28, 28), 64, 3, dict(padding=1, groups=64)),
+    Config("Conv2d 8->16 reflect p2 k5", 2, False, (4, 8, 32, 32), 16, 5, dict(padding=2, padding_mode="reflect")),
+    Config("Conv3d 8->16 16^3 k3 same", 3, False, (2, 8, 16, 16, 16), 16, 3, dict(padding="same")),
+    Config("ConvT1d 32->16 L128 k4 s2", 1, True, (8, 32, 128), 16, 4, dict(stride=2, padding=1)),
+    Config("ConvT2d 32->16 16x16 k4 s2", 2, True, (4, 32, 16, 16), 16, 4, dict(stride=2, padding=1)),
+    Config("ConvT3d 16->8 8^3 k3 s2 op1", 3, True, (2, 16, 8, 8, 8), 8, 3,
+           dict(stride=2, padding=1, output_padding=1)),
+]
+
+
+def best_time(fn: Callable[[], Any], budget_s: float = 1.0, max_repeats: int = 50) -> float:
+    """Best wall time of ``fn`` over repeats (after one warm-up call; at least 3, until ``budget_s`` is spent)."""
+    fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 3 or (time.perf_counter() - start < budget_s and len(times) < max_repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def weight_shape(cfg: Config) -> tuple[int, ...]:
+    cin = cfg.input_shape[1]
+    groups = cfg.kwargs.get("groups", 1)
+    k = (cfg.kernel,) * cfg.nd
+    return (cin, cfg.out_channels // groups) + k if cfg.transposed else (cfg.out_channels, cin // groups) + k
+
+
+def reference_step(cfg: Config, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> Callable[[], Any]:
+    forward, vjp = (ref.conv_transpose, ref.conv_transpose_vjp) if cfg.transposed else (ref.conv, ref.conv_vjp)
+    g = np.random.default_rng(1).standard_normal(forward(x, w, b, **cfg.kwargs).shape)
+
+    def step() -> Any:
+        forward(x, w, b, **cfg.kwargs)
+        return vjp(x, w, g, **cfg.kwargs)
+
+    return step
+
+
+def torch_step(cfg: Config, x: np.ndarray, w: np.ndarray, b: np.ndarray, dtype: Any) -> Callable[[], Any]:
+    import torch
+
+    cls = getattr(torch.nn, f"ConvTranspose{cfg.nd}d" if cfg.transposed else f"Conv{cfg.nd}d")
+    module = cls(x.shape[1], cfg.out_channels, cfg.kernel, **cfg.kwargs).to(dtype)
+    with torch.no_grad():
+        module.weight.copy_(torch.from_numpy(w))
+        module.bias.copy_(torch.from_numpy(b))
+    tx = torch.from_numpy(x).to(dtype).requires_grad_(True)
+    g = torch.from_numpy(np.random.default_rng(1).standard_normal(tuple(module(tx).shape))).to(dtype)
+
+    def step() -> Any:
+        tx.grad = None
+        module.zero_grad(set_to_none=True)
+        module(tx).backward(g)
+
+    return step
+
+
+def main() -> None:
+    import torch
+
+    rng = np.random.default_rng(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; numpy {np.__version__}")
+    header = f"{'config':32} {'reference':>10} {'torch f64':>10} {'torch f32':>10} {'ratio':>8}"
+    print(header)
+    print("-" * len(header))
+    ratios = []
+    for cfg in CONFIGS:
+        x = rng.standard_normal(cfg.input_shape)
+        w = rng.standard_normal(weight_shape(cfg))
+        b = rng.standard_normal(cfg.out_channels)
+        t_ref = best_time(reference_step(cfg, x, w, b))
+        t64 = best_time(torch_step(cfg, x, w, b, torch.float64))
+        t32 = best_time(torch_step(cfg, x, w, b, torch.float32))
+        ratios.append(t_ref / t64)
+        print(f"{cfg.label:32} {t_ref * 1e3:8.2f}ms {t64 * 1e3:8.2f}ms {t32 * 1e3:8.2f}ms {t_ref / t64:7.1f}x")
+    print(f"median ratio reference / torch-float64: {statistics.median(ratios):.1f}x")
+
+
+if __name__ == "__main__":
+    main()
