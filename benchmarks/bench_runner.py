@@ -41,7 +41,8 @@ def main(ops: list[str]) -> None:
     for op in ops:
         n, wall, ref, backend = measure(op)
         harness = wall - ref - backend
-        print(f"{op:<20}{n:>7}{n / wall:>10.1f}{1e3 * ref / n:>9.2f}{1e3 * backend / n:>10.2f}{1e3 * harness / n:>12.2f}")
+        per_case = [1e3 * t / n for t in (ref, backend, harness)]
+        print(f"{op:<20}{n:>7}{n / wall:>10.1f}{per_case[0]:>9.2f}{per_case[1]:>10.2f}{per_case[2]:>12.2f}")
 
 
 if __name__ == "__main__":

@@ -116,7 +116,8 @@ def test_unsupported_layers_are_never_reported_as_passed(capsys, tmp_path):
 
 def test_a_crashing_backend_is_recorded_as_crash_and_the_run_goes_on(capsys, tmp_path):
     code, _, _ = _run(capsys, "run", "--backend", "tests.wrong_backends.generic:Segfaults", "--ops", "Linear,ReLU",
-                      "--dtypes", "float32", "--examples", "5", "--no-invalid", "--report-dir", str(tmp_path), "--quiet")
+                      "--dtypes", "float32", "--examples", "5", "--no-invalid", "--report-dir", str(tmp_path),
+                      "--quiet")
     records = list(read_records(tmp_path))
     crashes = [r for r in records if r["verdict"] == "crash" and r["final"]]
     assert code == 1 and len(crashes) == 1 and "SIGSEGV" in crashes[0]["error"]
