@@ -121,8 +121,8 @@ class Case:
             "tier": self.tier,
             "train": self.train,
             "invalid": self.invalid,
-            "params": _jsonable(self.params),
-            "forward_kwargs": _jsonable(self.forward_kwargs),
+            "params": jsonable(self.params),
+            "forward_kwargs": jsonable(self.forward_kwargs),
             "inputs": {
                 name: {
                     "shape": list(arr.shape),
@@ -146,13 +146,17 @@ class Case:
         return h.hexdigest()[:12]
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """Plain JSON data: tuples and arrays become lists, NumPy scalars Python numbers, and
+    non-finite floats the strings "inf", "-inf", "nan"."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
         return repr(value)
     return value

@@ -34,24 +34,20 @@ def _csv(values: list[str] | None) -> list[str]:
     return out
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _positive(kind: type) -> Any:
+    """An argparse type: a number of ``kind`` (int or float) that must be > 0."""
 
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0:
+            noun = "integer" if kind is int else "number"
+            raise argparse.ArgumentTypeError(f"expected a positive {noun}, got {text!r}")
+        return value
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+    return parse
 
 
 def _int(text: str) -> int:
@@ -77,14 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ops", action="append", metavar="NAME[,NAME|glob]", help="layers to run (default all)")
     p.add_argument("--dtypes", action="append", metavar="DTYPE[,DTYPE]", help="dtypes (default all four)")
     p.add_argument("--profile", choices=sorted(PROFILES), default="ci")
-    p.add_argument("--examples", type=_positive_int, help="examples per layer × backend × dtype")
+    p.add_argument("--examples", type=_positive(int), help="examples per layer × backend × dtype")
     p.add_argument("--seed", type=_int, help="random seed (overrides the profile's derandomization)")
     p.add_argument("--report-dir", default="nnconform-report", help="where results and reports go")
     p.add_argument("--skip-unavailable", action="store_true",
                    help="record unavailable backends and go on, instead of failing with exit code 2")
     p.add_argument("--no-invalid", action="store_true", help="skip the invalid-parameter searches")
     p.add_argument("--quiet", action="store_true", help="no progress display")
-    p.add_argument("--timeout", type=_positive_float, default=120.0, metavar="SECONDS",
+    p.add_argument("--timeout", type=_positive(float), default=120.0, metavar="SECONDS",
                    help="per-case time limit of a backend call (default 120)")
     p.add_argument("--no-isolate", action="store_true",
                    help="run backends in this process (faster start; a crash then ends the run)")

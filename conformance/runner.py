@@ -24,7 +24,7 @@ from hypothesis import seed as hypothesis_seed
 
 from backends.base import Backend
 from backends.isolation import BackendCrash, BackendRaised, BackendTimeout
-from conformance.case import Case, Result
+from conformance.case import Case, Result, jsonable
 from conformance.compare import compare_results
 from conformance.known import KnownDiscrepancy, match_known
 from conformance.profiles import Profile, hypothesis_settings
@@ -93,22 +93,10 @@ def torch_description(spec: LayerSpec, case: Case) -> dict[str, Any]:
     except Exception as exc:  # a broken ctor mapping is reported, not fatal
         ctor = {"<error>": _error_text(exc)}
     return {
-        "target": m.target, "ctor_kwargs": _plain(ctor), "parameters": list(m.parameters),
+        "target": m.target, "ctor_kwargs": jsonable(ctor), "parameters": list(m.parameters),
         "buffers": list(m.buffers), "args": list(m.args), "outputs": list(m.outputs), "state": list(m.state),
-        "forward_kwargs": _plain(case.forward_kwargs), "inplace_input": m.inplace_input, "train": case.train,
+        "forward_kwargs": jsonable(case.forward_kwargs), "inplace_input": m.inplace_input, "train": case.train,
     }
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def with_cotangents(spec: LayerSpec, case: Case, forward: Result) -> Case:
