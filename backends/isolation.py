@@ -137,6 +137,10 @@ class IsolatedBackend(Backend):
             raise BackendRaised(payload)
         return payload
 
+    def reset(self) -> None:
+        """Drop the worker (the next case starts a fresh one)."""
+        self._discard()
+
     def close(self) -> None:
         if self._conn is not None and self._process is not None and self._process.is_alive():
             try:

@@ -2,7 +2,8 @@
 
 Each entry names the layer (glob), backend (glob), dtype (glob, optional), an optional
 ``when`` predicate — a Python expression over ``params``, ``forward_kwargs``, ``shapes`` (input
-name -> shape tuple), ``layouts`` (input name -> layout kind), ``tier``, ``train`` and ``dtype`` —
+name -> shape tuple), ``layouts`` (input name -> layout kind), ``tier``, ``train`` and ``dtype``, and/or a
+``predicate`` function (``module:function`` taking the Case) for conditions on values —
 the ``reason`` and a ``link``. A failing case that matches is reported as *known*. When a strict
 entry (the default) matched cases of a layer × backend × dtype search and none of them failed, the
 run reports an unexpected pass (*xpass*, a discrepancy), so an entry whose bug was fixed does not
@@ -12,6 +13,7 @@ linger. A predicate sees parameters and shapes, not values, so it may match some
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,12 +39,19 @@ class KnownDiscrepancy:
     link: str = ""
     dtype: str = "*"
     when: str = ""
+    predicate: str = ""  # "module:function" taking the Case, for conditions an expression can't say
     strict: bool = True
 
     def matches(self, op: str, backend: str, case: Case) -> bool:
         if not (fnmatch.fnmatchcase(op, self.op) and fnmatch.fnmatchcase(backend, self.backend)
                 and fnmatch.fnmatchcase(case.dtype, self.dtype)):
             return False
+        if self.predicate:
+            try:
+                if not _load_predicate(self.predicate)(case):
+                    return False
+            except Exception:  # a predicate cannot judge this case (e.g. invalid parameters)
+                return False
         if not self.when:
             return True
         scope = {
@@ -56,6 +65,11 @@ class KnownDiscrepancy:
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "reason": self.reason, "link": self.link, "strict": self.strict}
+
+
+def _load_predicate(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
 
 
 def load_known(path: Path = KNOWN_FILE) -> list[KnownDiscrepancy]:

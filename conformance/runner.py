@@ -54,6 +54,11 @@ def _error_text(exc: BaseException) -> str:
     return "".join(lines).strip()
 
 
+def _not_implemented(exc: BaseException) -> bool:
+    return isinstance(exc, NotImplementedError) or (
+        isinstance(exc, BackendRaised) and str(exc).startswith("NotImplementedError"))
+
+
 @dataclass
 class Evaluation:
     """One evaluated case: its record, and the arrays needed for repro artifacts."""
@@ -160,6 +165,8 @@ class Runner:
         except Exception as exc:
             record["elapsed_s"]["backend"] = time.perf_counter() - t1
             verdict = {BackendCrash: "crash", BackendTimeout: "timeout"}.get(type(exc), "error")
+            if _not_implemented(exc):
+                verdict = "unsupported"  # the backend says it has no kernel for this: never a pass
             record.update(verdict=verdict, error_side="backend", error=_error_text(exc))
             record.update(self._known_fields(backend, spec, case, failed=True))
             record["case_id"] = case.case_id()
@@ -270,6 +277,8 @@ class Runner:
                 return  # one hang per target is reported; shrinking it would cost a timeout per step
             evaluation = self.evaluate(backend, spec, case)
             record = evaluation.record
+            if record["verdict"] not in ("pass", "unsupported") and hasattr(backend, "reset"):
+                backend.reset()  # a process that just misbehaved may be corrupted: start afresh
             if record["verdict"] == "timeout":
                 state["timed_out"] = True
                 record["final"] = True
