@@ -7,9 +7,7 @@ ratio. A script, not a test: ``python benchmarks/bench_pooling.py``.
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _timing import print_table  # noqa: E402
 
 from reference import pooling as ref  # noqa: E402
 
@@ -46,17 +46,6 @@ CONFIGS = [
            dict(kernel_size=2, output_size=20)),
 ]
 
-
-def best_time(fn: Callable[[], Any], budget_s: float = 1.0, max_repeats: int = 50) -> float:
-    """Best wall time of ``fn`` over repeats (after one warm-up call; at least 3, until ``budget_s`` is spent)."""
-    fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < 3 or (time.perf_counter() - start < budget_s and len(times) < max_repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def _tuple(value: Any, nd: int) -> tuple[int, ...]:
@@ -128,25 +117,15 @@ def torch_step(cfg: Config, x: np.ndarray, dtype: Any) -> Callable[[], Any]:
     return step
 
 
-def main() -> None:
-    import torch
+def steps(cfg: Config, rng: np.random.Generator) -> tuple[Callable[[], Any], Callable[[Any], Callable[[], Any]]]:
+    x = rng.standard_normal(cfg.input_shape)
+    if cfg.layer.startswith("LPPool"):
+        x = np.abs(x)
+    return reference_step(cfg, x), lambda dtype: torch_step(cfg, x, dtype)
 
-    rng = np.random.default_rng(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; numpy {np.__version__}")
-    header = f"{'config':36} {'reference':>10} {'torch f64':>10} {'torch f32':>10} {'ratio':>8}"
-    print(header)
-    print("-" * len(header))
-    ratios = []
-    for cfg in CONFIGS:
-        x = rng.standard_normal(cfg.input_shape)
-        if cfg.layer.startswith("LPPool"):
-            x = np.abs(x)
-        t_ref = best_time(reference_step(cfg, x))
-        t64 = best_time(torch_step(cfg, x, torch.float64))
-        t32 = best_time(torch_step(cfg, x, torch.float32))
-        ratios.append(t_ref / t64)
-        print(f"{cfg.label:36} {t_ref * 1e3:8.2f}ms {t64 * 1e3:8.2f}ms {t32 * 1e3:8.2f}ms {t_ref / t64:7.1f}x")
-    print(f"median ratio reference / torch-float64: {statistics.median(ratios):.1f}x")
+
+def main() -> None:
+    print_table(CONFIGS, 36, steps)
 
 
 if __name__ == "__main__":

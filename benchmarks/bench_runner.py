@@ -12,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from backends.isolation import IsolatedBackend
 from backends.registry import load_backend
 from conformance.profiles import PROFILES
 from conformance.runner import Runner, RunRequest
@@ -19,17 +20,31 @@ from conformance.spec import all_specs
 from reports.records import RecordWriter, read_records
 
 
+def _warm_up_case():
+    """One tiny ReLU case to start the worker outside the measurement."""
+    import numpy as np
+
+    from conformance.case import Case
+
+    spec = all_specs()["ReLU"]
+    return spec, Case(op="ReLU", dtype="float32", params={"inplace": False}, inputs={"input": np.ones(1)})
+
+
 def measure(op: str, examples: int = 40) -> tuple[int, float, float, float]:
-    backend = load_backend("torch-cpu")
-    backend.availability()  # imports torch outside the measurement
+    # The isolated worker is what `nnconform run` uses (a torch heap corruption, such as the
+    # max-pooling empty-window bug, must not take the benchmark down); start it before timing.
+    backend = IsolatedBackend("torch-cpu", load_backend("torch-cpu"))
+    backend.availability()
     with tempfile.TemporaryDirectory() as tmp:
         request = RunRequest(backends=[backend], specs=[all_specs()[op]], dtypes=["float32"],
                              profile=PROFILES["ci"], report_dir=Path(tmp), examples=examples, invalid=False)
         with RecordWriter(tmp) as writer:
             runner = Runner(request, writer)
+            backend.run(*_warm_up_case())
             t0 = time.perf_counter()
             runner.run()
             wall = time.perf_counter() - t0
+        backend.close()
         records = list(read_records(tmp))
     ref = sum(r["elapsed_s"].get("reference", 0.0) for r in records)
     backend = sum(r["elapsed_s"].get("backend", 0.0) for r in records)

@@ -362,20 +362,28 @@ def _draw_arrays(d: S.Drawer, draft: Draft, op: str,
     return arrays, layouts, tier
 
 
-def _conv_cases(op: str, nd: int, transposed: bool) -> Callable[[str], st.SearchStrategy[Case]]:
+def _draft_cases(nd: int, transposed: bool,
+                 finish: Callable[[S.Drawer, Draft, str], Case]) -> Callable[[str], st.SearchStrategy[Case]]:
+    """The per-dtype case strategy: draws a valid draft, then ``finish(drawer, draft, dtype)`` builds the case."""
     def cases(dtype: str) -> st.SearchStrategy[Case]:
         @st.composite
         def build(draw) -> Case:
             d = S.Drawer(draw)
-            draft = _draw_structure(d, nd, transposed)
-            arrays, layouts, tier = _draw_arrays(d, draft, op, dtype)
-            forward_kwargs = {"output_size": draft.output_size} if draft.output_size is not None else {}
-            return Case(op=op, dtype=dtype, params=draft.params, inputs=arrays, differentiable=tuple(arrays),
-                        layouts=layouts, forward_kwargs=forward_kwargs, tier=tier, cotangent_seed=S.seed(d))
+            return finish(d, _draw_structure(d, nd, transposed), dtype)
 
         return build()
 
     return cases
+
+
+def _conv_cases(op: str, nd: int, transposed: bool) -> Callable[[str], st.SearchStrategy[Case]]:
+    def finish(d: S.Drawer, draft: Draft, dtype: str) -> Case:
+        arrays, layouts, tier = _draw_arrays(d, draft, op, dtype)
+        forward_kwargs = {"output_size": draft.output_size} if draft.output_size is not None else {}
+        return Case(op=op, dtype=dtype, params=draft.params, inputs=arrays, differentiable=tuple(arrays),
+                    layouts=layouts, forward_kwargs=forward_kwargs, tier=tier, cotangent_seed=S.seed(d))
+
+    return _draft_cases(nd, transposed, finish)
 
 
 # -- invalid cases ------------------------------------------------------------------------------------
@@ -392,6 +400,17 @@ def _bump(values: tuple[int, ...], i: int, new: int) -> tuple[int, ...]:
     return values[:i] + (new,) + values[i + 1:]
 
 
+def _break_groups(params: dict[str, Any], draft: Draft, kind: str) -> None:
+    """One more group than the draft's, so that it no longer divides in_channels or out_channels (``kind``)."""
+    params["groups"] = draft.groups + 1
+    if kind == "groups do not divide in_channels":
+        params["in_channels"] = draft.groups + 2 if draft.groups > 1 else 3
+        params["out_channels"] = params["groups"] * draft.out_per_group
+    else:
+        params["in_channels"] = params["groups"] * draft.in_per_group
+        params["out_channels"] = params["groups"] * draft.out_per_group + 1
+
+
 def _invalid_conv(d: S.Drawer, draft: Draft, kind: str) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
     """Params and input shapes of a convolution torch rejects, derived from a valid draft."""
     params = dict(draft.params)
@@ -404,14 +423,8 @@ def _invalid_conv(d: S.Drawer, draft: Draft, kind: str) -> tuple[dict[str, Any],
         params.update(stride=_bump(draft.stride, i, 0), padding=pads)
     elif kind == "zero dilation":
         params["dilation"] = _bump(draft.dilation, i, 0)
-    elif kind == "groups do not divide in_channels":
-        params["groups"] = draft.groups + 1
-        params["in_channels"] = draft.groups + 2 if draft.groups > 1 else 3
-        params["out_channels"] = params["groups"] * draft.out_per_group
-    elif kind == "groups do not divide out_channels":
-        params["groups"] = draft.groups + 1
-        params["in_channels"] = params["groups"] * draft.in_per_group
-        params["out_channels"] = params["groups"] * draft.out_per_group + 1
+    elif kind.startswith("groups do not divide"):
+        _break_groups(params, draft, kind)
     elif kind == "same with stride > 1":
         params.update(padding="same", stride=_bump((1,) * draft.nd, i, d.integer(2, 3, "stride")))
     elif kind in ("reflect padding >= input", "circular padding > input"):
@@ -441,14 +454,8 @@ def _invalid_transposed(d: S.Drawer, draft: Draft, kind: str) -> tuple[dict[str,
         params.update(stride=_bump(draft.stride, i, 0), output_padding=0)
     elif kind == "zero dilation":
         params.update(dilation=_bump(draft.dilation, i, 0), output_padding=0)
-    elif kind == "groups do not divide in_channels":
-        params["groups"] = draft.groups + 1
-        params["in_channels"] = draft.groups + 2 if draft.groups > 1 else 3
-        params["out_channels"] = params["groups"] * draft.out_per_group
-    elif kind == "groups do not divide out_channels":
-        params["groups"] = draft.groups + 1
-        params["in_channels"] = params["groups"] * draft.in_per_group
-        params["out_channels"] = params["groups"] * draft.out_per_group + 1
+    elif kind.startswith("groups do not divide"):
+        _break_groups(params, draft, kind)
     elif kind == "output_padding too large":
         params["output_padding"] = _bump(draft.output_padding, i, max(s, dil) + d.integer(0, 1, "excess"))
     elif kind == "output_size out of range":
@@ -468,28 +475,22 @@ def _invalid_transposed(d: S.Drawer, draft: Draft, kind: str) -> tuple[dict[str,
 
 
 def _invalid_cases(op: str, nd: int, transposed: bool) -> Callable[[str], st.SearchStrategy[Case]]:
-    def cases(dtype: str) -> st.SearchStrategy[Case]:
-        @st.composite
-        def build(draw) -> Case:
-            d = S.Drawer(draw)
-            draft = _draw_structure(d, nd, transposed)
-            forward_kwargs: dict[str, Any] = {}
-            if transposed:
-                kind = d.choice(TRANSPOSED_INVALID, "invalid kind")
-                # the draft's output_size is dropped: it would override an invalid output_padding
-                params, shapes, forward_kwargs = _invalid_transposed(d, draft, kind)
-            else:
-                kind = d.choice(CONV_INVALID, "invalid kind")
-                params, shapes = _invalid_conv(d, draft, kind)
-            if params["bias"]:
-                shapes["bias"] = (params["out_channels"],)
-            inputs = {name: np.zeros(shape) for name, shape in shapes.items()}
-            return Case(op=op, dtype=dtype, params=params, inputs=inputs, differentiable=tuple(inputs),
-                        forward_kwargs=forward_kwargs, invalid=True, note=kind, cotangent_seed=S.seed(d))
+    def finish(d: S.Drawer, draft: Draft, dtype: str) -> Case:
+        forward_kwargs: dict[str, Any] = {}
+        if transposed:
+            kind = d.choice(TRANSPOSED_INVALID, "invalid kind")
+            # the draft's output_size is dropped: it would override an invalid output_padding
+            params, shapes, forward_kwargs = _invalid_transposed(d, draft, kind)
+        else:
+            kind = d.choice(CONV_INVALID, "invalid kind")
+            params, shapes = _invalid_conv(d, draft, kind)
+        if params["bias"]:
+            shapes["bias"] = (params["out_channels"],)
+        inputs = {name: np.zeros(shape) for name, shape in shapes.items()}
+        return Case(op=op, dtype=dtype, params=params, inputs=inputs, differentiable=tuple(inputs),
+                    forward_kwargs=forward_kwargs, invalid=True, note=kind, cotangent_seed=S.seed(d))
 
-        return build()
-
-    return cases
+    return _draft_cases(nd, transposed, finish)
 
 
 # -- reference wrapper ----------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from conformance import strategies as S
-from conformance.case import Case, Result
+from conformance.case import Case, Layout, Result
 from conformance.compare import WORST_SHOWN, Comparison, compare_tensor
 from conformance.dtypes import DTYPES
 from conformance.spec import LayerSpec, Tolerance, TorchMapping, declare
@@ -734,102 +734,102 @@ def _tier_for(d: S.Drawer, allowed: bool) -> str:
     return S.tier(d) if allowed else "float"
 
 
+def _draw_sliding_geometry(d: S.Drawer, nd: int, n: int, c: int, *, dilation: bool, padding: bool,
+                           ceil: bool = True) -> tuple[bool, bool, list[DimDraw], list[int]]:
+    """Stride spelling, ceil_mode (drawn only where ``ceil``), per-dim geometry and the input's spatial sizes."""
+    explicit = d.flag("explicit stride")
+    ceil_mode = d.flag("ceil_mode") if ceil else False
+    dims = _draw_dims(d, nd, dilation=dilation, padding=padding, explicit_stride=explicit)
+    outs = _draw_outputs(d, dims, BUDGET // (n * c))
+    spatial = [dim.input_length(o) for dim, o in zip(dims, outs)]
+    return explicit, ceil_mode, dims, spatial
+
+
+def _input_case(d: S.Drawer, op: str, dtype: str, params: dict[str, Any], x: np.ndarray, layout: Layout,
+                tier: str, note: str = "") -> Case:
+    """A case of one differentiable ``input``; draws the cotangent seed last."""
+    return Case(op=op, dtype=dtype, params=params, inputs={"input": x}, differentiable=("input",),
+                layouts={"input": layout}, tier=tier, cotangent_seed=S.seed(d), note=note)
+
+
+def _strategy(build_case: Callable[[S.Drawer, str], Case]) -> Callable[[str], st.SearchStrategy[Case]]:
+    """The per-dtype case strategy that runs ``build_case(drawer, dtype)``."""
+    def strategy(dtype: str) -> st.SearchStrategy[Case]:
+        @st.composite
+        def build(draw: Any) -> Case:
+            return build_case(S.Drawer(draw), dtype)
+
+        return build()
+
+    return strategy
+
+
 # ---------------------------------------------------------------------------------------------
 # Case strategies
 # ---------------------------------------------------------------------------------------------
 
 
 def _max_pool_cases(op: str, nd: int) -> Callable[[str], st.SearchStrategy[Case]]:
-    def strategy(dtype: str) -> st.SearchStrategy[Case]:
-        @st.composite
-        def build(draw: Any) -> Case:
-            d = S.Drawer(draw)
-            unbatched, n, c = _batch_and_channels(d)
-            explicit = d.flag("explicit stride")
-            ceil_mode = d.flag("ceil_mode")
-            dims = _draw_dims(d, nd, dilation=True, padding=True, explicit_stride=explicit)
-            outs = _draw_outputs(d, dims, BUDGET // (n * c))
-            spatial = [dim.input_length(o) for dim, o in zip(dims, outs)]
-            if not ALLOW_EMPTY_WINDOWS:
-                dims = _without_empty_windows(dims, spatial, ceil_mode)
-            tier = _tier_for(d, int(np.prod(spatial)) <= _max_plane_cap(dtype))
-            shape = _input_shape(unbatched, n, c, spatial)
-            x, mode = _selection_values(d, shape, nd, dtype, tier)
-            params = _sliding_params(d, dims, explicit, dilation=True)
-            params["ceil_mode"] = ceil_mode
-            params["return_indices"] = True if mode in TIE_MODES else d.flag("return_indices")
-            layout = S.layouts(d, len(shape), "layout.input")
-            return Case(op=op, dtype=dtype, params=params, inputs={"input": x}, differentiable=("input",),
-                        layouts={"input": layout}, tier=tier, cotangent_seed=S.seed(d), note=f"values={mode}")
+    def build(d: S.Drawer, dtype: str) -> Case:
+        unbatched, n, c = _batch_and_channels(d)
+        explicit, ceil_mode, dims, spatial = _draw_sliding_geometry(d, nd, n, c, dilation=True, padding=True)
+        if not ALLOW_EMPTY_WINDOWS:
+            dims = _without_empty_windows(dims, spatial, ceil_mode)
+        tier = _tier_for(d, int(np.prod(spatial)) <= _max_plane_cap(dtype))
+        shape = _input_shape(unbatched, n, c, spatial)
+        x, mode = _selection_values(d, shape, nd, dtype, tier)
+        params = _sliding_params(d, dims, explicit, dilation=True)
+        params["ceil_mode"] = ceil_mode
+        params["return_indices"] = True if mode in TIE_MODES else d.flag("return_indices")
+        layout = S.layouts(d, len(shape), "layout.input")
+        return _input_case(d, op, dtype, params, x, layout, tier, note=f"values={mode}")
 
-        return build()
-
-    return strategy
+    return _strategy(build)
 
 
 def _avg_pool_cases(op: str, nd: int) -> Callable[[str], st.SearchStrategy[Case]]:
-    def strategy(dtype: str) -> st.SearchStrategy[Case]:
-        @st.composite
-        def build(draw: Any) -> Case:
-            d = S.Drawer(draw)
-            unbatched, n, c = _batch_and_channels(d)
-            explicit = d.flag("explicit stride")
-            ceil_mode = d.flag("ceil_mode")
-            dims = _draw_dims(d, nd, dilation=False, padding=True, explicit_stride=explicit)
-            outs = _draw_outputs(d, dims, BUDGET // (n * c))
-            spatial = [dim.input_length(o) for dim, o in zip(dims, outs)]
-            shape = _input_shape(unbatched, n, c, spatial)
-            params = _sliding_params(d, dims, explicit)
-            params["ceil_mode"] = ceil_mode
-            params["count_include_pad"] = not d.flag("count_include_pad=False")
-            window = int(np.prod([dim.kernel for dim in dims]))
-            if nd > 1 and d.flag("divisor_override"):
-                magnitude = d.integer(1, window + 2, "divisor_override.magnitude")
-                params["divisor_override"] = -magnitude if d.flag("divisor_override negative") else magnitude
-            tier = S.tier(d)
-            layout = S.layouts(d, len(shape), "layout.input", expanded=True)
-            x = S.values(d, shape, dtype, tier, "input", int_limit=S.exact_int_limit(dtype, window, factors=1),
-                         layout=layout, specials=(np.nan, np.inf, -np.inf, 0.0))
-            return Case(op=op, dtype=dtype, params=params, inputs={"input": x}, differentiable=("input",),
-                        layouts={"input": layout}, tier=tier, cotangent_seed=S.seed(d))
+    def build(d: S.Drawer, dtype: str) -> Case:
+        unbatched, n, c = _batch_and_channels(d)
+        explicit, ceil_mode, dims, spatial = _draw_sliding_geometry(d, nd, n, c, dilation=False, padding=True)
+        shape = _input_shape(unbatched, n, c, spatial)
+        params = _sliding_params(d, dims, explicit)
+        params["ceil_mode"] = ceil_mode
+        params["count_include_pad"] = not d.flag("count_include_pad=False")
+        window = int(np.prod([dim.kernel for dim in dims]))
+        if nd > 1 and d.flag("divisor_override"):
+            magnitude = d.integer(1, window + 2, "divisor_override.magnitude")
+            params["divisor_override"] = -magnitude if d.flag("divisor_override negative") else magnitude
+        tier = S.tier(d)
+        layout = S.layouts(d, len(shape), "layout.input", expanded=True)
+        x = S.values(d, shape, dtype, tier, "input", int_limit=S.exact_int_limit(dtype, window, factors=1),
+                     layout=layout, specials=(np.nan, np.inf, -np.inf, 0.0))
+        return _input_case(d, op, dtype, params, x, layout, tier)
 
-        return build()
-
-    return strategy
+    return _strategy(build)
 
 
 LP_NORMS = (2.0, 1.0, 3.0, 1.5, 4, 8.0, 0.5, 16.0, float("inf"), float("-inf"))
 
 
 def _lp_pool_cases(op: str, nd: int) -> Callable[[str], st.SearchStrategy[Case]]:
-    def strategy(dtype: str) -> st.SearchStrategy[Case]:
-        @st.composite
-        def build(draw: Any) -> Case:
-            d = S.Drawer(draw)
-            unbatched, n, c = _batch_and_channels(d)
-            p = d.choice(LP_NORMS, "norm_type")
-            explicit = d.flag("explicit stride")
-            ceil_mode = d.flag("ceil_mode")
-            dims = _draw_dims(d, nd, dilation=False, padding=False, explicit_stride=explicit)
-            outs = _draw_outputs(d, dims, BUDGET // (n * c))
-            spatial = [dim.input_length(o) for dim, o in zip(dims, outs)]
-            shape = _input_shape(unbatched, n, c, spatial)
-            params: dict[str, Any] = {"norm_type": p}
-            params.update(_sliding_params(d, dims, explicit, padding=False))
-            if nd == 1:  # LPPool1d takes an int kernel_size (it multiplies the result by it)
-                params["kernel_size"] = dims[0].kernel
-            params["ceil_mode"] = ceil_mode
-            window = int(np.prod([dim.kernel for dim in dims]))
-            exact_ok = float(p).is_integer() or (np.isinf(p) and int(np.prod(shape)) <= _max_plane_cap(dtype))
-            tier = _tier_for(d, exact_ok)
-            layout = S.layouts(d, len(shape), "layout.input", expanded=not np.isinf(p))
-            x = _lp_values(d, shape, dtype, tier, float(p), window, layout)
-            return Case(op=op, dtype=dtype, params=params, inputs={"input": x}, differentiable=("input",),
-                        layouts={"input": layout}, tier=tier, cotangent_seed=S.seed(d))
+    def build(d: S.Drawer, dtype: str) -> Case:
+        unbatched, n, c = _batch_and_channels(d)
+        p = d.choice(LP_NORMS, "norm_type")
+        explicit, ceil_mode, dims, spatial = _draw_sliding_geometry(d, nd, n, c, dilation=False, padding=False)
+        shape = _input_shape(unbatched, n, c, spatial)
+        params: dict[str, Any] = {"norm_type": p}
+        params.update(_sliding_params(d, dims, explicit, padding=False))
+        if nd == 1:  # LPPool1d takes an int kernel_size (it multiplies the result by it)
+            params["kernel_size"] = dims[0].kernel
+        params["ceil_mode"] = ceil_mode
+        window = int(np.prod([dim.kernel for dim in dims]))
+        exact_ok = float(p).is_integer() or (np.isinf(p) and int(np.prod(shape)) <= _max_plane_cap(dtype))
+        tier = _tier_for(d, exact_ok)
+        layout = S.layouts(d, len(shape), "layout.input", expanded=not np.isinf(p))
+        x = _lp_values(d, shape, dtype, tier, float(p), window, layout)
+        return _input_case(d, op, dtype, params, x, layout, tier)
 
-        return build()
-
-    return strategy
+    return _strategy(build)
 
 
 def _fractional_cases(dtype: str) -> st.SearchStrategy[Case]:
@@ -861,9 +861,7 @@ def _fractional_cases(dtype: str) -> st.SearchStrategy[Case]:
         samples = np.minimum(fmt.round(rng.random((1 if unbatched else n, c, 2))), below_one)
         params["_random_samples"] = samples.tolist()
         layout = S.layouts(d, len(shape), "layout.input")
-        return Case(op="FractionalMaxPool2d", dtype=dtype, params=params, inputs={"input": x},
-                    differentiable=("input",), layouts={"input": layout}, tier=tier, cotangent_seed=S.seed(d),
-                    note=f"values={mode}")
+        return _input_case(d, "FractionalMaxPool2d", dtype, params, x, layout, tier, note=f"values={mode}")
 
     return build()
 
@@ -872,108 +870,94 @@ ADAPTIVE_MODES = ("divides", "any", "larger", "none")
 
 
 def _adaptive_cases(op: str, nd: int, selection: bool) -> Callable[[str], st.SearchStrategy[Case]]:
-    def strategy(dtype: str) -> st.SearchStrategy[Case]:
-        @st.composite
-        def build(draw: Any) -> Case:
-            d = S.Drawer(draw)
-            unbatched, n, c = _batch_and_channels(d)
-            modes = ADAPTIVE_MODES if nd > 1 else ADAPTIVE_MODES[:-1]
-            sizes, outs = [], []
-            for i in range(nd):
-                mode = d.choice(modes, f"dim[{i}].output mode")
-                if mode == "divides":
-                    o = d.integer(1, 6, f"dim[{i}].output")
-                    sizes.append(o * d.integer(1, 4, f"dim[{i}].window"))
-                    outs.append(o)
-                elif mode == "larger":
-                    size = d.integer(1, 6, f"dim[{i}].input")
-                    sizes.append(size)
-                    outs.append(size + d.integer(1, 6, f"dim[{i}].extra"))
-                else:
-                    sizes.append(d.integer(1, 16, f"dim[{i}].input"))
-                    outs.append(None if mode == "none" else d.integer(1, 10, f"dim[{i}].output"))
-            shape = _input_shape(unbatched, n, c, sizes)
-            if nd == 1:
-                output_size: Any = outs[0] if not d.flag("output_size as tuple") else (outs[0],)
-            elif outs[0] == outs[1] and outs[0] is not None and not d.flag("output_size as tuple"):
-                output_size = outs[0]
+    def build(d: S.Drawer, dtype: str) -> Case:
+        unbatched, n, c = _batch_and_channels(d)
+        modes = ADAPTIVE_MODES if nd > 1 else ADAPTIVE_MODES[:-1]
+        sizes, outs = [], []
+        for i in range(nd):
+            mode = d.choice(modes, f"dim[{i}].output mode")
+            if mode == "divides":
+                o = d.integer(1, 6, f"dim[{i}].output")
+                sizes.append(o * d.integer(1, 4, f"dim[{i}].window"))
+                outs.append(o)
+            elif mode == "larger":
+                size = d.integer(1, 6, f"dim[{i}].input")
+                sizes.append(size)
+                outs.append(size + d.integer(1, 6, f"dim[{i}].extra"))
             else:
-                output_size = tuple(outs)
-            params: dict[str, Any] = {"output_size": output_size}
-            layout = S.layouts(d, len(shape), "layout.input", expanded=not selection)
-            if selection:
-                tier = _tier_for(d, sizes[0] * (sizes[1] if nd > 1 else 1) <= _max_plane_cap(dtype))
-                x, mode = _selection_values(d, shape, nd, dtype, tier)
-                params["return_indices"] = True if mode in TIE_MODES else d.flag("return_indices")
-                note = f"values={mode}"
-            else:
-                tier = S.tier(d)
-                window = int(np.prod([-(-s // max(o or s, 1)) + 1 for s, o in zip(sizes, outs)]))
-                x = S.values(d, shape, dtype, tier, "input", int_limit=S.exact_int_limit(dtype, window, 1),
-                             layout=layout, specials=(np.nan, np.inf, -np.inf, 0.0))
-                note = ""
-            return Case(op=op, dtype=dtype, params=params, inputs={"input": x}, differentiable=("input",),
-                        layouts={"input": layout}, tier=tier, cotangent_seed=S.seed(d), note=note)
+                sizes.append(d.integer(1, 16, f"dim[{i}].input"))
+                outs.append(None if mode == "none" else d.integer(1, 10, f"dim[{i}].output"))
+        shape = _input_shape(unbatched, n, c, sizes)
+        if nd == 1:
+            output_size: Any = outs[0] if not d.flag("output_size as tuple") else (outs[0],)
+        elif outs[0] == outs[1] and outs[0] is not None and not d.flag("output_size as tuple"):
+            output_size = outs[0]
+        else:
+            output_size = tuple(outs)
+        params: dict[str, Any] = {"output_size": output_size}
+        layout = S.layouts(d, len(shape), "layout.input", expanded=not selection)
+        if selection:
+            tier = _tier_for(d, sizes[0] * (sizes[1] if nd > 1 else 1) <= _max_plane_cap(dtype))
+            x, mode = _selection_values(d, shape, nd, dtype, tier)
+            params["return_indices"] = True if mode in TIE_MODES else d.flag("return_indices")
+            note = f"values={mode}"
+        else:
+            tier = S.tier(d)
+            window = int(np.prod([-(-s // max(o or s, 1)) + 1 for s, o in zip(sizes, outs)]))
+            x = S.values(d, shape, dtype, tier, "input", int_limit=S.exact_int_limit(dtype, window, 1),
+                         layout=layout, specials=(np.nan, np.inf, -np.inf, 0.0))
+            note = ""
+        return _input_case(d, op, dtype, params, x, layout, tier, note=note)
 
-        return build()
-
-    return strategy
+    return _strategy(build)
 
 
 UNPOOL_INDEX_MODES = ("maxpool", "duplicates")
 
 
 def _unpool_cases(op: str, nd: int) -> Callable[[str], st.SearchStrategy[Case]]:
-    def strategy(dtype: str) -> st.SearchStrategy[Case]:
-        @st.composite
-        def build(draw: Any) -> Case:
-            d = S.Drawer(draw)
-            unbatched, n, c = _batch_and_channels(d)
-            explicit = d.flag("explicit stride")
-            dims = _draw_dims(d, nd, dilation=False, padding=True, explicit_stride=explicit)
-            outs = _draw_outputs(d, dims, BUDGET // (n * c))
-            original = [dim.input_length(o) for dim, o in zip(dims, outs)]
-            kernel = tuple(dim.kernel for dim in dims)
-            stride = tuple(dim.stride for dim in dims)
-            padding = tuple(dim.padding for dim in dims)
-            tier = _tier_for(d, int(np.prod(original)) <= _max_plane_cap(dtype))
-            # The indices come from a max pooling of an input of the original size.
-            source, _ = _selection_values(d, (n, c, *original), nd, dtype, tier, modes=("distinct", "ties"))
-            values, indices = ref.max_pool(source, kernel, stride, padding, (1,) * nd, False)
-            default = ref.unpool_output_size(values.shape[2:], kernel, stride, padding, None)
-            index_mode = d.choice(UNPOOL_INDEX_MODES, "indices")
-            size_mode = d.choice(("default", "original", "largest", "with N and C"), "output_size")
-            target = list(original)
-            if size_mode == "largest":
-                target = [dflt + s - 1 for dflt, s in zip(default, stride)]
-            elif size_mode == "default":
-                target = list(default)
-            plane = int(np.prod(target))
-            if index_mode == "duplicates" and plane > 0:
-                rng = np.random.default_rng(d.integer(0, 2**32 - 1, "indices.seed"))
-                span = d.integer(1, plane, "indices.span")
-                indices = rng.integers(0, span, size=indices.shape)
-                values = DTYPES[dtype].round(rng.standard_normal(values.shape) if tier == "float"
-                                             else rng.integers(-4, 5, size=values.shape).astype(np.float64))
-            elif int(indices.max(initial=-1)) >= plane:
-                target, size_mode = list(original), "original"
-            forward_kwargs: dict[str, Any] = {}
-            if size_mode == "with N and C" and not unbatched:
-                forward_kwargs["output_size"] = [n, c, *target]
-            elif size_mode != "default":
-                forward_kwargs["output_size"] = list(target)
-            if unbatched:
-                values, indices = values[0], indices[0]
-            params = _sliding_params(d, dims, explicit)
-            layout = S.layouts(d, values.ndim, "layout.input")
-            return Case(op=op, dtype=dtype, params=params,
-                        inputs={"input": values, "indices": indices.astype(np.int64)},
-                        differentiable=("input",), layouts={"input": layout}, forward_kwargs=forward_kwargs,
-                        tier=tier, cotangent_seed=S.seed(d), note=f"indices={index_mode}")
+    def build(d: S.Drawer, dtype: str) -> Case:
+        unbatched, n, c = _batch_and_channels(d)
+        explicit, _, dims, original = _draw_sliding_geometry(d, nd, n, c, dilation=False, padding=True, ceil=False)
+        kernel = tuple(dim.kernel for dim in dims)
+        stride = tuple(dim.stride for dim in dims)
+        padding = tuple(dim.padding for dim in dims)
+        tier = _tier_for(d, int(np.prod(original)) <= _max_plane_cap(dtype))
+        # The indices come from a max pooling of an input of the original size.
+        source, _ = _selection_values(d, (n, c, *original), nd, dtype, tier, modes=("distinct", "ties"))
+        values, indices = ref.max_pool(source, kernel, stride, padding, (1,) * nd, False)
+        default = ref.unpool_output_size(values.shape[2:], kernel, stride, padding, None)
+        index_mode = d.choice(UNPOOL_INDEX_MODES, "indices")
+        size_mode = d.choice(("default", "original", "largest", "with N and C"), "output_size")
+        target = list(original)
+        if size_mode == "largest":
+            target = [dflt + s - 1 for dflt, s in zip(default, stride)]
+        elif size_mode == "default":
+            target = list(default)
+        plane = int(np.prod(target))
+        if index_mode == "duplicates" and plane > 0:
+            rng = np.random.default_rng(d.integer(0, 2**32 - 1, "indices.seed"))
+            span = d.integer(1, plane, "indices.span")
+            indices = rng.integers(0, span, size=indices.shape)
+            values = DTYPES[dtype].round(rng.standard_normal(values.shape) if tier == "float"
+                                         else rng.integers(-4, 5, size=values.shape).astype(np.float64))
+        elif int(indices.max(initial=-1)) >= plane:
+            target, size_mode = list(original), "original"
+        forward_kwargs: dict[str, Any] = {}
+        if size_mode == "with N and C" and not unbatched:
+            forward_kwargs["output_size"] = [n, c, *target]
+        elif size_mode != "default":
+            forward_kwargs["output_size"] = list(target)
+        if unbatched:
+            values, indices = values[0], indices[0]
+        params = _sliding_params(d, dims, explicit)
+        layout = S.layouts(d, values.ndim, "layout.input")
+        return Case(op=op, dtype=dtype, params=params,
+                    inputs={"input": values, "indices": indices.astype(np.int64)},
+                    differentiable=("input",), layouts={"input": layout}, forward_kwargs=forward_kwargs,
+                    tier=tier, cotangent_seed=S.seed(d), note=f"indices={index_mode}")
 
-        return build()
-
-    return strategy
+    return _strategy(build)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -992,86 +976,76 @@ def _sliding_invalid(op: str, nd: int, kind: str) -> Callable[[str], st.SearchSt
                   and (v != "zero divisor_override" or (kind == "avg" and nd > 1))
                   and (v not in ("padding > kernel // 2", "negative padding") or kind != "lp")]
 
-    def strategy(dtype: str) -> st.SearchStrategy[Case]:
-        @st.composite
-        def build(draw: Any) -> Case:
-            d = S.Drawer(draw)
-            violation = d.choice(violations, "violation")
-            kernel = [d.integer(1, 4, f"kernel[{i}]") for i in range(nd)]
-            stride = [d.integer(1, 3, f"stride[{i}]") for i in range(nd)]
-            padding = [0] * nd
-            dilation = [1] * nd
-            spatial = [d.integer(k + 1, k + 6, f"input[{i}]") for i, k in enumerate(kernel)]
-            dim = d.integer(0, nd - 1, "violating dim")
-            params: dict[str, Any] = {}
-            if violation == "padding > kernel // 2":
-                padding[dim] = kernel[dim] // 2 + d.integer(1, 2, "excess padding")
-            elif violation == "zero stride":
-                stride[dim] = 0
-            elif violation == "zero kernel":
-                kernel[dim] = 0
-            elif violation == "negative padding":
-                padding[dim] = -1
-            elif violation == "zero dilation":
-                dilation[dim] = 0
-            elif violation == "empty output":
-                kernel[dim] = max(kernel[dim], 2)
-                spatial[dim] = d.integer(1, kernel[dim] - 1, "short input")
-            elif violation == "zero divisor_override":
-                params["divisor_override"] = 0
-            if kind == "lp":
-                params = {"norm_type": d.choice((2.0, 1.0, 3.0), "norm_type"), **params}
-            params.update({"kernel_size": kernel[0] if kind == "lp" and nd == 1 else tuple(kernel),
-                           "stride": tuple(stride)})
-            if kind != "lp":
-                params["padding"] = tuple(padding)
-            if kind == "max":
-                params["dilation"] = tuple(dilation)
-            x = DTYPES[dtype].round(np.random.default_rng(0).standard_normal((1, 2, *spatial)))
-            return Case(op=op, dtype=dtype, params=params, inputs={"input": x}, differentiable=("input",),
-                        invalid=True, note=violation)
+    def build(d: S.Drawer, dtype: str) -> Case:
+        violation = d.choice(violations, "violation")
+        kernel = [d.integer(1, 4, f"kernel[{i}]") for i in range(nd)]
+        stride = [d.integer(1, 3, f"stride[{i}]") for i in range(nd)]
+        padding = [0] * nd
+        dilation = [1] * nd
+        spatial = [d.integer(k + 1, k + 6, f"input[{i}]") for i, k in enumerate(kernel)]
+        dim = d.integer(0, nd - 1, "violating dim")
+        params: dict[str, Any] = {}
+        if violation == "padding > kernel // 2":
+            padding[dim] = kernel[dim] // 2 + d.integer(1, 2, "excess padding")
+        elif violation == "zero stride":
+            stride[dim] = 0
+        elif violation == "zero kernel":
+            kernel[dim] = 0
+        elif violation == "negative padding":
+            padding[dim] = -1
+        elif violation == "zero dilation":
+            dilation[dim] = 0
+        elif violation == "empty output":
+            kernel[dim] = max(kernel[dim], 2)
+            spatial[dim] = d.integer(1, kernel[dim] - 1, "short input")
+        elif violation == "zero divisor_override":
+            params["divisor_override"] = 0
+        if kind == "lp":
+            params = {"norm_type": d.choice((2.0, 1.0, 3.0), "norm_type"), **params}
+        params.update({"kernel_size": kernel[0] if kind == "lp" and nd == 1 else tuple(kernel),
+                       "stride": tuple(stride)})
+        if kind != "lp":
+            params["padding"] = tuple(padding)
+        if kind == "max":
+            params["dilation"] = tuple(dilation)
+        x = DTYPES[dtype].round(np.random.default_rng(0).standard_normal((1, 2, *spatial)))
+        return Case(op=op, dtype=dtype, params=params, inputs={"input": x}, differentiable=("input",),
+                    invalid=True, note=violation)
 
-        return build()
-
-    return strategy
+    return _strategy(build)
 
 
 def _unpool_invalid(op: str, nd: int) -> Callable[[str], st.SearchStrategy[Case]]:
-    def strategy(dtype: str) -> st.SearchStrategy[Case]:
-        @st.composite
-        def build(draw: Any) -> Case:
-            d = S.Drawer(draw)
-            violation = d.choice(("output_size too large", "output_size too small", "index past the end",
-                                  "negative index"), "violation")
-            k = d.integer(2, 3, "kernel")
-            s = d.integer(1, 3, "stride")
-            pooled = [d.integer(1, 4, f"pooled[{i}]") for i in range(nd)]
-            default = [(p - 1) * s + k for p in pooled]
-            plane = int(np.prod(default))
-            rng = np.random.default_rng(d.integer(0, 2**16, "seed"))
-            indices = rng.integers(0, plane, size=(1, 2, *pooled))
-            forward_kwargs: dict[str, Any] = {}
-            dim = d.integer(0, nd - 1, "violating dim")
-            if violation == "output_size too large":
-                size = list(default)
-                size[dim] += s
-                forward_kwargs["output_size"] = size
-            elif violation == "output_size too small":
-                size = list(default)
-                size[dim] -= s
-                forward_kwargs["output_size"] = size
-            elif violation == "index past the end":
-                indices.flat[d.integer(0, indices.size - 1, "position")] = plane
-            else:
-                indices.flat[d.integer(0, indices.size - 1, "position")] = -1
-            x = DTYPES[dtype].round(rng.standard_normal(indices.shape))
-            return Case(op=op, dtype=dtype, params={"kernel_size": k, "stride": s},
-                        inputs={"input": x, "indices": indices.astype(np.int64)}, differentiable=("input",),
-                        forward_kwargs=forward_kwargs, invalid=True, note=violation)
+    def build(d: S.Drawer, dtype: str) -> Case:
+        violation = d.choice(("output_size too large", "output_size too small", "index past the end",
+                              "negative index"), "violation")
+        k = d.integer(2, 3, "kernel")
+        s = d.integer(1, 3, "stride")
+        pooled = [d.integer(1, 4, f"pooled[{i}]") for i in range(nd)]
+        default = [(p - 1) * s + k for p in pooled]
+        plane = int(np.prod(default))
+        rng = np.random.default_rng(d.integer(0, 2**16, "seed"))
+        indices = rng.integers(0, plane, size=(1, 2, *pooled))
+        forward_kwargs: dict[str, Any] = {}
+        dim = d.integer(0, nd - 1, "violating dim")
+        if violation == "output_size too large":
+            size = list(default)
+            size[dim] += s
+            forward_kwargs["output_size"] = size
+        elif violation == "output_size too small":
+            size = list(default)
+            size[dim] -= s
+            forward_kwargs["output_size"] = size
+        elif violation == "index past the end":
+            indices.flat[d.integer(0, indices.size - 1, "position")] = plane
+        else:
+            indices.flat[d.integer(0, indices.size - 1, "position")] = -1
+        x = DTYPES[dtype].round(rng.standard_normal(indices.shape))
+        return Case(op=op, dtype=dtype, params={"kernel_size": k, "stride": s},
+                    inputs={"input": x, "indices": indices.astype(np.int64)}, differentiable=("input",),
+                    forward_kwargs=forward_kwargs, invalid=True, note=violation)
 
-        return build()
-
-    return strategy
+    return _strategy(build)
 
 
 def _fractional_invalid(dtype: str) -> st.SearchStrategy[Case]:
@@ -1103,20 +1077,15 @@ def _fractional_invalid(dtype: str) -> st.SearchStrategy[Case]:
 
 
 def _adaptive_invalid(op: str, nd: int) -> Callable[[str], st.SearchStrategy[Case]]:
-    def strategy(dtype: str) -> st.SearchStrategy[Case]:
-        @st.composite
-        def build(draw: Any) -> Case:
-            d = S.Drawer(draw)
-            sizes = [d.integer(1, 6, f"input[{i}]") for i in range(nd)]
-            outs = [d.integer(1, 4, f"output[{i}]") for i in range(nd)]
-            outs[d.integer(0, nd - 1, "violating dim")] = -d.integer(1, 3, "negative output")
-            x = DTYPES[dtype].round(np.random.default_rng(0).standard_normal((1, 2, *sizes)))
-            return Case(op=op, dtype=dtype, params={"output_size": tuple(outs)}, inputs={"input": x},
-                        differentiable=("input",), invalid=True, note="negative output_size")
+    def build(d: S.Drawer, dtype: str) -> Case:
+        sizes = [d.integer(1, 6, f"input[{i}]") for i in range(nd)]
+        outs = [d.integer(1, 4, f"output[{i}]") for i in range(nd)]
+        outs[d.integer(0, nd - 1, "violating dim")] = -d.integer(1, 3, "negative output")
+        x = DTYPES[dtype].round(np.random.default_rng(0).standard_normal((1, 2, *sizes)))
+        return Case(op=op, dtype=dtype, params={"output_size": tuple(outs)}, inputs={"input": x},
+                    differentiable=("input",), invalid=True, note="negative output_size")
 
-        return build()
-
-    return strategy
+    return _strategy(build)
 
 
 # ---------------------------------------------------------------------------------------------

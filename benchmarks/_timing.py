@@ -1,0 +1,58 @@
+"""Timing and table code shared by the reference-vs-torch benchmark scripts (``bench_conv``, ``bench_pooling``)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+Step = Callable[[], Any]  # a forward + backward of one configuration, ready to time
+TorchStep = Callable[[Any], Step]  # builds the torch step in the given torch dtype
+
+
+def best_time(fn: Callable[[], Any], budget_s: float = 1.0, max_repeats: int = 50) -> float:
+    """Best wall time of ``fn`` over repeats (after one warm-up call; at least 3, until ``budget_s`` is spent)."""
+    fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 3 or (time.perf_counter() - start < budget_s and len(times) < max_repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def time_config(reference_step: Step, torch_step: TorchStep) -> tuple[float, float, float]:
+    """Best times of one configuration's forward + backward: the reference, torch float64, torch float32.
+
+    ``torch_step(dtype)`` builds the torch step in that dtype.
+    """
+    import torch
+
+    return (best_time(reference_step), best_time(torch_step(torch.float64)),
+            best_time(torch_step(torch.float32)))
+
+
+def print_table(configs: Sequence[Any], width: int,
+                steps: Callable[[Any, np.random.Generator], tuple[Step, TorchStep]]) -> None:
+    """Time every config and print one row each, then the median ratio reference / torch-float64.
+
+    ``steps(cfg, rng)`` draws the config's data from the shared ``rng`` and returns the reference step
+    and a function of the torch dtype that builds the torch step. Each config has a ``label``.
+    """
+    import torch
+
+    rng = np.random.default_rng(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; numpy {np.__version__}")
+    header = f"{'config':{width}} {'reference':>10} {'torch f64':>10} {'torch f32':>10} {'ratio':>8}"
+    print(header)
+    print("-" * len(header))
+    ratios = []
+    for cfg in configs:
+        t_ref, t64, t32 = time_config(*steps(cfg, rng))
+        ratios.append(t_ref / t64)
+        print(f"{cfg.label:{width}} {t_ref * 1e3:8.2f}ms {t64 * 1e3:8.2f}ms {t32 * 1e3:8.2f}ms {t_ref / t64:7.1f}x")
+    print(f"median ratio reference / torch-float64: {statistics.median(ratios):.1f}x")
