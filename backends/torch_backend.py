@@ -97,11 +97,17 @@ def to_numpy(t: Any) -> tuple[np.ndarray, str]:
 
 
 class TorchBackend(Backend):
-    """torch.nn on one device (``cpu`` or ``cuda``)."""
+    """torch.nn on one device (``cpu`` or ``cuda``).
+
+    A subclass (an adapter for a torch-like framework, or a deliberately wrong one in the tests)
+    names itself with a ``name`` class attribute; the default name is ``torch-<device>``.
+    """
+
+    name = ""
 
     def __init__(self, device: str = "cpu"):
         self._device = device
-        self.name = f"torch-{device}"
+        self.name = type(self).name or f"torch-{device}"
 
     def capabilities(self) -> Capabilities:
         return Capabilities(devices=(self._device,), dtypes=DTYPE_NAMES)

@@ -33,10 +33,6 @@ def _is_conv_transpose(spec: Any) -> bool:
 class _WrongConvBackend(TorchBackend):
     name = "wrong-conv"
 
-    def __init__(self) -> None:
-        super().__init__("cpu")
-        self.name = type(self).name
-
 
 # -- (a) circular padding on the wrong dims -----------------------------------------------------------
 

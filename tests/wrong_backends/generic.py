@@ -30,10 +30,6 @@ class ReluGradAtZero(TorchBackend):
 
     name = "wrong-relu-kink"
 
-    def __init__(self) -> None:
-        super().__init__("cpu")
-        self.name = "wrong-relu-kink"
-
     def build_module(self, spec, case):
         if spec.name == "ReLU":
             return _WrongKinkReLU()
@@ -52,9 +48,7 @@ class Raises(Backend):
 class ClaimsNothing(TorchBackend):
     """Implements no layer at all: everything must be reported unsupported, never passed."""
 
-    def __init__(self) -> None:
-        super().__init__("cpu")
-        self.name = "claims-nothing"
+    name = "claims-nothing"
 
     def capabilities(self):
         from backends.base import Capabilities
@@ -65,9 +59,7 @@ class ClaimsNothing(TorchBackend):
 class Segfaults(TorchBackend):
     """Kills its own process on every Linear call: the run must record a crash and go on."""
 
-    def __init__(self) -> None:
-        super().__init__("cpu")
-        self.name = "segfaults"
+    name = "segfaults"
 
     def run(self, spec, case):
         if spec.name == "Linear":
@@ -81,9 +73,7 @@ class Segfaults(TorchBackend):
 class Hangs(TorchBackend):
     """Never answers on ReLU: the run must record a timeout and go on."""
 
-    def __init__(self) -> None:
-        super().__init__("cpu")
-        self.name = "hangs"
+    name = "hangs"
 
     def run(self, spec, case):
         if spec.name == "ReLU":

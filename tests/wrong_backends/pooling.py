@@ -60,10 +60,6 @@ class AvgCeilFullDivisor(TorchBackend):
 
     name = "wrong-avg-ceil-divisor"
 
-    def __init__(self) -> None:
-        super().__init__("cpu")
-        self.name = "wrong-avg-ceil-divisor"
-
     def build_module(self, spec, case):
         if spec.name.startswith("AvgPool") and case.params.get("divisor_override") is None:
             return _AvgFullDivisor(int(spec.name[-2]), case.params)
@@ -104,10 +100,6 @@ class MaxPoolKeepsPaddingWindow(TorchBackend):
     """MaxPool whose ceil_mode keeps a last window starting in the right padding."""
 
     name = "wrong-maxpool-no-drop"
-
-    def __init__(self) -> None:
-        super().__init__("cpu")
-        self.name = "wrong-maxpool-no-drop"
 
     def build_module(self, spec, case):
         module = super().build_module(spec, case)
@@ -165,10 +157,6 @@ class AdaptiveFloorEnd(TorchBackend):
     """Adaptive pooling with window ends floor((i+1)·in/out) instead of ceil."""
 
     name = "wrong-adaptive-floor-end"
-
-    def __init__(self) -> None:
-        super().__init__("cpu")
-        self.name = "wrong-adaptive-floor-end"
 
     def build_module(self, spec, case):
         if spec.name.startswith("AdaptiveMaxPool") or spec.name.startswith("AdaptiveAvgPool"):
