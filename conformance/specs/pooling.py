@@ -200,15 +200,19 @@ def avgpool3d_input_smaller_than_kernel(case: Case) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
+def _with_input_grad(case: Case, res: Result, backward: bool, vjp: Callable[[np.ndarray], np.ndarray]) -> Result:
+    """Add the input gradient ``vjp(g)`` (g: the batched output cotangent) when backward is asked."""
+    if backward and "output" in case.cotangents:
+        res.grads["input"] = _like_input(case, vjp(_batched_like(case, case.cotangents["output"])))
+    return res
+
+
 def _selection_result(case: Case, x: np.ndarray, out: np.ndarray, idx: np.ndarray, backward: bool) -> Result:
     """Result of a max-type layer: output, indices when asked, and the scatter VJP."""
     res = Result(outputs={"output": _like_input(case, out)}, meta={"argmax": idx})
     if case.params.get("return_indices"):
         res.outputs["indices"] = _like_input(case, idx)
-    if backward and "output" in case.cotangents:
-        g = _batched_like(case, case.cotangents["output"])
-        res.grads["input"] = _like_input(case, ref.scatter_by_indices(x.shape, idx, g))
-    return res
+    return _with_input_grad(case, res, backward, lambda g: ref.scatter_by_indices(x.shape, idx, g))
 
 
 def _max_pool_reference(case: Case, backward: bool) -> Result:
@@ -229,10 +233,7 @@ def _avg_pool_reference(case: Case, backward: bool) -> Result:
     x = _batched(case)
     args = _avg_args(case)
     res = Result(outputs={"output": _like_input(case, ref.avg_pool(x, *args))})
-    if backward and "output" in case.cotangents:
-        g = _batched_like(case, case.cotangents["output"])
-        res.grads["input"] = _like_input(case, ref.avg_pool_vjp(x.shape, g, *args))
-    return res
+    return _with_input_grad(case, res, backward, lambda g: ref.avg_pool_vjp(x.shape, g, *args))
 
 
 def _lp_args(case: Case) -> tuple[float, tuple[int, ...], tuple[int, ...], bool]:
@@ -244,10 +245,7 @@ def _lp_pool_reference(case: Case, backward: bool) -> Result:
     x = _batched(case)
     p, kernel, stride, ceil_mode = _lp_args(case)
     res = Result(outputs={"output": _like_input(case, ref.lp_pool(x, p, kernel, stride, ceil_mode))})
-    if backward and "output" in case.cotangents:
-        g = _batched_like(case, case.cotangents["output"])
-        res.grads["input"] = _like_input(case, ref.lp_pool_vjp(x, g, p, kernel, stride, ceil_mode))
-    return res
+    return _with_input_grad(case, res, backward, lambda g: ref.lp_pool_vjp(x, g, p, kernel, stride, ceil_mode))
 
 
 def _fractional_reference(case: Case, backward: bool) -> Result:
@@ -279,10 +277,7 @@ def _unpool_reference(case: Case, backward: bool) -> Result:
         raise ValueError("kernel_size and stride must be >= 1")
     size = ref.unpool_output_size(x.shape[2:], kernel, stride, padding, case.forward_kwargs.get("output_size"))
     res = Result(outputs={"output": _like_input(case, ref.max_unpool(x, idx, size))})
-    if backward and "output" in case.cotangents:
-        g = _batched_like(case, case.cotangents["output"])
-        res.grads["input"] = _like_input(case, ref.max_unpool_vjp(idx, g))
-    return res
+    return _with_input_grad(case, res, backward, lambda g: ref.max_unpool_vjp(idx, g))
 
 
 def _adaptive_max_reference(case: Case, backward: bool) -> Result:
@@ -295,10 +290,7 @@ def _adaptive_avg_reference(case: Case, backward: bool) -> Result:
     x = _batched(case)
     size = _adaptive_output(case, x.shape[2:])
     res = Result(outputs={"output": _like_input(case, ref.adaptive_avg_pool(x, size))})
-    if backward and "output" in case.cotangents:
-        g = _batched_like(case, case.cotangents["output"])
-        res.grads["input"] = _like_input(case, ref.adaptive_avg_pool_vjp(x.shape, g, size))
-    return res
+    return _with_input_grad(case, res, backward, lambda g: ref.adaptive_avg_pool_vjp(x.shape, g, size))
 
 
 # ---------------------------------------------------------------------------------------------
