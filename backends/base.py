@@ -1,20 +1,262 @@
-"""The adapter contract every backend implements."""
+"""The adapter contract: everything a backend sees and returns. It imports nothing of the project.
+
+A backend receives a ``Case`` (one fully specified call of one catalogue entry, as plain data) and
+returns a ``Result`` (named outputs, gradients, values after the call of mutated tensors, and the
+random choices it made). ``Capabilities`` say what it implements; anything else is reported as
+unsupported. The harness records a backend process that dies as ``BackendCrash``, one that does
+not answer as ``BackendTimeout`` and an exception raised inside an isolated worker as
+``BackendRaised``; ``VERDICTS`` lists what a case can end as.
+
+Every other package depends on this module: ``conformance`` (declarations, runner) uses
+``reference``, ``backends`` and ``reports``, and nothing points back.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from conformance.case import Case, Result
-from conformance.dtypes import DTYPE_NAMES
-from conformance.spec import LayerSpec
+import numpy as np
+
+# Floating-point formats, best-conditioned first (runs and shrinking start from float64).
+DTYPE_NAMES: tuple[str, ...] = ("float64", "float32", "float16", "bfloat16")
+
+# What a case can end as. ``known``: a failure matching a recorded known discrepancy; ``xpass``: a
+# strict known entry none of whose matching cases failed; ``unsupported``: outside the backend's
+# capabilities (never counted as passed).
+VERDICTS = ("pass", "fail", "error", "xpass", "known", "unsupported", "crash", "timeout")
+# Verdicts that make a run non-conforming (exit code 1).
+DISCREPANCY_VERDICTS = ("fail", "error", "xpass", "crash", "timeout")
+
+LAYOUT_KINDS = ("contiguous", "channels_last", "permuted", "strided", "expanded")
+
+# How an input travels to the backend: ``float`` a tensor in the case dtype; ``int64`` and
+# ``bool`` tensors of that type; ``int_list`` a Python list of ints (lengths, sizes).
+INPUT_TYPES = ("float", "int64", "bool", "int_list")
+
+
+class BackendCrash(RuntimeError):
+    """The backend's process died while running a case."""
+
+
+class BackendTimeout(RuntimeError):
+    """The backend did not answer within the time limit."""
+
+
+class BackendRaised(RuntimeError):
+    """The backend raised inside an isolated worker; the message is the original ``Type: message``."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How an input is laid out in memory; its logical shape and values never change.
+
+    - ``contiguous``: row-major.
+    - ``channels_last`` / ``permuted``: dense, with dimensions stored in the order ``perm``
+      (outermost first); channels_last is perm (0, 2, 3, 1) or (0, 2, 3, 4, 1).
+    - ``strided``: a view taking every ``step[d]``-th element of a larger buffer; the gaps hold NaN
+      so a kernel that reads them poisons its result.
+    - ``expanded``: dimensions ``dims`` have stride 0 (values are constant along them).
+    """
+
+    kind: str = "contiguous"
+    perm: tuple[int, ...] = ()
+    step: tuple[int, ...] = ()
+    dims: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in LAYOUT_KINDS:
+            raise ValueError(f"unknown layout kind {self.kind!r}")
+
+    def strides(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Element strides of a tensor of ``shape`` in this layout."""
+        ndim = len(shape)
+        if self.kind in ("channels_last", "permuted"):
+            strides = [0] * ndim
+            acc = 1
+            for d in reversed(self.perm):
+                strides[d] = acc
+                acc *= max(shape[d], 1)
+            return tuple(strides)
+        base_shape = list(shape)
+        if self.kind == "strided":
+            base_shape = [s * k for s, k in zip(shape, self.step)]
+        strides = [0] * ndim
+        acc = 1
+        for d in reversed(range(ndim)):
+            strides[d] = acc
+            acc *= max(base_shape[d], 1)
+        if self.kind == "strided":
+            strides = [s * k for s, k in zip(strides, self.step)]
+        if self.kind == "expanded":
+            strides = [0 if d in self.dims else s for d, s in enumerate(strides)]
+        return tuple(strides)
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.perm:
+            out["perm"] = list(self.perm)
+        if self.step:
+            out["step"] = list(self.step)
+        if self.dims:
+            out["dims"] = list(self.dims)
+        return out
+
+    @staticmethod
+    def from_description(d: dict[str, Any]) -> Layout:
+        return Layout(d["kind"], tuple(d.get("perm", ())), tuple(d.get("step", ())), tuple(d.get("dims", ())))
+
+
+CONTIGUOUS = Layout()
+
+
+def input_type(values: np.ndarray) -> str:
+    """The type an input travels as when its case does not declare one: by NumPy kind."""
+    kind = np.asarray(values).dtype.kind
+    return "bool" if kind == "b" else "int64" if kind in "iu" else "float"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One call of catalogue entry ``op`` (declaration ``variant``) in ``dtype``.
+
+    - ``params``: the entry's parameters (torch.nn constructor arguments, or a function's
+      keyword arguments); ``forward_kwargs``: extra keyword arguments of the call.
+    - ``inputs``: every named array (arguments, parameters, buffers, targets, lengths); floats
+      are float64 values already representable in ``dtype``. ``types`` says how each travels
+      (``INPUT_TYPES``; undeclared: by NumPy kind) and ``layouts`` its memory layout.
+    - ``differentiable``: the inputs whose gradient is compared; ``cotangents``: the output
+      gradients of the backward pass (filled in by the runner from ``cotangent_seed``).
+    - ``choices``: random choices a stochastic layer made (a dropout mask), given to the
+      conditional reference by the runner; empty for deterministic cases.
+    - ``call``: how a torch-like backend calls the entry (a call tree, plain data: see
+      ``backends.torch_call``), attached by the runner from the declaration.
+    - ``invalid``: the case breaks a documented rule; the backend must raise.
+    """
+
+    op: str
+    dtype: str
+    params: dict[str, Any]
+    inputs: dict[str, np.ndarray]
+    differentiable: tuple[str, ...] = ()
+    layouts: dict[str, Layout] = field(default_factory=dict)
+    forward_kwargs: dict[str, Any] = field(default_factory=dict)
+    train: bool = True
+    tier: str = "float"
+    cotangent_seed: int = 0
+    cotangents: dict[str, np.ndarray] = field(default_factory=dict)
+    invalid: bool = False
+    note: str = ""
+    variant: str = ""
+    types: dict[str, str] = field(default_factory=dict)
+    choices: dict[str, np.ndarray] = field(default_factory=dict)
+    call: dict[str, Any] | None = None
+
+    @property
+    def target(self) -> str:
+        """The declaration's id: ``op``, or ``op[variant]``."""
+        return f"{self.op}[{self.variant}]" if self.variant else self.op
+
+    def layout(self, name: str) -> Layout:
+        return self.layouts.get(name, CONTIGUOUS)
+
+    def input_type(self, name: str) -> str:
+        return self.types.get(name) or input_type(self.inputs[name])
+
+    def with_inputs(self, **arrays: np.ndarray) -> Case:
+        return replace(self, inputs={**self.inputs, **arrays})
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able summary: parameters, shapes, types, layouts, strides (no values)."""
+        return {
+            "op": self.op,
+            "variant": self.variant,
+            "dtype": self.dtype,
+            "tier": self.tier,
+            "train": self.train,
+            "invalid": self.invalid,
+            "params": jsonable(self.params),
+            "forward_kwargs": jsonable(self.forward_kwargs),
+            "inputs": {
+                name: {
+                    "shape": list(arr.shape),
+                    "type": self.input_type(name),
+                    "dtype": self.dtype if self.input_type(name) == "float" else self.input_type(name),
+                    "layout": self.layout(name).describe(),
+                    "strides": list(self.layout(name).strides(arr.shape)),
+                    "requires_grad": name in self.differentiable,
+                }
+                for name, arr in self.inputs.items()
+            },
+            "note": self.note,
+        }
+
+    def case_id(self) -> str:
+        """Stable short hash of the description and the values."""
+        h = hashlib.sha1(json.dumps(self.describe(), sort_keys=True).encode())
+        for group in (self.inputs, self.cotangents, self.choices):
+            for name in sorted(group):
+                h.update(name.encode())
+                h.update(np.ascontiguousarray(group[name]).tobytes())
+        return h.hexdigest()[:12]
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON data: tuples and arrays become lists, NumPy scalars Python numbers, and
+    non-finite floats the strings "inf", "-inf", "nan"."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return repr(value)
+    return value
+
+
+# Result groups and the prefix of their qualified tensor names.
+RESULT_GROUPS = (("outputs", ""), ("grads", "grad."), ("state", "state."), ("choices", "random."))
+
+
+@dataclass
+class Result:
+    """What one side computed.
+
+    ``outputs``: the call's results by name; ``grads``: the gradient of each differentiable input;
+    ``state``: the value after the call of every tensor the call mutates (an in-place input,
+    BatchNorm's running statistics, a renormalised embedding weight, clipped gradients);
+    ``choices``: the random choices made (a dropout mask). Arrays are NumPy: float64 for floating
+    results, with the dtype each tensor had on the backend in ``dtypes`` (by qualified name).
+    """
+
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    grads: dict[str, np.ndarray] = field(default_factory=dict)
+    state: dict[str, np.ndarray] = field(default_factory=dict)
+    choices: dict[str, np.ndarray] = field(default_factory=dict)
+    dtypes: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """All compared tensors under qualified names: ``output``, ``grad.input``,
+        ``state.running_mean``, ``random.mask``."""
+        out: dict[str, np.ndarray] = {}
+        for group, prefix in RESULT_GROUPS:
+            out.update({f"{prefix}{name}": arr for name, arr in getattr(self, group).items()})
+        return out
 
 
 @dataclass(frozen=True)
 class Capabilities:
     """What a backend claims to implement, as data.
 
-    ``ops`` lists the layer names it implements (None: every declared layer). A layer or dtype
-    outside its capabilities is reported as *unsupported*, never as passed.
+    ``ops`` lists the catalogue names (or declaration ids such as ``LSTM[packed]``) it
+    implements (None: every declared entry). Anything outside its capabilities is reported as
+    *unsupported*, never as passed.
     """
 
     devices: tuple[str, ...] = ("cpu",)
@@ -26,13 +268,12 @@ class Capabilities:
 class Backend:
     """Base class of adapters. Subclasses set ``name`` and implement ``run``.
 
-    ``run(spec, case)`` executes ``case`` (a layer call described in torch.nn terms: ``spec.name``
-    is the torch.nn class, ``case.params`` its constructor arguments, ``case.inputs`` the named
-    arrays with their ``case.layouts``) and returns a ``Result``: every output named as in
-    ``spec.torch.outputs``, the gradient of every name in ``case.differentiable`` for the output
-    cotangents ``case.cotangents``, and the state buffers named in ``spec.torch.state``. Arrays
-    are returned as NumPy (float64 for floating results), with the dtype each tensor had on the
-    backend in ``Result.dtypes``. For a case with ``case.invalid`` set, the backend must raise.
+    ``run(case)`` executes the case and returns a ``Result``: every output the entry returns
+    (named as in ``case.call``'s outputs), the gradient of every name in ``case.differentiable``
+    for the cotangents ``case.cotangents``, the value after the call of each tensor named in
+    ``case.call["mutated"]`` and, for a stochastic entry, the random choices named in
+    ``case.call["random"]``. For a case with ``case.invalid`` set, the backend must raise; a
+    ``NotImplementedError`` means "no kernel for this" and is recorded as unsupported.
     """
 
     name: str = "backend"
@@ -44,14 +285,13 @@ class Backend:
         """(available, reason); the reason is shown when unavailable."""
         return True, ""
 
-    def supports(self, spec: LayerSpec, dtype: str) -> tuple[bool, str]:
+    def supports(self, op: str, target: str, dtype: str) -> tuple[bool, str]:
+        """Whether catalogue entry ``op`` (declaration id ``target``) in ``dtype`` is claimed."""
         caps = self.capabilities()
-        if caps.ops is not None and spec.name not in caps.ops:
-            return False, f"{self.name} does not implement {spec.name}"
+        if caps.ops is not None and op not in caps.ops and target not in caps.ops:
+            return False, f"{self.name} does not implement {target}"
         if dtype not in caps.dtypes:
             return False, f"{self.name} does not support {dtype}"
-        if dtype not in spec.dtypes:
-            return False, f"{spec.name} is not declared for {dtype}"
         return True, ""
 
     def device(self) -> str:
@@ -60,5 +300,5 @@ class Backend:
     def versions(self) -> dict[str, str]:
         return {}
 
-    def run(self, spec: LayerSpec, case: Case) -> Result:  # pragma: no cover - interface
+    def run(self, case: Case) -> Result:  # pragma: no cover - interface
         raise NotImplementedError

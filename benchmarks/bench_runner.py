@@ -12,9 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from backends.isolation import IsolatedBackend
-from backends.registry import load_backend
+from conformance.isolation import IsolatedBackend
 from conformance.profiles import PROFILES
+from conformance.registry import load_backend
 from conformance.runner import Runner, RunRequest
 from conformance.spec import all_specs
 from reports.records import RecordWriter, read_records
@@ -24,7 +24,7 @@ def _warm_up_case():
     """One tiny ReLU case to start the worker outside the measurement."""
     import numpy as np
 
-    from conformance.case import Case
+    from backends.base import Case
 
     spec = all_specs()["ReLU"]
     return spec, Case(op="ReLU", dtype="float32", params={"inplace": False}, inputs={"input": np.ones(1)})

@@ -108,7 +108,7 @@ def _backend_info(backend: Any) -> dict[str, Any]:
 
 
 def cmd_backends(args: argparse.Namespace, argv: list[str]) -> int:
-    from backends.registry import known_backends, load_backend
+    from conformance.registry import known_backends, load_backend
 
     infos = [_backend_info(load_backend(name)) for name in known_backends()]
     if args.json:
@@ -120,25 +120,41 @@ def cmd_backends(args: argparse.Namespace, argv: list[str]) -> int:
     return EXIT_OK
 
 
-def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
+def catalogue_listing() -> list[dict[str, Any]]:
+    """One item per catalogue entry declared, with its variants (declarations)."""
     from conformance.spec import all_specs
 
-    specs = all_specs().values()
-    items = [{"name": s.name, "family": s.family, "torch": s.torch.target, "forward": s.forward,
-              "backward": s.backward, "invalid_cases": s.invalid_cases is not None, "dtypes": list(s.dtypes)}
-             for s in specs]
+    entries: dict[str, dict[str, Any]] = {}
+    for spec in all_specs().values():
+        entry = entries.setdefault(spec.name, {
+            "name": spec.name, "catalogue": spec.catalogue or spec.torch.target, "family": spec.family,
+            "torch": spec.torch.target, "kind": spec.torch.kind, "forward": False, "backward": False,
+            "invalid_cases": False, "stochastic": False, "dtypes": list(spec.dtypes), "variants": []})
+        entry["forward"] |= spec.forward
+        entry["backward"] |= spec.backward
+        entry["invalid_cases"] |= spec.invalid_cases is not None
+        entry["stochastic"] |= spec.randomness is not None
+        entry["variants"].append({"id": spec.id, "variant": spec.variant, "forward": spec.forward,
+                                  "backward": spec.backward, "regimes": [r.name for r in spec.regimes]})
+    return list(entries.values())
+
+
+def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
+    items = catalogue_listing()
     if args.json:
         print(json.dumps(items, indent=2))
         return EXIT_OK
     for it in items:
         parts = ["forward"] + (["backward"] if it["backward"] else []) + (["invalid"] if it["invalid_cases"] else [])
-        print(f"{it['name']:<24} {it['family']:<14} {' + '.join(parts)}")
+        variants = [v["variant"] for v in it["variants"] if v["variant"]]
+        extra = f"  variants: {', '.join(variants)}" if variants else ""
+        print(f"{it['name']:<24} {it['family']:<14} {' + '.join(parts)}{extra}")
     return EXIT_OK
 
 
 def _resolve_run(args: argparse.Namespace) -> tuple[list[Any], list[Any], list[str], list[dict[str, Any]]]:
-    from backends.registry import BackendNotFound, load_backend
     from conformance.dtypes import DTYPE_NAMES
+    from conformance.registry import BackendNotFound, load_backend
     from conformance.spec import select_specs
 
     try:
@@ -160,7 +176,7 @@ def _resolve_run(args: argparse.Namespace) -> tuple[list[Any], list[Any], list[s
         infos.append(info)
         if info["available"]:
             if not args.no_isolate:
-                from backends.isolation import IsolatedBackend
+                from conformance.isolation import IsolatedBackend
 
                 backend = IsolatedBackend(name, backend, timeout=args.timeout)
             backends.append(backend)
@@ -231,7 +247,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     info = {
         "run_id": runner.run_id, "argv": ["nnconform", *argv], "profile": args.profile, "seed": args.seed,
         "examples": args.examples, "started": datetime.fromtimestamp(started, timezone.utc).isoformat(),
-        "duration_s": duration, "backends": infos, "ops": [s.name for s in specs], "dtypes": dtypes,
+        "duration_s": duration, "backends": infos, "ops": [s.id for s in specs], "dtypes": dtypes,
         "cases": runner.cases, "cases_per_second": runner.cases / duration if duration > 0 else 0.0,
         "discrepancies": runner.discrepancies, "exit_code": exit_code, "versions": _versions(backends),
     }

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from conformance.case import Case, Result
+from backends.base import Case, Result
 from conformance.dtypes import DTYPES
+from conformance.elementwise import judge_exact, judge_floats
 from conformance.spec import LayerSpec
 from conformance.tolerance import bound_for, magnitudes
 
@@ -46,7 +47,7 @@ def _finite_or_str(x: float) -> float | str:
 
 
 def _expected_dtype(case: Case, ref: np.ndarray) -> str:
-    return "int64" if ref.dtype.kind in "iub" else case.dtype
+    return "bool" if ref.dtype.kind == "b" else "int64" if ref.dtype.kind in "iu" else case.dtype
 
 
 def compare_tensor(
@@ -73,7 +74,7 @@ def compare_tensor(
 
 
 def _compare_integers(cmp: Comparison, ref: np.ndarray, got: np.ndarray) -> Comparison:
-    bad = ref != got.astype(ref.dtype)
+    bad = judge_exact(ref, got)
     cmp.mismatches = int(bad.sum())
     cmp.exact_elements = cmp.size
     if cmp.mismatches:
@@ -95,19 +96,11 @@ def _compare_floats(
     bound = bound_for(spec, case, cmp.tensor, ref, absref)
     cmp.reduction_length = bound.reduction_length
     cmp.exact_elements = int(bound.exact.sum())
+    j = judge_floats(ref, got, bound.allowed, dt.max_value, dt.unit_roundoff)
+    ref_cmp, err, ratio, bad = j["ref"], j["err"], j["ratio"], j["bad"]
+    nan_bad, inf_bad, value_bad = j["nan_bad"], j["inf_bad"], j["value_bad"]
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        # A finite reference beyond the format's range legitimately overflows to inf of its sign.
-        overflow = np.isfinite(ref) & (np.abs(ref) > dt.max_value * (1 + dt.unit_roundoff))
-        ref_cmp = np.where(overflow, np.sign(ref) * np.inf, ref)
-        nan_bad = np.isnan(ref_cmp) != np.isnan(got)
-        inf_bad = (np.isinf(ref_cmp) | np.isinf(got)) & ~(np.isnan(ref_cmp) | np.isnan(got)) & (ref_cmp != got)
         finite = np.isfinite(ref_cmp) & np.isfinite(got)
-        err = np.where(finite, np.abs(got - ref_cmp), 0.0)
-        value_bad = finite & (err > bound.allowed)
-        bad = nan_bad | inf_bad | value_bad
-        ratio = np.where(bound.allowed > 0, err / np.where(bound.allowed > 0, bound.allowed, 1.0),
-                         np.where(err > 0, np.inf, 0.0))
-        ratio = np.where(nan_bad | inf_bad, np.inf, ratio)
         rel = np.where(finite & (np.abs(ref_cmp) > 0), err / np.abs(ref_cmp), np.where(err > 0, np.inf, 0.0))
         ulps = np.where(finite, err / dt.ulp(ref_cmp), 0.0)
     cmp.mismatches = int(bad.sum())
@@ -147,7 +140,7 @@ def compare_results(spec: LayerSpec, case: Case, ref: Result, got: Result) -> li
     for name, ref_value in ref_tensors.items():
         custom = spec.comparators.get(name)
         if custom is not None:
-            comparisons.append(custom(case, name, ref, got))
+            comparisons.append(custom(spec, case, name, ref, got))
             continue
         comparisons.append(
             compare_tensor(spec, case, name, ref_value, got_tensors.get(name), got.dtypes.get(name), absref[name])

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from backends.base import DTYPE_NAMES
+
 
 def _round_to_bfloat16(x: np.ndarray) -> np.ndarray:
     """Round float64 values to bfloat16 (via float32 bits, nearest-even), returned as float64."""
@@ -76,7 +78,8 @@ DTYPES: dict[str, DType] = {
 }
 
 # Order matters: float64 first, so that runs and shrinking start from the best-conditioned case.
-DTYPE_NAMES: tuple[str, ...] = tuple(DTYPES)
+assert tuple(DTYPES) == DTYPE_NAMES
+__all__ = ["DTYPES", "DTYPE_NAMES", "DType", "dtype"]
 
 
 def dtype(name: str) -> DType:

@@ -1,6 +1,7 @@
 """Known real discrepancies: data in ``conformance/known_discrepancies.toml``.
 
-Each entry names the layer (glob), backend (glob), dtype (glob, optional), an optional
+Each entry names the layer (glob over the declaration id, e.g. ``LSTM[packed]``, and the catalogue
+name), backend (glob), dtype (glob, optional), an optional
 ``when`` predicate — a Python expression over ``params``, ``forward_kwargs``, ``shapes`` (input
 name -> shape tuple), ``layouts`` (input name -> layout kind), ``tier``, ``train`` and ``dtype``, and/or a
 ``predicate`` function (``module:function`` taking the Case) for conditions on values —
@@ -17,9 +18,12 @@ import importlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from conformance.case import Case
+from backends.base import Case
+
+if TYPE_CHECKING:  # pragma: no cover
+    from conformance.spec import LayerSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,9 +46,9 @@ class KnownDiscrepancy:
     predicate: str = ""  # "module:function" taking the Case, for conditions an expression can't say
     strict: bool = True
 
-    def matches(self, op: str, backend: str, case: Case) -> bool:
-        if not (fnmatch.fnmatchcase(op, self.op) and fnmatch.fnmatchcase(backend, self.backend)
-                and fnmatch.fnmatchcase(case.dtype, self.dtype)):
+    def matches(self, spec: LayerSpec, backend: str, case: Case) -> bool:
+        op_ok = fnmatch.fnmatchcase(spec.id, self.op) or fnmatch.fnmatchcase(spec.name, self.op)
+        if not (op_ok and fnmatch.fnmatchcase(backend, self.backend) and fnmatch.fnmatchcase(case.dtype, self.dtype)):
             return False
         if self.predicate:
             try:
@@ -56,7 +60,7 @@ class KnownDiscrepancy:
             return True
         scope = {
             "params": case.params, "forward_kwargs": case.forward_kwargs, "tier": case.tier,
-            "train": case.train, "dtype": case.dtype, "invalid": case.invalid,
+            "train": case.train, "dtype": case.dtype, "invalid": case.invalid, "variant": case.variant,
             "shapes": {k: tuple(v.shape) for k, v in case.inputs.items()},
             "layouts": {k: case.layout(k).kind for k in case.inputs},
         }
@@ -86,8 +90,9 @@ def load_known(path: Path = KNOWN_FILE) -> list[KnownDiscrepancy]:
     return entries
 
 
-def match_known(entries: list[KnownDiscrepancy], op: str, backend: str, case: Case) -> KnownDiscrepancy | None:
+def match_known(entries: list[KnownDiscrepancy], spec: LayerSpec, backend: str,
+                case: Case) -> KnownDiscrepancy | None:
     for entry in entries:
-        if entry.matches(op, backend, case):
+        if entry.matches(spec, backend, case):
             return entry
     return None

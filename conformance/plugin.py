@@ -28,8 +28,8 @@ def pytest_addoption(parser: Any) -> None:
 
 
 def _targets(config: Any) -> list[tuple[Any, Any, str]]:
-    from backends.registry import load_backend
     from conformance.dtypes import DTYPE_NAMES
+    from conformance.registry import load_backend
     from conformance.spec import select_specs
 
     ops = [o for o in config.getoption("--nnconform-ops").split(",") if o]

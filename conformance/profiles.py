@@ -1,5 +1,8 @@
 """Run profiles: how many examples, how random, and whether the search is targeted.
 
+Every profile is stratified: besides its random examples, each declared regime of a target gets
+``regime_examples`` cases drawn inside it, in every dtype.
+
 - ``dev``: fast and random (a different sample every run), example database on.
 - ``ci``: derandomized (the same cases every run), no example database; the default of
   ``nox -s conformance`` and of CI.
@@ -19,24 +22,33 @@ class Profile:
     name: str
     max_examples: int
     invalid_examples: int
+    regime_examples: int
     derandomize: bool
     database: bool
     target: bool
 
 
 PROFILES: dict[str, Profile] = {
-    "dev": Profile("dev", max_examples=15, invalid_examples=5, derandomize=False, database=True, target=False),
-    "ci": Profile("ci", max_examples=20, invalid_examples=6, derandomize=True, database=False, target=False),
-    "thorough": Profile("thorough", max_examples=400, invalid_examples=60, derandomize=False, database=True,
-                        target=True),
+    "dev": Profile("dev", max_examples=15, invalid_examples=5, regime_examples=2, derandomize=False, database=True,
+                   target=False),
+    "ci": Profile("ci", max_examples=20, invalid_examples=6, regime_examples=4, derandomize=True, database=False,
+                  target=False),
+    "thorough": Profile("thorough", max_examples=400, invalid_examples=60, regime_examples=40, derandomize=False,
+                        database=True, target=True),
 }
 
 
-def hypothesis_settings(profile: Profile, examples: int | None, seed: int | None, invalid: bool = False) -> settings:
-    """Hypothesis settings for one (layer, backend, dtype) search."""
-    count = examples if examples is not None else (profile.invalid_examples if invalid else profile.max_examples)
-    if invalid and examples is not None:
-        count = max(1, examples // 4)
+def hypothesis_settings(profile: Profile, examples: int | None, seed: int | None, invalid: bool = False,
+                        regime: bool = False) -> settings:
+    """Hypothesis settings for one search of a target: its random valid cases, one regime's
+    cases, or its invalid cases. ``examples`` overrides the random count (invalid searches get a
+    quarter of it; regime searches keep the profile's count)."""
+    if regime:
+        count = profile.regime_examples
+    elif examples is not None:
+        count = max(1, examples // 4) if invalid else examples
+    else:
+        count = profile.invalid_examples if invalid else profile.max_examples
     phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink]
     if profile.target and not invalid:
         phases.append(Phase.target)

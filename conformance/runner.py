@@ -22,16 +22,23 @@ import numpy as np
 from hypothesis import given, target
 from hypothesis import seed as hypothesis_seed
 
-from backends.base import Backend
-from backends.isolation import BackendCrash, BackendRaised, BackendTimeout
-from conformance.case import Case, Result, jsonable
-from conformance.compare import compare_results
+from backends.base import (
+    DISCREPANCY_VERDICTS,
+    Backend,
+    BackendCrash,
+    BackendRaised,
+    BackendTimeout,
+    Case,
+    Result,
+)
+from conformance.compare import Comparison, compare_results
+from conformance.dtypes import DTYPES
 from conformance.known import KnownDiscrepancy, match_known
 from conformance.profiles import Profile, hypothesis_settings
-from conformance.spec import LayerSpec
+from conformance.spec import LayerSpec, Regime
 from conformance.strategies import cotangent
 from conformance.tolerance import bound_for, magnitudes
-from reports.records import DISCREPANCY_VERDICTS, RecordWriter
+from reports.records import RecordWriter
 
 
 class _Discrepancy(AssertionError):
@@ -90,18 +97,9 @@ class RunRequest:
     invalid: bool = True
 
 
-def torch_description(spec: LayerSpec, case: Case) -> dict[str, Any]:
-    """The layer's TorchMapping applied to a case, as JSON-able data (for repro scripts)."""
-    m = spec.torch
-    try:
-        ctor = m.constructor_kwargs(case)
-    except Exception as exc:  # a broken ctor mapping is reported, not fatal
-        ctor = {"<error>": _error_text(exc)}
-    return {
-        "target": m.target, "ctor_kwargs": jsonable(ctor), "parameters": list(m.parameters),
-        "buffers": list(m.buffers), "args": list(m.args), "outputs": list(m.outputs), "state": list(m.state),
-        "forward_kwargs": jsonable(case.forward_kwargs), "inplace_input": m.inplace_input, "train": case.train,
-    }
+def with_call(spec: LayerSpec, case: Case) -> Case:
+    """Attach the call tree a torch-like backend runs (once)."""
+    return case if case.call is not None else replace(case, call=spec.call(case))
 
 
 def with_cotangents(spec: LayerSpec, case: Case, forward: Result) -> Case:
@@ -117,14 +115,37 @@ def with_cotangents(spec: LayerSpec, case: Case, forward: Result) -> Case:
 
 
 def reference_result(spec: LayerSpec, case: Case) -> tuple[Case, Result]:
-    """Run the reference forward, attach cotangents, run it again with the backward pass."""
+    """Attach the call tree, run the reference forward, attach cotangents, then run it with the
+    backward pass. For a random case this is the reference without choices (it gives the
+    output shapes); ``conditional_reference`` recomputes it with the backend's choices."""
+    case = with_call(spec, case)
     with np.errstate(all="ignore"):
-        forward = spec.reference(case, False)
+        forward = spec.evaluate(case, False)
         case = with_cotangents(spec, case, forward)
-        ref = spec.reference(case, True) if case.cotangents else forward
-    if spec.torch.mutates_input(case):
-        ref.outputs["mutated_input"] = ref.outputs["output"]
+        ref = spec.evaluate(case, True) if case.cotangents else forward
     return case, ref
+
+
+def conditional_reference(spec: LayerSpec, case: Case, got: Result) -> tuple[Case, Result]:
+    """The reference given the random choices the backend reported (raises when one is missing)."""
+    assert spec.randomness is not None
+    missing = [name for name in spec.randomness.choices if name not in got.choices]
+    if missing:
+        raise ValueError(f"the backend reported no random choice {', '.join(missing)}")
+    case = spec.randomness.with_choices(case, {name: got.choices[name] for name in spec.randomness.choices})
+    with np.errstate(all="ignore"):
+        return case, spec.evaluate(case, bool(case.cotangents))
+
+
+def repro_sources() -> list[tuple[str, str]]:
+    """The modules a repro script carries verbatim: the call interpreter and the element judge."""
+    import inspect
+
+    from backends import torch_call
+    from conformance import elementwise
+
+    return [("backends/torch_call.py", inspect.getsource(torch_call)),
+            ("conformance/elementwise.py", inspect.getsource(elementwise))]
 
 
 class Runner:
@@ -143,8 +164,15 @@ class Runner:
         self._on_target = on_target or (lambda op, backend, dtype: None)
 
     # -- evaluation of one case ------------------------------------------------------------------
-    def evaluate(self, backend: Backend, spec: LayerSpec, case: Case) -> Evaluation:
-        record = self._base_record(backend, spec, case)
+    def evaluate(self, backend: Backend, spec: LayerSpec, case: Case, regime: Regime | None = None) -> Evaluation:
+        record = self._base_record(backend, spec, case, case.dtype, regime)
+        try:
+            case = with_call(spec, case)
+        except Exception as exc:  # the declaration cannot describe its own call: a harness bug
+            record.update(verdict="error", error_side="harness", case_id=case.case_id(),
+                          error=f"the call tree could not be built: {_error_text(exc)}")
+            return Evaluation(record, case)
+        record["call"] = case.call
         t0 = time.perf_counter()
         try:
             case, ref = reference_result(spec, case)
@@ -161,7 +189,7 @@ class Runner:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                got = backend.run(spec, case)
+                got = backend.run(case)
         except Exception as exc:
             record["elapsed_s"]["backend"] = time.perf_counter() - t1
             verdict = {BackendCrash: "crash", BackendTimeout: "timeout"}.get(type(exc), "error")
@@ -172,6 +200,13 @@ class Runner:
             record["case_id"] = case.case_id()
             return Evaluation(record, case, ref)
         record["elapsed_s"]["backend"] = time.perf_counter() - t1
+        if spec.is_random(case):
+            try:
+                case, ref = conditional_reference(spec, case, got)
+            except Exception as exc:
+                record.update(verdict="error", error_side="backend", error=_error_text(exc), case_id=case.case_id())
+                return Evaluation(record, case, ref, got)
+            record["choices"] = {name: int(np.count_nonzero(v)) for name, v in case.choices.items()}
         comparisons = compare_results(spec, case, ref, got)
         record["case_id"] = case.case_id()
         record["comparisons"] = [c.to_dict() for c in comparisons]
@@ -191,7 +226,7 @@ class Runner:
         try:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
-                backend.run(spec, case)
+                backend.run(case)
         except Exception as exc:
             record.update(verdict="pass", error=f"both raised; reference: {_error_text(ref_error)}; "
                                                 f"backend: {_error_text(exc)}")
@@ -205,10 +240,10 @@ class Runner:
     def _known_fields(self, backend: Backend, spec: LayerSpec, case: Case, failed: bool) -> dict[str, Any]:
         """A failing case matching a known entry is 'known'; a passing one stays 'pass' but counts
         toward the entry's unexpected-pass check at the end of the target (``_check_known``)."""
-        entry = match_known(self.request.known, spec.name, backend.name, case)
+        entry = match_known(self.request.known, spec, backend.name, case)
         if entry is None:
             return {"known": None}
-        stats = self._known_stats[(spec.name, backend.name, case.dtype)].setdefault(entry.id, [entry, 0, 0])
+        stats = self._known_stats[(spec.id, backend.name, case.dtype)].setdefault(entry.id, [entry, 0, 0])
         stats[1] += 1
         if failed:
             stats[2] += 1
@@ -218,21 +253,25 @@ class Runner:
     def _check_known(self, backend: Backend, spec: LayerSpec, dtype: str) -> None:
         """A strict known entry that matched cases of this target, none of which failed, is an
         unexpected pass: the discrepancy seems fixed and the entry must go."""
-        for entry, matched, failed in self._known_stats.pop((spec.name, backend.name, dtype), {}).values():
+        for entry, matched, failed in self._known_stats.pop((spec.id, backend.name, dtype), {}).values():
             if entry.strict and matched and not failed:
-                record = self._base_record(backend, spec, Case(op=spec.name, dtype=dtype, params={}, inputs={}))
-                record.update(verdict="xpass", final=True, case=None, known=entry.describe(), torch=None,
+                record = self._base_record(backend, spec, None, dtype)
+                record.update(verdict="xpass", final=True, known=entry.describe(),
                               error=f"known discrepancy {entry.id!r} matched {matched} cases and none failed")
                 self._emit(record)
 
-    def _base_record(self, backend: Backend, spec: LayerSpec, case: Case) -> dict[str, Any]:
+    def _base_record(self, backend: Backend, spec: LayerSpec, case: Case | None, dtype: str,
+                     regime: Regime | None = None) -> dict[str, Any]:
+        valid = case is not None and not case.invalid
         return {
-            "type": "case", "run_id": self.run_id, "op": spec.name, "family": spec.family,
-            "backend": backend.name, "device": backend.device(), "dtype": case.dtype,
-            "tier": "invalid" if case.invalid else case.tier, "verdict": "pass", "final": False,
-            "shrinking": False, "case_id": "", "case": case.describe(), "comparisons": [],
-            "max_utilisation": 0.0, "error": None, "error_side": None, "known": None,
-            "torch": torch_description(spec, case), "artifacts": None,
+            "type": "case", "run_id": self.run_id, "op": spec.id, "entry": spec.name, "variant": spec.variant,
+            "family": spec.family, "backend": backend.name, "device": backend.device(), "dtype": dtype,
+            "tier": None if case is None else "invalid" if case.invalid else case.tier, "verdict": "pass",
+            "final": False, "shrinking": False, "case_id": "", "case": None if case is None else case.describe(),
+            "comparisons": [], "max_utilisation": 0.0, "error": None, "error_side": None, "known": None,
+            "call": None, "artifacts": None,
+            "regime": regime.name if regime else None,
+            "regimes": spec.regimes_of(case) if valid else [],
             "elapsed_s": {"reference": 0.0, "backend": 0.0},
         }
 
@@ -242,40 +281,68 @@ class Runner:
         for backend in self.request.backends:
             for spec in self.request.specs:
                 for dtype in self.request.dtypes:
-                    self._on_target(spec.name, backend.name, dtype)
+                    self._on_target(spec.id, backend.name, dtype)
                     self.run_target(backend, spec, dtype)
         return self.discrepancies
 
     def run_target(self, backend: Backend, spec: LayerSpec, dtype: str) -> Tally:
-        """Search one layer × backend × dtype (valid, then invalid cases); return its tally."""
-        ok, reason = backend.supports(spec, dtype)
+        """Search one declaration × backend × dtype: random valid cases, then each declared regime
+        (stratified: every regime gets cases in every dtype), then invalid cases; then the
+        statistical check of a stochastic entry's choices. Returns the target's tally."""
+        ok, reason = backend.supports(spec.name, spec.id, dtype)
+        if ok and dtype not in spec.dtypes:
+            ok, reason = False, f"{spec.id} is not declared for {dtype}"
         if not ok:
             self._write_unsupported(backend, spec, dtype, reason)
-        else:
-            self.search(backend, spec, dtype, invalid=False)
-            if self.request.invalid and spec.invalid_cases is not None:
-                self.search(backend, spec, dtype, invalid=True)
-            self._check_known(backend, spec, dtype)
-        return self.tallies[(spec.name, backend.name, dtype)]
+            return self.tallies[(spec.id, backend.name, dtype)]
+        samples: list[tuple[Case, dict[str, np.ndarray]]] = []
+        self.search(backend, spec, dtype, invalid=False, samples=samples)
+        for regime in spec.regimes:
+            self.search(backend, spec, dtype, invalid=False, regime=regime, samples=samples)
+        if self.request.invalid and spec.invalid_cases is not None:
+            self.search(backend, spec, dtype, invalid=True)
+        if spec.randomness is not None:
+            self._check_randomness(backend, spec, dtype, samples)
+        self._check_known(backend, spec, dtype)
+        return self.tallies[(spec.id, backend.name, dtype)]
 
     def _write_unsupported(self, backend: Backend, spec: LayerSpec, dtype: str, reason: str) -> None:
-        record = {"type": "case", "run_id": self.run_id, "op": spec.name, "family": spec.family,
-                  "backend": backend.name, "device": backend.device(), "dtype": dtype, "tier": None,
-                  "verdict": "unsupported", "final": True, "shrinking": False, "case_id": "", "case": None,
-                  "comparisons": [], "max_utilisation": 0.0, "error": reason, "error_side": None,
-                  "known": None, "torch": None, "artifacts": None, "elapsed_s": {}}
+        record = self._base_record(backend, spec, None, dtype)
+        record.update(verdict="unsupported", final=True, error=reason, elapsed_s={})
         self._emit(record)
 
-    def search(self, backend: Backend, spec: LayerSpec, dtype: str, invalid: bool) -> None:
-        """One Hypothesis search; a discrepancy is shrunk and its final example recorded."""
+    def _check_randomness(self, backend: Backend, spec: LayerSpec, dtype: str,
+                          samples: list[tuple[Case, dict[str, np.ndarray]]]) -> None:
+        """One record for the target: the statistical tests of the choices its random cases made."""
+        assert spec.randomness is not None
+        if not samples:
+            return
+        checks = spec.randomness.check(samples, spec.randomness.false_alarm)
+        smallest = min(samples, key=lambda s: sum(v.size for v in s[0].inputs.values()))[0]
+        record = self._base_record(backend, spec, smallest, dtype)
+        comparisons = [Comparison(tensor=f"stat.{c.name}", ok=c.ok, shape=[], size=c.trials,
+                                  max_abs_err=c.deviation, utilisation=c.utilisation, message=c.message())
+                       for c in checks]
+        failed = not all(c.ok for c in comparisons)
+        record.update(tier="stat", final=True, verdict="fail" if failed else "pass", case_id=smallest.case_id(),
+                      comparisons=[c.to_dict() for c in comparisons],
+                      max_utilisation=max((c.utilisation for c in comparisons), default=0.0),
+                      stat={"cases": len(samples), "false_alarm": spec.randomness.false_alarm},
+                      error=None if not failed else "; ".join(c.message for c in comparisons if not c.ok))
+        self._emit(record)
+
+    def search(self, backend: Backend, spec: LayerSpec, dtype: str, invalid: bool, regime: Regime | None = None,
+               samples: list[tuple[Case, dict[str, np.ndarray]]] | None = None) -> None:
+        """One Hypothesis search; a discrepancy is shrunk and its final example recorded. Random
+        choices of passing cases are collected into ``samples``."""
         req = self.request
-        strategy = (spec.invalid_cases if invalid else spec.cases)(dtype)
+        strategy = spec.strategy(dtype, regime, invalid=invalid)
         state = {"failed": False, "timed_out": False}
 
         def check(case: Case) -> None:
             if state["timed_out"]:
                 return  # one hang per target is reported; shrinking it would cost a timeout per step
-            evaluation = self.evaluate(backend, spec, case)
+            evaluation = self.evaluate(backend, spec, case, regime)
             record = evaluation.record
             if record["verdict"] not in ("pass", "unsupported") and hasattr(backend, "reset"):
                 backend.reset()  # a process that just misbehaved may be corrupted: start afresh
@@ -291,15 +358,17 @@ class Runner:
             if bad and record["final"]:
                 record["artifacts"] = self._save_artifacts(spec, evaluation)
             self._emit(record)
+            if samples is not None and not state["failed"] and evaluation.case.choices and not bad:
+                samples.append((evaluation.case, dict(evaluation.case.choices)))
             if req.profile.target and not invalid:
                 util = float(record["max_utilisation"])
                 target(min(util, 1e6) if np.isfinite(util) else 1e6, label="tolerance utilisation")
             if bad:
                 state["failed"] = True
-                raise _Discrepancy(f"{spec.name} on {backend.name} ({dtype}): {record['verdict']}")
+                raise _Discrepancy(f"{spec.id} on {backend.name} ({dtype}): {record['verdict']}")
 
         test = given(case=strategy)(check)
-        test = hypothesis_settings(req.profile, req.examples, req.seed, invalid)(test)
+        test = hypothesis_settings(req.profile, req.examples, req.seed, invalid, regime is not None)(test)
         if req.seed is not None:
             test = hypothesis_seed(req.seed)(test)
         try:
@@ -307,8 +376,8 @@ class Runner:
         except _Discrepancy:
             pass
         except Exception as exc:  # the search itself broke (health check, flaky replay...)
-            record = self._base_record(backend, spec, Case(op=spec.name, dtype=dtype, params={}, inputs={}))
-            record.update(verdict="error", error_side="harness", final=True, case=None,
+            record = self._base_record(backend, spec, None, dtype, regime)
+            record.update(verdict="error", error_side="harness", final=True,
                           error=f"the search failed: {_error_text(exc)}")
             self._emit(record)
 
@@ -332,9 +401,11 @@ class Runner:
         try:
             directory = self.request.report_dir / "repro"
             directory.mkdir(parents=True, exist_ok=True)
-            stem = f"{record['op']}-{record['backend']}-{record['dtype']}-{case.case_id()}".replace("/", "_")
+            stem = f"{record['op']}-{record['backend']}-{record['dtype']}-{case.case_id()}"
+            stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem)
             arrays = {f"input.{k}": v for k, v in case.inputs.items()}
             arrays.update({f"cotangent.{k}": v for k, v in case.cotangents.items()})
+            arrays.update({f"choice.{k}": v for k, v in case.choices.items()})
             if ev.reference is not None:
                 ref_tensors = ev.reference.tensors()
                 with np.errstate(all="ignore"):
@@ -347,13 +418,12 @@ class Runner:
                         arrays[f"bound.{name}"] = np.zeros(np.shape(value))
             np.savez(directory / f"{stem}.npz", **arrays)
             artifacts = {"npz": f"repro/{stem}.npz"}
-            try:
-                from reports.repro import render_repro
+            from reports.repro import render_repro
 
-                (directory / f"{stem}.py").write_text(render_repro(record, f"{stem}.npz"), encoding="utf-8")
-                artifacts["repro"] = f"repro/{stem}.py"
-            except ImportError:
-                pass
+            dt = DTYPES[case.dtype]
+            script = render_repro(record, f"{stem}.npz", repro_sources(), dt.max_value, dt.unit_roundoff)
+            (directory / f"{stem}.py").write_text(script, encoding="utf-8")
+            artifacts["repro"] = f"repro/{stem}.py"
             return artifacts
         except Exception as exc:  # artifacts are a courtesy: never lose the record over them
             record["artifact_error"] = _error_text(exc)

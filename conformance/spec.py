@@ -1,32 +1,39 @@
-"""The declaration of one layer, as data, and the registry of declared layers.
+"""The declaration of one catalogue entry, as data, and the registry of declarations.
 
-A layer is declared once (``declare(LayerSpec(...))``) in ``conformance/specs/<family>.py``:
-its case strategy, its reference, how a torch adapter builds and calls it, which tensors are
-compared and under which tolerance policy. Generic tests and the runner iterate the registry;
-no layer has a test function of its own.
+An entry is declared once (``declare(LayerSpec(...))``) in ``conformance/specs/<family>.py``: its
+case strategy, its reference, how a torch-like backend calls it (``TorchMapping``, rendered into
+a call tree that the torch adapter and the repro scripts interpret), which tensors are compared
+and under which tolerance policy, its corner regimes and, for a stochastic entry, its randomness.
+Generic tests and the runner iterate the registry; no entry has a test function of its own.
+One catalogue entry may have several declarations (``variant``: LSTM on padded and on packed
+input); each is a target of its own, listed under the entry's name.
 """
 
 from __future__ import annotations
 
+import contextvars
 import fnmatch
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from conformance.case import Case, Result
-from conformance.dtypes import DTYPE_NAMES
+import numpy as np
+from hypothesis import strategies as st
+
+from backends.base import DTYPE_NAMES, Case, Result, jsonable
 
 if TYPE_CHECKING:  # pragma: no cover
     from hypothesis.strategies import SearchStrategy
 
     from conformance.compare import Comparison
+    from conformance.stats import StatCheck
 
-# reference(case, backward) -> Result: outputs (and state) always; grads of case.differentiable
-# for case.cotangents when backward is True.
+# reference(case, backward) -> Result: outputs (and state, and the canonical random choices)
+# always; grads of case.differentiable for case.cotangents when backward is True.
 ReferenceFn = Callable[[Case, bool], Result]
 CaseStrategy = Callable[[str], "SearchStrategy[Case]"]
-# comparator(case, tensor_name, reference_result, backend_result) -> Comparison
-Comparator = Callable[[Case, str, Result, Result], "Comparison"]
+# comparator(spec, case, tensor_name, reference_result, backend_result) -> Comparison
+Comparator = Callable[["LayerSpec", Case, str, Result, Result], "Comparison"]
 
 
 @dataclass(frozen=True)
@@ -57,38 +64,154 @@ class Tolerance:
         return int(self.reduction(case, tensor)) if callable(self.reduction) else int(self.reduction)
 
 
+def _per_case(value: Any, case: Case) -> Any:
+    return value(case) if callable(value) else value
+
+
 @dataclass(frozen=True)
 class TorchMapping:
-    """How a torch adapter builds and calls the layer; plain data, also rendered into repro scripts.
+    """How a torch-like backend calls the entry; rendered per case into a call tree (plain data,
+    see ``backends.torch_call``) that the torch adapter and the repro scripts interpret.
 
-    The module ``target`` is built with ``ctor(case)`` keyword arguments (``case.params`` by
-    default); each name in ``parameters`` / ``buffers`` is then replaced by the case input of that
-    name; forward is called with the case inputs named in ``args`` then ``case.forward_kwargs``;
-    its return value (a tensor or a tuple) is named by ``outputs``; after forward, the buffers in
-    ``state`` are read back. ``inplace_input`` names the argument an ``inplace=True`` layer mutates.
+    - ``target``: the dotted class (``kind="module"``) or function (``kind="function"``).
+    - ``ctor(case)``: the module's constructor arguments (default ``case.params``); values are
+      call nodes (``arg``, ``packed``...) or plain data.
+    - ``parameters`` / ``buffers``: case inputs installed on the module by attribute path.
+    - ``args``: the positional arguments: a name (str) is the case input of that name, anything
+      else a call node; ``kwargs(case)``: keyword arguments (default ``case.forward_kwargs``,
+      plus ``case.params`` for a function).
+    - ``outputs``: names for the results: a tuple of names (one per returned value) or a pattern.
+    - ``mutated``: tensors whose value after the call is compared (``state.<name>``);
+      ``inplace``: the input that ``inplace=True`` overwrites with the output (compared too).
+    Every field may also be a function of the case.
     """
 
     target: str
+    kind: str = "module"
     ctor: Callable[[Case], dict[str, Any]] | None = None
-    parameters: tuple[str, ...] = ()
-    buffers: tuple[str, ...] = ()
-    args: tuple[str, ...] = ("input",)
-    outputs: tuple[str, ...] = ("output",)
-    state: tuple[str, ...] = ()
-    inplace_input: str | None = None
+    parameters: Sequence[str] | Callable[[Case], Sequence[str]] = ()
+    buffers: Sequence[str] | Callable[[Case], Sequence[str]] = ()
+    args: Sequence[Any] | Callable[[Case], Sequence[Any]] = ("input",)
+    kwargs: Callable[[Case], dict[str, Any]] | None = None
+    outputs: Any = ("output",)
+    mutated: Sequence[str] | Callable[[Case], Sequence[str]] = ()
+    inplace: str | None = None
 
-    def constructor_kwargs(self, case: Case) -> dict[str, Any]:
-        return dict(self.ctor(case)) if self.ctor else dict(case.params)
+    def inplace_input(self, case: Case) -> str | None:
+        """The input this case overwrites in place (``inplace=True``), if any."""
+        return self.inplace if self.inplace and case.params.get("inplace") else None
 
-    def mutates_input(self, case: Case) -> bool:
-        """True when this call works in place; its mutated argument is then compared as the
-        extra output ``mutated_input`` (it must equal ``output``)."""
-        return bool(self.inplace_input and case.params.get("inplace"))
+    def output_pattern(self, case: Case) -> Any:
+        outputs = _per_case(self.outputs, case)
+        if isinstance(outputs, tuple):
+            return outputs[0] if len(outputs) == 1 else list(outputs)
+        return outputs
+
+    def describe(self, case: Case) -> dict[str, Any]:
+        """The call tree of ``case`` (JSON-able)."""
+        inplace = self.inplace_input(case)
+        args = [arg(a, copy=a == inplace) if isinstance(a, str) else a for a in _per_case(self.args, case)]
+        if self.kwargs is not None:
+            kwargs = dict(self.kwargs(case))
+        else:
+            kwargs = {**(case.params if self.kind == "function" else {}), **case.forward_kwargs}
+        call: dict[str, Any] = {
+            "kind": self.kind, "target": self.target, "args": args, "kwargs": kwargs,
+            "outputs": self.output_pattern(case),
+            "mutated": [*_per_case(self.mutated, case), *([inplace] if inplace else [])],
+        }
+        if self.kind == "module":
+            call.update(init=dict(self.ctor(case)) if self.ctor else dict(case.params),
+                        parameters=list(_per_case(self.parameters, case)),
+                        buffers=list(_per_case(self.buffers, case)), train=case.train)
+        return jsonable(call)
+
+
+def arg(name: str, *, copy: bool = False, device: str | None = None) -> dict[str, Any]:
+    """Call node: the case input ``name`` (``copy``: a differentiable copy, for in-place calls;
+    ``device``: keep it on that device, e.g. lengths on the CPU)."""
+    node: dict[str, Any] = {"input": name}
+    if copy:
+        node["copy"] = True
+    if device:
+        node["device"] = device
+    return node
+
+
+def packed(**fields: Any) -> dict[str, Any]:
+    """Call node or output pattern: a PackedSequence from / into named parts (data, batch_sizes,
+    sorted_indices, unsorted_indices)."""
+    return {"packed": fields}
+
+
+@dataclass(frozen=True)
+class Regime:
+    """A corner of an entry's parameter space, as data.
+
+    ``holds(case)`` says whether a case lies in it (regime coverage is counted with it);
+    ``pins`` fix labelled draws of the case strategy (label or glob -> value) so that the strategy
+    produces cases in the regime; a generic test checks that those cases satisfy ``holds``.
+    """
+
+    name: str
+    holds: Callable[[Case], bool]
+    pins: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+_PINS: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar("nnconform_pins", default=None)
+
+
+def current_pins() -> Mapping[str, Any]:
+    """The pins of the regime a strategy is currently drawing for (read by ``strategies.Drawer``)."""
+    return _PINS.get() or {}
+
+
+@st.composite
+def _pinned(draw: Any, strategy: SearchStrategy[Case], pins: Mapping[str, Any]) -> Case:
+    token = _PINS.set(pins)
+    try:
+        return draw(strategy)
+    finally:
+        _PINS.reset(token)
+
+
+@dataclass(frozen=True)
+class Randomness:
+    """How a stochastic entry is judged: through a conditional reference and statistics.
+
+    - The backend reports its random ``choices`` (name -> the output it is read from: a torch
+      adapter reads a dropout mask as the non-zero elements of that output, which is exact because
+      such cases draw non-zero inputs).
+    - The runner gives them to the reference (``case.choices``), which computes the exact output
+      and gradient for them and returns the choices in their canonical form (a channel mask
+      broadcast over the channel), so that a choice of the wrong structure is a mismatch.
+    - ``check`` runs over the (case, choices) pairs of a whole target and returns statistical
+      tests, each with a stated false-alarm rate; their sum is at most ``false_alarm``.
+    - ``deterministic(case)``: no random choice is made (p = 0, p = 1, eval mode); those cases are
+      compared exactly, without choices.
+    - ``sample(case, rng)``: choices as a conforming backend makes them (the reference backend
+      uses it, and the false-alarm test runs ``check`` on it).
+    """
+
+    choices: Mapping[str, str]
+    sample: Callable[[Case, np.random.Generator], dict[str, np.ndarray]]
+    check: Callable[[Sequence[tuple[Case, dict[str, np.ndarray]]], float], list[StatCheck]]
+    deterministic: Callable[[Case], bool]
+    false_alarm: float = 1e-6
+
+    @staticmethod
+    def with_choices(case: Case, choices: Mapping[str, np.ndarray]) -> Case:
+        return replace(case, choices={k: np.asarray(v, dtype=bool) for k, v in choices.items()})
 
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """Everything nnconform knows about one catalogue entry."""
+    """Everything nnconform knows about one declaration of one catalogue entry.
+
+    ``dims`` (spatial dimensionality) and ``kind`` (a family's sub-kind, e.g. ``transposed``) are
+    facts carried as fields: nothing is parsed back out of names.
+    """
 
     name: str
     family: str
@@ -105,6 +228,17 @@ class LayerSpec:
     forward: bool = True
     backward: bool = True
     notes: str = ""
+    variant: str = ""
+    dims: int | None = None
+    kind: str = ""
+    regimes: tuple[Regime, ...] = ()
+    randomness: Randomness | None = None
+    catalogue: str = ""  # the catalogue's name when it differs from ``name`` (dotted utilities)
+
+    @property
+    def id(self) -> str:
+        """The target's name: ``name``, or ``name[variant]``."""
+        return f"{self.name}[{self.variant}]" if self.variant else self.name
 
     def tolerance_for(self, tensor: str) -> Tolerance:
         """Policy for a qualified tensor name (``output``, ``grad.weight``...): exact key, then
@@ -118,27 +252,84 @@ class LayerSpec:
                 return tol
         return Tolerance()
 
+    def strategy(self, dtype: str, regime: Regime | None = None, invalid: bool = False) -> SearchStrategy[Case]:
+        """Cases of this declaration in ``dtype``, in ``regime`` when one is given."""
+        make = self.invalid_cases if invalid else self.cases
+        if make is None:
+            raise ValueError(f"{self.id} declares no invalid cases")
+        strategy = make(dtype)
+        if regime is not None:
+            strategy = _pinned(strategy, regime.pins)
+        if self.variant:
+            strategy = strategy.map(lambda case: replace(case, variant=self.variant))
+        return strategy
+
+    def regimes_of(self, case: Case) -> list[str]:
+        """The declared regimes ``case`` lies in."""
+        out = []
+        for regime in self.regimes:
+            try:
+                if regime.holds(case):
+                    out.append(regime.name)
+            except Exception:  # a predicate that cannot judge this case: not in the regime
+                continue
+        return out
+
+    def is_random(self, case: Case) -> bool:
+        """The case makes random choices (a stochastic entry, off its deterministic points)."""
+        return self.randomness is not None and not case.invalid and not self.randomness.deterministic(case)
+
+    def call(self, case: Case) -> dict[str, Any]:
+        """The call tree a torch-like backend runs for ``case``."""
+        call = self.torch.describe(case)
+        if self.is_random(case):
+            call["random"] = {name: {"rule": "nonzero", "of": source}
+                              for name, source in self.randomness.choices.items()}  # type: ignore[union-attr]
+            call["seed"] = int(case.cotangent_seed % (2**31))
+        return call
+
+    def evaluate(self, case: Case, backward: bool) -> Result:
+        """The reference result, with the in-place input's value after the call (= the output)."""
+        result = self.reference(case, backward)
+        inplace = self.torch.inplace_input(case)
+        if inplace:
+            result.state[inplace] = result.outputs["output"]
+        return result
+
 
 _REGISTRY: dict[str, LayerSpec] = {}
 
 
 def declare(spec: LayerSpec) -> LayerSpec:
-    """Register a layer declaration (one per catalogue name)."""
-    if spec.name in _REGISTRY:
-        raise ValueError(f"layer {spec.name!r} declared twice")
-    _REGISTRY[spec.name] = spec
+    """Register a declaration (one per catalogue name and variant)."""
+    if spec.id in _REGISTRY:
+        raise ValueError(f"{spec.id!r} declared twice")
+    _REGISTRY[spec.id] = spec
     return spec
 
 
 def all_specs() -> dict[str, LayerSpec]:
-    """Every declared layer, by name (imports the family modules on first use)."""
+    """Every declaration, by id (imports the family modules on first use)."""
     import conformance.specs  # noqa: F401  (registers the families)
 
     return dict(_REGISTRY)
 
 
+def spec_of(case: Case) -> LayerSpec:
+    """The declaration a case belongs to."""
+    return all_specs()[case.target]
+
+
+def _names(spec: LayerSpec) -> set[str]:
+    names = {spec.id, spec.name, spec.id.lower(), spec.name.lower()}
+    if spec.catalogue:
+        names |= {spec.catalogue, spec.catalogue.rsplit(".", 1)[-1]}
+    return names
+
+
 def select_specs(patterns: list[str] | None) -> list[LayerSpec]:
-    """Declared layers matching any of the names or globs (all when ``patterns`` is empty).
+    """Declarations matching any of the names or globs (all when ``patterns`` is empty); a
+    catalogue name selects all its variants.
 
     Raises ``KeyError`` naming a pattern that matches nothing.
     """
@@ -147,9 +338,10 @@ def select_specs(patterns: list[str] | None) -> list[LayerSpec]:
         return list(specs.values())
     chosen: dict[str, LayerSpec] = {}
     for pattern in patterns:
-        hits = [n for n in specs if fnmatch.fnmatchcase(n, pattern) or n.lower() == pattern.lower()]
+        hits = [i for i, s in specs.items()
+                if any(fnmatch.fnmatchcase(n, pattern) for n in _names(s)) or pattern.lower() in _names(s)]
         if not hits:
             raise KeyError(f"unknown op {pattern!r} (see `nnconform list`)")
-        for n in hits:
-            chosen[n] = specs[n]
+        for i in hits:
+            chosen[i] = specs[i]
     return list(chosen.values())

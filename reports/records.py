@@ -30,9 +30,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-VERDICTS = ("pass", "fail", "error", "xpass", "known", "unsupported", "crash", "timeout")
-# Verdicts that make a run non-conforming (exit code 1).
-DISCREPANCY_VERDICTS = ("fail", "error", "xpass", "crash", "timeout")
+from backends.base import DISCREPANCY_VERDICTS, VERDICTS
+
+__all__ = ["DISCREPANCY_VERDICTS", "VERDICTS", "RecordWriter", "read_records", "write_run_info", "read_run_info"]
+
 RESULTS_FILE = "results.jsonl"
 RUN_FILE = "run.json"
 

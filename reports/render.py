@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance.dtypes import DTYPE_NAMES
+from backends.base import DTYPE_NAMES
 from reports.records import DISCREPANCY_VERDICTS, VERDICTS, as_float, read_records, read_run_info
 
 HTML_FILE = "report.html"

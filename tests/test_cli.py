@@ -56,7 +56,7 @@ def test_usage_errors_are_one_line_with_exit_code_2(capsys, argv, fragment):
 
 
 def test_unavailable_backend_is_a_usage_error_unless_skipped(capsys, tmp_path):
-    from backends.registry import load_backend
+    from conformance.registry import load_backend
 
     if load_backend("torch-cuda").availability()[0]:
         pytest.skip("a GPU is present")

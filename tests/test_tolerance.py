@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance.case import Case, Result
+from backends.base import Case, Result
 from conformance.compare import compare_results, compare_tensor
 from conformance.dtypes import DTYPES
 from conformance.spec import LayerSpec, Tolerance, TorchMapping

@@ -1,3 +1,8 @@
-"""Layer declarations, one module per family. Importing this package registers them all."""
+"""Declarations, one module per family. Importing this package registers every module in it."""
 
-from conformance.specs import activation, conv, linear, loss, normalization, pooling  # noqa: F401
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")

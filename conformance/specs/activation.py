@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+from backends.base import Case, Layout, Result
 from conformance import strategies as S
-from conformance.case import Case, Layout, Result
 from conformance.dtypes import DTYPES
 from conformance.spec import LayerSpec, Tolerance, TorchMapping, declare
 from conformance.tolerance import bound_as_magnitude
@@ -67,7 +67,7 @@ declare(LayerSpec(
     cases=lambda dtype: _elementwise_case("ReLU", dtype, lambda d, ndim: {"inplace": d.flag("inplace")},
                                           specials=_RELU_SPECIALS),
     reference=_relu_reference,
-    torch=TorchMapping("torch.nn.ReLU", inplace_input="input"),
+    torch=TorchMapping("torch.nn.ReLU", inplace="input"),
     # No arithmetic: forward and backward select values, so both are bit-exact in every tier.
     tolerance=Tolerance(magnitude="ref", exact="always"),
     smooth_at=lambda case: bool(np.all(np.abs(case.inputs["input"]) > 1e-3)),

@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+from backends.base import Case, Layout, Result
 from conformance import strategies as S
-from conformance.case import Case, Layout, Result
-from conformance.spec import LayerSpec, Tolerance, TorchMapping, declare
+from conformance.spec import LayerSpec, Tolerance, TorchMapping, declare, spec_of
 from reference import conv as ref
 
 IN_BUDGET = 4096  # elements of the input (and of the padded input)
@@ -307,7 +307,7 @@ def _fold_copies(mode: str, pads: tuple[tuple[int, int], ...]) -> int:
     return 3 ** len(pads)
 
 
-def _reduction_lengths(op: str, params: dict[str, Any], inputs: dict[str, np.ndarray],
+def _reduction_lengths(transposed: bool, params: dict[str, Any], inputs: dict[str, np.ndarray],
                        forward_kwargs: dict[str, Any]) -> dict[str, int]:
     """K for every compared tensor, from the validated geometry of the call."""
     x, w = inputs["input"], inputs["weight"]
@@ -316,7 +316,7 @@ def _reduction_lengths(op: str, params: dict[str, Any], inputs: dict[str, np.nda
     groups = params["groups"]
     taps = math.prod(w.shape[2:])
     bias = 1 if "bias" in inputs else 0
-    if op.startswith("ConvTranspose"):
+    if transposed:
         plan = ref.conv_transpose_plan(xb.shape, w.shape, params["stride"], params["padding"],
                                        params["output_padding"], groups, params["dilation"],
                                        forward_kwargs.get("output_size"), x.ndim == nd + 2)
@@ -337,8 +337,13 @@ def _reduction_lengths(op: str, params: dict[str, Any], inputs: dict[str, np.nda
     }
 
 
+def _is_transposed(case: Case) -> bool:
+    """Transposed convolution, a fact of the declaration (``kind``)."""
+    return spec_of(case).kind == "transposed"
+
+
 def _reduction(case: Case, tensor: str) -> int:
-    return _reduction_lengths(case.op, case.params, case.inputs, case.forward_kwargs).get(tensor, 1)
+    return _reduction_lengths(_is_transposed(case), case.params, case.inputs, case.forward_kwargs).get(tensor, 1)
 
 
 # -- cases --------------------------------------------------------------------------------------------
@@ -354,7 +359,7 @@ def _draw_arrays(d: S.Drawer, draft: Draft, op: str,
     if tier == "exact":
         probe = {name: np.zeros(shape) for name, shape in shapes.items()}
         forward_kwargs = {"output_size": draft.output_size} if draft.output_size is not None else {}
-        terms = max(_reduction_lengths(op, draft.params, probe, forward_kwargs).values())
+        terms = max(_reduction_lengths(draft.transposed, draft.params, probe, forward_kwargs).values())
         int_limit = min(EXACT_INT_MAX, S.exact_int_limit(dtype, terms))
     scale = 0.25 if dtype == "float16" else 1.0
     arrays = {name: S.values(d, shape, dtype, tier, name, int_limit=int_limit, scale=scale, layout=layouts[name])
@@ -513,7 +518,7 @@ def _check_constructor(op: str, params: dict[str, Any], transposed: bool) -> Non
 
 def _conv_reference(case: Case, backward: bool) -> Result:
     p = case.params
-    transposed = case.op.startswith("ConvTranspose")
+    transposed = _is_transposed(case)
     _check_constructor(case.op, p, transposed)
     x, w, b = case.inputs["input"], case.inputs["weight"], case.inputs.get("bias")
     if transposed:
@@ -543,6 +548,8 @@ for _nd in (1, 2, 3):
         declare(LayerSpec(
             name=_name,
             family="convolution",
+            dims=_nd,
+            kind="transposed" if _transposed else "direct",
             cases=_conv_cases(_name, _nd, _transposed),
             reference=_conv_reference,
             torch=TorchMapping(f"torch.nn.{_name}", parameters=("weight", "bias"), args=("input",)),

@@ -6,8 +6,8 @@ import math
 
 from hypothesis import strategies as st
 
+from backends.base import Case, Result
 from conformance import strategies as S
-from conformance.case import Case, Result
 from conformance.spec import LayerSpec, Tolerance, TorchMapping, declare
 from reference import linear as ref
 

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+from backends.base import Case, Layout, Result
 from conformance import strategies as S
-from conformance.case import Case, Layout, Result
 from conformance.dtypes import DTYPES
 from conformance.spec import LayerSpec, Tolerance, TorchMapping, declare
 from conformance.tolerance import bound_as_magnitude

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+from backends.base import Case, Layout, Result
 from conformance import strategies as S
-from conformance.case import Case, Layout, Result
 from conformance.dtypes import DTYPES
 from conformance.spec import LayerSpec, Tolerance, TorchMapping, declare
 from conformance.tolerance import bound_as_magnitude
@@ -262,7 +262,7 @@ declare(LayerSpec(
     family="normalization",
     cases=lambda dtype: _bn_case(dtype),
     reference=_bn_reference,
-    torch=TorchMapping("torch.nn.BatchNorm2d", parameters=("weight", "bias"), buffers=_BUFFERS, state=_BUFFERS),
+    torch=TorchMapping("torch.nn.BatchNorm2d", parameters=("weight", "bias"), buffers=_BUFFERS, mutated=_BUFFERS),
     tolerance=Tolerance(reduction=lambda case, tensor: ref.values_per_channel(case.inputs["input"]),
                         magnitude=_bn_magnitude, c=1.0, exact="none"),
     invalid_cases=lambda dtype: _invalid_bn_case(dtype),

@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+from backends.base import Case, Layout, Result
 from conformance import strategies as S
-from conformance.case import Case, Layout, Result
 from conformance.compare import WORST_SHOWN, Comparison, compare_tensor
 from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec, Tolerance, TorchMapping, declare
+from conformance.spec import LayerSpec, Tolerance, TorchMapping, arg, declare, spec_of
 from reference import pooling as ref
 
 BUDGET = 2048  # input elements
@@ -48,7 +48,6 @@ TIE_MODES = ("ties", "special")
 CEIL_CORNERS = ("fit", "overhang", "drop", "any")
 # Max pooling: about one dim in eight gets a window whose taps all fall in the padding.
 EMPTY_WINDOW_ODDS = (False,) * 7 + (True,)
-SPECS: dict[str, LayerSpec] = {}
 
 # A max-pooling window whose dilated taps all fall in the padding (dilation > 1, small input) is
 # valid: its output is -inf and no input element receives its gradient. torch mishandles it (an
@@ -63,8 +62,14 @@ ALLOW_EMPTY_WINDOWS = True
 # ---------------------------------------------------------------------------------------------
 
 
-def _ndim(op: str) -> int:
-    return int(op[-2])
+def _ndim(case: Case) -> int:
+    """Spatial dimensionality, a fact of the declaration."""
+    return spec_of(case).dims  # type: ignore[return-value]
+
+
+def _kind(case: Case) -> str:
+    """max | avg | lp | unpool | adaptive-max | adaptive-avg | fractional, a fact of the declaration."""
+    return spec_of(case).kind
 
 
 def _per_dim(value: Any, nd: int) -> tuple[int, ...] | None:
@@ -78,11 +83,11 @@ def _per_dim(value: Any, nd: int) -> tuple[int, ...] | None:
 def _batched(case: Case, name: str = "input") -> np.ndarray:
     """The input with a batch axis (unbatched inputs have ndim = spatial + 1)."""
     x = case.inputs[name]
-    return x[None] if x.ndim == _ndim(case.op) + 1 else x
+    return x[None] if x.ndim == _ndim(case) + 1 else x
 
 
 def _is_unbatched(case: Case) -> bool:
-    return case.inputs["input"].ndim == _ndim(case.op) + 1
+    return case.inputs["input"].ndim == _ndim(case) + 1
 
 
 def _like_input(case: Case, arr: np.ndarray) -> np.ndarray:
@@ -106,7 +111,7 @@ class Sliding:
 
 
 def sliding(case: Case) -> Sliding:
-    nd = _ndim(case.op)
+    nd = _ndim(case)
     p = case.params
     kernel = _per_dim(p["kernel_size"], nd)
     stride = _per_dim(p.get("stride"), nd) or kernel
@@ -143,26 +148,26 @@ def _round_fn(case: Case) -> Callable[[np.ndarray], np.ndarray]:
 
 def case_taps(case: Case, spatial: Sequence[int]) -> list[ref.Taps]:
     """The windows of a max-type case (MaxPool, AdaptiveMaxPool, FractionalMaxPool, LPPool ±inf)."""
-    op = case.op
-    if op.startswith("MaxPool") or op.startswith("LPPool"):
+    kind = _kind(case)
+    if kind in ("max", "lp"):
         g = sliding(case)
-        padding = g.padding if op.startswith("MaxPool") else (0,) * len(spatial)
+        padding = g.padding if kind == "max" else (0,) * len(spatial)
         return ref.pool_taps(spatial, g.kernel, g.stride, padding, g.dilation, g.ceil_mode)
-    if op.startswith("AdaptiveMaxPool"):
+    if kind == "adaptive-max":
         out = _adaptive_output(case, spatial)
         return [ref.adaptive_taps(int(s), o) for s, o in zip(spatial, out)]
-    if op == "FractionalMaxPool2d":
+    if kind == "fractional":
         x = _batched(case)
         (kh, kw), (oh, ow) = _per_dim(case.params["kernel_size"], 2), _fractional_output(case, x)
-        u = np.asarray(case.params["_random_samples"], dtype=np.float64).reshape(-1, 2)
+        u = np.asarray(case.inputs["_random_samples"], dtype=np.float64).reshape(-1, 2)
         return [ref.fractional_taps(ref.fractional_starts(u[:, 1], spatial[0], oh, kh, _round_fn(case)), kh),
                 ref.fractional_taps(ref.fractional_starts(u[:, 0], spatial[1], ow, kw, _round_fn(case)), kw)]
-    raise KeyError(op)
+    raise KeyError(kind)
 
 
 def has_empty_window(case: Case) -> bool:
     """True when some max-pooling window has no tap inside the input (see ALLOW_EMPTY_WINDOWS)."""
-    if not case.op.startswith("MaxPool"):
+    if _kind(case) != "max":
         return False
     taps = case_taps(case, _batched(case).shape[2:])
     return any(not t.valid.any(axis=-1).all() for t in taps)
@@ -171,7 +176,7 @@ def has_empty_window(case: Case) -> bool:
 def maxpool3d_channels_last_neginf_window(case: Case) -> bool:
     """Predicate of a torch discrepancy: MaxPool3d on a channels_last_3d input, where a window whose
     elements are all -inf has its first tap at depth > 0 (torch's index then lacks the depth offset)."""
-    if case.op != "MaxPool3d" or case.inputs["input"].ndim != 5:
+    if _kind(case) != "max" or _ndim(case) != 3 or case.inputs["input"].ndim != 5:
         return False
     layout = case.layout("input")
     if layout.kind not in ("channels_last", "permuted") or tuple(layout.perm) != (0, 2, 3, 4, 1):
@@ -189,7 +194,7 @@ def maxpool3d_channels_last_neginf_window(case: Case) -> bool:
 def avgpool3d_input_smaller_than_kernel(case: Case) -> bool:
     """Predicate of a torch discrepancy: AvgPool3d rejects an input smaller than the kernel along
     some dim even when the padding makes the output valid (AvgPool1d/2d accept it)."""
-    if case.op != "AvgPool3d":
+    if _kind(case) != "avg" or _ndim(case) != 3:
         return False
     kernel = _per_dim(case.params["kernel_size"], 3)
     return any(s < k for s, k in zip(case.inputs["input"].shape[-3:], kernel))
@@ -251,7 +256,7 @@ def _lp_pool_reference(case: Case, backward: bool) -> Result:
 def _fractional_reference(case: Case, backward: bool) -> Result:
     x = _batched(case)
     out_size = _fractional_output(case, x)
-    samples = np.asarray(case.params["_random_samples"], dtype=np.float64)
+    samples = np.asarray(case.inputs["_random_samples"], dtype=np.float64)
     n, c = x.shape[:2]
     if samples.shape != (n, c, 2):
         raise ValueError(f"_random_samples must have shape {(n, c, 2)}, got {samples.shape}")
@@ -261,7 +266,7 @@ def _fractional_reference(case: Case, backward: bool) -> Result:
 
 
 def _unpool_geometry(case: Case) -> tuple[tuple[int, ...], ...]:
-    nd = _ndim(case.op)
+    nd = _ndim(case)
     p = case.params
     kernel = _per_dim(p["kernel_size"], nd)
     stride = _per_dim(p.get("stride"), nd) or kernel
@@ -301,11 +306,11 @@ def _adaptive_avg_reference(case: Case, backward: bool) -> Result:
 def _overlap(case: Case, tensor: str) -> int:
     """K of an input gradient: the most windows reading one input position."""
     x = _batched(case)
-    op = case.op
-    if op.startswith("AvgPool"):
+    kind = _kind(case)
+    if kind == "avg":
         g = sliding(case)
         taps = ref.pool_taps(x.shape[2:], g.kernel, g.stride, g.padding, (1,) * len(g.kernel), g.ceil_mode)
-    elif op.startswith("AdaptiveAvgPool"):
+    elif kind == "adaptive-avg":
         out = _adaptive_output(case, x.shape[2:])
         taps = [ref.adaptive_taps(int(s), o) for s, o in zip(x.shape[2:], out)]
     else:
@@ -316,7 +321,7 @@ def _overlap(case: Case, tensor: str) -> int:
 def _window_numel(case: Case, tensor: str) -> int:
     """K of a pooled output: the largest window."""
     x = _batched(case)
-    if case.op.startswith("AdaptiveAvgPool"):
+    if _kind(case) == "adaptive-avg":
         out = _adaptive_output(case, x.shape[2:])
         sizes = [int((e - s).max(initial=1)) for s, e in (ref.adaptive_bounds(int(i), o)
                                                           for i, o in zip(x.shape[2:], out))]
@@ -407,7 +412,7 @@ def _index_check(case: Case, result: Result, got_idx: np.ndarray) -> np.ndarray:
     return np.where(empty, outside, in_window & same).reshape(n, c, *out_shape)
 
 
-def _indices_comparator(case: Case, name: str, result: Result, got: Result) -> Comparison:
+def _indices_comparator(spec: LayerSpec, case: Case, name: str, result: Result, got: Result) -> Comparison:
     """Any arg-max of the window is accepted (first, last or any tied position; any NaN)."""
     expected = result.outputs[name]
     value = got.outputs.get(name)
@@ -436,10 +441,9 @@ def _indices_comparator(case: Case, name: str, result: Result, got: Result) -> C
     return cmp
 
 
-def _selection_grad_comparator(case: Case, name: str, result: Result, got: Result) -> Comparison:
+def _selection_grad_comparator(spec: LayerSpec, case: Case, name: str, result: Result, got: Result) -> Comparison:
     """With indices from the backend (all of them arg-maxes), the gradient must be the scatter of
     the output gradient to exactly those positions; otherwise to the reference's arg-max."""
-    spec = SPECS[case.op]
     expected = result.grads["input"]
     x = _batched(case)
     g = _batched_like(case, case.cotangents["output"])
@@ -466,9 +470,8 @@ def _window_nonempty(case: Case) -> np.ndarray:
     return np.broadcast_to(nonempty, (n * c, *nonempty.shape[1:])).reshape(n, c, *nonempty.shape[1:])
 
 
-def _unpool_output_comparator(case: Case, name: str, result: Result, got: Result) -> Comparison:
+def _unpool_output_comparator(spec: LayerSpec, case: Case, name: str, result: Result, got: Result) -> Comparison:
     """Each position named by some index holds one of the values sent there; others hold 0."""
-    spec = SPECS[case.op]
     expected = result.outputs[name]
     x = _batched(case)
     idx = _batched(case, "indices")
@@ -491,7 +494,7 @@ def _unpool_output_comparator(case: Case, name: str, result: Result, got: Result
     hits = np.bincount(positions, weights=match.ravel().astype(np.float64), minlength=y.size) > 0
     named = np.bincount(positions, minlength=y.size) > 0
     ok = np.where(named, hits, y.ravel() == 0).reshape(y.shape)
-    ok = _like_input(case, ok.reshape((n, c) + tuple(expected.shape[-_ndim(case.op):])))
+    ok = _like_input(case, ok.reshape((n, c) + tuple(expected.shape[-_ndim(case):])))
     cmp = Comparison(tensor=name, ok=bool(ok.all()), shape=list(expected.shape), size=int(expected.size),
                      exact_elements=int(expected.size))
     if not cmp.ok:
@@ -851,9 +854,9 @@ def _fractional_cases(dtype: str) -> st.SearchStrategy[Case]:
         fmt = DTYPES[dtype]
         below_one = 1.0 - fmt.unit_roundoff  # the largest representable value below 1
         samples = np.minimum(fmt.round(rng.random((1 if unbatched else n, c, 2))), below_one)
-        params["_random_samples"] = samples.tolist()
         layout = S.layouts(d, len(shape), "layout.input")
-        return _input_case(d, "FractionalMaxPool2d", dtype, params, x, layout, tier, note=f"values={mode}")
+        case = _input_case(d, "FractionalMaxPool2d", dtype, params, x, layout, tier, note=f"values={mode}")
+        return case.with_inputs(_random_samples=samples)
 
     return build()
 
@@ -1060,9 +1063,10 @@ def _fractional_invalid(dtype: str) -> st.SearchStrategy[Case]:
         elif violation == "both output_size and output_ratio":
             params.update(output_size=out, output_ratio=0.5)
         rng = np.random.default_rng(0)
-        params["_random_samples"] = DTYPES[dtype].round(rng.random((1, 2, 2)) * 0.9).tolist()
+        samples = DTYPES[dtype].round(rng.random((1, 2, 2)) * 0.9)
         x = DTYPES[dtype].round(rng.standard_normal((1, 2, size, size)))
-        return Case(op="FractionalMaxPool2d", dtype=dtype, params=params, inputs={"input": x},
+        return Case(op="FractionalMaxPool2d", dtype=dtype, params=params,
+                    inputs={"input": x, "_random_samples": samples},
                     differentiable=("input",), invalid=True, note=violation)
 
     return build()
@@ -1122,7 +1126,7 @@ def _lp_smooth(case: Case) -> bool:
 
 
 def _declare(spec: LayerSpec) -> None:
-    SPECS[spec.name] = declare(spec)
+    declare(spec)
 
 
 SELECTION_TOLERANCE = {
@@ -1164,7 +1168,7 @@ EMPTY_WINDOW_NOTE = (
 
 for _nd in (1, 2, 3):
     _declare(LayerSpec(
-        name=f"MaxPool{_nd}d", family="pooling",
+        name=f"MaxPool{_nd}d", family="pooling", dims=_nd, kind="max",
         cases=_max_pool_cases(f"MaxPool{_nd}d", _nd),
         reference=_max_pool_reference,
         torch=TorchMapping(f"torch.nn.MaxPool{_nd}d", outputs=("output", "indices")),
@@ -1182,7 +1186,7 @@ for _nd in (1, 2, 3):
                   "channels_last (2-D) raises 'Unsupported memory format'." if _nd == 3 else "")),
     ))
     _declare(LayerSpec(
-        name=f"AvgPool{_nd}d", family="pooling",
+        name=f"AvgPool{_nd}d", family="pooling", dims=_nd, kind="avg",
         cases=_avg_pool_cases(f"AvgPool{_nd}d", _nd),
         reference=_avg_pool_reference,
         torch=TorchMapping(f"torch.nn.AvgPool{_nd}d"),
@@ -1196,7 +1200,7 @@ for _nd in (1, 2, 3):
                   "(AvgPool1d/2d accept it); CPU has no float16/bfloat16 kernel." if _nd == 3 else "")),
     ))
     _declare(LayerSpec(
-        name=f"MaxUnpool{_nd}d", family="pooling",
+        name=f"MaxUnpool{_nd}d", family="pooling", dims=_nd, kind="unpool",
         cases=_unpool_cases(f"MaxUnpool{_nd}d", _nd),
         reference=_unpool_reference,
         torch=TorchMapping(f"torch.nn.MaxUnpool{_nd}d", args=("input", "indices")),
@@ -1211,7 +1215,7 @@ for _nd in (1, 2, 3):
 
 for _nd in (1, 2):
     _declare(LayerSpec(
-        name=f"LPPool{_nd}d", family="pooling",
+        name=f"LPPool{_nd}d", family="pooling", dims=_nd, kind="lp",
         cases=_lp_pool_cases(f"LPPool{_nd}d", _nd),
         reference=_lp_pool_reference,
         torch=TorchMapping(f"torch.nn.LPPool{_nd}d"),
@@ -1224,7 +1228,7 @@ for _nd in (1, 2):
                "(Σ x^p)^(1/p) holds only for unclipped windows. p = ±inf: max/min of |x|."),
     ))
     _declare(LayerSpec(
-        name=f"AdaptiveMaxPool{_nd}d", family="pooling",
+        name=f"AdaptiveMaxPool{_nd}d", family="pooling", dims=_nd, kind="adaptive-max",
         cases=_adaptive_cases(f"AdaptiveMaxPool{_nd}d", _nd, selection=True),
         reference=_adaptive_max_reference,
         torch=TorchMapping(f"torch.nn.AdaptiveMaxPool{_nd}d", outputs=("output", "indices")),
@@ -1235,7 +1239,7 @@ for _nd in (1, 2):
                "returns an empty tensor but its backward raises."),
     ))
     _declare(LayerSpec(
-        name=f"AdaptiveAvgPool{_nd}d", family="pooling",
+        name=f"AdaptiveAvgPool{_nd}d", family="pooling", dims=_nd, kind="adaptive-avg",
         cases=_adaptive_cases(f"AdaptiveAvgPool{_nd}d", _nd, selection=False),
         reference=_adaptive_avg_reference,
         torch=TorchMapping(f"torch.nn.AdaptiveAvgPool{_nd}d"),
@@ -1245,10 +1249,11 @@ for _nd in (1, 2):
     ))
 
 _declare(LayerSpec(
-    name="FractionalMaxPool2d", family="pooling",
+    name="FractionalMaxPool2d", family="pooling", dims=2, kind="fractional",
     cases=_fractional_cases,
     reference=_fractional_reference,
-    torch=TorchMapping("torch.nn.FractionalMaxPool2d", outputs=("output", "indices")),
+    torch=TorchMapping("torch.nn.FractionalMaxPool2d", outputs=("output", "indices"),
+                       ctor=lambda case: {**case.params, "_random_samples": arg("_random_samples")}),
     tolerance=SELECTION_TOLERANCE, comparators=SELECTION_COMPARATORS,
     invalid_cases=_fractional_invalid,
     smooth_at=_no_ties,

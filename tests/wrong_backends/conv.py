@@ -16,18 +16,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from backends.torch_backend import TorchBackend, resolve
+from backends.torch_backend import TorchBackend
+from conformance.spec import spec_of
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
 def _is_conv(spec: Any) -> bool:
-    return spec.name in ("Conv1d", "Conv2d", "Conv3d")
+    return spec.family == "convolution" and spec.kind == "direct"
 
 
 def _is_conv_transpose(spec: Any) -> bool:
-    return spec.name in ("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")
+    return spec.family == "convolution" and spec.kind == "transposed"
 
 
 class _WrongConvBackend(TorchBackend):
@@ -41,8 +42,9 @@ class CircularPaddingWrongDims(_WrongConvBackend):
 
     name = "wrong-circular-dims"
 
-    def build_module(self, spec, case):
-        module = super().build_module(spec, case)
+    def build_module(self, case, cls, kwargs):
+        spec = spec_of(case)
+        module = super().build_module(case, cls, kwargs)
         if _is_conv(spec) and case.params.get("padding_mode") == "circular":
             pads = list(module._reversed_padding_repeated_twice)
             pairs = [pads[i:i + 2] for i in range(0, len(pads), 2)]
@@ -64,12 +66,12 @@ class GroupMixup(_WrongConvBackend):
 
     name = "wrong-group-mixup"
 
-    def build_module(self, spec, case):
+    def build_module(self, case, cls, kwargs):
+        spec = spec_of(case)
         if not _is_conv(spec):
-            return super().build_module(spec, case)
-        base = resolve(spec.torch.target)
-        cls = type(f"GroupMixing{base.__name__}", (base,), {"forward": _group_mixing_forward})
-        return cls(**self.constructor_kwargs(spec, case))
+            return super().build_module(case, cls, kwargs)
+        wrong = type(f"GroupMixing{cls.__name__}", (cls,), {"forward": _group_mixing_forward})
+        return wrong(**kwargs)
 
 
 # -- (c) dilation ignored in backward -------------------------------------------------------------------
@@ -118,12 +120,12 @@ class DilationIgnoredInBackward(_WrongConvBackend):
 
     name = "wrong-dilation-backward"
 
-    def build_module(self, spec, case):
+    def build_module(self, case, cls, kwargs):
+        spec = spec_of(case)
         if not _is_conv(spec):
-            return super().build_module(spec, case)
-        base = resolve(spec.torch.target)
-        cls = type(f"DilationIgnoring{base.__name__}", (base,), {"_conv_forward": _dilation_ignoring_conv_forward})
-        return cls(**self.constructor_kwargs(spec, case))
+            return super().build_module(case, cls, kwargs)
+        wrong = type(f"DilationIgnoring{cls.__name__}", (cls,), {"_conv_forward": _dilation_ignoring_conv_forward})
+        return wrong(**kwargs)
 
 
 # -- (d) transposed convolution drops output_padding when dilated ---------------------------------------
@@ -141,9 +143,9 @@ class TransposedIgnoresOutputPadding(_WrongConvBackend):
 
     name = "wrong-transposed-output-padding"
 
-    def build_module(self, spec, case):
+    def build_module(self, case, cls, kwargs):
+        spec = spec_of(case)
         if not _is_conv_transpose(spec):
-            return super().build_module(spec, case)
-        base = resolve(spec.torch.target)
-        cls = type(f"OutputPaddingDropping{base.__name__}", (base,), {"forward": _output_padding_dropping_forward})
-        return cls(**self.constructor_kwargs(spec, case))
+            return super().build_module(case, cls, kwargs)
+        wrong = type(f"OutputPaddingDropping{cls.__name__}", (cls,), {"forward": _output_padding_dropping_forward})
+        return wrong(**kwargs)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from backends.torch_backend import TorchBackend
+from conformance.spec import spec_of
 
 
 def _per_dim(value, nd: int) -> tuple[int, ...]:
@@ -60,10 +61,11 @@ class AvgCeilFullDivisor(TorchBackend):
 
     name = "wrong-avg-ceil-divisor"
 
-    def build_module(self, spec, case):
-        if spec.name.startswith("AvgPool") and case.params.get("divisor_override") is None:
-            return _AvgFullDivisor(int(spec.name[-2]), case.params)
-        return super().build_module(spec, case)
+    def build_module(self, case, cls, kwargs):
+        spec = spec_of(case)
+        if spec.kind == "avg" and case.params.get("divisor_override") is None:
+            return _AvgFullDivisor(spec.dims, case.params)
+        return super().build_module(case, cls, kwargs)
 
 
 class _MaxPoolNoDrop(torch.nn.Module):
@@ -101,10 +103,11 @@ class MaxPoolKeepsPaddingWindow(TorchBackend):
 
     name = "wrong-maxpool-no-drop"
 
-    def build_module(self, spec, case):
-        module = super().build_module(spec, case)
-        if spec.name.startswith("MaxPool"):
-            return _MaxPoolNoDrop(int(spec.name[-2]), case.params, module)
+    def build_module(self, case, cls, kwargs):
+        spec = spec_of(case)
+        module = super().build_module(case, cls, kwargs)
+        if spec.kind == "max":
+            return _MaxPoolNoDrop(spec.dims, case.params, module)
         return module
 
 
@@ -158,7 +161,8 @@ class AdaptiveFloorEnd(TorchBackend):
 
     name = "wrong-adaptive-floor-end"
 
-    def build_module(self, spec, case):
-        if spec.name.startswith("AdaptiveMaxPool") or spec.name.startswith("AdaptiveAvgPool"):
-            return _AdaptiveFloor(int(spec.name[-2]), case.params, spec.name.startswith("AdaptiveMax"))
-        return super().build_module(spec, case)
+    def build_module(self, case, cls, kwargs):
+        spec = spec_of(case)
+        if spec.kind in ("adaptive-max", "adaptive-avg"):
+            return _AdaptiveFloor(spec.dims, case.params, spec.kind == "adaptive-max")
+        return super().build_module(case, cls, kwargs)

@@ -14,34 +14,18 @@ import signal
 import warnings
 from typing import Any
 
-from backends.base import Backend, Capabilities
-from conformance.case import Case, Result
-from conformance.spec import LayerSpec
+from backends.base import Backend, BackendCrash, BackendRaised, BackendTimeout, Capabilities, Case, Result
 
-PRELOAD = ["numpy", "torch", "conformance.specs", "backends.registry"]
-
-
-class BackendCrash(RuntimeError):
-    """The backend's process died while running a case."""
-
-
-class BackendTimeout(RuntimeError):
-    """The backend did not answer within the time limit."""
-
-
-class BackendRaised(RuntimeError):
-    """The backend raised in the worker; the message is the original ``Type: message``."""
+PRELOAD = ["numpy", "torch", "conformance.specs", "conformance.registry"]
 
 
 def _serve(conn: Any, backend_spec: str) -> None:
-    """Worker loop: load the backend by name, then answer (op, case) requests until told to stop."""
+    """Worker loop: load the backend by name, then answer case requests until told to stop."""
     import numpy as np
 
-    from backends.registry import load_backend
-    from conformance.spec import all_specs
+    from conformance.registry import load_backend
 
     backend = load_backend(backend_spec)
-    specs = all_specs()
     while True:
         try:
             message = conn.recv()
@@ -49,11 +33,10 @@ def _serve(conn: Any, backend_spec: str) -> None:
             return
         if message is None:
             return
-        op, case = message
         try:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
-                answer = ("ok", backend.run(specs[op], case))
+                answer = ("ok", backend.run(message))
         except BaseException as exc:  # report everything the backend raises, as text
             answer = ("raise", f"{type(exc).__name__}: {exc}")
         conn.send(answer)
@@ -90,8 +73,8 @@ class IsolatedBackend(Backend):
     def availability(self) -> tuple[bool, str]:
         return self.inner.availability()
 
-    def supports(self, spec: LayerSpec, dtype: str) -> tuple[bool, str]:
-        return self.inner.supports(spec, dtype)
+    def supports(self, op: str, target: str, dtype: str) -> tuple[bool, str]:
+        return self.inner.supports(op, target, dtype)
 
     def device(self) -> str:
         return self.inner.device()
@@ -116,12 +99,12 @@ class IsolatedBackend(Backend):
             self._conn.close()
         self._process = self._conn = None
 
-    def run(self, spec: LayerSpec, case: Case) -> Result:
+    def run(self, case: Case) -> Result:
         if self._process is None or not self._process.is_alive():
             self._discard()
             self._start()
         try:
-            self._conn.send((spec.name, case))
+            self._conn.send(case)
             if not self._conn.poll(self.timeout):
                 self._discard()
                 raise BackendTimeout(f"{self.name} gave no answer within {self.timeout:g} s (worker killed)")

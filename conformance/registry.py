@@ -4,6 +4,8 @@ entry-point group."""
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from importlib import metadata
 
@@ -13,8 +15,8 @@ ENTRY_POINT_GROUP = "nnconform.backends"
 
 
 def _builtin() -> dict[str, Callable[[], Backend]]:
-    from backends.reference_backend import ReferenceBackend
     from backends.torch_backend import TorchBackend
+    from conformance.reference_backend import ReferenceBackend
 
     return {
         "torch-cpu": lambda: TorchBackend("cpu"),
@@ -49,6 +51,7 @@ def load_backend(spec: str) -> Backend:
         return _instantiate(eps[spec].load(), spec)
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
+        _importable_from_cwd()
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
@@ -68,3 +71,10 @@ def _instantiate(obj: object, spec: str) -> Backend:
     if not getattr(backend, "name", None):
         backend.name = spec
     return backend  # type: ignore[return-value]
+
+
+def _importable_from_cwd() -> None:
+    """Let ``module:Class`` find modules in the current directory, as ``python -m`` and pytest do."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)

@@ -1,0 +1,354 @@
+"""The call interpreter: runs one declared call of a torch(-like) API and reads back what it did.
+
+This module imports only NumPy and torch, never the rest of nnconform: the torch adapter uses it,
+and every repro script carries its source verbatim, so a repro runs exactly what the suite ran.
+
+A *call* is plain JSON data::
+
+    {"kind": "module" | "function",
+     "target": "torch.nn.LSTM",              # dotted name of the class or function
+     "init": {name: node},                    # constructor keyword arguments (modules)
+     "parameters": [path], "buffers": [path], # case inputs installed on the module ("0.weight")
+     "train": true,                           # module.train(train)
+     "seed": 123 | null,                      # torch.manual_seed before the call (random layers)
+     "args": [node], "kwargs": {name: node},  # the call's arguments
+     "outputs": pattern,                      # names for the call's results
+     "mutated": [name],                       # tensors whose value after the call is read back
+     "random": {choice: {"rule": "nonzero", "of": output}}}   # random choices read back
+
+Argument *nodes*: a JSON scalar is itself (the strings "inf", "-inf" and "nan" are floats); a JSON
+list is a tuple of nodes; objects are ``{"input": name}`` (the case input: a tensor in its layout,
+a leaf that requires grad when differentiable; ``"copy": true`` passes a differentiable copy in
+the same layout, for in-place calls; ``"device": "cpu"`` keeps it on the CPU), ``{"list": [node]}``
+(a Python list), ``{"packed": {"data": node, "batch_sizes": node, "sorted_indices": node,
+"unsorted_indices": node}}`` (a PackedSequence), ``{"parameter": name, "grad": name | null}`` (an
+``nn.Parameter`` with that ``.grad``), ``{"module": {"target": ..., "init": {...}}}`` (a module
+instance) and ``{"literal": value}`` (value as is).
+
+Output *patterns*: a name binds the result, null ignores it, a list destructures a tuple, and
+``{"packed": {"data": name, "batch_sizes": name, ...}}`` destructures a PackedSequence.
+
+``mutated`` names a module parameter or buffer (by attribute path), an input passed as a copy, the
+``grad`` of a parameter node, or an input tensor; its value after the call is compared like an
+output. ``random`` rule ``nonzero``: the choice is where output ``of`` is non-zero (cases of such
+layers draw non-zero inputs, so a kept element can never look dropped).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+NON_FINITE = {"inf": float("inf"), "-inf": float("-inf"), "nan": float("nan")}
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def resolve(target: str) -> Any:
+    """Import a dotted name such as ``torch.nn.Conv2d`` or ``torch.nn.utils.rnn.pack_padded_sequence``."""
+    module_name, _, attr = target.rpartition(".")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def torch_dtype(name: str) -> Any:
+    return getattr(_torch(), name)
+
+
+def _fresh(values: np.ndarray) -> Any:
+    """A torch tensor owning a private copy of ``values`` (never aliasing the caller's arrays)."""
+    return _torch().from_numpy(np.array(values, copy=True, order="C"))
+
+
+def materialise(values: np.ndarray, layout: dict[str, Any], dtype: Any, device: str) -> Any:
+    """A fresh tensor holding ``values`` (logical shape) stored as ``layout`` says on ``device``.
+
+    Layout kinds: contiguous; channels_last / permuted (dims stored in the order ``perm``,
+    outermost first); strided (every ``step[d]``-th element of a buffer whose gaps hold NaN, so a
+    kernel that reads them poisons its result); expanded (stride 0 along ``dims``).
+    """
+    torch = _torch()
+    kind = layout.get("kind", "contiguous")
+    shape = values.shape
+    if kind in ("channels_last", "permuted"):
+        perm = list(layout["perm"])
+        stored = np.ascontiguousarray(values.transpose(perm))
+        return _fresh(stored).to(device=device, dtype=dtype).permute(*np.argsort(perm).tolist()).detach()
+    if kind == "strided":
+        step = list(layout["step"])
+        fill = float("nan") if dtype.is_floating_point else 0
+        buf = torch.full([s * k for s, k in zip(shape, step)], fill, dtype=dtype, device=device)
+        view = buf[tuple(slice(None, None, k) for k in step)]
+        view.copy_(_fresh(values).to(device=device, dtype=dtype))
+        return view.detach()
+    if kind == "expanded":
+        dims = list(layout["dims"])
+        index = tuple(slice(0, 1) if d in dims else slice(None) for d in range(len(shape)))
+        return _fresh(values[index]).to(device=device, dtype=dtype).expand(*shape).detach()
+    return _fresh(values).to(device=device, dtype=dtype).contiguous()
+
+
+def copy_into_layout(tensor: Any, layout: dict[str, Any]) -> Any:
+    """A differentiable copy of ``tensor`` stored as ``layout`` says (in-place calls may not write
+    into a leaf that requires grad)."""
+    torch = _torch()
+    kind = layout.get("kind", "contiguous")
+    if kind in ("channels_last", "permuted"):
+        perm = list(layout["perm"])
+        out = torch.empty([tensor.shape[d] for d in perm], dtype=tensor.dtype, device=tensor.device)
+        return out.permute(*np.argsort(perm).tolist()).copy_(tensor)
+    if kind == "strided":
+        step = list(layout["step"])
+        buf = torch.full([s * k for s, k in zip(tensor.shape, step)], float("nan"), dtype=tensor.dtype,
+                         device=tensor.device)
+        return buf[tuple(slice(None, None, k) for k in step)].copy_(tensor)
+    return tensor.clone()
+
+
+def to_numpy(t: Any) -> tuple[np.ndarray, str]:
+    """(float64, bool or int64 array, the tensor's dtype name)."""
+    torch = _torch()
+    name = str(t.dtype).replace("torch.", "")
+    t = t.detach().cpu()
+    if t.is_floating_point():
+        return t.to(torch.float64).numpy().copy(), name
+    if t.dtype == torch.bool:
+        return t.numpy().copy(), name
+    return t.to(torch.int64).numpy().copy(), name
+
+
+def _owner(module: Any, path: str) -> tuple[Any, str]:
+    """(the submodule holding attribute ``path``, the attribute's own name)."""
+    prefix, _, attr = path.rpartition(".")
+    return (module.get_submodule(prefix) if prefix else module), attr
+
+
+class CallInterpreter:
+    """Runs one call (see the module docstring) on ``device`` in floating dtype ``dtype``.
+
+    ``inputs`` are the case's arrays, ``types`` how each travels (float | int64 | bool |
+    int_list), ``layouts`` their layouts (as data), ``requires_grad`` the differentiable names.
+    ``build`` constructs a module from its class and keyword arguments and ``invoke`` calls the
+    target; adapters of torch-like frameworks (and deliberately wrong adapters in nnconform's
+    tests) replace them.
+    """
+
+    def __init__(self, device: str, dtype: str, inputs: dict[str, np.ndarray], types: dict[str, str],
+                 layouts: dict[str, dict[str, Any]], requires_grad: set[str] | frozenset[str],
+                 build: Callable[[Any, dict[str, Any]], Any] | None = None,
+                 invoke: Callable[[Any, list[Any], dict[str, Any]], Any] | None = None):
+        self.device = device
+        self.dtype = torch_dtype(dtype)
+        self.inputs = inputs
+        self.types = types
+        self.layouts = layouts
+        self.requires_grad = set(requires_grad)
+        self.build = build or (lambda cls, kwargs: cls(**kwargs))
+        self.invoke = invoke or (lambda fn, args, kwargs: fn(*args, **kwargs))
+        self.leaves: dict[str, Any] = {}  # input name -> the tensor built for it
+        self.passed: dict[str, Any] = {}  # input name -> the copy passed to an in-place call
+        self.parameter_nodes: dict[str, Any] = {}  # grad input name -> its Parameter
+        self.module: Any = None
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def tensor(self, name: str, device: str | None = None) -> Any:
+        """The case input ``name`` as it travels, built once per device (the same object on every
+        use, so that its gradient and its value after the call can be read back)."""
+        key = name if device is None else f"{name}@{device}"
+        if key not in self.leaves:
+            self.leaves[key] = self._build_input(name, device or self.device)
+        return self.leaves[key]
+
+    def _build_input(self, name: str, device: str) -> Any:
+        values = self.inputs[name]
+        kind = self.types.get(name) or ("bool" if values.dtype.kind == "b" else
+                                        "int64" if values.dtype.kind in "iu" else "float")
+        if kind == "int_list":
+            return [int(v) for v in np.asarray(values).reshape(-1)]
+        if kind in ("int64", "bool"):
+            return _fresh(np.asarray(values, dtype=np.int64 if kind == "int64" else bool)).to(device)
+        layout = self.layouts.get(name, {"kind": "contiguous"})
+        t = materialise(np.asarray(values, dtype=np.float64), layout, self.dtype, device)
+        return t.requires_grad_(name in self.requires_grad)
+
+    def node(self, node: Any) -> Any:
+        """Interpret an argument node."""
+        if isinstance(node, str):
+            return NON_FINITE.get(node, node)
+        if isinstance(node, list):
+            return tuple(self.node(n) for n in node)
+        if not isinstance(node, dict):
+            return node
+        if "input" in node:
+            name = node["input"]
+            t = self.tensor(name, node.get("device"))
+            if node.get("copy"):
+                t = copy_into_layout(t, self.layouts.get(name, {"kind": "contiguous"}))
+                self.passed[name] = t
+            return t
+        if "list" in node:
+            return [self.node(n) for n in node["list"]]
+        if "packed" in node:
+            from torch.nn.utils.rnn import PackedSequence
+
+            fields = {k: self.node(v) for k, v in node["packed"].items()}
+            return PackedSequence(fields["data"], fields["batch_sizes"], fields.get("sorted_indices"),
+                                  fields.get("unsorted_indices"))
+        if "parameter" in node:
+            torch = _torch()
+            p = torch.nn.Parameter(self.tensor(node["parameter"]).detach().clone(),
+                                   requires_grad=node["parameter"] in self.requires_grad)
+            if node.get("grad") is not None:
+                p.grad = self.tensor(node["grad"]).detach().clone()
+                self.parameter_nodes[node["grad"]] = p
+            return p
+        if "module" in node:
+            spec = node["module"]
+            return self.build(resolve(spec["target"]), {k: self.node(v) for k, v in spec.get("init", {}).items()})
+        if "literal" in node:
+            return node["literal"]
+        raise ValueError(f"unknown call node {node!r}")
+
+    # -- the call ----------------------------------------------------------------------------------
+    def call(self, call: dict[str, Any]) -> dict[str, Any]:
+        """Build, install, call; return the named results (tensors or other values)."""
+        torch = _torch()
+        target = resolve(call["target"])
+        if call.get("kind", "module") == "module":
+            init = {k: self.node(v) for k, v in call.get("init", {}).items()}
+            module = self.build(target, init)
+            if hasattr(module, "to"):
+                module = module.to(device=self.device, dtype=self.dtype)
+            for path in call.get("parameters", ()):
+                if path in self.inputs:
+                    owner, attr = _owner(module, path)
+                    value = torch.nn.Parameter(self.tensor(path), requires_grad=path in self.requires_grad)
+                    setattr(owner, attr, value)
+            for path in call.get("buffers", ()):
+                if path in self.inputs:
+                    owner, attr = _owner(module, path)
+                    setattr(owner, attr, self.tensor(path).detach())
+            if hasattr(module, "train"):
+                module.train(bool(call.get("train", True)))
+            self.module = module
+            fn = module
+        else:
+            fn = target
+        args = [self.node(n) for n in call.get("args", ())]
+        kwargs = {k: self.node(v) for k, v in call.get("kwargs", {}).items()}
+        if call.get("seed") is not None:
+            torch.manual_seed(int(call["seed"]))
+        raw = self.invoke(fn, args, kwargs)
+        named: dict[str, Any] = {}
+        _bind(call.get("outputs", "output"), raw, named)
+        return named
+
+    def mutated(self, name: str) -> Any:
+        """The value after the call of a mutated tensor (see the module docstring)."""
+        if name in self.parameter_nodes:
+            return self.parameter_nodes[name].grad
+        if name in self.passed:
+            return self.passed[name]
+        if self.module is not None:
+            owner, attr = _owner(self.module, name)
+            value = getattr(owner, attr, None)
+            if value is not None:
+                return value
+        return self.leaves.get(name)
+
+    def grad(self, name: str, parameters: tuple[str, ...]) -> Any:
+        """The gradient of input ``name`` (zeros when it received none)."""
+        torch = _torch()
+        if name in parameters and self.module is not None:
+            owner, attr = _owner(self.module, name)
+            holder = getattr(owner, attr, None)
+        else:
+            holder = self.leaves.get(name)
+        if holder is None:
+            return None
+        return holder.grad if holder.grad is not None else torch.zeros_like(holder)
+
+
+def _bind(pattern: Any, value: Any, named: dict[str, Any]) -> None:
+    """Name the parts of a call's result by ``pattern`` (see the module docstring)."""
+    if pattern is None:
+        return
+    if isinstance(pattern, str):
+        named[pattern] = value
+        return
+    if isinstance(pattern, list):
+        parts = list(value) if isinstance(value, (tuple, list)) else [value]
+        if len(parts) != len(pattern):
+            raise ValueError(f"the call returned {len(parts)} values, expected {len(pattern)}")
+        for p, v in zip(pattern, parts):
+            _bind(p, v, named)
+        return
+    if isinstance(pattern, dict) and "packed" in pattern:
+        for field_name, name in pattern["packed"].items():
+            _bind(name, getattr(value, field_name), named)
+        return
+    raise ValueError(f"unknown output pattern {pattern!r}")
+
+
+def run_call(call: dict[str, Any], inputs: dict[str, np.ndarray], *, dtype: str, device: str = "cpu",
+             types: dict[str, str] | None = None, layouts: dict[str, dict[str, Any]] | None = None,
+             requires_grad: tuple[str, ...] = (), cotangents: dict[str, np.ndarray] | None = None,
+             build: Callable[[Any, dict[str, Any]], Any] | None = None,
+             invoke: Callable[[Any, list[Any], dict[str, Any]], Any] | None = None,
+             synchronise: Callable[[], None] = lambda: None) -> dict[str, tuple[np.ndarray, str]]:
+    """Run ``call`` and return every compared tensor by qualified name: outputs by their names,
+    ``grad.<input>``, ``state.<mutated>`` and ``random.<choice>``, each as (array, dtype name).
+
+    Backward runs when cotangents are given: one ``torch.autograd.backward`` over every output
+    that has a cotangent of its shape and requires grad.
+    """
+    torch = _torch()
+    interp = CallInterpreter(device, dtype, inputs, types or {}, layouts or {}, frozenset(requires_grad),
+                             build=build, invoke=invoke)
+    named = interp.call(call)
+    synchronise()
+    out: dict[str, tuple[np.ndarray, str]] = {}
+    for choice, rule in (call.get("random") or {}).items():
+        if rule.get("rule") != "nonzero":
+            raise ValueError(f"unknown random-choice rule {rule!r}")
+        source = named[rule["of"]]
+        out[f"random.{choice}"] = ((source.detach() != 0).cpu().numpy().copy(), "bool")
+    roots, grads = [], []
+    for name, cot in (cotangents or {}).items():
+        t = named.get(name)
+        if t is None or not getattr(t, "requires_grad", False) or tuple(t.shape) != tuple(cot.shape):
+            continue  # a wrong output shape is reported by the comparison, not here
+        roots.append(t)
+        grads.append(_fresh(np.asarray(cot, dtype=np.float64)).to(device=t.device, dtype=t.dtype))
+    if roots:
+        torch.autograd.backward(roots, grads)
+        synchronise()
+    for name, value in named.items():
+        out[name] = to_numpy(value) if torch.is_tensor(value) else _plain(value)
+    parameters = tuple(call.get("parameters", ()))
+    for name in requires_grad:
+        g = interp.grad(name, parameters)
+        if g is not None:
+            arr, dt = to_numpy(g)
+            out[f"grad.{name}"] = (arr, dt)
+    for name in call.get("mutated", ()):
+        value = interp.mutated(name)
+        if value is not None:
+            out[f"state.{name}"] = to_numpy(value)
+    return out
+
+
+def _plain(value: Any) -> tuple[np.ndarray, str]:
+    """A non-tensor result (a Python number or list) as an array."""
+    arr = np.asarray(value)
+    if arr.dtype.kind == "f":
+        return arr.astype(np.float64), "float64"
+    if arr.dtype.kind == "b":
+        return arr, "bool"
+    return arr.astype(np.int64), "int64"

@@ -1,0 +1,42 @@
+"""The NumPy reference as a backend: validates the suite end to end (it must always conform)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backends.base import RESULT_GROUPS, Backend, Capabilities, Case, Result
+from conformance.dtypes import DTYPES
+
+
+class ReferenceBackend(Backend):
+    """Runs each declaration's float64 reference and rounds its results to the case dtype.
+
+    For a stochastic entry it makes the random choices itself (``Randomness.sample``) and reports
+    them, as any backend must.
+    """
+
+    name = "reference"
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(devices=("numpy",))
+
+    def run(self, case: Case) -> Result:
+        from conformance.spec import spec_of
+
+        spec = spec_of(case)
+        if spec.randomness is not None and case.call and case.call.get("random"):
+            rng = np.random.default_rng((case.call.get("seed") or 0) + 1)
+            case = spec.randomness.with_choices(case, spec.randomness.sample(case, rng))
+        result = spec.evaluate(case, bool(case.cotangents))
+        fmt = DTYPES[case.dtype]
+        reports_choices = bool(case.call and case.call.get("random"))
+        rounded = Result(meta={"device": "numpy"})
+        for group, prefix in RESULT_GROUPS:
+            if group == "choices" and not reports_choices:
+                continue
+            for name, arr in getattr(result, group).items():
+                arr = np.asarray(arr)
+                kind = arr.dtype.kind
+                getattr(rounded, group)[name] = fmt.round(arr) if kind == "f" else arr
+                rounded.dtypes[prefix + name] = case.dtype if kind == "f" else "bool" if kind == "b" else "int64"
+        return rounded
