@@ -34,10 +34,10 @@ def _fd_safe(spec, case) -> bool:
     return spec.smooth_at is None or spec.smooth_at(case)
 
 
-@pytest.mark.parametrize("spec", DIFFERENTIABLE, ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", DIFFERENTIABLE, ids=lambda s: s.id)
 def test_vjp_matches_finite_differences(spec):
     @settings(max_examples=8)
-    @given(case=spec.cases("float64"))
+    @given(case=spec.strategy("float64"))
     def check(case):
         assume(_fd_safe(spec, case))
         case, ref = reference_result(spec, case)
@@ -59,12 +59,12 @@ def test_vjp_matches_finite_differences(spec):
     check()
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.id)
 def test_reference_is_pure(spec):
     """Same case, same result; inputs are left untouched (backends get their own copies)."""
 
     @settings(max_examples=4)
-    @given(case=spec.cases("float32"))
+    @given(case=spec.strategy("float32"))
     def check(case):
         before = {k: v.copy() for k, v in case.inputs.items()}
         case1, ref1 = reference_result(spec, case)

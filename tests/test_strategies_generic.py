@@ -16,7 +16,7 @@ SPECS = sorted(all_specs().values(), key=lambda s: s.name)
 MAX_ELEMENTS = 1 << 16
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.id)
 def test_cases_are_valid_bounded_and_varied(spec):
     """Cases of every dtype: the reference accepts them, values are representable in the dtype,
     the element count stays bounded, and the draws vary (Hypothesis' health checks also fail the
@@ -31,9 +31,9 @@ def test_cases_are_valid_bounded_and_varied(spec):
 
 def _check_dtype(spec, dtype: str, seen: Counter) -> None:
     @settings(max_examples=12)
-    @given(case=spec.cases(dtype))
+    @given(case=spec.strategy(dtype))
     def check(case):
-        assert case.op == spec.name and case.dtype == dtype and not case.invalid
+        assert case.op == spec.name and case.variant == spec.variant and case.dtype == dtype and not case.invalid
         total = 0
         for name, arr in case.inputs.items():
             total += arr.size
@@ -53,10 +53,10 @@ def _check_dtype(spec, dtype: str, seen: Counter) -> None:
     check()
 
 
-@pytest.mark.parametrize("spec", [s for s in SPECS if s.invalid_cases is not None], ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.invalid_cases is not None], ids=lambda s: s.id)
 def test_invalid_cases_are_rejected_by_the_reference(spec):
     @settings(max_examples=10)
-    @given(case=spec.invalid_cases("float32"))
+    @given(case=spec.strategy("float32", invalid=True))
     def check(case):
         assert case.invalid
         with pytest.raises((ValueError, IndexError, TypeError)):
@@ -64,3 +64,20 @@ def test_invalid_cases_are_rejected_by_the_reference(spec):
                 reference_result(spec, case)
 
     check()
+
+
+REGIMES = [(s, r) for s in SPECS for r in s.regimes]
+
+
+@pytest.mark.parametrize(("spec", "regime"), REGIMES, ids=[f"{s.id}:{r.name}" for s, r in REGIMES])
+def test_regime_pins_produce_cases_in_the_regime(spec, regime):
+    """A case asked for in a regime lies in it, in every dtype, and is valid (the stratified ci
+    profile relies on this to give every regime cases)."""
+    for dtype in DTYPE_NAMES:
+        @settings(max_examples=5)
+        @given(case=spec.strategy(dtype, regime))
+        def check(case):
+            assert regime.holds(case), f"{regime.name}: pinned draw produced a case outside the regime"
+            reference_result(spec, case)  # must not raise
+
+        check()
