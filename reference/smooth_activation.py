@@ -62,10 +62,16 @@ def sigmoid_error(x: np.ndarray, y: np.ndarray, g: np.ndarray | None, u: float) 
 
 # -- Tanh ------------------------------------------------------------------------------------------
 
+def sech2(x: np.ndarray) -> np.ndarray:
+    """sech²(x) to about one ulp: 1 - tanh² where tanh² < 1/4 (no cancellation there), else
+    4σ(2x)σ(-2x) (no cancellation either; 0 at ±inf)."""
+    t = np.tanh(x)
+    return np.where(np.abs(x) < 0.5, 1 - t * t, 4 * sigmoid(2 * x) * sigmoid(-2 * x))
+
+
 def tanh_vjp(x: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """dL/dx = g·sech²(x) (computed as g/cosh²: no 1 - tanh² cancellation; 0 at ±inf)."""
-    with np.errstate(over="ignore"):
-        return g / np.cosh(x) ** 2
+    """dL/dx = g·sech²(x) (0 at ±inf)."""
+    return g * sech2(x)
 
 
 def tanh_error(x: np.ndarray, y: np.ndarray, g: np.ndarray | None, u: float) -> tuple[np.ndarray, np.ndarray | None]:
@@ -151,11 +157,12 @@ def softplus_error(x: np.ndarray, y: np.ndarray, g: np.ndarray | None, u: float,
     exp by L·(1 - σ(t)), the addition, division and product by 3: E = |grad|·((2|t| + L)·(1 - σ(t)) + 3).
 
     Near the switch point the branch itself depends on how β·x was rounded: the declaration
-    accepts either branch there.
+    accepts either branch there, so within 4u·|threshold| of it the log branch's bound applies.
     """
     t = softplus_product(x, beta)
     s = sigmoid(t)
-    linear = t > threshold
+    with np.errstate(invalid="ignore"):
+        linear = (t > threshold) & ~(np.abs(t - threshold) <= 4 * u * abs(threshold))
     ay = np.abs(y)
     with np.errstate(invalid="ignore", over="ignore"):
         e_y = np.where(linear, 0.0, 2 * s * np.abs(x) + (_L + 1) * ay + _L * s / beta)
