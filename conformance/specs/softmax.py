@@ -133,7 +133,8 @@ def _regimes() -> tuple[Regime, ...]:
     x = lambda c: c.inputs["input"]  # noqa: E731
     return (
         Regime("large magnitudes", holds=lambda c: bool((np.abs(x(c)[np.isfinite(x(c))]) >= 1000).any()),
-               pins={"input.scale": 1000.0, "input.special": "none"}, description="entries of ±1000 and beyond: exp overflows unshifted"),
+               pins={"input.scale": 1000.0, "input.special": "none"},
+               description="entries of ±1000 and beyond: exp overflows unshifted"),
         Regime("-inf entries", holds=lambda c: bool((x(c) == -np.inf).any()), pins={"input.special": "-inf entries"},
                description="-inf entries: probability 0, log-probability -inf"),
         Regime("all -inf slice", holds=has_all_minus_inf_slice, pins={"input.special": "all -inf slice"},
