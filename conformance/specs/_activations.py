@@ -45,7 +45,7 @@ def neighbours(points: Iterable[float], dtype: str) -> np.ndarray:
     dt = DTYPES[dtype]
     p = np.asarray([v for v in points if np.isfinite(v)], dtype=np.float64)
     a = np.abs(p)
-    ulp = dt.ulp(a)
+    ulp = np.where(a > 0, dt.ulp(a), dt.min_subnormal)  # DType.ulp(0) is the spacing at 1
     with np.errstate(divide="ignore"):
         power_of_two = (a >= dt.min_normal) & (np.exp2(np.floor(np.log2(np.where(a > 0, a, 1.0)))) == a)
     up_mag, down_mag = a + ulp, np.where(power_of_two, a - ulp / 2, a - ulp)
