@@ -30,8 +30,10 @@ Output *patterns*: a name binds the result, null ignores it, a list destructures
 
 ``mutated`` names a module parameter or buffer (by attribute path), an input passed as a copy, the
 ``grad`` of a parameter node, or an input tensor; its value after the call is compared like an
-output. ``random`` rule ``nonzero``: the choice is where output ``of`` is non-zero (cases of such
-layers draw non-zero inputs, so a kept element can never look dropped).
+output. ``random`` says how each random choice is read back: rule ``nonzero`` — where output
+``of`` is non-zero (cases of such layers draw non-zero inputs, so a kept element can never look
+dropped); rule ``rand`` — the uniform samples the layer drew first after ``torch.manual_seed(seed)``,
+replayed as ``torch.rand(shape)`` in the case dtype (FractionalMaxPool2d draws its samples so).
 """
 
 from __future__ import annotations
@@ -315,10 +317,14 @@ def run_call(call: dict[str, Any], inputs: dict[str, np.ndarray], *, dtype: str,
     synchronise()
     out: dict[str, tuple[np.ndarray, str]] = {}
     for choice, rule in (call.get("random") or {}).items():
-        if rule.get("rule") != "nonzero":
+        if rule.get("rule") == "nonzero":
+            source = named[rule["of"]]
+            out[f"random.{choice}"] = ((source.detach() != 0).cpu().numpy().copy(), "bool")
+        elif rule.get("rule") == "rand":
+            torch.manual_seed(int(call["seed"]))
+            out[f"random.{choice}"] = to_numpy(torch.rand(*rule["shape"], dtype=interp.dtype, device=device))
+        else:
             raise ValueError(f"unknown random-choice rule {rule!r}")
-        source = named[rule["of"]]
-        out[f"random.{choice}"] = ((source.detach() != 0).cpu().numpy().copy(), "bool")
     roots, grads = [], []
     for name, cot in (cotangents or {}).items():
         t = named.get(name)
