@@ -46,6 +46,9 @@ class KnownDiscrepancy:
     when: str = ""
     predicate: str = ""  # "module:function" taking the Case, for conditions an expression can't say
     strict: bool = True
+    # The discrepancy can corrupt the backend's process without killing it (heap corruption): the
+    # worker is replaced after every matching case. Other failures keep the worker.
+    restart: bool = False
 
     def matches(self, spec: LayerSpec, backend: str, case: Case) -> bool:
         op_ok = fnmatch.fnmatchcase(spec.id, self.op) or fnmatch.fnmatchcase(spec.name, self.op)
@@ -70,7 +73,8 @@ class KnownDiscrepancy:
         return bool(eval(self.when, {"__builtins__": _PREDICATE_BUILTINS, **scope}))
 
     def describe(self) -> dict[str, Any]:
-        return {"id": self.id, "reason": self.reason, "link": self.link, "strict": self.strict}
+        return {"id": self.id, "reason": self.reason, "link": self.link, "strict": self.strict,
+                "restart": self.restart}
 
 
 @functools.lru_cache(maxsize=1)

@@ -61,6 +61,16 @@ def _error_text(exc: BaseException) -> str:
     return "".join(lines).strip()
 
 
+def _needs_fresh_worker(record: dict[str, Any]) -> bool:
+    """A worker is replaced only when it died or hung, or after a case of a known discrepancy that
+    corrupts the process without killing it (``restart = true``); wrong values and exceptions keep
+    it, so shrinking a failure costs no process start per step."""
+    if record["verdict"] in ("crash", "timeout"):
+        return True
+    known = record.get("known") or {}
+    return bool(known.get("restart")) and record["verdict"] in ("known", "pass")
+
+
 def _not_implemented(exc: BaseException) -> bool:
     return isinstance(exc, NotImplementedError) or (
         isinstance(exc, BackendRaised) and str(exc).startswith("NotImplementedError"))
@@ -325,6 +335,7 @@ class Runner:
                        for c in checks]
         failed = not all(c.ok for c in comparisons)
         record.update(tier="stat", final=True, verdict="fail" if failed else "pass", case_id=smallest.case_id(),
+                      error_side="backend" if failed else None,
                       comparisons=[c.to_dict() for c in comparisons],
                       max_utilisation=max((c.utilisation for c in comparisons), default=0.0),
                       stat={"cases": len(samples), "false_alarm": spec.randomness.false_alarm},
@@ -344,8 +355,8 @@ class Runner:
                 return  # one hang per target is reported; shrinking it would cost a timeout per step
             evaluation = self.evaluate(backend, spec, case, regime)
             record = evaluation.record
-            if record["verdict"] not in ("pass", "unsupported") and hasattr(backend, "reset"):
-                backend.reset()  # a process that just misbehaved may be corrupted: start afresh
+            if _needs_fresh_worker(record) and hasattr(backend, "reset"):
+                backend.reset()
             if record["verdict"] == "timeout":
                 state["timed_out"] = True
                 record["final"] = True
