@@ -105,6 +105,7 @@ class RunRequest:
     seed: int | None = None
     known: list[KnownDiscrepancy] = field(default_factory=list)
     invalid: bool = True
+    database: str | None = None  # a shared Hypothesis example database (directory or redis:// URL)
 
 
 def with_call(spec: LayerSpec, case: Case) -> Case:
@@ -162,10 +163,10 @@ class Runner:
     """Executes a ``RunRequest``, writing records through ``writer``."""
 
     def __init__(self, request: RunRequest, writer: RecordWriter,
-                 on_target: Callable[[str, str, str], None] | None = None):
+                 on_target: Callable[[str, str, str], None] | None = None, run_id: str | None = None):
         self.request = request
         self.writer = writer
-        self.run_id = uuid.uuid4().hex[:12]
+        self.run_id = run_id or uuid.uuid4().hex[:12]
         self.tallies: dict[tuple[str, str, str], Tally] = defaultdict(Tally)
         self.discrepancies = 0
         self.cases = 0
@@ -379,7 +380,8 @@ class Runner:
                 raise _Discrepancy(f"{spec.id} on {backend.name} ({dtype}): {record['verdict']}")
 
         test = given(case=strategy)(check)
-        test = hypothesis_settings(req.profile, req.examples, req.seed, invalid, regime is not None)(test)
+        test = hypothesis_settings(req.profile, req.examples, req.seed, invalid, regime is not None,
+                                   req.database)(test)
         if req.seed is not None:
             test = hypothesis_seed(req.seed)(test)
         try:
