@@ -36,7 +36,7 @@ from conformance.dtypes import DTYPES
 from conformance.known import KnownDiscrepancy, match_known
 from conformance.profiles import Profile, hypothesis_settings
 from conformance.spec import LayerSpec, Regime
-from conformance.strategies import cotangent
+from conformance.strategies import output_cotangent
 from conformance.tolerance import bound_for, magnitudes
 from reports.records import RecordWriter
 
@@ -114,26 +114,48 @@ def with_call(spec: LayerSpec, case: Case) -> Case:
 
 
 def with_cotangents(spec: LayerSpec, case: Case, forward: Result) -> Case:
-    """Attach output cotangents (from ``case.cotangent_seed``) for every float output."""
+    """Attach a cotangent (``strategies.output_cotangent``) to every float output of ``forward``
+    that has none yet."""
     if not (spec.backward and case.differentiable):
         return case
-    cots = {}
-    for i, (name, arr) in enumerate(sorted(forward.outputs.items())):
+    cots = dict(case.cotangents)
+    for name, arr in sorted(forward.outputs.items()):
         arr = np.asarray(arr)
-        if arr.dtype.kind == "f":
-            cots[name] = cotangent(case.cotangent_seed + i, arr.shape, case.dtype, case.tier)
+        if arr.dtype.kind == "f" and name not in cots:
+            cots[name] = output_cotangent(case, name, arr.shape)
     return replace(case, cotangents=cots)
 
 
+class MissingCotangent(KeyError):
+    """A reference read ``case.cotangents[name]`` before any was attached (it predates
+    ``strategies.output_gradient``): the runner then evaluates it in two passes."""
+
+
+class _OnePass(dict):
+    def __missing__(self, key: str) -> Any:
+        raise MissingCotangent(key)
+
+
 def reference_result(spec: LayerSpec, case: Case) -> tuple[Case, Result]:
-    """Attach the call tree, run the reference forward, attach cotangents, then run it with the
-    backward pass. For a random case this is the reference without choices (it gives the
-    output shapes); ``conditional_reference`` recomputes it with the backend's choices."""
+    """Attach the call tree, then run the reference with its backward pass once: it draws each
+    output's cotangent as it needs it (``strategies.output_gradient``), and those are attached
+    to the case for the backend. (A reference that reads ``case.cotangents`` directly runs twice:
+    forward for the output shapes, then with the cotangents.) For a random case this is the
+    reference without choices; ``conditional_reference`` recomputes it with the backend's."""
     case = with_call(spec, case)
     with np.errstate(all="ignore"):
-        forward = spec.evaluate(case, False)
-        case = with_cotangents(spec, case, forward)
-        ref = spec.evaluate(case, True) if case.cotangents else forward
+        if not (spec.backward and case.differentiable):
+            return case, spec.evaluate(case, False)
+        try:
+            store = _OnePass()
+            ref = spec.evaluate(replace(case, cotangents=store), True)
+            # Every float output gets a cotangent; one the reference did not use shows up as a
+            # gradient mismatch (a reference that forgets an output is a bug of the reference).
+            case = with_cotangents(spec, replace(case, cotangents=dict(store)), ref)
+        except MissingCotangent:
+            forward = spec.evaluate(case, False)
+            case = with_cotangents(spec, case, forward)
+            ref = spec.evaluate(case, True) if case.cotangents else forward
     return case, ref
 
 
