@@ -417,6 +417,7 @@ class Runner:
             self._emit(record)
 
     def _emit(self, record: dict[str, Any]) -> None:
+        record["time"] = time.time()
         self.writer.write(record)
         if record.get("shrinking"):
             return
