@@ -57,6 +57,22 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
+_BASELINE_HELP = ("an earlier run's report directory: show new, fixed and unchanged discrepancies, "
+                  "and exit 1 only when something is new")
+
+
+def _baseline(path: str | None) -> Any:
+    """The baseline run of ``--baseline`` (read up front: a bad path fails before the run)."""
+    if path is None:
+        return None
+    from reports.baseline import BaselineError, load_baseline
+
+    try:
+        return load_baseline(path)
+    except BaselineError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from conformance.profiles import PROFILES
 
@@ -84,8 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-case time limit of a backend call (default 120)")
     p.add_argument("--no-isolate", action="store_true",
                    help="run backends in this process (faster start; a crash then ends the run)")
+    p.add_argument("--baseline", metavar="OLD_DIR", help=_BASELINE_HELP)
     p = sub.add_parser("report", help="re-render the reports of a run directory")
     p.add_argument("directory")
+    p.add_argument("--baseline", metavar="OLD_DIR", help=_BASELINE_HELP)
     return parser
 
 
@@ -207,6 +225,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from reports.records import RecordWriter, read_records, write_run_info
 
     backends, specs, dtypes, infos = _resolve_run(args)
+    baseline = _baseline(args.baseline)
     report_dir = Path(args.report_dir)
     try:
         known = load_known()
@@ -244,6 +263,10 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             backend.close()
     duration = time.time() - started
     exit_code = EXIT_DISCREPANCY if runner.discrepancies else EXIT_OK
+    if baseline is not None:
+        from reports.baseline import regression_exit_code
+
+        exit_code = regression_exit_code(report_dir, baseline)
     info = {
         "run_id": runner.run_id, "argv": ["nnconform", *argv], "profile": args.profile, "seed": args.seed,
         "examples": args.examples, "started": datetime.fromtimestamp(started, timezone.utc).isoformat(),
@@ -251,9 +274,11 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         "cases": runner.cases, "cases_per_second": runner.cases / duration if duration > 0 else 0.0,
         "discrepancies": runner.discrepancies, "exit_code": exit_code, "versions": _versions(backends),
     }
+    if baseline is not None:
+        info["baseline"] = str(baseline.path)
     write_run_info(report_dir, info)
-    paths = _render(report_dir)
-    _print_summary(list(read_records(report_dir)), info)
+    paths = _render(report_dir, baseline)
+    _print_summary(list(read_records(report_dir)), info, baseline)
     for kind, path in paths.items():
         print(f"{kind} report: {path}")
     print(f"{runner.cases} cases in {duration:.1f} s ({info['cases_per_second']:.1f} cases/s); "
@@ -261,20 +286,20 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     return exit_code
 
 
-def _render(report_dir: Path) -> dict[str, Path]:
+def _render(report_dir: Path, baseline: Any = None) -> dict[str, Path]:
     try:
         from reports.render import render_all
     except ImportError:
         return {}
-    return render_all(report_dir)
+    return render_all(report_dir, baseline)
 
 
-def _print_summary(records: list[dict[str, Any]], info: dict[str, Any]) -> None:
+def _print_summary(records: list[dict[str, Any]], info: dict[str, Any], baseline: Any = None) -> None:
     try:
         from reports.terminal import print_summary
     except ImportError:
         return
-    print_summary(records, info)
+    print_summary(records, info, baseline=baseline)
 
 
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
@@ -283,11 +308,17 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
     directory = Path(args.directory)
     if not (directory / RESULTS_FILE).exists():
         raise UsageError(f"{directory} has no {RESULTS_FILE}")
-    paths = _render(directory)
+    baseline = _baseline(args.baseline)
+    paths = _render(directory, baseline)
     info = read_run_info(directory)
-    _print_summary(list(read_records(directory)), info)
+    records = list(read_records(directory))
+    _print_summary(records, info, baseline)
     for kind, path in paths.items():
         print(f"{kind} report: {path}")
+    if baseline is not None:
+        from reports.baseline import compare_runs
+
+        return compare_runs(records, baseline).exit_code
     return int(info.get("exit_code", EXIT_OK)) if info else EXIT_OK
 
 
