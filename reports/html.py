@@ -234,16 +234,28 @@ def _comparison(cells: list[Cell], texts: dict[tuple[str, str, str], str]) -> di
 
 
 def _regimes(cells: list[Cell], run_info: dict[str, Any]) -> dict[str, Any]:
+    """One table: a row per target × regime, a column per backend × dtype of the run (None where
+    the target did not run there)."""
     targets = regime_coverage(cells, run_info)
+    columns = sorted({col for t in targets for col in t["columns"]}, key=lambda c: (c[0], dtype_rank(c[1])))
+    backends = [(b, sum(1 for c, _ in columns if c == b)) for b in sorted({b for b, _ in columns})]
+    rows = []
     for target in targets:
-        backends = sorted({b for b, _ in target["columns"]})
-        dtypes = sorted({d for _, d in target["columns"]}, key=dtype_rank)
-        target["attrs"] = filter_attrs(target["family"], backends, dtypes, [], target["op"])
-        target["uncovered"] = sum(r["uncovered"] for r in target["rows"])
+        where = dict(zip(target["columns"], range(len(target["columns"]))))
+        for row in target["rows"]:
+            counts = [row["counts"][where[c]] if c in where else None for c in columns]
+            drawn = [row["drawn"][where[c]] if c in where else None for c in columns]
+            rows.append({"op": target["op"], "family": target["family"], "name": row["name"],
+                         "counts": counts, "drawn": drawn, "uncovered": row["uncovered"],
+                         "attrs": filter_attrs(target["family"], sorted({b for b, _ in target["columns"]}),
+                                               sorted({d for _, d in target["columns"]}, key=dtype_rank),
+                                               [],
+                                               f"{target['op']} {target['family']} {row['name']}")})
     declared = run_info.get("regimes") if isinstance(run_info.get("regimes"), dict) else None
     without = sorted(t for t, names in (declared or {}).items() if not names)
-    return {"targets": targets, "from_run_info": declared is not None, "without": without,
-            "uncovered": sum(t["uncovered"] for t in targets)}
+    return {"rows": rows, "columns": columns, "backends": backends, "targets": len(targets),
+            "from_run_info": declared is not None, "without": without,
+            "uncovered": sum(r["uncovered"] for r in rows)}
 
 
 def _fold_verbatim(script: str) -> str:
@@ -401,6 +413,7 @@ def render_html(records: list[dict[str, Any]], run_info: dict[str, Any],
         shown_verdicts=[v for v in VERDICTS if totals[v]] or ["pass"],
         comparison=_comparison(cells, texts),
         regimes=_regimes(cells, run_info),
+        short_dtype=plots.SHORT_DTYPE,
         totals=totals,
         verdicts=VERDICTS,
         discrepancy_verdicts=DISCREPANCY_VERDICTS,

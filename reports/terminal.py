@@ -178,8 +178,9 @@ def _regime_lines(cells: list[Cell], run_info: dict[str, Any]) -> list[Text]:
         lines = [Text(f"{head}; {len(uncovered)} left without cases somewhere:", style="bold yellow")]
     for target, row in uncovered:
         where = [f"{b}/{d}" for (b, d), n in zip(target["columns"], row["counts"]) if n == 0]
+        where_text = "any backend × dtype" if len(where) == len(target["columns"]) > 1 else ", ".join(where)
         lines.append(Text.assemble("   ", (target["op"], "bold"), f": {row['name']} — 0 cases in ",
-                                   (", ".join(where), "yellow")))
+                                   (where_text, "yellow")))
     if not any(t["declared"] for t in targets):
         lines.append(Text("   (run.json lists no declared regimes: only regimes some case reached are shown)",
                           style="dim"))
