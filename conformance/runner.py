@@ -61,6 +61,16 @@ def _error_text(exc: BaseException) -> str:
     return "".join(lines).strip()
 
 
+def _needs_fresh_worker(record: dict[str, Any]) -> bool:
+    """A worker is replaced only when it died or hung, or after a case of a known discrepancy that
+    corrupts the process without killing it (``restart = true``); wrong values and exceptions keep
+    it, so shrinking a failure costs no process start per step."""
+    if record["verdict"] in ("crash", "timeout"):
+        return True
+    known = record.get("known") or {}
+    return bool(known.get("restart")) and record["verdict"] in ("known", "pass")
+
+
 def _not_implemented(exc: BaseException) -> bool:
     return isinstance(exc, NotImplementedError) or (
         isinstance(exc, BackendRaised) and str(exc).startswith("NotImplementedError"))
@@ -95,6 +105,7 @@ class RunRequest:
     seed: int | None = None
     known: list[KnownDiscrepancy] = field(default_factory=list)
     invalid: bool = True
+    database: str | None = None  # a shared Hypothesis example database (directory or redis:// URL)
 
 
 def with_call(spec: LayerSpec, case: Case) -> Case:
@@ -152,10 +163,10 @@ class Runner:
     """Executes a ``RunRequest``, writing records through ``writer``."""
 
     def __init__(self, request: RunRequest, writer: RecordWriter,
-                 on_target: Callable[[str, str, str], None] | None = None):
+                 on_target: Callable[[str, str, str], None] | None = None, run_id: str | None = None):
         self.request = request
         self.writer = writer
-        self.run_id = uuid.uuid4().hex[:12]
+        self.run_id = run_id or uuid.uuid4().hex[:12]
         self.tallies: dict[tuple[str, str, str], Tally] = defaultdict(Tally)
         self.discrepancies = 0
         self.cases = 0
@@ -325,6 +336,7 @@ class Runner:
                        for c in checks]
         failed = not all(c.ok for c in comparisons)
         record.update(tier="stat", final=True, verdict="fail" if failed else "pass", case_id=smallest.case_id(),
+                      error_side="backend" if failed else None,
                       comparisons=[c.to_dict() for c in comparisons],
                       max_utilisation=max((c.utilisation for c in comparisons), default=0.0),
                       stat={"cases": len(samples), "false_alarm": spec.randomness.false_alarm},
@@ -344,8 +356,8 @@ class Runner:
                 return  # one hang per target is reported; shrinking it would cost a timeout per step
             evaluation = self.evaluate(backend, spec, case, regime)
             record = evaluation.record
-            if record["verdict"] not in ("pass", "unsupported") and hasattr(backend, "reset"):
-                backend.reset()  # a process that just misbehaved may be corrupted: start afresh
+            if _needs_fresh_worker(record) and hasattr(backend, "reset"):
+                backend.reset()
             if record["verdict"] == "timeout":
                 state["timed_out"] = True
                 record["final"] = True
@@ -368,7 +380,8 @@ class Runner:
                 raise _Discrepancy(f"{spec.id} on {backend.name} ({dtype}): {record['verdict']}")
 
         test = given(case=strategy)(check)
-        test = hypothesis_settings(req.profile, req.examples, req.seed, invalid, regime is not None)(test)
+        test = hypothesis_settings(req.profile, req.examples, req.seed, invalid, regime is not None,
+                                   req.database)(test)
         if req.seed is not None:
             test = hypothesis_seed(req.seed)(test)
         try:

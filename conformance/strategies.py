@@ -15,8 +15,8 @@ Conventions that every family follows:
 
 from __future__ import annotations
 
-import fnmatch
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,7 +49,7 @@ class Drawer:
 
     def _pinned(self, label: str) -> Any:
         for pattern, value in self._pins.items():
-            if label == pattern or fnmatch.fnmatchcase(label, pattern):
+            if label == pattern or pin_matches(pattern, label):
                 return value
         return _UNPINNED
 
@@ -70,7 +70,7 @@ class Drawer:
         """Pick one of ``options``; shrinks toward the first."""
         options = list(options)
         pin = self._pinned(label)
-        if pin is not _UNPINNED and any(pin == o and type(pin) is type(o) for o in options):
+        if pin is not _UNPINNED and any(_same(pin, o) for o in options):
             note_draw(label, pin)
             return pin
         return self(st.sampled_from(options), label)
@@ -82,6 +82,21 @@ class Drawer:
             note_draw(label, bool(pin))
             return bool(pin)
         return self(st.booleans(), label)
+
+
+def pin_matches(pattern: str, label: str) -> bool:
+    """A pin's label pattern: ``*`` matches anything, every other character itself (so that
+    ``shape[*]`` pins ``shape[0]``, ``shape[1]``...)."""
+    return re.fullmatch(re.escape(pattern).replace(r"\*", ".*"), label) is not None
+
+
+def _same(pin: Any, option: Any) -> bool:
+    """A pinned value equals an option: same type and value (NaN equals NaN)."""
+    if type(pin) is not type(option):
+        return False
+    if isinstance(pin, float) and math.isnan(pin):
+        return math.isnan(option)
+    return bool(pin == option)
 
 
 def note_draw(label: str, value: Any) -> None:
