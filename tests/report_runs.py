@@ -54,7 +54,7 @@ def report_run(kind: str, root: Path) -> tuple[Path, int, str]:
         vendor = {"clean": "VendorFixed", "bad": "VendorBuggy"}[kind]
         directory = root / kind
         code, out, _ = cli("run", "--backend", "torch-cpu", "--backend", f"tests.report_runs:{vendor}",
-                           "--ops", OPS, "--dtypes", DTYPES, "--profile", "ci", "--no-isolate", "--quiet",
+                           "--ops", OPS, "--dtypes", DTYPES, "--profile", "ci", "--no-isolate", "-j", "1", "--quiet",
                            "--report-dir", str(directory))
         _RUNS[kind] = (directory, code, out)
     return _RUNS[kind]
