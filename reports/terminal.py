@@ -155,11 +155,13 @@ def _discrepancy_block(record: dict[str, Any], index: int) -> RenderableType:
     return Group(head, Padding(Group(*lines), (0, 0, 0, 3), expand=False))
 
 
-def _known_block(group: dict[str, Any]) -> Text:
+def _known_block(group: dict[str, Any]) -> RenderableType:
+    """One paragraph per known entry: where it matched (dtypes grouped), then its reason, indented."""
     label = f"{group['known']} known" + (f", {group['xpass']} xpass" if group["xpass"] else "")
     reason = f"{group['reason']} {group['link']}".rstrip()
-    return Text.assemble(("Known ", "yellow"), (str(group["id"]), "bold yellow"), f" ({label}) — ",
-                         places_text(group["places"]), "\n   ", (reason, "yellow"))
+    head = Text.assemble(("Known ", "yellow"), (str(group["id"]), "bold yellow"), f" ({label}): ",
+                         places_text(group["places"]))
+    return Group(head, Padding(Text(reason, style="yellow"), (0, 0, 0, 3), expand=False))
 
 
 def _regime_lines(cells: list[Cell], run_info: dict[str, Any]) -> list[Text]:
