@@ -429,7 +429,7 @@ def test_repro_script_runs_a_custom_adapter(tmp_path_factory, capsys, monkeypatc
                           capture_output=True, text=True, timeout=120, cwd=repo)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "running the case through backend vendor" in done.stdout
-    assert re.search(r"grad\.input .*MISMATCH", done.stdout) and "backend vendor 2.0" in done.stdout
+    assert re.search(r"grad\.input .*MISMATCH", done.stdout) and re.search(r"backend vendor -?2\.0", done.stdout)
 
     monkeypatch.chdir(repo)
     module = _load_script(script)  # the other paths in this process (torch is already imported)
