@@ -134,6 +134,12 @@ def loss_mapping(target: str, args: Sequence[str] = ("input", "target"), buffers
     return TorchMapping(target, buffers=buffers, args=tuple(args), ctor=ctor)
 
 
+def values(d: S.Drawer, shape: Sequence[int], dtype: str, tier: str, label: str, **kwargs: Any) -> np.ndarray:
+    """``strategies.values`` with the requested shape kept for 0-d tensors (np.ascontiguousarray
+    there returns a 1-element 1-d array)."""
+    return S.values(d, shape, dtype, tier, label, **kwargs).reshape(tuple(shape))
+
+
 def seeded_rng(d: S.Drawer, label: str) -> np.random.Generator:
     return np.random.default_rng(d.integer(0, 2**32 - 1, label))
 
@@ -227,8 +233,8 @@ def _regression_case(draw, op: str, dtype: str) -> Case:
     # Keep |x - t|² within the format: an elementwise square that overflows (float16 'mixed'
     # magnitudes) makes 'mean' inf even where the mean itself is representable.
     bound = 2.0 ** math.floor(math.log2(math.sqrt(DTYPES[dtype].max_value) / 2))
-    inputs = {name: np.clip(S.values(d, s, dtype, tier, name, int_limit=limit, layout=layouts[name]), -bound, bound)
-              for name, s in (("input", x_shape), ("target", t_shape))}
+    inputs = {name: np.asarray(np.clip(values(d, s, dtype, tier, name, int_limit=limit, layout=layouts[name]),
+                                       -bound, bound)) for name, s in (("input", x_shape), ("target", t_shape))}
     _with_kinks(d, op, params, inputs, layouts)
     return Case(op=op, dtype=dtype, params=params, inputs=inputs, differentiable=("input", "target"),
                 layouts=layouts, tier=tier, cotangent_seed=S.seed(d))
@@ -250,7 +256,7 @@ def _invalid_regression_case(draw, op: str, dtype: str) -> Case:
             params["reduction"] = d.choice(("average", "Mean", "elementwise", "batchmean"), "reduction")
         else:
             params["beta"] = d.choice((-1.0, -0.5), "beta")
-    inputs = {name: S.values(d, s, dtype, "float", name) for name, s in (("input", x_shape), ("target", t_shape))}
+    inputs = {name: values(d, s, dtype, "float", name) for name, s in (("input", x_shape), ("target", t_shape))}
     return Case(op=op, dtype=dtype, params=params, inputs=inputs, differentiable=("input", "target"),
                 invalid=True, note=kind)
 
@@ -407,7 +413,7 @@ def _kl_case(draw, dtype: str) -> Case:
     ndim = d.integer(0, 4, "ndim")
     shape = tuple(S.sizes_within(d, ndim, S.DEFAULT_BUDGET // 2, hi=12, label="shape"))
     layouts = {"input": S.layouts(d, ndim, "layout.input", expanded=True)}
-    x = S.values(d, shape, dtype, "float", "input", layout=layouts["input"])
+    x = values(d, shape, dtype, "float", "input", layout=layouts["input"])
     if ndim and d.flag("input is a log-softmax"):
         z = x - np.max(x, axis=-1, keepdims=True)
         x = DTYPES[dtype].round(z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True)))
@@ -439,7 +445,7 @@ def _invalid_kl_case(draw, dtype: str) -> Case:
     x_shape, t_shape = ((n,), (n + d.integer(1, 3, "extra"),)) if kind == "shapes" else ((n,), (n,))
     if kind == "reduction":
         params["reduction"] = d.choice(("average", "Batchmean", "elementwise"), "reduction")
-    inputs = {"input": S.values(d, x_shape, dtype, "float", "input"),
+    inputs = {"input": values(d, x_shape, dtype, "float", "input"),
               "target": DTYPES[dtype].round(seeded_rng(d, "target.seed").random(t_shape))}
     return Case(op="KLDivLoss", dtype=dtype, params=params, inputs=inputs, differentiable=("input", "target"),
                 invalid=True, note=kind)

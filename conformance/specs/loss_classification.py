@@ -14,7 +14,7 @@ from backends.base import Case, Layout, Result
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
 from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare
-from conformance.specs.loss import LEGACY_REGIME, draw_reduction, reduction_of
+from conformance.specs.loss import LEGACY_REGIME, draw_reduction, reduction_of, values
 from conformance.tolerance import bound_as_magnitude
 from reference import loss_classification as ref
 
@@ -118,7 +118,7 @@ def _ce_case(draw, dtype: str, invalid: str = "") -> Case:
     classes = x_shape[ref.class_axis(len(x_shape))]
     params = _ce_params(d, classes, probabilities)
     layouts = {"input": S.layouts(d, len(x_shape), "layout.input", expanded=True)}
-    inputs = {"input": S.values(d, x_shape, dtype, tier, "input", layout=layouts["input"],
+    inputs = {"input": values(d, x_shape, dtype, tier, "input", layout=layouts["input"],
                                 scale=d.choice((1.0, 8.0), "input.scale"))}
     if probabilities:
         layouts["target"] = S.layouts(d, len(x_shape), "layout.target", expanded=True)
@@ -314,7 +314,7 @@ def _nll_case(draw, op: str, dtype: str, invalid: str = "") -> Case:
     positions = math.prod(x_shape) // classes
     limit = max(1, min(8, DTYPES[dtype].exact_integer_limit // (2 * positions)))
     layouts = {"input": S.layouts(d, len(x_shape), "layout.input", expanded=True)}
-    inputs = {"input": S.values(d, x_shape, dtype, tier, "input", int_limit=limit, layout=layouts["input"]),
+    inputs = {"input": values(d, x_shape, dtype, tier, "input", int_limit=limit, layout=layouts["input"]),
               "target": _index_target(d, x_shape, params["ignore_index"])}
     if d.flag("weight"):
         inputs["weight"] = _class_weights(d, dtype, classes, tier=tier)
