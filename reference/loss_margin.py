@@ -11,17 +11,35 @@ error analysis then allows either one-sided derivative (``kink_jump``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 from reference.loss import reduce, reduced_error, scaled_cotangent, sum_to_shape
 
+Rounding = Callable[[np.ndarray], np.ndarray]
 
-def kink_jump(z: np.ndarray, z_err_in_u: np.ndarray, jump: np.ndarray, u: float) -> np.ndarray:
-    """Where |z| <= u·z_err, the computed kink test may go either way: the derivative may differ by
-    ``jump`` (returned in units of u, 0 elsewhere)."""
+
+def near_kink(z: np.ndarray, z_err_in_u: np.ndarray, u: float, exact: np.ndarray | bool = False) -> np.ndarray:
+    """Where |z| <= u·z_err and z is not computed exactly, the kink test on the computed z may go
+    either way (a z that every format computes exactly, e.g. from small dyadic values, may not)."""
     with np.errstate(invalid="ignore", over="ignore"):
-        return np.where(np.abs(z) <= u * z_err_in_u, np.abs(jump) / u, 0.0)
+        return (np.abs(z) <= u * z_err_in_u) & ~np.asarray(exact, dtype=bool)
+
+
+def kink_jump(z: np.ndarray, z_err_in_u: np.ndarray, jump: np.ndarray, u: float,
+              exact: np.ndarray | bool = False) -> np.ndarray:
+    """Near a kink (``near_kink``) the derivative may differ by ``jump`` (in units of u; 0 elsewhere)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where(near_kink(z, z_err_in_u, u, exact), np.abs(jump) / u, 0.0)
+
+
+def computed_exactly(rnd: Rounding, *steps: np.ndarray) -> np.ndarray:
+    """Each intermediate value is representable in the format (so every step is exact)."""
+    out = np.ones(np.broadcast_shapes(*(np.shape(s) for s in steps)), dtype=bool)
+    for step in steps:
+        out &= rnd(step) == step
+    return out
 
 
 # -- MarginRankingLoss -------------------------------------------------------------------------------
@@ -50,8 +68,8 @@ def margin_ranking_vjp(x1: np.ndarray, x2: np.ndarray, y: np.ndarray, margin: fl
             sum_to_shape(-(x1 - x2) * active, y.shape))
 
 
-def margin_ranking_errors(x1: np.ndarray, x2: np.ndarray, y: np.ndarray, margin: float,
-                          u: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def margin_ranking_errors(x1: np.ndarray, x2: np.ndarray, y: np.ndarray, margin: float, u: float,
+                          rnd: Rounding) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(term error, error of dℓ/dx1 = -dℓ/dx2, error of dℓ/dy) in u.
 
     z: the rounded x1 - x2 and the addition of the margin: u·(|x1 - x2| + |z|) (the clamp keeps it
@@ -61,9 +79,10 @@ def margin_ranking_errors(x1: np.ndarray, x2: np.ndarray, y: np.ndarray, margin:
     z = margin_ranking_z(x1, x2, y, margin)
     d = np.abs(np.broadcast_to(x1 - x2, z.shape))
     z_err = d + np.abs(z) + abs(margin)
-    term_err = z_err
-    dx_err = kink_jump(z, z_err, np.broadcast_to(y, z.shape), u)
-    dy_err = d + kink_jump(z, z_err, d, u)
+    exact = computed_exactly(rnd, x1 - x2, z)
+    term_err = np.where(exact, 0.0, z_err)
+    dx_err = kink_jump(z, z_err, np.broadcast_to(y, z.shape), u, exact)
+    dy_err = np.where(computed_exactly(rnd, x1 - x2), 0.0, d) + kink_jump(z, z_err, d, u, exact)
     return term_err, dx_err, dy_err
 
 
@@ -132,7 +151,8 @@ def multi_margin_vjp(x: np.ndarray, target: np.ndarray, p: int, margin: float, w
 
 
 def multi_margin_errors(x: np.ndarray, target: np.ndarray, p: int, margin: float, weight: np.ndarray | None,
-                        reduction: str, g: np.ndarray | None, u: float) -> tuple[np.ndarray, np.ndarray | None]:
+                        reduction: str, g: np.ndarray | None, u: float,
+                        rnd: Rounding) -> tuple[np.ndarray, np.ndarray | None]:
     """(output error, input-gradient error) in u.
 
     z from two roundings: E_z = |margin - x[y]| + |z|; h = z^p: E_h = p·|z|^(p-1)·E_z + (p - 1)·h;
@@ -148,7 +168,7 @@ def multi_margin_errors(x: np.ndarray, target: np.ndarray, p: int, margin: float
     e_z = np.abs(margin - xy) + np.abs(z)
     h = zp**p
     e_h = np.where(active, p * zp ** (p - 1) * e_z + (p - 1) * h, 0.0)
-    near = others & (np.abs(z) <= u * e_z)
+    near = others & near_kink(z, e_z, u, computed_exactly(rnd, margin - xy, z))
     e_h = np.where(near & ~active, p * (u * e_z) ** (p - 1) * e_z, e_h)  # a z that may round positive
     aw = np.abs(wy)
     terms = wy * h / classes
@@ -213,8 +233,8 @@ def multilabel_margin_vjp(x: np.ndarray, target: np.ndarray, reduction: str, g: 
     return (d * ghat).reshape(x.shape)
 
 
-def multilabel_margin_errors(x: np.ndarray, target: np.ndarray, reduction: str, g: np.ndarray | None,
-                             u: float) -> tuple[np.ndarray, np.ndarray | None]:
+def multilabel_margin_errors(x: np.ndarray, target: np.ndarray, reduction: str, g: np.ndarray | None, u: float,
+                             rnd: Rounding) -> tuple[np.ndarray, np.ndarray | None]:
     """(output error, input-gradient error) in u: each z from two roundings (E_z = |1 - x[y_j]| +
     |z|), the sum of up to C² terms (2·C·Σ), the division by C; gradient elements count ±1/C per
     pair (exact up to ĝ and the division, summed: 2√(C²)), with either side allowed near a kink."""
@@ -223,7 +243,7 @@ def multilabel_margin_errors(x: np.ndarray, target: np.ndarray, reduction: str, 
     classes = x2.shape[1]
     active = pairs & (z > 0)
     e_z = np.abs(1.0 - xy)[:, :, None] + np.abs(z)
-    near = pairs & (np.abs(z) <= u * e_z)
+    near = pairs & near_kink(z, e_z, u, computed_exactly(rnd, (1.0 - xy)[:, :, None], z))
     zp = np.where(active, z, 0.0)
     losses = np.sum(zp, axis=(1, 2)) / classes
     loss_err = (np.sum(np.where(active | near, e_z, 0.0), axis=(1, 2)) + 2 * classes * np.sum(zp, axis=(1, 2))
