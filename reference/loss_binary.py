@@ -13,9 +13,10 @@ import numpy as np
 
 from reference.loss import reduce, reduced_error, scaled_cotangent, sum_to_shape
 
-# torch clamps each log of BCELoss at -100, and its backward divides by max(x·(1 - x), EPSILON).
+# torch clamps each log of BCELoss at -100, and its backward divides by max(x·(1 - x), EPSILON),
+# EPSILON being the single-precision constant 1e-12 (float32(1e-12) = 9.99999996e-13).
 LOG_CLAMP = -100.0
-BCE_EPSILON = 1e-12
+BCE_EPSILON = float(np.float32(1e-12))
 
 
 def softplus(z: np.ndarray) -> np.ndarray:
@@ -150,17 +151,24 @@ def bce_logits_loss_vjp(x: np.ndarray, t: np.ndarray, weight: np.ndarray | None,
 
 def bce_logits_errors(x: np.ndarray, t: np.ndarray, weight: np.ndarray | None,
                       pos_weight: np.ndarray | None) -> tuple[np.ndarray, ...]:
-    """(term error, dx error, dt error) in u, for the two-term form above (each softplus 3u
-    relative, σ 4u, then the products, the sum and w): no cancellation except between the two
-    terms of a derivative, which the bound carries."""
+    """(term error, dx error, dt error) in u, for the log-sum-exp form the documentation names:
+    ℓ = w·((1 - t)·x + lw·softplus(-x)) with lw = 1 + (pw - 1)·t, and dℓ/dx = w·(lw·σ(x) - pw·t).
+
+    Each form is a sum of two terms whose magnitudes the bound carries (each softplus 3u relative,
+    σ 4u, the products, lw's two roundings, the sum, w): where the terms cancel (confident hard
+    labels: x ≪ 0 with t = 0 for ℓ, x ≫ 0 with t = 1 for dℓ/dx) the error is relative to |x|·u
+    and 1·u rather than to ℓ. dℓ/dt = w·(pw·softplus(-x) - softplus(x)) likewise.
+    """
     w, pw = _logits_parts(x, t, weight, pos_weight)
     aw = np.abs(w)
-    pos, neg = np.abs(pw * t * softplus(-x)), np.abs((1 - t) * softplus(x))
+    lw = 1 + (pw - 1) * t
     terms = bce_logits_terms(x, t, weight, pos_weight)
     dx, dt = bce_logits_derivatives(x, t, weight, pos_weight)
-    term_err = aw * 5 * (pos + neg) + 2 * np.abs(terms)
-    dx_err = aw * 6 * (np.abs((1 - t) * sigmoid(x)) + np.abs(pw * t * sigmoid(-x))) + 2 * np.abs(dx)
-    dt_err = aw * (5 * np.abs(pw * softplus(-x)) + 4 * softplus(x)) + 2 * np.abs(dt)
+    linear, log_part = np.abs((1 - t) * x), np.abs(lw) * softplus(-x)
+    lw_err = np.abs(pw - 1) * np.abs(t) * 2 + 1
+    term_err = aw * (2 * linear + 5 * log_part + lw_err * softplus(-x)) + 2 * np.abs(terms)
+    dx_err = aw * (6 * np.abs(lw) * sigmoid(x) + lw_err * sigmoid(x) + 2 * np.abs(pw * t)) + 2 * np.abs(dx)
+    dt_err = aw * (5 * np.abs(pw * softplus(-x)) + 4 * softplus(x) + np.abs(x)) + 2 * np.abs(dt)
     return term_err, dx_err, dt_err
 
 

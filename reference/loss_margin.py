@@ -262,7 +262,7 @@ def multilabel_margin_errors(x: np.ndarray, target: np.ndarray, reduction: str, 
 
 # -- CosineEmbeddingLoss -----------------------------------------------------------------------------
 
-COSINE_EPSILON = 1e-12
+COSINE_EPSILON = float(np.float32(1e-12))  # torch's EPSILON, a single-precision constant
 
 
 def _cos_parts(x1: np.ndarray, x2: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:

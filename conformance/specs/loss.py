@@ -91,6 +91,16 @@ def tiny_over_u(case: Case) -> float:
     return dt.min_subnormal / dt.unit_roundoff
 
 
+def underflow(case: Case, values: np.ndarray, operations: int = 4) -> np.ndarray:
+    """The underflow allowance (units of u) of values computed in ``operations`` steps: half a
+    subnormal spacing per step, and where the exact value lies below the normal range the whole
+    smallest normal (a formula such as 1/(1 + exp(-x)) flushes a subnormal result to 0)."""
+    dt = DTYPES[case.dtype]
+    with np.errstate(invalid="ignore"):
+        flushed = np.where(np.abs(values) < dt.min_normal, dt.min_normal / dt.unit_roundoff, 0.0)
+    return operations * tiny_over_u(case) / 2 + flushed
+
+
 def unit_roundoff(case: Case) -> float:
     return DTYPES[case.dtype].unit_roundoff
 
@@ -101,6 +111,7 @@ def pointwise_errors(case: Case, terms: np.ndarray, term_err: np.ndarray, reduct
     """Errors (units of u) of a reduced elementwise loss over the broadcast shape of its operands:
     the output, and for each differentiable operand the gradient ĝ·dℓ/d(operand) summed back over
     the dims it was broadcast along (2√B·Σ for a sum of B terms)."""
+    term_err = term_err + underflow(case, terms)
     out = {"output": ref.reduced_error(terms, term_err, reduction, count, count_err)}
     if not case.cotangents:
         return out
@@ -110,8 +121,9 @@ def pointwise_errors(case: Case, terms: np.ndarray, term_err: np.ndarray, reduct
         if name not in case.differentiable:
             continue
         shape = case.inputs[name].shape
-        err = ref.grad_error(ghat, np.broadcast_to(deriv, terms.shape), np.broadcast_to(deriv_err, terms.shape),
-                             ghat_err, tiny_over_u=tiny_over_u(case))
+        deriv = np.broadcast_to(deriv, terms.shape)
+        err = ref.grad_error(ghat, deriv, np.broadcast_to(deriv_err, terms.shape), ghat_err) + underflow(
+            case, ghat * deriv)
         summed = ref.sum_to_shape(err, shape)
         factor = terms.size // max(1, math.prod(shape))
         if factor > 1:

@@ -446,3 +446,19 @@ declare(LayerSpec(
     notes=_NLL_NOTES + " torch 2.13 still defines torch.nn.NLLLoss2d, a deprecated subclass of NLLLoss "
           "(identical semantics); it is declared on its own, on (N, C, H, W) scores and (N, H, W) targets.",
 ))
+
+
+def nll_4d_dense_non_contiguous_input(case: Case) -> bool:
+    """A 4-D input stored dense but not contiguous (channels_last, or a permutation that is not
+    the identity on its non-unit dims): torch's 4-D NLL backward rejects its grad_input."""
+    x = case.inputs["input"]
+    layout = case.layout("input")
+    if x.ndim != 4 or layout.kind not in ("channels_last", "permuted") or x.size == 0:
+        return False
+    strides = layout.strides(x.shape)
+    expected = 1
+    for size, stride in zip(reversed(x.shape), reversed(strides)):
+        if size != 1 and stride != expected:
+            return True
+        expected *= size
+    return False

@@ -482,13 +482,21 @@ def _cosine_case(draw, dtype: str, invalid: str = "") -> Case:
     d = S.Drawer(draw)
     params = draw_reduction(d)
     params["margin"] = d.choice((0.0, 0.5, -0.5, 0.25), "margin")
-    dim = d.integer(1, 16, "D")
+    dim = d.integer(2 if invalid else 1, 16, "D")
     shape = (dim,) if d.flag("unbatched (D)") else (d.integer(1, 32, "N"), dim)
-    x1 = values(d, shape, dtype, "float", "input1")
-    x2 = values(d, shape, dtype, "float", "input2")
+    # (Σx1²)·(Σx2²) stays within the format (torch multiplies the squared norms before the square
+    # root), except in one case in eight where the first pair has entries of 30 (the float16 product
+    # then overflows: a known discrepancy).
+    bound = DTYPES[dtype].round(DTYPES[dtype].max_value ** 0.25 / (2 * math.sqrt(dim)))
+    x1 = np.array(np.clip(values(d, shape, dtype, "float", "input1"), -bound, bound))
+    x2 = np.array(np.clip(values(d, shape, dtype, "float", "input2"), -bound, bound))
+    if d.integer(0, 7, "large norms (at 7)") == 7:
+        x1.reshape(-1, dim)[0], x2.reshape(-1, dim)[0] = 30.0, -30.0 if d.flag("opposite") else 30.0
     rng = seeded_rng(d, "target.seed")
     y = _signs(rng, shape[:-1])
-    rows = d.choice(("independent", "zero vectors", "equal"), "vectors")
+    rows = d.choice(("independent", "equal"), "vectors")
+    if d.integer(0, 7, "zero vectors (at 7)") == 7:  # one case in eight (float16 fails there: known)
+        rows = "zero vectors"
     if rows != "independent":
         pick = np.array(rng.random(shape[:-1]) < 0.5)
         pick.flat[0] = True
@@ -537,6 +545,12 @@ def _cosine_length(case: Case, tensor: str) -> int:
     return x1.shape[-1] * (1 if reduction_of(case) == "none" else max(1, x1.size // x1.shape[-1]))
 
 
+def cosine_norm_product_overflows(case: Case) -> bool:
+    """(Σx1² + ε)·(Σx2² + ε) exceeds the largest finite value of the case's format for some pair."""
+    m1, m2 = (np.sum(case.inputs[n] ** 2, axis=-1) for n in ("input1", "input2"))
+    return bool(np.any(m1 * m2 > DTYPES[case.dtype].max_value))
+
+
 def cosine_zero_vector(case: Case) -> bool:
     """Some row of input1 or input2 is zero: its squared norm is ε = 1e-12, which rounds to 0 in
     float16 (0/0)."""
@@ -556,9 +570,13 @@ declare(LayerSpec(
         case.inputs["input1"], case.inputs["input2"], -np.ones_like(case.inputs["target"]), case.params["margin"]))
         > 1e-3)),
     regimes=(LEGACY_REGIME,
-             Regime("zero vectors", cosine_zero_vector, {"vectors": "zero vectors"},
+             Regime("zero vectors", cosine_zero_vector, {"zero vectors (at 7)": 7},
                     "A zero vector: cos = 0/√(ε·(|x2|² + ε)) = 0, with ε = 1e-12 added to each squared norm."),
-             Regime("negative margin", lambda case: case.params["margin"] < 0, {"margin": -0.5})),
+             Regime("negative margin", lambda case: case.params["margin"] < 0, {"margin": -0.5}),
+             Regime("large norms", lambda case: bool(np.any(
+                 np.sum(case.inputs["input1"] ** 2, axis=-1) * np.sum(case.inputs["input2"] ** 2, axis=-1) > 65504)),
+                    {"large norms (at 7)": 7},
+                    "|x1|²·|x2|² beyond the float16 range: torch's √(m1·m2) overflows there.")),
     notes="ℓ = 1 - cos(x1, x2) where y = 1, max(0, cos - margin) where y = -1 (0 for any other y); cos = "
           "Σx1·x2/√((Σx1² + ε)(Σx2² + ε)) over the last dim with ε = 1e-12 (torch's EPSILON), so a zero vector "
           "has cosine 0 and a finite, large gradient. Inputs (N, D) with y (N), or (D) with y (); y is not "
