@@ -149,8 +149,15 @@ def _bce_errors(case: Case, result: Result) -> dict[str, np.ndarray]:
     x, t, w = case.inputs["input"], case.inputs["target"], case.inputs.get("weight")
     term_err, dx_err, dt_err = ref.bce_errors(x, t, w)
     dx, dt = ref.bce_derivatives(x, t, w)
-    return pointwise_errors(case, ref.bce_terms(x, t, w), term_err, reduction_of(case),
-                            {"input": (dx, dx_err), "target": (dt, dt_err)})
+    out = pointwise_errors(case, ref.bce_terms(x, t, w), term_err, reduction_of(case),
+                           {"input": (dx, dx_err), "target": (dt, dt_err)})
+    if "grad.input" in out:
+        # ĝ·(x - t) may be formed first and fall below the normal range (half a subnormal
+        # spacing lost), then be divided by x·(1 - x): that loss is amplified by 1/(x·(1 - x)).
+        weight = np.abs(np.broadcast_to(1.0 if w is None else w, x.shape))
+        out["grad.input"] = out["grad.input"] + weight * tiny_over_u(case) / 2 / np.maximum(x * (1 - x),
+                                                                                           ref.BCE_EPSILON)
+    return out
 
 
 def bce_at_clamp(case: Case) -> bool:
