@@ -19,11 +19,13 @@ from conformance.dtypes import DTYPES
 from conformance.spec import LayerSpec, Regime, declare
 from conformance.specs.loss import (
     LEGACY_REGIME,
+    RARE,
     analysed_tolerance,
     broadcast_length,
     draw_reduction,
     loss_mapping,
     pointwise_errors,
+    rare,
     reduction_of,
     seeded_rng,
     tiny_over_u,
@@ -98,7 +100,7 @@ def _bce_case(draw, dtype: str, invalid: str = "") -> Case:
         # at most 1 - 2^-p.
         x = np.clip(np.where(rng.random(shape) < 0.5, near, 1 - near), DTYPES[dtype].min_normal,
                     1 - DTYPES[dtype].unit_roundoff)
-    if d.integer(0, 7, "input.exact 0 and 1 (at 7)") == 7:  # one case in eight (torch fails there: known)
+    if rare(d, "input.exact 0 and 1"):
         pick = np.array(rng.random(shape) < 0.5)
         pick.flat[0] = True
         x = np.where(pick, np.round(rng.random(shape)), x)
@@ -178,7 +180,7 @@ declare(LayerSpec(
     smooth_at=lambda case: bool(np.all(case.inputs["input"] * (1 - case.inputs["input"]) > 1e-6)
                                 and np.all(case.inputs["target"] * (1 - case.inputs["target"]) > 1e-6)),
     regimes=(LEGACY_REGIME,
-             Regime("input exactly 0 or 1", bce_at_clamp, {"input.exact 0 and 1 (at 7)": 7},
+             Regime("input exactly 0 or 1", bce_at_clamp, {"input.exact 0 and 1": RARE},
                     "log 0 clamps at -100; the backward divides by max(x·(1 - x), 1e-12)."),
              _weights_not_positive("weight")),
     notes="ℓ = -w·(t·max(log x, -100) + (1 - t)·max(log(1 - x), -100)); input and target must lie in [0, 1] "
@@ -283,7 +285,7 @@ def _soft_margin_case(draw, dtype: str, invalid: str = "") -> Case:
     rng = seeded_rng(d, "target.seed")
     y_shape = shape[1:] if shape and d.flag("target broadcast") else shape
     y = np.where(rng.random(y_shape) < 0.5, -1.0, 1.0)
-    scale = "large" if d.integer(0, 7, "input.large (at 7)") == 7 else d.choice(_SOFT_MARGIN_SCALES, "input.scale")
+    scale = "large" if rare(d, "input.large") else d.choice(_SOFT_MARGIN_SCALES, "input.scale")
     # Below the overflow of exp(-y·x) unless 'large' (then up to ±30000, within every format).
     limit = 30000.0 if scale == "large" else DTYPES[dtype].round(0.9 * math.log(DTYPES[dtype].max_value))
     x = np.array(np.clip(values(d, shape, dtype, "float", "input", scale=1000.0 if scale == "large" else scale),
@@ -328,7 +330,7 @@ declare(LayerSpec(
     tolerance=analysed_tolerance(_soft_margin_errors, lambda case, tensor: broadcast_length(case, tensor)),
     invalid_cases=_invalid(_soft_margin_case, ("shapes", "reduction")),
     regimes=(LEGACY_REGIME,
-             Regime("large margins", soft_margin_overflows, {"input.large (at 7)": 7},
+             Regime("large margins", soft_margin_overflows, {"input.large": RARE},
                     "-y·x beyond log(max): the true loss is ≈ -y·x, finite.")),
     notes="ℓ = log(1 + exp(-y·x)) with targets y = ±1 (torch does not check them), input and target broadcast; "
           "the target is not differentiable in torch. The reference evaluates softplus stably: the loss stays "
