@@ -310,8 +310,10 @@ def cosine_embedding_errors(x1: np.ndarray, x2: np.ndarray, y: np.ndarray, margi
     cos = p/√(m1·m2): the dot product 2√D·Σ|x1·x2| + its final rounding, each squared norm 2√D + 1
     relative (positive terms), the product, the square root and the division: E_cos = (2√D + 2)·
     Σ|x1·x2|/√(m1·m2) + |cos|·(2√D + 6). The loss adds one subtraction. ∂cos/∂x1 = x2·r - cos·x1/m1:
-    r carries 2√D + 3, the second term E_cos/|cos| relative more and the two products. Near the
-    clamp (|cos - margin| <= u·E_cos) either side: a jump of |∂cos|.
+    r carries 2√D + 3; the second term cos·x1/m1 = x1·p·m2/(m1·m2)^(3/2) as reverse mode evaluates it,
+    with p, m1·m2, the root, its square and m2 each rounded: 5·E_cos relative to |x1|/m1 (≈ 10√D + 12
+    roundings, as the reverse-mode chain p/D², /(2D), ·m2, ·2x1 counts them). Near the clamp
+    (|cos - margin| <= u·E_cos) either side: a jump of |∂cos|.
     """
     d1, d2, cos, p, m1, m2 = _cos_grads(x1, x2, y)
     dim = x1.shape[-1]
@@ -330,7 +332,7 @@ def cosine_embedding_errors(x1: np.ndarray, x2: np.ndarray, y: np.ndarray, margi
     out = [out_err]
     for d, own, other, m_own in ((d1, x1, x2, m1), (d2, x2, x1, m2)):
         e = (np.abs(other) * (r * (root + 4))[..., None]
-             + np.abs(own / m_own[..., None]) * (e_cos + np.abs(cos) * (root + 4))[..., None] + np.abs(d))
-        out.append(s[..., None] * (e + np.abs(d) * (ghat_err + 1))
-                   + np.where(near, ghat, 0.0)[..., None] * np.abs(d) / u)
+             + np.abs(own / m_own[..., None]) * (5 * e_cos)[..., None] + np.abs(d))
+        own_err = e + np.abs(d) * (ghat_err + 1)
+        out.append(s[..., None] * own_err + np.where(near, ghat, 0.0)[..., None] * (np.abs(d) / u + own_err))
     return tuple(out)

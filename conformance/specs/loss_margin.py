@@ -547,10 +547,13 @@ def _cosine_length(case: Case, tensor: str) -> int:
     return x1.shape[-1] * (1 if reduction_of(case) == "none" else max(1, x1.size // x1.shape[-1]))
 
 
-def cosine_norm_product_overflows(case: Case) -> bool:
-    """(Σx1² + ε)·(Σx2² + ε) exceeds the largest finite value of the case's format for some pair."""
+def cosine_norm_product_out_of_range(case: Case) -> bool:
+    """For some pair of non-zero vectors, (Σx1²)·(Σx2²) lies outside the normal range of the case's
+    format (it overflows, or underflows into subnormals or to 0)."""
     m1, m2 = (np.sum(case.inputs[n] ** 2, axis=-1) for n in ("input1", "input2"))
-    return bool(np.any(m1 * m2 > DTYPES[case.dtype].max_value))
+    product = m1 * m2
+    dt = DTYPES[case.dtype]
+    return bool(np.any((product > dt.max_value) | ((product > 0) & (product < dt.min_normal))))
 
 
 def cosine_zero_vector(case: Case) -> bool:
