@@ -216,7 +216,7 @@ def values(d: Drawer, shape: Sequence[int], dtype: str, tier_name: str, label: s
         if positive:
             arr = np.abs(arr)
     arr = DTYPES[dtype].round(arr)
-    return np.ascontiguousarray(np.broadcast_to(arr, tuple(shape)))
+    return np.broadcast_to(arr, tuple(shape)).copy()  # (ascontiguousarray would make a 0-d array 1-d)
 
 
 def float_array(rng: np.random.Generator, shape: Sequence[int], kind: str, scale: float = 1.0,
