@@ -289,7 +289,7 @@ def _regression_reference(forward: Callable[..., np.ndarray], vjp: Callable[...,
         x, t, reduction = case.inputs["input"], case.inputs["target"], reduction_of(case)
         out = Result(outputs={"output": forward(x, t, reduction, **extra(case))})
         if backward:
-            gx, gt = vjp(x, t, case.cotangents["output"], reduction, **extra(case))
+            gx, gt = vjp(x, t, S.output_gradient(case, "output", out.outputs["output"]), reduction, **extra(case))
             out.grads.update(input=gx, target=gt)
         return out
 
@@ -478,7 +478,7 @@ def _kl_reference(case: Case, backward: bool) -> Result:
         bool(case.params.get("log_target", False))
     out = Result(outputs={"output": ref.kl_div(x, t, reduction, log_target)})
     if backward:
-        gx, gt = ref.kl_div_vjp(x, t, case.cotangents["output"], reduction, log_target)
+        gx, gt = ref.kl_div_vjp(x, t, S.output_gradient(case, "output", out.outputs["output"]), reduction, log_target)
         out.grads.update(input=gx, target=gt)
     return out
 

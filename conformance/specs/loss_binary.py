@@ -142,7 +142,7 @@ def _bce_reference(case: Case, backward: bool) -> Result:
     x, t, w = case.inputs["input"], case.inputs["target"], case.inputs.get("weight")
     out = Result(outputs={"output": ref.bce_loss(x, t, w, reduction_of(case))})
     if backward:
-        gx, gt = ref.bce_loss_vjp(x, t, w, reduction_of(case), case.cotangents["output"])
+        gx, gt = ref.bce_loss_vjp(x, t, w, reduction_of(case), S.output_gradient(case, "output", out.outputs["output"]))
         out.grads.update(input=gx, target=gt)
     return out
 
@@ -235,7 +235,8 @@ def _logits_reference(case: Case, backward: bool) -> Result:
     w, pw = case.inputs.get("weight"), case.inputs.get("pos_weight")
     out = Result(outputs={"output": ref.bce_logits_loss(x, t, w, pw, reduction_of(case))})
     if backward:
-        gx, gt = ref.bce_logits_loss_vjp(x, t, w, pw, reduction_of(case), case.cotangents["output"])
+        g_out = S.output_gradient(case, "output", out.outputs["output"])
+        gx, gt = ref.bce_logits_loss_vjp(x, t, w, pw, reduction_of(case), g_out)
         out.grads.update(input=gx, target=gt)
     return out
 
@@ -304,7 +305,8 @@ def _soft_margin_reference(case: Case, backward: bool) -> Result:
     x, y = case.inputs["input"], case.inputs["target"]
     out = Result(outputs={"output": ref.soft_margin_loss(x, y, reduction_of(case))})
     if backward:
-        out.grads["input"] = ref.soft_margin_loss_vjp(x, y, reduction_of(case), case.cotangents["output"])
+        g_out = S.output_gradient(case, "output", out.outputs["output"])
+        out.grads["input"] = ref.soft_margin_loss_vjp(x, y, reduction_of(case), g_out)
     return out
 
 
@@ -367,7 +369,8 @@ def _mlsm_reference(case: Case, backward: bool) -> Result:
     x, t, w = case.inputs["input"], case.inputs["target"], case.inputs.get("weight")
     out = Result(outputs={"output": ref.mlsm_loss(x, t, w, reduction_of(case))})
     if backward:
-        gx, gt = ref.mlsm_loss_vjp(x, t, w, reduction_of(case), case.cotangents["output"])
+        g_out = S.output_gradient(case, "output", out.outputs["output"])
+        gx, gt = ref.mlsm_loss_vjp(x, t, w, reduction_of(case), g_out)
         out.grads.update(input=gx, target=gt)
     return out
 

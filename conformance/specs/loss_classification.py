@@ -169,7 +169,7 @@ def _ce_reference(case: Case, backward: bool) -> Result:
     x, t, args = case.inputs["input"], case.inputs["target"], _ce_args(case)
     out = Result(outputs={"output": ref.cross_entropy(x, t, **args)})
     if backward:
-        gx, gt = ref.cross_entropy_vjp(x, t, g=case.cotangents["output"], **args)
+        gx, gt = ref.cross_entropy_vjp(x, t, g=S.output_gradient(case, "output", out.outputs["output"]), **args)
         out.grads["input"] = gx
         if gt is not None and "target" in case.differentiable:
             out.grads["target"] = gt
@@ -363,7 +363,7 @@ def _nll_reference(case: Case, backward: bool) -> Result:
     x, t, args = case.inputs["input"], case.inputs["target"], _nll_args(case)
     out = Result(outputs={"output": ref.nll_loss(x, t, **args)})
     if backward:
-        out.grads["input"] = ref.nll_loss_vjp(x, t, g=case.cotangents["output"], **args)
+        out.grads["input"] = ref.nll_loss_vjp(x, t, g=S.output_gradient(case, "output", out.outputs["output"]), **args)
     return out
 
 

@@ -118,7 +118,8 @@ def _ranking_reference(case: Case, backward: bool) -> Result:
     m, reduction = case.params["margin"], reduction_of(case)
     out = Result(outputs={"output": ref.margin_ranking_loss(x1, x2, y, m, reduction)})
     if backward:
-        g1, g2, gy = ref.margin_ranking_vjp(x1, x2, y, m, reduction, case.cotangents["output"])
+        g_out = S.output_gradient(case, "output", out.outputs["output"])
+        g1, g2, gy = ref.margin_ranking_vjp(x1, x2, y, m, reduction, g_out)
         out.grads.update(input1=g1, input2=g2, target=gy)
     return out
 
@@ -199,7 +200,8 @@ def _hinge_reference(case: Case, backward: bool) -> Result:
     x, y, m, reduction = case.inputs["input"], case.inputs["target"], case.params["margin"], reduction_of(case)
     out = Result(outputs={"output": ref.hinge_embedding_loss(x, y, m, reduction)})
     if backward:
-        out.grads["input"] = ref.hinge_embedding_vjp(x, y, m, reduction, case.cotangents["output"])
+        g_out = S.output_gradient(case, "output", out.outputs["output"])
+        out.grads["input"] = ref.hinge_embedding_vjp(x, y, m, reduction, g_out)
     return out
 
 
@@ -292,7 +294,8 @@ def _mlm_reference(case: Case, backward: bool) -> Result:
     x, t, reduction = case.inputs["input"], case.inputs["target"], reduction_of(case)
     out = Result(outputs={"output": ref.multilabel_margin_loss(x, t, reduction)})
     if backward:
-        out.grads["input"] = ref.multilabel_margin_vjp(x, t, reduction, case.cotangents["output"])
+        g_out = S.output_gradient(case, "output", out.outputs["output"])
+        out.grads["input"] = ref.multilabel_margin_vjp(x, t, reduction, g_out)
     return out
 
 
@@ -423,7 +426,8 @@ def _mm_reference(case: Case, backward: bool) -> Result:
     x, t, args = case.inputs["input"], case.inputs["target"], _mm_args(case)
     out = Result(outputs={"output": ref.multi_margin_loss(x, t, **args)})
     if backward:
-        out.grads["input"] = ref.multi_margin_vjp(x, t, g=case.cotangents["output"], **args)
+        g_out = S.output_gradient(case, "output", out.outputs["output"])
+        out.grads["input"] = ref.multi_margin_vjp(x, t, g=g_out, **args)
     return out
 
 
@@ -525,7 +529,8 @@ def _cosine_reference(case: Case, backward: bool) -> Result:
     m, reduction = case.params["margin"], reduction_of(case)
     out = Result(outputs={"output": ref.cosine_embedding_loss(x1, x2, y, m, reduction)})
     if backward:
-        g1, g2 = ref.cosine_embedding_vjp(x1, x2, y, m, reduction, case.cotangents["output"])
+        g_out = S.output_gradient(case, "output", out.outputs["output"])
+        g1, g2 = ref.cosine_embedding_vjp(x1, x2, y, m, reduction, g_out)
         out.grads.update(input1=g1, input2=g2)
     return out
 
