@@ -76,13 +76,17 @@ def bilinear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, 
     """(i0, i1, λ, src) per output position for align_corners=True.
 
     src = dst·(in - 1)/(out - 1) (0 when out = 1), i0 = floor(src), i1 = min(i0 + 1, in - 1),
-    λ = src - i0: the output is (1 - λ)·x[i0] + λ·x[i1]. Computed exactly in float64.
+    λ = src - i0: the output is (1 - λ)·x[i0] + λ·x[i1]. i0 and the remainder are integer
+    arithmetic, so λ (and 1 - λ) carry one rounding only.
     """
-    dst = np.arange(out_size, dtype=np.float64)
-    src = dst * (in_size - 1) / (out_size - 1) if out_size > 1 else np.zeros(out_size)
-    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    i1 = np.minimum(i0 + 1, in_size - 1)
-    return i0, i1, src - i0, src
+    dst = np.arange(out_size, dtype=np.int64)
+    if out_size == 1:
+        zeros = np.zeros(1, dtype=np.int64)
+        return zeros, np.minimum(zeros + 1, in_size - 1), np.zeros(1), np.zeros(1)
+    num, den = dst * (in_size - 1), out_size - 1
+    i0 = num // den
+    lam = (num % den) / den
+    return i0, np.minimum(i0 + 1, in_size - 1), lam, num / den
 
 
 def nearest_matrix(in_size: int, out_size: int, scale: float | None) -> np.ndarray:

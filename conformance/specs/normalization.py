@@ -289,40 +289,6 @@ def _running_bounds(case: Case, result: Result, k: int) -> dict[str, np.ndarray]
 
 # -- known torch discrepancies --------------------------------------------------------------------
 
-def _torch_strides(shape: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
-    """The strides of the tensor the torch adapter builds (an expanded layout expands a contiguous
-    source whose stride-0 dims have size 1, see ``backends.torch_call.materialise``)."""
-    if layout.kind != "expanded":
-        return layout.strides(shape)
-    source = S.source_shape(shape, layout)
-    strides = [int(np.prod(source[i + 1:], dtype=np.int64)) for i in range(len(source))]
-    return tuple(0 if i in layout.dims else st for i, st in enumerate(strides))
-
-
-def _is_contiguous(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
-    """torch's is_contiguous(): row-major strides, size-1 dims ignored."""
-    expected = 1
-    for size, stride in zip(reversed(shape), reversed(strides)):
-        if size != 1:
-            if stride != expected:
-                return False
-            expected *= size
-    return True
-
-
-def _channels_last_like(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
-    """torch's is_channels_last_strides_2d/3d (c10/core/MemoryFormat.h), which decides the memory
-    format torch infers for a 4-d/5-d tensor (ties through size-1 dims fall back to contiguous)."""
-    if len(shape) not in (4, 5) or strides[1] == 0:
-        return False
-    lowest = 0
-    for dim in (1, *range(len(shape) - 1, 1, -1), 0):
-        if shape[dim] == 0 or strides[dim] < lowest or (dim == 0 and lowest == strides[1]):
-            return False
-        lowest = strides[dim] * (shape[dim] if shape[dim] > 1 else 1)
-    return True
-
-
 def strided_weight_one_value_per_sample(case: Case) -> bool:
     """torch CPU (float32/float64) batch-norm backward reads a non-contiguous weight as if it were
     contiguous when the input has one value per sample and channel (spatial volume 1) and is
@@ -336,8 +302,8 @@ def strided_weight_one_value_per_sample(case: Case) -> bool:
         return False
     if x.ndim < 2 or x.shape[1] < 2 or any(s != 1 for s in x.shape[2:]):
         return False
-    strides = _torch_strides(x.shape, case.layout("input"))
-    return _is_contiguous(x.shape, strides) and not _channels_last_like(x.shape, strides)
+    strides = S.torch_strides(x.shape, case.layout("input"))
+    return S.is_torch_contiguous(x.shape, strides) and not S.channels_last_like(x.shape, strides)
 
 
 # -- regimes ------------------------------------------------------------------------------------
