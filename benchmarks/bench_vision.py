@@ -1,6 +1,9 @@
 """Reference (NumPy, float64) vs torch-cpu timings of the vision, distance and batch-norm entries,
 forward + backward.
 
+``PairwiseDistance ... float64-only precision``: the reference without its extended-precision
+evaluation, as it runs for float32/float16/bfloat16 cases (the extended one serves float64 cases).
+
 Prints one row per representative configuration — the reference's time, torch's in float64 (the
 reference's precision) and in float32, and the ratio reference / torch-float64 — then the median
 ratio. A script, not a test: ``python benchmarks/bench_vision.py``.
@@ -42,6 +45,8 @@ CONFIGS = [
     Config("BatchNorm3d eval (4, 16, 16^3)", "BatchNorm3d", ((4, 16, 16, 16, 16),), dict(num_features=16), False),
     Config("PairwiseDistance p=2 (4096, 64)", "PairwiseDistance", ((4096, 64), (4096, 64)), dict(p=2.0)),
     Config("PairwiseDistance p=1.5 bcast (4096, 64)", "PairwiseDistance", ((4096, 64), (64,)), dict(p=1.5)),
+    Config("PairwiseDistance p=1.5 float64-only precision", "PairwiseDistance", ((4096, 64), (64,)),
+           dict(p=1.5, precise=False)),
     Config("PairwiseDistance p=inf (4096, 64)", "PairwiseDistance", ((4096, 64), (4096, 64)), dict(p=np.inf)),
     Config("PixelShuffle r=2 (16, 64, 32, 32)", "PixelShuffle", ((16, 64, 32, 32),), dict(upscale_factor=2)),
     Config("PixelUnshuffle r=4 (8, 4, 64, 64)", "PixelUnshuffle", ((8, 4, 64, 64),), dict(downscale_factor=4)),
@@ -93,8 +98,9 @@ def reference_step(cfg: Config, xs: list[np.ndarray]) -> Callable[[], Any]:
         x1, x2 = xs
         g = np.ones(np.broadcast_shapes(x1.shape, x2.shape)[:-1])
         p = cfg.kwargs["p"]
-        return lambda: (dist.pairwise_distance(x1, x2, p, 1e-6, False),
-                        dist.pairwise_distance_vjp(x1, x2, p, 1e-6, False, g))
+        precise = cfg.kwargs.get("precise", True)
+        return lambda: (dist.pairwise_distance(x1, x2, p, 1e-6, False, precise),
+                        dist.pairwise_distance_vjp(x1, x2, p, 1e-6, False, g, precise))
     if cfg.layer.startswith("Pixel"):
         shuffle = cfg.layer == "PixelShuffle"
         r = cfg.kwargs["upscale_factor" if shuffle else "downscale_factor"]
@@ -106,7 +112,8 @@ def reference_step(cfg: Config, xs: list[np.ndarray]) -> Callable[[], Any]:
 def torch_step(cfg: Config, xs: list[np.ndarray], dtype: Any) -> Callable[[], Any]:
     import torch
 
-    module = getattr(torch.nn, cfg.layer)(**cfg.kwargs).to(dtype)
+    kwargs = {k: v for k, v in cfg.kwargs.items() if k != "precise"}
+    module = getattr(torch.nn, cfg.layer)(**kwargs).to(dtype)
     module.train(cfg.train)
     txs = [torch.from_numpy(x).to(dtype).requires_grad_(True) for x in xs]
     g = torch.ones(tuple(module(*txs).shape), dtype=dtype)

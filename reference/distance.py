@@ -27,13 +27,14 @@ def difference(x1: np.ndarray, x2: np.ndarray, eps: float) -> np.ndarray:
     return x1 - x2 + eps
 
 
-def vector_norm(d: np.ndarray, p: float, keepdim: bool = False) -> np.ndarray:
+def vector_norm(d: np.ndarray, p: float, keepdim: bool = False, precise: bool = True) -> np.ndarray:
     """The p-norm of ``d`` over its last axis (see the module docstring).
 
-    Finite p ∉ {0, 1}: (Σ a^p)^(1/p) in extended precision (``np.longdouble``; the result is then
-    rounded once to float64, so the reference adds no error of its own where that type is wider
-    than float64), scaled by the largest (p > 0) or smallest (p < 0) |d| where the direct sum
-    would leave the range. p = 1 is the plain sum (exact on integers)."""
+    Finite p ∉ {0, 1}: (Σ a^p)^(1/p), scaled by the largest (p > 0) or smallest (p < 0) |d| where
+    the direct sum would leave the range. ``precise``: in extended precision (``np.longdouble``;
+    the result is then rounded once to float64, so the reference adds no error of its own where
+    that type is wider than float64) — needed when float64 itself is under test, slow otherwise.
+    p = 1 is the plain sum (exact on integers)."""
     a = np.abs(d)
     if p == 0:
         out = np.count_nonzero(a, axis=-1, keepdims=True).astype(np.float64)
@@ -44,26 +45,26 @@ def vector_norm(d: np.ndarray, p: float, keepdim: bool = False) -> np.ndarray:
     elif p == 1:
         out = a.sum(axis=-1, keepdims=True)
     else:
-        x = a.astype(np.longdouble)
+        x = a.astype(np.longdouble if precise else np.float64)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
             total = (x ** p).sum(axis=-1, keepdims=True)
-            direct = total ** (1 / np.longdouble(p))
-            tiny = np.finfo(np.longdouble).tiny
+            direct = total ** (1 / x.dtype.type(p))
+            tiny = np.finfo(x.dtype).tiny
             has_zero = (x == 0).any(axis=-1, keepdims=True)
             degenerate = has_zero if p < 0 else (x == 0).all(axis=-1, keepdims=True)  # the norm is 0
             safe = (np.isfinite(total) & (total > tiny * 2**64)) | degenerate
             scale = x.max(axis=-1, keepdims=True) if p > 0 else x.min(axis=-1, keepdims=True)
             ratio = np.where(scale > 0, x / np.where(scale > 0, scale, 1), 0)
             powers = np.where(ratio > 0, ratio ** p, 0)
-            scaled = scale * powers.sum(axis=-1, keepdims=True) ** (1 / np.longdouble(p))
+            scaled = scale * powers.sum(axis=-1, keepdims=True) ** (1 / x.dtype.type(p))
             out = np.where(safe, np.where(np.isfinite(direct), direct, 0), scaled).astype(np.float64)
     return out if keepdim else out[..., 0]
 
 
-def sensitivity(d: np.ndarray, norm: np.ndarray, p: float) -> np.ndarray:
+def sensitivity(d: np.ndarray, norm: np.ndarray, p: float, precise: bool = True) -> np.ndarray:
     """|∂N/∂d_i| as torch's backward defines it: (a/N)^(p-1) for finite p ≠ 0 (1 for every
     non-zero entry at p = 1), 1/m on the m maximal (minimal) entries for p = inf (-inf), 0 for
-    p = 0; 0 where d = 0 or N = 0. ``norm`` has keepdim shape. Extended precision, as above."""
+    p = 0; 0 where d = 0 or N = 0. ``norm`` has keepdim shape. ``precise`` as above."""
     a = np.abs(d)
     if p == 0:
         return np.zeros_like(a)
@@ -71,7 +72,7 @@ def sensitivity(d: np.ndarray, norm: np.ndarray, p: float) -> np.ndarray:
         mask = a == norm
         return mask / np.maximum(mask.sum(axis=-1, keepdims=True), 1)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        ratio = ((a.astype(np.longdouble) / norm) ** (p - 1)).astype(np.float64)
+        ratio = ((a.astype(np.longdouble if precise else np.float64) / norm) ** (p - 1)).astype(np.float64)
     return np.where((a > 0) & (norm > 0), ratio, 0.0)
 
 
@@ -84,16 +85,17 @@ def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g.sum(axis=axes, keepdims=True) if axes else g
 
 
-def pairwise_distance(x1: np.ndarray, x2: np.ndarray, p: float, eps: float, keepdim: bool) -> np.ndarray:
+def pairwise_distance(x1: np.ndarray, x2: np.ndarray, p: float, eps: float, keepdim: bool,
+                      precise: bool = True) -> np.ndarray:
     """‖x1 - x2 + eps‖_p over the last axis of the broadcast shape."""
-    return vector_norm(difference(x1, x2, eps), p, keepdim)
+    return vector_norm(difference(x1, x2, eps), p, keepdim, precise)
 
 
 def pairwise_distance_vjp(x1: np.ndarray, x2: np.ndarray, p: float, eps: float, keepdim: bool,
-                          g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                          g: np.ndarray, precise: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(dL/dx1, dL/dx2) for the output cotangent ``g`` (shape of the output)."""
     d = difference(x1, x2, eps)
-    norm = vector_norm(d, p, keepdim=True)
+    norm = vector_norm(d, p, keepdim=True, precise=precise)
     g = g if keepdim else g[..., None]
-    grad_d = np.sign(d) * g * sensitivity(d, norm, p)
+    grad_d = np.sign(d) * g * sensitivity(d, norm, p, precise)
     return sum_to_shape(grad_d, x1.shape), -sum_to_shape(grad_d, x2.shape)

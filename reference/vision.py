@@ -130,4 +130,4 @@ def upsample_bilinear2d(x: np.ndarray, taps_h: tuple[np.ndarray, ...], taps_w: t
 def separable_vjp(g: np.ndarray, a_h: np.ndarray, a_w: np.ndarray) -> np.ndarray:
     """dL/dx of y = A_h · x · A_wᵀ (per plane): A_hᵀ · g · A_w, i.e. each output's cotangent
     scattered to (and summed over) the inputs it read, weighted."""
-    return np.einsum("oh,...op,pw->...hw", a_h, g, a_w)
+    return a_h.T @ g @ a_w

@@ -326,7 +326,7 @@ def _bilinear_magnitude(case: Case, result: Result) -> Mapping[str, np.ndarray]:
     ax = np.abs(case.inputs["input"])
 
     def forward(mh: np.ndarray, mw: np.ndarray) -> np.ndarray:
-        return np.einsum("oh,...hw,pw->...op", mh, ax, mw)
+        return mh @ ax @ mw.T
 
     err = forward(p_h, a_w) + forward(a_h, p_w) + 4 * forward(a_h, a_w)
     out = {"output": bound_as_magnitude(err, _bilinear_overlap(case, "output"))}
