@@ -23,15 +23,19 @@ the same layout, for in-place calls; ``"device": "cpu"`` keeps it on the CPU), `
 (a Python list), ``{"packed": {"data": node, "batch_sizes": node, "sorted_indices": node,
 "unsorted_indices": node}}`` (a PackedSequence), ``{"parameter": name, "grad": name | null}`` (an
 ``nn.Parameter`` with that ``.grad``), ``{"module": {"target": ..., "init": {...}}}`` (a module
-instance) and ``{"literal": value}`` (value as is).
+instance), ``{"call": {"target": ..., "args": [node], "kwargs": {...}}}`` (the result of calling a
+function: compositions such as a pack/pad round trip) and ``{"literal": value}`` (value as is).
 
 Output *patterns*: a name binds the result, null ignores it, a list destructures a tuple, and
-``{"packed": {"data": name, "batch_sizes": name, ...}}`` destructures a PackedSequence.
+``{"packed": {"data": name, "batch_sizes": name, ...}}`` destructures a PackedSequence. A result
+that is None (a PackedSequence's indices when the batch was sorted) is left out.
 
 ``mutated`` names a module parameter or buffer (by attribute path), an input passed as a copy, the
 ``grad`` of a parameter node, or an input tensor; its value after the call is compared like an
-output. ``random`` rule ``nonzero``: the choice is where output ``of`` is non-zero (cases of such
-layers draw non-zero inputs, so a kept element can never look dropped).
+output. ``random`` says how each random choice is read back: rule ``nonzero`` — where output
+``of`` is non-zero (cases of such layers draw non-zero inputs, so a kept element can never look
+dropped); rule ``rand`` — the uniform samples the layer drew first after ``torch.manual_seed(seed)``,
+replayed as ``torch.rand(shape)`` in the case dtype (FractionalMaxPool2d draws its samples so).
 """
 
 from __future__ import annotations
@@ -116,6 +120,8 @@ def to_numpy(t: Any) -> tuple[np.ndarray, str]:
     torch = _torch()
     name = str(t.dtype).replace("torch.", "")
     t = t.detach().cpu()
+    if t.layout != torch.strided:  # a sparse gradient (Embedding(sparse=True)) is compared densified
+        t = t.to_dense()
     if t.is_floating_point():
         return t.to(torch.float64).numpy().copy(), name
     if t.dtype == torch.bool:
@@ -211,6 +217,10 @@ class CallInterpreter:
         if "module" in node:
             spec = node["module"]
             return self.build(resolve(spec["target"]), {k: self.node(v) for k, v in spec.get("init", {}).items()})
+        if "call" in node:
+            inner = node["call"]
+            return self.invoke(resolve(inner["target"]), [self.node(n) for n in inner.get("args", ())],
+                               {k: self.node(v) for k, v in inner.get("kwargs", {}).items()})
         if "literal" in node:
             return node["literal"]
         raise ValueError(f"unknown call node {node!r}")
@@ -283,9 +293,9 @@ def _bind(pattern: Any, value: Any, named: dict[str, Any]) -> None:
         named[pattern] = value
         return
     if isinstance(pattern, list):
+        # A single value binds the first name (MaxPool without return_indices returns one tensor);
+        # a name left unbound is reported missing by the comparison, not here.
         parts = list(value) if isinstance(value, (tuple, list)) else [value]
-        if len(parts) != len(pattern):
-            raise ValueError(f"the call returned {len(parts)} values, expected {len(pattern)}")
         for p, v in zip(pattern, parts):
             _bind(p, v, named)
         return
@@ -315,10 +325,14 @@ def run_call(call: dict[str, Any], inputs: dict[str, np.ndarray], *, dtype: str,
     synchronise()
     out: dict[str, tuple[np.ndarray, str]] = {}
     for choice, rule in (call.get("random") or {}).items():
-        if rule.get("rule") != "nonzero":
+        if rule.get("rule") == "nonzero":
+            source = named[rule["of"]]
+            out[f"random.{choice}"] = ((source.detach() != 0).cpu().numpy().copy(), "bool")
+        elif rule.get("rule") == "rand":
+            torch.manual_seed(int(call["seed"]))
+            out[f"random.{choice}"] = to_numpy(torch.rand(*rule["shape"], dtype=interp.dtype, device=device))
+        else:
             raise ValueError(f"unknown random-choice rule {rule!r}")
-        source = named[rule["of"]]
-        out[f"random.{choice}"] = ((source.detach() != 0).cpu().numpy().copy(), "bool")
     roots, grads = [], []
     for name, cot in (cotangents or {}).items():
         t = named.get(name)
@@ -330,7 +344,8 @@ def run_call(call: dict[str, Any], inputs: dict[str, np.ndarray], *, dtype: str,
         torch.autograd.backward(roots, grads)
         synchronise()
     for name, value in named.items():
-        out[name] = to_numpy(value) if torch.is_tensor(value) else _plain(value)
+        if value is not None:
+            out[name] = to_numpy(value) if torch.is_tensor(value) else _plain(value)
     parameters = tuple(call.get("parameters", ()))
     for name in requires_grad:
         g = interp.grad(name, parameters)

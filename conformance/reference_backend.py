@@ -34,7 +34,8 @@ class ReferenceBackend(Backend):
         for group, prefix in RESULT_GROUPS:
             if group == "choices" and not reports_choices:
                 continue
-            for name, arr in getattr(result, group).items():
+            source = case.choices if group == "choices" else getattr(result, group)
+            for name, arr in source.items():
                 arr = np.asarray(arr)
                 kind = arr.dtype.kind
                 getattr(rounded, group)[name] = fmt.round(arr) if kind == "f" else arr

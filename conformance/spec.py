@@ -138,6 +138,13 @@ def arg(name: str, *, copy: bool = False, device: str | None = None) -> dict[str
     return node
 
 
+def call_node(target: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Call node: the result of calling function ``target`` (positional args as in
+    ``TorchMapping.args``: a str is a case input)."""
+    return {"call": {"target": target, "args": [arg(a) if isinstance(a, str) else a for a in args],
+                     "kwargs": kwargs}}
+
+
 def packed(**fields: Any) -> dict[str, Any]:
     """Call node or output pattern: a PackedSequence from / into named parts (data, batch_sizes,
     sorted_indices, unsorted_indices)."""
@@ -180,9 +187,11 @@ def _pinned(draw: Any, strategy: SearchStrategy[Case], pins: Mapping[str, Any]) 
 class Randomness:
     """How a stochastic entry is judged: through a conditional reference and statistics.
 
-    - The backend reports its random ``choices`` (name -> the output it is read from: a torch
-      adapter reads a dropout mask as the non-zero elements of that output, which is exact because
-      such cases draw non-zero inputs).
+    - The backend reports its random ``choices``. ``choices`` maps each name to how a torch-like
+      adapter reads it back: the name of an output (a dropout mask is the non-zero elements of
+      that output, exact because such cases draw non-zero inputs), or a function of the case
+      giving a rule of ``backends.torch_call`` (``{"rule": "rand", "shape": [...]}``: samples the
+      layer drew with ``torch.rand`` right after the call's seed).
     - The runner gives them to the reference (``case.choices``), which computes the exact output
       and gradient for them and returns the choices in their canonical form (a channel mask
       broadcast over the channel), so that a choice of the wrong structure is a mismatch.
@@ -194,7 +203,7 @@ class Randomness:
       uses it, and the false-alarm test runs ``check`` on it).
     """
 
-    choices: Mapping[str, str]
+    choices: Mapping[str, str | Callable[[Case], dict[str, Any]]]
     sample: Callable[[Case, np.random.Generator], dict[str, np.ndarray]]
     check: Callable[[Sequence[tuple[Case, dict[str, np.ndarray]]], float], list[StatCheck]]
     deterministic: Callable[[Case], bool]
@@ -202,7 +211,12 @@ class Randomness:
 
     @staticmethod
     def with_choices(case: Case, choices: Mapping[str, np.ndarray]) -> Case:
-        return replace(case, choices={k: np.asarray(v, dtype=bool) for k, v in choices.items()})
+        return replace(case, choices={k: np.asarray(v) for k, v in choices.items()})
+
+    def rules(self, case: Case) -> dict[str, dict[str, Any]]:
+        """How a torch-like adapter reads each choice back (``call["random"]``)."""
+        return {name: {"rule": "nonzero", "of": how} if isinstance(how, str) else dict(how(case))
+                for name, how in self.choices.items()}
 
 
 @dataclass(frozen=True)
@@ -283,8 +297,7 @@ class LayerSpec:
         """The call tree a torch-like backend runs for ``case``."""
         call = self.torch.describe(case)
         if self.is_random(case):
-            call["random"] = {name: {"rule": "nonzero", "of": source}
-                              for name, source in self.randomness.choices.items()}  # type: ignore[union-attr]
+            call["random"] = jsonable(self.randomness.rules(case))  # type: ignore[union-attr]
             call["seed"] = int(case.cotangent_seed % (2**31))
         return call
 

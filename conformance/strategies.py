@@ -15,8 +15,9 @@ Conventions that every family follows:
 
 from __future__ import annotations
 
-import fnmatch
 import math
+import re
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,7 +50,7 @@ class Drawer:
 
     def _pinned(self, label: str) -> Any:
         for pattern, value in self._pins.items():
-            if label == pattern or fnmatch.fnmatchcase(label, pattern):
+            if label == pattern or pin_matches(pattern, label):
                 return value
         return _UNPINNED
 
@@ -70,7 +71,7 @@ class Drawer:
         """Pick one of ``options``; shrinks toward the first."""
         options = list(options)
         pin = self._pinned(label)
-        if pin is not _UNPINNED and any(pin == o and type(pin) is type(o) for o in options):
+        if pin is not _UNPINNED and any(_same(pin, o) for o in options):
             note_draw(label, pin)
             return pin
         return self(st.sampled_from(options), label)
@@ -82,6 +83,21 @@ class Drawer:
             note_draw(label, bool(pin))
             return bool(pin)
         return self(st.booleans(), label)
+
+
+def pin_matches(pattern: str, label: str) -> bool:
+    """A pin's label pattern: ``*`` matches anything, every other character itself (so that
+    ``shape[*]`` pins ``shape[0]``, ``shape[1]``...)."""
+    return re.fullmatch(re.escape(pattern).replace(r"\*", ".*"), label) is not None
+
+
+def _same(pin: Any, option: Any) -> bool:
+    """A pinned value equals an option: same type and value (NaN equals NaN)."""
+    if type(pin) is not type(option):
+        return False
+    if isinstance(pin, float) and math.isnan(pin):
+        return math.isnan(option)
+    return bool(pin == option)
 
 
 def note_draw(label: str, value: Any) -> None:
@@ -176,6 +192,42 @@ def source_shape(shape: Sequence[int], layout: Layout) -> tuple[int, ...]:
     return tuple(1 if (layout.kind == "expanded" and i in layout.dims) else s for i, s in enumerate(shape))
 
 
+# -- memory-format facts of torch (for known-discrepancy predicates) ------------------------------
+
+def torch_strides(shape: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
+    """The strides of the tensor the torch adapter builds (an expanded layout expands a contiguous
+    source whose stride-0 dims have size 1, see ``backends.torch_call.materialise``)."""
+    if layout.kind != "expanded":
+        return layout.strides(shape)
+    source = source_shape(shape, layout)
+    strides = [int(np.prod(source[i + 1:], dtype=np.int64)) for i in range(len(source))]
+    return tuple(0 if i in layout.dims else st for i, st in enumerate(strides))
+
+
+def is_torch_contiguous(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    """torch's is_contiguous(): row-major strides, size-1 dims ignored."""
+    expected = 1
+    for size, stride in zip(reversed(shape), reversed(strides)):
+        if size != 1:
+            if stride != expected:
+                return False
+            expected *= size
+    return True
+
+
+def channels_last_like(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    """torch's is_channels_last_strides_2d/3d (c10/core/MemoryFormat.h), which decides the memory
+    format torch infers for a 4-d/5-d tensor (ties through size-1 dims fall back to contiguous)."""
+    if len(shape) not in (4, 5) or strides[1] == 0:
+        return False
+    lowest = 0
+    for dim in (1, *range(len(shape) - 1, 1, -1), 0):
+        if shape[dim] == 0 or strides[dim] < lowest or (dim == 0 and lowest == strides[1]):
+            return False
+        lowest = strides[dim] * (shape[dim] if shape[dim] > 1 else 1)
+    return True
+
+
 def values(d: Drawer, shape: Sequence[int], dtype: str, tier_name: str, label: str, *,
            int_limit: int = 3, scale: float = 1.0, layout: Layout = CONTIGUOUS,
            specials: Sequence[float] = (), positive: bool = False) -> np.ndarray:
@@ -200,7 +252,7 @@ def values(d: Drawer, shape: Sequence[int], dtype: str, tier_name: str, label: s
         if positive:
             arr = np.abs(arr)
     arr = DTYPES[dtype].round(arr)
-    return np.ascontiguousarray(np.broadcast_to(arr, tuple(shape)))
+    return np.broadcast_to(arr, tuple(shape)).copy()  # (ascontiguousarray would make a 0-d array 1-d)
 
 
 def float_array(rng: np.random.Generator, shape: Sequence[int], kind: str, scale: float = 1.0,
@@ -230,6 +282,21 @@ def cotangent(seed: int, shape: Sequence[int], dtype: str, tier_name: str) -> np
     else:
         arr = rng.standard_normal(tuple(shape))
     return DTYPES[dtype].round(arr)
+
+
+def output_cotangent(case: Any, name: str, shape: Sequence[int]) -> np.ndarray:
+    """The cotangent of output ``name`` of ``case``: drawn from the case's cotangent seed and the
+    output's name, so that it does not depend on which other outputs exist."""
+    return cotangent((case.cotangent_seed + zlib.crc32(name.encode())) % 2**32, shape, case.dtype, case.tier)
+
+
+def output_gradient(case: Any, name: str, like: np.ndarray) -> np.ndarray:
+    """The cotangent a reference's backward uses for output ``name`` (shaped like ``like``): the
+    case's own when attached, else drawn (``output_cotangent``) and attached to the case, so the
+    reference computes its forward once and the backend receives the same cotangents."""
+    if name not in case.cotangents:
+        case.cotangents[name] = output_cotangent(case, name, np.shape(like))
+    return case.cotangents[name]
 
 
 def seed(d: Drawer, label: str = "cotangent.seed") -> int:
