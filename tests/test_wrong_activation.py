@@ -1,8 +1,5 @@
 """Each deliberately wrong activation adapter is caught by a default ci-profile run (derandomized)
-and shrunk to a small case.
-
-The runs are not isolated (``--no-isolate``): the runner restarts an isolated worker after every
-failing example, which makes shrinking cost a second or more per step; these adapters never crash."""
+and shrunk to a small case."""
 
 from __future__ import annotations
 
@@ -30,8 +27,7 @@ SMALL = 8  # elements of the shrunk input
 @pytest.mark.parametrize(("adapter", "op"), CASES, ids=[f"{a}-{o}" for a, o in CASES])
 def test_wrong_activation_adapter_is_caught(tmp_path, adapter, op):
     code = main(["run", "--backend", f"tests.wrong_backends.activation:{adapter}", "--ops", op,
-                 "--dtypes", "float64", "--profile", "ci", "--no-invalid", "--no-isolate", "--quiet",
-                 "--report-dir", str(tmp_path)])
+                 "--dtypes", "float64", "--profile", "ci", "--no-invalid", "--quiet", "--report-dir", str(tmp_path)])
     assert code == 1
     records = list(read_records(tmp_path))
     finals = [r for r in records if r["op"] == op and r["verdict"] == "fail" and r["final"]]

@@ -54,9 +54,10 @@ def _selection_reference(fwd, vjp):
 
     def reference(case: Case, backward: bool) -> Result:
         x = case.inputs["input"]
-        out = Result(outputs={"output": fwd(x, case.params)})
+        y = fwd(x, case.params)
+        out = Result(outputs={"output": y})
         if backward and "input" in case.differentiable:
-            out.grads["input"] = vjp(x, case.cotangents["output"], case.params)
+            out.grads["input"] = vjp(x, S.output_gradient(case, "output", y), case.params)
         return out
 
     return reference
@@ -196,9 +197,10 @@ def _leaky_reference(case: Case, backward: bool) -> Result:
     x, s = case.inputs["input"], case.params["negative_slope"]
     if case.invalid:
         raise ValueError("inplace LeakyReLU with a negative slope cannot be differentiated")
-    out = Result(outputs={"output": ref.leaky_relu(x, s)})
+    y = ref.leaky_relu(x, s)
+    out = Result(outputs={"output": y})
     if backward and "input" in case.differentiable:
-        out.grads["input"] = ref.leaky_relu_vjp(x, case.cotangents["output"], s)
+        out.grads["input"] = ref.leaky_relu_vjp(x, S.output_gradient(case, "output", y), s)
     return out
 
 
@@ -276,9 +278,10 @@ def _prelu_case(draw: Any, dtype: str, invalid: bool = False) -> Case:
 
 def _prelu_reference(case: Case, backward: bool) -> Result:
     x, w = case.inputs["input"], case.inputs["weight"]
-    out = Result(outputs={"output": ref.prelu(x, w)})
+    y = ref.prelu(x, w)
+    out = Result(outputs={"output": y})
     if backward:
-        gx, gw = ref.prelu_vjp(x, w, case.cotangents["output"])
+        gx, gw = ref.prelu_vjp(x, w, S.output_gradient(case, "output", y))
         out.grads.update(input=gx, weight=gw)
     return out
 
@@ -390,9 +393,10 @@ def _elu_reference(case: Case, backward: bool) -> Result:
     if case.invalid:
         raise ValueError("inplace ELU with a negative alpha cannot be differentiated")
     x, alpha = case.inputs["input"], case.params["alpha"]
-    out = Result(outputs={"output": ref.elu(x, alpha)})
+    y = ref.elu(x, alpha)
+    out = Result(outputs={"output": y})
     if backward and "input" in case.differentiable:
-        out.grads["input"] = ref.elu_vjp(x, case.cotangents["output"], alpha)
+        out.grads["input"] = ref.elu_vjp(x, S.output_gradient(case, "output", y), alpha)
     return out
 
 
@@ -426,9 +430,10 @@ declare(LayerSpec(
 
 def _selu_reference(case: Case, backward: bool) -> Result:
     x = case.inputs["input"]
-    out = Result(outputs={"output": ref.elu(x, ref.SELU_ALPHA, ref.SELU_SCALE)})
+    y = ref.elu(x, ref.SELU_ALPHA, ref.SELU_SCALE)
+    out = Result(outputs={"output": y})
     if backward:
-        out.grads["input"] = ref.elu_vjp(x, case.cotangents["output"], ref.SELU_ALPHA, ref.SELU_SCALE)
+        out.grads["input"] = ref.elu_vjp(x, S.output_gradient(case, "output", y), ref.SELU_ALPHA, ref.SELU_SCALE)
     return out
 
 

@@ -40,9 +40,10 @@ def _no_params(d: S.Drawer, ndim: int, tier: str) -> dict[str, Any]:
 def _unary_reference(fwd, vjp):
     def reference(case: Case, backward: bool) -> Result:
         x = case.inputs["input"]
-        out = Result(outputs={"output": fwd(x, **case.params)})
+        y = fwd(x, **case.params)
+        out = Result(outputs={"output": y})
         if backward:
-            out.grads["input"] = vjp(x, case.cotangents["output"], **case.params)
+            out.grads["input"] = vjp(x, S.output_gradient(case, "output", y), **case.params)
         return out
 
     return reference
