@@ -191,8 +191,3 @@ def elu_error(x: np.ndarray, y: np.ndarray, g: np.ndarray | None, alpha: float,
         e_grad = np.where(x > 0, pos_grad, np.maximum(direct, from_output))
     return e_out, e_grad
 
-
-def product_error(y: np.ndarray, rounded: np.ndarray | bool) -> np.ndarray:
-    """Error (units of u, final rounding excluded) of y = slope·x where ``rounded`` marks elements
-    whose slope, a Python float, may have been rounded to the format first: |y| there, else 0."""
-    return np.where(rounded, np.abs(y), 0.0)

@@ -150,10 +150,6 @@ def elementwise_case(op: str, dtype: str, params_fn: ParamsFn, kinks_fn: KinksFn
     return build()
 
 
-def inplace_flag(d: S.Drawer) -> bool:
-    return d.flag("inplace")
-
-
 # -- regimes ---------------------------------------------------------------------------------------
 
 def _x(case: Case) -> np.ndarray:
