@@ -253,7 +253,6 @@ def _declare(op: str, variant: str, naming: str, notes: str) -> None:
         torch=MAPPINGS[key],
         tolerance=COMPOSED_TOLERANCE,
         comparators=EveryTensor(composed_comparator),
-        # Finite differences apply where no input sits at a kink or tie of a selection layer.
         smooth_at=_smooth,
         regimes=_regimes(buffers=naming != "flat"),
         notes=notes,
@@ -261,19 +260,11 @@ def _declare(op: str, variant: str, naming: str, notes: str) -> None:
 
 
 def _smooth(case: Case) -> bool:
-    """No ReLU input within 1e-3 of 0 and no max-pool window within 1e-3 of a tie (finite
-    differences of the composed reference are then meaningful)."""
-    from conformance.composition import compose_reference as run
-
+    """Finite differences apply where every layer's own declaration says they do at its input
+    (no ReLU input near 0, no max-pool tie, no frequency-scaled embedding rows...)."""
     with np.errstate(all="ignore"):
-        result = run(case, False)
-    for layer, r in zip(layers_of(case), result.meta["runs"]):
-        x = r.case.inputs["input"]
-        if layer["op"] == "ReLU" and np.any(np.abs(x) < 1e-3):
-            return False
-        if layer["op"] == "MaxPool2d":
-            return False  # ties are common after ReLU and in small windows: leave pooling out
-    return True
+        runs = compose_reference(case, False).meta["runs"]
+    return all(run.spec.smooth_at is None or run.spec.smooth_at(run.case) for run in runs)
 
 
 _declare("Sequential", "", "index",
