@@ -51,6 +51,9 @@ class Context:
     previous: str | None
     functional: bool  # the layer runs through its functional form (ParameterList model)
     label: str  # label prefix of the layer's draws: "layer[i]"
+    # the result must not depend on how the batch is split (DataParallel scatters it over devices):
+    # BatchNorm only with running statistics, in evaluation mode
+    split_invariant: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,8 @@ def _draw_bn2d(d: S.Drawer, ctx: Context, x: np.ndarray) -> DrawnLayer:
     params = {"num_features": channels, "eps": d.choice((1e-5, 1e-3), f"{lab}.eps"),
               "momentum": d.choice((0.1, None, 0.5), f"{lab}.momentum"),
               "affine": d.choice((True, False), f"{lab}.affine"),
-              "track_running_stats": not ctx.functional and d.choice((True, False), f"{lab}.track_running_stats")}
+              "track_running_stats": ctx.split_invariant or (
+                  not ctx.functional and d.choice((True, False), f"{lab}.track_running_stats"))}
     arrays: dict[str, np.ndarray] = {}
     if params["affine"]:
         arrays["weight"] = _values(d, ctx, (channels,), "weight")

@@ -21,10 +21,15 @@ How each container is called (the call tree rebuilds the model, so repro scripts
 - ParameterList: ``torch.nn.ParameterList(values)`` built from plain tensors (which it must turn into
   Parameters), read back entry by entry by a tree of ``torch.nn.functional`` calls (F.linear,
   F.conv2d, F.batch_norm with batch statistics, F.relu...): a functional model.
-- DataParallel: ``torch.nn.DataParallel(Sequential(...))``. Without CUDA it runs the wrapped module
-  directly (device_ids is empty); its parameters and buffers carry the ``module.`` prefix. On a CUDA
-  machine the module and the inputs live on cuda:0 and DataParallel scatters the batch over every
-  visible device (one device: no split).
+- DataParallel: ``torch.nn.DataParallel(Sequential(...), device_ids)``, device_ids the default (every
+  visible device) or two or three replicas on device 0. Without CUDA it runs the wrapped module
+  directly (device_ids is ignored); its parameters and buffers carry the ``module.`` prefix. On CUDA
+  the batch is scattered over the replicas (chunks of ceil(N/k): a batch of 3 over 2 replicas is
+  2 + 1), each replica runs on its chunk, outputs are gathered on device_ids[0] and parameter
+  gradients summed. So that one reference holds either way, its models contain no layer whose
+  result depends on the split: BatchNorm appears only in evaluation mode, with running statistics
+  (with batch statistics each replica would normalise its own chunk, and only replica 0's buffer
+  updates would survive).
 """
 
 from __future__ import annotations
@@ -77,9 +82,11 @@ def _next_activation(drawn: DrawnLayer, x: np.ndarray, dtype: str, tier: str, tr
         return all_specs()[drawn.op].reference(sub, False).outputs["output"]
 
 
-def draw_model(d: S.Drawer, dtype: str, functional: bool) -> tuple[np.ndarray, list[DrawnLayer], str, bool]:
+def draw_model(d: S.Drawer, dtype: str, functional: bool,
+               split_invariant: bool = False) -> tuple[np.ndarray, list[DrawnLayer], str, bool]:
     """(input, layers, tier, train): the number of layers first, then the input, then each layer's
-    kind among those its input allows (simplest first) and its own parameters."""
+    kind among those its input allows (simplest first) and its own parameters. ``split_invariant``:
+    no layer whose result depends on how the batch is split (BatchNorm with batch statistics)."""
     count = d.integer(1, MAX_LAYERS, "layers")
     kind = d.choice(INPUT_KINDS, "input kind")
     tier = S.tier(d)
@@ -88,10 +95,11 @@ def draw_model(d: S.Drawer, dtype: str, functional: bool) -> tuple[np.ndarray, l
     first = x
     layers: list[DrawnLayer] = []
     for i in range(count):
-        options = [op for op in ORDER if CHAINABLE[op].accepts(x) and (tier == "float" or CHAINABLE[op].exact)]
+        options = [op for op in ORDER if CHAINABLE[op].accepts(x) and (tier == "float" or CHAINABLE[op].exact)
+                   and not (split_invariant and train and op == "BatchNorm2d")]
         op = d.choice(options, f"layer[{i}]")
         ctx = Context(dtype=dtype, tier=tier, position=i, previous=layers[-1].op if layers else None,
-                      functional=functional, label=f"layer[{i}]")
+                      functional=functional, label=f"layer[{i}]", split_invariant=split_invariant)
         drawn = CHAINABLE[op].draw(d, ctx, x)
         layers.append(drawn)
         x = _next_activation(drawn, x, dtype, tier, train)
@@ -134,14 +142,20 @@ def _assemble(op: str, variant: str, dtype: str, x: np.ndarray, layers: list[Dra
                 train=train, tier=tier, cotangent_seed=S.seed(d), variant=variant)
 
 
+REPLICAS = {"default": None, "two replicas": [0, 0], "three replicas": [0, 0, 0]}
+
+
 def _model_case(op: str, variant: str, naming: str) -> Callable[[str], st.SearchStrategy[Case]]:
-    functional = naming == "flat"
+    functional, wrapped = naming == "flat", naming == "module"
 
     @st.composite
     def build(draw: Any, dtype: str) -> Case:
         d = S.Drawer(draw)
-        x, layers, tier, train = draw_model(d, dtype, functional)
-        return _assemble(op, variant, dtype, x, layers, tier, train, d, naming)
+        x, layers, tier, train = draw_model(d, dtype, functional, split_invariant=wrapped)
+        case = _assemble(op, variant, dtype, x, layers, tier, train, d, naming)
+        if wrapped:  # DataParallel's device_ids: several replicas on device 0 (ignored without CUDA)
+            case.params["device_ids"] = REPLICAS[d.choice(tuple(REPLICAS), "device_ids")]
+        return case
 
     return lambda dtype: build(dtype)
 
@@ -193,7 +207,7 @@ MAPPINGS = {
                                   ctor=lambda c: {"values": {"list": [{"input": p} for p in _all("parameters")(c)]}},
                                   parameters=_all("parameters"), args=(), forward=_functional_forward),
     "DataParallel": _module_mapping("torch.nn.DataParallel", ctor=lambda c: {"module": {"call": {
-        "target": "torch.nn.Sequential", "args": _modules(c), "kwargs": {}}}}),
+        "target": "torch.nn.Sequential", "args": _modules(c), "kwargs": {}}}, "device_ids": c.params["device_ids"]}),
 }
 
 
@@ -216,35 +230,42 @@ _CONV_BLOCK = ("Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "Linear")
 _FLOAT = {"tier": "float"}
 
 
-def _regimes(buffers: bool) -> tuple[Regime, ...]:
-    regimes = [
-        Regime("exact tier", lambda c: c.tier == "exact", {"tier": "exact", "layers": 3},
-               "integer chains of piecewise-linear layers: bit-exact"),
-        Regime("five layers", lambda c: len(_ops(c)) == MAX_LAYERS, {"layers": MAX_LAYERS}),
-        Regime("conv block", lambda c: _ops(c) == list(_CONV_BLOCK),
-               {**_FLOAT, "input kind": "image", "layers": 5,
-                **{f"layer[{i}]": op for i, op in enumerate(_CONV_BLOCK)}},
-               "Conv2d → BatchNorm2d → ReLU → MaxPool2d → Linear"),
-        Regime("tokens", lambda c: _ops(c)[0] == "Embedding", {"input kind": "tokens", "layers": 3},
-               "Embedding first"),
-        Regime("in-place ReLU", _inplace, {"layers": 2, "layer[0]": "Linear", "layer[1]": "ReLU",
-                                           "layer[1].inplace": True}),
-        Regime("Softmax inside", lambda c: "Softmax" in _ops(c)[:-1],
-               {**_FLOAT, "layers": 3, "layer[1]": "Softmax"}),
-        Regime("evaluation mode", lambda c: not c.train, {"train": False, "input kind": "image", **_FLOAT,
-                                                          "layer[0]": "BatchNorm2d"}),
-    ]
-    if buffers:
-        regimes.append(Regime("BatchNorm buffers updated", lambda c: c.train and _bn(c, True),
-                              {**_FLOAT, "train": True, "input kind": "image", "layer[0]": "BatchNorm2d",
-                               "layer[0].track_running_stats": True}))
-        regimes.append(Regime("BatchNorm running statistics in eval", lambda c: not c.train and _bn(c, True),
-                              {**_FLOAT, "train": False, "input kind": "image", "layer[0]": "BatchNorm2d",
-                               "layer[0].track_running_stats": True}))
-    return tuple(regimes)
+REGIMES = {regime.name: regime for regime in (
+    Regime("exact tier", lambda c: c.tier == "exact", {"tier": "exact", "layers": 3},
+           "integer chains of piecewise-linear layers: bit-exact"),
+    Regime("five layers", lambda c: len(_ops(c)) == MAX_LAYERS, {"layers": MAX_LAYERS}),
+    Regime("conv block", lambda c: _ops(c) == list(_CONV_BLOCK),
+           {**_FLOAT, "input kind": "image", "layers": 5, **{f"layer[{i}]": op for i, op in enumerate(_CONV_BLOCK)}},
+           "Conv2d → BatchNorm2d → ReLU → MaxPool2d → Linear"),
+    Regime("tokens", lambda c: _ops(c)[0] == "Embedding", {"input kind": "tokens", "layers": 3}, "Embedding first"),
+    Regime("in-place ReLU", _inplace, {"layers": 2, "layer[0]": "Linear", "layer[1]": "ReLU",
+                                       "layer[1].inplace": True}),
+    Regime("Softmax inside", lambda c: "Softmax" in _ops(c)[:-1], {**_FLOAT, "layers": 3, "layer[1]": "Softmax"}),
+    Regime("evaluation mode", lambda c: not c.train,
+           {"train": False, "input kind": "image", **_FLOAT, "layer[0]": "BatchNorm2d"}),
+    Regime("BatchNorm buffers updated", lambda c: c.train and _bn(c, True),
+           {**_FLOAT, "train": True, "input kind": "image", "layer[0]": "BatchNorm2d",
+            "layer[0].track_running_stats": True}),
+    Regime("conv block in eval", lambda c: not c.train and _ops(c) == list(_CONV_BLOCK),
+           {**_FLOAT, "train": False, "input kind": "image", "layers": 5,
+            **{f"layer[{i}]": op for i, op in enumerate(_CONV_BLOCK)}}),
+    Regime("two replicas", lambda c: c.params.get("device_ids") == [0, 0],
+           {"device_ids": "two replicas", "N": 3, "layers": 2},
+           "on CUDA the batch of 3 is scattered over two replicas (2 + 1) and gathered"),
+    Regime("BatchNorm running statistics in eval", lambda c: not c.train and _bn(c, True),
+           {**_FLOAT, "train": False, "input kind": "image", "layer[0]": "BatchNorm2d",
+            "layer[0].track_running_stats": True}),
+)}
+# Sequential carries every regime; the other containers run the same models under other names or
+# calls, so each takes the regimes where its own mechanism matters (naming, the loop, buffers).
+_SEQUENTIAL = tuple(REGIMES)
+_NAMED = ("exact tier", "conv block", "BatchNorm buffers updated")
+_LOOP = ("conv block", "in-place ReLU", "BatchNorm buffers updated", "tokens")
+_FUNCTIONAL = ("exact tier", "five layers", "conv block", "tokens", "in-place ReLU", "Softmax inside")
+_WRAPPED = ("conv block in eval", "BatchNorm running statistics in eval", "two replicas")
 
 
-def _declare(op: str, variant: str, naming: str, notes: str) -> None:
+def _declare(op: str, variant: str, naming: str, regimes: tuple[str, ...], notes: str) -> None:
     key = f"{op}[{variant}]" if variant else op
     declare(LayerSpec(
         name=op, variant=variant, family="container",
@@ -254,7 +275,7 @@ def _declare(op: str, variant: str, naming: str, notes: str) -> None:
         tolerance=COMPOSED_TOLERANCE,
         comparators=EveryTensor(composed_comparator),
         smooth_at=_smooth,
-        regimes=_regimes(buffers=naming != "flat"),
+        regimes=tuple(REGIMES[name] for name in regimes),
         notes=notes,
     ))
 
@@ -267,16 +288,16 @@ def _smooth(case: Case) -> bool:
     return all(run.spec.smooth_at is None or run.spec.smooth_at(run.case) for run in runs)
 
 
-_declare("Sequential", "", "index",
+_declare("Sequential", "", "index", _SEQUENTIAL,
          "torch.nn.Sequential(*modules): children named 0, 1, ...; the input passes through them in order.")
-_declare("Sequential", "ordered", "ordered",
+_declare("Sequential", "ordered", "ordered", _NAMED,
          "torch.nn.Sequential(OrderedDict): children named after their kind and position (conv0, bn1, ...).")
-_declare("ModuleList", "", "index",
+_declare("ModuleList", "", "index", _LOOP,
          "torch.nn.ModuleList(modules) driven by a loop (x = m(x) over the list, in iteration order).")
-_declare("ParameterList", "", "flat",
+_declare("ParameterList", "", "flat", _FUNCTIONAL,
          "torch.nn.ParameterList of plain tensors (turned into Parameters) holding the weights of a functional "
          "model: torch.nn.functional calls reading entries 0, 1, ... in order. BatchNorm uses batch statistics.")
-_declare("DataParallel", "", "module",
+_declare("DataParallel", "", "module", _WRAPPED,
          "torch.nn.DataParallel(Sequential(...)): on a CPU-only machine it runs the wrapped module directly; "
          "parameters and buffers carry the module. prefix.")
 

@@ -14,8 +14,8 @@ Containers:
   parameter, and receives no gradient). Caught when only the container entries run.
 - ``SequentialSortsNames``: a Sequential that runs its children in sorted-name order instead of
   insertion order (only visible with named children: ``Sequential(OrderedDict)``).
-- ``DataParallelSplitsBatch``: a DataParallel that, without devices, still splits the batch in two and
-  runs the module on each half (batch statistics of BatchNorm then come from half batches).
+- ``DataParallelGathersReversed``: a DataParallel that scatters the batch over two replicas and
+  gathers their outputs in reverse order.
 """
 
 from __future__ import annotations
@@ -142,11 +142,13 @@ class SequentialSortsNames(TorchBackend):
         return fn(*args, **kwargs)
 
 
-class DataParallelSplitsBatch(TorchBackend):
-    name = "wrong-dataparallel-splits-batch"
+class DataParallelGathersReversed(TorchBackend):
+    """Scatters the batch over two replicas, as on two devices, but gathers the chunks in reverse order."""
+
+    name = "wrong-dataparallel-gathers-reversed"
 
     def call_target(self, case, fn, args, kwargs):
         if isinstance(fn, torch.nn.DataParallel) and args[0].shape[0] > 1:
-            halves = torch.tensor_split(args[0], 2)
-            return torch.cat([fn.module(h) for h in halves])
+            chunks = torch.tensor_split(args[0], 2)
+            return torch.cat([fn.module(chunk) for chunk in reversed(chunks)])
         return fn(*args, **kwargs)
