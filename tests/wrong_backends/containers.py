@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from backends.torch_backend import TorchBackend
+from conformance.spec import spec_of
 
 
 def _parameters(args: list[Any]) -> list[Any]:
@@ -105,10 +106,13 @@ class SequentialSkipsLast(TorchBackend):
 
 
 class BatchNormBuffersFrozen(TorchBackend):
+    """Every module a container case calls (the container, or each child of a loop) gets its
+    BatchNorm running statistics restored after the call."""
+
     name = "wrong-batchnorm-buffers-frozen"
 
     def call_target(self, case, fn, args, kwargs):
-        if not isinstance(fn, (torch.nn.Sequential, torch.nn.ModuleList, torch.nn.DataParallel)):
+        if not (isinstance(fn, torch.nn.Module) and spec_of(case).family == "container"):
             return fn(*args, **kwargs)
         saved = [(m, m.running_mean.clone(), m.running_var.clone()) for m in fn.modules()
                  if isinstance(m, torch.nn.BatchNorm2d) and m.running_mean is not None]
