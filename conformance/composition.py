@@ -12,7 +12,8 @@ has in the container (``0.weight``, ``module.2.running_mean``, a ParameterList i
 is also the case input holding its value.
 
 The composed reference runs the layers' references forward, then their VJPs backward (each
-layer's input gradient is the previous layer's output cotangent).
+layer's input gradient is the previous layer's output cotangent). An activation beyond the dtype's
+range is passed on as ±inf, as the backend's overflowed value is.
 
 The error bound (float tier) propagates to first order, layer by layer. With E_x the bound on the
 error of a layer's input and E_g on its output cotangent, each compared tensor t of the layer gets
@@ -95,7 +96,7 @@ def compose_reference(case: Case, backward: bool) -> Result:
         sub = layer_case(case, i, x)
         result = spec.reference(sub, False)
         runs.append(LayerRun(spec, sub, result))
-        x = result.outputs["output"]
+        x = saturate(result.outputs["output"], case.dtype)
     out = Result(outputs={"output": x}, meta={"runs": runs})
     for layer, run in zip(layers, runs):
         for local, value in run.result.state.items():
@@ -114,6 +115,16 @@ def compose_reference(case: Case, backward: bool) -> Result:
         if "input" in case.differentiable and g is not None:
             out.grads["input"] = g
     return out
+
+
+def saturate(x: np.ndarray, dtype: str) -> np.ndarray:
+    """An intermediate activation as the dtype can hold it: beyond the largest finite value it is
+    ±inf (the next layer receives an overflowed value, as the backend's does)."""
+    fmt = DTYPES[dtype]
+    if x.dtype.kind != "f":
+        return x
+    with np.errstate(invalid="ignore"):
+        return np.where(np.abs(x) > fmt.max_value * (1 + fmt.unit_roundoff), np.sign(x) * np.inf, x)
 
 
 # -- propagation of error bounds ------------------------------------------------------------------

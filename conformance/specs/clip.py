@@ -260,6 +260,15 @@ def norm_sum_underflows(case: Case) -> bool:
     return ref.power_sum(grads, p) < 2 * sum(g.size for g in grads) * acc.min_subnormal
 
 
+def float16_coefficient_overflows(case: Case) -> bool:
+    """float16, and 1/(T + 1e-6) beyond float16's range while the gradients must be scaled down
+    (torch evaluates max_norm / (T + 1e-6) as max_norm · reciprocal(T + 1e-6))."""
+    if case.dtype != "float16" or not _grads(case):
+        return False
+    total = _dtype_total(case)
+    return bool(np.isfinite(total) and total + ref.EPS < 1 / 65520 and case.params["max_norm"] < total + ref.EPS)
+
+
 def _has(kind: str) -> Any:
     def holds(case: Case) -> bool:
         total = _dtype_total(case)
