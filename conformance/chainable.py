@@ -22,6 +22,9 @@ the output cotangent's errors; all operations elementwise, sums and means per sl
   |w|/σ·E_x, dx: |w|/σ·E_g, grad.weight Σ(E_g·|x - mean| + (|g| + E_g)·E_x)/σ.
 - Softmax (y along dim): J = diag(y) - y·yᵀ, so E_y = y·(E_x + Σ y·E_x). Backward dx = y·(g - S),
   S = Σ y·g: y·(E_g + Σ y·E_g) from the cotangent, E_y·|g - S| + y·Σ E_y·|g| from the input.
+- CrossEntropyLoss (last stage of a functional model, unit sample weights): E_L = Σ |∂L/∂x|·E_x
+  (the VJP with unit cotangents); dx = s·g·(softmax(x) - q) changes with x through the softmax
+  Jacobian: s·|g|·y·(E_x + Σ y·E_x), s = 1/N for 'mean'.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class Chainable:
     functional: Callable[[dict[str, Any], Any, dict[str, Any]], Any]
     exact: bool = False  # bit-exact on integers: may appear in exact-tier chains
     saves_output: bool = False  # its backward reads its output: no in-place layer may follow
+    terminal: bool = False  # a loss: only last, and only in a functional model (it takes a target)
 
 
 def call(target: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -392,6 +396,53 @@ def _embedding_functional(params: dict[str, Any], x: Any, nodes: dict[str, Any])
                 params["scale_grad_by_freq"], False)
 
 
+# -- CrossEntropyLoss (the last stage of a functional model) ---------------------------------------------
+
+def _draw_cross_entropy(d: S.Drawer, ctx: Context, x: np.ndarray) -> DrawnLayer:
+    """Class-index targets over the (N, C) logits, every reduction, label smoothing; no class
+    weights and no ignored target (so each sample's weight is 1)."""
+    lab = ctx.label
+    rng = np.random.default_rng(d.integer(0, 2**32 - 1, f"{lab}.target.seed"))
+    target = rng.integers(0, x.shape[1], size=x.shape[0]).astype(np.int64)
+    params = {"reduction": d.choice(("mean", "sum", "none"), f"{lab}.reduction"),
+              "label_smoothing": d.choice((0.0, 0.1), f"{lab}.label_smoothing")}
+    return DrawnLayer("CrossEntropyLoss", params, {"target": target}, extras=("target",))
+
+
+def _cross_entropy_functional(params: dict[str, Any], x: Any, nodes: dict[str, Any]) -> Any:
+    return call(F + "cross_entropy", x, nodes["target"], reduction=params["reduction"],
+                label_smoothing=params["label_smoothing"])
+
+
+def _ce_softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def _ce_forward(run: LayerRun, e_x: np.ndarray | None) -> dict[str, np.ndarray]:
+    """|J|·E_x: each loss term depends on its own row of logits only; the VJP with unit cotangents
+    gives ∂L_n/∂x_n,c, so E_L = Σ_c |∂L_n/∂x_n,c|·E_n,c (summed over n when reduced)."""
+    assert e_x is not None
+    out = run.result.outputs["output"]
+    grads = np.abs(reference_on(run, True, np.ones(np.shape(out))).grads["input"]) * e_x
+    return {"output": grads.sum() if np.ndim(out) == 0 else grads.sum(axis=1)}
+
+
+def _ce_backward(run: LayerRun, e_x: np.ndarray | None, e_g: np.ndarray) -> dict[str, np.ndarray]:
+    """dx_n = s·g_n·(y_n - q_n) with s = 1/N ('mean') or 1 and y = softmax(x_n) (every sample's
+    weight is 1): E = s·|g_n|·y·(E_x + Σ y·E_x) from the logits (the softmax Jacobian), plus the
+    VJP of E_g from the cotangent."""
+    assert e_x is not None
+    x = run.x
+    g = np.asarray(run.case.cotangents["output"], dtype=np.float64)
+    scale = 1.0 / x.shape[0] if run.case.params["reduction"] == "mean" else 1.0
+    per_sample = np.abs(g).reshape(-1, 1) if g.ndim else np.full((x.shape[0], 1), abs(float(g)))
+    y = _ce_softmax(x)
+    through_x = scale * per_sample * y * (e_x + np.sum(y * e_x, axis=1, keepdims=True))
+    through_g = np.abs(reference_on(run, True, np.asarray(e_g, dtype=np.float64)).grads["input"])
+    return {"grad.input": through_x + through_g}
+
+
 # -- the table ---------------------------------------------------------------------------------------
 
 def _register(*entries: Chainable) -> dict[str, Chainable]:
@@ -415,6 +466,10 @@ CHAINABLE: dict[str, Chainable] = _register(
               lambda p, x, n: call(F + "softmax", x, p["dim"]), saves_output=True),
     Chainable("Embedding", "embed", lambda x: x.dtype.kind in "iu", _draw_embedding, _MULTILINEAR,
               _embedding_functional, exact=True),
+    Chainable("CrossEntropyLoss", "loss", lambda x: _floats(x) and x.ndim == 2 and x.shape[1] >= 2,
+              _draw_cross_entropy, Propagation(_ce_forward, _ce_backward), _cross_entropy_functional,
+              terminal=True),
 )
 # Options at each position, simplest first (a failing model shrinks toward the first).
-ORDER = ("Linear", "ReLU", "Conv2d", "MaxPool2d", "BatchNorm2d", "AvgPool2d", "Softmax", "Embedding")
+ORDER = ("Linear", "ReLU", "Conv2d", "MaxPool2d", "BatchNorm2d", "AvgPool2d", "Softmax", "Embedding",
+         "CrossEntropyLoss")

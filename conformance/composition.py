@@ -304,3 +304,4 @@ class DrawnLayer:
     parameters: tuple[str, ...] = ()
     buffers: tuple[str, ...] = ()
     mutated: tuple[str, ...] = ()
+    extras: tuple[str, ...] = ()  # plain call inputs (a loss's target): neither parameters nor buffers

@@ -95,8 +95,10 @@ def draw_model(d: S.Drawer, dtype: str, functional: bool,
     first = x
     layers: list[DrawnLayer] = []
     for i in range(count):
+        last = i == count - 1
         options = [op for op in ORDER if CHAINABLE[op].accepts(x) and (tier == "float" or CHAINABLE[op].exact)
-                   and not (split_invariant and train and op == "BatchNorm2d")]
+                   and not (split_invariant and train and op == "BatchNorm2d")
+                   and (not CHAINABLE[op].terminal or (last and functional))]
         op = d.choice(options, f"layer[{i}]")
         ctx = Context(dtype=dtype, tier=tier, position=i, previous=layers[-1].op if layers else None,
                       functional=functional, label=f"layer[{i}]", split_invariant=split_invariant)
@@ -126,7 +128,7 @@ def _assemble(op: str, variant: str, dtype: str, x: np.ndarray, layers: list[Dra
     counter = 0
     for i, layer in enumerate(layers):
         if naming == "flat":  # a ParameterList: parameters numbered in order
-            paths = {}
+            paths = {local: local for local in layer.extras}  # a loss's target: the case input "target"
             for local in layer.parameters:
                 paths[local] = str(counter)
                 counter += 1
@@ -135,7 +137,7 @@ def _assemble(op: str, variant: str, dtype: str, x: np.ndarray, layers: list[Dra
         inputs.update({paths[local]: layer.arrays[local] for local in paths})
         described.append({"op": layer.op, "params": layer.params, "name": names[i],
                           "parameters": list(layer.parameters), "buffers": list(layer.buffers),
-                          "mutated": list(layer.mutated), "paths": paths})
+                          "mutated": list(layer.mutated), "extras": list(layer.extras), "paths": paths})
     differentiable = (("input",) if x.dtype.kind == "f" else ()) + tuple(
         layer["paths"][local] for layer in described for local in layer["parameters"])
     return Case(op=op, dtype=dtype, params={"layers": described}, inputs=inputs, differentiable=differentiable,
@@ -190,7 +192,8 @@ def _ordered_dict(case: Case) -> list[Any]:
 def _functional_forward(case: Case) -> Any:
     x: Any = {"input": "input"}
     for layer in layers_of(case):
-        nodes = {local: {"attribute": path} for local, path in layer["paths"].items()}
+        nodes = {local: {"input": path} if local in layer["extras"] else {"attribute": path}
+                 for local, path in layer["paths"].items()}
         x = CHAINABLE[layer["op"]].functional(layer["params"], x, nodes)
     return x
 
@@ -241,6 +244,9 @@ REGIMES = {regime.name: regime for regime in (
     Regime("in-place ReLU", _inplace, {"layers": 2, "layer[0]": "Linear", "layer[1]": "ReLU",
                                        "layer[1].inplace": True}),
     Regime("Softmax inside", lambda c: "Softmax" in _ops(c)[:-1], {**_FLOAT, "layers": 3, "layer[1]": "Softmax"}),
+    Regime("loss at the end", lambda c: _ops(c)[-1] == "CrossEntropyLoss",
+           {**_FLOAT, "input kind": "features", "layers": 3, "layer[2]": "CrossEntropyLoss"},
+           "a functional model ending in F.cross_entropy against class-index targets"),
     Regime("evaluation mode", lambda c: not c.train,
            {"train": False, "input kind": "image", **_FLOAT, "layer[0]": "BatchNorm2d"}),
     Regime("BatchNorm buffers updated", lambda c: c.train and _bn(c, True),
@@ -261,7 +267,8 @@ REGIMES = {regime.name: regime for regime in (
 _SEQUENTIAL = tuple(REGIMES)
 _NAMED = ("exact tier", "conv block", "BatchNorm buffers updated")
 _LOOP = ("conv block", "in-place ReLU", "BatchNorm buffers updated", "tokens")
-_FUNCTIONAL = ("exact tier", "five layers", "conv block", "tokens", "in-place ReLU", "Softmax inside")
+_FUNCTIONAL = ("exact tier", "five layers", "conv block", "tokens", "in-place ReLU", "Softmax inside",
+               "loss at the end")
 _WRAPPED = ("conv block in eval", "BatchNorm running statistics in eval", "two replicas")
 
 
@@ -300,4 +307,20 @@ _declare("ParameterList", "", "flat", _FUNCTIONAL,
 _declare("DataParallel", "", "module", _WRAPPED,
          "torch.nn.DataParallel(Sequential(...)): on a CPU-only machine it runs the wrapped module directly; "
          "parameters and buffers carry the module. prefix.")
+
+
+def cross_entropy_smoothing_overflows(case: Case) -> bool:
+    """A float16 functional model ending in CrossEntropyLoss with label smoothing whose sum of
+    log-probabilities (over the whole batch when reduced, else per sample) leaves float16's range:
+    torch forms that sum as a float16 tensor."""
+    layers = layers_of(case)
+    if case.dtype != "float16" or not layers or layers[-1]["op"] != "CrossEntropyLoss" \
+            or not layers[-1]["params"]["label_smoothing"]:
+        return False
+    with np.errstate(all="ignore"):
+        logits = compose_reference(case, False).meta["runs"][-1].x
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    sums = np.abs(log_p).sum(axis=1) if layers[-1]["params"]["reduction"] == "none" else np.abs(log_p).sum()
+    return bool(np.any(sums > 65504))
 
