@@ -245,7 +245,8 @@ REGIMES = {regime.name: regime for regime in (
                                        "layer[1].inplace": True}),
     Regime("Softmax inside", lambda c: "Softmax" in _ops(c)[:-1], {**_FLOAT, "layers": 3, "layer[1]": "Softmax"}),
     Regime("loss at the end", lambda c: _ops(c)[-1] == "CrossEntropyLoss",
-           {**_FLOAT, "input kind": "features", "layers": 3, "layer[2]": "CrossEntropyLoss"},
+           {**_FLOAT, "input kind": "features", "layers": 3, "layer[1]": "Linear", "layer[1].out_features": 4,
+            "layer[2]": "CrossEntropyLoss"},
            "a functional model ending in F.cross_entropy against class-index targets"),
     Regime("evaluation mode", lambda c: not c.train,
            {"train": False, "input kind": "image", **_FLOAT, "layer[0]": "BatchNorm2d"}),
@@ -262,9 +263,11 @@ REGIMES = {regime.name: regime for regime in (
            {**_FLOAT, "train": False, "input kind": "image", "layer[0]": "BatchNorm2d",
             "layer[0].track_running_stats": True}),
 )}
-# Sequential carries every regime; the other containers run the same models under other names or
-# calls, so each takes the regimes where its own mechanism matters (naming, the loop, buffers).
-_SEQUENTIAL = tuple(REGIMES)
+# Sequential carries every regime of module containers; the others run the same models under other
+# names or calls, so each takes the regimes where its own mechanism matters (naming, the loop,
+# buffers, replicas, a functional model ending in a loss).
+_SEQUENTIAL = ("exact tier", "five layers", "conv block", "tokens", "in-place ReLU", "Softmax inside",
+               "evaluation mode", "BatchNorm buffers updated", "BatchNorm running statistics in eval")
 _NAMED = ("exact tier", "conv block", "BatchNorm buffers updated")
 _LOOP = ("conv block", "in-place ReLU", "BatchNorm buffers updated", "tokens")
 _FUNCTIONAL = ("exact tier", "five layers", "conv block", "tokens", "in-place ReLU", "Softmax inside",
