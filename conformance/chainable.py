@@ -13,7 +13,7 @@ the output cotangent's errors; all operations elementwise, sums and means per sl
 - MaxPool2d: the window max is 1-Lipschitz: E_y = max of E_x over the window (the reference on
   E_x). Backward: E_g routed like g, plus |g| + E_g to every position of a window whose maximum is
   ambiguous (another element within E_x of it could be selected instead).
-- BatchNorm2d, batch statistics (K values per channel, x̂ = (x - μ)/σ): δμ = mean δx,
+- BatchNorm1d/2d, batch statistics (K values per channel, x̂ = (x - μ)/σ): δμ = mean δx,
   δσ = mean((x - μ)·δx)/σ, so |δx̂| <= D = (E_x + mean E_x)/σ + |x̂|·mean(|x - μ|·E_x)/σ² and
   E_y = |w|·D. Running buffers: m·mean E_x and m·K/(K - 1)·2·mean(|x - μ|·E_x). Backward
   dx = (w/σ)·(g - mean g - x̂·mean(g·x̂)): (|w|/σ)·(E_g + mean E_g + |x̂|·mean(|x̂|·E_g)) from the
@@ -151,11 +151,12 @@ def _conv2d_functional(params: dict[str, Any], x: Any, nodes: dict[str, Any]) ->
                 params["dilation"], params["groups"])
 
 
-# -- BatchNorm2d -------------------------------------------------------------------------------------
+# -- BatchNorm1d / BatchNorm2d -------------------------------------------------------------------------------------
 
-def _draw_bn2d(d: S.Drawer, ctx: Context, x: np.ndarray) -> DrawnLayer:
-    """eps, momentum (None: cumulative average), affine, running statistics (never in a functional
-    model, which calls F.batch_norm with batch statistics)."""
+def _draw_bn(d: S.Drawer, ctx: Context, x: np.ndarray) -> DrawnLayer:
+    """BatchNorm1d on (N, C) / (N, C, L), BatchNorm2d on (N, C, H, W): eps, momentum (None:
+    cumulative average), affine, running statistics (never in a functional model, which calls
+    F.batch_norm with batch statistics)."""
     channels = x.shape[1]
     lab = ctx.label
     params = {"num_features": channels, "eps": d.choice((1e-5, 1e-3), f"{lab}.eps"),
@@ -175,7 +176,7 @@ def _draw_bn2d(d: S.Drawer, ctx: Context, x: np.ndarray) -> DrawnLayer:
         arrays["running_var"] = DTYPES[ctx.dtype].round(rng.uniform(0.25, 2.0, channels))
         arrays["num_batches_tracked"] = np.array(d.integer(0, 5, f"{lab}.num_batches_tracked"), dtype=np.int64)
         buffers = ("running_mean", "running_var", "num_batches_tracked")
-    return DrawnLayer("BatchNorm2d", params, arrays, parameters, buffers, buffers)
+    return DrawnLayer("BatchNorm2d" if x.ndim == 4 else "BatchNorm1d", params, arrays, parameters, buffers, buffers)
 
 
 def _bn2d_functional(params: dict[str, Any], x: Any, nodes: dict[str, Any]) -> Any:
@@ -184,11 +185,13 @@ def _bn2d_functional(params: dict[str, Any], x: Any, nodes: dict[str, Any]) -> A
 
 
 def _csum(v: np.ndarray) -> np.ndarray:
-    return v.sum(axis=(0, 2, 3), keepdims=True)
+    """Per-channel (axis 1) sum over every other axis, keeping the dims."""
+    return v.sum(axis=tuple(i for i in range(v.ndim) if i != 1), keepdims=True)
 
 
-def _channel(v: np.ndarray | None, channels: int, default: float) -> np.ndarray:
-    return (np.full(channels, default) if v is None else np.asarray(v, dtype=np.float64)).reshape(1, -1, 1, 1)
+def _channel(v: np.ndarray | None, x: np.ndarray, default: float) -> np.ndarray:
+    values = np.full(x.shape[1], default) if v is None else np.asarray(v, dtype=np.float64)
+    return values.reshape(1, -1, *([1] * (x.ndim - 2)))
 
 
 def _bn_batch_stats(run: LayerRun) -> bool:
@@ -199,7 +202,7 @@ def _bn_parts(run: LayerRun, e_x: np.ndarray) -> dict[str, Any]:
     x = run.x
     c = x.shape[1]
     inp = run.case.inputs
-    w = _channel(inp.get("weight"), c, 1.0)
+    w = _channel(inp.get("weight"), x, 1.0)
     k = x.size // c
     if _bn_batch_stats(run):
         mean = _csum(x) / k
@@ -210,8 +213,8 @@ def _bn_parts(run: LayerRun, e_x: np.ndarray) -> dict[str, Any]:
         xhat = (x - mean) / sigma
         dxhat = (e_x + _csum(e_x) / k) / sigma + np.abs(xhat) * d_sigma / sigma
     else:
-        mean = _channel(inp["running_mean"], c, 0.0)
-        sigma = np.sqrt(_channel(inp["running_var"], c, 1.0) + run.case.params["eps"])
+        mean = _channel(inp["running_mean"], x, 0.0)
+        sigma = np.sqrt(_channel(inp["running_var"], x, 1.0) + run.case.params["eps"])
         dev, d_sigma = np.abs(x - mean), np.zeros_like(sigma)
         xhat = (x - mean) / sigma
         dxhat = e_x / sigma
@@ -454,13 +457,15 @@ def _register(*entries: Chainable) -> dict[str, Chainable]:
 _MULTILINEAR = multilinear()
 _SELECT_RELU = Propagation(_relu_forward, _relu_backward)
 _SELECT_MAX = Propagation(_maxpool_forward, _maxpool_backward)
+_BATCHNORM = Propagation(_bn_forward, _bn_backward)
 CHAINABLE: dict[str, Chainable] = _register(
     Chainable("Linear", "fc", _floats, _draw_linear, _MULTILINEAR, _linear_functional, exact=True),
     Chainable("ReLU", "relu", _floats, _draw_relu, _SELECT_RELU, lambda p, x, n: call(F + "relu", x, p["inplace"]),
               exact=True, saves_output=True),
     Chainable("Conv2d", "conv", _image, _draw_conv2d, _MULTILINEAR, _conv2d_functional, exact=True),
     Chainable("MaxPool2d", "pool", _image, _draw_maxpool, _SELECT_MAX, _pool_functional("max_pool2d"), exact=True),
-    Chainable("BatchNorm2d", "bn", _image, _draw_bn2d, Propagation(_bn_forward, _bn_backward), _bn2d_functional),
+    Chainable("BatchNorm2d", "bn", _image, _draw_bn, _BATCHNORM, _bn2d_functional),
+    Chainable("BatchNorm1d", "bn", lambda x: _floats(x) and x.ndim in (2, 3), _draw_bn, _BATCHNORM, _bn2d_functional),
     Chainable("AvgPool2d", "avgpool", _image, _draw_avgpool, multilinear(()), _pool_functional("avg_pool2d")),
     Chainable("Softmax", "softmax", _floats, _draw_softmax, Propagation(_softmax_forward, _softmax_backward),
               lambda p, x, n: call(F + "softmax", x, p["dim"]), saves_output=True),
@@ -471,5 +476,5 @@ CHAINABLE: dict[str, Chainable] = _register(
               terminal=True),
 )
 # Options at each position, simplest first (a failing model shrinks toward the first).
-ORDER = ("Linear", "ReLU", "Conv2d", "MaxPool2d", "BatchNorm2d", "AvgPool2d", "Softmax", "Embedding",
-         "CrossEntropyLoss")
+ORDER = ("Linear", "ReLU", "Conv2d", "MaxPool2d", "BatchNorm2d", "BatchNorm1d", "AvgPool2d", "Softmax",
+         "Embedding", "CrossEntropyLoss")

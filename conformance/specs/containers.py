@@ -97,7 +97,7 @@ def draw_model(d: S.Drawer, dtype: str, functional: bool,
     for i in range(count):
         last = i == count - 1
         options = [op for op in ORDER if CHAINABLE[op].accepts(x) and (tier == "float" or CHAINABLE[op].exact)
-                   and not (split_invariant and train and op == "BatchNorm2d")
+                   and not (split_invariant and train and op.startswith("BatchNorm"))
                    and (not CHAINABLE[op].terminal or (last and functional))]
         op = d.choice(options, f"layer[{i}]")
         ctx = Context(dtype=dtype, tier=tier, position=i, previous=layers[-1].op if layers else None,
@@ -225,7 +225,7 @@ def _inplace(case: Case) -> bool:
 
 
 def _bn(case: Case, track: bool) -> bool:
-    return any(layer["op"] == "BatchNorm2d" and layer["params"]["track_running_stats"] == track
+    return any(layer["op"].startswith("BatchNorm") and layer["params"]["track_running_stats"] == track
                for layer in layers_of(case))
 
 

@@ -115,7 +115,7 @@ class BatchNormBuffersFrozen(TorchBackend):
         if not (isinstance(fn, torch.nn.Module) and spec_of(case).family == "container"):
             return fn(*args, **kwargs)
         saved = [(m, m.running_mean.clone(), m.running_var.clone()) for m in fn.modules()
-                 if isinstance(m, torch.nn.BatchNorm2d) and m.running_mean is not None]
+                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None]
         out = fn(*args, **kwargs)
         with torch.no_grad():
             for m, mean, var in saved:
