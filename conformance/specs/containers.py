@@ -1,7 +1,8 @@
 """Containers running composed models: Sequential (positional and OrderedDict), ModuleList driven by
 a loop, ParameterList holding the weights of a functional model, DataParallel.
 
-Every case is a model of 1 to 5 declared catalogue layers whose shapes chain (``conformance.chainable``):
+Every case is a model of 1 to 5 declared catalogue layers whose shapes chain (``conformance.chainable``:
+Linear, ReLU, Conv2d, MaxPool2d, BatchNorm1d/2d, AvgPool2d, Softmax, Embedding, CrossEntropyLoss):
 the number of layers is drawn first and each layer's kind from the options its input allows,
 simplest first, so a failing model shrinks to the fewest and simplest layers that still fail; each
 layer draws its own parameters. The input is a feature matrix (N, F), an image batch (N, C, H, W)
@@ -20,7 +21,8 @@ How each container is called (the call tree rebuilds the model, so repro scripts
   loop written in the call tree needs no wrapper class that a repro script would have to import.
 - ParameterList: ``torch.nn.ParameterList(values)`` built from plain tensors (which it must turn into
   Parameters), read back entry by entry by a tree of ``torch.nn.functional`` calls (F.linear,
-  F.conv2d, F.batch_norm with batch statistics, F.relu...): a functional model.
+  F.conv2d, F.batch_norm with batch statistics, F.relu...): a functional model, which may end in
+  F.cross_entropy against class-index targets (the case input ``target``).
 - DataParallel: ``torch.nn.DataParallel(Sequential(...), device_ids)``, device_ids the default (every
   visible device) or two or three replicas on device 0. Without CUDA it runs the wrapped module
   directly (device_ids is ignored); its parameters and buffers carry the ``module.`` prefix. On CUDA
@@ -30,6 +32,10 @@ How each container is called (the call tree rebuilds the model, so repro scripts
   result depends on the split: BatchNorm appears only in evaluation mode, with running statistics
   (with batch statistics each replica would normalise its own chunk, and only replica 0's buffer
   updates would survive).
+
+Not covered: recurrent layers (an LSTM returns a tuple, which no Sequential or loop can pass on),
+keyword arguments scattered by DataParallel and output_device (the models take one input), layouts
+other than contiguous for the model's input.
 """
 
 from __future__ import annotations
