@@ -40,8 +40,19 @@ def _serve(conn: Any, backend_spec: str) -> None:
                 warnings.simplefilter("ignore")
                 answer = ("ok", backend.run(message))
         except BaseException as exc:  # report everything the backend raises, as text
-            answer = ("raise", f"{type(exc).__name__}: {exc}")
+            text = f"{type(exc).__name__}: {exc}"
+            if corrupts_device(text):  # the device is unusable from here on: this worker is done
+                conn.send(("crash", text.splitlines()[0]))
+                return
+            answer = ("raise", text)
         conn.send(answer)
+
+
+def corrupts_device(error: str) -> bool:
+    """An error after which the process's device context is unusable (a CUDA device-side assert,
+    an illegal memory access): recorded as a crash, and the worker is replaced."""
+    return any(marker in error for marker in ("device-side assert", "illegal memory access", "CUDA error: an illegal",
+                                               "unspecified launch failure"))
 
 
 def _describe_exit(code: int | None) -> str:
@@ -130,6 +141,9 @@ class IsolatedBackend(Backend):
             raise BackendCrash(f"{self.name} worker died: {reason}") from exc
         if status == "raise":
             raise BackendRaised(payload)
+        if status == "crash":
+            self._discard()
+            raise BackendCrash(f"{self.name}: {payload} (the device context is lost; worker replaced)")
         return payload
 
     def reset(self) -> None:

@@ -2,7 +2,9 @@
 of their error analyses.
 
 - ``LIBM_ULPS``: a good libm evaluates exp, expm1, log, log1p, tanh and erf to within this many
-  units of u (SLEEF's u10 functions and glibc are within 1 ulp; CUDA's expf, tanhf, erff within 2).
+  units of u, relative to the value (SLEEF's u10 functions and glibc are within 1 ulp; CUDA documents
+  2 ulps for expf, tanhf, erff). An ulp is up to 2u relative (just above a power of two), so 2 ulps
+  are 4u: an H200 run found tanhf 1.63 ulps (3.3u) from the exact value, within CUDA's 2 ulps.
 - Saturating functions (tanh, erf, sigmoid near ±1): once the exact value lies within half an ulp
   of ±1 the libm returns ±1 (it never overshoots); see ``saturating_error``.
 """
@@ -13,7 +15,7 @@ import math
 
 import numpy as np
 
-LIBM_ULPS = 2.0
+LIBM_ULPS = 4.0
 
 _ERFC = np.frompyfunc(math.erfc, 1, 1)  # NumPy has no erfc; math.erfc is accurate to ~1 ulp
 

@@ -195,7 +195,7 @@ def test_cancelling_formulas_are_bounded_in_the_magnitude_of_their_terms():
     x = _arr(-1e-6)
     y = A.elu(x, 1.0)
     e_out, _ = A.elu_error(x, y, None, 1.0)
-    assert e_out[0] >= libm.LIBM_ULPS  # alpha·(L·e^x + ...): absolute, not relative to y ≈ -1e-6
+    assert e_out[0] >= libm.LIBM_ULPS * 0.99  # alpha·(L·e^x + ...): absolute, not relative to y ≈ -1e-6
     t = _arr(1e-3)
     e_t, e_g = S.tanhshrink_error(t, S.tanhshrink(t), _arr(1.0), 2.0**-24)
     assert e_t[0] >= libm.LIBM_ULPS * math.tanh(1e-3) * 0.99 and e_g[0] >= 2.0  # g - g·(1 - t²)
