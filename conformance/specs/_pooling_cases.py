@@ -32,6 +32,7 @@ from reference import pooling as ref
 BUDGET = 2048  # input elements
 MAX_VALUE_MODES = ("distinct", "negative", "ties", "special")
 TIE_MODES = ("ties", "special")
+NON_FINITE = (np.nan, np.inf, -np.inf)
 CEIL_CORNERS = ("fit", "overhang", "drop", "any")
 # Max pooling: about one dim in eight gets a window whose taps all fall in the padding.
 EMPTY_WINDOW_ODDS = (False,) * 7 + (True,)
@@ -49,36 +50,20 @@ ALLOW_EMPTY_WINDOWS = True
 # ---------------------------------------------------------------------------------------------
 
 
-def _distinct_grid(rng: np.random.Generator, planes: int, plane: int, dtype: str, tier: str,
-                   negative: bool) -> np.ndarray:
-    """``(planes, plane)`` values, pairwise distinct within each plane, representable in ``dtype``.
-
-    Float tier: a random subset of the grid ±(1 + j/J)·2^(e-2) (J = 2^min(p-1, 10)); exact tier:
-    a random subset of the integers in [-M, M] (all negative when ``negative``).
-    """
-    if tier == "exact":
-        size = max(plane, 8)
-        codes = rng.permuted(np.tile(np.arange(size), (planes, 1)), axis=1)[:, :plane]
-        return -(codes + 1.0) if negative else codes - (size // 2) * 1.0
-    size = 2 * max(plane, 8)
-    codes = rng.permuted(np.tile(np.arange(size), (planes, 1)), axis=1)[:, :plane]
-    j_count = 2 ** min(DTYPES[dtype].precision - 1, 10)
-    sign = np.where(codes % 2 == 1, -1.0, 1.0)
-    rest = codes // 2 if not negative else codes
-    mantissa = 1.0 + (rest % j_count) / j_count
-    exponent = rest // j_count - 2
-    values = mantissa * np.exp2(exponent)
-    return -values if negative else sign * values
-
-
 def _max_plane_cap(dtype: str) -> int:
     """Largest plane for which the exact tier can hold pairwise distinct integers."""
     return 2 * DTYPES[dtype].exact_integer_limit + 1
 
 
 def _selection_values(d: S.Drawer, shape: Sequence[int], nd: int, dtype: str, tier: str,
-                      modes: Sequence[str] = MAX_VALUE_MODES) -> tuple[np.ndarray, str]:
-    """Input values of a max-type layer and the value mode drawn (see the module docstring)."""
+                      modes: Sequence[str] = MAX_VALUE_MODES,
+                      taps: Sequence[ref.Taps] | None = None) -> tuple[np.ndarray, str]:
+    """Input values of a max-type layer and the value mode drawn (see the module docstring).
+
+    ``ties``: few distinct values, and (given the windows' ``taps``) the first window of every
+    plane with two taps inside the input holds its maximum twice. ``special``: at least one NaN
+    or ±inf per case.
+    """
     mode = d.choice(modes, "input.values")
     rng = np.random.default_rng(d.integer(0, 2**32 - 1, "input.seed"))
     plane = int(np.prod(shape[-nd:]))
@@ -88,12 +73,40 @@ def _selection_values(d: S.Drawer, shape: Sequence[int], nd: int, dtype: str, ti
             arr = rng.integers(-2, 3, size=tuple(shape)).astype(np.float64)
         else:
             arr = rng.standard_normal(3)[rng.integers(0, 3, size=tuple(shape))]
+        if taps is not None:
+            arr = _tie_first_window(arr.reshape(planes, plane), shape[-nd:], taps).reshape(shape)
     else:
-        arr = _distinct_grid(rng, planes, plane, dtype, tier, negative=mode == "negative").reshape(shape)
+        arr = S.distinct_values(rng, planes, plane, dtype, tier, negative=mode == "negative").reshape(shape)
     if mode == "special":
         pick = rng.random(tuple(shape)) < 0.15
+        pick.flat[rng.integers(pick.size)] = True
         arr = np.where(pick, rng.choice(np.array([np.nan, np.inf, -np.inf]), size=tuple(shape)), arr)
     return DTYPES[dtype].round(arr), mode
+
+
+def _tie_first_window(x: np.ndarray, spatial: Sequence[int], taps: Sequence[ref.Taps]) -> np.ndarray:
+    """``x`` (planes, plane) with the first window (per plane) that has >= 2 taps inside the input
+    holding its maximum at its first two such taps (planes without such a window are unchanged)."""
+    flat, valid = ref.window_positions(spatial, taps)
+    rows = flat.shape[0]
+    flat = flat.reshape(rows, -1, int(np.prod(flat.shape[1 + len(taps):])))
+    valid = valid.reshape(flat.shape)
+    if flat.shape[-1] < 2:  # windows of one tap cannot tie
+        return x
+    multi = valid.sum(axis=-1) >= 2
+    window = multi.argmax(axis=1)
+    row = np.arange(x.shape[0]) % rows  # rows is 1 (shared windows) or one per plane
+    keep = multi[row, window[row]]
+    taps_flat, taps_ok = flat[row, window[row]], valid[row, window[row]]
+    order = np.argsort(~taps_ok, axis=-1, kind="stable")[:, :2]  # the first two valid taps
+    first, second = (np.take_along_axis(taps_flat, order[:, i:i + 1], axis=-1)[:, 0] for i in (0, 1))
+    values = np.take_along_axis(x, taps_flat, axis=1)
+    best = np.where(taps_ok, values, -np.inf).max(axis=-1)
+    out = x.copy()
+    planes = np.arange(x.shape[0])[keep]
+    out[planes, first[keep]] = best[keep]
+    out[planes, second[keep]] = best[keep]
+    return out
 
 
 def _lp_values(d: S.Drawer, shape: Sequence[int], dtype: str, tier: str, p: float, window: int,
@@ -111,7 +124,7 @@ def _lp_values(d: S.Drawer, shape: Sequence[int], dtype: str, tier: str, p: floa
     rng = np.random.default_rng(rng_seed)
     gen_shape = tuple(1 if (layout.kind == "expanded" and i in layout.dims) else s for i, s in enumerate(shape))
     if np.isinf(p):
-        mags = np.abs(_distinct_grid(rng, 1, int(np.prod(gen_shape)), dtype, tier, negative=True))
+        mags = np.abs(S.distinct_values(rng, 1, int(np.prod(gen_shape)), dtype, tier, negative=True))
         signs = np.where(rng.random(mags.shape) < 0.5, -1.0, 1.0)
         arr = (mags * signs).reshape(gen_shape)
         return np.ascontiguousarray(np.broadcast_to(fmt.round(arr), tuple(shape)))
@@ -281,18 +294,6 @@ def _input_case(d: S.Drawer, op: str, dtype: str, params: dict[str, Any], x: np.
                 layouts={"input": layout}, tier=tier, cotangent_seed=S.seed(d), note=note)
 
 
-def _strategy(build_case: Callable[[S.Drawer, str], Case]) -> Callable[[str], st.SearchStrategy[Case]]:
-    """The per-dtype case strategy that runs ``build_case(drawer, dtype)``."""
-    def strategy(dtype: str) -> st.SearchStrategy[Case]:
-        @st.composite
-        def build(draw: Any) -> Case:
-            return build_case(S.Drawer(draw), dtype)
-
-        return build()
-
-    return strategy
-
-
 # ---------------------------------------------------------------------------------------------
 # Case strategies
 # ---------------------------------------------------------------------------------------------
@@ -306,14 +307,16 @@ def max_pool_cases(op: str, nd: int) -> Callable[[str], st.SearchStrategy[Case]]
             dims = _without_empty_windows(dims, spatial, ceil_mode)
         tier = _tier_for(d, int(np.prod(spatial)) <= _max_plane_cap(dtype))
         shape = _input_shape(unbatched, n, c, spatial)
-        x, mode = _selection_values(d, shape, nd, dtype, tier)
+        taps = ref.pool_taps(spatial, [x.kernel for x in dims], [x.stride for x in dims],
+                             [x.padding for x in dims], [x.dilation for x in dims], ceil_mode)
+        x, mode = _selection_values(d, shape, nd, dtype, tier, taps=taps)
         params = _sliding_params(d, dims, explicit, dilation=True)
         params["ceil_mode"] = ceil_mode
         params["return_indices"] = True if mode in TIE_MODES else d.flag("return_indices")
         layout = S.layouts(d, len(shape), "layout.input")
         return _input_case(d, op, dtype, params, x, layout, tier, note=f"values={mode}")
 
-    return _strategy(build)
+    return S.case_strategy(build)
 
 
 def avg_pool_cases(op: str, nd: int) -> Callable[[str], st.SearchStrategy[Case]]:
@@ -331,10 +334,10 @@ def avg_pool_cases(op: str, nd: int) -> Callable[[str], st.SearchStrategy[Case]]
         tier = S.tier(d)
         layout = S.layouts(d, len(shape), "layout.input", expanded=True)
         x = S.values(d, shape, dtype, tier, "input", int_limit=S.exact_int_limit(dtype, window, factors=1),
-                     layout=layout, specials=(np.nan, np.inf, -np.inf, 0.0))
+                     layout=layout, specials=NON_FINITE, some_special=True)
         return _input_case(d, op, dtype, params, x, layout, tier)
 
-    return _strategy(build)
+    return S.case_strategy(build)
 
 
 LP_NORMS = (2.0, 1.0, 3.0, 1.5, 4, 8.0, 0.5, 16.0, float("inf"), float("-inf"))
@@ -358,13 +361,25 @@ def lp_pool_cases(op: str, nd: int) -> Callable[[str], st.SearchStrategy[Case]]:
         x = _lp_values(d, shape, dtype, tier, float(p), window, layout)
         return _input_case(d, op, dtype, params, x, layout, tier)
 
-    return _strategy(build)
+    return S.case_strategy(build)
 
 
-def fractional_cases(dtype: str) -> st.SearchStrategy[Case]:
-    @st.composite
-    def build(draw: Any) -> Case:
-        d = S.Drawer(draw)
+SAMPLE_KINDS = ("uniform", "extreme")
+
+
+def fractional_samples(rng: np.random.Generator, shape: Sequence[int], dtype: str, kind: str = "uniform") -> np.ndarray:
+    """FractionalMaxPool2d's ``_random_samples`` as ``torch.rand`` draws them in ``dtype`` (uniform
+    on the dtype's grid k·2^-p of [0, 1)); ``extreme``: each sample 0 or the largest value below 1."""
+    u = S.uniform_samples(rng, shape, dtype)
+    if kind == "extreme":
+        u = np.where(u < 0.5, 0.0, 1.0 - DTYPES[dtype].unit_roundoff)
+    return u
+
+
+def fractional_cases(drawn: bool) -> Callable[[str], st.SearchStrategy[Case]]:
+    """FractionalMaxPool2d cases: with ``_random_samples`` as an input (default), or without
+    (``drawn``: torch draws them and reports them as a random choice)."""
+    def build(d: S.Drawer, dtype: str) -> Case:
         unbatched, n, c = _batch_and_channels(d)
         kernel = S.per_dim(d, 2, 1, 4, "kernel_size")
         outs = [d.integer(1, 8, f"output[{i}]") for i in range(2)]
@@ -375,7 +390,16 @@ def fractional_cases(dtype: str) -> st.SearchStrategy[Case]:
         sizes = [height, width]
         tier = _tier_for(d, sizes[0] * sizes[1] <= _max_plane_cap(dtype))
         shape = _input_shape(unbatched, n, c, sizes)
-        x, mode = _selection_values(d, shape, 2, dtype, tier)
+        taps = samples = None
+        if not drawn:
+            kind = d.choice(SAMPLE_KINDS, "_random_samples.kind")
+            rng = np.random.default_rng(d.integer(0, 2**32 - 1, "_random_samples.seed"))
+            samples = fractional_samples(rng, (1 if unbatched else n, c, 2), dtype, kind)
+            rnd = DTYPES[dtype].round
+            u = samples.reshape(-1, 2)
+            taps = [ref.fractional_taps(ref.fractional_starts(u[:, 1], sizes[0], outs[0], kernel[0], rnd), kernel[0]),
+                    ref.fractional_taps(ref.fractional_starts(u[:, 0], sizes[1], outs[1], kernel[1], rnd), kernel[1])]
+        x, mode = _selection_values(d, shape, 2, dtype, tier, taps=taps)
         params: dict[str, Any] = {"kernel_size": S.as_param(kernel, d, "kernel_size")}
         ratio_ok = all(o + 0.5 < s for o, s in zip(outs, sizes))
         if ratio_ok and d.flag("output_ratio"):
@@ -384,30 +408,32 @@ def fractional_cases(dtype: str) -> st.SearchStrategy[Case]:
         else:
             params["output_size"] = S.as_param(tuple(outs), d, "output_size")
         params["return_indices"] = True if mode in TIE_MODES else d.flag("return_indices")
-        rng = np.random.default_rng(d.integer(0, 2**32 - 1, "_random_samples.seed"))
-        fmt = DTYPES[dtype]
-        below_one = 1.0 - fmt.unit_roundoff  # the largest representable value below 1
-        samples = np.minimum(fmt.round(rng.random((1 if unbatched else n, c, 2))), below_one)
         layout = S.layouts(d, len(shape), "layout.input")
         case = _input_case(d, "FractionalMaxPool2d", dtype, params, x, layout, tier, note=f"values={mode}")
-        return case.with_inputs(_random_samples=samples)
+        return case if samples is None else case.with_inputs(_random_samples=samples)
 
-    return build()
+    return S.case_strategy(build)
 
 
-ADAPTIVE_MODES = ("divides", "any", "larger", "none")
+# Per dim: in = out·window; any sizes; out > in; None (keep the size, 2d only); in % out != 0 with
+# out < in (windows of unequal length that overlap).
+ADAPTIVE_MODES = ("divides", "any", "larger", "none", "uneven")
 
 
 def adaptive_cases(op: str, nd: int, selection: bool) -> Callable[[str], st.SearchStrategy[Case]]:
     def build(d: S.Drawer, dtype: str) -> Case:
         unbatched, n, c = _batch_and_channels(d)
-        modes = ADAPTIVE_MODES if nd > 1 else ADAPTIVE_MODES[:-1]
+        modes = [m for m in ADAPTIVE_MODES if nd > 1 or m != "none"]
         sizes, outs = [], []
         for i in range(nd):
             mode = d.choice(modes, f"dim[{i}].output mode")
             if mode == "divides":
                 o = d.integer(1, 6, f"dim[{i}].output")
                 sizes.append(o * d.integer(1, 4, f"dim[{i}].window"))
+                outs.append(o)
+            elif mode == "uneven":
+                o = d.integer(2, 6, f"dim[{i}].output")
+                sizes.append(o * d.integer(1, 3, f"dim[{i}].window") + d.integer(1, o - 1, f"dim[{i}].remainder"))
                 outs.append(o)
             elif mode == "larger":
                 size = d.integer(1, 6, f"dim[{i}].input")
@@ -427,18 +453,19 @@ def adaptive_cases(op: str, nd: int, selection: bool) -> Callable[[str], st.Sear
         layout = S.layouts(d, len(shape), "layout.input", expanded=not selection)
         if selection:
             tier = _tier_for(d, sizes[0] * (sizes[1] if nd > 1 else 1) <= _max_plane_cap(dtype))
-            x, mode = _selection_values(d, shape, nd, dtype, tier)
+            taps = [ref.adaptive_taps(s, o if o is not None else s) for s, o in zip(sizes, outs)]
+            x, mode = _selection_values(d, shape, nd, dtype, tier, taps=taps)
             params["return_indices"] = True if mode in TIE_MODES else d.flag("return_indices")
             note = f"values={mode}"
         else:
             tier = S.tier(d)
             window = int(np.prod([-(-s // max(o or s, 1)) + 1 for s, o in zip(sizes, outs)]))
             x = S.values(d, shape, dtype, tier, "input", int_limit=S.exact_int_limit(dtype, window, 1),
-                         layout=layout, specials=(np.nan, np.inf, -np.inf, 0.0))
+                         layout=layout, specials=NON_FINITE, some_special=True)
             note = ""
         return _input_case(d, op, dtype, params, x, layout, tier, note=note)
 
-    return _strategy(build)
+    return S.case_strategy(build)
 
 
 UNPOOL_INDEX_MODES = ("maxpool", "duplicates")
@@ -468,6 +495,9 @@ def unpool_cases(op: str, nd: int) -> Callable[[str], st.SearchStrategy[Case]]:
             rng = np.random.default_rng(d.integer(0, 2**32 - 1, "indices.seed"))
             span = d.integer(1, plane, "indices.span")
             indices = rng.integers(0, span, size=indices.shape)
+            rows = indices.reshape(n * c, -1)
+            if rows.shape[1] > 1:  # at least one duplicate per plane
+                rows[:, 1] = rows[:, 0]
             values = DTYPES[dtype].round(rng.standard_normal(values.shape) if tier == "float"
                                          else rng.integers(-4, 5, size=values.shape).astype(np.float64))
         elif int(indices.max(initial=-1)) >= plane:
@@ -486,7 +516,7 @@ def unpool_cases(op: str, nd: int) -> Callable[[str], st.SearchStrategy[Case]]:
                     differentiable=("input",), layouts={"input": layout}, forward_kwargs=forward_kwargs,
                     tier=tier, cotangent_seed=S.seed(d), note=f"indices={index_mode}")
 
-    return _strategy(build)
+    return S.case_strategy(build)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -541,7 +571,7 @@ def sliding_invalid(op: str, nd: int, kind: str) -> Callable[[str], st.SearchStr
         return Case(op=op, dtype=dtype, params=params, inputs={"input": x}, differentiable=("input",),
                     invalid=True, note=violation)
 
-    return _strategy(build)
+    return S.case_strategy(build)
 
 
 def unpool_invalid(op: str, nd: int) -> Callable[[str], st.SearchStrategy[Case]]:
@@ -574,13 +604,12 @@ def unpool_invalid(op: str, nd: int) -> Callable[[str], st.SearchStrategy[Case]]
                     inputs={"input": x, "indices": indices.astype(np.int64)}, differentiable=("input",),
                     forward_kwargs=forward_kwargs, invalid=True, note=violation)
 
-    return _strategy(build)
+    return S.case_strategy(build)
 
 
-def fractional_invalid(dtype: str) -> st.SearchStrategy[Case]:
-    @st.composite
-    def build(draw: Any) -> Case:
-        d = S.Drawer(draw)
+def fractional_invalid(drawn: bool) -> Callable[[str], st.SearchStrategy[Case]]:
+    """Parameters torch rejects (with ``_random_samples`` as an input unless ``drawn``)."""
+    def build(d: S.Drawer, dtype: str) -> Case:
         violation = d.choice(("pool too large", "output_ratio >= 1", "output_ratio <= 0",
                               "both output_size and output_ratio", "neither output_size nor output_ratio"),
                              "violation")
@@ -597,13 +626,13 @@ def fractional_invalid(dtype: str) -> st.SearchStrategy[Case]:
         elif violation == "both output_size and output_ratio":
             params.update(output_size=out, output_ratio=0.5)
         rng = np.random.default_rng(0)
-        samples = DTYPES[dtype].round(rng.random((1, 2, 2)) * 0.9)
-        x = DTYPES[dtype].round(rng.standard_normal((1, 2, size, size)))
-        return Case(op="FractionalMaxPool2d", dtype=dtype, params=params,
-                    inputs={"input": x, "_random_samples": samples},
+        inputs = {"input": DTYPES[dtype].round(rng.standard_normal((1, 2, size, size)))}
+        if not drawn:
+            inputs["_random_samples"] = fractional_samples(rng, (1, 2, 2), dtype)
+        return Case(op="FractionalMaxPool2d", dtype=dtype, params=params, inputs=inputs,
                     differentiable=("input",), invalid=True, note=violation)
 
-    return build()
+    return S.case_strategy(build)
 
 
 def adaptive_invalid(op: str, nd: int) -> Callable[[str], st.SearchStrategy[Case]]:
@@ -615,4 +644,4 @@ def adaptive_invalid(op: str, nd: int) -> Callable[[str], st.SearchStrategy[Case
         return Case(op=op, dtype=dtype, params={"output_size": tuple(outs)}, inputs={"input": x},
                     differentiable=("input",), invalid=True, note="negative output_size")
 
-    return _strategy(build)
+    return S.case_strategy(build)

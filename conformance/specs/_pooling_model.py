@@ -22,9 +22,11 @@ from typing import Any
 import numpy as np
 
 from backends.base import Case, Result
+from conformance import strategies as S
 from conformance.compare import WORST_SHOWN, Comparison, compare_tensor
 from conformance.dtypes import DTYPES
 from conformance.spec import LayerSpec, spec_of
+from conformance.stats import StatCheck, bernstein_threshold
 from reference import pooling as ref
 
 # ---------------------------------------------------------------------------------------------
@@ -32,17 +34,17 @@ from reference import pooling as ref
 # ---------------------------------------------------------------------------------------------
 
 
-def _ndim(case: Case) -> int:
+def spatial_dims(case: Case) -> int:
     """Spatial dimensionality, a fact of the declaration."""
     return spec_of(case).dims  # type: ignore[return-value]
 
 
-def _kind(case: Case) -> str:
+def pool_kind(case: Case) -> str:
     """max | avg | lp | unpool | adaptive-max | adaptive-avg | fractional, a fact of the declaration."""
     return spec_of(case).kind
 
 
-def _per_dim(value: Any, nd: int) -> tuple[int, ...] | None:
+def per_dim_param(value: Any, nd: int) -> tuple[int, ...] | None:
     if value is None:
         return None
     if isinstance(value, (list, tuple)):
@@ -50,23 +52,23 @@ def _per_dim(value: Any, nd: int) -> tuple[int, ...] | None:
     return (int(value),) * nd
 
 
-def _batched(case: Case, name: str = "input") -> np.ndarray:
+def batched_input(case: Case, name: str = "input") -> np.ndarray:
     """The input with a batch axis (unbatched inputs have ndim = spatial + 1)."""
     x = case.inputs[name]
-    return x[None] if x.ndim == _ndim(case) + 1 else x
+    return x[None] if x.ndim == spatial_dims(case) + 1 else x
 
 
-def _is_unbatched(case: Case) -> bool:
-    return case.inputs["input"].ndim == _ndim(case) + 1
+def is_unbatched(case: Case) -> bool:
+    return case.inputs["input"].ndim == spatial_dims(case) + 1
 
 
 def _like_input(case: Case, arr: np.ndarray) -> np.ndarray:
     """Drop the batch axis again for an unbatched case."""
-    return arr[0] if _is_unbatched(case) else arr
+    return arr[0] if is_unbatched(case) else arr
 
 
 def _batched_like(case: Case, arr: np.ndarray) -> np.ndarray:
-    return arr[None] if _is_unbatched(case) else arr
+    return arr[None] if is_unbatched(case) else arr
 
 
 @dataclass(frozen=True)
@@ -81,21 +83,21 @@ class Sliding:
 
 
 def sliding(case: Case) -> Sliding:
-    nd = _ndim(case)
+    nd = spatial_dims(case)
     p = case.params
-    kernel = _per_dim(p["kernel_size"], nd)
-    stride = _per_dim(p.get("stride"), nd) or kernel
-    return Sliding(kernel, stride, _per_dim(p.get("padding", 0), nd), _per_dim(p.get("dilation", 1), nd),
+    kernel = per_dim_param(p["kernel_size"], nd)
+    stride = per_dim_param(p.get("stride"), nd) or kernel
+    return Sliding(kernel, stride, per_dim_param(p.get("padding", 0), nd), per_dim_param(p.get("dilation", 1), nd),
                    bool(p.get("ceil_mode", False)))
 
 
-def _fractional_output(case: Case, x: np.ndarray) -> tuple[int, int]:
+def fractional_output(case: Case, x: np.ndarray) -> tuple[int, int]:
     p = case.params
     has_size, has_ratio = p.get("output_size") is not None, p.get("output_ratio") is not None
     if has_size == has_ratio:
         raise ValueError("FractionalMaxPool2d needs exactly one of output_size and output_ratio")
     if has_size:
-        return _per_dim(p["output_size"], 2)  # type: ignore[return-value]
+        return per_dim_param(p["output_size"], 2)  # type: ignore[return-value]
     ratio = p["output_ratio"]
     ratio = tuple(ratio) if isinstance(ratio, (list, tuple)) else (ratio, ratio)
     if not all(0 < r < 1 for r in ratio):
@@ -103,7 +105,7 @@ def _fractional_output(case: Case, x: np.ndarray) -> tuple[int, int]:
     return int(x.shape[-2] * ratio[0]), int(x.shape[-1] * ratio[1])
 
 
-def _adaptive_output(case: Case, spatial: Sequence[int]) -> tuple[int, ...]:
+def adaptive_output(case: Case, spatial: Sequence[int]) -> tuple[int, ...]:
     size = case.params["output_size"]
     size = tuple(size) if isinstance(size, (list, tuple)) else (size,) * len(spatial)
     out = tuple(int(s) if o is None else int(o) for o, s in zip(size, spatial))
@@ -118,18 +120,18 @@ def _round_fn(case: Case) -> Callable[[np.ndarray], np.ndarray]:
 
 def case_taps(case: Case, spatial: Sequence[int]) -> list[ref.Taps]:
     """The windows of a max-type case (MaxPool, AdaptiveMaxPool, FractionalMaxPool, LPPool ±inf)."""
-    kind = _kind(case)
+    kind = pool_kind(case)
     if kind in ("max", "lp"):
         g = sliding(case)
         padding = g.padding if kind == "max" else (0,) * len(spatial)
         return ref.pool_taps(spatial, g.kernel, g.stride, padding, g.dilation, g.ceil_mode)
     if kind == "adaptive-max":
-        out = _adaptive_output(case, spatial)
+        out = adaptive_output(case, spatial)
         return [ref.adaptive_taps(int(s), o) for s, o in zip(spatial, out)]
     if kind == "fractional":
-        x = _batched(case)
-        (kh, kw), (oh, ow) = _per_dim(case.params["kernel_size"], 2), _fractional_output(case, x)
-        u = np.asarray(case.inputs["_random_samples"], dtype=np.float64).reshape(-1, 2)
+        x = batched_input(case)
+        (kh, kw), (oh, ow) = per_dim_param(case.params["kernel_size"], 2), fractional_output(case, x)
+        u = fractional_samples(case).reshape(-1, 2)
         return [ref.fractional_taps(ref.fractional_starts(u[:, 1], spatial[0], oh, kh, _round_fn(case)), kh),
                 ref.fractional_taps(ref.fractional_starts(u[:, 0], spatial[1], ow, kw, _round_fn(case)), kw)]
     raise KeyError(kind)
@@ -137,16 +139,16 @@ def case_taps(case: Case, spatial: Sequence[int]) -> list[ref.Taps]:
 
 def has_empty_window(case: Case) -> bool:
     """True when some max-pooling window has no tap inside the input (see ALLOW_EMPTY_WINDOWS)."""
-    if _kind(case) != "max":
+    if pool_kind(case) != "max":
         return False
-    taps = case_taps(case, _batched(case).shape[2:])
+    taps = case_taps(case, batched_input(case).shape[2:])
     return any(not t.valid.any(axis=-1).all() for t in taps)
 
 
 def maxpool3d_channels_last_neginf_window(case: Case) -> bool:
     """Predicate of a torch discrepancy: MaxPool3d on a channels_last_3d input, where a window whose
     elements are all -inf has its first tap at depth > 0 (torch's index then lacks the depth offset)."""
-    if _kind(case) != "max" or _ndim(case) != 3 or case.inputs["input"].ndim != 5:
+    if pool_kind(case) != "max" or spatial_dims(case) != 3 or case.inputs["input"].ndim != 5:
         return False
     layout = case.layout("input")
     if layout.kind not in ("channels_last", "permuted") or tuple(layout.perm) != (0, 2, 3, 4, 1):
@@ -164,9 +166,9 @@ def maxpool3d_channels_last_neginf_window(case: Case) -> bool:
 def avgpool3d_input_smaller_than_kernel(case: Case) -> bool:
     """Predicate of a torch discrepancy: AvgPool3d rejects an input smaller than the kernel along
     some dim even when the padding makes the output valid (AvgPool1d/2d accept it)."""
-    if _kind(case) != "avg" or _ndim(case) != 3:
+    if pool_kind(case) != "avg" or spatial_dims(case) != 3:
         return False
-    kernel = _per_dim(case.params["kernel_size"], 3)
+    kernel = per_dim_param(case.params["kernel_size"], 3)
     return any(s < k for s, k in zip(case.inputs["input"].shape[-3:], kernel))
 
 
@@ -191,7 +193,7 @@ def _selection_result(case: Case, x: np.ndarray, out: np.ndarray, idx: np.ndarra
 
 
 def max_pool_reference(case: Case, backward: bool) -> Result:
-    x = _batched(case)
+    x = batched_input(case)
     g = sliding(case)
     out, idx = ref.max_pool(x, g.kernel, g.stride, g.padding, g.dilation, g.ceil_mode)
     return _selection_result(case, x, out, idx, backward)
@@ -205,7 +207,7 @@ def _avg_args(case: Case) -> tuple[Any, ...]:
 
 
 def avg_pool_reference(case: Case, backward: bool) -> Result:
-    x = _batched(case)
+    x = batched_input(case)
     args = _avg_args(case)
     res = Result(outputs={"output": _like_input(case, ref.avg_pool(x, *args))})
     return _with_input_grad(case, res, backward, lambda g: ref.avg_pool_vjp(x.shape, g, *args))
@@ -217,36 +219,56 @@ def _lp_args(case: Case) -> tuple[float, tuple[int, ...], tuple[int, ...], bool]
 
 
 def lp_pool_reference(case: Case, backward: bool) -> Result:
-    x = _batched(case)
+    x = batched_input(case)
     p, kernel, stride, ceil_mode = _lp_args(case)
     res = Result(outputs={"output": _like_input(case, ref.lp_pool(x, p, kernel, stride, ceil_mode))})
     return _with_input_grad(case, res, backward, lambda g: ref.lp_pool_vjp(x, g, p, kernel, stride, ceil_mode))
 
 
+def fractional_sample_shape(case: Case) -> tuple[int, int, int]:
+    """(N, C, 2): one (width, height) sample pair per plane (N = 1 for an unbatched input)."""
+    x = batched_input(case)
+    return int(x.shape[0]), int(x.shape[1]), 2
+
+
+def fractional_samples(case: Case) -> np.ndarray:
+    """FractionalMaxPool2d's samples: an input of the case, or the random choice the backend
+    reported (``case.choices``). Before the backend has run, a drawn case (whose output shapes do
+    not depend on the samples) uses samples a conforming backend could draw."""
+    if "_random_samples" in case.choices:
+        return np.asarray(case.choices["_random_samples"], dtype=np.float64)
+    if "_random_samples" in case.inputs:
+        return np.asarray(case.inputs["_random_samples"], dtype=np.float64)
+    return S.uniform_samples(np.random.default_rng(case.cotangent_seed), fractional_sample_shape(case), case.dtype)
+
+
 def fractional_reference(case: Case, backward: bool) -> Result:
-    x = _batched(case)
-    out_size = _fractional_output(case, x)
-    samples = np.asarray(case.inputs["_random_samples"], dtype=np.float64)
-    n, c = x.shape[:2]
-    if samples.shape != (n, c, 2):
-        raise ValueError(f"_random_samples must have shape {(n, c, 2)}, got {samples.shape}")
-    kernel = _per_dim(case.params["kernel_size"], 2)
+    """Fractional max pooling given its samples; a drawn case returns them as its random choice."""
+    x = batched_input(case)
+    out_size = fractional_output(case, x)
+    samples = fractional_samples(case)
+    if samples.shape != fractional_sample_shape(case):
+        raise ValueError(f"_random_samples must have shape {fractional_sample_shape(case)}, got {samples.shape}")
+    kernel = per_dim_param(case.params["kernel_size"], 2)
     out, idx = ref.fractional_max_pool2d(x, kernel, out_size, samples, _round_fn(case))
-    return _selection_result(case, x, out, idx, backward)
+    result = _selection_result(case, x, out, idx, backward)
+    if "_random_samples" in case.choices:
+        result.choices["_random_samples"] = samples
+    return result
 
 
 def _unpool_geometry(case: Case) -> tuple[tuple[int, ...], ...]:
-    nd = _ndim(case)
+    nd = spatial_dims(case)
     p = case.params
-    kernel = _per_dim(p["kernel_size"], nd)
-    stride = _per_dim(p.get("stride"), nd) or kernel
-    padding = _per_dim(p.get("padding", 0), nd)
+    kernel = per_dim_param(p["kernel_size"], nd)
+    stride = per_dim_param(p.get("stride"), nd) or kernel
+    padding = per_dim_param(p.get("padding", 0), nd)
     return kernel, stride, padding
 
 
 def unpool_reference(case: Case, backward: bool) -> Result:
-    x = _batched(case)
-    idx = _batched(case, "indices")
+    x = batched_input(case)
+    idx = batched_input(case, "indices")
     kernel, stride, padding = _unpool_geometry(case)
     if min(kernel) < 1 or min(stride) < 1:
         raise ValueError("kernel_size and stride must be >= 1")
@@ -256,14 +278,14 @@ def unpool_reference(case: Case, backward: bool) -> Result:
 
 
 def adaptive_max_reference(case: Case, backward: bool) -> Result:
-    x = _batched(case)
-    out, idx = ref.adaptive_max_pool(x, _adaptive_output(case, x.shape[2:]))
+    x = batched_input(case)
+    out, idx = ref.adaptive_max_pool(x, adaptive_output(case, x.shape[2:]))
     return _selection_result(case, x, out, idx, backward)
 
 
 def adaptive_avg_reference(case: Case, backward: bool) -> Result:
-    x = _batched(case)
-    size = _adaptive_output(case, x.shape[2:])
+    x = batched_input(case)
+    size = adaptive_output(case, x.shape[2:])
     res = Result(outputs={"output": _like_input(case, ref.adaptive_avg_pool(x, size))})
     return _with_input_grad(case, res, backward, lambda g: ref.adaptive_avg_pool_vjp(x.shape, g, size))
 
@@ -275,13 +297,13 @@ def adaptive_avg_reference(case: Case, backward: bool) -> Result:
 
 def overlap(case: Case, tensor: str) -> int:
     """K of an input gradient: the most windows reading one input position."""
-    x = _batched(case)
-    kind = _kind(case)
+    x = batched_input(case)
+    kind = pool_kind(case)
     if kind == "avg":
         g = sliding(case)
         taps = ref.pool_taps(x.shape[2:], g.kernel, g.stride, g.padding, (1,) * len(g.kernel), g.ceil_mode)
     elif kind == "adaptive-avg":
-        out = _adaptive_output(case, x.shape[2:])
+        out = adaptive_output(case, x.shape[2:])
         taps = [ref.adaptive_taps(int(s), o) for s, o in zip(x.shape[2:], out)]
     else:
         taps = case_taps(case, x.shape[2:])
@@ -290,9 +312,9 @@ def overlap(case: Case, tensor: str) -> int:
 
 def window_numel(case: Case, tensor: str) -> int:
     """K of a pooled output: the largest window."""
-    x = _batched(case)
-    if _kind(case) == "adaptive-avg":
-        out = _adaptive_output(case, x.shape[2:])
+    x = batched_input(case)
+    if pool_kind(case) == "adaptive-avg":
+        out = adaptive_output(case, x.shape[2:])
         sizes = [int((e - s).max(initial=1)) for s, e in (ref.adaptive_bounds(int(i), o)
                                                           for i, o in zip(x.shape[2:], out))]
         return int(np.prod(sizes))
@@ -301,7 +323,7 @@ def window_numel(case: Case, tensor: str) -> int:
 
 def selection_grad_magnitude(case: Case, result: Result) -> dict[str, np.ndarray]:
     """|g| scattered to the arg-max of the case's own input (re-evaluating on |x| would move it)."""
-    x = _batched(case)
+    x = batched_input(case)
     g = np.abs(_batched_like(case, case.cotangents["output"]))
     mag = ref.scatter_by_indices(x.shape, result.meta["argmax"], g)
     return {"grad.input": _like_input(case, mag)}
@@ -319,7 +341,7 @@ def lp_magnitudes(case: Case, result: Result) -> dict[str, np.ndarray]:
     the rounding of the exponent 1/p - 1, plus the amplified underflow of the per-window factor.
     For p = ±inf the layer selects: output magnitude 0 (exact), gradient |g| at the selected element.
     """
-    x = _batched(case)
+    x = batched_input(case)
     p, kernel, stride, ceil_mode = _lp_args(case)
     out: dict[str, np.ndarray] = {}
     with np.errstate(all="ignore"):
@@ -363,7 +385,7 @@ def _fail(name: str, shape: Sequence[int], message: str) -> Comparison:
 
 def _index_check(case: Case, result: Result, got_idx: np.ndarray) -> np.ndarray:
     """Per output element: is the backend's index an arg-max of its window? (batched shape)"""
-    x = _batched(case)
+    x = batched_input(case)
     n, c = x.shape[:2]
     planes, plane = n * c, int(np.prod(x.shape[2:]))
     taps = case_taps(case, x.shape[2:])
@@ -415,7 +437,7 @@ def selection_grad_comparator(spec: LayerSpec, case: Case, name: str, result: Re
     """With indices from the backend (all of them arg-maxes), the gradient must be the scatter of
     the output gradient to exactly those positions; otherwise to the reference's arg-max."""
     expected = result.grads["input"]
-    x = _batched(case)
+    x = batched_input(case)
     g = _batched_like(case, case.cotangents["output"])
     idx = result.meta["argmax"]
     got_idx = got.outputs.get("indices")
@@ -432,7 +454,7 @@ def selection_grad_comparator(spec: LayerSpec, case: Case, name: str, result: Re
 
 
 def _window_nonempty(case: Case) -> np.ndarray:
-    x = _batched(case)
+    x = batched_input(case)
     taps = case_taps(case, x.shape[2:])
     _, valid = ref.window_positions(x.shape[2:], taps)
     nonempty = valid.reshape(*valid.shape[:1 + len(taps)], -1).any(axis=-1)
@@ -443,8 +465,8 @@ def _window_nonempty(case: Case) -> np.ndarray:
 def unpool_output_comparator(spec: LayerSpec, case: Case, name: str, result: Result, got: Result) -> Comparison:
     """Each position named by some index holds one of the values sent there; others hold 0."""
     expected = result.outputs[name]
-    x = _batched(case)
-    idx = _batched(case, "indices")
+    x = batched_input(case)
+    idx = batched_input(case, "indices")
     n, c = x.shape[:2]
     flat_idx = idx.reshape(n * c, -1)
     duplicated = any(len(np.unique(row)) < len(row) for row in flat_idx)
@@ -464,7 +486,7 @@ def unpool_output_comparator(spec: LayerSpec, case: Case, name: str, result: Res
     hits = np.bincount(positions, weights=match.ravel().astype(np.float64), minlength=y.size) > 0
     named = np.bincount(positions, minlength=y.size) > 0
     ok = np.where(named, hits, y.ravel() == 0).reshape(y.shape)
-    ok = _like_input(case, ok.reshape((n, c) + tuple(expected.shape[-_ndim(case):])))
+    ok = _like_input(case, ok.reshape((n, c) + tuple(expected.shape[-spatial_dims(case):])))
     cmp = Comparison(tensor=name, ok=bool(ok.all()), shape=list(expected.shape), size=int(expected.size),
                      exact_elements=int(expected.size))
     if not cmp.ok:
@@ -487,7 +509,7 @@ def unpool_output_comparator(spec: LayerSpec, case: Case, name: str, result: Res
 
 def no_ties(case: Case) -> bool:
     """Finite values, pairwise distinct within each plane."""
-    x = _batched(case)
+    x = batched_input(case)
     planes = x.reshape(x.shape[0] * x.shape[1], -1)
     if not np.isfinite(planes).all():
         return False
@@ -498,13 +520,13 @@ def no_ties(case: Case) -> bool:
 def unpool_smooth(case: Case) -> bool:
     """Without duplicate indices unpooling is linear; with them the forward keeps one value per
     position while torch's gradient gathers for every entry (not the forward's derivative)."""
-    idx = _batched(case, "indices")
+    idx = batched_input(case, "indices")
     rows = idx.reshape(idx.shape[0] * idx.shape[1], -1)
     return all(len(np.unique(r)) == len(r) for r in rows)
 
 
 def lp_smooth(case: Case) -> bool:
-    x = _batched(case)
+    x = batched_input(case)
     p, kernel, stride, ceil_mode = _lp_args(case)
     if not np.isfinite(x).all() or (x == 0).any():
         return False
@@ -514,3 +536,251 @@ def lp_smooth(case: Case) -> bool:
     with np.errstate(all="ignore"):
         v, _ = ref.lp_pool_sums(x, p, kernel, stride, ceil_mode)
     return bool(np.isfinite(v).all() and (v > 0).all())
+
+
+# ---------------------------------------------------------------------------------------------
+# Regime predicates (what a case is, computed from its data; see pooling.py for the regimes)
+# ---------------------------------------------------------------------------------------------
+
+
+def _ceil_counts(case: Case) -> list[tuple[int, int, int]]:
+    """Per spatial dim of a sliding-window case: (floor-mode output length, ceil-mode length
+    before torch's drop rule, torch's ceil-mode length)."""
+    g = sliding(case)
+    counts = []
+    for size, k, s, p, d in zip(batched_input(case).shape[2:], g.kernel, g.stride, g.padding, g.dilation):
+        span = size + 2 * p - d * (k - 1) - 1
+        floor_n, ceil_n = span // s + 1, -(-span // s) + 1
+        kept = ceil_n - 1 if (ceil_n - 1) * s >= size + p else ceil_n
+        counts.append((floor_n, ceil_n, kept))
+    return counts
+
+
+def ceil_overhang(case: Case) -> bool:
+    """ceil_mode keeps a last window that starts inside the input and runs past the right
+    padding (torch clips it: a max over fewer taps, an average over fewer positions)."""
+    return sliding(case).ceil_mode and any(kept > floor_n for floor_n, _, kept in _ceil_counts(case))
+
+
+def ceil_dropped(case: Case) -> bool:
+    """ceil_mode's extra last window would start in the right padding or past it: torch drops it."""
+    return sliding(case).ceil_mode and any(ceil_n > kept for _, ceil_n, kept in _ceil_counts(case))
+
+
+def dilated_with_padding(case: Case) -> bool:
+    g = sliding(case)
+    return any(d > 1 and p > 0 for d, p in zip(g.dilation, g.padding))
+
+
+def padded(case: Case) -> bool:
+    return any(p > 0 for p in sliding(case).padding)
+
+
+def tied_window(case: Case) -> bool:
+    """Some window holds its maximum at two or more taps, or two NaNs (any of them is a valid index)."""
+    x = batched_input(case)
+    taps = case_taps(case, x.shape[2:])
+    flat, valid = ref.window_positions(x.shape[2:], taps)
+    planes, window = x.shape[0] * x.shape[1], int(np.prod(flat.shape[1 + len(taps):]))
+    flat = np.broadcast_to(flat, (planes, *flat.shape[1:])).reshape(planes, -1, window)
+    valid = np.broadcast_to(valid, (planes, *valid.shape[1:])).reshape(planes, -1, window)
+    vals = np.take_along_axis(x.reshape(planes, -1), flat.reshape(planes, -1), axis=1).reshape(flat.shape)
+    nan = valid & np.isnan(vals)
+    best = np.where(valid & ~nan, vals, -np.inf).max(axis=-1, initial=-np.inf)
+    hits = (valid & ~nan & (vals == best[..., None])).sum(axis=-1)
+    return bool(((hits >= 2) & ~nan.any(axis=-1)).any() or (nan.sum(axis=-1) >= 2).any())
+
+
+def non_finite_input(case: Case) -> bool:
+    return not np.isfinite(case.inputs["input"]).all()
+
+
+def negative_with_padding(case: Case) -> bool:
+    """Every input value is negative and some window reads padding (which must never win)."""
+    return bool((case.inputs["input"] < 0).all()) and padded(case)
+
+
+def channels_last(case: Case) -> bool:
+    return case.layout("input").kind == "channels_last"
+
+
+def excludes_padding(case: Case) -> bool:
+    """count_include_pad=False with padding: windows over the padding divide by fewer positions."""
+    return not case.params.get("count_include_pad", True) and padded(case)
+
+
+def divisor_overridden(case: Case) -> bool:
+    return case.params.get("divisor_override") is not None
+
+
+def norm_type_is(value: float) -> Callable[[Case], bool]:
+    return lambda case: float(case.params["norm_type"]) == value
+
+
+def fractional_norm(case: Case) -> bool:
+    """A finite non-integer p (x^p of a negative x is NaN)."""
+    p = float(case.params["norm_type"])
+    return bool(np.isfinite(p) and not p.is_integer())
+
+
+def fractional_norm_negative_input(case: Case) -> bool:
+    return fractional_norm(case) and bool((case.inputs["input"] < 0).any())
+
+
+def duplicate_indices(case: Case) -> bool:
+    return not unpool_smooth(case)
+
+
+def unpool_output_size(case: Case) -> bool:
+    """An explicit output_size larger than the default (the extra positions stay 0)."""
+    size = case.forward_kwargs.get("output_size")
+    if size is None:
+        return False
+    kernel, stride, padding = _unpool_geometry(case)
+    default = ref.unpool_output_size(batched_input(case).shape[2:], kernel, stride, padding, None)
+    return tuple(size[-spatial_dims(case):]) != tuple(default)
+
+
+def unpool_output_size_with_batch(case: Case) -> bool:
+    size = case.forward_kwargs.get("output_size")
+    return size is not None and len(size) == spatial_dims(case) + 2
+
+
+def unpool_padded(case: Case) -> bool:
+    return any(p > 0 for p in _unpool_geometry(case)[2])
+
+
+def _adaptive_sizes(case: Case) -> list[tuple[int, int]]:
+    spatial = batched_input(case).shape[2:]
+    return list(zip(spatial, adaptive_output(case, spatial)))
+
+
+def adaptive_uneven(case: Case) -> bool:
+    """Some dim has out < in with in % out != 0: windows of unequal length that overlap."""
+    return any(o < i and i % o for i, o in _adaptive_sizes(case))
+
+
+def adaptive_larger(case: Case) -> bool:
+    """Some output dim is larger than the input's: windows repeat input elements."""
+    return any(o > i for i, o in _adaptive_sizes(case))
+
+
+def adaptive_none(case: Case) -> bool:
+    size = case.params["output_size"]
+    return isinstance(size, (list, tuple)) and any(o is None for o in size)
+
+
+def adaptive_global(case: Case) -> bool:
+    return all(o == 1 for _, o in _adaptive_sizes(case))
+
+
+def fractional_ratio(case: Case) -> bool:
+    return case.params.get("output_ratio") is not None
+
+
+def fractional_single_window(case: Case) -> bool:
+    return 1 in fractional_output(case, batched_input(case))
+
+
+def fractional_dense(case: Case) -> bool:
+    """Some dim has out = in - k + 1 > 1: alpha = 1, the windows step by one whatever the samples."""
+    x = batched_input(case)
+    kernel = per_dim_param(case.params["kernel_size"], 2)
+    return any(o > 1 and o == i - k + 1 for i, o, k in zip(x.shape[2:], fractional_output(case, x), kernel))
+
+
+def extreme_samples(case: Case) -> bool:
+    """Some sample is 0 or the largest value below 1 in the dtype."""
+    u = fractional_samples(case)
+    return bool(((u == 0) | (u == 1.0 - DTYPES[case.dtype].unit_roundoff)).any())
+
+
+# ---------------------------------------------------------------------------------------------
+# Randomness of FractionalMaxPool2d[drawn]: torch draws the samples, the suite tests them
+# ---------------------------------------------------------------------------------------------
+
+SAMPLE_THRESHOLDS = (0.25, 0.5, 0.75)
+# Independence: neighbouring sample pairs along (batch, channel, width/height) of one case.
+SAMPLE_AXES = ((0, "samples of a batch"), (1, "channels"), (2, "the width and height samples"))
+
+
+def fractional_sample_rule(case: Case) -> dict[str, Any]:
+    """How a torch-like adapter reads the samples back: ``torch.rand(N, C, 2)`` in the case dtype,
+    replayed after the call's seed (F.fractional_max_pool2d draws exactly that, first)."""
+    return {"rule": "rand", "shape": list(fractional_sample_shape(case))}
+
+
+def draw_fractional_samples(case: Case, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Samples as a conforming backend draws them (the reference backend's choices)."""
+    return {"_random_samples": S.uniform_samples(rng, fractional_sample_shape(case), case.dtype)}
+
+
+def _resolution(dtype: str, t: float) -> float:
+    """A bound on |P(u < t) - t| for a uniform variate rounded to ``dtype`` by any rounding, a
+    value rounded up to 1 wrapping to 0: the dtype's spacing at t (>= the spacing just below t)
+    plus the spacing just below 1."""
+    fmt = DTYPES[dtype]
+    return float(fmt.ulp(np.float64(t)) + fmt.ulp(np.float64(0.5)))
+
+
+def _allowing(name: str, description: str, outcomes: np.ndarray, mean: float, slack: float,
+              alpha: float) -> StatCheck:
+    """Two-sided test that independent 0/1 ``outcomes`` have a mean within ``slack`` of ``mean``:
+    the Bernstein threshold at the largest variance in that range, widened by n·slack (a correct
+    backend still raises a false alarm with probability <= alpha)."""
+    n = int(outcomes.size)
+    hi = min(0.5, mean + slack) if mean < 0.5 else max(0.5, mean - slack)
+    variance = n * hi * (1 - hi)
+    threshold = bernstein_threshold(variance, alpha) + n * slack if n else 0.0
+    return StatCheck(name=name, trials=n, observed=float(outcomes.sum()), expected=n * mean,
+                     threshold=threshold, false_alarm=alpha, description=description)
+
+
+def _one_per_seed(samples: Sequence[tuple[Case, dict[str, np.ndarray]]]) -> list[tuple[Case, dict[str, np.ndarray]]]:
+    """One (the largest) sample set per call seed: cases run with the same seed draw the same
+    stream (derandomized searches repeat small seeds such as 0), so only one of them is an
+    independent observation."""
+    best: dict[Any, tuple[Case, dict[str, np.ndarray]]] = {}
+    for i, (case, choices) in enumerate(samples):
+        seed = (case.call or {}).get("seed")
+        key = ("case", i) if seed is None else seed
+        size = np.asarray(choices["_random_samples"]).size
+        if key not in best or size > np.asarray(best[key][1]["_random_samples"]).size:
+            best[key] = (case, choices)
+    return list(best.values())
+
+
+def check_fractional_samples(samples: Sequence[tuple[Case, dict[str, np.ndarray]]], alpha: float) -> list[StatCheck]:
+    """The reported samples are uniform on [0, 1) (up to the dtype's resolution) and independent.
+
+    - range: every sample lies in [0, 1) (no false alarm possible);
+    - for t in 1/4, 1/2, 3/4: the count below t is Binomial(n, P(u < t)) with |P(u < t) - t| at
+      most the dtype's resolution at t (``_resolution``);
+    - for pairs of neighbouring samples along the batch, the channels and the (width, height)
+      pair: whether both fall on the same side of 1/2 agrees with probability q² + (1-q)² (q the
+      probability of u < 1/2), 1/2 up to 2·resolution² — a sample shared across channels agrees always.
+    The six tests share ``alpha`` equally (union bound), so a conforming backend raises a false
+    alarm on a target with probability <= alpha. Cases that ran with the same seed count once.
+    """
+    dtype = samples[0][0].dtype if samples else "float64"
+    arrays = [np.asarray(choices["_random_samples"], dtype=np.float64) for _, choices in _one_per_seed(samples)]
+    u = np.concatenate([a.reshape(-1) for a in arrays]) if arrays else np.zeros(0)
+    each = alpha / (len(SAMPLE_THRESHOLDS) + len(SAMPLE_AXES))
+    outside = int(((u < 0) | (u >= 1) | np.isnan(u)).sum())
+    checks = [StatCheck(name="range", trials=int(u.size), observed=float(outside), expected=0.0, threshold=0.0,
+                        false_alarm=0.0, description="samples outside [0, 1)")]
+    for t in SAMPLE_THRESHOLDS:
+        checks.append(_allowing(f"below {t}", f"samples below {t}", u < t, t, _resolution(dtype, t), each))
+    half = _resolution(dtype, 0.5)
+    for axis, what in SAMPLE_AXES:
+        same: list[np.ndarray] = []
+        for a in arrays:
+            pairs = a.shape[axis] // 2
+            if pairs:
+                first = np.take(a, np.arange(0, 2 * pairs, 2), axis=axis) < 0.5
+                second = np.take(a, np.arange(1, 2 * pairs, 2), axis=axis) < 0.5
+                same.append((first == second).reshape(-1))
+        agree = np.concatenate(same) if same else np.zeros(0, dtype=bool)
+        checks.append(_allowing(f"independent {what}", f"neighbouring {what} on the same side of 1/2",
+                                agree, 0.5, 2 * half * half, each))
+    return checks
