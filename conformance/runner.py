@@ -344,10 +344,8 @@ class Runner:
                 return  # one hang per target is reported; shrinking it would cost a timeout per step
             evaluation = self.evaluate(backend, spec, case, regime)
             record = evaluation.record
-            if (record["verdict"] not in ("pass", "unsupported") or record.get("known")) and hasattr(backend, "reset"):
-                # a process that just misbehaved, or ran a case of a known bug (which may corrupt its
-                # heap even when the compared values pass), may be corrupted: start afresh
-                backend.reset()
+            if record["verdict"] not in ("pass", "unsupported") and hasattr(backend, "reset"):
+                backend.reset()  # a process that just misbehaved may be corrupted: start afresh
             if record["verdict"] == "timeout":
                 state["timed_out"] = True
                 record["final"] = True
