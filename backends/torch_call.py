@@ -23,10 +23,12 @@ the same layout, for in-place calls; ``"device": "cpu"`` keeps it on the CPU), `
 (a Python list), ``{"packed": {"data": node, "batch_sizes": node, "sorted_indices": node,
 "unsorted_indices": node}}`` (a PackedSequence), ``{"parameter": name, "grad": name | null}`` (an
 ``nn.Parameter`` with that ``.grad``), ``{"module": {"target": ..., "init": {...}}}`` (a module
-instance) and ``{"literal": value}`` (value as is).
+instance), ``{"call": {"target": ..., "args": [node], "kwargs": {...}}}`` (the result of calling a
+function: compositions such as a pack/pad round trip) and ``{"literal": value}`` (value as is).
 
 Output *patterns*: a name binds the result, null ignores it, a list destructures a tuple, and
-``{"packed": {"data": name, "batch_sizes": name, ...}}`` destructures a PackedSequence.
+``{"packed": {"data": name, "batch_sizes": name, ...}}`` destructures a PackedSequence. A result
+that is None (a PackedSequence's indices when the batch was sorted) is left out.
 
 ``mutated`` names a module parameter or buffer (by attribute path), an input passed as a copy, the
 ``grad`` of a parameter node, or an input tensor; its value after the call is compared like an
@@ -118,6 +120,8 @@ def to_numpy(t: Any) -> tuple[np.ndarray, str]:
     torch = _torch()
     name = str(t.dtype).replace("torch.", "")
     t = t.detach().cpu()
+    if t.layout != torch.strided:  # a sparse gradient (Embedding(sparse=True)) is compared densified
+        t = t.to_dense()
     if t.is_floating_point():
         return t.to(torch.float64).numpy().copy(), name
     if t.dtype == torch.bool:
@@ -213,6 +217,10 @@ class CallInterpreter:
         if "module" in node:
             spec = node["module"]
             return self.build(resolve(spec["target"]), {k: self.node(v) for k, v in spec.get("init", {}).items()})
+        if "call" in node:
+            inner = node["call"]
+            return self.invoke(resolve(inner["target"]), [self.node(n) for n in inner.get("args", ())],
+                               {k: self.node(v) for k, v in inner.get("kwargs", {}).items()})
         if "literal" in node:
             return node["literal"]
         raise ValueError(f"unknown call node {node!r}")
@@ -336,7 +344,8 @@ def run_call(call: dict[str, Any], inputs: dict[str, np.ndarray], *, dtype: str,
         torch.autograd.backward(roots, grads)
         synchronise()
     for name, value in named.items():
-        out[name] = to_numpy(value) if torch.is_tensor(value) else _plain(value)
+        if value is not None:
+            out[name] = to_numpy(value) if torch.is_tensor(value) else _plain(value)
     parameters = tuple(call.get("parameters", ()))
     for name in requires_grad:
         g = interp.grad(name, parameters)

@@ -14,6 +14,7 @@ linger. A predicate sees parameters and shapes, not values, so it may match some
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib
 import sys
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ class KnownDiscrepancy:
     when: str = ""
     predicate: str = ""  # "module:function" taking the Case, for conditions an expression can't say
     strict: bool = True
+    # The discrepancy can corrupt the backend's process without killing it (heap corruption): the
+    # worker is replaced after every matching case. Other failures keep the worker.
+    restart: bool = False
 
     def matches(self, spec: LayerSpec, backend: str, case: Case) -> bool:
         op_ok = fnmatch.fnmatchcase(spec.id, self.op) or fnmatch.fnmatchcase(spec.name, self.op)
@@ -63,12 +67,27 @@ class KnownDiscrepancy:
             "train": case.train, "dtype": case.dtype, "invalid": case.invalid, "variant": case.variant,
             "shapes": {k: tuple(v.shape) for k, v in case.inputs.items()},
             "layouts": {k: case.layout(k).kind for k in case.inputs},
+            "cpu": cpu_flags(),
         }
         # The scope goes into the globals so that comprehensions in the predicate can see it.
         return bool(eval(self.when, {"__builtins__": _PREDICATE_BUILTINS, **scope}))
 
     def describe(self) -> dict[str, Any]:
-        return {"id": self.id, "reason": self.reason, "link": self.link, "strict": self.strict}
+        return {"id": self.id, "reason": self.reason, "link": self.link, "strict": self.strict,
+                "restart": self.restart}
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of this machine (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
 
 
 def _load_predicate(spec: str) -> Any:

@@ -138,6 +138,13 @@ def arg(name: str, *, copy: bool = False, device: str | None = None) -> dict[str
     return node
 
 
+def call_node(target: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Call node: the result of calling function ``target`` (positional args as in
+    ``TorchMapping.args``: a str is a case input)."""
+    return {"call": {"target": target, "args": [arg(a) if isinstance(a, str) else a for a in args],
+                     "kwargs": kwargs}}
+
+
 def packed(**fields: Any) -> dict[str, Any]:
     """Call node or output pattern: a PackedSequence from / into named parts (data, batch_sizes,
     sorted_indices, unsorted_indices)."""

@@ -15,8 +15,9 @@ Conventions that every family follows:
 
 from __future__ import annotations
 
-import fnmatch
 import math
+import re
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,8 +40,8 @@ class Drawer:
     """Wraps hypothesis' ``draw`` so that every draw carries a label (shown on failure).
 
     Draws whose label matches a pin of the regime being drawn for (``spec.current_pins``; glob
-    patterns allowed, ``[*]`` standing for any index) return the pinned value instead: an integer
-    pin is clamped into the draw's range, and a choice pin that is not among the options is ignored.
+    patterns allowed) return the pinned value instead: an integer pin is clamped into the draw's
+    range, and a choice pin that is not among the options is ignored.
     """
 
     def __init__(self, draw: Any):
@@ -49,7 +50,7 @@ class Drawer:
 
     def _pinned(self, label: str) -> Any:
         for pattern, value in self._pins.items():
-            if label == pattern or fnmatch.fnmatchcase(label, _index_glob(pattern)):
+            if label == pattern or pin_matches(pattern, label):
                 return value
         return _UNPINNED
 
@@ -70,7 +71,7 @@ class Drawer:
         """Pick one of ``options``; shrinks toward the first."""
         options = list(options)
         pin = self._pinned(label)
-        if pin is not _UNPINNED and any(pin == o and type(pin) is type(o) for o in options):
+        if pin is not _UNPINNED and any(_same(pin, o) for o in options):
             note_draw(label, pin)
             return pin
         return self(st.sampled_from(options), label)
@@ -84,11 +85,19 @@ class Drawer:
         return self(st.booleans(), label)
 
 
-def _index_glob(pattern: str) -> str:
-    """A pin pattern as an fnmatch glob where ``[*]`` stands for any index: ``dim[*].kernel``
-    matches ``dim[0].kernel`` and ``dim[2].kernel`` (fnmatch alone would read ``[*]`` as the
-    character class of ``*``)."""
-    return pattern.replace("[*]", "[[]*[]]")
+def pin_matches(pattern: str, label: str) -> bool:
+    """A pin's label pattern: ``*`` matches anything, every other character itself (so that
+    ``shape[*]`` pins ``shape[0]``, ``shape[1]``...)."""
+    return re.fullmatch(re.escape(pattern).replace(r"\*", ".*"), label) is not None
+
+
+def _same(pin: Any, option: Any) -> bool:
+    """A pinned value equals an option: same type and value (NaN equals NaN)."""
+    if type(pin) is not type(option):
+        return False
+    if isinstance(pin, float) and math.isnan(pin):
+        return math.isnan(option)
+    return bool(pin == option)
 
 
 def note_draw(label: str, value: Any) -> None:
@@ -286,6 +295,21 @@ def cotangent(seed: int, shape: Sequence[int], dtype: str, tier_name: str) -> np
     else:
         arr = rng.standard_normal(tuple(shape))
     return DTYPES[dtype].round(arr)
+
+
+def output_cotangent(case: Any, name: str, shape: Sequence[int]) -> np.ndarray:
+    """The cotangent of output ``name`` of ``case``: drawn from the case's cotangent seed and the
+    output's name, so that it does not depend on which other outputs exist."""
+    return cotangent((case.cotangent_seed + zlib.crc32(name.encode())) % 2**32, shape, case.dtype, case.tier)
+
+
+def output_gradient(case: Any, name: str, like: np.ndarray) -> np.ndarray:
+    """The cotangent a reference's backward uses for output ``name`` (shaped like ``like``): the
+    case's own when attached, else drawn (``output_cotangent``) and attached to the case, so the
+    reference computes its forward once and the backend receives the same cotangents."""
+    if name not in case.cotangents:
+        case.cotangents[name] = output_cotangent(case, name, np.shape(like))
+    return case.cotangents[name]
 
 
 def seed(d: Drawer, label: str = "cotangent.seed") -> int:
