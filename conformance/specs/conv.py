@@ -605,6 +605,25 @@ def _stride_skips(case: Case) -> bool:
     return any(s > d * (k - 1) + 1 for k, s, d in zip(kernel, stride, dilation))
 
 
+def _transposed_gaps(case: Case) -> bool:
+    """Output positions that no input element reaches (between strided or dilated taps, or in
+    the output padding): they hold the bias alone."""
+    kernel, stride, dilation, total = _geometry(case)
+    x, nd = case.inputs["input"], len(kernel)
+    spatial, pads = x.shape[-nd:], tuple(t // 2 for t in total)
+    size = case.forward_kwargs.get("output_size")
+    if size is None:
+        extra = _output_padding(case)
+    else:
+        extra = ref.output_padding_for_size(size, spatial, x.ndim == nd + 2, kernel, stride, pads, dilation)
+    for length, k, s, d, p, o in zip(spatial, kernel, stride, dilation, pads, extra):
+        out = (length - 1) * s - 2 * p + d * (k - 1) + 1 + o
+        written = (np.arange(length)[:, None] * s + np.arange(k)[None, :] * d - p).ravel()
+        if np.unique(written[(written >= 0) & (written < out)]).size < out:
+            return True
+    return False
+
+
 def _unbatched(case: Case) -> bool:
     return case.inputs["input"].ndim == case.inputs["weight"].ndim - 1
 
@@ -657,15 +676,8 @@ def _layout_regimes(nd: int) -> list[Regime]:
     return regimes
 
 
-def _shared_regimes(nd: int) -> list[Regime]:
-    return [
-        Regime("depthwise", _depthwise, {"channel regime": "small", "groups": 3, "in_channels per group": 1},
-               "groups = in_channels > 1: one filter bank per input channel"),
-        Regime("stride longer than the kernel", _stride_skips,
-               {"padding kind": "numeric", "stride[*]": 3, "kernel_size[*]": 2, "dilation[*]": 1},
-               "stride > d·(k-1)+1: input elements no window reads (transposed: output gaps holding the bias)"),
-        *_layout_regimes(nd),
-    ]
+DEPTHWISE = Regime("depthwise", _depthwise, {"channel regime": "small", "groups": 3, "in_channels per group": 1},
+                   "groups = in_channels > 1: one filter bank per input channel")
 
 
 def conv_regimes(nd: int) -> tuple[Regime, ...]:
@@ -679,7 +691,11 @@ def conv_regimes(nd: int) -> tuple[Regime, ...]:
         Regime("dilation with padding", _dilated_with_padding,
                {**PADDED, "dilation[*]": 2, "output_size[*]": 2},
                "dilated taps reaching into the padding"),
-        *_shared_regimes(nd),
+        DEPTHWISE,
+        Regime("stride longer than the kernel", _stride_skips,
+               {"padding kind": "numeric", "stride[*]": 3, "kernel_size[*]": 2, "dilation[*]": 1},
+               "stride > d·(k-1)+1: input elements no window reads"),
+        *_layout_regimes(nd),
     )
 
 
@@ -697,7 +713,11 @@ def transposed_regimes(nd: int) -> tuple[Regime, ...]:
         Regime("output_size with batch and channels", _output_size_with_leading,
                {"forward output_size": True, "output_size with leading dims": True},
                "output_size given with the batch/channel sizes in front: only the spatial sizes count"),
-        *_shared_regimes(nd),
+        DEPTHWISE,
+        Regime("output positions no input reaches", _transposed_gaps,
+               {"stride[*]": 3, "kernel_size[*]": 2, "dilation[*]": 1, "input_size[*]": 2},
+               "gaps between strided taps (stride > d·(k-1)+1): they hold the bias alone"),
+        *_layout_regimes(nd),
     )
 
 for _nd in (1, 2, 3):
