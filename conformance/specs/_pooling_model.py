@@ -1,6 +1,6 @@
 """Pooling declarations' semantics beyond the reference: parameters as the reference needs them,
 the reference wrappers, the error model (reduction lengths and magnitudes), the tie-rule
-comparators and the smoothness predicates.
+comparators, the smoothness predicates and the statistics of FractionalMaxPool2d[drawn]'s samples.
 
 Max-type layers are checked by rule where the documentation leaves a choice:
 
@@ -258,7 +258,7 @@ def fractional_reference(case: Case, backward: bool) -> Result:
     return result
 
 
-def _unpool_geometry(case: Case) -> tuple[tuple[int, ...], ...]:
+def unpool_geometry(case: Case) -> tuple[tuple[int, ...], ...]:
     nd = spatial_dims(case)
     p = case.params
     kernel = per_dim_param(p["kernel_size"], nd)
@@ -270,7 +270,7 @@ def _unpool_geometry(case: Case) -> tuple[tuple[int, ...], ...]:
 def unpool_reference(case: Case, backward: bool) -> Result:
     x = batched_input(case)
     idx = batched_input(case, "indices")
-    kernel, stride, padding = _unpool_geometry(case)
+    kernel, stride, padding = unpool_geometry(case)
     if min(kernel) < 1 or min(stride) < 1:
         raise ValueError("kernel_size and stride must be >= 1")
     size = ref.unpool_output_size(x.shape[2:], kernel, stride, padding, case.forward_kwargs.get("output_size"))
@@ -537,163 +537,6 @@ def lp_smooth(case: Case) -> bool:
     with np.errstate(all="ignore"):
         v, _ = ref.lp_pool_sums(x, p, kernel, stride, ceil_mode)
     return bool(np.isfinite(v).all() and (v > 0).all())
-
-
-# ---------------------------------------------------------------------------------------------
-# Regime predicates (what a case is, computed from its data; see pooling.py for the regimes)
-# ---------------------------------------------------------------------------------------------
-
-
-def _ceil_counts(case: Case) -> list[tuple[int, int, int]]:
-    """Per spatial dim of a sliding-window case: (floor-mode output length, ceil-mode length
-    before torch's drop rule, torch's ceil-mode length)."""
-    g = sliding(case)
-    counts = []
-    for size, k, s, p, d in zip(batched_input(case).shape[2:], g.kernel, g.stride, g.padding, g.dilation):
-        span = size + 2 * p - d * (k - 1) - 1
-        floor_n, ceil_n = span // s + 1, -(-span // s) + 1
-        kept = ceil_n - 1 if (ceil_n - 1) * s >= size + p else ceil_n
-        counts.append((floor_n, ceil_n, kept))
-    return counts
-
-
-def ceil_overhang(case: Case) -> bool:
-    """ceil_mode keeps a last window that starts inside the input and runs past the right
-    padding (torch clips it: a max over fewer taps, an average over fewer positions)."""
-    return sliding(case).ceil_mode and any(kept > floor_n for floor_n, _, kept in _ceil_counts(case))
-
-
-def ceil_dropped(case: Case) -> bool:
-    """ceil_mode's extra last window would start in the right padding or past it: torch drops it."""
-    return sliding(case).ceil_mode and any(ceil_n > kept for _, ceil_n, kept in _ceil_counts(case))
-
-
-def dilated_with_padding(case: Case) -> bool:
-    g = sliding(case)
-    return any(d > 1 and p > 0 for d, p in zip(g.dilation, g.padding))
-
-
-def padded(case: Case) -> bool:
-    return any(p > 0 for p in sliding(case).padding)
-
-
-def tied_window(case: Case) -> bool:
-    """Some window holds its maximum at two or more taps, or two NaNs (any of them is a valid index)."""
-    x = batched_input(case)
-    taps = case_taps(case, x.shape[2:])
-    flat, valid = ref.window_positions(x.shape[2:], taps)
-    planes, window = x.shape[0] * x.shape[1], int(np.prod(flat.shape[1 + len(taps):]))
-    flat = np.broadcast_to(flat, (planes, *flat.shape[1:])).reshape(planes, -1, window)
-    valid = np.broadcast_to(valid, (planes, *valid.shape[1:])).reshape(planes, -1, window)
-    vals = np.take_along_axis(x.reshape(planes, -1), flat.reshape(planes, -1), axis=1).reshape(flat.shape)
-    nan = valid & np.isnan(vals)
-    best = np.where(valid & ~nan, vals, -np.inf).max(axis=-1, initial=-np.inf)
-    hits = (valid & ~nan & (vals == best[..., None])).sum(axis=-1)
-    return bool(((hits >= 2) & ~nan.any(axis=-1)).any() or (nan.sum(axis=-1) >= 2).any())
-
-
-def non_finite_input(case: Case) -> bool:
-    return not np.isfinite(case.inputs["input"]).all()
-
-
-def negative_with_padding(case: Case) -> bool:
-    """Every input value is negative and some window reads padding (which must never win)."""
-    return bool((case.inputs["input"] < 0).all()) and padded(case)
-
-
-def channels_last(case: Case) -> bool:
-    return case.layout("input").kind == "channels_last"
-
-
-def excludes_padding(case: Case) -> bool:
-    """count_include_pad=False with padding: windows over the padding divide by fewer positions."""
-    return not case.params.get("count_include_pad", True) and padded(case)
-
-
-def divisor_overridden(case: Case) -> bool:
-    return case.params.get("divisor_override") is not None
-
-
-def norm_type_is(value: float) -> Callable[[Case], bool]:
-    return lambda case: float(case.params["norm_type"]) == value
-
-
-def fractional_norm(case: Case) -> bool:
-    """A finite non-integer p (x^p of a negative x is NaN)."""
-    p = float(case.params["norm_type"])
-    return bool(np.isfinite(p) and not p.is_integer())
-
-
-def fractional_norm_negative_input(case: Case) -> bool:
-    return fractional_norm(case) and bool((case.inputs["input"] < 0).any())
-
-
-def duplicate_indices(case: Case) -> bool:
-    return not unpool_smooth(case)
-
-
-def unpool_output_size(case: Case) -> bool:
-    """An explicit output_size larger than the default (the extra positions stay 0)."""
-    size = case.forward_kwargs.get("output_size")
-    if size is None:
-        return False
-    kernel, stride, padding = _unpool_geometry(case)
-    default = ref.unpool_output_size(batched_input(case).shape[2:], kernel, stride, padding, None)
-    return tuple(size[-spatial_dims(case):]) != tuple(default)
-
-
-def unpool_output_size_with_batch(case: Case) -> bool:
-    size = case.forward_kwargs.get("output_size")
-    return size is not None and len(size) == spatial_dims(case) + 2
-
-
-def unpool_padded(case: Case) -> bool:
-    return any(p > 0 for p in _unpool_geometry(case)[2])
-
-
-def _adaptive_sizes(case: Case) -> list[tuple[int, int]]:
-    spatial = batched_input(case).shape[2:]
-    return list(zip(spatial, adaptive_output(case, spatial)))
-
-
-def adaptive_uneven(case: Case) -> bool:
-    """Some dim has out < in with in % out != 0: windows of unequal length that overlap."""
-    return any(o < i and i % o for i, o in _adaptive_sizes(case))
-
-
-def adaptive_larger(case: Case) -> bool:
-    """Some output dim is larger than the input's: windows repeat input elements."""
-    return any(o > i for i, o in _adaptive_sizes(case))
-
-
-def adaptive_none(case: Case) -> bool:
-    size = case.params["output_size"]
-    return isinstance(size, (list, tuple)) and any(o is None for o in size)
-
-
-def adaptive_global(case: Case) -> bool:
-    return all(o == 1 for _, o in _adaptive_sizes(case))
-
-
-def fractional_ratio(case: Case) -> bool:
-    return case.params.get("output_ratio") is not None
-
-
-def fractional_single_window(case: Case) -> bool:
-    return 1 in fractional_output(case, batched_input(case))
-
-
-def fractional_dense(case: Case) -> bool:
-    """Some dim has out = in - k + 1 > 1: alpha = 1, the windows step by one whatever the samples."""
-    x = batched_input(case)
-    kernel = per_dim_param(case.params["kernel_size"], 2)
-    return any(o > 1 and o == i - k + 1 for i, o, k in zip(x.shape[2:], fractional_output(case, x), kernel))
-
-
-def extreme_samples(case: Case) -> bool:
-    """Some sample is 0 or the largest value below 1 in the dtype."""
-    u = fractional_samples(case)
-    return bool(((u == 0) | (u == 1.0 - DTYPES[case.dtype].unit_roundoff)).any())
 
 
 # ---------------------------------------------------------------------------------------------

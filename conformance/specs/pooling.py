@@ -1,15 +1,16 @@
 """Pooling layers: max, average, power-average (LP), fractional max, max-unpool and adaptive pooling.
 
 Sixteen declarations: MaxPool1d/2d/3d, MaxUnpool1d/2d/3d, AvgPool1d/2d/3d, FractionalMaxPool2d,
-LPPool1d/2d, AdaptiveMaxPool1d/2d, AdaptiveAvgPool1d/2d. Their case strategies live in
-``_pooling_cases``, their references, error model and tie-rule comparators in ``_pooling_model``;
-this module declares them, with their corner regimes.
+LPPool1d/2d, AdaptiveMaxPool1d/2d, AdaptiveAvgPool1d/2d, and FractionalMaxPool2d[drawn] (torch
+draws the samples). Their case strategies live in ``_pooling_cases``, their references, error model,
+tie-rule comparators and sample statistics in ``_pooling_model``, their corner regimes in
+``_pooling_regimes``; this module declares them.
 """
 
 from __future__ import annotations
 
 from backends.base import Case
-from conformance.spec import LayerSpec, Randomness, Regime, Tolerance, TorchMapping, arg, declare
+from conformance.spec import LayerSpec, Randomness, Tolerance, TorchMapping, arg, declare
 from conformance.specs._pooling_cases import (
     adaptive_cases,
     adaptive_invalid,
@@ -24,199 +25,39 @@ from conformance.specs._pooling_cases import (
 )
 from conformance.specs._pooling_model import (  # has_empty_window & co. are named by known_discrepancies.toml
     adaptive_avg_reference,
-    adaptive_global,
-    adaptive_larger,
     adaptive_max_reference,
-    adaptive_none,
-    adaptive_uneven,
     avg_pool_reference,
     avgpool3d_input_smaller_than_kernel,
-    ceil_dropped,
-    ceil_overhang,
-    channels_last,
     check_fractional_samples,
-    dilated_with_padding,
-    divisor_overridden,
     draw_fractional_samples,
-    duplicate_indices,
-    excludes_padding,
-    extreme_samples,
-    fractional_dense,
-    fractional_norm,
-    fractional_norm_negative_input,
-    fractional_ratio,
     fractional_reference,
     fractional_sample_rule,
-    fractional_single_window,
     has_empty_window,
     indices_comparator,
-    is_unbatched,
     lp_magnitudes,
     lp_pool_reference,
     lp_smooth,
     max_pool_reference,
     maxpool3d_channels_last_neginf_window,
-    negative_with_padding,
     no_ties,
-    non_finite_input,
-    norm_type_is,
     overlap,
     selection_grad_comparator,
     selection_grad_magnitude,
-    tied_window,
     unpool_output_comparator,
-    unpool_output_size,
-    unpool_output_size_with_batch,
-    unpool_padded,
     unpool_reference,
     unpool_smooth,
     window_numel,
 )
+from conformance.specs._pooling_regimes import (
+    adaptive_regimes,
+    avg_pool_regimes,
+    fractional_regimes,
+    lp_pool_regimes,
+    max_pool_regimes,
+    unpool_regimes,
+)
 
 __all__ = ["avgpool3d_input_smaller_than_kernel", "has_empty_window", "maxpool3d_channels_last_neginf_window"]
-
-
-# ---------------------------------------------------------------------------------------------
-# Regimes: corners of each declaration, with the labelled draws that reach them
-# ---------------------------------------------------------------------------------------------
-
-# Max pooling draws, per dim, whether a window lies wholly in the padding; most regimes exclude it.
-NO_EMPTY = {"dim[*].window in the padding only": False}
-# ceil_mode corners: k = 3 and s = 3 leave room for every remainder r in [1, s-1] past e - p.
-OVERHANG = {"ceil_mode": True, "dim[*].ceil corner": "overhang", "dim[*].kernel": 3, "dim[*].stride": 3}
-# A dropped ceil window needs s > e - p: the explicit-stride draw provides it.
-DROPPED = {"ceil_mode": True, "explicit stride": True, "dim[*].ceil corner": "drop"}
-WITH_PADDING = {"dim[*].kernel": 3, "dim[*].padding": 1}
-
-
-def _layout_regimes(nd: int) -> tuple[Regime, ...]:
-    regimes = [Regime("unbatched", is_unbatched, {"unbatched": True}, "input without a batch dim: (C, *spatial)")]
-    if nd > 1:
-        regimes.append(Regime("channels_last", channels_last, {"unbatched": False, "layout.input": "channels_last"},
-                              "input stored channels-last (torch's NHWC / NDHWC kernels)"))
-    return tuple(regimes)
-
-
-def _ceil_regimes(no_empty: dict[str, bool]) -> tuple[Regime, ...]:
-    return (
-        Regime("ceil overhang clipped", ceil_overhang, {**no_empty, **OVERHANG},
-               "ceil_mode keeps a last window that starts in the input and runs past the right padding: clipped"),
-        Regime("ceil window dropped", ceil_dropped, {**no_empty, **DROPPED},
-               "ceil_mode's extra window would start in the right padding or past it: torch drops it"),
-    )
-
-
-def max_pool_regimes(nd: int) -> tuple[Regime, ...]:
-    return (
-        *_ceil_regimes(NO_EMPTY),
-        Regime("dilation with padding", dilated_with_padding, {**NO_EMPTY, **WITH_PADDING, "dim[*].dilation": 2},
-               "dilated taps that skip over or land in the -inf padding"),
-        Regime("window wholly in the padding", has_empty_window, {"dim[*].window in the padding only": True},
-               "a window none of whose dilated taps is inside the input: -inf, no index, no gradient "
-               "(torch mishandles it: known discrepancy maxpool-empty-window-out-of-window-index)"),
-        Regime("tied maxima", tied_window, {**NO_EMPTY, "input.values": "ties", "dim[*].kernel": 2,
-                                            "dim[*].padding": 0},
-               "a window holding its maximum twice: any of the tied positions is a valid index"),
-        Regime("NaN and ±inf", non_finite_input, {"input.values": "special"},
-               "non-finite inputs: a window with a NaN gives NaN, ±inf compare as numbers"),
-        Regime("negative values with padding", negative_with_padding,
-               {**NO_EMPTY, **WITH_PADDING, "input.values": "negative"},
-               "every value negative while windows read padding: the padding (-inf) must never win"),
-        *_layout_regimes(nd),
-    )
-
-
-def avg_pool_regimes(nd: int) -> tuple[Regime, ...]:
-    regimes = [
-        *_ceil_regimes({}),
-        Regime("count_include_pad=False with padding", excludes_padding,
-               {**WITH_PADDING, "count_include_pad=False": True},
-               "windows over the padding divide by the positions inside the input only"),
-    ]
-    if nd > 1:
-        regimes.append(Regime("divisor_override", divisor_overridden, {"divisor_override": True},
-                              "a fixed divisor (also negative) replaces the window's count"))
-    regimes.append(Regime("NaN and ±inf", non_finite_input, {"tier": "float", "input.kind": "special"},
-                          "non-finite inputs propagate into every window that reads them"))
-    return (*regimes, *_layout_regimes(nd))
-
-
-def lp_pool_regimes(nd: int) -> tuple[Regime, ...]:
-    return (
-        *_ceil_regimes({}),
-        Regime("p = inf", norm_type_is(float("inf")), {"norm_type": float("inf")},
-               "norm_type = inf: the max of |x| over the window"),
-        Regime("p = -inf", norm_type_is(float("-inf")), {"norm_type": float("-inf")},
-               "norm_type = -inf: the min of |x| over the window"),
-        Regime("p < 1", norm_type_is(0.5), {"norm_type": 0.5}, "norm_type = 0.5: a root of power 2"),
-        Regime("non-integer p", fractional_norm, {"norm_type": 1.5}, "norm_type = 1.5"),
-        Regime("negative input, non-integer p", fractional_norm_negative_input,
-               {"norm_type": 1.5, "input.signs": "negative"},
-               "x^p of a negative x with non-integer p is NaN (torch takes no absolute value)"),
-        *_layout_regimes(nd),
-    )
-
-
-def unpool_regimes(nd: int) -> tuple[Regime, ...]:
-    return (
-        Regime("duplicate indices", duplicate_indices, {"indices": "duplicates", "dim[*].output": 2},
-               "several values sent to one position: one of them must land there"),
-        Regime("output_size beyond the default", unpool_output_size,
-               {"output_size": "largest", "dim[*].kernel": 2, "dim[*].stride": 2},
-               "an explicit output_size up to stride - 1 larger than the default: the extra positions stay 0"),
-        Regime("output_size with batch and channels", unpool_output_size_with_batch,
-               {"output_size": "with N and C", "unbatched": False},
-               "output_size given as (N, C, *spatial): only the spatial sizes count"),
-        Regime("padding", unpool_padded, WITH_PADDING, "the default output size subtracts 2·padding"),
-        *_layout_regimes(nd),
-    )
-
-
-def adaptive_regimes(nd: int, selection: bool) -> tuple[Regime, ...]:
-    regimes = [
-        Regime("uneven windows", adaptive_uneven, {"dim[*].output mode": "uneven"},
-               "in % out != 0: windows of unequal length that overlap"),
-        Regime("output larger than input", adaptive_larger, {"dim[*].output mode": "larger"},
-               "out > in: windows of one element, repeated"),
-        Regime("global pooling", adaptive_global, {"dim[*].output mode": "divides", "dim[*].output": 1},
-               "output_size 1: one window over the whole plane"),
-    ]
-    if nd > 1:
-        regimes.append(Regime("output_size None", adaptive_none, {"dim[0].output mode": "none"},
-                              "None keeps that dim's input size"))
-    if selection:
-        regimes += [
-            Regime("tied maxima", tied_window, {"input.values": "ties", "dim[*].output mode": "divides",
-                                                "dim[*].window": 2},
-                   "a window holding its maximum twice: any of the tied positions is a valid index"),
-            Regime("NaN and ±inf", non_finite_input, {"input.values": "special"},
-                   "non-finite inputs: a window with a NaN gives NaN"),
-        ]
-    else:
-        regimes.append(Regime("NaN and ±inf", non_finite_input, {"tier": "float", "input.kind": "special"},
-                              "non-finite inputs propagate into every window that reads them"))
-    return (*regimes, *_layout_regimes(nd))
-
-
-def fractional_regimes(drawn: bool) -> tuple[Regime, ...]:
-    regimes = [
-        Regime("output_ratio", fractional_ratio, {"output_ratio": True, "input slack[*]": 1},
-               "the output size is int(input size · ratio)"),
-        Regime("single window", fractional_single_window, {"output_ratio": False, "output[*]": 1},
-               "output 1 along a dim: the only window starts at in - k"),
-        Regime("dense windows", fractional_dense, {"output_ratio": False, "output[*]": 3, "input slack[*]": 0},
-               "out = in - k + 1: alpha = 1, the windows step by one whatever the samples"),
-        Regime("NaN and ±inf", non_finite_input, {"input.values": "special"},
-               "non-finite inputs: a window with a NaN gives NaN"),
-    ]
-    if not drawn:
-        regimes += [
-            Regime("samples at 0 and just below 1", extreme_samples, {"_random_samples.kind": "extreme"},
-                   "each sample 0 or the largest value below 1 (trunc(u·alpha) at its extremes)"),
-            Regime("tied maxima", tied_window, {"input.values": "ties", "kernel_size[0]": 2},
-                   "a window holding its maximum twice: any of the tied positions is a valid index"),
-        ]
-    return (*regimes, *_layout_regimes(2))
 
 
 # ---------------------------------------------------------------------------------------------
