@@ -401,6 +401,10 @@ TRANSPOSED_INVALID = ("negative padding", "zero stride", "zero dilation", "group
                       "non-zeros padding_mode", "output too small", "negative output_padding")
 
 
+GROUP_VIOLATIONS = ("groups do not divide in_channels", "groups do not divide out_channels")
+PAD_TOO_LARGE = {"reflect padding >= input": ("reflect", 0), "circular padding > input": ("circular", 1)}
+
+
 def _bump(values: tuple[int, ...], i: int, new: int) -> tuple[int, ...]:
     return values[:i] + (new,) + values[i + 1:]
 
@@ -428,15 +432,14 @@ def _invalid_conv(d: S.Drawer, draft: Draft, kind: str) -> tuple[dict[str, Any],
         params.update(stride=_bump(draft.stride, i, 0), padding=pads)
     elif kind == "zero dilation":
         params["dilation"] = _bump(draft.dilation, i, 0)
-    elif kind.startswith("groups do not divide"):
+    elif kind in GROUP_VIOLATIONS:
         _break_groups(params, draft, kind)
     elif kind == "same with stride > 1":
         params.update(padding="same", stride=_bump((1,) * draft.nd, i, d.integer(2, 3, "stride")))
-    elif kind in ("reflect padding >= input", "circular padding > input"):
-        length = draft.spatial[i]
-        extra = 0 if kind.startswith("reflect") else 1
-        params.update(padding=_bump(pads, i, length + extra + d.integer(0, 2, "excess")),
-                      padding_mode=kind.split()[0])
+    elif kind in PAD_TOO_LARGE:
+        mode, extra = PAD_TOO_LARGE[kind]  # the least padding torch rejects: L (reflect), L + 1 (circular)
+        params.update(padding=_bump(pads, i, draft.spatial[i] + extra + d.integer(0, 2, "excess")),
+                      padding_mode=mode)
     elif kind == "kernel larger than padded input":
         k = draft.spatial[i] + 2 * pads[i] + d.integer(1, 2, "excess")
         params.update(kernel_size=_bump(draft.kernel, i, k), padding=pads, dilation=1)
@@ -459,7 +462,7 @@ def _invalid_transposed(d: S.Drawer, draft: Draft, kind: str) -> tuple[dict[str,
         params.update(stride=_bump(draft.stride, i, 0), output_padding=0)
     elif kind == "zero dilation":
         params.update(dilation=_bump(draft.dilation, i, 0), output_padding=0)
-    elif kind.startswith("groups do not divide"):
+    elif kind in GROUP_VIOLATIONS:
         _break_groups(params, draft, kind)
     elif kind == "output_padding too large":
         params["output_padding"] = _bump(draft.output_padding, i, max(s, dil) + d.integer(0, 1, "excess"))
