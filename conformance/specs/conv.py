@@ -718,7 +718,8 @@ def transposed_regimes(nd: int) -> tuple[Regime, ...]:
                "output_size given with the batch/channel sizes in front: only the spatial sizes count"),
         DEPTHWISE,
         Regime("output positions no input reaches", _transposed_gaps,
-               {"stride[*]": 3, "kernel_size[*]": 2, "dilation[*]": 1, "input_size[*]": 2},
+               {"stride[*]": 3, "kernel_size[*]": 2, "dilation[*]": 1, "input_size[*]": 2,
+                "padding at torch's limit": False, "padding[*]": 0},
                "gaps between strided taps (stride > d·(k-1)+1): they hold the bias alone"),
         *_layout_regimes(nd),
     )
