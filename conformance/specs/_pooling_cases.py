@@ -468,7 +468,8 @@ def adaptive_cases(op: str, nd: int, selection: bool) -> Callable[[str], st.Sear
     return S.case_strategy(build)
 
 
-UNPOOL_INDEX_MODES = ("maxpool", "duplicates")
+# Indices from a max pooling (two draws in three), or random with duplicates (a regime of its own).
+UNPOOL_INDEX_MODES = ("maxpool", "maxpool", "duplicates")
 
 
 def unpool_cases(op: str, nd: int) -> Callable[[str], st.SearchStrategy[Case]]:
