@@ -308,7 +308,8 @@ class LayerSpec:
         call = self.torch.describe(case)
         if self.is_random(case):
             call["random"] = jsonable(self.randomness.rules(case))  # type: ignore[union-attr]
-            call["seed"] = int(case.cotangent_seed % (2**31))
+            # A seed per case (from its description and values): distinct cases draw independently.
+            call["seed"] = int(case.case_id(), 16) % (2**31)
         return call
 
     def evaluate(self, case: Case, backward: bool) -> Result:
