@@ -4,27 +4,36 @@ backward through time.
 
 ``Tracked`` is an arithmetic on ``Bounded`` values: an exact value v (float64) and a bound E, in
 units of the unit roundoff u of the format under test, on the error of that quantity as any
-correct implementation in that format computes it: |computed - v| <= u·E to first order in u.
-Inputs, weights and cotangents are exact (E = 0). Each elementary operation adds the rounding of
-its result to the first-order propagation of its operands' bounds:
+correct implementation in that format computes it: |computed - v| <= u·E (to first order in u;
+products and the gates' derivatives carry their second-order terms too, which matter where an
+error is as large as its value). Inputs, weights and cotangents are exact (E = 0). Each
+elementary operation adds the rounding of its result to the propagation of its operands' bounds:
 
-- a ± b: E_a + E_b + |a ± b|;  a·b: |b|·E_a + |a|·E_b + |a·b| + η;  1 - a: E_a + |1 - a|;
-- σ(a): σ'(a)·E_a + ρ·σ(a) + η, with σ' = σ(1 - σ) <= 1/4;  tanh(a): (1 - tanh²a)·E_a + ρ·|tanh a| + η;
+- a ± b: E_a + E_b + |a ± b|;  a·b: |b|·E_a + |a|·E_b + u·E_a·E_b + |a·b| + η;  1 - a: E_a + |1 - a|;
+- σ(a): max σ'·E_a + ρ·σ(a) + η, tanh(a): max tanh'·E_a + ρ·|tanh a| + η, the derivative's maximum
+  over a ± u·E_a (σ' = σ(1 - σ) <= 1/4, tanh' = 1 - tanh² <= 1; at the exact a when E_a is small),
+  and never more than the functions' ranges (1/u, 2/u: where an error is as large as the values,
+  in bfloat16 over long sequences, the bound says "anything in range" instead of growing on);
 - relu(a): E_a where a > -κ·u·E_a, else 0 (relu is 1-Lipschitz); relu'(a)·g: the whole |g|/u
   where the sign of the computed a is not certain, |a| <= κ·u·E_a, κ = 4: at a kink the first
-  order says nothing, so the decision keeps a margin over the bound itself;
-- sums of K products (x W^T + b, dh W_hh, Σ over time and batch of a weight's gradient): the
-  rounding γ_K·Σ|a_k|·|b_k| + K·η, γ_K = 2√K (the probabilistic bound of a sum of K rounded
-  terms, Higham & Mary 2019, the rule of the rest of nnconform), plus the operands' errors
-  combined in quadrature over the summation index, √(Σ (E_a·b)² + (a·E_b)²): under the same
-  model, the errors of distinct components (rounded at distinct places) are independent. (Summing
-  them linearly, |W|·E, is a worst case that grows like (‖|W|‖/‖W‖)^steps through time and layers:
-  1000 times the observed error of a 3-layer bidirectional stack's input gradient.)
+  order says nothing, so the decision keeps a margin over the bound itself. Such a decision error
+  is not a rounding error: it is carried apart and always summed linearly;
+- sums of K products: the rounding γ_K·Σ|a_k|·|b_k| + K·η, γ_K = 2√K (the probabilistic bound of
+  a sum of K rounded terms, Higham & Mary 2019, the rule of the rest of nnconform), plus the
+  operands' errors:
+  - over a feature index (x W^T + b, dh W_hh, dh W_hr): in quadrature, √(Σ (E_a·b)² + (a·E_b)²),
+    the errors of distinct components being independent under the same model and mixed by
+    weights of either sign. (Summed linearly, |W|·E, the bound grows like (‖|W|‖/‖W‖)^steps through
+    time and layers: 1000 times the observed error of a 3-layer bidirectional stack's input
+    gradient.)
+  - over time and batch (a weight's gradient Σ_t,b da ⊗ x, a bias's Σ da): linearly, Σ E_a·|b| +
+    |a|·E_b: the same gate function errs the same way step after step (torch's float32 sigmoid
+    is off by up to 2.3 ulps with a steady sign near saturation; in quadrature, a GRU's weight
+    gradient over 16 steps came out 3 times too small).
 
 ρ = 3 covers a transcendental function's own error (a few ulps in the working precision, one
 rounding into the format) and η = tiny/u the absolute error of a result in the subnormal range.
-Every propagated term is first order: derivatives are taken at the exact values. The weights'
-gradients sum over time and batch with their own running bounds; the recurrence's errors enter
+The weights' gradients sum over time and batch with their own running bounds; the recurrence's errors enter
 through W_hh (in quadrature), the gates' derivatives (σ' <= 1/4, tanh' <= 1) and the cell state's
 f ⊙ E_c, accumulated through the steps and layers exactly as the values are.
 """
@@ -51,20 +60,32 @@ def gamma(k: int) -> float:
 
 @dataclass
 class Bounded:
-    """An exact value ``v`` and the bound ``e`` (units of u) on the error of its computed value."""
+    """An exact value ``v`` and bounds (units of u) on the error of its computed value: ``e`` from
+    roundings (combined in quadrature over a feature index) and ``k`` from relu decisions that may
+    go the other way (always combined linearly). The bound is their sum."""
 
     v: np.ndarray
     e: np.ndarray
+    k: np.ndarray
+
+    @property
+    def total(self) -> np.ndarray:
+        return self.e + self.k
 
 
-def _abs(a: Bounded) -> np.ndarray:
-    return np.abs(a.v)
+def _toward_zero(a: Bounded, u: float) -> np.ndarray:
+    """The point of [a - u·E_a, a + u·E_a] nearest to 0 (where σ' and tanh' are largest)."""
+    return np.sign(a.v) * np.maximum(np.abs(a.v) - u * a.total, 0.0)
 
 
-def _propagated(ea: np.ndarray, b: np.ndarray, a: np.ndarray, eb: np.ndarray) -> np.ndarray:
-    """The operands' errors through a @ b, in quadrature over the summation index:
-    √((E_a)² @ b² + a² @ (E_b)²)."""
-    return np.sqrt(ea**2 @ b**2 + a**2 @ eb**2)
+def _quadrature(e: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """√(Σ_k (e_k·b_k)²) for every output of the contraction e @ b, e (..., K) and b (K, N) both
+    non-negative; each output's terms are scaled by their largest, so that neither squares of tiny
+    bounds (a gradient of 1e-180) nor of large ones under- or overflow."""
+    terms = e[..., :, None] * b
+    top = terms.max(axis=-2, initial=0.0)
+    scale = np.where(top > 0, top, 1.0)
+    return top * np.sqrt(((terms / scale[..., None, :]) ** 2).sum(axis=-2))
 
 
 class Tracked:
@@ -77,92 +98,109 @@ class Tracked:
 
     def const(self, a: np.ndarray) -> Bounded:
         a = np.asarray(a, dtype=np.float64)
-        return Bounded(a, np.zeros_like(a))
+        return Bounded(a, np.zeros_like(a), np.zeros_like(a))
 
     def apply(self, fn: Callable[[np.ndarray], np.ndarray], a: Bounded) -> Bounded:
-        return Bounded(fn(a.v), fn(a.e))
+        return Bounded(fn(a.v), fn(a.e), fn(a.k))
 
     def shape(self, a: Bounded) -> tuple[int, ...]:
         return a.v.shape
 
     def zeros(self, shape: tuple[int, ...]) -> Bounded:
-        return Bounded(np.zeros(shape), np.zeros(shape))
+        return self.const(np.zeros(shape))
 
-    def _sum_of_products(self, v: np.ndarray, abs_products: np.ndarray, propagated: np.ndarray, k: int) -> Bounded:
-        return Bounded(v, gamma(k) * abs_products + k * self.eta + propagated)
+    def _contract(self, a: Bounded, bv: np.ndarray, be: np.ndarray, bk: np.ndarray, rows: int | None) -> Bounded:
+        """a @ b with b given as (value, e, k) of shape (K, N); ``rows`` None: a feature contraction
+        (quadrature), else a sum over time and batch of that many rows (linear)."""
+        k_terms = bv.shape[0]
+        v = a.v @ bv
+        rounding = gamma(k_terms) * (np.abs(a.v) @ np.abs(bv)) + k_terms * self.eta
+        if rows is None:
+            e = np.hypot(_quadrature(a.e, np.abs(bv)), _quadrature(np.abs(a.v), be))
+        else:
+            e = a.e @ np.abs(bv) + np.abs(a.v) @ be
+        k = a.k @ np.abs(bv) + np.abs(a.v) @ bk + self.u * (a.total @ (be + bk))
+        return Bounded(v, rounding + e, k)
 
     def affine(self, x: Bounded, w: Bounded, b: Bounded | None = None) -> Bounded:
-        k = w.v.shape[1] + (b is not None)
-        v = x.v @ w.v.T
-        mags = _abs(x) @ _abs(w).T
-        prop = _propagated(x.e, w.v.T, x.v, w.e.T)
+        """x W^T (+ b): one sum of in_features (+ 1) products (the bias times a 1)."""
         if b is not None:
-            v, mags, prop = v + b.v, mags + _abs(b), prop + b.e
-        return self._sum_of_products(v, mags, prop, k)
+            x = self.cat([x, self.const(np.ones(x.v.shape[:-1] + (1,)))])
+            w = self.cat([w, self.apply(lambda a: a[:, None], b)])
+        return self._contract(x, w.v.T, w.e.T, w.k.T, None)
 
     def mm(self, a: Bounded, b: Bounded) -> Bounded:
-        return self._sum_of_products(a.v @ b.v, _abs(a) @ _abs(b), _propagated(a.e, b.v, a.v, b.e), b.v.shape[0])
+        return self._contract(a, b.v, b.e, b.k, None)
 
     def outer_sum(self, a: Bounded, b: Bounded) -> Bounded:
         def rows(x: np.ndarray) -> np.ndarray:
             return x.reshape(-1, x.shape[-1])
 
-        av, ae, bv, be = rows(a.v), rows(a.e), rows(b.v), rows(b.e)
-        return self._sum_of_products(av.T @ bv, np.abs(av).T @ np.abs(bv), _propagated(ae.T, bv, av.T, be),
-                                     av.shape[0])
+        at = Bounded(rows(a.v).T, rows(a.e).T, rows(a.k).T)
+        return self._contract(at, rows(b.v), rows(b.e), rows(b.k), rows(b.v).shape[0])
 
     def sum_rows(self, a: Bounded) -> Bounded:
-        v, e = a.v.reshape(-1, a.v.shape[-1]), a.e.reshape(-1, a.e.shape[-1])
-        return Bounded(v.sum(axis=0), gamma(v.shape[0]) * np.abs(v).sum(axis=0) + np.sqrt((e**2).sum(axis=0)))
+        v, e, k = (x.reshape(-1, x.shape[-1]) for x in (a.v, a.e, a.k))
+        return Bounded(v.sum(axis=0), gamma(v.shape[0]) * np.abs(v).sum(axis=0) + e.sum(axis=0), k.sum(axis=0))
 
     def add(self, a: Bounded, b: Bounded) -> Bounded:
         v = a.v + b.v
-        return Bounded(v, a.e + b.e + np.abs(v))
+        return Bounded(v, a.e + b.e + np.abs(v), a.k + b.k)
 
     def sub(self, a: Bounded, b: Bounded) -> Bounded:
         v = a.v - b.v
-        return Bounded(v, a.e + b.e + np.abs(v))
+        return Bounded(v, a.e + b.e + np.abs(v), a.k + b.k)
 
     def mul(self, a: Bounded, b: Bounded) -> Bounded:
         v = a.v * b.v
-        return Bounded(v, _abs(b) * a.e + _abs(a) * b.e + np.abs(v) + self.eta)
+        e = np.abs(b.v) * a.e + np.abs(a.v) * b.e + np.abs(v) + self.eta
+        return Bounded(v, e, np.abs(b.v) * a.k + np.abs(a.v) * b.k + self.u * a.total * b.total)
 
     def one_minus(self, a: Bounded) -> Bounded:
         v = 1.0 - a.v
-        return Bounded(v, a.e + np.abs(v))
+        return Bounded(v, a.e + np.abs(v), a.k)
+
+    def _smooth(self, value: np.ndarray, slope: np.ndarray, a: Bounded, cap: float) -> Bounded:
+        e = np.minimum(slope * a.e + RHO * np.abs(value) + self.eta, cap / self.u)
+        return Bounded(value, e, np.minimum(slope * a.k, cap / self.u))
 
     def sigmoid(self, a: Bounded) -> Bounded:
-        s = ref.sigmoid(a.v)
-        return Bounded(s, s * (1.0 - s) * a.e + RHO * s + self.eta)
+        steepest = ref.sigmoid(_toward_zero(a, self.u))
+        return self._smooth(ref.sigmoid(a.v), steepest * (1.0 - steepest), a, 1.0)
 
     def tanh(self, a: Bounded) -> Bounded:
-        t = np.tanh(a.v)
-        return Bounded(t, (1.0 - t * t) * a.e + RHO * np.abs(t) + self.eta)
+        steepest = np.tanh(_toward_zero(a, self.u))
+        return self._smooth(np.tanh(a.v), 1.0 - steepest * steepest, a, 2.0)
 
     def relu(self, a: Bounded) -> Bounded:
-        return Bounded(np.maximum(a.v, 0.0), np.where(a.v > -KINK_MARGIN * self.u * a.e, a.e, 0.0))
+        live = a.v > -KINK_MARGIN * self.u * a.total
+        return Bounded(np.maximum(a.v, 0.0), np.where(live, a.e, 0.0), np.where(live, a.k, 0.0))
 
     def relu_grad(self, g: Bounded, a: Bounded) -> Bounded:
-        unsure = np.abs(a.v) <= KINK_MARGIN * self.u * a.e
-        v = np.where(a.v > 0, g.v, 0.0)
-        return Bounded(v, np.where(unsure, np.abs(g.v) / self.u + g.e, np.where(a.v > 0, g.e, 0.0)))
+        unsure = np.abs(a.v) <= KINK_MARGIN * self.u * a.total
+        live = a.v > 0
+        v = np.where(live, g.v, 0.0)
+        e = np.where(unsure | live, g.e, 0.0)
+        k = np.where(unsure, np.abs(g.v) / self.u + g.k, np.where(live, g.k, 0.0))
+        return Bounded(v, e, k)
 
     def where(self, mask: np.ndarray, a: Bounded, b: Bounded) -> Bounded:
-        return Bounded(np.where(mask, a.v, b.v), np.where(mask, a.e, b.e))
+        return Bounded(np.where(mask, a.v, b.v), np.where(mask, a.e, b.e), np.where(mask, a.k, b.k))
 
     def split(self, a: Bounded, n: int) -> list[Bounded]:
-        return [Bounded(v, e) for v, e in zip(np.split(a.v, n, axis=-1), np.split(a.e, n, axis=-1))]
+        parts = (np.split(x, n, axis=-1) for x in (a.v, a.e, a.k))
+        return [Bounded(v, e, k) for v, e, k in zip(*parts)]
 
     def cat(self, parts: list[Bounded]) -> Bounded:
         if len(parts) == 1:
             return parts[0]
-        return Bounded(np.concatenate([p.v for p in parts], axis=-1), np.concatenate([p.e for p in parts], axis=-1))
+        return Bounded(*(np.concatenate([getattr(p, f) for p in parts], axis=-1) for f in ("v", "e", "k")))
 
     def stack(self, parts: list[Bounded]) -> Bounded:
-        return Bounded(np.stack([p.v for p in parts]), np.stack([p.e for p in parts]))
+        return Bounded(*(np.stack([getattr(p, f) for p in parts]) for f in ("v", "e", "k")))
 
     def take(self, a: Bounded, index: Any) -> Bounded:
-        return Bounded(a.v[index], a.e[index])
+        return Bounded(a.v[index], a.e[index], a.k[index])
 
 
 def error_bounds(cfg: ref.RNNConfig, form: ref.Form, inputs: dict[str, np.ndarray],
@@ -171,6 +209,6 @@ def error_bounds(cfg: ref.RNNConfig, form: ref.Form, inputs: dict[str, np.ndarra
     ``reference.recurrent.run``, by qualified name (``output``, ``h_n``, ``c_n``, ``grad.<input>``)."""
     cotangent = None if cotangents is None else (lambda name, _: cotangents[name])
     outputs, grads = ref.run(Tracked(u, tiny), cfg, form, inputs, cotangent)
-    out = {name: b.e for name, b in outputs.items()}
-    out.update({f"grad.{name}": b.e for name, b in grads.items()})
+    out = {name: np.asarray(b.total) for name, b in outputs.items()}
+    out.update({f"grad.{name}": np.asarray(b.total) for name, b in grads.items()})
     return out

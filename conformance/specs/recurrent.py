@@ -61,21 +61,35 @@ def float_values(rng: np.random.Generator, shape: tuple[int, ...], kind: str, sc
     return DTYPES[dtype].round(arr)
 
 
-def draw_values(d: S.Drawer, dtype: str, relu: bool) -> tuple[np.random.Generator, str, str, float]:
-    """(rng, weight kind, input kind, scale); relu recurrences keep moderate weights (a large or
-    mixed W_hh grows h geometrically and overflows float16)."""
+def draw_values(d: S.Drawer) -> tuple[np.random.Generator, str, str, float]:
+    """(rng, weight kind, input kind, scale)."""
     rng = np.random.default_rng(d.integer(0, 2**32 - 1, "values.seed"))
-    weight_kind = d.choice(WEIGHT_KINDS[:2] if relu else WEIGHT_KINDS, "weights")
+    weight_kind = d.choice(WEIGHT_KINDS, "weights")
     input_kind = d.choice(INPUT_KINDS, "inputs")
     scale = LARGE if d.choice(("moderate", "large"), "scale") == "large" else 1.0
     return rng, weight_kind, input_kind, scale
 
 
+RECURRENT_PATH = ("weight_hh", "weight_hr")
+FIRST_LAYER_INPUT = ("weight_ih", "weight_ih_l0", "weight_ih_l0_reverse")
+
+
 def draw_weights(rng: np.random.Generator, shapes: Mapping[str, tuple[int, ...]], hidden: int, kind: str,
-                 scale: float, dtype: str, relu: bool) -> dict[str, np.ndarray]:
-    """Weights around torch's initialisation U(-1/√H, 1/√H), times ``scale`` (not for relu)."""
-    k = (1.0 if relu else scale) / np.sqrt(hidden)
-    return {name: float_values(rng, shape, kind, k, dtype) for name, shape in shapes.items()}
+                 scale: float, dtype: str) -> dict[str, np.ndarray]:
+    """Weights around torch's initialisation U(-k, k), k = 1/√H. The recurrent path (weight_hh,
+    weight_hr) stays exactly there: a larger or mixed-magnitude W_hh makes h or its gradient grow
+    geometrically through time, and overflow a 16-bit format where the exact values are finite.
+    The other weights take the drawn kind; the first layer's input weights and the biases also
+    the drawn scale (large: pre-activations of tens, saturated gates)."""
+    k = 1.0 / np.sqrt(hidden)
+    out = {}
+    for name, shape in shapes.items():
+        if name.startswith(RECURRENT_PATH):
+            out[name] = float_values(rng, shape, "uniform", k, dtype)
+        else:
+            big = name in FIRST_LAYER_INPUT or name.startswith("bias")
+            out[name] = float_values(rng, shape, kind, k * (scale if big else 1.0), dtype)
+    return out
 
 
 def max_preactivation(case: Case, weight: str = "weight_ih_l0", bias: str = "bias_ih_l0") -> float:
@@ -168,11 +182,10 @@ def _sequence_case(draw: Any, op: str, dtype: str, packed_input: bool, invalid: 
     given = d.choice(("omitted", "given"), "h0") == "given" or invalid == "h0 of the wrong shape"
     params.update(input_size=input_size, hidden_size=hidden, num_layers=layers, bias=bias, batch_first=batch_first,
                   dropout=dropout, bidirectional=bidirectional)
-    relu = params.get("nonlinearity") == "relu"
-    rng, weight_kind, input_kind, scale = draw_values(d, dtype, relu)
+    rng, weight_kind, input_kind, scale = draw_values(d)
     cfg = ref.RNNConfig(mode_of(op, params), input_size, hidden, layers, bias, bidirectional,
                         max(params.get("proj_size", 0), 0))
-    inputs = draw_weights(rng, ref.parameter_shapes(cfg), hidden, weight_kind, scale, dtype, relu)
+    inputs = draw_weights(rng, ref.parameter_shapes(cfg), hidden, weight_kind, scale, dtype)
     feature = input_size + (d.integer(1, 3, "input_size excess") if invalid == "wrong input_size" else 0)
     x_shape = (steps, feature) if unbatched else ((batch, steps, feature) if batch_first else (steps, batch, feature))
     inputs["input"] = float_values(rng, x_shape, input_kind, scale, dtype)
@@ -426,6 +439,68 @@ def _packed_regimes(op: str) -> tuple[Regime, ...]:
         Regime("padding beyond every length", lambda c: int(_lengths_of(c).max()) < steps_of(c),
                {"lengths kind": "all short", "T": 5}),
     )
+
+
+# -- torch's known behaviours (predicates of conformance/known_discrepancies.toml) ----------------------
+
+# ln(float32 max): torch's float32 sigmoid, 1/(1 + exp(-x)), overflows exp(-x) below -this and returns 0
+# where the correctly rounded result is a subnormal number (down to x ≈ -103.3).
+SIGMOID_UNDERFLOW = 88.72283935546875
+
+
+class _FlushingSigmoid(ref.Exact):
+    """torch's float32 sigmoid: 0 below -88.72."""
+
+    def sigmoid(self, a: np.ndarray) -> np.ndarray:
+        return np.where(a < -SIGMOID_UNDERFLOW, 0.0, ref.sigmoid(a))
+
+
+class _LowestSigmoidInput(ref.Exact):
+    def __init__(self) -> None:
+        self.lowest = np.inf
+
+    def sigmoid(self, a: np.ndarray) -> np.ndarray:
+        self.lowest = min(self.lowest, float(np.min(a, initial=np.inf)))
+        return ref.sigmoid(a)
+
+
+def sequence_run(A: Any, case: Case, cotangent: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    cfg = config_of(case)
+    return ref.run(A, cfg, form_of(case, cfg), _reference_inputs(case), cotangent)
+
+
+def sigmoid_underflow_matters(case: Case) -> bool:
+    """A float32/bfloat16 case where some gate's pre-activation lies below -88.72 and computing
+    σ as 0 there moves a compared tensor out of its bound (the subnormal gate value is what
+    carries it): a valid case on which torch's sigmoid underflow is visible."""
+    from conformance.spec import spec_of
+    from conformance.specs.recurrent_cells import cell_run
+
+    if case.invalid or case.dtype not in ("float32", "bfloat16") or case.op == "RNN" or case.op == "RNNCell":
+        return False
+    spec = spec_of(case)
+    run = cell_run if spec.kind == "cell" else sequence_run
+    watch = _LowestSigmoidInput()
+    run(watch, case, None)
+    if watch.lowest >= -SIGMOID_UNDERFLOW:
+        return False
+    cotangent = (lambda name, _: case.cotangents[name]) if case.cotangents else None
+    exact, flushed = Result(*run(ref.EXACT, case, cotangent)), Result(*run(_FlushingSigmoid(), case, cotangent))
+    absref = spec.tolerance_for("output").magnitude(case, exact)  # type: ignore[operator]
+    dt = DTYPES[case.dtype]
+    other = flushed.tensors()
+    for name, value in exact.tensors().items():
+        allowed = dt.unit_roundoff * (absref[name] + np.abs(value)) + dt.min_subnormal
+        if np.any(np.abs(other[name] - value) > allowed):
+            return True
+    return False
+
+
+def lstm_packed_input_size_unchecked(case: Case) -> bool:
+    """An LSTM on a PackedSequence whose feature size is not input_size, without h0, all lengths
+    equal and no projection: the case nn.LSTM runs on oneDNN without checking the input size."""
+    return (case.invalid and case.note == "wrong input_size" and "h0" not in case.inputs and "lengths" in case.inputs
+            and len(set(np.asarray(case.inputs["lengths"]).tolist())) == 1 and not case.params.get("proj_size"))
 
 
 # -- declarations ----------------------------------------------------------------------------------------------

@@ -50,11 +50,10 @@ def _cell_case(draw: Any, op: str, dtype: str, invalid: str = "") -> Case:
     batch = d.integer(1, 6, "B")
     given = d.choice(("omitted", "given"), "hx") == "given" or invalid == "hx of the wrong shape"
     params.update(input_size=input_size, hidden_size=hidden, bias=bias)
-    relu = params.get("nonlinearity") == "relu"
-    rng, weight_kind, input_kind, scale = draw_values(d, dtype, relu)
+    rng, weight_kind, input_kind, scale = draw_values(d)
     cfg = ref.RNNConfig(mode_of(CELLS[op], params), input_size, hidden, bias=bias)
     shapes = {name.removesuffix("_l0"): shape for name, shape in ref.parameter_shapes(cfg).items()}
-    inputs = draw_weights(rng, shapes, hidden, weight_kind, scale, dtype, relu)
+    inputs = draw_weights(rng, shapes, hidden, weight_kind, scale, dtype)
     lead = () if unbatched else (batch,)
     feature = input_size + (d.integer(1, 3, "input_size excess") if invalid == "wrong input_size" else 0)
     inputs["input"] = float_values(rng, (*lead, feature), input_kind, scale, dtype)
@@ -89,7 +88,7 @@ def _sequence_inputs(case: Case) -> dict[str, np.ndarray]:
     return out
 
 
-def _cell_run(A: Any, case: Case, cotangent: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def cell_run(A: Any, case: Case, cotangent: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """(outputs h, c; grads by the cell's names) through the sequence reference."""
     cfg, form = _config(case)
     names = {"h_n": "h", "c_n": "c"}
@@ -107,16 +106,16 @@ def _cell_run(A: Any, case: Case, cotangent: Any) -> tuple[dict[str, Any], dict[
 
 def _cell_reference(case: Case, backward: bool) -> Result:
     cotangent = (lambda name, like: S.output_gradient(case, name, like)) if backward else None
-    outputs, grads = _cell_run(ref.EXACT, case, cotangent)
+    outputs, grads = cell_run(ref.EXACT, case, cotangent)
     return Result(outputs=outputs, grads=grads)
 
 
 def _compute_cell_magnitude(case: Case, result: Result) -> dict[str, np.ndarray]:
     dt = DTYPES[case.dtype]
     cotangent = (lambda name, _: case.cotangents[name]) if result.grads else None
-    outputs, grads = _cell_run(Tracked(dt.unit_roundoff, dt.min_subnormal), case, cotangent)
-    bounds = {name: b.e for name, b in outputs.items()}
-    bounds.update({f"grad.{name}": b.e for name, b in grads.items()})
+    outputs, grads = cell_run(Tracked(dt.unit_roundoff, dt.min_subnormal), case, cotangent)
+    bounds = {name: b.total for name, b in outputs.items()}
+    bounds.update({f"grad.{name}": b.total for name, b in grads.items()})
     return as_magnitudes(case, result, bounds)
 
 

@@ -1,0 +1,36 @@
+"""Each deliberately wrong recurrent adapter is caught by a plain ci-profile run, and shrunk."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.cli import main
+from reports.records import read_records
+
+CASES = [
+    ("LSTMSwapForgetCell", "LSTM"),
+    ("LSTMSwapForgetCell", "LSTM[packed]"),
+    ("GRUSwapResetUpdate", "GRU"),
+    ("ReverseDirectionNotReversed", "LSTM"),
+    ("ReverseDirectionNotReversed", "RNN"),
+    ("RNNIgnoresH0BatchFirst", "RNN"),
+    ("PackedRunsOverPadding", "GRU[packed]"),
+    ("HnDirectionMajor", "GRU"),
+    ("DropoutAfterLastLayer", "LSTM"),
+    ("GRUCellUpdateConvention", "GRUCell"),
+    ("GRUCellResetBeforeMatmul", "GRUCell"),
+]
+
+
+@pytest.mark.parametrize(("adapter", "op"), CASES, ids=[f"{a}-{o}" for a, o in CASES])
+def test_wrong_recurrent_adapter_is_caught(tmp_path, adapter, op):
+    code = main(["run", "--backend", f"tests.wrong_backends.recurrent:{adapter}", "--ops", op,
+                 "--dtypes", "float64", "--profile", "ci", "--no-invalid", "--quiet", "-j", "1",
+                 "--report-dir", str(tmp_path)])
+    assert code == 1
+    records = list(read_records(tmp_path))
+    final = [r for r in records if r["op"] == op and r["verdict"] == "fail" and r["final"]]
+    assert final, sorted({r["verdict"] for r in records})
+    # Shrunk: a small case (one or two layers, a few steps, a handful of sequences).
+    inputs = final[0]["case"]["inputs"]
+    assert inputs["input"]["shape"] and max(inputs["input"]["shape"]) <= 8, inputs["input"]["shape"]
