@@ -31,6 +31,8 @@ def test_wrong_recurrent_adapter_is_caught(tmp_path, adapter, op):
     records = list(read_records(tmp_path))
     final = [r for r in records if r["op"] == op and r["verdict"] == "fail" and r["final"]]
     assert final, sorted({r["verdict"] for r in records})
-    # Shrunk: a small case (one or two layers, a few steps, a handful of sequences).
-    inputs = final[0]["case"]["inputs"]
-    assert inputs["input"]["shape"] and max(inputs["input"]["shape"]) <= 8, inputs["input"]["shape"]
+    # Shrunk to a small case: a few steps, a handful of sequences and units (a regime's search
+    # shrinks within its pins, e.g. T = 16 for long sequences: the shortest example is judged).
+    shortest = min(final, key=lambda r: max(r["case"]["inputs"]["input"]["shape"]))
+    shape = shortest["case"]["inputs"]["input"]["shape"]
+    assert max(shape) <= 8, (shape, shortest["regime"])

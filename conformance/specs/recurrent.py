@@ -41,6 +41,7 @@ PACK = "torch.nn.utils.rnn.pack_padded_sequence"
 TARGETS = {"RNN": "torch.nn.RNN", "LSTM": "torch.nn.LSTM", "GRU": "torch.nn.GRU"}
 WEIGHT_KINDS = ("uniform", "normal", "mixed")
 INPUT_KINDS = ("normal", "uniform", "mixed")
+LONG = 16  # the "long" sequences' length
 LARGE = 4.0  # the "large" scale: pre-activations of tens, gates saturated
 SATURATED = 3.0  # |pre-activation| beyond which σ' < 0.05: a gate is saturated
 TRAIN_DROPOUTS = (0.0, 1.0)  # with several layers in training mode: the deterministic points only
@@ -171,9 +172,9 @@ def _sequence_case(draw: Any, op: str, dtype: str, packed_input: bool, invalid: 
         if invalid == "proj_size >= hidden_size":
             params["proj_size"] = hidden + d.integer(0, 2, "proj_size excess")
     input_size = d.integer(1, 6, "input_size")
-    long = d.choice(("short", "long"), "length") == "long"
     unsorted_invalid = invalid == "lengths out of order with enforce_sorted"
-    steps = 16 if long else d.integer(2 if unsorted_invalid else 1, 8, "T")
+    steps = d.integer(2 if unsorted_invalid else 1, 8, "T")  # drawn either way: "long" shrinks to "short"
+    steps = LONG if d.choice(("short", "long"), "length") == "long" else steps
     batch = 1 if unbatched else d.integer(2 if unsorted_invalid else 1, 4, "B")
     train = d.choice((True, False), "train")
     dropout = d.choice(TRAIN_DROPOUTS if train and layers > 1 else ANY_DROPOUTS, "dropout")
@@ -400,7 +401,7 @@ def _common_regimes(op: str) -> tuple[Regime, ...]:
                {"train": True, "num_layers": 2, "dropout": 1.0}, "every layer after the first gets a zero input"),
         Regime("eval mode with dropout", lambda c: not c.train and 0 < c.params["dropout"] < 1
                and c.params["num_layers"] > 1, {"train": False, "num_layers": 2, "dropout": 0.5}, "no dropout"),
-        Regime("long sequence (T = 16)", lambda c: steps_of(c) >= 16,
+        Regime(f"long sequence (T = {LONG})", lambda c: steps_of(c) >= LONG,
                {"length": "long"}, "rounding errors carried through 16 steps"),
         Regime("large pre-activations (saturated gates)", lambda c: max_preactivation(c) >= SATURATED,
                {"scale": "large", "nonlinearity": "tanh", "T": 4, "B": 2, "input_size": 4, "hidden_size": 4,
@@ -496,11 +497,60 @@ def sigmoid_underflow_matters(case: Case) -> bool:
     return False
 
 
+def _onednn_lstm(case: Case) -> bool:
+    """nn.LSTM on a packed batch runs on oneDNN: float32 (bfloat16 on CPUs with AVX-512 BW, VL
+    and DQ), every sequence of the same length, no projection."""
+    from conformance.known import cpu_flags
+
+    dtype_ok = case.dtype == "float32" or (case.dtype == "bfloat16"
+                                           and {"avx512bw", "avx512vl", "avx512dq"} <= cpu_flags())
+    lengths = np.asarray(case.inputs["lengths"])
+    return dtype_ok and len(set(lengths.tolist())) == 1 and not case.params.get("proj_size")
+
+
 def lstm_packed_input_size_unchecked(case: Case) -> bool:
-    """An LSTM on a PackedSequence whose feature size is not input_size, without h0, all lengths
-    equal and no projection: the case nn.LSTM runs on oneDNN without checking the input size."""
-    return (case.invalid and case.note == "wrong input_size" and "h0" not in case.inputs and "lengths" in case.inputs
-            and len(set(np.asarray(case.inputs["lengths"]).tolist())) == 1 and not case.params.get("proj_size"))
+    """An LSTM on a PackedSequence whose feature size is not input_size, without h0, on oneDNN:
+    nn.LSTM runs it without checking the input size."""
+    return (case.op == "LSTM" and case.invalid and case.note == "wrong input_size" and "h0" not in case.inputs
+            and "lengths" in case.inputs and _onednn_lstm(case))
+
+
+def _wrong_state(case: Case) -> tuple[str, int] | None:
+    """(h0 or c0, the dim) of an invalid packed case's wrongly shaped state."""
+    if not (case.invalid and case.note == "h0 of the wrong shape" and "lengths" in case.inputs):
+        return None
+    p = case.params
+    lead, batch = p["num_layers"] * (2 if p["bidirectional"] else 1), len(case.inputs["lengths"])
+    for name, size in (("h0", p.get("proj_size") or p["hidden_size"]), ("c0", p["hidden_size"])):
+        if name in case.inputs:
+            diff = [i for i, (a, b) in enumerate(zip(case.inputs[name].shape, (lead, batch, size))) if a != b]
+            if diff:
+                return name, diff[0]
+    return None
+
+
+def lstm_packed_h0_extra_layer_crashes(case: Case) -> bool:
+    """nn.LSTM on a packed batch with an h0 of one layer too many, off oneDNN: a segfault."""
+    return case.op == "LSTM" and _wrong_state(case) == ("h0", 0) and not _onednn_lstm(case)
+
+
+def lstm_packed_hx_unchecked(case: Case) -> bool:
+    """nn.LSTM on a packed batch never checks hx: a c0 with a layer too many always runs, an h0
+    with one on oneDNN; one batch row too many runs when the batch is unsorted (hx is permuted,
+    so cut to the batch, before anything looks at it) or on oneDNN. (A wrong hidden size fails in
+    the kernel.)"""
+    wrong = _wrong_state(case) if case.op == "LSTM" else None
+    if wrong is None or wrong[1] == 2 or lstm_packed_h0_extra_layer_crashes(case):
+        return False
+    if wrong[1] == 0:
+        return True
+    return not case.params["enforce_sorted"] or _onednn_lstm(case)
+
+
+def packed_unsorted_h0_extra_rows(case: Case) -> bool:
+    """nn.RNN or nn.GRU on an unsorted packed batch with an h0 of one batch row too many: hx is
+    permuted by sorted_indices (and so cut to the batch) before its shape is checked."""
+    return case.op in ("RNN", "GRU") and _wrong_state(case) == ("h0", 1) and not case.params["enforce_sorted"]
 
 
 # -- declarations ----------------------------------------------------------------------------------------------

@@ -151,14 +151,16 @@ class PackedRunsOverPadding(TorchBackend):
         return super().call_target(case, fn, args, kwargs)
 
 
-_SEQUENCES = ("RNN", "LSTM", "GRU")
+def _is_stack(fn) -> bool:
+    """The call is the RNN module itself (not the pack_padded_sequence call node inside it)."""
+    return isinstance(fn, torch.nn.RNNBase)
 
 
 class HnDirectionMajor(TorchBackend):
     name = "wrong-h-n-direction-major"
 
     def call_target(self, case, fn, args, kwargs):
-        if case.op not in _SEQUENCES:
+        if not _is_stack(fn):
             return super().call_target(case, fn, args, kwargs)
         out, state = super().call_target(case, fn, args, kwargs)
         if fn.bidirectional:
@@ -172,7 +174,7 @@ class DropoutAfterLastLayer(TorchBackend):
     name = "wrong-dropout-after-last-layer"
 
     def call_target(self, case, fn, args, kwargs):
-        if case.op not in _SEQUENCES:
+        if not _is_stack(fn):
             return super().call_target(case, fn, args, kwargs)
         out, state = super().call_target(case, fn, args, kwargs)
         if fn.training and fn.dropout > 0 and not isinstance(out, PackedSequence):
