@@ -80,12 +80,13 @@ def _toward_zero(a: Bounded, u: float) -> np.ndarray:
 
 def _quadrature(e: np.ndarray, b: np.ndarray) -> np.ndarray:
     """√(Σ_k (e_k·b_k)²) for every output of the contraction e @ b, e (..., K) and b (K, N) both
-    non-negative; each output's terms are scaled by their largest, so that neither squares of tiny
-    bounds (a gradient of 1e-180) nor of large ones under- or overflow."""
-    terms = e[..., :, None] * b
-    top = terms.max(axis=-2, initial=0.0)
-    scale = np.where(top > 0, top, 1.0)
-    return top * np.sqrt(((terms / scale[..., None, :]) ** 2).sum(axis=-2))
+    non-negative, as a matrix product of squares scaled by each row's and column's largest entry
+    (squares of a gradient of 1e-180 would underflow; only terms below 1e-150 of their row's and
+    column's largest are lost)."""
+    row = e.max(axis=-1, keepdims=True, initial=0.0)
+    col = b.max(axis=0, keepdims=True, initial=0.0)
+    row_s, col_s = np.where(row > 0, row, 1.0), np.where(col > 0, col, 1.0)
+    return row_s * col_s * np.sqrt((e / row_s) ** 2 @ (b / col_s) ** 2)
 
 
 class Tracked:
@@ -116,10 +117,18 @@ class Tracked:
         v = a.v @ bv
         rounding = gamma(k_terms) * (np.abs(a.v) @ np.abs(bv)) + k_terms * self.eta
         if rows is None:
-            e = np.hypot(_quadrature(a.e, np.abs(bv)), _quadrature(np.abs(a.v), be))
+            e = _quadrature(a.e, np.abs(bv))
+            if be.any():
+                e = np.hypot(e, _quadrature(np.abs(a.v), be))
         else:
             e = a.e @ np.abs(bv) + np.abs(a.v) @ be
-        k = a.k @ np.abs(bv) + np.abs(a.v) @ bk + self.u * (a.total @ (be + bk))
+        k = np.zeros(v.shape)
+        if a.k.any():
+            k = k + a.k @ np.abs(bv)
+        if bk.any():
+            k = k + np.abs(a.v) @ bk
+        if be.any() or bk.any():  # (weights are exact: no second-order term)
+            k = k + self.u * (a.total @ (be + bk))
         return Bounded(v, rounding + e, k)
 
     def affine(self, x: Bounded, w: Bounded, b: Bounded | None = None) -> Bounded:
