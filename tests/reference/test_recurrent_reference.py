@@ -5,15 +5,18 @@ low-precision implementation (every elementary result rounded to the format)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 
+from backends.base import Case
+from conformance.compare import compare_results
 from conformance.dtypes import DTYPES
 from conformance.runner import reference_result
 from conformance.spec import all_specs
-from conformance.specs.recurrent import config_of, form_of, sequence_run
+from conformance.specs.recurrent import config_of, form_of, sequence_result, sequence_run
 from reference import recurrent as ref
 from reference.recurrent_errors import Tracked, error_bounds
 
@@ -262,8 +265,6 @@ def test_tracked_values_are_the_reference_values():
 
 
 def test_config_and_form_reject_what_torch_rejects():
-    from backends.base import Case
-
     base = {"input_size": 2, "hidden_size": 3, "num_layers": 1, "bias": True, "batch_first": False,
             "bidirectional": False, "proj_size": 0}
     x = np.zeros((4, 2, 2))
@@ -274,3 +275,25 @@ def test_config_and_form_reject_what_torch_rejects():
     case = Case("LSTM", "float32", {**base, "dropout": 0.0}, {"input": x, "h0": np.zeros((1, 3, 3))})
     with pytest.raises(ValueError):
         form_of(case, config_of(case))
+
+
+def test_packed_ties_follow_the_backends_valid_order():
+    """Equal lengths may be sorted either way: a result computed in the other valid order (as a
+    backend with an unstable sort returns it) passes; an order that does not sort the lengths is
+    judged against the reference's own and fails."""
+    spec = all_specs()["GRU[packed]"]
+    cfg = ref.RNNConfig("GRU", 2, 3)
+    inputs = _random_inputs(cfg, 4, 3)
+    inputs.pop("h0")
+    inputs["lengths"] = np.array([3, 4, 3])
+    params = {"input_size": 2, "hidden_size": 3, "num_layers": 1, "bias": True, "batch_first": False,
+              "dropout": 0.0, "bidirectional": False, "enforce_sorted": False}
+    case = Case("GRU", "float64", params, inputs, differentiable=tuple(k for k in inputs if k != "lengths"),
+                types={"lengths": "int_list"}, variant="packed")
+    case, result = reference_result(spec, case)
+    np.testing.assert_array_equal(result.outputs["sorted_indices"], [1, 0, 2])
+    other = sequence_result(case, True, np.array([1, 2, 0]))  # the tie (0, 2) the other way
+    assert not np.array_equal(other.outputs["output"], result.outputs["output"])
+    assert all(c.ok for c in compare_results(spec, case, result, other))
+    bogus = replace(other, outputs={**other.outputs, "sorted_indices": np.array([0, 1, 2])})
+    assert not all(c.ok for c in compare_results(spec, case, result, bogus))

@@ -12,6 +12,8 @@
 - ``GRUCellUpdateConvention``: GRUCell with the other paper's convention h' = z ⊙ n + (1 - z) ⊙ h.
 - ``GRUCellResetBeforeMatmul``: GRUCell with n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn) (the
   reset applied before the hidden product, as in Cho et al. and Keras' reset_after=False).
+- ``PlantedWhhError``: not a mistake but a planted small error (every W_hh off by 2^-20 relative,
+  8 float32 ulps), run in float32: the tolerance is tight enough to see it.
 """
 
 from __future__ import annotations
@@ -219,3 +221,33 @@ class GRUCellUpdateConvention(_GRUCellMistake):
 class GRUCellResetBeforeMatmul(_GRUCellMistake):
     name = "wrong-grucell-reset-before-matmul"
     mistake = "reset before matmul"
+
+
+def _weights_scaled(cls: type, factor: float) -> type:
+    """A subclass of an RNN module whose kernel sees every W_hh multiplied by ``factor``."""
+
+    class Scaled(cls):  # type: ignore[misc, valid-type]
+        def _update_flat_weights(self) -> None:
+            self._flat_weights = [getattr(self, n) * factor if n.startswith("weight_hh") else getattr(self, n)
+                                  for n in self._flat_weights_names]
+
+    return Scaled
+
+
+class _PlantedError(TorchBackend):
+    """A planted small error: W_hh off by a relative ``delta`` (a few dozen float32 ulps), to show
+    that the tolerance is tight enough to see it."""
+
+    delta = 0.0
+
+    def build_module(self, case, cls, kwargs):
+        if issubclass(cls, torch.nn.RNNBase):
+            return _weights_scaled(cls, 1.0 + self.delta)(**kwargs)
+        return super().build_module(case, cls, kwargs)
+
+
+class PlantedWhhError(_PlantedError):
+    """W_hh off by 2^-20 relative: 16 float32 units of roundoff (8 ulps) in every recurrent weight."""
+
+    name = "planted-w-hh-error"
+    delta = 2.0**-20
