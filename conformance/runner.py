@@ -149,9 +149,12 @@ def reference_result(spec: LayerSpec, case: Case) -> tuple[Case, Result]:
         try:
             store = _OnePass()
             ref = spec.evaluate(replace(case, cotangents=store), True)
-            # Every float output gets a cotangent; one the reference did not use shows up as a
-            # gradient mismatch (a reference that forgets an output is a bug of the reference).
+            # Every float output gets a cotangent. A reference that did not draw one (it checks
+            # ``name in case.cotangents`` first) is evaluated again with them all; one that ignores
+            # an output entirely shows up as a gradient mismatch, a bug of the reference.
             case = with_cotangents(spec, replace(case, cotangents=dict(store)), ref)
+            if set(case.cotangents) != set(store):
+                ref = spec.evaluate(case, True)
         except MissingCotangent:
             forward = spec.evaluate(case, False)
             case = with_cotangents(spec, case, forward)
@@ -329,11 +332,12 @@ class Runner:
             self._write_unsupported(backend, spec, dtype, reason)
             return self.tallies[(spec.id, backend.name, dtype)]
         samples: list[tuple[Case, dict[str, np.ndarray]]] = []
-        self.search(backend, spec, dtype, invalid=False, samples=samples)
+        hung: dict[str, bool] = {"timed_out": False}  # one hang per target is reported
+        self.search(backend, spec, dtype, invalid=False, samples=samples, hung=hung)
         for regime in spec.regimes:
-            self.search(backend, spec, dtype, invalid=False, regime=regime, samples=samples)
+            self.search(backend, spec, dtype, invalid=False, regime=regime, samples=samples, hung=hung)
         if self.request.invalid and spec.invalid_cases is not None:
-            self.search(backend, spec, dtype, invalid=True)
+            self.search(backend, spec, dtype, invalid=True, hung=hung)
         if spec.randomness is not None:
             self._check_randomness(backend, spec, dtype, samples)
         self._check_known(backend, spec, dtype)
@@ -366,16 +370,20 @@ class Runner:
         self._emit(record)
 
     def search(self, backend: Backend, spec: LayerSpec, dtype: str, invalid: bool, regime: Regime | None = None,
-               samples: list[tuple[Case, dict[str, np.ndarray]]] | None = None) -> None:
+               samples: list[tuple[Case, dict[str, np.ndarray]]] | None = None,
+               hung: dict[str, bool] | None = None) -> None:
         """One Hypothesis search; a discrepancy is shrunk and its final example recorded. Random
-        choices of passing cases are collected into ``samples``."""
+        choices of passing cases are collected into ``samples``. After a hang (``hung``, shared by
+        a target's searches) nothing more is run: each further case could cost a timeout."""
         req = self.request
         strategy = spec.strategy(dtype, regime, invalid=invalid)
-        state = {"failed": False, "timed_out": False}
+        state = hung if hung is not None else {"timed_out": False}
+        state.setdefault("timed_out", False)
+        state["failed"] = False
 
         def check(case: Case) -> None:
             if state["timed_out"]:
-                return  # one hang per target is reported; shrinking it would cost a timeout per step
+                return
             evaluation = self.evaluate(backend, spec, case, regime)
             record = evaluation.record
             if _needs_fresh_worker(record) and hasattr(backend, "reset"):
