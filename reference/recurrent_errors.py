@@ -10,7 +10,7 @@ error is as large as its value). Inputs, weights and cotangents are exact (E = 0
 elementary operation adds the rounding of its result to the propagation of its operands' bounds:
 
 - a ± b: E_a + E_b + |a ± b|;  a·b: |b|·E_a + |a|·E_b + u·E_a·E_b + |a·b| + η;  1 - a: E_a + |1 - a|;
-- σ(a): max σ'·E_a + ρ·σ(a) + η, tanh(a): max tanh'·E_a + ρ·|tanh a| + η, the derivative's maximum
+- σ(a): max σ'·E_a + ρ·σ(a) + ν, tanh(a): max tanh'·E_a + ρ·|tanh a| + ν, the derivative's maximum
   over a ± u·E_a (σ' = σ(1 - σ) <= 1/4, tanh' = 1 - tanh² <= 1; at the exact a when E_a is small),
   and never more than the functions' ranges (1/u, 2/u: where an error is as large as the values,
   in bfloat16 over long sequences, the bound says "anything in range" instead of growing on);
@@ -32,7 +32,10 @@ elementary operation adds the rounding of its result to the propagation of its o
     gradient over 16 steps came out 3 times too small).
 
 ρ = 3 covers a transcendental function's own error (a few ulps in the working precision, one
-rounding into the format) and η = tiny/u the absolute error of a result in the subnormal range.
+rounding into the format) and η = tiny/u the absolute error of a result in the subnormal range; a
+transcendental result below the normal range may also be flushed to zero (torch's float32 sigmoid
+returns 0 below -88.72, where the exact value is subnormal: exp(-x) overflows), an allowance of
+the smallest normal number, as the activations' tolerance has.
 The weights' gradients sum over time and batch with their own running bounds; the recurrence's errors enter
 through W_hh (in quadrature), the gates' derivatives (σ' <= 1/4, tanh' <= 1) and the cell state's
 f ⊙ E_c, accumulated through the steps and layers exactly as the values are.
@@ -90,12 +93,13 @@ def _quadrature(e: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 class Tracked:
-    """The arithmetic of ``Bounded`` values for unit roundoff ``u`` and smallest subnormal ``tiny``
-    (same methods as ``reference.recurrent.Exact``)."""
+    """The arithmetic of ``Bounded`` values for a format of unit roundoff ``u``, smallest subnormal
+    ``tiny`` and smallest normal number ``normal`` (same methods as ``reference.recurrent.Exact``)."""
 
-    def __init__(self, u: float, tiny: float):
+    def __init__(self, u: float, tiny: float, normal: float):
         self.u = u
         self.eta = tiny / u
+        self.flush = normal / u
 
     def const(self, a: np.ndarray) -> Bounded:
         a = np.asarray(a, dtype=np.float64)
@@ -170,7 +174,7 @@ class Tracked:
         return Bounded(v, a.e + np.abs(v), a.k)
 
     def _smooth(self, value: np.ndarray, slope: np.ndarray, a: Bounded, cap: float) -> Bounded:
-        e = np.minimum(slope * a.e + RHO * np.abs(value) + self.eta, cap / self.u)
+        e = np.minimum(slope * a.e + RHO * np.abs(value) + self.flush, cap / self.u)
         return Bounded(value, e, np.minimum(slope * a.k, cap / self.u))
 
     def sigmoid(self, a: Bounded) -> Bounded:
@@ -213,11 +217,12 @@ class Tracked:
 
 
 def error_bounds(cfg: ref.RNNConfig, form: ref.Form, inputs: dict[str, np.ndarray],
-                 cotangents: dict[str, np.ndarray] | None, u: float, tiny: float) -> dict[str, np.ndarray]:
+                 cotangents: dict[str, np.ndarray] | None, u: float, tiny: float,
+                 normal: float) -> dict[str, np.ndarray]:
     """E (units of u) for every output and gradient (when ``cotangents`` are given) of
     ``reference.recurrent.run``, by qualified name (``output``, ``h_n``, ``c_n``, ``grad.<input>``)."""
     cotangent = None if cotangents is None else (lambda name, _: cotangents[name])
-    outputs, grads = ref.run(Tracked(u, tiny), cfg, form, inputs, cotangent)
+    outputs, grads = ref.run(Tracked(u, tiny, normal), cfg, form, inputs, cotangent)
     out = {name: np.asarray(b.total) for name, b in outputs.items()}
     out.update({f"grad.{name}": np.asarray(b.total) for name, b in grads.items()})
     return out

@@ -289,12 +289,18 @@ def _sequence_reference(case: Case, backward: bool) -> Result:
     return sequence_result(case, backward)
 
 
+def sequence_run(A: Any, case: Case, cotangent: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The reference's run of ``case`` in arithmetic ``A`` (canonical order of a packed batch)."""
+    cfg = config_of(case)
+    return ref.run(A, cfg, form_of(case, cfg), _reference_inputs(case), cotangent)
+
+
 def _compute_sequence_magnitude(case: Case, result: Result) -> dict[str, np.ndarray]:
     cfg = config_of(case)
     form = form_of(case, cfg, result.meta.get("order"))
     dt = DTYPES[case.dtype]
     bounds = error_bounds(cfg, form, _reference_inputs(case), case.cotangents if result.grads else None,
-                          dt.unit_roundoff, dt.min_subnormal)
+                          dt.unit_roundoff, dt.min_subnormal, dt.min_normal)
     return as_magnitudes(case, result, bounds)
 
 
@@ -443,59 +449,6 @@ def _packed_regimes(op: str) -> tuple[Regime, ...]:
 
 
 # -- torch's known behaviours (predicates of conformance/known_discrepancies.toml) ----------------------
-
-# ln(float32 max): torch's float32 sigmoid, 1/(1 + exp(-x)), overflows exp(-x) below -this and returns 0
-# where the correctly rounded result is a subnormal number (down to x ≈ -103.3).
-SIGMOID_UNDERFLOW = 88.72283935546875
-
-
-class _FlushingSigmoid(ref.Exact):
-    """torch's float32 sigmoid: 0 below -88.72."""
-
-    def sigmoid(self, a: np.ndarray) -> np.ndarray:
-        return np.where(a < -SIGMOID_UNDERFLOW, 0.0, ref.sigmoid(a))
-
-
-class _LowestSigmoidInput(ref.Exact):
-    def __init__(self) -> None:
-        self.lowest = np.inf
-
-    def sigmoid(self, a: np.ndarray) -> np.ndarray:
-        self.lowest = min(self.lowest, float(np.min(a, initial=np.inf)))
-        return ref.sigmoid(a)
-
-
-def sequence_run(A: Any, case: Case, cotangent: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    cfg = config_of(case)
-    return ref.run(A, cfg, form_of(case, cfg), _reference_inputs(case), cotangent)
-
-
-def sigmoid_underflow_matters(case: Case) -> bool:
-    """A float32/bfloat16 case where some gate's pre-activation lies below -88.72 and computing
-    σ as 0 there moves a compared tensor out of its bound (the subnormal gate value is what
-    carries it): a valid case on which torch's sigmoid underflow is visible."""
-    from conformance.spec import spec_of
-    from conformance.specs.recurrent_cells import cell_run
-
-    if case.invalid or case.dtype not in ("float32", "bfloat16") or case.op == "RNN" or case.op == "RNNCell":
-        return False
-    spec = spec_of(case)
-    run = cell_run if spec.kind == "cell" else sequence_run
-    watch = _LowestSigmoidInput()
-    run(watch, case, None)
-    if watch.lowest >= -SIGMOID_UNDERFLOW:
-        return False
-    cotangent = (lambda name, _: case.cotangents[name]) if case.cotangents else None
-    exact, flushed = Result(*run(ref.EXACT, case, cotangent)), Result(*run(_FlushingSigmoid(), case, cotangent))
-    absref = spec.tolerance_for("output").magnitude(case, exact)  # type: ignore[operator]
-    dt = DTYPES[case.dtype]
-    other = flushed.tensors()
-    for name, value in exact.tensors().items():
-        allowed = dt.unit_roundoff * (absref[name] + np.abs(value)) + dt.min_subnormal
-        if np.any(np.abs(other[name] - value) > allowed):
-            return True
-    return False
-
 
 def _onednn_lstm(case: Case) -> bool:
     """nn.LSTM on a packed batch runs on oneDNN: float32 (bfloat16 on CPUs with AVX-512 BW, VL

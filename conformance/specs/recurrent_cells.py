@@ -113,7 +113,7 @@ def _cell_reference(case: Case, backward: bool) -> Result:
 def _compute_cell_magnitude(case: Case, result: Result) -> dict[str, np.ndarray]:
     dt = DTYPES[case.dtype]
     cotangent = (lambda name, _: case.cotangents[name]) if result.grads else None
-    outputs, grads = cell_run(Tracked(dt.unit_roundoff, dt.min_subnormal), case, cotangent)
+    outputs, grads = cell_run(Tracked(dt.unit_roundoff, dt.min_subnormal, dt.min_normal), case, cotangent)
     bounds = {name: b.total for name, b in outputs.items()}
     bounds.update({f"grad.{name}": b.total for name, b in grads.items()})
     return as_magnitudes(case, result, bounds)

@@ -254,13 +254,13 @@ def test_tracked_values_are_the_reference_values():
     out, _ = _run(cfg, inputs)
     cots = {k: np.ones(v.shape) for k, v in out.items()}
     exact_out, exact_grads = _run(cfg, inputs, cotangents=cots)
-    tracked_out, tracked_grads = ref.run(Tracked(2.0**-24, 2.0**-149), cfg, ref.Form(), inputs,
+    tracked_out, tracked_grads = ref.run(Tracked(2.0**-24, 2.0**-149, 2.0**-126), cfg, ref.Form(), inputs,
                                          lambda name, _: cots[name])
     for name, value in exact_out.items():
         np.testing.assert_array_equal(tracked_out[name].v, value)
     for name, value in exact_grads.items():
         np.testing.assert_array_equal(tracked_grads[name].v, value)
-    bounds = error_bounds(cfg, ref.Form(), inputs, cots, 2.0**-24, 2.0**-149)
+    bounds = error_bounds(cfg, ref.Form(), inputs, cots, 2.0**-24, 2.0**-149, 2.0**-126)
     assert all(np.all(np.isfinite(b)) and np.all(b >= 0) for b in bounds.values())
 
 
