@@ -264,6 +264,11 @@ class Runner:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
                 backend.run(case)
+        except (BackendCrash, BackendTimeout) as exc:  # rejecting a case means raising, not dying
+            verdict = "crash" if isinstance(exc, BackendCrash) else "timeout"
+            record.update(verdict=verdict, error_side="backend", error=_error_text(exc))
+            record.update(self._known_fields(backend, spec, case, failed=True))
+            return Evaluation(record, case)
         except Exception as exc:
             record.update(verdict="pass", error=f"both raised; reference: {_error_text(ref_error)}; "
                                                 f"backend: {_error_text(exc)}")
