@@ -259,7 +259,8 @@ def kl_div_errors(x: np.ndarray, t: np.ndarray, log_target: bool) -> tuple[np.nd
 
     Probabilities: xlogy(t, t) - t·x: (L + 1)u·|t log t| (log, product), u·|t x|, u·ℓ (subtraction);
     dt = log t + 1 - x: (L + 1)u·|log t| (log, its rounding) + the two additions u·(|log t + 1| + |dt|)
-    + u·|x|. dx = -t exact.
+    + u·|x| + 2u for the 1, which the derivative of xlogy(t, t) forms as (ĝ·t)/t (two roundings).
+    dx = -t exact.
     Log-probabilities: exp(t)·(t - x): (L + 2)u·ℓ; dx = -exp(t): L·u·e^t; dt = e^t·(t - x + 1):
     e^t·((L + 2)|t - x| + L + 1) covers exp, the two additions and the product.
     """
@@ -274,5 +275,5 @@ def kl_div_errors(x: np.ndarray, t: np.ndarray, log_target: bool) -> tuple[np.nd
         logt = np.log(np.where(t > 0, t, 1.0))
         term_err = (lib + 1) * np.abs(t * logt) + np.abs(t * x) + np.abs(terms)
         dt = logt + 1 - x
-        dt_err = (lib + 1) * np.abs(logt) + np.abs(logt + 1) + np.abs(dt) + np.abs(x)
+        dt_err = (lib + 1) * np.abs(logt) + np.abs(logt + 1) + np.abs(dt) + np.abs(x) + 2
         return term_err, np.zeros(shape), np.broadcast_to(dt_err, shape)

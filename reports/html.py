@@ -245,8 +245,9 @@ def _regimes(cells: list[Cell], run_info: dict[str, Any]) -> dict[str, Any]:
         for row in target["rows"]:
             counts = [row["counts"][where[c]] if c in where else None for c in columns]
             drawn = [row["drawn"][where[c]] if c in where else None for c in columns]
+            declined = [row["declined"][where[c]] if c in where else 0 for c in columns]
             rows.append({"op": target["op"], "family": target["family"], "name": row["name"],
-                         "counts": counts, "drawn": drawn, "uncovered": row["uncovered"],
+                         "counts": counts, "drawn": drawn, "declined": declined, "uncovered": row["uncovered"],
                          "attrs": filter_attrs(target["family"], sorted({b for b, _ in target["columns"]}),
                                                sorted({d for _, d in target["columns"]}, key=dtype_rank),
                                                [],

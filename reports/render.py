@@ -42,6 +42,7 @@ class Cell:
     utilisations: list[float] = field(default_factory=list)
     regimes: Counter = field(default_factory=Counter)
     drawn: Counter = field(default_factory=Counter)
+    declined: Counter = field(default_factory=Counter)  # regime searches' cases the backend did not support
 
     @property
     def cases(self) -> int:
@@ -77,6 +78,8 @@ class Cell:
             self.regimes.update(record.get("regimes") or [])
             if record.get("regime"):
                 self.drawn[record["regime"]] += 1
+        elif record.get("verdict") == "unsupported" and record.get("regime"):
+            self.declined[record["regime"]] += 1
         for seconds in (record.get("elapsed_s") or {}).values():
             self.elapsed_s += as_float(seconds)
 
@@ -180,7 +183,8 @@ def regime_coverage(cells: list[Cell], run_info: dict[str, Any]) -> list[dict[st
     each regime. Declared regimes come from run.json's ``regimes`` ({target: [names]}) when the
     runner wrote it, else from the names the records carry (then an uncovered regime cannot be
     seen). Each item: {op, family, declared (bool: from run.json), columns [(backend, dtype)],
-    rows [{name, counts, drawn, uncovered}]}; ``counts``/``drawn`` align with ``columns``."""
+    rows [{name, counts, drawn, declined, uncovered}]}; ``counts``/``drawn``/``declined`` align with
+    ``columns`` (declined: cases of the regime's search the backend reported unsupported)."""
     declared_all = run_info.get("regimes") if isinstance(run_info.get("regimes"), dict) else {}
     by_op: dict[str, list[Cell]] = {}
     for cell in cells:
@@ -197,8 +201,11 @@ def regime_coverage(cells: list[Cell], run_info: dict[str, Any]) -> list[dict[st
         rows = []
         for name in names:
             counts = [cell.regimes[name] for cell in op_cells]
+            declined = [cell.declined[name] for cell in op_cells]
+            # A regime the backend declined (unsupported) in a cell is not a gap of the search.
             rows.append({"name": name, "counts": counts, "drawn": [cell.drawn[name] for cell in op_cells],
-                         "uncovered": any(n == 0 for n in counts)})
+                         "declined": declined,
+                         "uncovered": any(n == 0 and not d for n, d in zip(counts, declined))})
         out.append({"op": op, "family": op_cells[0].family, "declared": op in declared_all,
                     "columns": [(c.backend, c.dtype) for c in op_cells], "rows": rows})
     return out

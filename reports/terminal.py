@@ -179,7 +179,8 @@ def _regime_lines(cells: list[Cell], run_info: dict[str, Any]) -> list[Text]:
     else:
         lines = [Text(f"{head}; {len(uncovered)} left without cases somewhere:", style="bold yellow")]
     for target, row in uncovered:
-        where = [f"{b}/{d}" for (b, d), n in zip(target["columns"], row["counts"]) if n == 0]
+        where = [f"{b}/{d}" for (b, d), n, declined in zip(target["columns"], row["counts"], row["declined"])
+                 if n == 0 and not declined]
         where_text = "any backend × dtype" if len(where) == len(target["columns"]) > 1 else ", ".join(where)
         lines.append(Text.assemble("   ", (target["op"], "bold"), f": {row['name']} — 0 cases in ",
                                    (where_text, "yellow")))

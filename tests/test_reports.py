@@ -356,6 +356,19 @@ def test_regime_coverage_in_terminal_and_html():
     assert "Targets declaring no regimes: ReLU" in section and "2 without cases somewhere" in section
 
 
+def test_regime_the_backend_declined_is_not_a_coverage_gap():
+    """A regime whose float16 cases the backend reported unsupported (no half kernel) is shown as
+    n/a, not as a regime the search left without cases."""
+    run_info = {"regimes": {"MaxPool2d": ["ceil_overhang", "window_in_padding"]}}
+    records = _regime_records() + [_record(op="MaxPool2d", dtype="float16", regime="window_in_padding",
+                                           verdict="unsupported", comparisons=[], max_utilisation=None)]
+    out = io.StringIO()
+    print_summary(records, run_info, Console(file=out, width=120))
+    assert "2 regimes of 1 target, each with cases in every backend × dtype" in out.getvalue(), out.getvalue()
+    html = render_html(records, run_info)
+    assert 'title="1 cases of this regime unsupported by the backend">n/a<' in html
+
+
 # -- HTML: plots, filters, comparison ------------------------------------------------------------
 
 def test_html_has_plots_filters_sorting_and_comparison():

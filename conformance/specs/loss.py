@@ -495,6 +495,13 @@ def _kl_errors(case: Case, result: Result) -> dict[str, np.ndarray]:
             dx, dt = -t, np.log(np.where(t > 0, t, 1.0)) + 1 - x
     red, count = (("mean", ref.kl_count(x, reduction, terms.size)) if reduction == "batchmean"
                   else (reduction, None))
+    if not log_target and case.cotangents:
+        # The 1 in dt is formed as (ĝ·t)/t: where ĝ·t underflows, its absolute error tiny/2 is
+        # divided by t. As a relative error of ĝ (pointwise_errors multiplies dt_err by |ĝ|):
+        ghat = np.abs(ref.scaled_cotangent(case.cotangents["output"], terms.shape, red, count))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lost = np.where((t > 0) & (ghat > 0), tiny_over_u(case) / 2 / (t * ghat), 0.0)
+        dt_err = dt_err + lost
     return pointwise_errors(case, terms, term_err, red, {"input": (dx, dx_err), "target": (dt, dt_err)}, count)
 
 

@@ -395,6 +395,22 @@ def _nll_magnitude(case: Case, result: Result) -> Mapping[str, np.ndarray]:
     return result_err
 
 
+def half_mean_total_overflows(case: Case) -> bool:
+    """A float16 'mean' NLLLoss / CrossEntropyLoss whose weighted total Σ w·loss rounds to ±inf in
+    float16 (|total| >= 65520) although the mean is representable: torch rounds the total to
+    float16 before dividing by Σ w."""
+    if case.op not in ("CrossEntropyLoss", "NLLLoss", "NLLLoss2d") or case.dtype != "float16" \
+            or case.invalid or reduction_of(case) != "mean":
+        return False
+    x, t = case.inputs["input"], case.inputs["target"]
+    with np.errstate(all="ignore"):
+        if case.op == "CrossEntropyLoss":
+            total = ref.cross_entropy(x, t, **{**_ce_args(case), "reduction": "sum"})
+        else:
+            total = ref.nll_loss(x, t, **{**_nll_args(case), "reduction": "sum"})
+    return bool(np.isfinite(total) and abs(total) >= 65520.0)
+
+
 def _weights_not_positive(case: Case) -> bool:
     return "weight" in case.inputs and bool(np.any(case.inputs["weight"] <= 0))
 
