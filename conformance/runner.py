@@ -8,6 +8,7 @@ repro artifacts. Every evaluated case is written to ``results.jsonl`` as it happ
 
 from __future__ import annotations
 
+import hashlib
 import time
 import traceback
 import uuid
@@ -43,6 +44,13 @@ from reports.records import RecordWriter
 
 class _Discrepancy(AssertionError):
     """Raised inside the Hypothesis test body so that the failing case gets shrunk."""
+
+
+def search_key(target: str, backend: str, dtype: str, regime: Regime | None, invalid: bool) -> bytes:
+    """The example-database key of one search: stable across runs and machines, distinct per
+    target × backend × dtype × regime × valid/invalid."""
+    name = "|".join((target, backend, dtype, regime.name if regime else "", "invalid" if invalid else "valid"))
+    return hashlib.sha256(name.encode()).digest()
 
 
 def _is_final_replay() -> bool:
@@ -429,6 +437,9 @@ class Runner:
                                    req.database)(test)
         if req.seed is not None:
             test = hypothesis_seed(req.seed)(test)
+        # Every search shares ``check``'s code, so Hypothesis would give them one database key: one
+        # search would replay (and, when they pass there, delete) another's saved failures.
+        test._hypothesis_internal_database_key = search_key(spec.id, backend.name, dtype, regime, invalid)
         try:
             test()
         except _Discrepancy:

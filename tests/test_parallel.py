@@ -95,3 +95,20 @@ def test_costs_command_prints_seconds_per_target(tmp_path, capsys):
     assert main(["costs", str(tmp_path)]) == 0
     costs = json.loads(capsys.readouterr().out)
     assert set(costs) == {"ReLU|float32"} and costs["ReLU|float32"] > 0
+
+
+def test_each_search_has_its_own_database_key():
+    """Searches share one check function; their example-database keys must still differ, or one
+    search replays (and deletes) another's failures."""
+    from conformance.runner import search_key
+    from conformance.spec import all_specs
+
+    regime = all_specs()["ReLU"].regimes[0]
+    keys = {search_key("ReLU", "torch-cpu", "float32", None, False),
+            search_key("ReLU", "torch-cpu", "float32", regime, False),
+            search_key("ReLU", "torch-cpu", "float32", None, True),
+            search_key("ReLU", "torch-cpu", "float16", None, False),
+            search_key("ReLU", "vendor", "float32", None, False),
+            search_key("Softmax", "torch-cpu", "float32", None, False)}
+    assert len(keys) == 6
+    assert search_key("ReLU", "torch-cpu", "float32", None, False) == search_key("ReLU", "torch-cpu", "float32", None, False)
