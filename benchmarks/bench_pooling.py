@@ -2,7 +2,8 @@
 
 Prints one row per representative configuration — the reference's time, torch's in float64 (the
 reference's precision) and in float32, and the ratio reference / torch-float64 — then the median
-ratio. A script, not a test: ``python benchmarks/bench_pooling.py``.
+and worst ratio. A script, not a test: ``python benchmarks/bench_pooling.py [--rounds N]`` (each
+config's best over N passes over the table, default 3: see ``_timing.print_table``).
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ def steps(cfg: Config, rng: np.random.Generator) -> tuple[Callable[[], Any], Cal
 
 
 def main() -> None:
-    print_table(CONFIGS, 36, steps)
+    rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
+    print_table(CONFIGS, 36, steps, rounds=rounds)
 
 
 if __name__ == "__main__":

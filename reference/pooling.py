@@ -8,8 +8,13 @@ Every pooling is expressed through *taps*: for each spatial dim, the input posit
 position reads (``Taps.index``, shape ``(P, out, L)``; ``P`` is 1 when all planes share the
 geometry, ``N·C`` when each plane has its own, as in fractional pooling) and whether each tap lies
 inside the input (``Taps.valid``; padding taps are invalid). The windows are the outer product of
-the per-dim taps, gathered in one vectorised ``take_along_axis``; gradients scatter back with
-``bincount`` (a sum over every window that read a position).
+the per-dim taps. The window reductions run tap by tap over strided views of one staged copy of
+the input (``_stage``: padded with the reduction's identity, -inf or 0, and gathered per dim where
+the taps are not an arithmetic grid), so no planes × windows × taps index array is ever built; they
+keep the arithmetic of the plain form exactly: the max and its first arg-max, numpy's pairwise
+summation order of the window sum, and the window-ordered accumulation of the gradient
+(``_window_max_generic``, ``_window_sum_generic`` and ``_window_sum_vjp_generic`` are that plain
+form: one gather of every tap, ``bincount`` to scatter back; tests check the two bit for bit).
 
 Window geometry (torch.nn.MaxPool/AvgPool documentation): with effective kernel e = d·(k-1)+1,
 
@@ -176,6 +181,188 @@ def max_overlap(spatial: Sequence[int], taps: Sequence[Taps]) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# Staged windows: one tap of all windows as one strided view
+# ---------------------------------------------------------------------------------------------
+
+
+def _arithmetic(t: Taps, size: int) -> tuple[int, int, int] | None:
+    """``(first, stride, dilation)`` when tap j of window o reads first + o·stride + j·dilation in
+    every plane and a tap is valid exactly when inside ``[0, size)``; else None."""
+    if t.index.shape[0] != 1:
+        return None
+    index = t.index[0]
+    out, length = index.shape
+    first = int(index[0, 0])
+    stride = int(index[1, 0]) - first if out > 1 else 1
+    dilation = int(index[0, 1]) - first if length > 1 else 1
+    if stride < 1 or dilation < 1:
+        return None
+    grid = first + np.arange(out)[:, None] * stride + np.arange(length)[None, :] * dilation
+    if not (np.array_equal(index, grid) and np.array_equal(t.valid[0], (grid >= 0) & (grid < size))):
+        return None
+    return first, stride, dilation
+
+
+def _offset_step(t: Taps) -> int | None:
+    """The step δ when every valid tap j of a window reads (its tap 0) + j·δ; else None."""
+    delta = int(t.index[0, 0, 1] - t.index[0, 0, 0]) if t.index.shape[2] > 1 else 1
+    expected = t.index[:, :, :1] + np.arange(t.index.shape[2]) * delta
+    return delta if np.array_equal(np.where(t.valid, t.index, expected), expected) else None
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where tap j of all windows of dim d sits: ``cuts[d][j]`` = (output slice, staged-data slice),
+    None when no window has that tap inside the input. Arithmetic dims (``grid[d]`` = (first,
+    stride, dilation)) read the input axis itself (padded by ``lo[d]``, ``hi[d]`` when staged with
+    padding; otherwise the output slice keeps only the windows whose tap is inside); other dims
+    are gathered to ``out·L`` positions, an invalid tap reading a fill slot after the input."""
+
+    grid: tuple[tuple[int, int, int] | None, ...]
+    lo: tuple[int, ...]
+    hi: tuple[int, ...]
+    cuts: tuple[tuple[tuple[slice, slice] | None, ...], ...]
+    outs: tuple[int, ...]
+
+    def taps(self) -> list[tuple[int, tuple[slice, ...], tuple[slice, ...]]]:
+        """``(tap number, output index, data index)`` of every tap inside the input for at least one
+        window, in row-major tap order (the window order of the plain form)."""
+        found = []
+        for number, t in enumerate(np.ndindex(*(len(c) for c in self.cuts))):
+            cut = [c[j] for c, j in zip(self.cuts, t)]
+            if all(k is not None for k in cut):
+                found.append((number, (slice(None),) + tuple(k[0] for k in cut),
+                              (slice(None),) + tuple(k[1] for k in cut)))
+        return found
+
+
+def _layout(spatial: Sequence[int], taps: Sequence[Taps], padded: bool) -> _Layout:
+    """The staged layout of ``taps`` over spatial shape ``spatial`` (see ``_Layout``)."""
+    grid = tuple(_arithmetic(t, int(size)) for size, t in zip(spatial, taps))
+    lo, hi, cuts = [], [], []
+    for size, t, g in zip(spatial, taps, grid):
+        out, length = t.index.shape[1:]
+        if g is None:
+            lo.append(0)
+            hi.append(0 if t.valid.all() else 1)
+            cuts.append(tuple((slice(0, out), slice(j, j + (out - 1) * length + 1, length)) for j in range(length)))
+            continue
+        first, stride, dilation = g
+        lo.append(max(0, -first) if padded else 0)
+        hi.append(max(0, first + (out - 1) * stride + (length - 1) * dilation + 1 - int(size)) if padded else 0)
+        per_tap = []
+        for j in range(length):
+            start = first + j * dilation
+            a = 0 if padded else max(0, -(start // stride))  # first window whose tap j is >= 0
+            b = out if padded else min(out, (int(size) - 1 - start) // stride + 1)
+            begin = start + lo[-1] + a * stride
+            per_tap.append((slice(a, b), slice(begin, begin + (b - a - 1) * stride + 1, stride)) if a < b else None)
+        cuts.append(tuple(per_tap))
+    return _Layout(grid, tuple(lo), tuple(hi), tuple(cuts), tuple(t.out for t in taps))
+
+
+def _fast_path(x_shape: Sequence[int], taps: Sequence[Taps]) -> bool:
+    """Whether the staged form applies: no empty axis, per-plane taps only for all planes, tap
+    positions per ``_offset_step``, and in gathered dims tap 0 valid and the valid taps a prefix
+    (so no window is empty there and the first tap holding -inf is a valid one)."""
+    planes = int(x_shape[0]) * int(x_shape[1])
+    if planes == 0 or any(t.index.shape[1] == 0 or t.index.shape[2] == 0 or t.index.shape[0] not in (1, planes)
+                          or _offset_step(t) is None for t in taps):
+        return False
+    return all(_arithmetic(t, int(size)) is not None
+               or (t.valid[:, :, 0].all() and not (t.valid[:, :, 1:] & ~t.valid[:, :, :-1]).any())
+               for size, t in zip(x_shape[2:], taps))
+
+
+def _pad(data: np.ndarray, widths: Sequence[tuple[int, int]], fill: float) -> np.ndarray:
+    """``data`` with ``widths[d]`` = (before, after) ``fill`` entries added along axis d."""
+    out = np.empty(tuple(n + a + b for n, (a, b) in zip(data.shape, widths)))
+    out[tuple(slice(a, a + n) for n, (a, _) in zip(data.shape, widths))] = data
+    for d, (n, (a, b)) in enumerate(zip(data.shape, widths)):
+        for cut in (slice(0, a), slice(a + n, a + n + b)):
+            if cut.stop > cut.start:
+                out[(slice(None),) * d + (cut,)] = fill
+    return out
+
+
+def _stage(x: np.ndarray, taps: Sequence[Taps], fill: float, padded: bool) -> tuple[np.ndarray, _Layout]:
+    """``x`` (N, C, *spatial) staged for ``taps``: ``(data, layout)``, data ``(N·C, *axes)``.
+    Gathered dims are copied (``take``, ``fill`` for invalid taps); arithmetic dims are read in
+    place, or from a copy padded with ``fill`` when ``padded``."""
+    spatial = x.shape[2:]
+    planes = int(x.shape[0]) * int(x.shape[1])
+    layout = _layout(spatial, taps, padded)
+    data = x.reshape(planes, *spatial)
+    if any(layout.lo) or any(layout.hi):
+        data = _pad(data, [(0, 0)] + list(zip(layout.lo, layout.hi)), fill)
+    for d, (t, g) in enumerate(zip(taps, layout.grid)):
+        if g is None:
+            index = np.where(t.valid, t.index, int(spatial[d]))  # the fill slot
+            if index.shape[0] == 1:
+                data = np.take(data, index.reshape(-1), axis=1 + d)
+            else:
+                shape = [planes] + [1] * len(spatial)
+                shape[1 + d] = index.shape[1] * index.shape[2]
+                data = np.take_along_axis(data, index.reshape(shape), axis=1 + d)
+    return data, layout
+
+
+def _broadcast_dims(per_dim: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per-dim arrays ``(P_d, out_d)`` reshaped to broadcast over ``(P, *out)``."""
+    nd = len(per_dim)
+    shaped = []
+    for d, a in enumerate(per_dim):
+        shape = [a.shape[0]] + [1] * nd
+        shape[1 + d] = a.shape[1]
+        shaped.append(a.reshape(shape))
+    return shaped
+
+
+def _tap_positions(spatial: Sequence[int], taps: Sequence[Taps], number: np.ndarray) -> np.ndarray:
+    """Flat in-plane position of tap ``number`` (row-major over the kernel) of every window:
+    (tap 0's position) + the tap's offset, per ``_offset_step``; ``number`` is ``(planes, *out)``."""
+    strides = _plane_strides(spatial)
+    offsets = np.zeros((), dtype=np.int64)
+    for t, st in zip(taps, strides):
+        offsets = np.add.outer(offsets, np.arange(t.index.shape[2]) * (_offset_step(t) * st))
+    idx = np.take(offsets.ravel(), number)
+    for base in _broadcast_dims([t.index[:, :, 0] * st for t, st in zip(taps, strides)]):
+        idx += base
+    return idx
+
+
+def _pairwise_sum(terms: Sequence[np.ndarray]) -> np.ndarray:
+    """Σ terms (a fresh array) in the order of numpy's pairwise summation of a contiguous run of
+    ``len(terms)`` values (``pairwise_sum`` in numpy's loops_utils): sequential below 8 terms, eight
+    strided partial sums combined as a tree up to 128, halves (at a multiple of 8) beyond."""
+    n = len(terms)
+    if n < 8:
+        acc = terms[0] + terms[1] if n > 1 else terms[0].copy()
+        for t in terms[2:]:
+            acc += t
+        return acc
+    if n <= 128:
+        rows = n - n % 8
+        partial = [np.add(terms[j], terms[j + 8]) if rows > 8 else terms[j] for j in range(8)]
+        for i in range(16, rows, 8):
+            for j in range(8):
+                partial[j] += terms[i + j]
+        acc, scratch = np.add(partial[0], partial[1]), np.add(partial[2], partial[3])
+        acc += scratch
+        right = np.add(partial[4], partial[5])
+        right += np.add(partial[6], partial[7], out=scratch)
+        acc += right
+        for t in terms[rows:]:
+            acc += t
+        return acc
+    half = n // 2
+    half -= half % 8
+    acc = _pairwise_sum(terms[:half])
+    acc += _pairwise_sum(terms[half:])
+    return acc
+
+
+# ---------------------------------------------------------------------------------------------
 # Max pooling (and the scatter shared by every index-returning pooling)
 # ---------------------------------------------------------------------------------------------
 
@@ -187,7 +374,61 @@ def window_max(x: np.ndarray, taps: Sequence[Taps]) -> tuple[np.ndarray, np.ndar
     index is the first tap in window order (row-major over the kernel) holding the maximum. A
     window with no tap inside the input yields -inf and index -1 (no input element).
     Returns ``(out, indices)`` shaped ``(N, C, *out)``.
+
+    Tap by tap over the staged input, each tap only over the windows where it is inside: the
+    running ``maximum`` (NaN-propagating), then, last tap first, branch-free integer updates of the
+    number of a tap equal to it, so the first one stays. NaN windows, empty windows and the sign of
+    a zero maximum (as numpy's max of the window row gives it, like the plain form) are settled
+    afterwards, where they occur.
     """
+    if not _fast_path(x.shape, taps):
+        return _window_max_generic(x, taps)
+    n, c = x.shape[:2]
+    data, layout = _stage(x, taps, -np.inf, padded=False)
+    found = [(number, out, data[src]) for number, out, src in layout.taps()]
+    shape = (n * c, *layout.outs)
+    full = [k for k, (_, out, v) in enumerate(found) if v.shape == shape]
+    best = found[full[0]][2].copy() if full else np.full(shape, -np.inf)
+    for k, (_, out, v) in enumerate(found):
+        if not full or k != full[0]:
+            np.maximum(best[out], v, out=best[out])
+    number = np.zeros(shape, dtype=np.min_scalar_type(-int(np.prod([len(k) for k in layout.cuts]))))
+    eq = np.empty(shape, dtype=bool)
+    step = np.empty_like(number)
+    for t, out, v in reversed(found):
+        np.equal(v, best[out], out=eq[out])
+        np.subtract(number[out], t, out=step[out])
+        np.multiply(step[out], eq[out], out=step[out])
+        number[out] -= step[out]
+    if np.isnan(best.min()):
+        nan = np.isnan(best)
+        for t, out, v in reversed(found):
+            np.copyto(number[out], t, where=nan[out] & np.isnan(v))
+        best[nan] = np.nan
+    idx = _tap_positions(x.shape[2:], taps, number)
+    empty = np.zeros((), dtype=bool)
+    for e in _broadcast_dims([~t.valid.any(axis=-1) for t in taps]):
+        empty = empty | e
+    if empty.any():
+        np.copyto(idx, -1, where=np.broadcast_to(empty, shape))
+    if not best.all():  # a zero max: its sign as numpy's max of the window row gives it
+        zero = best == 0
+        best[zero] = _window_rows(x, taps, zero).max(axis=-1)
+    return best.reshape(n, c, *layout.outs), idx.reshape(n, c, *layout.outs)
+
+
+def _window_rows(x: np.ndarray, taps: Sequence[Taps], where: np.ndarray) -> np.ndarray:
+    """The plain form's window rows (padding -inf) of the windows where ``where`` (N·C, *out)
+    holds: ``(count, taps per window)``."""
+    flat, valid = window_positions(x.shape[2:], taps)
+    at = np.nonzero(where)
+    sel = (at[0] if flat.shape[0] > 1 else np.zeros_like(at[0]), *at[1:])
+    pos, ok = flat[sel].reshape(at[0].size, -1), valid[sel].reshape(at[0].size, -1)
+    return np.where(ok, x.reshape(where.shape[0], -1)[at[0][:, None], pos], -np.inf)
+
+
+def _window_max_generic(x: np.ndarray, taps: Sequence[Taps]) -> tuple[np.ndarray, np.ndarray]:
+    """``window_max`` in the plain form: every tap of every window gathered at once."""
     n, c = x.shape[:2]
     nd = len(taps)
     flat, valid = window_positions(x.shape[2:], taps)
@@ -218,10 +459,11 @@ def scatter_by_indices(input_shape: Sequence[int], indices: np.ndarray, g: np.nd
     """
     n, c = input_shape[:2]
     plane = int(np.prod(input_shape[2:]))
-    idx = indices.reshape(n * c, -1)
-    keep = (idx >= 0) & (idx < plane)
-    grad = _scatter(plane, n * c, np.where(keep, idx, 0), np.where(keep, g.reshape(n * c, -1), 0.0))
-    return grad.reshape(tuple(input_shape))
+    idx, weights = indices.reshape(n * c, -1), g.reshape(n * c, -1)
+    if idx.size and (idx.min() < 0 or idx.max() >= plane):
+        keep = (idx >= 0) & (idx < plane)
+        idx, weights = np.where(keep, idx, 0), np.where(keep, weights, 0.0)
+    return _scatter(plane, n * c, idx, weights).reshape(tuple(input_shape))
 
 
 def max_pool(x: np.ndarray, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int],
@@ -291,8 +533,8 @@ def avg_pool_vjp(x_shape: Sequence[int], g: np.ndarray, kernel: Sequence[int], s
     return window_sum_vjp(x_shape, taps, g / div)
 
 
-def window_sum(x: np.ndarray, taps: Sequence[Taps]) -> np.ndarray:
-    """Σ of the input values of each window (padding taps contribute 0); ``(N, C, *out)``."""
+def _window_sum_generic(x: np.ndarray, taps: Sequence[Taps]) -> np.ndarray:
+    """``window_sum`` in the plain form: every tap gathered, then numpy's ``sum`` over the taps."""
     n, c = x.shape[:2]
     nd = len(taps)
     flat, valid = window_positions(x.shape[2:], taps)
@@ -301,8 +543,84 @@ def window_sum(x: np.ndarray, taps: Sequence[Taps]) -> np.ndarray:
     return out.reshape(n, c, *out.shape[1:])
 
 
+def window_sum(x: np.ndarray, taps: Sequence[Taps]) -> np.ndarray:
+    """Σ of the input values of each window (padding taps contribute 0); ``(N, C, *out)``.
+
+    Summed tap by tap over the staged input (padded with 0) in the order numpy's ``sum`` over the
+    window's taps takes (``_pairwise_sum`` after an initial 0.0): the plain form's result bit for bit.
+    """
+    if not _fast_path(x.shape, taps):
+        return _window_sum_generic(x, taps)
+    n, c = x.shape[:2]
+    data, layout = _stage(x, taps, 0.0, padded=True)
+    total = _pairwise_sum([data[src] for _, _, src in layout.taps()])
+    total += 0.0  # numpy's sum starts from +0.0: a sum of -0.0 values is +0.0
+    return total.reshape(n, c, *layout.outs)
+
+
 def window_sum_vjp(x_shape: Sequence[int], taps: Sequence[Taps], g: np.ndarray) -> np.ndarray:
-    """Transpose of ``window_sum``: every input position receives Σ of g over the windows reading it."""
+    """Transpose of ``window_sum``: every input position receives Σ of g over the windows reading it.
+
+    The contributions to one position are added in row-major window order, starting from 0.0 (the
+    order of the plain form's ``bincount``). Arithmetic taps: added tap by tap, each over the
+    windows where it is inside, through the strided views of ``window_max`` (one tap of all windows
+    reads distinct positions, and the reverse tap order is the window order of each position).
+    Other shared taps: ``_window_sum_vjp_gathered``; per-plane taps: the plain form.
+    """
+    spatial = [int(s) for s in x_shape[2:]]
+    if not _fast_path(x_shape, taps) or any(t.index.shape[0] != 1 for t in taps):
+        return _window_sum_vjp_generic(x_shape, taps, g)
+    planes = int(x_shape[0]) * int(x_shape[1])
+    gp = g.reshape(planes, *g.shape[2:])
+    layout = _layout(spatial, taps, padded=False)
+    if any(grid is None for grid in layout.grid):
+        return _window_sum_vjp_gathered(spatial, taps, gp).reshape(tuple(x_shape))
+    grad = np.zeros((planes, *spatial))
+    for _, out, src in reversed(layout.taps()):
+        grad[src] += gp[out]
+    return grad.reshape(tuple(x_shape))
+
+
+def _windows_of_positions(size: int, t: Taps) -> tuple[np.ndarray, np.ndarray]:
+    """For one dim of shared taps: ``(windows, count)``: ``windows[j, u]`` is the u-th window
+    (ascending) with a valid tap at position j, and ``out`` (a zero slot) past the ``count[j]``."""
+    valid = t.valid[0]
+    pos = t.index[0][valid]
+    win = np.broadcast_to(np.arange(t.out)[:, None], valid.shape)[valid]
+    order = np.argsort(pos, kind="stable")  # windows stay ascending within a position
+    pos, win = pos[order], win[order]
+    count = np.bincount(pos, minlength=size)
+    windows = np.full((size, max(1, int(count.max(initial=0)))), t.out, dtype=np.int64)
+    windows[pos, np.arange(pos.size) - np.repeat(np.cumsum(count) - count, count)] = win
+    return windows, count
+
+
+def _window_sum_vjp_gathered(spatial: Sequence[int], taps: Sequence[Taps], g: np.ndarray) -> np.ndarray:
+    """``window_sum_vjp`` of shared taps as a gather, ``g`` shaped ``(planes, *out)``:
+
+        grad[j] = 0.0 + Σ_u g[w_1(j_1, u_1), ..., w_nd(j_nd, u_nd)]   (row-major in u, i.e. window order)
+
+    over the windows w_d(j_d, ·) reading j along each dim (``_windows_of_positions``). The first
+    window of every dim is gathered for all positions at once, the further ones only where they
+    exist (a missing window would add 0, which changes nothing).
+    """
+    lists = [_windows_of_positions(int(size), t) for size, t in zip(spatial, taps)]
+    gz = np.zeros((g.shape[0], *[o + 1 for o in g.shape[1:]]))  # a zero slot after each dim
+    gz[(slice(None),) + tuple(slice(0, o) for o in g.shape[1:])] = g
+    grad = gz
+    for d, (windows, _) in enumerate(lists):
+        grad = np.take(grad, windows[:, 0], axis=1 + d)
+    grad += 0.0
+    for u in list(np.ndindex(*(w.shape[1] for w, _ in lists)))[1:]:
+        rows = [np.flatnonzero(count > ud) for (_, count), ud in zip(lists, u)]
+        if all(r.size for r in rows):
+            src = np.ix_(*[w[r, ud] for (w, _), r, ud in zip(lists, rows, u)])
+            grad[(slice(None),) + np.ix_(*rows)] += gz[(slice(None),) + src]
+    return grad
+
+
+def _window_sum_vjp_generic(x_shape: Sequence[int], taps: Sequence[Taps], g: np.ndarray) -> np.ndarray:
+    """``window_sum_vjp`` in the plain form: one ``bincount`` over every tap of every window."""
     n, c = x_shape[:2]
     nd = len(taps)
     flat, valid = window_positions(x_shape[2:], taps)
