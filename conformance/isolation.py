@@ -20,11 +20,17 @@ PRELOAD = ["numpy", "torch", "conformance.specs", "conformance.registry"]
 STARTUP_TIMEOUT = 120.0  # seconds a fresh worker may take to come up (imports, a loaded machine)
 
 
-def _serve(conn: Any, backend_spec: str) -> None:
-    """Worker loop: load the backend by name, then answer case requests until told to stop."""
+def _serve(conn: Any, backend_spec: str, threads: int | None = None) -> None:
+    """Worker loop: load the backend by name, then answer case requests until told to stop.
+    ``threads`` caps torch's intra-op threads (parallel jobs share the cores)."""
     import numpy as np
 
     from conformance.registry import load_backend
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
     backend = load_backend(backend_spec)
     conn.send("ready")  # the per-case time limit starts after the worker is up
@@ -69,11 +75,13 @@ def _describe_exit(code: int | None) -> str:
 class IsolatedBackend(Backend):
     """Wraps a backend (loaded by ``backend_spec`` in the worker) with crash and hang isolation."""
 
-    def __init__(self, backend_spec: str, inner: Backend, timeout: float = 120.0):
+    def __init__(self, backend_spec: str, inner: Backend, timeout: float = 120.0, threads: int | None = None):
         self.inner = inner
         self.name = inner.name
+        self.known_as = inner.known_as
         self.backend_spec = backend_spec
         self.timeout = timeout
+        self.threads = threads
         self._process: Any = None
         self._conn: Any = None
         self._context = multiprocessing.get_context("forkserver")
@@ -97,7 +105,7 @@ class IsolatedBackend(Backend):
 
     def _start(self) -> None:
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_serve, args=(child, self.backend_spec), daemon=True,
+        process = self._context.Process(target=_serve, args=(child, self.backend_spec, self.threads), daemon=True,
                                         name=f"nnconform-{self.name}")
         process.start()
         child.close()

@@ -264,6 +264,11 @@ class Runner:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
                 backend.run(case)
+        except (BackendCrash, BackendTimeout) as exc:  # rejecting a case means raising, not dying
+            verdict = "crash" if isinstance(exc, BackendCrash) else "timeout"
+            record.update(verdict=verdict, error_side="backend", error=_error_text(exc))
+            record.update(self._known_fields(backend, spec, case, failed=True))
+            return Evaluation(record, case)
         except Exception as exc:
             record.update(verdict="pass", error=f"both raised; reference: {_error_text(ref_error)}; "
                                                 f"backend: {_error_text(exc)}")
@@ -277,7 +282,7 @@ class Runner:
     def _known_fields(self, backend: Backend, spec: LayerSpec, case: Case, failed: bool) -> dict[str, Any]:
         """A failing case matching a known entry is 'known'; a passing one stays 'pass' but counts
         toward the entry's unexpected-pass check at the end of the target (``_check_known``)."""
-        entry = match_known(self.request.known, spec, backend.name, case)
+        entry = match_known(self.request.known, spec, (backend.name, *backend.known_as), case)
         if entry is None:
             return {"known": None}
         stats = self._known_stats[(spec.id, backend.name, case.dtype)].setdefault(entry.id, [entry, 0, 0])
