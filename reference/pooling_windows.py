@@ -23,7 +23,8 @@ The forms used compute the same numbers bit for bit, one tap of all windows at a
 The max is a running ``maximum`` (NaN-propagating) and, last tap first, branch-free integer
 updates of the number of a tap equal to it, so the first one stays; the sum adds the taps in the
 order of numpy's pairwise summation (``_pairwise_sum``); the VJP adds, per position, the windows
-in the plain form's order. Tests compare every form with the plain one.
+in the plain form's order. ``tests/reference/test_pooling_windows_reference.py`` compares every
+form with the plain one, bit for bit (NaN payloads aside).
 """
 
 from __future__ import annotations
