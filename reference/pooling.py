@@ -8,8 +8,8 @@ Every pooling is expressed through *taps*: for each spatial dim, the input posit
 position reads (``Taps.index``, shape ``(P, out, L)``; ``P`` is 1 when all planes share the
 geometry, ``N·C`` when each plane has its own, as in fractional pooling) and whether each tap lies
 inside the input (``Taps.valid``; padding taps are invalid). The windows are the outer product of
-the per-dim taps, gathered in one vectorised ``take_along_axis``; gradients scatter back with
-``bincount`` (a sum over every window that read a position).
+the per-dim taps; ``reference.pooling_windows`` reduces over them (max and arg-max, sum, the
+sum's VJP) one tap of all windows at a time.
 
 Window geometry (torch.nn.MaxPool/AvgPool documentation): with effective kernel e = d·(k-1)+1,
 
@@ -23,28 +23,22 @@ and in ceil mode a last window that would start in the right padding or past it 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
+
+from reference.pooling_windows import (  # noqa: F401  (Taps, window_positions: part of this module's API)
+    Taps,
+    max_overlap,
+    scatter_by_indices,
+    window_max,
+    window_positions,
+    window_sum,
+    window_sum_vjp,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Window geometry
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Taps:
-    """Input positions read by each output position along one spatial dim.
-
-    ``index``: int64 ``(P, out, L)``; ``valid``: bool, same shape (False for padding taps).
-    """
-
-    index: np.ndarray
-    valid: np.ndarray
-
-    @property
-    def out(self) -> int:
-        return int(self.index.shape[1])
 
 
 def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1,
@@ -121,107 +115,9 @@ def fractional_taps(starts: np.ndarray, kernel: int) -> Taps:
     return Taps(index.astype(np.int64), np.ones(index.shape, dtype=bool))
 
 
-def _plane_strides(spatial: Sequence[int]) -> list[int]:
-    strides, acc = [], 1
-    for s in reversed(spatial):
-        strides.append(acc)
-        acc *= int(s)
-    return strides[::-1]
-
-
-def window_positions(spatial: Sequence[int], taps: Sequence[Taps]) -> tuple[np.ndarray, np.ndarray]:
-    """Flat in-plane positions and validity of every tap of every window.
-
-    Returns ``(flat, valid)``, both shaped ``(P, *out, *L)``; invalid taps have position 0.
-    """
-    nd = len(taps)
-    strides = _plane_strides(spatial)
-    planes = max(t.index.shape[0] for t in taps)
-    full = (planes, *[t.out for t in taps], *[t.index.shape[2] for t in taps])
-    flat = np.zeros(full, dtype=np.int64)
-    valid = np.ones(full, dtype=bool)
-    for d, t in enumerate(taps):
-        shape = [t.index.shape[0]] + [1] * (2 * nd)
-        shape[1 + d] = t.out
-        shape[1 + nd + d] = t.index.shape[2]
-        ok = t.valid.reshape(shape)
-        flat = flat + np.where(ok, t.index.reshape(shape), 0) * strides[d]
-        valid = valid & ok
-    return flat, valid
-
-
-def _gather(x: np.ndarray, flat: np.ndarray) -> np.ndarray:
-    """Values of ``x`` (N, C, *spatial) at in-plane positions ``flat`` (P, ...) -> (N·C, ...)."""
-    planes = x.shape[0] * x.shape[1]
-    xf = x.reshape(planes, -1)
-    idx = np.broadcast_to(flat, (planes, *flat.shape[1:])).reshape(planes, -1)
-    return np.take_along_axis(xf, idx, axis=1).reshape(planes, *flat.shape[1:])
-
-
-def _scatter(plane_size: int, planes: int, flat: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Sum ``weights`` (planes, ...) into ``(planes, plane_size)`` at positions ``flat``."""
-    flat = np.broadcast_to(flat, weights.shape).reshape(planes, -1)
-    offsets = (np.arange(planes, dtype=np.int64) * plane_size)[:, None]
-    total = np.bincount((flat + offsets).ravel(), weights=weights.reshape(-1), minlength=planes * plane_size)
-    return total.reshape(planes, plane_size)
-
-
-def max_overlap(spatial: Sequence[int], taps: Sequence[Taps]) -> int:
-    """The largest number of windows reading one input position (the reduction length of the
-    input gradient); at least 1."""
-    flat, valid = window_positions(spatial, taps)
-    plane = int(np.prod(spatial))
-    counts = _scatter(plane, flat.shape[0], flat, valid.astype(np.float64))
-    return max(1, int(counts.max(initial=0)))
-
-
 # ---------------------------------------------------------------------------------------------
 # Max pooling (and the scatter shared by every index-returning pooling)
 # ---------------------------------------------------------------------------------------------
-
-
-def window_max(x: np.ndarray, taps: Sequence[Taps]) -> tuple[np.ndarray, np.ndarray]:
-    """Max over each window and its in-plane index.
-
-    Padding never wins. A window holding a NaN yields NaN (index: its first NaN). Otherwise the
-    index is the first tap in window order (row-major over the kernel) holding the maximum. A
-    window with no tap inside the input yields -inf and index -1 (no input element).
-    Returns ``(out, indices)`` shaped ``(N, C, *out)``.
-    """
-    n, c = x.shape[:2]
-    nd = len(taps)
-    flat, valid = window_positions(x.shape[2:], taps)
-    vals = _gather(x, flat)
-    planes = n * c
-    out_shape = vals.shape[1:1 + nd]
-    window = int(np.prod(vals.shape[1 + nd:]))
-    vals = vals.reshape(planes, *out_shape, window)
-    ok = np.broadcast_to(valid, (planes, *valid.shape[1:])).reshape(planes, *out_shape, window)
-    pos_flat = np.broadcast_to(flat, (planes, *flat.shape[1:])).reshape(planes, *out_shape, window)
-    nan = ok & np.isnan(vals)
-    keyed = np.where(ok & ~nan, vals, -np.inf)
-    best = keyed.max(axis=-1)
-    has_nan = nan.any(axis=-1)
-    target = np.where(has_nan[..., None], nan, ok & (keyed == best[..., None]))
-    pos = target.argmax(axis=-1)
-    nonempty = ok.any(axis=-1)
-    out = np.where(has_nan, np.nan, np.where(nonempty, best, -np.inf))
-    idx = np.take_along_axis(pos_flat, pos[..., None], axis=-1)[..., 0]
-    idx = np.where(nonempty, idx, -1).astype(np.int64)
-    return out.reshape(n, c, *out_shape), idx.reshape(n, c, *out_shape)
-
-
-def scatter_by_indices(input_shape: Sequence[int], indices: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """VJP of an index-selecting pooling: grad_x[n, c, j] = Σ_{o: indices[n, c, o] = j} g[n, c, o].
-
-    Indices outside ``[0, plane)`` (the -1 of an empty window) receive nothing.
-    """
-    n, c = input_shape[:2]
-    plane = int(np.prod(input_shape[2:]))
-    idx = indices.reshape(n * c, -1)
-    keep = (idx >= 0) & (idx < plane)
-    grad = _scatter(plane, n * c, np.where(keep, idx, 0), np.where(keep, g.reshape(n * c, -1), 0.0))
-    return grad.reshape(tuple(input_shape))
 
 
 def max_pool(x: np.ndarray, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int],
@@ -289,27 +185,6 @@ def avg_pool_vjp(x_shape: Sequence[int], g: np.ndarray, kernel: Sequence[int], s
     taps = pool_taps(x_shape[2:], kernel, stride, padding, ones, ceil_mode)
     div = avg_divisor(x_shape[2:], kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
     return window_sum_vjp(x_shape, taps, g / div)
-
-
-def window_sum(x: np.ndarray, taps: Sequence[Taps]) -> np.ndarray:
-    """Σ of the input values of each window (padding taps contribute 0); ``(N, C, *out)``."""
-    n, c = x.shape[:2]
-    nd = len(taps)
-    flat, valid = window_positions(x.shape[2:], taps)
-    vals = np.where(valid, _gather(x, flat), 0.0)
-    out = vals.sum(axis=tuple(range(1 + nd, 1 + 2 * nd)))
-    return out.reshape(n, c, *out.shape[1:])
-
-
-def window_sum_vjp(x_shape: Sequence[int], taps: Sequence[Taps], g: np.ndarray) -> np.ndarray:
-    """Transpose of ``window_sum``: every input position receives Σ of g over the windows reading it."""
-    n, c = x_shape[:2]
-    nd = len(taps)
-    flat, valid = window_positions(x_shape[2:], taps)
-    gw = g.reshape(n * c, *g.shape[2:], *([1] * nd))
-    weights = np.where(valid, gw, 0.0)
-    plane = int(np.prod(x_shape[2:]))
-    return _scatter(plane, n * c, flat, weights).reshape(tuple(x_shape))
 
 
 # ---------------------------------------------------------------------------------------------
