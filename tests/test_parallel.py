@@ -111,4 +111,5 @@ def test_each_search_has_its_own_database_key():
             search_key("ReLU", "vendor", "float32", None, False),
             search_key("Softmax", "torch-cpu", "float32", None, False)}
     assert len(keys) == 6
-    assert search_key("ReLU", "torch-cpu", "float32", None, False) == search_key("ReLU", "torch-cpu", "float32", None, False)
+    same = ("ReLU", "torch-cpu", "float32", None, False)
+    assert search_key(*same) == search_key(*same)
