@@ -3,7 +3,8 @@
 A *case record* (``"type": "case"``) is written, and flushed, for every compared case:
 
     run_id, op, family, backend, device, dtype, tier,
-    verdict      one of VERDICTS
+    verdict      one of VERDICTS (``compile``: a compiling backend could not compile the call; the
+                 message in ``error`` says why: graph break, recompile limit or compiler error)
     final        true for the example Hypothesis settled on after shrinking (the one to report)
     case_id      stable hash of the case description and values
     case         Case.describe(): params, forward_kwargs, per-input shape/dtype/layout/strides

@@ -1,0 +1,342 @@
+"""The torch.compile adapter: ``torch-compile[:<compiler>[:<mode>]]`` (CPU) and ``torch-compile-cuda[...]``.
+
+A case runs exactly as on ``torch-cpu`` (the call interpreter builds the module, installs its
+parameters and buffers, lays out the inputs, calls, runs the backward pass with the case's
+cotangents), except that the call goes through ``torch.compile``: the module or function is passed
+to a compiled trampoline, so dynamo captures its forward as one graph (``fullgraph=True``),
+AOTAutograd derives the backward graph, and the compiler (``inductor`` by default; ``aot_eager``
+captures and decomposes but runs eager kernels, which separates capture from code generation)
+builds both. The result is judged against the reference like any other backend's, never against
+eager torch.
+
+Compilation costs seconds per graph, so compiled trampolines are reused: one per *call signature*
+(entry, callee, dtype, call tree without its seed, input layouts, ranks and which sizes are 0 or 1,
+differentiable inputs), at most ``cache_size`` of them (least recently used dropped), all dropped
+with ``torch._dynamo.reset()`` when the run moves on to another target (entry × dtype), which bounds
+memory over a whole-catalogue run. Sizes are left out of the signature: dynamo's automatic dynamic
+shapes compile the first case of a signature with static sizes and recompile once, with the sizes
+that changed symbolic, when another size arrives. Each signature gets its own code object, so
+dynamo's per-code cache, its automatic-dynamic state and its recompile limit are per signature.
+
+Dynamo is configured deliberately (``configure``): ``fullgraph=True`` (a graph break is an error,
+not a silent split with eager code in between), ``recompile_limit`` = 8 per signature with
+``fail_on_recompile_limit_hit`` (the limit raises instead of silently running eager code),
+``suppress_errors`` off (a compiler error never falls back to eager), no profile-guided dynamic
+state carried between processes (runs stay reproducible), and one inductor compile thread (no
+compile-worker processes inside the isolated worker on a small machine). When a case's random
+choices are replayed through ``torch.rand`` after a seed (rule ``rand``), inductor uses eager's
+random number generation (``fallback_random``) so that the replay sees the same samples; dropout
+masks (rule ``nonzero``) come from inductor's own generator and are judged statistically.
+
+A call the compiler cannot compile raises ``CompileFailure`` (verdict ``compile``, never a pass and
+never a wrong value), whose message starts with the kind: ``graph break`` (dynamo cannot capture
+the call as one graph), ``recompile limit`` (the signature needed more than 8 graphs) or
+``compiler error`` (dynamo, AOTAutograd or the backend compiler failed, forward or backward). An
+exception the traced program itself raises — one dynamo observed while tracing, or an argument
+check failing on fake tensors — is the call's own error and is raised as such.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import types
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+from backends.base import DTYPE_NAMES, Capabilities, Case, CompileFailure, Result
+from backends.torch_backend import TorchBackend
+
+DEFAULT_COMPILER = "inductor"
+RECOMPILE_LIMIT = 8
+CACHE_SIZE = 16
+MESSAGE_LIMIT = 2000
+BASE_NAMES = {"cpu": "torch-compile", "cuda": "torch-compile-cuda"}
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def parse_spec(spec: str) -> tuple[str, str, str | None]:
+    """(device, compiler, mode) of ``torch-compile[-cuda][:<compiler>[:<mode>]]``; ValueError otherwise."""
+    base, _, rest = spec.partition(":")
+    device = next((d for d, name in BASE_NAMES.items() if name == base), None)
+    if device is None:
+        raise ValueError(f"not a torch-compile backend name: {spec!r}")
+    compiler, _, mode = rest.partition(":")
+    if ":" in mode:
+        raise ValueError(f"{spec!r}: expected {base}[:<compiler>[:<mode>]]")
+    return device, compiler or DEFAULT_COMPILER, mode or None
+
+
+def configure() -> None:
+    """The dynamo and inductor settings every compiled case runs under (see the module docstring)."""
+    import torch._dynamo.config as dynamo_config
+
+    dynamo_config.recompile_limit = RECOMPILE_LIMIT
+    dynamo_config.fail_on_recompile_limit_hit = True
+    dynamo_config.suppress_errors = False
+    dynamo_config.automatic_dynamic_shapes = True
+    dynamo_config.automatic_dynamic_local_pgo = False
+    dynamo_config.automatic_dynamic_remote_pgo = False
+    try:
+        import torch._inductor.config as inductor_config
+    except Exception:  # pragma: no cover - a torch without inductor: the availability check says so
+        return
+    inductor_config.compile_threads = 1
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler inductor will call on CPU (its ``cpp.cxx`` search list, ``CXX`` included), or
+    None when none of them is on the PATH."""
+    if sys.platform == "win32":  # pragma: no cover - inductor calls CXX or cl there
+        return shutil.which(os.environ.get("CXX", "cl"))
+    import torch._inductor.config as inductor_config
+
+    search = inductor_config.cpp.cxx
+    for candidate in search if isinstance(search, (list, tuple)) else (search,):
+        if candidate is None:  # inductor may install g++ through conda when asked to
+            if os.environ.get("TORCH_INDUCTOR_INSTALL_GXX"):
+                return "g++ (installed by inductor through conda)"
+            continue
+        found = shutil.which(candidate)
+        if found:
+            return found
+    return None
+
+
+def _invoke(fn: Any, args: Any, kwargs: Any) -> Any:
+    return fn(*args, **kwargs)
+
+
+_serial = itertools.count()
+
+
+def _trampoline() -> Callable[..., Any]:
+    """A fresh copy of ``_invoke`` with its own code object: dynamo keeps its compiled graphs, guards,
+    recompile count and automatic-dynamic state per code object (the name keys the latter)."""
+    name = f"nnconform_call_{next(_serial)}"
+    changes: dict[str, Any] = {"co_name": name}
+    if sys.version_info >= (3, 11):
+        changes["co_qualname"] = name
+    code = _invoke.__code__.replace(**changes)
+    return types.FunctionType(code, _invoke.__globals__, name)
+
+
+def _callee(fn: Any) -> str:
+    owner = fn if isinstance(fn, type) or callable(fn) and hasattr(fn, "__qualname__") else type(fn)
+    return f"{getattr(owner, '__module__', '')}.{getattr(owner, '__qualname__', repr(owner))}"
+
+
+def _size_class(n: int) -> str:
+    return "0" if n == 0 else "1" if n == 1 else "n"  # dynamo always specialises sizes 0 and 1
+
+
+def signature(case: Case, fn: Any) -> str:
+    """What a compiled trampoline is shared by: everything dynamo would guard on except the sizes."""
+    call = {k: v for k, v in (case.call or {}).items() if k != "seed"}
+    inputs = {name: [case.input_type(name), case.layout(name).describe(),
+                     "".join(_size_class(int(s)) for s in getattr(arr, "shape", ()))]
+              for name, arr in sorted(case.inputs.items())}
+    return repr((_callee(fn), case.target, case.dtype, case.train, case.invalid, sorted(case.differentiable),
+                 repr(call), repr(inputs)))
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(seen) < 8:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT] + " [...]"
+
+
+def classify(exc: BaseException) -> BaseException:
+    """The exception to report for what the compiled call raised (see the module docstring)."""
+    try:
+        from torch._dynamo import exc as dynamo_exc
+    except Exception:  # pragma: no cover
+        return exc
+    try:
+        from torch._inductor import exc as inductor_exc
+
+        inductor_errors: tuple[type, ...] = (inductor_exc.InductorError, inductor_exc.LoweringException,
+                                             inductor_exc.CppCompileError, inductor_exc.InvalidCxxCompiler)
+    except Exception:  # pragma: no cover
+        inductor_errors = ()
+    for e in _chain(exc):
+        if isinstance(e, dynamo_exc.FailOnRecompileLimitHit):
+            return CompileFailure(f"recompile limit: more than {RECOMPILE_LIMIT} graphs for one call signature "
+                                  f"({_text(e)})")
+        if isinstance(e, dynamo_exc.Unsupported):
+            observed = next((c for c in _chain(e) if isinstance(c, dynamo_exc.ObservedException)), None)
+            if observed is not None:  # the traced program raised: the call's own error
+                kind = NotImplementedError if "NotImplementedError" in str(observed) else RuntimeError
+                return kind(f"the compiled call raised ({observed}; dynamo observed it while tracing)")
+            return CompileFailure(f"graph break: {_text(e)}")
+        if isinstance(e, dynamo_exc.TorchRuntimeError):
+            return exc  # an argument check failed on fake tensors: the call's own error
+        if isinstance(e, (dynamo_exc.BackendCompilerFailed, dynamo_exc.TorchDynamoException, *inductor_errors)):
+            return CompileFailure(f"compiler error: {_text(e)}")
+    return exc
+
+
+class TorchCompileBackend(TorchBackend):
+    """torch.nn through ``torch.compile(backend=compiler, mode=mode, fullgraph=True)`` on one device."""
+
+    def __init__(self, compiler: str = DEFAULT_COMPILER, mode: str | None = None, device: str = "cpu",
+                 cache_size: int = CACHE_SIZE):
+        super().__init__(device)
+        self.compiler = compiler
+        self.mode = mode
+        self.cache_size = cache_size
+        base = BASE_NAMES[device]
+        suffix = "" if compiler == DEFAULT_COMPILER and not mode else f":{compiler}" + (f":{mode}" if mode else "")
+        self.name = base + suffix
+        self._cache: OrderedDict[str, Callable[..., Any]] = OrderedDict()
+        self._target: tuple[str, str] | None = None
+        self._configured = False
+        self.stats = {"compiled_signatures": 0, "reused": 0, "resets": 0}
+
+    @classmethod
+    def from_spec(cls, spec: str) -> TorchCompileBackend:
+        device, compiler, mode = parse_spec(spec)
+        return cls(compiler, mode, device)
+
+    def capabilities(self) -> Capabilities:
+        notes = {"compiler": self.compiler, "mode": self.mode or "default", "fullgraph": "true",
+                 "dynamic": "automatic", "recompile_limit": str(RECOMPILE_LIMIT)}
+        return Capabilities(devices=(self._device,), dtypes=DTYPE_NAMES, notes=notes)
+
+    def availability(self) -> tuple[bool, str]:
+        ok, reason = super().availability()
+        if not ok:
+            return ok, reason
+        try:
+            import torch._dynamo
+            from torch._dynamo.eval_frame import is_dynamo_supported
+        except Exception as exc:
+            return False, f"torch.compile cannot be imported: {exc}"
+        try:
+            is_dynamo_supported()
+        except Exception as exc:
+            return False, f"torch.compile is not supported here: {exc}"
+        known = torch._dynamo.list_backends(exclude_tags=())
+        if self.compiler not in known:
+            return False, f"unknown torch.compile backend {self.compiler!r} (known: {', '.join(known)})"
+        if self.mode is not None:
+            if self.compiler != "inductor":
+                return False, f"a mode ({self.mode}) applies to the inductor compiler only"
+            from torch._inductor import list_mode_options
+
+            if self.mode not in list_mode_options():
+                return False, f"unknown inductor mode {self.mode!r} (known: {', '.join(list_mode_options())})"
+        if self.compiler == "inductor" and self._device == "cpu" and cxx_compiler() is None:
+            import torch._inductor.config as inductor_config
+
+            return False, (f"inductor on CPU needs a C++ compiler and none was found (looked for "
+                           f"{', '.join(c for c in inductor_config.cpp.cxx if c)} on the PATH): install g++ "
+                           f"(or clang++ and set CXX), or use torch-compile:aot_eager")
+        if self.compiler == "inductor" and self._device == "cuda":
+            from torch.utils._triton import has_triton
+
+            if not has_triton():
+                return False, "inductor on CUDA needs triton, which is not installed"
+        return True, ""
+
+    def versions(self) -> dict[str, str]:
+        info = super().versions()
+        info.update(compiler=self.compiler, mode=self.mode or "default")
+        if self.compiler == "inductor" and self._device == "cpu":
+            cxx = cxx_compiler()
+            info["cxx"] = str(cxx)
+            if cxx and os.path.exists(cxx):
+                try:
+                    first = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30)
+                    info["cxx_version"] = first.stdout.splitlines()[0] if first.stdout else ""
+                except (OSError, subprocess.SubprocessError):
+                    pass
+        return info
+
+    def prepare(self) -> None:
+        super().prepare()
+        if not self._configured:
+            configure()
+            self._configured = True
+
+    # -- compiled callables ------------------------------------------------------------------------
+    def _compiled(self, key: str) -> Callable[..., Any]:
+        compiled = self._cache.get(key)
+        if compiled is not None:
+            self._cache.move_to_end(key)
+            self.stats["reused"] += 1
+            return compiled
+        torch = _torch()
+        compiled = torch.compile(_trampoline(), backend=self.compiler, mode=self.mode, fullgraph=True, dynamic=None)
+        self._cache[key] = compiled
+        self.stats["compiled_signatures"] += 1
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return compiled
+
+    def _new_target(self, case: Case) -> None:
+        """Drop every compiled graph when the run moves on to another target (bounded memory)."""
+        target = (case.target, case.dtype)
+        if self._target is not None and target != self._target:
+            self._cache.clear()
+            _torch()._dynamo.reset()
+            self.stats["resets"] += 1
+        self._target = target
+
+    def evict(self, case: Case, fn: Any) -> None:
+        """Forget the compiled trampoline of this call (a later case compiles afresh)."""
+        self._cache.pop(signature(case, fn), None)
+
+    def call_target(self, case: Case, fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        key = signature(case, fn)
+        try:
+            return self._compiled(key)(fn, args, kwargs)
+        except BaseException as exc:
+            if isinstance(classify(exc), CompileFailure):  # a signature that failed to compile starts afresh
+                self._cache.pop(key, None)
+            raise
+
+    @contextmanager
+    def _case_config(self, case: Case) -> Iterator[None]:
+        rules = (case.call or {}).get("random") or {}
+        replayed = any(r.get("rule") == "rand" for r in rules.values())
+        if replayed and self.compiler == "inductor":
+            import torch._inductor.config as inductor_config
+
+            with inductor_config.patch(fallback_random=True):
+                yield
+        else:
+            with nullcontext():
+                yield
+
+    def run(self, case: Case) -> Result:
+        self.prepare()
+        self._new_target(case)
+        try:
+            with self._case_config(case):
+                result = super().run(case)
+        except Exception as exc:
+            reported = classify(exc)
+            if reported is exc:
+                raise
+            raise reported from exc
+        result.meta.update(compiler=self.compiler, mode=self.mode or "default")
+        return result
