@@ -7,10 +7,12 @@ Exit codes: 0 everything conforms (known discrepancies allowed), 1 a discrepancy
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import sys
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
@@ -50,6 +52,18 @@ def _positive(kind: type) -> Any:
     return parse
 
 
+def _shard(text: str) -> tuple[int, int]:
+    """K/N with 1 <= K <= N."""
+    k, sep, n = text.partition("/")
+    try:
+        index, count = int(k), int(n)
+    except ValueError:
+        index = count = 0
+    if sep != "/" or not 1 <= index <= count:
+        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N, got {text!r}")
+    return index, count
+
+
 def _int(text: str) -> int:
     try:
         return int(text)
@@ -84,8 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-case time limit of a backend call (default 120)")
     p.add_argument("--no-isolate", action="store_true",
                    help="run backends in this process (faster start; a crash then ends the run)")
+    p.add_argument("-j", "--jobs", type=_positive(int), default=None, metavar="N",
+                   help="targets run in parallel in N processes (default: the machine's cores)")
+    p.add_argument("--shard", type=_shard, default=None, metavar="K/N",
+                   help="run only the K-th of N parts of the targets, balanced by measured cost")
+    p.add_argument("--database", default=None, metavar="DIR|redis://...",
+                   help="a Hypothesis example database to share (directory or Redis URL)")
     p = sub.add_parser("report", help="re-render the reports of a run directory")
     p.add_argument("directory")
+    p = sub.add_parser("merge", help="combine run directories (shards) into one results.jsonl and report")
+    p.add_argument("--report-dir", required=True, help="where the merged results and reports go")
+    p.add_argument("directories", nargs="+", metavar="DIR")
+    p = sub.add_parser("costs", help="print seconds per target from run directories (for target_costs.json)")
+    p.add_argument("directories", nargs="+", metavar="DIR")
     return parser
 
 
@@ -93,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
-        handler = {"backends": cmd_backends, "list": cmd_list, "run": cmd_run, "report": cmd_report}[args.command]
+        handler = {"backends": cmd_backends, "list": cmd_list, "run": cmd_run, "report": cmd_report,
+                   "merge": cmd_merge, "costs": cmd_costs}[args.command]
         return handler(args, argv)
     except UsageError as exc:
         print(f"nnconform: error: {exc}", file=sys.stderr)
@@ -152,11 +178,15 @@ def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
     return EXIT_OK
 
 
-def _resolve_run(args: argparse.Namespace) -> tuple[list[Any], list[Any], list[str], list[dict[str, Any]]]:
-    from conformance.dtypes import DTYPE_NAMES
+def _resolve_run(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], list[Any], list[str], list[dict[str, Any]]]:
+    """(available backends as (name as given, instance), declarations, dtypes, backend infos)."""
+    from backends.base import DTYPE_NAMES
     from conformance.registry import BackendNotFound, load_backend
     from conformance.spec import select_specs
 
+    for option, values in (("--ops", args.ops), ("--dtypes", args.dtypes), ("--backend", args.backend)):
+        if values is not None and not _csv(values):
+            raise UsageError(f"{option} was given an empty list")
     try:
         specs = select_specs(_csv(args.ops))
     except KeyError as exc:
@@ -175,14 +205,22 @@ def _resolve_run(args: argparse.Namespace) -> tuple[list[Any], list[Any], list[s
         info = _backend_info(backend)
         infos.append(info)
         if info["available"]:
-            if not args.no_isolate:
-                from conformance.isolation import IsolatedBackend
-
-                backend = IsolatedBackend(name, backend, timeout=args.timeout)
-            backends.append(backend)
+            backends.append((name, backend))
         elif not args.skip_unavailable:
             raise UsageError(f"backend {backend.name} is unavailable: {info['reason']} (use --skip-unavailable)")
     return backends, specs, dtypes, infos
+
+
+def _writable_report_dir(path: Path) -> Path:
+    """The report directory, created; a one-line usage error when that is impossible."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".nnconform-write-test"
+        probe.write_text("", encoding="utf-8")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write the report directory {str(path)!r}: {exc.strerror or exc}") from None
+    return path
 
 
 def _versions(backends: list[Any]) -> dict[str, str]:
@@ -199,66 +237,144 @@ def _versions(backends: list[Any]) -> dict[str, str]:
 
 
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
-    from rich.console import Console
+    import uuid
 
     from conformance.known import load_known
-    from conformance.profiles import PROFILES
-    from conformance.runner import Runner, RunRequest
-    from reports.records import RecordWriter, read_records, write_run_info
+    from conformance.parallel import JobSettings, Target, default_jobs, run_targets, shard
+    from reports.records import RecordWriter, write_run_info
 
     backends, specs, dtypes, infos = _resolve_run(args)
-    report_dir = Path(args.report_dir)
+    report_dir = _writable_report_dir(Path(args.report_dir))
     try:
-        known = load_known()
+        load_known()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    request = RunRequest(backends=backends, specs=specs, dtypes=dtypes, profile=PROFILES[args.profile],
-                         report_dir=report_dir, examples=args.examples, seed=args.seed, known=known,
-                         invalid=not args.no_invalid)
     for info in infos:
         if not info["available"]:
             print(f"nnconform: backend {info['name']} unavailable: {info['reason']}", file=sys.stderr)
+    targets = [Target(s.id, name, d) for name, _ in backends for s in specs for d in dtypes]
+    if args.shard:
+        targets = shard(targets, *args.shard)
+    jobs = min(args.jobs or default_jobs(), max(len(targets), 1))
+    settings = JobSettings(report_dir=str(report_dir), profile=args.profile, run_id=uuid.uuid4().hex[:12],
+                           examples=args.examples, seed=args.seed, invalid=not args.no_invalid,
+                           timeout=args.timeout, isolate=not args.no_isolate, database=args.database)
     started = time.time()
-    err = Console(stderr=True)
-    total = len(backends) * len(specs) * len(dtypes)
-    with RecordWriter(report_dir) as writer:
-        runner = Runner(request, writer)
-        if args.quiet or not err.is_terminal or total == 0:
-            runner.run()
+    RecordWriter(report_dir).close()  # a fresh, empty results.jsonl
+    with _progress(args, len(targets)) as advance:
+        if jobs > 1:
+            outcomes = run_targets(targets, settings, jobs, on_done=lambda o: advance(o.target))
         else:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=err, transient=True) as progress:
-                task = progress.add_task("starting", total=total)
-                state = {"n": 0}
-
-                def on_target(op: str, backend: str, dtype: str) -> None:
-                    progress.update(task, completed=state["n"], description=f"{op} · {backend} · {dtype}")
-                    state["n"] += 1
-
-                runner._on_target = on_target
-                runner.run()
-    for backend in backends:
-        if hasattr(backend, "close"):
-            backend.close()
+            outcomes = _run_serial(targets, settings, dict(backends), advance)
     duration = time.time() - started
-    exit_code = EXIT_DISCREPANCY if runner.discrepancies else EXIT_OK
+    cases = sum(o.cases for o in outcomes)
+    discrepancies = sum(o.discrepancies for o in outcomes)
+    exit_code = EXIT_DISCREPANCY if discrepancies else EXIT_OK
     info = {
-        "run_id": runner.run_id, "argv": ["nnconform", *argv], "profile": args.profile, "seed": args.seed,
-        "examples": args.examples, "started": datetime.fromtimestamp(started, timezone.utc).isoformat(),
-        "duration_s": duration, "backends": infos, "ops": [s.id for s in specs], "dtypes": dtypes,
-        "cases": runner.cases, "cases_per_second": runner.cases / duration if duration > 0 else 0.0,
-        "discrepancies": runner.discrepancies, "exit_code": exit_code, "versions": _versions(backends),
+        "run_id": settings.run_id, "argv": ["nnconform", *argv], "profile": args.profile, "seed": args.seed,
+        "examples": args.examples, "jobs": jobs, "shard": list(args.shard) if args.shard else None,
+        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(), "duration_s": duration,
+        "backends": infos, "ops": [s.id for s in specs], "dtypes": dtypes,
+        "regimes": {s.id: [r.name for r in s.regimes] for s in specs},
+        "targets": len(targets), "cases": cases, "cases_per_second": cases / duration if duration > 0 else 0.0,
+        "discrepancies": discrepancies, "exit_code": exit_code, "versions": _versions([b for _, b in backends]),
     }
     write_run_info(report_dir, info)
+    return _finish(report_dir, info)
+
+
+def _run_serial(targets: list[Any], settings: Any, backends: dict[str, Any],
+                advance: Any) -> list[Any]:
+    """Run targets in this process (one job), the backends isolated unless --no-isolate."""
+    from conformance.isolation import IsolatedBackend
+    from conformance.known import load_known
+    from conformance.parallel import Outcome
+    from conformance.profiles import PROFILES
+    from conformance.runner import Runner, RunRequest
+    from conformance.spec import all_specs
+    from reports.records import RecordWriter
+
+    report_dir = Path(settings.report_dir)
+    wrapped = {name: IsolatedBackend(name, b, timeout=settings.timeout) if settings.isolate else b
+               for name, b in backends.items()}
+    specs = all_specs()
+    request = RunRequest(backends=list(wrapped.values()), specs=[], dtypes=[], profile=PROFILES[settings.profile],
+                         report_dir=report_dir, examples=settings.examples, seed=settings.seed, known=load_known(),
+                         invalid=settings.invalid, database=settings.database)
+    outcomes = []
+    try:
+        with RecordWriter(report_dir) as writer:
+            runner = Runner(request, writer, run_id=settings.run_id)
+            for target in targets:
+                cases, discrepancies = runner.cases, runner.discrepancies
+                tally = runner.run_target(wrapped[target.backend], specs[target.spec_id], target.dtype)
+                outcomes.append(Outcome(target, "", runner.cases - cases, runner.discrepancies - discrepancies,
+                                        dict(tally.verdicts)))
+                advance(target)
+    finally:
+        for backend in wrapped.values():
+            if hasattr(backend, "close"):
+                backend.close()
+    return outcomes
+
+
+@contextlib.contextmanager
+def _progress(args: argparse.Namespace, total: int) -> Iterator[Callable[[Any], None]]:
+    """A progress bar on a terminal (``advance(target)`` after each target); silent otherwise."""
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    if args.quiet or not err.is_terminal or total == 0:
+        yield lambda target: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as progress:
+        task = progress.add_task("starting", total=total)
+        yield lambda t: progress.update(task, advance=1, description=f"{t.spec_id} · {t.backend} · {t.dtype}")
+
+
+def _finish(report_dir: Path, info: dict[str, Any]) -> int:
+    """Render the reports, print the summary and return the run's exit code."""
+    from reports.records import read_records
+
     paths = _render(report_dir)
     _print_summary(list(read_records(report_dir)), info)
     for kind, path in paths.items():
         print(f"{kind} report: {path}")
-    print(f"{runner.cases} cases in {duration:.1f} s ({info['cases_per_second']:.1f} cases/s); "
-          f"{runner.discrepancies} discrepancies; results: {report_dir / 'results.jsonl'}")
-    return exit_code
+    print(f"{info['cases']} cases in {info['duration_s']:.1f} s ({info['cases_per_second']:.1f} cases/s); "
+          f"{info['discrepancies']} discrepancies; results: {report_dir / 'results.jsonl'}")
+    return int(info["exit_code"])
+
+
+def cmd_merge(args: argparse.Namespace, argv: list[str]) -> int:
+    from conformance.parallel import merge_runs
+    from reports.records import RESULTS_FILE, write_run_info
+
+    directories = [Path(d) for d in args.directories]
+    for directory in directories:
+        if not (directory / RESULTS_FILE).is_file():
+            raise UsageError(f"{directory} has no {RESULTS_FILE}")
+    out = _writable_report_dir(Path(args.report_dir))
+    if any(d.resolve() == out.resolve() for d in directories):
+        raise UsageError("the merged report directory must differ from the directories merged")
+    info = merge_runs(directories, out)
+    info["argv"] = ["nnconform", *argv]
+    write_run_info(out, info)
+    return _finish(out, info)
+
+
+def cmd_costs(args: argparse.Namespace, argv: list[str]) -> int:
+    from conformance.parallel import measured_costs
+    from reports.records import RESULTS_FILE
+
+    directories = [Path(d) for d in args.directories]
+    for directory in directories:
+        if not (directory / RESULTS_FILE).is_file():
+            raise UsageError(f"{directory} has no {RESULTS_FILE}")
+    print(json.dumps(measured_costs(directories), indent=1, sort_keys=True))
+    return EXIT_OK
 
 
 def _render(report_dir: Path) -> dict[str, Path]:

@@ -17,6 +17,7 @@ from typing import Any
 from backends.base import Backend, BackendCrash, BackendRaised, BackendTimeout, Capabilities, Case, Result
 
 PRELOAD = ["numpy", "torch", "conformance.specs", "conformance.registry"]
+STARTUP_TIMEOUT = 120.0  # seconds a fresh worker may take to come up (imports, a loaded machine)
 
 
 def _serve(conn: Any, backend_spec: str) -> None:
@@ -26,6 +27,7 @@ def _serve(conn: Any, backend_spec: str) -> None:
     from conformance.registry import load_backend
 
     backend = load_backend(backend_spec)
+    conn.send("ready")  # the per-case time limit starts after the worker is up
     while True:
         try:
             message = conn.recv()
@@ -89,6 +91,16 @@ class IsolatedBackend(Backend):
         process.start()
         child.close()
         self._process, self._conn = process, parent
+        # Starting a worker (fork, imports, loading the backend) is not part of any case's time.
+        if not parent.poll(max(STARTUP_TIMEOUT, self.timeout)):
+            self._discard()
+            raise BackendTimeout(f"{self.name} worker did not start within {max(STARTUP_TIMEOUT, self.timeout):g} s")
+        try:
+            parent.recv()
+        except (EOFError, OSError) as exc:
+            reason = _describe_exit(process.exitcode)
+            self._discard()
+            raise BackendCrash(f"{self.name} worker died while starting: {reason}") from exc
 
     def _discard(self) -> None:
         if self._process is not None:

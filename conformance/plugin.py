@@ -1,11 +1,14 @@
-"""pytest plugin: run the conformance suite as pytest tests, one per layer × backend × dtype.
+"""pytest plugin: run the conformance suite as pytest tests, one per declaration × backend × dtype.
 
 Inert unless ``--nnconform`` is given. Usage::
 
     pytest --pyargs conformance.pytest_suite --nnconform --nnconform-backend torch-cpu \\
-        --nnconform-ops 'Conv*' --nnconform-dtypes float32 --nnconform-profile ci
+        --nnconform-ops 'Conv*' --nnconform-dtypes float32 --nnconform-profile ci [-n auto]
 
-Records and reports go to ``--nnconform-report-dir`` exactly as with ``nnconform run``.
+Records and reports go to ``--nnconform-report-dir`` exactly as with ``nnconform run``. Backends
+run isolated in worker processes (a crash or hang is a recorded verdict) as with ``nnconform
+run``. Under pytest-xdist (``-n N``) each xdist worker writes its records to a part file, and the
+controlling process combines the parts into one results.jsonl and renders the reports at the end.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+PARTS = ".parts"
 
 
 def pytest_addoption(parser: Any) -> None:
@@ -25,17 +30,20 @@ def pytest_addoption(parser: Any) -> None:
     group.addoption("--nnconform-profile", default="ci", help="dev, ci or thorough")
     group.addoption("--nnconform-examples", type=int, default=None, help="examples per target")
     group.addoption("--nnconform-report-dir", default="nnconform-report", help="records and reports")
+    group.addoption("--nnconform-timeout", type=float, default=120.0, help="per-case time limit (seconds)")
 
 
-def _targets(config: Any) -> list[tuple[Any, Any, str]]:
-    from conformance.dtypes import DTYPE_NAMES
-    from conformance.registry import load_backend
+def _backend_names(config: Any) -> list[str]:
+    return config.getoption("--nnconform-backend") or ["torch-cpu"]
+
+
+def _targets(config: Any) -> list[tuple[str, Any, str]]:
+    from backends.base import DTYPE_NAMES
     from conformance.spec import select_specs
 
     ops = [o for o in config.getoption("--nnconform-ops").split(",") if o]
     dtypes = [d for d in config.getoption("--nnconform-dtypes").split(",") if d] or list(DTYPE_NAMES)
-    backends = [load_backend(b) for b in (config.getoption("--nnconform-backend") or ["torch-cpu"])]
-    return [(b, s, d) for b in backends for s in select_specs(ops) for d in dtypes]
+    return [(b, s, d) for b in _backend_names(config) for s in select_specs(ops) for d in dtypes]
 
 
 def pytest_generate_tests(metafunc: Any) -> None:
@@ -43,44 +51,81 @@ def pytest_generate_tests(metafunc: Any) -> None:
         return
     config = metafunc.config
     targets = _targets(config) if config.getoption("--nnconform") else []
-    metafunc.parametrize("nnconform_target", targets,
-                         ids=[f"{s.name}[{b.name}-{d}]" for b, s, d in targets])
+    metafunc.parametrize("nnconform_target", targets, ids=[f"{s.id}[{b}-{d}]" for b, s, d in targets])
+
+
+def _worker_id(config: Any) -> str | None:
+    """The pytest-xdist worker this process is (None in the controlling or only process)."""
+    workerinput = getattr(config, "workerinput", None)
+    return workerinput.get("workerid") if workerinput else None
 
 
 @pytest.fixture(scope="session")
 def nnconform_runner(request: Any) -> Any:
+    from conformance.isolation import IsolatedBackend
     from conformance.known import load_known
     from conformance.profiles import PROFILES
+    from conformance.registry import load_backend
     from conformance.runner import Runner, RunRequest
     from reports.records import RecordWriter
 
     config = request.config
     report_dir = Path(config.getoption("--nnconform-report-dir"))
-    profile = PROFILES[config.getoption("--nnconform-profile")]
-    run_request = RunRequest(backends=[], specs=[], dtypes=[], profile=profile, report_dir=report_dir,
-                             examples=config.getoption("--nnconform-examples"),
-                             known=load_known())
-    writer = RecordWriter(report_dir)
-    yield Runner(run_request, writer)
+    worker = _worker_id(config)
+    writer = RecordWriter(report_dir / PARTS, filename=f"{worker}.jsonl") if worker else RecordWriter(report_dir)
+    timeout = config.getoption("--nnconform-timeout")
+    backends = {name: IsolatedBackend(name, load_backend(name), timeout=timeout) for name in _backend_names(config)}
+    run_request = RunRequest(backends=list(backends.values()), specs=[], dtypes=[], report_dir=report_dir,
+                             profile=PROFILES[config.getoption("--nnconform-profile")],
+                             examples=config.getoption("--nnconform-examples"), known=load_known())
+    runner = Runner(run_request, writer)
+    runner.backends_by_name = backends  # type: ignore[attr-defined]
+    yield runner
     writer.close()
+    for backend in backends.values():
+        backend.close()
+    if worker is None:
+        _render(report_dir)
+
+
+def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+    """The controlling process of an xdist run combines the workers' parts and renders."""
+    config = session.config
+    if not config.getoption("--nnconform", default=False) or _worker_id(config) is not None:
+        return
+    report_dir = Path(config.getoption("--nnconform-report-dir"))
+    parts = sorted((report_dir / PARTS).glob("*.jsonl")) if (report_dir / PARTS).is_dir() else []
+    if not parts:
+        return
+    from reports.records import RESULTS_FILE
+
+    with open(report_dir / RESULTS_FILE, "w", encoding="utf-8") as out:
+        for part in parts:
+            out.write(part.read_text(encoding="utf-8"))
+            part.unlink()
+    (report_dir / PARTS).rmdir()
+    _render(report_dir)
+
+
+def _render(report_dir: Path) -> None:
     try:
         from reports.render import render_all
-
-        render_all(report_dir)
     except ImportError:  # pragma: no cover
-        pass
+        return
+    render_all(report_dir)
 
 
-def check_target(runner: Any, target: tuple[Any, Any, str]) -> None:
+def check_target(runner: Any, target: tuple[str, Any, str]) -> None:
     """Run one target and fail the test with the discrepancy summary."""
-    backend, spec, dtype = target
+    backend_name, spec, dtype = target
+    backend = runner.backends_by_name[backend_name]
     available, reason = backend.availability()
     if not available:
         pytest.skip(f"{backend.name} unavailable: {reason}")
     tally = runner.run_target(backend, spec, dtype)
     if tally.verdicts.get("unsupported"):
-        pytest.skip(f"{backend.name} does not support {spec.name} in {dtype}")
+        pytest.skip(f"{backend.name} does not support {spec.id} in {dtype}")
     from backends.base import DISCREPANCY_VERDICTS
 
     bad = {v: n for v, n in tally.verdicts.items() if v in DISCREPANCY_VERDICTS}
-    assert not bad, f"{spec.name} on {backend.name} ({dtype}): {bad}; see {runner.request.report_dir}"
+    assert not bad, f"{spec.id} on {backend.name} ({dtype}): {bad}; see {runner.request.report_dir}"

@@ -13,6 +13,7 @@ Every profile is stratified: besides its random examples, each declared regime o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from hypothesis import HealthCheck, Phase, settings
 
@@ -38,8 +39,21 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+def example_database(location: str) -> Any:
+    """A Hypothesis example database several machines can share: a directory (on shared storage)
+    or a Redis server (``redis://host:port/db``, needs the ``redis`` package)."""
+    if location.startswith(("redis://", "rediss://")):
+        from hypothesis.extra.redis import RedisExampleDatabase
+        from redis import Redis
+
+        return RedisExampleDatabase(Redis.from_url(location))
+    from hypothesis.database import DirectoryBasedExampleDatabase
+
+    return DirectoryBasedExampleDatabase(location)
+
+
 def hypothesis_settings(profile: Profile, examples: int | None, seed: int | None, invalid: bool = False,
-                        regime: bool = False) -> settings:
+                        regime: bool = False, database: str | None = None) -> settings:
     """Hypothesis settings for one search of a target: its random valid cases, one regime's
     cases, or its invalid cases. ``examples`` overrides the random count (invalid searches get a
     quarter of it; regime searches keep the profile's count)."""
@@ -61,6 +75,8 @@ def hypothesis_settings(profile: Profile, examples: int | None, seed: int | None
         report_multiple_bugs=False,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
     )
-    if not profile.database:
+    if database:
+        kwargs["database"] = example_database(database)
+    elif not profile.database:
         kwargs["database"] = None
     return settings(**kwargs)

@@ -37,7 +37,7 @@ from conformance.dtypes import DTYPES
 from conformance.known import KnownDiscrepancy, match_known
 from conformance.profiles import Profile, hypothesis_settings
 from conformance.spec import LayerSpec, Regime
-from conformance.strategies import cotangent
+from conformance.strategies import output_cotangent
 from conformance.tolerance import bound_for, magnitudes
 from reports.records import RecordWriter
 
@@ -112,6 +112,7 @@ class RunRequest:
     seed: int | None = None
     known: list[KnownDiscrepancy] = field(default_factory=list)
     invalid: bool = True
+    database: str | None = None  # a shared Hypothesis example database (directory or redis:// URL)
 
 
 def with_call(spec: LayerSpec, case: Case) -> Case:
@@ -120,26 +121,48 @@ def with_call(spec: LayerSpec, case: Case) -> Case:
 
 
 def with_cotangents(spec: LayerSpec, case: Case, forward: Result) -> Case:
-    """Attach output cotangents (from ``case.cotangent_seed``) for every float output."""
+    """Attach a cotangent (``strategies.output_cotangent``) to every float output of ``forward``
+    that has none yet."""
     if not (spec.backward and case.differentiable):
         return case
-    cots = {}
-    for i, (name, arr) in enumerate(sorted(forward.outputs.items())):
+    cots = dict(case.cotangents)
+    for name, arr in sorted(forward.outputs.items()):
         arr = np.asarray(arr)
-        if arr.dtype.kind == "f":
-            cots[name] = cotangent(case.cotangent_seed + i, arr.shape, case.dtype, case.tier)
+        if arr.dtype.kind == "f" and name not in cots:
+            cots[name] = output_cotangent(case, name, arr.shape)
     return replace(case, cotangents=cots)
 
 
+class MissingCotangent(KeyError):
+    """A reference read ``case.cotangents[name]`` before any was attached (it predates
+    ``strategies.output_gradient``): the runner then evaluates it in two passes."""
+
+
+class _OnePass(dict):
+    def __missing__(self, key: str) -> Any:
+        raise MissingCotangent(key)
+
+
 def reference_result(spec: LayerSpec, case: Case) -> tuple[Case, Result]:
-    """Attach the call tree, run the reference forward, attach cotangents, then run it with the
-    backward pass. For a random case this is the reference without choices (it gives the
-    output shapes); ``conditional_reference`` recomputes it with the backend's choices."""
+    """Attach the call tree, then run the reference with its backward pass once: it draws each
+    output's cotangent as it needs it (``strategies.output_gradient``), and those are attached
+    to the case for the backend. (A reference that reads ``case.cotangents`` directly runs twice:
+    forward for the output shapes, then with the cotangents.) For a random case this is the
+    reference without choices; ``conditional_reference`` recomputes it with the backend's."""
     case = with_call(spec, case)
     with np.errstate(all="ignore"):
-        forward = spec.evaluate(case, False)
-        case = with_cotangents(spec, case, forward)
-        ref = spec.evaluate(case, True) if case.cotangents else forward
+        if not (spec.backward and case.differentiable):
+            return case, spec.evaluate(case, False)
+        try:
+            store = _OnePass()
+            ref = spec.evaluate(replace(case, cotangents=store), True)
+            # Every float output gets a cotangent; one the reference did not use shows up as a
+            # gradient mismatch (a reference that forgets an output is a bug of the reference).
+            case = with_cotangents(spec, replace(case, cotangents=dict(store)), ref)
+        except MissingCotangent:
+            forward = spec.evaluate(case, False)
+            case = with_cotangents(spec, case, forward)
+            ref = spec.evaluate(case, True) if case.cotangents else forward
     return case, ref
 
 
@@ -169,10 +192,10 @@ class Runner:
     """Executes a ``RunRequest``, writing records through ``writer``."""
 
     def __init__(self, request: RunRequest, writer: RecordWriter,
-                 on_target: Callable[[str, str, str], None] | None = None):
+                 on_target: Callable[[str, str, str], None] | None = None, run_id: str | None = None):
         self.request = request
         self.writer = writer
-        self.run_id = uuid.uuid4().hex[:12]
+        self.run_id = run_id or uuid.uuid4().hex[:12]
         self.tallies: dict[tuple[str, str, str], Tally] = defaultdict(Tally)
         self.discrepancies = 0
         self.cases = 0
@@ -392,7 +415,8 @@ class Runner:
                 raise _Discrepancy(f"{spec.id} on {backend.name} ({dtype}): {record['verdict']}")
 
         test = given(case=strategy)(check)
-        test = hypothesis_settings(req.profile, req.examples, req.seed, invalid, regime is not None)(test)
+        test = hypothesis_settings(req.profile, req.examples, req.seed, invalid, regime is not None,
+                                   req.database)(test)
         if req.seed is not None:
             test = hypothesis_seed(req.seed)(test)
         try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -245,6 +246,21 @@ def cotangent(seed: int, shape: Sequence[int], dtype: str, tier_name: str) -> np
     else:
         arr = rng.standard_normal(tuple(shape))
     return DTYPES[dtype].round(arr)
+
+
+def output_cotangent(case: Any, name: str, shape: Sequence[int]) -> np.ndarray:
+    """The cotangent of output ``name`` of ``case``: drawn from the case's cotangent seed and the
+    output's name, so that it does not depend on which other outputs exist."""
+    return cotangent((case.cotangent_seed + zlib.crc32(name.encode())) % 2**32, shape, case.dtype, case.tier)
+
+
+def output_gradient(case: Any, name: str, like: np.ndarray) -> np.ndarray:
+    """The cotangent a reference's backward uses for output ``name`` (shaped like ``like``): the
+    case's own when attached, else drawn (``output_cotangent``) and attached to the case, so the
+    reference computes its forward once and the backend receives the same cotangents."""
+    if name not in case.cotangents:
+        case.cotangents[name] = output_cotangent(case, name, np.shape(like))
+    return case.cotangents[name]
 
 
 def seed(d: Drawer, label: str = "cotangent.seed") -> int:

@@ -53,10 +53,10 @@ def _clean(value: Any) -> Any:
 class RecordWriter:
     """Appends records to ``DIR/results.jsonl``, flushing each one (nothing is lost on a crash)."""
 
-    def __init__(self, directory: str | os.PathLike[str]):
+    def __init__(self, directory: str | os.PathLike[str], filename: str = RESULTS_FILE):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.path = self.directory / RESULTS_FILE
+        self.path = self.directory / filename
         self._fh: IO[str] = open(self.path, "w", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:

@@ -46,6 +46,19 @@ def test_backends_reports_cuda_unavailability_with_reason(capsys):
     (["run", "--profile", "fast"], "invalid choice"),
     (["frobnicate"], "invalid choice"),
     (["report", "/nonexistent/dir"], "results.jsonl"),
+    (["run", "--ops", "ReLU", "--report-dir", "/proc/nnconform-cannot-write"], "cannot write the report directory"),
+    (["run", "--ops", ""], "--ops was given an empty list"),
+    (["run", "--ops", " , "], "--ops was given an empty list"),
+    (["run", "--dtypes", ""], "--dtypes was given an empty list"),
+    (["run", "--backend", ""], "--backend was given an empty list"),
+    (["run", "-j", "0"], "positive integer"),
+    (["run", "--jobs", "two"], "positive integer"),
+    (["run", "--shard", "3/2"], "expected K/N"),
+    (["run", "--shard", "0/2"], "expected K/N"),
+    (["run", "--shard", "half"], "expected K/N"),
+    (["merge", "--report-dir", "/tmp/nnconform-merged", "/nonexistent/shard"], "results.jsonl"),
+    (["merge", "/nonexistent/shard"], "--report-dir"),
+    (["costs", "/nonexistent/run"], "results.jsonl"),
 ])
 def test_usage_errors_are_one_line_with_exit_code_2(capsys, argv, fragment):
     code, out, err = _run(capsys, *argv)
@@ -127,7 +140,7 @@ def test_a_crashing_backend_is_recorded_as_crash_and_the_run_goes_on(capsys, tmp
 
 def test_a_hanging_backend_is_recorded_as_timeout_and_the_run_goes_on(capsys, tmp_path):
     code, _, _ = _run(capsys, "run", "--backend", "tests.wrong_backends.generic:Hangs", "--ops", "ReLU,Linear",
-                      "--dtypes", "float32", "--examples", "5", "--no-invalid", "--timeout", "1",
+                      "--dtypes", "float32", "--examples", "5", "--no-invalid", "--timeout", "5",
                       "--report-dir", str(tmp_path), "--quiet")
     records = list(read_records(tmp_path))
     timeouts = [r for r in records if r["verdict"] == "timeout"]

@@ -129,7 +129,7 @@ def _reference(case: Case, backward: bool) -> Result:
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     x = case.inputs["input"]
-    g = case.cotangents.get("output")
+    g = S.output_gradient(case, "output", x) if backward else None
     if not case.train or p == 0.0 or x.size == 0:
         result = Result(outputs={"output": x.copy()})
         if backward:

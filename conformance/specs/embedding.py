@@ -88,7 +88,8 @@ def _reference(case: Case, backward: bool) -> Result:
         result.state["weight"] = weight
     result.outputs["output"] = ref.embedding(weight, indices)
     if backward:
-        result.grads["weight"] = ref.embedding_vjp(indices, case.cotangents["output"], rows, padding_idx,
+        g = S.output_gradient(case, "output", result.outputs["output"])
+        result.grads["weight"] = ref.embedding_vjp(indices, g, rows, padding_idx,
                                                    p["scale_grad_by_freq"])
     return result
 

@@ -107,7 +107,8 @@ def _pack_reference(case: Case, backward: bool, order: np.ndarray | None = None)
     if not p["enforce_sorted"]:
         result.outputs.update(sorted_indices=order, unsorted_indices=np.argsort(order).astype(np.int64))
     if backward:
-        result.grads["input"] = ref.pack_vjp(case.cotangents["data"], lengths, order, x.shape, p["batch_first"])
+        g = S.output_gradient(case, "data", result.outputs["data"])
+        result.grads["input"] = ref.pack_vjp(g, lengths, order, x.shape, p["batch_first"])
     return result
 
 
@@ -213,7 +214,7 @@ def _pad_reference(case: Case, backward: bool) -> Result:
                               p["padding_value"], p["total_length"])
     result = Result(outputs={"output": padded, "lengths": lengths})
     if backward:
-        result.grads["data"] = ref.pad_vjp(case.cotangents["output"], inputs["batch_sizes"], unsorted,
+        result.grads["data"] = ref.pad_vjp(S.output_gradient(case, "output", padded), inputs["batch_sizes"], unsorted,
                                            p["batch_first"])
     return result
 
@@ -284,7 +285,7 @@ def _roundtrip_reference(case: Case, backward: bool) -> Result:
                                   p["total_length"])
     result = Result(outputs={"output": padded, "lengths": out_lengths})
     if backward:
-        g_data = ref.pad_vjp(case.cotangents["output"], sizes, np.argsort(order), p["batch_first"])
+        g_data = ref.pad_vjp(S.output_gradient(case, "output", padded), sizes, np.argsort(order), p["batch_first"])
         result.grads["input"] = ref.pack_vjp(g_data, lengths, order, x.shape, p["batch_first"])
     return result
 

@@ -1,0 +1,90 @@
+"""Parallel jobs, shards and merging: the same cases whichever way a run is split."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from conformance.cli import main
+from conformance.parallel import Target, shard
+from reports.records import read_records, read_run_info
+
+OPS = "Linear,ReLU,Dropout,pad_packed_sequence"
+
+
+def _cases(directory: Path) -> Counter:
+    """The run's cases as a multiset (the order of targets may differ between runs)."""
+    return Counter((r["op"], r["backend"], r["dtype"], r["case_id"], r["verdict"], r["regime"], r["final"])
+                   for r in read_records(directory))
+
+
+def _blocks_are_contiguous(directory: Path) -> bool:
+    seen, last = set(), None
+    for r in read_records(directory):
+        key = (r["op"], r["backend"], r["dtype"])
+        if key != last:
+            if key in seen:
+                return False
+            seen.add(key)
+            last = key
+    return True
+
+
+def _run(directory: Path, *extra: str) -> int:
+    return main(["run", "--ops", OPS, "--dtypes", "float64,bfloat16", "--quiet", "--report-dir", str(directory),
+                 *extra])
+
+
+def test_jobs_shards_and_merge_hold_exactly_the_cases_of_a_serial_run(tmp_path, capsys):
+    assert _run(tmp_path / "serial", "-j", "1") == 0
+    assert _run(tmp_path / "parallel", "-j", "2") == 0
+    assert _run(tmp_path / "s1", "--shard", "1/2") == 0
+    assert _run(tmp_path / "s2", "--shard", "2/2") == 0
+    assert main(["merge", "--report-dir", str(tmp_path / "merged"), str(tmp_path / "s1"), str(tmp_path / "s2")]) == 0
+    serial = _cases(tmp_path / "serial")
+    assert sum(serial.values()) > 100
+    assert _cases(tmp_path / "parallel") == serial
+    assert _cases(tmp_path / "merged") == serial
+    assert _cases(tmp_path / "s1") and _cases(tmp_path / "s2")
+    for name in ("parallel", "merged"):
+        assert _blocks_are_contiguous(tmp_path / name)
+    merged = read_run_info(tmp_path / "merged")
+    assert merged["cases"] == read_run_info(tmp_path / "serial")["cases"]
+    assert (tmp_path / "merged" / "report.html").exists()
+    capsys.readouterr()
+
+
+def test_shards_partition_the_targets_by_cost():
+    targets = [Target(f"L{i}", "torch-cpu", "float32") for i in range(10)]
+    costs = {f"L{i}|float32": float(i + 1) for i in range(10)}
+    parts = [shard(targets, k, 3, costs) for k in (1, 2, 3)]
+    assert sorted(t.key for p in parts for t in p) == sorted(t.key for t in targets)
+    loads = [sum(costs[f"{t.spec_id}|{t.dtype}"] for t in p) for p in parts]
+    assert max(loads) - min(loads) <= max(costs.values())  # greedy longest-first balance
+    assert [shard(targets, k, 3, costs) for k in (1, 2, 3)] == parts  # deterministic
+
+
+def test_a_shared_example_database_replays_a_failure(tmp_path, capsys):
+    """Two machines sharing a database directory: the second run starts from the failure the
+    first one found and saved (the dev profile keeps its database; derandomized ci does not)."""
+    database = tmp_path / "db"
+    argv = ["run", "--backend", "tests.wrong_backends.generic:ReluGradAtZero", "--ops", "ReLU", "--dtypes",
+            "float32", "--profile", "dev", "--examples", "60", "--no-invalid", "--quiet", "--database", str(database)]
+    assert main([*argv, "--report-dir", str(tmp_path / "first")]) == 1
+    assert any(p.is_file() for p in database.rglob("*"))
+    assert main([*argv, "--report-dir", str(tmp_path / "second")]) == 1
+    first = [r for r in read_records(tmp_path / "first") if r["regime"] is None]
+    second = [r for r in read_records(tmp_path / "second") if r["regime"] is None]
+    # The saved failing example is replayed first: the second search fails at its first case.
+    assert second[0]["verdict"] == "fail"
+    assert len(second) <= len(first)
+    capsys.readouterr()
+
+
+def test_costs_command_prints_seconds_per_target(tmp_path, capsys):
+    assert main(["run", "--ops", "ReLU", "--dtypes", "float32", "--quiet", "--report-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["costs", str(tmp_path)]) == 0
+    costs = json.loads(capsys.readouterr().out)
+    assert set(costs) == {"ReLU|float32"} and costs["ReLU|float32"] > 0
