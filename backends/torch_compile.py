@@ -39,6 +39,7 @@ check failing on fake tensors — is the call's own error and is raised as such.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import shutil
 import subprocess
@@ -87,6 +88,9 @@ def configure() -> None:
     dynamo_config.automatic_dynamic_shapes = True
     dynamo_config.automatic_dynamic_local_pgo = False
     dynamo_config.automatic_dynamic_remote_pgo = False
+    # Fake-tensor propagation logs a traceback for every argument check that fails (each invalid
+    # case); the exception itself is what gets recorded.
+    logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
     try:
         import torch._inductor.config as inductor_config
     except Exception:  # pragma: no cover - a torch without inductor: the availability check says so
@@ -195,17 +199,24 @@ def classify(exc: BaseException) -> BaseException:
 
 
 class TorchCompileBackend(TorchBackend):
-    """torch.nn through ``torch.compile(backend=compiler, mode=mode, fullgraph=True)`` on one device."""
+    """torch.nn through ``torch.compile(backend=compiler, mode=mode, fullgraph=True)`` on one device.
 
-    def __init__(self, compiler: str = DEFAULT_COMPILER, mode: str | None = None, device: str = "cpu",
-                 cache_size: int = CACHE_SIZE):
+    ``compiler`` is a registered torch.compile backend name or a backend callable (a compiler under
+    development: subclass, pass it, and run the subclass as ``--backend module:Class``). A subclass
+    may name itself with a ``name`` class attribute (default ``torch-compile[:<compiler>[:<mode>]]``).
+    """
+
+    def __init__(self, compiler: str | Callable[..., Any] = DEFAULT_COMPILER, mode: str | None = None,
+                 device: str = "cpu", cache_size: int = CACHE_SIZE):
         super().__init__(device)
-        self.compiler = compiler
+        self.compiler = compiler  # a registered torch.compile backend name, or a backend callable
+        self.compiler_name = compiler if isinstance(compiler, str) else getattr(compiler, "__name__", repr(compiler))
         self.mode = mode
         self.cache_size = cache_size
-        base = BASE_NAMES[device]
-        suffix = "" if compiler == DEFAULT_COMPILER and not mode else f":{compiler}" + (f":{mode}" if mode else "")
-        self.name = base + suffix
+        if not type(self).name:
+            default = self.compiler_name == DEFAULT_COMPILER and not mode
+            suffix = "" if default else f":{self.compiler_name}" + (f":{mode}" if mode else "")
+            self.name = BASE_NAMES[device] + suffix
         self._cache: OrderedDict[str, Callable[..., Any]] = OrderedDict()
         self._target: tuple[str, str] | None = None
         self._configured = False
@@ -217,7 +228,7 @@ class TorchCompileBackend(TorchBackend):
         return cls(compiler, mode, device)
 
     def capabilities(self) -> Capabilities:
-        notes = {"compiler": self.compiler, "mode": self.mode or "default", "fullgraph": "true",
+        notes = {"compiler": self.compiler_name, "mode": self.mode or "default", "fullgraph": "true",
                  "dynamic": "automatic", "recompile_limit": str(RECOMPILE_LIMIT)}
         return Capabilities(devices=(self._device,), dtypes=DTYPE_NAMES, notes=notes)
 
@@ -235,7 +246,7 @@ class TorchCompileBackend(TorchBackend):
         except Exception as exc:
             return False, f"torch.compile is not supported here: {exc}"
         known = torch._dynamo.list_backends(exclude_tags=())
-        if self.compiler not in known:
+        if isinstance(self.compiler, str) and self.compiler not in known:
             return False, f"unknown torch.compile backend {self.compiler!r} (known: {', '.join(known)})"
         if self.mode is not None:
             if self.compiler != "inductor":
@@ -259,7 +270,7 @@ class TorchCompileBackend(TorchBackend):
 
     def versions(self) -> dict[str, str]:
         info = super().versions()
-        info.update(compiler=self.compiler, mode=self.mode or "default")
+        info.update(compiler=self.compiler_name, mode=self.mode or "default")
         if self.compiler == "inductor" and self._device == "cpu":
             cxx = cxx_compiler()
             info["cxx"] = str(cxx)
@@ -338,5 +349,5 @@ class TorchCompileBackend(TorchBackend):
             if reported is exc:
                 raise
             raise reported from exc
-        result.meta.update(compiler=self.compiler, mode=self.mode or "default")
+        result.meta.update(compiler=self.compiler_name, mode=self.mode or "default")
         return result
