@@ -78,24 +78,37 @@ def parse_spec(spec: str) -> tuple[str, str, str | None]:
     return device, compiler or DEFAULT_COMPILER, mode or None
 
 
-def configure() -> None:
-    """The dynamo and inductor settings every compiled case runs under (see the module docstring)."""
+def _set(config: Any, name: str, value: Any, *older_names: str) -> bool:
+    """Set a torch config option, under its older name on older torch; False when it has none."""
+    for key in (name, *older_names):
+        if hasattr(config, key):
+            setattr(config, key, value)
+            return True
+    return False
+
+
+def configure() -> dict[str, bool]:
+    """The dynamo and inductor settings every compiled case runs under (see the module docstring).
+    Returns which of them this torch has (an older torch may lack the hard recompile limit)."""
     import torch._dynamo.config as dynamo_config
 
-    dynamo_config.recompile_limit = RECOMPILE_LIMIT
-    dynamo_config.fail_on_recompile_limit_hit = True
-    dynamo_config.suppress_errors = False
-    dynamo_config.automatic_dynamic_shapes = True
-    dynamo_config.automatic_dynamic_local_pgo = False
-    dynamo_config.automatic_dynamic_remote_pgo = False
+    applied = {
+        "recompile_limit": _set(dynamo_config, "recompile_limit", RECOMPILE_LIMIT, "cache_size_limit"),
+        "fail_on_recompile_limit_hit": _set(dynamo_config, "fail_on_recompile_limit_hit", True),
+        "suppress_errors": _set(dynamo_config, "suppress_errors", False),
+        "automatic_dynamic_shapes": _set(dynamo_config, "automatic_dynamic_shapes", True),
+        "no_local_pgo": _set(dynamo_config, "automatic_dynamic_local_pgo", False),
+        "no_remote_pgo": _set(dynamo_config, "automatic_dynamic_remote_pgo", False),
+    }
     # Fake-tensor propagation logs a traceback for every argument check that fails (each invalid
     # case); the exception itself is what gets recorded.
     logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
     try:
         import torch._inductor.config as inductor_config
     except Exception:  # pragma: no cover - a torch without inductor: the availability check says so
-        return
-    inductor_config.compile_threads = 1
+        return applied
+    applied["compile_threads"] = _set(inductor_config, "compile_threads", 1)
+    return applied
 
 
 def cxx_compiler() -> str | None:
@@ -182,11 +195,11 @@ def classify(exc: BaseException) -> BaseException:
     except Exception:  # pragma: no cover
         inductor_errors = ()
     for e in _chain(exc):
-        if isinstance(e, dynamo_exc.FailOnRecompileLimitHit):
+        if isinstance(e, getattr(dynamo_exc, "FailOnRecompileLimitHit", ())):
             return CompileFailure(f"recompile limit: more than {RECOMPILE_LIMIT} graphs for one call signature "
                                   f"({_text(e)})")
         if isinstance(e, dynamo_exc.Unsupported):
-            observed = next((c for c in _chain(e) if isinstance(c, dynamo_exc.ObservedException)), None)
+            observed = next((c for c in _chain(e) if isinstance(c, getattr(dynamo_exc, "ObservedException", ()))), None)
             if observed is not None:  # the traced program raised: the call's own error
                 kind = NotImplementedError if "NotImplementedError" in str(observed) else RuntimeError
                 return kind(f"the compiled call raised ({observed}; dynamo observed it while tracing)")
