@@ -22,8 +22,9 @@ Dynamo is configured deliberately (``configure``): ``fullgraph=True`` (a graph b
 not a silent split with eager code in between), ``recompile_limit`` = 8 per signature with
 ``fail_on_recompile_limit_hit`` (the limit raises instead of silently running eager code),
 ``suppress_errors`` off (a compiler error never falls back to eager), no profile-guided dynamic
-state carried between processes (runs stay reproducible), and one inductor compile thread (no
-compile-worker processes inside the isolated worker on a small machine). When a case's random
+state carried between processes (runs stay reproducible), and one inductor compile thread: no pool
+of compile-worker processes inside each isolated worker (a run's parallelism is ``-j``, one worker
+per target in flight, which already occupies the cores). When a case's random
 choices are replayed through ``torch.rand`` after a seed (rule ``rand``), inductor uses eager's
 random number generation (``fallback_random``) so that the replay sees the same samples; dropout
 masks (rule ``nonzero``) come from inductor's own generator and are judged statistically.
