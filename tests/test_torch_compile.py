@@ -125,13 +125,29 @@ def test_wrong_values_of_a_compiler_are_failures(tmp_path):
     assert {r["backend"] for r in records} == {"torch-compile-relu-plus-one"}
 
 
+def refuses_relu(gm: torch.fx.GraphModule, example_inputs: list) -> torch.fx.GraphModule:
+    """A compiler that fails on every out-of-place relu of the captured graph."""
+    if any(node.op == "call_function" and node.target in (torch.relu, torch.nn.functional.relu)
+           and not node.kwargs.get("inplace") for node in gm.graph.nodes):
+        raise RuntimeError("no lowering for relu")
+    return gm
+
+
+class RefusesRelu(TorchCompileBackend):
+    name = "torch-compile-refuses-relu"
+
+    def __init__(self):
+        super().__init__(refuses_relu)
+
+
 def test_a_compiler_error_is_the_compile_verdict(tmp_path):
-    code, records = _run(tmp_path, "torch-compile:relu_compile_error_TESTING_ONLY", "ReLU", "float64", 6)
+    code, records = _run(tmp_path, f"{__name__}:RefusesRelu", "ReLU", "float64", 6)
     assert code == 1
     compiled = [r for r in records if r["verdict"] == "compile"]
     assert compiled and all(r["error"].startswith("CompileFailure: compiler error") for r in compiled)
-    # torch.relu is what the testing compiler refuses; inplace=True calls torch.relu_ and compiles
-    assert not [r for r in records if r["verdict"] == "pass" and not r["case"]["params"]["inplace"]]
+    assert all("no lowering for relu" in r["error"] for r in compiled)
+    # inplace=True calls relu_, which this compiler accepts: those cases pass; no other case does
+    assert all(r["case"]["params"]["inplace"] for r in records if r["verdict"] == "pass")
 
 
 def test_a_graph_break_is_the_compile_verdict():
