@@ -43,8 +43,12 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def benchmark(session: nox.Session) -> None:
-    """Reference vs torch-cpu timings per family (prints tables; not a test)."""
+    """Speed tables (prints; not a test): per family cases/s, harness overhead and reference/torch
+    ratio, -j scaling and shrinking speed (bench_catalogue), then each family's reference-vs-torch
+    timings on realistic sizes. ``nox -s benchmark -- --budget`` also times the full ci run and the
+    tests."""
     session.install(*CONSTRAINTS, "-e", ".[torch]")
+    session.run("python", "benchmarks/bench_catalogue.py", "--jobs", "--shrink", *session.posargs)
     for script in sorted(os.listdir("benchmarks")):
-        if script.startswith("bench_") and script.endswith(".py"):
+        if script.startswith("bench_") and script.endswith(".py") and script != "bench_catalogue.py":
             session.run("python", f"benchmarks/{script}")

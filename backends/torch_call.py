@@ -293,9 +293,9 @@ def _bind(pattern: Any, value: Any, named: dict[str, Any]) -> None:
         named[pattern] = value
         return
     if isinstance(pattern, list):
+        # A single value binds the first name (MaxPool without return_indices returns one tensor);
+        # a name left unbound is reported missing by the comparison, not here.
         parts = list(value) if isinstance(value, (tuple, list)) else [value]
-        if len(parts) != len(pattern):
-            raise ValueError(f"the call returned {len(parts)} values, expected {len(pattern)}")
         for p, v in zip(pattern, parts):
             _bind(p, v, named)
         return

@@ -71,6 +71,22 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
+_BASELINE_HELP = ("an earlier run's report directory: show new, fixed and unchanged discrepancies, "
+                  "and exit 1 only when something is new")
+
+
+def _baseline(path: str | None) -> Any:
+    """The baseline run of ``--baseline`` (read up front: a bad path fails before the run)."""
+    if path is None:
+        return None
+    from reports.baseline import BaselineError, load_baseline
+
+    try:
+        return load_baseline(path)
+    except BaselineError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from conformance.profiles import PROFILES
 
@@ -104,8 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only the K-th of N parts of the targets, balanced by measured cost")
     p.add_argument("--database", default=None, metavar="DIR|redis://...",
                    help="a Hypothesis example database to share (directory or Redis URL)")
+    p.add_argument("--baseline", metavar="OLD_DIR", help=_BASELINE_HELP)
     p = sub.add_parser("report", help="re-render the reports of a run directory")
     p.add_argument("directory")
+    p.add_argument("--baseline", metavar="OLD_DIR", help=_BASELINE_HELP)
     p = sub.add_parser("merge", help="combine run directories (shards) into one results.jsonl and report")
     p.add_argument("--report-dir", required=True, help="where the merged results and reports go")
     p.add_argument("directories", nargs="+", metavar="DIR")
@@ -244,6 +262,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from reports.records import RecordWriter, write_run_info
 
     backends, specs, dtypes, infos = _resolve_run(args)
+    baseline = _baseline(args.baseline)
     report_dir = _writable_report_dir(Path(args.report_dir))
     try:
         load_known()
@@ -270,6 +289,10 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     cases = sum(o.cases for o in outcomes)
     discrepancies = sum(o.discrepancies for o in outcomes)
     exit_code = EXIT_DISCREPANCY if discrepancies else EXIT_OK
+    if baseline is not None:
+        from reports.baseline import regression_exit_code
+
+        exit_code = regression_exit_code(report_dir, baseline)
     info = {
         "run_id": settings.run_id, "argv": ["nnconform", *argv], "profile": args.profile, "seed": args.seed,
         "examples": args.examples, "jobs": jobs, "shard": list(args.shard) if args.shard else None,
@@ -279,8 +302,10 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         "targets": len(targets), "cases": cases, "cases_per_second": cases / duration if duration > 0 else 0.0,
         "discrepancies": discrepancies, "exit_code": exit_code, "versions": _versions([b for _, b in backends]),
     }
+    if baseline is not None:
+        info["baseline"] = str(baseline.path)
     write_run_info(report_dir, info)
-    return _finish(report_dir, info)
+    return _finish(report_dir, info, baseline)
 
 
 def _run_serial(targets: list[Any], settings: Any, backends: dict[str, Any],
@@ -335,12 +360,12 @@ def _progress(args: argparse.Namespace, total: int) -> Iterator[Callable[[Any], 
         yield lambda t: progress.update(task, advance=1, description=f"{t.spec_id} · {t.backend} · {t.dtype}")
 
 
-def _finish(report_dir: Path, info: dict[str, Any]) -> int:
+def _finish(report_dir: Path, info: dict[str, Any], baseline: Any = None) -> int:
     """Render the reports, print the summary and return the run's exit code."""
     from reports.records import read_records
 
-    paths = _render(report_dir)
-    _print_summary(list(read_records(report_dir)), info)
+    paths = _render(report_dir, baseline)
+    _print_summary(list(read_records(report_dir)), info, baseline)
     for kind, path in paths.items():
         print(f"{kind} report: {path}")
     print(f"{info['cases']} cases in {info['duration_s']:.1f} s ({info['cases_per_second']:.1f} cases/s); "
@@ -377,20 +402,20 @@ def cmd_costs(args: argparse.Namespace, argv: list[str]) -> int:
     return EXIT_OK
 
 
-def _render(report_dir: Path) -> dict[str, Path]:
+def _render(report_dir: Path, baseline: Any = None) -> dict[str, Path]:
     try:
         from reports.render import render_all
     except ImportError:
         return {}
-    return render_all(report_dir)
+    return render_all(report_dir, baseline)
 
 
-def _print_summary(records: list[dict[str, Any]], info: dict[str, Any]) -> None:
+def _print_summary(records: list[dict[str, Any]], info: dict[str, Any], baseline: Any = None) -> None:
     try:
         from reports.terminal import print_summary
     except ImportError:
         return
-    print_summary(records, info)
+    print_summary(records, info, baseline=baseline)
 
 
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
@@ -399,11 +424,17 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
     directory = Path(args.directory)
     if not (directory / RESULTS_FILE).exists():
         raise UsageError(f"{directory} has no {RESULTS_FILE}")
-    paths = _render(directory)
+    baseline = _baseline(args.baseline)
+    paths = _render(directory, baseline)
     info = read_run_info(directory)
-    _print_summary(list(read_records(directory)), info)
+    records = list(read_records(directory))
+    _print_summary(records, info, baseline)
     for kind, path in paths.items():
         print(f"{kind} report: {path}")
+    if baseline is not None:
+        from reports.baseline import compare_runs
+
+        return compare_runs(records, baseline).exit_code
     return int(info.get("exit_code", EXIT_OK)) if info else EXIT_OK
 
 

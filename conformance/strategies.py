@@ -192,6 +192,42 @@ def source_shape(shape: Sequence[int], layout: Layout) -> tuple[int, ...]:
     return tuple(1 if (layout.kind == "expanded" and i in layout.dims) else s for i, s in enumerate(shape))
 
 
+# -- memory-format facts of torch (for known-discrepancy predicates) ------------------------------
+
+def torch_strides(shape: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
+    """The strides of the tensor the torch adapter builds (an expanded layout expands a contiguous
+    source whose stride-0 dims have size 1, see ``backends.torch_call.materialise``)."""
+    if layout.kind != "expanded":
+        return layout.strides(shape)
+    source = source_shape(shape, layout)
+    strides = [int(np.prod(source[i + 1:], dtype=np.int64)) for i in range(len(source))]
+    return tuple(0 if i in layout.dims else st for i, st in enumerate(strides))
+
+
+def is_torch_contiguous(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    """torch's is_contiguous(): row-major strides, size-1 dims ignored."""
+    expected = 1
+    for size, stride in zip(reversed(shape), reversed(strides)):
+        if size != 1:
+            if stride != expected:
+                return False
+            expected *= size
+    return True
+
+
+def channels_last_like(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    """torch's is_channels_last_strides_2d/3d (c10/core/MemoryFormat.h), which decides the memory
+    format torch infers for a 4-d/5-d tensor (ties through size-1 dims fall back to contiguous)."""
+    if len(shape) not in (4, 5) or strides[1] == 0:
+        return False
+    lowest = 0
+    for dim in (1, *range(len(shape) - 1, 1, -1), 0):
+        if shape[dim] == 0 or strides[dim] < lowest or (dim == 0 and lowest == strides[1]):
+            return False
+        lowest = strides[dim] * (shape[dim] if shape[dim] > 1 else 1)
+    return True
+
+
 def values(d: Drawer, shape: Sequence[int], dtype: str, tier_name: str, label: str, *,
            int_limit: int = 3, scale: float = 1.0, layout: Layout = CONTIGUOUS,
            specials: Sequence[float] = (), positive: bool = False) -> np.ndarray:
@@ -216,7 +252,7 @@ def values(d: Drawer, shape: Sequence[int], dtype: str, tier_name: str, label: s
         if positive:
             arr = np.abs(arr)
     arr = DTYPES[dtype].round(arr)
-    return np.ascontiguousarray(np.broadcast_to(arr, tuple(shape)))
+    return np.broadcast_to(arr, tuple(shape)).copy()  # (ascontiguousarray would make a 0-d array 1-d)
 
 
 def float_array(rng: np.random.Generator, shape: Sequence[int], kind: str, scale: float = 1.0,

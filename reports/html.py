@@ -1,19 +1,33 @@
-"""The HTML report: one self-contained file (inline CSS, no scripts, no external assets).
+"""The HTML report: one self-contained file (inline CSS, inline script, inline SVG plots; no
+external assets, no network), usable when opened from disk.
 
-Rendered with jinja2 from ``templates/report.html.j2`` with autoescaping on, so every value taken
-from a record (parameters, error texts, repro scripts) is escaped.
+Rendered with jinja2 from ``templates/report.html.j2`` (which includes ``report.css.j2`` and
+``report.js.j2`` verbatim) with autoescaping on, so every value taken from a record (parameters,
+error texts, repro scripts) is escaped; the SVG plots (``reports.plots``) escape their own text.
+
+What it shows, top to bottom: a verdict banner; the regressions against a baseline (when given);
+a filter bar (family, backend, dtype, verdict, text search) that applies to every section below
+it; the colour map of layer × backend·dtype; the results table (sortable; one row per cell with its
+utilisation distribution); the side-by-side comparison of backends (when several ran); regime
+coverage per target; known discrepancies grouped by entry; unsupported cells; one collapsible
+section per discrepancy (case, compared tensors, error-against-bound plot of the worst elements,
+repro script); the run's metadata.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup, escape
 
-from reports.records import DISCREPANCY_VERDICTS, VERDICTS
+from reports import plots
+from reports.records import DISCREPANCY_VERDICTS, VERDICTS, as_float
 from reports.render import (
     Cell,
     backend_rows,
@@ -24,16 +38,20 @@ from reports.render import (
     format_exact,
     format_number,
     format_value,
-    known_summary,
+    known_groups,
     layout_text,
+    places_text,
+    regime_coverage,
     reported_discrepancies,
     unsupported_summary,
+    worst_comparison,
 )
 
 TEMPLATE = "report.html.j2"
-_RUN_KEYS = ("argv", "profile", "seed", "versions", "backends", "duration_s", "exit_code")
+_RUN_KEYS = ("argv", "profile", "seed", "versions", "backends", "duration_s", "exit_code", "regimes")
 _START_KEYS = ("started", "start_time", "start")
 _END_KEYS = ("finished", "ended", "end_time", "end")
+_VERBATIM = re.compile(r"^# --- (\S+), verbatim from nnconform -*\n(.*?)(?=^# --- )", re.S | re.M)
 
 
 def _first(info: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -49,7 +67,7 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.ChainableUndefined,
     )
     for name, fn in (("num", format_number), ("exact", format_exact), ("value", format_value),
-                     ("plain", _plain_text)):
+                     ("plain", _plain_text), ("sortnum", _sort_number)):
         env.filters[name] = _defined(fn)
     return env
 
@@ -70,6 +88,17 @@ def _plain_text(value: Any) -> str:
     return "–" if value is None else str(value)
 
 
+def _sort_number(value: Any) -> str:
+    """A sort key for a numeric column: the number in full (``inf`` sorts last, missing first)."""
+    if value is None:
+        return "-1"
+    try:
+        x = as_float(value)
+    except (TypeError, ValueError):
+        return "-1"
+    return "1e309" if x != x or x == float("inf") else repr(x)
+
+
 def _util_class(util: float | None) -> str:
     if util is None:
         return ""
@@ -82,13 +111,49 @@ def _safe_link(link: Any) -> str:
     return link if link.startswith(("http://", "https://")) else ""
 
 
-def _matrix(cells: list[Cell], anchors: dict[tuple[str, str, str], str]) -> dict[str, Any]:
-    """Rows = layers, columns = backend × dtype, in first-seen order (discrepancies first)."""
+def _as_util(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def filter_attrs(family: Any = (), backend: Any = (), dtype: Any = (), verdict: Any = (), text: str = "") -> Markup:
+    """The data attributes the report's filters read: each a ``|``-delimited list of values
+    (``|a|b|``); ``data-verdict`` also holds ``discrepancy`` when any discrepancy verdict is in it."""
+
+    def joined(values: Any) -> str:
+        values = [values] if isinstance(values, str) else list(values)
+        return "|" + "|".join(str(v) for v in values if v) + "|"
+
+    verdicts = [verdict] if isinstance(verdict, str) else list(verdict)
+    if any(v in DISCREPANCY_VERDICTS for v in verdicts):
+        verdicts.append("discrepancy")
+    attrs = (f'data-family="{escape(joined(family))}" data-backend="{escape(joined(backend))}" '
+             f'data-dtype="{escape(joined(dtype))}" data-verdict="{escape(joined(verdicts))}"')
+    if text:
+        attrs += f' data-text="{escape(text.lower())}"'
+    return Markup(attrs)
+
+
+def _cell_verdicts(cell: Cell) -> list[str]:
+    """A cell's verdicts for the filter: every verdict it saw, except that ``pass`` is kept only
+    for a clean cell (so filtering on pass shows the cells that conform)."""
+    seen = [v for v in VERDICTS if cell.counts[v] and v != "pass"]
+    return seen + (["pass"] if cell.status == "pass" else [])
+
+
+# -- sections --------------------------------------------------------------------------------------
+
+def _matrix(cells: list[Cell], anchors: dict[tuple[str, str, str], str],
+            row_ids: dict[tuple[str, str, str], str], texts: dict[tuple[str, str, str], str]) -> dict[str, Any]:
+    """Rows = layers (discrepancies first), columns = backend × dtype. ``texts``: the searchable
+    text of each cell's discrepancies."""
     ops: list[str] = []
     backends: dict[str, list[str]] = {}
-    by_key = {}
-    for cell in sorted(cells, key=lambda c: (c.op, c.backend)):
-        by_key[(cell.op, cell.backend, cell.dtype)] = cell
+    by_key = {(c.op, c.backend, c.dtype): c for c in cells}
     for cell in cells:
         if cell.op not in ops:
             ops.append(cell.op)
@@ -98,38 +163,123 @@ def _matrix(cells: list[Cell], anchors: dict[tuple[str, str, str], str]) -> dict
             backends[cell.backend].append(cell.dtype)
     rows = []
     for op in ops:
-        row = []
+        row, seen, family = [], Counter(), ""
+        present_backends, present_dtypes = set(), set()
         for backend, dtypes in backends.items():
             for dtype in dtypes:
                 cell = by_key.get((op, backend, dtype))
                 if cell is None:
                     row.append(None)
                     continue
+                family = family or cell.family
+                present_backends.add(backend)
+                present_dtypes.add(dtype)
+                seen.update(_cell_verdicts(cell))
                 row.append({
                     "status": cell.status,
-                    "cases": cell.cases,
-                    "counts": [(v, cell.counts[v]) for v in VERDICTS if cell.counts[v] and v != "pass"],
-                    "passed": cell.counts["pass"],
                     "util": cell.worst_utilisation,
-                    "util_class": _util_class(cell.worst_utilisation),
                     "anchor": anchors.get((op, backend, dtype), ""),
-                    "title": ", ".join(f"{cell.counts[v]} {v}" for v in VERDICTS if cell.counts[v]),
+                    "row_id": row_ids.get((op, backend, dtype), ""),
+                    "title": ", ".join(f"{cell.counts[v]} {v}" for v in VERDICTS if cell.counts[v]) or "no cases",
                 })
-        rows.append({"op": op, "family": next((c.family for c in cells if c.op == op), ""), "cells": row})
+        rows.append({"op": op, "family": family, "cells": row,
+                     "attrs": filter_attrs(family, sorted(present_backends), sorted(present_dtypes), list(seen),
+                                           " ".join([op, family] + [t for k, t in texts.items() if k[0] == op]))})
     return {"backends": [(b, d) for b, d in backends.items()], "rows": rows}
+
+
+def _results_rows(cells: list[Cell], anchors: dict[tuple[str, str, str], str],
+                  texts: dict[tuple[str, str, str], str]) -> list[dict[str, Any]]:
+    rows = []
+    for i, cell in enumerate(cells, 1):
+        key = (cell.op, cell.backend, cell.dtype)
+        text = " ".join([cell.op, cell.family, cell.backend, cell.dtype, cell.status, texts.get(key, "")])
+        rows.append({
+            "id": f"cell-{i}", "cell": cell, "anchor": anchors.get(key, ""), "dtype_rank": dtype_rank(cell.dtype)[0],
+            "attrs": filter_attrs(cell.family, cell.backend, cell.dtype, _cell_verdicts(cell), text),
+            "discrepancies": cell.discrepancies,
+            "util_class": _util_class(cell.worst_utilisation),
+            "spark": Markup(plots.utilisation_sparkline(plots.utilisation_histogram(cell.utilisations)))
+            if cell.utilisations else "",
+        })
+    return rows
+
+
+def _comparison(cells: list[Cell], texts: dict[tuple[str, str, str], str]) -> dict[str, Any] | None:
+    """Side by side, when several backends ran: one row per layer × dtype, one column per backend;
+    a row *differs* when its backends ended with different statuses."""
+    backends = sorted({c.backend for c in cells})
+    if len(backends) < 2:
+        return None
+    by_key = {(c.op, c.dtype, c.backend): c for c in cells}
+    rows = []
+    for op, dtype in sorted({(c.op, c.dtype) for c in cells}, key=lambda k: (k[0], dtype_rank(k[1]))):
+        entries, statuses, family, verdicts = [], set(), "", set()
+        for backend in backends:
+            cell = by_key.get((op, dtype, backend))
+            if cell is None:
+                entries.append(None)
+                continue
+            family = family or cell.family
+            statuses.add(cell.status)
+            verdicts.update(_cell_verdicts(cell))
+            entries.append({"status": cell.status, "cases": cell.cases, "util": cell.worst_utilisation,
+                            "util_class": _util_class(cell.worst_utilisation),
+                            "counts": [(v, cell.counts[v]) for v in VERDICTS if cell.counts[v]]})
+        differs = len(statuses) > 1
+        text = " ".join([op, dtype, family, *sorted(statuses)] + [texts.get((op, b, dtype), "") for b in backends])
+        rows.append({"op": op, "dtype": dtype, "family": family, "cells": entries, "differs": differs,
+                     "attrs": filter_attrs(family, backends, dtype, sorted(verdicts), text)})
+    return {"backends": backends, "rows": rows, "differing": sum(r["differs"] for r in rows)}
+
+
+def _regimes(cells: list[Cell], run_info: dict[str, Any]) -> dict[str, Any]:
+    """One table: a row per target × regime, a column per backend × dtype of the run (None where
+    the target did not run there)."""
+    targets = regime_coverage(cells, run_info)
+    columns = sorted({col for t in targets for col in t["columns"]}, key=lambda c: (c[0], dtype_rank(c[1])))
+    backends = [(b, sum(1 for c, _ in columns if c == b)) for b in sorted({b for b, _ in columns})]
+    rows = []
+    for target in targets:
+        where = dict(zip(target["columns"], range(len(target["columns"]))))
+        for row in target["rows"]:
+            counts = [row["counts"][where[c]] if c in where else None for c in columns]
+            drawn = [row["drawn"][where[c]] if c in where else None for c in columns]
+            rows.append({"op": target["op"], "family": target["family"], "name": row["name"],
+                         "counts": counts, "drawn": drawn, "uncovered": row["uncovered"],
+                         "attrs": filter_attrs(target["family"], sorted({b for b, _ in target["columns"]}),
+                                               sorted({d for _, d in target["columns"]}, key=dtype_rank),
+                                               [],
+                                               f"{target['op']} {target['family']} {row['name']}")})
+    declared = run_info.get("regimes") if isinstance(run_info.get("regimes"), dict) else None
+    without = sorted(t for t, names in (declared or {}).items() if not names)
+    return {"rows": rows, "columns": columns, "backends": backends, "targets": len(targets),
+            "from_run_info": declared is not None, "without": without,
+            "uncovered": sum(r["uncovered"] for r in rows)}
+
+
+def _fold_verbatim(script: str) -> str:
+    """The repro script as shown in the report: the modules it carries verbatim folded to one line
+    each (the script file itself is complete)."""
+    def fold(match: re.Match[str]) -> str:
+        lines = match.group(2).count("\n")
+        return (f"# --- {match.group(1)}, verbatim from nnconform: {lines} lines, folded here "
+                f"(they are in the script file) ---\n\n")
+
+    return _VERBATIM.sub(fold, script)
 
 
 def _read_artifact(report_dir: Path | None, relative: str | None) -> str | None:
     if not relative or report_dir is None:
         return None
-    path = report_dir / relative
     try:
-        return path.read_text(encoding="utf-8")
+        return (report_dir / relative).read_text(encoding="utf-8")
     except OSError:
         return None
 
 
-def _discrepancy_view(record: dict[str, Any], anchor: str, report_dir: Path | None) -> dict[str, Any]:
+def _discrepancy_view(record: dict[str, Any], anchor: str, report_dir: Path | None,
+                      regression: str | None) -> dict[str, Any]:
     case = record.get("case") or {}
     artifacts = record.get("artifacts") or {}
     comparisons = record.get("comparisons") or []
@@ -138,13 +288,28 @@ def _discrepancy_view(record: dict[str, Any], anchor: str, report_dir: Path | No
     known = dict(record.get("known") or {})
     if known:
         known["href"] = _safe_link(known.get("link"))
+    worst = worst_comparison(record)
+    headline = ""
+    if worst is not None and not worst.get("ok", True):
+        headline = f"{worst.get('tensor')}: {worst.get('message') or 'out of bound'}"
+    elif record.get("error"):
+        lines = str(record["error"]).strip().splitlines()
+        headline = lines[-1] if lines else ""
+    repro_text = _read_artifact(report_dir, artifacts.get("repro"))
+    verdict = str(record.get("verdict", "?"))
+    text = " ".join([str(record.get(k, "")) for k in ("op", "backend", "dtype", "verdict")]
+                    + [call_text(record), headline, *(str(c.get("tensor", "")) for c in failing)])
     return {
         "anchor": anchor,
         "record": record,
-        "verdict": record.get("verdict", "?"),
+        "verdict": verdict,
+        "regression": regression,
+        "headline": headline,
         "call": call_text(record),
         "summary": case_summary(record),
         "case": case,
+        "text": text,
+        "attrs": filter_attrs(record.get("family"), record.get("backend"), record.get("dtype"), verdict, text),
         "inputs": [
             {"name": name, "shape": info.get("shape", []), "dtype": info.get("dtype", ""),
              "layout": layout_text(info.get("layout")), "strides": info.get("strides", []),
@@ -152,21 +317,31 @@ def _discrepancy_view(record: dict[str, Any], anchor: str, report_dir: Path | No
             for name, info in (case.get("inputs") or {}).items()
         ],
         "comparisons": [dict(c, util_class=_util_class(_as_util(c.get("utilisation")))) for c in comparisons],
-        "worst_tables": [c for c in shown_worst if c.get("worst")],
+        "worst_tables": [dict(c, plot=Markup(plots.error_vs_bound(c["worst"])))
+                         for c in shown_worst if c.get("worst")],
         "known": known,
         "repro_path": artifacts.get("repro"),
         "npz_path": artifacts.get("npz"),
-        "repro_text": _read_artifact(report_dir, artifacts.get("repro")),
+        "repro_text": _fold_verbatim(repro_text) if repro_text is not None else None,
     }
 
 
-def _as_util(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+def _regressions_view(regressions: Any, anchors_by_id: dict[int, str]) -> dict[str, Any]:
+    def items(pairs: list[tuple[Any, list[dict[str, Any]]]], link: bool) -> list[dict[str, Any]]:
+        out = []
+        for sig, records in pairs:
+            anchor = next((anchors_by_id[id(r)] for r in records if id(r) in anchors_by_id), "") if link else ""
+            out.append({"op": sig.op, "backend": sig.backend, "dtype": sig.dtype, "kind": sig.kind,
+                        "anchor": anchor, "count": len(records), "summary": case_summary(records[0])})
+        return out
+
+    info = regressions.baseline_info or {}
+    return {
+        "path": str(regressions.baseline), "started": _first(info, _START_KEYS), "run_id": info.get("run_id"),
+        "new": items(regressions.new, True), "fixed": items(regressions.fixed, False),
+        "unchanged": items(regressions.unchanged, True), "not_rerun": items(regressions.not_rerun, False),
+        "exit_code": regressions.exit_code, "counts": regressions.counts_text(),
+    }
 
 
 def _run_view(run_info: dict[str, Any]) -> dict[str, Any]:
@@ -188,38 +363,76 @@ def _run_view(run_info: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_html(records: list[dict[str, Any]], run_info: dict[str, Any],
-                report_dir: str | os.PathLike[str] | None = None) -> str:
+                report_dir: str | os.PathLike[str] | None = None, baseline: Any = None) -> str:
     """The report as one HTML document. ``report_dir`` is where artifact paths are relative to
-    (repro scripts are read from there and inlined)."""
+    (repro scripts are read from there and inlined); ``baseline`` (a ``reports.baseline.Baseline``)
+    adds the regressions section."""
     directory = Path(report_dir) if report_dir is not None else None
     cells = build_cells(records)
     discrepancies = reported_discrepancies(records)
+    regressions = None
+    kinds: dict[int, str] = {}
+    if baseline is not None:
+        from reports.baseline import compare_runs
+
+        regressions = compare_runs(records, baseline)
+        for label, pairs in (("new", regressions.new), ("unchanged", regressions.unchanged)):
+            for _, group in pairs:
+                kinds.update({id(r): label for r in group})
     anchors: dict[tuple[str, str, str], str] = {}
+    anchors_by_id: dict[int, str] = {}
+    texts: dict[tuple[str, str, str], str] = {}
     views = []
     for i, record in enumerate(discrepancies, 1):
         anchor = f"discrepancy-{i}"
-        anchors.setdefault((record.get("op"), record.get("backend"), record.get("dtype")), anchor)
-        views.append(_discrepancy_view(record, anchor, directory))
+        key = (str(record.get("op")), str(record.get("backend")), str(record.get("dtype")))
+        anchors.setdefault(key, anchor)
+        anchors_by_id[id(record)] = anchor
+        views.append(_discrepancy_view(record, anchor, directory, kinds.get(id(record))))
+        texts[key] = (texts.get(key, "") + " " + views[-1]["text"]).strip()
+    results = _results_rows(cells, anchors, texts)
+    row_ids = {(r["cell"].op, r["cell"].backend, r["cell"].dtype): r["id"] for r in results}
     totals = {v: sum(c.counts[v] for c in cells) for v in VERDICTS}
-    known_rows = [dict(row, href=_safe_link(row["link"])) for row in known_summary(records)]
+    matrix = _matrix(cells, anchors, row_ids, texts)
+    known = [dict(g, href=_safe_link(g["link"]), where=places_text(g["places"]),
+                  attrs=filter_attrs([], sorted({p["backend"] for p in g["places"]}),
+                                     sorted({d for p in g["places"] for d in p["dtypes"]}), ["known"],
+                                     f"{g['id']} {g['reason']} {places_text(g['places'])}"))
+             for g in known_groups(records)]
+    unsupported = [dict(row, attrs=filter_attrs([], row["backend"], row["dtypes"], ["unsupported"]))
+                   for row in unsupported_summary(records)]
+    families = sorted({c.family for c in cells if c.family})
     return _environment().get_template(TEMPLATE).render(
         run=_run_view(run_info),
         backends=backend_rows(run_info),
-        matrix=_matrix(cells, anchors),
+        matrix=matrix,
+        colour_map=Markup(plots.colour_map(matrix)) if matrix["rows"] else "",
+        colour_legend=Markup(plots.colour_map_legend()),
+        spark_legend=Markup(plots.sparkline_legend()),
+        results=results,
+        shown_verdicts=[v for v in VERDICTS if totals[v]] or ["pass"],
+        comparison=_comparison(cells, texts),
+        regimes=_regimes(cells, run_info),
+        short_dtype=plots.SHORT_DTYPE,
         totals=totals,
         verdicts=VERDICTS,
         discrepancy_verdicts=DISCREPANCY_VERDICTS,
         discrepancies=views,
-        known_rows=known_rows,
-        unsupported_rows=unsupported_summary(records),
+        known_groups=known,
+        unsupported_rows=unsupported,
+        regressions=_regressions_view(regressions, anchors_by_id) if regressions is not None else None,
+        options={"family": families,
+                 "backend": sorted({c.backend for c in cells}),
+                 "dtype": sorted({c.dtype for c in cells}, key=dtype_rank),
+                 "verdict": ["discrepancy"] + [v for v in VERDICTS if totals[v]]},
         conforming=not discrepancies and not any(totals[v] for v in DISCREPANCY_VERDICTS),
     )
 
 
 def write_html(path: str | os.PathLike[str], records: list[dict[str, Any]], run_info: dict[str, Any],
-               report_dir: str | os.PathLike[str] | None = None) -> Path:
+               report_dir: str | os.PathLike[str] | None = None, baseline: Any = None) -> Path:
     """Write ``render_html`` to ``path`` (artifacts relative to ``report_dir``, default its folder)."""
     path = Path(path)
-    html = render_html(records, run_info, report_dir if report_dir is not None else path.parent)
+    html = render_html(records, run_info, report_dir if report_dir is not None else path.parent, baseline)
     path.write_text(html, encoding="utf-8")
     return path

@@ -2,24 +2,41 @@
 
 A *case record* (``"type": "case"``) is written, and flushed, for every compared case:
 
-    run_id, op, family, backend, device, dtype, tier,
-    verdict      one of VERDICTS (``compile``: a compiling backend could not compile the call; the
-                 message in ``error`` says why: graph break, recompile limit or compiler error)
+    run_id, backend, device, dtype
+    op           the declaration id (``Conv2d``, ``FractionalMaxPool2d[drawn]``); ``entry`` the
+                 catalogue name, ``variant`` the declaration's variant ("" for the only one), family
+    tier         exact | float | invalid | stat (``stat``: one record per stochastic target holding
+                 the statistical tests of its random choices, as comparisons named ``stat.<test>``)
+    verdict      one of VERDICTS (pass, fail, error, xpass, known, unsupported, crash, timeout, compile;
+                 ``compile``: a compiling backend could not compile the call, ``error`` says why:
+                 graph break, recompile limit or compiler error)
     final        true for the example Hypothesis settled on after shrinking (the one to report)
+    shrinking    true for the intermediate examples of shrinking (not counted in the tallies)
     case_id      stable hash of the case description and values
-    case         Case.describe(): params, forward_kwargs, per-input shape/dtype/layout/strides
-    comparisons  list of Comparison.to_dict() (tensor, ok, error metrics, worst elements, bound)
+    case         Case.describe(): op, variant, dtype, tier, train, invalid, params, forward_kwargs,
+                 inputs {name: shape, type, dtype, layout, strides, requires_grad}, note
+    comparisons  list of Comparison.to_dict(): tensor, ok, shape, size, mismatches, max_abs_err,
+                 max_rel_err, max_ulp, utilisation, worst_index, exact_elements, reduction_length,
+                 worst [{index, ref, got, err, bound}], message
     max_utilisation  the largest error/bound ratio over all compared tensors
-    error        the exception text when a side raised (else null); error_side: backend|reference
+    error        the exception text when a side raised (else null); error_side: backend|reference|harness
     known        the matching known-discrepancy entry {id, reason, link} (else null)
-    torch        the TorchMapping rendered as data (target, ctor_kwargs, parameters, buffers,
-                 args, outputs, state, forward_kwargs, inplace_input, train) for repro scripts
+    call         the call tree the torch adapter ran (``backends.torch_call``), for repro scripts
+    regime       the declared regime the case was drawn for (null for the random cases)
+    regimes      the declared regimes the case lies in (coverage is counted from these)
+    choices      for a random layer, the number of non-zero entries of each random choice
     artifacts    {"npz": relative path, "repro": relative path} for discrepancies (else null)
     elapsed_s    {"reference": s, "backend": s}
 
-An *unsupported record* has the same keys with verdict "unsupported" and no case. ``run.json``
-holds the run's metadata (argv, profile, seed, versions, backends with availability and reason,
-start/end time, duration, exit code).
+Non-finite floats are written as the strings "inf", "-inf", "nan" (``as_float`` reads them back).
+An *unsupported record* has the same keys with verdict "unsupported", no case, and the reason in
+``error``; an *xpass record* (a strict known entry none of whose cases failed) has no case either.
+
+``run.json`` holds the run's metadata: argv, profile, seed, examples, started, duration_s,
+backends [{name, available, reason, devices, dtypes, ops}], ops, dtypes, cases,
+cases_per_second, discrepancies, exit_code, versions, run_id; ``baseline`` (the ``--baseline``
+directory, when given); and, where the runner writes it, ``regimes`` {target id: [declared
+regime names]} so that the report can show declared regimes no case reached.
 """
 
 from __future__ import annotations

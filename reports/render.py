@@ -1,8 +1,9 @@
 """The report model shared by every renderer, and ``render_all``.
 
 Records (see ``reports.records``) are grouped into *cells*, one per layer × backend × dtype, with
-their verdict counts (the intermediate examples of shrinking, ``shrinking: true``, are not counted)
-and worst bound utilisation. The discrepancies to report are the records
+their verdict counts (the intermediate examples of shrinking, ``shrinking: true``, are not counted),
+worst bound utilisation, the utilisation of every compared case, and how many cases fell in each
+declared regime. The discrepancies to report are the records
 Hypothesis settled on after shrinking (``final``) with a discrepancy verdict; a cell that saw a
 discrepancy but has no final record (an interrupted run) reports its last discrepancy instead.
 """
@@ -38,6 +39,9 @@ class Cell:
     worst_utilisation: float | None = None
     elapsed_s: float = 0.0
     records: list[dict[str, Any]] = field(default_factory=list)
+    utilisations: list[float] = field(default_factory=list)
+    regimes: Counter = field(default_factory=Counter)
+    drawn: Counter = field(default_factory=Counter)
 
     @property
     def cases(self) -> int:
@@ -67,6 +71,12 @@ class Cell:
         util = utilisation(record)
         if util is not None and (self.worst_utilisation is None or _gt(util, self.worst_utilisation)):
             self.worst_utilisation = util
+        if util is not None and record.get("tier") != "stat":
+            self.utilisations.append(util)
+        if record.get("tier") in ("exact", "float") and record.get("verdict") != "unsupported":
+            self.regimes.update(record.get("regimes") or [])
+            if record.get("regime"):
+                self.drawn[record["regime"]] += 1
         for seconds in (record.get("elapsed_s") or {}).values():
             self.elapsed_s += as_float(seconds)
 
@@ -138,6 +148,60 @@ def known_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                     "op": key[1], "backend": key[2], "dtype": key[3], "known": 0, "xpass": 0})
         row[record["verdict"]] += 1
     return list(rows.values())
+
+
+def known_groups(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One item per known-discrepancy entry: {id, reason, link, known, xpass, places}, where
+    ``places`` lists {op, backend, dtypes} (the dtypes it covered, in dtype order)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for row in known_summary(records):
+        group = groups.setdefault(row["id"], {"id": row["id"], "reason": row["reason"], "link": row["link"],
+                                              "known": 0, "xpass": 0, "places": {}})
+        group["known"] += row["known"]
+        group["xpass"] += row["xpass"]
+        dtypes = group["places"].setdefault((row["op"], row["backend"]), [])
+        if row["dtype"] not in dtypes:
+            dtypes.append(row["dtype"])
+    out = []
+    for group in groups.values():
+        places = [{"op": op, "backend": backend, "dtypes": sorted(dtypes, key=dtype_rank)}
+                  for (op, backend), dtypes in sorted(group["places"].items())]
+        out.append({**group, "places": places})
+    return sorted(out, key=lambda g: g["id"])
+
+
+def places_text(places: list[dict[str, Any]]) -> str:
+    """``ReLU on torch-cpu: float16, bfloat16; GELU on torch-cpu: float16``."""
+    return "; ".join(f"{p['op']} on {p['backend']}: {', '.join(p['dtypes'])}" for p in places)
+
+
+def regime_coverage(cells: list[Cell], run_info: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per target (declaration id) with regimes: the cases of each backend × dtype that fell in
+    each regime. Declared regimes come from run.json's ``regimes`` ({target: [names]}) when the
+    runner wrote it, else from the names the records carry (then an uncovered regime cannot be
+    seen). Each item: {op, family, declared (bool: from run.json), columns [(backend, dtype)],
+    rows [{name, counts, drawn, uncovered}]}; ``counts``/``drawn`` align with ``columns``."""
+    declared_all = run_info.get("regimes") if isinstance(run_info.get("regimes"), dict) else {}
+    by_op: dict[str, list[Cell]] = {}
+    for cell in cells:
+        if cell.cases and cell.status != "unsupported":
+            by_op.setdefault(cell.op, []).append(cell)
+    out = []
+    for op in sorted(by_op):
+        op_cells = sorted(by_op[op], key=lambda c: (c.backend, dtype_rank(c.dtype)))
+        names = list(declared_all.get(op) or [])
+        for cell in op_cells:
+            names += [n for n in list(cell.regimes) + list(cell.drawn) if n not in names]
+        if not names:
+            continue
+        rows = []
+        for name in names:
+            counts = [cell.regimes[name] for cell in op_cells]
+            rows.append({"name": name, "counts": counts, "drawn": [cell.drawn[name] for cell in op_cells],
+                         "uncovered": any(n == 0 for n in counts)})
+        out.append({"op": op, "family": op_cells[0].family, "declared": op in declared_all,
+                    "columns": [(c.backend, c.dtype) for c in op_cells], "rows": rows})
+    return out
 
 
 def unsupported_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -296,14 +360,15 @@ def load(directory: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], dict[
     return records, read_run_info(directory)
 
 
-def render_all(directory: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write ``report.html`` and ``junit.xml`` into ``directory`` from its results.jsonl and run.json."""
+def render_all(directory: str | os.PathLike[str], baseline: Any = None) -> dict[str, Path]:
+    """Write ``report.html`` and ``junit.xml`` into ``directory`` from its results.jsonl and run.json;
+    with a ``reports.baseline.Baseline``, the HTML also shows the regressions against it."""
     from reports.html import write_html
     from reports.junit import write_junit
 
     directory = Path(directory)
     records, run_info = load(directory)
     return {
-        "html": write_html(directory / HTML_FILE, records, run_info, report_dir=directory),
+        "html": write_html(directory / HTML_FILE, records, run_info, report_dir=directory, baseline=baseline),
         "junit": write_junit(directory / JUNIT_FILE, records, run_info),
     }

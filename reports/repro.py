@@ -8,6 +8,13 @@ element). ``render_repro`` writes the script: the case's call tree and input des
 literals, then the *verbatim source* of the modules the suite itself used to run and judge it (the
 call interpreter and the element judge, handed over by the caller), so the script runs exactly
 what the suite ran. Exit status 0: everything within bounds; 1: a mismatch.
+
+``--backend module:Class`` (or a registered backend name) runs the case through that adapter
+instead of torch.nn: the script rebuilds the ``backends.base.Case`` from the arrays and the recorded
+description and call, loads the adapter with ``conformance.registry.load_backend`` and compares
+what it returns in the same way, so a vendor's bug is reproduced by the script too. That path
+needs nnconform importable (installed, or the script run from a checkout); the default one needs
+only torch and numpy.
 """
 
 from __future__ import annotations
@@ -32,15 +39,20 @@ bounds saved in $npz (needs only torch and numpy):
 
     python <this script> [--device cpu|cuda] [--npz PATH]
 
-Prints one line per compared tensor; exits 1 when any tensor is out of bound, 0 otherwise.
-Recorded backend: $backend on device "$device". The call runs through torch itself (the same call
-interpreter as nnconform's torch adapter, included below); a custom adapter's own code is not
-part of this script.
+or runs the case through an nnconform adapter (needs nnconform importable: installed, or run
+from its checkout), comparing the same way:
+
+    python <this script> --backend module:Class|NAME$backend_hint
+
+Prints one line per compared tensor; exits 1 when any tensor is out of bound, 0 otherwise (2 when
+the adapter cannot be loaded). Recorded backend: $backend on device "$device". By default the call
+runs through torch itself (the same call interpreter as nnconform's torch adapter, included below).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 ''')
@@ -49,6 +61,7 @@ _CASE = Template('''
 # --- the case (from the nnconform record) ----------------------------------------------------
 NPZ = $npz_literal
 DTYPE = $dtype_literal
+CASE = $case
 CALL = $call
 INVALID = $invalid
 TYPES = $types
@@ -58,10 +71,10 @@ MAX_VALUE = $max_value
 UNIT_ROUNDOFF = $unit_roundoff
 
 
-def check(name, ref, bound, got):
+def check(name, ref, bound, got, who="torch"):
     """One line for one compared tensor; False when it is out of bound."""
     if got is None:
-        print(f"{name:<24} MISSING from torch's result")
+        print(f"{name:<24} MISSING from {who}'s result")
         return False
     got = got[0]
     if got.shape != ref.shape:
@@ -82,31 +95,84 @@ def check(name, ref, bound, got):
     if mismatches:
         at = np.unravel_index(int(np.argmax(np.where(bad, ratio, -1.0))), ref.shape)
         print(f"{'':<24} worst at {tuple(int(i) for i in at)}: reference {ref[at].item()!r}, "
-              f"torch {got[at].item()!r}, bound {float(bound[at]):.3e}")
+              f"{who} {got[at].item()!r}, bound {float(bound[at]):.3e}")
     return mismatches == 0
+
+
+def _recorded(value):
+    """A recorded parameter as the case held it: JSON lists back to tuples, "inf"/"nan" to floats."""
+    if isinstance(value, list):
+        return tuple(_recorded(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _recorded(v) for k, v in value.items()}
+    if isinstance(value, str) and value in ("inf", "-inf", "nan"):
+        return float(value)
+    return value
+
+
+def load_adapter(spec):
+    """An nnconform backend by name or module:Class (needs nnconform importable)."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # a checkout, and adapters beside it, as `python -m` would see them
+    from conformance.registry import load_backend
+
+    return load_backend(spec)
+
+
+def run_adapter(backend, inputs, cotangents, choices):
+    """Rebuild the recorded Case and run it through ``backend``; {qualified name: (array, dtype)}."""
+    from backends.base import Case, Layout
+
+    case = Case(op=CASE["op"], dtype=DTYPE, params=_recorded(CASE["params"]), inputs=dict(inputs),
+                differentiable=tuple(REQUIRES_GRAD),
+                layouts={n: Layout.from_description(d) for n, d in LAYOUTS.items()},
+                forward_kwargs=_recorded(CASE["forward_kwargs"]), train=CASE["train"], tier=CASE["tier"],
+                cotangents=dict(cotangents), invalid=INVALID, note=CASE["note"], variant=CASE["variant"],
+                types=dict(TYPES), choices=dict(choices), call=CALL)
+    result = backend.run(case)
+    return {name: (np.asarray(value, dtype=np.float64) if np.asarray(value).dtype.kind == "f" else np.asarray(value),
+                   result.dtypes.get(name)) for name, value in result.tensors().items()}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="nnconform repro")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1...)")
     parser.add_argument("--npz", default=None, help="the arrays (default: %s beside this script)" % NPZ)
+    parser.add_argument("--backend", default=None, metavar="module:Class|NAME",
+                        help="run the case through this nnconform adapter instead of torch.nn")
     options = parser.parse_args(argv)
     path = Path(options.npz) if options.npz else Path(__file__).resolve().parent / NPZ
     arrays = np.load(path)
     inputs = {k[len("input."):]: arrays[k] for k in arrays.files if k.startswith("input.")}
     cotangents = {k[len("cotangent."):]: arrays[k] for k in arrays.files if k.startswith("cotangent.")}
+    choices = {k[len("choice."):]: arrays[k] for k in arrays.files if k.startswith("choice.")}
+    who = "torch"
+    if options.backend:
+        try:
+            backend = load_adapter(options.backend)
+        except Exception as exc:
+            print(f"cannot load backend {options.backend!r}: {type(exc).__name__}: {exc}")
+            return 2
+        available, reason = backend.availability()
+        if not available:
+            print(f"backend {backend.name} is unavailable: {reason}")
+            return 2
+        who = f"backend {backend.name}"
+        print(f"running the case through {who} ({options.backend})")
 
     def run():
+        if options.backend:
+            return run_adapter(backend, inputs, cotangents, choices)
         return run_call(CALL, inputs, dtype=DTYPE, device=options.device, types=TYPES, layouts=LAYOUTS,
                         requires_grad=REQUIRES_GRAD, cotangents=cotangents)
 
     if INVALID:
         try:
             run()
-        except Exception as exc:  # the expected outcome: torch rejects the case
-            print(f"torch raised as required: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # the expected outcome: the case is rejected
+            print(f"{who} raised as required: {type(exc).__name__}: {exc}")
             return 0
-        print("torch accepted a case the reference rejects as invalid")
+        print(f"{who} accepted a case the reference rejects as invalid")
         return 1
     got = run()
     ok = True
@@ -115,7 +181,7 @@ def main(argv=None):
             name = key[len("ref."):]
             ref = arrays[key]
             bound = arrays["bound." + name] if "bound." + name in arrays.files else np.zeros(ref.shape)
-            ok &= check(name, ref, bound, got.get(name))
+            ok &= check(name, ref, bound, got.get(name), who)
     print("conforms" if ok else "DISCREPANCY")
     return 0 if ok else 1
 
@@ -161,9 +227,16 @@ def render_repro(record: dict[str, Any], npz_filename: str, sources: Sequence[tu
         op=record.get("op", "?"), backend=record.get("backend", "?"), device=record.get("device", "cpu"),
         dtype=dtype, verdict=record.get("verdict", "?"), case_id=record.get("case_id", "?"),
         summary=_docstring_safe(textwrap.fill(case_summary(record), width=96, break_long_words=False)),
-        npz=_docstring_safe(npz_filename))
+        npz=_docstring_safe(npz_filename),
+        backend_hint=_docstring_safe(f"\n\n(recorded with --backend {record['backend_spec']})"
+                                     if record.get("backend_spec") else ""))
     body = _CASE.substitute(
         npz_literal=repr(npz_filename), dtype_literal=repr(dtype), call=_literal(record.get("call") or {}),
+        case=_literal({"op": case.get("op", record.get("entry") or record.get("op", "?")),
+                       "variant": case.get("variant", record.get("variant") or ""),
+                       "params": case.get("params") or {}, "forward_kwargs": case.get("forward_kwargs") or {},
+                       "train": bool(case.get("train", True)), "tier": case.get("tier", "float"),
+                       "note": case.get("note", "")}),
         invalid=repr(bool(case.get("invalid", False))),
         types=_literal({n: i.get("type") or "float" for n, i in inputs.items()}),
         layouts=_literal({n: i.get("layout") or {"kind": "contiguous"} for n, i in inputs.items()}),

@@ -1,7 +1,15 @@
-"""The terminal summary: a rich table per layer × backend × dtype, then each discrepancy.
+"""The terminal summary, most important last (the end of a CI log is what people read):
 
-All text from records goes through ``rich.text.Text`` (never markup), so parameter values with
-brackets print verbatim.
+1. the results table, one row per layer × backend × dtype, cells with a discrepancy first; the
+   clean cells of one layer × backend share one row (their dtypes listed);
+2. one paragraph per discrepancy (failures before everything else that follows);
+3. known discrepancies grouped: one paragraph per entry, with where and in which dtypes it matched;
+4. unsupported cells and unavailable backends;
+5. regime coverage, compact: a count, and each regime left without cases named;
+6. with a baseline, the regressions: new, fixed and unchanged discrepancies.
+
+The CLI prints the report's paths after this. All text from records goes through
+``rich.text.Text`` (never markup), so parameter values with brackets print verbatim.
 """
 
 from __future__ import annotations
@@ -19,10 +27,13 @@ from reports.render import (
     Cell,
     build_cells,
     call_text,
+    dtype_rank,
     format_number,
     input_text,
-    known_summary,
+    known_groups,
     metrics_text,
+    places_text,
+    regime_coverage,
     reported_discrepancies,
     unavailable_backends,
     unsupported_summary,
@@ -51,6 +62,38 @@ def _counts_text(cell: Cell) -> Text:
     return Text(" ").join(parts) if parts else Text("–", style="dim")
 
 
+SHORT_DTYPE = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+
+
+def _rows(cells: list[Cell]) -> list[tuple[Cell, str]]:
+    """(cell, dtype text) per table row: a cell that is not clean alone; the clean cells of one
+    layer × backend merged into one (counts summed, worst utilisation kept, dtypes listed)."""
+    rows: list[tuple[Cell, str]] = []
+    merged: dict[tuple[str, str], tuple[Cell, list[str]]] = {}
+    for cell in cells:
+        if cell.status != "pass":
+            rows.append((cell, cell.dtype))
+            continue
+        key = (cell.op, cell.backend)
+        if key not in merged:
+            group = Cell(cell.op, cell.backend, cell.dtype, cell.family)
+            merged[key] = (group, [])
+            rows.append((group, ""))
+        group, dtypes = merged[key]
+        group.counts.update(cell.counts)
+        dtypes.append(cell.dtype)
+        if cell.worst_utilisation is not None and (group.worst_utilisation is None
+                                                   or cell.worst_utilisation > group.worst_utilisation):
+            group.worst_utilisation = cell.worst_utilisation
+    out = []
+    for cell, text in rows:
+        if (cell.op, cell.backend) in merged and merged[(cell.op, cell.backend)][0] is cell:
+            dtypes = sorted(merged[(cell.op, cell.backend)][1], key=dtype_rank)
+            text = dtypes[0] if len(dtypes) == 1 else " ".join(SHORT_DTYPE.get(d, d) for d in dtypes)
+        out.append((cell, text))
+    return out
+
+
 def _table(cells: list[Cell], wide: bool) -> Table:
     table = Table(box=box.SIMPLE_HEAD, title="nnconform results", title_justify="left", pad_edge=False,
                   collapse_padding=True)
@@ -64,9 +107,9 @@ def _table(cells: list[Cell], wide: bool) -> Table:
     else:
         table.add_column("Verdicts", overflow="fold")
     table.add_column("Util", justify="right")
-    for cell in cells:
+    for cell, dtype_text in _rows(cells):
         row: list[Any] = [Text(cell.op, style="bold red" if cell.status == "fail" else ""),
-                          cell.backend, cell.dtype, str(cell.cases)]
+                          cell.backend, dtype_text, str(cell.cases)]
         if wide:
             row += [str(cell.counts[v]) if cell.counts[v] else Text("·", style="dim") for v in VERDICTS]
         else:
@@ -113,37 +156,94 @@ def _discrepancy_block(record: dict[str, Any], index: int) -> RenderableType:
     return Group(head, Padding(Group(*lines), (0, 0, 0, 3), expand=False))
 
 
-def summary_table(records: list[dict[str, Any]], run_info: dict[str, Any], width: int | None = None) -> Group:
-    """The summary as one rich renderable: the results table (cells with discrepancies first),
-    unavailable backends, unsupported and known summaries, then one paragraph per discrepancy.
-    ``width`` (the console's) picks one column per verdict (>= 110) or a compact verdict column."""
+def _known_block(group: dict[str, Any]) -> RenderableType:
+    """One paragraph per known entry: where it matched (dtypes grouped), then its reason, indented."""
+    label = f"{group['known']} known" + (f", {group['xpass']} xpass" if group["xpass"] else "")
+    reason = f"{group['reason']} {group['link']}".rstrip()
+    head = Text.assemble(("Known ", "yellow"), (str(group["id"]), "bold yellow"), f" ({label}): ",
+                         places_text(group["places"]))
+    return Group(head, Padding(Text(reason, style="yellow"), (0, 0, 0, 3), expand=False))
+
+
+def _regime_lines(cells: list[Cell], run_info: dict[str, Any]) -> list[Text]:
+    """One summary line, then one line per regime that some backend × dtype left without cases."""
+    targets = regime_coverage(cells, run_info)
+    if not targets:
+        return []
+    regimes = sum(len(t["rows"]) for t in targets)
+    uncovered = [(t, r) for t in targets for r in t["rows"] if r["uncovered"]]
+    least = min((n for t in targets for r in t["rows"] for n in r["counts"] if n), default=0)
+    head = (f"Regime coverage: {regimes} regime{'' if regimes == 1 else 's'} of {len(targets)} "
+            f"target{'' if len(targets) == 1 else 's'}")
+    if not uncovered:
+        lines = [Text(f"{head}, each with cases in every backend × dtype (at least {least}).", style="green")]
+    else:
+        lines = [Text(f"{head}; {len(uncovered)} left without cases somewhere:", style="bold yellow")]
+    for target, row in uncovered:
+        where = [f"{b}/{d}" for (b, d), n in zip(target["columns"], row["counts"]) if n == 0]
+        where_text = "any backend × dtype" if len(where) == len(target["columns"]) > 1 else ", ".join(where)
+        lines.append(Text.assemble("   ", (target["op"], "bold"), f": {row['name']} — 0 cases in ",
+                                   (where_text, "yellow")))
+    if not any(t["declared"] for t in targets):
+        lines.append(Text("   (run.json lists no declared regimes: only regimes some case reached are shown)",
+                          style="dim"))
+    return lines
+
+
+def _regression_lines(regressions: Any) -> list[Text]:
+    lines = [Text.assemble(("\nRegressions: ", "bold"), (regressions.counts_text(), "bold"),
+                           f" (baseline {regressions.baseline})")]
+    styles = (("NEW", regressions.new, "bold red"), ("FIXED", regressions.fixed, "bold green"),
+              ("unchanged", regressions.unchanged, "dim"))
+    for label, pairs, style in styles:
+        for sig, records in pairs:
+            extra = f" ({len(records)} shrunk examples)" if len(records) > 1 else ""
+            lines.append(Text.assemble("  ", (f"{label:<10}", style), sig.text() + extra))
+    if regressions.not_rerun:
+        lines.append(Text(f"  {len(regressions.not_rerun)} baseline discrepancies are in cells this run did not run "
+                          "(neither fixed nor new).", style="dim"))
+    lines.append(Text("New discrepancies since the baseline: exit status 1." if regressions.new
+                      else "Nothing new since the baseline: exit status 0.",
+                      style="bold red" if regressions.new else "bold green"))
+    return lines
+
+
+def summary_table(records: list[dict[str, Any]], run_info: dict[str, Any], width: int | None = None,
+                  baseline: Any = None) -> Group:
+    """The summary as one rich renderable (see the module docstring for its order). ``width``
+    (the console's) picks one column per verdict (>= 110) or a compact verdict column;
+    ``baseline`` (a ``reports.baseline.Baseline``) adds the regressions."""
     cells = build_cells(records)
     parts: list[RenderableType] = []
     if cells:
         parts.append(_table(cells, wide=(width or 120) >= WIDE))
     else:
         parts.append(Text("No cases were run.", style="yellow"))
-    for name, reason in unavailable_backends(run_info):
-        parts.append(Text.assemble(("Unavailable backend ", "yellow"), (name, "bold yellow"), f": {reason}"))
-    for row in unsupported_summary(records):
-        parts.append(Text(f"Unsupported: {row['op']} on {row['backend']} ({', '.join(row['dtypes'])})"
-                          + (f": {row['reason']}" if row["reason"] else ""), style="dim"))
-    for row in known_summary(records):
-        label = f"{row['known']} known" + (f", {row['xpass']} xpass" if row["xpass"] else "")
-        parts.append(Text(f"Known {row['id']} ({row['op']}/{row['backend']}/{row['dtype']}, {label}): "
-                          f"{row['reason']} {row['link']}".rstrip(), style="yellow"))
     discrepancies = reported_discrepancies(records)
     if discrepancies:
         parts.append(Text(f"\n{len(discrepancies)} discrepanc{'y' if len(discrepancies) == 1 else 'ies'}:",
                           style="bold red"))
         for i, record in enumerate(discrepancies, 1):
             parts.append(_discrepancy_block(record, i))
-    elif cells:
-        parts.append(Text("\nNo discrepancies.", style="bold green"))
+    for group in known_groups(records):
+        parts.append(_known_block(group))
+    for row in unsupported_summary(records):
+        parts.append(Text(f"Unsupported: {row['op']} on {row['backend']} ({', '.join(row['dtypes'])})"
+                          + (f": {row['reason']}" if row["reason"] else ""), style="dim"))
+    for name, reason in unavailable_backends(run_info):
+        parts.append(Text.assemble(("Unavailable backend ", "yellow"), (name, "bold yellow"), f": {reason}"))
+    parts.extend(_regime_lines(cells, run_info))
+    if not discrepancies and cells:
+        parts.append(Text("No discrepancies.", style="bold green"))
+    if baseline is not None:
+        from reports.baseline import compare_runs
+
+        parts.extend(_regression_lines(compare_runs(records, baseline)))
     return Group(*parts)
 
 
-def print_summary(records: list[dict[str, Any]], run_info: dict[str, Any], console: Console | None = None) -> None:
+def print_summary(records: list[dict[str, Any]], run_info: dict[str, Any], console: Console | None = None,
+                  baseline: Any = None) -> None:
     """Print ``summary_table`` on ``console`` (a new stdout console by default)."""
     console = console or Console()
-    console.print(summary_table(records, run_info, width=console.width))
+    console.print(summary_table(records, run_info, width=console.width, baseline=baseline))

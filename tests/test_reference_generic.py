@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 
 from conformance.runner import reference_result
 from conformance.spec import all_specs
@@ -36,7 +36,9 @@ def _fd_safe(spec, case) -> bool:
 
 @pytest.mark.parametrize("spec", DIFFERENTIABLE, ids=lambda s: s.id)
 def test_vjp_matches_finite_differences(spec):
-    @settings(max_examples=8)
+    # Kinks, ties and conventions (padding rows, renormalisation) are assumed away; Hypothesis still
+    # insists on 8 examples where the check applies (Unsatisfiable otherwise).
+    @settings(max_examples=8, suppress_health_check=[HealthCheck.filter_too_much])
     @given(case=spec.strategy("float64"))
     def check(case):
         assume(_fd_safe(spec, case))

@@ -21,3 +21,40 @@ def test_reference_sources_do_not_mention_torch_imports():
     for path in REFERENCE.glob("*.py"):
         text = path.read_text()
         assert "import torch" not in text and "from torch" not in text, path.name
+
+
+# -- one-way package arrows ----------------------------------------------------------------------
+
+ROOT = REFERENCE.parent
+PACKAGES = ("reference", "backends", "conformance", "reports")
+# What each package may import from the project (itself aside). conformance uses the others;
+# nothing points back. The adapter contract, backends/base.py, imports nothing of the project, and
+# the call interpreter and the element judge (carried verbatim by repro scripts) nothing either.
+ALLOWED = {"reference": set(), "backends": {"backends"}, "reports": {"backends"},
+           "conformance": {"reference", "backends", "reports"}}
+SELF_CONTAINED = ("backends/base.py", "backends/torch_call.py", "conformance/elementwise.py")
+
+
+def _project_imports(path: Path) -> set[str]:
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+        found |= {n.split(".")[0] for n in names if n.split(".")[0] in PACKAGES}
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
+            found.add(node.module)
+    return found
+
+
+def test_package_arrows_point_one_way():
+    for package, allowed in ALLOWED.items():
+        for path in (ROOT / package).rglob("*.py"):
+            roots = {name.split(".")[0] for name in _project_imports(path)} - {package}
+            assert roots <= allowed, f"{path.relative_to(ROOT)} imports {sorted(roots - allowed)}"
+
+
+def test_contract_interpreter_and_judge_import_nothing_of_the_project():
+    for rel in SELF_CONTAINED:
+        assert not _project_imports(ROOT / rel), rel

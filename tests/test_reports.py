@@ -61,9 +61,10 @@ def _record(op="Conv2d", backend="torch-cpu", dtype="float32", verdict="pass", *
         "dtype": dtype, "tier": "float", "verdict": verdict, "final": False, "shrinking": False,
         "case_id": "abc", "case": _case_section(dtype=dtype), "comparisons": [_comparison("output", True, 0.25)],
         "max_utilisation": 0.25, "error": None, "error_side": None, "known": None,
-        "torch": {"target": "torch.nn.Conv2d", "ctor_kwargs": {"in_channels": 2, "out_channels": 3,
-                  "kernel_size": [3, 3]}, "parameters": ["weight", "bias"], "buffers": [], "args": ["input"],
-                  "outputs": ["output"], "state": [], "forward_kwargs": {}, "inplace_input": None, "train": True},
+        "call": {"kind": "module", "target": "torch.nn.Conv2d", "init": {"in_channels": 2, "out_channels": 3,
+                 "kernel_size": [3, 3]}, "parameters": ["weight"], "buffers": [], "args": [{"input": "input"}],
+                 "kwargs": {}, "outputs": "output", "mutated": [], "train": True},
+        "regime": None, "regimes": [],
         "artifacts": None, "elapsed_s": {"reference": 0.01, "backend": 0.02},
     }
     record.update(extra)
@@ -95,7 +96,7 @@ def _synthetic() -> tuple[list[dict], dict]:
         _record(op="ReLU", dtype="float64", verdict="xpass", final=True,
                 known={"id": "relu-half", "reason": "half ReLU rounds", "link": "https://example.org/issue/1"}),
         _record(op="LSTM", dtype="bfloat16", verdict="unsupported", final=True, case=None, comparisons=[],
-                torch=None, error="torch-cpu does not support bfloat16", elapsed_s={}),
+                call=None, error="torch-cpu does not support bfloat16", elapsed_s={}),
     ]
     run_info = {"argv": ["nnconform", "run", "--ops", "Conv*"], "profile": "ci", "seed": 7,
                 "versions": {"torch": "2.x", "numpy": "2.x"}, "duration_s": 1.5, "exit_code": 1,
@@ -296,3 +297,143 @@ def test_repro_end_to_end_inplace_relu_and_nan_pattern(tmp_path, capsys):
     np.savez(tmp_path / "relu.npz", **arrays)
     assert _load_script(script).main([]) == 1  # in-process: main() returns the exit status
     assert re.search(r"output .*MISMATCH", capsys.readouterr().out)
+
+
+# -- terminal: grouping and order ----------------------------------------------------------------
+
+def _known_record(dtype, verdict="known"):
+    return _record(op="ReLU", dtype=dtype, verdict=verdict, known={"id": "relu-half", "reason": "half ReLU rounds",
+                                                                   "link": "https://example.org/issue/1"})
+
+
+def test_terminal_groups_known_entries_and_puts_failures_first():
+    records, run_info = _synthetic()
+    records += [_known_record("float16"), _known_record("bfloat16"), _known_record("bfloat16")]
+    out = io.StringIO()
+    print_summary(records, run_info, Console(file=out, width=120))
+    text = out.getvalue()
+    # One paragraph for the entry, naming every dtype it covered (float32, float64, float16, bfloat16).
+    assert text.count("Known relu-half") == 1, text
+    assert "ReLU on torch-cpu: float64, float32, float16, bfloat16" in text
+    assert "4 known, 1 xpass" in text
+    assert text.index("discrepancies:") < text.index("Known relu-half") < text.index("Unavailable backend")
+    # The clean Linear/float64 cell has its own row; clean cells of one layer × backend share a row.
+    clean = [_record(op="Linear", dtype=d) for d in ("float64", "float32", "bfloat16")]
+    out = io.StringIO()
+    print_summary(clean, {}, Console(file=out, width=120))
+    assert re.search(r"Linear\s+torch-cpu\s+f64 f32 bf16\s+3\s+3\s", out.getvalue()), out.getvalue()
+
+
+def _regime_records() -> list[dict]:
+    """MaxPool2d cases: 'ceil_overhang' reached in both dtypes, 'window_in_padding' in float32 only;
+    'dilated_padding' is declared (run.json) but never reached."""
+    recs = []
+    for dtype in ("float32", "float16"):
+        recs.append(_record(op="MaxPool2d", dtype=dtype, regime="ceil_overhang", regimes=["ceil_overhang"]))
+        recs.append(_record(op="MaxPool2d", dtype=dtype, regimes=[]))
+    recs.append(_record(op="MaxPool2d", dtype="float32", regime="window_in_padding",
+                        regimes=["window_in_padding", "ceil_overhang"]))
+    return recs
+
+
+def test_regime_coverage_in_terminal_and_html():
+    run_info = {"regimes": {"MaxPool2d": ["ceil_overhang", "window_in_padding", "dilated_padding"], "ReLU": []}}
+    out = io.StringIO()
+    print_summary(_regime_records(), run_info, Console(file=out, width=120))
+    text = out.getvalue()
+    assert "Regime coverage: 3 regimes of 1 target; 2 left without cases somewhere" in text, text
+    assert re.search(r"MaxPool2d: window_in_padding — 0 cases in torch-cpu/float16\b", text)
+    assert "MaxPool2d: dilated_padding — 0 cases in any backend × dtype" in text
+
+    html = render_html(_regime_records(), run_info)
+    section = html[html.index('id="regimes-section"'):]
+    section = section[:section.index("</section>")]
+    rows = re.findall(r"<td><strong>MaxPool2d</strong></td><td><code>(\w+)</code></td>(.*?)</tr>", section, flags=re.S)
+    counts = {name: re.findall(r'class="num( uncovered)?"[^>]*>(\d+)<', body) for name, body in rows}
+    assert counts["ceil_overhang"] == [("", "2"), ("", "1")]  # float32 (2 cases), float16 (1 case)
+    assert counts["window_in_padding"] == [("", "1"), (" uncovered", "0")]
+    assert counts["dilated_padding"] == [(" uncovered", "0"), (" uncovered", "0")]
+    assert "Targets declaring no regimes: ReLU" in section and "2 without cases somewhere" in section
+
+
+# -- HTML: plots, filters, comparison ------------------------------------------------------------
+
+def test_html_has_plots_filters_sorting_and_comparison():
+    records, run_info = _synthetic()
+    records += [_record(backend="torch-compile"), _record(backend="torch-compile", dtype="float64")]
+    html = render_html(records, run_info)
+    for control in ("filter-family", "filter-backend", "filter-dtype", "filter-verdict", "filter-text"):
+        assert f'id="{control}"' in html
+    assert '<option value="convolution"' not in html and '<option value="conv">conv</option>' in html
+    assert '<svg id="colour-map"' in html and html.count('class="mrow filterable"') == 4  # Conv2d, Linear, ReLU, LSTM
+    assert html.count('<svg class="spark"') >= 5 and '<svg class="errplot"' in html
+    assert 'table class="sortable" id="results"' in html
+    assert html.count("<details class=\"discrepancy") == 3
+    # Side by side: Conv2d/float32 failed on torch-cpu and passed on torch-compile.
+    compare = html[html.index('id="comparison-section"'):]
+    compare = compare[:compare.index("</section>")]
+    differs = re.findall(r'<tr class="filterable compare-row differs"[^>]*>\s*<td><strong>(\w+)</strong></td>'
+                         r'<td>(\w+)</td>', compare)
+    assert differs == [("Conv2d", "float32")]  # Conv2d/float64 passed on both; Linear ran on torch-cpu only
+    assert re.search(r'<tr class="filterable compare-row"[^>]*>\s*<td><strong>Conv2d</strong></td><td>float64</td>',
+                     compare)
+    # Filters read data attributes: the failing Conv2d cell is a discrepancy on torch-cpu/float32.
+    row = re.search(r'<tr id="cell-1" class="filterable s-fail" ([^>]*)>', html).group(1)
+    assert 'data-backend="|torch-cpu|"' in row and 'data-dtype="|float32|"' in row
+    assert re.search(r'data-verdict="\|[^"]*fail\|[^"]*discrepancy\|"', row)
+    # Self-contained: one inline script, no external resources.
+    assert html.count("<script>") == 1 and "<script src" not in html and "http://www.w3.org/2000/svg" in html
+
+
+def test_html_repro_script_folds_the_verbatim_modules(tmp_path):
+    records, run_info = _synthetic()
+    script = _render(records[5], "x.npz")
+    (tmp_path / "repro").mkdir()
+    (tmp_path / REPRO_REL).write_text(script, encoding="utf-8")
+    html = render_html(records, run_info, report_dir=tmp_path)
+    assert "backends/torch_call.py, verbatim from nnconform:" in html and "folded here" in html
+    assert "def run_call(" not in html and "def main(argv=None):" in html
+    assert len(html) < len(script) + 150_000
+
+
+def test_plots_bins_and_error_plot_edge_cases():
+    from reports import plots
+
+    assert [plots.util_bin(v) for v in (0.0, 5e-5, 1e-4, 0.3, 1.0, 1.0000001, float("inf"), float("nan"))] == \
+        [0, 1, 1, 5, 6, 7, 7, 7]
+    assert plots.utilisation_histogram([0.0, 0.0, 2.0]) == [2, 0, 0, 0, 0, 0, 0, 1]
+    svg = plots.error_vs_bound([{"index": [0], "err": 2.0, "bound": 0.0},
+                                {"index": [1], "err": "inf", "bound": 1e-6},
+                                {"index": [2], "err": "nan", "bound": 1e-3},
+                                {"index": ["<b>"], "err": 1e-7, "bound": 1e-6}])
+    assert svg.count("<circle") == 4 and svg.count('fill="#dc2626"') == 3  # three out of bound, one within
+    assert "&lt;b&gt;" in svg and "<b>" not in svg
+    assert plots.error_vs_bound([]) == ""
+    ET.fromstring(svg)  # well-formed XML
+    ET.fromstring(plots.utilisation_sparkline([3, 0, 1, 0, 0, 0, 0, 2]))
+
+
+# -- repro scripts through a custom adapter -------------------------------------------------------
+
+def test_repro_script_runs_a_custom_adapter(tmp_path_factory, capsys, monkeypatch):
+    """The repro of a discrepancy found on a buggy adapter: run as a script from the checkout with
+    --backend module:Class it reproduces the adapter's bug (exit 1); torch.nn and the fixed adapter
+    conform (exit 0); an unloadable adapter is exit 2."""
+    from tests.report_runs import report_run
+
+    directory, code, _ = report_run("bad", tmp_path_factory.mktemp("runs"))
+    assert code == 1
+    script = next((directory / "repro").glob("ReLU-vendor-float32-*.py"))
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(script), "--backend", "tests.report_runs:VendorBuggy"],
+                          capture_output=True, text=True, timeout=120, cwd=repo)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "running the case through backend vendor" in done.stdout
+    assert re.search(r"grad\.input .*MISMATCH", done.stdout) and re.search(r"backend vendor -?2\.0", done.stdout)
+
+    monkeypatch.chdir(repo)
+    module = _load_script(script)  # the other paths in this process (torch is already imported)
+    assert module.main([]) == 0 and "conforms" in capsys.readouterr().out
+    assert module.main(["--backend", "tests.report_runs:VendorFixed"]) == 0
+    assert module.main(["--backend", "no_such_module:Backend"]) == 2
+    assert "cannot load backend" in capsys.readouterr().out

@@ -74,3 +74,17 @@ def test_known_predicates_see_their_scope_inside_comprehensions():
                                   "any(layouts[k] == 'permuted' for k in ('input', 'weight'))")
     assert entry.matches(all_specs()["Conv2d"], "torch-cpu", case)
     assert not entry.matches(all_specs()["Linear"], "torch-cpu", case)
+
+
+def test_known_discrepancy_file_parses_with_unique_ids_and_loadable_predicates():
+    import importlib
+
+    entries = load_known()
+    assert len({e.id for e in entries}) == len(entries)
+    for entry in entries:
+        assert entry.reason and entry.link and "Repro" in entry.reason, entry.id
+        if entry.predicate:
+            module, _, name = entry.predicate.partition(":")
+            assert callable(getattr(importlib.import_module(module), name)), entry.id
+        if entry.when:
+            compile(entry.when, entry.id, "eval")

@@ -73,7 +73,7 @@ def _linear_reference(case: Case, backward: bool) -> Result:
     x, w, b = case.inputs["input"], case.inputs["weight"], case.inputs.get("bias")
     out = Result(outputs={"output": ref.linear(x, w, b)})
     if backward:
-        gx, gw, gb = ref.linear_vjp(x, w, case.cotangents["output"], b is not None)
+        gx, gw, gb = ref.linear_vjp(x, w, S.output_gradient(case, "output", out.outputs["output"]), b is not None)
         out.grads.update(input=gx, weight=gw)
         if gb is not None:
             out.grads["bias"] = gb

@@ -1,4 +1,11 @@
-"""Normalisation layers."""
+"""Normalisation layers: BatchNorm1d, BatchNorm2d and BatchNorm3d, from one declaration mechanism.
+
+The three differ only in their spatial dimensionality (the ``dims`` field of the declaration):
+BatchNorm1d takes (N, C) or (N, C, L), BatchNorm2d (N, C, H, W), BatchNorm3d (N, C, D, H, W); the
+case strategy, the reference, the error analysis and the regimes are shared and parameterised by
+``dims`` (bound at declaration time, never parsed from the name). Statistics are per channel over
+every other axis (K = N·prod(spatial) values per channel).
+"""
 
 from __future__ import annotations
 
@@ -12,11 +19,16 @@ from hypothesis import strategies as st
 from backends.base import Case, Layout, Result
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec, Tolerance, TorchMapping, declare
+from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare, spec_of
 from conformance.tolerance import bound_as_magnitude
 from reference import normalization as ref
 
 _BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _ranks(dims: int) -> tuple[int, ...]:
+    """Input ranks a BatchNorm of ``dims`` spatial dims accepts: (N, C) and (N, C, L) for 1d."""
+    return (2, 3) if dims == 1 else (dims + 2,)
 
 
 def _uses_batch_stats(train: bool, track_running_stats: bool) -> bool:
@@ -37,17 +49,20 @@ def _draw_params(d: S.Drawer) -> tuple[dict[str, Any], bool]:
     return params, d.choice((True, False), "train")
 
 
-def _draw_spatial(d: S.Drawer, channels: int, batch_stats: bool) -> tuple[int, int, int]:
-    """(N, H, W); with batch statistics N·H·W >= 2 by construction (torch needs > 1 value per channel)."""
-    h, w = S.sizes_within(d, 2, S.DEFAULT_BUDGET // channels, hi=8, label="spatial")
-    n_lo = 2 if batch_stats and h * w == 1 else 1
-    n = d.integer(n_lo, max(n_lo, min(8, S.DEFAULT_BUDGET // (channels * h * w))), "N")
-    return n, h, w
+def _draw_shape(d: S.Drawer, dims: int, channels: int, batch_stats: bool) -> tuple[int, ...]:
+    """(N, C, *spatial); BatchNorm1d draws its spatial rank (0: (N, C), 1: (N, C, L)). With batch
+    statistics N·prod(spatial) >= 2 by construction (torch needs > 1 value per channel)."""
+    rank = d.choice((0, 1), "spatial rank") if dims == 1 else dims
+    spatial = S.sizes_within(d, rank, S.DEFAULT_BUDGET // channels, hi=8 if dims < 3 else 4, label="spatial")
+    volume = int(np.prod(spatial, dtype=np.int64))
+    n_lo = 2 if batch_stats and volume == 1 else 1
+    n = d.integer(n_lo, max(n_lo, min(8, S.DEFAULT_BUDGET // (channels * volume))), "N")
+    return (n, channels, *spatial)
 
 
 def _draw_inputs(d: S.Drawer, dtype: str, params: dict[str, Any], x_shape: tuple[int, ...],
                  channels: int) -> tuple[dict[str, np.ndarray], dict[str, Layout]]:
-    layouts = {"input": S.layouts(d, 4, "layout.input", expanded=True)}
+    layouts = {"input": S.layouts(d, len(x_shape), "layout.input", expanded=True)}
     x = S.values(d, x_shape, dtype, "float", "input", layout=layouts["input"])
     # An offset far from the spread makes the variance ill-conditioned (catastrophic cancellation
     # in a one-pass E[x²] - E[x]²).
@@ -64,51 +79,65 @@ def _draw_inputs(d: S.Drawer, dtype: str, params: dict[str, Any], x_shape: tuple
     return inputs, layouts
 
 
-@st.composite
-def _bn_case(draw, dtype: str) -> Case:
-    """Every constructor parameter, train and eval mode, buffers as inputs, any input layout."""
-    d = S.Drawer(draw)
-    tier = S.tier(d, ("float",))
-    params, train = _draw_params(d)
-    channels = params["num_features"]
-    n, h, w = _draw_spatial(d, channels, _uses_batch_stats(train, params["track_running_stats"]))
-    inputs, layouts = _draw_inputs(d, dtype, params, (n, channels, h, w), channels)
-    differentiable = tuple(k for k in ("input", "weight", "bias") if k in inputs)
-    return Case(op="BatchNorm2d", dtype=dtype, params=params, inputs=inputs, differentiable=differentiable,
-                layouts=layouts, train=train, tier=tier, cotangent_seed=S.seed(d))
+def _bn_cases(name: str, dims: int):
+    """The case strategy of BatchNorm{dims}d: every constructor parameter, train and eval mode,
+    buffers as inputs, any input layout (channels_last / channels_last_3d included)."""
+
+    @st.composite
+    def cases(draw, dtype: str) -> Case:
+        d = S.Drawer(draw)
+        tier = S.tier(d, ("float",))
+        params, train = _draw_params(d)
+        channels = params["num_features"]
+        shape = _draw_shape(d, dims, channels, _uses_batch_stats(train, params["track_running_stats"]))
+        inputs, layouts = _draw_inputs(d, dtype, params, shape, channels)
+        differentiable = tuple(k for k in ("input", "weight", "bias") if k in inputs)
+        return Case(op=name, dtype=dtype, params=params, inputs=inputs, differentiable=differentiable,
+                    layouts=layouts, train=train, tier=tier, cotangent_seed=S.seed(d))
+
+    return cases
 
 
-@st.composite
-def _invalid_bn_case(draw, dtype: str) -> Case:
-    """What torch rejects: one value per channel with batch statistics, an input that is not 4-d,
-    a channel count that differs from num_features (checked against weight or running stats)."""
-    d = S.Drawer(draw)
-    params, train = _draw_params(d)
-    kind = d.choice(("one value per channel", "not 4-d", "channel mismatch"), "invalid kind")
-    channels = params["num_features"]
-    if kind == "one value per channel":
-        params["track_running_stats"] = params["track_running_stats"] and train
-        shape: tuple[int, ...] = (1, channels, 1, 1)
-    elif kind == "not 4-d":
-        shape = (2, channels, 2, 2, 2) if d.flag("5-d") else (2, channels, 3)
-    else:
-        if not (params["affine"] or params["track_running_stats"]):
-            params["affine"] = True
-        shape = (2, channels + d.integer(1, 3, "extra channels"), 2, 2)
-    inputs, layouts = _draw_inputs(d, dtype, params, (2, channels, 2, 2), channels)
-    inputs["input"] = S.values(d, shape, dtype, "float", "input")
-    layouts.pop("input")  # drawn for the valid shape; the invalid input stays contiguous
-    differentiable = tuple(k for k in ("input", "weight", "bias") if k in inputs)
-    return Case(op="BatchNorm2d", dtype=dtype, params=params, inputs=inputs, differentiable=differentiable,
-                layouts=layouts, train=train, invalid=True, note=kind, cotangent_seed=S.seed(d))
+def _invalid_bn_cases(name: str, dims: int):
+    """What torch rejects: one value per channel with batch statistics, an input of a rank the
+    layer does not take, a channel count that differs from num_features (checked against weight
+    or running stats)."""
+
+    @st.composite
+    def cases(draw, dtype: str) -> Case:
+        d = S.Drawer(draw)
+        params, train = _draw_params(d)
+        kind = d.choice(("one value per channel", "wrong rank", "channel mismatch"), "invalid kind")
+        channels = params["num_features"]
+        valid_rank = _ranks(dims)[-1]
+        if kind == "one value per channel":
+            params["track_running_stats"] = params["track_running_stats"] and train
+            shape: tuple[int, ...] = (1, channels) + (1,) * (valid_rank - 2)
+        elif kind == "wrong rank":
+            rank = d.choice(tuple(r for r in range(1, 7) if r not in _ranks(dims)), "wrong rank")
+            shape = (2, channels, 2, 2, 2, 2)[:rank] if rank > 1 else (channels,)
+        else:
+            if not (params["affine"] or params["track_running_stats"]):
+                params["affine"] = True
+            shape = (2, channels + d.integer(1, 3, "extra channels")) + (2,) * (valid_rank - 2)
+        inputs, layouts = _draw_inputs(d, dtype, params, (2, channels) + (2,) * (valid_rank - 2), channels)
+        inputs["input"] = S.values(d, shape, dtype, "float", "input")
+        layouts.pop("input")  # drawn for the valid shape; the invalid input stays contiguous
+        differentiable = tuple(k for k in ("input", "weight", "bias") if k in inputs)
+        return Case(op=name, dtype=dtype, params=params, inputs=inputs, differentiable=differentiable,
+                    layouts=layouts, train=train, invalid=True, note=kind, cotangent_seed=S.seed(d))
+
+    return cases
 
 
 # -- reference ----------------------------------------------------------------------------------
 
 def _check_input(case: Case) -> np.ndarray:
     x = case.inputs["input"]
-    if x.ndim != 4:
-        raise ValueError(f"BatchNorm2d expects a 4-d input, got {x.ndim}-d")
+    spec = spec_of(case)
+    if x.ndim not in _ranks(spec.dims):
+        raise ValueError(f"{spec.name} expects a {' or '.join(f'{r}-d' for r in _ranks(spec.dims))} input, "
+                         f"got {x.ndim}-d")
     checked = [case.inputs[k] for k in ("weight", "running_mean") if k in case.inputs]
     if any(v.shape != (x.shape[1],) for v in checked):
         raise ValueError(f"input has {x.shape[1]} channels, num_features is {case.params['num_features']}")
@@ -145,18 +174,19 @@ def _bn_reference(case: Case, backward: bool) -> Result:
 
 # -- error analysis -----------------------------------------------------------------------------
 
-def _channel(v: np.ndarray) -> np.ndarray:
-    return np.asarray(v, dtype=np.float64).reshape(1, -1, 1, 1)
+def _channel(v: np.ndarray, ndim: int) -> np.ndarray:
+    """A (C,) vector shaped to broadcast against an (N, C, *) array of ``ndim`` dims."""
+    return np.asarray(v, dtype=np.float64).reshape((1, -1) + (1,) * (ndim - 2))
 
 
 def _csum(v: np.ndarray) -> np.ndarray:
-    """Per-channel sum over N, H, W, keeping the dims."""
-    return v.sum(axis=(0, 2, 3), keepdims=True)
+    """Per-channel sum over N and the spatial dims, keeping the dims."""
+    return v.sum(axis=(0, *range(2, v.ndim)), keepdims=True)
 
 
 def _bn_magnitude(case: Case, result: Result) -> Mapping[str, np.ndarray]:
     """First-order error bounds of batch normalisation, in units of u (see ``_batch_bounds`` and
-    ``_running_bounds``); K = N·H·W values per channel and γ = 2√K, the probabilistic growth of a
+    ``_running_bounds``); K = N·prod(spatial) values per channel and γ = 2√K, the probabilistic growth of a
     sum of K terms."""
     x = case.inputs["input"]
     k = ref.values_per_channel(x)
@@ -190,10 +220,10 @@ def _batch_bounds(case: Case, result: Result, k: int) -> dict[str, np.ndarray]:
     - running stats (training): see ``_running_update_bounds``.
     """
     x = case.inputs["input"]
-    w = _channel(case.inputs.get("weight", np.ones(x.shape[1])))
-    b = _channel(case.inputs.get("bias", np.zeros(x.shape[1])))
+    w = _channel(case.inputs.get("weight", np.ones(x.shape[1])), x.ndim)
+    b = _channel(case.inputs.get("bias", np.zeros(x.shape[1])), x.ndim)
     gamma = 2 * math.sqrt(k)
-    mean, var = (_channel(v) for v in ref.batch_stats(x))
+    mean, var = (_channel(v, x.ndim) for v in ref.batch_stats(x))
     sigma = np.sqrt(var + case.params["eps"])
     dev = np.abs(x - mean)
     err_mean = gamma * _csum(np.abs(x)) / k + np.abs(mean)
@@ -242,10 +272,10 @@ def _running_bounds(case: Case, result: Result, k: int) -> dict[str, np.ndarray]
     grad.weight Σ g·(x - mean_r)/σ: (γ + 6)·Σ|g|·(|x| + |mean_r|)/σ; grad.bias: γ·Σ|g|. The buffers
     are returned unchanged (no error term)."""
     x, inp = case.inputs["input"], case.inputs
-    w = _channel(inp.get("weight", np.ones(x.shape[1])))
-    b = _channel(inp.get("bias", np.zeros(x.shape[1])))
-    rm = _channel(inp["running_mean"])
-    sigma = np.sqrt(_channel(inp["running_var"]) + case.params["eps"])
+    w = _channel(inp.get("weight", np.ones(x.shape[1])), x.ndim)
+    b = _channel(inp.get("bias", np.zeros(x.shape[1])), x.ndim)
+    rm = _channel(inp["running_mean"], x.ndim)
+    sigma = np.sqrt(_channel(inp["running_var"], x.ndim) + case.params["eps"])
     alpha = np.abs(w) / sigma
     gamma = 2 * math.sqrt(k)
     err = {"output": alpha * (4 * np.abs(x - rm) + np.abs(x) + 2 * np.abs(rm)) + np.abs(b)}
@@ -257,16 +287,88 @@ def _running_bounds(case: Case, result: Result, k: int) -> dict[str, np.ndarray]
     return err
 
 
-declare(LayerSpec(
-    name="BatchNorm2d",
-    family="normalization",
-    cases=lambda dtype: _bn_case(dtype),
-    reference=_bn_reference,
-    torch=TorchMapping("torch.nn.BatchNorm2d", parameters=("weight", "bias"), buffers=_BUFFERS, mutated=_BUFFERS),
-    tolerance=Tolerance(reduction=lambda case, tensor: ref.values_per_channel(case.inputs["input"]),
-                        magnitude=_bn_magnitude, c=1.0, exact="none"),
-    invalid_cases=lambda dtype: _invalid_bn_case(dtype),
-    notes="Normalises with the biased batch variance; running_var takes the unbiased one. momentum=None is "
+# -- known torch discrepancies --------------------------------------------------------------------
+
+def strided_weight_one_value_per_sample(case: Case) -> bool:
+    """torch CPU (float32/float64) batch-norm backward reads a non-contiguous weight as if it were
+    contiguous when the input has one value per sample and channel (spatial volume 1) and is
+    contiguous (not channels-last-like): grad.input is computed with the wrong weights (NaN from
+    the strided layout's gaps). Exact over every layout of shapes (N, C), (N, C, 1), (N, C, 1, 1) and
+    (N, C, 1, 1, 1) tried (978 combinations)."""
+    x = case.inputs["input"]
+    if case.dtype not in ("float32", "float64") or "weight" not in case.inputs:
+        return False
+    if case.layout("weight").kind != "strided":
+        return False
+    if x.ndim < 2 or x.shape[1] < 2 or any(s != 1 for s in x.shape[2:]):
+        return False
+    strides = S.torch_strides(x.shape, case.layout("input"))
+    return S.is_torch_contiguous(x.shape, strides) and not S.channels_last_like(x.shape, strides)
+
+
+# -- regimes ------------------------------------------------------------------------------------
+
+def _offset_dominates(case: Case) -> bool:
+    """Some channel's mean is at least 8 standard deviations from 0: a one-pass variance cancels."""
+    x = case.inputs["input"]
+    mean, var = ref.batch_stats(x)
+    return bool(np.any(np.abs(mean) >= 8 * np.sqrt(var)))
+
+
+def _regimes(dims: int) -> tuple[Regime, ...]:
+    p = lambda case: case.params  # noqa: E731
+    regimes = [
+        Regime("eval with running stats", lambda c: not c.train and p(c)["track_running_stats"],
+               pins={"train": False, "track_running_stats": True},
+               description="evaluation mode normalises with the running buffers, which stay unchanged"),
+        Regime("momentum None", lambda c: p(c)["momentum"] is None and c.train and p(c)["track_running_stats"],
+               pins={"momentum": None, "train": True, "track_running_stats": True},
+               description="cumulative moving average: factor 1/num_batches_tracked (after the increment)"),
+        Regime("no running stats", lambda c: not p(c)["track_running_stats"],
+               pins={"track_running_stats": False},
+               description="batch statistics in both modes, no buffers"),
+        Regime("eval without running stats", lambda c: not c.train and not p(c)["track_running_stats"],
+               pins={"track_running_stats": False, "train": False},
+               description="evaluation mode still normalises with batch statistics"),
+        Regime("one value per channel pair (N·L = 2)",
+               lambda c: ref.values_per_channel(c.inputs["input"]) == 2
+               and _uses_batch_stats(c.train, p(c)["track_running_stats"]),
+               pins={**{f"spatial[{i}]": 1 for i in range(3)}, "N": 2, "train": True},
+               description="K = 2: x̂ = ±1 (or 0), the unbiased running variance doubles the biased one"),
+        Regime("large offset (ill-conditioned variance)", _offset_dominates,
+               pins={"input.offset": 64.0, "input.kind": "normal"},
+               description="|mean| >= 8·std in some channel: E[x²] - E[x]² cancels catastrophically"),
+    ]
+    if dims == 1:
+        regimes.append(Regime("(N, C) input", lambda c: c.inputs["input"].ndim == 2, pins={"spatial rank": 0},
+                              description="no spatial axis: statistics over the batch only"))
+    else:
+        regimes.append(Regime(f"channels_last{'_3d' if dims == 3 else ''}",
+                              lambda c: c.layout("input").kind == "channels_last",
+                              pins={"layout.input": "channels_last"},
+                              description="the input stored channels-last (NHWC / NDHWC)"))
+    return tuple(regimes)
+
+
+_NOTES = ("Normalises with the biased batch variance; running_var takes the unbiased one. momentum=None is "
           "the cumulative average (factor 1/num_batches_tracked). Eval mode with running stats uses them; "
-          "without running stats both modes use batch statistics. num_batches_tracked is compared exactly.",
-))
+          "without running stats both modes use batch statistics. num_batches_tracked is compared exactly.")
+
+for _dims, _shapes in ((1, "(N, C) or (N, C, L)"), (2, "(N, C, H, W)"), (3, "(N, C, D, H, W)")):
+    _name = f"BatchNorm{_dims}d"
+    declare(LayerSpec(
+        name=_name,
+        family="normalization",
+        dims=_dims,
+        cases=_bn_cases(_name, _dims),
+        reference=_bn_reference,
+        torch=TorchMapping(f"torch.nn.{_name}", parameters=("weight", "bias"), buffers=_BUFFERS, mutated=_BUFFERS),
+        tolerance=Tolerance(reduction=lambda case, tensor: ref.values_per_channel(case.inputs["input"]),
+                            magnitude=_bn_magnitude, c=1.0, exact="none"),
+        invalid_cases=_invalid_bn_cases(_name, _dims),
+        regimes=_regimes(_dims),
+        notes=f"Input {_shapes}. " + _NOTES + (
+            " torch discrepancy (CPU backward): an input that is channels_last(_3d)-contiguous only through a "
+            "size-1 N or spatial dim with a contiguous grad_output gets wrong gradients "
+            "(batchnorm-cpu-backward-degenerate-channels-last)." if _dims > 1 else ""),
+    ))

@@ -1,0 +1,132 @@
+"""Per-family speed of the suite: cases per second, harness overhead, reference/torch time ratio;
+parallel scaling; shrinking speed; and (``--budget``) the wall time of the ci run and the tests.
+
+A measurement, not a test: ``python benchmarks/bench_catalogue.py [--jobs] [--shrink] [--budget]``
+(``nox -s benchmark`` runs the per-family table, the scaling and the shrinking measurements).
+
+- Per family: the ci profile over every declaration of the family in float32 and float64 against
+  torch-cpu, in this process with an isolated worker (as ``nnconform run -j 1`` does), split into
+  reference, backend and harness time per case (strategy drawing, comparison, tolerance model,
+  records, IPC); the ratio is the reference's time over torch's on those same cases.
+- ``--jobs``: the full catalogue's ci run with ``-j 1`` and ``-j 2``: wall times and the
+  throughput ratio.
+- ``--shrink``: a cheap layer's failure (ReLU with a wrong derivative at 0) found and shrunk:
+  shrink steps per second.
+- ``--budget``: the full ci run with the default ``-j`` and ``pytest -q`` (the tests session), wall
+  times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from conformance.isolation import IsolatedBackend  # noqa: E402
+from conformance.known import load_known  # noqa: E402
+from conformance.profiles import PROFILES  # noqa: E402
+from conformance.registry import load_backend  # noqa: E402
+from conformance.runner import Runner, RunRequest  # noqa: E402
+from conformance.spec import all_specs  # noqa: E402
+from reports.records import RecordWriter, read_records  # noqa: E402
+
+
+def family_table(dtypes: tuple[str, ...] = ("float64", "float32")) -> None:
+    backend = IsolatedBackend("torch-cpu", load_backend("torch-cpu"))
+    families: dict[str, list] = defaultdict(list)
+    for spec in all_specs().values():
+        families[spec.family].append(spec)
+    print(f"{'family':<14}{'targets':>8}{'cases':>7}{'cases/s':>9}{'ref ms':>8}{'torch ms':>9}{'harness ms':>11}"
+          f"{'ref/torch':>10}")
+    totals = [0, 0.0]
+    for family, specs in sorted(families.items()):
+        with tempfile.TemporaryDirectory() as tmp:
+            request = RunRequest(backends=[backend], specs=specs, dtypes=list(dtypes), profile=PROFILES["ci"],
+                                 report_dir=Path(tmp), known=load_known())
+            with RecordWriter(tmp) as writer:
+                runner = Runner(request, writer)
+                t0 = time.perf_counter()
+                runner.run()
+                wall = time.perf_counter() - t0
+            records = [r for r in read_records(tmp) if r.get("case")]
+        n = max(len(records), 1)
+        ref = sum(float(r["elapsed_s"].get("reference", 0.0)) for r in records)
+        torch_s = sum(float(r["elapsed_s"].get("backend", 0.0)) for r in records)
+        ratios = [float(r["elapsed_s"]["reference"]) / float(r["elapsed_s"]["backend"]) for r in records
+                  if float((r["elapsed_s"] or {}).get("backend", 0.0)) > 0 and r["tier"] != "invalid"]
+        ratio = statistics.median(ratios) if ratios else float("nan")
+        totals[0] += len(records)
+        totals[1] += wall
+        print(f"{family:<14}{len(specs) * len(dtypes):>8}{len(records):>7}{len(records) / wall:>9.1f}"
+              f"{1e3 * ref / n:>8.2f}{1e3 * torch_s / n:>9.2f}{1e3 * (wall - ref - torch_s) / n:>11.2f}{ratio:>9.2f}x")
+    backend.close()
+    print(f"{'all':<14}{'':>8}{totals[0]:>7}{totals[0] / totals[1]:>9.1f}   ({', '.join(dtypes)}; ratio: median "
+          "per case of reference time / torch-cpu time on the same case)")
+
+
+def _nnconform(*argv: str) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "conformance.cli", *argv, "--quiet"], cwd=ROOT, check=False,
+                   stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def jobs_scaling() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        one = _nnconform("run", "-j", "1", "--report-dir", f"{tmp}/j1")
+        two = _nnconform("run", "-j", "2", "--report-dir", f"{tmp}/j2")
+        cases = sum(1 for r in read_records(f"{tmp}/j1") if not r.get("shrinking"))
+    print(f"full catalogue, ci profile: {cases} cases; -j 1 {one:.0f} s ({cases / one:.1f} cases/s), "
+          f"-j 2 {two:.0f} s ({cases / two:.1f} cases/s): throughput x{one / two:.2f}")
+
+
+def shrink_speed() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        wall = _nnconform("run", "--backend", "tests.wrong_backends.generic:ReluGradAtZero", "--ops", "ReLU",
+                          "--dtypes", "float32", "--no-invalid", "-j", "1", "--report-dir", tmp)
+        records = list(read_records(tmp))
+    steps = [r for r in records if r.get("shrinking")]
+    first_fail = next(r for r in records if r["verdict"] == "fail")
+    final = next(r for r in records if r.get("final") and r["verdict"] == "fail")
+    span = final["time"] - first_fail["time"]
+    print(f"shrinking a ReLU failure: {len(steps)} shrink steps in {span:.2f} s ({len(steps) / span:.0f} steps/s, "
+          f"from the first failure to the final shrunk record); the whole run {wall:.1f} s with start-up")
+
+
+def budget() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        ci = _nnconform("run", "--report-dir", tmp)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"], cwd=ROOT, check=False,
+                   stdout=subprocess.DEVNULL)
+    tests = time.perf_counter() - t0
+    print(f"budget: full catalogue ci run (default -j) {ci / 60:.1f} min; pytest {tests / 60:.1f} min")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", action="store_true", help="also measure -j 1 against -j 2 on the full catalogue")
+    parser.add_argument("--shrink", action="store_true", help="also measure shrinking speed")
+    parser.add_argument("--budget", action="store_true", help="also time the full ci run and the tests")
+    parser.add_argument("--no-families", action="store_true", help="skip the per-family table")
+    options = parser.parse_args(argv)
+    if not options.no_families:
+        family_table()
+    if options.jobs:
+        jobs_scaling()
+    if options.shrink:
+        shrink_speed()
+    if options.budget:
+        budget()
+
+
+if __name__ == "__main__":
+    main()
