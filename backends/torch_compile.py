@@ -13,19 +13,27 @@ Compilation costs seconds per graph, so compiled trampolines are reused: one per
 (entry, callee, dtype, call tree without its seed, input layouts, ranks and which sizes are 0 or 1,
 differentiable inputs), at most ``cache_size`` of them (least recently used dropped), all dropped
 with ``torch._dynamo.reset()`` when the run moves on to another target (entry × dtype), which bounds
-memory over a whole-catalogue run. Sizes are left out of the signature: dynamo's automatic dynamic
-shapes compile the first case of a signature with static sizes and recompile once, with the sizes
-that changed symbolic, when another size arrives. Each signature gets its own code object, so
-dynamo's per-code cache, its automatic-dynamic state and its recompile limit are per signature.
+memory over a whole-catalogue run. Each case runs either a static-shape graph or a dynamic-shape
+one, decided by the case itself (``graph_kind``: the parity of its id), so that a replay of a case
+(Hypothesis replays and shrinks) runs the same kind of graph whatever ran before it:
+
+- *static*: ``dynamic=False``, the signature plus the exact sizes (inductor specialises loops,
+  vectorisation and tails to the sizes: the code a fixed-shape model gets);
+- *dynamic*: ``dynamic=True`` with every size its own symbol (no duck sizing, so an incidental
+  equality of two sizes adds no guard): one graph serves every size of the signature, which is
+  where compiled graphs get reused (fewer compiles) and where symbolic-size code is tested.
+
+Each trampoline has its own code object, so dynamo's per-code cache and its recompile limit apply
+per signature.
 
 Dynamo is configured deliberately (``configure``): ``fullgraph=True`` (a graph break is an error,
 not a silent split with eager code in between), ``recompile_limit`` = 8 per signature with
 ``fail_on_recompile_limit_hit`` (the limit raises instead of silently running eager code),
-``suppress_errors`` off (a compiler error never falls back to eager), no profile-guided dynamic
-state carried between processes (runs stay reproducible), and one inductor compile thread: no pool
-of compile-worker processes inside each isolated worker (a run's parallelism is ``-j``, one worker
-per target in flight, which already occupies the cores). When a case's random
-choices are replayed through ``torch.rand`` after a seed (rule ``rand``), inductor uses eager's
+``suppress_errors`` off (a compiler error never falls back to eager), no duck sizing and no
+profile-guided dynamic state carried between processes (runs stay reproducible), and one inductor
+compile thread: no pool of compile-worker processes inside each isolated worker (a run's
+parallelism is ``-j``, one worker per target in flight, which already occupies the cores). When a
+case's random choices are replayed through ``torch.rand`` after a seed (rule ``rand``), inductor uses eager's
 random number generation (``fallback_random``) so that the replay sees the same samples; dropout
 masks (rule ``nonzero``) come from inductor's own generator and are judged statistically.
 
@@ -97,10 +105,15 @@ def configure() -> dict[str, bool]:
         "recompile_limit": _set(dynamo_config, "recompile_limit", RECOMPILE_LIMIT, "cache_size_limit"),
         "fail_on_recompile_limit_hit": _set(dynamo_config, "fail_on_recompile_limit_hit", True),
         "suppress_errors": _set(dynamo_config, "suppress_errors", False),
-        "automatic_dynamic_shapes": _set(dynamo_config, "automatic_dynamic_shapes", True),
         "no_local_pgo": _set(dynamo_config, "automatic_dynamic_local_pgo", False),
         "no_remote_pgo": _set(dynamo_config, "automatic_dynamic_remote_pgo", False),
     }
+    try:
+        import torch.fx.experimental._config as fx_config
+
+        applied["no_duck_shape"] = _set(fx_config, "use_duck_shape", False)
+    except Exception:  # pragma: no cover - older torch
+        applied["no_duck_shape"] = False
     # Fake-tensor propagation logs a traceback for every argument check that fails (each invalid
     # case); the exception itself is what gets recorded.
     logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
@@ -158,14 +171,23 @@ def _size_class(n: int) -> str:
     return "0" if n == 0 else "1" if n == 1 else "n"  # dynamo always specialises sizes 0 and 1
 
 
-def signature(case: Case, fn: Any) -> str:
-    """What a compiled trampoline is shared by: everything dynamo would guard on except the sizes."""
+def graph_kind(case: Case) -> str:
+    """``static`` or ``dynamic``: the kind of graph that runs ``case``, from the parity of its id (the
+    same case always gets the same kind; about half the cases get each)."""
+    return "static" if int(case.case_id(), 16) % 2 == 0 else "dynamic"
+
+
+def signature(case: Case, fn: Any, kind: str = "dynamic") -> str:
+    """What a compiled trampoline is shared by: everything dynamo would guard on except the sizes
+    (and, for a static graph, the sizes too)."""
     call = {k: v for k, v in (case.call or {}).items() if k != "seed"}
     inputs = {name: [case.input_type(name), case.layout(name).describe(),
                      "".join(_size_class(int(s)) for s in getattr(arr, "shape", ()))]
               for name, arr in sorted(case.inputs.items())}
-    return repr((_callee(fn), case.target, case.dtype, case.train, case.invalid, sorted(case.differentiable),
-                 repr(call), repr(inputs)))
+    sizes = {name: tuple(getattr(arr, "shape", ())) for name, arr in sorted(case.inputs.items())} \
+        if kind == "static" else None
+    return repr((kind, _callee(fn), case.target, case.dtype, case.train, case.invalid, sorted(case.differentiable),
+                 repr(call), repr(inputs), repr(sizes)))
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -243,7 +265,7 @@ class TorchCompileBackend(TorchBackend):
 
     def capabilities(self) -> Capabilities:
         notes = {"compiler": self.compiler_name, "mode": self.mode or "default", "fullgraph": "true",
-                 "dynamic": "automatic", "recompile_limit": str(RECOMPILE_LIMIT)}
+                 "shapes": "static or dynamic per case (graph_kind)", "recompile_limit": str(RECOMPILE_LIMIT)}
         return Capabilities(devices=(self._device,), dtypes=DTYPE_NAMES, notes=notes)
 
     def availability(self) -> tuple[bool, str]:
@@ -303,14 +325,15 @@ class TorchCompileBackend(TorchBackend):
             self._configured = True
 
     # -- compiled callables ------------------------------------------------------------------------
-    def _compiled(self, key: str) -> Callable[..., Any]:
+    def _compiled(self, key: str, kind: str) -> Callable[..., Any]:
         compiled = self._cache.get(key)
         if compiled is not None:
             self._cache.move_to_end(key)
             self.stats["reused"] += 1
             return compiled
         torch = _torch()
-        compiled = torch.compile(_trampoline(), backend=self.compiler, mode=self.mode, fullgraph=True, dynamic=None)
+        compiled = torch.compile(_trampoline(), backend=self.compiler, mode=self.mode, fullgraph=True,
+                                 dynamic=kind == "dynamic")
         self._cache[key] = compiled
         self.stats["compiled_signatures"] += 1
         while len(self._cache) > self.cache_size:
@@ -326,14 +349,11 @@ class TorchCompileBackend(TorchBackend):
             self.stats["resets"] += 1
         self._target = target
 
-    def evict(self, case: Case, fn: Any) -> None:
-        """Forget the compiled trampoline of this call (a later case compiles afresh)."""
-        self._cache.pop(signature(case, fn), None)
-
     def call_target(self, case: Case, fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        key = signature(case, fn)
+        kind = graph_kind(case)
+        key = signature(case, fn, kind)
         try:
-            return self._compiled(key)(fn, args, kwargs)
+            return self._compiled(key, kind)(fn, args, kwargs)
         except BaseException as exc:
             if isinstance(classify(exc), CompileFailure):  # a signature that failed to compile starts afresh
                 self._cache.pop(key, None)
@@ -363,5 +383,5 @@ class TorchCompileBackend(TorchBackend):
             if reported is exc:
                 raise
             raise reported from exc
-        result.meta.update(compiler=self.compiler_name, mode=self.mode or "default")
+        result.meta.update(compiler=self.compiler_name, mode=self.mode or "default", graph=graph_kind(case))
         return result

@@ -14,7 +14,14 @@ import torch
 
 import conformance.specs  # noqa: F401  (declares the catalogue)
 from backends.base import Case, CompileFailure
-from backends.torch_compile import TorchCompileBackend, classify, configure, cxx_compiler, parse_spec
+from backends.torch_compile import (
+    TorchCompileBackend,
+    classify,
+    configure,
+    cxx_compiler,
+    graph_kind,
+    parse_spec,
+)
 from conformance.cli import main
 from conformance.registry import BackendNotFound, known_backends, load_backend
 from conformance.runner import reference_result
@@ -78,13 +85,18 @@ def _relu_case(shape: tuple[int, ...], op: str = "ReLU") -> Case:
     return reference_result(all_specs()[op], case)[0]
 
 
-def test_one_compiled_callable_per_signature_and_a_reset_per_target():
+def test_compiled_callables_are_shared_per_signature_and_dropped_per_target():
     backend = TorchCompileBackend("aot_eager")
-    for shape in ((3, 4), (5, 4), (6, 7)):  # sizes are not part of the signature (dynamic shapes)
+    shapes = [(3, 4), (5, 4), (6, 7), (7, 9), (8, 5), (9, 3)]
+    kinds = [graph_kind(_relu_case(shape)) for shape in shapes]
+    assert set(kinds) == {"static", "dynamic"}  # about half of the cases each
+    for shape in shapes:
         got = backend.run(_relu_case(shape))
         assert np.array_equal(got.outputs["output"], np.maximum(_relu_case(shape).inputs["input"], 0))
-    backend.run(_relu_case((2, 1)))  # a size-1 dim is specialised by dynamo: its own signature
-    assert backend.stats == {"compiled_signatures": 2, "reused": 2, "resets": 0}
+    dynamic = kinds.count("dynamic")  # one graph for every size of the signature
+    assert backend.stats == {"compiled_signatures": kinds.count("static") + 1, "reused": dynamic - 1, "resets": 0}
+    backend.run(_relu_case(shapes[0]))  # a replay runs the graph it ran the first time
+    assert backend.stats["reused"] == dynamic
     backend.run(_relu_case((3,), op="Softmax"))  # another target drops every compiled graph
     assert backend.stats["resets"] == 1 and len(backend._cache) == 1
 
