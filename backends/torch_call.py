@@ -8,10 +8,12 @@ A *call* is plain JSON data::
     {"kind": "module" | "function",
      "target": "torch.nn.LSTM",              # dotted name of the class or function
      "init": {name: node},                    # constructor keyword arguments (modules)
+     "init_args": [node],                     # positional constructor arguments (Sequential(*modules))
      "parameters": [path], "buffers": [path], # case inputs installed on the module ("0.weight")
      "train": true,                           # module.train(train)
      "seed": 123 | null,                      # torch.manual_seed before the call (random layers)
      "args": [node], "kwargs": {name: node},  # the call's arguments
+     "forward": node,                         # evaluated instead of calling the module with args
      "outputs": pattern,                      # names for the call's results
      "mutated": [name],                       # tensors whose value after the call is read back
      "random": {choice: {"rule": "nonzero", "of": output}}}   # random choices read back
@@ -24,7 +26,13 @@ the same layout, for in-place calls; ``"device": "cpu"`` keeps it on the CPU), `
 "unsorted_indices": node}}`` (a PackedSequence), ``{"parameter": name, "grad": name | null}`` (an
 ``nn.Parameter`` with that ``.grad``), ``{"module": {"target": ..., "init": {...}}}`` (a module
 instance), ``{"call": {"target": ..., "args": [node], "kwargs": {...}}}`` (the result of calling a
-function: compositions such as a pack/pad round trip) and ``{"literal": value}`` (value as is).
+function: compositions such as a pack/pad round trip), ``{"literal": value}`` (value as is),
+``{"attribute": path}`` (the module under test's attribute at that dotted path, after its
+parameters are installed; ``""`` is the module itself) and ``{"loop": {"over": node, "input": node}}``
+(``x = input; for m in over: x = m(x)``: a container driven by a loop, in its iteration order).
+A ``forward`` node replaces the module call: a ModuleList has no forward of its own and is run by a
+loop over ``{"attribute": ""}``; a functional model is a tree of calls reading a ParameterList's
+entries as attributes.
 
 Output *patterns*: a name binds the result, null ignores it, a list destructures a tuple, and
 ``{"packed": {"data": name, "batch_sizes": name, ...}}`` destructures a PackedSequence. A result
@@ -40,6 +48,7 @@ replayed as ``torch.rand(shape)`` in the case dtype (FractionalMaxPool2d draws i
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from typing import Any
@@ -223,6 +232,17 @@ class CallInterpreter:
                                {k: self.node(v) for k, v in inner.get("kwargs", {}).items()})
         if "literal" in node:
             return node["literal"]
+        if "attribute" in node:
+            path = node["attribute"]
+            if not path:
+                return self.module
+            owner, attr = _owner(self.module, path)
+            return getattr(owner, attr)
+        if "loop" in node:
+            x = self.node(node["loop"]["input"])
+            for m in self.node(node["loop"]["over"]):
+                x = self.invoke(m, [x], {})
+            return x
         raise ValueError(f"unknown call node {node!r}")
 
     # -- the call ----------------------------------------------------------------------------------
@@ -232,7 +252,8 @@ class CallInterpreter:
         target = resolve(call["target"])
         if call.get("kind", "module") == "module":
             init = {k: self.node(v) for k, v in call.get("init", {}).items()}
-            module = self.build(target, init)
+            init_args = [self.node(v) for v in call.get("init_args", ())]
+            module = self.build(functools.partial(target, *init_args) if init_args else target, init)
             if hasattr(module, "to"):
                 module = module.to(device=self.device, dtype=self.dtype)
             for path in call.get("parameters", ()):
@@ -254,7 +275,7 @@ class CallInterpreter:
         kwargs = {k: self.node(v) for k, v in call.get("kwargs", {}).items()}
         if call.get("seed") is not None:
             torch.manual_seed(int(call["seed"]))
-        raw = self.invoke(fn, args, kwargs)
+        raw = self.node(call["forward"]) if "forward" in call else self.invoke(fn, args, kwargs)
         named: dict[str, Any] = {}
         _bind(call.get("outputs", "output"), raw, named)
         return named

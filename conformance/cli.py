@@ -275,9 +275,13 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.shard:
         targets = shard(targets, *args.shard)
     jobs = min(args.jobs or default_jobs(), max(len(targets), 1))
+    # Parallel jobs share the cores: each backend worker gets its share of torch's threads (tiny
+    # cases on oversubscribed threads run many times slower).
+    threads = max(1, default_jobs() // jobs) if jobs > 1 else None
     settings = JobSettings(report_dir=str(report_dir), profile=args.profile, run_id=uuid.uuid4().hex[:12],
                            examples=args.examples, seed=args.seed, invalid=not args.no_invalid,
-                           timeout=args.timeout, isolate=not args.no_isolate, database=args.database)
+                           timeout=args.timeout, isolate=not args.no_isolate, database=args.database,
+                           threads=threads)
     started = time.time()
     RecordWriter(report_dir).close()  # a fresh, empty results.jsonl
     with _progress(args, len(targets)) as advance:
@@ -295,7 +299,8 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         exit_code = regression_exit_code(report_dir, baseline)
     info = {
         "run_id": settings.run_id, "argv": ["nnconform", *argv], "profile": args.profile, "seed": args.seed,
-        "examples": args.examples, "jobs": jobs, "shard": list(args.shard) if args.shard else None,
+        "examples": args.examples, "jobs": jobs, "threads_per_job": threads,
+        "shard": list(args.shard) if args.shard else None,
         "started": datetime.fromtimestamp(started, timezone.utc).isoformat(), "duration_s": duration,
         "backends": infos, "ops": [s.id for s in specs], "dtypes": dtypes,
         "regimes": {s.id: [r.name for r in s.regimes] for s in specs},

@@ -66,8 +66,8 @@ class DType:
         ax = np.abs(np.asarray(x, dtype=np.float64))
         with np.errstate(divide="ignore"):
             exp = np.floor(np.log2(np.where(ax > 0, ax, 1.0)))
-        exp = np.maximum(exp, self.min_exponent)
-        return 2.0 ** (exp - self.precision + 1)
+        exp = np.maximum(exp, self.min_exponent)  # at 0 too: the subnormal spacing
+        return 2.0 ** (np.where(ax > 0, exp, self.min_exponent) - self.precision + 1)
 
 
 DTYPES: dict[str, DType] = {

@@ -20,11 +20,17 @@ PRELOAD = ["numpy", "torch", "conformance.specs", "conformance.registry"]
 STARTUP_TIMEOUT = 120.0  # seconds a fresh worker may take to come up (imports, a loaded machine)
 
 
-def _serve(conn: Any, backend_spec: str) -> None:
-    """Worker loop: load the backend by name, then answer case requests until told to stop."""
+def _serve(conn: Any, backend_spec: str, threads: int | None = None) -> None:
+    """Worker loop: load the backend by name, then answer case requests until told to stop.
+    ``threads`` caps torch's intra-op threads (parallel jobs share the cores)."""
     import numpy as np
 
     from conformance.registry import load_backend
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
     backend = load_backend(backend_spec)
     conn.send("ready")  # the per-case time limit starts after the worker is up
@@ -40,8 +46,19 @@ def _serve(conn: Any, backend_spec: str) -> None:
                 warnings.simplefilter("ignore")
                 answer = ("ok", backend.run(message))
         except BaseException as exc:  # report everything the backend raises, as text
-            answer = ("raise", f"{type(exc).__name__}: {exc}")
+            text = f"{type(exc).__name__}: {exc}"
+            if corrupts_device(text):  # the device is unusable from here on: this worker is done
+                conn.send(("crash", text.splitlines()[0]))
+                return
+            answer = ("raise", text)
         conn.send(answer)
+
+
+def corrupts_device(error: str) -> bool:
+    """An error after which the process's device context is unusable (a CUDA device-side assert,
+    an illegal memory access): recorded as a crash, and the worker is replaced."""
+    return any(marker in error for marker in ("device-side assert", "illegal memory access", "CUDA error: an illegal",
+                                               "unspecified launch failure"))
 
 
 def _describe_exit(code: int | None) -> str:
@@ -58,11 +75,12 @@ def _describe_exit(code: int | None) -> str:
 class IsolatedBackend(Backend):
     """Wraps a backend (loaded by ``backend_spec`` in the worker) with crash and hang isolation."""
 
-    def __init__(self, backend_spec: str, inner: Backend, timeout: float = 120.0):
+    def __init__(self, backend_spec: str, inner: Backend, timeout: float = 120.0, threads: int | None = None):
         self.inner = inner
         self.name = inner.name
         self.backend_spec = backend_spec
         self.timeout = timeout
+        self.threads = threads
         self._process: Any = None
         self._conn: Any = None
         self._context = multiprocessing.get_context("forkserver")
@@ -86,7 +104,7 @@ class IsolatedBackend(Backend):
 
     def _start(self) -> None:
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_serve, args=(child, self.backend_spec), daemon=True,
+        process = self._context.Process(target=_serve, args=(child, self.backend_spec, self.threads), daemon=True,
                                         name=f"nnconform-{self.name}")
         process.start()
         child.close()
@@ -130,6 +148,9 @@ class IsolatedBackend(Backend):
             raise BackendCrash(f"{self.name} worker died: {reason}") from exc
         if status == "raise":
             raise BackendRaised(payload)
+        if status == "crash":
+            self._discard()
+            raise BackendCrash(f"{self.name}: {payload} (the device context is lost; worker replaced)")
         return payload
 
     def reset(self) -> None:

@@ -51,8 +51,8 @@ class KnownDiscrepancy:
     restart: bool = False
 
     def matches(self, spec: LayerSpec, backend: str, case: Case) -> bool:
-        op_ok = fnmatch.fnmatchcase(spec.id, self.op) or fnmatch.fnmatchcase(spec.name, self.op)
-        if not (op_ok and fnmatch.fnmatchcase(backend, self.backend) and fnmatch.fnmatchcase(case.dtype, self.dtype)):
+        op_ok = _glob(self.op, spec.id) or _glob(self.op, spec.name)
+        if not (op_ok and _glob(self.backend, backend) and _glob(self.dtype, case.dtype)):
             return False
         if self.predicate:
             try:
@@ -75,6 +75,11 @@ class KnownDiscrepancy:
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "reason": self.reason, "link": self.link, "strict": self.strict,
                 "restart": self.restart}
+
+
+def _glob(pattern: str, name: str) -> bool:
+    """``*`` and ``?`` are wildcards; brackets are literal (``LSTM[packed]`` names a variant)."""
+    return fnmatch.fnmatchcase(name, pattern.replace("[", "[[]").replace("]", "[]]").replace("[[[]]", "[[]"))
 
 
 @functools.lru_cache(maxsize=1)

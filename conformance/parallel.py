@@ -56,6 +56,7 @@ class JobSettings:
     timeout: float = 120.0
     isolate: bool = True
     database: str | None = None
+    threads: int | None = None  # torch intra-op threads per worker (None: torch's default)
 
 
 @dataclass
@@ -91,7 +92,7 @@ def _job_backend(name: str, settings: JobSettings) -> Any:
         if settings.isolate:
             from conformance.isolation import IsolatedBackend
 
-            backend = IsolatedBackend(name, backend, timeout=settings.timeout)
+            backend = IsolatedBackend(name, backend, timeout=settings.timeout, threads=settings.threads)
         backends[name] = backend
     return backends[name]
 

@@ -251,7 +251,8 @@ class Runner:
             except Exception as exc:
                 record.update(verdict="error", error_side="backend", error=_error_text(exc), case_id=case.case_id())
                 return Evaluation(record, case, ref, got)
-            record["choices"] = {name: int(np.count_nonzero(v)) for name, v in case.choices.items()}
+            record["choices"] = {name: {"size": int(np.size(v)), "mean": float(np.mean(v)) if np.size(v) else 0.0}
+                                 for name, v in case.choices.items()}
         comparisons = compare_results(spec, case, ref, got)
         record["case_id"] = case.case_id()
         record["comparisons"] = [c.to_dict() for c in comparisons]
@@ -272,6 +273,11 @@ class Runner:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
                 backend.run(case)
+        except (BackendCrash, BackendTimeout) as exc:  # rejecting a case means raising, not dying
+            verdict = "crash" if isinstance(exc, BackendCrash) else "timeout"
+            record.update(verdict=verdict, error_side="backend", error=_error_text(exc))
+            record.update(self._known_fields(backend, spec, case, failed=True))
+            return Evaluation(record, case)
         except Exception as exc:
             if _compile_failure(exc):  # not a rejection of the case: the compiler gave up
                 record.update(verdict="compile", error_side="backend", error=_error_text(exc))
@@ -345,11 +351,14 @@ class Runner:
             self._write_unsupported(backend, spec, dtype, reason)
             return self.tallies[(spec.id, backend.name, dtype)]
         samples: list[tuple[Case, dict[str, np.ndarray]]] = []
-        self.search(backend, spec, dtype, invalid=False, samples=samples)
+        # After a hang or a crash (found and shrunk) the target's remaining searches are skipped:
+        # each further case could cost a timeout or a worker start.
+        stop: dict[str, bool] = {"stopped": False}
+        self.search(backend, spec, dtype, invalid=False, samples=samples, stop=stop)
         for regime in spec.regimes:
-            self.search(backend, spec, dtype, invalid=False, regime=regime, samples=samples)
+            self.search(backend, spec, dtype, invalid=False, regime=regime, samples=samples, stop=stop)
         if self.request.invalid and spec.invalid_cases is not None:
-            self.search(backend, spec, dtype, invalid=True)
+            self.search(backend, spec, dtype, invalid=True, stop=stop)
         if spec.randomness is not None:
             self._check_randomness(backend, spec, dtype, samples)
         self._check_known(backend, spec, dtype)
@@ -382,22 +391,29 @@ class Runner:
         self._emit(record)
 
     def search(self, backend: Backend, spec: LayerSpec, dtype: str, invalid: bool, regime: Regime | None = None,
-               samples: list[tuple[Case, dict[str, np.ndarray]]] | None = None) -> None:
+               samples: list[tuple[Case, dict[str, np.ndarray]]] | None = None,
+               stop: dict[str, bool] | None = None) -> None:
         """One Hypothesis search; a discrepancy is shrunk and its final example recorded. Random
-        choices of passing cases are collected into ``samples``."""
+        choices of passing cases are collected into ``samples`` (one per call seed: identical draws
+        would not be independent). A hang ends the search at once (shrinking it would cost a
+        timeout per step), a crash once shrunk; either sets ``stop["stopped"]``, shared by a
+        target's searches, and nothing more is run."""
         req = self.request
         strategy = spec.strategy(dtype, regime, invalid=invalid)
-        state = {"failed": False, "timed_out": False}
+        state = stop if stop is not None else {"stopped": False}
+        state.setdefault("stopped", False)
+        state["failed"] = False
+        seeds = {c.call.get("seed") for c, _ in samples or () if c.call}
 
         def check(case: Case) -> None:
-            if state["timed_out"]:
-                return  # one hang per target is reported; shrinking it would cost a timeout per step
+            if state["stopped"]:
+                return
             evaluation = self.evaluate(backend, spec, case, regime)
             record = evaluation.record
             if _needs_fresh_worker(record) and hasattr(backend, "reset"):
                 backend.reset()
             if record["verdict"] == "timeout":
-                state["timed_out"] = True
+                state["stopped"] = True
                 record["final"] = True
                 record["artifacts"] = self._save_artifacts(spec, evaluation)
                 self._emit(record)
@@ -407,8 +423,12 @@ class Runner:
             bad = record["verdict"] in DISCREPANCY_VERDICTS
             if bad and record["final"]:
                 record["artifacts"] = self._save_artifacts(spec, evaluation)
+                state["stopped"] |= record["verdict"] == "crash"
             self._emit(record)
-            if samples is not None and not state["failed"] and evaluation.case.choices and not bad:
+            seed = (evaluation.case.call or {}).get("seed")
+            fresh = seed not in seeds and not state["failed"] and not bad
+            if samples is not None and evaluation.case.choices and fresh:
+                seeds.add(seed)
                 samples.append((evaluation.case, dict(evaluation.case.choices)))
             if req.profile.target and not invalid:
                 util = float(record["max_utilisation"])

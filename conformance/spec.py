@@ -75,7 +75,8 @@ class TorchMapping:
 
     - ``target``: the dotted class (``kind="module"``) or function (``kind="function"``).
     - ``ctor(case)``: the module's constructor arguments (default ``case.params``); values are
-      call nodes (``arg``, ``packed``...) or plain data.
+      call nodes (``arg``, ``packed``...) or plain data; ``ctor_args(case)``: positional ones
+      (``Sequential(*modules)``).
     - ``parameters`` / ``buffers``: case inputs installed on the module by attribute path.
     - ``args``: the positional arguments: a name (str) is the case input of that name, anything
       else a call node; ``kwargs(case)``: keyword arguments (default ``case.forward_kwargs``,
@@ -83,6 +84,8 @@ class TorchMapping:
     - ``outputs``: names for the results: a tuple of names (one per returned value) or a pattern.
     - ``mutated``: tensors whose value after the call is compared (``state.<name>``);
       ``inplace``: the input that ``inplace=True`` overwrites with the output (compared too).
+    - ``forward(case)``: a node evaluated instead of calling the module with ``args`` (a loop over
+      a ModuleList, a functional model over a ParameterList's entries).
     Every field may also be a function of the case.
     """
 
@@ -96,6 +99,8 @@ class TorchMapping:
     outputs: Any = ("output",)
     mutated: Sequence[str] | Callable[[Case], Sequence[str]] = ()
     inplace: str | None = None
+    ctor_args: Sequence[Any] | Callable[[Case], Sequence[Any]] = ()
+    forward: Callable[[Case], Any] | None = None
 
     def inplace_input(self, case: Case) -> str | None:
         """The input this case overwrites in place (``inplace=True``), if any."""
@@ -124,6 +129,11 @@ class TorchMapping:
             call.update(init=dict(self.ctor(case)) if self.ctor else dict(case.params),
                         parameters=list(_per_case(self.parameters, case)),
                         buffers=list(_per_case(self.buffers, case)), train=case.train)
+            init_args = list(_per_case(self.ctor_args, case))
+            if init_args:
+                call["init_args"] = init_args
+            if self.forward is not None:
+                call["forward"] = self.forward(case)
         return jsonable(call)
 
 
@@ -298,7 +308,8 @@ class LayerSpec:
         call = self.torch.describe(case)
         if self.is_random(case):
             call["random"] = jsonable(self.randomness.rules(case))  # type: ignore[union-attr]
-            call["seed"] = int(case.cotangent_seed % (2**31))
+            # A seed per case (from its description and values): distinct cases draw independently.
+            call["seed"] = int(case.case_id(), 16) % (2**31)
         return call
 
     def evaluate(self, case: Case, backward: bool) -> Result:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -230,12 +230,13 @@ def channels_last_like(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool
 
 def values(d: Drawer, shape: Sequence[int], dtype: str, tier_name: str, label: str, *,
            int_limit: int = 3, scale: float = 1.0, layout: Layout = CONTIGUOUS,
-           specials: Sequence[float] = (), positive: bool = False) -> np.ndarray:
+           specials: Sequence[float] = (), positive: bool = False, some_special: bool = False) -> np.ndarray:
     """A float64 array of ``shape`` whose values are representable in ``dtype``.
 
     exact tier: integers in [-int_limit, int_limit] (or [0, int_limit] when ``positive``).
     float tier: a drawn kind — normal(0, scale), uniform, mixed magnitudes (log-uniform over
-    +-8 binades), or ``special`` values of the layer (kinks, boundaries) mixed into normals.
+    +-8 binades), or ``special`` values of the layer (kinks, boundaries) mixed into normals (at
+    least one of them when ``some_special``, so that a regime pinning the kind always gets one).
     The bulk is generated from a drawn seed; an ``expanded`` layout makes the array constant along
     its stride-0 dims.
     """
@@ -248,7 +249,7 @@ def values(d: Drawer, shape: Sequence[int], dtype: str, tier_name: str, label: s
     else:
         kinds = FLOAT_KINDS if specials else FLOAT_KINDS[:-1]
         kind = d.choice(kinds, f"{label}.kind")
-        arr = float_array(rng, gen_shape, kind, scale, specials)
+        arr = float_array(rng, gen_shape, kind, scale, specials, some_special=some_special)
         if positive:
             arr = np.abs(arr)
     arr = DTYPES[dtype].round(arr)
@@ -256,7 +257,7 @@ def values(d: Drawer, shape: Sequence[int], dtype: str, tier_name: str, label: s
 
 
 def float_array(rng: np.random.Generator, shape: Sequence[int], kind: str, scale: float = 1.0,
-                specials: Sequence[float] = ()) -> np.ndarray:
+                specials: Sequence[float] = (), some_special: bool = False) -> np.ndarray:
     """Random float64 values of one kind (see ``values``)."""
     if kind == "normal":
         return rng.standard_normal(shape) * scale
@@ -269,9 +270,57 @@ def float_array(rng: np.random.Generator, shape: Sequence[int], kind: str, scale
         base = rng.standard_normal(shape) * scale
         if specials:
             pick = rng.random(shape) < 0.3
+            if some_special and pick.size:
+                pick.flat[rng.integers(pick.size)] = True
             base = np.where(pick, rng.choice(np.asarray(specials, dtype=np.float64), size=shape), base)
         return base
     raise ValueError(f"unknown value kind {kind!r}")
+
+
+def distinct_values(rng: np.random.Generator, planes: int, plane: int, dtype: str, tier_name: str,
+                    negative: bool = False) -> np.ndarray:
+    """``(planes, plane)`` values, pairwise distinct within each plane, representable in ``dtype``
+    (for layers that select: max, sort, top-k — no ties unless asked for).
+
+    Float tier: a random subset of the grid ±(1 + j/J)·2^(e-2) (J = 2^min(p-1, 10)); exact tier:
+    a random subset of the integers in [-M, M] (all negative when ``negative``), M >= plane / 2.
+    """
+    if tier_name == "exact":
+        size = max(plane, 8)
+        codes = rng.permuted(np.tile(np.arange(size), (planes, 1)), axis=1)[:, :plane]
+        return -(codes + 1.0) if negative else codes - (size // 2) * 1.0
+    size = 2 * max(plane, 8)
+    codes = rng.permuted(np.tile(np.arange(size), (planes, 1)), axis=1)[:, :plane]
+    j_count = 2 ** min(DTYPES[dtype].precision - 1, 10)
+    sign = np.where(codes % 2 == 1, -1.0, 1.0)
+    rest = codes // 2 if not negative else codes
+    mantissa = 1.0 + (rest % j_count) / j_count
+    exponent = rest // j_count - 2
+    magnitudes = mantissa * np.exp2(exponent)
+    return -magnitudes if negative else sign * magnitudes
+
+
+def uniform_samples(rng: np.random.Generator, shape: Sequence[int], dtype: str) -> np.ndarray:
+    """Uniform samples on [0, 1) as ``torch.rand`` makes them on the CPU in ``dtype``: a uniform
+    k·2^-b (b = 53 for float64, else 24: float32's grid) rounded to the dtype, where a value that
+    rounds up to 1 wraps to 0 (so P(u = 0) is half the spacing below 1, e.g. 2^-9 in bfloat16)."""
+    fmt = DTYPES[dtype]
+    bits = 53 if fmt.precision > 24 else 24
+    u = fmt.round(rng.integers(0, 2**bits, size=tuple(shape), dtype=np.int64).astype(np.float64) * 2.0 ** -bits)
+    return np.where(u >= 1.0, 0.0, u)
+
+
+def case_strategy(build_case: Callable[[Drawer, str], Any]) -> Callable[[str], st.SearchStrategy[Any]]:
+    """The per-dtype case strategy that runs ``build_case(drawer, dtype)`` (one labelled drawer
+    per case), as a declaration's ``cases`` / ``invalid_cases`` field."""
+    def strategy(dtype: str) -> st.SearchStrategy[Any]:
+        @st.composite
+        def build(draw: Any) -> Any:
+            return build_case(Drawer(draw), dtype)
+
+        return build()
+
+    return strategy
 
 
 def cotangent(seed: int, shape: Sequence[int], dtype: str, tier_name: str) -> np.ndarray:

@@ -123,7 +123,7 @@ def error_vs_bound(worst: Sequence[dict[str, Any]], width: int = 460) -> str:
            f'viewBox="0 0 {width} {height}" role="img" aria-label="error against bound for the worst elements">']
     out.append(f'<g transform="translate({label_w},0)" font-size="10" fill="#52525b">')
     for e in range(lo, hi + 1):
-        x = _fmt(_log_position(10.0 ** e, lo, hi, plot_w))
+        x = _fmt(plot_w * (e - lo) / (hi - lo))  # (10.0 ** e underflows below 1e-323)
         out.append(f'<line x1="{x}" y1="{top - 4}" x2="{x}" y2="{height - 18}" stroke="#e4e4e7"/>'
                    f'<text x="{x}" y="{height - 6}" text-anchor="middle">1e{e}</text>')
     out.append(f'<text x="{-gutter}" y="{height - 6}" text-anchor="middle">0</text>')

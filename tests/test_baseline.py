@@ -131,5 +131,7 @@ def test_load_baseline_reads_records_and_run_info(tmp_path_factory):
     bad, _, _ = report_run("bad", tmp_path_factory.mktemp("runs"))
     baseline = load_baseline(bad)
     assert baseline.run_info["exit_code"] == 1
-    assert sum(r.get("final") and r["verdict"] == "fail" for r in baseline.records) == 2
+    failing = {(r["op"], r["backend"], r["dtype"]) for r in baseline.records
+               if r.get("final") and r["verdict"] == "fail"}
+    assert failing == {("ReLU", "vendor", "float32"), ("ReLU", "vendor", "bfloat16")}
     json.dumps(baseline.run_info)

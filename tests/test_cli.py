@@ -98,13 +98,13 @@ def test_wrong_backend_is_caught_with_exit_1_and_a_shrunk_repro(capsys, tmp_path
                         "--dtypes", "float32", "--report-dir", str(tmp_path), "--quiet")
     assert code == 1
     finals = [r for r in read_records(tmp_path) if r["final"] and r["verdict"] == "fail"]
-    assert len(finals) == 1
+    # one shrunk example per search that met the bug: the random one and the "at the kink" regime
+    assert finals and all(f["op"] == "ReLU" and f["backend"] == "wrong-relu-kink" for f in finals)
     final = finals[0]
-    assert final["op"] == "ReLU" and final["backend"] == "wrong-relu-kink"
     bad = [c for c in final["comparisons"] if not c["ok"]]
     assert [c["tensor"] for c in bad] == ["grad.input"]
-    # shrunk: a tiny input suffices to show the kink bug
-    assert final["case"]["inputs"]["input"]["shape"] == [1]
+    # shrunk: one element (0-d) suffices to show the kink bug
+    assert final["case"]["inputs"]["input"]["shape"] in ([], [1])
     assert (tmp_path / final["artifacts"]["npz"]).exists()
     assert (tmp_path / final["artifacts"]["repro"]).exists()
     assert "ReLU" in (tmp_path / "report.html").read_text()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from conformance.parallel import Target, shard
 from reports.records import read_records, read_run_info
 
 OPS = "Linear,ReLU,Dropout,pad_packed_sequence"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cases(directory: Path) -> Counter:
@@ -32,8 +35,10 @@ def _blocks_are_contiguous(directory: Path) -> bool:
 
 
 def _run(directory: Path, *extra: str) -> int:
-    return main(["run", "--ops", OPS, "--dtypes", "float64,bfloat16", "--quiet", "--report-dir", str(directory),
-                 *extra])
+    """``nnconform run`` in a fresh process, as a CI job would run a shard."""
+    argv = [sys.executable, "-m", "conformance.cli", "run", "--ops", OPS, "--dtypes", "float64,bfloat16", "--quiet",
+            "--report-dir", str(directory), *extra]
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900).returncode
 
 
 def test_jobs_shards_and_merge_hold_exactly_the_cases_of_a_serial_run(tmp_path, capsys):
@@ -44,8 +49,10 @@ def test_jobs_shards_and_merge_hold_exactly_the_cases_of_a_serial_run(tmp_path, 
     assert main(["merge", "--report-dir", str(tmp_path / "merged"), str(tmp_path / "s1"), str(tmp_path / "s2")]) == 0
     serial = _cases(tmp_path / "serial")
     assert sum(serial.values()) > 100
-    assert _cases(tmp_path / "parallel") == serial
-    assert _cases(tmp_path / "merged") == serial
+    for name in ("parallel", "merged"):
+        other = _cases(tmp_path / name)
+        only = Counter(k[:3] + k[5:6] for k in other - serial) + Counter(("serial", *k[:3]) for k in serial - other)
+        assert other == serial, f"{name} differs from the serial run: {dict(only)}"
     assert _cases(tmp_path / "s1") and _cases(tmp_path / "s2")
     for name in ("parallel", "merged"):
         assert _blocks_are_contiguous(tmp_path / name)

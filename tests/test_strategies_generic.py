@@ -25,7 +25,7 @@ def test_cases_are_valid_bounded_and_varied(spec):
 
     for dtype in DTYPE_NAMES:
         _check_dtype(spec, dtype, seen)
-    assert len([k for k in seen if k[0] != "shape"]) >= 3, "the strategy hardly varies its parameters"
+    assert len([k for k in seen if k[0] != "shape"]) >= 3, "parameters, tiers and layouts hardly vary"
     assert len([k for k in seen if k[0] == "shape"]) >= 3, "the strategy hardly varies its shapes"
 
 
@@ -47,7 +47,9 @@ def _check_dtype(spec, dtype: str, seen: Counter) -> None:
         assert set(case.differentiable) <= set(case.inputs)
         assert total <= MAX_ELEMENTS, total
         reference_result(spec, case)  # must not raise
-        seen[(case.tier, repr(sorted(case.params.items())))] += 1
+        # Parameters, tier and memory layouts: a layer without parameters still varies the others.
+        layouts = tuple(sorted((k, v.kind) for k, v in case.layouts.items()))
+        seen[(case.tier, repr(sorted(case.params.items())), layouts)] += 1
         seen[("shape", tuple(case.inputs[next(iter(case.inputs))].shape))] += 1
 
     check()

@@ -1,4 +1,5 @@
-"""Each deliberately wrong convolution adapter is caught: exit code 1 and a final failing record."""
+"""Each deliberately wrong convolution adapter is caught by a plain ci-profile run: exit code 1 and a
+final failing record."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ WRONG = [
 @pytest.mark.parametrize("adapter, op", WRONG, ids=[a for a, _ in WRONG])
 def test_wrong_conv_adapter_is_caught(adapter, op, tmp_path):
     code = main(["run", "--backend", f"tests.wrong_backends.conv:{adapter}", "--ops", op, "--dtypes", "float64",
-                 "--profile", "ci", "--examples", "60", "--report-dir", str(tmp_path), "--quiet"])
+                 "--profile", "ci", "--report-dir", str(tmp_path), "--quiet"])
     assert code == 1
     records = list(read_records(tmp_path))
     # caught either as wrong values ("fail") or as a raise where torch.nn computes ("error")

@@ -44,7 +44,7 @@ from hypothesis import strategies as st
 
 from backends.base import Case, Layout, Result
 from conformance import strategies as S
-from conformance.spec import LayerSpec, Tolerance, TorchMapping, declare, spec_of
+from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare, spec_of
 from reference import conv as ref
 
 IN_BUDGET = 4096  # elements of the input (and of the padded input)
@@ -401,6 +401,10 @@ TRANSPOSED_INVALID = ("negative padding", "zero stride", "zero dilation", "group
                       "non-zeros padding_mode", "output too small", "negative output_padding")
 
 
+GROUP_VIOLATIONS = ("groups do not divide in_channels", "groups do not divide out_channels")
+PAD_TOO_LARGE = {"reflect padding >= input": ("reflect", 0), "circular padding > input": ("circular", 1)}
+
+
 def _bump(values: tuple[int, ...], i: int, new: int) -> tuple[int, ...]:
     return values[:i] + (new,) + values[i + 1:]
 
@@ -428,15 +432,14 @@ def _invalid_conv(d: S.Drawer, draft: Draft, kind: str) -> tuple[dict[str, Any],
         params.update(stride=_bump(draft.stride, i, 0), padding=pads)
     elif kind == "zero dilation":
         params["dilation"] = _bump(draft.dilation, i, 0)
-    elif kind.startswith("groups do not divide"):
+    elif kind in GROUP_VIOLATIONS:
         _break_groups(params, draft, kind)
     elif kind == "same with stride > 1":
         params.update(padding="same", stride=_bump((1,) * draft.nd, i, d.integer(2, 3, "stride")))
-    elif kind in ("reflect padding >= input", "circular padding > input"):
-        length = draft.spatial[i]
-        extra = 0 if kind.startswith("reflect") else 1
-        params.update(padding=_bump(pads, i, length + extra + d.integer(0, 2, "excess")),
-                      padding_mode=kind.split()[0])
+    elif kind in PAD_TOO_LARGE:
+        mode, extra = PAD_TOO_LARGE[kind]  # the least padding torch rejects: L (reflect), L + 1 (circular)
+        params.update(padding=_bump(pads, i, draft.spatial[i] + extra + d.integer(0, 2, "excess")),
+                      padding_mode=mode)
     elif kind == "kernel larger than padded input":
         k = draft.spatial[i] + 2 * pads[i] + d.integer(1, 2, "excess")
         params.update(kernel_size=_bump(draft.kernel, i, k), padding=pads, dilation=1)
@@ -459,7 +462,7 @@ def _invalid_transposed(d: S.Drawer, draft: Draft, kind: str) -> tuple[dict[str,
         params.update(stride=_bump(draft.stride, i, 0), output_padding=0)
     elif kind == "zero dilation":
         params.update(dilation=_bump(draft.dilation, i, 0), output_padding=0)
-    elif kind.startswith("groups do not divide"):
+    elif kind in GROUP_VIOLATIONS:
         _break_groups(params, draft, kind)
     elif kind == "output_padding too large":
         params["output_padding"] = _bump(draft.output_padding, i, max(s, dil) + d.integer(0, 1, "excess"))
@@ -534,13 +537,192 @@ def _conv_reference(case: Case, backward: bool) -> Result:
         vjp = ref.conv_vjp
     result = Result(outputs={"output": y})
     if backward:
-        gx, gw, gb = vjp(x, w, case.cotangents["output"], **geometry)
+        gx, gw, gb = vjp(x, w, S.output_gradient(case, "output", y), **geometry)
         grads = {"input": gx, "weight": gw, "bias": gb}
         result.grads = {name: grads[name] for name in case.differentiable}
     return result
 
 
 TOLERANCE = Tolerance(reduction=_reduction, magnitude="abs", exact="bitwise")
+
+
+# -- known discrepancies ---------------------------------------------------------------------------------
+
+def onednn_bf16_width_one_output(case: Case) -> bool:
+    """Predicate of a torch discrepancy (oneDNN bfloat16 convolution on CPUs with AMX): a 2-d or
+    3-d convolution whose output is 1 wide, with a width stride >= 2, and >= 5 high."""
+    if spec_of(case).kind != "direct" or case.invalid:
+        return False
+    x, w, p = case.inputs["input"], case.inputs["weight"], case.params
+    nd = w.ndim - 2
+    if nd < 2:
+        return False
+    xb = x if x.ndim == nd + 2 else x[None]
+    plan = ref.conv_plan(xb.shape, w.shape, p["stride"], p["padding"], p["dilation"], p["groups"], p["padding_mode"])
+    return plan.out[-1] == 1 and _per_dim(p["stride"], nd)[-1] >= 2 and plan.out[-2] >= 5
+
+
+# -- regimes --------------------------------------------------------------------------------------------
+
+def _per_dim(value: Any, nd: int) -> tuple[int, ...]:
+    return tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else (int(value),) * nd
+
+
+def _geometry(case: Case) -> tuple[tuple[int, ...], ...]:
+    """(kernel, stride, dilation, per-dim total padding) of a case (torch's 'same' split summed)."""
+    p, nd = case.params, spec_of(case).dims or 1
+    kernel, stride, dilation = (_per_dim(p[k], nd) for k in ("kernel_size", "stride", "dilation"))
+    padding = p["padding"]
+    if padding == "same":
+        total = tuple(d * (k - 1) for k, d in zip(kernel, dilation))
+    elif padding == "valid":
+        total = (0,) * nd
+    else:
+        total = tuple(2 * v for v in _per_dim(padding, nd))
+    return kernel, stride, dilation, total
+
+
+def _same_uneven(case: Case) -> bool:
+    """padding='same' whose total d·(k-1) is odd: torch puts the extra element on the right."""
+    kernel, _, dilation, _ = _geometry(case)
+    return case.params["padding"] == "same" and any(d * (k - 1) % 2 for k, d in zip(kernel, dilation))
+
+
+def _padding_mode(mode: str) -> Callable[[Case], bool]:
+    return lambda case: case.params.get("padding_mode") == mode and any(_geometry(case)[3])
+
+
+def _depthwise(case: Case) -> bool:
+    return case.params["groups"] == case.params["in_channels"] > 1
+
+
+def _dilated_with_padding(case: Case) -> bool:
+    _, _, dilation, total = _geometry(case)
+    return any(d > 1 and t > 0 for d, t in zip(dilation, total))
+
+
+def _stride_skips(case: Case) -> bool:
+    """A stride longer than the dilated kernel: input elements no window reads (direct), output
+    elements no input writes (transposed)."""
+    kernel, stride, dilation, _ = _geometry(case)
+    return any(s > d * (k - 1) + 1 for k, s, d in zip(kernel, stride, dilation))
+
+
+def _transposed_gaps(case: Case) -> bool:
+    """Output positions that no input element reaches (between strided or dilated taps, or in
+    the output padding): they hold the bias alone."""
+    kernel, stride, dilation, total = _geometry(case)
+    x, nd = case.inputs["input"], len(kernel)
+    spatial, pads = x.shape[-nd:], tuple(t // 2 for t in total)
+    size = case.forward_kwargs.get("output_size")
+    if size is None:
+        extra = _output_padding(case)
+    else:
+        extra = ref.output_padding_for_size(size, spatial, x.ndim == nd + 2, kernel, stride, pads, dilation)
+    for length, k, s, d, p, o in zip(spatial, kernel, stride, dilation, pads, extra):
+        out = (length - 1) * s - 2 * p + d * (k - 1) + 1 + o
+        written = (np.arange(length)[:, None] * s + np.arange(k)[None, :] * d - p).ravel()
+        if np.unique(written[(written >= 0) & (written < out)]).size < out:
+            return True
+    return False
+
+
+def _unbatched(case: Case) -> bool:
+    return case.inputs["input"].ndim == case.inputs["weight"].ndim - 1
+
+
+def _channels_last(case: Case) -> bool:
+    return case.layout("input").kind == "channels_last"
+
+
+def _output_padding(case: Case) -> tuple[int, ...]:
+    return _per_dim(case.params["output_padding"], spec_of(case).dims or 1)
+
+
+def _has_output_padding(case: Case) -> bool:
+    return "output_size" not in case.forward_kwargs and any(_output_padding(case))
+
+
+def _output_padding_past_stride(case: Case) -> bool:
+    """output_padding >= stride, valid because the dilation is larger."""
+    _, stride, _, _ = _geometry(case)
+    return "output_size" not in case.forward_kwargs and any(o >= s for o, s in zip(_output_padding(case), stride))
+
+
+def _output_size_selects(case: Case) -> bool:
+    """A forward output_size above the smallest output: it selects an output padding > 0."""
+    size = case.forward_kwargs.get("output_size")
+    if size is None:
+        return False
+    kernel, stride, dilation, total = _geometry(case)
+    spatial = case.inputs["input"].shape[-len(kernel):]
+    low = ref.transposed_min_size(spatial, kernel, stride, tuple(t // 2 for t in total), dilation)
+    return tuple(size[-len(kernel):]) != tuple(low)
+
+
+def _output_size_with_leading(case: Case) -> bool:
+    size = case.forward_kwargs.get("output_size")
+    return size is not None and len(size) > len(_geometry(case)[0])
+
+
+SMALL = {"channel regime": "small", "out_channels regime": "small"}
+# Padding drawn at torch's limit on padded extents of >= 4 (output 4, kernel 2): some padding > 0.
+PADDED = {**SMALL, "padding kind": "numeric", "padding at torch's limit": True, "output_size[*]": 4,
+          "kernel_size[*]": 2, "dilation[*]": 1}
+
+
+def _layout_regimes(nd: int) -> list[Regime]:
+    regimes = [Regime("unbatched", _unbatched, {"unbatched": True}, "input without a batch dim: (C, *spatial)")]
+    if nd > 1:
+        regimes.append(Regime("channels_last", _channels_last, {"unbatched": False, "layout.input": "channels_last"},
+                              "input stored channels-last"))
+    return regimes
+
+
+DEPTHWISE = Regime("depthwise", _depthwise, {"channel regime": "small", "groups": 3, "in_channels per group": 1},
+                   "groups = in_channels > 1: one filter bank per input channel")
+
+
+def conv_regimes(nd: int) -> tuple[Regime, ...]:
+    return (
+        Regime("'same' padding split unevenly", _same_uneven,
+               {"padding kind": "same", "kernel_size[*]": 2, "dilation[*]": 1},
+               "padding='same' with an odd d·(k-1): the extra element goes on the right"),
+        *(Regime(f"{mode} padding", _padding_mode(mode), {**PADDED, "padding_mode": mode},
+                 f"padding_mode='{mode}' with padding > 0")
+          for mode in ("reflect", "replicate", "circular")),
+        Regime("dilation with padding", _dilated_with_padding,
+               {**PADDED, "dilation[*]": 2, "output_size[*]": 2},
+               "dilated taps reaching into the padding"),
+        DEPTHWISE,
+        Regime("stride longer than the kernel", _stride_skips,
+               {"padding kind": "numeric", "stride[*]": 3, "kernel_size[*]": 2, "dilation[*]": 1},
+               "stride > d·(k-1)+1: input elements no window reads"),
+        *_layout_regimes(nd),
+    )
+
+
+def transposed_regimes(nd: int) -> tuple[Regime, ...]:
+    return (
+        Regime("output_padding", _has_output_padding,
+               {**SMALL, "forward output_size": False, "stride[*]": 2, "output_padding[*]": 1},
+               "output_padding > 0: extra elements on the output's high end"),
+        Regime("output_padding >= stride", _output_padding_past_stride,
+               {**SMALL, "forward output_size": False, "stride[*]": 1, "dilation[*]": 3, "output_padding[*]": 2},
+               "output_padding at least the stride, valid because it is below the dilation"),
+        Regime("output_size selecting output padding", _output_size_selects,
+               {**SMALL, "forward output_size": True, "stride[*]": 2, "output_padding[*]": 1},
+               "a forward output_size above the smallest output (it overrides the constructor's output_padding)"),
+        Regime("output_size with batch and channels", _output_size_with_leading,
+               {"forward output_size": True, "output_size with leading dims": True},
+               "output_size given with the batch/channel sizes in front: only the spatial sizes count"),
+        DEPTHWISE,
+        Regime("output positions no input reaches", _transposed_gaps,
+               {"stride[*]": 3, "kernel_size[*]": 2, "dilation[*]": 1, "input_size[*]": 2,
+                "padding at torch's limit": False, "padding[*]": 0},
+               "gaps between strided taps (stride > d·(k-1)+1): they hold the bias alone"),
+        *_layout_regimes(nd),
+    )
 
 for _nd in (1, 2, 3):
     for _transposed in (False, True):
@@ -550,6 +732,7 @@ for _nd in (1, 2, 3):
             family="convolution",
             dims=_nd,
             kind="transposed" if _transposed else "direct",
+            regimes=transposed_regimes(_nd) if _transposed else conv_regimes(_nd),
             cases=_conv_cases(_name, _nd, _transposed),
             reference=_conv_reference,
             torch=TorchMapping(f"torch.nn.{_name}", parameters=("weight", "bias"), args=("input",)),

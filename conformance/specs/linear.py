@@ -8,8 +8,12 @@ from hypothesis import strategies as st
 
 from backends.base import Case, Result
 from conformance import strategies as S
-from conformance.spec import LayerSpec, Tolerance, TorchMapping, declare
+from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare
 from reference import linear as ref
+
+# About one case in sixteen with leading dims gets one of size 0 (torch returns an empty output,
+# zero weight and bias gradients).
+EMPTY_BATCH_ODDS = (False,) * 15 + (True,)
 
 
 def _batch_size(case: Case) -> int:
@@ -42,6 +46,8 @@ def _linear_case(draw, dtype: str, in_features_delta: int = 0) -> Case:
     batch_ndim = d.integer(0, 3, "batch ndim")
     in_shape = in_features + in_features_delta if in_features + in_features_delta > 0 else in_features + 1
     batch = S.sizes_within(d, batch_ndim, S.DEFAULT_BUDGET, hi=12, label="batch", fixed_product=in_shape)
+    if batch and d.choice(EMPTY_BATCH_ODDS, "zero-size batch dim"):
+        batch[d.integer(0, batch_ndim - 1, "zero-size dim")] = 0
     x_shape = (*batch, in_shape)
     w_shape = (out_features, in_features)
     layouts = {"input": S.layouts(d, len(x_shape), "layout.input", expanded=True),
@@ -80,8 +86,22 @@ def _linear_reference(case: Case, backward: bool) -> Result:
     return out
 
 
+REGIMES = (
+    Regime("1-d input", lambda case: case.inputs["input"].ndim == 1, {"batch ndim": 0},
+           "an input of shape (in_features,): output (out_features,)"),
+    Regime("no bias", lambda case: not case.params["bias"], {"bias": False}, "bias=False"),
+    Regime("three leading dims", lambda case: case.inputs["input"].ndim == 4, {"batch ndim": 3},
+           "an input (A, B, C, in_features): grads of weight and bias sum over every leading dim"),
+    Regime("zero-size batch", lambda case: case.inputs["input"].size == 0,
+           {"batch ndim": 1, "zero-size batch dim": True},
+           "a leading dim of size 0: empty output, zero gradients of weight and bias"),
+    Regime("expanded input", lambda case: case.layout("input").kind == "expanded", {"layout.input": "expanded"},
+           "an input with stride-0 dims (one row broadcast over the batch)"),
+)
+
 declare(LayerSpec(
     name="Linear",
+    regimes=REGIMES,
     family="linear",
     cases=lambda dtype: _linear_case(dtype),
     reference=_linear_reference,

@@ -316,3 +316,42 @@ def test_max_overlap_counts_windows():
     assert P.max_overlap((7,), taps) == 3
     taps = [P.sliding_taps(7, 3, 2, 3, 1)]
     assert P.max_overlap((7,), taps) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# FractionalMaxPool2d[drawn]: the statistical check of the samples torch draws
+# ---------------------------------------------------------------------------------------------
+
+
+def _drawn_cases(count: int, dtype: str):
+    """``count`` cases of FractionalMaxPool2d[drawn] with 2 samples of 3 channels each."""
+    from backends.base import Case
+    from conformance.spec import all_specs
+
+    spec = all_specs()["FractionalMaxPool2d[drawn]"]
+    case = Case(op="FractionalMaxPool2d", dtype=dtype, params={"kernel_size": 2, "output_size": 2},
+                inputs={"input": np.zeros((2, 3, 5, 5))}, variant="drawn")
+    return spec, [case] * count
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_fractional_sample_check_catches_shared_and_biased_samples(dtype):
+    """Samples shared across channels, or confined to [0, 1/2), or reaching 1, fail the check at
+    the runner's rate; torch-like samples (``sample``) pass it."""
+    spec, cases = _drawn_cases(40, dtype)
+    rng = np.random.default_rng(5)
+    good = [(c, spec.randomness.sample(c, rng)) for c in cases]
+    shared = [(c, {"_random_samples": np.broadcast_to(s["_random_samples"][:, :1], s["_random_samples"].shape)})
+              for c, s in good]
+    low = [(c, {"_random_samples": s["_random_samples"] / 2}) for c, s in good]
+    one = [(c, {"_random_samples": np.where(s["_random_samples"] > 0.9, 1.0, s["_random_samples"])})
+           for c, s in good]
+    alpha = spec.randomness.false_alarm
+
+    def failed(samples):
+        return {check.name for check in spec.randomness.check(samples, alpha) if not check.ok}
+
+    assert failed(good) == set()
+    assert "independent channels" in failed(shared)
+    assert {"below 0.5", "below 0.75"} <= failed(low)
+    assert "range" in failed(one)

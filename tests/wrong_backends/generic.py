@@ -31,7 +31,7 @@ class ReluGradAtZero(TorchBackend):
     name = "wrong-relu-kink"
 
     def build_module(self, case, cls, kwargs):
-        if case.op == "ReLU":
+        if case.op == "ReLU" and not kwargs.get("inplace"):  # (in place it is torch's own ReLU)
             return _WrongKinkReLU()
         return super().build_module(case, cls, kwargs)
 

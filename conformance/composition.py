@@ -1,0 +1,307 @@
+"""Models composed of declared catalogue layers: drawing them, their reference, their error bound.
+
+A *model* is a chain of 1 to 5 layers whose shapes chain (``conformance.chainable`` lists the
+layers that may take part and how each one is drawn for a given input). Each layer reuses the
+declaration of its catalogue entry: its reference computes the layer, its tolerance bounds the
+layer's own rounding error. Nothing of a layer's mathematics is written twice.
+
+Case layout (plain data, so that the call tree and the repro script can rebuild the model):
+``case.params["layers"]`` lists, per layer, the declaration (``op``), its constructor arguments
+(``params``), the local names of its parameters and buffers, and ``paths``: the name each of them
+has in the container (``0.weight``, ``module.2.running_mean``, a ParameterList index ``3``), which
+is also the case input holding its value.
+
+The composed reference runs the layers' references forward, then their VJPs backward (each
+layer's input gradient is the previous layer's output cotangent). An activation beyond the dtype's
+range is passed on as ±inf, as the backend's overflowed value is.
+
+The error bound (float tier) propagates to first order, layer by layer. With E_x the bound on the
+error of a layer's input and E_g on its output cotangent, each compared tensor t of the layer gets
+
+    E_t = B_t + P_t(E_x, E_g),
+
+B_t the layer's own bound (its declaration's tolerance evaluated on the layer's sub-case: the error
+of computing the layer in the dtype on exact inputs; zero where its declaration claims exactness)
+and P_t the propagated error, the layer's first-order sensitivity applied to the incoming bounds
+(``Propagation``, per layer kind in ``conformance.chainable``): multilinear layers evaluate their
+own reference on |W|, E_x, |g| + E_g, which is exactly |J|·E; selection layers (ReLU, max pooling)
+are 1-Lipschitz and route E_g, plus the whole |g| + E_g wherever the incoming error could flip a
+selection (an input within E_x of a kink or of its window's maximum); smooth layers (BatchNorm,
+Softmax) carry their Jacobian's bound explicitly. The bound on each container tensor (output, every
+parameter gradient, every buffer after the call) is then compared through the tolerance engine as a
+magnitude (c = 1, K = 1: the bound itself). A tensor whose bound is zero everywhere (integer chains
+of piecewise-linear layers in the exact tier, or exact layers alone) is compared bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from backends.base import Case, Result
+from conformance import strategies as S
+from conformance.compare import Comparison, compare_tensor
+from conformance.dtypes import DTYPES
+from conformance.spec import LayerSpec, Tolerance, all_specs
+from conformance.tolerance import bound_for, magnitudes
+
+# -- the model, as case data -------------------------------------------------------------------------
+
+def layers_of(case: Case) -> list[dict[str, Any]]:
+    return list(case.params["layers"])
+
+
+def layer_spec(layer: Mapping[str, Any]) -> LayerSpec:
+    return all_specs()[layer["op"]]
+
+
+def layer_case(case: Case, index: int, x: np.ndarray, cotangent: np.ndarray | None = None) -> Case:
+    """The sub-case of layer ``index``: its declaration's parameters, ``x`` as its input, its
+    parameters and buffers from the container's case inputs (by path), the container's train flag
+    and tier."""
+    layer = case.params["layers"][index]
+    inputs = {"input": x, **{local: case.inputs[path] for local, path in layer["paths"].items()}}
+    differentiable = (("input",) if x.dtype.kind == "f" else ()) + tuple(layer["parameters"])
+    return Case(op=layer["op"], dtype=case.dtype, params=dict(layer["params"]), inputs=inputs,
+                differentiable=differentiable, train=case.train, tier=case.tier,
+                cotangents={} if cotangent is None else {"output": cotangent})
+
+
+@dataclass
+class LayerRun:
+    """One layer of an evaluated model: its declaration, sub-case (with the cotangent once the
+    backward pass ran) and reference result."""
+
+    spec: LayerSpec
+    case: Case
+    result: Result
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.case.inputs["input"]
+
+
+def compose_reference(case: Case, backward: bool) -> Result:
+    """The model's reference: each layer's reference forward, then each VJP backward. Every
+    parameter gradient and buffer is named by its container path; ``meta["runs"]`` keeps the
+    per-layer runs for the error bound."""
+    layers = layers_of(case)
+    x = case.inputs["input"]
+    runs: list[LayerRun] = []
+    for i, layer in enumerate(layers):
+        spec = layer_spec(layer)
+        sub = layer_case(case, i, x)
+        result = spec.reference(sub, False)
+        runs.append(LayerRun(spec, sub, result))
+        x = saturate(result.outputs["output"], case.dtype)
+    out = Result(outputs={"output": x}, meta={"runs": runs})
+    for layer, run in zip(layers, runs):
+        for local, value in run.result.state.items():
+            out.state[layer["paths"][local]] = value
+    if backward:
+        g = S.output_gradient(case, "output", x)
+        for i in reversed(range(len(layers))):
+            run = runs[i]
+            sub = replace(run.case, cotangents={"output": g})
+            result = run.spec.reference(sub, True)
+            result.state = run.result.state  # the forward's buffers (the backward recomputes them)
+            runs[i] = LayerRun(run.spec, sub, result)
+            for local in layers[i]["parameters"]:
+                out.grads[layers[i]["paths"][local]] = result.grads[local]
+            g = result.grads.get("input")
+        if "input" in case.differentiable and g is not None:
+            out.grads["input"] = g
+    return out
+
+
+def saturate(x: np.ndarray, dtype: str) -> np.ndarray:
+    """An intermediate activation as the dtype can hold it: beyond the largest finite value it is
+    ±inf (the next layer receives an overflowed value, as the backend's does)."""
+    fmt = DTYPES[dtype]
+    if x.dtype.kind != "f":
+        return x
+    with np.errstate(invalid="ignore"):
+        return np.where(np.abs(x) > fmt.max_value * (1 + fmt.unit_roundoff), np.sign(x) * np.inf, x)
+
+
+# -- propagation of error bounds ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Propagation:
+    """A layer's first-order sensitivity to errors in its input and output cotangent.
+
+    ``forward(run, e_x)`` -> bounds added to ``output`` and ``state.<buffer>``; ``backward(run,
+    e_x, e_g)`` -> bounds added to ``grad.input`` and ``grad.<parameter>``. ``e_x`` is None for
+    an integer input (exact). Every array is a per-element bound (>= 0) of the tensor's shape.
+    """
+
+    forward: Callable[[LayerRun, np.ndarray | None], dict[str, np.ndarray]]
+    backward: Callable[[LayerRun, np.ndarray | None, np.ndarray], dict[str, np.ndarray]]
+
+
+PROPAGATION: dict[str, Propagation] = {}  # op -> propagation, filled by conformance.chainable
+
+
+def own_bounds(run: LayerRun) -> dict[str, np.ndarray]:
+    """The layer's own error bound for every tensor of its result (its declaration's tolerance)."""
+    ref_tensors = run.result.tensors()
+    with np.errstate(all="ignore"):
+        mags = magnitudes(run.spec, run.case, run.result)
+        out = {}
+        for name, value in ref_tensors.items():
+            value = np.asarray(value)
+            if value.dtype.kind != "f":
+                out[name] = np.zeros(value.shape)
+                continue
+            allowed = bound_for(run.spec, run.case, name, value, mags[name]).allowed
+            # Where the declaration's magnitude and rounding terms vanish (a copy, a zero result)
+            # only the engine's floor (K·tiny + the float64 reference's rounding) remains: the layer
+            # claims exactness there, and a chain of such elements stays bit-exact.
+            claimed = (np.asarray(mags[name]) == 0) & ((run.spec.tolerance_for(name).out_ulps == 0) | (value == 0))
+            out[name] = np.where(claimed, 0.0, allowed)
+    return out
+
+
+def chain_bounds(case: Case, result: Result) -> dict[str, np.ndarray]:
+    """The bound on every compared tensor of the model (qualified names), see the module docstring."""
+    if "bounds" in result.meta:
+        return result.meta["bounds"]
+    layers = layers_of(case)
+    runs: list[LayerRun] = result.meta["runs"]
+    bounds: dict[str, np.ndarray] = {}
+    e_x: np.ndarray | None = np.zeros(case.inputs["input"].shape) if case.inputs["input"].dtype.kind == "f" else None
+    inputs_e: list[np.ndarray | None] = []
+    owns = [own_bounds(run) for run in runs]
+    for layer, run, own in zip(layers, runs, owns):
+        inputs_e.append(e_x)
+        prop = PROPAGATION[layer["op"]].forward(run, e_x)
+        for name, value in own.items():
+            if name == "output" or name.startswith("state."):
+                total = value + prop.get(name, 0.0)
+                if name == "output":
+                    e_x = total
+                else:
+                    bounds["state." + layer["paths"][name[len("state."):]]] = total
+    bounds["output"] = e_x if e_x is not None else np.zeros(np.shape(result.outputs["output"]))
+    if result.grads:
+        e_g = np.zeros(np.shape(result.outputs["output"]))
+        for i in reversed(range(len(layers))):
+            run, own = runs[i], owns[i]
+            prop = PROPAGATION[layers[i]["op"]].backward(run, inputs_e[i], e_g)
+            for local in layers[i]["parameters"]:
+                bounds["grad." + layers[i]["paths"][local]] = own[f"grad.{local}"] + prop.get(f"grad.{local}", 0.0)
+            e_g = own["grad.input"] + prop.get("grad.input", 0.0) if "grad.input" in own else None
+        if e_g is not None and "input" in result.grads:
+            bounds["grad.input"] = e_g
+    with np.errstate(invalid="ignore"):  # NaN where the values are not finite (patterns are compared instead)
+        bounds = {k: np.nan_to_num(np.asarray(v, dtype=np.float64), nan=0.0, posinf=np.inf) for k, v in bounds.items()}
+    result.meta["bounds"] = bounds
+    return bounds
+
+
+def composed_magnitude(case: Case, result: Result) -> dict[str, np.ndarray]:
+    """absref = bound / u, so that the tolerance engine's c·√K·u·absref (c = 1, K = 1) is the bound."""
+    u = DTYPES[case.dtype].unit_roundoff
+    return {name: value / u for name, value in chain_bounds(case, result).items()}
+
+
+COMPOSED_TOLERANCE = Tolerance(reduction=1, magnitude=composed_magnitude, c=1.0, out_ulps=0.0, exact="none")
+EXACT = Tolerance(magnitude="ref", exact="always")
+
+
+def composed_comparator(spec: LayerSpec, case: Case, name: str, result: Result, got: Result) -> Comparison:
+    """Compare one container tensor against its propagated bound; bit for bit where the bound is 0."""
+    bounds = chain_bounds(case, result)
+    expected = result.tensors()[name]
+    bound = bounds.get(name, np.zeros(np.shape(expected)))
+    exact = not np.any(bound)
+    judged = replace(spec, tolerance=EXACT if exact else COMPOSED_TOLERANCE)
+    return compare_tensor(judged, case, name, expected, got.tensors().get(name), got.dtypes.get(name),
+                          bound / DTYPES[case.dtype].unit_roundoff)
+
+
+class EveryTensor(Mapping):
+    """A comparators mapping that gives ``comparator`` for every tensor name (the container's
+    tensors are named after the drawn model)."""
+
+    def __init__(self, comparator: Callable[..., Comparison]):
+        self._comparator = comparator
+
+    def __getitem__(self, key: str) -> Callable[..., Comparison]:
+        return self._comparator
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+# -- helpers for propagation rules ------------------------------------------------------------------
+
+def with_inputs(case: Case, **arrays: np.ndarray) -> Case:
+    return replace(case, inputs={**case.inputs, **arrays})
+
+
+def reference_on(run: LayerRun, backward: bool, cotangent: np.ndarray | None = None, **arrays: np.ndarray) -> Result:
+    """The layer's reference on modified inputs (and cotangent)."""
+    sub = with_inputs(run.case, **arrays)
+    if cotangent is not None:
+        sub = replace(sub, cotangents={"output": cotangent})
+    with np.errstate(all="ignore"):
+        return run.spec.reference(sub, backward)
+
+
+def multilinear(weights: Sequence[str] = ("weight",), biases: Sequence[str] = ("bias",)) -> Propagation:
+    """Layers linear in their input and (separately) in each weight, plus an additive bias
+    (Linear, convolutions, average pooling, embedding lookups). Evaluated on non-negative
+    arguments the reference gives |J|·E exactly:
+
+    - output: f(E_x; |W|, bias 0);
+    - grad.input (linear in g, independent of x): VJP(|x|, |W|; E_g);
+    - grad.weight (bilinear in x and g): B(E_x, |g| + E_g) + B(|x|, E_g);
+    - grad.bias (Σ g): VJP(...; E_g).
+    """
+
+    def _absolute(run: LayerRun) -> dict[str, np.ndarray]:
+        arrays = {w: np.abs(run.case.inputs[w]) for w in weights if w in run.case.inputs}
+        arrays.update({b: np.zeros_like(run.case.inputs[b]) for b in biases if b in run.case.inputs})
+        return arrays
+
+    def forward(run: LayerRun, e_x: np.ndarray | None) -> dict[str, np.ndarray]:
+        if e_x is None:
+            return {}
+        return {"output": reference_on(run, False, input=e_x, **_absolute(run)).outputs["output"]}
+
+    def backward(run: LayerRun, e_x: np.ndarray | None, e_g: np.ndarray) -> dict[str, np.ndarray]:
+        arrays = _absolute(run)
+        x = run.x
+        abs_x = np.abs(x) if x.dtype.kind == "f" else x
+        through_g = reference_on(run, True, e_g, input=abs_x, **arrays).grads
+        out = {f"grad.{k}": np.abs(v) for k, v in through_g.items()}
+        if e_x is not None and any(w in run.case.inputs for w in weights):
+            g = np.abs(run.case.cotangents["output"]) + e_g
+            through_x = reference_on(run, True, g, input=e_x, **arrays).grads
+            for w in weights:
+                if f"grad.{w}" in out:
+                    out[f"grad.{w}"] = out[f"grad.{w}"] + np.abs(through_x[w])
+        return out
+
+    return Propagation(forward, backward)
+
+
+@dataclass
+class DrawnLayer:
+    """A drawn layer before it is placed in a container: constructor arguments, arrays by local
+    name, which of them are parameters (differentiable) and buffers (mutated by the call)."""
+
+    op: str
+    params: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    parameters: tuple[str, ...] = ()
+    buffers: tuple[str, ...] = ()
+    mutated: tuple[str, ...] = ()
+    extras: tuple[str, ...] = ()  # plain call inputs (a loss's target): neither parameters nor buffers

@@ -1,0 +1,216 @@
+"""Deliberately wrong activation adapters: each reproduces one implementer's mistake on top of torch.
+
+- ``SoftplusGradNoBeta``: Softplus whose backward drops the chain rule's β: g·σ(βx)/β.
+- ``TanhGradFromInput``: Tanh whose backward uses 1 - x² instead of 1 - y².
+- ``EluIgnoresAlpha``: ELU whose forward uses alpha = 1 (the backward is right).
+- ``ThresholdWritesZero``: Threshold that writes 0 instead of ``value``.
+- ``HardtanhGradAtBounds``: Hardtanh whose derivative is 1 at min_val and max_val (<= instead of <).
+- ``LogSigmoidNaive``: LogSigmoid as log(sigmoid(x)), which underflows to -inf for large negative x.
+- ``LogSoftmaxNoMaxShift``: LogSoftmax without the max shift: exp overflows for large inputs.
+- ``SoftmaxImplicitDimLast``: Softmax(dim=None) normalising over the last dim instead of the legacy choice.
+- ``Relu6SwallowsNaN``: ReLU6 as fmin(fmax(x, 0), 6), which turns NaN into 0.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from backends.torch_backend import TorchBackend
+
+
+class _SoftplusNoBeta(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, beta, threshold):
+        ctx.save_for_backward(x)
+        ctx.beta, ctx.threshold = beta, threshold
+        return torch.nn.functional.softplus(x, beta, threshold)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        t = x * ctx.beta
+        grad = torch.where(t > ctx.threshold, g, g * torch.sigmoid(t) / ctx.beta)  # wrong: / β
+        return grad, None, None
+
+
+class _Softplus(torch.nn.Softplus):
+    def forward(self, x):
+        return _SoftplusNoBeta.apply(x, self.beta, self.threshold)
+
+
+class SoftplusGradNoBeta(TorchBackend):
+    """Softplus whose backward divides by β (the chain rule's β·(1/β) lost one factor)."""
+
+    name = "wrong-softplus-grad-no-beta"
+
+    def build_module(self, case, cls, kwargs):
+        return _Softplus(**kwargs) if case.op == "Softplus" else super().build_module(case, cls, kwargs)
+
+
+class _TanhFromInput(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.tanh(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * (1 - x * x)  # wrong: 1 - y²
+
+
+class _Tanh(torch.nn.Tanh):
+    def forward(self, x):
+        return _TanhFromInput.apply(x)
+
+
+class TanhGradFromInput(TorchBackend):
+    """Tanh whose backward uses 1 - x² instead of 1 - tanh(x)²."""
+
+    name = "wrong-tanh-grad-from-input"
+
+    def build_module(self, case, cls, kwargs):
+        return _Tanh() if case.op == "Tanh" else super().build_module(case, cls, kwargs)
+
+
+class _EluAlphaOne(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, alpha):
+        ctx.save_for_backward(x)
+        ctx.alpha = alpha
+        return torch.nn.functional.elu(x, 1.0)  # wrong: alpha ignored
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return torch.where(x > 0, g, g * ctx.alpha * torch.exp(x)), None
+
+
+class _Elu(torch.nn.ELU):
+    def forward(self, x):
+        y = _EluAlphaOne.apply(x, self.alpha)
+        return x.copy_(y) if self.inplace else y
+
+
+class EluIgnoresAlpha(TorchBackend):
+    """ELU whose forward always uses alpha = 1."""
+
+    name = "wrong-elu-ignores-alpha"
+
+    def build_module(self, case, cls, kwargs):
+        return _Elu(**kwargs) if case.op == "ELU" else super().build_module(case, cls, kwargs)
+
+
+class _ThresholdZero(torch.nn.Threshold):
+    def forward(self, x):
+        y = torch.where(x > self.threshold, x, torch.zeros_like(x))  # wrong: 0 instead of value
+        return x.copy_(y) if self.inplace else y
+
+
+class ThresholdWritesZero(TorchBackend):
+    """Threshold that replaces x <= threshold by 0 instead of ``value``."""
+
+    name = "wrong-threshold-writes-zero"
+
+    def build_module(self, case, cls, kwargs):
+        return _ThresholdZero(**kwargs) if case.op == "Threshold" else super().build_module(case, cls, kwargs)
+
+
+class _HardtanhInclusive(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, lo, hi):
+        ctx.save_for_backward(x)
+        ctx.lo, ctx.hi = lo, hi
+        return x.clamp(lo, hi)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        inside = (x >= ctx.lo) & (x <= ctx.hi)  # wrong: the boundaries count as inside
+        return torch.where(inside, g, torch.zeros_like(g)), None, None
+
+
+class _Hardtanh(torch.nn.Hardtanh):
+    def forward(self, x):
+        y = _HardtanhInclusive.apply(x, self.min_val, self.max_val)
+        return x.copy_(y) if self.inplace else y
+
+
+class HardtanhGradAtBounds(TorchBackend):
+    """Hardtanh whose derivative is 1 at x == min_val and x == max_val: only visible at the kinks."""
+
+    name = "wrong-hardtanh-grad-at-bounds"
+
+    def build_module(self, case, cls, kwargs):
+        return _Hardtanh(**kwargs) if case.op == "Hardtanh" else super().build_module(case, cls, kwargs)
+
+
+class _LogSigmoidNaive(torch.nn.LogSigmoid):
+    def forward(self, x):
+        return torch.log(torch.sigmoid(x))  # wrong: sigmoid underflows to 0 for large negative x
+
+
+class LogSigmoidNaive(TorchBackend):
+    """LogSigmoid as log(sigmoid(x)): -inf where sigmoid underflows (x < -745 in float64)."""
+
+    name = "wrong-logsigmoid-naive"
+
+    def build_module(self, case, cls, kwargs):
+        return _LogSigmoidNaive() if case.op == "LogSigmoid" else super().build_module(case, cls, kwargs)
+
+
+class _LogSoftmaxNoShift(torch.nn.LogSoftmax):
+    def forward(self, x):
+        dim = self.dim if self.dim is not None else torch.nn.functional._get_softmax_dim("log_softmax", x.dim(), 5)
+        return x - torch.log(torch.exp(x).sum(dim, keepdim=True))  # wrong: no max shift
+
+
+class LogSoftmaxNoMaxShift(TorchBackend):
+    """LogSoftmax without subtracting the maximum: exp(x) overflows for x > 709 (float64)."""
+
+    name = "wrong-logsoftmax-no-max-shift"
+
+    def build_module(self, case, cls, kwargs):
+        return _LogSoftmaxNoShift(**kwargs) if case.op == "LogSoftmax" else super().build_module(case, cls, kwargs)
+
+
+class _SoftmaxLastDim(torch.nn.Softmax):
+    def forward(self, x):
+        return torch.softmax(x, -1 if self.dim is None else self.dim)  # wrong: the legacy choice is 0 or 1
+
+
+class SoftmaxImplicitDimLast(TorchBackend):
+    """Softmax(dim=None) over the last dim (the deprecated implicit choice is 0 for 0-, 1- and 3-d
+    inputs, else 1)."""
+
+    name = "wrong-softmax-implicit-dim-last"
+
+    def build_module(self, case, cls, kwargs):
+        return _SoftmaxLastDim(**kwargs) if case.op == "Softmax" else super().build_module(case, cls, kwargs)
+
+
+class _Relu6FmaxFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.fmin(torch.fmax(x, torch.zeros_like(x)), torch.full_like(x, 6.0))  # wrong: fmax drops NaN
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return torch.where((x > 0) & (x < 6), g, torch.zeros_like(g))
+
+
+class _Relu6Fmax(torch.nn.ReLU6):
+    def forward(self, x):
+        y = _Relu6FmaxFn.apply(x)
+        return x.copy_(y) if self.inplace else y
+
+
+class Relu6SwallowsNaN(TorchBackend):
+    """ReLU6 through fmax/fmin, which return the other operand when one is NaN: NaN becomes 0."""
+
+    name = "wrong-relu6-swallows-nan"
+
+    def build_module(self, case, cls, kwargs):
+        return _Relu6Fmax(**kwargs) if case.op == "ReLU6" else super().build_module(case, cls, kwargs)
