@@ -50,10 +50,10 @@ class MyBackend(Backend):
         # case.cotangents: output gradients; case.call: the call tree a torch-like framework can
         # interpret (backends/torch_call.py), whose "mutated" names the tensors the call overwrites.
         x = case.inputs["input"].astype(np.float32)
-        y = np.where(x > 0, x, np.float32(0))
-        result = Result(outputs={"output": y.astype(np.float64)})
+        result = Result(outputs={"output": np.maximum(x, 0).astype(np.float64)})  # NaN propagates
         if "output" in case.cotangents:  # backward: a gradient for each of case.differentiable
-            result.grads["input"] = np.where(x > 0, case.cotangents["output"], 0.0)
+            g = np.where(x > 0, case.cotangents["output"], 0.0)
+            result.grads["input"] = np.where(np.isnan(x), np.nan, g)  # NaN in, NaN gradient out
         for name in case.call.get("mutated", ()):  # ReLU(inplace=True) overwrites its input
             result.state[name] = result.outputs["output"]
         return result

@@ -21,10 +21,10 @@ Arrays = dict[str, np.ndarray]
 
 
 def _relu(case: Case, x: Arrays, g: np.ndarray | None) -> tuple[Arrays, Arrays]:
-    """y = max(x, 0) (NaN propagates); dx = g where x > 0, else 0."""
+    """y = max(x, 0); dx = g where x > 0, else 0. NaN propagates, to the gradient too."""
     v = x["input"]
-    y = np.where(v > 0, v, np.where(np.isnan(v), v, v.dtype.type(0)))
-    grads = {"input": np.where(v > 0, g, 0).astype(v.dtype)} if g is not None else {}
+    y = np.maximum(v, v.dtype.type(0))
+    grads = {"input": np.where(np.isnan(v), v, np.where(v > 0, g, 0)).astype(v.dtype)} if g is not None else {}
     return {"output": y}, grads
 
 
