@@ -9,19 +9,22 @@ captures and decomposes but runs eager kernels, which separates capture from cod
 builds both. The result is judged against the reference like any other backend's, never against
 eager torch.
 
-Compilation costs seconds per graph, so compiled trampolines are reused: one per *call signature*
-(entry, callee, dtype, call tree without its seed, input layouts, ranks and which sizes are 0 or 1,
-differentiable inputs), at most ``cache_size`` of them (least recently used dropped), all dropped
-with ``torch._dynamo.reset()`` when the run moves on to another target (entry × dtype), which bounds
-memory over a whole-catalogue run. Each case runs either a static-shape graph or a dynamic-shape
-one, decided by the case itself (``graph_kind``: the parity of its id), so that a replay of a case
-(Hypothesis replays and shrinks) runs the same kind of graph whatever ran before it:
+Compilation costs seconds per graph, so a compiled trampoline is reused for consecutive cases of
+one *call signature* (entry, callee, dtype, call tree without its seed, input layouts, ranks and
+which sizes are 0 or 1, differentiable inputs): Hypothesis replays and shrinks a case through many
+nearby ones. Before a new signature is compiled, ``torch._dynamo.reset()`` drops every compiled
+graph and dynamo's process state, so that each compilation starts from the same state whatever ran
+before it: a replayed case gets the same graph, hence the same result or the same compile failure
+(a compiler whose outcome depended on the compilations before it would make replays flaky), and
+memory stays bounded over a whole-catalogue run. Inductor's on-disk caches (FX graph, AOTAutograd)
+make recompiling a graph seen before cheap. Each case runs either a static-shape graph or a
+dynamic-shape one, decided by the case itself (``graph_kind``: the parity of its id):
 
 - *static*: ``dynamic=False``, the signature plus the exact sizes (inductor specialises loops,
   vectorisation and tails to the sizes: the code a fixed-shape model gets);
 - *dynamic*: ``dynamic=True`` with every size its own symbol (no duck sizing, so an incidental
   equality of two sizes adds no guard): one graph serves every size of the signature, which is
-  where compiled graphs get reused (fewer compiles) and where symbolic-size code is tested.
+  where compiled graphs get reused and where symbolic-size code is tested.
 
 Each trampoline has its own code object, so dynamo's per-code cache and its recompile limit apply
 per signature.
@@ -40,9 +43,13 @@ masks (rule ``nonzero``) come from inductor's own generator and are judged stati
 A call the compiler cannot compile raises ``CompileFailure`` (verdict ``compile``, never a pass and
 never a wrong value), whose message starts with the kind: ``graph break`` (dynamo cannot capture
 the call as one graph), ``recompile limit`` (the signature needed more than 8 graphs) or
-``compiler error`` (dynamo, AOTAutograd or the backend compiler failed, forward or backward). An
+``compiler error`` (dynamo, AOTAutograd or the backend compiler failed, forward or backward, with
+one of their errors, or with an AssertionError raised while compiling: an internal invariant, which
+escapes unwrapped from the backward compiler that AOTAutograd calls at the first backward pass). An
 exception the traced program itself raises — one dynamo observed while tracing, or an argument
-check failing on fake tensors — is the call's own error and is raised as such.
+check failing on fake tensors — is the call's own error and is raised as such, and so is an
+AssertionError raised while a compiled graph runs (inductor's generated code checks the sizes and
+strides kernels return: a wrong value of the compiled program, not a failure to compile).
 """
 
 from __future__ import annotations
@@ -50,11 +57,12 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
+import traceback
 import types
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -64,7 +72,6 @@ from backends.torch_backend import TorchBackend
 
 DEFAULT_COMPILER = "inductor"
 RECOMPILE_LIMIT = 8
-CACHE_SIZE = 16
 MESSAGE_LIMIT = 2000
 BASE_NAMES = {"cpu": "torch-compile", "cuda": "torch-compile-cuda"}
 
@@ -204,6 +211,26 @@ def _text(exc: BaseException) -> str:
     return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT] + " [...]"
 
 
+# A traceback frame of compilation: dynamo converting a frame (tracing, then calling the compiler), or a
+# compiler proper (AOTAutograd's compilers, among them the backward compiler it calls lazily at the
+# first backward pass; inductor's compile_fx and code generation). Frames of running a compiled graph
+# are runtime wrappers (forward, runtime_wrapper, _compiled_backward, compile_wrapper, run, __call__)
+# and match neither; inductor's generated code lives outside torch/.
+_COMPILING_FILES = ("torch/_dynamo/convert_frame.py", "torch/_dynamo/output_graph.py")
+_COMPILER_PACKAGES = ("torch/_dynamo/", "torch/_functorch/", "torch/_inductor/")
+_COMPILING_FUNCTION = re.compile(r"compiler|compile_fx|codegen_and_compile|compile_to_module")
+
+
+def _raised_while_compiling(exc: BaseException) -> bool:
+    """Whether a frame of compilation was on the stack where ``exc`` was raised."""
+    for frame in traceback.extract_tb(exc.__traceback__):
+        path = frame.filename.replace(os.sep, "/")
+        if path.endswith(_COMPILING_FILES) or (any(p in path for p in _COMPILER_PACKAGES)
+                                               and _COMPILING_FUNCTION.search(frame.name)):
+            return True
+    return False
+
+
 def classify(exc: BaseException) -> BaseException:
     """The exception to report for what the compiled call raised (see the module docstring)."""
     try:
@@ -231,6 +258,8 @@ def classify(exc: BaseException) -> BaseException:
             return exc  # an argument check failed on fake tensors: the call's own error
         if isinstance(e, (dynamo_exc.BackendCompilerFailed, dynamo_exc.TorchDynamoException, *inductor_errors)):
             return CompileFailure(f"compiler error: {_text(e)}")
+    if isinstance(exc, AssertionError) and _raised_while_compiling(exc):  # an internal invariant of the compiler
+        return CompileFailure(f"compiler error: {_text(exc)}")
     return exc
 
 
@@ -243,20 +272,18 @@ class TorchCompileBackend(TorchBackend):
     """
 
     def __init__(self, compiler: str | Callable[..., Any] = DEFAULT_COMPILER, mode: str | None = None,
-                 device: str = "cpu", cache_size: int = CACHE_SIZE):
+                 device: str = "cpu"):
         super().__init__(device)
         self.compiler = compiler  # a registered torch.compile backend name, or a backend callable
         self.compiler_name = compiler if isinstance(compiler, str) else getattr(compiler, "__name__", repr(compiler))
         self.mode = mode
-        self.cache_size = cache_size
         if not type(self).name:
             default = self.compiler_name == DEFAULT_COMPILER and not mode
             suffix = "" if default else f":{self.compiler_name}" + (f":{mode}" if mode else "")
             self.name = BASE_NAMES[device] + suffix
-        self._cache: OrderedDict[str, Callable[..., Any]] = OrderedDict()
-        self._target: tuple[str, str] | None = None
+        self._live: tuple[str, Callable[..., Any]] | None = None  # (signature, compiled trampoline)
         self._configured = False
-        self.stats = {"compiled_signatures": 0, "reused": 0, "resets": 0}
+        self.stats = {"compiled": 0, "reused": 0}
 
     @classmethod
     def from_spec(cls, spec: str) -> TorchCompileBackend:
@@ -326,28 +353,18 @@ class TorchCompileBackend(TorchBackend):
 
     # -- compiled callables ------------------------------------------------------------------------
     def _compiled(self, key: str, kind: str) -> Callable[..., Any]:
-        compiled = self._cache.get(key)
-        if compiled is not None:
-            self._cache.move_to_end(key)
+        """The live trampoline when it has this signature; else a fresh one compiled from a reset state."""
+        if self._live is not None and self._live[0] == key:
             self.stats["reused"] += 1
-            return compiled
+            return self._live[1]
         torch = _torch()
+        self._live = None
+        torch._dynamo.reset()
         compiled = torch.compile(_trampoline(), backend=self.compiler, mode=self.mode, fullgraph=True,
                                  dynamic=kind == "dynamic")
-        self._cache[key] = compiled
-        self.stats["compiled_signatures"] += 1
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        self._live = (key, compiled)
+        self.stats["compiled"] += 1
         return compiled
-
-    def _new_target(self, case: Case) -> None:
-        """Drop every compiled graph when the run moves on to another target (bounded memory)."""
-        target = (case.target, case.dtype)
-        if self._target is not None and target != self._target:
-            self._cache.clear()
-            _torch()._dynamo.reset()
-            self.stats["resets"] += 1
-        self._target = target
 
     def call_target(self, case: Case, fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
         kind = graph_kind(case)
@@ -356,7 +373,7 @@ class TorchCompileBackend(TorchBackend):
             return self._compiled(key, kind)(fn, args, kwargs)
         except BaseException as exc:
             if isinstance(classify(exc), CompileFailure):  # a signature that failed to compile starts afresh
-                self._cache.pop(key, None)
+                self._live = None
             raise
 
     @contextmanager
@@ -374,7 +391,6 @@ class TorchCompileBackend(TorchBackend):
 
     def run(self, case: Case) -> Result:
         self.prepare()
-        self._new_target(case)
         try:
             with self._case_config(case):
                 result = super().run(case)

@@ -85,20 +85,32 @@ def _relu_case(shape: tuple[int, ...], op: str = "ReLU") -> Case:
     return reference_result(all_specs()[op], case)[0]
 
 
-def test_compiled_callables_are_shared_per_signature_and_dropped_per_target():
+def test_consecutive_cases_of_a_signature_share_a_compiled_callable():
     backend = TorchCompileBackend("aot_eager")
-    shapes = [(3, 4), (5, 4), (6, 7), (7, 9), (8, 5), (9, 3)]
-    kinds = [graph_kind(_relu_case(shape)) for shape in shapes]
-    assert set(kinds) == {"static", "dynamic"}  # about half of the cases each
+    shapes = [(3, 4), (5, 4), (6, 7), (7, 9), (8, 5), (9, 3), (4, 4), (5, 6)]
+    by_kind = {"static": [], "dynamic": []}
     for shape in shapes:
+        by_kind[graph_kind(_relu_case(shape))].append(shape)
+    assert len(by_kind["static"]) >= 2 and len(by_kind["dynamic"]) >= 2  # about half of the cases each
+    for shape in by_kind["dynamic"]:  # one graph for every size of the signature
         got = backend.run(_relu_case(shape))
         assert np.array_equal(got.outputs["output"], np.maximum(_relu_case(shape).inputs["input"], 0))
-    dynamic = kinds.count("dynamic")  # one graph for every size of the signature
-    assert backend.stats == {"compiled_signatures": kinds.count("static") + 1, "reused": dynamic - 1, "resets": 0}
-    backend.run(_relu_case(shapes[0]))  # a replay runs the graph it ran the first time
-    assert backend.stats["reused"] == dynamic
-    backend.run(_relu_case((3,), op="Softmax"))  # another target drops every compiled graph
-    assert backend.stats["resets"] == 1 and len(backend._cache) == 1
+    assert backend.stats == {"compiled": 1, "reused": len(by_kind["dynamic"]) - 1}
+    for shape in by_kind["static"]:  # one graph per size
+        backend.run(_relu_case(shape))
+    assert backend.stats["compiled"] == 1 + len(by_kind["static"])
+    backend.run(_relu_case(by_kind["static"][-1]))  # a replay reuses the graph it ran
+    assert backend.stats["compiled"] == 1 + len(by_kind["static"])
+
+
+def test_a_replay_after_other_signatures_gives_the_same_result():
+    backend = TorchCompileBackend("aot_eager")
+    case = _relu_case((4, 5))
+    first = backend.run(case)
+    backend.run(_relu_case((3,), op="Softmax"))  # another signature: dynamo is reset before it compiles
+    again = backend.run(case)
+    assert all(np.array_equal(first.tensors()[k], again.tensors()[k], equal_nan=True) for k in first.tensors())
+    assert backend.stats["compiled"] == 3
 
 
 # -- verdicts ------------------------------------------------------------------------------------------
@@ -212,6 +224,38 @@ def test_exceptions_are_classified():
     else:
         raise AssertionError("the recompile limit was never hit")
     assert isinstance(failure, CompileFailure) and str(failure).startswith("recompile limit")
+    torch._dynamo.reset()
+
+
+def _asserts_while_compiling(gm, example_inputs):
+    raise AssertionError("an invariant of the compiler")
+
+
+def _asserts_while_running(gm, example_inputs):
+    def run(args):
+        raise AssertionError("a check of the compiled code")
+
+    run._boxed_call = True
+    return run
+
+
+def _backward(compiler):
+    """Compile 2x with a no-op forward compiler and ``compiler`` for the backward, which AOTAutograd
+    calls lazily, at the first backward pass (outside dynamo, so nothing wraps what it raises)."""
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._dynamo.backends.debugging import boxed_nop
+
+    torch._dynamo.reset()
+    y = torch.compile(lambda t: (2 * t).sum(), backend=aot_autograd(fw_compiler=boxed_nop, bw_compiler=compiler),
+                      fullgraph=True)(torch.ones(3, requires_grad=True))
+    y.backward()
+
+
+def test_assertions_are_compiler_errors_only_while_compiling():
+    failure = classify(_raised(_backward, _asserts_while_compiling))
+    assert isinstance(failure, CompileFailure) and "compiler error: AssertionError" in str(failure)
+    running = _raised(_backward, _asserts_while_running)
+    assert classify(running) is running  # raised by the compiled graph: the call's own error
     torch._dynamo.reset()
 
 
