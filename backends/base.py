@@ -287,6 +287,9 @@ class Backend:
     """
 
     name: str = "backend"
+    # Other backends' names whose recorded known discrepancies also apply to this one: an adapter
+    # that wraps another and replaces a few kernels inherits the known bugs of the rest.
+    known_as: tuple[str, ...] = ()
 
     def capabilities(self) -> Capabilities:
         return Capabilities()

@@ -36,6 +36,8 @@ class TorchBackend(Backend):
     def __init__(self, device: str = "cpu"):
         self._device = device
         self.name = type(self).name or f"torch-{device}"
+        # A renamed subclass still runs torch: torch's recorded discrepancies apply to it too.
+        self.known_as = () if self.name == f"torch-{device}" else (f"torch-{device}",)
 
     def capabilities(self) -> Capabilities:
         return Capabilities(devices=(self._device,), dtypes=DTYPE_NAMES)

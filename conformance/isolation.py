@@ -78,6 +78,7 @@ class IsolatedBackend(Backend):
     def __init__(self, backend_spec: str, inner: Backend, timeout: float = 120.0, threads: int | None = None):
         self.inner = inner
         self.name = inner.name
+        self.known_as = inner.known_as
         self.backend_spec = backend_spec
         self.timeout = timeout
         self.threads = threads

@@ -50,9 +50,12 @@ class KnownDiscrepancy:
     # worker is replaced after every matching case. Other failures keep the worker.
     restart: bool = False
 
-    def matches(self, spec: LayerSpec, backend: str, case: Case) -> bool:
+    def matches(self, spec: LayerSpec, backend: str | tuple[str, ...], case: Case) -> bool:
+        """Whether the entry covers ``case`` of ``spec`` on ``backend`` (a name, or a backend's
+        name followed by the names it is known as)."""
+        names = (backend,) if isinstance(backend, str) else backend
         op_ok = _glob(self.op, spec.id) or _glob(self.op, spec.name)
-        if not (op_ok and _glob(self.backend, backend) and _glob(self.dtype, case.dtype)):
+        if not (op_ok and any(_glob(self.backend, n) for n in names) and _glob(self.dtype, case.dtype)):
             return False
         if self.predicate:
             try:
@@ -114,7 +117,7 @@ def load_known(path: Path = KNOWN_FILE) -> list[KnownDiscrepancy]:
     return entries
 
 
-def match_known(entries: list[KnownDiscrepancy], spec: LayerSpec, backend: str,
+def match_known(entries: list[KnownDiscrepancy], spec: LayerSpec, backend: str | tuple[str, ...],
                 case: Case) -> KnownDiscrepancy | None:
     for entry in entries:
         if entry.matches(spec, backend, case):

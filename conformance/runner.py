@@ -295,7 +295,7 @@ class Runner:
     def _known_fields(self, backend: Backend, spec: LayerSpec, case: Case, failed: bool) -> dict[str, Any]:
         """A failing case matching a known entry is 'known'; a passing one stays 'pass' but counts
         toward the entry's unexpected-pass check at the end of the target (``_check_known``)."""
-        entry = match_known(self.request.known, spec, backend.name, case)
+        entry = match_known(self.request.known, spec, (backend.name, *backend.known_as), case)
         if entry is None:
             return {"known": None}
         stats = self._known_stats[(spec.id, backend.name, case.dtype)].setdefault(entry.id, [entry, 0, 0])

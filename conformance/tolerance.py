@@ -12,6 +12,9 @@ probabilistic bound for rounding errors in a sum (Higham & Mary 2019); c covers 
 rounding and the final rounding. No tolerance in nnconform is a free-standing number: each one is
 this formula, with K and absref taken from the layer's declaration.
 
+A result below the smallest normal number may also be flushed to zero (hardware FTZ modes), so
+there the bound is at least |ref|.
+
 In the exact tier, inputs and cotangents are small integers. Wherever absref <= 2^p (p the
 precision), every partial sum in every order is an integer that the format represents exactly, so
 the result must be bit-exact ("bitwise") or exact up to one final rounding ("rounded").
@@ -95,6 +98,8 @@ def bound_for(spec: LayerSpec, case: Case, tensor: str, ref: np.ndarray, absref:
         exact = np.zeros(ref.shape, dtype=bool)
     exact_allowed = rounding if tol.exact == "rounded" else np.zeros_like(allowed)
     allowed = np.where(exact, exact_allowed, allowed)
+    # A result in the subnormal range may be flushed to zero (FTZ: oneDNN, GPUs): |ref| is allowed.
+    allowed = np.where(aref < dt.min_normal, np.maximum(allowed, aref), allowed)
     return Bound(allowed=allowed, exact=exact, reduction_length=k)
 
 

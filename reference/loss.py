@@ -18,6 +18,8 @@ import math
 
 import numpy as np
 
+from reference.libm import LIBM_ULPS
+
 REDUCTIONS = ("mean", "none", "sum")
 
 
@@ -253,21 +255,24 @@ def kl_div_vjp(x: np.ndarray, t: np.ndarray, g: np.ndarray, reduction: str,
 
 
 def kl_div_errors(x: np.ndarray, t: np.ndarray, log_target: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(term error, dx error, dt error) in u; transcendental functions count 2u relative.
+    """(term error, dx error, dt error) in u; log and exp count L = LIBM_ULPS (2 ulps) relative.
 
-    Probabilities: xlogy(t, t) - t·x: 3u·|t log t| (log, product), u·|t x|, u·ℓ (subtraction);
-    dt = log t + 1 - x: 2u·|log t| + the two additions u·(|log t + 1| + |dt|) + u·|x|. dx = -t exact.
-    Log-probabilities: exp(t)·(t - x): 4u·ℓ; dx = -exp(t): 2u·e^t; dt = e^t·(t - x + 1):
-    e^t·(4|t - x| + 3) covers exp, the two additions and the product.
+    Probabilities: xlogy(t, t) - t·x: (L + 1)u·|t log t| (log, product), u·|t x|, u·ℓ (subtraction);
+    dt = log t + 1 - x: (L + 1)u·|log t| (log, its rounding) + the two additions u·(|log t + 1| + |dt|)
+    + u·|x|. dx = -t exact.
+    Log-probabilities: exp(t)·(t - x): (L + 2)u·ℓ; dx = -exp(t): L·u·e^t; dt = e^t·(t - x + 1):
+    e^t·((L + 2)|t - x| + L + 1) covers exp, the two additions and the product.
     """
     shape = np.broadcast_shapes(x.shape, t.shape)
     terms = kl_div_terms(x, t, log_target)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        lib = LIBM_ULPS
         if log_target:
             e = np.exp(t)
-            return 4 * np.abs(terms), np.broadcast_to(2 * e, shape), e * (4 * np.abs(t - x) + 3)
+            return ((lib + 2) * np.abs(terms), np.broadcast_to(lib * e, shape),
+                    e * ((lib + 2) * np.abs(t - x) + lib + 1))
         logt = np.log(np.where(t > 0, t, 1.0))
-        term_err = 3 * np.abs(t * logt) + np.abs(t * x) + np.abs(terms)
+        term_err = (lib + 1) * np.abs(t * logt) + np.abs(t * x) + np.abs(terms)
         dt = logt + 1 - x
-        dt_err = 3 * np.abs(logt) + np.abs(logt + 1) + np.abs(dt) + np.abs(x)
+        dt_err = (lib + 1) * np.abs(logt) + np.abs(logt + 1) + np.abs(dt) + np.abs(x)
         return term_err, np.zeros(shape), np.broadcast_to(dt_err, shape)

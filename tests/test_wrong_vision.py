@@ -16,7 +16,7 @@ CASES = [
     ("PixelUnshuffleChannelMajor", "PixelUnshuffle", None),
     ("BilinearBackwardDropsBorder", "UpsamplingBilinear2d", None),
     ("BilinearAlignCornersFalse", "UpsamplingBilinear2d", None),
-    ("NearestRecomputesScale", "UpsamplingNearest2d", "fractional scale"),
+    ("NearestRecomputesScale", "UpsamplingNearest2d", "1/factor differs from in/out"),
     ("PairwiseDistanceIgnoresKeepdim", "PairwiseDistance", "keepdim"),
     ("PairwiseDistanceEpsAfterNorm", "PairwiseDistance", "x1 == x2 (eps only)"),
     ("BatchNorm3dEvalBatchStats", "BatchNorm3d", "eval with running stats"),

@@ -90,6 +90,13 @@ def _pack_case(draw: Any, dtype: str, invalid: str = "") -> Case:
 PACK_INVALID = ("unsorted with enforce_sorted", "length 0", "length > T", "lengths count")
 
 
+def lengths_beyond_steps(case: Case) -> bool:
+    """Predicate of a torch discrepancy: a length exceeds the padded input's time steps."""
+    x, lengths = case.inputs["input"], case.inputs["lengths"]
+    steps = x.shape[1] if case.params["batch_first"] else x.shape[0]
+    return bool(lengths.size and lengths.max() > steps)
+
+
 def _pack_order(case: Case) -> np.ndarray:
     p = case.params
     x, lengths = case.inputs["input"], case.inputs["lengths"]

@@ -339,6 +339,15 @@ def _bilinear_magnitude(case: Case, result: Result) -> Mapping[str, np.ndarray]:
     return out
 
 
+def _scale_matters(size_in: int, size_out: int, scale: float | None) -> bool:
+    """Whether nearest's source index floor(dst/scale) differs from floor(dst·in/out) somewhere
+    (out = in and out = 2·in take torch's shortcuts, which use neither)."""
+    if scale is None or size_out in (size_in, 2 * size_in):
+        return False
+    dst = np.arange(size_out)
+    return bool(np.any(np.floor(dst / scale) != (dst * size_in) // size_out))
+
+
 def _geometry_regimes(bilinear: bool) -> tuple[Regime, ...]:
     def outs(c: Case) -> list[tuple[int, int, float | None]]:
         return geometry(c)
@@ -371,6 +380,9 @@ def _geometry_regimes(bilinear: bool) -> tuple[Regime, ...]:
                    lambda c: any(o == i and s is not None and s != 1 for i, o, s in outs(c)),
                    pins={"by": "scale_factor", "scale kind": "fractional", "scale[0]": 1.1},
                    description="torch copies when out = in, although floor(dst/1.1) would differ"),
+            Regime("1/factor differs from in/out", lambda c: any(_scale_matters(i, o, s) for i, o, s in outs(c)),
+                   pins={"by": "scale_factor", "scale kind": "fractional", "scale[0]": 3.3, "in[0]": 2},
+                   description="floor(dst/3.3) != floor(dst·in/out): the source index uses the factor"),
             Regime("non-finite values", lambda c: not np.isfinite(c.inputs["input"]).all(),
                    pins={"tier": "float", "input.kind": "special"}, description="NaN and ±inf are copied"),
         ]

@@ -247,7 +247,11 @@ class _PlantedError(TorchBackend):
 
 
 class PlantedWhhError(_PlantedError):
-    """W_hh off by 2^-20 relative: 16 float32 units of roundoff (8 ulps) in every recurrent weight."""
+    """W_hh off by 2^-18 relative: 64 float32 units of roundoff (32 ulps) in every recurrent weight.
+
+    The error reaches the outputs scaled by a gate derivative (at most 1/4 through a sigmoid) and
+    diluted by the |W_ih x| and bias terms of absref, so 2^-20 (8 ulps) sits at the edge of the
+    bound (utilisation 0.3 to 1.3 at ci): it is caught in some regimes, not reliably."""
 
     name = "planted-w-hh-error"
-    delta = 2.0**-20
+    delta = 2.0**-18
