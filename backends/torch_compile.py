@@ -50,6 +50,15 @@ exception the traced program itself raises — one dynamo observed while tracing
 check failing on fake tensors — is the call's own error and is raised as such, and so is an
 AssertionError raised while a compiled graph runs (inductor's generated code checks the sizes and
 strides kernels return: a wrong value of the compiled program, not a failure to compile).
+
+Known discrepancies: a compiled backend is matched by its own name only (``known_as`` is empty,
+unlike the renamed ``TorchBackend`` subclasses that inherit ``torch-<device>``'s entries). Compiled
+torch does not necessarily share eager torch's bugs (decompositions and generated kernels replace
+many eager kernels; others are called as they are), so an eager entry applies to it only where it
+says so: entries for ``torch-*`` (bugs of torch itself) and ``torch-compile*`` (compilation) match
+its names, ``torch-cpu`` entries do not. A subclass that should inherit another backend's entries
+declares it as a class attribute (``known_as = ("torch-compile",)`` for a compiler plugged into
+dynamo under a name of its own).
 """
 
 from __future__ import annotations
@@ -281,6 +290,7 @@ class TorchCompileBackend(TorchBackend):
             default = self.compiler_name == DEFAULT_COMPILER and not mode
             suffix = "" if default else f":{self.compiler_name}" + (f":{mode}" if mode else "")
             self.name = BASE_NAMES[device] + suffix
+        self.known_as = type(self).known_as  # not torch-<device>'s entries (see the module docstring)
         self._live: tuple[str, Callable[..., Any]] | None = None  # (signature, compiled trampoline)
         self._configured = False
         self.stats = {"compiled": 0, "reused": 0}

@@ -28,36 +28,13 @@ EXAMPLE = ROOT / "examples" / "nnconform-numpy-adapter"
 CLAIMED = ("ReLU", "Linear", "Softmax", "MSELoss")
 UNCLAIMED = ("Conv2d", "BatchNorm2d")
 
-# The README's adapter example, verbatim ("Writing a backend adapter").
-README_EXAMPLE = '''\
-import numpy as np
 
-from backends.base import Backend, Capabilities, Result
-
-
-class MyBackend(Backend):
-    name = "my-accelerator"
-
-    def capabilities(self):
-        return Capabilities(devices=("cpu",), dtypes=("float32",), ops=frozenset({"ReLU"}))
-
-    def availability(self):
-        return True, ""
-
-    def run(self, case) -> Result:
-        # case.op / case.params: the catalogue entry and its torch.nn constructor arguments;
-        # case.inputs: named float64 arrays holding values of case.dtype (case.types, case.layouts);
-        # case.cotangents: output gradients; case.call: the call tree a torch-like framework can
-        # interpret (backends/torch_call.py), whose "mutated" names the tensors the call overwrites.
-        x = case.inputs["input"].astype(np.float32)
-        result = Result(outputs={"output": np.maximum(x, 0).astype(np.float64)})  # NaN propagates
-        if "output" in case.cotangents:  # backward: a gradient for each of case.differentiable
-            g = np.where(x > 0, case.cotangents["output"], 0.0)
-            result.grads["input"] = np.where(np.isnan(x), np.nan, g)  # NaN in, NaN gradient out
-        for name in case.call.get("mutated", ()):  # ReLU(inplace=True) overwrites its input
-            result.state[name] = result.outputs["output"]
-        return result
-'''
+def _readme_example() -> str:
+    """The README's adapter example, verbatim: the first Python block of "Writing a backend adapter"."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Writing a backend adapter"):]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start:section.index("```\n", start)]
 
 
 def _site_dirs() -> list[str]:
@@ -135,7 +112,7 @@ def test_example_package_is_found_and_judged_only_on_what_it_claims(fresh_env: P
 def test_readme_adapter_example_runs_from_a_fresh_directory(fresh_env: Path, tmp_path: Path) -> None:
     workdir = tmp_path / "fresh"
     workdir.mkdir()
-    (workdir / "my_backend.py").write_text(README_EXAMPLE, encoding="utf-8")
+    (workdir / "my_backend.py").write_text(_readme_example(), encoding="utf-8")
     done = _run([_bin(fresh_env, "nnconform"), "run", "--backend", "my_backend:MyBackend", "--ops", "ReLU,Linear",
                  "--dtypes", "float32,float64", "--examples", "6", "--quiet", "-j", "1"], workdir)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -76,6 +76,16 @@ def test_availability_names_what_is_missing(monkeypatch):
     assert load_backend("torch-compile:aot_eager").availability() == (True, "")  # no code generation
 
 
+def test_compiled_torch_does_not_inherit_eager_torch_known_entries():
+    assert load_backend("torch-compile").known_as == ()
+    assert ReluPlusOne().known_as == ()  # renamed, unlike a renamed TorchBackend (known as torch-cpu)
+
+    class Inheriting(ReluPlusOne):
+        known_as = ("torch-compile",)
+
+    assert Inheriting().known_as == ("torch-compile",)
+
+
 # -- compiled callables are reused per call signature ----------------------------------------------
 
 def _relu_case(shape: tuple[int, ...], op: str = "ReLU") -> Case:
