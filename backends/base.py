@@ -5,7 +5,8 @@ returns a ``Result`` (named outputs, gradients, values after the call of mutated
 random choices it made). ``Capabilities`` say what it implements; anything else is reported as
 unsupported. The harness records a backend process that dies as ``BackendCrash``, one that does
 not answer as ``BackendTimeout`` and an exception raised inside an isolated worker as
-``BackendRaised``; ``VERDICTS`` lists what a case can end as.
+``BackendRaised``; a compiling backend that cannot compile a call raises ``CompileFailure``.
+``VERDICTS`` lists what a case can end as.
 
 Every other package depends on this module: ``conformance`` (declarations, runner) uses
 ``reference``, ``backends`` and ``reports``, and nothing points back.
@@ -25,10 +26,12 @@ DTYPE_NAMES: tuple[str, ...] = ("float64", "float32", "float16", "bfloat16")
 
 # What a case can end as. ``known``: a failure matching a recorded known discrepancy; ``xpass``: a
 # strict known entry none of whose matching cases failed; ``unsupported``: outside the backend's
-# capabilities (never counted as passed).
-VERDICTS = ("pass", "fail", "error", "xpass", "known", "unsupported", "crash", "timeout")
+# capabilities (never counted as passed); ``compile``: a compiling backend could not compile the
+# call (``CompileFailure``: a graph break, a recompile-limit hit, a compiler error) — never a pass
+# and never a wrong value.
+VERDICTS = ("pass", "fail", "error", "xpass", "known", "unsupported", "crash", "timeout", "compile")
 # Verdicts that make a run non-conforming (exit code 1).
-DISCREPANCY_VERDICTS = ("fail", "error", "xpass", "crash", "timeout")
+DISCREPANCY_VERDICTS = ("fail", "error", "xpass", "crash", "timeout", "compile")
 
 LAYOUT_KINDS = ("contiguous", "channels_last", "permuted", "strided", "expanded")
 
@@ -43,6 +46,13 @@ class BackendCrash(RuntimeError):
 
 class BackendTimeout(RuntimeError):
     """The backend did not answer within the time limit."""
+
+
+class CompileFailure(RuntimeError):
+    """A compiling backend could not compile the call: a graph break where the call must be one
+    graph, a recompile-limit hit or an error of the compiler itself. Recorded as verdict
+    ``compile`` with this message; the message starts with the kind (``graph break``,
+    ``recompile limit``, ``compiler error``)."""
 
 
 class BackendRaised(RuntimeError):

@@ -125,5 +125,7 @@ def check_target(runner: Any, target: tuple[str, Any, str]) -> None:
     tally = runner.run_target(backend, spec, dtype)
     if tally.verdicts.get("unsupported"):
         pytest.skip(f"{backend.name} does not support {spec.id} in {dtype}")
-    bad = {v: n for v, n in tally.verdicts.items() if v in ("fail", "error", "xpass", "crash", "timeout")}
+    from backends.base import DISCREPANCY_VERDICTS
+
+    bad = {v: n for v, n in tally.verdicts.items() if v in DISCREPANCY_VERDICTS}
     assert not bad, f"{spec.id} on {backend.name} ({dtype}): {bad}; see {runner.request.report_dir}"

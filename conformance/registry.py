@@ -21,8 +21,28 @@ def _builtin() -> dict[str, Callable[[], Backend]]:
     return {
         "torch-cpu": lambda: TorchBackend("cpu"),
         "torch-cuda": lambda: TorchBackend("cuda"),
+        "torch-compile": lambda: _torch_compile("torch-compile"),
+        "torch-compile-cuda": lambda: _torch_compile("torch-compile-cuda"),
         "reference": ReferenceBackend,
     }
+
+
+def _torch_compile(spec: str) -> Backend:
+    """``torch-compile[-cuda][:<compiler>[:<mode>]]``: torch.nn through torch.compile."""
+    from backends.torch_compile import TorchCompileBackend
+
+    return TorchCompileBackend.from_spec(spec)
+
+
+def _builtin_with_options(spec: str) -> Backend | None:
+    """A built-in backend named with options (``torch-compile:aot_eager``), or None."""
+    base, sep, _ = spec.partition(":")
+    if sep and base in ("torch-compile", "torch-compile-cuda"):
+        try:
+            return _torch_compile(spec)
+        except ValueError as exc:
+            raise BackendNotFound(str(exc)) from None
+    return None
 
 
 def _entry_points() -> dict[str, metadata.EntryPoint]:
@@ -42,10 +62,14 @@ class BackendNotFound(LookupError):
 
 
 def load_backend(spec: str) -> Backend:
-    """A backend from a built-in name, an entry-point name or ``module:Class``."""
+    """A backend from a built-in name (``torch-compile`` also as ``torch-compile:<compiler>[:<mode>]``),
+    an entry-point name or ``module:Class``."""
     builtin = _builtin()
     if spec in builtin:
         return builtin[spec]()
+    with_options = _builtin_with_options(spec)
+    if with_options is not None:
+        return with_options
     eps = _entry_points()
     if spec in eps:
         return _instantiate(eps[spec].load(), spec)

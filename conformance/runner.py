@@ -30,6 +30,7 @@ from backends.base import (
     BackendRaised,
     BackendTimeout,
     Case,
+    CompileFailure,
     Result,
 )
 from conformance.compare import Comparison, compare_results
@@ -82,6 +83,12 @@ def _needs_fresh_worker(record: dict[str, Any]) -> bool:
 def _not_implemented(exc: BaseException) -> bool:
     return isinstance(exc, NotImplementedError) or (
         isinstance(exc, BackendRaised) and str(exc).startswith("NotImplementedError"))
+
+
+def _compile_failure(exc: BaseException) -> bool:
+    """A compiling backend could not compile the call (verdict ``compile``, valid or invalid case)."""
+    return isinstance(exc, CompileFailure) or (
+        isinstance(exc, BackendRaised) and str(exc).startswith(f"{CompileFailure.__name__}:"))
 
 
 @dataclass
@@ -239,6 +246,8 @@ class Runner:
             verdict = {BackendCrash: "crash", BackendTimeout: "timeout"}.get(type(exc), "error")
             if _not_implemented(exc):
                 verdict = "unsupported"  # the backend says it has no kernel for this: never a pass
+            elif _compile_failure(exc):
+                verdict = "compile"
             record.update(verdict=verdict, error_side="backend", error=_error_text(exc))
             record.update(self._known_fields(backend, spec, case, failed=True))
             record["case_id"] = case.case_id()
@@ -278,6 +287,10 @@ class Runner:
             record.update(self._known_fields(backend, spec, case, failed=True))
             return Evaluation(record, case)
         except Exception as exc:
+            if _compile_failure(exc):  # not a rejection of the case: the compiler gave up
+                record.update(verdict="compile", error_side="backend", error=_error_text(exc))
+                record.update(self._known_fields(backend, spec, case, failed=True))
+                return Evaluation(record, case)
             record.update(verdict="pass", error=f"both raised; reference: {_error_text(ref_error)}; "
                                                 f"backend: {_error_text(exc)}")
             record.update(self._known_fields(backend, spec, case, failed=False))

@@ -1,7 +1,7 @@
 """JUnit XML: one ``testsuite`` per layer × backend, one ``testcase`` per dtype.
 
 A testcase (``Conv2d[torch-cpu-float32]``) fails when any of its cases had a discrepancy verdict
-(fail, error, xpass, crash, timeout); the ``failure`` message is the shrunk case's summary and its
+(fail, error, xpass, crash, timeout, compile); the ``failure`` message is the shrunk case's summary and its
 text the compared tensors and error. It is *skipped* when the layer is unsupported there, or when
 all its deviations are known discrepancies (reported like pytest's xfail). Otherwise it passes.
 Each unavailable backend adds a skipped ``backend[<name>]`` testcase to a ``nnconform.backends`` suite.

@@ -7,7 +7,9 @@ A *case record* (``"type": "case"``) is written, and flushed, for every compared
                  catalogue name, ``variant`` the declaration's variant ("" for the only one), family
     tier         exact | float | invalid | stat (``stat``: one record per stochastic target holding
                  the statistical tests of its random choices, as comparisons named ``stat.<test>``)
-    verdict      one of VERDICTS (pass, fail, error, xpass, known, unsupported, crash, timeout)
+    verdict      one of VERDICTS (pass, fail, error, xpass, known, unsupported, crash, timeout, compile;
+                 ``compile``: a compiling backend could not compile the call, ``error`` says why:
+                 graph break, recompile limit or compiler error)
     final        true for the example Hypothesis settled on after shrinking (the one to report)
     shrinking    true for the intermediate examples of shrinking (not counted in the tallies)
     case_id      stable hash of the case description and values

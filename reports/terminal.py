@@ -42,10 +42,11 @@ from reports.render import (
 
 VERDICT_STYLE = {
     "pass": "green", "fail": "bold red", "error": "bold red", "xpass": "bold magenta", "known": "yellow",
-    "unsupported": "dim", "crash": "bold red", "timeout": "bold red",
+    "unsupported": "dim", "crash": "bold red", "timeout": "bold red", "compile": "bold red",
 }
 SHORT = {"pass": "pass", "fail": "fail", "error": "err", "known": "known", "xpass": "xpass",
-         "unsupported": "unsup", "crash": "crash", "timeout": "t/o"}
+         "unsupported": "unsup", "crash": "crash", "timeout": "t/o",
+         "compile": "comp"}
 WIDE = 110  # from this console width on, one column per verdict
 
 

@@ -1,0 +1,288 @@
+"""The torch-compile backend: names and availability, compiled-callable reuse, and verdicts — a
+compiler that computes wrong values fails, one that cannot compile gets the ``compile`` verdict
+(never a pass, never a wrong value), an exception of the traced program stays the call's own error.
+
+Most runs use dynamo's cheap compilers (``aot_eager`` and its testing backends that break ReLU on
+purpose); one run goes through inductor's C++ code generation with an injected ReLU bug.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import conformance.specs  # noqa: F401  (declares the catalogue)
+from backends.base import Case, CompileFailure
+from backends.torch_compile import (
+    TorchCompileBackend,
+    classify,
+    configure,
+    cxx_compiler,
+    graph_kind,
+    parse_spec,
+)
+from conformance.cli import main
+from conformance.registry import BackendNotFound, known_backends, load_backend
+from conformance.runner import reference_result
+from conformance.spec import all_specs
+from reports.records import read_records
+
+
+def _run(tmp_path, backend: str, ops: str, dtypes: str = "float64", examples: int = 4, *extra: str) -> tuple[int, list]:
+    code = main(["run", "--backend", backend, "--ops", ops, "--dtypes", dtypes, "--profile", "ci",
+                 "--examples", str(examples), "--quiet", "-j", "1", "--report-dir", str(tmp_path), *extra])
+    return code, [r for r in read_records(tmp_path) if r.get("type", "case") == "case"]
+
+
+# -- names and availability ----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("torch-compile", ("cpu", "inductor", None)),
+    ("torch-compile:aot_eager", ("cpu", "aot_eager", None)),
+    ("torch-compile:inductor:max-autotune-no-cudagraphs", ("cpu", "inductor", "max-autotune-no-cudagraphs")),
+    ("torch-compile-cuda:inductor", ("cuda", "inductor", None)),
+])
+def test_spec_spelling(spec, expected):
+    assert parse_spec(spec) == expected
+
+
+def test_registry_names_and_normalised_backend_names():
+    assert "torch-compile" in known_backends() and "torch-compile-cuda" in known_backends()
+    assert load_backend("torch-compile").name == "torch-compile"
+    assert load_backend("torch-compile:inductor").name == "torch-compile"
+    assert load_backend("torch-compile:aot_eager").name == "torch-compile:aot_eager"
+    assert load_backend("torch-compile:inductor:max-autotune").name == "torch-compile:inductor:max-autotune"
+    with pytest.raises(BackendNotFound):
+        load_backend("torch-compile:inductor:default:extra")
+
+
+def test_availability_names_what_is_missing(monkeypatch):
+    assert load_backend("torch-compile:aot_eager").availability() == (True, "")
+    ok, reason = load_backend("torch-compile:no_such_compiler").availability()
+    assert not ok and "unknown torch.compile backend 'no_such_compiler'" in reason
+    ok, reason = load_backend("torch-compile:aot_eager:max-autotune").availability()
+    assert not ok and "inductor compiler only" in reason
+    ok, reason = load_backend("torch-compile:inductor:fastest").availability()
+    assert not ok and "unknown inductor mode" in reason
+
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config.cpp, "cxx", (None, "nnconform-no-such-c++"))
+    monkeypatch.delenv("TORCH_INDUCTOR_INSTALL_GXX", raising=False)
+    assert cxx_compiler() is None
+    ok, reason = load_backend("torch-compile").availability()
+    assert not ok and "needs a C++ compiler" in reason and "nnconform-no-such-c++" in reason
+    assert load_backend("torch-compile:aot_eager").availability() == (True, "")  # no code generation
+
+
+def test_compiled_torch_does_not_inherit_eager_torch_known_entries():
+    assert load_backend("torch-compile").known_as == ()
+    assert ReluPlusOne().known_as == ()  # renamed, unlike a renamed TorchBackend (known as torch-cpu)
+
+    class Inheriting(ReluPlusOne):
+        known_as = ("torch-compile",)
+
+    assert Inheriting().known_as == ("torch-compile",)
+
+
+# -- compiled callables are reused per call signature ----------------------------------------------
+
+def _relu_case(shape: tuple[int, ...], op: str = "ReLU") -> Case:
+    x = np.arange(np.prod(shape), dtype=np.float64).reshape(shape) - 3.0
+    case = Case(op=op, dtype="float32", params={"inplace": False} if op == "ReLU" else {"dim": 0},
+                inputs={"input": x}, differentiable=("input",), cotangent_seed=1)
+    return reference_result(all_specs()[op], case)[0]
+
+
+def test_consecutive_cases_of_a_signature_share_a_compiled_callable():
+    backend = TorchCompileBackend("aot_eager")
+    shapes = [(3, 4), (5, 4), (6, 7), (7, 9), (8, 5), (9, 3), (4, 4), (5, 6)]
+    by_kind = {"static": [], "dynamic": []}
+    for shape in shapes:
+        by_kind[graph_kind(_relu_case(shape))].append(shape)
+    assert len(by_kind["static"]) >= 2 and len(by_kind["dynamic"]) >= 2  # about half of the cases each
+    for shape in by_kind["dynamic"]:  # one graph for every size of the signature
+        got = backend.run(_relu_case(shape))
+        assert np.array_equal(got.outputs["output"], np.maximum(_relu_case(shape).inputs["input"], 0))
+    assert backend.stats == {"compiled": 1, "reused": len(by_kind["dynamic"]) - 1}
+    for shape in by_kind["static"]:  # one graph per size
+        backend.run(_relu_case(shape))
+    assert backend.stats["compiled"] == 1 + len(by_kind["static"])
+    backend.run(_relu_case(by_kind["static"][-1]))  # a replay reuses the graph it ran
+    assert backend.stats["compiled"] == 1 + len(by_kind["static"])
+
+
+def test_a_replay_after_other_signatures_gives_the_same_result():
+    backend = TorchCompileBackend("aot_eager")
+    case = _relu_case((4, 5))
+    first = backend.run(case)
+    backend.run(_relu_case((3,), op="Softmax"))  # another signature: dynamo is reset before it compiles
+    again = backend.run(case)
+    assert all(np.array_equal(first.tensors()[k], again.tensors()[k], equal_nan=True) for k in first.tensors())
+    assert backend.stats["compiled"] == 3
+
+
+# -- verdicts ------------------------------------------------------------------------------------------
+
+def test_aot_eager_conforms_valid_and_invalid_cases(tmp_path):
+    code, records = _run(tmp_path, "torch-compile:aot_eager", "ReLU,Linear,MSELoss")
+    assert code == 0
+    assert {r["verdict"] for r in records} == {"pass"}
+    assert {r["backend"] for r in records} == {"torch-compile:aot_eager"}
+    assert any(r["tier"] == "invalid" for r in records)  # rejected by the compiled call, as by eager
+
+
+def relu_plus_one(gm: torch.fx.GraphModule, example_inputs: list) -> torch.fx.GraphModule:
+    """A compiler with a bug: every out-of-place relu of the captured graph computes x + 1."""
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and node.target in (torch.relu, torch.nn.functional.relu) \
+                and not node.kwargs.get("inplace"):
+            node.target, node.args, node.kwargs = torch.add, (node.args[0], 1), {}
+    gm.recompile()
+    return gm
+
+
+class ReluPlusOne(TorchCompileBackend):
+    """torch.compile with the buggy compiler above (a backend callable, run as module:Class)."""
+
+    name = "torch-compile-relu-plus-one"
+
+    def __init__(self):
+        super().__init__(relu_plus_one)
+
+
+def test_wrong_values_of_a_compiler_are_failures(tmp_path):
+    code, records = _run(tmp_path, f"{__name__}:ReluPlusOne", "ReLU")
+    assert code == 1
+    assert any(r["verdict"] == "fail" and r["final"] for r in records)
+    assert {r["backend"] for r in records} == {"torch-compile-relu-plus-one"}
+
+
+def refuses_relu(gm: torch.fx.GraphModule, example_inputs: list) -> torch.fx.GraphModule:
+    """A compiler that fails on every out-of-place relu of the captured graph."""
+    if any(node.op == "call_function" and node.target in (torch.relu, torch.nn.functional.relu)
+           and not node.kwargs.get("inplace") for node in gm.graph.nodes):
+        raise RuntimeError("no lowering for relu")
+    return gm
+
+
+class RefusesRelu(TorchCompileBackend):
+    name = "torch-compile-refuses-relu"
+
+    def __init__(self):
+        super().__init__(refuses_relu)
+
+
+def test_a_compiler_error_is_the_compile_verdict(tmp_path):
+    code, records = _run(tmp_path, f"{__name__}:RefusesRelu", "ReLU", "float64", 6)
+    assert code == 1
+    compiled = [r for r in records if r["verdict"] == "compile"]
+    assert compiled and all(r["error"].startswith("CompileFailure: compiler error") for r in compiled)
+    assert all("no lowering for relu" in r["error"] for r in compiled)
+    # inplace=True calls relu_, which this compiler accepts: those cases pass; no other case does
+    assert all(r["case"]["params"]["inplace"] for r in records if r["verdict"] == "pass")
+
+
+def test_a_graph_break_is_the_compile_verdict():
+    backend = TorchCompileBackend("aot_eager")
+
+    def breaks(x):
+        y = torch.relu(x)
+        torch._dynamo.graph_break()
+        return y
+
+    class Breaking(TorchCompileBackend):
+        def call_target(self, case, fn, args, kwargs):
+            return super().call_target(case, breaks, args, kwargs)
+
+    backend = Breaking("aot_eager")
+    with pytest.raises(CompileFailure, match="^graph break"):
+        backend.run(_relu_case((3,)))
+
+
+def _raised(fn, *args):
+    configure()
+    try:
+        fn(*args)
+    except Exception as exc:  # noqa: BLE001 - the exception is what is tested
+        return exc
+    raise AssertionError("nothing raised")
+
+
+def test_exceptions_are_classified():
+    torch._dynamo.reset()
+    x = torch.ones(3)
+
+    def rejects(t):
+        raise ValueError("a documented rule is broken")
+
+    observed = classify(_raised(torch.compile(rejects, backend="aot_eager", fullgraph=True), x))
+    assert type(observed) is RuntimeError and "ValueError" in str(observed)  # the program's own error
+
+    mismatch = _raised(torch.compile(torch.nn.functional.linear, backend="aot_eager", fullgraph=True),
+                       torch.ones(2, 3), torch.ones(4, 5))
+    assert classify(mismatch) is mismatch  # an argument check failed on fake tensors: the call's own error
+
+    static = torch.compile(lambda t: t * 2, backend="aot_eager", fullgraph=True, dynamic=False)
+    for n in range(2, 12):
+        try:
+            static(torch.ones(n))
+        except Exception as exc:  # noqa: BLE001
+            failure = classify(exc)
+            break
+    else:
+        raise AssertionError("the recompile limit was never hit")
+    assert isinstance(failure, CompileFailure) and str(failure).startswith("recompile limit")
+    torch._dynamo.reset()
+
+
+def _asserts_while_compiling(gm, example_inputs):
+    raise AssertionError("an invariant of the compiler")
+
+
+def _asserts_while_running(gm, example_inputs):
+    def run(args):
+        raise AssertionError("a check of the compiled code")
+
+    run._boxed_call = True
+    return run
+
+
+def _backward(compiler):
+    """Compile 2x with a no-op forward compiler and ``compiler`` for the backward, which AOTAutograd
+    calls lazily, at the first backward pass (outside dynamo, so nothing wraps what it raises)."""
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._dynamo.backends.debugging import boxed_nop
+
+    torch._dynamo.reset()
+    y = torch.compile(lambda t: (2 * t).sum(), backend=aot_autograd(fw_compiler=boxed_nop, bw_compiler=compiler),
+                      fullgraph=True)(torch.ones(3, requires_grad=True))
+    y.backward()
+
+
+def test_assertions_are_compiler_errors_only_while_compiling():
+    failure = classify(_raised(_backward, _asserts_while_compiling))
+    assert isinstance(failure, CompileFailure) and "compiler error: AssertionError" in str(failure)
+    running = _raised(_backward, _asserts_while_running)
+    assert classify(running) is running  # raised by the compiled graph: the call's own error
+    torch._dynamo.reset()
+
+
+class InductorReluBug(TorchCompileBackend):
+    """Inductor whose C++ code generation computes relu(x) as x + 1 (torch's bug-injection switch)."""
+
+    name = "torch-compile-relu-bug"
+
+    def prepare(self):
+        super().prepare()
+        import torch._inductor.config as inductor_config
+
+        inductor_config.cpp.inject_relu_bug_TESTING_ONLY = "accuracy"
+
+
+@pytest.mark.skipif(cxx_compiler() is None, reason="inductor on CPU needs a C++ compiler")
+def test_a_code_generation_bug_of_inductor_is_caught_in_the_isolated_worker(tmp_path):
+    code, records = _run(tmp_path, f"{__name__}:InductorReluBug", "ReLU", "float32", 2, "--timeout", "600")
+    assert code == 1
+    assert any(r["verdict"] == "fail" and r["final"] for r in records), [r["error"] for r in records]
