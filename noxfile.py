@@ -30,9 +30,10 @@ def conformance(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """nnconform's own tests: references, strategies, tolerance model, reports, CLI, wrong backends."""
+    """nnconform's own tests: references, strategies, tolerance model, reports, CLI, wrong backends.
+    On every core (pytest-xdist); ``nox -s tests -- -n 0`` runs them in one process."""
     session.install(*CONSTRAINTS, "-e", ".[test]")
-    session.run("pytest", "-q", *session.posargs)
+    session.run("pytest", "-q", "-n", "auto", *session.posargs)
 
 
 @nox.session
