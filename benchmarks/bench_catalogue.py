@@ -88,17 +88,34 @@ def jobs_scaling() -> None:
           f"-j 2 {two:.0f} s ({cases / two:.1f} cases/s): throughput x{one / two:.2f}")
 
 
+SHRINK_CASES = (  # (wrong adapter, layer): cheap layers, and the issue's Conv2d example
+    ("tests.wrong_backends.generic:ReluGradAtZero", "ReLU"),
+    ("tests.wrong_backends.activation:EluIgnoresAlpha", "ELU"),
+    ("tests.wrong_backends.conv:GroupMixup", "Conv2d"),
+)
+
+
 def shrink_speed() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        wall = _nnconform("run", "--backend", "tests.wrong_backends.generic:ReluGradAtZero", "--ops", "ReLU",
-                          "--dtypes", "float32", "--no-invalid", "-j", "1", "--report-dir", tmp)
-        records = list(read_records(tmp))
-    steps = [r for r in records if r.get("shrinking")]
-    first_fail = next(r for r in records if r["verdict"] == "fail")
-    final = next(r for r in records if r.get("final") and r["verdict"] == "fail")
-    span = final["time"] - first_fail["time"]
-    print(f"shrinking a ReLU failure: {len(steps)} shrink steps in {span:.2f} s ({len(steps) / span:.0f} steps/s, "
-          f"from the first failure to the final shrunk record); the whole run {wall:.1f} s with start-up")
+    """Shrink steps per second: for each failing search (random or regime), the steps between its
+    first failure and its final shrunk record, over that span of time."""
+    for adapter, op in SHRINK_CASES:
+        with tempfile.TemporaryDirectory() as tmp:
+            wall = _nnconform("run", "--backend", adapter, "--ops", op, "--dtypes", "float32", "--no-invalid",
+                              "-j", "1", "--report-dir", tmp)
+            records = [r for r in read_records(tmp) if r.get("type") == "case"]
+        steps, span, searches = 0, 0.0, 0
+        for regime in {r.get("regime") for r in records}:
+            search = [r for r in records if r.get("regime") == regime]
+            first = next((r for r in search if r["verdict"] == "fail"), None)
+            final = next((r for r in search if r.get("final") and r["verdict"] == "fail"), None)
+            if first is None or final is None:
+                continue
+            searches += 1
+            steps += sum(1 for r in search if r.get("shrinking"))
+            span += final["time"] - first["time"]
+        rate = f"{steps / span:.0f} steps/s" if span > 0 else "n/a"
+        print(f"shrinking {op} ({adapter.rpartition(':')[2]}): {searches} failing searches, {steps} shrink steps "
+              f"in {span:.2f} s ({rate}); the whole run {wall:.1f} s with start-up")
 
 
 def budget() -> None:
