@@ -1,7 +1,8 @@
 """Known real discrepancies: data in ``conformance/known_discrepancies.toml``.
 
 Each entry names the layer (glob over the declaration id, e.g. ``LSTM[packed]``, and the catalogue
-name), backend (glob), dtype (glob, optional), an optional
+name; ``*`` and ``?`` are wildcards, ``[23]`` a class of digits, other brackets literal),
+backend (glob), dtype (glob, optional), an optional
 ``when`` predicate — a Python expression over ``params``, ``forward_kwargs``, ``shapes`` (input
 name -> shape tuple), ``layouts`` (input name -> layout kind), ``tier``, ``train`` and ``dtype``, and/or a
 ``predicate`` function (``module:function`` taking the Case) for conditions on values —
@@ -13,9 +14,9 @@ linger. A predicate sees parameters and shapes, not values, so it may match some
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import importlib
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,9 +81,22 @@ class KnownDiscrepancy:
                 "restart": self.restart}
 
 
+_DIGIT_CLASS = re.compile(r"\[(\d+)\]")
+
+
 def _glob(pattern: str, name: str) -> bool:
-    """``*`` and ``?`` are wildcards; brackets are literal (``LSTM[packed]`` names a variant)."""
-    return fnmatch.fnmatchcase(name, pattern.replace("[", "[[]").replace("]", "[]]").replace("[[[]]", "[[]"))
+    """``*`` and ``?`` are wildcards; a bracket of digits is a class (``Conv[23]d``: Conv2d,
+    Conv3d); any other bracket is literal (``LSTM[packed]`` names a variant)."""
+    return _glob_regex(pattern).fullmatch(name) is not None
+
+
+@functools.cache
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    parts = _DIGIT_CLASS.split(pattern)  # literal text and digit classes, alternating
+    wild = {"*": ".*", "?": "."}
+    regex = "".join("".join(wild.get(ch, re.escape(ch)) for ch in part) if i % 2 == 0 else f"[{part}]"
+                    for i, part in enumerate(parts))
+    return re.compile(regex, flags=re.S)
 
 
 @functools.lru_cache(maxsize=1)

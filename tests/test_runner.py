@@ -88,3 +88,13 @@ def test_known_discrepancy_file_parses_with_unique_ids_and_loadable_predicates()
             assert callable(getattr(importlib.import_module(module), name)), entry.id
         if entry.when:
             compile(entry.when, entry.id, "eval")
+
+
+def test_known_entry_globs():
+    """Wildcards and digit classes match; other brackets name variants literally."""
+    from conformance.known import _glob
+
+    assert _glob("Conv[23]d", "Conv2d") and _glob("Conv[23]d", "Conv3d") and not _glob("Conv[23]d", "Conv1d")
+    assert not _glob("Conv[123]d", "ConvTranspose2d") and _glob("Conv*d", "ConvTranspose2d")
+    assert _glob("LSTM[packed]", "LSTM[packed]") and not _glob("LSTM[packed]", "LSTMp")
+    assert _glob("LSTM*", "LSTM[packed]") and _glob("torch-*", "torch-cpu") and not _glob("a.b", "axb")
