@@ -98,3 +98,12 @@ def test_known_entry_globs():
     assert not _glob("Conv[123]d", "ConvTranspose2d") and _glob("Conv*d", "ConvTranspose2d")
     assert _glob("LSTM[packed]", "LSTM[packed]") and not _glob("LSTM[packed]", "LSTMp")
     assert _glob("LSTM*", "LSTM[packed]") and _glob("torch-*", "torch-cpu") and not _glob("a.b", "axb")
+
+
+def test_every_known_entry_names_a_declared_layer():
+    """An entry whose op glob matches no declaration would silently never apply."""
+    from conformance.known import _glob
+
+    specs = all_specs().values()
+    orphans = [e.id for e in load_known() if not any(_glob(e.op, s.id) or _glob(e.op, s.name) for s in specs)]
+    assert not orphans
