@@ -4,13 +4,17 @@
 worker that dies (segfault, abort, out of memory) raises ``BackendCrash``; one that does not
 answer within the timeout is killed and raises ``BackendTimeout``; either way the next case gets
 a fresh worker. Workers are forked from a forkserver that has torch and the layer declarations
-preloaded, so a restart costs milliseconds rather than an interpreter start.
+preloaded, so a restart costs milliseconds rather than an interpreter start. A worker's stderr
+goes to a file of its own (glibc's fatal messages too), whose last lines a crash record quotes
+("double free or corruption", a failed assertion) instead of them scrolling past in the terminal.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import tempfile
 import warnings
 from typing import Any
 
@@ -18,12 +22,20 @@ from backends.base import Backend, BackendCrash, BackendRaised, BackendTimeout, 
 
 PRELOAD = ["numpy", "torch", "conformance.specs", "conformance.registry"]
 STARTUP_TIMEOUT = 120.0  # seconds a fresh worker may take to come up (imports, a loaded machine)
+STDERR_TAIL = 400  # characters of a dead worker's stderr quoted in the crash message
 
 
-def _serve(conn: Any, backend_spec: str, threads: int | None = None) -> None:
+def _serve(conn: Any, backend_spec: str, threads: int | None = None, stderr_path: str | None = None) -> None:
     """Worker loop: load the backend by name, then answer case requests until told to stop.
-    ``threads`` caps torch's intra-op threads (parallel jobs share the cores)."""
+    ``threads`` caps torch's intra-op threads (parallel jobs share the cores); ``stderr_path``
+    receives the process's stderr (file descriptor 2, so native code's messages too)."""
     import numpy as np
+
+    if stderr_path:
+        os.environ["LIBC_FATAL_STDERR_"] = "1"  # glibc's fatal messages to stderr, not the terminal
+        with open(stderr_path, "ab", buffering=0) as sink:
+            os.dup2(sink.fileno(), 2)
+        os.unlink(stderr_path)  # the parent holds it open: nothing is left in the temp dir
 
     from conformance.registry import load_backend
 
@@ -84,6 +96,8 @@ class IsolatedBackend(Backend):
         self.threads = threads
         self._process: Any = None
         self._conn: Any = None
+        self._stderr: Any = None  # the worker's stderr file, opened for reading (unlinked by the worker)
+        self._stderr_path = ""
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(PRELOAD)
 
@@ -105,8 +119,10 @@ class IsolatedBackend(Backend):
 
     def _start(self) -> None:
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_serve, args=(child, self.backend_spec, self.threads), daemon=True,
-                                        name=f"nnconform-{self.name}")
+        handle, self._stderr_path = tempfile.mkstemp(prefix="nnconform-worker-", suffix=".stderr")
+        self._stderr = os.fdopen(handle, "rb")
+        process = self._context.Process(target=_serve, args=(child, self.backend_spec, self.threads, self._stderr_path),
+                                        daemon=True, name=f"nnconform-{self.name}")
         process.start()
         child.close()
         self._process, self._conn = process, parent
@@ -117,7 +133,7 @@ class IsolatedBackend(Backend):
         try:
             parent.recv()
         except (EOFError, OSError) as exc:
-            reason = _describe_exit(process.exitcode)
+            reason = _describe_exit(process.exitcode) + self._stderr_tail()
             self._discard()
             raise BackendCrash(f"{self.name} worker died while starting: {reason}") from exc
 
@@ -128,7 +144,25 @@ class IsolatedBackend(Backend):
             self._process.join(5)
         if self._conn is not None:
             self._conn.close()
-        self._process = self._conn = None
+        if self._stderr is not None:
+            self._stderr.close()
+            try:
+                os.unlink(self._stderr_path)  # a worker that died before unlinking it
+            except OSError:
+                pass
+        self._process = self._conn = self._stderr = None
+
+    def _stderr_tail(self) -> str:
+        """The last lines the worker wrote to stderr, as a suffix for a crash message ('' if none)."""
+        if self._stderr is None:
+            return ""
+        try:
+            size = os.fstat(self._stderr.fileno()).st_size
+            self._stderr.seek(max(0, size - STDERR_TAIL))
+            text = self._stderr.read().decode("utf-8", "replace").strip()
+        except OSError:
+            return ""
+        return f"; stderr: {' | '.join(line.strip() for line in text.splitlines() if line.strip())}" if text else ""
 
     def run(self, case: Case) -> Result:
         if self._process is None or not self._process.is_alive():
@@ -144,7 +178,7 @@ class IsolatedBackend(Backend):
             process = self._process
             if process is not None:
                 process.join(5)
-            reason = _describe_exit(process.exitcode if process is not None else None)
+            reason = _describe_exit(process.exitcode if process is not None else None) + self._stderr_tail()
             self._discard()
             raise BackendCrash(f"{self.name} worker died: {reason}") from exc
         if status == "raise":

@@ -138,6 +138,18 @@ def test_a_crashing_backend_is_recorded_as_crash_and_the_run_goes_on(capsys, tmp
     assert {r["verdict"] for r in records if r["op"] == "ReLU"} == {"pass"}
 
 
+def test_a_crash_record_quotes_the_workers_last_stderr_lines(capsys, tmp_path):
+    """What a dying worker printed (glibc's heap-corruption message) is in the crash record, not
+    in the terminal."""
+    code, _, err = _run(capsys, "run", "--backend", "tests.wrong_backends.generic:AbortsWithMessage", "--ops",
+                        "Linear", "--dtypes", "float32", "--examples", "3", "--no-invalid", "--report-dir",
+                        str(tmp_path), "--quiet")
+    crashes = [r for r in read_records(tmp_path) if r["verdict"] == "crash" and r["final"]]
+    assert code == 1 and len(crashes) == 1
+    assert "SIGABRT" in crashes[0]["error"] and "stderr: free(): invalid next size (fast)" in crashes[0]["error"]
+    assert "invalid next size" not in err
+
+
 def test_a_hanging_backend_is_recorded_as_timeout_and_the_run_goes_on(capsys, tmp_path):
     code, _, _ = _run(capsys, "run", "--backend", "tests.wrong_backends.generic:Hangs", "--ops", "ReLU,Linear",
                       "--dtypes", "float32", "--examples", "5", "--no-invalid", "--timeout", "5",

@@ -70,6 +70,20 @@ class Segfaults(TorchBackend):
         return super().run(case)
 
 
+class AbortsWithMessage(TorchBackend):
+    """Writes a native-style message to stderr and aborts on Linear, as heap corruption does."""
+
+    name = "aborts"
+
+    def run(self, case):
+        if case.op == "Linear":
+            import os
+
+            os.write(2, b"free(): invalid next size (fast)\n")
+            os.abort()
+        return super().run(case)
+
+
 class Hangs(TorchBackend):
     """Never answers on ReLU: the run must record a timeout and go on."""
 
