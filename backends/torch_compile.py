@@ -141,15 +141,23 @@ def configure() -> dict[str, bool]:
     return applied
 
 
+def _cxx_search() -> tuple[str | None, ...]:
+    """Inductor's ``cpp.cxx`` search list (None: install g++ through conda)."""
+    import torch._inductor.config as inductor_config
+
+    try:
+        search = inductor_config.cpp.cxx
+    except AttributeError:  # torch's config modules hide an entry a patcher deleted: inductor's default
+        search = (None, "g++")
+    return tuple(search) if isinstance(search, (list, tuple)) else (search,)
+
+
 def cxx_compiler() -> str | None:
     """The C++ compiler inductor will call on CPU (its ``cpp.cxx`` search list, ``CXX`` included), or
     None when none of them is on the PATH."""
     if sys.platform == "win32":  # pragma: no cover - inductor calls CXX or cl there
         return shutil.which(os.environ.get("CXX", "cl"))
-    import torch._inductor.config as inductor_config
-
-    search = inductor_config.cpp.cxx
-    for candidate in search if isinstance(search, (list, tuple)) else (search,):
+    for candidate in _cxx_search():
         if candidate is None:  # inductor may install g++ through conda when asked to
             if os.environ.get("TORCH_INDUCTOR_INSTALL_GXX"):
                 return "g++ (installed by inductor through conda)"
@@ -329,10 +337,8 @@ class TorchCompileBackend(TorchBackend):
             if self.mode not in list_mode_options():
                 return False, f"unknown inductor mode {self.mode!r} (known: {', '.join(list_mode_options())})"
         if self.compiler == "inductor" and self._device == "cpu" and cxx_compiler() is None:
-            import torch._inductor.config as inductor_config
-
             return False, (f"inductor on CPU needs a C++ compiler and none was found (looked for "
-                           f"{', '.join(c for c in inductor_config.cpp.cxx if c)} on the PATH): install g++ "
+                           f"{', '.join(c for c in _cxx_search() if c)} on the PATH): install g++ "
                            f"(or clang++ and set CXX), or use torch-compile:aot_eager")
         if self.compiler == "inductor" and self._device == "cuda":
             from torch.utils._triton import has_triton
