@@ -38,13 +38,13 @@ from reports.render import (
     format_exact,
     format_number,
     format_value,
+    headline,
     known_groups,
     layout_text,
     places_text,
     regime_coverage,
     reported_discrepancies,
     unsupported_summary,
-    worst_comparison,
 )
 
 TEMPLATE = "report.html.j2"
@@ -289,23 +289,17 @@ def _discrepancy_view(record: dict[str, Any], anchor: str, report_dir: Path | No
     known = dict(record.get("known") or {})
     if known:
         known["href"] = _safe_link(known.get("link"))
-    worst = worst_comparison(record)
-    headline = ""
-    if worst is not None and not worst.get("ok", True):
-        headline = f"{worst.get('tensor')}: {worst.get('message') or 'out of bound'}"
-    elif record.get("error"):
-        lines = str(record["error"]).strip().splitlines()
-        headline = lines[-1] if lines else ""
+    cause = headline(record)
     repro_text = _read_artifact(report_dir, artifacts.get("repro"))
     verdict = str(record.get("verdict", "?"))
     text = " ".join([str(record.get(k, "")) for k in ("op", "backend", "dtype", "verdict")]
-                    + [call_text(record), headline, *(str(c.get("tensor", "")) for c in failing)])
+                    + [call_text(record), cause, *(str(c.get("tensor", "")) for c in failing)])
     return {
         "anchor": anchor,
         "record": record,
         "verdict": verdict,
         "regression": regression,
-        "headline": headline,
+        "headline": cause,
         "call": call_text(record),
         "summary": case_summary(record),
         "case": case,

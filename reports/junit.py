@@ -20,10 +20,10 @@ from reports.render import (
     build_cells,
     case_summary,
     comparison_text,
+    headline,
     reported_discrepancies,
     unavailable_backends,
     verdict_counts_text,
-    worst_comparison,
 )
 
 
@@ -47,14 +47,8 @@ def _failure_text(record: dict[str, Any]) -> str:
 
 
 def _failure_message(record: dict[str, Any]) -> str:
-    worst = worst_comparison(record)
-    detail = ""
-    if worst is not None and not worst.get("ok", True):
-        detail = f" — {worst.get('tensor')}: {worst.get('message', '')}"
-    elif record.get("error"):
-        lines = str(record["error"]).strip().splitlines()
-        detail = f" — {lines[-1] if lines else ''}"
-    return f"{record.get('verdict', '?')}: {case_summary(record)}{detail}"
+    detail = headline(record)
+    return f"{record.get('verdict', '?')}: {case_summary(record)}" + (f" — {detail}" if detail else "")
 
 
 def _testcase(suite: ET.Element, cell: Cell, discrepancies: list[dict[str, Any]]) -> str:

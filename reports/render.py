@@ -343,6 +343,21 @@ def worst_comparison(record: dict[str, Any]) -> dict[str, Any] | None:
     return max(failing, key=key)
 
 
+def error_line(record: dict[str, Any]) -> str:
+    """The last line of the record's error (a traceback's exception line), or ''."""
+    lines = str(record.get("error") or "").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def headline(record: dict[str, Any]) -> str:
+    """Why a record is not a pass, in one line: its worst out-of-bound tensor and that comparison's
+    message, else the last line of its error ('' when it has neither)."""
+    worst = worst_comparison(record)
+    if worst is not None and not worst.get("ok", True):
+        return f"{worst.get('tensor')}: {worst.get('message') or 'out of bound'}"
+    return error_line(record)
+
+
 def metrics_text(c: dict[str, Any]) -> str:
     """A comparison's error metrics: max abs/rel error, ULPs, utilisation, reduction length K."""
     return (f"max abs err {format_number(c.get('max_abs_err'))}, rel {format_number(c.get('max_rel_err'))}, "

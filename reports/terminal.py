@@ -28,6 +28,7 @@ from reports.render import (
     build_cells,
     call_text,
     dtype_rank,
+    error_line,
     format_number,
     input_text,
     known_groups,
@@ -144,8 +145,7 @@ def _discrepancy_block(record: dict[str, Any], index: int) -> RenderableType:
                           f"(worst utilisation {format_number(worst.get('utilisation'))})"))
     if record.get("error"):
         side = record.get("error_side") or "?"
-        text = str(record["error"]).strip().splitlines()
-        lines.append(Text(f"error ({side}): " + (text[-1] if text else ""), style="red"))
+        lines.append(Text(f"error ({side}): " + error_line(record), style="red"))
     known = record.get("known")
     if known:
         lines.append(Text(f"known entry {known.get('id')}: {known.get('reason', '')} {known.get('link', '')}",
