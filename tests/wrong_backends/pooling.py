@@ -19,7 +19,7 @@ from backends.torch_backend import TorchBackend
 from conformance.spec import spec_of
 
 
-def _per_dim(value, nd: int) -> tuple[int, ...]:
+def per_dim(value, nd: int) -> tuple[int, ...]:
     if isinstance(value, (list, tuple)):
         return tuple(int(v) for v in value)
     return (int(value),) * nd
@@ -29,9 +29,9 @@ class _AvgFullDivisor(torch.nn.Module):
     def __init__(self, nd: int, params: dict):
         super().__init__()
         self.nd = nd
-        self.kernel = _per_dim(params["kernel_size"], nd)
-        self.stride = _per_dim(params.get("stride") or params["kernel_size"], nd)
-        self.padding = _per_dim(params.get("padding", 0), nd)
+        self.kernel = per_dim(params["kernel_size"], nd)
+        self.stride = per_dim(params.get("stride") or params["kernel_size"], nd)
+        self.padding = per_dim(params.get("padding", 0), nd)
         self.ceil_mode = bool(params.get("ceil_mode", False))
         self.count_include_pad = bool(params.get("count_include_pad", True))
 
@@ -68,18 +68,22 @@ class AvgCeilFullDivisor(TorchBackend):
         return super().build_module(case, cls, kwargs)
 
 
-class _MaxPoolNoDrop(torch.nn.Module):
+class MaxPoolGeometry(torch.nn.Module):
+    """A max-pool replacement holding its geometry per dim, and the correct module to fall back on."""
+
     def __init__(self, nd: int, params: dict, correct: torch.nn.Module):
         super().__init__()
         self.nd = nd
         self.correct = correct
-        self.kernel = _per_dim(params["kernel_size"], nd)
-        self.stride = _per_dim(params.get("stride") or params["kernel_size"], nd)
-        self.padding = _per_dim(params.get("padding", 0), nd)
-        self.dilation = _per_dim(params.get("dilation", 1), nd)
+        self.kernel = per_dim(params["kernel_size"], nd)
+        self.stride = per_dim(params.get("stride") or params["kernel_size"], nd)
+        self.padding = per_dim(params.get("padding", 0), nd)
+        self.dilation = per_dim(params.get("dilation", 1), nd)
         self.ceil_mode = bool(params.get("ceil_mode", False))
         self.return_indices = bool(params.get("return_indices", False))
 
+
+class _MaxPoolNoDrop(MaxPoolGeometry):
     def forward(self, x):
         spatial = x.shape[-self.nd:]
         pads, differs = [], False

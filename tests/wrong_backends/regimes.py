@@ -27,29 +27,16 @@ import torch.nn.functional as F
 
 from backends.torch_backend import TorchBackend
 from conformance.spec import spec_of
+from tests.wrong_backends.pooling import MaxPoolGeometry
 
 _MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
-def _per_dim(value: Any, nd: int) -> tuple[int, ...]:
-    return tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else (int(value),) * nd
-
-
 # -- MaxPool2d: ceil_mode by zero padding ------------------------------------------------------------
 
-class _CeilByZeroPadding(torch.nn.Module):
-    def __init__(self, nd: int, params: dict, correct: torch.nn.Module):
-        super().__init__()
-        self.nd, self.correct = nd, correct
-        self.kernel = _per_dim(params["kernel_size"], nd)
-        self.stride = _per_dim(params.get("stride") or params["kernel_size"], nd)
-        self.padding = _per_dim(params.get("padding", 0), nd)
-        self.dilation = _per_dim(params.get("dilation", 1), nd)
-        self.ceil_mode = bool(params.get("ceil_mode", False))
-        self.return_indices = bool(params.get("return_indices", False))
-
+class _CeilByZeroPadding(MaxPoolGeometry):
     def forward(self, x: torch.Tensor) -> Any:
         spatial = x.shape[-self.nd:]
         extra = []
