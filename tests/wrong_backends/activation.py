@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from backends.torch_backend import TorchBackend
+from tests.wrong_backends.generic import ReplacesModule
 
 
 class _SoftplusNoBeta(torch.autograd.Function):
@@ -38,13 +38,11 @@ class _Softplus(torch.nn.Softplus):
         return _SoftplusNoBeta.apply(x, self.beta, self.threshold)
 
 
-class SoftplusGradNoBeta(TorchBackend):
+class SoftplusGradNoBeta(ReplacesModule):
     """Softplus whose backward divides by β (the chain rule's β·(1/β) lost one factor)."""
 
     name = "wrong-softplus-grad-no-beta"
-
-    def build_module(self, case, cls, kwargs):
-        return _Softplus(**kwargs) if case.op == "Softplus" else super().build_module(case, cls, kwargs)
+    op, module = "Softplus", _Softplus
 
 
 class _TanhFromInput(torch.autograd.Function):
@@ -64,13 +62,11 @@ class _Tanh(torch.nn.Tanh):
         return _TanhFromInput.apply(x)
 
 
-class TanhGradFromInput(TorchBackend):
+class TanhGradFromInput(ReplacesModule):
     """Tanh whose backward uses 1 - x² instead of 1 - tanh(x)²."""
 
     name = "wrong-tanh-grad-from-input"
-
-    def build_module(self, case, cls, kwargs):
-        return _Tanh() if case.op == "Tanh" else super().build_module(case, cls, kwargs)
+    op, module = "Tanh", _Tanh
 
 
 class _EluAlphaOne(torch.autograd.Function):
@@ -92,13 +88,11 @@ class _Elu(torch.nn.ELU):
         return x.copy_(y) if self.inplace else y
 
 
-class EluIgnoresAlpha(TorchBackend):
+class EluIgnoresAlpha(ReplacesModule):
     """ELU whose forward always uses alpha = 1."""
 
     name = "wrong-elu-ignores-alpha"
-
-    def build_module(self, case, cls, kwargs):
-        return _Elu(**kwargs) if case.op == "ELU" else super().build_module(case, cls, kwargs)
+    op, module = "ELU", _Elu
 
 
 class _ThresholdZero(torch.nn.Threshold):
@@ -107,13 +101,11 @@ class _ThresholdZero(torch.nn.Threshold):
         return x.copy_(y) if self.inplace else y
 
 
-class ThresholdWritesZero(TorchBackend):
+class ThresholdWritesZero(ReplacesModule):
     """Threshold that replaces x <= threshold by 0 instead of ``value``."""
 
     name = "wrong-threshold-writes-zero"
-
-    def build_module(self, case, cls, kwargs):
-        return _ThresholdZero(**kwargs) if case.op == "Threshold" else super().build_module(case, cls, kwargs)
+    op, module = "Threshold", _ThresholdZero
 
 
 class _HardtanhInclusive(torch.autograd.Function):
@@ -136,13 +128,11 @@ class _Hardtanh(torch.nn.Hardtanh):
         return x.copy_(y) if self.inplace else y
 
 
-class HardtanhGradAtBounds(TorchBackend):
+class HardtanhGradAtBounds(ReplacesModule):
     """Hardtanh whose derivative is 1 at x == min_val and x == max_val: only visible at the kinks."""
 
     name = "wrong-hardtanh-grad-at-bounds"
-
-    def build_module(self, case, cls, kwargs):
-        return _Hardtanh(**kwargs) if case.op == "Hardtanh" else super().build_module(case, cls, kwargs)
+    op, module = "Hardtanh", _Hardtanh
 
 
 class _LogSigmoidNaive(torch.nn.LogSigmoid):
@@ -150,13 +140,11 @@ class _LogSigmoidNaive(torch.nn.LogSigmoid):
         return torch.log(torch.sigmoid(x))  # wrong: sigmoid underflows to 0 for large negative x
 
 
-class LogSigmoidNaive(TorchBackend):
+class LogSigmoidNaive(ReplacesModule):
     """LogSigmoid as log(sigmoid(x)): -inf where sigmoid underflows (x < -745 in float64)."""
 
     name = "wrong-logsigmoid-naive"
-
-    def build_module(self, case, cls, kwargs):
-        return _LogSigmoidNaive() if case.op == "LogSigmoid" else super().build_module(case, cls, kwargs)
+    op, module = "LogSigmoid", _LogSigmoidNaive
 
 
 class _LogSoftmaxNoShift(torch.nn.LogSoftmax):
@@ -165,13 +153,11 @@ class _LogSoftmaxNoShift(torch.nn.LogSoftmax):
         return x - torch.log(torch.exp(x).sum(dim, keepdim=True))  # wrong: no max shift
 
 
-class LogSoftmaxNoMaxShift(TorchBackend):
+class LogSoftmaxNoMaxShift(ReplacesModule):
     """LogSoftmax without subtracting the maximum: exp(x) overflows for x > 709 (float64)."""
 
     name = "wrong-logsoftmax-no-max-shift"
-
-    def build_module(self, case, cls, kwargs):
-        return _LogSoftmaxNoShift(**kwargs) if case.op == "LogSoftmax" else super().build_module(case, cls, kwargs)
+    op, module = "LogSoftmax", _LogSoftmaxNoShift
 
 
 class _SoftmaxLastDim(torch.nn.Softmax):
@@ -179,14 +165,12 @@ class _SoftmaxLastDim(torch.nn.Softmax):
         return torch.softmax(x, -1 if self.dim is None else self.dim)  # wrong: the legacy choice is 0 or 1
 
 
-class SoftmaxImplicitDimLast(TorchBackend):
+class SoftmaxImplicitDimLast(ReplacesModule):
     """Softmax(dim=None) over the last dim (the deprecated implicit choice is 0 for 0-, 1- and 3-d
     inputs, else 1)."""
 
     name = "wrong-softmax-implicit-dim-last"
-
-    def build_module(self, case, cls, kwargs):
-        return _SoftmaxLastDim(**kwargs) if case.op == "Softmax" else super().build_module(case, cls, kwargs)
+    op, module = "Softmax", _SoftmaxLastDim
 
 
 class _Relu6FmaxFn(torch.autograd.Function):
@@ -207,10 +191,8 @@ class _Relu6Fmax(torch.nn.ReLU6):
         return x.copy_(y) if self.inplace else y
 
 
-class Relu6SwallowsNaN(TorchBackend):
+class Relu6SwallowsNaN(ReplacesModule):
     """ReLU6 through fmax/fmin, which return the other operand when one is NaN: NaN becomes 0."""
 
     name = "wrong-relu6-swallows-nan"
-
-    def build_module(self, case, cls, kwargs):
-        return _Relu6Fmax(**kwargs) if case.op == "ReLU6" else super().build_module(case, cls, kwargs)
+    op, module = "ReLU6", _Relu6Fmax

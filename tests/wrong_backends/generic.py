@@ -8,6 +8,17 @@ from backends.base import Backend
 from backends.torch_backend import TorchBackend
 
 
+class ReplacesModule(TorchBackend):
+    """The torch adapter with the module of one entry (``op``) replaced by ``module``: a mistake
+    in that one kernel. ``module`` is built from the entry's constructor arguments."""
+
+    op = ""
+    module: type = torch.nn.Identity
+
+    def build_module(self, case, cls, kwargs):
+        return self.module(**kwargs) if case.op == self.op else super().build_module(case, cls, kwargs)
+
+
 class _ReluWithUnitSlopeAtZero(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):

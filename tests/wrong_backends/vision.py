@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from backends.torch_backend import TorchBackend
+from tests.wrong_backends.generic import ReplacesModule
 
 
 def _swap_block_axes(y: torch.Tensor, r: int) -> torch.Tensor:
@@ -36,11 +37,9 @@ class _TransposedShuffle(torch.nn.PixelShuffle):
         return _swap_block_axes(super().forward(x), self.upscale_factor)
 
 
-class PixelShuffleTransposedBlocks(TorchBackend):
+class PixelShuffleTransposedBlocks(ReplacesModule):
     name = "wrong-pixel-shuffle-transposed-blocks"
-
-    def build_module(self, case, cls, kwargs):
-        return _TransposedShuffle(**kwargs) if case.op == "PixelShuffle" else super().build_module(case, cls, kwargs)
+    op, module = "PixelShuffle", _TransposedShuffle
 
 
 class _ChannelMajorUnshuffle(torch.nn.PixelUnshuffle):
@@ -53,13 +52,9 @@ class _ChannelMajorUnshuffle(torch.nn.PixelUnshuffle):
         return y.reshape(*lead, c * r * r, h // r, w // r)
 
 
-class PixelUnshuffleChannelMajor(TorchBackend):
+class PixelUnshuffleChannelMajor(ReplacesModule):
     name = "wrong-pixel-unshuffle-channel-major"
-
-    def build_module(self, case, cls, kwargs):
-        if case.op == "PixelUnshuffle":
-            return _ChannelMajorUnshuffle(**kwargs)
-        return super().build_module(case, cls, kwargs)
+    op, module = "PixelUnshuffle", _ChannelMajorUnshuffle
 
 
 class _BorderDroppingBackward(torch.autograd.Function):
@@ -86,13 +81,9 @@ class _BorderDroppingBilinear(torch.nn.UpsamplingBilinear2d):
         return _BorderDroppingBackward.apply(x, size)
 
 
-class BilinearBackwardDropsBorder(TorchBackend):
+class BilinearBackwardDropsBorder(ReplacesModule):
     name = "wrong-bilinear-backward-border"
-
-    def build_module(self, case, cls, kwargs):
-        if case.op == "UpsamplingBilinear2d":
-            return _BorderDroppingBilinear(**kwargs)
-        return super().build_module(case, cls, kwargs)
+    op, module = "UpsamplingBilinear2d", _BorderDroppingBilinear
 
 
 class _AlignCornersFalse(torch.nn.UpsamplingBilinear2d):
@@ -100,13 +91,9 @@ class _AlignCornersFalse(torch.nn.UpsamplingBilinear2d):
         return F.interpolate(x, self.size, self.scale_factor, mode="bilinear", align_corners=False)
 
 
-class BilinearAlignCornersFalse(TorchBackend):
+class BilinearAlignCornersFalse(ReplacesModule):
     name = "wrong-bilinear-align-corners-false"
-
-    def build_module(self, case, cls, kwargs):
-        if case.op == "UpsamplingBilinear2d":
-            return _AlignCornersFalse(**kwargs)
-        return super().build_module(case, cls, kwargs)
+    op, module = "UpsamplingBilinear2d", _AlignCornersFalse
 
 
 class _RecomputedScale(torch.nn.UpsamplingNearest2d):
@@ -115,13 +102,9 @@ class _RecomputedScale(torch.nn.UpsamplingNearest2d):
                              recompute_scale_factor=True if self.scale_factor is not None else None)
 
 
-class NearestRecomputesScale(TorchBackend):
+class NearestRecomputesScale(ReplacesModule):
     name = "wrong-nearest-recomputed-scale"
-
-    def build_module(self, case, cls, kwargs):
-        if case.op == "UpsamplingNearest2d":
-            return _RecomputedScale(**kwargs)
-        return super().build_module(case, cls, kwargs)
+    op, module = "UpsamplingNearest2d", _RecomputedScale
 
 
 class _NoKeepdim(torch.nn.PairwiseDistance):
@@ -129,11 +112,9 @@ class _NoKeepdim(torch.nn.PairwiseDistance):
         return F.pairwise_distance(x1, x2, self.norm, self.eps, keepdim=False)
 
 
-class PairwiseDistanceIgnoresKeepdim(TorchBackend):
+class PairwiseDistanceIgnoresKeepdim(ReplacesModule):
     name = "wrong-pairwise-distance-keepdim"
-
-    def build_module(self, case, cls, kwargs):
-        return _NoKeepdim(**kwargs) if case.op == "PairwiseDistance" else super().build_module(case, cls, kwargs)
+    op, module = "PairwiseDistance", _NoKeepdim
 
 
 class _EpsAfterNorm(torch.nn.PairwiseDistance):
@@ -141,11 +122,9 @@ class _EpsAfterNorm(torch.nn.PairwiseDistance):
         return F.pairwise_distance(x1, x2, self.norm, 0.0, self.keepdim) + self.eps
 
 
-class PairwiseDistanceEpsAfterNorm(TorchBackend):
+class PairwiseDistanceEpsAfterNorm(ReplacesModule):
     name = "wrong-pairwise-distance-eps-after-norm"
-
-    def build_module(self, case, cls, kwargs):
-        return _EpsAfterNorm(**kwargs) if case.op == "PairwiseDistance" else super().build_module(case, cls, kwargs)
+    op, module = "PairwiseDistance", _EpsAfterNorm
 
 
 class _EvalBatchStats(torch.nn.BatchNorm3d):
@@ -159,11 +138,9 @@ class _EvalBatchStats(torch.nn.BatchNorm3d):
         return y * self.weight.view(1, -1, 1, 1, 1) + self.bias.view(1, -1, 1, 1, 1) if self.affine else y
 
 
-class BatchNorm3dEvalBatchStats(TorchBackend):
+class BatchNorm3dEvalBatchStats(ReplacesModule):
     name = "wrong-batchnorm3d-eval-batch-stats"
-
-    def build_module(self, case, cls, kwargs):
-        return _EvalBatchStats(**kwargs) if case.op == "BatchNorm3d" else super().build_module(case, cls, kwargs)
+    op, module = "BatchNorm3d", _EvalBatchStats
 
 
 def _biased_running_var(cls: type) -> type:
