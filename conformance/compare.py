@@ -34,10 +34,14 @@ class Comparison:
     reduction_length: int = 1
     worst: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
+    # What is wrong, when not ok (``known.TENSOR_SYMPTOMS``): "value", "nonfinite", "index", "shape".
+    symptoms: list[str] = field(default_factory=list)
+    # The largest error / bound among elements where both sides are finite.
+    finite_utilisation: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for key in ("max_abs_err", "max_rel_err", "max_ulp", "utilisation"):
+        for key in ("max_abs_err", "max_rel_err", "max_ulp", "utilisation", "finite_utilisation"):
             d[key] = _finite_or_str(d[key])
         return d
 
@@ -57,6 +61,7 @@ def compare_tensor(
     """Compare one tensor: presence, shape, dtype, NaN/inf pattern, then values within the bound."""
     ref = np.asarray(ref)
     cmp = Comparison(tensor=name, ok=False, shape=list(ref.shape), size=int(ref.size))
+    cmp.symptoms = ["shape"]
     if got is None:
         cmp.message = "missing from the backend result"
         return cmp
@@ -68,6 +73,7 @@ def compare_tensor(
     if got_dtype is not None and got_dtype != expected:
         cmp.message = f"dtype {got_dtype} != expected {expected}"
         return cmp
+    cmp.symptoms = []
     if ref.dtype.kind in "iub":
         return _compare_integers(cmp, ref, got)
     return _compare_floats(spec, case, cmp, ref.astype(np.float64), got.astype(np.float64), absref)
@@ -85,6 +91,7 @@ def _compare_integers(cmp: Comparison, ref: np.ndarray, got: np.ndarray) -> Comp
         cmp.max_abs_err = max(w["err"] for w in cmp.worst)
         cmp.utilisation = float("inf")
         cmp.message = f"{cmp.mismatches} of {cmp.size} integer elements differ"
+        cmp.symptoms = ["index"]
     cmp.ok = cmp.mismatches == 0
     return cmp
 
@@ -109,6 +116,7 @@ def _compare_floats(
         cmp.max_rel_err = float(rel.max())
         cmp.max_ulp = float(ulps.max())
         cmp.utilisation = float(ratio.max())
+        cmp.finite_utilisation = float(np.where(finite, ratio, 0.0).max())
         order = np.argsort(-ratio, axis=None, kind="stable")[:WORST_SHOWN]
         worst = [np.unravel_index(i, ref.shape) for i in order]
         cmp.worst_index = [int(i) for i in worst[0]]
@@ -123,6 +131,7 @@ def _compare_floats(
         kinds = [label for label, mask in (("NaN pattern", nan_bad), ("inf pattern", inf_bad),
                                            ("value", value_bad)) if mask.any()]
         cmp.message = f"{cmp.mismatches} of {cmp.size} elements out of bound ({', '.join(kinds)})"
+        cmp.symptoms = (["nonfinite"] if (nan_bad | inf_bad).any() else []) + (["value"] if value_bad.any() else [])
     return cmp
 
 
@@ -148,5 +157,5 @@ def compare_results(spec: LayerSpec, case: Case, ref: Result, got: Result) -> li
     extra = sorted(set(got_tensors) - set(ref_tensors))
     for name in extra:
         comparisons.append(Comparison(tensor=name, ok=False, shape=list(np.shape(got_tensors[name])),
-                                      message="produced by the backend but not by the reference"))
+                                      message="produced by the backend but not by the reference", symptoms=["shape"]))
     return comparisons

@@ -84,6 +84,15 @@ class LayerRun:
         return self.case.inputs["input"]
 
 
+def layer_reference(spec: LayerSpec, sub: Case, cotangents: Mapping[str, np.ndarray] | None = None) -> Result:
+    """A layer's own reference on its sub-case (the container, not the layer, owns in-place
+    state): forward, and backward for ``cotangents`` when given."""
+    result, pullback = spec.reference(sub)
+    if cotangents:
+        result.grads = spec.pull(pullback, sub, cotangents)
+    return result
+
+
 def compose_reference(case: Case, backward: bool) -> Result:
     """The model's reference: each layer's reference forward, then each VJP backward. Every
     parameter gradient and buffer is named by its container path; ``meta["runs"]`` keeps the
@@ -94,7 +103,7 @@ def compose_reference(case: Case, backward: bool) -> Result:
     for i, layer in enumerate(layers):
         spec = layer_spec(layer)
         sub = layer_case(case, i, x)
-        result = spec.reference(sub, False)
+        result = layer_reference(spec, sub)
         runs.append(LayerRun(spec, sub, result))
         x = saturate(result.outputs["output"], case.dtype)
     out = Result(outputs={"output": x}, meta={"runs": runs})
@@ -106,7 +115,7 @@ def compose_reference(case: Case, backward: bool) -> Result:
         for i in reversed(range(len(layers))):
             run = runs[i]
             sub = replace(run.case, cotangents={"output": g})
-            result = run.spec.reference(sub, True)
+            result = layer_reference(run.spec, sub, sub.cotangents)
             result.state = run.result.state  # the forward's buffers (the backward recomputes them)
             runs[i] = LayerRun(run.spec, sub, result)
             for local in layers[i]["parameters"]:
@@ -252,7 +261,7 @@ def reference_on(run: LayerRun, backward: bool, cotangent: np.ndarray | None = N
     if cotangent is not None:
         sub = replace(sub, cotangents={"output": cotangent})
     with np.errstate(all="ignore"):
-        return run.spec.reference(sub, backward)
+        return layer_reference(run.spec, sub, sub.cotangents if backward else None)
 
 
 def multilinear(weights: Sequence[str] = ("weight",), biases: Sequence[str] = ("bias",)) -> Propagation:

@@ -27,7 +27,7 @@ class ReferenceBackend(Backend):
         if spec.randomness is not None and case.call and case.call.get("random"):
             rng = np.random.default_rng((case.call.get("seed") or 0) + 1)
             case = spec.randomness.with_choices(case, spec.randomness.sample(case, rng))
-        result = spec.evaluate(case, bool(case.cotangents))
+        result = spec.evaluate(case, case.cotangents)
         fmt = DTYPES[case.dtype]
         reports_choices = bool(case.call and case.call.get("random"))
         rounded = Result(meta={"device": "numpy"})

@@ -35,12 +35,15 @@ from backends.base import (
 )
 from conformance.compare import Comparison, compare_results
 from conformance.dtypes import DTYPES
-from conformance.known import KnownDiscrepancy, match_known
+from conformance.known import KnownDiscrepancy, explain, matching
 from conformance.profiles import Profile, hypothesis_settings
 from conformance.spec import LayerSpec, Regime
 from conformance.strategies import output_cotangent
 from conformance.tolerance import bound_for, magnitudes
 from reports.records import RecordWriter
+
+# The known-entry symptom of a call that failed as a whole (``conformance.known.CALL_SYMPTOMS``).
+CALL_SYMPTOM = {"crash": "crash", "timeout": "timeout", "compile": "compile", "error": "raises"}
 
 
 class _Discrepancy(AssertionError):
@@ -128,9 +131,10 @@ def with_call(spec: LayerSpec, case: Case) -> Case:
     return case if case.call is not None else replace(case, call=spec.call(case))
 
 
-def with_cotangents(spec: LayerSpec, case: Case, forward: Result) -> Case:
-    """Attach a cotangent (``strategies.output_cotangent``) to every float output of ``forward``
-    that has none yet."""
+def draw_cotangents(spec: LayerSpec, case: Case, forward: Result) -> Case:
+    """Attach a cotangent (``strategies.output_cotangent``: from the case's cotangent seed and the
+    output's name) to every float output of ``forward`` that has none yet, when the case has a
+    backward pass."""
     if not (spec.backward and case.differentiable):
         return case
     cots = dict(case.cotangents)
@@ -141,40 +145,17 @@ def with_cotangents(spec: LayerSpec, case: Case, forward: Result) -> Case:
     return replace(case, cotangents=cots)
 
 
-class MissingCotangent(KeyError):
-    """A reference read ``case.cotangents[name]`` before any was attached (it predates
-    ``strategies.output_gradient``): the runner then evaluates it in two passes."""
-
-
-class _OnePass(dict):
-    def __missing__(self, key: str) -> Any:
-        raise MissingCotangent(key)
-
-
 def reference_result(spec: LayerSpec, case: Case) -> tuple[Case, Result]:
-    """Attach the call tree, then run the reference with its backward pass once: it draws each
-    output's cotangent as it needs it (``strategies.output_gradient``), and those are attached
-    to the case for the backend. (A reference that reads ``case.cotangents`` directly runs twice:
-    forward for the output shapes, then with the cotangents.) For a random case this is the
-    reference without choices; ``conditional_reference`` recomputes it with the backend's."""
+    """Attach the call tree, run the reference forward once, draw the cotangents of its float
+    outputs (they become part of the case, for the backend), then run its pullback once. For a
+    random case this is the reference without choices; ``conditional_reference`` recomputes it
+    with the backend's."""
     case = with_call(spec, case)
     with np.errstate(all="ignore"):
-        if not (spec.backward and case.differentiable):
-            return case, spec.evaluate(case, False)
-        try:
-            store = _OnePass()
-            ref = spec.evaluate(replace(case, cotangents=store), True)
-            # Every float output gets a cotangent. A reference that did not draw one (it checks
-            # ``name in case.cotangents`` first) is evaluated again with them all; one that ignores
-            # an output entirely shows up as a gradient mismatch, a bug of the reference.
-            case = with_cotangents(spec, replace(case, cotangents=dict(store)), ref)
-            if set(case.cotangents) != set(store):
-                ref = spec.evaluate(case, True)
-        except MissingCotangent:
-            forward = spec.evaluate(case, False)
-            case = with_cotangents(spec, case, forward)
-            ref = spec.evaluate(case, True) if case.cotangents else forward
-    return case, ref
+        result, pullback = spec.run_reference(case)
+        case = draw_cotangents(spec, case, result)
+        result.grads = spec.pull(pullback, case, case.cotangents)
+    return case, result
 
 
 def conditional_reference(spec: LayerSpec, case: Case, got: Result) -> tuple[Case, Result]:
@@ -185,7 +166,7 @@ def conditional_reference(spec: LayerSpec, case: Case, got: Result) -> tuple[Cas
         raise ValueError(f"the backend reported no random choice {', '.join(missing)}")
     case = spec.randomness.with_choices(case, {name: got.choices[name] for name in spec.randomness.choices})
     with np.errstate(all="ignore"):
-        return case, spec.evaluate(case, bool(case.cotangents))
+        return case, spec.evaluate(case, case.cotangents)
 
 
 def repro_sources() -> list[tuple[str, str]]:
@@ -249,7 +230,8 @@ class Runner:
             elif _compile_failure(exc):
                 verdict = "compile"
             record.update(verdict=verdict, error_side="backend", error=_error_text(exc))
-            record.update(self._known_fields(backend, spec, case, failed=True))
+            if verdict != "unsupported":
+                record.update(self._known_fields(backend, spec, case, CALL_SYMPTOM[verdict]))
             record["case_id"] = case.case_id()
             return Evaluation(record, case, ref)
         record["elapsed_s"]["backend"] = time.perf_counter() - t1
@@ -265,9 +247,9 @@ class Runner:
         record["case_id"] = case.case_id()
         record["comparisons"] = [c.to_dict() for c in comparisons]
         record["max_utilisation"] = max((c.utilisation for c in comparisons), default=0.0)
-        failed = not all(c.ok for c in comparisons)
-        record["verdict"] = "fail" if failed else "pass"
-        record.update(self._known_fields(backend, spec, case, failed))
+        failing = [c for c in record["comparisons"] if not c["ok"]]
+        record["verdict"] = "fail" if failing else "pass"
+        record.update(self._known_fields(backend, spec, case, failing=failing))
         return Evaluation(record, case, ref, got)
 
     def _evaluate_invalid(self, backend: Backend, spec: LayerSpec, case: Case, record: dict[str, Any],
@@ -284,34 +266,49 @@ class Runner:
         except (BackendCrash, BackendTimeout) as exc:  # rejecting a case means raising, not dying
             verdict = "crash" if isinstance(exc, BackendCrash) else "timeout"
             record.update(verdict=verdict, error_side="backend", error=_error_text(exc))
-            record.update(self._known_fields(backend, spec, case, failed=True))
+            record.update(self._known_fields(backend, spec, case, verdict))
             return Evaluation(record, case)
         except Exception as exc:
             if _compile_failure(exc):  # not a rejection of the case: the compiler gave up
                 record.update(verdict="compile", error_side="backend", error=_error_text(exc))
-                record.update(self._known_fields(backend, spec, case, failed=True))
+                record.update(self._known_fields(backend, spec, case, "compile"))
                 return Evaluation(record, case)
             record.update(verdict="pass", error=f"both raised; reference: {_error_text(ref_error)}; "
                                                 f"backend: {_error_text(exc)}")
-            record.update(self._known_fields(backend, spec, case, failed=False))
+            record.update(self._known_fields(backend, spec, case))
             return Evaluation(record, case)
         record.update(verdict="error", error_side="backend",
                       error=f"the backend accepted an invalid case; reference: {_error_text(ref_error)}")
-        record.update(self._known_fields(backend, spec, case, failed=True))
+        record.update(self._known_fields(backend, spec, case, "accepts-invalid"))
         return Evaluation(record, case)
 
-    def _known_fields(self, backend: Backend, spec: LayerSpec, case: Case, failed: bool) -> dict[str, Any]:
-        """A failing case matching a known entry is 'known'; a passing one stays 'pass' but counts
-        toward the entry's unexpected-pass check at the end of the target (``_check_known``)."""
-        entry = match_known(self.request.known, spec, (backend.name, *backend.known_as), case)
-        if entry is None:
+    def _known_fields(self, backend: Backend, spec: LayerSpec, case: Case, call_symptom: str | None = None,
+                      failing: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """A failed case is 'known' when the known entries whose scope covers it explain every one
+        of its failures (``call_symptom``: the call's own failure, ``failing``: the failing
+        comparisons; see ``conformance.known``). Every matching entry counts the case toward its
+        unexpected-pass check at the end of the target (``_check_known``): it saw its symptom when
+        it explains at least one failure of the case."""
+        failing = failing or []
+        entries = matching(self.request.known, spec, (backend.name, *backend.known_as), case)
+        if not entries:
             return {"known": None}
-        stats = self._known_stats[(spec.id, backend.name, case.dtype)].setdefault(entry.id, [entry, 0, 0])
-        stats[1] += 1
-        if failed:
-            stats[2] += 1
-            return {"known": entry.describe(), "verdict": "known"}
-        return {"known": entry.describe()}
+        stats = self._known_stats[(spec.id, backend.name, case.dtype)]
+        for entry in entries:
+            seen = (call_symptom is not None and entry.explains_call(call_symptom)) or any(
+                entry.explains(c) for c in failing)
+            counts = stats.setdefault(entry.id, [entry, 0, 0])
+            counts[1] += 1
+            counts[2] += int(seen)
+        if call_symptom is None and not failing:
+            return {"known": entries[0].describe()}
+        explained = explain(entries, call_symptom, failing)
+        if explained is None:
+            return {"known": None, "known_unexplained": [e.id for e in entries]}
+        known = explained[0].describe()
+        if len(explained) > 1:
+            known["with"] = [e.id for e in explained[1:]]
+        return {"known": known, "verdict": "known"}
 
     def _check_known(self, backend: Backend, spec: LayerSpec, dtype: str) -> None:
         """A strict known entry that matched cases of this target, none of which failed, is an

@@ -28,9 +28,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from conformance.compare import Comparison
     from conformance.stats import StatCheck
 
-# reference(case, backward) -> Result: outputs (and state, and the canonical random choices)
-# always; grads of case.differentiable for case.cotangents when backward is True.
-ReferenceFn = Callable[[Case, bool], Result]
+# The reference of a declaration: ``reference(case) -> (result, pullback)``. ``result`` holds the
+# outputs, the state after the call and the canonical random choices; ``pullback(cotangents)``
+# maps the cotangent of every float output (by output name) to the gradients of the inputs (by
+# input name; the runner keeps those in ``case.differentiable``), or is None when the call has no
+# backward. The forward is evaluated once and the backward once: the runner draws the cotangents
+# from the forward's output shapes in between, so a reference never draws anything itself.
+Pullback = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
+ReferenceFn = Callable[[Case], "tuple[Result, Pullback | None]"]
+# The older contract, ``reference(case, backward) -> Result`` (grads for ``case.cotangents`` when
+# backward is True), adapted by ``result_reference`` while families move to pullbacks.
+ResultReferenceFn = Callable[[Case, bool], Result]
 CaseStrategy = Callable[[str], "SearchStrategy[Case]"]
 # comparator(spec, case, tensor_name, reference_result, backend_result) -> Comparison
 Comparator = Callable[["LayerSpec", Case, str, Result, Result], "Comparison"]
@@ -312,13 +320,49 @@ class LayerSpec:
             call["seed"] = int(case.case_id(), 16) % (2**31)
         return call
 
-    def evaluate(self, case: Case, backward: bool) -> Result:
-        """The reference result, with the in-place input's value after the call (= the output)."""
-        result = self.reference(case, backward)
+    def run_reference(self, case: Case) -> tuple[Result, Pullback | None]:
+        """The reference forward (with the in-place input's value after the call, which is the
+        output) and its pullback."""
+        result, pullback = self.reference(case)
         inplace = self.torch.inplace_input(case)
         if inplace:
             result.state[inplace] = result.outputs["output"]
+        return result, pullback
+
+    def pull(self, pullback: Pullback | None, case: Case,
+             cotangents: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The gradients of ``case.differentiable`` for ``cotangents`` (none without a backward)."""
+        if pullback is None or not cotangents or not (self.backward and case.differentiable):
+            return {}
+        grads = pullback(cotangents)
+        return {name: grads[name] for name in case.differentiable if name in grads}
+
+    def evaluate(self, case: Case, cotangents: Mapping[str, np.ndarray] | None = None) -> Result:
+        """The reference result of ``case``: forward, and the backward for ``cotangents`` when
+        given (``case.cotangents`` are not read: pass them)."""
+        result, pullback = self.run_reference(case)
+        if cotangents:
+            result.grads = self.pull(pullback, case, cotangents)
         return result
+
+
+def result_reference(fn: ResultReferenceFn) -> ReferenceFn:
+    """Adapt a reference of the older contract, ``fn(case, backward) -> Result``, to
+    ``(result, pullback)``: the pullback evaluates ``fn`` again with the cotangents attached (so
+    such a reference runs its forward twice when a backward is asked for)."""
+
+    def reference(case: Case) -> tuple[Result, Pullback]:
+        result = fn(case, False)
+
+        def pullback(cotangents: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            full = fn(replace(case, cotangents=dict(cotangents)), True)
+            result.meta.update(full.meta)  # what the backward recorded (a model's per-layer runs)
+            return full.grads
+
+        return result, pullback
+
+    reference.__wrapped__ = fn  # type: ignore[attr-defined]
+    return reference
 
 
 _REGISTRY: dict[str, LayerSpec] = {}

@@ -23,6 +23,7 @@ the result must be bit-exact ("bitwise") or exact up to one final rounding ("rou
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -66,7 +67,8 @@ def magnitudes(spec: LayerSpec, case: Case, ref: Result) -> dict[str, np.ndarray
         elif tol.magnitude == "abs":
             key = tol.abs_inputs
             if key not in abs_results:
-                abs_results[key] = spec.evaluate(_abs_case(case, tol), bool(case.cotangents)).tensors()
+                abs_case = _abs_case(case, tol)
+                abs_results[key] = spec.evaluate(abs_case, abs_case.cotangents).tensors()
             out[name] = np.abs(abs_results[key].get(name, value)).astype(np.float64)
         elif tol.magnitude == "ref":
             out[name] = np.abs(value).astype(np.float64)
@@ -109,3 +111,31 @@ def bound_as_magnitude(err_in_u: np.ndarray, k: int) -> np.ndarray:
     states the whole first-order bound in units of the unit roundoff u."""
     with np.errstate(invalid="ignore", over="ignore"):
         return np.asarray(err_in_u, dtype=np.float64) / math.sqrt(max(int(k), 1))
+
+
+# An error analysis: ``errors(case, result) -> {tensor name: first-order bound of |computed - exact|
+# in units of the dtype's unit roundoff u}`` (elementwise, broadcastable to the tensor), for the
+# tensors it analyses. Every analysed tolerance in nnconform has this one signature.
+ErrorFn = Callable[[Case, Result], Mapping[str, np.ndarray]]
+
+
+def analysed_tolerance(errors: ErrorFn, length: Callable[[Case, str], int] | int = 1,
+                       out_ulps: float = 1.0) -> Tolerance:
+    """A float-tier tolerance whose bound is the layer's own first-order error analysis:
+
+        bound = out_ulps·u·|ref| + u·E + K·tiny (+ the reference's own rounding, see ``bound_for``)
+
+    with E = ``errors(case, result)[tensor]`` in units of u, and K (``length``) sizing only the
+    underflow allowance K·tiny. A tensor the analysis does not name gets E = 0 (one rounding)."""
+
+    def magnitude(case: Case, result: Result) -> dict[str, np.ndarray]:
+        analysed = errors(case, result)
+        out = {}
+        for name, value in result.tensors().items():
+            k = length(case, name) if callable(length) else length
+            err = analysed.get(name)
+            out[name] = np.zeros(np.shape(value)) if err is None else np.broadcast_to(
+                bound_as_magnitude(err, k), np.shape(value))
+        return out
+
+    return Tolerance(reduction=length, magnitude=magnitude, c=1.0, out_ulps=out_ulps, exact="none")

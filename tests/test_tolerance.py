@@ -8,7 +8,7 @@ import pytest
 from backends.base import Case, Result
 from conformance.compare import compare_results, compare_tensor
 from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec, Tolerance, TorchMapping
+from conformance.spec import LayerSpec, Tolerance, TorchMapping, result_reference
 from conformance.tolerance import bound_for
 
 
@@ -19,7 +19,7 @@ def _dot_reference(case: Case, backward: bool) -> Result:
 
 
 def _spec(exact: str = "bitwise", c: float = 2.0) -> LayerSpec:
-    return LayerSpec(name="Dot", family="test", cases=lambda dtype: None, reference=_dot_reference,
+    return LayerSpec(name="Dot", family="test", cases=lambda dtype: None, reference=result_reference(_dot_reference),
                      torch=TorchMapping("torch.nn.Identity"),
                      tolerance=Tolerance(reduction=lambda case, t: case.inputs["input"].size, c=c, exact=exact))
 

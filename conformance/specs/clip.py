@@ -41,7 +41,7 @@ from backends.base import Case, Result
 from conformance import strategies as S
 from conformance.compare import Comparison, compare_tensor
 from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare
+from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare, result_reference
 from conformance.tolerance import bound_as_magnitude
 from reference import clip as ref
 
@@ -286,7 +286,7 @@ _FINITE_PIN = {"non-finite": "none", "form": "list"}
 declare(LayerSpec(
     name="clip_grad_norm_", family="utility", catalogue=TARGET, kind="function",
     cases=lambda dtype: _clip_case(dtype),
-    reference=_reference,
+    reference=result_reference(_reference),
     torch=TorchMapping(TARGET, kind="function", args=_args, kwargs=_kwargs, outputs=("output",),
                        mutated=lambda case: tuple(_grad_names(case)) if case.params["form"] != "no gradients" else ()),
     tolerance=Tolerance(reduction=_reduction, magnitude=_magnitude, c=1.0, out_ulps=0.0, exact="none"),

@@ -57,7 +57,7 @@ from conformance.composition import (
     composed_comparator,
     layers_of,
 )
-from conformance.spec import LayerSpec, Regime, TorchMapping, all_specs, declare
+from conformance.spec import LayerSpec, Regime, TorchMapping, all_specs, declare, result_reference
 
 INPUT_KINDS = ("features", "image", "tokens")
 MAX_LAYERS = 5
@@ -85,7 +85,7 @@ def _next_activation(drawn: DrawnLayer, x: np.ndarray, dtype: str, tier: str, tr
     sub = Case(op=drawn.op, dtype=dtype, params=drawn.params, inputs={"input": x, **drawn.arrays},
                train=train, tier=tier)
     with np.errstate(all="ignore"):
-        return all_specs()[drawn.op].reference(sub, False).outputs["output"]
+        return all_specs()[drawn.op].evaluate(sub).outputs["output"]
 
 
 def draw_model(d: S.Drawer, dtype: str, functional: bool,
@@ -286,7 +286,7 @@ def _declare(op: str, variant: str, naming: str, regimes: tuple[str, ...], notes
     declare(LayerSpec(
         name=op, variant=variant, family="container",
         cases=_model_case(op, variant, naming),
-        reference=compose_reference,
+        reference=result_reference(compose_reference),
         torch=MAPPINGS[key],
         tolerance=COMPOSED_TOLERANCE,
         comparators=EveryTensor(composed_comparator),

@@ -44,7 +44,7 @@ from hypothesis import strategies as st
 
 from backends.base import Case, Layout, Result
 from conformance import strategies as S
-from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare, spec_of
+from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare, result_reference, spec_of
 from reference import conv as ref
 
 IN_BUDGET = 4096  # elements of the input (and of the padded input)
@@ -734,7 +734,7 @@ for _nd in (1, 2, 3):
             kind="transposed" if _transposed else "direct",
             regimes=transposed_regimes(_nd) if _transposed else conv_regimes(_nd),
             cases=_conv_cases(_name, _nd, _transposed),
-            reference=_conv_reference,
+            reference=result_reference(_conv_reference),
             torch=TorchMapping(f"torch.nn.{_name}", parameters=("weight", "bias"), args=("input",)),
             tolerance=TOLERANCE,
             invalid_cases=_invalid_cases(_name, _nd, _transposed),

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from backends.base import Case, Result
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare
+from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare, result_reference
 from conformance.tolerance import bound_as_magnitude
 from reference import distance as ref
 
@@ -309,7 +309,7 @@ declare(LayerSpec(
     name="PairwiseDistance",
     family="distance",
     cases=lambda dtype: _cases(dtype),
-    reference=_reference,
+    reference=result_reference(_reference),
     torch=TorchMapping("torch.nn.PairwiseDistance", args=("x1", "x2")),
     tolerance=_TOLERANCE,
     invalid_cases=lambda dtype: _invalid_cases(dtype),

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from backends.base import Case, Result
 from conformance import strategies as S
 from conformance.compare import Comparison, compare_tensor
-from conformance.spec import LayerSpec, Randomness, Regime, Tolerance, TorchMapping, declare, spec_of
+from conformance.spec import LayerSpec, Randomness, Regime, Tolerance, TorchMapping, declare, result_reference, spec_of
 from conformance.stats import StatCheck, bernstein_test, neighbour_agreement
 from reference import dropout as ref
 
@@ -252,7 +252,7 @@ for _op, _kind, _unit in (("Dropout", "element", "element"), ("Dropout2d", "chan
     declare(LayerSpec(
         name=_op, family="dropout", kind=_kind,
         cases=_cases(_op),
-        reference=_reference,
+        reference=result_reference(_reference),
         torch=TorchMapping(f"torch.nn.{_op}", inplace="input"),
         tolerance=TOLERANCE,
         comparators={"output": _output_comparator},

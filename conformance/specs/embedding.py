@@ -24,7 +24,7 @@ from backends.base import Case, Result
 from conformance import strategies as S
 from conformance.compare import Comparison, compare_tensor
 from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare
+from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare, result_reference
 from reference import embedding as ref
 
 MAX_NORMS = (None, 1.0, 2.0, 0.5, 4.0)
@@ -195,7 +195,7 @@ RENORM_TOLERANCE = Tolerance(reduction=lambda case, tensor: case.params["embeddi
 declare(LayerSpec(
     name="Embedding", family="sparse",
     cases=lambda dtype: _embedding_case(dtype),
-    reference=_reference,
+    reference=result_reference(_reference),
     torch=TorchMapping("torch.nn.Embedding", parameters=("weight",),
                        mutated=lambda case: ("weight",) if case.params["max_norm"] is not None else ()),
     tolerance={

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from backends.base import Case, Result
 from conformance import strategies as S
-from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare
+from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare, result_reference
 from reference import linear as ref
 
 # About one case in sixteen with leading dims gets one of size 0 (torch returns an empty output,
@@ -104,7 +104,7 @@ declare(LayerSpec(
     regimes=REGIMES,
     family="linear",
     cases=lambda dtype: _linear_case(dtype),
-    reference=_linear_reference,
+    reference=result_reference(_linear_reference),
     torch=TorchMapping("torch.nn.Linear", parameters=("weight", "bias")),
     # Sums of products: |W|·|x| (the reference on absolute values) bounds every partial sum, so
     # the exact tier is bit-exact wherever that stays within 2^p.

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from backends.base import CONTIGUOUS, Case, Result
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare
+from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare, result_reference
 from conformance.tolerance import bound_as_magnitude
 from reference import loss as ref
 
@@ -345,7 +345,7 @@ declare(LayerSpec(
     name="MSELoss",
     family="loss",
     cases=lambda dtype: _regression_case("MSELoss", dtype),
-    reference=_regression_reference(ref.mse_loss, ref.mse_loss_vjp),
+    reference=result_reference(_regression_reference(ref.mse_loss, ref.mse_loss_vjp)),
     torch=loss_mapping("torch.nn.MSELoss"),
     tolerance={
         # d = x - t and d² are two roundings (3u relative on d²), the sum adds 2√K·u: c = 5 ≥ 3 + 2
@@ -367,7 +367,7 @@ declare(LayerSpec(
     name="L1Loss",
     family="loss",
     cases=lambda dtype: _regression_case("L1Loss", dtype),
-    reference=_regression_reference(ref.l1_loss, ref.l1_loss_vjp),
+    reference=result_reference(_regression_reference(ref.l1_loss, ref.l1_loss_vjp)),
     torch=loss_mapping("torch.nn.L1Loss"),
     tolerance={
         # |x - t| is one rounding, the sum 2√K·u: c = 3, terms >= 0 so |ref| is the magnitude.
@@ -395,8 +395,8 @@ declare(LayerSpec(
     name="SmoothL1Loss",
     family="loss",
     cases=lambda dtype: _regression_case("SmoothL1Loss", dtype),
-    reference=_regression_reference(ref.smooth_l1_loss, ref.smooth_l1_loss_vjp,
-                                    lambda case: {"beta": case.params.get("beta", 1.0)}),
+    reference=result_reference(_regression_reference(ref.smooth_l1_loss, ref.smooth_l1_loss_vjp,
+                                    lambda case: {"beta": case.params.get("beta", 1.0)})),
     torch=loss_mapping("torch.nn.SmoothL1Loss"),
     tolerance=analysed_tolerance(_smooth_l1_errors, broadcast_length),
     invalid_cases=lambda dtype: _invalid_regression_case("SmoothL1Loss", dtype),
@@ -513,7 +513,7 @@ declare(LayerSpec(
     name="KLDivLoss",
     family="loss",
     cases=lambda dtype: _kl_case(dtype),
-    reference=_kl_reference,
+    reference=result_reference(_kl_reference),
     torch=loss_mapping("torch.nn.KLDivLoss"),
     tolerance=analysed_tolerance(_kl_errors, _kl_length),
     invalid_cases=lambda dtype: _invalid_kl_case(dtype),

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from backends.base import Case, Result
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec, Regime, declare
+from conformance.spec import LayerSpec, Regime, declare, result_reference
 from conformance.specs.loss import (
     LEGACY_REGIME,
     RARE,
@@ -173,7 +173,7 @@ declare(LayerSpec(
     name="BCELoss",
     family="loss",
     cases=lambda dtype: _bce_case(dtype),
-    reference=_bce_reference,
+    reference=result_reference(_bce_reference),
     torch=loss_mapping("torch.nn.BCELoss", buffers=("weight",)),
     tolerance=analysed_tolerance(_bce_errors, lambda case, tensor: broadcast_length(case, tensor)),
     invalid_cases=_invalid(_bce_case, _BCE_INVALID),
@@ -254,7 +254,7 @@ declare(LayerSpec(
     name="BCEWithLogitsLoss",
     family="loss",
     cases=lambda dtype: _logits_case(dtype),
-    reference=_logits_reference,
+    reference=result_reference(_logits_reference),
     torch=loss_mapping("torch.nn.BCEWithLogitsLoss", buffers=("weight", "pos_weight")),
     tolerance=analysed_tolerance(_logits_errors, lambda case, tensor: broadcast_length(case, tensor)),
     invalid_cases=_invalid(_logits_case, ("pos_weight shape", "target shape", "reduction")),
@@ -327,7 +327,7 @@ declare(LayerSpec(
     name="SoftMarginLoss",
     family="loss",
     cases=lambda dtype: _soft_margin_case(dtype),
-    reference=_soft_margin_reference,
+    reference=result_reference(_soft_margin_reference),
     torch=loss_mapping("torch.nn.SoftMarginLoss"),
     tolerance=analysed_tolerance(_soft_margin_errors, lambda case, tensor: broadcast_length(case, tensor)),
     invalid_cases=_invalid(_soft_margin_case, ("shapes", "reduction")),
@@ -400,7 +400,7 @@ declare(LayerSpec(
     name="MultiLabelSoftMarginLoss",
     family="loss",
     cases=lambda dtype: _mlsm_case(dtype),
-    reference=_mlsm_reference,
+    reference=result_reference(_mlsm_reference),
     torch=loss_mapping("torch.nn.MultiLabelSoftMarginLoss", buffers=("weight",)),
     tolerance=analysed_tolerance(_mlsm_errors, _mlsm_length),
     invalid_cases=_invalid(_mlsm_case, ("target shape", "weight shape", "reduction")),

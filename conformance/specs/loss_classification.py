@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from backends.base import Case, Layout, Result
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare
+from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare, result_reference
 from conformance.specs.loss import LEGACY_REGIME, RARE, draw_reduction, rare, reduction_of, values
 from conformance.tolerance import bound_as_magnitude
 from reference import loss_classification as ref
@@ -268,7 +268,7 @@ declare(LayerSpec(
     name="CrossEntropyLoss",
     family="loss",
     cases=lambda dtype: _ce_case(dtype),
-    reference=_ce_reference,
+    reference=result_reference(_ce_reference),
     # CrossEntropyLoss registers ``weight`` as a buffer; forward passes it to F.cross_entropy.
     torch=TorchMapping("torch.nn.CrossEntropyLoss", buffers=("weight",), args=("input", "target")),
     tolerance=Tolerance(reduction=_ce_reduction_length, magnitude=_ce_magnitude, c=1.0, exact="none"),
@@ -460,7 +460,7 @@ declare(LayerSpec(
     name="NLLLoss",
     family="loss",
     cases=lambda dtype: _nll_case("NLLLoss", dtype),
-    reference=_nll_reference,
+    reference=result_reference(_nll_reference),
     torch=TorchMapping("torch.nn.NLLLoss", buffers=("weight",), args=("input", "target")),
     tolerance=_NLL_TOLERANCE,
     invalid_cases=lambda dtype: _invalid_nll_case("NLLLoss", dtype),
@@ -472,7 +472,7 @@ declare(LayerSpec(
     name="NLLLoss2d",
     family="loss",
     cases=lambda dtype: _nll_case("NLLLoss2d", dtype),
-    reference=_nll_reference,
+    reference=result_reference(_nll_reference),
     torch=TorchMapping("torch.nn.NLLLoss2d", buffers=("weight",), args=("input", "target")),
     tolerance=_NLL_TOLERANCE,
     invalid_cases=lambda dtype: _invalid_nll_case("NLLLoss2d", dtype),

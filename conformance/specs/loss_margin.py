@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from backends.base import Case, Result
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec, Regime, Tolerance, declare
+from conformance.spec import LayerSpec, Regime, Tolerance, declare, result_reference
 from conformance.specs.loss import (
     LEGACY_REGIME,
     RARE,
@@ -147,7 +147,7 @@ declare(LayerSpec(
     name="MarginRankingLoss",
     family="loss",
     cases=lambda dtype: _ranking_case(dtype),
-    reference=_ranking_reference,
+    reference=result_reference(_ranking_reference),
     torch=loss_mapping("torch.nn.MarginRankingLoss", args=("input1", "input2", "target")),
     tolerance=_exact_or_analysed(_ranking_errors, _ranking_length),
     invalid_cases=lambda dtype: _ranking_case(dtype, invalid="ranks differ"),
@@ -219,7 +219,7 @@ declare(LayerSpec(
     name="HingeEmbeddingLoss",
     family="loss",
     cases=lambda dtype: _hinge_case(dtype),
-    reference=_hinge_reference,
+    reference=result_reference(_hinge_reference),
     torch=loss_mapping("torch.nn.HingeEmbeddingLoss"),
     tolerance=_exact_or_analysed(_hinge_errors, lambda case, tensor: broadcast_length(case, tensor)),
     invalid_cases=lambda dtype: st.sampled_from(("shapes", "reduction")).flatmap(
@@ -332,7 +332,7 @@ declare(LayerSpec(
     name="MultiLabelMarginLoss",
     family="loss",
     cases=lambda dtype: _mlm_case(dtype),
-    reference=_mlm_reference,
+    reference=result_reference(_mlm_reference),
     torch=loss_mapping("torch.nn.MultiLabelMarginLoss"),
     tolerance=Tolerance(reduction=_sample_length, magnitude=_mlm_magnitude, c=1.0, exact="none"),
     invalid_cases=lambda dtype: _mlm_case(dtype, invalid="target out of range"),
@@ -462,7 +462,7 @@ declare(LayerSpec(
     name="MultiMarginLoss",
     family="loss",
     cases=lambda dtype: _mm_case(dtype),
-    reference=_mm_reference,
+    reference=result_reference(_mm_reference),
     torch=loss_mapping("torch.nn.MultiMarginLoss", buffers=("weight",)),
     tolerance=Tolerance(reduction=_sample_length, magnitude=_mm_magnitude, c=1.0, exact="none"),
     invalid_cases=lambda dtype: st.sampled_from(_MM_INVALID).flatmap(lambda kind: _mm_case(dtype, invalid=kind)),
@@ -571,7 +571,7 @@ declare(LayerSpec(
     name="CosineEmbeddingLoss",
     family="loss",
     cases=lambda dtype: _cosine_case(dtype),
-    reference=_cosine_reference,
+    reference=result_reference(_cosine_reference),
     torch=loss_mapping("torch.nn.CosineEmbeddingLoss", args=("input1", "input2", "target")),
     tolerance=analysed_tolerance(_cosine_errors, _cosine_length),
     invalid_cases=lambda dtype: st.sampled_from(("shapes", "target shape", "reduction")).flatmap(

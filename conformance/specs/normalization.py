@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from backends.base import Case, Layout, Result
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare, spec_of
+from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare, result_reference, spec_of
 from conformance.tolerance import bound_as_magnitude
 from reference import normalization as ref
 
@@ -361,7 +361,7 @@ for _dims, _shapes in ((1, "(N, C) or (N, C, L)"), (2, "(N, C, H, W)"), (3, "(N,
         family="normalization",
         dims=_dims,
         cases=_bn_cases(_name, _dims),
-        reference=_bn_reference,
+        reference=result_reference(_bn_reference),
         torch=TorchMapping(f"torch.nn.{_name}", parameters=("weight", "bias"), buffers=_BUFFERS, mutated=_BUFFERS),
         tolerance=Tolerance(reduction=lambda case, tensor: ref.values_per_channel(case.inputs["input"]),
                             magnitude=_bn_magnitude, c=1.0, exact="none"),

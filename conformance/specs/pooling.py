@@ -10,7 +10,7 @@ tie-rule comparators and sample statistics in ``_pooling_model``, their corner r
 from __future__ import annotations
 
 from backends.base import Case
-from conformance.spec import LayerSpec, Randomness, Tolerance, TorchMapping, arg, declare
+from conformance.spec import LayerSpec, Randomness, Tolerance, TorchMapping, arg, declare, result_reference
 from conformance.specs._pooling_cases import (
     adaptive_cases,
     adaptive_invalid,
@@ -23,7 +23,7 @@ from conformance.specs._pooling_cases import (
     unpool_cases,
     unpool_invalid,
 )
-from conformance.specs._pooling_model import (  # has_empty_window & co. are named by known_discrepancies.toml
+from conformance.specs._pooling_model import (  # has_empty_window & co. are named by conformance/known/pooling.toml
     adaptive_avg_reference,
     adaptive_max_reference,
     avg_pool_reference,
@@ -111,7 +111,7 @@ for _nd in (1, 2, 3):
     declare(LayerSpec(
         name=f"MaxPool{_nd}d", family="pooling", dims=_nd, kind="max", regimes=max_pool_regimes(_nd),
         cases=max_pool_cases(f"MaxPool{_nd}d", _nd),
-        reference=max_pool_reference,
+        reference=result_reference(max_pool_reference),
         torch=TorchMapping(f"torch.nn.MaxPool{_nd}d", outputs=selection_outputs),
         tolerance=SELECTION_TOLERANCE, comparators=SELECTION_COMPARATORS,
         invalid_cases=sliding_invalid(f"MaxPool{_nd}d", _nd, "max"),
@@ -129,7 +129,7 @@ for _nd in (1, 2, 3):
     declare(LayerSpec(
         name=f"AvgPool{_nd}d", family="pooling", dims=_nd, kind="avg", regimes=avg_pool_regimes(_nd),
         cases=avg_pool_cases(f"AvgPool{_nd}d", _nd),
-        reference=avg_pool_reference,
+        reference=result_reference(avg_pool_reference),
         torch=TorchMapping(f"torch.nn.AvgPool{_nd}d"),
         tolerance=AVG_TOLERANCE,
         invalid_cases=sliding_invalid(f"AvgPool{_nd}d", _nd, "avg"),
@@ -143,7 +143,7 @@ for _nd in (1, 2, 3):
     declare(LayerSpec(
         name=f"MaxUnpool{_nd}d", family="pooling", dims=_nd, kind="unpool", regimes=unpool_regimes(_nd),
         cases=unpool_cases(f"MaxUnpool{_nd}d", _nd),
-        reference=unpool_reference,
+        reference=result_reference(unpool_reference),
         torch=TorchMapping(f"torch.nn.MaxUnpool{_nd}d", args=("input", "indices")),
         tolerance=Tolerance(magnitude="ref", exact="always"),
         comparators={"output": unpool_output_comparator},
@@ -158,7 +158,7 @@ for _nd in (1, 2):
     declare(LayerSpec(
         name=f"LPPool{_nd}d", family="pooling", dims=_nd, kind="lp", regimes=lp_pool_regimes(_nd),
         cases=lp_pool_cases(f"LPPool{_nd}d", _nd),
-        reference=lp_pool_reference,
+        reference=result_reference(lp_pool_reference),
         torch=TorchMapping(f"torch.nn.LPPool{_nd}d"),
         tolerance=LP_TOLERANCE,
         invalid_cases=sliding_invalid(f"LPPool{_nd}d", _nd, "lp"),
@@ -172,7 +172,7 @@ for _nd in (1, 2):
         name=f"AdaptiveMaxPool{_nd}d", family="pooling", dims=_nd, kind="adaptive-max",
         regimes=adaptive_regimes(_nd, selection=True),
         cases=adaptive_cases(f"AdaptiveMaxPool{_nd}d", _nd, selection=True),
-        reference=adaptive_max_reference,
+        reference=result_reference(adaptive_max_reference),
         torch=TorchMapping(f"torch.nn.AdaptiveMaxPool{_nd}d", outputs=selection_outputs),
         tolerance=SELECTION_TOLERANCE, comparators=SELECTION_COMPARATORS,
         invalid_cases=adaptive_invalid(f"AdaptiveMaxPool{_nd}d", _nd),
@@ -184,7 +184,7 @@ for _nd in (1, 2):
         name=f"AdaptiveAvgPool{_nd}d", family="pooling", dims=_nd, kind="adaptive-avg",
         regimes=adaptive_regimes(_nd, selection=False),
         cases=adaptive_cases(f"AdaptiveAvgPool{_nd}d", _nd, selection=False),
-        reference=adaptive_avg_reference,
+        reference=result_reference(adaptive_avg_reference),
         torch=TorchMapping(f"torch.nn.AdaptiveAvgPool{_nd}d"),
         tolerance=ADAPTIVE_AVG_TOLERANCE,
         invalid_cases=adaptive_invalid(f"AdaptiveAvgPool{_nd}d", _nd),
@@ -201,7 +201,7 @@ FRACTIONAL_NOTES = (
 declare(LayerSpec(
     name="FractionalMaxPool2d", family="pooling", dims=2, kind="fractional", regimes=fractional_regimes(False),
     cases=fractional_cases(drawn=False),
-    reference=fractional_reference,
+    reference=result_reference(fractional_reference),
     torch=TorchMapping("torch.nn.FractionalMaxPool2d", outputs=selection_outputs,
                        ctor=lambda case: {**case.params, "_random_samples": arg("_random_samples")}),
     tolerance=SELECTION_TOLERANCE, comparators=SELECTION_COMPARATORS,
@@ -214,7 +214,7 @@ declare(LayerSpec(
     name="FractionalMaxPool2d", variant="drawn", family="pooling", dims=2, kind="fractional",
     regimes=fractional_regimes(True),
     cases=fractional_cases(drawn=True),
-    reference=fractional_reference,
+    reference=result_reference(fractional_reference),
     torch=TorchMapping("torch.nn.FractionalMaxPool2d", outputs=selection_outputs),
     tolerance=SELECTION_TOLERANCE, comparators=SELECTION_COMPARATORS,
     invalid_cases=fractional_invalid(drawn=True),

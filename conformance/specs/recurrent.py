@@ -31,7 +31,17 @@ from backends.base import Case, Result
 from conformance import strategies as S
 from conformance.compare import Comparison, compare_tensor
 from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, arg, call_node, declare, packed
+from conformance.spec import (
+    LayerSpec,
+    Regime,
+    Tolerance,
+    TorchMapping,
+    arg,
+    call_node,
+    declare,
+    packed,
+    result_reference,
+)
 from conformance.specs.rnn_utils import _lengths
 from reference import recurrent as ref
 from reference import rnn_utils
@@ -448,7 +458,7 @@ def _packed_regimes(op: str) -> tuple[Regime, ...]:
     )
 
 
-# -- torch's known behaviours (predicates of conformance/known_discrepancies.toml) ----------------------
+# -- torch's known behaviours (predicates of conformance/known/recurrent.toml) ----------------------
 
 def _onednn_lstm(case: Case) -> bool:
     """nn.LSTM on a packed batch runs on oneDNN: float32 (bfloat16 on CPUs with AVX-512 BW, VL
@@ -542,7 +552,7 @@ for _op in TARGETS:
             name=_op, family="recurrent", variant="packed" if _packed_input else "",
             kind="sequence",
             cases=(lambda op, pk: lambda dtype: _sequence_case(op, dtype, pk))(_op, _packed_input),
-            reference=_sequence_reference,
+            reference=result_reference(_sequence_reference),
             torch=TorchMapping(TARGETS[_op], ctor=_ctor, parameters=weight_names,
                                args=_packed_args if _packed_input else _padded_args,
                                kwargs=lambda case: {}, outputs=_outputs(_op, _packed_input)),

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from backends.base import Case, Result
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, arg, declare
+from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, arg, declare, result_reference
 from conformance.specs.recurrent import (
     LARGE,
     SATURATED,
@@ -151,7 +151,7 @@ for _op, _base in CELLS.items():
     declare(LayerSpec(
         name=_op, family="recurrent", kind="cell",
         cases=(lambda op: lambda dtype: _cell_case(op, dtype))(_op),
-        reference=_cell_reference,
+        reference=result_reference(_cell_reference),
         torch=TorchMapping(f"torch.nn.{_op}", parameters=WEIGHTS, args=_args, kwargs=lambda case: {},
                            outputs=("h", "c") if _op == "LSTMCell" else ("h",)),
         tolerance=Tolerance(reduction=1, magnitude=_cell_magnitude, c=1.0, out_ulps=1.0, exact="none"),

@@ -18,7 +18,17 @@ from hypothesis import strategies as st
 from backends.base import Case, Result
 from conformance import strategies as S
 from conformance.compare import Comparison, compare_tensor
-from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, arg, call_node, declare, packed
+from conformance.spec import (
+    LayerSpec,
+    Regime,
+    Tolerance,
+    TorchMapping,
+    arg,
+    call_node,
+    declare,
+    packed,
+    result_reference,
+)
 from reference import rnn_utils as ref
 
 PACK = "torch.nn.utils.rnn.pack_padded_sequence"
@@ -149,7 +159,7 @@ def _pack_args(case: Case) -> list[Any]:
 declare(LayerSpec(
     name="pack_padded_sequence", family="utility", catalogue=PACK,
     cases=lambda dtype: _pack_case(dtype),
-    reference=_pack_reference,
+    reference=result_reference(_pack_reference),
     torch=TorchMapping(PACK, kind="function", args=_pack_args,
                        kwargs=lambda c: {"batch_first": c.params["batch_first"],
                                          "enforce_sorted": c.params["enforce_sorted"]},
@@ -245,7 +255,7 @@ _PAD_REGIMES = (
 declare(LayerSpec(
     name="pad_packed_sequence", family="utility", catalogue=PAD,
     cases=lambda dtype: _pad_case(dtype),
-    reference=_pad_reference,
+    reference=result_reference(_pad_reference),
     torch=TorchMapping(PAD, kind="function", args=lambda c: [_packed_input(c)],
                        kwargs=lambda c: dict(c.params), outputs=("output", "lengths")),
     tolerance=COPY,
@@ -300,7 +310,7 @@ def _roundtrip_reference(case: Case, backward: bool) -> Result:
 declare(LayerSpec(
     name="pad_packed_sequence", variant="roundtrip", family="utility", catalogue=PAD,
     cases=lambda dtype: _roundtrip_case(dtype),
-    reference=_roundtrip_reference,
+    reference=result_reference(_roundtrip_reference),
     torch=TorchMapping(PAD, kind="function",
                        args=lambda c: [call_node(PACK, "input", {"input": "lengths"},
                                                  batch_first=c.params["batch_first"],

@@ -19,7 +19,7 @@ from backends.base import Case, Result
 from conformance import strategies as S
 from conformance.compare import Comparison
 from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec, Regime, TorchMapping, declare
+from conformance.spec import LayerSpec, Regime, TorchMapping, declare, result_reference
 from conformance.specs._activations import (
     compare_alternatives,
     elementwise_case,
@@ -55,7 +55,7 @@ def _declare_unary(name: str, fwd, vjp, error_fn, notes: str, **extra: Any) -> N
         name=name,
         family=FAMILY,
         cases=lambda dtype: elementwise_case(name, dtype, _no_params, tiers=FLOAT),
-        reference=_unary_reference(fwd, vjp),
+        reference=result_reference(_unary_reference(fwd, vjp)),
         torch=TorchMapping(f"torch.nn.{name}"),
         tolerance=transcendental_tolerance(error_fn),
         smooth_at=smooth_at(),
@@ -159,8 +159,8 @@ declare(LayerSpec(
     name="Softplus",
     family=FAMILY,
     cases=lambda dtype: elementwise_case("Softplus", dtype, _softplus_params, _softplus_kinks, tiers=FLOAT),
-    reference=_unary_reference(lambda x, beta, threshold: ref.softplus(x, beta, threshold),
-                               lambda x, g, beta, threshold: ref.softplus_vjp(x, g, beta, threshold)),
+    reference=result_reference(_unary_reference(lambda x, beta, threshold: ref.softplus(x, beta, threshold),
+                               lambda x, g, beta, threshold: ref.softplus_vjp(x, g, beta, threshold))),
     torch=TorchMapping("torch.nn.Softplus"),
     tolerance=transcendental_tolerance(_softplus_error, lambda case: dict(case.params)),
     comparators={"output": _softplus_comparator, "grad.input": _softplus_comparator},
@@ -206,8 +206,8 @@ declare(LayerSpec(
     name="GELU",
     family=FAMILY,
     cases=lambda dtype: elementwise_case("GELU", dtype, _gelu_params, tiers=FLOAT),
-    reference=_unary_reference(lambda x, approximate: ref.gelu(x, approximate),
-                               lambda x, g, approximate: ref.gelu_vjp(x, g, approximate)),
+    reference=result_reference(_unary_reference(lambda x, approximate: ref.gelu(x, approximate),
+                               lambda x, g, approximate: ref.gelu_vjp(x, g, approximate))),
     torch=TorchMapping("torch.nn.GELU"),
     tolerance=transcendental_tolerance(_gelu_error, lambda case: dict(case.params)),
     invalid_cases=lambda dtype: elementwise_case(

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from backends.base import Case, Layout, Result
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare
+from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare, result_reference
 from conformance.specs._activations import with_reference_error
 from conformance.tolerance import bound_as_magnitude
 from reference import softmax as ref
@@ -153,7 +153,7 @@ declare(LayerSpec(
     name="Softmax",
     family=FAMILY,
     cases=lambda dtype: _softmax_case("Softmax", dtype),
-    reference=_reference(ref.softmax, ref.softmax_vjp),
+    reference=result_reference(_reference(ref.softmax, ref.softmax_vjp)),
     torch=TorchMapping("torch.nn.Softmax"),
     tolerance=_tolerance(ref.softmax_error),
     invalid_cases=lambda dtype: _softmax_case("Softmax", dtype, invalid=True),
@@ -165,7 +165,7 @@ declare(LayerSpec(
     name="Softmin",
     family=FAMILY,
     cases=lambda dtype: _softmax_case("Softmin", dtype),
-    reference=_reference(ref.softmin, ref.softmin_vjp),
+    reference=result_reference(_reference(ref.softmin, ref.softmin_vjp)),
     torch=TorchMapping("torch.nn.Softmin"),
     tolerance=_tolerance(ref.softmax_error, negate=True),
     invalid_cases=lambda dtype: _softmax_case("Softmin", dtype, invalid=True),
@@ -178,7 +178,7 @@ declare(LayerSpec(
     name="LogSoftmax",
     family=FAMILY,
     cases=lambda dtype: _softmax_case("LogSoftmax", dtype),
-    reference=_reference(ref.log_softmax, ref.log_softmax_vjp),
+    reference=result_reference(_reference(ref.log_softmax, ref.log_softmax_vjp)),
     torch=TorchMapping("torch.nn.LogSoftmax"),
     tolerance=_tolerance(ref.log_softmax_error),
     invalid_cases=lambda dtype: _softmax_case("LogSoftmax", dtype, invalid=True),

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from backends.base import Case, Result
 from conformance import strategies as S
-from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare, spec_of
+from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare, result_reference, spec_of
 from conformance.tolerance import bound_as_magnitude
 from reference import vision as ref
 
@@ -144,7 +144,7 @@ for _name, _shuffle in (("PixelShuffle", True), ("PixelUnshuffle", False)):
     declare(LayerSpec(
         name=_name, family="vision", dims=2, kind="shuffle" if _shuffle else "unshuffle",
         cases=_pixel_cases(_name, _shuffle),
-        reference=_pixel_reference,
+        reference=result_reference(_pixel_reference),
         torch=TorchMapping(f"torch.nn.{_name}"),
         tolerance=Tolerance(magnitude="ref", exact="always"),
         invalid_cases=_pixel_invalid(_name, _shuffle),
@@ -392,7 +392,7 @@ def _geometry_regimes(bilinear: bool) -> tuple[Regime, ...]:
 declare(LayerSpec(
     name="UpsamplingNearest2d", family="vision", dims=2, kind="nearest",
     cases=_upsample_cases("UpsamplingNearest2d", nearest=True),
-    reference=_nearest_reference,
+    reference=result_reference(_nearest_reference),
     torch=TorchMapping("torch.nn.UpsamplingNearest2d"),
     tolerance={
         "output": Tolerance(magnitude="ref", exact="always"),  # a gather: bit-exact
@@ -409,7 +409,7 @@ declare(LayerSpec(
 declare(LayerSpec(
     name="UpsamplingBilinear2d", family="vision", dims=2, kind="bilinear",
     cases=_upsample_cases("UpsamplingBilinear2d", nearest=False),
-    reference=_bilinear_reference,
+    reference=result_reference(_bilinear_reference),
     torch=TorchMapping("torch.nn.UpsamplingBilinear2d"),
     tolerance=Tolerance(reduction=_bilinear_overlap, magnitude=_bilinear_magnitude, c=1.0, exact="none"),
     invalid_cases=_upsample_invalid("UpsamplingBilinear2d"),
