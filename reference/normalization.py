@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from reference.registry import functional
+
 
 def _stat_axes(x: np.ndarray) -> tuple[int, ...]:
     return (0,) + tuple(range(2, x.ndim))
@@ -97,3 +99,56 @@ def update_running_stats(running_mean: np.ndarray, running_var: np.ndarray, batc
     new_mean = (1.0 - m) * running_mean + m * mean
     new_var = (1.0 - m) * running_var + m * var * (k / (k - 1))
     return new_mean, new_var, tracked
+
+
+# -- layer normalisation (the statistics of each sample's trailing dims) -------------------------
+
+def _layer_axes(x: np.ndarray, normalized_shape: int | tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
+    if len(shape) == 0 or len(shape) > x.ndim or tuple(x.shape[x.ndim - len(shape):]) != shape:
+        raise ValueError(f"layer_norm: input of shape {x.shape} does not end in normalized_shape {shape}")
+    return tuple(range(x.ndim - len(shape), x.ndim))
+
+
+def _layer_parts(x: np.ndarray, axes: tuple[int, ...], eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """x̂ = (x - mean)/σ and 1/σ over ``axes`` (biased variance, σ = sqrt(var + eps)), kept dims."""
+    mean = x.mean(axis=axes, keepdims=True)
+    centred = x - mean
+    inv_sigma = 1.0 / np.sqrt((centred * centred).mean(axis=axes, keepdims=True) + eps)
+    return centred * inv_sigma, inv_sigma
+
+
+def _layer_norm_vjp(cotangent: np.ndarray, input: np.ndarray, normalized_shape: int | tuple[int, ...],
+                    weight: np.ndarray | None = None, bias: np.ndarray | None = None,
+                    eps: float = 1e-5) -> dict[str, np.ndarray]:
+    """With x̂ and σ over the normalised dims and means over those K values, w the weight (1 when
+    None): dL/dx = (1/σ)·(ĝ - mean(ĝ) - x̂·mean(ĝ·x̂)), ĝ = g·w; dL/dw = Σ_batch g·x̂;
+    dL/db = Σ_batch g (sums over the leading, unnormalised dims)."""
+    axes = _layer_axes(input, normalized_shape)
+    xhat, inv_sigma = _layer_parts(input, axes, eps)
+    g = cotangent
+    gw = g if weight is None else g * weight
+    grads = {"input": inv_sigma * (gw - gw.mean(axis=axes, keepdims=True)
+                                   - xhat * (gw * xhat).mean(axis=axes, keepdims=True))}
+    lead = tuple(range(input.ndim - len(axes)))
+    if weight is not None:
+        grads["weight"] = (g * xhat).sum(axis=lead)
+    if bias is not None:
+        grads["bias"] = g.sum(axis=lead)
+    return grads
+
+
+def _layer_norm_example(rng: np.random.Generator) -> tuple[tuple, dict]:
+    x = rng.standard_normal((2, 3, 4))
+    return (x, (3, 4), rng.standard_normal((3, 4)), rng.standard_normal((3, 4))), {"eps": 1e-5}
+
+
+@functional(vjp=_layer_norm_vjp, example=_layer_norm_example)
+def layer_norm(input: np.ndarray, normalized_shape: int | tuple[int, ...], weight: np.ndarray | None = None,
+               bias: np.ndarray | None = None, eps: float = 1e-5) -> np.ndarray:
+    """y = (x - mean)/sqrt(var + eps)·weight + bias, the mean and the biased variance taken over the
+    trailing dims ``normalized_shape`` of each sample. Shapes: input (*, *normalized_shape), weight
+    and bias ``normalized_shape`` or None; y like input."""
+    xhat, _ = _layer_parts(input, _layer_axes(input, normalized_shape), eps)
+    y = xhat if weight is None else xhat * weight
+    return y if bias is None else y + bias
