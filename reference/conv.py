@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from reference.padding import pad_input, pad_input_vjp, pad_source_index  # noqa: F401 (part of this module's API)
+
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 IntOrTuple = int | Sequence[int]
 
@@ -122,60 +124,6 @@ def _check_bias(bias: np.ndarray | None, channels: int) -> None:
 
 
 # -- padding ----------------------------------------------------------------------------------------
-
-def pad_source_index(length: int, left: int, right: int, mode: str) -> np.ndarray:
-    """For each position of the padded axis (length left + L + right), the input index it copies.
-
-    reflect: mirror about the edge elements (needs left, right < L); replicate: clamp to the edge;
-    circular: wrap around (needs left, right <= L).
-    """
-    j = np.arange(-left, length + right)
-    if mode == "reflect":
-        if left >= length or right >= length:
-            raise ValueError(f"reflect padding ({left}, {right}) must be smaller than the input size {length}")
-        return np.where(j < 0, -j, np.where(j >= length, 2 * (length - 1) - j, j))
-    if mode == "replicate":
-        return np.clip(j, 0, length - 1)
-    if mode == "circular":
-        if left > length or right > length:
-            raise ValueError(f"circular padding ({left}, {right}) wraps around more than once (input size {length})")
-        return np.mod(j, length)
-    raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {mode!r}")
-
-
-def pad_input(x: np.ndarray, pads: Sequence[tuple[int, int]], mode: str) -> np.ndarray:
-    """Pad the trailing ``len(pads)`` dims of ``x`` with ``mode``."""
-    nd = len(pads)
-    if mode == "zeros":
-        return np.pad(x, [(0, 0)] * (x.ndim - nd) + [tuple(p) for p in pads])
-    for i, (left, right) in enumerate(pads):
-        axis = x.ndim - nd + i
-        if left or right:
-            x = np.take(x, pad_source_index(x.shape[axis], left, right, mode), axis=axis)
-    return x
-
-
-def pad_input_vjp(grad_padded: np.ndarray, shape: Sequence[int], pads: Sequence[tuple[int, int]],
-                  mode: str) -> np.ndarray:
-    """Adjoint of ``pad_input``: sum each padded position's gradient onto its source element."""
-    nd = len(pads)
-    lead = grad_padded.ndim - nd
-    if mode == "zeros":
-        return grad_padded[(Ellipsis,) + tuple(slice(l, l + n) for (l, _), n in zip(pads, shape[lead:]))]
-    g = grad_padded
-    for i in reversed(range(nd)):
-        left, right = pads[i]
-        if not (left or right):
-            continue
-        axis = lead + i
-        length = shape[axis]
-        index = pad_source_index(length, left, right, mode)
-        moved = np.moveaxis(g, axis, 0)
-        folded = np.zeros((length,) + moved.shape[1:], dtype=g.dtype)
-        np.add.at(folded, index, moved)
-        g = np.moveaxis(folded, 0, axis)
-    return g
-
 
 # -- the three core products on an already padded input -----------------------------------------
 
