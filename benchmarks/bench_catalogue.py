@@ -30,11 +30,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from conformance.driver import RunSettings, Target, run_serial  # noqa: E402
 from conformance.isolation import IsolatedBackend  # noqa: E402
 from conformance.known import load_known  # noqa: E402
-from conformance.profiles import PROFILES  # noqa: E402
 from conformance.registry import load_backend  # noqa: E402
-from conformance.runner import Runner, RunRequest  # noqa: E402
 from conformance.spec import all_specs  # noqa: E402
 from reports.records import RecordWriter, read_records  # noqa: E402
 
@@ -49,12 +48,11 @@ def family_table(dtypes: tuple[str, ...] = ("float64", "float32")) -> None:
     totals = [0, 0.0]
     for family, specs in sorted(families.items()):
         with tempfile.TemporaryDirectory() as tmp:
-            request = RunRequest(backends=[backend], specs=specs, dtypes=list(dtypes), profile=PROFILES["ci"],
-                                 report_dir=Path(tmp), known=load_known())
+            settings = RunSettings(report_dir=tmp, profile="ci", isolate=False)
+            targets = [Target(s.id, "torch-cpu", d) for s in specs for d in dtypes]
             with RecordWriter(tmp) as writer:
-                runner = Runner(request, writer)
                 t0 = time.perf_counter()
-                runner.run()
+                run_serial(settings, targets, writer, {"torch-cpu": backend}, known=load_known())
                 wall = time.perf_counter() - t0
             records = [r for r in read_records(tmp) if r.get("case")]
         n = max(len(records), 1)

@@ -257,8 +257,9 @@ def _versions(backends: list[Any]) -> dict[str, str]:
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     import uuid
 
+    from conformance.driver import RunSettings, Target, run_serial
     from conformance.known import load_known
-    from conformance.parallel import JobSettings, Target, default_jobs, run_targets, shard
+    from conformance.parallel import default_jobs, run_targets, shard
     from reports.records import RecordWriter, write_run_info
 
     backends, specs, dtypes, infos = _resolve_run(args)
@@ -278,17 +279,18 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     # Parallel jobs share the cores: each backend worker gets its share of torch's threads (tiny
     # cases on oversubscribed threads run many times slower).
     threads = max(1, default_jobs() // jobs) if jobs > 1 else None
-    settings = JobSettings(report_dir=str(report_dir), profile=args.profile, run_id=uuid.uuid4().hex[:12],
+    settings = RunSettings(report_dir=str(report_dir), profile=args.profile, run_id=uuid.uuid4().hex[:12],
                            examples=args.examples, seed=args.seed, invalid=not args.no_invalid,
                            timeout=args.timeout, isolate=not args.no_isolate, database=args.database,
                            threads=threads)
     started = time.time()
-    RecordWriter(report_dir).close()  # a fresh, empty results.jsonl
     with _progress(args, len(targets)) as advance:
         if jobs > 1:
+            RecordWriter(report_dir).close()  # a fresh, empty results.jsonl the jobs' parts are appended to
             outcomes = run_targets(targets, settings, jobs, on_done=lambda o: advance(o.target))
         else:
-            outcomes = _run_serial(targets, settings, dict(backends), advance)
+            with RecordWriter(report_dir) as writer:
+                outcomes = run_serial(settings, targets, writer, dict(backends), lambda o: advance(o.target))
     duration = time.time() - started
     cases = sum(o.cases for o in outcomes)
     discrepancies = sum(o.discrepancies for o in outcomes)
@@ -311,41 +313,6 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         info["baseline"] = str(baseline.path)
     write_run_info(report_dir, info)
     return _finish(report_dir, info, baseline)
-
-
-def _run_serial(targets: list[Any], settings: Any, backends: dict[str, Any],
-                advance: Any) -> list[Any]:
-    """Run targets in this process (one job), the backends isolated unless --no-isolate."""
-    from conformance.isolation import IsolatedBackend
-    from conformance.known import load_known
-    from conformance.parallel import Outcome
-    from conformance.profiles import PROFILES
-    from conformance.runner import Runner, RunRequest
-    from conformance.spec import all_specs
-    from reports.records import RecordWriter
-
-    report_dir = Path(settings.report_dir)
-    wrapped = {name: IsolatedBackend(name, b, timeout=settings.timeout) if settings.isolate else b
-               for name, b in backends.items()}
-    specs = all_specs()
-    request = RunRequest(backends=list(wrapped.values()), specs=[], dtypes=[], profile=PROFILES[settings.profile],
-                         report_dir=report_dir, examples=settings.examples, seed=settings.seed, known=load_known(),
-                         invalid=settings.invalid, database=settings.database)
-    outcomes = []
-    try:
-        with RecordWriter(report_dir) as writer:
-            runner = Runner(request, writer, run_id=settings.run_id)
-            for target in targets:
-                cases, discrepancies = runner.cases, runner.discrepancies
-                tally = runner.run_target(wrapped[target.backend], specs[target.spec_id], target.dtype)
-                outcomes.append(Outcome(target, "", runner.cases - cases, runner.discrepancies - discrepancies,
-                                        dict(tally.verdicts)))
-                advance(target)
-    finally:
-        for backend in wrapped.values():
-            if hasattr(backend, "close"):
-                backend.close()
-    return outcomes
 
 
 @contextlib.contextmanager

@@ -20,54 +20,14 @@ import shutil
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.driver import Outcome, RunSettings, Session, Target, run_target
 from reports.records import RESULTS_FILE, RUN_FILE, read_records
 
 COSTS_FILE = Path(__file__).with_name("target_costs.json")
 PARTS_DIR = ".parts"
-
-
-@dataclass(frozen=True)
-class Target:
-    """One declaration on one backend in one dtype (backend by the name it was loaded with)."""
-
-    spec_id: str
-    backend: str
-    dtype: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.spec_id}|{self.backend}|{self.dtype}"
-
-
-@dataclass
-class JobSettings:
-    """Everything a job process needs to rebuild the run's request (plain, picklable data)."""
-
-    report_dir: str
-    profile: str
-    run_id: str
-    examples: int | None = None
-    seed: int | None = None
-    invalid: bool = True
-    timeout: float = 120.0
-    isolate: bool = True
-    database: str | None = None
-    threads: int | None = None  # torch intra-op threads per worker (None: torch's default)
-
-
-@dataclass
-class Outcome:
-    """What the parent learns from one finished target."""
-
-    target: Target
-    part: str
-    cases: int = 0
-    discrepancies: int = 0
-    verdicts: dict[str, int] = field(default_factory=dict)
 
 
 def default_jobs() -> int:
@@ -80,60 +40,41 @@ def default_jobs() -> int:
 
 # -- the job process ----------------------------------------------------------------------------------
 
-_JOB: dict[str, Any] = {}
+_SESSION: dict[str, Any] = {}
 
 
-def _job_backend(name: str, settings: JobSettings) -> Any:
-    backends = _JOB.setdefault("backends", {})
-    if name not in backends:
-        from conformance.registry import load_backend
-
-        backend = load_backend(name)
-        if settings.isolate:
-            from conformance.isolation import IsolatedBackend
-
-            backend = IsolatedBackend(name, backend, timeout=settings.timeout, threads=settings.threads)
-        backends[name] = backend
-    return backends[name]
-
-
-def run_one(target: Target, settings: JobSettings) -> Outcome:
-    """Run one target in this process, writing its records to a part file."""
-    from conformance.known import load_known
-    from conformance.profiles import PROFILES
-    from conformance.runner import Runner, RunRequest
-    from conformance.spec import all_specs
+def run_one(target: Target, settings: RunSettings) -> Outcome:
+    """Run one target in a job process (its session kept for the job's next targets), writing its
+    records to a part file of its own."""
     from reports.records import RecordWriter
 
-    spec = all_specs()[target.spec_id]
-    backend = _job_backend(target.backend, settings)
+    session = _SESSION.get("session")
+    if session is None:
+        session = _SESSION["session"] = Session(settings)
     part_dir = Path(settings.report_dir) / PARTS_DIR
     part_dir.mkdir(parents=True, exist_ok=True)
     part = part_dir / f"{hashlib.sha1(target.key.encode()).hexdigest()[:16]}-{os.getpid()}.jsonl"
-    request = RunRequest(backends=[backend], specs=[spec], dtypes=[target.dtype], profile=PROFILES[settings.profile],
-                         report_dir=Path(settings.report_dir), examples=settings.examples, seed=settings.seed,
-                         known=load_known(), invalid=settings.invalid, database=settings.database)
     with RecordWriter(part_dir, filename=part.name) as writer:
-        runner = Runner(request, writer, run_id=settings.run_id)
-        tally = runner.run_target(backend, spec, target.dtype)
-    return Outcome(target, str(part), runner.cases, runner.discrepancies, dict(tally.verdicts))
+        outcome = run_target(settings, target, writer, session)
+    outcome.part = str(part)
+    return outcome
 
 
-def _close_job_backends() -> None:  # pragma: no cover - runs in job processes at exit
-    for backend in _JOB.get("backends", {}).values():
-        if hasattr(backend, "close"):
-            backend.close()
+def _close_session() -> None:  # pragma: no cover - runs in job processes at exit
+    session = _SESSION.pop("session", None)
+    if session is not None:
+        session.close()
 
 
 def _job_init() -> None:
     import atexit
 
-    atexit.register(_close_job_backends)
+    atexit.register(_close_session)
 
 
 # -- the parent ---------------------------------------------------------------------------------------
 
-def run_targets(targets: Sequence[Target], settings: JobSettings, jobs: int,
+def run_targets(targets: Sequence[Target], settings: RunSettings, jobs: int,
                 on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Run ``targets`` on ``jobs`` processes; append each finished target's records to the run's
     results.jsonl (which must exist); return the outcomes in completion order."""

@@ -61,29 +61,23 @@ def _worker_id(config: Any) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def nnconform_runner(request: Any) -> Any:
-    from conformance.isolation import IsolatedBackend
-    from conformance.known import load_known
-    from conformance.profiles import PROFILES
-    from conformance.registry import load_backend
-    from conformance.runner import Runner, RunRequest
+def nnconform_session(request: Any) -> Any:
+    """(settings, session, writer) shared by the conformance tests of this process."""
+    import uuid
+
+    from conformance.driver import RunSettings, Session
     from reports.records import RecordWriter
 
     config = request.config
     report_dir = Path(config.getoption("--nnconform-report-dir"))
     worker = _worker_id(config)
     writer = RecordWriter(report_dir / PARTS, filename=f"{worker}.jsonl") if worker else RecordWriter(report_dir)
-    timeout = config.getoption("--nnconform-timeout")
-    backends = {name: IsolatedBackend(name, load_backend(name), timeout=timeout) for name in _backend_names(config)}
-    run_request = RunRequest(backends=list(backends.values()), specs=[], dtypes=[], report_dir=report_dir,
-                             profile=PROFILES[config.getoption("--nnconform-profile")],
-                             examples=config.getoption("--nnconform-examples"), known=load_known())
-    runner = Runner(run_request, writer)
-    runner.backends_by_name = backends  # type: ignore[attr-defined]
-    yield runner
+    settings = RunSettings(report_dir=str(report_dir), profile=config.getoption("--nnconform-profile"),
+                           run_id=uuid.uuid4().hex[:12], examples=config.getoption("--nnconform-examples"),
+                           timeout=config.getoption("--nnconform-timeout"))
+    with Session(settings) as session:
+        yield settings, session, writer
     writer.close()
-    for backend in backends.values():
-        backend.close()
     if worker is None:
         _render(report_dir)
 
@@ -115,17 +109,19 @@ def _render(report_dir: Path) -> None:
     render_all(report_dir)
 
 
-def check_target(runner: Any, target: tuple[str, Any, str]) -> None:
-    """Run one target and fail the test with the discrepancy summary."""
+def check_target(nnconform_session: Any, target: tuple[str, Any, str]) -> None:
+    """Run one target through the run driver and fail the test with the discrepancy summary."""
+    from backends.base import DISCREPANCY_VERDICTS
+    from conformance.driver import Target, run_target
+
+    settings, session, writer = nnconform_session
     backend_name, spec, dtype = target
-    backend = runner.backends_by_name[backend_name]
+    backend = session.backend(backend_name)
     available, reason = backend.availability()
     if not available:
         pytest.skip(f"{backend.name} unavailable: {reason}")
-    tally = runner.run_target(backend, spec, dtype)
-    if tally.verdicts.get("unsupported"):
+    outcome = run_target(settings, Target(spec.id, backend_name, dtype), writer, session)
+    if outcome.verdicts.get("unsupported"):
         pytest.skip(f"{backend.name} does not support {spec.id} in {dtype}")
-    from backends.base import DISCREPANCY_VERDICTS
-
-    bad = {v: n for v, n in tally.verdicts.items() if v in DISCREPANCY_VERDICTS}
-    assert not bad, f"{spec.id} on {backend.name} ({dtype}): {bad}; see {runner.request.report_dir}"
+    bad = {v: n for v, n in outcome.verdicts.items() if v in DISCREPANCY_VERDICTS}
+    assert not bad, f"{spec.id} on {backend.name} ({dtype}): {bad}; see {settings.report_dir}"

@@ -3,5 +3,5 @@
 from conformance.plugin import check_target
 
 
-def test_conformance(nnconform_runner, nnconform_target):
-    check_target(nnconform_runner, nnconform_target)
+def test_conformance(nnconform_session, nnconform_target):
+    check_target(nnconform_session, nnconform_target)

@@ -11,12 +11,10 @@ from __future__ import annotations
 import hashlib
 import time
 import traceback
-import uuid
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,12 +32,11 @@ from backends.base import (
     Result,
 )
 from conformance.compare import Comparison, compare_results
-from conformance.dtypes import DTYPES
+from conformance.driver import RunSettings
 from conformance.known import KnownDiscrepancy, explain, matching
-from conformance.profiles import Profile, hypothesis_settings
+from conformance.profiles import PROFILES, hypothesis_settings
 from conformance.spec import LayerSpec, Regime
 from conformance.strategies import output_cotangent
-from conformance.tolerance import bound_for, magnitudes
 from reports.records import RecordWriter
 
 # The known-entry symptom of a call that failed as a whole (``conformance.known.CALL_SYMPTOMS``).
@@ -112,20 +109,6 @@ class Tally:
     worst_utilisation: float = 0.0
 
 
-@dataclass
-class RunRequest:
-    backends: list[Backend]
-    specs: list[LayerSpec]
-    dtypes: list[str]
-    profile: Profile
-    report_dir: Path
-    examples: int | None = None
-    seed: int | None = None
-    known: list[KnownDiscrepancy] = field(default_factory=list)
-    invalid: bool = True
-    database: str | None = None  # a shared Hypothesis example database (directory or redis:// URL)
-
-
 def with_call(spec: LayerSpec, case: Case) -> Case:
     """Attach the call tree a torch-like backend runs (once)."""
     return case if case.call is not None else replace(case, call=spec.call(case))
@@ -169,31 +152,36 @@ def conditional_reference(spec: LayerSpec, case: Case, got: Result) -> tuple[Cas
         return case, spec.evaluate(case, case.cotangents)
 
 
-def repro_sources() -> list[tuple[str, str]]:
-    """The modules a repro script carries verbatim: the call interpreter and the element judge."""
-    import inspect
-
-    from backends import torch_call
-    from conformance import elementwise
-
-    return [("backends/torch_call.py", inspect.getsource(torch_call)),
-            ("conformance/elementwise.py", inspect.getsource(elementwise))]
-
-
 class Runner:
-    """Executes a ``RunRequest``, writing records through ``writer``."""
+    """The search engine of one run: searches targets (``run_target``) under ``settings``, judging
+    cases against the known entries ``known``. A target's records are held until ``flush`` writes
+    them through ``writer`` (after ``conformance.artifacts`` has attached the repro artifacts of
+    its discrepancies, ``take_discrepancies``); ``conformance.driver.run_target`` does all three."""
 
-    def __init__(self, request: RunRequest, writer: RecordWriter,
-                 on_target: Callable[[str, str, str], None] | None = None, run_id: str | None = None):
-        self.request = request
+    def __init__(self, settings: RunSettings, writer: RecordWriter, known: Sequence[KnownDiscrepancy] = ()):
+        self.settings = settings
+        self.profile = PROFILES[settings.profile]
         self.writer = writer
-        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.known = list(known)
+        self.run_id = settings.run_id
         self.tallies: dict[tuple[str, str, str], Tally] = defaultdict(Tally)
         self.discrepancies = 0
         self.cases = 0
-        # (op, backend, dtype) -> known entry id -> [entry, matched cases, failed cases]
+        # (op, backend, dtype) -> known entry id -> [entry, matched cases, cases showing its symptom]
         self._known_stats: dict[tuple[str, str, str], dict[str, list[Any]]] = defaultdict(dict)
-        self._on_target = on_target or (lambda op, backend, dtype: None)
+        self._pending: list[dict[str, Any]] = []
+        self._discrepancies: list[Evaluation] = []
+
+    def flush(self) -> None:
+        """Write the records held so far (a target's, once its artifacts are attached)."""
+        for record in self._pending:
+            self.writer.write(record)
+        self._pending.clear()
+
+    def take_discrepancies(self) -> list[Evaluation]:
+        """The final (shrunk) discrepancies found since the last call, with their arrays."""
+        out, self._discrepancies = self._discrepancies, []
+        return out
 
     # -- evaluation of one case ------------------------------------------------------------------
     def evaluate(self, backend: Backend, spec: LayerSpec, case: Case, regime: Regime | None = None) -> Evaluation:
@@ -290,7 +278,7 @@ class Runner:
         unexpected-pass check at the end of the target (``_check_known``): it saw its symptom when
         it explains at least one failure of the case."""
         failing = failing or []
-        entries = matching(self.request.known, spec, (backend.name, *backend.known_as), case)
+        entries = matching(self.known, spec, (backend.name, *backend.known_as), case)
         if not entries:
             return {"known": None}
         stats = self._known_stats[(spec.id, backend.name, case.dtype)]
@@ -336,15 +324,6 @@ class Runner:
         }
 
     # -- searching -------------------------------------------------------------------------------
-    def run(self) -> int:
-        """Run everything requested; return the number of discrepancies recorded."""
-        for backend in self.request.backends:
-            for spec in self.request.specs:
-                for dtype in self.request.dtypes:
-                    self._on_target(spec.id, backend.name, dtype)
-                    self.run_target(backend, spec, dtype)
-        return self.discrepancies
-
     def run_target(self, backend: Backend, spec: LayerSpec, dtype: str) -> Tally:
         """Search one declaration × backend × dtype: random valid cases, then each declared regime
         (stratified: every regime gets cases in every dtype), then invalid cases; then the
@@ -362,7 +341,7 @@ class Runner:
         self.search(backend, spec, dtype, invalid=False, samples=samples, stop=stop)
         for regime in spec.regimes:
             self.search(backend, spec, dtype, invalid=False, regime=regime, samples=samples, stop=stop)
-        if self.request.invalid and spec.invalid_cases is not None:
+        if self.settings.invalid and spec.invalid_cases is not None:
             self.search(backend, spec, dtype, invalid=True, stop=stop)
         if spec.randomness is not None:
             self._check_randomness(backend, spec, dtype, samples)
@@ -403,7 +382,7 @@ class Runner:
         would not be independent). A hang ends the search at once (shrinking it would cost a
         timeout per step), a crash once shrunk; either sets ``stop["stopped"]``, shared by a
         target's searches, and nothing more is run."""
-        req = self.request
+        settings = self.settings
         strategy = spec.strategy(dtype, regime, invalid=invalid)
         state = stop if stop is not None else {"stopped": False}
         state.setdefault("stopped", False)
@@ -420,14 +399,14 @@ class Runner:
             if record["verdict"] == "timeout":
                 state["stopped"] = True
                 record["final"] = True
-                record["artifacts"] = self._save_artifacts(spec, evaluation)
+                self._discrepancies.append(evaluation)
                 self._emit(record)
                 return
             record["final"] = _is_final_replay()
             record["shrinking"] = state["failed"] and not record["final"]
             bad = record["verdict"] in DISCREPANCY_VERDICTS
             if bad and record["final"]:
-                record["artifacts"] = self._save_artifacts(spec, evaluation)
+                self._discrepancies.append(evaluation)
                 state["stopped"] |= record["verdict"] == "crash"
             self._emit(record)
             seed = (evaluation.case.call or {}).get("seed")
@@ -435,7 +414,7 @@ class Runner:
             if samples is not None and evaluation.case.choices and fresh:
                 seeds.add(seed)
                 samples.append((evaluation.case, dict(evaluation.case.choices)))
-            if req.profile.target and not invalid:
+            if self.profile.target and not invalid:
                 util = float(record["max_utilisation"])
                 target(min(util, 1e6) if np.isfinite(util) else 1e6, label="tolerance utilisation")
             if bad:
@@ -443,10 +422,10 @@ class Runner:
                 raise _Discrepancy(f"{spec.id} on {backend.name} ({dtype}): {record['verdict']}")
 
         test = given(case=strategy)(check)
-        test = hypothesis_settings(req.profile, req.examples, req.seed, invalid, regime is not None,
-                                   req.database)(test)
-        if req.seed is not None:
-            test = hypothesis_seed(req.seed)(test)
+        test = hypothesis_settings(self.profile, settings.examples, settings.seed, invalid, regime is not None,
+                                   settings.database)(test)
+        if settings.seed is not None:
+            test = hypothesis_seed(settings.seed)(test)
         # Every search shares ``check``'s code, so Hypothesis would give them one database key: one
         # search would replay (and, when they pass there, delete) another's saved failures.
         test._hypothesis_internal_database_key = search_key(spec.id, backend.name, dtype, regime, invalid)
@@ -462,7 +441,7 @@ class Runner:
 
     def _emit(self, record: dict[str, Any]) -> None:
         record["time"] = time.time()
-        self.writer.write(record)
+        self._pending.append(record)
         if record.get("shrinking"):
             return
         key = (record["op"], record["backend"], record["dtype"])
@@ -474,38 +453,3 @@ class Runner:
             self.cases += 1
         if record["verdict"] in DISCREPANCY_VERDICTS and record["final"]:
             self.discrepancies += 1  # one per shrunk example (its first sighting is not counted twice)
-
-    def _save_artifacts(self, spec: LayerSpec, ev: Evaluation) -> dict[str, str] | None:
-        """Save the final discrepancy's arrays and a standalone repro script beside the report."""
-        record, case = ev.record, ev.case
-        try:
-            directory = self.request.report_dir / "repro"
-            directory.mkdir(parents=True, exist_ok=True)
-            stem = f"{record['op']}-{record['backend']}-{record['dtype']}-{case.case_id()}"
-            stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem)
-            arrays = {f"input.{k}": v for k, v in case.inputs.items()}
-            arrays.update({f"cotangent.{k}": v for k, v in case.cotangents.items()})
-            arrays.update({f"choice.{k}": v for k, v in case.choices.items()})
-            if ev.reference is not None:
-                ref_tensors = ev.reference.tensors()
-                with np.errstate(all="ignore"):
-                    absref = magnitudes(spec, case, ev.reference)
-                for name, value in ref_tensors.items():
-                    arrays[f"ref.{name}"] = np.asarray(value)
-                    if np.asarray(value).dtype.kind == "f":
-                        arrays[f"bound.{name}"] = bound_for(spec, case, name, np.asarray(value), absref[name]).allowed
-                    else:
-                        arrays[f"bound.{name}"] = np.zeros(np.shape(value))
-            np.savez(directory / f"{stem}.npz", **arrays)
-            artifacts = {"npz": f"repro/{stem}.npz"}
-            from reports.repro import render_repro
-
-            dt = DTYPES[case.dtype]
-            script = render_repro(record, f"{stem}.npz", repro_sources(), dt.max_value, dt.unit_roundoff)
-            (directory / f"{stem}.py").write_text(script, encoding="utf-8")
-            artifacts["repro"] = f"repro/{stem}.py"
-            return artifacts
-        except Exception as exc:  # artifacts are a courtesy: never lose the record over them
-            record["artifact_error"] = _error_text(exc)
-            return None
-

@@ -19,8 +19,9 @@ import pytest
 from rich.console import Console
 
 from backends.base import Case, Layout
+from conformance.artifacts import repro_sources
 from conformance.dtypes import DTYPES
-from conformance.runner import repro_sources, with_call
+from conformance.runner import with_call
 from conformance.spec import all_specs
 from reports.html import render_html
 from reports.junit import build_junit

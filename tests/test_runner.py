@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from conformance.driver import RunSettings, Target, run_serial
 from conformance.known import KnownDiscrepancy, load_known
-from conformance.profiles import PROFILES
 from conformance.reference_backend import ReferenceBackend
 from conformance.registry import load_backend
-from conformance.runner import Runner, RunRequest
 from conformance.spec import all_specs, select_specs
 from reports.records import RecordWriter, read_records
 
 
-def _run(tmp_path: Path, backend, ops, known=(), dtypes=("float32",), examples=20) -> tuple[Runner, list[dict]]:
-    request = RunRequest(backends=[backend], specs=select_specs(list(ops)), dtypes=list(dtypes),
-                         profile=PROFILES["ci"], report_dir=tmp_path, examples=examples, known=list(known))
+def _run(tmp_path: Path, backend, ops, known=(), dtypes=("float32",), examples=20) -> tuple[Any, list[dict]]:
+    """Run the ops on ``backend`` in this process; (totals with ``discrepancies``, records)."""
+    settings = RunSettings(report_dir=str(tmp_path), profile="ci", examples=examples, isolate=False)
+    targets = [Target(s.id, backend.name, d) for s in select_specs(list(ops)) for d in dtypes]
     with RecordWriter(tmp_path) as writer:
-        runner = Runner(request, writer)
-        runner.run()
-    return runner, list(read_records(tmp_path))
+        outcomes = run_serial(settings, targets, writer, {backend.name: backend}, known=list(known))
+    totals = SimpleNamespace(discrepancies=sum(o.discrepancies for o in outcomes), cases=sum(o.cases for o in outcomes))
+    return totals, list(read_records(tmp_path))
 
 
 def test_known_discrepancy_turns_failures_into_known(tmp_path):
