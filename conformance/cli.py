@@ -1,7 +1,14 @@
-"""The ``nnconform`` command: ``backends``, ``list``, ``run`` and ``report``.
+"""The ``nnconform`` command: ``backends``, ``list``, ``run``, ``report``, ``merge`` and ``costs``.
 
-Exit codes: 0 everything conforms (known discrepancies allowed), 1 a discrepancy was found,
-2 a usage error (unknown op or backend, bad option), reported on one line.
+Exit codes (one line on stderr for every code but 0 and 1, never a traceback):
+
+- 0: everything conforms (known discrepancies allowed);
+- 1: a discrepancy was found;
+- 2: a usage error (unknown op or backend, bad option, unusable database or report directory);
+- 3: a harness error (the traceback is saved to ``nnconform-error.log`` in the report directory)
+  or an incomplete run (interrupted, a shard missing, a torn or unreadable record, no case run);
+- 130: interrupted (Ctrl-C or SIGTERM) after a clean stop that leaves a valid, re-renderable,
+  incomplete report.
 """
 
 from __future__ import annotations
@@ -17,11 +24,95 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
-EXIT_OK, EXIT_DISCREPANCY, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_DISCREPANCY, EXIT_USAGE, EXIT_HARNESS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+ERROR_LOG = "nnconform-error.log"
+DEFAULT_TIMEOUT = 120.0
 
 
 class UsageError(Exception):
     """Bad user input: printed as one line, exit code 2."""
+
+
+class HarnessError(Exception):
+    """The harness could not do its job (an unreadable results file, an incomplete merge): one
+    line, exit code 3."""
+
+
+def one_line(text: object, limit: int = 400) -> str:
+    """``text`` as one printable line: control characters (terminal escapes too) shown escaped."""
+    flat = " ".join(str(text).split())
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in flat)[:limit]
+
+
+def _say(text: str) -> None:
+    """One line on stderr, whatever state the stream is in."""
+    try:
+        print(one_line(text), file=sys.stderr)
+    except Exception:  # pragma: no cover - stderr itself is gone
+        pass
+
+
+class _PipeSafe:
+    """stdout that survives a reader going away (``nnconform list | head``): after a broken pipe,
+    further output is dropped and the command still returns its own exit code."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (BrokenPipeError, ValueError):
+            self._detach()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (BrokenPipeError, ValueError):
+            self._detach()
+
+    def _detach(self) -> None:
+        import os
+
+        try:  # the interpreter flushes stdout at exit: point the descriptor at /dev/null first
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _robust_streams() -> None:
+    """Unencodable characters are escaped (``PYTHONIOENCODING=ascii``), a closed pipe is no error."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        with contextlib.suppress(Exception):
+            stream.reconfigure(errors="backslashreplace")
+    if not isinstance(sys.stdout, _PipeSafe) and hasattr(sys.stdout, "fileno"):
+        sys.stdout = _PipeSafe(sys.stdout)
+
+
+def _save_traceback(directory: str | None) -> str:
+    """Write the current exception's traceback to ``DIR/nnconform-error.log`` (or a temporary
+    file); return the path."""
+    import tempfile
+    import traceback
+
+    text = traceback.format_exc()
+    for where in ([directory] if directory else []) + [tempfile.gettempdir()]:
+        try:
+            path = Path(where)
+            path.mkdir(parents=True, exist_ok=True)
+            if path.is_dir():
+                target = path / ERROR_LOG
+                target.write_text(text, encoding="utf-8")
+                return str(target)
+        except OSError:
+            continue
+    return "(not saved)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -110,10 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record unavailable backends and go on, instead of failing with exit code 2")
     p.add_argument("--no-invalid", action="store_true", help="skip the invalid-parameter searches")
     p.add_argument("--quiet", action="store_true", help="no progress display")
-    p.add_argument("--timeout", type=_positive(float), default=120.0, metavar="SECONDS",
-                   help="per-case time limit of a backend call (default 120)")
+    p.add_argument("--timeout", type=_positive(float), default=None, metavar="SECONDS",
+                   help=f"per-case time limit of a backend call (default {DEFAULT_TIMEOUT:g}; needs isolation)")
     p.add_argument("--no-isolate", action="store_true",
-                   help="run backends in this process (faster start; a crash then ends the run)")
+                   help="run backends in this process (faster start; a crash then ends the run, and no "
+                        "time limit can be kept)")
     p.add_argument("-j", "--jobs", type=_positive(int), default=None, metavar="N",
                    help="targets run in parallel in N processes (default: the machine's cores)")
     p.add_argument("--shard", type=_shard, default=None, metavar="K/N",
@@ -134,14 +226,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _robust_streams()
+    directory: str | None = None
     try:
         args = build_parser().parse_args(argv)
+        directory = getattr(args, "report_dir", None) or getattr(args, "directory", None)
         handler = {"backends": cmd_backends, "list": cmd_list, "run": cmd_run, "report": cmd_report,
                    "merge": cmd_merge, "costs": cmd_costs}[args.command]
         return handler(args, argv)
     except UsageError as exc:
-        print(f"nnconform: error: {exc}", file=sys.stderr)
+        _say(f"nnconform: error: {exc}")
         return EXIT_USAGE
+    except HarnessError as exc:
+        _say(f"nnconform: harness error: {exc}")
+        return EXIT_HARNESS
+    except KeyboardInterrupt:
+        _say("nnconform: interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug of the harness, never a verdict about a backend
+        where = _save_traceback(directory)
+        _say(f"nnconform: internal error: {type(exc).__name__}: {exc} (traceback: {where})")
+        return EXIT_HARNESS
 
 
 def _backend_info(backend: Any) -> dict[str, Any]:
@@ -218,15 +323,45 @@ def _resolve_run(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], list[
     for name in _csv(args.backend) or ["torch-cpu"]:
         try:
             backend = load_backend(name)
+            info = _backend_info(backend)
         except BackendNotFound as exc:
             raise UsageError(str(exc)) from None
-        info = _backend_info(backend)
+        except Exception as exc:  # a backend whose constructor or availability check raises is unavailable
+            info = {"name": name, "available": False, "devices": [], "dtypes": [], "ops": "all",
+                    "reason": f"the backend raised while loading: {type(exc).__name__}: {one_line(exc, 200)}"}
+            backend = None
         infos.append(info)
         if info["available"]:
             backends.append((name, backend))
         elif not args.skip_unavailable:
-            raise UsageError(f"backend {backend.name} is unavailable: {info['reason']} (use --skip-unavailable)")
+            raise UsageError(f"backend {info['name']} is unavailable: {info['reason']} (use --skip-unavailable)")
     return backends, specs, dtypes, infos
+
+
+def _check_database(location: str | None, profile_name: str) -> None:
+    """A usable ``--database`` for this profile, or a usage error (checked before the run, so a
+    broken database never turns into one error per search)."""
+    if location is None:
+        return
+    from conformance.profiles import PROFILES
+
+    if PROFILES[profile_name].derandomize:
+        raise UsageError(f"--database has no effect with the derandomized {profile_name} profile "
+                         "(use --profile dev or thorough)")
+    if location.startswith(("redis://", "rediss://")):
+        try:
+            from redis import Redis
+        except ImportError:
+            raise UsageError("--database redis://... needs the redis package (pip install redis)") from None
+        try:
+            Redis.from_url(location, socket_connect_timeout=5).ping()
+        except Exception as exc:
+            raise UsageError(f"cannot reach the Redis database {location}: {one_line(exc, 200)}") from None
+        return
+    try:
+        Path(location).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot use the database directory {location!r}: {exc.strerror or exc}") from None
 
 
 def _writable_report_dir(path: Path) -> Path:
@@ -262,6 +397,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from conformance.parallel import default_jobs, run_targets, shard
     from reports.records import RecordWriter, write_run_info
 
+    if args.no_isolate and args.timeout is not None:
+        raise UsageError("--timeout needs isolated backends: it cannot be kept with --no-isolate")
+    _check_database(args.database, args.profile)
     backends, specs, dtypes, infos = _resolve_run(args)
     baseline = _baseline(args.baseline)
     report_dir = _writable_report_dir(Path(args.report_dir))
@@ -281,16 +419,39 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     threads = max(1, default_jobs() // jobs) if jobs > 1 else None
     settings = RunSettings(report_dir=str(report_dir), profile=args.profile, run_id=uuid.uuid4().hex[:12],
                            examples=args.examples, seed=args.seed, invalid=not args.no_invalid,
-                           timeout=args.timeout, isolate=not args.no_isolate, database=args.database,
+                           timeout=args.timeout or DEFAULT_TIMEOUT, isolate=not args.no_isolate, database=args.database,
                            threads=threads)
     started = time.time()
-    with _progress(args, len(targets)) as advance:
-        if jobs > 1:
-            RecordWriter(report_dir).close()  # a fresh, empty results.jsonl the jobs' parts are appended to
-            outcomes = run_targets(targets, settings, jobs, on_done=lambda o: advance(o.target))
-        else:
-            with RecordWriter(report_dir) as writer:
-                outcomes = run_serial(settings, targets, writer, dict(backends), lambda o: advance(o.target))
+    info: dict[str, Any] = {
+        "run_id": settings.run_id, "argv": ["nnconform", *argv], "profile": args.profile, "seed": args.seed,
+        "examples": args.examples, "jobs": jobs, "threads_per_job": threads, "invalid": not args.no_invalid,
+        "shard": list(args.shard) if args.shard else None,
+        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(),
+        "backends": infos, "ops": [s.id for s in specs], "dtypes": dtypes,
+        "regimes": {s.id: [r.name for r in s.regimes] for s in specs},
+        "targets": len(targets), "planned": [t.key for t in targets], "completed": [], "status": "running",
+        "versions": _versions([b for _, b in backends]),
+    }
+    write_run_info(report_dir, info)  # a run killed before its end is recognisably incomplete
+    outcomes: list[Any] = []
+    progress = _RunProgress(report_dir, info)
+
+    def done(outcome: Any) -> None:
+        outcomes.append(outcome)
+        advance(outcome.target)
+        progress.completed(outcome.target.key)
+
+    status = "complete"
+    with _progress(args, len(targets)) as advance, _terminate_as_interrupt():
+        try:
+            if jobs > 1:
+                RecordWriter(report_dir).close()  # a fresh, empty results.jsonl the jobs' parts are appended to
+                run_targets(targets, settings, jobs, on_done=done)
+            else:
+                with RecordWriter(report_dir) as writer:
+                    run_serial(settings, targets, writer, dict(backends), done)
+        except KeyboardInterrupt:
+            status = "interrupted"
     duration = time.time() - started
     cases = sum(o.cases for o in outcomes)
     discrepancies = sum(o.discrepancies for o in outcomes)
@@ -299,20 +460,52 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         from reports.baseline import regression_exit_code
 
         exit_code = regression_exit_code(report_dir, baseline)
-    info = {
-        "run_id": settings.run_id, "argv": ["nnconform", *argv], "profile": args.profile, "seed": args.seed,
-        "examples": args.examples, "jobs": jobs, "threads_per_job": threads,
-        "shard": list(args.shard) if args.shard else None,
-        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(), "duration_s": duration,
-        "backends": infos, "ops": [s.id for s in specs], "dtypes": dtypes,
-        "regimes": {s.id: [r.name for r in s.regimes] for s in specs},
-        "targets": len(targets), "cases": cases, "cases_per_second": cases / duration if duration > 0 else 0.0,
-        "discrepancies": discrepancies, "exit_code": exit_code, "versions": _versions([b for _, b in backends]),
-    }
+    info.update(status=status, completed=progress.keys, duration_s=duration, cases=cases,
+                cases_per_second=cases / duration if duration > 0 else 0.0, discrepancies=discrepancies,
+                exit_code=exit_code)
     if baseline is not None:
         info["baseline"] = str(baseline.path)
     write_run_info(report_dir, info)
+    if status == "interrupted":  # stop now: the directory is valid and `nnconform report` renders it
+        _say(f"nnconform: interrupted after {len(progress.keys)} of {len(targets)} targets ({cases} cases); "
+             f"render the incomplete report with: nnconform report {report_dir}")
+        return EXIT_INTERRUPTED
     return _finish(report_dir, info, baseline)
+
+
+class _RunProgress:
+    """Keeps run.json's ``completed`` list current while a run goes (at most every 2 s), so that a
+    run killed without a chance to clean up is still recognisably incomplete, and how much so."""
+
+    def __init__(self, report_dir: Path, info: dict[str, Any]):
+        self.report_dir, self.info, self.keys, self._last = report_dir, info, [], 0.0
+
+    def completed(self, key: str) -> None:
+        from reports.records import write_run_info
+
+        self.keys.append(key)
+        if time.time() - self._last > 2.0:
+            self._last = time.time()
+            write_run_info(self.report_dir, {**self.info, "completed": self.keys})
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the run like Ctrl-C: a clean stop and a valid, incomplete report."""
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (a test runner's thread): nothing to install
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -333,30 +526,50 @@ def _progress(args: argparse.Namespace, total: int) -> Iterator[Callable[[Any], 
 
 
 def _finish(report_dir: Path, info: dict[str, Any], baseline: Any = None) -> int:
-    """Render the reports, print the summary and return the run's exit code."""
+    """Render the reports, print the summary and return the run's exit code: 130 after an
+    interruption, 3 for an otherwise incomplete run, else the run's own."""
     from reports.records import read_records
 
+    unreadable: list[int] = []
+    records = list(read_records(report_dir, unreadable))
     paths = _render(report_dir, baseline)
-    _print_summary(list(read_records(report_dir)), info, baseline)
+    _print_summary(records, info, baseline)
     for kind, path in paths.items():
         print(f"{kind} report: {path}")
-    print(f"{info['cases']} cases in {info['duration_s']:.1f} s ({info['cases_per_second']:.1f} cases/s); "
-          f"{info['discrepancies']} discrepancies; results: {report_dir / 'results.jsonl'}")
-    return int(info["exit_code"])
+    print(f"{info.get('cases', 0)} cases in {float(info.get('duration_s', 0.0)):.1f} s "
+          f"({float(info.get('cases_per_second', 0.0)):.1f} cases/s); {info.get('discrepancies', 0)} discrepancies; "
+          f"results: {report_dir / 'results.jsonl'}")
+    return _exit_code(info, records, unreadable, int(info.get("exit_code", EXIT_OK)))
+
+
+def _exit_code(info: dict[str, Any], records: list[dict[str, Any]], unreadable: list[int], code: int) -> int:
+    """The run's ``code`` unless the run is incomplete: then 3, said on one line."""
+    from reports.records import incomplete_reasons
+
+    reasons = incomplete_reasons(info, records, unreadable)
+    if not reasons:
+        return code
+    _say(f"nnconform: INCOMPLETE RUN: {'; '.join(reasons)}")
+    return EXIT_HARNESS
 
 
 def cmd_merge(args: argparse.Namespace, argv: list[str]) -> int:
-    from conformance.parallel import merge_runs
+    from conformance.parallel import MergeError, merge_runs
     from reports.records import RESULTS_FILE, write_run_info
 
     directories = [Path(d) for d in args.directories]
     for directory in directories:
         if not (directory / RESULTS_FILE).is_file():
             raise UsageError(f"{directory} has no {RESULTS_FILE}")
+    if len({d.resolve() for d in directories}) < len(directories):
+        raise UsageError("a directory is given twice")
     out = _writable_report_dir(Path(args.report_dir))
     if any(d.resolve() == out.resolve() for d in directories):
         raise UsageError("the merged report directory must differ from the directories merged")
-    info = merge_runs(directories, out)
+    try:
+        info = merge_runs(directories, out)
+    except MergeError as exc:
+        raise UsageError(str(exc)) from None
     info["argv"] = ["nnconform", *argv]
     write_run_info(out, info)
     return _finish(out, info)
@@ -394,20 +607,25 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
     from reports.records import RESULTS_FILE, read_records, read_run_info
 
     directory = Path(args.directory)
-    if not (directory / RESULTS_FILE).exists():
+    if not (directory / RESULTS_FILE).is_file():
         raise UsageError(f"{directory} has no {RESULTS_FILE}")
     baseline = _baseline(args.baseline)
     paths = _render(directory, baseline)
     info = read_run_info(directory)
-    records = list(read_records(directory))
+    unreadable: list[int] = []
+    records = list(read_records(directory, unreadable))
     _print_summary(records, info, baseline)
     for kind, path in paths.items():
         print(f"{kind} report: {path}")
     if baseline is not None:
         from reports.baseline import compare_runs
 
-        return compare_runs(records, baseline).exit_code
-    return int(info.get("exit_code", EXIT_OK)) if info else EXIT_OK
+        code = compare_runs(records, baseline).exit_code
+    else:
+        from backends.base import DISCREPANCY_VERDICTS
+
+        code = EXIT_DISCREPANCY if any(r.get("verdict") in DISCREPANCY_VERDICTS for r in records) else EXIT_OK
+    return _exit_code(info, records, unreadable, code)
 
 
 if __name__ == "__main__":

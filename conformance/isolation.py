@@ -20,16 +20,60 @@ from typing import Any
 
 from backends.base import Backend, BackendCrash, BackendRaised, BackendTimeout, Capabilities, Case, Result
 
-PRELOAD = ["numpy", "torch", "conformance.specs", "conformance.registry"]
+PRELOAD = ["conformance.forkserver_watch", "numpy", "torch", "conformance.specs", "conformance.registry"]
 STARTUP_TIMEOUT = 120.0  # seconds a fresh worker may take to come up (imports, a loaded machine)
 STDERR_TAIL = 400  # characters of a dead worker's stderr quoted in the crash message
 
 
-def _serve(conn: Any, backend_spec: str, threads: int | None = None, stderr_path: str | None = None) -> None:
+def die_with(owner: int) -> None:
+    """Make this child process die when process ``owner`` dies, whatever killed it (SIGKILL
+    too), and ignore Ctrl-C (the owner stops its children itself).
+
+    The direct parent of a forkserver's child is the forkserver, which lives as long as any of its
+    children does, so PR_SET_PDEATHSIG alone would keep both alive: a daemon thread waits on the
+    owner instead (a pidfd where the kernel has them, else polling every 0.2 s) and exits the
+    process when the owner is gone."""
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def alive() -> bool:
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # pragma: no cover - someone else's process took the pid
+            return False
+        return True
+
+    def watch() -> None:
+        try:
+            import select
+
+            fd = os.pidfd_open(owner)
+            select.select([fd], [], [])
+        except (AttributeError, OSError):  # no pidfd: poll
+            import time
+
+            while alive():
+                time.sleep(0.2)
+        os._exit(1)
+
+    if not alive():
+        os._exit(1)
+    threading.Thread(target=watch, name="nnconform-owner-watch", daemon=True).start()
+
+
+def _serve(conn: Any, backend_spec: str, threads: int | None = None, stderr_path: str | None = None,
+           owner: int | None = None) -> None:
     """Worker loop: load the backend by name, then answer case requests until told to stop.
     ``threads`` caps torch's intra-op threads (parallel jobs share the cores); ``stderr_path``
-    receives the process's stderr (file descriptor 2, so native code's messages too)."""
+    receives the process's stderr (file descriptor 2, so native code's messages too); the worker
+    dies with process ``owner`` (the one that started it)."""
     import numpy as np
+
+    if owner is not None:
+        die_with(owner)
 
     if stderr_path:
         os.environ["LIBC_FATAL_STDERR_"] = "1"  # glibc's fatal messages to stderr, not the terminal
@@ -100,6 +144,7 @@ class IsolatedBackend(Backend):
         self._stderr_path = ""
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(PRELOAD)
+        self._busy = False  # a case is in flight (closing then kills the worker at once)
 
     # capabilities are the wrapped backend's
     def capabilities(self) -> Capabilities:
@@ -121,8 +166,8 @@ class IsolatedBackend(Backend):
         parent, child = self._context.Pipe()
         handle, self._stderr_path = tempfile.mkstemp(prefix="nnconform-worker-", suffix=".stderr")
         self._stderr = os.fdopen(handle, "rb")
-        process = self._context.Process(target=_serve, args=(child, self.backend_spec, self.threads, self._stderr_path),
-                                        daemon=True, name=f"nnconform-{self.name}")
+        process = self._context.Process(target=_serve, daemon=True, name=f"nnconform-{self.name}",
+                                        args=(child, self.backend_spec, self.threads, self._stderr_path, os.getpid()))
         process.start()
         child.close()
         self._process, self._conn = process, parent
@@ -168,6 +213,7 @@ class IsolatedBackend(Backend):
         if self._process is None or not self._process.is_alive():
             self._discard()
             self._start()
+        self._busy = True
         try:
             self._conn.send(case)
             if not self._conn.poll(self.timeout):
@@ -181,6 +227,8 @@ class IsolatedBackend(Backend):
             reason = _describe_exit(process.exitcode if process is not None else None) + self._stderr_tail()
             self._discard()
             raise BackendCrash(f"{self.name} worker died: {reason}") from exc
+        finally:
+            self._busy = False
         if status == "raise":
             raise BackendRaised(payload)
         if status == "crash":
@@ -193,6 +241,10 @@ class IsolatedBackend(Backend):
         self._discard()
 
     def close(self) -> None:
+        """Stop the worker: politely when idle, at once when a case was interrupted mid-flight."""
+        if self._busy:
+            self._discard()
+            return
         if self._conn is not None and self._process is not None and self._process.is_alive():
             try:
                 self._conn.send(None)

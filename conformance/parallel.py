@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.driver import Outcome, RunSettings, Session, Target, run_target
+from conformance.isolation import PRELOAD
 from reports.records import RESULTS_FILE, RUN_FILE, read_records
 
 COSTS_FILE = Path(__file__).with_name("target_costs.json")
@@ -66,9 +68,12 @@ def _close_session() -> None:  # pragma: no cover - runs in job processes at exi
         session.close()
 
 
-def _job_init() -> None:
+def _job_init(owner: int) -> None:
     import atexit
 
+    from conformance.isolation import die_with
+
+    die_with(owner)
     atexit.register(_close_session)
 
 
@@ -93,9 +98,11 @@ def run_targets(targets: Sequence[Target], settings: RunSettings, jobs: int,
             on_done(outcome)
 
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["numpy", "torch", "conformance.specs", "conformance.registry"])
+    context.set_forkserver_preload(PRELOAD)
     pending = list(targets)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_job_init) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_job_init,
+                               initargs=(os.getpid(),))
+    try:
         running = {pool.submit(run_one, t, settings) for t in pending[: jobs * 2]}
         queue = pending[jobs * 2:]
         while running:
@@ -104,8 +111,22 @@ def run_targets(targets: Sequence[Target], settings: RunSettings, jobs: int,
                 collect(future.result())
                 if queue:
                     running.add(pool.submit(run_one, queue.pop(0), settings))
-    shutil.rmtree(Path(settings.report_dir) / PARTS_DIR, ignore_errors=True)
+    except BaseException:  # Ctrl-C, SIGTERM, a broken job: stop every job now, keep what completed
+        _kill(pool)
+        raise
+    else:
+        pool.shutdown(wait=True)
+    finally:
+        shutil.rmtree(Path(settings.report_dir) / PARTS_DIR, ignore_errors=True)
     return outcomes
+
+
+def _kill(pool: ProcessPoolExecutor) -> None:
+    """Kill the pool's job processes (their backend workers die with them) and drop its queue."""
+    for process in list(getattr(pool, "_processes", {}).values()):
+        with contextlib.suppress(Exception):
+            process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 # -- shards ---------------------------------------------------------------------------------------------
@@ -149,27 +170,115 @@ def measured_costs(directories: Iterable[Path]) -> dict[str, float]:
 
 # -- merge ----------------------------------------------------------------------------------------------
 
-def merge_runs(directories: Sequence[Path], out: Path) -> dict[str, Any]:
-    """Combine run directories into ``out``: their results.jsonl concatenated (each target's
-    records together) and a run.json summing cases and discrepancies; returns that run info."""
+# The run.json fields that must agree between the shards of one run.
+SHARD_CONFIGURATION = ("profile", "seed", "examples", "invalid", "ops", "dtypes", "backend_names", "nnconform")
+
+
+class MergeError(ValueError):
+    """Shards that cannot be merged (different configurations, the same shard twice)."""
+
+
+def _configuration(info: dict[str, Any]) -> dict[str, Any]:
+    config = {key: info.get(key) for key in SHARD_CONFIGURATION}
+    config["backend_names"] = sorted(b.get("name", "") for b in info.get("backends") or [] if isinstance(b, dict))
+    config["nnconform"] = (info.get("versions") or {}).get("nnconform")
+    return config
+
+
+def _copy_records(source: Path, out: Any) -> int:
+    """Append the readable records of ``source`` to ``out``, one per line; return how many lines
+    were unreadable (a torn last line costs only itself, never the next shard's first record)."""
+    bad = 0
+    with open(source, encoding="utf-8", errors="replace") as src:
+        for line in src:
+            text = line.strip()
+            if not text:
+                continue
+            try:
+                ok = isinstance(json.loads(text), dict)
+            except (ValueError, RecursionError):
+                ok = False
+            if ok:
+                out.write(text + "\n")
+            else:
+                bad += 1
+    return bad
+
+
+def _copy_repro(source: Path, out: Path) -> None:
+    """Copy the regular files directly in ``source`` (a shard's repro/) to ``out``: never a
+    symbolic link, a directory, or a name leaving ``out``."""
+    if source.is_symlink() or not source.is_dir():
+        return
     out.mkdir(parents=True, exist_ok=True)
+    for entry in os.scandir(source):
+        if entry.is_file(follow_symlinks=False) and not entry.name.startswith(".") and "/" not in entry.name:
+            shutil.copyfile(entry.path, out / entry.name, follow_symlinks=False)
+
+
+def merge_runs(directories: Sequence[Path], out: Path) -> dict[str, Any]:
+    """Combine run directories (the shards of one run) into ``out``: their readable records
+    concatenated (each target's records together), their repro files, and a run.json summing
+    cases and discrepancies; returns that run info.
+
+    Raises ``MergeError`` (nothing written) when the shards' configurations differ or a shard is
+    given twice. Missing shards, incomplete shards and unreadable records are kept in the merged
+    run.json's ``merge_problems``: the merged run is then incomplete."""
     infos = []
+    for directory in directories:
+        path = directory / RUN_FILE
+        try:
+            info = json.loads(path.read_text(encoding="utf-8", errors="replace")) if path.is_file() else {}
+        except (OSError, ValueError):
+            info = {}
+        infos.append(info if isinstance(info, dict) else {})
+    problems: list[str] = []
+    configs = [_configuration(i) for i in infos]
+    for directory, config in zip(directories[1:], configs[1:]):
+        differing = [k for k in SHARD_CONFIGURATION if config[k] != configs[0][k]]
+        if differing:
+            raise MergeError(f"{directory} was run with a different configuration than {directories[0]} "
+                             f"({', '.join(differing)})")
+    shards = [tuple(i["shard"]) if isinstance(i.get("shard"), list) and len(i["shard"]) == 2 else None for i in infos]
+    seen: dict[tuple[int, int], Path] = {}
+    for directory, sh in zip(directories, shards):
+        if sh is None:
+            continue
+        if sh in seen:
+            raise MergeError(f"shard {sh[0]}/{sh[1]} is given twice ({seen[sh]} and {directory})")
+        seen[sh] = directory
+    counts = {sh[1] for sh in shards if sh}
+    if len(counts) > 1:
+        splits = ", ".join(f"/{n}" for n in sorted(counts))
+        raise MergeError(f"the directories are shards of different splits ({splits})")
+    if counts:
+        total = counts.pop()
+        missing = sorted(set(range(1, total + 1)) - {sh[0] for sh in shards if sh})
+        if missing:
+            names = ", ".join(f"{k}/{total}" for k in missing)
+            problems.append(f"shard{'s' if len(missing) > 1 else ''} {names} missing")
+    for directory, info in zip(directories, infos):
+        if not info:
+            problems.append(f"{directory} has no readable {RUN_FILE}")
+        elif info.get("status") not in (None, "complete"):
+            problems.append(f"{directory} is an incomplete run (status {info.get('status')!r})")
+    out.mkdir(parents=True, exist_ok=True)
     with open(out / RESULTS_FILE, "w", encoding="utf-8") as results:
         for directory in directories:
-            with open(directory / RESULTS_FILE, encoding="utf-8") as src:
-                shutil.copyfileobj(src, results)
-            info_path = directory / RUN_FILE
-            infos.append(json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {})
-            repro = directory / "repro"
-            if repro.is_dir():
-                shutil.copytree(repro, out / "repro", dirs_exist_ok=True)
-    cases = sum(int(i.get("cases", 0)) for i in infos)
-    duration = max((float(i.get("duration_s", 0.0)) for i in infos), default=0.0)
+            bad = _copy_records(directory / RESULTS_FILE, results)
+            if bad:
+                problems.append(f"{bad} unreadable record line{'s' if bad > 1 else ''} in {directory}")
+            _copy_repro(directory / "repro", out / "repro")
+    cases = sum(int(i.get("cases", 0) or 0) for i in infos)
+    duration = max((float(i.get("duration_s", 0.0) or 0.0) for i in infos), default=0.0)
     merged = dict(infos[0]) if infos else {}
     merged.update(
         merged_from=[str(d) for d in directories], cases=cases, duration_s=duration,
-        discrepancies=sum(int(i.get("discrepancies", 0)) for i in infos),
-        exit_code=max((int(i.get("exit_code", 0)) for i in infos), default=0),
+        discrepancies=sum(int(i.get("discrepancies", 0) or 0) for i in infos),
+        exit_code=max((int(i.get("exit_code", 0) or 0) for i in infos), default=0),
         ops=sorted({op for i in infos for op in i.get("ops", [])}),
+        planned=[k for i in infos for k in i.get("planned") or []],
+        completed=[k for i in infos for k in i.get("completed") or []],
+        status="complete", shard=None, merge_problems=problems,
         cases_per_second=cases / duration if duration else 0.0)
     return merged

@@ -52,13 +52,17 @@ def load_baseline(path: str | os.PathLike[str]) -> Baseline:
         raise BaselineError(f"baseline {directory} is not a directory")
     if not (directory / RESULTS_FILE).is_file():
         raise BaselineError(f"baseline {directory} has no {RESULTS_FILE}")
+    unreadable: list[int] = []
     try:
-        records = list(read_records(directory))
+        records = list(read_records(directory, unreadable))
         run_info = read_run_info(directory)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise BaselineError(f"baseline {directory} cannot be read: {exc}") from None
-    if not isinstance(run_info, dict):
-        raise BaselineError(f"baseline {directory}: run.json is not an object")
+    if unreadable:
+        raise BaselineError(f"baseline {directory} cannot be read: line {unreadable[0]} of {RESULTS_FILE} "
+                            "is not a record")
+    if (directory / "run.json").exists() and not run_info:
+        raise BaselineError(f"baseline {directory} cannot be read: its run.json is not a JSON object")
     return Baseline(directory, records, run_info)
 
 

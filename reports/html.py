@@ -27,7 +27,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from reports import plots
-from reports.records import DISCREPANCY_VERDICTS, VERDICTS, as_float
+from reports.records import DISCREPANCY_VERDICTS, VERDICTS, artifact_path, as_float, printable
 from reports.render import (
     Cell,
     backend_rows,
@@ -65,6 +65,9 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.ChainableUndefined,
+        # Every value printed is made printable first: no terminal escapes or control characters
+        # from a backend's error message end up in the page.
+        finalize=lambda value: printable(value) if isinstance(value, str) and not isinstance(value, Markup) else value,
     )
     for name, fn in (("num", format_number), ("exact", format_exact), ("value", format_value),
                      ("plain", _plain_text), ("sortnum", _sort_number)):
@@ -125,7 +128,7 @@ def filter_attrs(family: Any = (), backend: Any = (), dtype: Any = (), verdict: 
     (``|a|b|``); ``data-verdict`` also holds ``discrepancy`` when any discrepancy verdict is in it."""
 
     def joined(values: Any) -> str:
-        values = [values] if isinstance(values, str) else list(values)
+        values = [] if values is None else [values] if isinstance(values, str) else list(values)
         return "|" + "|".join(str(v) for v in values if v) + "|"
 
     verdicts = [verdict] if isinstance(verdict, str) else list(verdict)
@@ -271,10 +274,12 @@ def _fold_verbatim(script: str) -> str:
 
 
 def _read_artifact(report_dir: Path | None, relative: str | None) -> str | None:
-    if not relative or report_dir is None:
+    """A repro script beside the report: only a regular file inside the report directory."""
+    path = artifact_path(report_dir, relative) if report_dir is not None else None
+    if path is None:
         return None
     try:
-        return (report_dir / relative).read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
 
@@ -397,7 +402,8 @@ def render_html(records: list[dict[str, Any]], run_info: dict[str, Any],
     unsupported = [dict(row, attrs=filter_attrs([], row["backend"], row["dtypes"], ["unsupported"]))
                    for row in unsupported_summary(records)]
     families = sorted({c.family for c in cells if c.family})
-    return _environment().get_template(TEMPLATE).render(
+    html = _environment().get_template(TEMPLATE).render(
+        incomplete=run_info.get("incomplete") or [],
         run=_run_view(run_info),
         backends=backend_rows(run_info),
         matrix=matrix,
@@ -422,6 +428,9 @@ def render_html(records: list[dict[str, Any]], run_info: dict[str, Any],
                  "verdict": ["discrepancy"] + [v for v in VERDICTS if totals[v]]},
         conforming=not discrepancies and not any(totals[v] for v in DISCREPANCY_VERDICTS),
     )
+    # Markup built outside the template (plots, data attributes) is cleaned too: no control
+    # character or terminal escape from a record reaches the page.
+    return printable(html)
 
 
 def write_html(path: str | os.PathLike[str], records: list[dict[str, Any]], run_info: dict[str, Any],

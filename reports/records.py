@@ -32,7 +32,9 @@ Non-finite floats are written as the strings "inf", "-inf", "nan" (``as_float`` 
 An *unsupported record* has the same keys with verdict "unsupported", no case, and the reason in
 ``error``; an *xpass record* (a strict known entry none of whose cases failed) has no case either.
 
-``run.json`` holds the run's metadata: argv, profile, seed, examples, started, duration_s,
+``run.json`` holds the run's metadata: ``status`` (running, complete, interrupted), ``planned``
+and ``completed`` (target keys ``declaration|backend|dtype``), argv, profile, seed, examples,
+started, duration_s,
 backends [{name, available, reason, devices, dtypes, ops}], ops, dtypes, cases,
 cases_per_second, discrepancies, exit_code, versions, run_id; ``baseline`` (the ``--baseline``
 directory, when given); and, where the runner writes it, ``regimes`` {target id: [declared
@@ -44,16 +46,54 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from backends.base import DISCREPANCY_VERDICTS, VERDICTS
 
-__all__ = ["DISCREPANCY_VERDICTS", "VERDICTS", "RecordWriter", "read_records", "write_run_info", "read_run_info"]
+__all__ = ["DISCREPANCY_VERDICTS", "VERDICTS", "RecordWriter", "read_records", "write_run_info", "read_run_info",
+           "incomplete_reasons"]
 
 RESULTS_FILE = "results.jsonl"
 RUN_FILE = "run.json"
+
+
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\\\)?|[@-Z\\\\-_])")
+
+
+def printable(text: Any, multiline: bool = True) -> str:
+    """``text`` safe for a terminal, HTML or XML: terminal escape sequences (colours, titles)
+    removed, every other control character shown escaped (``\\x07``); newlines and tabs kept
+    when ``multiline``."""
+    text = _ANSI.sub("", str(text))
+    keep = "\n\t" if multiline else ""
+    return "".join(ch if (ch.isprintable() or ch in keep or ch == " ") and not 0xD800 <= ord(ch) <= 0xDFFF
+                   and ch not in "\ufffe\uffff" else ascii(ch)[1:-1] for ch in text)
+
+
+def artifact_path(report_dir: str | os.PathLike[str], relative: Any) -> Path | None:
+    """The regular file ``relative`` names inside ``report_dir``, or None: an absolute path, a
+    ``..`` step, a symbolic link anywhere on the way, or anything but a regular file is refused
+    (a record's artifact paths come from a results file that may not be trustworthy)."""
+    if not isinstance(relative, str) or not relative or "\\" in relative or "\x00" in relative:
+        return None
+    parts = Path(relative).parts
+    if Path(relative).is_absolute() or any(part in ("..", "") for part in parts):
+        return None
+    base = Path(report_dir)
+    path = base
+    for part in parts:
+        path = path / part
+        if path.is_symlink():
+            return None
+    try:
+        if not path.is_file() or base.resolve() not in path.resolve().parents:
+            return None
+    except OSError:
+        return None
+    return path
 
 
 def _clean(value: Any) -> Any:
@@ -90,27 +130,69 @@ class RecordWriter:
         self.close()
 
 
-def read_records(directory: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """Yield the records of ``DIR/results.jsonl`` (a truncated last line is skipped)."""
+def read_records(directory: str | os.PathLike[str], unreadable: list[int] | None = None) -> Iterator[dict[str, Any]]:
+    """Yield the records of ``DIR/results.jsonl``. A line that is not a JSON object (a torn last
+    line, garbage) is skipped, and its line number appended to ``unreadable`` when given."""
     path = Path(directory) / RESULTS_FILE
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
             line = line.strip()
             if not line:
                 continue
             try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
+                record = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
+                record = None
+            if not isinstance(record, dict) or not isinstance(record.get("verdict", ""), str):
+                if unreadable is not None:
+                    unreadable.append(number)
                 continue
+            yield record
+
+
+def incomplete_reasons(info: dict[str, Any], records: list[dict[str, Any]], unreadable: list[int]) -> list[str]:
+    """Why a run cannot be trusted as a whole (empty when it can): interrupted or never finished,
+    targets or shards missing, unreadable records, no case run."""
+    reasons = []
+    status = info.get("status")
+    if not info:
+        reasons.append(f"no {RUN_FILE}: the run never finished")
+    elif status == "interrupted":
+        reasons.append("the run was interrupted")
+    elif status not in (None, "complete"):
+        reasons.append(f"the run never finished (status {status!r})")
+    planned, completed = info.get("planned"), info.get("completed")
+    if isinstance(planned, list) and isinstance(completed, list):
+        missing = len(set(planned) - set(completed))
+        if missing:
+            reasons.append(f"{missing} of {len(planned)} planned targets did not complete")
+    for problem in info.get("merge_problems") or []:
+        reasons.append(str(problem))
+    if unreadable:
+        reasons.append(f"{len(unreadable)} unreadable record line{'s' if len(unreadable) > 1 else ''} "
+                       f"(first: line {unreadable[0]})")
+    empty_shard = bool(info.get("shard")) and planned == []  # more shards than targets: nothing to do
+    if not empty_shard and not any(r.get("verdict") not in ("unsupported", None) for r in records):
+        reasons.append("no case was run")
+    return reasons
 
 
 def write_run_info(directory: str | os.PathLike[str], info: dict[str, Any]) -> None:
-    Path(directory, RUN_FILE).write_text(json.dumps(_clean(info), indent=2, sort_keys=True), encoding="utf-8")
+    """Write ``run.json`` atomically (a reader never sees half of it)."""
+    path = Path(directory, RUN_FILE)
+    tmp = path.with_name(f".{RUN_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(_clean(info), indent=2, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def read_run_info(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """``run.json`` as a dict ({} when it is missing, unreadable or not an object)."""
     path = Path(directory, RUN_FILE)
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def as_float(x: Any) -> float:

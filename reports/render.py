@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import DTYPE_NAMES
-from reports.records import DISCREPANCY_VERDICTS, VERDICTS, as_float, read_records, read_run_info
+from reports.records import (
+    DISCREPANCY_VERDICTS,
+    VERDICTS,
+    as_float,
+    incomplete_reasons,
+    read_records,
+    read_run_info,
+)
 
 HTML_FILE = "report.html"
 JUNIT_FILE = "junit.xml"
@@ -376,10 +383,13 @@ def verdict_counts_text(counts: Counter) -> str:
 # -- entry point -----------------------------------------------------------------------------------
 
 def load(directory: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(records of results.jsonl, run.json) of a report directory."""
+    """(records of results.jsonl, run.json) of a report directory; the run info also carries
+    ``incomplete``: the reasons the run cannot be trusted as a whole (``incomplete_reasons``)."""
     directory = Path(directory)
-    records = list(read_records(directory)) if (directory / "results.jsonl").exists() else []
-    return records, read_run_info(directory)
+    unreadable: list[int] = []
+    records = list(read_records(directory, unreadable)) if (directory / "results.jsonl").exists() else []
+    info = read_run_info(directory)
+    return records, {**info, "incomplete": incomplete_reasons(info, records, unreadable)}
 
 
 def render_all(directory: str | os.PathLike[str], baseline: Any = None) -> dict[str, Path]:

@@ -19,13 +19,14 @@ only torch and numpy.
 
 from __future__ import annotations
 
+import functools
 import pprint
 import textwrap
 from collections.abc import Sequence
 from string import Template
 from typing import Any
 
-from reports.records import _clean
+from reports.records import _clean, printable
 from reports.render import case_summary
 
 _HEADER = Template('''\
@@ -201,8 +202,10 @@ def _literal(value: Any) -> str:
     return "{\n" + "\n".join(lines) + "\n}"
 
 
-def _docstring_safe(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+def _docstring_safe(text: Any, multiline: bool = True) -> str:
+    """Text that stays inside the script's docstring, as data: backslashes and quotes escaped,
+    control characters (newlines too, unless ``multiline``) shown escaped."""
+    return printable(text, multiline).replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _inline(name: str, source: str) -> str:
@@ -223,9 +226,11 @@ def render_repro(record: dict[str, Any], npz_filename: str, sources: Sequence[tu
     case = record.get("case") or {}
     inputs = case.get("inputs") or {}
     dtype = str(record.get("dtype") or case.get("dtype") or "float32")
+    line = functools.partial(_docstring_safe, multiline=False)
     header = _HEADER.substitute(
-        op=record.get("op", "?"), backend=record.get("backend", "?"), device=record.get("device", "cpu"),
-        dtype=dtype, verdict=record.get("verdict", "?"), case_id=record.get("case_id", "?"),
+        op=line(record.get("op", "?")), backend=line(record.get("backend", "?")),
+        device=line(record.get("device", "cpu")), dtype=line(dtype), verdict=line(record.get("verdict", "?")),
+        case_id=line(record.get("case_id", "?")),
         summary=_docstring_safe(textwrap.fill(case_summary(record), width=96, break_long_words=False)),
         npz=_docstring_safe(npz_filename),
         backend_hint=_docstring_safe(f"\n\n(recorded with --backend {record['backend_spec']})"

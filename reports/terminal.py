@@ -22,7 +22,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from reports.records import VERDICTS
+from reports.records import VERDICTS, printable
 from reports.render import (
     Cell,
     build_cells,
@@ -109,8 +109,8 @@ def _table(cells: list[Cell], wide: bool) -> Table:
         table.add_column("Verdicts", overflow="fold")
     table.add_column("Util", justify="right")
     for cell, dtype_text in _rows(cells):
-        row: list[Any] = [Text(cell.op, style="bold red" if cell.status == "fail" else ""),
-                          cell.backend, dtype_text, str(cell.cases)]
+        row: list[Any] = [Text(printable(cell.op, False), style="bold red" if cell.status == "fail" else ""),
+                          Text(printable(cell.backend, False)), Text(dtype_text), str(cell.cases)]
         if wide:
             row += [str(cell.counts[v]) if cell.counts[v] else Text("·", style="dim") for v in VERDICTS]
         else:

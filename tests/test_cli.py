@@ -77,7 +77,8 @@ def test_unavailable_backend_is_a_usage_error_unless_skipped(capsys, tmp_path):
     assert code == 2 and "unavailable" in err
     code, _, err = _run(capsys, "run", "--backend", "torch-cuda", "--skip-unavailable", "--ops", "ReLU",
                         "--report-dir", str(tmp_path), "--quiet")
-    assert code == 0 and "unavailable" in err
+    # Nothing ran: an incomplete run (exit 3), never green.
+    assert code == 3 and "unavailable" in err and "no case was run" in err
     assert read_run_info(tmp_path)["backends"][0]["available"] is False
 
 
@@ -123,7 +124,7 @@ def test_unsupported_layers_are_never_reported_as_passed(capsys, tmp_path):
     code, _, _ = _run(capsys, "run", "--backend", "tests.wrong_backends.generic:ClaimsNothing", "--ops", "ReLU",
                       "--report-dir", str(tmp_path), "--quiet")
     records = list(read_records(tmp_path))
-    assert code == 0
+    assert code == 3  # nothing was run: an incomplete run, never green
     assert records and all(r["verdict"] == "unsupported" for r in records)
 
 

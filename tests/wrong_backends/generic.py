@@ -106,3 +106,32 @@ class Hangs(TorchBackend):
 
             time.sleep(3600)
         return super().run(case)
+
+
+class ConstructorRaises(Backend):
+    """A backend that cannot even be built: unavailable with the reason, never a traceback."""
+
+    name = "constructor-raises"
+
+    def __init__(self):
+        raise RuntimeError("no device found")
+
+
+class HostileName(TorchBackend):
+    """torch-cpu under a name holding rich markup, a terminal escape and a triple quote with a
+    newline: every report must show it as text, and a repro script must carry it as data."""
+
+    name = '[/bold]torch\x1b[31m"""\nimport os; os.system("echo pwned")\n"""'
+    known_as = ("torch-cpu",)
+
+
+class ErrorWithEscapes(TorchBackend):
+    """Raises on every ReLU call with a message full of ANSI colour codes and control
+    characters, as compiler messages often have."""
+
+    name = "error-with-escapes"
+
+    def run(self, case):
+        if case.op == "ReLU":
+            raise RuntimeError("\x1b[1;31merror:\x1b[0m kernel \x00\x07\x08 failed\x1b]0;title\x07 <&>")
+        return super().run(case)
