@@ -182,7 +182,8 @@ def _alive_in_session(session: int) -> list[str]:
     """The live processes of a session (zombies, dead but not yet reaped by a container's init,
     hold nothing and are left out)."""
     out = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-s", str(session)], capture_output=True, text=True).stdout
-    return [line.strip()[:100] for line in out.splitlines() if line.split()[1:2] and not line.split()[1].startswith("Z")]
+    rows = [line.split(None, 2) for line in out.splitlines() if len(line.split()) >= 2]
+    return [" ".join(row)[:100] for row in rows if not row[1].startswith("Z")]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
