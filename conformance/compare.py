@@ -105,7 +105,7 @@ def _compare_floats(
     cmp.exact_elements = int(bound.exact.sum())
     j = judge_floats(ref, got, bound.allowed, dt.max_value, dt.unit_roundoff)
     ref_cmp, err, ratio, bad = j["ref"], j["err"], j["ratio"], j["bad"]
-    nan_bad, inf_bad, value_bad = j["nan_bad"], j["inf_bad"], j["value_bad"]
+    nan_bad, inf_bad, value_bad, sign_bad = j["nan_bad"], j["inf_bad"], j["value_bad"], j["zero_sign_bad"]
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         finite = np.isfinite(ref_cmp) & np.isfinite(got)
         rel = np.where(finite & (np.abs(ref_cmp) > 0), err / np.abs(ref_cmp), np.where(err > 0, np.inf, 0.0))
@@ -129,9 +129,10 @@ def _compare_floats(
     cmp.ok = cmp.mismatches == 0
     if not cmp.ok:
         kinds = [label for label, mask in (("NaN pattern", nan_bad), ("inf pattern", inf_bad),
-                                           ("value", value_bad)) if mask.any()]
+                                           ("value", value_bad), ("sign of zero", sign_bad)) if mask.any()]
         cmp.message = f"{cmp.mismatches} of {cmp.size} elements out of bound ({', '.join(kinds)})"
-        cmp.symptoms = (["nonfinite"] if (nan_bad | inf_bad).any() else []) + (["value"] if value_bad.any() else [])
+        cmp.symptoms = [symptom for symptom, mask in (("nonfinite", nan_bad | inf_bad), ("value", value_bad),
+                                                      ("signed-zero", sign_bad)) if mask.any()]
     return cmp
 
 

@@ -5,7 +5,9 @@ source verbatim, so a repro judges exactly as the suite did.
 
 Floats: NaN positions must match; ±inf positions and signs must match, where a finite reference
 beyond the format's largest value legitimately overflows to inf of its sign; finite values must
-lie within ``allowed`` (per element). Integers and booleans must be equal.
+lie within ``allowed`` (per element). An allowed error of -0.0 (negative zero) marks an element
+that must be bit-exact including the sign of a zero (copies and selections keep it: torch's
+ReLU(-0.0) is -0.0). Integers and booleans must be equal.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ def judge_floats(ref: np.ndarray, got: np.ndarray, allowed: np.ndarray, max_valu
                  unit_roundoff: float) -> dict[str, np.ndarray]:
     """Masks and errors of a float comparison (all arrays of ``ref``'s shape).
 
-    Returns ``nan_bad``, ``inf_bad``, ``value_bad``, ``bad`` (their union), ``err`` (|got - ref| at
-    finite positions, else 0), ``ratio`` (err / allowed; inf at a pattern mismatch or a non-zero
-    error where nothing is allowed) and ``ref`` (the reference with overflow applied).
+    Returns ``nan_bad``, ``inf_bad``, ``value_bad``, ``zero_sign_bad`` (a zero of the wrong sign
+    where ``allowed`` is -0.0), ``bad`` (their union), ``err`` (|got - ref| at finite positions,
+    else 0), ``ratio`` (err / allowed; inf at a pattern or sign mismatch or a non-zero error where
+    nothing is allowed) and ``ref`` (the reference with overflow applied).
     """
     ref = np.asarray(ref, dtype=np.float64)
     got = np.asarray(got, dtype=np.float64)
@@ -33,9 +36,11 @@ def judge_floats(ref: np.ndarray, got: np.ndarray, allowed: np.ndarray, max_valu
         err = np.where(finite, np.abs(got - ref), 0.0)
         value_bad = finite & (err > allowed)
         ratio = np.where(allowed > 0, err / np.where(allowed > 0, allowed, 1.0), np.where(err > 0, np.inf, 0.0))
-        ratio = np.where(nan_bad | inf_bad, np.inf, ratio)
-    return {"nan_bad": nan_bad, "inf_bad": inf_bad, "value_bad": value_bad, "bad": nan_bad | inf_bad | value_bad,
-            "err": err, "ratio": ratio, "ref": ref}
+        signed = (allowed == 0) & np.signbit(allowed)
+        zero_sign_bad = signed & (ref == 0) & (got == 0) & (np.signbit(ref) != np.signbit(got))
+        ratio = np.where(nan_bad | inf_bad | zero_sign_bad, np.inf, ratio)
+    return {"nan_bad": nan_bad, "inf_bad": inf_bad, "value_bad": value_bad, "zero_sign_bad": zero_sign_bad,
+            "bad": nan_bad | inf_bad | value_bad | zero_sign_bad, "err": err, "ratio": ratio, "ref": ref}
 
 
 def judge_exact(ref: np.ndarray, got: np.ndarray) -> np.ndarray:

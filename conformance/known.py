@@ -49,11 +49,12 @@ else:  # pragma: no cover
 
 KNOWN_DIR = Path(__file__).with_name("known")
 # What an entry can explain. Of a compared tensor: ``value`` (finite values beyond the bound),
-# ``nonfinite`` (NaN or ±inf where the reference has none, or the reverse), ``index`` (an integer or
-# boolean tensor differs), ``shape`` (missing, extra, or of the wrong shape or dtype). Of the call:
+# ``nonfinite`` (NaN or ±inf where the reference has none, or the reverse), ``signed-zero`` (a zero
+# of the wrong sign where the sign is compared), ``index`` (an integer or boolean tensor differs),
+# ``shape`` (missing, extra, or of the wrong shape or dtype). Of the call:
 # ``raises`` (a valid case raised), ``accepts-invalid`` (an invalid case did not raise), ``crash``,
 # ``timeout``, ``compile`` (a compiling backend could not compile it).
-TENSOR_SYMPTOMS = ("value", "nonfinite", "index", "shape")
+TENSOR_SYMPTOMS = ("value", "nonfinite", "signed-zero", "index", "shape")
 CALL_SYMPTOMS = ("raises", "accepts-invalid", "crash", "timeout", "compile")
 SYMPTOMS = TENSOR_SYMPTOMS + CALL_SYMPTOMS
 _PREDICATE_BUILTINS = {f.__name__: f for f in (len, any, all, max, min, isinstance, tuple, list, int, str, sum)}

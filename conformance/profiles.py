@@ -18,6 +18,23 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, settings
 
 
+def _cases_depend_on_strategies_only() -> None:
+    """Hypothesis (6.131+) mixes the literals of every loaded first-party module into about one
+    draw in twenty, so editing any constant anywhere in the project, or importing a module in the
+    middle of a run, would move the derandomized ci cases. The pool is kept empty: a case is a
+    function of its strategy, its seed and nothing else. (A private Hypothesis hook; without it
+    nothing changes.)"""
+    try:
+        from hypothesis.internal.conjecture import providers
+        from hypothesis.internal.constants_ast import Constants
+    except ImportError:  # pragma: no cover - a Hypothesis without the pool
+        return
+    providers._get_local_constants = lambda: Constants()
+
+
+_cases_depend_on_strategies_only()
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
