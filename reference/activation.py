@@ -309,13 +309,14 @@ def hardsigmoid_error(input: Array, output: Array, cotangent: Array | None, u: f
 def hardswish_error(input: Array, output: Array, cotangent: Array | None, u: float, tiny: float,
                     inplace: bool = False) -> tuple[Array, Array | None]:
     """Between the kinks y = x·(x + 3)/6: the sum x + 3 (relative u, moving y by u·|y|), the
-    product and the division (or a product by the rounded 1/6): E_y = 3|y|; outside y is 0 or x
+    product and the division (or a product by the rounded 1/6): E_y = 3|y|. For x >= 3 PyTorch
+    computes the same formula, x·6/6, whose product rounds once: E_y = |y|; for x <= -3, x·0 = 0
     exactly. Backward g·(x/3 + 1/2) (PyTorch): x/3 rounded (|x|/3), the constant 1/3 possibly
     rounded first (|x|/3), the sum (|x/3 + 1/2|), cancelling near x = -3/2: in the magnitude of
-    the terms, E = |g|·(2|x|/3 + |x/3 + 1/2|)."""
+    the terms, E = |g|·(2|x|/3 + |x/3 + 1/2|); g itself outside."""
     x, y = input, output
     inside = (x > -3) & (x < 3)
-    e_y = np.where(inside, 3 * np.abs(y), 0.0)
+    e_y = np.where(inside, 3 * np.abs(y), np.where(x >= 3, np.abs(y), 0.0))
     if cotangent is None:
         return e_y, None
     return e_y, np.where(inside, np.abs(cotangent) * (2 * np.abs(x) / 3 + np.abs(x / 3 + 0.5)), 0.0)
@@ -323,17 +324,31 @@ def hardswish_error(input: Array, output: Array, cotangent: Array | None, u: flo
 
 # -- elu, selu, celu ---------------------------------------------------------------------------------
 
-def _exp_linear(x: Array, alpha: float, scale: float = 1.0, input_scale: float = 1.0) -> Array:
-    """scale·x if x > 0 else scale·alpha·(exp(input_scale·x) - 1): limit -scale·alpha at -inf."""
+_EXP_SAFE = 700.0  # exp(z) is finite in float64 below this; beyond, a product k·exp(z) is formed in logs
+
+
+def _times_exp(k: Array | float, z: Array) -> Array:
+    """k·exp(z) without the overflow of exp(z) alone (a negative alpha makes z = x/alpha large):
+    (k·exp(z/2))·exp(z/2) where z > 700 (z/2 is exact; two more roundings), the product elsewhere."""
     with np.errstate(over="ignore", invalid="ignore"):
-        return np.where(x > 0, scale * x, scale * alpha * np.expm1(input_scale * np.minimum(x, 0.0)))
+        half = np.exp(z / 2)
+        return np.where(z > _EXP_SAFE, (k * half) * half, k * np.exp(z))
+
+
+def _exp_linear(x: Array, alpha: float, scale: float = 1.0, input_scale: float = 1.0) -> Array:
+    """scale·x if x > 0 else scale·alpha·(exp(input_scale·x) - 1): limit -scale·alpha at -inf (and,
+    for input_scale·x > 0, the growth of a negative alpha's branch without a spurious overflow)."""
+    z = input_scale * np.minimum(x, 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        neg = np.where(z > _EXP_SAFE, _times_exp(scale * alpha, z), scale * alpha * np.expm1(z))
+        return np.where(x > 0, scale * x, neg)
 
 
 def _exp_linear_grad(x: Array, g: Array, alpha: float, scale: float = 1.0, input_scale: float = 1.0) -> Array:
     """scale·g if x > 0 else scale·alpha·input_scale·exp(input_scale·x)·g (the exponential branch
     at the kink x = 0), 0 at -inf, NaN at NaN."""
     with np.errstate(over="ignore", invalid="ignore"):
-        neg = scale * alpha * input_scale * np.exp(input_scale * np.minimum(x, 0.0)) * g
+        neg = _times_exp(scale * alpha * input_scale * g, input_scale * np.minimum(x, 0.0))
         return _nan_to(x, np.where(x > 0, scale * g, neg))
 
 
@@ -395,7 +410,7 @@ def _exp_linear_error(x: Array, y: Array, g: Array | None, alpha: float, scale: 
     s != 1, the argument: (L + 3 + 2|s·x|)·|grad|; L + 2 for s = 1) or, as torch does in place,
     from the output, g·s·(y + c): the computed y (E_y + |y|), the constant |c| and the addition
     |y + c|, times s·|g|, plus s's rounding and the product g·s for s != 1. A backend may use
-    either: the larger bound applies.
+    either: the larger bound applies (only the direct form where y overflows: a negative alpha).
     """
     lib = LIBM_ULPS
     c = abs(scale * alpha)
@@ -417,8 +432,19 @@ def _exp_linear_error(x: Array, y: Array, g: Array | None, alpha: float, scale: 
             direct = (lib + 3 + argument) * grad
             from_output = from_output + 2 * grad
         pos_grad = grad if scale_rounds else np.zeros_like(grad)
+        from_output = np.where(np.isfinite(from_output), from_output, 0.0)  # y overflowed: only the direct form
         e_grad = np.where(x > 0, pos_grad, np.maximum(direct, from_output))
-    return e_out, e_grad
+    if input_scale == 1.0:
+        return e_out, e_grad
+    return _capped(e_out, y), _capped(e_grad, grad)
+
+
+def _capped(bound: Array, value: Array) -> Array:
+    """A bound in units of u that overflows float64 for a finite value near the largest one (a
+    negative alpha's exp(x/alpha) up to 1e308) capped at an eighth of the largest float64 (room for
+    the tolerance glue's doubling): an absolute bound of u·max/8, smaller than the analysis (never
+    a loosening) and still far above the errors at play."""
+    return np.where(np.isinf(bound) & np.isfinite(value), np.finfo(np.float64).max / 8, bound)
 
 
 def elu_error(input: Array, output: Array, cotangent: Array | None, u: float, tiny: float, alpha: float = 1.0,

@@ -49,8 +49,10 @@ def softmax_axis(ndim: int, dim: int | None) -> int:
 
 
 def _shifted(x: np.ndarray, axis: int) -> np.ndarray:
-    """z = x - max along ``axis`` (of the input made at least 1-d)."""
+    """z = x - max along ``axis`` (of the input made at least 1-d; an empty input stays empty)."""
     x1 = np.atleast_1d(x)
+    if x1.size == 0:
+        return x1.astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         return x1 - np.max(x1, axis=axis, keepdims=True)
 
@@ -215,7 +217,7 @@ def log_softmax_error(input: Array, output: Array, cotangent: Array | None, u: f
     root_k = math.sqrt(x1.shape[axis])
     lib = LIBM_ULPS
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        m = np.max(x1, axis=axis, keepdims=True)
+        m = np.max(x1, axis=axis, keepdims=True) if x1.size else np.zeros_like(x1)
         z = x1 - m
         p = np.exp(y1)
         ell = np.log(np.sum(np.exp(z), axis=axis, keepdims=True))

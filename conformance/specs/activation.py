@@ -180,12 +180,18 @@ declare(elementwise(
              Regime("lower == upper", holds=lambda c: c.params["lower"] == c.params["upper"],
                     pins={"bounds": (0.25, 0.25), "train": True}, description="training draws the slope lower itself"),
              Regime("random, in place", holds=lambda c: c.params.get("inplace") and N.rrelu_random(c.params, c.train),
-                    pins={"inplace": True, "train": True}, description="random slopes written into the input"),
+                    pins={"inplace": True, "train": True, "bounds": (1 / 8, 1 / 3)},
+                    description="random slopes written into the input"),
              Regime("negative slopes", holds=lambda c: c.params["upper"] < 0, pins={"bounds": (-0.5, -0.1),
                                                                                       "train": True},
                     description="U(-0.5, -0.1): negative inputs map to positive outputs"),
              Regime("slopes above 1", holds=lambda c: c.params["upper"] > 1, pins={"bounds": (0.5, 2.0), "train": True},
-                    description="U(0.5, 2)")),
+                    description="U(0.5, 2)"),
+             Regime("zero slope, infinite inputs", holds=lambda c: c.params["upper"] == 0 == c.params["lower"]
+                    and bool((abs(c.inputs["input"]) == float("inf")).any()),
+                    pins={"bounds": (0.0, 0.0), "train": False, "tier": "float", "input.kind": "corner",
+                          "input.corner": "inf", "empty": False},
+                    description="slope 0 at ±inf: 0·(-inf) must give the limit 0")),
     notes="Training: y = x if x > 0 else a·x, a drawn from U(lower, upper) per element (torch draws where x <= 0); "
           "judged given the slopes read back as output/input (random cases draw finite inputs with |x| >= 2^-10), "
           "slopes canonical (1 at x > 0, within [lower, upper]), the gradient g·a with the forward's slopes, and the "

@@ -145,7 +145,8 @@ def _large(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.n
     moderate = np.exp2(rng.uniform(1, 10, shape))
     huge = np.exp2(rng.uniform(10, top, shape))
     mags = np.where(rng.random(shape) < 0.5, moderate, huge)
-    mags.flat[0] = huge.flat[0]
+    if mags.size:
+        mags.flat[0] = huge.flat[0]
     return _signs(rng, shape) * mags
 
 
@@ -203,11 +204,12 @@ def activation_values(d: S.Drawer, shape: Sequence[int], dtype: str, tier: str, 
             else:
                 points, exact = _edge(kind, rng, (size,), dtype)
                 fraction = SPECIAL_FRACTION
-            flat = arr.reshape(size)
-            pick = rng.random(size) < fraction
-            flat[pick] = rng.choice(points, size=int(pick.sum()))
-            flat[0] = rng.choice(exact)
-            arr = flat.reshape(gen_shape)
+            if arr.size:  # (an empty input holds no value to place)
+                flat = arr.reshape(size)
+                pick = rng.random(size) < fraction
+                flat[pick] = rng.choice(points, size=int(pick.sum()))
+                flat[0] = rng.choice(exact)
+                arr = flat.reshape(gen_shape)
     arr = dt.round(arr)
     return np.array(np.broadcast_to(arr, tuple(shape)))  # a contiguous copy; 0-d stays 0-d
 
@@ -445,9 +447,9 @@ def _softmax_values(d: S.Drawer, shape: tuple[int, ...], dtype: str, layout: Lay
         if x.size:
             mask[first] = True
         x = np.where(mask, -np.inf, x)
-    elif special == "all -inf slice" and x.ndim:
+    elif special == "all -inf slice" and x.ndim and x.size:
         x[_slice_index(shape, axis, layout)] = -np.inf
-    elif special == "all -inf slice":
+    elif special == "all -inf slice" and not x.ndim:
         x = np.asarray(-np.inf)
     elif special == "NaN and +inf" and x.size:
         x[first] = np.nan
@@ -504,7 +506,7 @@ def _x(case: Case) -> np.ndarray:
 
 
 def _corner(corner: str) -> dict[str, Any]:
-    return {"tier": "float", "input.kind": "corner", "input.corner": corner}
+    return {"tier": "float", "input.kind": "corner", "input.corner": corner, "empty": False}
 
 
 def _finite_abs(case: Case) -> np.ndarray:
@@ -557,8 +559,8 @@ def edge_regimes(shapes: bool = True) -> list[Regime]:
         regimes += [
             Regime("empty input", holds=lambda c: _x(c).size == 0, pins={"ndim": 2, "empty": True},
                    description="a dim of size 0"),
-            Regime("size-1 dims", holds=lambda c: _x(c).ndim >= 2 and _x(c).size == 1, pins={"ndim": 3, "shape[*]": 1},
-                   description="every dim of size 1"),
+            Regime("size-1 dims", holds=lambda c: _x(c).ndim >= 2 and _x(c).size == 1,
+                   pins={"ndim": 3, "shape[*]": 1, "empty": False}, description="every dim of size 1"),
         ]
     return regimes
 
@@ -568,9 +570,10 @@ INPLACE_REGIME = Regime("inplace", holds=lambda c: bool(c.params.get("inplace"))
 
 
 def softmax_regimes() -> tuple[Regime, ...]:
-    """Large magnitudes, -inf entries, an all -inf slice, NaN and +inf, and dim=None."""
+    """Large magnitudes, -inf entries, an all -inf slice, NaN and +inf, and dim=None (never an empty
+    input: Softmax2d draws one at times)."""
     x = _x
-    return (
+    regimes = (
         Regime("large magnitudes", holds=lambda c: bool((np.abs(x(c)[np.isfinite(x(c))]) >= 1000).any()),
                pins={"input.scale": 1000.0, "input.special": "none"},
                description="entries of ±1000 and beyond: exp overflows unshifted"),
@@ -583,6 +586,7 @@ def softmax_regimes() -> tuple[Regime, ...]:
         Regime("dim=None", holds=lambda c: c.params.get("dim", 0) is None, pins={"dim": None},
                description="the deprecated implicit dim: 0 for 0-, 1- and 3-d inputs, else 1"),
     )
+    return tuple(Regime(r.name, r.holds, {**r.pins, "empty": False}, r.description) for r in regimes)
 
 
 def at_kink(kinks: Sequence[float] | Callable[[Mapping[str, Any]], Sequence[float]]) -> Callable[[Case], bool]:
