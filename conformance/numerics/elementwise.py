@@ -29,7 +29,7 @@ from conformance.compare import Comparison, compare_tensor
 from conformance.dtypes import DTYPES
 from conformance.spec import LayerSpec, Randomness, Tolerance, spec_of
 from conformance.stats import StatCheck
-from conformance.strategies.elementwise import OBSERVABLE_LOW, compute_format
+from conformance.strategies.elementwise import OBSERVABLE_LOW, compute_format, rrelu_random
 from conformance.tolerance import analysed_tolerance, bound_for, magnitudes
 from reference import functional as RF
 from reference.activation import prelu_weight_grad_magnitude, prelu_weight_view
@@ -86,14 +86,14 @@ def analysed(analysis: Analysis, length: Callable[[Case, str], int] | int = 1, u
         y = result.outputs["output"]
         g = case.cotangents.get("output") if "input" in result.grads else None
         params = {k: v for k, v in case.params.items() if k in names}
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):  # (a bound beyond the float64 range is no bound: see bound_for)
             e_out, e_grad = analysis(_x(case), y, g, u, dt.min_subnormal, **params)
-        under = dt.min_normal / u if underflow else 0.0
-        out = {"output": with_reference_error(case, e_out, y) + under}
-        if "input" in result.state:
-            out["state.input"] = out["output"]
-        if e_grad is not None:
-            out["grad.input"] = with_reference_error(case, e_grad, result.grads["input"]) + under
+            under = dt.min_normal / u if underflow else 0.0
+            out = {"output": with_reference_error(case, e_out, y) + under}
+            if "input" in result.state:
+                out["state.input"] = out["output"]
+            if e_grad is not None:
+                out["grad.input"] = with_reference_error(case, e_grad, result.grads["input"]) + under
         return out
 
     return analysed_tolerance(errors, length)
@@ -424,11 +424,6 @@ def celu_exp_overflows(case: Case) -> bool:
 
 
 # -- RReLU -----------------------------------------------------------------------------------------
-
-def rrelu_random(params: Mapping[str, Any], train: bool) -> bool:
-    """RReLU draws slopes: training with lower < upper."""
-    return train and params["lower"] < params["upper"]
-
 
 def _rrelu_deterministic(case: Case) -> bool:
     return not rrelu_random(case.params, case.train) or _x(case).size == 0

@@ -614,3 +614,42 @@ def smooth_at(kinks: KinksFn | None = None, limit: float = 100.0) -> Callable[[C
         return bool(points.size == 0 or np.all(np.abs(x[..., None] - points) > 2e-5))
 
     return check
+
+
+# -- RReLU -----------------------------------------------------------------------------------------
+
+def rrelu_random(params: Mapping[str, Any], train: bool) -> bool:
+    """RReLU draws slopes: training with lower < upper."""
+    return train and params["lower"] < params["upper"]
+
+
+def rrelu_slope(params: Mapping[str, Any]) -> float:
+    """RReLU's deterministic slope (lower + upper)/2 (evaluation; training with lower == upper)."""
+    return (params["lower"] + params["upper"]) / 2
+
+
+def rrelu_regimes() -> tuple[Regime, ...]:
+    """Evaluation, lower == upper, random slopes in place, negative slopes, slopes above 1, many
+    slopes (1728 elements in training: samples for the statistics) and a zero slope at ±inf."""
+    random = lambda c: rrelu_random(c.params, c.train)  # noqa: E731
+    return (
+        Regime("evaluation", holds=lambda c: not c.train, pins={"train": False},
+               description="the slope (lower + upper)/2, deterministic"),
+        Regime("lower == upper", holds=lambda c: c.params["lower"] == c.params["upper"],
+               pins={"bounds": (0.25, 0.25), "train": True}, description="training draws the slope lower itself"),
+        Regime("random, in place", holds=lambda c: bool(c.params.get("inplace")) and random(c),
+               pins={"inplace": True, "train": True, "bounds": (1 / 8, 1 / 3)},
+               description="random slopes written into the input"),
+        Regime("negative slopes", holds=lambda c: c.params["upper"] < 0, pins={"bounds": (-0.5, -0.1), "train": True},
+               description="U(-0.5, -0.1): negative inputs map to positive outputs"),
+        Regime("slopes above 1", holds=lambda c: c.params["upper"] > 1, pins={"bounds": (0.5, 2.0), "train": True},
+               description="U(0.5, 2)"),
+        Regime("many slopes", holds=lambda c: _x(c).size >= 1000 and random(c),
+               pins={"train": True, "bounds": (1 / 8, 1 / 3), "ndim": 3, "shape[*]": 12, "empty": False,
+                     "tier": "float", "input.kind": "normal"},
+               description="1728 elements in training: the statistics' samples"),
+        Regime("zero slope, infinite inputs",
+               holds=lambda c: rrelu_slope(c.params) == 0 and bool(np.isinf(_x(c)).any()),
+               pins={"bounds": (0.0, 0.0), "train": False, **_corner("inf")},
+               description="slope 0 at ±inf: 0·(-inf) must give the limit 0"),
+    )
