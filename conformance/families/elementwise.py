@@ -55,8 +55,9 @@ def functional_reference(fn: Callable[..., Any]) -> Callable[[Case], tuple[Resul
     train flag); the pullback is the registered VJP for the output's cotangent. A case declared
     invalid is refused after the call (which raises itself for the rules ``fn`` knows; the others,
     such as an in-place call autograd cannot differentiate, are rules of the module or autograd)."""
-    entry = FUNCTIONS[fn.__name__]
-    assert entry.forward is fn and entry.vjp is not None, f"{fn.__name__} is not registered with a VJP"
+    entry = FUNCTIONS.get(fn.__name__)
+    if entry is None or entry.forward is not fn or entry.vjp is None:
+        raise ValueError(f"{fn.__name__} is not registered in reference.functional with a VJP")
     names = parameters_of(fn)
 
     def reference(case: Case) -> tuple[Result, Pullback]:

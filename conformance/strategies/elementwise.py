@@ -545,14 +545,15 @@ def edge_regimes(shapes: bool = True) -> list[Regime]:
     regimes = [
         Regime("signed zeros", holds=lambda c: bool((_x(c) == 0).any()), pins=_corner("signed zeros"),
                description="+0 and -0 among the inputs"),
+        # (the predicates allow for the rounding of the drawn values to the dtype)
         Regime("exp overflow region", holds=lambda c: bool(
-            (np.abs(_finite_abs(c) - exp_overflow_point(c.dtype)) <= 4).any()), pins=_corner("exp overflow"),
+            (np.abs(_finite_abs(c) - exp_overflow_point(c.dtype)) <= 5).any()), pins=_corner("exp overflow"),
             description="|x| within 4 of log(max) of the compute format, where exp(±x) overflows"),
         Regime("huge magnitudes", holds=lambda c: bool(
-            (_finite_abs(c) >= DTYPES[c.dtype].max_value / 2**HUGE_BINADES).any()), pins=_corner("huge"),
+            (_finite_abs(c) >= DTYPES[c.dtype].max_value / 2 ** (HUGE_BINADES + 1)).any()), pins=_corner("huge"),
             description=f"|x| in the top {HUGE_BINADES} binades, up to the largest finite value"),
         Regime("tiny magnitudes", holds=lambda c: bool(
-            ((_finite_abs(c) > 0) & (_finite_abs(c) < 4 * DTYPES[c.dtype].min_normal)).any()), pins=_corner("tiny"),
+            ((_finite_abs(c) > 0) & (_finite_abs(c) <= 4 * DTYPES[c.dtype].min_normal)).any()), pins=_corner("tiny"),
             description="subnormal inputs and the smallest normal ones"),
     ]
     if shapes:
