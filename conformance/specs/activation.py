@@ -183,5 +183,5 @@ declare(elementwise(
           "(lower + upper)/2 (a Python float: its rounding is allowed); at x = 0 PyTorch's gradient is the slope "
           "(undocumented: 1 is accepted too); a zero slope gives 0 at -inf. lower > upper is invalid; in place in "
           "evaluation with a negative slope is forward-only. Float tier only. The gradient at NaN may be NaN, g or "
-          "slope·g.",
+          "slope·g. PyTorch's CPU has no float16 kernel for training (NotImplementedError: unsupported).",
 ))
