@@ -43,7 +43,9 @@ that is None (a PackedSequence's indices when the batch was sorted) is left out.
 output. ``random`` says how each random choice is read back: rule ``nonzero`` — where output
 ``of`` is non-zero (cases of such layers draw non-zero inputs, so a kept element can never look
 dropped); rule ``rand`` — the uniform samples the layer drew first after ``torch.manual_seed(seed)``,
-replayed as ``torch.rand(shape)`` in the case dtype (FractionalMaxPool2d draws its samples so).
+replayed as ``torch.rand(shape)`` in the case dtype (FractionalMaxPool2d draws its samples so); rule
+``ratio`` — output ``of`` divided by input ``over`` (its value before the call), in float64: RReLU's
+slopes, whose cases draw finite non-zero inputs.
 """
 
 from __future__ import annotations
@@ -349,6 +351,9 @@ def run_call(call: dict[str, Any], inputs: dict[str, np.ndarray], *, dtype: str,
         if rule.get("rule") == "nonzero":
             source = named[rule["of"]]
             out[f"random.{choice}"] = ((source.detach() != 0).cpu().numpy().copy(), "bool")
+        elif rule.get("rule") == "ratio":
+            ratio = named[rule["of"]].detach().double() / interp.tensor(rule["over"]).detach().double()
+            out[f"random.{choice}"] = (ratio.cpu().numpy().copy(), "float64")
         elif rule.get("rule") == "rand":
             torch.manual_seed(int(call["seed"]))
             out[f"random.{choice}"] = to_numpy(torch.rand(*rule["shape"], dtype=interp.dtype, device=device))

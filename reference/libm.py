@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from reference.registry import functional
+
 LIBM_ULPS = 4.0
 
 _ERFC = np.frompyfunc(math.erfc, 1, 1)  # NumPy has no erfc; math.erfc is accurate to ~1 ulp
@@ -25,8 +27,17 @@ def erfc(x: np.ndarray) -> np.ndarray:
     return np.asarray(_ERFC(np.asarray(x, dtype=np.float64)), dtype=np.float64)
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """1 / (1 + exp(-x)) without overflow: exp of a non-positive argument only."""
+def _sigmoid_vjp(cotangent: np.ndarray, input: np.ndarray) -> dict[str, np.ndarray]:
+    """{"input": g·σ(x)·σ(-x)}: 0 at ±inf, NaN at NaN."""
+    return {"input": cotangent * sigmoid(input) * sigmoid(-input)}
+
+
+@functional(vjp=_sigmoid_vjp, example=lambda rng: ((rng.standard_normal((3, 4)) * 4,), {}))
+def sigmoid(input: np.ndarray) -> np.ndarray:
+    """σ(x) = 1 / (1 + exp(-x)), elementwise on any shape (0-d too), without overflow: exp of a
+    non-positive argument only. 0 and 1 at ∓inf; NaN propagates. The one sigmoid of the
+    reference (losses and recurrent cells import it)."""
+    x = input
     with np.errstate(over="ignore", invalid="ignore"):
         e = np.exp(-np.abs(x))
         return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))

@@ -1,5 +1,6 @@
 """Each deliberately wrong activation adapter is caught by a default ci-profile run (derandomized)
-and shrunk to a small case."""
+and shrunk to a small case; one whose every case is right given its random choices is caught by
+the target's statistics."""
 
 from __future__ import annotations
 
@@ -20,6 +21,12 @@ CASES = [
     ("LogSoftmaxNoMaxShift", "LogSoftmax"),
     ("SoftmaxImplicitDimLast", "Softmax"),
     ("Relu6SwallowsNaN", "ReLU6"),
+    ("HardswishUncapped", "Hardswish"),
+    ("GluHalvesSwapped", "GLU"),
+    ("SiluGradWithoutXTerm", "SiLU"),
+    ("CeluWithoutInputScale", "CELU"),
+    ("RreluRandomInEval", "RReLU"),
+    ("Softmax2dOverDim1", "Softmax2d"),
 ]
 SMALL = 8  # elements of the shrunk input
 
@@ -35,3 +42,15 @@ def test_wrong_activation_adapter_is_caught(tmp_path, adapter, op):
     sizes = [math.prod(info["shape"])
              for info in finals[0]["case"]["inputs"].values()]
     assert sum(sizes) <= SMALL, finals[0]["case"]
+
+
+def test_a_shared_random_slope_is_caught_by_the_statistics(tmp_path):
+    code = main(["run", "--backend", "tests.wrong_backends.activation:RreluSharedSlope", "--ops", "RReLU",
+                 "--dtypes", "float64", "--profile", "ci", "--no-invalid", "--quiet", "--report-dir", str(tmp_path)])
+    assert code == 1
+    records = list(read_records(tmp_path))
+    assert {r["verdict"] for r in records if r["tier"] != "stat"} <= {"pass", "known"}  # right given its slopes
+    stats = [r for r in records if r["tier"] == "stat"]
+    assert len(stats) == 1 and stats[0]["verdict"] == "fail"
+    failed = {c["tensor"] for c in stats[0]["comparisons"] if not c["ok"]}
+    assert "stat.independent slopes" in failed

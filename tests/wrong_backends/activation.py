@@ -9,6 +9,13 @@
 - ``LogSoftmaxNoMaxShift``: LogSoftmax without the max shift: exp overflows for large inputs.
 - ``SoftmaxImplicitDimLast``: Softmax(dim=None) normalising over the last dim instead of the legacy choice.
 - ``Relu6SwallowsNaN``: ReLU6 as fmin(fmax(x, 0), 6), which turns NaN into 0.
+- ``HardswishUncapped``: Hardswish as x·relu(x + 3)/6, the relu6's cap at 6 forgotten.
+- ``GluHalvesSwapped``: GLU as σ(a)·b, the gate taken from the first half.
+- ``SiluGradWithoutXTerm``: SiLU whose backward is g·σ(x), dropping x·σ'(x).
+- ``CeluWithoutInputScale``: CELU as alpha·(exp(x) - 1), ELU's formula (x not divided by alpha).
+- ``RreluRandomInEval``: RReLU that draws random slopes in evaluation mode too.
+- ``RreluSharedSlope``: RReLU that draws one slope per call and applies it to every element.
+- ``Softmax2dOverDim1``: Softmax2d over dim 1, the channels only of a batched input.
 """
 
 from __future__ import annotations
@@ -196,3 +203,107 @@ class Relu6SwallowsNaN(ReplacesModule):
 
     name = "wrong-relu6-swallows-nan"
     op, module = "ReLU6", _Relu6Fmax
+
+
+class _HardswishUncapped(torch.nn.Hardswish):
+    def forward(self, x):
+        y = x * torch.relu(x + 3) / 6  # wrong: relu6(x + 3), capped at 6
+        return x.copy_(y) if self.inplace else y
+
+
+class HardswishUncapped(ReplacesModule):
+    """Hardswish with relu where relu6 belongs: x(x + 3)/6 instead of x above 3."""
+
+    name = "wrong-hardswish-uncapped"
+    op, module = "Hardswish", _HardswishUncapped
+
+
+class _GluSwapped(torch.nn.GLU):
+    def forward(self, x):
+        a, b = x.chunk(2, dim=self.dim)
+        return torch.sigmoid(a) * b  # wrong: a·σ(b)
+
+
+class GluHalvesSwapped(ReplacesModule):
+    """GLU gating with the first half: σ(a)·b."""
+
+    name = "wrong-glu-halves-swapped"
+    op, module = "GLU", _GluSwapped
+
+
+class _SiluNoXTerm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.nn.functional.silu(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * torch.sigmoid(x)  # wrong: σ(x)·(1 + x·(1 - σ(x)))
+
+
+class _Silu(torch.nn.SiLU):
+    def forward(self, x):
+        y = _SiluNoXTerm.apply(x)
+        return x.copy_(y) if self.inplace else y
+
+
+class SiluGradWithoutXTerm(ReplacesModule):
+    """SiLU whose backward treats x·σ(x) as if x were constant: g·σ(x)."""
+
+    name = "wrong-silu-grad-without-x-term"
+    op, module = "SiLU", _Silu
+
+
+class _CeluAsElu(torch.nn.CELU):
+    def forward(self, x):
+        return torch.nn.functional.elu(x, self.alpha, self.inplace)  # wrong: exp(x/alpha)
+
+
+class CeluWithoutInputScale(ReplacesModule):
+    """CELU computed as ELU: alpha·(exp(x) - 1) on the negative side."""
+
+    name = "wrong-celu-without-input-scale"
+    op, module = "CELU", _CeluAsElu
+
+
+class _RreluAlwaysRandom(torch.nn.RReLU):
+    def forward(self, x):
+        return torch.nn.functional.rrelu(x, self.lower, self.upper, True, self.inplace)  # wrong: self.training
+
+
+class RreluRandomInEval(ReplacesModule):
+    """RReLU drawing random slopes in evaluation mode (the training flag ignored)."""
+
+    name = "wrong-rrelu-random-in-eval"
+    op, module = "RReLU", _RreluAlwaysRandom
+
+
+class _RreluShared(torch.nn.RReLU):
+    def forward(self, x):
+        if not self.training:
+            return super().forward(x)
+        slope = torch.empty((), dtype=x.dtype).uniform_(self.lower, self.upper)  # wrong: one per element
+        y = torch.where(x > 0, x, x * slope)
+        return x.copy_(y) if self.inplace else y
+
+
+class RreluSharedSlope(ReplacesModule):
+    """RReLU whose training mode draws a single slope for the whole tensor: each case is right
+    given its slopes, only the statistics can tell."""
+
+    name = "wrong-rrelu-shared-slope"
+    op, module = "RReLU", _RreluShared
+
+
+class _Softmax2dDim1(torch.nn.Softmax2d):
+    def forward(self, x):
+        return torch.softmax(x, 1)  # wrong: dim -3 (dim 0 of a (C, H, W) input)
+
+
+class Softmax2dOverDim1(ReplacesModule):
+    """Softmax2d over dim 1: right for (N, C, H, W), over H for an unbatched (C, H, W) input."""
+
+    name = "wrong-softmax2d-over-dim-1"
+    op, module = "Softmax2d", _Softmax2dDim1
