@@ -13,7 +13,7 @@ from backends.base import Case, Layout
 from conformance import strategies as S
 from conformance.runner import reference_result
 from conformance.spec import all_specs
-from conformance.specs.normalization import strided_weight_one_value_per_sample
+from conformance.numerics.normalization import strided_weight_one_value_per_sample
 from reference import normalization as N
 
 

@@ -1,0 +1,280 @@
+"""Numerics of the normalisation family: the error functions (``ErrorFn``) that put each layer's input
+into the view of its statistic axes and call the one analysis of ``reference.normalization_errors``,
+the analysed tolerances built from them, and the predicates of ``conformance/known/normalization.toml``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from backends.base import Case, Result
+from conformance import strategies as S
+from conformance.dtypes import DTYPES
+from conformance.spec import Tolerance
+from conformance.strategies.normalization import uses_batch_stats
+from conformance.tolerance import analysed_tolerance
+from reference import normalization as RN
+from reference import normalization_errors as E
+
+Errors = dict[str, np.ndarray]
+
+
+def _u(case: Case) -> float:
+    return DTYPES[case.dtype].unit_roundoff
+
+
+def _cotangent(case: Case, result: Result) -> np.ndarray | None:
+    return case.cotangents.get("output") if "input" in result.grads else None
+
+
+def machine_eps(dtype: str) -> float:
+    """torch.finfo(dtype).eps = 2^(1 - p): RMSNorm's eps when None (documented)."""
+    return 2 * DTYPES[dtype].unit_roundoff
+
+
+def _named(errors: Mapping[str, np.ndarray], shape: tuple[int, ...], param_shape: tuple[int, ...]) -> Errors:
+    """The analysis' bounds under the compared tensors' names, back in their shapes."""
+    out = {"output": np.reshape(errors["output"], shape)}
+    for key, name, target in (("input", "grad.input", shape), ("weight", "grad.weight", param_shape),
+                              ("bias", "grad.bias", param_shape)):
+        if key in errors:
+            out[name] = np.reshape(errors[key], target)
+    return out
+
+
+# -- BatchNorm and InstanceNorm -------------------------------------------------------------------
+
+def _channel_inputs(x: np.ndarray, inputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray | None, ...]:
+    return tuple(None if name not in inputs else RN.per_channel(inputs[name], x.ndim)
+                 for name in ("weight", "bias"))
+
+
+def batch_norm_errors(case: Case, result: Result) -> Errors:
+    """BatchNorm: statistics per channel over N and the spatial axes (the statistic axes are also
+    the parameters' axes), or the fixed running statistics; the running-statistics update."""
+    x, inp, p = case.inputs["input"], case.inputs, case.params
+    axes = RN.channel_axes(x.ndim)
+    w, b = _channel_inputs(x, inp)
+    g = _cotangent(case, result)
+    param = (x.shape[1],)
+    if not uses_batch_stats(case.train, p["track_running_stats"]):
+        rm, rv = (RN.per_channel(inp[n], x.ndim) for n in ("running_mean", "running_var"))
+        return _named(E.fixed_statistics_errors(x, rm, rv, p["eps"], weight=w, bias=b, cotangent=g, param_axes=axes),
+                      x.shape, param)
+    errors = E.standardisation_errors(x, axes, p["eps"], _u(case), weight=w, bias=b, cotangent=g, param_axes=axes)
+    out = _named(errors, x.shape, param)
+    if p["track_running_stats"]:
+        k = RN.values_per_channel(x)
+        m = RN.momentum_factor(p["momentum"], int(inp["num_batches_tracked"]) + 1)
+        mean, var = (v.reshape(-1) for v in RN.moments(x, axes))
+        unbias = k / (k - 1)
+        out["state.running_mean"] = E.running_update_errors(inp["running_mean"], mean, errors["mean"].reshape(-1), m)
+        out["state.running_var"] = E.running_update_errors(inp["running_var"], var * unbias,
+                                                           errors["var"].reshape(-1) * unbias, m)
+    return out
+
+
+def batched(case: Case, dims: int) -> np.ndarray:
+    """InstanceNorm's input with its batch axis (an unbatched (C, *spatial) input gets N = 1)."""
+    x = case.inputs["input"]
+    return x if x.ndim == dims + 2 else x[None]
+
+
+def instance_norm_errors(dims: int):
+    """InstanceNorm{dims}d: statistics per sample and channel over the spatial axes, the parameters
+    per channel (over N and the spatial axes), or the running statistics; the running update
+    averages the per-sample updates over N."""
+
+    def errors(case: Case, result: Result) -> Errors:
+        x, inp, p = batched(case, dims), case.inputs, case.params
+        axes, param_axes = tuple(range(2, x.ndim)), RN.channel_axes(x.ndim)
+        w, b = _channel_inputs(x, inp)
+        g = _cotangent(case, result)
+        if g is not None:
+            g = g.reshape(x.shape)
+        shape, param = case.inputs["input"].shape, (x.shape[1],)
+        if not uses_batch_stats(case.train, p["track_running_stats"]):
+            rm, rv = (RN.per_channel(inp[n], x.ndim) for n in ("running_mean", "running_var"))
+            return _named(E.fixed_statistics_errors(x, rm, rv, p["eps"], weight=w, bias=b, cotangent=g,
+                                                    param_axes=param_axes), shape, param)
+        errors = E.standardisation_errors(x, axes, p["eps"], _u(case), weight=w, bias=b, cotangent=g,
+                                          param_axes=param_axes)
+        out = _named(errors, shape, param)
+        if p["track_running_stats"]:
+            k = int(np.prod(x.shape[2:]))
+            m = 0.0 if p["momentum"] is None else p["momentum"]
+            mean, var = (v.reshape(x.shape[:2]) for v in RN.moments(x, axes))
+            unbias = k / (k - 1)
+            out["state.running_mean"] = E.running_update_errors(
+                inp["running_mean"], mean, errors["mean"].reshape(x.shape[:2]), m, batch_axis=0)
+            out["state.running_var"] = E.running_update_errors(
+                inp["running_var"], var * unbias, errors["var"].reshape(x.shape[:2]) * unbias, m, batch_axis=0)
+        return out
+
+    return errors
+
+
+# -- GroupNorm, LayerNorm, RMSNorm ---------------------------------------------------------------
+
+def group_norm_errors(case: Case, result: Result) -> Errors:
+    """GroupNorm in the (N, G, C/G, S) view: statistics over axes (2, 3), parameters per channel
+    (1, G, C/G, 1), their gradients over (0, 3)."""
+    x, inp, groups = case.inputs["input"], case.inputs, case.params["num_groups"]
+    view = RN.group_view(x.shape, groups)
+    w, b = (None if n not in inp else inp[n].reshape(1, groups, -1, 1) for n in ("weight", "bias"))
+    g = _cotangent(case, result)
+    errors = E.standardisation_errors(x.reshape(view), (2, 3), case.params["eps"], _u(case), weight=w, bias=b,
+                                      cotangent=None if g is None else g.reshape(view), param_axes=(0, 3))
+    return _named(errors, x.shape, (x.shape[1],))
+
+
+def trailing_norm_errors(rms: bool):
+    """LayerNorm (centred) and RMSNorm (μ = 0): statistics over the trailing normalized_shape dims,
+    parameters of that shape, their gradients over the leading dims."""
+
+    def errors(case: Case, result: Result) -> Errors:
+        x, inp = case.inputs["input"], case.inputs
+        axes = RN.trailing_axes(x, case.params["normalized_shape"])
+        lead = axes[0]
+        w, b = (None if n not in inp else inp[n].reshape((1,) * lead + inp[n].shape) for n in ("weight", "bias"))
+        eps = trailing_eps(case)
+        errs = E.standardisation_errors(x, axes, eps, _u(case), weight=w, bias=b, cotangent=_cotangent(case, result),
+                                        param_axes=tuple(range(lead)), centred=not rms)
+        return _named(errs, x.shape, x.shape[lead:])
+
+    return errors
+
+
+def trailing_eps(case: Case) -> float:
+    """The eps a LayerNorm / RMSNorm case normalises with: RMSNorm's None is the dtype's eps."""
+    eps = case.params["eps"]
+    return machine_eps(case.dtype) if eps is None else float(eps)
+
+
+def values_per_slice(case: Case) -> int:
+    """K of LayerNorm / RMSNorm: the product of normalized_shape."""
+    shape = case.params["normalized_shape"]
+    return int(np.prod([shape] if isinstance(shape, int) else shape, dtype=np.int64))
+
+
+# -- LocalResponseNorm ------------------------------------------------------------------------------
+
+def local_response_errors(case: Case, result: Result) -> Errors:
+    """Local response normalisation (``reference.normalization_errors.local_response_errors``)."""
+    p = case.params
+    return {("grad.input" if k == "input" else k): v for k, v in E.local_response_errors(
+        case.inputs["input"], p["size"], p["alpha"], p["beta"], p["k"], _cotangent(case, result)).items()}
+
+
+# -- tolerances --------------------------------------------------------------------------------------
+
+def tolerance(errors, length) -> Tolerance:
+    """An analysed tolerance (``conformance.tolerance.analysed_tolerance``): ``length`` sizes the
+    underflow allowance."""
+    return analysed_tolerance(errors, length)
+
+
+def batch_length(case: Case, tensor: str) -> int:
+    return RN.values_per_channel(case.inputs["input"])
+
+
+def instance_length(dims: int):
+    def length(case: Case, tensor: str) -> int:
+        x = batched(case, dims)
+        spatial = int(np.prod(x.shape[2:]))
+        return spatial * x.shape[0] if tensor in ("grad.weight", "grad.bias") else spatial
+
+    return length
+
+
+def group_length(case: Case, tensor: str) -> int:
+    x = case.inputs["input"]
+    n, groups, per_group, spatial = RN.group_view(x.shape, case.params["num_groups"])
+    return n * spatial if tensor in ("grad.weight", "grad.bias") else per_group * spatial
+
+
+def trailing_length(case: Case, tensor: str) -> int:
+    k = values_per_slice(case)
+    lead = int(np.prod(case.inputs["input"].shape)) // max(k, 1)
+    return lead if tensor in ("grad.weight", "grad.bias") else k
+
+
+def lrn_length(case: Case, tensor: str) -> int:
+    return int(case.params["size"])
+
+
+# -- known torch discrepancies (predicates of conformance/known/normalization.toml) ------------------
+
+def strided_weight_one_value_per_sample(case: Case) -> bool:
+    """torch CPU (float32/float64) batch-norm backward reads a non-contiguous weight as if it were
+    contiguous when the input has one value per sample and channel (spatial volume 1) and is
+    contiguous (not channels-last-like): grad.input is computed with the wrong weights (NaN from
+    the strided layout's gaps). Exact over every layout of shapes (N, C), (N, C, 1), (N, C, 1, 1) and
+    (N, C, 1, 1, 1) tried (978 combinations)."""
+    x = case.inputs["input"]
+    if case.dtype not in ("float32", "float64") or "weight" not in case.inputs:
+        return False
+    if case.layout("weight").kind != "strided":
+        return False
+    if x.ndim < 2 or x.shape[1] < 2 or any(s != 1 for s in x.shape[2:]):
+        return False
+    strides = S.torch_strides(x.shape, case.layout("input"))
+    return S.is_torch_contiguous(x.shape, strides) and not S.channels_last_like(x.shape, strides)
+
+
+def group_norm_one_pass_variance(case: Case) -> bool:
+    """torch CPU GroupNorm on a channels-last(-like) 4-d/5-d input: the channels-last kernel takes
+    the variance as E[x²] - E[x]² in one pass, which cancels when a group's mean is large against
+    its spread. Scope: the input is channels-last-like (torch's memory-format inference) and is
+    not also contiguous (the contiguous kernel wins a tie), and some group has |μ| >= 8σ."""
+    x = case.inputs["input"]
+    if x.ndim not in (4, 5):
+        return False
+    strides = S.torch_strides(x.shape, case.layout("input"))
+    if S.is_torch_contiguous(x.shape, strides) or not S.channels_last_like(x.shape, strides):
+        return False
+    mean, var = RN.moments(x.reshape(RN.group_view(x.shape, case.params["num_groups"])), (2, 3))
+    return bool(np.any(np.abs(mean) >= 8 * np.sqrt(var)))
+
+
+def rms_norm_eps_none_low_precision(case: Case) -> bool:
+    """RMSNorm with eps None on float16/bfloat16: torch uses float32's eps (2^-23), the compute
+    type's, not torch.finfo(x.dtype).eps as documented; visible where some row's mean square is
+    within 2^12 of the documented eps."""
+    if case.params["eps"] is not None or case.dtype not in ("float16", "bfloat16"):
+        return False
+    x = case.inputs["input"]
+    axes = RN.trailing_axes(x, case.params["normalized_shape"])
+    with np.errstate(over="ignore"):
+        mean_square = (x * x).mean(axis=axes) if x.size else np.zeros(0)
+    return bool(np.any(mean_square < 2.0**12 * machine_eps(case.dtype)))
+
+
+def cross_map_channel_zero_kept(case: Case) -> bool:
+    """CrossMapLRN2d's running window sum never removes channel 0 once the window has passed it:
+    channels c >= (size - 1)/2 + 1 are wrong as soon as channel 0 is non-zero somewhere."""
+    x, size = case.inputs["input"], case.params["size"]
+    pre_pad = int((size - 1) / 2 + 1)
+    return x.ndim == 4 and x.shape[1] > pre_pad and bool(np.any(x[:, 0] != 0))
+
+
+def lrn_view_fails(case: Case) -> bool:
+    """F.local_response_norm on an input of 5 or more dims views x² as (N, 1, C, D, -1): a view of
+    the product, which keeps the input's dense permuted layout, fails when dims 3... of the input
+    cannot be merged (RuntimeError). Exact for the permuted and channels-last layouts of torch's
+    TensorIterator (dense inputs); strided and expanded inputs give a contiguous product."""
+    x = case.inputs["input"]
+    if x.ndim < 5 or case.layout("input").kind not in ("permuted", "channels_last") or x.size == 0:
+        return False
+    strides = S.torch_strides(x.shape, case.layout("input"))
+    dims = [(s, st) for s, st in zip(x.shape[3:], strides[3:]) if s != 1]
+    return any(outer != inner * size for (_, outer), (size, inner) in zip(dims, dims[1:]))
+
+
+def half_squares_overflow(case: Case) -> bool:
+    """LocalResponseNorm in float16 (no upcast): x·x overflows the format (|x| >= 256: 65520
+    rounds to inf), so d = inf and the output 0 where the reference is finite."""
+    return case.dtype == "float16" and bool(np.any(np.abs(case.inputs["input"]) >= math.sqrt(65520.0)))
