@@ -34,12 +34,18 @@ Axes = tuple[int, ...]
 # -- statistics over axes ------------------------------------------------------------------------
 
 def moments(x: np.ndarray, axes: Axes) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and biased variance of ``x`` over ``axes`` (two passes), dims kept."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = x.mean(axis=axes, keepdims=True) if x.size else np.zeros(_kept(x.shape, axes))
-        centred = x - mean
-        var = (centred * centred).mean(axis=axes, keepdims=True) if x.size else np.zeros_like(mean)
-    return mean, var
+    """Mean and biased variance of ``x`` over ``axes``, dims kept: two passes over x shifted by each
+    slice's first (finite) value, so that a constant slice has exactly its value as mean and 0 as
+    variance (a plain mean of equal values rounds, and (x - mean)² then invents a spread)."""
+    if not x.size:
+        return np.zeros(_kept(x.shape, axes)), np.zeros(_kept(x.shape, axes))
+    first = x[tuple(slice(0, 1) if a in axes else slice(None) for a in range(x.ndim))]
+    with np.errstate(invalid="ignore", over="ignore"):
+        shift = np.where(np.isfinite(first), first, 0.0)
+        d = x - shift
+        offset = d.mean(axis=axes, keepdims=True)
+        centred = d - offset
+        return shift + offset, (centred * centred).mean(axis=axes, keepdims=True)
 
 
 def _kept(shape: Sequence[int], axes: Axes) -> tuple[int, ...]:
@@ -58,7 +64,7 @@ def standardise(x: np.ndarray, axes: Axes, eps: float, centred: bool = True) -> 
             var = (x * x).mean(axis=axes, keepdims=True) if x.size else np.zeros(_kept(x.shape, axes))
     with np.errstate(divide="ignore", invalid="ignore"):
         inv_sigma = 1.0 / np.sqrt(var + eps)
-    return centred_x * inv_sigma, inv_sigma
+        return centred_x * inv_sigma, inv_sigma
 
 
 def standardise_vjp(cotangent: np.ndarray, xhat: np.ndarray, inv_sigma: np.ndarray, axes: Axes,

@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from reference.normalization import moments
+
 Axes = tuple[int, ...]
 
 
@@ -57,9 +59,8 @@ def standardisation_errors(x: np.ndarray, axes: Axes, eps: float, u: float, *, w
     k = max(_count(x.shape, axes), 1)
     gamma = 2 * math.sqrt(k)
     with np.errstate(all="ignore"):
-        if centred:
-            mean = _sum(x, axes) / k
-            var = _sum((x - mean) ** 2, axes) / k
+        if centred:  # the statistics as the reference takes them
+            mean, var = moments(x, axes)
         else:
             mean = np.zeros(1)
             var = _sum(x * x, axes) / k
@@ -165,9 +166,13 @@ def local_response_errors(x: np.ndarray, size: int, alpha: float, beta: float, k
         if cotangent is None:
             return out
         g = np.asarray(cotangent, dtype=np.float64)
-        term = np.abs(g * x * d ** (-beta - 1.0)) * (gamma + (beta + 1) * err_d / np.abs(d) + 8)
+        if alpha == 0 or beta == 0:
+            out["input"] = np.abs(g * scale) * (rel + 1)
+            return out
+        ratio = g * (x * scale) / d  # g·x·d^(-β-1)
+        term = np.abs(ratio) * (gamma + (beta + 1) * err_d / np.abs(d) + 8)
         t_err = window_sum(term, n, (n - 1) // 2, n // 2)
-        t = window_sum(g * x * d ** (-beta - 1.0), n, (n - 1) // 2, n // 2)
+        t = window_sum(ratio, n, (n - 1) // 2, n // 2)
         dx = g * scale - 2 * alpha * beta / n * x * t
         out["input"] = np.abs(g * scale) * (rel + 1) + 2 * alpha * beta / n * np.abs(x) * t_err + np.abs(dx)
     return out

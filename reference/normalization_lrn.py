@@ -43,14 +43,21 @@ def _check(x: np.ndarray, size: int, min_rank: int = 3) -> None:
 def _local_response_norm_vjp(cotangent: np.ndarray, input: np.ndarray, size: int, alpha: float = 1e-4,
                              beta: float = 0.75, k: float = 1.0) -> dict[str, np.ndarray]:
     """dL/dx_j = g_j·d_j^(-β) - (2αβ/n)·x_j·Σ_{c: j ∈ W(c)} g_c·x_c·d_c^(-β-1); the channels c whose
-    window holds j are [j - ⌊(n - 1)/2⌋, j + ⌊n/2⌋] (the transposed window)."""
+    window holds j are [j - ⌊(n - 1)/2⌋, j + ⌊n/2⌋] (the transposed window). With α = 0 or β = 0
+    the divisor's power is constant and the second term is 0 (β = 0: y = x, the gradient g, even
+    where d = 0, since 0^0 = 1)."""
     x, g = input, cotangent
     if not x.size:
         return {"input": np.zeros_like(x)}
     with np.errstate(all="ignore"):
         d = _divisor(x, size, alpha, k)
-        t = window_sum(g * x * d ** (-beta - 1.0), size, (size - 1) // 2, size // 2)
-        return {"input": g * d ** -beta - (2.0 * alpha * beta / size) * x * t}
+        scale = d ** -beta
+        direct = g * scale
+        if alpha == 0 or beta == 0:  # d^(-β) does not depend on x (0^0 = 1): no second term, even at d = 0
+            return {"input": direct}
+        # g·x·d^(-β-1) as g·y/d: d^(-β-1) alone underflows for huge inputs where the product does not
+        t = window_sum(g * (x * scale) / d, size, (size - 1) // 2, size // 2)
+        return {"input": direct - (2.0 * alpha * beta / size) * x * t}
 
 
 def _lrn_example(rng: np.random.Generator) -> tuple[tuple, dict]:

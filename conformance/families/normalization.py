@@ -185,6 +185,7 @@ def _magnitude(table: dict[str, float], huge: bool) -> Callable[[Case], bool]:
 
 
 UNIT = {"input.scale": "unit", "input.kind": "normal", "empty batch": False}
+PLAIN = {"input.offset": 0.0, "constant": "none", "empty batch": False}
 
 
 def value_regimes(slices: Slices, what: str, centred: bool = True) -> tuple[Regime, ...]:
@@ -197,17 +198,16 @@ def value_regimes(slices: Slices, what: str, centred: bool = True) -> tuple[Regi
                    description="v = 0: x̂ = 0, y = bias, the gradient (ĝ - mean ĝ)/√eps"),
             Regime("large offset (ill-conditioned variance)", _some_slice(slices, _offset_dominates),
                    pins={"input.offset": 1024.0, "constant": "none", **UNIT},
-                   description=f"|mean| >= 8·std in some {what}: a one-pass E[x²] - E[x]² cancels catastrophically"),
+                   description=f"|mean| >= 8·std in some {what}: a one-pass E[x²] - E[x]² cancels"),
         )
     else:
-        corners = (Regime(f"all-zero {what}", _some_slice(slices, _all_zero), pins={"constant": "one zero slice", **UNIT},
+        corners = (Regime(f"all-zero {what}", _some_slice(slices, _all_zero),
+                          pins={"constant": "one zero slice", **UNIT},
                           description="mean(x²) = 0: y = 0, the gradient g·w/√eps"),)
     return corners + (
-        Regime("huge magnitudes", _magnitude(SN.HUGE, True), pins={"input.scale": "huge", "input.offset": 0.0, "constant": "none",
-                                                                   "empty batch": False},
+        Regime("huge magnitudes", _magnitude(SN.HUGE, True), pins={"input.scale": "huge", **PLAIN},
                description="squares overflow the dtype (not the float32 or float64 torch computes statistics in)"),
-        Regime("tiny magnitudes", _magnitude(SN.TINY, False), pins={"input.scale": "tiny", "input.offset": 0.0, "constant": "none",
-                                                                    "empty batch": False},
+        Regime("tiny magnitudes", _magnitude(SN.TINY, False), pins={"input.scale": "tiny", **PLAIN},
                description="squares underflow the dtype: the variance vanishes under eps"),
     )
 
@@ -372,7 +372,8 @@ def lrn_regimes(ranks: tuple[int, ...]) -> tuple[Regime, ...]:
     if len(ranks) > 1:
         regimes += [Regime("3-d input", lambda c: c.inputs["input"].ndim == 3, pins={"rank": 3},
                            description="(N, C, L)"),
-                    Regime("5-d input", lambda c: c.inputs["input"].ndim == 5, pins={"rank": 5, "layout.input": "permuted"},
+                    Regime("5-d input", lambda c: c.inputs["input"].ndim == 5,
+                           pins={"rank": 5, "layout.input": "permuted"},
                            description="permuted: torch views x² of a 5-d input as (N, 1, C, D, H·W)")]
     else:
         regimes.append(Regime("window covers every channel", lambda c: channels(c) <= (p(c)["size"] - 1) // 2 + 1,
@@ -394,6 +395,7 @@ class _Statistics:
     length: Callable[..., Any]
     regimes: Callable[..., tuple[Regime, ...]]
     torch: Callable[[str], TorchMapping]
+    notes: str
 
 
 def _ctor_normalized_shape(case: Case) -> dict[str, Any]:
@@ -411,42 +413,69 @@ _KINDS: dict[str, _Statistics] = {
         SN.batch_norm_cases, SN.invalid_batch_norm_cases, batch_reference, lambda dims: NN.batch_norm_errors,
         lambda dims: NN.batch_length, batch_regimes,
         lambda name: TorchMapping(f"torch.nn.{name}", parameters=("weight", "bias"), buffers=SN.BUFFERS,
-                                  mutated=SN.BUFFERS)),
+                                  mutated=SN.BUFFERS),
+        "Normalises with the biased batch variance; running_var takes the unbiased one. momentum=None is the "
+        "cumulative average (factor 1/num_batches_tracked). Eval mode with running stats uses them; without running "
+        "stats both modes use batch statistics. num_batches_tracked is compared exactly. torch discrepancies (CPU "
+        "backward): a 4-d/5-d input that is channels_last-contiguous only through size-1 dims gets wrong gradients "
+        "(batchnorm-cpu-backward-degenerate-channels-last-*); a strided weight with one value per sample and channel "
+        "is read as contiguous (batchnorm-cpu-backward-strided-weight-one-value-per-sample-*)."),
     "instance": _Statistics(
         SN.instance_norm_cases, SN.invalid_instance_norm_cases, instance_reference, NN.instance_norm_errors,
         NN.instance_length, instance_regimes,
         lambda name: TorchMapping(f"torch.nn.{name}", parameters=("weight", "bias"), buffers=SN.BUFFERS,
-                                  mutated=_instance_buffers)),
+                                  mutated=_instance_buffers),
+        "Statistics of each sample's channel over its spatial axes (biased variance); affine parameters per channel "
+        "(bias=False keeps only the weight). With track_running_stats the running statistics are updated in training "
+        "with the mean over N of the per-instance mean and unbiased variance and used in eval; num_batches_tracked is "
+        "never counted. momentum None (undocumented for InstanceNorm) reaches F.instance_norm as 0.0: the running "
+        "statistics stay unchanged. An unbatched input is one sample. Without affine parameters or running statistics "
+        "num_features is not used (torch only warns on a mismatch)."),
     "group": _Statistics(
         lambda name, dims: SN.group_norm_cases(name), lambda name, dims: SN.invalid_group_norm_cases(name),
         lambda dims: group_reference, lambda dims: NN.group_norm_errors, lambda dims: NN.group_length,
         lambda dims: group_regimes(),
-        lambda name: TorchMapping("torch.nn.GroupNorm", parameters=("weight", "bias"))),
+        lambda name: TorchMapping("torch.nn.GroupNorm", parameters=("weight", "bias")),
+        "Input (N, C, *) of rank 2 to 5; the C channels fall into num_groups consecutive groups and each sample's "
+        "group is standardised over its channels and spatial axes (biased variance); weight and bias per channel "
+        "(bias=False: weight only). torch rejects N·(C/G)·prod(spatial) = 1, so a single-element group (v = 0, y = "
+        "bias) needs N >= 2. Without affine, num_channels is not checked against the input. torch discrepancy: the "
+        "CPU channels-last kernel computes the variance in one pass "
+        "(groupnorm-cpu-channels-last-one-pass-variance-*)."),
     "layer": _Statistics(
         lambda name, dims: SN.trailing_norm_cases(name, rms=False),
         lambda name, dims: SN.invalid_trailing_norm_cases(name, rms=False), lambda dims: layer_reference,
         lambda dims: NN.trailing_norm_errors(rms=False), lambda dims: NN.trailing_length,
         lambda dims: trailing_regimes(rms=False),
-        lambda name: TorchMapping("torch.nn.LayerNorm", ctor=_ctor_normalized_shape, parameters=("weight", "bias"))),
+        lambda name: TorchMapping("torch.nn.LayerNorm", ctor=_ctor_normalized_shape, parameters=("weight", "bias")),
+        "Statistics over the trailing normalized_shape dims of each sample (biased variance, eps inside the square "
+        "root); normalized_shape an int, a tuple or a list, from one to all dims (an unbatched input normalised "
+        "whole); weight and bias of normalized_shape (elementwise_affine; bias=False keeps the weight). An empty batch "
+        "gives an empty output and zero parameter gradients."),
     "rms": _Statistics(
         lambda name, dims: SN.trailing_norm_cases(name, rms=True),
         lambda name, dims: SN.invalid_trailing_norm_cases(name, rms=True), lambda dims: rms_reference,
         lambda dims: NN.trailing_norm_errors(rms=True), lambda dims: NN.trailing_length,
         lambda dims: trailing_regimes(rms=True),
-        lambda name: TorchMapping("torch.nn.RMSNorm", ctor=_ctor_normalized_shape, parameters=("weight",))),
+        lambda name: TorchMapping("torch.nn.RMSNorm", ctor=_ctor_normalized_shape, parameters=("weight",)),
+        "y = x/√(mean(x²) + eps)·weight over the trailing normalized_shape dims; eps None is torch.finfo(x.dtype).eps "
+        "(documented; the reference gets it from the case dtype: 2^-52, 2^-23, 2^-10, 2^-7). An all-zero row gives 0. "
+        "torch discrepancies: float16/bfloat16 take float32's eps for None (rmsnorm-cpu-eps-none-float32-eps); the "
+        "backward loses a term for rows of huge magnitude (rmsnorm-cpu-backward-rstd-cubed-underflow-*)."),
 }
 
 
 def normalisation(name: str, statistics: str, *, dims: int | None = None, notes: str = "",
                   regimes: tuple[Regime, ...] = ()) -> LayerSpec:
     """A layer that standardises over ``statistics`` axes ("batch", "instance", "group", "layer",
-    "rms"); ``dims``: the spatial dims of BatchNorm / InstanceNorm; ``regimes`` beyond the kind's."""
+    "rms"); ``dims``: the spatial dims of BatchNorm / InstanceNorm; ``notes`` before the kind's own;
+    ``regimes`` beyond the kind's."""
     kind = _KINDS[statistics]
     return LayerSpec(
         name=name, family="normalization", dims=dims, kind=statistics,
         cases=kind.cases(name, dims), invalid_cases=kind.invalid(name, dims), reference=kind.reference(dims),
         torch=kind.torch(name), tolerance=NN.tolerance(kind.errors(dims), kind.length(dims)),
-        regimes=kind.regimes(dims) + regimes, notes=notes,
+        regimes=kind.regimes(dims) + regimes, notes=f"{notes} {kind.notes}".strip(),
     )
 
 

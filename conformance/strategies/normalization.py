@@ -333,7 +333,8 @@ def invalid_group_norm_cases(name: str):
         kind = d.choice(("one value in all", "rank 1", "groups do not divide channels", "channel mismatch"),
                         "invalid kind")
         groups = d.integer(1, 3, "num_groups")
-        params = {"num_groups": groups, "num_channels": groups, "eps": 1e-5, "affine": d.choice((True, False), "affine")}
+        params = {"num_groups": groups, "num_channels": groups, "eps": 1e-5,
+                  "affine": d.choice((True, False), "affine")}
         shape: tuple[int, ...] = (1, groups, 1)
         if kind == "rank 1":
             shape = (groups,)
@@ -354,6 +355,11 @@ def invalid_group_norm_cases(name: str):
 
 
 # -- LayerNorm and RMSNorm -----------------------------------------------------------------------
+
+def rows(lead: int) -> Callable[[tuple[int, ...]], tuple[tuple[int, ...], tuple[int, ...]]]:
+    """LayerNorm's / RMSNorm's statistic slices: the (leading, normalised) rows view, statistics over axis 1."""
+    return lambda s: ((int(np.prod(s[:lead], dtype=np.int64)), int(np.prod(s[lead:], dtype=np.int64))), (1,))
+
 
 def _trailing_shape(d: S.Drawer) -> tuple[tuple[int, ...], int]:
     """An input shape of rank 1 to 4 (a leading size may be drawn 0: an empty batch) and how many
@@ -391,9 +397,7 @@ def trailing_norm_cases(name: str, rms: bool):
         if not rms:
             params["bias"] = d.choice((True, False), "bias")
         layouts = {"input": S.layouts(d, len(shape), "layout.input", expanded=True)}
-        lead = len(shape) - normalised
-        flat = (lambda s: ((int(np.prod(s[:lead], dtype=np.int64)), int(np.prod(s[lead:], dtype=np.int64))), (1,)))
-        inputs = {"input": statistic_values(d, shape, dtype, layouts["input"], flat)}
+        inputs = {"input": statistic_values(d, shape, dtype, layouts["input"], rows(len(shape) - normalised))}
         if params["elementwise_affine"]:
             names = ("weight",) if rms or not params["bias"] else ("weight", "bias")
             for p in names:
