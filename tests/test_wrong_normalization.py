@@ -24,7 +24,7 @@ SMALL = 64  # input elements of the shrunk case
 @pytest.mark.parametrize(("adapter", "op", "search"), CASES, ids=[a for a, _, _ in CASES])
 def test_wrong_normalization_adapter_is_caught(tmp_path, adapter, op, search):
     code = main(["run", "--backend", f"tests.wrong_backends.normalization:{adapter}", "--ops", op,
-                 "--dtypes", "float64", "--profile", "ci", "--examples", "10", "--no-invalid", "--no-isolate",
+                 "--dtypes", "float64", "--profile", "ci", "--examples", "5", "--no-invalid", "--no-isolate",
                  "--quiet", "--report-dir", str(tmp_path)])
     assert code == 1
     records = list(read_records(tmp_path))

@@ -147,6 +147,45 @@ def lrn_reference(function: str) -> Reference:
 Slices = Callable[[Case], "tuple[tuple[int, ...], tuple[int, ...]]"]
 
 
+def batch_slices(case: Case) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """BatchNorm's statistic slices: per channel, over N and the spatial axes."""
+    return case.inputs["input"].shape, RN.channel_axes(case.inputs["input"].ndim)
+
+
+def instance_slices(dims: int) -> Slices:
+    """InstanceNorm's: per sample and channel, over the spatial axes (an unbatched input as N = 1)."""
+    return lambda case: (NN.batched(case, dims).shape, tuple(range(2, dims + 2)))
+
+
+def group_slices(case: Case) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """GroupNorm's: per sample and group, over the (C/G, S) axes of the group view."""
+    return RN.group_view(case.inputs["input"].shape, case.params["num_groups"]), (2, 3)
+
+
+def row_slices(case: Case) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """LayerNorm's and RMSNorm's: per row of the normalised trailing dims."""
+    return ((-1, NN.values_per_slice(case)) if case.inputs["input"].size else (0, 1)), (1,)
+
+
+def resolvable(slices: Slices, centred: bool = True) -> Callable[[Case], bool]:
+    """``smooth_at``: the layer is smooth wherever eps > 0, but it bends on the scale σ = √(v + eps)
+    of each statistic slice, and the generic finite-difference check steps each input by about
+    1e-6·(|x| + 1e-3): the check applies where every slice has max|x| + 1e-3 <= 1000·σ (a constant
+    slice of huge values, or tiny values under a tiny eps, is smooth, but not on the step's scale)."""
+
+    def smooth(case: Case) -> bool:
+        x, axes = _view(case, slices)
+        if not x.size:
+            return True
+        eps = NN.trailing_eps(case) if not centred else case.params["eps"]
+        with np.errstate(all="ignore"):
+            var = RN.moments(x, axes)[1] if centred else (x * x).mean(axis=axes, keepdims=True)
+            step = np.max(np.abs(x), axis=axes, keepdims=True) + 1e-3  # the directions' floor is 1e-3
+            return bool(np.all(step <= 1000 * np.sqrt(var + eps)))
+
+    return smooth
+
+
 def _view(case: Case, slices: Slices) -> tuple[np.ndarray, tuple[int, ...]]:
     view, axes = slices(case)
     return case.inputs["input"].reshape(view), axes
@@ -240,8 +279,7 @@ def batch_regimes(dims: int) -> tuple[Regime, ...]:
                pins={**{f"spatial[{i}]": 1 for i in range(3)}, "N": 2, "train": True},
                description="K = 2: x̂ = ±1 (or 0), the unbiased running variance doubles the biased one"),
         Regime("large offset (ill-conditioned variance)",
-               _some_slice(lambda c: (c.inputs["input"].shape, RN.channel_axes(c.inputs["input"].ndim)),
-                           _offset_dominates),
+               _some_slice(batch_slices, _offset_dominates),
                pins={"input.offset": 64.0, "input.kind": "normal"},
                description="|mean| >= 8·std in some channel: E[x²] - E[x]² cancels catastrophically"),
     ]
@@ -258,7 +296,7 @@ def batch_regimes(dims: int) -> tuple[Regime, ...]:
 
 def instance_regimes(dims: int) -> tuple[Regime, ...]:
     p = lambda case: case.params  # noqa: E731
-    slices: Slices = lambda c: (NN.batched(c, dims).shape, tuple(range(2, dims + 2)))  # noqa: E731
+    slices = instance_slices(dims)
     regimes = (
         Regime("eval with running stats", lambda c: not c.train and p(c)["track_running_stats"],
                pins={"train": False, "track_running_stats": True},
@@ -288,7 +326,7 @@ def instance_regimes(dims: int) -> tuple[Regime, ...]:
 
 def group_regimes() -> tuple[Regime, ...]:
     p = lambda case: case.params  # noqa: E731
-    slices: Slices = lambda c: (RN.group_view(c.inputs["input"].shape, p(c)["num_groups"]), (2, 3))  # noqa: E731
+    slices = group_slices
     per_group = lambda c: c.inputs["input"].shape[1] // p(c)["num_groups"]  # noqa: E731
     volume = lambda c: int(np.prod(c.inputs["input"].shape[2:]))  # noqa: E731
     large = {"input.offset": 1024.0, "constant": "none", **UNIT}
@@ -318,8 +356,7 @@ def group_regimes() -> tuple[Regime, ...]:
 
 def trailing_regimes(rms: bool) -> tuple[Regime, ...]:
     p = lambda case: case.params  # noqa: E731
-    slices: Slices = lambda c: (  # noqa: E731
-        (-1, NN.values_per_slice(c)) if c.inputs["input"].size else (0, 1), (1,))
+    slices = row_slices
     regimes = [
         Regime("normalized over all dims", lambda c: c.inputs["input"].ndim == len(
             RN.trailing_axes(c.inputs["input"], p(c)["normalized_shape"])), pins={"normalized dims": 4},
@@ -396,6 +433,7 @@ class _Statistics:
     regimes: Callable[..., tuple[Regime, ...]]
     torch: Callable[[str], TorchMapping]
     notes: str
+    slices: Callable[[int | None], Slices]
 
 
 def _ctor_normalized_shape(case: Case) -> dict[str, Any]:
@@ -419,7 +457,8 @@ _KINDS: dict[str, _Statistics] = {
         "stats both modes use batch statistics. num_batches_tracked is compared exactly. torch discrepancies (CPU "
         "backward): a 4-d/5-d input that is channels_last-contiguous only through size-1 dims gets wrong gradients "
         "(batchnorm-cpu-backward-degenerate-channels-last-*); a strided weight with one value per sample and channel "
-        "is read as contiguous (batchnorm-cpu-backward-strided-weight-one-value-per-sample-*)."),
+        "is read as contiguous (batchnorm-cpu-backward-strided-weight-one-value-per-sample-*).",
+        lambda dims: batch_slices),
     "instance": _Statistics(
         SN.instance_norm_cases, SN.invalid_instance_norm_cases, instance_reference, NN.instance_norm_errors,
         NN.instance_length, instance_regimes,
@@ -430,7 +469,8 @@ _KINDS: dict[str, _Statistics] = {
         "with the mean over N of the per-instance mean and unbiased variance and used in eval; num_batches_tracked is "
         "never counted. momentum None (undocumented for InstanceNorm) reaches F.instance_norm as 0.0: the running "
         "statistics stay unchanged. An unbatched input is one sample. Without affine parameters or running statistics "
-        "num_features is not used (torch only warns on a mismatch)."),
+        "num_features is not used (torch only warns on a mismatch).",
+        instance_slices),
     "group": _Statistics(
         lambda name, dims: SN.group_norm_cases(name), lambda name, dims: SN.invalid_group_norm_cases(name),
         lambda dims: group_reference, lambda dims: NN.group_norm_errors, lambda dims: NN.group_length,
@@ -441,7 +481,8 @@ _KINDS: dict[str, _Statistics] = {
         "(bias=False: weight only). torch rejects N·(C/G)·prod(spatial) = 1, so a single-element group (v = 0, y = "
         "bias) needs N >= 2. Without affine, num_channels is not checked against the input. torch discrepancy: the "
         "CPU channels-last kernel computes the variance in one pass "
-        "(groupnorm-cpu-channels-last-one-pass-variance-*)."),
+        "(groupnorm-cpu-channels-last-one-pass-variance-*).",
+        lambda dims: group_slices),
     "layer": _Statistics(
         lambda name, dims: SN.trailing_norm_cases(name, rms=False),
         lambda name, dims: SN.invalid_trailing_norm_cases(name, rms=False), lambda dims: layer_reference,
@@ -451,7 +492,8 @@ _KINDS: dict[str, _Statistics] = {
         "Statistics over the trailing normalized_shape dims of each sample (biased variance, eps inside the square "
         "root); normalized_shape an int, a tuple or a list, from one to all dims (an unbatched input normalised "
         "whole); weight and bias of normalized_shape (elementwise_affine; bias=False keeps the weight). An empty batch "
-        "gives an empty output and zero parameter gradients."),
+        "gives an empty output and zero parameter gradients.",
+        lambda dims: row_slices),
     "rms": _Statistics(
         lambda name, dims: SN.trailing_norm_cases(name, rms=True),
         lambda name, dims: SN.invalid_trailing_norm_cases(name, rms=True), lambda dims: rms_reference,
@@ -461,7 +503,8 @@ _KINDS: dict[str, _Statistics] = {
         "y = x/√(mean(x²) + eps)·weight over the trailing normalized_shape dims; eps None is torch.finfo(x.dtype).eps "
         "(documented; the reference gets it from the case dtype: 2^-52, 2^-23, 2^-10, 2^-7). An all-zero row gives 0. "
         "torch discrepancies: float16/bfloat16 take float32's eps for None (rmsnorm-cpu-eps-none-float32-eps); the "
-        "backward loses a term for rows of huge magnitude (rmsnorm-cpu-backward-rstd-cubed-underflow-*)."),
+        "backward loses a term for rows of huge magnitude (rmsnorm-cpu-backward-rstd-cubed-underflow-*).",
+        lambda dims: row_slices),
 }
 
 
@@ -476,6 +519,7 @@ def normalisation(name: str, statistics: str, *, dims: int | None = None, notes:
         cases=kind.cases(name, dims), invalid_cases=kind.invalid(name, dims), reference=kind.reference(dims),
         torch=kind.torch(name), tolerance=NN.tolerance(kind.errors(dims), kind.length(dims)),
         regimes=kind.regimes(dims) + regimes, notes=f"{notes} {kind.notes}".strip(),
+        smooth_at=resolvable(kind.slices(dims), centred=statistics != "rms"),
     )
 
 
