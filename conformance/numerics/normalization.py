@@ -312,6 +312,23 @@ def rms_norm_rstd_cubed_underflow(case: Case) -> bool:
         return bool(np.any(rms ** 3 > 1 / DTYPES[compute].min_normal))
 
 
+def torch_cross_map_sums(x: np.ndarray, size: int) -> np.ndarray:
+    """The window sums of x² that torch's CrossMapLRN2d forward forms (torch/nn/modules/_functions.py):
+    the first channel's window, then for each next channel the sum before it, plus the square
+    entering at c + pre_pad - 1, minus the one at c - pre_pad once c > pre_pad."""
+    square = x * x
+    channels, pre_pad = x.shape[1], int((size - 1) / 2 + 1)
+    sums = np.empty_like(square)
+    sums[:, 0] = square[:, :min(pre_pad, channels)].sum(axis=1)
+    for c in range(1, channels):  # torch's loop over the (few) channels
+        sums[:, c] = sums[:, c - 1]
+        if c < channels - pre_pad + 1:
+            sums[:, c] += square[:, c + pre_pad - 1]
+        if c > pre_pad:
+            sums[:, c] -= square[:, c - pre_pad]
+    return sums
+
+
 @valid_cases
 def cross_map_forward_window_differs(case: Case) -> bool:
     """torch's CrossMapLRN2d forward (a Python port of Torch7's SpatialCrossMapLRN) keeps a running
@@ -321,17 +338,8 @@ def cross_map_forward_window_differs(case: Case) -> bool:
     x, size = case.inputs["input"], int(case.params["size"])
     if x.ndim != 4 or size < 1 or not x.size:
         return False
-    square = x * x
-    channels, pre_pad = x.shape[1], int((size - 1) / 2 + 1)
-    scale = np.empty_like(square)
-    scale[:, 0] = square[:, :min(pre_pad, channels)].sum(axis=1)
-    for c in range(1, channels):  # torch's loop over the (few) channels
-        scale[:, c] = scale[:, c - 1]
-        if c < channels - pre_pad + 1:
-            scale[:, c] += square[:, c + pre_pad - 1]
-        if c > pre_pad:
-            scale[:, c] -= square[:, c - pre_pad]
-    exact = RL.window_sum(square, size, size // 2, (size - 1) // 2)
+    scale = torch_cross_map_sums(x, size)
+    exact = RL.window_sum(x * x, size, size // 2, (size - 1) // 2)
     with np.errstate(invalid="ignore"):
         tolerance = np.sqrt(np.finfo(np.float64).eps)  # far above the rounding of the running sums in float64
         return bool(np.any(np.abs(scale - exact) > tolerance * (np.abs(scale) + np.abs(exact))))

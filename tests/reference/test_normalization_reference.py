@@ -389,3 +389,41 @@ def test_lrn_view_predicate():
     assert not NN.lrn_view_fails(replace(case, layouts={"input": Layout("permuted", perm=(1, 0, 2, 3, 4))}))
     assert not NN.lrn_view_fails(replace(case, layouts={"input": Layout("channels_last", perm=(0, 2, 3, 4, 1))}))
     assert not NN.lrn_view_fails(case.with_inputs(input=np.zeros((2, 3, 4))))
+
+
+def test_degenerate_channels_last_predicate():
+    """(2, 3, 4, 1) with strides (12, 1, 3, 1) (the repro's as_strided): channels-last-contiguous,
+    not contiguous, inferred contiguous by torch; NHWC proper and NCHW are not in scope."""
+    def case(shape, layout):
+        return Case(op="BatchNorm2d", dtype="float64", params={}, inputs={"input": np.zeros(shape)},
+                    layouts={"input": layout})
+
+    degenerate = Layout("permuted", perm=(0, 2, 1, 3))
+    assert S.torch_strides((2, 3, 4, 1), degenerate) == (12, 1, 3, 1)
+    assert NN.batch_norm_degenerate_channels_last(case((2, 3, 4, 1), degenerate))
+    assert not NN.batch_norm_degenerate_channels_last(case((2, 3, 4, 5), Layout("channels_last", perm=(0, 2, 3, 1))))
+    assert not NN.batch_norm_degenerate_channels_last(case((2, 3, 4, 1), Layout()))
+    assert not NN.batch_norm_degenerate_channels_last(replace(case((2, 3, 4, 1), degenerate), invalid=True))
+
+
+def test_cross_map_loop_replay():
+    """torch's running sums for x = 1..6 with size 3 (its published output divided back: 5, 14, 30,
+    51, 78, 62), against the window sums 5, 14, 29, 50, 77, 61: channel 0's square never leaves."""
+    x = np.arange(1.0, 7.0).reshape(1, 6, 1, 1)
+    np.testing.assert_array_equal(NN.torch_cross_map_sums(x, 3).reshape(-1), [5, 14, 30, 51, 78, 62])
+    np.testing.assert_array_equal(L.window_sum(x * x, 3, 1, 1).reshape(-1), [5, 14, 29, 50, 77, 61])
+    case = Case(op="CrossMapLRN2d", dtype="float64", params={"size": 3}, inputs={"input": x})
+    assert NN.cross_map_forward_window_differs(case)
+    assert not NN.cross_map_forward_window_differs(case.with_inputs(input=x[:, :2]))  # C <= pre_pad
+
+
+def test_rms_and_lrn_range_predicates():
+    rows = Case(op="RMSNorm", dtype="float64", params={"normalized_shape": 3, "eps": 1e-5},
+                inputs={"input": np.array([[1.0, -2.0, 3.0]]) * 1e120})
+    assert NN.rms_norm_rstd_cubed_underflow(rows)  # rms³ beyond 1/min_normal
+    assert not NN.rms_norm_rstd_cubed_underflow(rows.with_inputs(input=np.array([[1.0, -2.0, 3.0]])))
+    assert NN.rms_norm_rstd_cubed_underflow(replace(rows.with_inputs(input=np.full((1, 3), 2.0**43)), dtype="float32"))
+    half = Case(op="LocalResponseNorm", dtype="float16", params={"size": 1, "alpha": 1e-4, "beta": 0.75, "k": 1.0},
+                inputs={"input": np.full((1, 1, 1), 300.0)})
+    assert NN.lrn_intermediate_out_of_range(half)  # 300² > 65504
+    assert not NN.lrn_intermediate_out_of_range(half.with_inputs(input=np.full((1, 1, 1), 3.0)))
