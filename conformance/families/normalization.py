@@ -22,6 +22,7 @@ from backends.base import Case, Result
 from conformance.numerics import normalization as NN
 from conformance.spec import LayerSpec, Pullback, Regime, TorchMapping
 from conformance.strategies import normalization as SN
+from conformance.tolerance import analysed_tolerance
 from reference import normalization as RN
 from reference import normalization_lrn as RL
 from reference.registry import FUNCTIONS
@@ -223,8 +224,8 @@ def _magnitude(table: dict[str, float], huge: bool) -> Callable[[Case], bool]:
     return holds
 
 
-UNIT = {"input.scale": "unit", "input.kind": "normal", "empty batch": False}
-PLAIN = {"input.offset": 0.0, "constant": "none", "empty batch": False}
+UNIT = {"input.scale": "unit", "input.kind": "normal", "empty batch": False, "input.special": "none"}
+PLAIN = {"input.offset": 0.0, "constant": "none", "empty batch": False, "input.special": "none"}
 
 
 def value_regimes(slices: Slices, what: str, centred: bool = True) -> tuple[Regime, ...]:
@@ -243,12 +244,21 @@ def value_regimes(slices: Slices, what: str, centred: bool = True) -> tuple[Regi
         corners = (Regime(f"all-zero {what}", _some_slice(slices, _all_zero),
                           pins={"constant": "one zero slice", **UNIT},
                           description="mean(x²) = 0: y = 0, the gradient g·w/√eps"),)
-    return corners + (
+    return corners + nonfinite_regimes(PLAIN) + (
         Regime("huge magnitudes", _magnitude(SN.HUGE, True), pins={"input.scale": "huge", **PLAIN},
                description="squares overflow the dtype (not the float32 or float64 torch computes statistics in)"),
         Regime("tiny magnitudes", _magnitude(SN.TINY, False), pins={"input.scale": "tiny", **PLAIN},
                description="squares underflow the dtype: the variance vanishes under eps"),
     )
+
+
+def nonfinite_regimes(pins: dict[str, Any]) -> tuple[Regime, ...]:
+    """A NaN, and an infinity, in the input: it propagates through every statistic it enters."""
+    return (Regime("NaN input", lambda c: bool(np.isnan(c.inputs["input"]).any()),
+                   pins={**pins, "input.special": "nan"}, description="NaN in one element: its slice's outputs NaN"),
+            Regime("infinite input", lambda c: bool(np.isinf(c.inputs["input"]).any()),
+                   pins={**pins, "input.special": "inf"},
+                   description="+inf in one element: its slice's mean is inf, x - mean NaN"))
 
 
 def _layout(kind: str, **pins: Any) -> Regime:
@@ -317,6 +327,9 @@ def instance_regimes(dims: int) -> tuple[Regime, ...]:
         Regime("two spatial values (K = 2)", lambda c: int(np.prod(NN.batched(c, dims).shape[2:])) == 2
                and SN.uses_batch_stats(c.train, p(c)["track_running_stats"]),
                pins={"spatial[*]": 1, "train": True}, description="K = 2: x̂ = ±1 (or 0), unbiased variance 2v"),
+        Regime("eval, one spatial element", lambda c: int(np.prod(NN.batched(c, dims).shape[2:])) == 1,
+               pins={"spatial[*]": 1, "train": False, "track_running_stats": True},
+               description="the running statistics normalise a single value per instance (input statistics could not)"),
         Regime("num_features not used", lambda c: NN.batched(c, dims).shape[1] != p(c)["num_features"],
                pins={"affine": False, "track_running_stats": False, "channels beyond num_features": 1},
                description="without affine parameters and running statistics the channel count is free (torch warns)"),
@@ -368,6 +381,7 @@ def trailing_regimes(rms: bool) -> tuple[Regime, ...]:
                description="a leading size 0: an empty output, zero parameter gradients"),
         Regime("no elementwise affine", lambda c: not p(c)["elementwise_affine"], pins={"elementwise_affine": False},
                description="no weight (nor bias)"),
+        _layout("channels_last", rank=4, **{"empty batch": False}),
     ]
     if rms:
         regimes.insert(0, Regime("eps None", lambda c: p(c)["eps"] is None, pins={"eps": None},
@@ -400,10 +414,12 @@ def lrn_regimes(ranks: tuple[int, ...]) -> tuple[Regime, ...]:
         Regime("size larger than C", lambda c: p(c)["size"] > channels(c), pins={"channels": 2, "size": 5},
                description="the window covers every channel; zeros beyond count in the average"),
         Regime("k = 0 over an all-zero window (0/0)", zero_window,
-               pins={"k": 0.0, "zero channels": "every channel"}, description="d = 0: y = 0/0 = NaN"),
+               pins={"k": 0.0, "zero channels": "every channel", "input.special": "none"},
+               description="d = 0: y = 0/0 = NaN"),
         Regime("beta 0", lambda c: p(c)["beta"] == 0, pins={"beta": 0.0}, description="y = x"),
+        *nonfinite_regimes({"zero channels": "none", "input.offset": 0.0}),
         Regime("huge magnitudes", _magnitude(SN.HUGE, True),
-               pins={"input.scale": "huge", "input.offset": 0.0, "zero channels": "none"},
+               pins={"input.scale": "huge", "input.offset": 0.0, "zero channels": "none", "input.special": "none"},
                description="squares overflow the dtype"),
     ]
     if len(ranks) > 1:
@@ -517,7 +533,7 @@ def normalisation(name: str, statistics: str, *, dims: int | None = None, notes:
     return LayerSpec(
         name=name, family="normalization", dims=dims, kind=statistics,
         cases=kind.cases(name, dims), invalid_cases=kind.invalid(name, dims), reference=kind.reference(dims),
-        torch=kind.torch(name), tolerance=NN.tolerance(kind.errors(dims), kind.length(dims)),
+        torch=kind.torch(name), tolerance=analysed_tolerance(kind.errors(dims), kind.length(dims)),
         regimes=kind.regimes(dims) + regimes, notes=f"{notes} {kind.notes}".strip(),
         smooth_at=resolvable(kind.slices(dims), centred=statistics != "rms"),
     )
@@ -529,6 +545,6 @@ def local_response(name: str, target: str, function: str, ranks: tuple[int, ...]
     return LayerSpec(
         name=name, family="normalization", kind="local response", cases=SN.local_response_cases(name, ranks),
         invalid_cases=SN.invalid_local_response_cases(name, ranks), reference=lrn_reference(function),
-        torch=TorchMapping(target), tolerance=NN.tolerance(NN.local_response_errors, NN.lrn_length),
+        torch=TorchMapping(target), tolerance=analysed_tolerance(NN.local_response_errors, NN.lrn_length),
         regimes=lrn_regimes(ranks), notes=notes,
     )

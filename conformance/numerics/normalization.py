@@ -1,6 +1,7 @@
 """Numerics of the normalisation family: the error functions (``ErrorFn``) that put each layer's input
 into the view of its statistic axes and call the one analysis of ``reference.normalization_errors``,
-the analysed tolerances built from them, and the predicates of ``conformance/known/normalization.toml``.
+the reduction lengths of the analysed tolerances, and the predicates of
+``conformance/known/normalization.toml``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ import numpy as np
 from backends.base import Case, Result
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
-from conformance.spec import Tolerance
 from conformance.strategies.normalization import uses_batch_stats
-from conformance.tolerance import analysed_tolerance
 from reference import normalization as RN
 from reference import normalization_errors as E
 from reference import normalization_lrn as RL
@@ -170,13 +169,7 @@ def local_response_errors(case: Case, result: Result) -> Errors:
         case.inputs["input"], p["size"], p["alpha"], p["beta"], p["k"], _cotangent(case, result)).items()}
 
 
-# -- tolerances --------------------------------------------------------------------------------------
-
-def tolerance(errors, length) -> Tolerance:
-    """An analysed tolerance (``conformance.tolerance.analysed_tolerance``): ``length`` sizes the
-    underflow allowance."""
-    return analysed_tolerance(errors, length)
-
+# -- reduction lengths (the underflow allowance of the analysed tolerances) --------------------
 
 def batch_length(case: Case, tensor: str) -> int:
     return RN.values_per_channel(case.inputs["input"])

@@ -30,6 +30,7 @@ OFFSETS = (0.0, 8.0, 64.0, 1024.0)
 HUGE = {"float64": 2.0**400, "float32": 2.0**40, "bfloat16": 2.0**40, "float16": 2.0**10}
 TINY = {name: dt.min_normal**0.5 / 4 for name, dt in DTYPES.items()}  # 2^-513, 2^-65, 2^-9
 CONSTANT = ("none", "one slice", "every slice", "one zero slice")
+SPECIALS = ("none", "nan", "inf", "-inf")
 
 
 def batch_ranks(dims: int) -> tuple[int, ...]:
@@ -166,27 +167,37 @@ def statistic_values(d: S.Drawer, shape: tuple[int, ...], dtype: str, layout: La
                      label: str = "input") -> np.ndarray:
     """Input values: a float kind moved by ``input.offset`` and scaled by ``input.scale``; with
     ``slices`` (shape -> (view shape, statistic axes)) the draw ``constant`` makes one or every
-    statistic slice constant (its first value repeated: variance 0), or one slice all zeros."""
+    statistic slice constant (its first value repeated: variance 0), or one slice all zeros; last,
+    ``input.special`` may put a NaN or an infinity in the first element."""
     x = S.values(d, shape, dtype, "float", label, layout=layout)
     offset = d.choice(OFFSETS, f"{label}.offset")
     scale = d.choice(("unit", "huge", "tiny"), f"{label}.scale")
     if scale != "unit":  # magnitudes in [1/8, 8] before scaling: the scale is the magnitude
         x = np.where(x < 0, -1.0, 1.0) * np.clip(np.abs(x), 0.125, 8.0)
     x = DTYPES[dtype].round((x + offset) * magnitude(dtype, scale, offset))
-    if slices is None or x.size == 0:
+    if x.size == 0:
         return x
+    if slices is not None:
+        x = _constant_slices(d, x, slices(shape))
+    special = d.choice(SPECIALS, f"{label}.special")
+    if special != "none":
+        x = x.copy()
+        x.flat[0] = float(special)
+    return along_layout(x, layout)
+
+
+def _constant_slices(d: S.Drawer, x: np.ndarray, view: tuple[tuple[int, ...], tuple[int, ...]]) -> np.ndarray:
     constant = d.choice(CONSTANT, "constant")
     if constant == "none":
         return x
-    view_shape, axes = slices(shape)
-    view = x.reshape(view_shape).copy()
-    first = view[tuple(slice(0, 1) if a in axes else slice(None) for a in range(view.ndim))]
+    view_shape, axes = view
+    v = x.reshape(view_shape).copy()
+    first = v[tuple(slice(0, 1) if a in axes else slice(None) for a in range(v.ndim))]
     if constant == "every slice":
-        view = np.broadcast_to(first, view.shape).copy()
-    else:
-        lead = tuple(0 if a not in axes else slice(None) for a in range(view.ndim))
-        view[lead] = 0.0 if constant == "one zero slice" else np.broadcast_to(first, view.shape)[lead]
-    return along_layout(view.reshape(shape), layout)
+        return np.broadcast_to(first, v.shape).reshape(x.shape).copy()
+    lead = tuple(0 if a not in axes else slice(None) for a in range(v.ndim))
+    v[lead] = 0.0 if constant == "one zero slice" else np.broadcast_to(first, v.shape)[lead]
+    return v.reshape(x.shape)
 
 
 def along_layout(x: np.ndarray, layout: Layout) -> np.ndarray:
@@ -281,7 +292,7 @@ def invalid_instance_norm_cases(name: str, dims: int):
 
 # -- GroupNorm ------------------------------------------------------------------------------------
 
-def group_slices(num_groups: int) -> Callable[[tuple[int, ...]], tuple[tuple[int, ...], tuple[int, ...]]]:
+def group_view_of(num_groups: int) -> Callable[[tuple[int, ...]], tuple[tuple[int, ...], tuple[int, ...]]]:
     """GroupNorm's statistic slices: the (N, G, C/G·prod(spatial)) view, statistics over axis 2."""
     return lambda s: ((s[0], num_groups, int(np.prod(s[1:], dtype=np.int64)) // num_groups), (2,))
 
@@ -313,7 +324,7 @@ def group_norm_cases(name: str):
         n = d.integer(n_lo, max(n_lo, min(6, S.DEFAULT_BUDGET // (channels * volume))), "N")
         shape = (n, channels, *spatial)
         layouts = {"input": S.layouts(d, rank, "layout.input", expanded=True)}
-        inputs = {"input": statistic_values(d, shape, dtype, layouts["input"], group_slices(groups))}
+        inputs = {"input": statistic_values(d, shape, dtype, layouts["input"], group_view_of(groups))}
         channel_parameters(d, dtype, {**params, "track_running_stats": False}, params["num_channels"], inputs,
                            layouts)
         return Case(op=name, dtype=dtype, params=params, inputs=inputs, differentiable=_differentiable(inputs),
@@ -356,7 +367,7 @@ def invalid_group_norm_cases(name: str):
 
 # -- LayerNorm and RMSNorm -----------------------------------------------------------------------
 
-def rows(lead: int) -> Callable[[tuple[int, ...]], tuple[tuple[int, ...], tuple[int, ...]]]:
+def rows_view(lead: int) -> Callable[[tuple[int, ...]], tuple[tuple[int, ...], tuple[int, ...]]]:
     """LayerNorm's / RMSNorm's statistic slices: the (leading, normalised) rows view, statistics over axis 1."""
     return lambda s: ((int(np.prod(s[:lead], dtype=np.int64)), int(np.prod(s[lead:], dtype=np.int64))), (1,))
 
@@ -397,7 +408,7 @@ def trailing_norm_cases(name: str, rms: bool):
         if not rms:
             params["bias"] = d.choice((True, False), "bias")
         layouts = {"input": S.layouts(d, len(shape), "layout.input", expanded=True)}
-        inputs = {"input": statistic_values(d, shape, dtype, layouts["input"], rows(len(shape) - normalised))}
+        inputs = {"input": statistic_values(d, shape, dtype, layouts["input"], rows_view(len(shape) - normalised))}
         if params["elementwise_affine"]:
             names = ("weight",) if rms or not params["bias"] else ("weight", "bias")
             for p in names:
@@ -453,9 +464,9 @@ def local_response_cases(name: str, ranks: tuple[int, ...]):
         layouts = {"input": S.layouts(d, rank, "layout.input", expanded=True)}
         x = statistic_values(d, shape, dtype, layouts["input"], None)
         zero = d.choice(("none", "one channel", "every channel"), "zero channels")
-        if zero != "none":
+        if zero != "none":  # the last channel (input.special sits in the first)
             x = x.copy()
-            x[:, :1 if zero == "one channel" else channels] = 0.0
+            x[:, -1 if zero == "one channel" else 0:] = 0.0
             x = along_layout(x, layouts["input"])
         return Case(op=name, dtype=dtype, params=params, inputs={"input": x}, differentiable=("input",),
                     layouts=layouts, tier=tier, cotangent_seed=S.seed(d))
