@@ -68,7 +68,8 @@ def standardisation_errors(x: np.ndarray, axes: Axes, eps: float, u: float, *, w
         dev = np.abs(x - mean)
         err_mean = gamma * _sum(np.abs(x), axes) / k + np.abs(mean) if centred else np.zeros(1)
         err_var = 2 * gamma * _sum(dev * np.abs(x), axes) / k + var + u * err_mean**2
-        err_sigma = err_var / (2 * sigma**2) + 3
+        # an infinite σ (an infinite input in an uncentred slice): 1/σ = 0 exactly, whatever σ's error
+        err_sigma = np.where(np.isfinite(sigma), err_var / (2 * sigma**2) + 3, 0.0)
         w = np.ones(1) if weight is None else np.asarray(weight, dtype=np.float64)
         b = np.zeros(1) if bias is None else np.asarray(bias, dtype=np.float64)
         out = {"mean": err_mean, "var": err_var,
@@ -160,7 +161,9 @@ def local_response_errors(x: np.ndarray, size: int, alpha: float, beta: float, k
         s = window_sum(x * x, n, n // 2, (n - 1) // 2)
         d = k + alpha / n * s
         err_d = alpha / n * ((gamma + 1) * s + 2 * s) + np.abs(d)
-        rel = beta * err_d / np.abs(d) + 3
+        # relative error of d; an infinite d (an infinite input in the window) makes d^(-β) exactly 0
+        rel_d = np.where(np.isfinite(d), err_d / np.abs(d), 0.0)
+        rel = beta * rel_d + 3
         scale = d ** -beta
         out = {"output": np.abs(x * scale) * (rel + 1)}
         if cotangent is None:
@@ -170,7 +173,7 @@ def local_response_errors(x: np.ndarray, size: int, alpha: float, beta: float, k
             out["input"] = np.abs(g * scale) * (rel + 1)
             return out
         ratio = g * (x * scale) / d  # g·x·d^(-β-1)
-        term = np.abs(ratio) * (gamma + (beta + 1) * err_d / np.abs(d) + 8)
+        term = np.abs(ratio) * (gamma + (beta + 1) * rel_d + 8)
         t_err = window_sum(term, n, (n - 1) // 2, n // 2)
         t = window_sum(ratio, n, (n - 1) // 2, n // 2)
         dx = g * scale - 2 * alpha * beta / n * x * t

@@ -546,5 +546,6 @@ def local_response(name: str, target: str, function: str, ranks: tuple[int, ...]
         name=name, family="normalization", kind="local response", cases=SN.local_response_cases(name, ranks),
         invalid_cases=SN.invalid_local_response_cases(name, ranks), reference=lrn_reference(function),
         torch=TorchMapping(target), tolerance=analysed_tolerance(NN.local_response_errors, NN.lrn_length),
+        comparators={"grad.input": NN.lrn_nonfinite_gradient_comparator},
         regimes=lrn_regimes(ranks), notes=notes,
     )

@@ -13,8 +13,11 @@ import numpy as np
 
 from backends.base import Case, Result
 from conformance import strategies as S
+from conformance.compare import Comparison, compare_tensor
 from conformance.dtypes import DTYPES
+from conformance.spec import LayerSpec
 from conformance.strategies.normalization import uses_batch_stats
+from conformance.tolerance import magnitudes
 from reference import normalization as RN
 from reference import normalization_errors as E
 from reference import normalization_lrn as RL
@@ -47,34 +50,42 @@ def _named(errors: Mapping[str, np.ndarray], shape: tuple[int, ...], param_shape
 
 # -- BatchNorm and InstanceNorm -------------------------------------------------------------------
 
-def _channel_inputs(x: np.ndarray, inputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray | None, ...]:
-    return tuple(None if name not in inputs else RN.per_channel(inputs[name], x.ndim)
-                 for name in ("weight", "bias"))
+def _channel_statistics_errors(case: Case, result: Result, x: np.ndarray, axes: tuple[int, ...], momentum: float,
+                               per_sample: bool) -> Errors:
+    """BatchNorm and InstanceNorm: statistics over ``axes`` of x (N, C, *), per-channel parameters
+    (their gradients over N and the spatial axes), or the fixed running statistics; the running
+    update with factor ``momentum``, of per-sample statistics averaged over N when ``per_sample``."""
+    inp, p = case.inputs, case.params
+    param_axes = RN.channel_axes(x.ndim)
+    w, b = (None if name not in inp else RN.per_channel(inp[name], x.ndim) for name in ("weight", "bias"))
+    g = _cotangent(case, result)
+    g = None if g is None else g.reshape(x.shape)
+    shape, param = inp["input"].shape, (x.shape[1],)
+    if not uses_batch_stats(case.train, p["track_running_stats"]):
+        rm, rv = (RN.per_channel(inp[n], x.ndim) for n in ("running_mean", "running_var"))
+        return _named(E.fixed_statistics_errors(x, rm, rv, p["eps"], weight=w, bias=b, cotangent=g,
+                                                param_axes=param_axes), shape, param)
+    errors = E.standardisation_errors(x, axes, p["eps"], _u(case), weight=w, bias=b, cotangent=g,
+                                      param_axes=param_axes)
+    out = _named(errors, shape, param)
+    if p["track_running_stats"]:
+        stat_shape, batch_axis = (x.shape[:2], 0) if per_sample else ((-1,), None)
+        k = int(np.prod([x.shape[a] for a in axes]))
+        unbias = k / (k - 1)
+        mean, var = (v.reshape(stat_shape) for v in RN.moments(x, axes))
+        err_mean, err_var = (errors[n].reshape(stat_shape) for n in ("mean", "var"))
+        out["state.running_mean"] = E.running_update_errors(inp["running_mean"], mean, err_mean, momentum, batch_axis)
+        out["state.running_var"] = E.running_update_errors(inp["running_var"], var * unbias, err_var * unbias,
+                                                           momentum, batch_axis)
+    return out
 
 
 def batch_norm_errors(case: Case, result: Result) -> Errors:
-    """BatchNorm: statistics per channel over N and the spatial axes (the statistic axes are also
-    the parameters' axes), or the fixed running statistics; the running-statistics update."""
-    x, inp, p = case.inputs["input"], case.inputs, case.params
-    axes = RN.channel_axes(x.ndim)
-    w, b = _channel_inputs(x, inp)
-    g = _cotangent(case, result)
-    param = (x.shape[1],)
-    if not uses_batch_stats(case.train, p["track_running_stats"]):
-        rm, rv = (RN.per_channel(inp[n], x.ndim) for n in ("running_mean", "running_var"))
-        return _named(E.fixed_statistics_errors(x, rm, rv, p["eps"], weight=w, bias=b, cotangent=g, param_axes=axes),
-                      x.shape, param)
-    errors = E.standardisation_errors(x, axes, p["eps"], _u(case), weight=w, bias=b, cotangent=g, param_axes=axes)
-    out = _named(errors, x.shape, param)
-    if p["track_running_stats"]:
-        k = RN.values_per_channel(x)
-        m = RN.momentum_factor(p["momentum"], int(inp["num_batches_tracked"]) + 1)
-        mean, var = (v.reshape(-1) for v in RN.moments(x, axes))
-        unbias = k / (k - 1)
-        out["state.running_mean"] = E.running_update_errors(inp["running_mean"], mean, errors["mean"].reshape(-1), m)
-        out["state.running_var"] = E.running_update_errors(inp["running_var"], var * unbias,
-                                                           errors["var"].reshape(-1) * unbias, m)
-    return out
+    """BatchNorm: statistics per channel over N and the spatial axes (the parameters' axes too)."""
+    x, p = case.inputs["input"], case.params
+    momentum = RN.momentum_factor(p["momentum"], int(case.inputs["num_batches_tracked"]) + 1) \
+        if p["track_running_stats"] else 0.0
+    return _channel_statistics_errors(case, result, x, RN.channel_axes(x.ndim), momentum, per_sample=False)
 
 
 def batched(case: Case, dims: int) -> np.ndarray:
@@ -84,35 +95,13 @@ def batched(case: Case, dims: int) -> np.ndarray:
 
 
 def instance_norm_errors(dims: int):
-    """InstanceNorm{dims}d: statistics per sample and channel over the spatial axes, the parameters
-    per channel (over N and the spatial axes), or the running statistics; the running update
-    averages the per-sample updates over N."""
+    """InstanceNorm{dims}d: statistics per sample and channel over the spatial axes; the running
+    update (momentum None is 0) averages the per-sample updates over N."""
 
     def errors(case: Case, result: Result) -> Errors:
-        x, inp, p = batched(case, dims), case.inputs, case.params
-        axes, param_axes = tuple(range(2, x.ndim)), RN.channel_axes(x.ndim)
-        w, b = _channel_inputs(x, inp)
-        g = _cotangent(case, result)
-        if g is not None:
-            g = g.reshape(x.shape)
-        shape, param = case.inputs["input"].shape, (x.shape[1],)
-        if not uses_batch_stats(case.train, p["track_running_stats"]):
-            rm, rv = (RN.per_channel(inp[n], x.ndim) for n in ("running_mean", "running_var"))
-            return _named(E.fixed_statistics_errors(x, rm, rv, p["eps"], weight=w, bias=b, cotangent=g,
-                                                    param_axes=param_axes), shape, param)
-        errors = E.standardisation_errors(x, axes, p["eps"], _u(case), weight=w, bias=b, cotangent=g,
-                                          param_axes=param_axes)
-        out = _named(errors, shape, param)
-        if p["track_running_stats"]:
-            k = int(np.prod(x.shape[2:]))
-            m = 0.0 if p["momentum"] is None else p["momentum"]
-            mean, var = (v.reshape(x.shape[:2]) for v in RN.moments(x, axes))
-            unbias = k / (k - 1)
-            out["state.running_mean"] = E.running_update_errors(
-                inp["running_mean"], mean, errors["mean"].reshape(x.shape[:2]), m, batch_axis=0)
-            out["state.running_var"] = E.running_update_errors(
-                inp["running_var"], var * unbias, errors["var"].reshape(x.shape[:2]) * unbias, m, batch_axis=0)
-        return out
+        momentum = case.params["momentum"] or 0.0
+        return _channel_statistics_errors(case, result, batched(case, dims), tuple(range(2, dims + 2)), momentum,
+                                          per_sample=True)
 
     return errors
 
@@ -167,6 +156,29 @@ def local_response_errors(case: Case, result: Result) -> Errors:
     p = case.params
     return {("grad.input" if k == "input" else k): v for k, v in E.local_response_errors(
         case.inputs["input"], p["size"], p["alpha"], p["beta"], p["k"], _cotangent(case, result)).items()}
+
+
+# -- comparators -------------------------------------------------------------------------------------
+
+def lrn_nonfinite_gradient_comparator(spec: LayerSpec, case: Case, name: str, ref: Result, got: Result) -> Comparison:
+    """grad.input of LocalResponseNorm / CrossMapLRN2d where a non-finite input reaches it: torch's
+    chain rule multiplies 0 by an infinity (the power's derivative where d is infinite, x·x's where
+    x is) and gives NaN, where the reference takes the finite limit (β = 0 makes y = x: gradient g;
+    a window holding an infinity makes y = 0 for every finite x in it). The gradient convention at
+    non-finite inputs is undocumented: NaN is accepted at every element whose input is non-finite or
+    whose transposed window meets a window with a non-finite divisor; elsewhere the reference."""
+    expected = np.asarray(ref.tensors()[name], dtype=np.float64)
+    value = got.tensors().get(name)
+    absref = magnitudes(spec, case, ref)[name]
+    x, size = case.inputs["input"], int(case.params["size"])
+    if value is None or np.shape(value) != expected.shape or np.isfinite(x).all():
+        return compare_tensor(spec, case, name, expected, value, got.dtypes.get(name), absref)
+    with np.errstate(all="ignore"):
+        square = np.where(np.isfinite(x), x * x, np.inf)
+        bad = ~np.isfinite(RL.window_sum(square, size, size // 2, (size - 1) // 2))
+        touched = (RL.window_sum(bad.astype(np.float64), size, (size - 1) // 2, size // 2) > 0) | ~np.isfinite(x)
+    accepted = np.where(touched & np.isnan(np.asarray(value, dtype=np.float64)), np.nan, expected)
+    return compare_tensor(spec, case, name, accepted, value, got.dtypes.get(name), absref)
 
 
 # -- reduction lengths (the underflow allowance of the analysed tolerances) --------------------
@@ -364,8 +376,10 @@ def _out_of_range(dtype: str, overflow: list[np.ndarray], underflow: list[np.nda
 
 def _lrn_values(case: Case) -> tuple[np.ndarray, ...]:
     """The exact (float64) square, window average, d = α·avg + k, p = d^β, y = x/p and the
-    cotangent of a local response normalisation case."""
+    cotangent of a local response normalisation case, its non-finite inputs taken as 0 (they are
+    non-finite on purpose, not by overflow)."""
     p, x = case.params, case.inputs["input"]
+    x = np.where(np.isfinite(x), x, 0.0)
     size = int(p["size"])
     g = case.cotangents.get("output", np.ones_like(x))
     with np.errstate(all="ignore"):
@@ -382,8 +396,10 @@ def lrn_intermediate_out_of_range(case: Case) -> bool:
     avg_pool, d = α·avg + k, p = d^β, y = x/p, and autograd's chain back: q = y/p (division
     backward), q·g·β·d^(β-1) (pow backward), times α. The predicate says whether one of them, taken
     exactly, leaves the dtype's range where the result does not: beyond the largest finite value,
-    or (from d on) non-zero below the smallest normal number."""
-    if not case.inputs["input"].size:
+    or (from d on) non-zero below the smallest normal number. Cases torch never computes are out of
+    scope: those the view of ``lrn_view_fails`` rejects, float16/bfloat16 inputs of 4 or more dims."""
+    x = case.inputs["input"]
+    if not x.size or lrn_view_fails(case) or (case.dtype in ("float16", "bfloat16") and x.ndim >= 4):
         return False
     square, average, d, power, y, g = _lrn_values(case)
     beta, alpha = case.params["beta"], case.params["alpha"]

@@ -16,7 +16,8 @@ declare(local_response(
     "LocalResponseNorm", "torch.nn.LocalResponseNorm", "local_response_norm", ranks=(3, 4, 5),
     notes="b_c = a_c·(k + α/n·Σ a_c'²)^-β over channels c' in [c - ⌊n/2⌋, c + ⌊(n - 1)/2⌋] (torch's window, which "
           "for even n reaches one channel further back; for odd n the documented centred window), zeros beyond the "
-          "channels counted in the average. k = 0 with an all-zero window gives 0/0 = NaN; β = 0 gives y = x. torch "
+          "channels counted in the average. k = 0 with an all-zero window gives 0/0 = NaN; β = 0 gives y = x. Where a "
+          "non-finite input reaches a gradient element, NaN is accepted there (0·inf in the chain rule). torch "
           "discrepancies: 5-d inputs whose trailing dims cannot be viewed together raise (lrn-5d-view-raises); the "
           "composite computes in the input dtype and over/underflows in its intermediates "
           "(lrn-composite-out-of-range-*); float16 and bfloat16 inputs of rank 4 and 5 are not implemented on the CPU "
@@ -24,6 +25,7 @@ declare(local_response(
 declare(local_response(
     "CrossMapLRN2d", "torch.nn.CrossMapLRN2d", "cross_map_lrn2d", ranks=(4,),
     notes="(N, C, H, W) only. PyTorch documents no formula for CrossMapLRN2d: the reference is LocalResponseNorm's "
+          "(its NaN gradient at non-finite inputs accepted likewise) "
           "(for odd sizes also the centred window of Torch7's SpatialCrossMapLRN, from which the module is ported; "
           "for even sizes Torch7 summed size - 1 channels, which only torch's defective loop shows). torch "
           "discrepancies: the forward's running window sum never removes channel 0 (crossmaplrn2d-forward-window-*), "

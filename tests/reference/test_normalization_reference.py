@@ -427,3 +427,18 @@ def test_rms_and_lrn_range_predicates():
                 inputs={"input": np.full((1, 1, 1), 300.0)})
     assert NN.lrn_intermediate_out_of_range(half)  # 300² > 65504
     assert not NN.lrn_intermediate_out_of_range(half.with_inputs(input=np.full((1, 1, 1), 3.0)))
+
+
+@pytest.mark.parametrize("momentum, changed", [(None, False), (0.5, True)])
+def test_instance_norm_module_momentum_none_leaves_the_buffers(momentum, changed):
+    """InstanceNorm passes momentum None to F.instance_norm as 0.0: the buffers stay; num_batches_tracked
+    is never counted."""
+    spec = all_specs()["InstanceNorm1d"]
+    x = RNG.standard_normal((2, 3, 4))
+    params = {"num_features": 3, "eps": 1e-5, "momentum": momentum, "affine": False, "track_running_stats": True}
+    inputs = {"input": x, "running_mean": np.zeros(3), "running_var": np.ones(3),
+              "num_batches_tracked": np.array(2, dtype=np.int64)}
+    _, result = reference_result(spec, Case(op="InstanceNorm1d", dtype="float64", params=params, inputs=inputs,
+                                             differentiable=("input",), train=True))
+    assert (not np.array_equal(result.state["running_mean"], np.zeros(3))) is changed
+    assert int(result.state["num_batches_tracked"]) == 2
