@@ -171,27 +171,37 @@ def batch_norm_with_running_stats(
     x = input
     if x.ndim < 2:
         raise ValueError(f"batch_norm expects an (N, C, *) input, got {x.ndim}-d")
-    c = x.shape[1]
-    for name, v in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
-        if v is not None and np.shape(v) != (c,):
-            raise ValueError(f"batch_norm: {name} of shape {np.shape(v)} for {c} channels")
-    k = values_per_channel(x)
-    use_batch = training or running_mean is None
     if not training and (running_mean is None or running_var is None):
         raise ValueError("batch_norm needs running statistics in evaluation mode (training=False)")
-    if use_batch and k == 1:
+    use_batch = training or running_mean is None
+    if use_batch and values_per_channel(x) == 1:
         raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got {x.shape}")
-    axes = channel_axes(x.ndim)
-    if use_batch:
-        xhat, _ = standardise(x, axes, eps)
-    else:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            xhat = (x - per_channel(running_mean, x.ndim)) / np.sqrt(per_channel(running_var, x.ndim) + eps)
-    out = _affine(xhat, None if weight is None else per_channel(weight, x.ndim),
-                  None if bias is None else per_channel(bias, x.ndim))
+    out = _per_channel_norm("batch_norm", x, running_mean, running_var, weight, bias, use_batch,
+                            channel_axes(x.ndim), eps)
     if not (training and running_mean is not None and running_var is not None):
         return out, running_mean, running_var
     return (out, *_batch_running_update(x, running_mean, running_var, momentum))
+
+
+def _per_channel_norm(name: str, x: np.ndarray, running_mean: np.ndarray | None, running_var: np.ndarray | None,
+                      weight: np.ndarray | None, bias: np.ndarray | None, input_stats: bool, axes: Axes,
+                      eps: float) -> np.ndarray:
+    """The output of batch_norm / instance_norm for an (N, C, *) input: x standardised over ``axes``
+    (``input_stats``) or by the running statistics, then the per-channel affine parameters; every
+    (C,) vector is checked (ValueError)."""
+    c = x.shape[1]
+    for what, v in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+        if v is not None and np.shape(v) != (c,):
+            raise ValueError(f"{name}: {what} of shape {np.shape(v)} for {c} channels")
+    if input_stats:
+        xhat, _ = standardise(x, axes, eps)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError(f"{name} needs running statistics to normalise with them")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xhat = (x - per_channel(running_mean, x.ndim)) / np.sqrt(per_channel(running_var, x.ndim) + eps)
+    return _affine(xhat, None if weight is None else per_channel(weight, x.ndim),
+                   None if bias is None else per_channel(bias, x.ndim))
 
 
 def batch_norm_train_vjp(x: np.ndarray, weight: np.ndarray | None, g: np.ndarray,
@@ -274,22 +284,10 @@ def instance_norm_with_running_stats(
     x = input
     if x.ndim < 3:
         raise ValueError(f"instance_norm expects an (N, C, *spatial) input, got {x.ndim}-d")
-    c, axes = x.shape[1], tuple(range(2, x.ndim))
-    for name, v in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
-        if v is not None and np.shape(v) != (c,):
-            raise ValueError(f"instance_norm: {name} of shape {np.shape(v)} for {c} channels")
-    k = int(np.prod(x.shape[2:]))
+    axes, k = tuple(range(2, x.ndim)), int(np.prod(x.shape[2:]))
     if use_input_stats and k == 1:
         raise ValueError(f"instance_norm: expected more than 1 spatial element when training, got {x.shape}")
-    if not use_input_stats and (running_mean is None or running_var is None):
-        raise ValueError("instance_norm needs running statistics when use_input_stats=False")
-    if use_input_stats:
-        xhat, _ = standardise(x, axes, eps)
-    else:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            xhat = (x - per_channel(running_mean, x.ndim)) / np.sqrt(per_channel(running_var, x.ndim) + eps)
-    out = _affine(xhat, None if weight is None else per_channel(weight, x.ndim),
-                  None if bias is None else per_channel(bias, x.ndim))
+    out = _per_channel_norm("instance_norm", x, running_mean, running_var, weight, bias, use_input_stats, axes, eps)
     if not (use_input_stats and running_mean is not None and running_var is not None):
         return out, running_mean, running_var
     mean, var = moments(x, axes)
