@@ -439,7 +439,8 @@ def lrn_regimes(ranks: tuple[int, ...]) -> tuple[Regime, ...]:
 
 @dataclass(frozen=True)
 class _Statistics:
-    """What a kind of statistic axes brings to a declaration."""
+    """What a kind of statistic axes brings to a declaration: each field is built per declaration
+    from its name and dims (``cases``, ``invalid``: (name, dims); ``torch``: name; the rest: dims)."""
 
     cases: Callable[..., Any]
     invalid: Callable[..., Any]
@@ -464,63 +465,66 @@ def _instance_buffers(case: Case) -> tuple[str, ...]:
 
 _KINDS: dict[str, _Statistics] = {
     "batch": _Statistics(
-        SN.batch_norm_cases, SN.invalid_batch_norm_cases, batch_reference, lambda dims: NN.batch_norm_errors,
-        lambda dims: NN.batch_length, batch_regimes,
-        lambda name: TorchMapping(f"torch.nn.{name}", parameters=("weight", "bias"), buffers=SN.BUFFERS,
-                                  mutated=SN.BUFFERS),
-        "Normalises with the biased batch variance; running_var takes the unbiased one. momentum=None is the "
+        cases=SN.batch_norm_cases, invalid=SN.invalid_batch_norm_cases, reference=batch_reference,
+        errors=lambda dims: NN.batch_norm_errors, length=lambda dims: NN.batch_length, regimes=batch_regimes,
+        torch=lambda name: TorchMapping(f"torch.nn.{name}", parameters=("weight", "bias"), buffers=SN.BUFFERS,
+                                        mutated=SN.BUFFERS),
+        slices=lambda dims: batch_slices,
+        notes="Normalises with the biased batch variance; running_var takes the unbiased one. momentum=None is the "
         "cumulative average (factor 1/num_batches_tracked). Eval mode with running stats uses them; without running "
         "stats both modes use batch statistics. num_batches_tracked is compared exactly. torch discrepancies (CPU "
         "backward): a 4-d/5-d input that is channels_last-contiguous only through size-1 dims gets wrong gradients "
         "(batchnorm-cpu-backward-degenerate-channels-last-*); a strided weight with one value per sample and channel "
-        "is read as contiguous (batchnorm-cpu-backward-strided-weight-one-value-per-sample-*).",
-        lambda dims: batch_slices),
+        "is read as contiguous (batchnorm-cpu-backward-strided-weight-one-value-per-sample-*)."),
     "instance": _Statistics(
-        SN.instance_norm_cases, SN.invalid_instance_norm_cases, instance_reference, NN.instance_norm_errors,
-        NN.instance_length, instance_regimes,
-        lambda name: TorchMapping(f"torch.nn.{name}", parameters=("weight", "bias"), buffers=SN.BUFFERS,
-                                  mutated=_instance_buffers),
-        "Statistics of each sample's channel over its spatial axes (biased variance); affine parameters per channel "
-        "(bias=False keeps only the weight). With track_running_stats the running statistics are updated in training "
-        "with the mean over N of the per-instance mean and unbiased variance and used in eval; num_batches_tracked is "
-        "never counted. momentum None (undocumented for InstanceNorm) reaches F.instance_norm as 0.0: the running "
-        "statistics stay unchanged. An unbatched input is one sample. Without affine parameters or running statistics "
-        "num_features is not used (torch only warns on a mismatch).",
-        instance_slices),
+        cases=SN.instance_norm_cases, invalid=SN.invalid_instance_norm_cases, reference=instance_reference,
+        errors=NN.instance_norm_errors, length=NN.instance_length, regimes=instance_regimes,
+        torch=lambda name: TorchMapping(f"torch.nn.{name}", parameters=("weight", "bias"), buffers=SN.BUFFERS,
+                                        mutated=_instance_buffers),
+        slices=instance_slices,
+        notes="Statistics of each sample's channel over its spatial axes (biased variance); affine parameters per "
+        "channel (bias=False keeps only the weight). With track_running_stats the running statistics are updated in "
+        "training with the mean over N of the per-instance mean and unbiased variance and used in eval; "
+        "num_batches_tracked is never counted. momentum None (undocumented for InstanceNorm) reaches "
+        "F.instance_norm as 0.0: the running statistics stay unchanged. An unbatched input is one sample. Without "
+        "affine parameters or running statistics num_features is not used (torch only warns on a mismatch)."),
     "group": _Statistics(
-        lambda name, dims: SN.group_norm_cases(name), lambda name, dims: SN.invalid_group_norm_cases(name),
-        lambda dims: group_reference, lambda dims: NN.group_norm_errors, lambda dims: NN.group_length,
-        lambda dims: group_regimes(),
-        lambda name: TorchMapping("torch.nn.GroupNorm", parameters=("weight", "bias")),
-        "Input (N, C, *) of rank 2 to 5; the C channels fall into num_groups consecutive groups and each sample's "
-        "group is standardised over its channels and spatial axes (biased variance); weight and bias per channel "
-        "(bias=False: weight only). torch rejects N·(C/G)·prod(spatial) = 1, so a single-element group (v = 0, y = "
-        "bias) needs N >= 2. Without affine, num_channels is not checked against the input. torch discrepancy: the "
-        "CPU channels-last kernel computes the variance in one pass "
-        "(groupnorm-cpu-channels-last-one-pass-variance-*).",
-        lambda dims: group_slices),
+        cases=lambda name, dims: SN.group_norm_cases(name),
+        invalid=lambda name, dims: SN.invalid_group_norm_cases(name), reference=lambda dims: group_reference,
+        errors=lambda dims: NN.group_norm_errors, length=lambda dims: NN.group_length,
+        regimes=lambda dims: group_regimes(),
+        torch=lambda name: TorchMapping("torch.nn.GroupNorm", parameters=("weight", "bias")),
+        slices=lambda dims: group_slices,
+        notes="Input (N, C, *) of rank 2 to 5; the C channels fall into num_groups consecutive groups and each "
+        "sample's group is standardised over its channels and spatial axes (biased variance); weight and bias per "
+        "channel (bias=False: weight only). torch rejects N·(C/G)·prod(spatial) = 1, so a single-element group "
+        "(v = 0, y = bias) needs N >= 2. Without affine, num_channels is not checked against the input. torch "
+        "discrepancy: the CPU channels-last kernel computes the variance in one pass "
+        "(groupnorm-cpu-channels-last-one-pass-variance-*)."),
     "layer": _Statistics(
-        lambda name, dims: SN.trailing_norm_cases(name, rms=False),
-        lambda name, dims: SN.invalid_trailing_norm_cases(name, rms=False), lambda dims: layer_reference,
-        lambda dims: NN.trailing_norm_errors(rms=False), lambda dims: NN.trailing_length,
-        lambda dims: trailing_regimes(rms=False),
-        lambda name: TorchMapping("torch.nn.LayerNorm", ctor=_ctor_normalized_shape, parameters=("weight", "bias")),
-        "Statistics over the trailing normalized_shape dims of each sample (biased variance, eps inside the square "
-        "root); normalized_shape an int, a tuple or a list, from one to all dims (an unbatched input normalised "
-        "whole); weight and bias of normalized_shape (elementwise_affine; bias=False keeps the weight). An empty batch "
-        "gives an empty output and zero parameter gradients.",
-        lambda dims: row_slices),
+        cases=lambda name, dims: SN.trailing_norm_cases(name, rms=False),
+        invalid=lambda name, dims: SN.invalid_trailing_norm_cases(name, rms=False),
+        reference=lambda dims: layer_reference, errors=lambda dims: NN.trailing_norm_errors(rms=False),
+        length=lambda dims: NN.trailing_length, regimes=lambda dims: trailing_regimes(rms=False),
+        torch=lambda name: TorchMapping("torch.nn.LayerNorm", ctor=_ctor_normalized_shape,
+                                        parameters=("weight", "bias")),
+        slices=lambda dims: row_slices,
+        notes="Statistics over the trailing normalized_shape dims of each sample (biased variance, eps inside the "
+        "square root); normalized_shape an int, a tuple or a list, from one to all dims (an unbatched input "
+        "normalised whole); weight and bias of normalized_shape (elementwise_affine; bias=False keeps the weight). "
+        "An empty batch gives an empty output and zero parameter gradients."),
     "rms": _Statistics(
-        lambda name, dims: SN.trailing_norm_cases(name, rms=True),
-        lambda name, dims: SN.invalid_trailing_norm_cases(name, rms=True), lambda dims: rms_reference,
-        lambda dims: NN.trailing_norm_errors(rms=True), lambda dims: NN.trailing_length,
-        lambda dims: trailing_regimes(rms=True),
-        lambda name: TorchMapping("torch.nn.RMSNorm", ctor=_ctor_normalized_shape, parameters=("weight",)),
-        "y = x/√(mean(x²) + eps)·weight over the trailing normalized_shape dims; eps None is torch.finfo(x.dtype).eps "
-        "(documented; the reference gets it from the case dtype: 2^-52, 2^-23, 2^-10, 2^-7). An all-zero row gives 0. "
-        "torch discrepancies: float16/bfloat16 take float32's eps for None (rmsnorm-cpu-eps-none-float32-eps); the "
-        "backward loses a term for rows of huge magnitude (rmsnorm-cpu-backward-rstd-cubed-underflow-*).",
-        lambda dims: row_slices),
+        cases=lambda name, dims: SN.trailing_norm_cases(name, rms=True),
+        invalid=lambda name, dims: SN.invalid_trailing_norm_cases(name, rms=True),
+        reference=lambda dims: rms_reference, errors=lambda dims: NN.trailing_norm_errors(rms=True),
+        length=lambda dims: NN.trailing_length, regimes=lambda dims: trailing_regimes(rms=True),
+        torch=lambda name: TorchMapping("torch.nn.RMSNorm", ctor=_ctor_normalized_shape, parameters=("weight",)),
+        slices=lambda dims: row_slices,
+        notes="y = x/√(mean(x²) + eps)·weight over the trailing normalized_shape dims; eps None is "
+        "torch.finfo(x.dtype).eps (documented; the reference gets it from the case dtype: 2^-52, 2^-23, 2^-10, "
+        "2^-7). An all-zero row gives 0. torch discrepancies: float16/bfloat16 take float32's eps for None "
+        "(rmsnorm-cpu-eps-none-float32-eps); the backward loses a term for rows of huge magnitude "
+        "(rmsnorm-cpu-backward-rstd-cubed-underflow-*)."),
 }
 
 
