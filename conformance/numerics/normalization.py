@@ -1,0 +1,422 @@
+"""Numerics of the normalisation family: the error functions (``ErrorFn``) that put each layer's input
+into the view of its statistic axes and call the one analysis of ``reference.normalization_errors``,
+the reduction lengths of the analysed tolerances, and the predicates of
+``conformance/known/normalization.toml``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from backends.base import Case, Result
+from conformance import strategies as S
+from conformance.compare import Comparison, compare_tensor
+from conformance.dtypes import DTYPES
+from conformance.spec import LayerSpec
+from conformance.strategies.normalization import uses_batch_stats
+from conformance.tolerance import magnitudes
+from reference import normalization as RN
+from reference import normalization_errors as E
+from reference import normalization_lrn as RL
+
+Errors = dict[str, np.ndarray]
+
+
+def _u(case: Case) -> float:
+    return DTYPES[case.dtype].unit_roundoff
+
+
+def _cotangent(case: Case, result: Result) -> np.ndarray | None:
+    return case.cotangents.get("output") if "input" in result.grads else None
+
+
+def machine_eps(dtype: str) -> float:
+    """torch.finfo(dtype).eps = 2^(1 - p): RMSNorm's eps when None (documented)."""
+    return 2 * DTYPES[dtype].unit_roundoff
+
+
+def _named(errors: Mapping[str, np.ndarray], shape: tuple[int, ...], param_shape: tuple[int, ...]) -> Errors:
+    """The analysis' bounds under the compared tensors' names, back in their shapes."""
+    out = {"output": np.reshape(errors["output"], shape)}
+    for key, name, target in (("input", "grad.input", shape), ("weight", "grad.weight", param_shape),
+                              ("bias", "grad.bias", param_shape)):
+        if key in errors:
+            out[name] = np.reshape(errors[key], target)
+    return out
+
+
+# -- BatchNorm and InstanceNorm -------------------------------------------------------------------
+
+def _channel_statistics_errors(case: Case, result: Result, x: np.ndarray, axes: tuple[int, ...], momentum: float,
+                               per_sample: bool) -> Errors:
+    """BatchNorm and InstanceNorm: statistics over ``axes`` of x (N, C, *), per-channel parameters
+    (their gradients over N and the spatial axes), or the fixed running statistics; the running
+    update with factor ``momentum``, of per-sample statistics averaged over N when ``per_sample``."""
+    inp, p = case.inputs, case.params
+    param_axes = RN.channel_axes(x.ndim)
+    w, b = (None if name not in inp else RN.per_channel(inp[name], x.ndim) for name in ("weight", "bias"))
+    g = _cotangent(case, result)
+    g = None if g is None else g.reshape(x.shape)
+    shape, param = inp["input"].shape, (x.shape[1],)
+    if not uses_batch_stats(case.train, p["track_running_stats"]):
+        rm, rv = (RN.per_channel(inp[n], x.ndim) for n in ("running_mean", "running_var"))
+        return _named(E.fixed_statistics_errors(x, rm, rv, p["eps"], weight=w, bias=b, cotangent=g,
+                                                param_axes=param_axes), shape, param)
+    errors = E.standardisation_errors(x, axes, p["eps"], _u(case), weight=w, bias=b, cotangent=g,
+                                      param_axes=param_axes)
+    out = _named(errors, shape, param)
+    if p["track_running_stats"]:
+        stat_shape, batch_axis = (x.shape[:2], 0) if per_sample else ((-1,), None)
+        k = int(np.prod([x.shape[a] for a in axes]))
+        unbias = k / (k - 1)
+        mean, var = (v.reshape(stat_shape) for v in RN.moments(x, axes))
+        err_mean, err_var = (errors[n].reshape(stat_shape) for n in ("mean", "var"))
+        out["state.running_mean"] = E.running_update_errors(inp["running_mean"], mean, err_mean, momentum, batch_axis)
+        out["state.running_var"] = E.running_update_errors(inp["running_var"], var * unbias, err_var * unbias,
+                                                           momentum, batch_axis)
+    return out
+
+
+def batch_norm_errors(case: Case, result: Result) -> Errors:
+    """BatchNorm: statistics per channel over N and the spatial axes (the parameters' axes too)."""
+    x, p = case.inputs["input"], case.params
+    momentum = RN.momentum_factor(p["momentum"], int(case.inputs["num_batches_tracked"]) + 1) \
+        if p["track_running_stats"] else 0.0
+    return _channel_statistics_errors(case, result, x, RN.channel_axes(x.ndim), momentum, per_sample=False)
+
+
+def batched(case: Case, dims: int) -> np.ndarray:
+    """InstanceNorm's input with its batch axis (an unbatched (C, *spatial) input gets N = 1)."""
+    x = case.inputs["input"]
+    return x if x.ndim == dims + 2 else x[None]
+
+
+def instance_norm_errors(dims: int):
+    """InstanceNorm{dims}d: statistics per sample and channel over the spatial axes; the running
+    update (momentum None is 0) averages the per-sample updates over N."""
+
+    def errors(case: Case, result: Result) -> Errors:
+        momentum = case.params["momentum"] or 0.0
+        return _channel_statistics_errors(case, result, batched(case, dims), tuple(range(2, dims + 2)), momentum,
+                                          per_sample=True)
+
+    return errors
+
+
+# -- GroupNorm, LayerNorm, RMSNorm ---------------------------------------------------------------
+
+def group_norm_errors(case: Case, result: Result) -> Errors:
+    """GroupNorm in the (N, G, C/G, S) view: statistics over axes (2, 3), parameters per channel
+    (1, G, C/G, 1), their gradients over (0, 3)."""
+    x, inp, groups = case.inputs["input"], case.inputs, case.params["num_groups"]
+    view = RN.group_view(x.shape, groups)
+    w, b = (None if n not in inp else inp[n].reshape(1, groups, -1, 1) for n in ("weight", "bias"))
+    g = _cotangent(case, result)
+    errors = E.standardisation_errors(x.reshape(view), (2, 3), case.params["eps"], _u(case), weight=w, bias=b,
+                                      cotangent=None if g is None else g.reshape(view), param_axes=(0, 3))
+    return _named(errors, x.shape, (x.shape[1],))
+
+
+def trailing_norm_errors(rms: bool):
+    """LayerNorm (centred) and RMSNorm (μ = 0): statistics over the trailing normalized_shape dims,
+    parameters of that shape, their gradients over the leading dims."""
+
+    def errors(case: Case, result: Result) -> Errors:
+        x, inp = case.inputs["input"], case.inputs
+        axes = RN.trailing_axes(x, case.params["normalized_shape"])
+        lead = axes[0]
+        w, b = (None if n not in inp else inp[n].reshape((1,) * lead + inp[n].shape) for n in ("weight", "bias"))
+        eps = trailing_eps(case)
+        errs = E.standardisation_errors(x, axes, eps, _u(case), weight=w, bias=b, cotangent=_cotangent(case, result),
+                                        param_axes=tuple(range(lead)), centred=not rms)
+        return _named(errs, x.shape, x.shape[lead:])
+
+    return errors
+
+
+def trailing_eps(case: Case) -> float:
+    """The eps a LayerNorm / RMSNorm case normalises with: RMSNorm's None is the dtype's eps."""
+    eps = case.params["eps"]
+    return machine_eps(case.dtype) if eps is None else float(eps)
+
+
+def values_per_slice(case: Case) -> int:
+    """K of LayerNorm / RMSNorm: the product of normalized_shape."""
+    shape = case.params["normalized_shape"]
+    return int(np.prod([shape] if isinstance(shape, int) else shape, dtype=np.int64))
+
+
+# -- LocalResponseNorm ------------------------------------------------------------------------------
+
+def local_response_errors(case: Case, result: Result) -> Errors:
+    """Local response normalisation (``reference.normalization_errors.local_response_errors``)."""
+    p = case.params
+    return {("grad.input" if k == "input" else k): v for k, v in E.local_response_errors(
+        case.inputs["input"], p["size"], p["alpha"], p["beta"], p["k"], _cotangent(case, result)).items()}
+
+
+# -- comparators -------------------------------------------------------------------------------------
+
+def lrn_nonfinite_gradient_comparator(spec: LayerSpec, case: Case, name: str, ref: Result, got: Result) -> Comparison:
+    """grad.input of LocalResponseNorm / CrossMapLRN2d where a non-finite input reaches it: torch's
+    chain rule multiplies 0 by an infinity (the power's derivative where d is infinite, x·x's where
+    x is) and gives NaN, where the reference takes the finite limit (β = 0 makes y = x: gradient g;
+    a window holding an infinity makes y = 0 for every finite x in it). The gradient convention at
+    non-finite inputs is undocumented: NaN is accepted at every element whose input is non-finite or
+    whose transposed window meets a window with a non-finite divisor; elsewhere the reference."""
+    expected = np.asarray(ref.tensors()[name], dtype=np.float64)
+    value = got.tensors().get(name)
+    absref = magnitudes(spec, case, ref)[name]
+    x, size = case.inputs["input"], int(case.params["size"])
+    if value is None or np.shape(value) != expected.shape or np.isfinite(x).all():
+        return compare_tensor(spec, case, name, expected, value, got.dtypes.get(name), absref)
+    with np.errstate(all="ignore"):
+        square = np.where(np.isfinite(x), x * x, np.inf)
+        bad = ~np.isfinite(RL.window_sum(square, size, size // 2, (size - 1) // 2))
+        touched = (RL.window_sum(bad.astype(np.float64), size, (size - 1) // 2, size // 2) > 0) | ~np.isfinite(x)
+    accepted = np.where(touched & np.isnan(np.asarray(value, dtype=np.float64)), np.nan, expected)
+    return compare_tensor(spec, case, name, accepted, value, got.dtypes.get(name), absref)
+
+
+# -- reduction lengths (the underflow allowance of the analysed tolerances) --------------------
+
+def batch_length(case: Case, tensor: str) -> int:
+    return RN.values_per_channel(case.inputs["input"])
+
+
+def instance_length(dims: int):
+    def length(case: Case, tensor: str) -> int:
+        x = batched(case, dims)
+        spatial = int(np.prod(x.shape[2:]))
+        return spatial * x.shape[0] if tensor in ("grad.weight", "grad.bias") else spatial
+
+    return length
+
+
+def group_length(case: Case, tensor: str) -> int:
+    x = case.inputs["input"]
+    n, groups, per_group, spatial = RN.group_view(x.shape, case.params["num_groups"])
+    return n * spatial if tensor in ("grad.weight", "grad.bias") else per_group * spatial
+
+
+def trailing_length(case: Case, tensor: str) -> int:
+    k = values_per_slice(case)
+    lead = int(np.prod(case.inputs["input"].shape)) // max(k, 1)
+    return lead if tensor in ("grad.weight", "grad.bias") else k
+
+
+def lrn_length(case: Case, tensor: str) -> int:
+    return int(case.params["size"])
+
+
+# -- known torch discrepancies (predicates of conformance/known/normalization.toml) ------------------
+
+def valid_cases(predicate: Callable[[Case], bool]) -> Callable[[Case], bool]:
+    """A value predicate that never matches an invalid case (torch raises there, as it must)."""
+
+    @functools.wraps(predicate)
+    def matches(case: Case) -> bool:
+        return not case.invalid and predicate(case)
+
+    return matches
+
+
+@valid_cases
+def strided_weight_one_value_per_sample(case: Case) -> bool:
+    """torch CPU (float32/float64) batch-norm backward reads a non-contiguous weight as if it were
+    contiguous when the input has one value per sample and channel (spatial volume 1) and is
+    contiguous (not channels-last-like): grad.input is computed with the wrong weights (NaN from
+    the strided layout's gaps). Exact over every layout of shapes (N, C), (N, C, 1), (N, C, 1, 1) and
+    (N, C, 1, 1, 1) tried (978 combinations)."""
+    x = case.inputs["input"]
+    if case.dtype not in ("float32", "float64") or "weight" not in case.inputs:
+        return False
+    if case.layout("weight").kind != "strided":
+        return False
+    if x.ndim < 2 or x.shape[1] < 2 or any(s != 1 for s in x.shape[2:]):
+        return False
+    strides = S.torch_strides(x.shape, case.layout("input"))
+    return S.is_torch_contiguous(x.shape, strides) and not S.channels_last_like(x.shape, strides)
+
+
+def channels_last_contiguous(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    """torch's is_contiguous(memory_format=channels_last(_3d)) for a 4-d/5-d tensor: dense with the
+    channels innermost, then the spatial dims from last to first, then N (size-1 dims ignored)."""
+    expected = 1
+    for dim in (1, *range(len(shape) - 1, 1, -1), 0):
+        if shape[dim] != 1:
+            if strides[dim] != expected:
+                return False
+            expected *= shape[dim]
+    return True
+
+
+@valid_cases
+def batch_norm_degenerate_channels_last(case: Case) -> bool:
+    """torch CPU batch-norm backward, 4-d/5-d input: the kernel takes the channels-last path when
+    the input is channels_last-contiguous (``channels_last_contiguous``) but not contiguous, while
+    grad_output is made contiguous in the format torch infers (``S.channels_last_like``), which
+    says contiguous when the channels-last strides hold only through size-1 dims: the kernel then
+    reads grad_output in the wrong order. Exact over every permutation and strided layout of 230
+    4-d/5-d shapes with size-1 dims, in train and eval mode (float64 and float32: always wrong;
+    float16 and bfloat16: wrong, sometimes within the looser bound)."""
+    x = case.inputs["input"]
+    if x.ndim not in (4, 5):
+        return False
+    strides = S.torch_strides(x.shape, case.layout("input"))
+    return (not S.is_torch_contiguous(x.shape, strides) and channels_last_contiguous(x.shape, strides)
+            and not S.channels_last_like(x.shape, strides))
+
+
+@valid_cases
+def group_norm_one_pass_variance(case: Case) -> bool:
+    """torch CPU GroupNorm on an input whose memory format torch infers as channels-last
+    (``S.channels_last_like``, contiguous-and-channels-last ties included: the kernel is chosen by
+    ``suggest_memory_format``): the channels-last kernel takes the variance as E[x²] - E[x]² in one
+    pass, which cancels when a group's mean is large against its spread (|μ| >= 8σ here; a constant
+    group included). The kernel choice agrees with channels_last_like on 4558 of 4560 layouts of
+    small 4-d/5-d shapes."""
+    x = case.inputs["input"]
+    if x.ndim not in (4, 5):
+        return False
+    if not S.channels_last_like(x.shape, S.torch_strides(x.shape, case.layout("input"))):
+        return False
+    mean, var = RN.moments(x.reshape(RN.group_view(x.shape, case.params["num_groups"])), (2, 3))
+    return bool(np.any(np.abs(mean) >= 8 * np.sqrt(var)))
+
+
+@valid_cases
+def rms_norm_eps_none_low_precision(case: Case) -> bool:
+    """RMSNorm with eps None on float16/bfloat16: torch uses float32's eps (2^-23), the compute
+    type's, not torch.finfo(x.dtype).eps as documented; visible where some row's mean square is
+    within 2^12 of the documented eps."""
+    if case.params["eps"] is not None or case.dtype not in ("float16", "bfloat16"):
+        return False
+    x = case.inputs["input"]
+    axes = RN.trailing_axes(x, case.params["normalized_shape"])
+    with np.errstate(over="ignore"):
+        mean_square = (x * x).mean(axis=axes) if x.size else np.zeros(0)
+    return bool(np.any(mean_square < 2.0**12 * machine_eps(case.dtype)))
+
+
+@valid_cases
+def rms_norm_rstd_cubed_underflow(case: Case) -> bool:
+    """torch CPU RMSNorm backward forms rstd³ (rstd = 1/rms): it underflows the compute format
+    (float64 for float64, float32 otherwise) for rows of rms > min_normal^(-1/3) (2^340.7, 2^42),
+    and the x̂·mean(ĝ·x̂) term of the gradient is lost (float16 inputs cannot get there)."""
+    if case.dtype == "float16" or not case.inputs["input"].size:  # float16's range stops far below
+        return False
+    x = case.inputs["input"]
+    axes = RN.trailing_axes(x, case.params["normalized_shape"])
+    compute = "float64" if case.dtype == "float64" else "float32"
+    with np.errstate(over="ignore"):
+        rms = np.sqrt((x * x).mean(axis=axes) + trailing_eps(case))
+        return bool(np.any(rms ** 3 > 1 / DTYPES[compute].min_normal))
+
+
+def torch_cross_map_sums(x: np.ndarray, size: int) -> np.ndarray:
+    """The window sums of x² that torch's CrossMapLRN2d forward forms (torch/nn/modules/_functions.py):
+    the first channel's window, then for each next channel the sum before it, plus the square
+    entering at c + pre_pad - 1, minus the one at c - pre_pad once c > pre_pad."""
+    square = x * x
+    channels, pre_pad = x.shape[1], int((size - 1) / 2 + 1)
+    sums = np.empty_like(square)
+    sums[:, 0] = square[:, :min(pre_pad, channels)].sum(axis=1)
+    for c in range(1, channels):  # torch's loop over the (few) channels
+        sums[:, c] = sums[:, c - 1]
+        if c < channels - pre_pad + 1:
+            sums[:, c] += square[:, c + pre_pad - 1]
+        if c > pre_pad:
+            sums[:, c] -= square[:, c - pre_pad]
+    return sums
+
+
+@valid_cases
+def cross_map_forward_window_differs(case: Case) -> bool:
+    """torch's CrossMapLRN2d forward (a Python port of Torch7's SpatialCrossMapLRN) keeps a running
+    window sum of x² over the channels whose removal test is off by one: channel 0 is never removed
+    and each later removal comes one channel late (for even sizes the window is also one channel
+    narrower). The predicate replays that loop and says whether its sums differ from the window's."""
+    x, size = case.inputs["input"], int(case.params["size"])
+    if x.ndim != 4 or size < 1 or not x.size:
+        return False
+    scale = torch_cross_map_sums(x, size)
+    exact = RL.window_sum(x * x, size, size // 2, (size - 1) // 2)
+    with np.errstate(invalid="ignore"):
+        tolerance = np.sqrt(np.finfo(np.float64).eps)  # far above the rounding of the running sums in float64
+        return bool(np.any(np.abs(scale - exact) > tolerance * (np.abs(scale) + np.abs(exact))))
+
+
+@valid_cases
+def lrn_view_fails(case: Case) -> bool:
+    """F.local_response_norm on an input of 5 or more dims views x² as (N, 1, C, D, -1): a view of
+    the product, which keeps the input's dense permuted layout, fails when dims 3... of the input
+    cannot be merged (RuntimeError). Exact for the permuted and channels-last layouts of torch's
+    TensorIterator (dense inputs); strided and expanded inputs give a contiguous product."""
+    x = case.inputs["input"]
+    if x.ndim < 5 or case.layout("input").kind not in ("permuted", "channels_last") or x.size == 0:
+        return False
+    strides = S.torch_strides(x.shape, case.layout("input"))
+    dims = [(s, st) for s, st in zip(x.shape[3:], strides[3:]) if s != 1]
+    return any(outer != inner * size for (_, outer), (size, inner) in zip(dims, dims[1:]))
+
+
+def _out_of_range(dtype: str, overflow: list[np.ndarray], underflow: list[np.ndarray]) -> bool:
+    """Some value (exact, float64) beyond the dtype's largest finite value (inf included), or some
+    of ``underflow`` non-zero below its smallest normal number."""
+    fmt = DTYPES[dtype]
+    with np.errstate(invalid="ignore"):
+        big = any(bool(np.any(np.abs(v[~np.isnan(v)]) > fmt.max_value)) for v in overflow + underflow)
+        small = any(bool(np.any((v != 0) & (np.abs(v) < fmt.min_normal))) for v in underflow)
+    return big or small
+
+
+def _lrn_values(case: Case) -> tuple[np.ndarray, ...]:
+    """The exact (float64) square, window average, d = α·avg + k, p = d^β, y = x/p and the
+    cotangent of a local response normalisation case, its non-finite inputs taken as 0 (they are
+    non-finite on purpose, not by overflow)."""
+    p, x = case.params, case.inputs["input"]
+    x = np.where(np.isfinite(x), x, 0.0)
+    size = int(p["size"])
+    g = case.cotangents.get("output", np.ones_like(x))
+    with np.errstate(all="ignore"):
+        square = x * x
+        average = RL.window_sum(square, size, size // 2, (size - 1) // 2) / size
+        d = p["alpha"] * average + p["k"]
+        power = d ** p["beta"]
+        return square, average, d, power, x / power, g
+
+
+@valid_cases
+def lrn_intermediate_out_of_range(case: Case) -> bool:
+    """F.local_response_norm is a composite of ops in the input's dtype (no wider accumulator): x·x,
+    avg_pool, d = α·avg + k, p = d^β, y = x/p, and autograd's chain back: q = y/p (division
+    backward), q·g·β·d^(β-1) (pow backward), times α. The predicate says whether one of them, taken
+    exactly, leaves the dtype's range where the result does not: beyond the largest finite value,
+    or (from d on) non-zero below the smallest normal number. Cases torch never computes are out of
+    scope: those the view of ``lrn_view_fails`` rejects, float16/bfloat16 inputs of 4 or more dims."""
+    x = case.inputs["input"]
+    if not x.size or lrn_view_fails(case) or (case.dtype in ("float16", "bfloat16") and x.ndim >= 4):
+        return False
+    square, average, d, power, y, g = _lrn_values(case)
+    beta, alpha = case.params["beta"], case.params["alpha"]
+    with np.errstate(all="ignore"):
+        q = y / power
+        chain = g * q * beta * d ** (beta - 1)
+        return _out_of_range(case.dtype, [square, average], [d, power, q, chain, chain * alpha])
+
+
+@valid_cases
+def cross_map_intermediate_out_of_range(case: Case) -> bool:
+    """CrossMapLRN2d's forward and hand-written backward compute in the input's dtype: x², the
+    window sums, d = α/n·sum + k, d^(-β), y, and the backward's ratio g·y/d. The predicate says
+    whether one of them, taken exactly (with the documented window), leaves the dtype's range (as
+    ``lrn_intermediate_out_of_range``)."""
+    if case.inputs["input"].ndim != 4 or not case.inputs["input"].size:
+        return False
+    square, average, d, power, y, g = _lrn_values(case)
+    with np.errstate(all="ignore"):
+        return _out_of_range(case.dtype, [square, average * case.params["size"]], [d, 1 / power, g * y / d])
