@@ -276,7 +276,8 @@ def _multilabel_margin_vjp(cotangent, input, target, size_average=None, reduce=N
 
 
 def _multilabel_margin_example(rng: np.random.Generator) -> tuple[tuple[np.ndarray, ...], dict]:
-    x = rng.integers(-16, 17, (5, 4)) / 8 + 0.05  # z = 1 - x[y] + x[i]: multiples of 1/8, never 0
+    # k/8 plus 0.01 per class: z = 1 - x[y] + x[i] is a multiple of 1/8 plus ±0.01..0.03, never 0
+    x = rng.integers(-16, 17, (5, 4)) / 8 + 0.01 * np.arange(4)
     target = np.array([[1, 3, -1, 0], [2, 2, 0, -1], [0, 1, 2, 3], [-1, 0, 0, 0], [3, -1, 3, 3]])
     return (x, target), {"reduction": "none"}
 

@@ -245,7 +245,8 @@ def triplet_errors(anchor: np.ndarray, positive: np.ndarray, negative: np.ndarra
         # jumps: the whole term where the clamp is ambiguous, the negative terms at a near-tie.
         size = s * (ghat * active * weights[key])[..., None]
         jump = s * (ghat * (kink | (tie if key != "pos" else False)))[..., None]
-        e = size * (rel + ghat_err + u) + 2 * tiny * (size > 0) + jump
+        reach = size + jump  # the largest gradient either side of an ambiguous clamp or minimum
+        e = reach * (rel + ghat_err + u) + 2 * tiny * (reach > 0) + jump
         for name in (first, second):
             grads[name] = grads[name] + size
             errs[name] = errs[name] + e

@@ -649,7 +649,58 @@ def poisson_errors(case: Case, result: Result) -> dict[str, np.ndarray]:
 
 
 GAUSSIAN_TOLERANCE = analysed_tolerance(gaussian_errors, gaussian_length)
-POISSON_TOLERANCE = analysed_tolerance(poisson_errors, broadcast_length)
+
+
+def _gaussian_half_parts(case: Case) -> dict[str, np.ndarray] | None:
+    """For a valid float16 GaussianNLLLoss case, over the broadcast shape: the clamped variance v,
+    d² = (x - t)² and the quotient q = d²/v, each rounded to float16 as torch holds it, and the
+    elementwise losses (float64)."""
+    if case.dtype != "float16" or case.invalid:
+        return None
+    x, t, var = case.inputs["input"], case.inputs["target"], gaussian_var(case)
+    eps = float(case.params["eps"])
+    half = DTYPES["float16"].round  # each intermediate as torch holds it
+    with np.errstate(all="ignore"):
+        v = half(np.maximum(likelihood.gaussian_var(x, var), eps))
+        d2 = half(half(np.subtract(x, t)) ** 2)
+        terms = likelihood.gaussian_nll_terms(x, t, var, bool(case.params["full"]), eps)
+        return {"v": np.broadcast_to(v, terms.shape), "d2": np.broadcast_to(d2, terms.shape),
+                "q": np.broadcast_to(half(d2 / v), terms.shape), "terms": terms}
+
+
+def gaussian_half_intermediates_overflow(case: Case) -> bool:
+    """A float16 case where an intermediate of the backward leaves the float16 range although the
+    gradients are finite or of one sign: ½·ĝ/v (v = max(var, eps) below 1/65504, as the default
+    eps = 1e-6 clamps a small var), (x - t)², q = (x - t)²/v or q/v (torch's division backward forms
+    -ĝ·((d²/v)/v)). The input's gradient ĝ·d/v is then inf, or NaN where d = 0 (inf·0), and var's
+    ½·ĝ/v - ½·ĝ·q/v is inf - inf = NaN or ±inf."""
+    parts = _gaussian_half_parts(case)
+    if parts is None or "output" not in case.cotangents:
+        return False
+    with np.errstate(all="ignore"):
+        half = DTYPES["float16"].round
+        ghat = half(ref.scaled_cotangent(case.cotangents["output"], parts["terms"].shape,
+                                         case.params.get("reduction", "mean")))
+        inverse = np.abs(half(0.5 * ghat) / parts["v"]) >= HALF_OVERFLOW
+        quotients = (parts["q"] >= HALF_OVERFLOW) | (parts["q"] / parts["v"] >= HALF_OVERFLOW)
+    return bool(np.any(inverse | (parts["d2"] >= HALF_OVERFLOW) | quotients))
+
+
+def gaussian_half_terms_overflow(case: Case) -> bool:
+    """A float16 case whose elementwise loss ½·(log v + q) or one of its intermediates (x - t)² and
+    q = (x - t)²/v leaves the float16 range, where the loss (the element for 'none', the reduction
+    otherwise) is representable: torch evaluates it elementwise in float16 before reducing it."""
+    parts = _gaussian_half_parts(case)
+    if parts is None:
+        return False
+    terms = parts["terms"]
+    with np.errstate(all="ignore"):
+        beyond = (parts["d2"] >= HALF_OVERFLOW) | (parts["q"] >= HALF_OVERFLOW) | (np.abs(terms) >= HALF_OVERFLOW)
+        reduction = case.params.get("reduction", "mean")
+        if reduction == "none":
+            return bool(np.any(beyond & (np.abs(terms) < HALF_OVERFLOW)))
+        loss = np.mean(terms) if reduction == "mean" else np.sum(terms)
+        return bool(np.any(beyond) and abs(loss) < HALF_OVERFLOW)
 
 
 def poisson_full_zero_target(case: Case) -> bool:

@@ -76,12 +76,18 @@ def _dyadic(rng: np.random.Generator, shape: tuple[int, ...], scale: int = 8) ->
     return rng.integers(-scale, scale + 1, shape) / 4
 
 
+def _nonzero_dyadic(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """±k/4 with 1 <= k <= 8: no two rows of the triplet coincide (a distance of eps alone, whose
+    powers leave float16's range for p ∉ {1, 2}: the distance family's known discrepancy)."""
+    return np.where(rng.random(shape) < 0.5, -1.0, 1.0) * rng.integers(1, 9, shape) / 4
+
+
 def _kink(rng: np.random.Generator, anchor: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
     """(positive, negative) with differences from the anchor along one component j per row:
     δ_p = a·e_j, δ_n = sign(a)·(|a| + margin)·e_j, so d(a, n) = d(a, p) + margin for every p."""
     rows = anchor.reshape(-1, anchor.shape[-1])
     j = rng.integers(0, rows.shape[1], rows.shape[0])
-    a = _dyadic(rng, (rows.shape[0],))
+    a = _nonzero_dyadic(rng, (rows.shape[0],))
     sign = np.where(a < 0, -1.0, 1.0)
     pos, neg = rows.copy(), rows.copy()
     pos[np.arange(rows.shape[0]), j] += a
@@ -109,8 +115,9 @@ def _triplet_case(draw: Any, op: str, dtype: str, invalid: str = "") -> Case:
         anchor = _dyadic(rng, shape)
         if mode == "at the kink":
             arrays = [anchor, *_kink(rng, anchor, params["margin"])]
-        else:  # swap ties: positive = 2·negative - anchor
-            negative = _dyadic(rng, shape)
+        else:  # swap ties: positive = 2·negative - anchor, the negative off the anchor in every row
+            negative = anchor + _dyadic(rng, shape)
+            negative[..., 0] = anchor[..., 0] + _nonzero_dyadic(rng, shape[:-1])
             arrays = [anchor, 2 * negative - anchor, negative]
     inputs = {name: DTYPES[dtype].round(np.asarray(a)) for name, a in zip(NAMES, arrays)}
     layouts = {name: S.layouts(d, len(shape), f"layout.{name}") for name in NAMES}
