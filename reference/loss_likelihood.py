@@ -55,9 +55,7 @@ def _gaussian_parts(input, target, var, eps, reduction):
     except ValueError as exc:
         raise ValueError(f"gaussian_nll_loss: shapes {input.shape}, {np.shape(target)}, {v.shape} "
                          "do not broadcast") from exc
-    with np.errstate(invalid="ignore"):
-        clamped = np.where(np.isnan(v), np.nan, np.maximum(v, eps))
-    return d, v, clamped, shape
+    return d, v, np.maximum(v, eps), shape
 
 
 def gaussian_nll_terms(input: np.ndarray, target: np.ndarray, var: np.ndarray | float, full: bool = False,

@@ -25,8 +25,6 @@ from reference import loss_likelihood as likelihood
 from reference import loss_margin as margin
 from reference import loss_triplet as triplet
 
-base = ref  # the shared error model (``reference.loss``)
-
 # -- shared ---------------------------------------------------------------------------------------------
 
 def tiny_over_u(case: Case) -> float:
@@ -237,10 +235,10 @@ def mlsm_errors(case: Case, result: Result) -> dict[str, np.ndarray]:
     out = {"output": out_err}
     if case.cotangents:
         dx, dt = binary.mlsm_derivatives(x, t, w)
-        ghat = np.expand_dims(base.scaled_cotangent(case.cotangents["output"], x.shape[:-1], reduction), -1)
-        ghat_err = base.cotangent_error(reduction)
-        out["grad.input"] = base.grad_error(ghat, dx, dx_err, ghat_err, tiny_over_u=tiny_over_u(case))
-        out["grad.target"] = base.grad_error(ghat, dt, dt_err, ghat_err, tiny_over_u=tiny_over_u(case))
+        ghat = np.expand_dims(ref.scaled_cotangent(case.cotangents["output"], x.shape[:-1], reduction), -1)
+        ghat_err = ref.cotangent_error(reduction)
+        out["grad.input"] = ref.grad_error(ghat, dx, dx_err, ghat_err, tiny_over_u=tiny_over_u(case))
+        out["grad.target"] = ref.grad_error(ghat, dt, dt_err, ghat_err, tiny_over_u=tiny_over_u(case))
     return out
 
 
@@ -673,7 +671,7 @@ def gaussian_half_intermediates_overflow(case: Case) -> bool:
     gradients are finite or of one sign: ½·ĝ/v (v = max(var, eps) below 1/65504, as the default
     eps = 1e-6 clamps a small var), (x - t)², q = (x - t)²/v or q/v (torch's division backward forms
     -ĝ·((d²/v)/v)). The input's gradient ĝ·d/v is then inf, or NaN where d = 0 (inf·0), and var's
-    ½·ĝ/v - ½·ĝ·q/v is inf - inf = NaN or ±inf."""
+    ½·ĝ/v - ½·ĝ·q/v is inf - inf = NaN or ±inf (NaN too where the true value is beyond the range)."""
     parts = _gaussian_half_parts(case)
     if parts is None or "output" not in case.cotangents:
         return False

@@ -19,10 +19,8 @@ from hypothesis import strategies as st
 from backends.base import CONTIGUOUS, Case
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
-from conformance.spec import Regime
+from conformance.spec import CaseStrategy, Regime
 from reference.loss import KL_REDUCTIONS, REDUCTIONS, legacy_reduction
-
-CaseStrategy = Callable[[str], st.SearchStrategy[Case]]
 
 
 def invalid_kinds(builder: Callable[..., st.SearchStrategy[Case]], kinds: Sequence[str], *args: Any) -> CaseStrategy:

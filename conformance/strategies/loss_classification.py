@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from backends.base import Case, Layout
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
-from conformance.spec import Regime
+from conformance.spec import CaseStrategy, Regime
 from conformance.strategies.loss import draw_reduction, rare, values
 from reference import loss_classification as ref
 
@@ -268,11 +268,11 @@ def invalid_ce_cases(dtype: str) -> st.SearchStrategy[Case]:
     return st.sampled_from(_CE_INVALID_KINDS).flatmap(lambda kind: _ce_case(dtype, invalid=kind))
 
 
-def nll_cases(op: str):
+def nll_cases(op: str) -> CaseStrategy:
     return lambda dtype: _nll_case(op, dtype)
 
 
-def invalid_nll_cases(op: str):
+def invalid_nll_cases(op: str) -> CaseStrategy:
     return lambda dtype: st.sampled_from(_NLL_INVALID_KINDS).flatmap(lambda kind: _nll_case(op, dtype, invalid=kind))
 
 

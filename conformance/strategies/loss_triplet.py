@@ -18,7 +18,7 @@ from backends.base import Case
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
 from conformance.numerics.loss import triplet_distance
-from conformance.spec import call_node
+from conformance.spec import CaseStrategy, call_node
 from conformance.strategies.loss import draw_reduction, seeded_rng, values
 from reference.loss import REDUCTIONS
 from reference.loss_triplet import Distance, pairwise, triplet_parts
@@ -145,11 +145,11 @@ def _break(d: S.Drawer, kind: str, params: dict[str, Any], inputs: dict[str, np.
     return params
 
 
-def triplet_cases(op: str):
+def triplet_cases(op: str) -> CaseStrategy:
     return lambda dtype: _triplet_case(op, dtype)
 
 
-def invalid_triplet_cases(op: str):
+def invalid_triplet_cases(op: str) -> CaseStrategy:
     return lambda dtype: st.sampled_from(INVALID).flatmap(lambda kind: _triplet_case(op, dtype, invalid=kind))
 
 
