@@ -152,6 +152,19 @@ def _weighted_pullback(g: np.ndarray, terms: np.ndarray, weight: np.ndarray | No
     return ghat * weight, grad_w
 
 
+def _difference_pullback(cotangent: np.ndarray, input: np.ndarray, target: np.ndarray, reduction: str, name: str,
+                         terms, derivative, weight: np.ndarray | None = None, by_weight: bool = True) -> dict:
+    """{"input", "target"(, "weight")} of a reduced loss ℓ(d) of d = x - t: ±ℓ'(d)·w·ĝ, each summed
+    back over the dims its operand was broadcast along (``terms`` and ``derivative`` give ℓ, ℓ')."""
+    d = difference(input, target, name)
+    ghat, grad_w = _weighted_pullback(cotangent, terms(d), weight, reduction, by_weight)
+    grad = derivative(d) * ghat
+    out = {"input": sum_to_shape(grad, input.shape), "target": sum_to_shape(-grad, target.shape)}
+    if grad_w is not None:
+        out["weight"] = grad_w
+    return out
+
+
 def _regression_example(rng: np.random.Generator, **kwargs: object) -> tuple[tuple[np.ndarray, ...], dict]:
     """(3, 4) input against a (4,) target broadcast along the rows, away from every kink."""
     x = rng.standard_normal((3, 4))
@@ -164,14 +177,8 @@ def _regression_example(rng: np.random.Generator, **kwargs: object) -> tuple[tup
 def _mse_loss_vjp(cotangent, input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """{"input", "target"(, "weight")}: ±2·(x - t)·w·ĝ with ĝ = g ('none', 'sum') or g/count
     ('mean'), summed back over the dims each operand was broadcast along."""
-    reduction = legacy_reduction(size_average, reduce, reduction)
-    d = difference(input, target, "mse_loss")
-    ghat, grad_w = _weighted_pullback(cotangent, d * d, weight, reduction, by_weight=True)
-    grad = 2.0 * d * ghat
-    out = {"input": sum_to_shape(grad, input.shape), "target": sum_to_shape(-grad, target.shape)}
-    if grad_w is not None:
-        out["weight"] = grad_w
-    return out
+    return _difference_pullback(cotangent, input, target, legacy_reduction(size_average, reduce, reduction),
+                                "mse_loss", lambda d: d * d, lambda d: 2.0 * d, weight)
 
 
 @functional(vjp=_mse_loss_vjp, example=_regression_example)
@@ -191,14 +198,8 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
 def _l1_loss_vjp(cotangent, input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """{"input", "target"(, "weight")}: ±sign(x - t)·w·ĝ, summed over broadcast dims; 0 at the kink
     x = t (the subgradient torch picks: sign(0) = 0)."""
-    reduction = legacy_reduction(size_average, reduce, reduction)
-    d = difference(input, target, "l1_loss")
-    ghat, grad_w = _weighted_pullback(cotangent, np.abs(d), weight, reduction, by_weight=True)
-    grad = np.sign(d) * ghat
-    out = {"input": sum_to_shape(grad, input.shape), "target": sum_to_shape(-grad, target.shape)}
-    if grad_w is not None:
-        out["weight"] = grad_w
-    return out
+    return _difference_pullback(cotangent, input, target, legacy_reduction(size_average, reduce, reduction),
+                                "l1_loss", np.abs, np.sign, weight)
 
 
 @functional(vjp=_l1_loss_vjp, example=_regression_example)
@@ -235,10 +236,8 @@ def smooth_l1_derivative(d: np.ndarray, beta: float) -> np.ndarray:
 
 def _smooth_l1_loss_vjp(cotangent, input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
     """{"input", "target"}: ±smooth_l1_derivative(x - t)·ĝ, summed over broadcast dims."""
-    reduction = legacy_reduction(size_average, reduce, reduction)
-    d = difference(input, target, "smooth_l1_loss")
-    grad = smooth_l1_derivative(d, beta) * scaled_cotangent(cotangent, d.shape, reduction)
-    return {"input": sum_to_shape(grad, input.shape), "target": sum_to_shape(-grad, target.shape)}
+    return _difference_pullback(cotangent, input, target, legacy_reduction(size_average, reduce, reduction),
+                                "smooth_l1_loss", np.abs, lambda d: smooth_l1_derivative(d, beta))
 
 
 @functional(vjp=_smooth_l1_loss_vjp, example=lambda rng: _regression_example(rng, beta=0.7))
@@ -289,14 +288,9 @@ def huber_derivative(d: np.ndarray, delta: float) -> np.ndarray:
 
 def _huber_loss_vjp(cotangent, input, target, reduction="mean", delta=1.0, weight=None):
     """{"input", "target"(, "weight")}: ±huber_derivative(x - t)·w·ĝ, summed over broadcast dims."""
-    legacy_reduction(None, None, reduction)
-    d = difference(input, target, "huber_loss")
-    ghat, grad_w = _weighted_pullback(cotangent, huber_terms(d, delta), weight, reduction, by_weight=False)
-    grad = huber_derivative(d, delta) * ghat
-    out = {"input": sum_to_shape(grad, input.shape), "target": sum_to_shape(-grad, target.shape)}
-    if grad_w is not None:
-        out["weight"] = grad_w
-    return out
+    return _difference_pullback(cotangent, input, target, legacy_reduction(None, None, reduction), "huber_loss",
+                                lambda d: huber_terms(d, delta), lambda d: huber_derivative(d, delta), weight,
+                                by_weight=False)
 
 
 @functional(vjp=_huber_loss_vjp, example=lambda rng: _regression_example(rng, delta=0.3))

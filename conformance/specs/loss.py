@@ -8,19 +8,14 @@ from conformance.strategies import loss as L
 declare(reduction_loss(
     "MSELoss", "mse_loss", cases=L.regression_cases("MSELoss"), invalid=L.invalid_regression_cases("MSELoss"),
     tolerance=N.MSE_TOLERANCE, regimes=(L.BROADCAST_REGIME,),
-    notes="ℓ = (x - t)². reduction and the deprecated size_average/reduce (reduce=False → 'none', else "
-          "size_average=False → 'sum', else 'mean'; they override reduction). Input and target broadcast (torch "
-          "warns); their gradients sum over the broadcast dims; 'mean' divides by the broadcast element count. "
-          "Exact tier: integer values (power-of-two sizes for 'mean'), compared bit for bit.",
+    notes="ℓ = (x - t)². " + L.REGRESSION_NOTES + " Exact tier: integer values (power-of-two sizes for 'mean'), "
+          "compared bit for bit.",
 ))
 
 declare(reduction_loss(
     "L1Loss", "l1_loss", cases=L.regression_cases("L1Loss"), invalid=L.invalid_regression_cases("L1Loss"),
     tolerance=N.L1_TOLERANCE, regimes=(L.BROADCAST_REGIME, L.kink_regime()),
-    notes="ℓ = |x - t|. reduction and the deprecated size_average/reduce (reduce=False → 'none', else "
-          "size_average=False → 'sum', else 'mean'; they override reduction). Input and target broadcast (torch "
-          "warns); their gradients sum over the broadcast dims; 'mean' divides by the broadcast element count. "
-          "The gradient at x = t is 0 (sign(0)).",
+    notes="ℓ = |x - t|. " + L.REGRESSION_NOTES + " The gradient at x = t is 0 (sign(0)).",
 ))
 
 declare(reduction_loss(
@@ -32,9 +27,7 @@ declare(reduction_loss(
              Regime("|input - target| = beta (branch boundary)", L.at_branch_boundary,
                     L.branch_boundary_pins("beta", 0.5))),
     notes="ℓ = 0.5·d²/β where |d| < β, else |d| - 0.5·β (d = x - t); β = 0 is the L1 loss and β < 0 is rejected. "
-          "The gradient at |d| = β is sign(d), at d = 0 it is 0. reduction and the deprecated size_average/reduce "
-          "(reduce=False → 'none', else size_average=False → 'sum', else 'mean'; they override reduction). Input "
-          "and target broadcast (torch warns); their gradients sum over the broadcast dims.",
+          "The gradient at |d| = β is sign(d), at d = 0 it is 0. " + L.REGRESSION_NOTES,
 ))
 
 declare(reduction_loss(

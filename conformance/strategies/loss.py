@@ -89,6 +89,11 @@ def seeded_rng(d: S.Drawer, label: str) -> np.random.Generator:
 
 # -- MSELoss, L1Loss, SmoothL1Loss, HuberLoss -------------------------------------------------------------
 
+REGRESSION_NOTES = ("reduction and the deprecated size_average/reduce (reduce=False → 'none', else "
+                    "size_average=False → 'sum', else 'mean'; they override reduction). Input and target broadcast "
+                    "(torch warns); their gradients sum over the broadcast dims; 'mean' divides by the broadcast "
+                    "element count.")
+
 def _broadcast_shapes(d: S.Drawer, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(input shape, target shape) broadcasting to ``shape``: per dim, both full or one of them 1;
     leading dims where an operand is 1 may be dropped from it."""
@@ -322,12 +327,7 @@ def _invalid_kl_case(draw, dtype: str) -> Case:
 
 
 
-def kl_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return _kl_case(dtype)
-
-
-def invalid_kl_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return _invalid_kl_case(dtype)
+kl_cases, invalid_kl_cases = _kl_case, _invalid_kl_case
 
 
 def kl_reduction(case: Case) -> str:

@@ -204,22 +204,7 @@ def _mlsm_case(draw, dtype: str, invalid: str = "") -> Case:
 
 
 
-def bce_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return _bce_case(dtype)
-
-
-def logits_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return _logits_case(dtype)
-
-
-def soft_margin_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return _soft_margin_case(dtype)
-
-
-def mlsm_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return _mlsm_case(dtype)
-
-
+bce_cases, logits_cases, soft_margin_cases, mlsm_cases = _bce_case, _logits_case, _soft_margin_case, _mlsm_case
 INVALID_BCE = invalid_kinds(_bce_case, _BCE_INVALID)
 INVALID_LOGITS = invalid_kinds(_logits_case, ("pos_weight shape", "target shape", "reduction"))
 INVALID_SOFT_MARGIN = invalid_kinds(_soft_margin_case, ("shapes", "reduction"))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ from backends.base import Case, Layout
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
 from conformance.spec import CaseStrategy, Regime
-from conformance.strategies.loss import draw_reduction, rare, values
+from conformance.strategies.loss import draw_reduction, invalid_kinds, rare, values
 from reference import loss_classification as ref
 
 # CrossEntropyLoss's class weights: positive first, then with zeros, with negatives, all negative.
@@ -260,20 +261,16 @@ def _weights_not_positive(case: Case) -> bool:
 
 
 
-def ce_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return _ce_case(dtype)
-
-
-def invalid_ce_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return st.sampled_from(_CE_INVALID_KINDS).flatmap(lambda kind: _ce_case(dtype, invalid=kind))
+ce_cases = _ce_case
+invalid_ce_cases = invalid_kinds(_ce_case, _CE_INVALID_KINDS)
 
 
 def nll_cases(op: str) -> CaseStrategy:
-    return lambda dtype: _nll_case(op, dtype)
+    return partial(_nll_case, op)
 
 
 def invalid_nll_cases(op: str) -> CaseStrategy:
-    return lambda dtype: st.sampled_from(_NLL_INVALID_KINDS).flatmap(lambda kind: _nll_case(op, dtype, invalid=kind))
+    return invalid_kinds(_nll_case, _NLL_INVALID_KINDS, op)
 
 
 ignore_regimes = _ignore_regimes

@@ -12,7 +12,7 @@ from backends.base import Case
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
 from conformance.spec import Regime
-from conformance.strategies.loss import RARE, draw_reduction, rare, seeded_rng, values
+from conformance.strategies.loss import RARE, draw_reduction, invalid_kinds, rare, seeded_rng, values
 from reference.loss import REDUCTIONS
 
 # -- GaussianNLLLoss ----------------------------------------------------------------------------------
@@ -86,12 +86,8 @@ def _break_gaussian(d: S.Drawer, kind: str, params: dict[str, Any], inputs: dict
         params["reduction"] = d.choice(("batchmean", "average", "Sum"), "reduction")
 
 
-def gaussian_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return _gaussian_case(dtype)
-
-
-def invalid_gaussian_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return st.sampled_from(GAUSSIAN_INVALID).flatmap(lambda kind: _gaussian_case(dtype, invalid=kind))
+gaussian_cases = _gaussian_case
+invalid_gaussian_cases = invalid_kinds(_gaussian_case, GAUSSIAN_INVALID)
 
 
 def var_clamped(case: Case) -> bool:
@@ -174,12 +170,8 @@ def _poisson_case(draw: Any, dtype: str, invalid: str = "") -> Case:
                 layouts=layouts, tier="float", cotangent_seed=S.seed(d), invalid=bool(invalid), note=invalid)
 
 
-def poisson_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return _poisson_case(dtype)
-
-
-def invalid_poisson_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return st.sampled_from(("shapes", "reduction")).flatmap(lambda kind: _poisson_case(dtype, invalid=kind))
+poisson_cases = _poisson_case
+invalid_poisson_cases = invalid_kinds(_poisson_case, ("shapes", "reduction"))
 
 
 ZERO_TARGET_PINS = {"full": True, "zero targets with full": RARE, "target.kind": "counts", "ndim": 1, "shape[0]": 8}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from backends.base import Case
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
 from conformance.numerics.loss import cosine_zero_vector
-from conformance.strategies.loss import draw_reduction, rare, reduction_of, seeded_rng, values
+from conformance.strategies.loss import draw_reduction, invalid_kinds, rare, reduction_of, seeded_rng, values
 from reference import loss_margin as ref
 
 _MARGINS = (1.0, 0.0, 0.5, -0.5, 2.0, -1.0)
@@ -304,45 +305,13 @@ def _cosine_case(draw, dtype: str, invalid: str = "") -> Case:
 
 
 
-def ranking_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return _ranking_case(dtype)
-
-
-def invalid_ranking_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return _ranking_case(dtype, invalid="ranks differ")
-
-
-def hinge_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return _hinge_case(dtype)
-
-
-def invalid_hinge_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return st.sampled_from(("shapes", "reduction")).flatmap(lambda kind: _hinge_case(dtype, invalid=kind))
-
-
-def mlm_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return _mlm_case(dtype)
-
-
-def invalid_mlm_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return _mlm_case(dtype, invalid="target out of range")
-
-
-def mm_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return _mm_case(dtype)
-
-
-def invalid_mm_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return st.sampled_from(_MM_INVALID).flatmap(lambda kind: _mm_case(dtype, invalid=kind))
-
-
-def cosine_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return _cosine_case(dtype)
-
-
-def invalid_cosine_cases(dtype: str) -> st.SearchStrategy[Case]:
-    return st.sampled_from(("shapes", "target shape", "reduction")).flatmap(
-        lambda kind: _cosine_case(dtype, invalid=kind))
+ranking_cases, hinge_cases, mlm_cases = _ranking_case, _hinge_case, _mlm_case
+mm_cases, cosine_cases = _mm_case, _cosine_case
+invalid_ranking_cases = partial(_ranking_case, invalid="ranks differ")
+invalid_mlm_cases = partial(_mlm_case, invalid="target out of range")
+invalid_hinge_cases = invalid_kinds(_hinge_case, ("shapes", "reduction"))
+invalid_mm_cases = invalid_kinds(_mm_case, _MM_INVALID)
+invalid_cosine_cases = invalid_kinds(_cosine_case, ("shapes", "target shape", "reduction"))
 
 
 def ranking_z(case: Case) -> np.ndarray:

@@ -9,6 +9,7 @@ negative, so d(p, n) = d(a, n) exactly for eps = 0).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from conformance import strategies as S
 from conformance.dtypes import DTYPES
 from conformance.numerics.loss import triplet_distance
 from conformance.spec import CaseStrategy, call_node
-from conformance.strategies.loss import draw_reduction, seeded_rng, values
+from conformance.strategies.loss import draw_reduction, invalid_kinds, seeded_rng, values
 from reference.loss import REDUCTIONS
 from reference.loss_triplet import Distance, pairwise, triplet_parts
 
@@ -146,11 +147,11 @@ def _break(d: S.Drawer, kind: str, params: dict[str, Any], inputs: dict[str, np.
 
 
 def triplet_cases(op: str) -> CaseStrategy:
-    return lambda dtype: _triplet_case(op, dtype)
+    return partial(_triplet_case, op)
 
 
 def invalid_triplet_cases(op: str) -> CaseStrategy:
-    return lambda dtype: st.sampled_from(INVALID).flatmap(lambda kind: _triplet_case(op, dtype, invalid=kind))
+    return invalid_kinds(_triplet_case, INVALID, op)
 
 
 def _distances(case: Case) -> dict[str, np.ndarray]:
