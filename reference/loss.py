@@ -4,12 +4,14 @@
   ``size_average`` / ``reduce`` flags resolved to one of them (``legacy_reduction``).
 - The first-order error model of a reduced loss (``reduced_error``, ``cotangent_error``,
   ``grad_error``): every bound is in units of the unit roundoff u, so that the conformance layer
-  turns it into a tolerance with ``conformance.tolerance.bound_as_magnitude``.
-- Regression losses over the broadcast shape of input and target: mean squared error, L1, smooth
-  L1 and the Kullback-Leibler divergence, forward, VJP and error analysis.
+  turns it into a tolerance with ``conformance.tolerance.analysed_tolerance``.
+- Regression losses over the broadcast shape of input and target, registered as
+  ``reference.functional`` with torch's signatures and their VJPs: ``mse_loss``, ``l1_loss``,
+  ``smooth_l1_loss``, ``huber_loss`` and ``kl_div``, with their error analyses.
 
 Classification losses live in ``reference.loss_classification``, the logistic ones in
-``reference.loss_binary`` and the margin ones in ``reference.loss_margin``.
+``reference.loss_binary``, the margin ones in ``reference.loss_margin``, the likelihood ones in
+``reference.loss_likelihood`` and the triplet ones in ``reference.loss_triplet``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import math
 import numpy as np
 
 from reference.libm import LIBM_ULPS
+from reference.registry import functional
 
 REDUCTIONS = ("mean", "none", "sum")
 
@@ -28,7 +31,8 @@ def legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: 
     """The reduction a loss uses given the deprecated ``size_average`` / ``reduce`` flags.
 
     When either flag is given it overrides ``reduction``: reduce=False → 'none'; otherwise
-    size_average=False → 'sum'; otherwise 'mean' (a flag left None counts as True).
+    size_average=False → 'sum'; otherwise 'mean' (a flag left None counts as True). Neither given:
+    ``reduction`` itself, which must be one of ``valid`` (ValueError otherwise).
     """
     if size_average is None and reduce is None:
         if reduction not in valid:
@@ -39,7 +43,7 @@ def legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: 
     return "sum" if size_average is False else "mean"
 
 
-def reduce(values: np.ndarray, reduction: str, count: float | None = None) -> np.ndarray:
+def apply_reduction(values: np.ndarray, reduction: str, count: float | None = None) -> np.ndarray:
     """'none': the values; 'sum': their sum; 'mean': the sum / ``count`` (default: the number of
     values; 0/0 = NaN when nothing counts)."""
     if reduction == "none":
@@ -49,9 +53,6 @@ def reduce(values: np.ndarray, reduction: str, count: float | None = None) -> np
         return np.asarray(total)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray(total / (values.size if count is None else count))
-
-
-_reduce = reduce  # the name the first slice used
 
 
 def scaled_cotangent(g: np.ndarray, shape: tuple[int, ...], reduction: str, count: float | None = None) -> np.ndarray:
@@ -71,6 +72,14 @@ def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     g = g.sum(axis=tuple(range(lead))) if lead else g
     axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
     return g.sum(axis=axes, keepdims=True) if axes else g
+
+
+def difference(x: np.ndarray, t: np.ndarray, name: str) -> np.ndarray:
+    """x - t over the broadcast shape (ValueError naming the loss when the shapes do not broadcast)."""
+    try:
+        return np.subtract(x, t)
+    except ValueError as exc:
+        raise ValueError(f"{name}: shapes {x.shape} and {t.shape} do not broadcast") from exc
 
 
 # -- the error model ------------------------------------------------------------------------------
@@ -111,43 +120,95 @@ def grad_error(ghat: np.ndarray, deriv: np.ndarray, deriv_err: np.ndarray, ghat_
         return ag * deriv_err + np.abs(ghat * deriv) * (ghat_err + operations) + operations * tiny_over_u
 
 
+# -- optional elementwise weights (mse_loss, l1_loss, huber_loss) -----------------------------------
+
+def _check_weight(name: str, weight: np.ndarray | None, input: np.ndarray) -> None:
+    if weight is not None and np.shape(weight) != np.shape(input):
+        raise ValueError(f"{name}: weights and input must have the same size ({np.shape(weight)} != {input.shape})")
+
+
+def _weighted_reduce(terms: np.ndarray, weight: np.ndarray | None, reduction: str, by_weight: bool) -> np.ndarray:
+    """Reduce ``terms`` (the broadcast shape) multiplied by ``weight`` (the input's shape, which
+    broadcasts to it). 'mean' divides by Σ weight (``by_weight``: mse_loss, l1_loss) or by the
+    number of terms (huber_loss), as torch's weighted forms do."""
+    if weight is None:
+        return apply_reduction(terms, reduction)
+    weighted = terms * weight
+    return apply_reduction(weighted, reduction, float(np.sum(weight)) if by_weight else None)
+
+
+def _weighted_pullback(g: np.ndarray, terms: np.ndarray, weight: np.ndarray | None, reduction: str,
+                       by_weight: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """(the cotangent of each unweighted term, the gradient of ``weight``) of ``_weighted_reduce``."""
+    if weight is None:
+        return scaled_cotangent(g, terms.shape, reduction), None
+    total = float(np.sum(weight))
+    ghat = scaled_cotangent(g, terms.shape, reduction, total if by_weight else None)
+    grad_w = sum_to_shape(terms * ghat, weight.shape)
+    if reduction == "mean" and by_weight:  # d(Σ w·ℓ / Σ w)/dw = (ℓ - mean)/Σ w
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.sum(terms * weight) / total
+            grad_w = grad_w - g * mean / total
+    return ghat * weight, grad_w
+
+
+def _difference_pullback(cotangent: np.ndarray, input: np.ndarray, target: np.ndarray, reduction: str, name: str,
+                         terms, derivative, weight: np.ndarray | None = None, by_weight: bool = True) -> dict:
+    """{"input", "target"(, "weight")} of a reduced loss ℓ(d) of d = x - t: ±ℓ'(d)·w·ĝ, each summed
+    back over the dims its operand was broadcast along (``terms`` and ``derivative`` give ℓ, ℓ')."""
+    d = difference(input, target, name)
+    ghat, grad_w = _weighted_pullback(cotangent, terms(d), weight, reduction, by_weight)
+    grad = derivative(d) * ghat
+    out = {"input": sum_to_shape(grad, input.shape), "target": sum_to_shape(-grad, target.shape)}
+    if grad_w is not None:
+        out["weight"] = grad_w
+    return out
+
+
+def _regression_example(rng: np.random.Generator, **kwargs: object) -> tuple[tuple[np.ndarray, ...], dict]:
+    """(3, 4) input against a (4,) target broadcast along the rows, away from every kink."""
+    x = rng.standard_normal((3, 4))
+    t = x[0] + np.where(rng.random(4) < 0.5, -1.0, 1.0) * rng.uniform(0.2, 0.4, 4)
+    return (x, t), {"reduction": "mean", **kwargs}
+
+
 # -- mean squared error ---------------------------------------------------------------------------
 
-def _difference(x: np.ndarray, t: np.ndarray, name: str) -> np.ndarray:
-    try:
-        return np.subtract(x, t)
-    except ValueError as exc:
-        raise ValueError(f"{name}: shapes {x.shape} and {t.shape} do not broadcast") from exc
+def _mse_loss_vjp(cotangent, input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """{"input", "target"(, "weight")}: ±2·(x - t)·w·ĝ with ĝ = g ('none', 'sum') or g/count
+    ('mean'), summed back over the dims each operand was broadcast along."""
+    return _difference_pullback(cotangent, input, target, legacy_reduction(size_average, reduce, reduction),
+                                "mse_loss", lambda d: d * d, lambda d: 2.0 * d, weight)
 
 
-def mse_loss(x: np.ndarray, t: np.ndarray, reduction: str) -> np.ndarray:
-    """(x - t)² elementwise over the broadcast shape of x and t, then reduced ('none', 'sum', or
-    'mean' over every element of the broadcast shape)."""
-    d = _difference(x, t, "mse_loss")
-    return reduce(d * d, reduction)
-
-
-def mse_loss_vjp(x: np.ndarray, t: np.ndarray, g: np.ndarray, reduction: str) -> tuple[np.ndarray, np.ndarray]:
-    """(dL/dx, dL/dt): ±2·(x - t)·ĝ with ĝ = g ('none', 'sum') or g/numel ('mean'), summed back
-    over the dims each operand was broadcast along."""
-    d = np.subtract(x, t)
-    grad = 2.0 * d * scaled_cotangent(g, d.shape, reduction)
-    return sum_to_shape(grad, x.shape), sum_to_shape(-grad, t.shape)
+@functional(vjp=_mse_loss_vjp, example=_regression_example)
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """ℓ = (x - t)² elementwise over the broadcast shape of input and target, reduced: 'none',
+    'sum', or 'mean' over every element of the broadcast shape. An optional ``weight`` of the
+    input's shape multiplies each term, and 'mean' then divides by Σ weight (torch's weighted form).
+    The deprecated size_average/reduce override ``reduction`` (``legacy_reduction``)."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    _check_weight("mse_loss", weight, input)
+    d = difference(input, target, "mse_loss")
+    return _weighted_reduce(d * d, weight, reduction, by_weight=True)
 
 
 # -- L1 -------------------------------------------------------------------------------------------
 
-def l1_loss(x: np.ndarray, t: np.ndarray, reduction: str) -> np.ndarray:
-    """|x - t| over the broadcast shape, reduced."""
-    return reduce(np.abs(_difference(x, t, "l1_loss")), reduction)
+def _l1_loss_vjp(cotangent, input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """{"input", "target"(, "weight")}: ±sign(x - t)·w·ĝ, summed over broadcast dims; 0 at the kink
+    x = t (the subgradient torch picks: sign(0) = 0)."""
+    return _difference_pullback(cotangent, input, target, legacy_reduction(size_average, reduce, reduction),
+                                "l1_loss", np.abs, np.sign, weight)
 
 
-def l1_loss_vjp(x: np.ndarray, t: np.ndarray, g: np.ndarray, reduction: str) -> tuple[np.ndarray, np.ndarray]:
-    """(dL/dx, dL/dt) = ±sign(x - t)·ĝ, summed over broadcast dims; 0 at the kink x = t (the
-    subgradient torch picks: sign(0) = 0)."""
-    d = np.subtract(x, t)
-    grad = np.sign(d) * scaled_cotangent(g, d.shape, reduction)
-    return sum_to_shape(grad, x.shape), sum_to_shape(-grad, t.shape)
+@functional(vjp=_l1_loss_vjp, example=_regression_example)
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """ℓ = |x - t| over the broadcast shape of input and target, reduced ('mean' over every
+    element; weighted as ``mse_loss``). The gradient at x = t is 0 (sign(0))."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    _check_weight("l1_loss", weight, input)
+    return _weighted_reduce(np.abs(difference(input, target, "l1_loss")), weight, reduction, by_weight=True)
 
 
 # -- smooth L1 ------------------------------------------------------------------------------------
@@ -173,17 +234,19 @@ def smooth_l1_derivative(d: np.ndarray, beta: float) -> np.ndarray:
     return np.where(np.abs(d) < beta, d / beta, np.sign(d))
 
 
-def smooth_l1_loss(x: np.ndarray, t: np.ndarray, reduction: str, beta: float = 1.0) -> np.ndarray:
-    """Smooth L1 (Huber divided by β) of x - t over the broadcast shape, reduced."""
-    return reduce(smooth_l1_terms(_difference(x, t, "smooth_l1_loss"), beta), reduction)
+def _smooth_l1_loss_vjp(cotangent, input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
+    """{"input", "target"}: ±smooth_l1_derivative(x - t)·ĝ, summed over broadcast dims."""
+    return _difference_pullback(cotangent, input, target, legacy_reduction(size_average, reduce, reduction),
+                                "smooth_l1_loss", np.abs, lambda d: smooth_l1_derivative(d, beta))
 
 
-def smooth_l1_loss_vjp(x: np.ndarray, t: np.ndarray, g: np.ndarray, reduction: str,
-                       beta: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """(dL/dx, dL/dt) = ±smooth_l1_derivative(x - t)·ĝ, summed over broadcast dims."""
-    d = np.subtract(x, t)
-    grad = smooth_l1_derivative(d, beta) * scaled_cotangent(g, d.shape, reduction)
-    return sum_to_shape(grad, x.shape), sum_to_shape(-grad, t.shape)
+@functional(vjp=_smooth_l1_loss_vjp, example=lambda rng: _regression_example(rng, beta=0.7))
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
+    """Smooth L1 of d = x - t over the broadcast shape, reduced: 0.5·d²/β where |d| < β, else
+    |d| - 0.5·β (the Huber loss divided by β). β = 0 is the L1 loss; β < 0 raises ValueError.
+    The gradient at |d| = β is sign(d) (both branches agree), at d = 0 it is 0."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    return apply_reduction(smooth_l1_terms(difference(input, target, "smooth_l1_loss"), beta), reduction)
 
 
 def smooth_l1_errors(d: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -204,6 +267,61 @@ def smooth_l1_errors(d: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray
     return term_err, deriv_err
 
 
+# -- Huber ------------------------------------------------------------------------------------------
+
+def _check_delta(delta: float) -> None:
+    if not delta > 0:
+        raise ValueError(f"huber_loss: delta must be > 0, got {delta}")
+
+
+def huber_terms(d: np.ndarray, delta: float) -> np.ndarray:
+    """0.5·d² where |d| < δ, else δ·(|d| - 0.5·δ) (continuous, with a continuous derivative at |d| = δ)."""
+    _check_delta(delta)
+    ad = np.abs(d)
+    return np.where(ad < delta, 0.5 * d * d, delta * (ad - 0.5 * delta))
+
+
+def huber_derivative(d: np.ndarray, delta: float) -> np.ndarray:
+    """d where |d| < δ, else δ·sign(d): the derivative is continuous (δ at |d| = δ either way)."""
+    return np.where(np.abs(d) < delta, d, delta * np.sign(d))
+
+
+def _huber_loss_vjp(cotangent, input, target, reduction="mean", delta=1.0, weight=None):
+    """{"input", "target"(, "weight")}: ±huber_derivative(x - t)·w·ĝ, summed over broadcast dims."""
+    return _difference_pullback(cotangent, input, target, legacy_reduction(None, None, reduction), "huber_loss",
+                                lambda d: huber_terms(d, delta), lambda d: huber_derivative(d, delta), weight,
+                                by_weight=False)
+
+
+@functional(vjp=_huber_loss_vjp, example=lambda rng: _regression_example(rng, delta=0.3))
+def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
+    """Huber loss of d = x - t over the broadcast shape, reduced: 0.5·d² where |d| < δ, else
+    δ·(|d| - 0.5·δ) (δ times smooth_l1 with β = δ). δ must be > 0 (ValueError). An optional
+    ``weight`` of the input's shape multiplies each term; weighted 'mean' divides by the number of
+    terms (torch's weighted form). No deprecated size_average/reduce."""
+    reduction = legacy_reduction(None, None, reduction)
+    _check_weight("huber_loss", weight, input)
+    return _weighted_reduce(huber_terms(difference(input, target, "huber_loss"), delta), weight, reduction,
+                            by_weight=False)
+
+
+def huber_errors(d: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """(term error, derivative error) in u for d = x - t (one rounding, u·|d|).
+
+    Quadratic branch 0.5·d²: the rounded d (2u relative on d²) and the square: 3u·ℓ; its
+    derivative d: u·|d|. Linear branch δ·(|d| - 0.5δ): u·δ·|d| for d, δ² for a δ rounded to the
+    format (used twice), the subtraction and the product: δ·|d| + δ² + 2ℓ; its derivative ±δ:
+    u·δ. The branches agree in value and derivative at |d| = δ, so a branch test decided by
+    rounding moves either by second-order terms only (covered by u·|d|).
+    """
+    ad = np.abs(d)
+    quadratic = ad < delta
+    term = huber_terms(d, delta)
+    term_err = np.where(quadratic, 3 * term, delta * ad + delta * delta + 2 * term)
+    deriv_err = np.where(quadratic, ad, delta)
+    return term_err, deriv_err
+
+
 # -- Kullback-Leibler divergence --------------------------------------------------------------------
 
 KL_REDUCTIONS = ("mean", "batchmean", "none", "sum")
@@ -220,7 +338,7 @@ def kl_count(x: np.ndarray, reduction: str, numel: int) -> int:
 def kl_div_terms(x: np.ndarray, t: np.ndarray, log_target: bool) -> np.ndarray:
     """Pointwise KL: t·(log t - x) with 0·log 0 = 0 (t probabilities), or exp(t)·(t - x) (t
     log-probabilities); over the broadcast shape of x and t."""
-    _difference(x, t, "kl_div")
+    difference(x, t, "kl_div")
     with np.errstate(divide="ignore", invalid="ignore"):
         if log_target:
             return np.exp(t) * (t - x)
@@ -228,22 +346,14 @@ def kl_div_terms(x: np.ndarray, t: np.ndarray, log_target: bool) -> np.ndarray:
         return tlogt - t * x
 
 
-def kl_div(x: np.ndarray, t: np.ndarray, reduction: str, log_target: bool = False) -> np.ndarray:
-    """KL divergence of input log-probabilities x from target t, reduced ('batchmean' divides the
-    sum by x.shape[0])."""
-    terms = kl_div_terms(x, t, log_target)
-    if reduction == "batchmean":
-        return reduce(terms, "mean", kl_count(x, reduction, terms.size))
-    return reduce(terms, reduction)
-
-
-def kl_div_vjp(x: np.ndarray, t: np.ndarray, g: np.ndarray, reduction: str,
-               log_target: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(dL/dx, dL/dt): -t·ĝ and (log t + 1 - x)·ĝ for probabilities (NaN at t = 0, where t·log t
-    has no derivative), or -exp(t)·ĝ and exp(t)·(t - x + 1)·ĝ for log-probabilities."""
+def _kl_div_vjp(cotangent, input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
+    """{"input", "target"}: -t·ĝ and (log t + 1 - x)·ĝ for probabilities (NaN at t = 0, where
+    t·log t has no derivative), or -exp(t)·ĝ and exp(t)·(t - x + 1)·ĝ for log-probabilities."""
+    reduction = legacy_reduction(size_average, reduce, reduction, KL_REDUCTIONS)
+    x, t = input, target
     shape = np.broadcast_shapes(x.shape, t.shape)
     red, count = ("mean", kl_count(x, reduction, math.prod(shape))) if reduction == "batchmean" else (reduction, None)
-    ghat = scaled_cotangent(g, shape, red, count)
+    ghat = scaled_cotangent(cotangent, shape, red, count)
     with np.errstate(divide="ignore", invalid="ignore"):
         if log_target:
             e = np.exp(t)
@@ -251,7 +361,25 @@ def kl_div_vjp(x: np.ndarray, t: np.ndarray, g: np.ndarray, reduction: str,
         else:
             dx = -t * np.ones(shape)
             dt = np.where(t == 0, np.nan, np.log(np.where(t == 0, 1.0, t)) + 1 - x)
-        return sum_to_shape(dx * ghat, x.shape), sum_to_shape(dt * ghat, t.shape)
+        return {"input": sum_to_shape(dx * ghat, x.shape), "target": sum_to_shape(dt * ghat, t.shape)}
+
+
+def _kl_example(rng: np.random.Generator) -> tuple[tuple[np.ndarray, ...], dict]:
+    return (rng.standard_normal((3, 4)), rng.uniform(0.1, 1.0, (3, 4))), {"reduction": "batchmean"}
+
+
+@functional(vjp=_kl_div_vjp, example=_kl_example)
+def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
+    """Kullback-Leibler divergence of input log-probabilities x from the target: pointwise
+    t·(log t - x) with 0·log 0 = 0 (t probabilities; torch: xlogy(t, t) - t·x), or
+    exp(t)·(t - x) (log_target=True), over the broadcast shape, reduced: 'batchmean' divides the
+    sum by input.shape[0] (a 0-d input: the sum), 'mean' by every element. dℓ/dt is NaN at t = 0
+    (t·log t has no derivative there)."""
+    reduction = legacy_reduction(size_average, reduce, reduction, KL_REDUCTIONS)
+    terms = kl_div_terms(input, target, log_target)
+    if reduction == "batchmean":
+        return apply_reduction(terms, "mean", kl_count(input, reduction, terms.size))
+    return apply_reduction(terms, reduction)
 
 
 def kl_div_errors(x: np.ndarray, t: np.ndarray, log_target: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,9 +9,14 @@ cancels. The error analyses bound a stable evaluation of the documented formula 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from reference.loss import reduce, reduced_error, scaled_cotangent, sum_to_shape
+from reference.libm import sigmoid
+from reference.loss import apply_reduction, legacy_reduction, reduced_error, scaled_cotangent, sum_to_shape
+from reference.registry import functional
+from reference.smooth_activation import softplus as _softplus
 
 # torch clamps each log of BCELoss at -100, and its backward divides by max(x·(1 - x), EPSILON),
 # EPSILON being the single-precision constant 1e-12 (float32(1e-12) = 9.99999996e-13).
@@ -20,18 +25,9 @@ BCE_EPSILON = float(np.float32(1e-12))
 
 
 def softplus(z: np.ndarray) -> np.ndarray:
-    """log(1 + exp(z)) without overflow or cancellation."""
-    z = np.asarray(z, dtype=np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    """1 / (1 + exp(-z)) without overflow."""
-    z = np.asarray(z, dtype=np.float64)
-    with np.errstate(over="ignore"):
-        e = np.exp(-np.abs(z))
-        return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    """log(1 + exp(z)) without overflow or cancellation: ``reference.smooth_activation.softplus``
+    with β = 1 and no linear threshold (``sigmoid`` is ``reference.libm.sigmoid``)."""
+    return _softplus(np.asarray(z, dtype=np.float64), 1.0, math.inf)
 
 
 def _same_shape(name: str, x: np.ndarray, t: np.ndarray) -> None:
@@ -75,8 +71,6 @@ def bce_terms(x: np.ndarray, t: np.ndarray, weight: np.ndarray | None) -> np.nda
     return -w * (t * l0 + (1 - t) * l1)
 
 
-def bce_loss(x: np.ndarray, t: np.ndarray, weight: np.ndarray | None, reduction: str) -> np.ndarray:
-    return reduce(bce_terms(x, t, weight), reduction)
 
 
 def bce_derivatives(x: np.ndarray, t: np.ndarray, weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -89,11 +83,28 @@ def bce_derivatives(x: np.ndarray, t: np.ndarray, weight: np.ndarray | None) -> 
     return w * (x - t) / np.maximum(x * (1 - x), BCE_EPSILON), w * (l1 - l0)
 
 
-def bce_loss_vjp(x: np.ndarray, t: np.ndarray, weight: np.ndarray | None, reduction: str,
-                 g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    dx, dt = bce_derivatives(x, t, weight)
-    ghat = scaled_cotangent(g, x.shape, reduction)
-    return dx * ghat, dt * ghat
+def _bce_vjp(cotangent, input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
+    """{"input", "target"}: ĝ times ``bce_derivatives`` (the weight is a constant, as in torch)."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    dx, dt = bce_derivatives(input, target, weight)
+    ghat = scaled_cotangent(cotangent, input.shape, reduction)
+    return {"input": dx * ghat, "target": dt * ghat}
+
+
+def _probabilities_example(rng: np.random.Generator) -> tuple[tuple[np.ndarray, ...], dict]:
+    x, t = rng.uniform(0.05, 0.95, (3, 4)), rng.uniform(0.05, 0.95, (3, 4))
+    return (x, t), {"weight": rng.uniform(0.5, 2.0, 4), "reduction": "mean"}
+
+
+@functional(vjp=_bce_vjp, example=_probabilities_example)
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
+    """ℓ = -w·(t·max(log x, -100) + (1 - t)·max(log(1 - x), -100)) elementwise, reduced. Input
+    and target have one shape with every value in [0, 1] (ValueError otherwise); the weight
+    broadcasts to it without enlarging it. Gradient (torch's documented 'linear backward'):
+    dℓ/dx = w·(x - t)/max(x·(1 - x), 1e-12) (finite at x = 0 and 1), dℓ/dt = w·(max(log(1 - x),
+    -100) - max(log x, -100))."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    return apply_reduction(bce_terms(input, target, weight), reduction)
 
 
 def bce_errors(x: np.ndarray, t: np.ndarray, weight: np.ndarray | None) -> tuple[np.ndarray, ...]:
@@ -130,9 +141,6 @@ def bce_logits_terms(x: np.ndarray, t: np.ndarray, weight: np.ndarray | None,
     return w * (pw * t * softplus(-x) + (1 - t) * softplus(x))
 
 
-def bce_logits_loss(x: np.ndarray, t: np.ndarray, weight: np.ndarray | None, pos_weight: np.ndarray | None,
-                    reduction: str) -> np.ndarray:
-    return reduce(bce_logits_terms(x, t, weight, pos_weight), reduction)
 
 
 def bce_logits_derivatives(x: np.ndarray, t: np.ndarray, weight: np.ndarray | None,
@@ -142,11 +150,29 @@ def bce_logits_derivatives(x: np.ndarray, t: np.ndarray, weight: np.ndarray | No
     return w * ((1 - t) * sigmoid(x) - pw * t * sigmoid(-x)), w * (pw * softplus(-x) - softplus(x))
 
 
-def bce_logits_loss_vjp(x: np.ndarray, t: np.ndarray, weight: np.ndarray | None, pos_weight: np.ndarray | None,
-                        reduction: str, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    dx, dt = bce_logits_derivatives(x, t, weight, pos_weight)
-    ghat = scaled_cotangent(g, x.shape, reduction)
-    return dx * ghat, dt * ghat
+def _bce_logits_vjp(cotangent, input, target, weight=None, size_average=None, reduce=None, reduction="mean",
+                    pos_weight=None):
+    """{"input", "target"}: ĝ times ``bce_logits_derivatives`` (weight and pos_weight are constants)."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    dx, dt = bce_logits_derivatives(input, target, weight, pos_weight)
+    ghat = scaled_cotangent(cotangent, input.shape, reduction)
+    return {"input": dx * ghat, "target": dt * ghat}
+
+
+def _logits_example(rng: np.random.Generator) -> tuple[tuple[np.ndarray, ...], dict]:
+    x, t = rng.standard_normal((3, 4)) * 2, rng.random((3, 4))
+    return (x, t), {"weight": rng.uniform(0.5, 2.0, (3, 1)), "pos_weight": rng.uniform(0.5, 2.0, 4)}
+
+
+@functional(vjp=_bce_logits_vjp, example=_logits_example)
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
+                                     pos_weight=None):
+    """ℓ = -w·(pw·t·log σ(x) + (1 - t)·log(1 - σ(x))) = w·(pw·t·softplus(-x) + (1 - t)·softplus(x))
+    elementwise (evaluated stably: finite for every finite x), reduced. Target of the input's
+    shape; weight and pos_weight broadcast to it (pos_weight typically a (C,) vector along the last
+    dim). dℓ/dx = w·((1 - t)·σ(x) - pw·t·σ(-x)), dℓ/dt = w·(pw·softplus(-x) - softplus(x))."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    return apply_reduction(bce_logits_terms(input, target, weight, pos_weight), reduction)
 
 
 def bce_logits_errors(x: np.ndarray, t: np.ndarray, weight: np.ndarray | None,
@@ -182,14 +208,26 @@ def soft_margin_terms(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         raise ValueError(f"soft_margin_loss: shapes {x.shape} and {y.shape} do not broadcast") from exc
 
 
-def soft_margin_loss(x: np.ndarray, y: np.ndarray, reduction: str) -> np.ndarray:
-    return reduce(soft_margin_terms(x, y), reduction)
-
-
-def soft_margin_loss_vjp(x: np.ndarray, y: np.ndarray, reduction: str, g: np.ndarray) -> np.ndarray:
-    """dL/dx = -y·σ(-y·x)·ĝ, summed over the dims x was broadcast along."""
+def _soft_margin_vjp(cotangent, input, target, size_average=None, reduce=None, reduction="mean"):
+    """{"input", "target"}: -y·σ(-y·x)·ĝ and -x·σ(-y·x)·ĝ, each summed over the dims its operand
+    was broadcast along."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    x, y = input, target
     terms = soft_margin_terms(x, y)
-    return sum_to_shape(-y * sigmoid(-y * x) * scaled_cotangent(g, terms.shape, reduction), x.shape)
+    s = sigmoid(-y * x) * scaled_cotangent(cotangent, terms.shape, reduction)
+    return {"input": sum_to_shape(-y * s, x.shape), "target": sum_to_shape(-x * s, y.shape)}
+
+
+def _soft_margin_example(rng: np.random.Generator) -> tuple[tuple[np.ndarray, ...], dict]:
+    return (rng.standard_normal((3, 4)) * 3, np.where(rng.random(4) < 0.5, -1.0, 1.0)), {"reduction": "sum"}
+
+
+@functional(vjp=_soft_margin_vjp, example=_soft_margin_example)
+def soft_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    """ℓ = log(1 + exp(-y·x)) over the broadcast shape of input x and target y (y = ±1, not
+    checked), evaluated stably (≈ -y·x where exp(-y·x) overflows), reduced."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    return apply_reduction(soft_margin_terms(input, target), reduction)
 
 
 def soft_margin_errors(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -213,9 +251,6 @@ def mlsm_terms(x: np.ndarray, t: np.ndarray, weight: np.ndarray | None) -> np.nd
     return w * (t * softplus(-x) + (1 - t) * softplus(x)) / x.shape[-1]
 
 
-def mlsm_loss(x: np.ndarray, t: np.ndarray, weight: np.ndarray | None, reduction: str) -> np.ndarray:
-    """ℓ_n = -(1/C)·Σ_c w_c·(t·log σ(x) + (1 - t)·log σ(-x)) over the last dim, reduced over the rest."""
-    return reduce(np.sum(mlsm_terms(x, t, weight), axis=-1), reduction)
 
 
 def mlsm_derivatives(x: np.ndarray, t: np.ndarray, weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -225,11 +260,25 @@ def mlsm_derivatives(x: np.ndarray, t: np.ndarray, weight: np.ndarray | None) ->
     return w * ((1 - t) * sigmoid(x) - t * sigmoid(-x)) / c, -w * x / c
 
 
-def mlsm_loss_vjp(x: np.ndarray, t: np.ndarray, weight: np.ndarray | None, reduction: str,
-                  g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    dx, dt = mlsm_derivatives(x, t, weight)
-    ghat = np.expand_dims(scaled_cotangent(g, x.shape[:-1], reduction), -1)
-    return dx * ghat, dt * ghat
+def _mlsm_vjp(cotangent, input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
+    """{"input", "target"}: the per-sample cotangent times ``mlsm_derivatives`` (weight constant)."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    dx, dt = mlsm_derivatives(input, target, weight)
+    ghat = np.expand_dims(scaled_cotangent(cotangent, input.shape[:-1], reduction), -1)
+    return {"input": dx * ghat, "target": dt * ghat}
+
+
+def _mlsm_example(rng: np.random.Generator) -> tuple[tuple[np.ndarray, ...], dict]:
+    return (rng.standard_normal((3, 4)), rng.random((3, 4))), {"weight": rng.uniform(0.5, 2.0, 4), "reduction": "none"}
+
+
+@functional(vjp=_mlsm_vjp, example=_mlsm_example)
+def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
+    """ℓ_n = -(1/C)·Σ_c w_c·(t·log σ(x) + (1 - t)·log σ(-x)) over the last dim C of input (C) or
+    (N, C), then reduced over the samples ('mean' divides by N). Target of the input's shape, a
+    (C,) weight; dℓ/dx = w·((1 - t)·σ(x) - t·σ(-x))/C, dℓ/dt = -w·x/C."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    return apply_reduction(np.sum(mlsm_terms(input, target, weight), axis=-1), reduction)
 
 
 def mlsm_errors(x: np.ndarray, t: np.ndarray, weight: np.ndarray | None,

@@ -1,21 +1,18 @@
-"""Classification losses over class scores: cross entropy and negative log-likelihood.
+"""Classification losses over class scores: cross entropy and negative log-likelihood, registered
+as ``reference.functional.cross_entropy`` and ``nll_loss`` (torch's signatures) with their VJPs.
 
 Scores are (C), (N, C) or (N, C, d1, ..., dK) with classes on axis 0 of an unbatched input and
-axis 1 otherwise; class-index targets have the scores' shape without the class axis.
+axis 1 otherwise; class-index targets have the scores' shape without the class axis. The
+log-softmax is ``reference.softmax.log_softmax``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from reference.loss import reduce as _reduce
-from reference.loss import reduced_error, scaled_cotangent
-
-
-def log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    """log(softmax(x)) = (x - max) - log(sum(exp(x - max))) along ``axis``."""
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+from reference.loss import apply_reduction, legacy_reduction, reduced_error, scaled_cotangent
+from reference.registry import functional
+from reference.softmax import log_softmax
 
 
 def class_axis(ndim: int) -> int:
@@ -79,44 +76,61 @@ def smoothed_class_weights(x: np.ndarray, target: np.ndarray, weight: np.ndarray
     return q, float(x.size // n_classes)
 
 
-def cross_entropy(x: np.ndarray, target: np.ndarray, weight: np.ndarray | None, reduction: str,
-                  ignore_index: int = -100, label_smoothing: float = 0.0) -> np.ndarray:
-    """Cross entropy of logits ``x`` ((C), (N, C) or (N, C, d1, ..., dK)) against class indices
-    (int, shape of x without the class axis) or class probabilities (float, shape of x).
-
-    l = -sum_c q_c·log softmax(x)_c per position (see ``smoothed_class_weights``); 'mean' divides
-    the sum by the normaliser (0/0 = NaN when every index target is ignored).
-    """
-    q, normaliser = smoothed_class_weights(x, target, weight, ignore_index, label_smoothing)
-    ax = class_axis(x.ndim)
-    losses = -np.sum(q * log_softmax(x, ax), axis=ax)
-    return _reduce(losses, reduction, normaliser)
-
-
-def cross_entropy_vjp(x: np.ndarray, target: np.ndarray, weight: np.ndarray | None, reduction: str,
-                      g: np.ndarray, ignore_index: int = -100,
-                      label_smoothing: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
-    """(dL/dx, dL/dtarget): with ĝ the cotangent per position (g, or g/normaliser for 'mean'),
-    dL/dx = ĝ·(softmax(x)·sum_c q_c - q) (0 at ignored positions) and, for probability targets,
-    dL/dtarget_c = -ĝ·(1 - ε)·w_c·log softmax(x)_c (None for class indices)."""
+def _cross_entropy_vjp(cotangent, input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                       reduction="mean", label_smoothing=0.0):
+    """{"input"(, "target")}: with ĝ the cotangent per position (g, or g/normaliser for 'mean'),
+    dL/dx = ĝ·(softmax(x)·Σ_c q_c - q), 0 at positions without target weight (q = 0: an ignored
+    index, even when every target is ignored); for probability targets also
+    dL/dtarget_c = -ĝ·(1 - ε)·w_c·log softmax(x)_c. A 'mean' over class indices whose normaliser
+    Σ w[target] is 0 while some position counts has no defined gradient: NaN at counted positions."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    x, g = input, cotangent
     q, normaliser = smoothed_class_weights(x, target, weight, ignore_index, label_smoothing)
     ax = class_axis(x.ndim)
     logp = log_softmax(x, ax)
     total = np.sum(q, axis=ax, keepdims=True)
-    # A position without target weight (an ignored index) does not contribute, even when the
-    # 'mean' normaliser is 0 (all ignored: the loss is 0/0 = NaN, its gradient 0).
+    weighted = np.any(q != 0, axis=ax, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         if reduction == "none":
             g_pos = np.expand_dims(g, ax)
         else:
             g_pos = g / normaliser if reduction == "mean" else g
-        grad_x = np.where(total != 0, g_pos * (np.exp(logp) * total - q), 0.0)
-    if target.dtype.kind in "iu":
-        return grad_x, None
+        grad_x = np.where(weighted, g_pos * (np.exp(logp) * total - q), 0.0)
+    indices = target.dtype.kind in "iu"
+    if indices and reduction == "mean" and normaliser == 0:
+        counted = np.expand_dims(target != ignore_index, ax)
+        grad_x = np.where(counted, np.nan, 0.0) * np.ones_like(x)
+    if indices:
+        return {"input": grad_x}
     n_classes = x.shape[ax]
     w = np.ones(n_classes) if weight is None else np.asarray(weight, dtype=np.float64)
     grad_t = -g_pos * (1.0 - label_smoothing) * _class_vector(w, x) * logp
-    return grad_x, grad_t
+    return {"input": grad_x, "target": grad_t}
+
+
+def _cross_entropy_example(rng: np.random.Generator) -> tuple[tuple[np.ndarray, ...], dict]:
+    x = rng.standard_normal((3, 4, 2))
+    return (x, rng.random((3, 4, 2))), {"weight": rng.uniform(0.5, 2.0, 4), "label_smoothing": 0.2}
+
+
+@functional(vjp=_cross_entropy_vjp, example=_cross_entropy_example)
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+                  label_smoothing=0.0):
+    """Cross entropy of logits ``input`` ((C), (N, C) or (N, C, d1, ..., dK)) against class
+    indices (int, the input's shape without the class axis) or class probabilities (float, the
+    input's shape).
+
+    l = -Σ_c q_c·log softmax(x)_c per position with q = w·((1 - ε)·target + ε/C) (a one-hot
+    target for class indices, q = 0 at positions whose index is ``ignore_index``; see
+    ``smoothed_class_weights``). 'mean' divides the sum by Σ w[target] over the counted positions
+    (class indices; 0/0 = NaN when every target is ignored) or by the number of positions
+    (probabilities). Weights may be zero or negative. label_smoothing ε must lie in [0, 1].
+    """
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    q, normaliser = smoothed_class_weights(input, target, weight, ignore_index, label_smoothing)
+    ax = class_axis(input.ndim)
+    losses = -np.sum(q * log_softmax(input, ax), axis=ax)
+    return apply_reduction(losses, reduction, normaliser)
 
 
 # -- negative log-likelihood ------------------------------------------------------------------------
@@ -153,26 +167,37 @@ def _picked(x: np.ndarray, target: np.ndarray, counted: np.ndarray) -> np.ndarra
     return np.where(counted, np.take_along_axis(x, safe, axis=ax).squeeze(ax), 0.0)
 
 
-def nll_loss(x: np.ndarray, target: np.ndarray, weight: np.ndarray | None, reduction: str,
-             ignore_index: int = -100) -> np.ndarray:
-    """ℓ = -w[t]·x[t] per position (0 where t = ignore_index); 'mean' divides the sum by Σ w[t]
-    over the counted positions (0/0 = NaN when none counts)."""
-    counted, wt = nll_counted(x, target, weight, ignore_index)
-    terms = -wt * _picked(x, target, counted)
-    return _reduce(terms, reduction, float(np.sum(wt)))
-
-
-def nll_loss_vjp(x: np.ndarray, target: np.ndarray, weight: np.ndarray | None, reduction: str, g: np.ndarray,
-                 ignore_index: int = -100) -> np.ndarray:
-    """dL/dx: -w[t]·ĝ at the target class of every counted position, 0 elsewhere."""
+def _nll_loss_vjp(cotangent, input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                  reduction="mean"):
+    """{"input"}: -w[t]·ĝ at the target class of every counted position, 0 elsewhere."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    x = input
     counted, wt = nll_counted(x, target, weight, ignore_index)
     ax = class_axis(x.ndim)
-    ghat = scaled_cotangent(g, wt.shape, reduction, float(np.sum(wt)))
+    ghat = scaled_cotangent(cotangent, wt.shape, reduction, float(np.sum(wt)))
     with np.errstate(invalid="ignore"):
         per_position = np.where(counted, -wt * ghat, 0.0)
     classes = np.arange(x.shape[ax]).reshape([-1 if i == ax else 1 for i in range(x.ndim)])
     hit = np.expand_dims(np.where(counted, target, -1), ax) == classes
-    return np.where(hit, np.expand_dims(per_position, ax), 0.0)
+    return {"input": np.where(hit, np.expand_dims(per_position, ax), 0.0)}
+
+
+def _nll_example(rng: np.random.Generator) -> tuple[tuple[np.ndarray, ...], dict]:
+    target = np.array([[0, 2], [1, 3], [3, 3]])
+    return (rng.standard_normal((3, 4, 2)), target), {"weight": rng.uniform(0.5, 2.0, 4), "ignore_index": 1}
+
+
+@functional(vjp=_nll_loss_vjp, example=_nll_example)
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+    """Negative log-likelihood of scores ``input`` ((C), (N, C) or (N, C, d1, ..., dK)) at class
+    indices ``target`` (the input's shape without the class axis): ℓ = -w[t]·x[t] per position, 0
+    where t = ignore_index (any value: a class, negative, or above the classes); 'mean' divides
+    the sum by Σ w[t] over the counted positions (0/0 = NaN when none counts). Weights may be zero
+    or negative. A counted target outside [0, C) raises IndexError; shapes ValueError."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    counted, wt = nll_counted(input, target, weight, ignore_index)
+    terms = -wt * _picked(input, target, counted)
+    return apply_reduction(terms, reduction, float(np.sum(wt)))
 
 
 def nll_errors(x: np.ndarray, target: np.ndarray, weight: np.ndarray | None, reduction: str,

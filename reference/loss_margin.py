@@ -1,5 +1,6 @@
 """Margin losses: margin ranking, hinge embedding, multi-class and multi-label margin, cosine
-embedding; forward, VJP and first-order error analysis (units of u).
+embedding; forward and VJP (registered as ``reference.functional`` with torch's signatures) and
+first-order error analysis (units of u).
 
 Kink conventions follow torch: a loss written with clamp_min(z, 0) (margin ranking, hinge
 embedding, cosine embedding) passes the gradient at z = 0; the multi-class and multi-label margin
@@ -15,7 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from reference.loss import reduce, reduced_error, scaled_cotangent, sum_to_shape
+from reference.loss import apply_reduction, legacy_reduction, reduced_error, scaled_cotangent, sum_to_shape
+from reference.registry import functional
 
 Rounding = Callable[[np.ndarray], np.ndarray]
 
@@ -54,18 +56,33 @@ def margin_ranking_z(x1: np.ndarray, x2: np.ndarray, y: np.ndarray, margin: floa
         raise ValueError("margin_ranking_loss: shapes do not broadcast") from exc
 
 
-def margin_ranking_loss(x1: np.ndarray, x2: np.ndarray, y: np.ndarray, margin: float, reduction: str) -> np.ndarray:
-    """max(0, -y·(x1 - x2) + margin), reduced."""
-    return reduce(np.maximum(margin_ranking_z(x1, x2, y, margin), 0.0), reduction)
-
-
-def margin_ranking_vjp(x1: np.ndarray, x2: np.ndarray, y: np.ndarray, margin: float, reduction: str,
-                       g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(dL/dx1, dL/dx2, dL/dy) = (-y, y, -(x1 - x2))·ĝ where z >= 0, 0 elsewhere."""
+def _margin_ranking_vjp(cotangent, input1, input2, target, margin=0, size_average=None, reduce=None,
+                        reduction="mean"):
+    """{"input1", "input2", "target"} = (-y, y, -(x1 - x2))·ĝ where z >= 0 (clamp_min passes the
+    gradient at z = 0), 0 elsewhere; each summed over the dims its operand was broadcast along."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    x1, x2, y = input1, input2, target
     z = margin_ranking_z(x1, x2, y, margin)
-    active = (z >= 0) * scaled_cotangent(g, z.shape, reduction)
-    return (sum_to_shape(-y * active, x1.shape), sum_to_shape(y * active, x2.shape),
-            sum_to_shape(-(x1 - x2) * active, y.shape))
+    active = (z >= 0) * scaled_cotangent(cotangent, z.shape, reduction)
+    return {"input1": sum_to_shape(-y * active, x1.shape), "input2": sum_to_shape(y * active, x2.shape),
+            "target": sum_to_shape(-(x1 - x2) * active, y.shape)}
+
+
+def _ranking_example(rng: np.random.Generator) -> tuple[tuple[np.ndarray, ...], dict]:
+    x1 = rng.standard_normal((3, 4))
+    y = np.where(rng.random((3, 4)) < 0.5, -1.0, 1.0)
+    # z = -y·(x1 - x2) + margin at least 0.2 away from the kink
+    z = np.where(rng.random((3, 4)) < 0.5, -1.0, 1.0) * rng.uniform(0.2, 1.0, (3, 4))
+    return (x1, x1 + y * (z - 0.5), y), {"margin": 0.5}
+
+
+@functional(vjp=_margin_ranking_vjp, example=_ranking_example)
+def margin_ranking_loss(input1, input2, target, margin=0, size_average=None, reduce=None, reduction="mean"):
+    """ℓ = max(0, -y·(x1 - x2) + margin) over the broadcast shape of input1, input2 and target
+    (the three must have one rank; ValueError otherwise), reduced. The gradient at the kink
+    z = 0 is the active side's (torch's clamp_min passes it at equality)."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    return apply_reduction(np.maximum(margin_ranking_z(input1, input2, target, margin), 0.0), reduction)
 
 
 def margin_ranking_errors(x1: np.ndarray, x2: np.ndarray, y: np.ndarray, margin: float, u: float,
@@ -88,22 +105,41 @@ def margin_ranking_errors(x1: np.ndarray, x2: np.ndarray, y: np.ndarray, margin:
 
 # -- HingeEmbeddingLoss ------------------------------------------------------------------------------
 
-def hinge_embedding_loss(x: np.ndarray, y: np.ndarray, margin: float, reduction: str) -> np.ndarray:
+def hinge_embedding_terms(x: np.ndarray, y: np.ndarray, margin: float) -> np.ndarray:
     """x where y = 1, max(0, margin - x) where y = -1 (torch's where(y != 1, ·) + where(y != -1, ·):
-    any other y adds both), over the broadcast shape, reduced."""
+    any other y adds both), over the broadcast shape."""
     try:
-        terms = np.where(y != 1, np.maximum(margin - x, 0.0), 0.0) + np.where(y != -1, x, 0.0)
+        return np.where(y != 1, np.maximum(margin - x, 0.0), 0.0) + np.where(y != -1, x, 0.0)
     except ValueError as exc:
         raise ValueError("hinge_embedding_loss: shapes do not broadcast") from exc
-    return reduce(terms, reduction)
 
 
-def hinge_embedding_vjp(x: np.ndarray, y: np.ndarray, margin: float, reduction: str, g: np.ndarray) -> np.ndarray:
-    """dL/dx: ĝ where y != -1, minus ĝ where y != 1 and margin - x >= 0 (clamp_min passes the
+def hinge_embedding_derivative(x: np.ndarray, y: np.ndarray, margin: float) -> np.ndarray:
+    """dℓ/dx: 1 where y != -1, minus 1 where y != 1 and margin - x >= 0 (clamp_min passes the
     gradient at the kink x = margin)."""
-    shape = np.broadcast_shapes(x.shape, y.shape)
-    d = np.where(y != -1, 1.0, 0.0) - np.where((y != 1) & (margin - x >= 0), 1.0, 0.0)
-    return sum_to_shape(np.broadcast_to(d, shape) * scaled_cotangent(g, shape, reduction), x.shape)
+    return np.where(y != -1, 1.0, 0.0) - np.where((y != 1) & (margin - x >= 0), 1.0, 0.0)
+
+
+def _hinge_embedding_vjp(cotangent, input, target, margin=1.0, size_average=None, reduce=None, reduction="mean"):
+    """{"input"}: ĝ·``hinge_embedding_derivative`` summed over the dims x was broadcast along (the
+    target, a ±1 label, gets no gradient)."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    shape = np.broadcast_shapes(input.shape, target.shape)
+    d = np.broadcast_to(hinge_embedding_derivative(input, target, margin), shape)
+    return {"input": sum_to_shape(d * scaled_cotangent(cotangent, shape, reduction), input.shape)}
+
+
+def _hinge_example(rng: np.random.Generator) -> tuple[tuple[np.ndarray, ...], dict]:
+    x = rng.uniform(-2.0, 0.75, (3, 4))  # margin 1: at least 0.25 below the kink
+    return (x, np.where(rng.random((3, 4)) < 0.5, -1.0, 1.0)), {"margin": 1.0, "reduction": "sum"}
+
+
+@functional(vjp=_hinge_embedding_vjp, example=_hinge_example)
+def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=None, reduction="mean"):
+    """ℓ = x where y = 1, max(0, margin - x) where y = -1 (targets ±1; torch adds both terms for
+    any other value), over the broadcast shape of input and target, reduced."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    return apply_reduction(hinge_embedding_terms(input, target, margin), reduction)
 
 
 # -- MultiMarginLoss ---------------------------------------------------------------------------------
@@ -130,24 +166,36 @@ def _mm_parts(x2: np.ndarray, t: np.ndarray, w: np.ndarray, margin: float) -> tu
     return margin - xy + x2, others, w[t][:, None], xy
 
 
-def multi_margin_loss(x: np.ndarray, target: np.ndarray, p: int, margin: float, weight: np.ndarray | None,
-                      reduction: str) -> np.ndarray:
-    """ℓ_n = Σ_{i != y} w[y]·max(0, margin - x[y] + x[i])^p / C, reduced over the samples."""
-    x2, t, w = _mm_check(x, target, p, weight)
+def _multi_margin_vjp(cotangent, input, target, p=1, margin=1.0, weight=None, size_average=None, reduce=None,
+                      reduction="mean"):
+    """{"input"}: dL/dx[i] = w[y]·p·z_i^(p-1)·ĝ/C for i != y with z_i > 0 (none at z = 0: the kernel
+    tests z > 0); dL/dx[y] = -Σ of those."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    x2, t, w = _mm_check(input, target, p, weight)
     z, others, wy, _ = _mm_parts(x2, t, w, margin)
-    losses = np.sum(np.where(others & (z > 0), wy * np.maximum(z, 0.0) ** p, 0.0), axis=1) / x2.shape[1]
-    return reduce(losses.reshape(target.shape), reduction)
-
-
-def multi_margin_vjp(x: np.ndarray, target: np.ndarray, p: int, margin: float, weight: np.ndarray | None,
-                     reduction: str, g: np.ndarray) -> np.ndarray:
-    """dL/dx[i] = w[y]·p·z_i^(p-1)·ĝ/C for i != y with z_i > 0 (none at z = 0); dL/dx[y] = -Σ of those."""
-    x2, t, w = _mm_check(x, target, p, weight)
-    z, others, wy, _ = _mm_parts(x2, t, w, margin)
-    ghat = scaled_cotangent(g, target.shape, reduction).reshape(-1, 1)
+    ghat = scaled_cotangent(cotangent, target.shape, reduction).reshape(-1, 1)
     d = np.where(others & (z > 0), wy * p * np.maximum(z, 0.0) ** (p - 1), 0.0) / x2.shape[1] * ghat
     d = d - (~others) * np.sum(d, axis=1, keepdims=True)
-    return d.reshape(x.shape)
+    return {"input": d.reshape(input.shape)}
+
+
+def _multi_margin_example(rng: np.random.Generator) -> tuple[tuple[np.ndarray, ...], dict]:
+    # dyadic scores k/8 with margin 0.3: every z = margin - x[y] + x[i] is at least 0.05 from 0
+    x = rng.integers(-16, 17, (5, 4)) / 8
+    return (x, rng.integers(0, 4, 5)), {"p": 2, "margin": 0.3, "weight": rng.uniform(-1.0, 2.0, 4)}
+
+
+@functional(vjp=_multi_margin_vjp, example=_multi_margin_example)
+def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None, reduce=None,
+                      reduction="mean"):
+    """ℓ_n = Σ_{i != y} w[y]·max(0, margin - x[y] + x[i])^p / C over the classes of input (C) or
+    (N, C) with class targets () or (N,), reduced over the samples. p ∈ {1, 2} (ValueError
+    otherwise); weights may be zero or negative; a target outside [0, C) raises IndexError."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    x2, t, w = _mm_check(input, target, p, weight)
+    z, others, wy, _ = _mm_parts(x2, t, w, margin)
+    losses = np.sum(np.where(others & (z > 0), wy * np.maximum(z, 0.0) ** p, 0.0), axis=1) / x2.shape[1]
+    return apply_reduction(losses.reshape(target.shape), reduction)
 
 
 def multi_margin_errors(x: np.ndarray, target: np.ndarray, p: int, margin: float, weight: np.ndarray | None,
@@ -215,22 +263,36 @@ def _mlm_z(x2: np.ndarray, labels: np.ndarray, valid: np.ndarray, is_target: np.
     return z, pairs, xy
 
 
-def multilabel_margin_loss(x: np.ndarray, target: np.ndarray, reduction: str) -> np.ndarray:
-    """ℓ_n = Σ_j Σ_{i not a target} max(0, 1 - (x[y_j] - x[i])) / C, reduced over the samples."""
-    x2, labels, valid, is_target, _ = _mlm_parts(x, target)
-    z, pairs, _ = _mlm_z(x2, labels, valid, is_target)
-    losses = np.sum(np.where(pairs & (z > 0), z, 0.0), axis=(1, 2)) / x2.shape[1]
-    return reduce(losses.reshape(x.shape[:-1]), reduction)
-
-
-def multilabel_margin_vjp(x: np.ndarray, target: np.ndarray, reduction: str, g: np.ndarray) -> np.ndarray:
-    """dL/dx[i] = ĝ/C per counted pair with z > 0 (none at z = 0), dL/dx[y_j] = -ĝ/C per such pair."""
-    x2, labels, valid, is_target, onehot = _mlm_parts(x, target)
+def _multilabel_margin_vjp(cotangent, input, target, size_average=None, reduce=None, reduction="mean"):
+    """{"input"}: dL/dx[i] = ĝ/C per counted pair with z > 0 (none at z = 0), dL/dx[y_j] = -ĝ/C
+    per such pair."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    x2, labels, valid, is_target, onehot = _mlm_parts(input, target)
     z, pairs, _ = _mlm_z(x2, labels, valid, is_target)
     active = (pairs & (z > 0)).astype(np.float64)
-    ghat = scaled_cotangent(g, x.shape[:-1], reduction).reshape(-1, 1) / x2.shape[1]
+    ghat = scaled_cotangent(cotangent, input.shape[:-1], reduction).reshape(-1, 1) / x2.shape[1]
     d = np.sum(active, axis=1) - np.einsum("nj,njc->nc", np.sum(active, axis=2), onehot.astype(np.float64))
-    return (d * ghat).reshape(x.shape)
+    return {"input": (d * ghat).reshape(input.shape)}
+
+
+def _multilabel_margin_example(rng: np.random.Generator) -> tuple[tuple[np.ndarray, ...], dict]:
+    # k/8 plus 0.01 per class: z = 1 - x[y] + x[i] is a multiple of 1/8 plus ±0.01..0.03, never 0
+    x = rng.integers(-16, 17, (5, 4)) / 8 + 0.01 * np.arange(4)
+    target = np.array([[1, 3, -1, 0], [2, 2, 0, -1], [0, 1, 2, 3], [-1, 0, 0, 0], [3, -1, 3, 3]])
+    return (x, target), {"reduction": "none"}
+
+
+@functional(vjp=_multilabel_margin_vjp, example=_multilabel_margin_example)
+def multilabel_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    """ℓ_n = Σ_j Σ_{i not a label} max(0, 1 - (x[y_j] - x[i])) / C over the labels y_j of the row
+    before its first -1 (a repeated label counts again), for input (C) or (N, C) and an int
+    target of the same shape, every entry (padding included) in [-1, C) (ValueError otherwise);
+    reduced over the samples. No gradient at z = 0 (the kernel tests z > 0)."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    x2, labels, valid, is_target, _ = _mlm_parts(input, target)
+    z, pairs, _ = _mlm_z(x2, labels, valid, is_target)
+    losses = np.sum(np.where(pairs & (z > 0), z, 0.0), axis=(1, 2)) / x2.shape[1]
+    return apply_reduction(losses.reshape(input.shape[:-1]), reduction)
 
 
 def multilabel_margin_errors(x: np.ndarray, target: np.ndarray, reduction: str, g: np.ndarray | None, u: float,
@@ -282,10 +344,6 @@ def cosine_embedding_terms(x1: np.ndarray, x2: np.ndarray, y: np.ndarray, margin
     return np.where(y == 1, 1 - cos, 0.0) + np.where(y == -1, np.maximum(cos - margin, 0.0), 0.0)
 
 
-def cosine_embedding_loss(x1: np.ndarray, x2: np.ndarray, y: np.ndarray, margin: float, reduction: str) -> np.ndarray:
-    return reduce(cosine_embedding_terms(x1, x2, y, margin), reduction)
-
-
 def _cos_grads(x1: np.ndarray, x2: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
     """(∂cos/∂x1, ∂cos/∂x2, cos, p, m1, m2): ∂cos/∂x1 = x2/√(m1·m2) - cos·x1/m1 and symmetrically."""
     cos, p, m1, m2 = _cos_parts(x1, x2, y)
@@ -294,13 +352,28 @@ def _cos_grads(x1: np.ndarray, x2: np.ndarray, y: np.ndarray) -> tuple[np.ndarra
     return x2 * r - c * x1 / m1[..., None], x1 * r - c * x2 / m2[..., None], cos, p, m1, m2
 
 
-def cosine_embedding_vjp(x1: np.ndarray, x2: np.ndarray, y: np.ndarray, margin: float, reduction: str,
-                         g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """dL/dx_k = s·∂cos/∂x_k·ĝ with s = -1 where y = 1, 1 where y = -1 and cos - margin >= 0."""
-    d1, d2, cos, *_ = _cos_grads(x1, x2, y)
+def _cosine_embedding_vjp(cotangent, input1, input2, target, margin=0, size_average=None, reduce=None,
+                          reduction="mean"):
+    """{"input1", "input2"}: dL/dx_k = s·∂cos/∂x_k·ĝ with s = -1 where y = 1, 1 where y = -1 and
+    cos - margin >= 0 (the target, a ±1 label, gets no gradient)."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    y = target
+    d1, d2, cos, *_ = _cos_grads(input1, input2, y)
     s = np.where(y == 1, -1.0, 0.0) + np.where((y == -1) & (cos - margin >= 0), 1.0, 0.0)
-    ghat = (s * scaled_cotangent(g, y.shape, reduction))[..., None]
-    return d1 * ghat, d2 * ghat
+    ghat = (s * scaled_cotangent(cotangent, y.shape, reduction))[..., None]
+    return {"input1": d1 * ghat, "input2": d2 * ghat}
+
+
+@functional(vjp=_cosine_embedding_vjp,
+            example=lambda rng: ((rng.standard_normal((4, 3)), rng.standard_normal((4, 3)),
+                                  np.array([1.0, -1.0, 1.0, -1.0])), {"margin": -1.5}))
+def cosine_embedding_loss(input1, input2, target, margin=0, size_average=None, reduce=None, reduction="mean"):
+    """ℓ = 1 - cos(x1, x2) where y = 1, max(0, cos - margin) where y = -1 (0 for any other y), with
+    cos = Σx1·x2/√((Σx1² + ε)(Σx2² + ε)) over the last dim and ε = 1e-12 (torch's EPSILON: a zero
+    vector has cosine 0); inputs (N, D) with y (N), or (D) with y (); reduced. The gradient at
+    cos = margin (y = -1) passes (clamp_min)."""
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    return apply_reduction(cosine_embedding_terms(input1, input2, target, margin), reduction)
 
 
 def cosine_embedding_errors(x1: np.ndarray, x2: np.ndarray, y: np.ndarray, margin: float, reduction: str,

@@ -17,6 +17,12 @@ CASES = [
     ("SmoothL1AsHuber", "SmoothL1Loss"),
     ("MultiMarginWeightOfOtherClass", "MultiMarginLoss"),
     ("L1MeanOverInput", "L1Loss"),
+    ("HuberAsSmoothL1", "HuberLoss"),
+    ("GaussianClampAfterLog", "GaussianNLLLoss"),
+    ("PoissonStirlingEverywhere", "PoissonNLLLoss"),
+    ("TripletSwapIgnored", "TripletMarginLoss"),
+    ("TripletDistanceWithoutEps", "TripletMarginLoss"),
+    ("TripletDefaultDistance", "TripletMarginWithDistanceLoss"),
 ]
 SMALL = 64  # input elements of the shrunk case
 

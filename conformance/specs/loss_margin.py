@@ -1,591 +1,68 @@
 """Margin losses: MarginRankingLoss, HingeEmbeddingLoss, MultiLabelMarginLoss, MultiMarginLoss,
-CosineEmbeddingLoss.
+CosineEmbeddingLoss."""
 
-Margins are small dyadic numbers of both signs (exact in every format, so the margin itself is
-not rounded). Values at the kinks are small dyadic numbers too, so that every format computes the
-kink's z exactly and the gradient there must follow torch's convention; elsewhere a computed z
-within its rounding error of the kink may fall on either side (see ``reference.loss_margin``).
-"""
+from conformance.families.loss import reduction_loss
+from conformance.numerics import loss as N
+from conformance.spec import Regime, declare
+from conformance.strategies import loss_margin as M
+from conformance.strategies.loss import RARE
 
-from __future__ import annotations
-
-import math
-from collections.abc import Callable, Mapping
-from typing import Any
-
-import numpy as np
-from hypothesis import strategies as st
-
-from backends.base import Case, Result
-from conformance import strategies as S
-from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec, Regime, Tolerance, declare, result_reference
-from conformance.specs.loss import (
-    LEGACY_REGIME,
-    RARE,
-    analysed_tolerance,
-    broadcast_length,
-    draw_reduction,
-    loss_mapping,
-    pointwise_errors,
-    rare,
-    reduction_of,
-    seeded_rng,
-    unit_roundoff,
-    values,
-)
-from conformance.tolerance import bound_as_magnitude
-from reference import loss_margin as ref
-
-_MARGINS = (1.0, 0.0, 0.5, -0.5, 2.0, -1.0)
-_KINK_FRACTIONS = (0.0, 0.25, 1.0)
-_WEIGHT_KINDS = ("positive", "with zeros", "with negatives")
-
-
-def _rounding(case: Case) -> Callable[[np.ndarray], np.ndarray]:
-    return DTYPES[case.dtype].round
-
-
-def _dyadic(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Small dyadic values k/4, |k| <= 8: exact in every format, as are their sums with a margin."""
-    return rng.integers(-8, 9, shape) / 4
-
-
-def _exact_or_analysed(errors: Callable[[Case, Result], Mapping[str, np.ndarray]],
-                       length: Callable[[Case, str], int]) -> Tolerance:
-    """Exact tier (small integers, integer margins, power-of-two counts for 'mean'): every tensor
-    bit-exact (|ref| is within 2^p by construction). Float tier: the loss's error analysis."""
-    analysed = analysed_tolerance(errors, length).magnitude
-
-    def magnitude(case: Case, result: Result) -> Mapping[str, np.ndarray]:
-        if case.tier == "exact":
-            return {name: np.abs(v) for name, v in result.tensors().items()}
-        return analysed(case, result)  # type: ignore[operator]
-
-    return Tolerance(reduction=length, magnitude=magnitude, c=1.0, exact="bitwise")
-
-
-def _pow2_or_bounded(d: S.Drawer, tier: str, reduction: str, ndim: int, hi_ndim: int = 4) -> tuple[int, ...]:
-    if tier == "exact" and reduction == "mean":
-        return tuple(2 ** d.integer(0, 3, f"log2 size[{i}]") for i in range(ndim))
-    return tuple(S.sizes_within(d, ndim, S.DEFAULT_BUDGET // 4, hi=12, label="shape"))
-
-
-def _signs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    return np.where(rng.random(shape) < 0.5, -1.0, 1.0)
-
-
-def _exact_margin(d: S.Drawer, tier: str) -> float:
-    margins = _MARGINS if tier == "float" else tuple(m for m in _MARGINS if m == int(m))
-    return d.choice(margins, "margin")
-
-
-# -- MarginRankingLoss -------------------------------------------------------------------------------
-
-@st.composite
-def _ranking_case(draw, dtype: str, invalid: str = "") -> Case:
-    """x1, x2 and y = ±1 of one rank (0 to 3), y possibly size 1 along every dim (broadcast); a
-    drawn fraction of positions exactly on the kink x1 - x2 = y·margin. All three differentiable."""
-    d = S.Drawer(draw)
-    tier = S.tier(d)
-    params = draw_reduction(d)
-    params["margin"] = _exact_margin(d, tier)
-    ndim = d.integer(0, 3, "ndim")
-    shape = _pow2_or_bounded(d, tier, reduction_of(Case("", dtype, params, {})), ndim)
-    y_shape = (1,) * ndim if ndim and d.flag("target broadcast") else shape
-    numel = max(1, math.prod(shape))
-    limit = max(1, int(DTYPES[dtype].exact_integer_limit / (8 * numel)))
-    x1 = values(d, shape, dtype, tier, "input1", int_limit=limit)
-    x2 = values(d, shape, dtype, tier, "input2", int_limit=limit)
-    rng = seeded_rng(d, "target.seed")
-    y = _signs(rng, y_shape)
-    fraction = d.choice(_KINK_FRACTIONS, "at the kink")
-    if fraction:
-        pick = np.array(rng.random(shape) < fraction)
-        pick.flat[0] = True
-        x1 = np.where(pick, _dyadic(rng, shape) if tier == "float" else x1, x1)
-        x2 = np.where(pick, x1 - y * params["margin"], x2)
-    if invalid:
-        x2 = values(d, shape + (2,), dtype, "float", "input2")
-    return Case(op="MarginRankingLoss", dtype=dtype, params=params,
-                inputs={"input1": np.asarray(x1), "input2": np.asarray(x2), "target": y},
-                differentiable=("input1", "input2", "target"), tier=tier, cotangent_seed=S.seed(d),
-                invalid=bool(invalid), note=invalid)
-
-
-def _ranking_reference(case: Case, backward: bool) -> Result:
-    x1, x2, y = (case.inputs[n] for n in ("input1", "input2", "target"))
-    m, reduction = case.params["margin"], reduction_of(case)
-    out = Result(outputs={"output": ref.margin_ranking_loss(x1, x2, y, m, reduction)})
-    if backward:
-        g_out = S.output_gradient(case, "output", out.outputs["output"])
-        g1, g2, gy = ref.margin_ranking_vjp(x1, x2, y, m, reduction, g_out)
-        out.grads.update(input1=g1, input2=g2, target=gy)
-    return out
-
-
-def _ranking_errors(case: Case, result: Result) -> dict[str, np.ndarray]:
-    x1, x2, y = (case.inputs[n] for n in ("input1", "input2", "target"))
-    m = case.params["margin"]
-    z = ref.margin_ranking_z(x1, x2, y, m)
-    term_err, dx_err, dy_err = ref.margin_ranking_errors(x1, x2, y, m, unit_roundoff(case), _rounding(case))
-    active = (z >= 0).astype(np.float64)
-    return pointwise_errors(case, np.maximum(z, 0.0), term_err, reduction_of(case),
-                            {"input1": (-y * active, dx_err), "input2": (y * active, dx_err),
-                             "target": (-(x1 - x2) * active, dy_err)})
-
-
-def _ranking_length(case: Case, tensor: str) -> int:
-    return broadcast_length(case, tensor, ("input1", "input2", "target"))
-
-
-def _at_kink(z_of: Callable[[Case], np.ndarray]) -> Callable[[Case], bool]:
-    return lambda case: bool(np.any(z_of(case) == 0))
-
-
-declare(LayerSpec(
-    name="MarginRankingLoss",
-    family="loss",
-    cases=lambda dtype: _ranking_case(dtype),
-    reference=result_reference(_ranking_reference),
-    torch=loss_mapping("torch.nn.MarginRankingLoss", args=("input1", "input2", "target")),
-    tolerance=_exact_or_analysed(_ranking_errors, _ranking_length),
-    invalid_cases=lambda dtype: _ranking_case(dtype, invalid="ranks differ"),
-    smooth_at=lambda case: bool(np.all(np.abs(ref.margin_ranking_z(
-        *(case.inputs[n] for n in ("input1", "input2", "target")), case.params["margin"])) > 1e-3)),
-    regimes=(LEGACY_REGIME,
-             Regime("at the kink", _at_kink(lambda case: ref.margin_ranking_z(
-                 *(case.inputs[n] for n in ("input1", "input2", "target")), case.params["margin"])),
-                    {"at the kink": 1.0}, "x1 - x2 = y·margin: clamp_min passes the gradient there."),
-             Regime("negative margin", lambda case: case.params["margin"] < 0, {"margin": -1.0})),
+declare(reduction_loss(
+    "MarginRankingLoss", "margin_ranking_loss", cases=M.ranking_cases, invalid=M.invalid_ranking_cases,
+    args=("input1", "input2", "target"), tolerance=N.RANKING_TOLERANCE, smooth_at=M.smooth_ranking,
+    regimes=(Regime("at the kink", M.ranking_at_kink, {"at the kink": 1.0},
+                    "x1 - x2 = y·margin: clamp_min passes the gradient there."),
+             Regime("negative margin", M.negative_margin, {"margin": -1.0})),
     notes="ℓ = max(0, -y·(x1 - x2) + margin); the three inputs must have one rank and broadcast. The gradient "
           "at the kink (z = 0) is the active side's (torch's clamp_min passes it at equality); y is "
-          "differentiable (dℓ/dy = -(x1 - x2)).",
+          "differentiable (dℓ/dy = -(x1 - x2)). Exact tier: integers and integer margins, bit for bit.",
 ))
 
-
-# -- HingeEmbeddingLoss ------------------------------------------------------------------------------
-
-@st.composite
-def _hinge_case(draw, dtype: str, invalid: str = "") -> Case:
-    """Inputs 0-d to 4-d, y = ±1 of the same shape, a drawn fraction of y = -1 positions exactly on
-    the kink x = margin."""
-    d = S.Drawer(draw)
-    tier = S.tier(d)
-    params = draw_reduction(d)
-    params["margin"] = _exact_margin(d, tier)
-    ndim = d.integer(0, 4, "ndim")
-    shape = _pow2_or_bounded(d, tier, reduction_of(Case("", dtype, params, {})), ndim)
-    if invalid == "shapes":
-        shape = shape[:-1] + (max(2, shape[-1]),) if shape else (3,)
-    limit = max(1, int(DTYPES[dtype].exact_integer_limit / (4 * max(1, math.prod(shape)))))
-    x = values(d, shape, dtype, tier, "input", int_limit=limit)
-    rng = seeded_rng(d, "target.seed")
-    y = _signs(rng, shape)
-    fraction = d.choice(_KINK_FRACTIONS, "at the kink")
-    if fraction:
-        pick = np.array(rng.random(shape) < fraction)
-        pick.flat[0] = True
-        y = np.where(pick, -1.0, y)
-        x = np.where(pick, params["margin"], x)
-    if invalid == "shapes":
-        y = np.ones(shape[:-1] + (shape[-1] + 1,))
-    elif invalid:
-        params = {"margin": params["margin"], "reduction": d.choice(("average", "Sum"), "reduction")}
-    return Case(op="HingeEmbeddingLoss", dtype=dtype, params=params, inputs={"input": np.asarray(x), "target": y},
-                differentiable=("input",), tier=tier, cotangent_seed=S.seed(d), invalid=bool(invalid), note=invalid)
-
-
-def _hinge_reference(case: Case, backward: bool) -> Result:
-    x, y, m, reduction = case.inputs["input"], case.inputs["target"], case.params["margin"], reduction_of(case)
-    out = Result(outputs={"output": ref.hinge_embedding_loss(x, y, m, reduction)})
-    if backward:
-        g_out = S.output_gradient(case, "output", out.outputs["output"])
-        out.grads["input"] = ref.hinge_embedding_vjp(x, y, m, reduction, g_out)
-    return out
-
-
-def _hinge_errors(case: Case, result: Result) -> dict[str, np.ndarray]:
-    """margin - x is one rounding where y = -1 (u·ℓ); x itself is exact; the derivative ±1 exact
-    (the margin is exact, so the kink test on the rounded m - x is exact)."""
-    x, y, m = case.inputs["input"], case.inputs["target"], case.params["margin"]
-    terms = ref.hinge_embedding_loss(x, y, m, "none")
-    d = np.where(y != -1, 1.0, 0.0) - np.where((y != 1) & (m - x >= 0), 1.0, 0.0)
-    return pointwise_errors(case, terms, np.where(y != 1, np.abs(terms), 0.0), reduction_of(case),
-                            {"input": (d, np.zeros_like(d))})
-
-
-declare(LayerSpec(
-    name="HingeEmbeddingLoss",
-    family="loss",
-    cases=lambda dtype: _hinge_case(dtype),
-    reference=result_reference(_hinge_reference),
-    torch=loss_mapping("torch.nn.HingeEmbeddingLoss"),
-    tolerance=_exact_or_analysed(_hinge_errors, lambda case, tensor: broadcast_length(case, tensor)),
-    invalid_cases=lambda dtype: st.sampled_from(("shapes", "reduction")).flatmap(
-        lambda kind: _hinge_case(dtype, invalid=kind)),
-    smooth_at=lambda case: bool(np.all(np.abs(case.inputs["input"] - case.params["margin"]) > 1e-3)),
-    regimes=(LEGACY_REGIME,
-             Regime("at the kink", lambda case: bool(np.any((case.inputs["target"] == -1)
-                                                            & (case.inputs["input"] == case.params["margin"]))),
-                    {"at the kink": 1.0}, "x = margin with y = -1: clamp_min passes the gradient (-1) there."),
-             Regime("negative margin", lambda case: case.params["margin"] < 0, {"margin": -1.0})),
+declare(reduction_loss(
+    "HingeEmbeddingLoss", "hinge_embedding_loss", cases=M.hinge_cases, invalid=M.invalid_hinge_cases,
+    tolerance=N.HINGE_TOLERANCE, smooth_at=M.smooth_hinge,
+    regimes=(Regime("at the kink", M.hinge_at_kink, {"at the kink": 1.0},
+                    "x = margin with y = -1: clamp_min passes the gradient (-1) there."),
+             Regime("negative margin", M.negative_margin, {"margin": -1.0})),
     notes="ℓ = x where y = 1, max(0, margin - x) where y = -1 (targets ±1; torch adds both terms for any other "
           "value). The gradient at x = margin (y = -1) is -1: clamp_min passes it at equality. The target is not "
           "differentiable.",
 ))
 
-
-# -- MultiLabelMarginLoss ----------------------------------------------------------------------------
-
-_MLM_LABELS = ("distinct", "repeated")
-
-
-@st.composite
-def _mlm_case(draw, dtype: str, invalid: str = "") -> Case:
-    """Scores (C) or (N, C); per sample a drawn number of labels (distinct, or with repeats) then
-    -1 padding, and after the padding arbitrary values in [-1, C) that must not count; a drawn
-    fraction of (label, non-label) pairs exactly on the kink x[y] - x[i] = 1 (small dyadics)."""
-    d = S.Drawer(draw)
-    params = draw_reduction(d)
-    classes = d.integer(1, 10, "classes")
-    shape = (classes,) if d.flag("unbatched (C)") else (d.integer(1, 24, "N"), classes)
-    x = values(d, shape, dtype, "float", "input", scale=d.choice((1.0, 0.25), "input.scale"))
-    rng = seeded_rng(d, "target.seed")
-    rows = int(np.prod(shape[:-1], dtype=np.int64))
-    kind = d.choice(_MLM_LABELS, "labels")
-    counts = rng.integers(0, classes + 1, rows)
-    if d.flag("padded"):
-        counts = np.minimum(counts, classes - 1)
-    labels = rng.integers(0, classes, (rows, classes)) if kind == "repeated" else np.argsort(
-        rng.random((rows, classes)), axis=1)
-    if kind == "repeated" and classes > 2:  # the first sample repeats its first label
-        labels[0, 1] = labels[0, 0]
-        counts[0] = max(counts[0], 2)
-    slot = np.arange(classes)[None, :]
-    after = rng.integers(-1, classes, (rows, classes))
-    target = np.where(slot < counts[:, None], labels, np.where(slot == counts[:, None], -1, after))
-    if d.choice(_KINK_FRACTIONS, "at the kink") and classes > 1:
-        x = _mlm_kinks(rng, x.reshape(rows, classes), target).reshape(shape)
-    if invalid:
-        target = target.copy()
-        target.flat[d.integer(0, target.size - 1, "bad position")] = d.choice((classes, -2, classes + 3), "bad label")
-    return Case(op="MultiLabelMarginLoss", dtype=dtype, params=params,
-                inputs={"input": x, "target": target.reshape(shape).astype(np.int64)}, differentiable=("input",),
-                tier="float", cotangent_seed=S.seed(d), invalid=bool(invalid), note=invalid)
-
-
-def _mlm_kinks(rng: np.random.Generator, x: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Small dyadic scores, and for each sample with a label y_0 and a non-label i: x[i] = x[y_0] - 1."""
-    x = _dyadic(rng, x.shape)
-    for n in range(x.shape[0]):  # one kink per sample (a handful of rows)
-        row = target[n]
-        first = row[0]
-        if first < 0:
-            continue
-        labels = set(row[: int(np.argmax(row < 0)) if (row < 0).any() else len(row)].tolist())
-        others = [i for i in range(x.shape[1]) if i not in labels]
-        if others:
-            x[n, others[0]] = x[n, first] - 1.0
-    return x
-
-
-def _mlm_reference(case: Case, backward: bool) -> Result:
-    x, t, reduction = case.inputs["input"], case.inputs["target"], reduction_of(case)
-    out = Result(outputs={"output": ref.multilabel_margin_loss(x, t, reduction)})
-    if backward:
-        g_out = S.output_gradient(case, "output", out.outputs["output"])
-        out.grads["input"] = ref.multilabel_margin_vjp(x, t, reduction, g_out)
-    return out
-
-
-def _sample_length(case: Case, tensor: str) -> int:
-    x = case.inputs["input"]
-    per_sample = x.shape[-1] ** 2 if case.op == "MultiLabelMarginLoss" else x.shape[-1]
-    if tensor != "output":
-        return x.shape[-1]
-    return per_sample * (1 if reduction_of(case) == "none" else max(1, x.size // x.shape[-1]))
-
-
-def _mlm_magnitude(case: Case, result: Result) -> Mapping[str, np.ndarray]:
-    x, t, reduction = case.inputs["input"], case.inputs["target"], reduction_of(case)
-    out_err, grad_err = ref.multilabel_margin_errors(x, t, reduction, case.cotangents.get("output"),
-                                                     unit_roundoff(case), _rounding(case))
-    out = {"output": bound_as_magnitude(out_err, _sample_length(case, "output"))}
-    if grad_err is not None:
-        out["grad.input"] = bound_as_magnitude(grad_err, _sample_length(case, "grad.input"))
-    return out
-
-
-def _mlm_pair_z(case: Case) -> np.ndarray:
-    """z = 1 - x[y_j] + x[i] of every counted pair."""
-    x2, labels, valid, is_target, _ = ref._mlm_parts(case.inputs["input"], case.inputs["target"])
-    z, pairs, _ = ref._mlm_z(x2, labels, valid, is_target)
-    return z[pairs]
-
-
-def _mlm_pairs_at_kink(case: Case) -> bool:
-    return bool(np.any(_mlm_pair_z(case) == 0))
-
-
-declare(LayerSpec(
-    name="MultiLabelMarginLoss",
-    family="loss",
-    cases=lambda dtype: _mlm_case(dtype),
-    reference=result_reference(_mlm_reference),
-    torch=loss_mapping("torch.nn.MultiLabelMarginLoss"),
-    tolerance=Tolerance(reduction=_sample_length, magnitude=_mlm_magnitude, c=1.0, exact="none"),
-    invalid_cases=lambda dtype: _mlm_case(dtype, invalid="target out of range"),
-    smooth_at=lambda case: bool(np.all(np.abs(_mlm_pair_z(case)) > 1e-3)),
-    regimes=(LEGACY_REGIME,
-             Regime("padded -1 targets", lambda case: bool(np.any(case.inputs["target"] == -1)),
-                    {"padded": True}, "Only the labels before the first -1 count; values after it do not."),
-             Regime("repeated labels", lambda case: _repeated(case.inputs["target"]), {"labels": "repeated",
-                                                                                        "classes": 4, "N": 8}),
-             Regime("at the kink", _mlm_pairs_at_kink, {"at the kink": 0.25, "classes": 4, "unbatched (C)": False,
-                                                        "padded": True},
+declare(reduction_loss(
+    "MultiLabelMarginLoss", "multilabel_margin_loss", cases=M.mlm_cases, invalid=M.invalid_mlm_cases,
+    tolerance=N.MLM_TOLERANCE, smooth_at=M.smooth_mlm,
+    regimes=(Regime("padded -1 targets", lambda case: bool((case.inputs["target"] == -1).any()), {"padded": True},
+                    "Only the labels before the first -1 count; values after it do not."),
+             Regime("repeated labels", M.repeated_labels, {"labels": "repeated", "classes": 4, "N": 8}),
+             Regime("at the kink", M.mlm_pairs_at_kink,
+                    {"at the kink": 0.25, "classes": 4, "unbatched (C)": False, "padded": True},
                     "x[y] - x[i] = 1: the kernel tests z > 0, so no gradient flows there.")),
     notes="ℓ_n = Σ_j Σ_{i not a label} max(0, 1 - (x[y_j] - x[i])) / C over the labels y_j before the first -1 "
           "(a repeated label counts again). Input (C) or (N, C), target of the same shape; torch requires every "
           "target entry, padding included, in [-1, C). No gradient at z = 0 (the kernel tests z > 0).",
 ))
 
-
-def _repeated(target: np.ndarray) -> bool:
-    rows = target.reshape(-1, target.shape[-1])
-    for row in rows:
-        end = int(np.argmax(row < 0)) if (row < 0).any() else len(row)
-        if len(set(row[:end].tolist())) < end:
-            return True
-    return False
-
-
-# -- MultiMarginLoss ---------------------------------------------------------------------------------
-
-@st.composite
-def _mm_case(draw, dtype: str, invalid: str = "") -> Case:
-    """Scores (C) or (N, C), class targets, p in {1, 2}, a margin of either sign, optional class
-    weights (positive, with zeros, with negatives); a drawn fraction of samples with one class
-    exactly on the kink x[y] - x[i] = margin (small dyadics)."""
-    d = S.Drawer(draw)
-    params = draw_reduction(d)
-    params["p"] = d.choice((1, 2), "p")
-    params["margin"] = d.choice(_MARGINS, "margin")
-    classes = d.integer(1, 10, "classes")
-    shape = (classes,) if d.flag("unbatched (C)") else (d.integer(1, 32, "N"), classes)
-    x = values(d, shape, dtype, "float", "input")
-    rng = seeded_rng(d, "target.seed")
-    target = rng.integers(0, classes, shape[:-1])
-    fraction = d.choice(_KINK_FRACTIONS, "at the kink")
-    if fraction and classes > 1:
-        x2, t2 = _dyadic(rng, shape).reshape(-1, classes), target.reshape(-1)
-        other = (t2 + 1 + rng.integers(0, classes - 1, t2.shape)) % classes
-        x2[np.arange(t2.size), other] = x2[np.arange(t2.size), t2] - params["margin"]
-        x = x2.reshape(shape)
-    inputs = {"input": x, "target": np.asarray(target, dtype=np.int64)}
-    if d.flag("weight"):
-        w = rng.uniform(0.25, 2.0, classes)
-        kind = d.choice(_WEIGHT_KINDS, "weight.kind")
-        if kind != "positive":
-            w = np.where(np.arange(classes) % 2 == 0, 0.0 if kind == "with zeros" else -w, w)
-        inputs["weight"] = DTYPES[dtype].round(w)
-    if invalid:
-        params, inputs = _break_mm(d, invalid, params, inputs, classes)
-    return Case(op="MultiMarginLoss", dtype=dtype, params=params, inputs=inputs, differentiable=("input",),
-                tier="float", cotangent_seed=S.seed(d), invalid=bool(invalid), note=invalid)
-
-
-_MM_INVALID = ("negative p", "p not 1 or 2", "target out of range", "weight length", "reduction")
-
-
-def _break_mm(d: S.Drawer, kind: str, params: dict[str, Any], inputs: dict[str, np.ndarray],
-              classes: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    params, inputs = dict(params), dict(inputs)
-    if kind == "negative p":
-        params["p"] = d.choice((-1, -2), "p")
-    elif kind == "p not 1 or 2":
-        params["p"] = d.choice((3, 0), "p")
-    elif kind == "target out of range":
-        t = np.array(inputs["target"])
-        t.flat[d.integer(0, max(0, t.size - 1), "bad position")] = d.choice((classes, -1, classes + 2), "bad class")
-        inputs["target"] = t
-    elif kind == "weight length":
-        inputs["weight"] = np.ones(classes + 1)
-    else:
-        params = {k: v for k, v in params.items() if k not in ("size_average", "reduce")}
-        params["reduction"] = d.choice(("average", "Sum"), "reduction")
-    return params, inputs
-
-
-def _mm_args(case: Case) -> dict[str, Any]:
-    return {"p": case.params["p"], "margin": case.params["margin"], "weight": case.inputs.get("weight"),
-            "reduction": reduction_of(case)}
-
-
-def _mm_reference(case: Case, backward: bool) -> Result:
-    x, t, args = case.inputs["input"], case.inputs["target"], _mm_args(case)
-    out = Result(outputs={"output": ref.multi_margin_loss(x, t, **args)})
-    if backward:
-        g_out = S.output_gradient(case, "output", out.outputs["output"])
-        out.grads["input"] = ref.multi_margin_vjp(x, t, g=g_out, **args)
-    return out
-
-
-def _mm_magnitude(case: Case, result: Result) -> Mapping[str, np.ndarray]:
-    x, t, args = case.inputs["input"], case.inputs["target"], _mm_args(case)
-    out_err, grad_err = ref.multi_margin_errors(x, t, g=case.cotangents.get("output"), u=unit_roundoff(case),
-                                                rnd=_rounding(case), **args)
-    out = {"output": bound_as_magnitude(out_err, _sample_length(case, "output"))}
-    if grad_err is not None:
-        out["grad.input"] = bound_as_magnitude(grad_err, _sample_length(case, "grad.input"))
-    return out
-
-
-def _mm_z(case: Case) -> np.ndarray:
-    """z = margin - x[y] + x[i] of every i != y."""
-    x, t = case.inputs["input"], case.inputs["target"]
-    x2, t2, w = ref._mm_check(x, t, case.params["p"], case.inputs.get("weight"))
-    z, others, _, _ = ref._mm_parts(x2, t2, w, case.params["margin"])
-    return z[others]
-
-
-def _mm_z_at_kink(case: Case) -> bool:
-    return bool(np.any(_mm_z(case) == 0))
-
-
-def _mm_min_abs_z(case: Case) -> float:
-    z = _mm_z(case)
-    return float(np.min(np.abs(z))) if z.size else np.inf
-
-
-declare(LayerSpec(
-    name="MultiMarginLoss",
-    family="loss",
-    cases=lambda dtype: _mm_case(dtype),
-    reference=result_reference(_mm_reference),
-    torch=loss_mapping("torch.nn.MultiMarginLoss", buffers=("weight",)),
-    tolerance=Tolerance(reduction=_sample_length, magnitude=_mm_magnitude, c=1.0, exact="none"),
-    invalid_cases=lambda dtype: st.sampled_from(_MM_INVALID).flatmap(lambda kind: _mm_case(dtype, invalid=kind)),
-    smooth_at=lambda case: _mm_min_abs_z(case) > 1e-3,
-    regimes=(LEGACY_REGIME,
-             Regime("p = 2", lambda case: case.params["p"] == 2, {"p": 2}),
-             Regime("weights with zeros/negatives", lambda case: "weight" in case.inputs and bool(
-                 np.any(case.inputs["weight"] <= 0)), {"weight": True, "weight.kind": "with negatives"}),
-             Regime("at the kink", _mm_z_at_kink, {"at the kink": 1.0, "classes": 3, "p": 1},
+declare(reduction_loss(
+    "MultiMarginLoss", "multi_margin_loss", cases=M.mm_cases, invalid=M.invalid_mm_cases, buffers=("weight",),
+    tolerance=N.MM_TOLERANCE, smooth_at=M.smooth_mm,
+    regimes=(Regime("p = 2", lambda case: case.params["p"] == 2, {"p": 2}),
+             Regime("weights with zeros/negatives", M.mm_weights_not_positive,
+                    {"weight": True, "weight.kind": "with negatives"}),
+             Regime("at the kink", M.mm_z_at_kink, {"at the kink": 1.0, "classes": 3, "p": 1},
                     "x[y] - x[i] = margin: the kernel tests z > 0, so no gradient flows there.")),
     notes="ℓ_n = Σ_{i != y} w[y]·max(0, margin - x[y] + x[i])^p / C (the weight multiplies the power, as the "
           "docs' formula reads), p ∈ {1, 2} (anything else raises), a margin of either sign, weights with zeros "
           "and negatives accepted. Input (C) or (N, C). No gradient at z = 0 (the kernel tests z > 0).",
 ))
 
-
-# -- CosineEmbeddingLoss -----------------------------------------------------------------------------
-
-@st.composite
-def _cosine_case(draw, dtype: str, invalid: str = "") -> Case:
-    """x1, x2 of shape (N, D) or (D), y = ±1 of shape (N) or (); a margin of either sign; a drawn
-    fraction of zero vectors (cosine 0 through ε = 1e-12) or of equal pairs (cosine 1)."""
-    d = S.Drawer(draw)
-    params = draw_reduction(d)
-    params["margin"] = d.choice((0.0, 0.5, -0.5, 0.25), "margin")
-    dim = d.integer(2 if invalid else 1, 16, "D")
-    shape = (dim,) if d.flag("unbatched (D)") else (d.integer(1, 32, "N"), dim)
-    # (Σx1²)·(Σx2²) stays within the format (torch multiplies the squared norms before the square
-    # root), except in rare cases where the first pair has entries of 30 (the float16 product
-    # then overflows: a known discrepancy).
-    bound = DTYPES[dtype].round(DTYPES[dtype].max_value ** 0.25 / (2 * math.sqrt(dim)))
-    x1 = np.array(np.clip(values(d, shape, dtype, "float", "input1"), -bound, bound))
-    x2 = np.array(np.clip(values(d, shape, dtype, "float", "input2"), -bound, bound))
-    if rare(d, "large norms"):
-        x1.reshape(-1, dim)[0], x2.reshape(-1, dim)[0] = 30.0, -30.0 if d.flag("opposite") else 30.0
-    rng = seeded_rng(d, "target.seed")
-    y = _signs(rng, shape[:-1])
-    rows = d.choice(("independent", "equal"), "vectors")
-    if rare(d, "zero vectors"):
-        rows = "zero vectors"
-    if rows != "independent":
-        pick = np.array(rng.random(shape[:-1]) < 0.5)
-        pick.flat[0] = True
-        pick = pick[..., None]
-        if rows == "zero vectors":
-            side = rng.random(shape[:-1])[..., None]
-            x1 = np.where(pick & (side < 0.67), 0.0, x1)
-            x2 = np.where(pick & (side > 0.33), 0.0, x2)
-        else:
-            x2 = np.where(pick, x1, x2)
-    if invalid == "shapes":
-        x2 = values(d, shape[:-1] + (dim + 1,), dtype, "float", "input2")
-    elif invalid == "target shape":
-        y = np.ones(shape[:-1] + (2,))
-    elif invalid:
-        params = {"margin": params["margin"], "reduction": d.choice(("average", "Sum"), "reduction")}
-    return Case(op="CosineEmbeddingLoss", dtype=dtype, params=params, inputs={"input1": x1, "input2": x2, "target": y},
-                differentiable=("input1", "input2"), tier="float", cotangent_seed=S.seed(d), invalid=bool(invalid),
-                note=invalid)
-
-
-def _cosine_reference(case: Case, backward: bool) -> Result:
-    x1, x2, y = (case.inputs[n] for n in ("input1", "input2", "target"))
-    m, reduction = case.params["margin"], reduction_of(case)
-    out = Result(outputs={"output": ref.cosine_embedding_loss(x1, x2, y, m, reduction)})
-    if backward:
-        g_out = S.output_gradient(case, "output", out.outputs["output"])
-        g1, g2 = ref.cosine_embedding_vjp(x1, x2, y, m, reduction, g_out)
-        out.grads.update(input1=g1, input2=g2)
-    return out
-
-
-def _cosine_errors(case: Case, result: Result) -> dict[str, np.ndarray]:
-    x1, x2, y = (case.inputs[n] for n in ("input1", "input2", "target"))
-    out_err, e1, e2 = ref.cosine_embedding_errors(x1, x2, y, case.params["margin"], reduction_of(case),
-                                                  case.cotangents.get("output"), unit_roundoff(case))
-    out = {"output": out_err}
-    if e1 is not None:
-        out.update({"grad.input1": e1, "grad.input2": e2})
-    return out
-
-
-def _cosine_length(case: Case, tensor: str) -> int:
-    x1 = case.inputs["input1"]
-    if tensor != "output":
-        return x1.shape[-1]
-    return x1.shape[-1] * (1 if reduction_of(case) == "none" else max(1, x1.size // x1.shape[-1]))
-
-
-def cosine_norm_product_out_of_range(case: Case) -> bool:
-    """For some pair of non-zero vectors, (Σx1²)·(Σx2²) lies outside the normal range of the case's
-    format (it overflows, or underflows into subnormals or to 0)."""
-    m1, m2 = (np.sum(case.inputs[n] ** 2, axis=-1) for n in ("input1", "input2"))
-    product = m1 * m2
-    dt = DTYPES[case.dtype]
-    return bool(np.any((product > dt.max_value) | ((product > 0) & (product < dt.min_normal))))
-
-
-def cosine_zero_vector(case: Case) -> bool:
-    """Some row of input1 or input2 is zero: its squared norm is ε = 1e-12, which rounds to 0 in
-    float16 (0/0)."""
-    return any(bool(np.any(np.all(case.inputs[n] == 0, axis=-1))) for n in ("input1", "input2"))
-
-
-declare(LayerSpec(
-    name="CosineEmbeddingLoss",
-    family="loss",
-    cases=lambda dtype: _cosine_case(dtype),
-    reference=result_reference(_cosine_reference),
-    torch=loss_mapping("torch.nn.CosineEmbeddingLoss", args=("input1", "input2", "target")),
-    tolerance=analysed_tolerance(_cosine_errors, _cosine_length),
-    invalid_cases=lambda dtype: st.sampled_from(("shapes", "target shape", "reduction")).flatmap(
-        lambda kind: _cosine_case(dtype, invalid=kind)),
-    smooth_at=lambda case: not cosine_zero_vector(case) and bool(np.all(np.abs(ref.cosine_embedding_terms(
-        case.inputs["input1"], case.inputs["input2"], -np.ones_like(case.inputs["target"]), case.params["margin"]))
-        > 1e-3)),
-    regimes=(LEGACY_REGIME,
-             Regime("zero vectors", cosine_zero_vector, {"zero vectors": RARE},
+declare(reduction_loss(
+    "CosineEmbeddingLoss", "cosine_embedding_loss", cases=M.cosine_cases, invalid=M.invalid_cosine_cases,
+    args=("input1", "input2", "target"), tolerance=N.COSINE_TOLERANCE, smooth_at=M.smooth_cosine,
+    regimes=(Regime("zero vectors", N.cosine_zero_vector, {"zero vectors": RARE},
                     "A zero vector: cos = 0/√(ε·(|x2|² + ε)) = 0, with ε = 1e-12 added to each squared norm."),
-             Regime("negative margin", lambda case: case.params["margin"] < 0, {"margin": -0.5}),
-             Regime("large norms", lambda case: bool(np.any(
-                 np.sum(case.inputs["input1"] ** 2, axis=-1) * np.sum(case.inputs["input2"] ** 2, axis=-1) > 65504)),
-                    {"large norms": RARE},
+             Regime("negative margin", M.negative_margin, {"margin": -0.5}),
+             Regime("large norms", M.large_norms, {"large norms": RARE},
                     "|x1|²·|x2|² beyond the float16 range: torch's √(m1·m2) overflows there.")),
     notes="ℓ = 1 - cos(x1, x2) where y = 1, max(0, cos - margin) where y = -1 (0 for any other y); cos = "
           "Σx1·x2/√((Σx1² + ε)(Σx2² + ε)) over the last dim with ε = 1e-12 (torch's EPSILON), so a zero vector "

@@ -11,9 +11,22 @@ torch, through ``call_target`` (the module is built and its buffers installed as
 - ``MultiMarginWeightOfOtherClass``: MultiMarginLoss weighting each term by w[i] instead of w[y].
 - ``L1MeanOverInput``: L1Loss 'mean' dividing by the input's element count instead of the
   broadcast shape's.
+- ``HuberAsSmoothL1``: HuberLoss computed as SmoothL1Loss with beta = delta (the δ factor of
+  Huber = δ·SmoothL1 forgotten: right at δ = 1 only).
+- ``GaussianClampAfterLog``: GaussianNLLLoss taking the log of the unclamped var (clamping only the
+  divisor): wrong (-inf) wherever var < eps.
+- ``PoissonStirlingEverywhere``: PoissonNLLLoss(full=True) adding the Stirling term at every
+  positive target, not only where t > 1.
+- ``TripletSwapIgnored``: TripletMarginLoss(swap=True) computed without the swap.
+- ``TripletDistanceWithoutEps``: TripletMarginLoss's distance ‖a - p‖_p without the eps torch adds
+  inside the norm.
+- ``TripletDefaultDistance``: TripletMarginWithDistanceLoss ignoring its distance_function (always
+  the default pairwise distance).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -91,4 +104,77 @@ class L1MeanOverInput(TorchBackend):
         if isinstance(fn, torch.nn.L1Loss) and fn.reduction == "mean":
             x, t = args
             return (x - t).abs().sum() / x.numel()
+        return super().call_target(case, fn, args, kwargs)
+
+
+class HuberAsSmoothL1(TorchBackend):
+    name = "torch-cpu-wrong-huber-as-smooth-l1"
+
+    def call_target(self, case, fn, args, kwargs):
+        if isinstance(fn, torch.nn.HuberLoss):
+            return F.smooth_l1_loss(*args, reduction=fn.reduction, beta=fn.delta)
+        return super().call_target(case, fn, args, kwargs)
+
+
+class GaussianClampAfterLog(TorchBackend):
+    name = "torch-cpu-wrong-gaussian-clamp-after-log"
+
+    def call_target(self, case, fn, args, kwargs):
+        if isinstance(fn, torch.nn.GaussianNLLLoss):
+            x, t = args[:2]
+            var = args[2] if len(args) > 2 else kwargs["var"]
+            var = var if torch.is_tensor(var) else torch.full_like(x, var)
+            if var.shape != x.shape and var.shape == x.shape[:-1]:
+                var = var.unsqueeze(-1)
+            loss = 0.5 * (torch.log(var) + (x - t) ** 2 / var.clamp(min=fn.eps))
+            loss = loss + (0.5 * math.log(2 * math.pi) if fn.full else 0.0)
+            return {"mean": loss.mean(), "sum": loss.sum()}.get(fn.reduction, loss)
+        return super().call_target(case, fn, args, kwargs)
+
+
+class PoissonStirlingEverywhere(TorchBackend):
+    name = "torch-cpu-wrong-poisson-stirling"
+
+    def call_target(self, case, fn, args, kwargs):
+        if isinstance(fn, torch.nn.PoissonNLLLoss) and fn.full:
+            x, t = args
+            loss = torch.exp(x) - t * x if fn.log_input else x - t * torch.log(x + fn.eps)
+            safe = torch.where(t > 0, t, torch.ones_like(t))
+            stirling = safe * torch.log(safe) - safe + 0.5 * torch.log(2 * math.pi * safe)
+            loss = loss + torch.where(t > 0, stirling, torch.zeros_like(t))  # wrong: torch masks t <= 1
+            return {"mean": loss.mean(), "sum": loss.sum()}.get(fn.reduction, loss)
+        return super().call_target(case, fn, args, kwargs)
+
+
+class TripletSwapIgnored(TorchBackend):
+    name = "torch-cpu-wrong-triplet-swap"
+
+    def call_target(self, case, fn, args, kwargs):
+        if isinstance(fn, torch.nn.TripletMarginLoss) and fn.swap:
+            return F.triplet_margin_loss(*args, margin=fn.margin, p=fn.p, eps=fn.eps, swap=False,
+                                         reduction=fn.reduction)
+        return super().call_target(case, fn, args, kwargs)
+
+
+class TripletDistanceWithoutEps(TorchBackend):
+    name = "torch-cpu-wrong-triplet-eps"
+
+    def call_target(self, case, fn, args, kwargs):
+        if isinstance(fn, torch.nn.TripletMarginLoss):
+            a, p, n = args
+            dist = lambda x1, x2: torch.linalg.vector_norm(x1 - x2, ord=fn.p, dim=-1)  # noqa: E731  (no eps)
+            d_neg = dist(a, n)
+            if fn.swap:
+                d_neg = torch.minimum(d_neg, dist(p, n))
+            loss = torch.clamp_min(fn.margin + dist(a, p) - d_neg, 0)
+            return {"mean": loss.mean(), "sum": loss.sum()}.get(fn.reduction, loss)
+        return super().call_target(case, fn, args, kwargs)
+
+
+class TripletDefaultDistance(TorchBackend):
+    name = "torch-cpu-wrong-triplet-distance"
+
+    def call_target(self, case, fn, args, kwargs):
+        if isinstance(fn, torch.nn.TripletMarginWithDistanceLoss):
+            return F.triplet_margin_with_distance_loss(*args, margin=fn.margin, swap=fn.swap, reduction=fn.reduction)
         return super().call_target(case, fn, args, kwargs)
