@@ -1,20 +1,23 @@
-"""Pooling declarations' semantics beyond the reference: parameters as the reference needs them,
-the reference wrappers, the error model (reduction lengths and magnitudes), the tie-rule
-comparators, the smoothness predicates and the statistics of FractionalMaxPool2d[drawn]'s samples.
+"""Numerics of the window operators (convolution, pooling, Fold/Unfold): the parameters of a case
+as the references take them, the reduction lengths and magnitudes of the tolerance model, the
+comparators that accept what the documentation leaves open, the smoothness predicates of the
+finite-difference checks, the statistics of the samples FractionalMaxPool draws, and the
+predicates named by ``conformance/known/convolution.toml`` and ``pooling.toml``.
 
-Max-type layers are checked by rule where the documentation leaves a choice:
+Comparators:
 
-- indices: each index must name a position of its window holding the window's maximum (any NaN
-  of the window when it holds one); an empty window (no input element) must not name an element;
-- grad.input: the scatter of the output gradient to the indices the backend returned.
-
-MaxUnpool with duplicate indices: which of the values sent to one position lands there is
-unspecified; the rule checked is that the value written is one of them (positions nobody names
-are 0). The gradient is a gather, so it is compared exactly.
+- indices (max-type pooling): each index must name a position of its window holding the window's
+  maximum (any NaN of the window when it holds one); an empty window (no input element) must not
+  name an element. grad.input: the scatter of the output gradient to the indices the backend
+  returned (when they are all valid), else to the reference's.
+- MaxUnpool with duplicate indices: which of the values sent to one position lands there is
+  unspecified; the value written must be one of them (positions nobody names are 0).
+- copies (Unfold's output, Fold's input gradient): bit for bit, the sign of zero included.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,12 +28,15 @@ from backends.base import Case, Result
 from conformance import strategies as S
 from conformance.compare import WORST_SHOWN, Comparison, compare_tensor
 from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec, spec_of
+from conformance.spec import LayerSpec, Tolerance, spec_of
 from conformance.stats import StatCheck, bernstein_threshold
+from conformance.tolerance import analysed_tolerance
+from reference import conv as conv_ref
+from reference import fold as fold_ref
 from reference import pooling as ref
 
 # ---------------------------------------------------------------------------------------------
-# Parameters as the reference needs them
+# Parameters of a case, as the references take them
 # ---------------------------------------------------------------------------------------------
 
 
@@ -40,7 +46,8 @@ def spatial_dims(case: Case) -> int:
 
 
 def pool_kind(case: Case) -> str:
-    """max | avg | lp | unpool | adaptive-max | adaptive-avg | fractional, a fact of the declaration."""
+    """The declaration's kind: direct | transposed | max | avg | lp | unpool | adaptive-max |
+    adaptive-avg | fractional | fold | unfold."""
     return spec_of(case).kind
 
 
@@ -62,12 +69,12 @@ def is_unbatched(case: Case) -> bool:
     return case.inputs["input"].ndim == spatial_dims(case) + 1
 
 
-def _like_input(case: Case, arr: np.ndarray) -> np.ndarray:
+def like_input(case: Case, arr: np.ndarray) -> np.ndarray:
     """Drop the batch axis again for an unbatched case."""
     return arr[0] if is_unbatched(case) else arr
 
 
-def _batched_like(case: Case, arr: np.ndarray) -> np.ndarray:
+def batched_like(case: Case, arr: np.ndarray) -> np.ndarray:
     return arr[None] if is_unbatched(case) else arr
 
 
@@ -91,31 +98,55 @@ def sliding(case: Case) -> Sliding:
                    bool(p.get("ceil_mode", False)))
 
 
-def fractional_output(case: Case, x: np.ndarray) -> tuple[int, int]:
+def fractional_output(case: Case, x: np.ndarray) -> tuple[int, ...]:
+    """The output size of a FractionalMaxPool module: exactly one of output_size and output_ratio
+    (the ratio in (0, 1)), as the module's constructor demands."""
     p = case.params
+    nd = spatial_dims(case)
     has_size, has_ratio = p.get("output_size") is not None, p.get("output_ratio") is not None
     if has_size == has_ratio:
-        raise ValueError("FractionalMaxPool2d needs exactly one of output_size and output_ratio")
-    if has_size:
-        return per_dim_param(p["output_size"], 2)  # type: ignore[return-value]
-    ratio = p["output_ratio"]
-    ratio = tuple(ratio) if isinstance(ratio, (list, tuple)) else (ratio, ratio)
-    if not all(0 < r < 1 for r in ratio):
-        raise ValueError(f"output_ratio must lie in (0, 1), got {ratio}")
-    return int(x.shape[-2] * ratio[0]), int(x.shape[-1] * ratio[1])
+        raise ValueError(f"FractionalMaxPool{nd}d needs exactly one of output_size and output_ratio")
+    if has_ratio:
+        ratio = p["output_ratio"]
+        ratio = tuple(ratio) if isinstance(ratio, (list, tuple)) else (ratio,) * nd
+        if not all(0 < r < 1 for r in ratio):
+            raise ValueError(f"output_ratio must lie in (0, 1), got {ratio}")
+    return ref.fractional_output_size(x.shape[2:], p.get("output_size"), p.get("output_ratio"))
 
 
 def adaptive_output(case: Case, spatial: Sequence[int]) -> tuple[int, ...]:
-    size = case.params["output_size"]
-    size = tuple(size) if isinstance(size, (list, tuple)) else (size,) * len(spatial)
-    out = tuple(int(s) if o is None else int(o) for o, s in zip(size, spatial))
-    if any(o < 0 for o in out):
-        raise ValueError(f"output_size must be >= 0, got {size}")
-    return out
+    return ref.adaptive_output_size(case.params["output_size"], spatial)
 
 
-def _round_fn(case: Case) -> Callable[[np.ndarray], np.ndarray]:
+def round_fn(case: Case) -> Callable[[np.ndarray], np.ndarray]:
+    """Rounding to the case's dtype (FractionalMaxPool's interval arithmetic runs in it)."""
     return DTYPES[case.dtype].round
+
+
+def fractional_sample_shape(case: Case) -> tuple[int, int, int]:
+    """(N, C, nd): one sample per plane and spatial dim (N = 1 for an unbatched input)."""
+    x = batched_input(case)
+    return int(x.shape[0]), int(x.shape[1]), spatial_dims(case)
+
+
+def fractional_samples(case: Case) -> np.ndarray:
+    """FractionalMaxPool's samples: an input of the case, or the random choice the backend
+    reported (``case.choices``). Before the backend has run, a drawn case (whose output shapes do
+    not depend on the samples) uses samples a conforming backend could draw."""
+    if "_random_samples" in case.choices:
+        return np.asarray(case.choices["_random_samples"], dtype=np.float64)
+    if "_random_samples" in case.inputs:
+        return np.asarray(case.inputs["_random_samples"], dtype=np.float64)
+    return S.uniform_samples(np.random.default_rng(case.cotangent_seed), fractional_sample_shape(case), case.dtype)
+
+
+def unpool_geometry(case: Case) -> tuple[tuple[int, ...], ...]:
+    nd = spatial_dims(case)
+    p = case.params
+    kernel = per_dim_param(p["kernel_size"], nd)
+    stride = per_dim_param(p.get("stride"), nd) or kernel
+    padding = per_dim_param(p.get("padding", 0), nd)
+    return kernel, stride, padding
 
 
 def case_taps(case: Case, spatial: Sequence[int]) -> list[ref.Taps]:
@@ -130,169 +161,103 @@ def case_taps(case: Case, spatial: Sequence[int]) -> list[ref.Taps]:
         return [ref.adaptive_taps(int(s), o) for s, o in zip(spatial, out)]
     if kind == "fractional":
         x = batched_input(case)
-        (kh, kw), (oh, ow) = per_dim_param(case.params["kernel_size"], 2), fractional_output(case, x)
-        u = fractional_samples(case).reshape(-1, 2)
-        return [ref.fractional_taps(ref.fractional_starts(u[:, 1], spatial[0], oh, kh, _round_fn(case)), kh),
-                ref.fractional_taps(ref.fractional_starts(u[:, 0], spatial[1], ow, kw, _round_fn(case)), kw)]
+        kernel = per_dim_param(case.params["kernel_size"], len(spatial))
+        return ref.fractional_window_taps(spatial, kernel, fractional_output(case, x), fractional_samples(case),
+                                          round_fn(case))
     raise KeyError(kind)
 
 
-def has_empty_window(case: Case) -> bool:
-    """True when some max-pooling window has no tap inside the input (see ALLOW_EMPTY_WINDOWS)."""
-    if pool_kind(case) != "max":
-        return False
-    taps = case_taps(case, batched_input(case).shape[2:])
-    return any(not t.valid.any(axis=-1).all() for t in taps)
-
-
-def maxpool3d_channels_last_neginf_window(case: Case) -> bool:
-    """Predicate of a torch discrepancy: MaxPool3d on a channels_last_3d input, where a window whose
-    elements are all -inf has its first tap at depth > 0 (torch's index then lacks the depth offset)."""
-    if pool_kind(case) != "max" or spatial_dims(case) != 3 or case.inputs["input"].ndim != 5:
-        return False
-    layout = case.layout("input")
-    if layout.kind not in ("channels_last", "permuted") or tuple(layout.perm) != (0, 2, 3, 4, 1):
-        return False
-    x = case.inputs["input"]
-    g = sliding(case)
-    with np.errstate(all="ignore"):
-        out, _ = ref.max_pool(x, g.kernel, g.stride, g.padding, g.dilation, g.ceil_mode)
-    start = np.arange(out.shape[2]) * g.stride[0] - g.padding[0]
-    first_tap = np.where(start >= 0, start, start + (-start + g.dilation[0] - 1) // g.dilation[0] * g.dilation[0])
-    starts_deep = (first_tap > 0)[None, None, :, None, None]
-    return bool(((out == -np.inf) & starts_deep).any())
-
-
-def avgpool3d_input_smaller_than_kernel(case: Case) -> bool:
-    """Predicate of a torch discrepancy: AvgPool3d rejects an input smaller than the kernel along
-    some dim even when the padding makes the output valid (AvgPool1d/2d accept it)."""
-    if pool_kind(case) != "avg" or spatial_dims(case) != 3:
-        return False
-    kernel = per_dim_param(case.params["kernel_size"], 3)
-    return any(s < k for s, k in zip(case.inputs["input"].shape[-3:], kernel))
-
-
-# ---------------------------------------------------------------------------------------------
-# References
-# ---------------------------------------------------------------------------------------------
-
-
-def _with_input_grad(case: Case, res: Result, backward: bool, vjp: Callable[[np.ndarray], np.ndarray]) -> Result:
-    """Add the input gradient ``vjp(g)`` (g: the batched output cotangent) when backward is asked."""
-    if backward:
-        g = S.output_gradient(case, "output", res.outputs["output"])
-        res.grads["input"] = _like_input(case, vjp(_batched_like(case, g)))
-    return res
-
-
-def _selection_result(case: Case, x: np.ndarray, out: np.ndarray, idx: np.ndarray, backward: bool) -> Result:
-    """Result of a max-type layer: output, indices when asked, and the scatter VJP."""
-    res = Result(outputs={"output": _like_input(case, out)}, meta={"argmax": idx})
-    if case.params.get("return_indices"):
-        res.outputs["indices"] = _like_input(case, idx)
-    return _with_input_grad(case, res, backward, lambda g: ref.scatter_by_indices(x.shape, idx, g))
-
-
-def max_pool_reference(case: Case, backward: bool) -> Result:
-    x = batched_input(case)
-    g = sliding(case)
-    out, idx = ref.max_pool(x, g.kernel, g.stride, g.padding, g.dilation, g.ceil_mode)
-    return _selection_result(case, x, out, idx, backward)
-
-
-def _avg_args(case: Case) -> tuple[Any, ...]:
-    g = sliding(case)
+def fold_geometry(case: Case) -> conv_ref.Geometry:
     p = case.params
-    return (g.kernel, g.stride, g.padding, g.ceil_mode, bool(p.get("count_include_pad", True)),
-            p.get("divisor_override"))
+    return fold_ref.fold_geometry(p["kernel_size"], p.get("dilation", 1), p.get("padding", 0), p.get("stride", 1))
 
 
-def avg_pool_reference(case: Case, backward: bool) -> Result:
-    x = batched_input(case)
-    args = _avg_args(case)
-    res = Result(outputs={"output": _like_input(case, ref.avg_pool(x, *args))})
-    return _with_input_grad(case, res, backward, lambda g: ref.avg_pool_vjp(x.shape, g, *args))
-
-
-def _lp_args(case: Case) -> tuple[float, tuple[int, ...], tuple[int, ...], bool]:
-    g = sliding(case)
-    return float(case.params["norm_type"]), g.kernel, g.stride, g.ceil_mode
-
-
-def lp_pool_reference(case: Case, backward: bool) -> Result:
-    x = batched_input(case)
-    p, kernel, stride, ceil_mode = _lp_args(case)
-    res = Result(outputs={"output": _like_input(case, ref.lp_pool(x, p, kernel, stride, ceil_mode))})
-    return _with_input_grad(case, res, backward, lambda g: ref.lp_pool_vjp(x, g, p, kernel, stride, ceil_mode))
-
-
-def fractional_sample_shape(case: Case) -> tuple[int, int, int]:
-    """(N, C, 2): one (width, height) sample pair per plane (N = 1 for an unbatched input)."""
-    x = batched_input(case)
-    return int(x.shape[0]), int(x.shape[1]), 2
-
-
-def fractional_samples(case: Case) -> np.ndarray:
-    """FractionalMaxPool2d's samples: an input of the case, or the random choice the backend
-    reported (``case.choices``). Before the backend has run, a drawn case (whose output shapes do
-    not depend on the samples) uses samples a conforming backend could draw."""
-    if "_random_samples" in case.choices:
-        return np.asarray(case.choices["_random_samples"], dtype=np.float64)
-    if "_random_samples" in case.inputs:
-        return np.asarray(case.inputs["_random_samples"], dtype=np.float64)
-    return S.uniform_samples(np.random.default_rng(case.cotangent_seed), fractional_sample_shape(case), case.dtype)
-
-
-def fractional_reference(case: Case, backward: bool) -> Result:
-    """Fractional max pooling given its samples; a drawn case returns them as its random choice."""
-    x = batched_input(case)
-    out_size = fractional_output(case, x)
-    samples = fractional_samples(case)
-    if samples.shape != fractional_sample_shape(case):
-        raise ValueError(f"_random_samples must have shape {fractional_sample_shape(case)}, got {samples.shape}")
-    kernel = per_dim_param(case.params["kernel_size"], 2)
-    out, idx = ref.fractional_max_pool2d(x, kernel, out_size, samples, _round_fn(case))
-    result = _selection_result(case, x, out, idx, backward)
-    if "_random_samples" in case.choices:
-        result.choices["_random_samples"] = samples
-    return result
-
-
-def unpool_geometry(case: Case) -> tuple[tuple[int, ...], ...]:
-    nd = spatial_dims(case)
-    p = case.params
-    kernel = per_dim_param(p["kernel_size"], nd)
-    stride = per_dim_param(p.get("stride"), nd) or kernel
-    padding = per_dim_param(p.get("padding", 0), nd)
-    return kernel, stride, padding
-
-
-def unpool_reference(case: Case, backward: bool) -> Result:
-    x = batched_input(case)
-    idx = batched_input(case, "indices")
-    kernel, stride, padding = unpool_geometry(case)
-    if min(kernel) < 1 or min(stride) < 1:
-        raise ValueError("kernel_size and stride must be >= 1")
-    size = ref.unpool_output_size(x.shape[2:], kernel, stride, padding, case.forward_kwargs.get("output_size"))
-    res = Result(outputs={"output": _like_input(case, ref.max_unpool(x, idx, size))})
-    return _with_input_grad(case, res, backward, lambda g: ref.max_unpool_vjp(idx, g))
-
-
-def adaptive_max_reference(case: Case, backward: bool) -> Result:
-    x = batched_input(case)
-    out, idx = ref.adaptive_max_pool(x, adaptive_output(case, x.shape[2:]))
-    return _selection_result(case, x, out, idx, backward)
-
-
-def adaptive_avg_reference(case: Case, backward: bool) -> Result:
-    x = batched_input(case)
-    size = adaptive_output(case, x.shape[2:])
-    res = Result(outputs={"output": _like_input(case, ref.adaptive_avg_pool(x, size))})
-    return _with_input_grad(case, res, backward, lambda g: ref.adaptive_avg_pool_vjp(x.shape, g, size))
+def fold_image_size(case: Case) -> tuple[int, ...]:
+    """The image side of a Fold/Unfold case: Fold's output_size, Unfold's input spatial size."""
+    if pool_kind(case) == "fold":
+        size = case.params["output_size"]
+        return tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+    return tuple(case.inputs["input"].shape[-2:])
 
 
 # ---------------------------------------------------------------------------------------------
-# Error model: reduction lengths and magnitudes
+# Convolution: constructor checks, reduction lengths, tolerance
+# ---------------------------------------------------------------------------------------------
+
+
+def is_transposed(case: Case) -> bool:
+    """Transposed convolution, a fact of the declaration (``kind``)."""
+    return pool_kind(case) == "transposed"
+
+
+def check_conv_constructor(op: str, params: dict[str, Any], transposed: bool) -> None:
+    """The checks torch.nn's constructor makes (it raises ValueError for them)."""
+    groups = params["groups"]
+    if not isinstance(groups, int) or groups <= 0:
+        raise ValueError(f"{op}: groups must be a positive integer")
+    if params["in_channels"] % groups:
+        raise ValueError(f"{op}: in_channels must be divisible by groups")
+    if params["out_channels"] % groups:
+        raise ValueError(f"{op}: out_channels must be divisible by groups")
+    mode = params.get("padding_mode", "zeros")
+    if mode not in conv_ref.PADDING_MODES:
+        raise ValueError(f"{op}: unknown padding_mode {mode!r}")
+    if transposed and mode != "zeros":
+        raise ValueError(f'{op}: only "zeros" padding mode is supported')
+
+
+def _fold_copies(mode: str, pads: tuple[tuple[int, int], ...]) -> int:
+    """Most positions of the padded input that copy one input element."""
+    if mode == "zeros":
+        return 1
+    if mode == "replicate":
+        return math.prod(l + r + 1 for l, r in pads)
+    return 3 ** len(pads)
+
+
+def conv_reduction_lengths(transposed: bool, params: dict[str, Any], inputs: dict[str, np.ndarray],
+                           forward_kwargs: dict[str, Any]) -> dict[str, int]:
+    """K for every compared tensor of a convolution, from the validated geometry of the call:
+    output (C_in/G)·Π k (+1 with bias); the input gradient (C_out/G)·Π k, times the number of
+    padded copies of an element (non-zero padding modes); weight gradient N·Π(positions); bias
+    gradient N·Π(output)."""
+    x, w = inputs["input"], inputs["weight"]
+    nd = w.ndim - 2
+    xb = x if x.ndim == nd + 2 else x[None]
+    groups = params["groups"]
+    taps = math.prod(w.shape[2:])
+    bias = 1 if "bias" in inputs else 0
+    if transposed:
+        plan = conv_ref.conv_transpose_plan(xb.shape, w.shape, params["stride"], params["padding"],
+                                            params["output_padding"], groups, params["dilation"],
+                                            forward_kwargs.get("output_size"), x.ndim == nd + 2)
+        return {
+            "output": (w.shape[0] // groups) * taps + bias,
+            "grad.input": w.shape[1] * taps,
+            "grad.weight": xb.shape[0] * math.prod(plan.spatial),
+            "grad.bias": xb.shape[0] * math.prod(plan.out),
+        }
+    plan = conv_ref.conv_plan(xb.shape, w.shape, params["stride"], params["padding"], params["dilation"], groups,
+                              params["padding_mode"])
+    positions = xb.shape[0] * math.prod(plan.out)
+    return {
+        "output": w.shape[1] * taps + bias,
+        "grad.input": (w.shape[0] // groups) * taps * _fold_copies(plan.mode, plan.geo.pads),
+        "grad.weight": positions,
+        "grad.bias": positions,
+    }
+
+
+def conv_reduction(case: Case, tensor: str) -> int:
+    return conv_reduction_lengths(is_transposed(case), case.params, case.inputs, case.forward_kwargs).get(tensor, 1)
+
+
+# The multilinear model: K per tensor, absref the convolution of |inputs|, bit-exact in the exact tier.
+CONV_TOLERANCE = Tolerance(reduction=conv_reduction, magnitude="abs", exact="bitwise")
+
+
+# ---------------------------------------------------------------------------------------------
+# Pooling: reduction lengths, magnitudes, tolerances
 # ---------------------------------------------------------------------------------------------
 
 
@@ -325,63 +290,137 @@ def window_numel(case: Case, tensor: str) -> int:
 def selection_grad_magnitude(case: Case, result: Result) -> dict[str, np.ndarray]:
     """|g| scattered to the arg-max of the case's own input (re-evaluating on |x| would move it)."""
     x = batched_input(case)
-    g = np.abs(_batched_like(case, case.cotangents["output"]))
+    g = np.abs(batched_like(case, case.cotangents["output"]))
     mag = ref.scatter_by_indices(x.shape, result.meta["argmax"], g)
-    return {"grad.input": _like_input(case, mag)}
+    return {"grad.input": like_input(case, mag)}
 
 
-def lp_magnitudes(case: Case, result: Result) -> dict[str, np.ndarray]:
-    """Error magnitudes of LPPool, propagated through y = v^(1/p), v = K/count·Σ x^p:
+def _lp_args(case: Case) -> tuple[float, tuple[int, ...], tuple[int, ...], bool]:
+    g = sliding(case)
+    return float(case.params["norm_type"]), g.kernel, g.stride, g.ceil_mode
 
-    output: δy = (1/p)·|v|^(1/p-1)·δv with δv ~ √K·u·v_abs (v_abs from |x|^p), the sensitivity of
-    the root to the rounding of the sum (large where the sum cancels); plus |y|·|ln v|/p, the
-    sensitivity of v^(1/p) to the rounding of the exponent 1/p into the format (torch evaluates
-    pow with the exponent cast to the tensor's compute type: float32 for float32 tensors).
-    grad.input: the VJP on |x| and |g| evaluated at the true |v| (the factor v^(1/p-1) is taken at
-    the real sum, not at the sum of |x|^p), each window's |g| scaled by 1 + |(1/p - 1)·ln v| for
-    the rounding of the exponent 1/p - 1, plus the amplified underflow of the per-window factor.
-    For p = ±inf the layer selects: output magnitude 0 (exact), gradient |g| at the selected element.
-    """
+
+def lp_errors(case: Case, result: Result) -> dict[str, np.ndarray]:
+    """LPPool's first-order error analysis (``reference.pooling.lp_pool_error``), in units of u."""
     x = batched_input(case)
     p, kernel, stride, ceil_mode = _lp_args(case)
-    out: dict[str, np.ndarray] = {}
-    with np.errstate(all="ignore"):
-        if np.isinf(p):
-            out["output"] = np.zeros_like(result.outputs["output"])
-            if case.cotangents:
-                g = np.abs(_batched_like(case, case.cotangents["output"]))
-                sign = 1.0 if p > 0 else -1.0
-                _, idx = ref.max_pool(sign * np.abs(x), kernel, stride, (0,) * len(kernel), (1,) * len(kernel),
-                                      ceil_mode)
-                out["grad.input"] = _like_input(case, ref.scatter_by_indices(x.shape, idx, g))
-            return out
-        v, v_abs = ref.lp_pool_sums(x, p, kernel, stride, ceil_mode)
-        log_v = np.where(v != 0, np.abs(np.log(np.abs(v))), 0.0)
-        sens = np.where(v_abs == 0, 0.0, (1.0 / p) * np.power(np.abs(v), 1.0 / p - 1.0) * v_abs)
-        sens = sens + np.abs(np.power(np.abs(v), 1.0 / p)) * log_v / p
-        out["output"] = _like_input(case, np.where(np.isnan(sens), 0.0, sens))
-        if case.cotangents:
-            g = np.abs(_batched_like(case, case.cotangents["output"])) * (1.0 + abs(1.0 / p - 1.0) * log_v)
-            mag = ref.lp_pool_vjp(np.abs(x), g, p, kernel, stride, ceil_mode, v_override=np.abs(v))
-            # The window's factor g·v^(1/p-1)/p can fall below the normal range (large v, small g);
-            # its absolute rounding error (a subnormal spacing, twice: ·(1/p)·g then /count) is then
-            # amplified by K/count·p·|x|^(p-1). With g = p·|v|^(1-1/p) the VJP returns exactly that
-            # amplification per element.
-            unit = p * np.power(np.abs(v), 1.0 - 1.0 / p)
-            spread = ref.lp_pool_vjp(np.abs(x), unit, p, kernel, stride, ceil_mode, v_override=np.abs(v))
-            fmt = DTYPES[case.dtype]
-            mag = mag + spread * fmt.min_subnormal / fmt.unit_roundoff
-            out["grad.input"] = _like_input(case, np.where(np.isnan(mag), 0.0, mag))
-    return out
+    g = batched_like(case, case.cotangents["output"]) if "output" in case.cotangents else None
+    fmt = DTYPES[case.dtype]
+    out, grad = ref.lp_pool_error(x, g, p, kernel, stride, ceil_mode, fmt.min_subnormal / fmt.unit_roundoff)
+    errors = {"output": like_input(case, out)}
+    if grad is not None:
+        errors["grad.input"] = like_input(case, grad)
+    return errors
+
+
+def lp_length(case: Case, tensor: str) -> int:
+    return overlap(case, tensor) if tensor.startswith("grad.") else window_numel(case, tensor)
+
+
+SELECTION_TOLERANCE = {
+    # Max selects: the output is an input value, bit-exact in every tier.
+    "output": Tolerance(magnitude="ref", exact="always"),
+    # The gradient sums the cotangents of the windows that selected an element (K = max overlap):
+    # bit-exact on integer cotangents, float model otherwise.
+    "grad.input": Tolerance(reduction=overlap, magnitude=selection_grad_magnitude, exact="bitwise"),
+}
+AVG_TOLERANCE = {
+    # Σ of K inputs then one division: exact sums on integers, one final rounding allowed (torch
+    # accumulates float16/bfloat16 in float32; rounding the quotient first to float32 cannot
+    # create a wrong tie for quotients of small integers, so the result is still correctly rounded).
+    "output": Tolerance(reduction=window_numel, magnitude="abs", exact="rounded"),
+    # Σ over the windows reading an element of g/divisor: each quotient rounds, so float model.
+    "grad.input": Tolerance(reduction=overlap, magnitude="abs", exact="none"),
+}
+ADAPTIVE_AVG_TOLERANCE = {
+    # torch divides the window sum by the window's height, then by its width: two roundings.
+    "output": Tolerance(reduction=window_numel, magnitude="abs", exact="rounded", out_ulps=2.0),
+    "grad.input": Tolerance(reduction=overlap, magnitude="abs", exact="none"),
+}
+# The root of a window sum of powers, and its backward, by their own error analysis.
+LP_TOLERANCE = analysed_tolerance(lp_errors, lp_length)
 
 
 # ---------------------------------------------------------------------------------------------
-# Comparators (tie rules)
+# Fold / Unfold
+# ---------------------------------------------------------------------------------------------
+
+
+def fold_overlap(case: Case, tensor: str) -> int:
+    """K of Fold's output (and of Unfold's input gradient): the most (block, tap) pairs reading one
+    image position."""
+    return fold_ref.max_overlap(fold_image_size(case), fold_geometry(case))
+
+
+# A sum of at most K copies: bit-exact in the exact tier, the float model otherwise.
+FOLD_SUM = Tolerance(reduction=fold_overlap, magnitude="abs", exact="bitwise")
+# A copy: bit for bit in every tier (the sign of zero by ``copy_comparator``).
+COPY = Tolerance(magnitude="ref", exact="always")
+
+
+# ---------------------------------------------------------------------------------------------
+# Predicates of known torch discrepancies (conformance/known/convolution.toml, pooling.toml)
+# ---------------------------------------------------------------------------------------------
+
+
+def has_empty_window(case: Case) -> bool:
+    """Some max-pooling window has no tap inside the input (dilation > 1 with padding)."""
+    if pool_kind(case) != "max":
+        return False
+    taps = case_taps(case, batched_input(case).shape[2:])
+    return any(not t.valid.any(axis=-1).all() for t in taps)
+
+
+def maxpool3d_channels_last_neginf_window(case: Case) -> bool:
+    """MaxPool3d on a channels_last_3d input, where a window whose elements are all -inf has its
+    first tap at depth > 0 (torch's index then lacks the depth offset)."""
+    if pool_kind(case) != "max" or spatial_dims(case) != 3 or case.inputs["input"].ndim != 5:
+        return False
+    layout = case.layout("input")
+    if layout.kind not in ("channels_last", "permuted") or tuple(layout.perm) != (0, 2, 3, 4, 1):
+        return False
+    x = case.inputs["input"]
+    g = sliding(case)
+    with np.errstate(all="ignore"):
+        out, _ = ref.max_pool(x, g.kernel, g.stride, g.padding, g.dilation, g.ceil_mode)
+    start = np.arange(out.shape[2]) * g.stride[0] - g.padding[0]
+    first_tap = np.where(start >= 0, start, start + (-start + g.dilation[0] - 1) // g.dilation[0] * g.dilation[0])
+    starts_deep = (first_tap > 0)[None, None, :, None, None]
+    return bool(((out == -np.inf) & starts_deep).any())
+
+
+def avgpool3d_input_smaller_than_kernel(case: Case) -> bool:
+    """AvgPool3d rejects an input smaller than the kernel along some dim even when the padding
+    makes the output valid (AvgPool1d/2d accept it)."""
+    if pool_kind(case) != "avg" or spatial_dims(case) != 3:
+        return False
+    kernel = per_dim_param(case.params["kernel_size"], 3)
+    return any(s < k for s, k in zip(case.inputs["input"].shape[-3:], kernel))
+
+
+def onednn_bf16_width_one_output(case: Case) -> bool:
+    """A 2-d or 3-d convolution whose output is 1 wide, with a width stride >= 2, and >= 5 high
+    (oneDNN bfloat16 convolution on CPUs with AMX)."""
+    if pool_kind(case) != "direct" or case.invalid:
+        return False
+    x, w, p = case.inputs["input"], case.inputs["weight"], case.params
+    nd = w.ndim - 2
+    if nd < 2:
+        return False
+    xb = x if x.ndim == nd + 2 else x[None]
+    plan = conv_ref.conv_plan(xb.shape, w.shape, p["stride"], p["padding"], p["dilation"], p["groups"],
+                              p["padding_mode"])
+    return plan.out[-1] == 1 and per_dim_param(p["stride"], nd)[-1] >= 2 and plan.out[-2] >= 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparators
 # ---------------------------------------------------------------------------------------------
 
 
 def _fail(name: str, shape: Sequence[int], message: str) -> Comparison:
-    return Comparison(tensor=name, ok=False, shape=list(shape), size=int(np.prod(shape)), message=message)
+    return Comparison(tensor=name, ok=False, shape=list(shape), size=int(np.prod(shape)), message=message,
+                      symptoms=["shape"])
 
 
 def _index_check(case: Case, result: Result, got_idx: np.ndarray) -> np.ndarray:
@@ -394,11 +433,11 @@ def _index_check(case: Case, result: Result, got_idx: np.ndarray) -> np.ndarray:
     out_shape = flat.shape[1:1 + len(taps)]
     flat = np.broadcast_to(flat, (planes, *flat.shape[1:])).reshape(planes, *out_shape, -1)
     valid = np.broadcast_to(valid, (planes, *valid.shape[1:])).reshape(planes, *out_shape, -1)
-    gi = _batched_like(case, got_idx).reshape(planes, *out_shape).astype(np.int64)
+    gi = batched_like(case, got_idx).reshape(planes, *out_shape).astype(np.int64)
     in_window = ((flat == gi[..., None]) & valid).any(axis=-1)
     safe = np.clip(gi, 0, max(plane - 1, 0)).reshape(planes, -1)
     picked = np.take_along_axis(x.reshape(planes, -1), safe, axis=1).reshape(gi.shape)
-    best = _batched_like(case, result.outputs["output"]).reshape(gi.shape)
+    best = batched_like(case, result.outputs["output"]).reshape(gi.shape)
     same = (picked == best) | (np.isnan(picked) & np.isnan(best))
     empty = ~valid.any(axis=-1)
     outside = (gi < 0) | (gi >= plane)
@@ -417,7 +456,7 @@ def indices_comparator(spec: LayerSpec, case: Case, name: str, result: Result, g
     dtype = got.dtypes.get(name)
     if dtype is not None and dtype != "int64":
         return _fail(name, expected.shape, f"dtype {dtype} != expected int64")
-    ok = _like_input(case, _index_check(case, result, value))
+    ok = like_input(case, _index_check(case, result, value))
     cmp = Comparison(tensor=name, ok=bool(ok.all()), shape=list(expected.shape), size=int(expected.size),
                      exact_elements=int(expected.size))
     if not cmp.ok:
@@ -431,6 +470,7 @@ def indices_comparator(spec: LayerSpec, case: Case, name: str, result: Result, g
         cmp.utilisation = float("inf")
         cmp.message = (f"{cmp.mismatches} of {cmp.size} indices do not name a maximum of their window "
                        "(any tied position is accepted)")
+        cmp.symptoms = ["index"]
     return cmp
 
 
@@ -439,18 +479,18 @@ def selection_grad_comparator(spec: LayerSpec, case: Case, name: str, result: Re
     the output gradient to exactly those positions; otherwise to the reference's arg-max."""
     expected = result.grads["input"]
     x = batched_input(case)
-    g = _batched_like(case, case.cotangents["output"])
+    g = batched_like(case, case.cotangents["output"])
     idx = result.meta["argmax"]
     got_idx = got.outputs.get("indices")
     if (got_idx is not None and "indices" in result.outputs
             and np.shape(got_idx) == result.outputs["indices"].shape):
         check = _index_check(case, result, np.asarray(got_idx))
         if check.all():
-            gi = _batched_like(case, np.asarray(got_idx)).astype(np.int64)
+            gi = batched_like(case, np.asarray(got_idx)).astype(np.int64)
             empty = ~_window_nonempty(case)
             idx = np.where(empty, -1, gi)
-            expected = _like_input(case, ref.scatter_by_indices(x.shape, idx, g))
-    absref = _like_input(case, ref.scatter_by_indices(x.shape, idx, np.abs(g)))
+            expected = like_input(case, ref.scatter_by_indices(x.shape, idx, g))
+    absref = like_input(case, ref.scatter_by_indices(x.shape, idx, np.abs(g)))
     return compare_tensor(spec, case, name, expected, got.grads.get("input"), got.dtypes.get(name), absref)
 
 
@@ -478,7 +518,7 @@ def unpool_output_comparator(spec: LayerSpec, case: Case, name: str, result: Res
     dtype = got.dtypes.get(name)
     if dtype is not None and dtype != case.dtype:
         return _fail(name, expected.shape, f"dtype {dtype} != expected {case.dtype}")
-    y = _batched_like(case, np.asarray(value, dtype=np.float64)).reshape(n * c, -1)
+    y = batched_like(case, np.asarray(value, dtype=np.float64)).reshape(n * c, -1)
     plane = y.shape[1]
     written = np.take_along_axis(y, flat_idx, axis=1)
     sent = x.reshape(n * c, -1)
@@ -487,7 +527,7 @@ def unpool_output_comparator(spec: LayerSpec, case: Case, name: str, result: Res
     hits = np.bincount(positions, weights=match.ravel().astype(np.float64), minlength=y.size) > 0
     named = np.bincount(positions, minlength=y.size) > 0
     ok = np.where(named, hits, y.ravel() == 0).reshape(y.shape)
-    ok = _like_input(case, ok.reshape((n, c) + tuple(expected.shape[-spatial_dims(case):])))
+    ok = like_input(case, ok.reshape((n, c) + tuple(expected.shape[-spatial_dims(case):])))
     cmp = Comparison(tensor=name, ok=bool(ok.all()), shape=list(expected.shape), size=int(expected.size),
                      exact_elements=int(expected.size))
     if not cmp.ok:
@@ -500,7 +540,35 @@ def unpool_output_comparator(spec: LayerSpec, case: Case, name: str, result: Res
         cmp.utilisation = float("inf")
         cmp.message = (f"{cmp.mismatches} of {cmp.size} positions hold a value no index sent there "
                        "(duplicate indices: any of the values sent is accepted)")
+        cmp.symptoms = ["value"]
     return cmp
+
+
+
+
+def copy_comparator(spec: LayerSpec, case: Case, name: str, result: Result, got: Result) -> Comparison:
+    """A copy, bit for bit: the values within the (zero) bound, and every zero of the sign the
+    reference's has (-0 copied as -0, padding +0)."""
+    tensors = result.tensors()
+    expected = tensors[name]
+    value = got.tensors().get(name)
+    cmp = compare_tensor(spec, case, name, expected, value, got.dtypes.get(name), np.abs(expected))
+    if not cmp.ok:
+        return cmp
+    got_arr = np.asarray(value, dtype=np.float64)
+    wrong = (expected == 0) & (np.signbit(expected) != np.signbit(got_arr))
+    if wrong.any():
+        bad = np.argwhere(wrong)[:WORST_SHOWN]
+        cmp.ok, cmp.mismatches, cmp.symptoms = False, int(wrong.sum()), ["value"]
+        cmp.worst_index = [int(i) for i in bad[0]]
+        cmp.worst = [{"index": [int(i) for i in ix], "ref": float(expected[tuple(ix)]),
+                      "got": float(got_arr[tuple(ix)]), "err": 0.0, "bound": 0.0} for ix in bad]
+        cmp.utilisation = float("inf")
+        cmp.message = f"{cmp.mismatches} of {cmp.size} zeros have the wrong sign (a copy keeps the sign of zero)"
+    return cmp
+
+
+SELECTION_COMPARATORS = {"indices": indices_comparator, "grad.input": selection_grad_comparator}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -540,17 +608,19 @@ def lp_smooth(case: Case) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Randomness of FractionalMaxPool2d[drawn]: torch draws the samples, the suite tests them
+# Randomness of FractionalMaxPool[drawn]: torch draws the samples, the suite tests them
 # ---------------------------------------------------------------------------------------------
 
+
 SAMPLE_THRESHOLDS = (0.25, 0.5, 0.75)
-# Independence: neighbouring sample pairs along (batch, channel, width/height) of one case.
+# Independence: neighbouring sample pairs along (batch, channel, the per-dim samples) of one case.
 SAMPLE_AXES = ((0, "samples of a batch"), (1, "channels"), (2, "the width and height samples"))
+SAMPLE_AXES_3D = (*SAMPLE_AXES[:2], (2, "the depth and height samples"))
 
 
 def fractional_sample_rule(case: Case) -> dict[str, Any]:
-    """How a torch-like adapter reads the samples back: ``torch.rand(N, C, 2)`` in the case dtype,
-    replayed after the call's seed (F.fractional_max_pool2d draws exactly that, first)."""
+    """How a torch-like adapter reads the samples back: ``torch.rand(N, C, nd)`` in the case dtype,
+    replayed after the call's seed (F.fractional_max_pool2d/3d draws exactly that, first)."""
     return {"rule": "rand", "shape": list(fractional_sample_shape(case))}
 
 
@@ -600,9 +670,10 @@ def check_fractional_samples(samples: Sequence[tuple[Case, dict[str, np.ndarray]
     - range: every sample lies in [0, 1) (no false alarm possible);
     - for t in 1/4, 1/2, 3/4: the count below t is Binomial(n, P(u < t)) with |P(u < t) - t| at
       most the dtype's resolution at t (``_resolution``);
-    - for pairs of neighbouring samples along the batch, the channels and the (width, height)
-      pair: whether both fall on the same side of 1/2 agrees with probability q² + (1-q)² (q the
-      probability of u < 1/2), 1/2 up to 2·resolution² — a sample shared across channels agrees always.
+    - for pairs of neighbouring samples along the batch, the channels and the per-dim samples
+      ((width, height) in 2-d, (depth, height) in 3-d): whether both fall on the same side of 1/2
+      agrees with probability q² + (1-q)² (q the probability of u < 1/2), 1/2 up to
+      2·resolution² — a sample shared across channels agrees always.
     The six tests share ``alpha`` equally (union bound), so a conforming backend raises a false
     alarm on a target with probability <= alpha. Cases that ran with the same seed count once.
     """
@@ -616,7 +687,7 @@ def check_fractional_samples(samples: Sequence[tuple[Case, dict[str, np.ndarray]
     for t in SAMPLE_THRESHOLDS:
         checks.append(_allowing(f"below {t}", f"samples below {t}", u < t, t, _resolution(dtype, t), each))
     half = _resolution(dtype, 0.5)
-    for axis, what in SAMPLE_AXES:
+    for axis, what in SAMPLE_AXES_3D if arrays and arrays[0].shape[-1] == 3 else SAMPLE_AXES:
         same: list[np.ndarray] = []
         for a in arrays:
             pairs = a.shape[axis] // 2
