@@ -94,7 +94,7 @@ def reference_step(cfg: Config, x: np.ndarray) -> Callable[[], Any]:
             samples = _samples(x)
 
             def forward() -> tuple[np.ndarray, np.ndarray]:
-                return ref.fractional_max_pool2d(x, k, out, samples)
+                return ref.fractional_max_pool(x, k, out, samples)
         else:
             k = _tuple(kw["kernel_size"], nd)
             s = _tuple(kw.get("stride", kw["kernel_size"]), nd)
