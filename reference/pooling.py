@@ -504,11 +504,12 @@ def _max_pool(nd: int) -> Callable[..., Any]:
 
     forward.__doc__ = f"""Max pooling over {nd}-d dilated windows of the -inf-padded input:
     y[o] = max_t x[o·s - p + t·d] per dim. input (N, C, *L) or (C, *L) with {nd} spatial dims;
-    kernel_size, stride (default: kernel_size), padding (<= kernel_size // 2) and dilation an int or {nd} ints. Output length
-    floor((L + 2p - d·(k-1) - 1 + (s-1 if ceil_mode)) / s) + 1, a ceil-mode window starting in the
-    right padding dropped. A window holding a NaN gives NaN; ties: the first maximum in window order
-    (row-major over the kernel) is the index, a flat position in the input's spatial plane. A window
-    with no tap in the input gives -inf and index -1. Returns (output, indices) with return_indices."""
+    kernel_size, stride (default: kernel_size), padding (<= kernel_size // 2) and dilation an int
+    or {nd} ints. Output length floor((L + 2p - d·(k-1) - 1 + (s-1 if ceil_mode)) / s) + 1, a
+    ceil-mode window starting in the right padding dropped. A window holding a NaN gives NaN;
+    ties: the first maximum in window order (row-major over the kernel) is the index, a flat
+    position in the input's spatial plane. A window with no tap in the input gives -inf and
+    index -1. Returns (output, indices) with return_indices."""
     forward.__name__ = f"max_pool{nd}d"
     return functional(f"max_pool{nd}d", vjp=vjp, example=example)(forward)
 
@@ -611,8 +612,9 @@ def _lp_pool(nd: int) -> Callable[..., Any]:
 
     forward.__doc__ = f"""Power-average pooling over {nd}-d windows, as torch computes it:
     s = avg_pool{nd}d(x^p) (padding 0), y = (sign(s)·relu(|s|)·K)^(1/p), K = Π kernel_size;
-    i.e. (K/count·Σ_window x^p)^(1/p), which is the documented (Σ x^p)^(1/p) except for a ceil-clipped window (count < K). x^p has no abs:
-    negative x with non-integer p, or a negative sum, gives NaN. p = +inf: max |x|; p = -inf:
+    i.e. (K/count·Σ_window x^p)^(1/p), which is the documented (Σ x^p)^(1/p) except for a
+    ceil-clipped window (count < K). x^p has no abs: negative x with non-integer p, or a negative
+    sum, gives NaN. p = +inf: max |x|; p = -inf:
     min |x|. input (N, C, *L) or (C, *L); stride defaults to kernel_size."""
     forward.__name__ = f"lp_pool{nd}d"
     return functional(f"lp_pool{nd}d", vjp=vjp, example=example)(forward)
