@@ -371,13 +371,27 @@ def has_empty_window(case: Case) -> bool:
     return any(not t.valid.any(axis=-1).all() for t in taps)
 
 
+# Channels per vector of torch's channels-last max-pooling loop (measured: 256-bit vectors); the
+# channels past the last full vector run in its scalar remainder.
+CHANNELS_LAST_VECTOR = {"float64": 4, "float32": 8, "float16": 16, "bfloat16": 16}
+
+
+def _torch_memory_format_channels_last(case: Case, name: str = "input") -> bool:
+    """torch takes the channels-last kernel: the strides are channels-last-like and not also
+    contiguous (a single channel's channels-last strides are contiguous ones)."""
+    x = case.inputs[name]
+    strides = S.torch_strides(tuple(x.shape), case.layout(name))
+    return S.channels_last_like(tuple(x.shape), strides) and not S.is_torch_contiguous(tuple(x.shape), strides)
+
+
 def maxpool3d_channels_last_neginf_window(case: Case) -> bool:
-    """MaxPool3d on a channels_last_3d input, where a window whose elements are all -inf has its
-    first tap at depth > 0 (torch's index then lacks the depth offset)."""
+    """MaxPool3d on a channels_last_3d input (torch's channels-last kernel), where a window whose
+    elements are all -inf has its first tap at depth > 0 in a channel of the vector loop's scalar
+    remainder (torch's index then lacks the depth offset, and the gradient goes there), and the
+    wrong index shows: the indices are returned, or that window's cotangent is not 0."""
     if pool_kind(case) != "max" or spatial_dims(case) != 3 or case.inputs["input"].ndim != 5:
         return False
-    layout = case.layout("input")
-    if layout.kind not in ("channels_last", "permuted") or tuple(layout.perm) != (0, 2, 3, 4, 1):
+    if not _torch_memory_format_channels_last(case):
         return False
     x = case.inputs["input"]
     g = sliding(case)
@@ -386,7 +400,23 @@ def maxpool3d_channels_last_neginf_window(case: Case) -> bool:
     start = np.arange(out.shape[2]) * g.stride[0] - g.padding[0]
     first_tap = np.where(start >= 0, start, start + (-start + g.dilation[0] - 1) // g.dilation[0] * g.dilation[0])
     starts_deep = (first_tap > 0)[None, None, :, None, None]
-    return bool(((out == -np.inf) & starts_deep).any())
+    channels = x.shape[1]
+    in_remainder = np.arange(channels) >= channels - channels % CHANNELS_LAST_VECTOR[case.dtype]
+    remainder = in_remainder[None, :, None, None, None]
+    wrong = (out == -np.inf) & starts_deep & remainder
+    if case.params.get("return_indices"):
+        return bool(wrong.any())
+    cotangent = case.cotangents.get("output")
+    return cotangent is not None and bool((wrong & (cotangent != 0)).any())
+
+
+def maxpool3d_unbatched_channels_last_strides(case: Case) -> bool:
+    """MaxPool3d on an unbatched (C, D, H, W) input whose strides are channels-last-like as a 4-d
+    tensor: torch's 4-d memory-format check rejects it ('Unsupported memory format')."""
+    if pool_kind(case) != "max" or spatial_dims(case) != 3 or case.inputs["input"].ndim != 4:
+        return False
+    x = case.inputs["input"]
+    return S.channels_last_like(tuple(x.shape), S.torch_strides(tuple(x.shape), case.layout("input")))
 
 
 def avgpool3d_input_smaller_than_kernel(case: Case) -> bool:
@@ -396,6 +426,36 @@ def avgpool3d_input_smaller_than_kernel(case: Case) -> bool:
         return False
     kernel = per_dim_param(case.params["kernel_size"], 3)
     return any(s < k for s, k in zip(case.inputs["input"].shape[-3:], kernel))
+
+
+def fractional_starts_differ_in_float32(case: Case) -> bool:
+    """FractionalMaxPool whose window starts, evaluated in float32, differ from those in the case's
+    dtype (CUDA evaluates the interval formula in float32 for bfloat16 inputs, the CPU in bfloat16)."""
+    if pool_kind(case) != "fractional":
+        return False
+    x = batched_input(case)
+    spatial = x.shape[2:]
+    kernel = per_dim_param(case.params["kernel_size"], len(spatial))
+    size, samples = fractional_output(case, x), fractional_samples(case)
+    own = ref.fractional_window_taps(spatial, kernel, size, samples, round_fn(case))
+    single = ref.fractional_window_taps(spatial, kernel, size, samples, DTYPES["float32"].round)
+    return any(not np.array_equal(a.index, b.index) for a, b in zip(own, single))
+
+
+def conv_transpose_unchecked_geometry(case: Case) -> bool:
+    """An invalid ConvTranspose case that breaks only a check oneDNN's path skips: a dilation of 0,
+    or a computed output size of exactly 0 (a negative one is still rejected)."""
+    if pool_kind(case) != "transposed" or not case.invalid:
+        return False
+    p, nd = case.params, spatial_dims(case)
+    values = {k: per_dim_param(p[k], nd) for k in ("kernel_size", "stride", "padding", "dilation", "output_padding")}
+    if any(d == 0 for d in values["dilation"]):
+        return True
+    spatial = case.inputs["input"].shape[-nd:]
+    low = conv_ref.transposed_min_size(spatial, values["kernel_size"], values["stride"], values["padding"],
+                                       values["dilation"])
+    sizes = [lo + o for lo, o in zip(low, values["output_padding"])]
+    return "output_size" not in case.forward_kwargs and min(sizes) == 0
 
 
 def onednn_bf16_width_one_output(case: Case) -> bool:

@@ -32,7 +32,7 @@ class _OverwritingFold(torch.nn.Module):
         (kh, kw), (dh, dw), (ph, pw), (sh, sw) = self.kernel, self.dilation, self.padding, self.stride
         height, width = self.size[0] + 2 * ph, self.size[1] + 2 * pw
         bh, bw = (height - dh * (kh - 1) - 1) // sh + 1, (width - dw * (kw - 1) - 1) // sw + 1
-        cols = x.reshape(x.shape[0], -1, kh, kw, bh, bw)
+        cols = x.reshape(x.shape[0], x.shape[1] // (kh * kw), kh, kw, bh, bw)
         out = x.new_zeros(x.shape[0], cols.shape[1], height, width)
         for i in range(kh):
             for j in range(kw):
