@@ -150,7 +150,7 @@ def unfold(input: np.ndarray, kernel_size: Any, dilation: Any = 1, padding: Any 
     return out if batched else out[0]
 
 
-@functional(vjp=_fold_vjp, example=lambda rng: ((rng.standard_normal((2, 3 * 6, 12)), (5, 6), (2, 3)),
+@functional(vjp=_fold_vjp, example=lambda rng: ((rng.standard_normal((2, 3 * 6, 10)), (5, 6), (2, 3)),
                                                 {"dilation": (2, 1), "padding": (1, 0), "stride": (1, 2)}))
 def fold(input: np.ndarray, output_size: Any, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
          stride: Any = 1) -> np.ndarray:
