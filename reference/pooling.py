@@ -400,7 +400,8 @@ def lp_pool_error(x: np.ndarray, g: np.ndarray | None, norm_type: float, kernel:
     1 + |(1/p - 1)·ln v| (rounding of the exponent 1/p - 1), plus the underflow of the per-window
     factor g·v^(1/p-1)/p amplified by K/count·p·|x|^(p-1) (``tiny_over_u``: the smallest
     subnormal over u); 7 roundings on each term's backward path.
-    p = ±inf selects (max/min of |x|): output 0 (exact), gradient √K·|g| at the selected element.
+    p = ±inf selects (max/min of |x|): output 0 (exact), gradient 7·√K·|g| at the selected element
+    (the sum of the cotangents of the windows selecting it).
     NaN bounds (NaN results) are 0: the NaN pattern is compared on its own.
     """
     nd = len(kernel)
@@ -412,7 +413,7 @@ def lp_pool_error(x: np.ndarray, g: np.ndarray | None, norm_type: float, kernel:
                 sign = 1.0 if norm_type > 0 else -1.0
                 taps = pool_taps(x.shape[2:], kernel, stride, (0,) * nd, (1,) * nd, ceil_mode)
                 _, idx = window_max(sign * np.abs(x), taps)
-                grad = np.sqrt(max_overlap(x.shape[2:], taps)) * scatter_by_indices(x.shape, idx, np.abs(g))
+                grad = 7.0 * np.sqrt(max_overlap(x.shape[2:], taps)) * scatter_by_indices(x.shape, idx, np.abs(g))
             return out, grad
         p = float(norm_type)
         v, v_abs = lp_pool_sums(x, p, kernel, stride, ceil_mode)

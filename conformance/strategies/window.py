@@ -66,6 +66,7 @@ def window_extent(windows: int, stride: int, span: int, remainder: int = 0) -> i
 # ---------------------------------------------------------------------------------------------
 
 ZEROS_AND_SPECIALS = (0.0, -0.0, np.inf, -np.inf, np.nan)
+FOLD_EXTENT = 32  # the largest padded image extent per dim
 # Per dim: blocks that overlap (s < e), that tile (s = e), that leave gaps (s > e).
 BLOCK_SPACINGS = ("any", "overlap", "tile", "gaps")
 
@@ -116,8 +117,8 @@ class FoldDraft:
 
 def draw_fold_draft(d: S.Drawer) -> FoldDraft:
     """Batch (or unbatched, or an empty batch), channels, then per dim the geometry, the blocks n
-    (at most 6), the remainder r and a padding up to the largest that leaves an image of >= 1
-    element (at most 3)."""
+    (at most 6, within ``FOLD_EXTENT``), the remainder r and a padding up to the largest that
+    leaves an image of >= 1 element (at most 3)."""
     unbatched = d.flag("unbatched")
     batch = None if unbatched else d.integer(1, 2, "batch")
     if batch is not None and d.flag("empty batch"):
@@ -125,7 +126,9 @@ def draw_fold_draft(d: S.Drawer) -> FoldDraft:
     channels = d.integer(1, 3, "channels")
     image, blocks, geometry = [], [], []
     for i, dim in enumerate([_draw_fold_dim(d, i) for i in range(2)]):
-        n = d.integer(1, 6, f"blocks[{i}]")
+        # at most 6 blocks, and a padded extent of at most FOLD_EXTENT (reached by one block at least)
+        n = d.integer(1, max(1, min(6, (FOLD_EXTENT - dim.effective - dim.stride + 1) // dim.stride + 1)),
+                      f"blocks[{i}]")
         r = d.integer(0, dim.stride - 1, f"remainder[{i}]")
         p = d.integer(0, min(3, (window_extent(n, dim.stride, dim.effective, r) - 1) // 2), f"padding[{i}]")
         dim = WindowDim(dim.kernel, dim.dilation, p, dim.stride, r)
