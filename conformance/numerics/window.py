@@ -397,9 +397,17 @@ def maxpool3d_channels_last_neginf_window(case: Case) -> bool:
     g = sliding(case)
     with np.errstate(all="ignore"):
         out, _ = ref.max_pool(x, g.kernel, g.stride, g.padding, g.dilation, g.ceil_mode)
-    start = np.arange(out.shape[2]) * g.stride[0] - g.padding[0]
-    first_tap = np.where(start >= 0, start, start + (-start + g.dilation[0] - 1) // g.dilation[0] * g.dilation[0])
-    starts_deep = (first_tap > 0)[None, None, :, None, None]
+    taps = case_taps(case, x.shape[2:])
+    # a window with taps inside the input (an empty one is has_empty_window's) ...
+    nonempty = np.ones((), dtype=bool)
+    for d, t in enumerate(taps):
+        shape = [1] * 5
+        shape[2 + d] = t.out
+        nonempty = nonempty & t.valid[0].any(axis=-1).reshape(shape)
+    # ... whose first tap inside the input has depth > 0
+    depth = taps[0]
+    first = np.take_along_axis(depth.index[0], depth.valid[0].argmax(axis=-1)[:, None], axis=-1)[:, 0]
+    starts_deep = (first > 0)[None, None, :, None, None] & nonempty
     channels = x.shape[1]
     in_remainder = np.arange(channels) >= channels - channels % CHANNELS_LAST_VECTOR[case.dtype]
     remainder = in_remainder[None, :, None, None, None]
@@ -411,9 +419,13 @@ def maxpool3d_channels_last_neginf_window(case: Case) -> bool:
 
 
 def maxpool3d_unbatched_channels_last_strides(case: Case) -> bool:
-    """MaxPool3d on an unbatched (C, D, H, W) input whose strides are channels-last-like as a 4-d
-    tensor: torch's 4-d memory-format check rejects it ('Unsupported memory format')."""
-    if pool_kind(case) != "max" or spatial_dims(case) != 3 or case.inputs["input"].ndim != 4:
+    """max_pool3d on an unbatched (C, D, H, W) input whose strides are channels-last-like as a 4-d
+    tensor: torch's 4-d memory-format check rejects it ('Unsupported memory format'). MaxPool3d,
+    and LPPool3d with norm_type ±inf (F.lp_pool3d is max_pool3d of ±|x| then, and |x| keeps the
+    strides)."""
+    kind = pool_kind(case)
+    infinite_lp = kind == "lp" and math.isinf(float(case.params["norm_type"]))
+    if not (kind == "max" or infinite_lp) or spatial_dims(case) != 3 or case.inputs["input"].ndim != 4:
         return False
     x = case.inputs["input"]
     return S.channels_last_like(tuple(x.shape), S.torch_strides(tuple(x.shape), case.layout("input")))
@@ -426,6 +438,16 @@ def avgpool3d_input_smaller_than_kernel(case: Case) -> bool:
         return False
     kernel = per_dim_param(case.params["kernel_size"], 3)
     return any(s < k for s, k in zip(case.inputs["input"].shape[-3:], kernel))
+
+
+def fractional3d_windows_fit_exactly(case: Case) -> bool:
+    """FractionalMaxPool3d with out + k - 1 == in along some dim (windows stepping by one from 0 to
+    the end): torch's 3-d check demands out + k - 1 < in there (the 2-d one, out + k - 1 <= in)."""
+    if pool_kind(case) != "fractional" or spatial_dims(case) != 3:
+        return False
+    x = batched_input(case)
+    kernel = per_dim_param(case.params["kernel_size"], 3)
+    return any(o + k - 1 == n for o, k, n in zip(fractional_output(case, x), kernel, x.shape[2:]))
 
 
 def fractional_starts_differ_in_float32(case: Case) -> bool:
