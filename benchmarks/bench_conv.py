@@ -2,7 +2,9 @@
 
 Prints one row per representative configuration — the reference's time, torch's in float64 (the
 reference's precision) and in float32, and the ratio reference / torch-float64 — then the median
-ratio. A script, not a test: ``python benchmarks/bench_conv.py``.
+ratio. The reference runs as the declarations run it: ``reference.functional``'s conv{nd}d /
+conv_transpose{nd}d forward and registered VJP (a padding_mode: F.pad first, and pad's VJP after).
+A script, not a test: ``python benchmarks/bench_conv.py``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Reference (NumPy, float64) vs torch-cpu timings of the pooling family, forward + backward.
+"""Reference (NumPy, float64) vs torch-cpu timings of the pooling family and Fold/Unfold, forward +
+backward. The reference runs as the declarations run it: the ``reference.functional`` forward,
+then its registered VJP (which evaluates the window maxima or sums again).
 
 Prints one row per representative configuration — the reference's time, torch's in float64 (the
 reference's precision) and in float32, and the ratio reference / torch-float64 — then the median
@@ -25,6 +27,11 @@ row's torch time several times too slow even as a best of rounds):
     AdaptiveMaxPool2d 5x5 of 23x23          1.97ms     0.56ms   3.5x    4.55ms   7.1x
     FractionalMaxPool2d k2 out 20 of 32     2.94ms     1.29ms   2.3x   16.96ms  12.8x
     median 2.4x, worst 5.1x                                            (before: median 7.1x, worst 12.8x)
+
+Re-measured 2026-12-03 through reference.functional, with the 3-d and Fold/Unfold configs, on the
+same 2-core machine under a load of about 11 (``--rounds 3``): median 2.1x, worst 9.5x
+(AdaptiveMaxPool3d and AdaptiveAvgPool3d, whose irregular windows take the gathered-rows path);
+torch's own times were too noisy there to quote row by row.
 
 "Before" is the plain form (every tap of every window gathered into planes × windows × taps
 arrays), the reference as it was before ``reference.pooling_windows``; both give the same numbers.
