@@ -61,22 +61,22 @@ def block_counts(spatial: Sequence[int], geo: Geometry) -> tuple[int, ...]:
     return counts
 
 
-def _image(input: Any) -> tuple[np.ndarray, bool]:
+def _batched(input: Any, ndim: int, name: str) -> tuple[np.ndarray, bool]:
+    """(input with a batch axis, whether it had one): ``ndim`` dims batched, ``ndim - 1`` not."""
     x = np.asarray(input, dtype=np.float64)
-    if x.ndim == 4:
+    if x.ndim == ndim:
         return x, True
-    if x.ndim == 3:
+    if x.ndim == ndim - 1:
         return x[None], False
-    raise ValueError(f"unfold expects a 3-d or 4-d input, got shape {x.shape}")
+    raise ValueError(f"{name} expects a {ndim - 1}-d or {ndim}-d input, got shape {x.shape}")
+
+
+def _image(input: Any) -> tuple[np.ndarray, bool]:
+    return _batched(input, 4, "unfold")
 
 
 def _columns_of(input: Any) -> tuple[np.ndarray, bool]:
-    x = np.asarray(input, dtype=np.float64)
-    if x.ndim == 3:
-        return x, True
-    if x.ndim == 2:
-        return x[None], False
-    raise ValueError(f"fold expects a 2-d or 3-d input, got shape {x.shape}")
+    return _batched(input, 3, "fold")
 
 
 def _unfold(x: np.ndarray, geo: Geometry) -> np.ndarray:

@@ -505,6 +505,22 @@ def _fail(name: str, shape: Sequence[int], message: str) -> Comparison:
                       symptoms=["shape"])
 
 
+def _mark_wrong(cmp: Comparison, wrong: np.ndarray, expected: np.ndarray, got: np.ndarray, message: str,
+                symptom: str, err: np.ndarray | float) -> Comparison:
+    """Record the elements ``wrong`` of a comparison judged by rule (not by a bound): the first
+    ``WORST_SHOWN`` of them with their error ``err`` (per element, or one value), utilisation inf."""
+    bad = np.argwhere(wrong)[:WORST_SHOWN]
+    errors = np.broadcast_to(np.asarray(err, dtype=np.float64), wrong.shape)
+    kind = int if expected.dtype.kind in "iu" else float
+    cmp.ok, cmp.mismatches, cmp.symptoms = False, int(wrong.sum()), [symptom]
+    cmp.worst_index = [int(i) for i in bad[0]]
+    cmp.worst = [{"index": [int(i) for i in ix], "ref": kind(expected[tuple(ix)]), "got": kind(got[tuple(ix)]),
+                  "err": float(errors[tuple(ix)]), "bound": 0.0} for ix in bad]
+    cmp.utilisation = float("inf")
+    cmp.message = f"{cmp.mismatches} of {cmp.size} {message}"
+    return cmp
+
+
 def _index_check(case: Case, result: Result, got_idx: np.ndarray) -> np.ndarray:
     """Per output element: is the backend's index an arg-max of its window? (batched shape)"""
     x = batched_input(case)
@@ -542,17 +558,9 @@ def indices_comparator(spec: LayerSpec, case: Case, name: str, result: Result, g
     cmp = Comparison(tensor=name, ok=bool(ok.all()), shape=list(expected.shape), size=int(expected.size),
                      exact_elements=int(expected.size))
     if not cmp.ok:
-        bad = np.argwhere(~ok)[:WORST_SHOWN]
-        cmp.mismatches = int((~ok).sum())
-        cmp.worst_index = [int(i) for i in bad[0]]
-        cmp.worst = [{"index": [int(i) for i in ix], "ref": int(expected[tuple(ix)]), "got": int(value[tuple(ix)]),
-                      "err": float(abs(int(expected[tuple(ix)]) - int(value[tuple(ix)]))), "bound": 0.0}
-                     for ix in bad]
+        _mark_wrong(cmp, ~ok, expected, value, "indices do not name a maximum of their window (any tied position "
+                    "is accepted)", "index", np.abs(expected.astype(np.float64) - value.astype(np.float64)))
         cmp.max_abs_err = max(w["err"] for w in cmp.worst)
-        cmp.utilisation = float("inf")
-        cmp.message = (f"{cmp.mismatches} of {cmp.size} indices do not name a maximum of their window "
-                       "(any tied position is accepted)")
-        cmp.symptoms = ["index"]
     return cmp
 
 
@@ -613,19 +621,9 @@ def unpool_output_comparator(spec: LayerSpec, case: Case, name: str, result: Res
     cmp = Comparison(tensor=name, ok=bool(ok.all()), shape=list(expected.shape), size=int(expected.size),
                      exact_elements=int(expected.size))
     if not cmp.ok:
-        bad = np.argwhere(~ok)[:WORST_SHOWN]
-        got_arr = np.asarray(value)
-        cmp.mismatches = int((~ok).sum())
-        cmp.worst_index = [int(i) for i in bad[0]]
-        cmp.worst = [{"index": [int(i) for i in ix], "ref": float(expected[tuple(ix)]),
-                      "got": float(got_arr[tuple(ix)]), "err": float("inf"), "bound": 0.0} for ix in bad]
-        cmp.utilisation = float("inf")
-        cmp.message = (f"{cmp.mismatches} of {cmp.size} positions hold a value no index sent there "
-                       "(duplicate indices: any of the values sent is accepted)")
-        cmp.symptoms = ["value"]
+        _mark_wrong(cmp, ~ok, expected, np.asarray(value), "positions hold a value no index sent there (duplicate "
+                    "indices: any of the values sent is accepted)", "value", np.inf)
     return cmp
-
-
 
 
 def copy_comparator(spec: LayerSpec, case: Case, name: str, result: Result, got: Result) -> Comparison:
@@ -640,13 +638,8 @@ def copy_comparator(spec: LayerSpec, case: Case, name: str, result: Result, got:
     got_arr = np.asarray(value, dtype=np.float64)
     wrong = (expected == 0) & (np.signbit(expected) != np.signbit(got_arr))
     if wrong.any():
-        bad = np.argwhere(wrong)[:WORST_SHOWN]
-        cmp.ok, cmp.mismatches, cmp.symptoms = False, int(wrong.sum()), ["value"]
-        cmp.worst_index = [int(i) for i in bad[0]]
-        cmp.worst = [{"index": [int(i) for i in ix], "ref": float(expected[tuple(ix)]),
-                      "got": float(got_arr[tuple(ix)]), "err": 0.0, "bound": 0.0} for ix in bad]
-        cmp.utilisation = float("inf")
-        cmp.message = f"{cmp.mismatches} of {cmp.size} zeros have the wrong sign (a copy keeps the sign of zero)"
+        _mark_wrong(cmp, wrong, expected, got_arr, "zeros have the wrong sign (a copy keeps the sign of zero)",
+                    "value", 0.0)
     return cmp
 
 

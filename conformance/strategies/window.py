@@ -145,38 +145,32 @@ def _exact_limit(dtype: str, draft: FoldDraft) -> int:
     return S.exact_int_limit(dtype, fold_ref.max_overlap(draft.image, geo), factors=1)
 
 
-def _lead(draft: FoldDraft) -> tuple[int, ...]:
-    return () if draft.batch is None else (draft.batch,)
-
-
-def unfold_cases(op: str):
-    """Unfold: an image (N, C, H, W) or (C, H, W), every layout, values with ±0, ±inf and NaN."""
+def _fold_cases(op: str, fold: bool):
+    """Unfold: an image (N, C, H, W) or (C, H, W); Fold: its columns (N, C·Π k, L) or (C·Π k, L)
+    and the output_size. Every layout; float values with ±0, ±inf and NaN mixed in."""
     def build(d: S.Drawer, dtype: str) -> Case:
         draft = draw_fold_draft(d)
-        shape = _lead(draft) + (draft.channels,) + draft.image
+        lead = () if draft.batch is None else (draft.batch,)
+        if fold:
+            shape = lead + (draft.channels * draft.taps, math.prod(draft.blocks))
+        else:
+            shape = lead + (draft.channels,) + draft.image
         tier = S.tier(d)
         layout = S.layouts(d, len(shape), "layout.input", expanded=True)
         x = S.values(d, shape, dtype, tier, "input", int_limit=_exact_limit(dtype, draft), layout=layout,
                      specials=ZEROS_AND_SPECIALS, some_special=True)
-        return Case(op=op, dtype=dtype, params=draft.params(d, output_size=False), inputs={"input": x},
+        return Case(op=op, dtype=dtype, params=draft.params(d, output_size=fold), inputs={"input": x},
                     differentiable=("input",), layouts={"input": layout}, tier=tier, cotangent_seed=S.seed(d))
 
     return S.case_strategy(build)
 
 
 def fold_cases(op: str):
-    """Fold: columns (N, C·Π k, L) or (C·Π k, L) of an output_size image, every layout."""
-    def build(d: S.Drawer, dtype: str) -> Case:
-        draft = draw_fold_draft(d)
-        shape = _lead(draft) + (draft.channels * draft.taps, math.prod(draft.blocks))
-        tier = S.tier(d)
-        layout = S.layouts(d, len(shape), "layout.input", expanded=True)
-        x = S.values(d, shape, dtype, tier, "input", int_limit=_exact_limit(dtype, draft), layout=layout,
-                     specials=ZEROS_AND_SPECIALS, some_special=True)
-        return Case(op=op, dtype=dtype, params=draft.params(d, output_size=True), inputs={"input": x},
-                    differentiable=("input",), layouts={"input": layout}, tier=tier, cotangent_seed=S.seed(d))
+    return _fold_cases(op, fold=True)
 
-    return S.case_strategy(build)
+
+def unfold_cases(op: str):
+    return _fold_cases(op, fold=False)
 
 
 FOLD_VIOLATIONS = ("zero kernel", "zero stride", "zero dilation", "negative padding", "no block")
