@@ -2,7 +2,9 @@
 
 Prints one row per representative configuration — the reference's time, torch's in float64 (the
 reference's precision) and in float32, and the ratio reference / torch-float64 — then the median
-ratio. A script, not a test: ``python benchmarks/bench_conv.py``.
+ratio. The reference runs as the declarations run it: ``reference.functional``'s conv{nd}d /
+conv_transpose{nd}d forward and registered VJP (a padding_mode: F.pad first, and pad's VJP after).
+A script, not a test: ``python benchmarks/bench_conv.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _timing import print_table  # noqa: E402
 
 from reference import conv as ref  # noqa: E402
+from reference import functional as RF  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,26 @@ def weight_shape(cfg: Config) -> tuple[int, ...]:
 
 
 def reference_step(cfg: Config, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> Callable[[], Any]:
-    forward, vjp = (ref.conv_transpose, ref.conv_transpose_vjp) if cfg.transposed else (ref.conv, ref.conv_vjp)
-    g = np.random.default_rng(1).standard_normal(forward(x, w, b, **cfg.kwargs).shape)
+    """Forward and VJP through reference.functional, as the template's reference composes them (a
+    padding_mode: F.pad, then the convolution without padding, and pad's VJP)."""
+    kwargs = dict(cfg.kwargs)
+    mode = kwargs.pop("padding_mode", "zeros")
+    name = f"conv_transpose{cfg.nd}d" if cfg.transposed else f"conv{cfg.nd}d"
+    amounts = None
+    if mode != "zeros":
+        amounts = ref.module_padding(kwargs.get("padding", 0), w.shape[2:], kwargs.get("stride", 1),
+                                     kwargs.get("dilation", 1))
+        kwargs["padding"] = 0
+    g = np.random.default_rng(1).standard_normal(getattr(RF, name)(x if amounts is None else RF.pad(x, amounts, mode),
+                                                                   w, b, **kwargs).shape)
 
     def step() -> Any:
-        forward(x, w, b, **cfg.kwargs)
-        return vjp(x, w, g, **cfg.kwargs)
+        xin = x if amounts is None else RF.pad(x, amounts, mode)
+        getattr(RF, name)(xin, w, b, **kwargs)
+        grads = RF.vjp(name, xin, w, b, cotangent=g, **kwargs)
+        if amounts is not None:
+            grads["input"] = RF.vjp("pad", x, amounts, mode, cotangent=grads["input"])["input"]
+        return grads
 
     return step
 

@@ -1,4 +1,6 @@
-"""Reference (NumPy, float64) vs torch-cpu timings of the pooling family, forward + backward.
+"""Reference (NumPy, float64) vs torch-cpu timings of the pooling family and Fold/Unfold, forward +
+backward. The reference runs as the declarations run it: the ``reference.functional`` forward,
+then its registered VJP (which evaluates the window maxima or sums again).
 
 Prints one row per representative configuration — the reference's time, torch's in float64 (the
 reference's precision) and in float32, and the ratio reference / torch-float64 — then the median
@@ -26,6 +28,11 @@ row's torch time several times too slow even as a best of rounds):
     FractionalMaxPool2d k2 out 20 of 32     2.94ms     1.29ms   2.3x   16.96ms  12.8x
     median 2.4x, worst 5.1x                                            (before: median 7.1x, worst 12.8x)
 
+Re-measured 2026-12-03 through reference.functional, with the 3-d and Fold/Unfold configs, on the
+same 2-core machine under a load of about 11 (``--rounds 3``): median 2.1x, worst 9.5x
+(AdaptiveMaxPool3d and AdaptiveAvgPool3d, whose irregular windows take the gathered-rows path);
+torch's own times were too noisy there to quote row by row.
+
 "Before" is the plain form (every tap of every window gathered into planes × windows × taps
 arrays), the reference as it was before ``reference.pooling_windows``; both give the same numbers.
 """
@@ -44,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _timing import print_table  # noqa: E402
 
-from reference import pooling as ref  # noqa: E402
+from reference import functional as RF  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -73,67 +80,60 @@ CONFIGS = [
     Config("AdaptiveMaxPool2d 5x5 of 23x23", "AdaptiveMaxPool2d", (8, 64, 23, 23), dict(output_size=5)),
     Config("FractionalMaxPool2d k2 out 20 of 32", "FractionalMaxPool2d", (8, 32, 32, 32),
            dict(kernel_size=2, output_size=20)),
+    Config("LPPool3d p=2 k2 16^3", "LPPool3d", (2, 16, 16, 16, 16), dict(norm_type=2.0, kernel_size=2)),
+    Config("AdaptiveAvgPool3d 5^3 of 16^3", "AdaptiveAvgPool3d", (2, 16, 16, 16, 16), dict(output_size=5)),
+    Config("AdaptiveMaxPool3d 5^3 of 16^3", "AdaptiveMaxPool3d", (2, 16, 16, 16, 16), dict(output_size=5)),
+    Config("FractionalMaxPool3d k2 out 10 of 16", "FractionalMaxPool3d", (2, 16, 16, 16, 16),
+           dict(kernel_size=2, output_size=10)),
+    Config("Unfold k3 p1 s2 32x32", "Unfold", (8, 16, 32, 32), dict(kernel_size=3, padding=1, stride=2)),
+    Config("Fold k3 p1 s1 of 16x16", "Fold", (8, 16 * 9, 256), dict(output_size=16, kernel_size=3, padding=1)),
 ]
+# reference.functional's name of each layer's prefix
+FUNCTIONAL = {"MaxPool": "max_pool", "AvgPool": "avg_pool", "LPPool": "lp_pool", "AdaptiveAvgPool": "adaptive_avg_pool",
+              "AdaptiveMaxPool": "adaptive_max_pool", "FractionalMaxPool": "fractional_max_pool"}
 
 
-def _tuple(value: Any, nd: int) -> tuple[int, ...]:
-    return tuple(value) if isinstance(value, (list, tuple)) else (value,) * nd
+def _samples(x: np.ndarray, nd: int) -> np.ndarray:
+    return np.random.default_rng(2).random((x.shape[0], x.shape[1], nd))
 
 
-def _samples(x: np.ndarray) -> np.ndarray:
-    return np.random.default_rng(2).random((x.shape[0], x.shape[1], 2))
+def _call(cfg: Config, x: np.ndarray) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    """The reference.functional call of ``cfg``: (name, args, kwargs)."""
+    kw = dict(cfg.kwargs)
+    if cfg.layer in ("Fold", "Unfold"):
+        lead = (x, kw.pop("output_size")) if cfg.layer == "Fold" else (x,)
+        return cfg.layer.lower(), lead, kw
+    nd = int(cfg.layer[-2])
+    name = FUNCTIONAL[cfg.layer[:-2]] + f"{nd}d"
+    if cfg.layer.startswith("LPPool"):
+        return name, (x, kw.pop("norm_type"), kw.pop("kernel_size")), kw
+    if cfg.layer.startswith("Adaptive"):
+        return name, (x, kw.pop("output_size")), kw
+    if cfg.layer.startswith("Fractional"):
+        kw["_random_samples"] = _samples(x, nd)
+    return name, (x, kw.pop("kernel_size")), kw
 
 
 def reference_step(cfg: Config, x: np.ndarray) -> Callable[[], Any]:
-    """Forward then VJP of the reference for ``cfg``."""
-    nd = int(cfg.layer[-2])
-    kw = cfg.kwargs
-    if cfg.layer.startswith("MaxPool") or cfg.layer == "FractionalMaxPool2d":
-        if cfg.layer == "FractionalMaxPool2d":
-            k, out = _tuple(kw["kernel_size"], 2), _tuple(kw["output_size"], 2)
-            samples = _samples(x)
+    """Forward then VJP of ``cfg`` through reference.functional, as the declarations' references run them."""
+    name, args, kwargs = _call(cfg, x)
+    forward = getattr(RF, name)
+    out = forward(*args, **kwargs)
+    g = np.ones(np.shape(out[0] if isinstance(out, tuple) else out))
 
-            def forward() -> tuple[np.ndarray, np.ndarray]:
-                return ref.fractional_max_pool2d(x, k, out, samples)
-        else:
-            k = _tuple(kw["kernel_size"], nd)
-            s = _tuple(kw.get("stride", kw["kernel_size"]), nd)
-            p, d = _tuple(kw.get("padding", 0), nd), _tuple(kw.get("dilation", 1), nd)
+    def step() -> Any:
+        forward(*args, **kwargs)
+        return RF.vjp(name, *args, cotangent=g, **kwargs)
 
-            def forward() -> tuple[np.ndarray, np.ndarray]:
-                return ref.max_pool(x, k, s, p, d, kw.get("ceil_mode", False))
-
-        g = np.ones(forward()[0].shape)
-
-        def step() -> Any:
-            _, idx = forward()
-            return ref.scatter_by_indices(x.shape, idx, g)
-
-        return step
-    if cfg.layer.startswith("AvgPool"):
-        args = (_tuple(kw["kernel_size"], nd), _tuple(kw.get("stride", kw["kernel_size"]), nd),
-                _tuple(kw.get("padding", 0), nd), kw.get("ceil_mode", False), kw.get("count_include_pad", True))
-        g = np.ones(ref.avg_pool(x, *args).shape)
-        return lambda: (ref.avg_pool(x, *args), ref.avg_pool_vjp(x.shape, g, *args))
-    if cfg.layer.startswith("LPPool"):
-        args = (kw["norm_type"], _tuple(kw["kernel_size"], nd), _tuple(kw.get("stride", kw["kernel_size"]), nd),
-                kw.get("ceil_mode", False))
-        g = np.ones(ref.lp_pool(x, *args).shape)
-        return lambda: (ref.lp_pool(x, *args), ref.lp_pool_vjp(x, g, *args))
-    out = _tuple(kw["output_size"], nd)
-    if cfg.layer.startswith("AdaptiveAvg"):
-        g = np.ones(ref.adaptive_avg_pool(x, out).shape)
-        return lambda: (ref.adaptive_avg_pool(x, out), ref.adaptive_avg_pool_vjp(x.shape, g, out))
-    g = np.ones(ref.adaptive_max_pool(x, out)[0].shape)
-    return lambda: ref.scatter_by_indices(x.shape, ref.adaptive_max_pool(x, out)[1], g)
+    return step
 
 
 def torch_step(cfg: Config, x: np.ndarray, dtype: Any) -> Callable[[], Any]:
     import torch
 
     kwargs = dict(cfg.kwargs)
-    if cfg.layer == "FractionalMaxPool2d":
-        kwargs["_random_samples"] = torch.from_numpy(_samples(x)).to(dtype)
+    if cfg.layer.startswith("FractionalMaxPool"):
+        kwargs["_random_samples"] = torch.from_numpy(_samples(x, int(cfg.layer[-2]))).to(dtype)
     module = getattr(torch.nn, cfg.layer)(**kwargs)
     tx = torch.from_numpy(np.abs(x) if cfg.layer.startswith("LPPool") else x).to(dtype).requires_grad_(True)
     g = torch.ones(tuple(module(tx).shape), dtype=dtype)

@@ -1,5 +1,10 @@
 """N-d convolution and transposed convolution (1-d, 2-d, 3-d): forward and VJP.
 
+Public API (``reference.functional``): ``conv1d/2d/3d`` and ``conv_transpose1d/2d/3d`` with
+torch.nn.functional's signatures; ``conv``/``conv_transpose`` are their n-d forms (``output_size``
+of a ConvTranspose module's forward is ``output_padding_for_size``), ``module_padding`` the
+explicit padding of a Conv module with a non-zeros ``padding_mode``.
+
 Shapes follow torch.nn: input ``(N, C_in, *L)`` or unbatched ``(C_in, *L)``; convolution weight
 ``(C_out, C_in/groups, *k)``; transposed-convolution weight ``(C_in, C_out/groups, *k)``; bias
 ``(C_out,)``. The number of spatial dims ``nd`` is ``weight.ndim - 2``.
@@ -13,10 +18,11 @@ Transposed convolution is the adjoint of that map with respect to its input (the
 convolution), on an output of length ``(L-1)·s - 2p + d·(k-1) + output_padding + 1``; the
 positions that no kernel tap reaches (from ``output_padding``) receive only the bias.
 
-Padding modes: ``zeros`` pads implicitly; ``reflect`` (mirror without repeating the edge,
-pad < L), ``replicate`` (repeat the edge, any pad) and ``circular`` (wrap, pad <= L) pad the input
-explicitly and then convolve without padding; their VJP folds the gradient of the padded border
-back onto the elements it was copied from. ``padding='same'`` pads ``d·(k-1)`` in total per dim,
+Padding modes (torch.nn.Conv*d): ``zeros`` pads implicitly; ``reflect`` (mirror without repeating
+the edge, pad < L), ``replicate`` (repeat the edge, any pad) and ``circular`` (wrap, pad <= L) pad
+the input explicitly (``reference.padding.pad``, amounts from ``module_padding``) and then convolve
+without padding; the pad's VJP folds the gradient of the padded border back onto the elements it
+was copied from. ``padding='same'`` pads ``d·(k-1)`` in total per dim,
 ``total // 2`` on the left and the rest on the right (torch's rule); it needs stride 1.
 
 Everything is vectorised: a strided sliding-window view (im2col) and one batched matmul over the
@@ -34,6 +40,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from reference.padding import pad_input, pad_input_vjp, pad_source_index  # noqa: F401 (part of this module's API)
+from reference.registry import functional
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 IntOrTuple = int | Sequence[int]
@@ -241,13 +248,13 @@ def conv_plan(x_shape: Sequence[int], w_shape: Sequence[int], stride: IntOrTuple
     return ConvPlan(geo, padding_mode, spatial, padded, geo.windows(padded))
 
 
-def conv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, stride: IntOrTuple = 1,
-         padding: IntOrTuple | str = 0, dilation: IntOrTuple = 1, groups: int = 1,
-         padding_mode: str = "zeros") -> np.ndarray:
-    """Convolution forward: (N, C_in, *L) -> (N, C_out, *out), out = (L + l + r - d·(k-1) - 1)//s + 1."""
+def conv(input: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, stride: IntOrTuple = 1,
+         padding: IntOrTuple | str = 0, dilation: IntOrTuple = 1, groups: int = 1) -> np.ndarray:
+    """``torch.nn.functional.conv{nd}d`` for nd = weight.ndim - 2: (N, C_in, *L) or (C_in, *L) ->
+    (N, C_out, *out), out = (L + l + r - d·(k-1) - 1)//s + 1, zero padding (l, r) per dim."""
     nd = _spatial_dims(weight)
-    xb, batched = _batched(np.asarray(x, dtype=np.float64), nd)
-    plan = conv_plan(xb.shape, weight.shape, stride, padding, dilation, groups, padding_mode)
+    xb, batched = _batched(np.asarray(input, dtype=np.float64), nd)
+    plan = conv_plan(xb.shape, weight.shape, stride, padding, dilation, groups, "zeros")
     _check_bias(bias, weight.shape[0])
     xp = pad_input(xb, plan.geo.pads, plan.mode)
     y = correlate_padded(xp, np.asarray(weight, dtype=np.float64), plan.geo, plan.out)
@@ -256,19 +263,19 @@ def conv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, stri
     return y if batched else y[0]
 
 
-def conv_vjp(x: np.ndarray, weight: np.ndarray, grad_output: np.ndarray, stride: IntOrTuple = 1,
-             padding: IntOrTuple | str = 0, dilation: IntOrTuple = 1, groups: int = 1,
-             padding_mode: str = "zeros") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def conv_vjp(input: np.ndarray, weight: np.ndarray, grad_output: np.ndarray, stride: IntOrTuple = 1,
+             padding: IntOrTuple | str = 0, dilation: IntOrTuple = 1,
+             groups: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(dL/dx, dL/dw, dL/db) of ``conv`` for the output gradient ``grad_output``.
 
-    dL/dx̃ scatters g·w back over the windows and is folded onto x through the padding's adjoint;
+    dL/dx̃ scatters g·w back over the windows and is cropped onto x (the zero padding's adjoint);
     dL/dw = Σ_{n,j} g·x̃ over the windows; dL/db = Σ_{n,j} g.
     """
     nd = _spatial_dims(weight)
-    xb, batched = _batched(np.asarray(x, dtype=np.float64), nd)
+    xb, batched = _batched(np.asarray(input, dtype=np.float64), nd)
     gy, _ = _batched(np.asarray(grad_output, dtype=np.float64), nd)
     w = np.asarray(weight, dtype=np.float64)
-    plan = conv_plan(xb.shape, w.shape, stride, padding, dilation, groups, padding_mode)
+    plan = conv_plan(xb.shape, w.shape, stride, padding, dilation, groups, "zeros")
     expected = (xb.shape[0], w.shape[0]) + plan.out
     if gy.shape != expected:
         raise ValueError(f"grad_output shape {gy.shape} does not match the output {expected}")
@@ -278,6 +285,18 @@ def conv_vjp(x: np.ndarray, weight: np.ndarray, grad_output: np.ndarray, stride:
     gw = correlate_padded_weight_vjp(xp, gy, plan.geo, w.shape[1])
     gbias = gy.sum(axis=(0,) + tuple(range(2, 2 + nd)))
     return (gx if batched else gx[0]), gw, gbias
+
+
+def module_padding(padding: IntOrTuple | str, kernel: Sequence[int], stride: IntOrTuple,
+                   dilation: IntOrTuple) -> tuple[int, ...]:
+    """The flat ``F.pad`` amounts (last dim first) of a ``torch.nn.Conv{nd}d`` with a non-zeros
+    ``padding_mode`` (its ``_reversed_padding_repeated_twice``): the module pads explicitly with
+    ``reference.padding.pad(input, amounts, padding_mode)`` and then convolves without padding.
+    'same' splits d·(k-1) as (total // 2, total - total // 2), the extra element on the right."""
+    nd = len(kernel)
+    kernel_t = tuple(int(k) for k in kernel)
+    pairs = resolve_padding(padding, kernel_t, per_dim(stride, nd, "stride", 1), per_dim(dilation, nd, "dilation", 1))
+    return tuple(v for left, right in reversed(pairs) for v in (left, right))
 
 
 # -- transposed convolution -----------------------------------------------------------------------
@@ -401,3 +420,117 @@ def conv_transpose_vjp(x: np.ndarray, weight: np.ndarray, grad_output: np.ndarra
     gw = correlate_padded_weight_vjp(gyp, xb, plan.geo, w.shape[1]).reshape(w.shape)
     gbias = gy.sum(axis=(0,) + tuple(range(2, 2 + nd)))
     return (gx if batched else gx[0]), gw, gbias
+
+
+# -- torch.nn.functional ------------------------------------------------------------------------------
+
+def _with_dims(nd: int, weight: np.ndarray, name: str) -> None:
+    if np.ndim(weight) != nd + 2:
+        raise ValueError(f"{name} expects a {nd + 2}-d weight, got shape {np.shape(weight)}")
+
+
+def _grads(names: Sequence[str], values: Sequence[np.ndarray], bias: np.ndarray | None) -> dict[str, np.ndarray]:
+    grads = dict(zip(names, values))
+    if bias is None:
+        grads.pop("bias")
+    return grads
+
+
+def _conv_vjp(nd: int):
+    def vjp(cotangent: np.ndarray, input: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
+            stride: IntOrTuple = 1, padding: IntOrTuple | str = 0, dilation: IntOrTuple = 1,
+            groups: int = 1) -> dict[str, np.ndarray]:
+        """{"input", "weight", "bias"}: the scatter of g·w over the windows, Σ g·x̃, Σ g."""
+        _with_dims(nd, weight, f"conv{nd}d")
+        values = conv_vjp(input, weight, cotangent, stride, padding, dilation, groups)
+        return _grads(("input", "weight", "bias"), values, bias)
+
+    return vjp
+
+
+def _conv_transpose_vjp(nd: int):
+    def vjp(cotangent: np.ndarray, input: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
+            stride: IntOrTuple = 1, padding: IntOrTuple = 0, output_padding: IntOrTuple = 0, groups: int = 1,
+            dilation: IntOrTuple = 1) -> dict[str, np.ndarray]:
+        """{"input", "weight", "bias"}: the convolution of g with w, the correlation of g with x, Σ g."""
+        _with_dims(nd, weight, f"conv_transpose{nd}d")
+        values = conv_transpose_vjp(input, weight, cotangent, stride, padding, output_padding, groups, dilation)
+        return _grads(("input", "weight", "bias"), values, bias)
+
+    return vjp
+
+
+def _conv_example(nd: int, transposed: bool):
+    def example(rng: np.random.Generator) -> tuple[tuple, dict]:
+        spatial, kernel = (6, 5, 4)[:nd], (3, 2, 2)[:nd]
+        x = rng.standard_normal((2, 4) + spatial)
+        w = rng.standard_normal(((4, 3) if transposed else (6, 2)) + kernel)
+        b = rng.standard_normal(6)
+        if transposed:
+            return (x, w, b), {"stride": 2, "padding": 1, "output_padding": 1, "groups": 2, "dilation": 2}
+        return (x, w, b), {"stride": (1, 2, 1)[:nd], "padding": "same" if nd == 1 else 1, "dilation": 1,
+                           "groups": 2}
+
+    return example
+
+
+@functional(vjp=_conv_vjp(1), example=_conv_example(1, False))
+def conv1d(input: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, stride: IntOrTuple = 1,
+           padding: IntOrTuple | str = 0, dilation: IntOrTuple = 1, groups: int = 1) -> np.ndarray:
+    """1-d convolution (cross-correlation): y[n, o, j] = b[o] + Σ_{c,κ} w[o, c, κ]·x̃[n, g·C_in/G + c,
+    j·s + κ·d], x̃ zero-padded. input (N, C_in, L) or (C_in, L); weight (C_out, C_in/groups, k); bias
+    (C_out,); padding an int, a 1-tuple, 'valid' or 'same' (stride 1; total d·(k-1) split as
+    (total//2, total - total//2)). Output length (L + l + r - d·(k-1) - 1)//s + 1."""
+    _with_dims(1, weight, "conv1d")
+    return conv(input, weight, bias, stride, padding, dilation, groups)
+
+
+@functional(vjp=_conv_vjp(2), example=_conv_example(2, False))
+def conv2d(input: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, stride: IntOrTuple = 1,
+           padding: IntOrTuple | str = 0, dilation: IntOrTuple = 1, groups: int = 1) -> np.ndarray:
+    """2-d convolution, ``conv1d``'s formula per dim: input (N, C_in, H, W) or (C_in, H, W), weight
+    (C_out, C_in/groups, kH, kW); stride, padding and dilation an int or a pair; padding also
+    'valid' or 'same' (asymmetric when d·(k-1) is odd: the extra element on the right/bottom)."""
+    _with_dims(2, weight, "conv2d")
+    return conv(input, weight, bias, stride, padding, dilation, groups)
+
+
+@functional(vjp=_conv_vjp(3), example=_conv_example(3, False))
+def conv3d(input: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, stride: IntOrTuple = 1,
+           padding: IntOrTuple | str = 0, dilation: IntOrTuple = 1, groups: int = 1) -> np.ndarray:
+    """3-d convolution, ``conv1d``'s formula per dim: input (N, C_in, D, H, W) or (C_in, D, H, W),
+    weight (C_out, C_in/groups, kD, kH, kW); per-dim parameters an int or a triple; 'valid'/'same'."""
+    _with_dims(3, weight, "conv3d")
+    return conv(input, weight, bias, stride, padding, dilation, groups)
+
+
+@functional(vjp=_conv_transpose_vjp(1), example=_conv_example(1, True))
+def conv_transpose1d(input: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, stride: IntOrTuple = 1,
+                     padding: IntOrTuple = 0, output_padding: IntOrTuple = 0, groups: int = 1,
+                     dilation: IntOrTuple = 1) -> np.ndarray:
+    """1-d transposed convolution, the adjoint of ``conv1d`` w.r.t. its input: every x[n, c, i]·w[c, o, κ]
+    lands at i·s + κ·d - p, on an output of length (L-1)·s - 2p + d·(k-1) + output_padding + 1
+    (output_padding < max(stride, dilation)); positions no tap reaches hold the bias alone.
+    input (N, C_in, L) or (C_in, L); weight (C_in, C_out/groups, k); bias (C_out,)."""
+    _with_dims(1, weight, "conv_transpose1d")
+    return conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation)
+
+
+@functional(vjp=_conv_transpose_vjp(2), example=_conv_example(2, True))
+def conv_transpose2d(input: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, stride: IntOrTuple = 1,
+                     padding: IntOrTuple = 0, output_padding: IntOrTuple = 0, groups: int = 1,
+                     dilation: IntOrTuple = 1) -> np.ndarray:
+    """2-d transposed convolution, ``conv_transpose1d``'s rule per dim: input (N, C_in, H, W) or
+    (C_in, H, W), weight (C_in, C_out/groups, kH, kW), per-dim parameters an int or a pair."""
+    _with_dims(2, weight, "conv_transpose2d")
+    return conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation)
+
+
+@functional(vjp=_conv_transpose_vjp(3), example=_conv_example(3, True))
+def conv_transpose3d(input: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, stride: IntOrTuple = 1,
+                     padding: IntOrTuple = 0, output_padding: IntOrTuple = 0, groups: int = 1,
+                     dilation: IntOrTuple = 1) -> np.ndarray:
+    """3-d transposed convolution, ``conv_transpose1d``'s rule per dim: input (N, C_in, D, H, W) or
+    (C_in, D, H, W), weight (C_in, C_out/groups, kD, kH, kW), per-dim parameters an int or a triple."""
+    _with_dims(3, weight, "conv_transpose3d")
+    return conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation)

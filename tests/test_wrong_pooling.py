@@ -15,6 +15,9 @@ CASES = [
     ("MaxPoolKeepsPaddingWindow", "MaxPool2d"),
     ("AdaptiveFloorEnd", "AdaptiveAvgPool1d"),
     ("AdaptiveFloorEnd", "AdaptiveMaxPool2d"),
+    ("AdaptiveFloorEnd", "AdaptiveAvgPool3d"),
+    ("LPPool3dAbsPower", "LPPool3d"),
+    ("FractionalSamplesReversed", "FractionalMaxPool3d"),
 ]
 
 

@@ -7,8 +7,19 @@ import numpy as np
 import pytest
 
 from reference import conv as C
+from reference import functional as RF
+from reference.finite_differences import vjp_check
 
 RNG = np.random.default_rng(20240611)
+
+
+def module_conv(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
+    """torch.nn.Conv*d's forward: F.pad with the module's amounts for a non-zeros padding_mode, then
+    the convolution without padding (as the window template's reference composes it)."""
+    if padding_mode == "zeros":
+        return C.conv(x, w, b, stride, padding, dilation, groups)
+    amounts = C.module_padding(padding, w.shape[2:], stride, dilation)
+    return C.conv(RF.pad(x, amounts, padding_mode), w, b, stride, 0, dilation, groups)
 
 
 def _box_sums(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
@@ -40,7 +51,7 @@ def test_identity_kernel_returns_the_input_in_every_padding_mode():
     for c in range(3):
         w[c, c, 1, 1] = 1.0
     for mode in C.PADDING_MODES:
-        np.testing.assert_array_equal(C.conv(x, w, padding=1, padding_mode=mode), x)
+        np.testing.assert_array_equal(module_conv(x, w, padding=1, padding_mode=mode), x)
 
 
 def test_all_ones_kernel_gives_box_sums():
@@ -83,8 +94,8 @@ def test_depthwise_conv_is_per_channel():
 def test_unbatched_equals_batched():
     x = RNG.standard_normal((3, 5, 6))
     w = RNG.standard_normal((4, 3, 2, 2))
-    np.testing.assert_array_equal(C.conv(x, w, padding=1, padding_mode="circular"),
-                                  C.conv(x[None], w, padding=1, padding_mode="circular")[0])
+    np.testing.assert_array_equal(module_conv(x, w, padding=1, padding_mode="circular"),
+                                  module_conv(x[None], w, padding=1, padding_mode="circular")[0])
     wt = RNG.standard_normal((3, 2, 2, 2))
     np.testing.assert_array_equal(C.conv_transpose(x, wt, stride=2), C.conv_transpose(x[None], wt, stride=2)[0])
 
@@ -130,7 +141,7 @@ def test_same_padding_in_3d_keeps_the_shape_with_mixed_parity():
     x = RNG.standard_normal((2, 1, 5, 6, 4))
     w = RNG.standard_normal((3, 1, 2, 3, 4))
     for mode in C.PADDING_MODES:
-        assert C.conv(x, w, padding="same", dilation=(1, 2, 1), padding_mode=mode).shape == (2, 3, 5, 6, 4)
+        assert module_conv(x, w, padding="same", dilation=(1, 2, 1), padding_mode=mode).shape == (2, 3, 5, 6, 4)
 
 
 # -- padding modes and their folds -------------------------------------------------------------------
@@ -165,7 +176,7 @@ def test_conv_with_padding_mode_is_valid_conv_of_the_padded_input():
     x = RNG.standard_normal((1, 2, 5, 4))
     w = RNG.standard_normal((3, 2, 3, 2))
     for mode, numpy_mode in (("reflect", "reflect"), ("replicate", "edge"), ("circular", "wrap")):
-        y = C.conv(x, w, padding=(2, 3), padding_mode=mode)
+        y = module_conv(x, w, padding=(2, 3), padding_mode=mode)
         expected = C.conv(np.pad(x, [(0, 0), (0, 0), (2, 2), (3, 3)], mode=numpy_mode), w)
         np.testing.assert_array_equal(y, expected)
 
@@ -243,14 +254,30 @@ def _check_vjp(forward, vjp, x, w, b):
 
 @pytest.mark.parametrize("cfg", FD_CONFIGS, ids=lambda c: f"{c['nd']}d-{c['mode']}-g{c['groups']}")
 def test_conv_vjp_matches_finite_differences(cfg):
+    """The registered conv{nd}d VJP, composed with pad's VJP for a padding_mode as the module does."""
     nd, groups = cfg["nd"], cfg["groups"]
     lead = (2,) if cfg["batched"] else ()
     x = RNG.standard_normal(lead + (2 * groups,) + (7, 6, 5)[:nd])
     w = RNG.standard_normal((2 * groups, 2) + cfg["kernel"])
     b = RNG.standard_normal(2 * groups)
-    kw = dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"], groups=groups,
-              padding_mode=cfg["mode"])
-    _check_vjp(lambda x, w, b: C.conv(x, w, b, **kw), lambda x, w, g: C.conv_vjp(x, w, g, **kw), x, w, b)
+    kw = dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"], groups=groups)
+    mode, name = cfg["mode"], f"conv{nd}d"
+    amounts = C.module_padding(cfg["padding"], cfg["kernel"], cfg["stride"], cfg["dilation"])
+
+    def forward(inputs):
+        xin = inputs["input"] if mode == "zeros" else RF.pad(inputs["input"], amounts, mode)
+        return {"output": getattr(RF, name)(xin, inputs["weight"], inputs["bias"],
+                                            **{**kw, "padding": kw["padding"] if mode == "zeros" else 0})}
+
+    inputs = {"input": x, "weight": w, "bias": b}
+    g = RNG.standard_normal(forward(inputs)["output"].shape)
+    if mode == "zeros":
+        grads = RF.vjp(name, x, w, b, cotangent=g, **kw)
+    else:
+        grads = RF.vjp(name, RF.pad(x, amounts, mode), w, b, cotangent=g, **{**kw, "padding": 0})
+        grads["input"] = RF.vjp("pad", x, amounts, mode, cotangent=grads["input"])["input"]
+    check = vjp_check(forward, inputs, {"output": g}, grads)
+    assert check.ok(), check
 
 
 TRANSPOSED_FD_CONFIGS = [
@@ -290,7 +317,7 @@ W1 = np.zeros((2, 2, 3))
 def test_conv_rejects_invalid_parameters(kwargs):
     kwargs = {"groups": 2, **kwargs}
     with pytest.raises(ValueError):
-        C.conv(X1, W1, **kwargs)
+        module_conv(X1, W1, **kwargs)
 
 
 def test_conv_rejects_inconsistent_shapes():
@@ -311,3 +338,29 @@ def test_conv_transpose_rejects_invalid_parameters(kwargs):
     kwargs = {"stride": 2, **kwargs}
     with pytest.raises(ValueError):
         C.conv_transpose(np.zeros((1, 2, 3)), np.zeros((2, 1, 3)), **kwargs)
+
+
+# -- the torch.nn.functional API -------------------------------------------------------------------------
+
+def test_functional_conv_takes_torch_signatures_and_checks_the_rank():
+    x, w, b = RNG.standard_normal((2, 4, 6, 5)), RNG.standard_normal((6, 2, 3, 2)), RNG.standard_normal(6)
+    np.testing.assert_array_equal(RF.conv2d(x, w, b, 1, "same", 1, 2), C.conv(x, w, b, padding="same", groups=2))
+    with pytest.raises(ValueError):
+        RF.conv1d(x, w)  # a 4-d weight is conv2d's
+    grads = RF.vjp("conv2d", x, w, None, cotangent=np.ones((2, 6, 4, 4)), groups=2)
+    assert sorted(grads) == ["input", "weight"]  # no bias, no bias gradient
+
+
+def test_asymmetric_padding_through_pad_then_conv_equals_same_padding():
+    """'same' with an even kernel pads (0, 1): the same as F.pad(x, (0, 1)) then a valid convolution."""
+    x, w = RNG.standard_normal((1, 2, 7)), RNG.standard_normal((3, 2, 2))
+    np.testing.assert_array_equal(RF.conv1d(x, w, padding="same"), RF.conv1d(RF.pad(x, (0, 1)), w))
+
+
+def test_transposed_functional_is_the_module_form_without_output_size():
+    x, w = RNG.standard_normal((2, 4, 5)), RNG.standard_normal((4, 3, 3))
+    np.testing.assert_array_equal(RF.conv_transpose1d(x, w, None, 3, 1, 2, 2, 2),
+                                  C.conv_transpose(x, w, None, 3, 1, 2, 2, 2))
+    np.testing.assert_array_equal(C.conv_transpose(x, w, stride=3, padding=1, groups=2, dilation=2, output_size=[17]),
+                                  RF.conv_transpose1d(x, w, stride=3, padding=1, output_padding=2, groups=2,
+                                                      dilation=2))

@@ -162,7 +162,7 @@ def test_fractional_starts_by_hand():
     # u = 0.5: alpha -> 2.75, offset 1.375 -> 1.5, 2.5·2.75 = 6.875 -> 7: start_2 = 6 instead of 5
     assert P.fractional_starts(np.array([0.5]), 10, 4, 2, to_quarter)[0].tolist() == [0, 3, 6, 8]
     x = np.arange(25.0).reshape(1, 1, 5, 5)
-    out, idx = P.fractional_max_pool2d(x, (2, 2), (2, 2), np.array([[[0.5, 0.5]]]))
+    out, idx = P.fractional_max_pool(x, (2, 2), (2, 2), np.array([[[0.5, 0.5]]]))
     np.testing.assert_array_equal(idx[0, 0], [[6, 9], [21, 24]])
     np.testing.assert_array_equal(out, x.reshape(1, 1, -1)[..., idx.ravel()].reshape(out.shape))
 
@@ -305,7 +305,7 @@ def test_adaptive_vjps_fd():
 
 def test_fractional_and_unpool_vjps_fd():
     samples = RNG.random((2, 3, 2))
-    _fd_check(*_selection(lambda x: P.fractional_max_pool2d(x, (2, 3), (4, 5), samples)), _distinct((2, 3, 9, 8)))
+    _fd_check(*_selection(lambda x: P.fractional_max_pool(x, (2, 3), (4, 5), samples)), _distinct((2, 3, 9, 8)))
     idx = np.stack([RNG.permutation(12)[:5] for _ in range(6)]).reshape(2, 3, 5)  # no duplicates
     _fd_check(lambda v: P.max_unpool(v, idx, (12,)), lambda v, g: P.max_unpool_vjp(idx, g),
               RNG.standard_normal((2, 3, 5)))
@@ -355,3 +355,95 @@ def test_fractional_sample_check_catches_shared_and_biased_samples(dtype):
     assert "independent channels" in failed(shared)
     assert {"below 0.5", "below 0.75"} <= failed(low)
     assert "range" in failed(one)
+
+
+# ---------------------------------------------------------------------------------------------
+# The torch.nn.functional API (3-d included)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_functional_pooling_handles_unbatched_inputs_and_return_indices():
+    from reference import functional as RF
+
+    x = _distinct((3, 6, 5, 4))
+    out, idx = RF.max_pool3d(x, 2, padding=1, return_indices=True)
+    bout, bidx = RF.max_pool3d(x[None], 2, padding=1, return_indices=True)
+    np.testing.assert_array_equal(out, bout[0])
+    np.testing.assert_array_equal(idx, bidx[0])
+    np.testing.assert_array_equal(RF.max_pool3d(x, (2, 2, 2), padding=1), out)
+    np.testing.assert_array_equal(RF.avg_pool3d(x, 2, stride=(1, 2, 1)), P.avg_pool(x[None], (2,) * 3, (1, 2, 1),
+                                                                                    (0,) * 3, False, True)[0])
+    with pytest.raises(ValueError):
+        RF.max_pool2d(x[None], 2)  # a 5-d input is 3-d pooling's
+
+
+def test_adaptive_3d_closed_forms():
+    from reference import functional as RF
+
+    x = RNG.standard_normal((2, 3, 4, 6, 5))
+    np.testing.assert_allclose(RF.adaptive_avg_pool3d(x, 1)[..., 0, 0, 0], x.mean(axis=(2, 3, 4)), rtol=1e-13)
+    # windows that divide the input: block means; None keeps a dim
+    blocks = x.reshape(2, 3, 2, 2, 3, 2, 5).mean(axis=(3, 5))
+    np.testing.assert_allclose(RF.adaptive_avg_pool3d(x, (2, 3, None)), blocks, rtol=1e-13)
+    out, idx = RF.adaptive_max_pool3d(x, (1, 1, 1), return_indices=True)
+    np.testing.assert_array_equal(out[..., 0, 0, 0], x.max(axis=(2, 3, 4)))
+    np.testing.assert_array_equal(idx[..., 0, 0, 0], x.reshape(2, 3, -1).argmax(-1))
+    with pytest.raises(ValueError):
+        RF.adaptive_avg_pool3d(x, (1, -1, 1))
+
+
+def test_lp_pool3d_closed_forms():
+    from reference import functional as RF
+
+    x = RNG.uniform(0.5, 2.0, (1, 2, 4, 4, 6))
+    k = (2, 2, 3)
+    sums = x.reshape(1, 2, 2, 2, 2, 2, 2, 3).sum(axis=(3, 5, 7))
+    np.testing.assert_allclose(RF.lp_pool3d(x, 1.0, k), sums, rtol=1e-13)  # p = 1: the window sum
+    squares = (x**2).reshape(1, 2, 2, 2, 2, 2, 2, 3).sum(axis=(3, 5, 7))
+    np.testing.assert_allclose(RF.lp_pool3d(x, 2.0, k), np.sqrt(squares), rtol=1e-13)
+    np.testing.assert_array_equal(RF.lp_pool3d(-x, np.inf, k),
+                                  np.abs(x).reshape(1, 2, 2, 2, 2, 2, 2, 3).max(axis=(3, 5, 7)))
+    # a ceil-clipped window: its sum of powers scaled by K / count (torch's avg_pool then ·K)
+    y = RNG.uniform(0.5, 2.0, (1, 1, 3, 2, 2))
+    clipped = RF.lp_pool3d(y, 2.0, 2, ceil_mode=True)
+    np.testing.assert_allclose(clipped[0, 0, 1, 0, 0], np.sqrt(8 / 4 * (y[0, 0, 2] ** 2).sum()), rtol=1e-13)
+
+
+def test_fractional_3d_samples_drive_depth_height_width():
+    """u in [..., 0] drives the depth, [..., 1] the height, [..., 2] the width (torch's order);
+    in = 11, k = 1, out = 4: u = 0 starts at 0, 3, 6, 10 and u = 0.5 at 0, 4, 7, 10."""
+    from reference import functional as RF
+
+    x = np.arange(11.0**3).reshape(1, 1, 11, 11, 11)
+    for which in range(3):
+        u = np.zeros((1, 1, 3))
+        u[..., which] = 0.5
+        _, idx = RF.fractional_max_pool3d(x, 1, output_size=4, return_indices=True, _random_samples=u)
+        coords = np.stack(np.unravel_index(idx.ravel(), (11, 11, 11)))
+        for dim in range(3):
+            want = [0, 4, 7, 10] if dim == which else [0, 3, 6, 10]
+            assert sorted(set(coords[dim].tolist())) == want, (which, dim)
+    with pytest.raises(ValueError):
+        RF.fractional_max_pool3d(x, 1, output_size=4)  # the reference draws nothing
+    with pytest.raises(ValueError):
+        RF.fractional_max_pool3d(x, 2, output_size=11, _random_samples=np.zeros((1, 1, 3)))  # pool too large
+
+
+def test_fractional_output_ratio_and_size():
+    assert P.fractional_output_size((10, 7, 5), None, 0.5) == (5, 3, 2)
+    assert P.fractional_output_size((10, 7), 3, 0.5) == (3, 3)  # output_size wins (F's rule)
+    with pytest.raises(ValueError):
+        P.fractional_output_size((10, 7), None, None)
+
+
+@pytest.mark.parametrize("norm", [2.0, 1.5, np.inf])
+def test_lp_pool_error_analysis_is_zero_only_where_exact(norm):
+    x = RNG.uniform(0.5, 2.0, (1, 2, 6, 5))
+    g = RNG.standard_normal(P.lp_pool(x, norm, (2, 2), (2, 2), True).shape)  # (1, 2, 3, 3): ceil mode
+    out, grad = P.lp_pool_error(x, g, norm, (2, 2), (2, 2), True, 2.0**-1074 / 2.0**-53)
+    assert out.shape == g.shape and grad.shape == x.shape
+    if np.isinf(norm):
+        assert (out == 0).all()  # a selection: exact
+        assert (grad > 0).sum() == (g != 0).sum()  # one selected element per window
+    else:
+        assert (out > 0).all() and (grad > 0).all()

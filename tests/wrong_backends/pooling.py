@@ -5,11 +5,15 @@
 - ``MaxPoolKeepsPaddingWindow``: max pooling whose ceil_mode output size omits torch's drop rule,
   so it keeps a last window that starts in the right padding.
 - ``AdaptiveFloorEnd``: adaptive pooling whose windows end at floor((i+1)·in/out) instead of ceil.
+- ``LPPool3dAbsPower``: LPPool3d summing |x|^p instead of x^p.
+- ``FractionalSamplesReversed``: FractionalMaxPool3d reading its (depth, height, width) samples
+  in reverse, as the 2-d layer orders them (width first).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import torch
@@ -169,4 +173,37 @@ class AdaptiveFloorEnd(TorchBackend):
         spec = spec_of(case)
         if spec.kind in ("adaptive-max", "adaptive-avg"):
             return _AdaptiveFloor(spec.dims, case.params, spec.kind == "adaptive-max")
+        return super().build_module(case, cls, kwargs)
+
+
+class _AbsPowerLPPool3d(torch.nn.LPPool3d):
+    def forward(self, x):
+        p = float(self.norm_type)
+        if not math.isfinite(p):
+            return super().forward(x)
+        kernel = per_dim(self.kernel_size, 3)
+        out = F.avg_pool3d(x.abs().pow(p), kernel, self.stride, 0, self.ceil_mode)  # the bug: |x|^p
+        return (torch.sign(out) * F.relu(torch.abs(out))).mul(math.prod(kernel)).pow(1.0 / p)
+
+
+class LPPool3dAbsPower(TorchBackend):
+    """LPPool3d summing |x|^p (torch takes no absolute value: a negative x with non-integer p, or
+    a negative sum of odd powers, gives NaN)."""
+
+    name = "wrong-lppool3d-abs"
+
+    def build_module(self, case, cls, kwargs):
+        return _AbsPowerLPPool3d(**kwargs) if case.op == "LPPool3d" else super().build_module(case, cls, kwargs)
+
+
+class FractionalSamplesReversed(TorchBackend):
+    """FractionalMaxPool3d reading its samples in 2-d order (width first): the depth's u drives
+    the width and the width's the depth."""
+
+    name = "wrong-fractional3d-sample-order"
+
+    def build_module(self, case, cls, kwargs):
+        samples = kwargs.get("_random_samples")
+        if case.op == "FractionalMaxPool3d" and samples is not None:
+            kwargs = {**kwargs, "_random_samples": samples.flip(-1)}
         return super().build_module(case, cls, kwargs)
