@@ -46,6 +46,7 @@ conformance suite accepts as alternatives (see ``conformance.numerics.vision``).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -453,7 +454,9 @@ def weight_error(taps: Taps, mode: str, align_corners: bool, precision: Precisio
     and 2 - t; L = 1.5 bounds |W'| of Keys' kernel) plus Horner's 6Σ|a_k||x|^k. The exact src is
     a rational with a small denominator, so ⌊src⌋ can only flip where src is an integer, moving
     weight to ⌊src⌋ - 1 (linear) or ⌊src⌋ - 2 (cubic, whose window shifts by one): the bound
-    covers those columns and the taps'. Antialias: ``_antialias_error``.
+    covers those columns and the taps'. float16/bfloat16 kernels store the weights in the dtype: a
+    cubic weight rounds once (u·|w|); the linear kernels round λ, then form 1 - λ in the dtype, so
+    both weights move by up to u. Antialias: ``_antialias_error``.
     """
     r = precision.ratio
     if mode in (*SELECTING, "area"):
@@ -462,11 +465,13 @@ def weight_error(taps: Taps, mode: str, align_corners: bool, precision: Precisio
         out_size = taps.index.shape[0]
         return r * _antialias_error(taps.in_size, out_size, scale, align_corners, mode == "bicubic")
     delta = _source_error(taps, align_corners)
+    stored = float(precision.reduced)  # float16/bfloat16 kernels store the weights in the dtype
     if mode == "bicubic":
         t = taps.src - np.floor(taps.src)
         horner = Taps(taps.index, 6 * keys_terms(t[:, None] - np.arange(-1, 3)[None, :], CUBIC_A), taps.in_size)
-        return r * (_columns(taps, 2, 2, CUBIC_LIPSCHITZ * (delta + 3)) + horner.matrix())
-    return r * _columns(taps, 1, 1, delta + 1)
+        return r * (_columns(taps, 2, 2, CUBIC_LIPSCHITZ * (delta + 3)) + horner.matrix()) + stored * taps.matrix(True)
+    # λ rounded to the dtype, then 1 - λ in the dtype: both weights move by up to u·(λ + (1 - λ)) = u
+    return r * _columns(taps, 1, 1, delta + 1) + stored * _columns(taps, 0, 1, np.ones(taps.index.shape[0]))
 
 
 def rounding_terms(mode: str, widths: Sequence[int], precision: Precision, antialias: bool = False) -> float:
@@ -478,19 +483,27 @@ def rounding_terms(mode: str, widths: Sequence[int], precision: Precision, antia
     float16/bfloat16 they store the weights in the dtype (D roundings), and the vectorised
     bilinear/trilinear kernel may round every operation, the weights' conversion included, to the
     dtype (P + 1). Antialias runs one pass per dim in the dtype (w_d roundings each); area sums the
-    window (P - 1) and divides once."""
+    window (P - 1) and divides once, in the dtype whatever it is."""
     r = precision.ratio
     dims, paths = len(widths), int(np.prod(widths))
     if mode in SELECTING:
         return 0.0
-    if mode == "area":
-        return r * paths
+    if mode == "area":  # adaptive average pooling rounds in the dtype, float16/bfloat16 too
+        return float(paths)
     if antialias:
         return r * float(sum(widths))
     arithmetic = r * (dims + paths - 1)
     if not precision.reduced:
         return arithmetic
     return float(paths + 1) if mode in ("bilinear", "trilinear") else dims + arithmetic
+
+
+def perturbed_subsets(dims: int, u: float) -> list[tuple[frozenset[int], float]]:
+    """The terms of Π_d (|w_d| + u·P_d) - Π_d |w_d|, in units of u: every non-empty set S of dims
+    whose weights are perturbed, with its factor u^(|S| - 1) (the first-order terms have |S| = 1;
+    the others matter where the perturbations are not small, e.g. bfloat16 Horner evaluations)."""
+    return [(frozenset(moved), u ** (len(moved) - 1)) for size in range(1, dims + 1)
+            for moved in itertools.combinations(range(dims), size)]
 
 
 def gradient_overlap(taps: Sequence[Taps]) -> int:
@@ -507,10 +520,12 @@ def interpolate_error(x: np.ndarray, cotangent: np.ndarray | None, geometry: Geo
     (given a cotangent) the input gradient of ``interpolate`` in an interpolating mode or area.
 
     With A_d the exact one-axis matrices, |A_d| those of the |weights| and P_d = ``weight_error``:
-    E_y = Σ_d (|A_1| ⊗ .. P_d .. ⊗ |A_D|)·|x| + c·(|A_1| ⊗ .. ⊗ |A_D|)·|x| (c = ``rounding_terms``);
+    E_y = Σ_d (|A_1| ⊗ .. P_d .. ⊗ |A_D|)·|x| + c·(|A_1| ⊗ .. ⊗ |A_D|)·|x| (c = ``rounding_terms``)
+    plus the higher-order terms of the product of perturbed weights (``perturbed_subsets``);
     the gradient accumulates, for each input element, the K (``gradient_overlap``) products
     w_1..w_D·g in the arithmetic (D roundings and the sum's 2√K; float16/bfloat16 accumulate in
-    float32 and round once): E = Σ_d (..P_dᵀ..)·|g| + r·(D + 2√K)·|A|ᵀ·|g|."""
+    float32 and round once): E = Σ_d (..P_dᵀ..)·|g| + r·(D + 2√K)·|A|ᵀ·|g|; area divides each
+    cotangent by its window's size and accumulates in the dtype: (1 + 2√K)·|A|ᵀ·|g|."""
     taps = geometry_taps(geometry, mode, antialias)
     dims = len(taps)
     absolute = [t.matrix(absolute=True) for t in taps]
@@ -525,14 +540,15 @@ def interpolate_error(x: np.ndarray, cotangent: np.ndarray | None, geometry: Geo
 
     def bound(values: np.ndarray, c: float, transpose: bool) -> np.ndarray:
         total = c * through(absolute, values, transpose)
-        for d in range(dims):
-            if perturb[d].any():
-                total = total + through([perturb[k] if k == d else absolute[k] for k in range(dims)], values,
-                                        transpose)
+        for moved, scale in perturbed_subsets(dims, precision.u):
+            if all(perturb[d].any() for d in moved):
+                total = total + scale * through([perturb[k] if k in moved else absolute[k] for k in range(dims)],
+                                                values, transpose)
         return total
 
     result = {"output": bound(ax, rounding_terms(mode, widths, precision, antialias), transpose=False)}
     if cotangent is not None:
         k = gradient_overlap(taps)
-        result["grad.input"] = bound(np.abs(cotangent), precision.ratio * (dims + 2 * math.sqrt(k)), transpose=True)
+        c = 1 + 2 * math.sqrt(k) if mode == "area" else precision.ratio * (dims + 2 * math.sqrt(k))
+        result["grad.input"] = bound(np.abs(cotangent), c, transpose=True)
     return result

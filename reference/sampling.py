@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from reference.interpolate import CUBIC_A, CUBIC_LIPSCHITZ, keys_kernel, keys_terms
+from reference.interpolate import CUBIC_A, CUBIC_LIPSCHITZ, keys_kernel, keys_terms, perturbed_subsets
 from reference.registry import functional
 
 MODES = ("bilinear", "nearest", "bicubic")
@@ -342,8 +342,9 @@ class _ErrorTaps:
 
 
 def _error_taps(coord: np.ndarray, size: int, mode: str, padding_mode: str, align_corners: bool, u: float
-                ) -> tuple[_ErrorTaps, np.ndarray, np.ndarray]:
-    """(window taps, |δc| in units of u, |dc/dg|) of one dim (see ``grid_sample_error``)."""
+                ) -> tuple[_ErrorTaps, np.ndarray, np.ndarray, float]:
+    """(window taps, |δc| in units of u, |dc/dg| (padding included), |dc/dg| of the
+    unnormalisation alone) of one dim (see ``grid_sample_error``)."""
     raw, scale = unnormalize(coord, size, align_corners)
     err = coordinate_error(raw, size, "zeros" if mode == "bicubic" else padding_mode, align_corners)
     reach = err * u
@@ -378,7 +379,7 @@ def _error_taps(coord: np.ndarray, size: int, mode: str, padding_mode: str, alig
             kink = kink | (np.abs(folds - np.rint(folds)) * span <= reach)
     valid = (index >= 0) & (index < size)
     taps = _ErrorTaps(np.where(valid, index, 0).astype(np.int64), valid, weight, slope, horner, kink)
-    return taps, err, np.abs(grad)
+    return taps, err, np.abs(scale * grad) if mode != "bicubic" else np.abs(grad), abs(scale)
 
 
 def grid_sample_error(input: np.ndarray, grid: np.ndarray, cotangent: np.ndarray | None, mode: str,
@@ -392,7 +393,8 @@ def grid_sample_error(input: np.ndarray, grid: np.ndarray, cotangent: np.ndarray
     Σ_t (Π_d w_d)·x_t: R = 2D + T roundings per path (weights 1 - f and f, their product, the
     product with x, the sequential sum of T taps), plus Σ_d δc_d·Σ_t |∂w_t/∂c_d|·|x_t| (the weights
     are Lipschitz in c: 1 for the triangle, 1.5 for Keys' kernel, whose Horner evaluation adds
-    6Σ|a_k||t|^k + 4·1.5 for the roundings of its arguments); where c is within δc of an integer the
+    6Σ|a_k||t|^k + 4·1.5 for the roundings of its arguments; with every order of the product of
+    the perturbed weights, ``perturbed_subsets``); where c is within δc of an integer the
     backend may read the neighbour below or above instead, so those taps enter the sum too. The
     input gradient scatters the same terms times |g| (R + 2√K, K the taps reaching one element).
     The grid gradient s_d·Σ_c g_c Σ_t x_t ∂w_t/∂c_d errs by (2D + 1 + 2√(T·C))·|…| of its
@@ -405,12 +407,14 @@ def grid_sample_error(input: np.ndarray, grid: np.ndarray, cotangent: np.ndarray
     n, ch = x.shape[:2]
     points = grid.reshape(n, -1, dims)
     spatial = x.shape[2:]
-    per_dim, errs, scales = [], [], []
+    per_dim, errs, scales, spans = [], [], [], []
     for d in range(dims):
-        taps, err, scale = _error_taps(points[..., dims - 1 - d], spatial[d], mode, padding_mode, align_corners, u)
+        taps, err, scale, span = _error_taps(points[..., dims - 1 - d], spatial[d], mode, padding_mode, align_corners,
+                                             u)
         per_dim.append(taps)
         errs.append(err)
         scales.append(scale)
+        spans.append(span)
     widths = [t.index.shape[-1] for t in per_dim]
     strides = [int(np.prod(spatial[d + 1:], dtype=np.int64)) for d in range(dims)]
     total = int(np.prod(widths))
@@ -429,11 +433,11 @@ def grid_sample_error(input: np.ndarray, grid: np.ndarray, cotangent: np.ndarray
     weight = combine([t.weight for t in per_dim]) * valid
     taps_per_dim = 4 if mode == "bicubic" else 2
     rounds = 2 * dims + taps_per_dim**dims
-    # per tap: the coefficient of |x_t| in the output's bound
+    # per tap: the coefficient of |x_t| in the output's bound (every order of the weights' product)
     coef = rounds * weight
-    for d in range(dims):
-        perturb = errs[d][..., None] * per_dim[d].slope + per_dim[d].horner
-        coef = coef + combine([perturb if k == d else per_dim[k].weight for k in range(dims)]) * valid
+    perturb = [errs[d][..., None] * t.slope + t.horner for d, t in enumerate(per_dim)]
+    for moved, factor in perturbed_subsets(dims, u):
+        coef = coef + factor * combine([perturb[k] if k in moved else t.weight for k, t in enumerate(per_dim)]) * valid
     ax = np.abs(x).reshape(n, ch, -1)
     values = ax[np.arange(n)[:, None, None], :, flat]  # (N, P, T, C) |x| at the taps
     out_shape = x.shape[:2] + grid.shape[1:-1]
@@ -460,8 +464,8 @@ def grid_sample_error(input: np.ndarray, grid: np.ndarray, cotangent: np.ndarray
         if mode == "bicubic":
             bound = bound + CUBIC_CURVATURE * errs[d] * magnitude
         window = combine([np.ones_like(t.weight) if k == d else t.weight for k, t in enumerate(per_dim)]) * valid
-        bound = bound + np.where(per_dim[d].kink, 2 * np.einsum("npt,npt->np", window, mass) / u, 0.0)
-        grad_grid.append(bound * scales[d])
+        kink = np.where(per_dim[d].kink, 2 * spans[d] * np.einsum("npt,npt->np", window, mass) / u, 0.0)
+        grad_grid.append(bound * scales[d] + kink)
     result["grad.grid"] = np.stack(grad_grid[::-1], axis=-1).reshape(grid.shape)
     return result
 
