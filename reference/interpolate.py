@@ -139,8 +139,8 @@ def interpolate_geometry(shape: Sequence[int], size: Any = None, scale_factor: A
     in_sizes = tuple(int(s) for s in shape[2:])
     if min(in_sizes) <= 0 or min(sizes) <= 0:
         raise ValueError(f"input and output sizes must be > 0, got input {in_sizes}, output {tuple(sizes)}")
-    if shape[1] == 0 or (shape[0] == 0 and dims != 2):
-        raise ValueError(f"a non-empty input is needed (an empty batch only in 2-d), got shape {tuple(shape)}")
+    if shape[1] == 0:
+        raise ValueError(f"interpolate needs at least one channel (an empty batch is fine), got shape {tuple(shape)}")
     return Geometry(in_sizes, tuple(int(s) for s in sizes), tuple(scales), bool(align_corners))
 
 

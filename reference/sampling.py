@@ -191,8 +191,8 @@ def _check_grid_sample(input: np.ndarray, grid: np.ndarray, mode: str, padding_m
         raise ValueError(f"grid_sample: grid {grid.shape} must be (N, *out, {input.ndim - 2}) for input {input.shape}")
     if mode == "bicubic" and input.ndim != 4:
         raise ValueError("grid_sample: bicubic interpolation takes a 4-d input only")
-    if min(input.shape[2:], default=0) <= 0 or input.shape[1] <= 0:
-        raise ValueError(f"grid_sample: empty input spatial dims or channels {input.shape}")
+    if min(input.shape[2:], default=0) <= 0:
+        raise ValueError(f"grid_sample: empty input spatial dims {input.shape}")
 
 
 def _sample(x: np.ndarray, taps: SampleTaps) -> np.ndarray:
@@ -217,6 +217,8 @@ def _grid_sample_vjp(cotangent, input, grid, mode="bilinear", padding_mode="zero
     per_point = np.einsum("nptc,ncp->npt", values, gp)  # Σ_c value·g
     dims = x.ndim - 2
     grad_coord = np.einsum("dnpt,npt->dnp", taps.dweight, per_point) * taps.scale
+    if mode == "nearest":  # piecewise constant: torch's grid gradient is 0 (NaN inputs included)
+        grad_coord = np.zeros_like(grad_coord)
     grad_grid = np.stack([grad_coord[dims - 1 - k] for k in range(dims)], axis=-1).reshape(np.shape(grid))
     return {"input": np.moveaxis(grad_x, -1, 1).reshape(x.shape), "grid": grad_grid}
 
