@@ -280,6 +280,8 @@ def base_grid(spatial: tuple[int, ...], align_corners: bool) -> np.ndarray:
 
 
 def _check_affine_grid(theta: np.ndarray, size: Any) -> tuple[int, ...]:
+    if not np.issubdtype(np.asarray(theta).dtype, np.floating):
+        raise ValueError(f"affine_grid: theta must be floating point, got {np.asarray(theta).dtype}")
     size = tuple(int(s) for s in size)
     if len(size) not in (4, 5):
         raise ValueError(f"affine_grid takes a 4-d or 5-d size, got {size}")
@@ -306,10 +308,9 @@ def affine_grid(theta, size, align_corners=None):
     """The sampling grid of affine maps theta (N, 2, 3) for size (N, C, H, W), or (N, 3, 4) for
     (N, C, D, H, W): grid[n, ..., i] = Σ_j theta[n, i, j]·base[..., j] with the base grid of
     ``base_grid``; returns (N, H, W, 2) or (N, D, H, W, 3). align_corners None is False."""
-    theta = np.asarray(theta, dtype=np.float64)
-    size = _check_affine_grid(theta, size)
+    size = _check_affine_grid(np.asarray(theta), size)
     base = base_grid(size[2:], bool(align_corners))
-    return np.einsum("...j,nij->n...i", base, theta)
+    return np.einsum("...j,nij->n...i", base, np.asarray(theta, dtype=np.float64))
 
 
 # -- error analyses ---------------------------------------------------------------------------------

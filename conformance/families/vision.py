@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from backends.base import Case, Result
 from conformance.numerics import vision as N
 from conformance.spec import LayerSpec, Pullback, Regime, Tolerance, TorchMapping
@@ -100,7 +102,9 @@ def _grid_sample_arguments(case: Case) -> tuple[tuple[Any, ...], dict[str, Any]]
 
 
 def _affine_grid_arguments(case: Case) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    return (case.inputs["theta"], tuple(case.params["size"])), {"align_corners": case.params["align_corners"]}
+    theta = case.inputs["theta"]
+    theta = theta.astype(np.int64) if case.input_type("theta") == "int64" else theta  # rejected, as by torch
+    return (theta, tuple(case.params["size"])), {"align_corners": case.params["align_corners"]}
 
 
 GRID_SAMPLE_NEAREST = {

@@ -318,6 +318,15 @@ def scale_matters(size_in: int, size_out: int, scale: float | None) -> bool:
     return bool(np.any(np.floor(dst / scale) != (dst * size_in) // size_out))
 
 
+def factors(case: Case) -> list[float]:
+    """The factors the call gives, per dim (none for a size)."""
+    scale = case.params.get("scale_factor")
+    if scale is None:
+        return []
+    rank = case.inputs["input"].ndim - 2
+    return [float(s) for s in scale] if isinstance(scale, (tuple, list)) else [float(scale)] * rank
+
+
 def resize_dims(case: Case) -> list[tuple[int, int, float | None]]:
     """Per spatial dim: (input length, output length, the factor the kernel receives)."""
     geo = resize_geometry(case)

@@ -202,7 +202,9 @@ def resize_geometry(d: S.Drawer, rank: int) -> tuple[dict[str, Any], list[int]]:
     options = FACTORS[kind]
     first = d.choice(options, "scale[0]")
     differs = rank > 1 and d.flag("scale differs per dim")
-    scales: list[Any] = [first] + [d.choice(options, f"scale[{i}]") if differs else first for i in range(1, rank)]
+    others = tuple(o for o in options if o != first)  # the second dim differs from the first
+    scales: list[Any] = [first] + [d.choice(others if i == 1 else options, f"scale[{i}]") if differs else first
+                                   for i in range(1, rank)]
     ins = [d.integer(min_input(s), _largest_input(s, cap_in, cap_out), f"in[{i}]") for i, s in enumerate(scales)]
     if kind == "integer" and d.flag("scale spelled as int"):
         scales = [int(s) for s in scales]
@@ -238,7 +240,8 @@ def resize_cases(name: str, modes: tuple[str, ...], *, tiers: tuple[str, ...] = 
         batch = 0 if d.flag("empty batch") else d.integer(1, 2, "N")
         shape = (batch, d.integer(1, 4, "C"), *ins)
         layout = S.layouts(d, len(shape), "layout.input", expanded=True)
-        x = S.values(d, shape, dtype, tier, "input", layout=layout, specials=SPECIALS if specials else ())
+        x = S.values(d, shape, dtype, tier, "input", layout=layout, specials=SPECIALS if specials else (),
+                     some_special=specials)
         return Case(op=name, dtype=dtype, params=params, inputs={"input": x}, differentiable=("input",),
                     layouts={"input": layout}, tier=tier, cotangent_seed=S.seed(d))
 
@@ -312,7 +315,7 @@ def resize_invalid(name: str, modes: tuple[str, ...], antialias: bool = False):
 
 # -- grid_sample -------------------------------------------------------------------------------------
 
-GRID_KINDS = ("inside", "outside", "pixel centres", "pixel edges", "corners")
+GRID_KINDS = ("inside", "outside", "pixel centres", "pixel edges", "corners", "far outside")
 # Grid values of the nearest variant lie on the lattice k/8, |k| <= 20: every dtype's arithmetic
 # then computes their pixel coordinates exactly (inputs of at most 6 pixels a dim), so which pixel
 # is nearest never depends on rounding; a coordinate exactly halfway is a tie (see the notes).
@@ -329,16 +332,18 @@ def _pixel_to_grid(c: np.ndarray, size: np.ndarray, align_corners: bool) -> np.n
 
 def grid_values(d: S.Drawer, shape: tuple[int, ...], spatial: tuple[int, ...], dtype: str, align_corners: bool,
                 lattice: bool) -> np.ndarray:
-    """A grid (N, *out, D) of one drawn kind: inside [-1, 1], outside it (up to 3.5: reflection
-    folds more than once), exactly on pixel centres or halfway between pixels (some beyond the
-    border), on the corners ±1; ``lattice`` rounds every value to k/8 (the nearest variant)."""
+    """A grid (N, *out, D) of one drawn kind: inside [-1, 1], just outside it (|g| <= 2.5), exactly
+    on pixel centres or halfway between pixels (some beyond the border), on the corners ±1, far
+    outside (|g| in [3, 6]: reflection folds more than once); ``lattice`` rounds every value to
+    k/8 within ±2.5 (the nearest variant)."""
     kind = d.choice(GRID_KINDS, "grid.kind")
     rng = np.random.default_rng(d.integer(0, 2**32 - 1, "grid.seed"))
     sizes = np.array(spatial[::-1], dtype=np.float64)  # grid's last axis is (x, y[, z])
     if kind == "inside":
         g = rng.uniform(-1, 1, shape)
-    elif kind == "outside":
-        g = rng.uniform(-3.5, 3.5, shape) if not lattice else rng.uniform(-2.5, 2.5, shape)
+    elif kind in ("outside", "far outside"):  # |g| in (1, 2.5] or [3, 6]: reflection folds once or more
+        low, high = (1.0, 2.5) if kind == "outside" or lattice else (3.0, 6.0)
+        g = rng.choice(np.array([-1.0, 1.0]), shape) * rng.uniform(low + 1 / LATTICE, high, shape)
     elif kind == "corners":
         g = rng.choice(np.array([-1.0, 1.0]), shape)
     else:
@@ -367,7 +372,9 @@ def grid_sample_cases(name: str, modes: tuple[str, ...], *, nearest: bool = Fals
         align = d.choice((False, True, None), "align_corners")
         cap = 6 if rank == 2 else 4
         spatial = tuple(d.integer(1, cap, f"in[{i}]") for i in range(rank))
-        out = tuple(d.integer(0 if i == 0 else 1, 4 if rank == 2 else 3, f"out[{i}]") for i in range(rank))
+        out = tuple(d.integer(1, 4 if rank == 2 else 3, f"out[{i}]") for i in range(rank))
+        if d.flag("empty grid"):
+            out = (0, *out[1:])
         n, channels = d.integer(1, 2, "N"), d.integer(1, 3, "C")
         shape = (n, channels, *spatial)
         layout = S.layouts(d, len(shape), "layout.input", expanded=True)
@@ -376,8 +383,11 @@ def grid_sample_cases(name: str, modes: tuple[str, ...], *, nearest: bool = Fals
         grid_layout = S.layouts(d, len(grid_shape), "layout.grid", channels_last=False)
         grid = grid_values(d, grid_shape, spatial, dtype, bool(align), lattice=nearest)
         params = {"mode": mode, "padding_mode": padding, "align_corners": align}
+        # The exact tier's differentiable inputs hold integers: the grid (geometry) is differentiated in
+        # the float tier only (its gradient is 0 for nearest anyway).
+        differentiable = ("input",) if tier == "exact" else ("input", "grid")
         return Case(op=name, dtype=dtype, params=params, inputs={"input": x, "grid": grid},
-                    differentiable=("input", "grid"), layouts={"input": layout, "grid": grid_layout}, tier=tier,
+                    differentiable=differentiable, layouts={"input": layout, "grid": grid_layout}, tier=tier,
                     cotangent_seed=S.seed(d))
 
     return cases
