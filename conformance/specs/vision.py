@@ -269,7 +269,7 @@ declare(affine_grid(
         Regime("align_corners=True", lambda c: c.params["align_corners"] is True, {"align_corners": True}, ""),
         Regime("align_corners=None", lambda c: c.params["align_corners"] is None, {"align_corners": None},
                "the default: False"),
-        Regime("size 1", lambda c: 1 in c.params["size"][2:], {"size[0]": 1}, "the one coordinate is 0"),
+        Regime("size 1", lambda c: 1 in c.params["size"][2:], {"unit size": True}, "the one coordinate is 0"),
         Regime("identity theta", lambda c: bool(np.all(c.inputs["theta"] == np.eye(*c.inputs["theta"].shape[1:]))),
                {"identity theta": True}, "the base grid itself"),
     ),

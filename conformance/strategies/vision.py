@@ -434,8 +434,8 @@ def grid_sample_invalid(name: str, modes: tuple[str, ...]):
 
 def affine_grid_cases(name: str):
     """affine_grid: theta (N, 2, 3) for a 4-d size or (N, 3, 4) for a 5-d one (any memory layout),
-    spatial sizes 1..6 (1..4 in 3-d; size 1 gives the coordinate 0), align_corners False, True or
-    None; theta normal, uniform, of mixed magnitudes, or the identity."""
+    spatial sizes 2..6 (2..4 in 3-d) or a unit first spatial size (its coordinate is 0),
+    align_corners False, True or None; theta normal, uniform, of mixed magnitudes, or the identity."""
 
     @st.composite
     def cases(draw, dtype: str) -> Case:
@@ -444,7 +444,9 @@ def affine_grid_cases(name: str):
         align = d.choice((False, True, None), "align_corners")
         cap = 6 if rank == 2 else 4
         n = d.integer(1, 2, "N")
-        size = [n, d.integer(1, 3, "C"), *(d.integer(1, cap, f"size[{i}]") for i in range(rank))]
+        size = [n, d.integer(1, 3, "C"), *(d.integer(2, cap, f"size[{i}]") for i in range(rank))]
+        if d.flag("unit size"):  # one pixel along the first spatial dim: its coordinate is 0
+            size[2] = 1
         shape = (n, rank, rank + 1)
         layout = S.layouts(d, 3, "layout.theta", expanded=True)
         if d.flag("identity theta"):
