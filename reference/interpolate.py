@@ -16,8 +16,9 @@ Conventions, as torch documents them and, where it does not, as its CPU kernels 
   else 1/scale_factor when a positive factor is given and ``recompute_scale_factor`` is not True,
   else in/out. torch evaluates s and the source positions below in ``opmath`` (float32 for
   float16, bfloat16 and float32 inputs, float64 for float64) and the nearest modes' indices in
-  float32 whatever the dtype; the reference evaluates them exactly (rationals), except the two
-  nearest rules, whose float32 evaluation *is* their definition.
+  float32 (its 1-d and 3-d nearest kernels use float64 for float64 inputs: the two agree for inputs
+  of up to 13 and outputs of up to 36 elements); the reference evaluates the positions exactly
+  (rationals), and the two nearest rules in float32, as their definition.
 - ``nearest``: src = min(⌊dst·s⌋, in - 1), dst·s in float32 (the OpenCV rule torch keeps).
 - ``nearest-exact``: src = min(⌊(dst + ½)·s⌋, in - 1), the product in float64 of float32 s,
   rounded to float32 before the floor (Pillow's rule).
