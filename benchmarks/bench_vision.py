@@ -1,5 +1,5 @@
-"""Reference (NumPy, float64) vs torch-cpu timings of the vision, distance and batch-norm entries,
-forward + backward.
+"""Reference (NumPy, float64) vs torch-cpu timings of the vision (pixel shuffle, interpolation in several
+modes, grid_sample, affine_grid), distance and batch-norm entries, forward + backward.
 
 ``PairwiseDistance ... float64-only precision``: the reference without its extended-precision
 evaluation, as it runs for float32/float16/bfloat16 cases (the extended one serves float64 cases).
@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _timing import print_table  # noqa: E402
 
 from reference import distance as dist  # noqa: E402
+from reference import functional as RF  # noqa: E402
 from reference import normalization as norm  # noqa: E402
 from reference import vision as vis  # noqa: E402
 
@@ -58,6 +59,18 @@ CONFIGS = [
            dict(scale_factor=2.0)),
     Config("UpsamplingBilinear2d size 20 (8, 32, 32, 32)", "UpsamplingBilinear2d", ((8, 32, 32, 32),),
            dict(size=20)),
+    Config("interpolate bicubic x1.5 (8, 16, 32, 32)", "interpolate", ((8, 16, 32, 32),),
+           dict(scale_factor=1.5, mode="bicubic", align_corners=False)),
+    Config("interpolate trilinear x2 (2, 8, 16^3)", "interpolate", ((2, 8, 16, 16, 16),),
+           dict(scale_factor=2.0, mode="trilinear", align_corners=False)),
+    Config("interpolate area size 12 (8, 16, 32, 32)", "interpolate", ((8, 16, 32, 32),), dict(size=12, mode="area")),
+    Config("interpolate bilinear antialias x0.4 (4, 16, 40, 40)", "interpolate", ((4, 16, 40, 40),),
+           dict(scale_factor=0.4, mode="bilinear", antialias=True)),
+    Config("grid_sample bilinear reflection (8, 16, 32, 32)", "grid_sample", ((8, 16, 32, 32), (8, 24, 24, 2)),
+           dict(mode="bilinear", padding_mode="reflection", align_corners=False)),
+    Config("grid_sample bicubic zeros (4, 8, 24, 24)", "grid_sample", ((4, 8, 24, 24), (4, 16, 16, 2)),
+           dict(mode="bicubic", padding_mode="zeros", align_corners=True)),
+    Config("affine_grid 5-d (16, 3, 4) -> 16^3", "affine_grid", ((16, 3, 4),), dict(size=(16, 1, 16, 16, 16))),
 ]
 
 
@@ -71,23 +84,29 @@ def _batch_norm_step(cfg: Config, x: np.ndarray) -> Callable[[], Any]:
     return lambda: (norm.batch_norm(x, rm, rv, w, b, 1e-5), norm.batch_norm_eval_vjp(x, rm, rv, w, g, 1e-5))
 
 
-def _upsample_step(cfg: Config, x: np.ndarray) -> Callable[[], Any]:
-    size, scale = cfg.kwargs.get("size"), cfg.kwargs.get("scale_factor")
-    dims = [(n, vis.output_size(n, size, scale)) for n in x.shape[2:]]
-    g = np.ones(x.shape[:2] + tuple(o for _, o in dims))
+def _interpolate_step(cfg: Config, xs: list[np.ndarray]) -> Callable[[], Any]:
+    """Forward then VJP of reference.functional.interpolate with the configuration's arguments
+    (the Upsampling layers fix the mode; F.interpolate configurations carry theirs)."""
+    kwargs = {k: v for k, v in cfg.kwargs.items() if k != "function"}
     if cfg.layer == "UpsamplingNearest2d":
-        def step() -> Any:
-            (hi, ho), (wi, wo) = dims
-            ih, iw = vis.nearest_source_index(hi, ho, scale), vis.nearest_source_index(wi, wo, scale)
-            return (vis.upsample_nearest2d(x, ih, iw),
-                    vis.separable_vjp(g, vis.nearest_matrix(hi, ho, scale), vis.nearest_matrix(wi, wo, scale)))
-        return step
+        kwargs["mode"] = "nearest"
+    elif cfg.layer == "UpsamplingBilinear2d":
+        kwargs.update(mode="bilinear", align_corners=True)
+    x = xs[0]
+    g = np.ones(RF.interpolate(x, **kwargs).shape)
+    return lambda: (RF.interpolate(x, **kwargs), RF.vjp("interpolate", x, cotangent=g, **kwargs))
 
-    def bilinear() -> Any:
-        (hi, ho), (wi, wo) = dims
-        y = vis.upsample_bilinear2d(x, vis.bilinear_taps(hi, ho), vis.bilinear_taps(wi, wo))
-        return y, vis.separable_vjp(g, vis.bilinear_matrix(hi, ho), vis.bilinear_matrix(wi, wo))
-    return bilinear
+
+def _grid_sample_step(cfg: Config, xs: list[np.ndarray]) -> Callable[[], Any]:
+    x, grid = xs
+    g = np.ones(RF.grid_sample(x, grid, **cfg.kwargs).shape)
+    return lambda: (RF.grid_sample(x, grid, **cfg.kwargs), RF.vjp("grid_sample", x, grid, cotangent=g, **cfg.kwargs))
+
+
+def _affine_grid_step(cfg: Config, xs: list[np.ndarray]) -> Callable[[], Any]:
+    theta, size = xs[0], cfg.kwargs["size"]
+    g = np.ones(RF.affine_grid(theta, size, False).shape)
+    return lambda: (RF.affine_grid(theta, size, False), RF.vjp("affine_grid", theta, size, False, cotangent=g))
 
 
 def reference_step(cfg: Config, xs: list[np.ndarray]) -> Callable[[], Any]:
@@ -106,12 +125,18 @@ def reference_step(cfg: Config, xs: list[np.ndarray]) -> Callable[[], Any]:
         r = cfg.kwargs["upscale_factor" if shuffle else "downscale_factor"]
         fwd, inv = (vis.pixel_shuffle, vis.pixel_unshuffle) if shuffle else (vis.pixel_unshuffle, vis.pixel_shuffle)
         return lambda: inv(np.ascontiguousarray(fwd(xs[0], r)), r)
-    return _upsample_step(cfg, xs[0])
+    if cfg.layer == "grid_sample":
+        return _grid_sample_step(cfg, xs)
+    if cfg.layer == "affine_grid":
+        return _affine_grid_step(cfg, xs)
+    return _interpolate_step(cfg, xs)
 
 
 def torch_step(cfg: Config, xs: list[np.ndarray], dtype: Any) -> Callable[[], Any]:
     import torch
 
+    if cfg.layer in ("interpolate", "grid_sample", "affine_grid"):
+        return _torch_function_step(cfg, xs, dtype)
     kwargs = {k: v for k, v in cfg.kwargs.items() if k != "precise"}
     module = getattr(torch.nn, cfg.layer)(**kwargs).to(dtype)
     module.train(cfg.train)
@@ -122,6 +147,30 @@ def torch_step(cfg: Config, xs: list[np.ndarray], dtype: Any) -> Callable[[], An
         for t in txs:
             t.grad = None
         module(*txs).backward(g)
+
+    return step
+
+
+def _torch_function_step(cfg: Config, xs: list[np.ndarray], dtype: Any) -> Callable[[], Any]:
+    import torch
+    import torch.nn.functional as F
+
+    tensors = [torch.from_numpy(x).to(dtype).requires_grad_(True) for x in xs]
+    if cfg.layer == "interpolate":
+        def call() -> Any:
+            return F.interpolate(tensors[0], **cfg.kwargs)
+    elif cfg.layer == "grid_sample":
+        def call() -> Any:
+            return F.grid_sample(*tensors, **cfg.kwargs)
+    else:
+        def call() -> Any:
+            return F.affine_grid(tensors[0], cfg.kwargs["size"], align_corners=False)
+    g = torch.ones(tuple(call().shape), dtype=dtype)
+
+    def step() -> Any:
+        for t in tensors:
+            t.grad = None
+        call().backward(g)
 
     return step
 

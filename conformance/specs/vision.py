@@ -1,421 +1,280 @@
-"""Vision layers: PixelShuffle, PixelUnshuffle, UpsamplingNearest2d, UpsamplingBilinear2d.
-
-PixelUnshuffle is declared as a catalogue entry of its own (not as a variant of PixelShuffle): it
-is a distinct torch.nn class with its own constructor argument (``downscale_factor``), listed on
-its own in the documentation, whereas a variant is one entry called on different forms of input
-(LSTM on padded or packed sequences). The two share one case strategy and one reference, bound
-to a direction at declaration time: the forward of one is the VJP of the other.
-
-Pixel shuffle: upscale factors 1 to 4, batched (N, C·r², H, W), unbatched (C·r², H, W) and one
-or two extra leading dims (A, N, C·r², H, W); every memory layout; any values (NaN and ±inf are permuted like
-the rest). Output and gradient are permutations: bit-exact in every tier.
-
-Upsampling (N, C, H, W): ``size`` (an int or a pair, smaller or larger than the input, 1
-included) or ``scale_factor`` (integer, fractional or < 1; one value or a different one per dim;
-spelled as an int, a float or a tuple). UpsamplingNearest2d follows torch's index rule (see
-``reference.vision.nearest_source_index``: floor(dst·s) in float32, clamped, with s = 1/factor
-when a factor is given and in/out when a size is given — they differ for fractional factors —
-and torch's copy shortcuts out = in and out = 2·in). UpsamplingBilinear2d is align_corners=True:
-src = dst·(in - 1)/(out - 1), 0 when out = 1; the factor only sets the output size.
-"""
+"""Vision: pixel (un)shuffle, resizing (Upsampling layers, Upsample, F.interpolate), grid_sample, affine_grid."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
-from hypothesis import strategies as st
 
-from backends.base import Case, Result
-from conformance import strategies as S
-from conformance.spec import LayerSpec, Regime, Tolerance, TorchMapping, declare, result_reference, spec_of
-from conformance.tolerance import bound_as_magnitude
-from reference import vision as ref
-
-SPECIALS = (math.inf, -math.inf, math.nan)
-PIXEL_BUDGET = 2048
-
-
-# =============================================================================================
-# PixelShuffle / PixelUnshuffle
-# =============================================================================================
-
-def _factor_name(shuffle: bool) -> str:
-    return "upscale_factor" if shuffle else "downscale_factor"
-
-
-def _is_shuffle(case: Case) -> bool:
-    return spec_of(case).kind == "shuffle"
-
-
-def _pixel_cases(name: str, shuffle: bool):
-    """(lead..., C·r², H, W) for shuffle, (lead..., C, H·r, W·r) for unshuffle."""
-
-    @st.composite
-    def cases(draw, dtype: str) -> Case:
-        d = S.Drawer(draw)
-        tier = S.tier(d)
-        r = d.integer(1, 4, "factor")
-        leading = d.choice(("batched", "unbatched", "extra leading dims"), "leading")
-        channels = d.integer(1, 3, "channels")
-        h, w = S.sizes_within(d, 2, PIXEL_BUDGET // (channels * r * r), hi=4, label="spatial")
-        lead: tuple[int, ...] = {
-            "batched": lambda: (d.integer(1, 3, "N"),),
-            "unbatched": lambda: (),
-            "extra leading dims": lambda: (*S.sizes_within(d, d.integer(1, 2, "extra dims"), 6, hi=3, label="A"),
-                                           d.integer(1, 2, "N")),
-        }[leading]()
-        shape = (*lead, channels * r * r, h, w) if shuffle else (*lead, channels, h * r, w * r)
-        layout = S.layouts(d, len(shape), "layout.input", expanded=True)
-        x = S.values(d, shape, dtype, tier, "input", layout=layout, specials=SPECIALS)
-        return Case(op=name, dtype=dtype, params={_factor_name(shuffle): r}, inputs={"input": x},
-                    differentiable=("input",), layouts={"input": layout}, tier=tier, cotangent_seed=S.seed(d))
-
-    return cases
-
-
-def _pixel_invalid(name: str, shuffle: bool):
-    """A factor < 1, an input of fewer than 3 dims, channels not divisible by r² (shuffle) or a
-    spatial size not divisible by r (unshuffle)."""
-
-    @st.composite
-    def cases(draw, dtype: str) -> Case:
-        d = S.Drawer(draw)
-        kind = d.choice(("not divisible", "factor < 1", "fewer than 3 dims"), "invalid kind")
-        r = d.integer(2, 3, "factor")
-        if kind == "not divisible":
-            shape: tuple[int, ...] = ((1, r * r + d.integer(1, r * r - 1, "extra channels"), 2, 2) if shuffle else
-                                      (1, 2, r * 2 + d.integer(1, r - 1, "extra rows"), r * 2))
-        elif kind == "factor < 1":
-            r = d.choice((0, -1), "bad factor")
-            shape = (1, 4, 2, 2)
-        else:
-            shape = (r * r, 2 * r)
-        x = S.values(d, shape, dtype, "float", "input")
-        return Case(op=name, dtype=dtype, params={_factor_name(shuffle): r}, inputs={"input": x},
-                    differentiable=("input",), invalid=True, note=kind, cotangent_seed=S.seed(d))
-
-    return cases
-
-
-def _pixel_reference(case: Case, backward: bool) -> Result:
-    x = case.inputs["input"]
-    shuffle = _is_shuffle(case)
-    r = int(case.params[_factor_name(shuffle)])
-    if x.ndim < 3:
-        raise ValueError(f"pixel (un)shuffle needs an input of at least 3 dims, got {x.ndim}")
-    if r < 1:
-        raise ValueError(f"the factor must be positive, got {r}")
-    forward, inverse = (ref.pixel_shuffle, ref.pixel_unshuffle) if shuffle else (ref.pixel_unshuffle, ref.pixel_shuffle)
-    out = Result(outputs={"output": forward(x, r)})
-    if backward:
-        out.grads["input"] = inverse(case.cotangents["output"], r)
-    return out
-
-
-def five_d_channels_last_3d_strides(case: Case) -> bool:
-    """torch's pixel_(un)shuffle rejects a 5-d input whose strides it reads as channels_last_3d
-    ("Unsupported memory format. Supports only ChannelsLast, Contiguous"), although any leading
-    dims are documented; exact over every permutation of several 5-d shapes."""
-    x = case.inputs["input"]
-    return x.ndim == 5 and S.channels_last_like(x.shape, S.torch_strides(x.shape, case.layout("input")))
-
-
-def _pixel_regimes(shuffle: bool) -> tuple[Regime, ...]:
-    factor = _factor_name(shuffle)
-    spatial = 3
-    return (
-        Regime("factor 1", lambda c: c.params[factor] == 1, pins={"factor": 1}, description="the identity"),
-        Regime("factor 4", lambda c: c.params[factor] == 4, pins={"factor": 4}, description="the largest factor"),
-        Regime("unbatched", lambda c: c.inputs["input"].ndim == spatial, pins={"leading": "unbatched"},
-               description="(C, H, W) input"),
-        Regime("extra leading dims", lambda c: c.inputs["input"].ndim > spatial + 1,
-               pins={"leading": "extra leading dims"}, description="(A, N, C, H, W): any leading dims"),
-        Regime("channels_last", lambda c: c.layout("input").kind == "channels_last",
-               pins={"leading": "batched", "layout.input": "channels_last"}, description="NHWC strides"),
-        Regime("non-finite values", lambda c: not np.isfinite(c.inputs["input"]).all(),
-               pins={"tier": "float", "input.kind": "special"}, description="NaN and ±inf are permuted too"),
-    )
-
+from conformance.families.vision import affine_grid, grid_sample, pixel_layer, resize_layer
+from conformance.numerics import vision as N
+from conformance.spec import Regime, declare
+from conformance.strategies import vision as V
 
 for _name, _shuffle in (("PixelShuffle", True), ("PixelUnshuffle", False)):
-    declare(LayerSpec(
-        name=_name, family="vision", dims=2, kind="shuffle" if _shuffle else "unshuffle",
-        cases=_pixel_cases(_name, _shuffle),
-        reference=result_reference(_pixel_reference),
-        torch=TorchMapping(f"torch.nn.{_name}"),
-        tolerance=Tolerance(magnitude="ref", exact="always"),
-        invalid_cases=_pixel_invalid(_name, _shuffle),
-        regimes=_pixel_regimes(_shuffle),
+    declare(pixel_layer(
+        _name, shuffle=_shuffle,
+        regimes=(
+            Regime("factor 1", lambda c: N.pixel_factor(c) == 1, {"factor": 1}, "the identity"),
+            Regime("factor 4", lambda c: N.pixel_factor(c) == 4, {"factor": 4},
+                   "the largest factor"),
+            Regime("unbatched", lambda c: c.inputs["input"].ndim == 3, {"leading": "unbatched"}, "(C, H, W) input"),
+            Regime("extra leading dims", lambda c: c.inputs["input"].ndim > 4, {"leading": "extra leading dims"},
+                   "(A, N, C, H, W): any leading dims"),
+            Regime("channels_last", lambda c: c.layout("input").kind == "channels_last",
+                   {"leading": "batched", "layout.input": "channels_last"}, "NHWC strides"),
+            Regime("non-finite values", lambda c: not np.isfinite(c.inputs["input"]).all(),
+                   {"tier": "float", "input.kind": "special"}, "NaN and ±inf are permuted too"),
+        ),
         notes=("out[..., c, h·r + i, w·r + j] = in[..., c·r² + i·r + j, h, w] (shuffle); unshuffle is the inverse. "
-               "Any number of leading dims (>= 3-d input). The gradient is the inverse permutation of the "
-               "cotangent. Declared as two entries (PixelUnshuffle is its own torch.nn class), one mechanism. "
-               "torch discrepancy: a 5-d input with channels_last_3d-like strides raises 'Unsupported memory "
-               "format' (five_d_channels_last_3d_strides)."),
+               "Any number of leading dims (>= 3-d input). The gradient is the inverse permutation of the cotangent. "
+               "Declared as two entries (PixelUnshuffle is its own torch.nn class), one mechanism. torch "
+               "discrepancy: a 5-d input with channels_last_3d-like strides raises 'Unsupported memory format' "
+               "(five_d_channels_last_3d_strides)."),
     ))
 
+# The regimes both Upsampling layers share, over (input length, output length, factor) per dim.
+_SIZE_GIVEN = Regime("size given", lambda c: c.params.get("size") is not None, {"by": "size"}, "s = in/out")
+_FRACTIONAL = Regime("fractional scale", lambda c: any(s != int(s) for s in N.factors(c)),
+                     {"by": "scale_factor", "scale kind": "fractional"}, "a non-integer factor")
+_DOWN = Regime("downsampling", lambda c: any(o < i for i, o, _ in N.resize_dims(c)),
+               {"by": "scale_factor", "scale kind": "downsampling"}, "factor < 1")
+_PER_DIM = Regime("per-dim factors", lambda c: len(set(N.factors(c))) > 1,
+                  {"by": "scale_factor", "scale differs per dim": True, "rank": 2, "mode": "bilinear"},
+                  "a factor per dim")
 
-# =============================================================================================
-# UpsamplingNearest2d / UpsamplingBilinear2d
-# =============================================================================================
-
-INTEGER_FACTORS = (2.0, 1.0, 3.0, 4.0)
-FRACTIONAL_FACTORS = (1.5, 2.5, 1.25, 1.3, 1.75, 1.1, 3.3, 2.05)
-DOWN_FACTORS = (0.5, 0.75, 0.6, 0.3)
-MAX_IN = 8
-
-
-def _min_input(scale: float) -> int:
-    """The smallest input length whose output floor(in·scale) is at least 1."""
-    n = 1
-    while math.floor(n * scale) < 1:
-        n += 1
-    return n
-
-
-def _spell(d: S.Drawer, values: tuple[Any, Any], differs: bool, label: str) -> Any:
-    """One value, or a pair (always when the dims differ, sometimes otherwise)."""
-    return tuple(values) if differs or d.flag(f"{label} spelled as tuple") else values[0]
-
-
-def _draw_geometry(d: S.Drawer) -> tuple[dict[str, Any], tuple[int, int]]:
-    """(size= or scale_factor= parameter, input (H, W)); valid by construction."""
-    if d.choice(("scale_factor", "size"), "by") == "size":
-        hin, win = d.integer(1, MAX_IN, "in[0]"), d.integer(1, MAX_IN, "in[1]")
-        differs = d.flag("size differs per dim")
-        first = d.integer(1, 16, "size[0]")
-        sizes = (first, d.integer(1, 16, "size[1]") if differs else first)
-        return {"size": _spell(d, sizes, differs and sizes[0] != sizes[1], "size")}, (hin, win)
-    kind = d.choice(("integer", "fractional", "downsampling"), "scale kind")
-    options = {"integer": INTEGER_FACTORS, "fractional": FRACTIONAL_FACTORS, "downsampling": DOWN_FACTORS}[kind]
-    first = d.choice(options, "scale[0]")
-    differs = d.flag("scale differs per dim")
-    second = d.choice(tuple(o for o in options if o != first), "scale[1]") if differs else first
-    scales: tuple[Any, Any] = (first, second)
-    if kind == "integer" and d.flag("scale spelled as int"):
-        scales = (int(first), int(second))
-    hin = d.integer(_min_input(first), MAX_IN, "in[0]")
-    win = d.integer(_min_input(second), MAX_IN, "in[1]")
-    return {"scale_factor": _spell(d, scales, differs, "scale")}, (hin, win)
-
-
-def _upsample_cases(name: str, nearest: bool):
-    @st.composite
-    def cases(draw, dtype: str) -> Case:
-        d = S.Drawer(draw)
-        tier = S.tier(d) if nearest else S.tier(d, ("float",))
-        params, (hin, win) = _draw_geometry(d)
-        shape = (d.integer(1, 3, "N"), d.integer(1, 3, "C"), hin, win)
-        layout = S.layouts(d, 4, "layout.input", expanded=True)
-        x = S.values(d, shape, dtype, tier, "input", layout=layout, specials=SPECIALS if nearest else ())
-        return Case(op=name, dtype=dtype, params=params, inputs={"input": x}, differentiable=("input",),
-                    layouts={"input": layout}, tier=tier, cotangent_seed=S.seed(d))
-
-    return cases
-
-
-def _upsample_invalid(name: str):
-    """Both size and scale_factor, neither (a factor of 0 counts as none, as in torch), a zero
-    size, a factor that leaves no output element, a negative factor."""
-
-    @st.composite
-    def cases(draw, dtype: str) -> Case:
-        d = S.Drawer(draw)
-        kind = d.choice(("both given", "neither given", "zero size", "output size 0", "negative factor"),
-                        "invalid kind")
-        hin = d.integer(2, 5, "in")
-        params: dict[str, Any] = {
-            "both given": lambda: {"size": d.integer(1, 6, "size"), "scale_factor": 2.0},
-            "neither given": lambda: {} if not d.flag("zero factor") else {"scale_factor": 0.0},
-            "zero size": lambda: {"size": (0, 3) if d.flag("one dim zero") else 0},
-            "output size 0": lambda: {"scale_factor": d.choice((0.1, 0.15), "tiny factor")},
-            "negative factor": lambda: {"scale_factor": -1.0},
-        }[kind]()
-        x = S.values(d, (1, 2, hin, hin), dtype, "float", "input")
-        return Case(op=name, dtype=dtype, params=params, inputs={"input": x}, differentiable=("input",),
-                    invalid=True, note=kind, cotangent_seed=S.seed(d))
-
-    return cases
-
-
-def _pair(value: Any) -> tuple[Any, Any]:
-    return (value[0], value[1]) if isinstance(value, (list, tuple)) else (value, value)
-
-
-def geometry(case: Case) -> list[tuple[int, int, float | None]]:
-    """Per spatial dim (H, W): (input length, output length, the scale factor given or None).
-
-    Raises ValueError as torch does: both or neither of size / scale_factor (a factor of 0 counts
-    as not given), a non-positive input or output length."""
-    size, scale = case.params.get("size"), case.params.get("scale_factor")
-    if size is not None and scale is not None:
-        raise ValueError("only one of size or scale_factor should be defined")
-    if size is None and not scale:
-        raise ValueError("either size or scale_factor should be defined")
-    x = case.inputs["input"]
-    if x.ndim != 4:
-        raise ValueError(f"expected a 4-d input, got {x.ndim}-d")
-    sizes = _pair(size) if size is not None else (None, None)
-    scales = _pair(scale) if scale is not None else (None, None)
-    return [(x.shape[2 + i], ref.output_size(x.shape[2 + i], sizes[i], scales[i]),
-             None if scales[i] is None else float(scales[i])) for i in range(2)]
-
-
-def _nearest_reference(case: Case, backward: bool) -> Result:
-    (hin, hout, hs), (win, wout, ws) = geometry(case)
-    ih, iw = ref.nearest_source_index(hin, hout, hs), ref.nearest_source_index(win, wout, ws)
-    out = Result(outputs={"output": ref.upsample_nearest2d(case.inputs["input"], ih, iw)})
-    if backward:
-        a_h, a_w = ref.nearest_matrix(hin, hout, hs), ref.nearest_matrix(win, wout, ws)
-        out.grads["input"] = ref.separable_vjp(case.cotangents["output"], a_h, a_w)
-    return out
-
-
-def _bilinear_reference(case: Case, backward: bool) -> Result:
-    (hin, hout, _), (win, wout, _) = geometry(case)
-    taps_h, taps_w = ref.bilinear_taps(hin, hout), ref.bilinear_taps(win, wout)
-    out = Result(outputs={"output": ref.upsample_bilinear2d(case.inputs["input"], taps_h, taps_w)})
-    if backward:
-        out.grads["input"] = ref.separable_vjp(case.cotangents["output"], ref.bilinear_matrix(hin, hout),
-                                               ref.bilinear_matrix(win, wout))
-    return out
-
-
-def _nearest_overlap(case: Case, tensor: str) -> int:
-    """K of the gradient: the most outputs reading one input element."""
-    count = 1
-    for in_size, out_size, scale in geometry(case):
-        count *= int(np.bincount(ref.nearest_source_index(in_size, out_size, scale), minlength=in_size).max())
-    return count
-
-
-def _bilinear_overlap(case: Case, tensor: str) -> int:
-    """K: 4 taps per output; for the gradient the most outputs whose taps reach one input element."""
-    if tensor == "output":
-        return 4
-    count = 1
-    for in_size, out_size, _ in geometry(case):
-        count *= int((ref.bilinear_matrix(in_size, out_size) != 0).sum(axis=0).max())
-    return count
-
-
-def _position_error(in_size: int, out_size: int) -> np.ndarray:
-    """(out × in) bound, in units of u, on how far a backend's interpolation weights may move: the
-    source position dst·(in-1)/(out-1) is evaluated with a rounded scale and product (relative 2u)
-    and λ = src - i0, 1 - λ add one rounding each: |δλ| <= (2·src + 2)·u. A floor that flips at an
-    integer src moves weight to the neighbour below, so the bound covers columns i0 - 1 .. i0 + 1."""
-    i0, _, _, src = ref.bilinear_taps(in_size, out_size)
-    p = np.zeros((out_size, in_size))
-    rows = np.arange(out_size)
-    for shift in (-1, 0, 1):
-        p[rows, np.clip(i0 + shift, 0, in_size - 1)] = 2 * src + 2
-    return p
-
-
-def _bilinear_magnitude(case: Case, result: Result) -> Mapping[str, np.ndarray]:
-    """First-order bounds in units of u: y = A_h·x·A_wᵀ with weight errors P (``_position_error``)
-    and 4 roundings per tap path (two products, two sums; float16/bfloat16 compute in float32 and
-    round once, covered by the 1-ulp output term):
-    E_y = P_h|x||A_w|ᵀ + |A_h||x|P_wᵀ + 4·|A_h||x||A_w|ᵀ;
-    the gradient A_hᵀ·g·A_w: E = P_hᵀ|g||A_w| + |A_h|ᵀ|g|P_w + (4 + 2√K)·|A_h|ᵀ|g||A_w|."""
-    (hin, hout, _), (win, wout, _) = geometry(case)
-    a_h, a_w = ref.bilinear_matrix(hin, hout), ref.bilinear_matrix(win, wout)
-    p_h, p_w = _position_error(hin, hout), _position_error(win, wout)
-    ax = np.abs(case.inputs["input"])
-
-    def forward(mh: np.ndarray, mw: np.ndarray) -> np.ndarray:
-        return mh @ ax @ mw.T
-
-    err = forward(p_h, a_w) + forward(a_h, p_w) + 4 * forward(a_h, a_w)
-    out = {"output": bound_as_magnitude(err, _bilinear_overlap(case, "output"))}
-    if "input" in result.grads:
-        ag = np.abs(case.cotangents["output"])
-        k = _bilinear_overlap(case, "grad.input")
-        grad_err = (ref.separable_vjp(ag, p_h, a_w) + ref.separable_vjp(ag, a_h, p_w)
-                    + (4 + 2 * math.sqrt(k)) * ref.separable_vjp(ag, a_h, a_w))
-        out["grad.input"] = bound_as_magnitude(grad_err, k)
-    return out
-
-
-def _scale_matters(size_in: int, size_out: int, scale: float | None) -> bool:
-    """Whether nearest's source index floor(dst/scale) differs from floor(dst·in/out) somewhere
-    (out = in and out = 2·in take torch's shortcuts, which use neither)."""
-    if scale is None or size_out in (size_in, 2 * size_in):
-        return False
-    dst = np.arange(size_out)
-    return bool(np.any(np.floor(dst / scale) != (dst * size_in) // size_out))
-
-
-def _geometry_regimes(bilinear: bool) -> tuple[Regime, ...]:
-    def outs(c: Case) -> list[tuple[int, int, float | None]]:
-        return geometry(c)
-
-    regimes = [
-        Regime("size given", lambda c: c.params.get("size") is not None, pins={"by": "size"},
-               description="s = in/out" + ("" if bilinear else " (not 1/factor)")),
-        Regime("fractional scale", lambda c: any(s is not None and s != int(s) for _, _, s in outs(c)),
-               pins={"by": "scale_factor", "scale kind": "fractional"},
-               description="a non-integer factor: " + ("the output size is floor(in·factor)" if bilinear else
-                                                       "s = 1/factor, not in/out")),
-        Regime("downsampling", lambda c: any(o < i for i, o, _ in outs(c)),
-               pins={"by": "scale_factor", "scale kind": "downsampling"}, description="factor < 1"),
-        Regime("per-dim factors", lambda c: isinstance(c.params.get("scale_factor"), tuple)
-               and len(set(c.params["scale_factor"])) == 2,
-               pins={"by": "scale_factor", "scale differs per dim": True}, description="(s_h, s_w), s_h != s_w"),
-        Regime("channels_last", lambda c: c.layout("input").kind == "channels_last",
-               pins={"layout.input": "channels_last"}, description="NHWC strides"),
-    ]
-    if bilinear:
-        regimes += [
-            Regime("out = 1 (align_corners)", lambda c: any(o == 1 for _, o, _ in outs(c)),
-                   pins={"by": "size", "size[0]": 1}, description="(in - 1)/(out - 1) undefined: src = 0"),
-            Regime("input size 1", lambda c: any(i == 1 for i, _, _ in outs(c)),
-                   pins={"by": "size", "in[0]": 1}, description="every output copies the one input row"),
-        ]
-    else:
-        regimes += [
-            Regime("out = in with factor 1.1 (copy shortcut)",
-                   lambda c: any(o == i and s is not None and s != 1 for i, o, s in outs(c)),
-                   pins={"by": "scale_factor", "scale kind": "fractional", "scale[0]": 1.1},
-                   description="torch copies when out = in, although floor(dst/1.1) would differ"),
-            Regime("1/factor differs from in/out", lambda c: any(_scale_matters(i, o, s) for i, o, s in outs(c)),
-                   pins={"by": "scale_factor", "scale kind": "fractional", "scale[0]": 3.3, "in[0]": 2},
-                   description="floor(dst/3.3) != floor(dst·in/out): the source index uses the factor"),
-            Regime("non-finite values", lambda c: not np.isfinite(c.inputs["input"]).all(),
-                   pins={"tier": "float", "input.kind": "special"}, description="NaN and ±inf are copied"),
-        ]
-    return tuple(regimes)
-
-
-declare(LayerSpec(
-    name="UpsamplingNearest2d", family="vision", dims=2, kind="nearest",
-    cases=_upsample_cases("UpsamplingNearest2d", nearest=True),
-    reference=result_reference(_nearest_reference),
-    torch=TorchMapping("torch.nn.UpsamplingNearest2d"),
-    tolerance={
-        "output": Tolerance(magnitude="ref", exact="always"),  # a gather: bit-exact
-        "grad.input": Tolerance(reduction=_nearest_overlap, magnitude="abs", exact="bitwise"),
-    },
-    invalid_cases=_upsample_invalid("UpsamplingNearest2d"),
-    regimes=_geometry_regimes(bilinear=False),
-    notes=("src = min(floor(dst·s), in - 1) per dim, evaluated in float32 as torch does; s = 1/scale_factor when a "
-           "factor is given, in/out when a size is given (they differ for fractional factors); out = in copies and "
-           "out = 2·in takes dst >> 1 whatever the factor. Output size floor(in·factor). The gradient sums the "
-           "cotangents of the outputs reading each input element."),
+declare(resize_layer(
+    "UpsamplingNearest2d", kind="nearest", target="torch.nn.UpsamplingNearest2d", selecting=True, dims=2,
+    cases=V.upsampling_cases("UpsamplingNearest2d", nearest=True), invalid=V.upsampling_invalid("UpsamplingNearest2d"),
+    regimes=(
+        _SIZE_GIVEN, _FRACTIONAL, _DOWN, _PER_DIM,
+        Regime("channels_last", lambda c: c.layout("input").kind == "channels_last", {"layout.input": "channels_last"},
+               "NHWC strides"),
+        Regime("out = in with factor 1.1 (copy shortcut)",
+               lambda c: any(o == i and s is not None and s != 1 for i, o, s in N.resize_dims(c)),
+               {"by": "scale_factor", "scale kind": "fractional", "scale[0]": 1.1},
+               "torch copies when out = in, although ⌊dst/1.1⌋ would differ"),
+        Regime("1/factor differs from in/out", lambda c: any(N.scale_matters(*d) for d in N.resize_dims(c)),
+               {"by": "scale_factor", "scale kind": "fractional", "scale[0]": 3.3, "in[0]": 2},
+               "⌊dst/3.3⌋ != ⌊dst·in/out⌋: the source index uses the factor"),
+        Regime("non-finite values", lambda c: not np.isfinite(c.inputs["input"]).all(),
+               {"tier": "float", "input.kind": "special"}, "NaN and ±inf are copied"),
+    ),
+    notes=("src = min(⌊dst·s⌋, in - 1) per dim in float32, s = 1/scale_factor (in/out for a size): "
+           "reference.interpolate, mode 'nearest'. torch's 2-d kernels copy when out = in and take dst >> 1 when out "
+           "= 2·in whatever the factor, forward and backward alike: accepted as an alternative convention. Output "
+           "size ⌊in·factor⌋. The gradient sums the cotangents of the outputs reading each input element."),
 ))
 
-declare(LayerSpec(
-    name="UpsamplingBilinear2d", family="vision", dims=2, kind="bilinear",
-    cases=_upsample_cases("UpsamplingBilinear2d", nearest=False),
-    reference=result_reference(_bilinear_reference),
-    torch=TorchMapping("torch.nn.UpsamplingBilinear2d"),
-    tolerance=Tolerance(reduction=_bilinear_overlap, magnitude=_bilinear_magnitude, c=1.0, exact="none"),
-    invalid_cases=_upsample_invalid("UpsamplingBilinear2d"),
-    regimes=_geometry_regimes(bilinear=True),
-    notes=("align_corners=True: src = dst·(in - 1)/(out - 1) (0 when out = 1), i0 = floor(src), i1 = min(i0 + 1, "
-           "in - 1), weights 1 - λ and λ per dim. A scale factor only sets the output size floor(in·factor). The "
-           "backward scatters each cotangent to the four taps and sums. Finite values only (0·inf at a zero weight "
-           "is NaN in torch, and whether a weight is exactly 0 depends on the rounding of src)."),
+declare(resize_layer(
+    "UpsamplingBilinear2d", kind="bilinear", target="torch.nn.UpsamplingBilinear2d", selecting=False, dims=2,
+    cases=V.upsampling_cases("UpsamplingBilinear2d", nearest=False),
+    invalid=V.upsampling_invalid("UpsamplingBilinear2d"),
+    regimes=(
+        _SIZE_GIVEN, _FRACTIONAL, _DOWN, _PER_DIM,
+        Regime("channels_last", lambda c: c.layout("input").kind == "channels_last", {"layout.input": "channels_last"},
+               "NHWC strides"),
+        Regime("out = 1 (align_corners)", lambda c: any(o == 1 for _, o, _ in N.resize_dims(c)),
+               {"by": "size", "size[0]": 1}, "(in - 1)/(out - 1) undefined: src = 0"),
+        Regime("input size 1", lambda c: any(i == 1 for i, _, _ in N.resize_dims(c)), {"by": "size", "in[0]": 1},
+               "every output copies the one input row"),
+    ),
+    notes=("align_corners=True: src = dst·(in - 1)/(out - 1) (0 when out = 1), i0 = ⌊src⌋, i1 = min(i0 + 1, in - 1), "
+           "weights 1 - λ and λ per dim (reference.interpolate, mode 'bilinear'). A factor only sets the output size "
+           "⌊in·factor⌋. The backward scatters each cotangent to the four taps and sums. Judged by the first-order "
+           "error analysis of reference.interpolate (the position's and weights' roundings in torch's arithmetic). "
+           "Finite values only (0·inf at a zero weight is NaN in torch, and whether a weight is exactly 0 depends on "
+           "the rounding of src)."),
+))
+
+# Upsample and F.interpolate: one declaration per tolerance policy (selecting, linear, cubic, area, antialias).
+_SELECTING, _LINEAR = ("nearest", "nearest-exact"), ("bilinear", "linear", "trilinear")
+_COMMON = (
+    _SIZE_GIVEN, _FRACTIONAL, _DOWN, _PER_DIM,
+    Regime("recompute_scale_factor", lambda c: bool(c.params.get("recompute_scale_factor")),
+           {"by": "scale_factor", "recompute_scale_factor": True}, "the kernel uses in/out, not the factor"),
+    Regime("input size 1", lambda c: any(i == 1 for i, _, _ in N.resize_dims(c)), {"by": "size", "in[0]": 1},
+           "one input element along a dim"),
+    Regime("empty batch", lambda c: c.inputs["input"].shape[0] == 0, {"empty batch": True}, "N = 0"),
+    Regime("channels_last, C > 3", lambda c: c.layout("input").kind == "channels_last"
+           and c.inputs["input"].shape[1] > 3,
+           {"layout.input": "channels_last", "C": 4, "rank": 2, "mode": "bilinear"},
+           "torch's vectorised channels-last kernels"),
+)
+_COPY = Regime("out = in with factor 1.1 (copy shortcut)",
+               lambda c: any(o == i and s is not None and s != 1 for i, o, s in N.resize_dims(c)),
+               {"by": "scale_factor", "scale kind": "fractional", "scale[*]": 1.1, "recompute_scale_factor": None,
+                "in[*]": 5}, "torch's kernels copy when out = in whatever the factor")
+_ALIGN = (Regime("align_corners=True", lambda c: c.params.get("align_corners") is True, {"align_corners": True},
+                 "src = dst·(in - 1)/(out - 1)"),
+          Regime("align_corners with output size 1", lambda c: bool(c.params.get("align_corners"))
+                 and any(o == 1 for _, o, _ in N.resize_dims(c)),
+                 {"align_corners": True, "by": "size", "size[0]": 1}, "(in - 1)/(out - 1) undefined: s = 0"))
+
+declare(resize_layer(
+    "Upsample", variant="nearest", kind="upsample", target="torch.nn.Upsample", selecting=True,
+    cases=V.resize_cases("Upsample", _SELECTING, specials=True), invalid=V.resize_invalid("Upsample", _SELECTING),
+    regimes=(
+        *_COMMON, _COPY,
+        Regime("nearest-exact", lambda c: c.params["mode"] == "nearest-exact", {"mode": "nearest-exact"},
+               "src = ⌊(dst + ½)·s⌋"),
+        Regime("1-d", lambda c: c.inputs["input"].ndim == 3, {"rank": 1}, "(N, C, L)"),
+        Regime("3-d", lambda c: c.inputs["input"].ndim == 5, {"rank": 3}, "(N, C, D, H, W)"),
+        Regime("2x shortcut (factor 2.05)", lambda c: any(o == 2 * i and s is not None and s != 2
+                                                           for i, o, s in N.resize_dims(c)),
+               {"mode": "nearest", "by": "scale_factor", "scale kind": "fractional", "scale[*]": 2.05,
+                "recompute_scale_factor": None}, "torch's nearest takes dst >> 1 when out = 2·in"),
+        Regime("1/factor differs from in/out", lambda c: any(N.scale_matters(*d) for d in N.resize_dims(c)),
+               {"mode": "nearest", "by": "scale_factor", "scale kind": "fractional", "scale[0]": 3.3, "in[0]": 2,
+                "recompute_scale_factor": None}, "⌊dst/3.3⌋ != ⌊dst·in/out⌋"),
+        Regime("non-finite values", lambda c: not np.isfinite(c.inputs["input"]).all(),
+               {"tier": "float", "input.kind": "special", "empty batch": False}, "NaN and ±inf are copied"),
+    ),
+    notes=("nearest: src = min(⌊dst·s⌋, in - 1), nearest-exact: min(⌊(dst + ½)·s⌋, in - 1), per dim, s = "
+           "1/scale_factor when a factor is given (and recompute_scale_factor is not True), else in/out, evaluated "
+           "in float32 as torch does (float64 and exact evaluation agree for the lengths drawn: in <= 12, out <= "
+           "24). torch's kernels copy when out = in and nearest takes dst >> 1 when out = 2·in whatever the factor: "
+           "accepted as an alternative when output and gradient follow it alike. Output and gradient bit-exact (the "
+           "gradient sums cotangents: exact in the exact tier). Known: 1-d and 3-d nearest take the shortcut in the "
+           "backward only."),
+))
+
+declare(resize_layer(
+    "Upsample", variant="linear", kind="upsample", target="torch.nn.Upsample", selecting=False,
+    cases=V.resize_cases("Upsample", _LINEAR, tiers=("float",)), invalid=V.resize_invalid("Upsample", _LINEAR),
+    regimes=(*_COMMON, _COPY, *_ALIGN,
+             Regime("linear (1-d)", lambda c: c.params["mode"] == "linear", {"mode": "linear"}, "(N, C, L)"),
+             Regime("trilinear (3-d)", lambda c: c.params["mode"] == "trilinear", {"mode": "trilinear"}, "5-d input")),
+    notes=("src = s·dst (align_corners) or s·(dst + ½) - ½ clamped at 0, i0 = min(⌊src⌋, in - 1), i1 = min(i0 + 1, "
+           "in - 1), weights 1 - λ and λ, λ = src - i0 (reference.interpolate); s = (in - 1)/(out - 1) (0 when out = "
+           "1) with align_corners, else 1/scale_factor or in/out. align_corners None is False. torch copies when out "
+           "= in whatever the factor (accepted, forward and backward alike). Judged by the first-order error "
+           "analysis of reference.interpolate (positions and weights in torch's arithmetic; float16/bfloat16 weights "
+           "stored in the dtype). Finite values only (0·inf at a zero weight is NaN)."),
+))
+
+declare(resize_layer(
+    "Upsample", variant="bicubic", kind="upsample", target="torch.nn.Upsample", selecting=False, shortcuts=False,
+    dims=2, cases=V.resize_cases("Upsample", ("bicubic",), tiers=("float",)),
+    invalid=V.resize_invalid("Upsample", ("bicubic",)),
+    regimes=(*_COMMON, *_ALIGN,
+             Regime("out = in with factor 1.1 in every dim", lambda c: N.bicubic_backward_copy(c),
+                    {"by": "scale_factor", "scale kind": "fractional", "scale[*]": 1.1, "scale differs per dim": False,
+                     "recompute_scale_factor": None, "align_corners": False}, "torch's backward copies (known)")),
+    notes=("Keys' cubic convolution, A = -0.75, at t = src - ⌊src⌋ with src = s·dst (align_corners) or s·(dst + ½) - "
+           "½ (not clamped), taps ⌊src⌋ - 1 .. ⌊src⌋ + 2 clamped into [0, in - 1] (a border tap repeats the edge "
+           "value). Overshoot is expected. Judged by reference.interpolate's error analysis (Horner's rule for the "
+           "weights)."),
+))
+
+declare(resize_layer(
+    "Upsample", variant="area", kind="upsample", target="torch.nn.Upsample", selecting=False, shortcuts=False,
+    cases=V.resize_cases("Upsample", ("area",)), invalid=V.resize_invalid("Upsample", ("area",)),
+    regimes=(*_COMMON,
+             Regime("1-d", lambda c: c.inputs["input"].ndim == 3, {"rank": 1}, "(N, C, L)"),
+             Regime("3-d", lambda c: c.inputs["input"].ndim == 5, {"rank": 3}, "(N, C, D, H, W)"),
+             Regime("overlapping windows", lambda c: any(i % o and o < i for i, o, _ in N.resize_dims(c)),
+                    {"by": "size", "in[*]": 5, "size[*]": 3}, "in/out not an integer: windows share elements")),
+    notes=("area is adaptive average pooling: output i averages [⌊i·in/out⌋, ⌈(i + 1)·in/out⌉) per dim; a factor "
+           "only sets the output size (the kernel always uses in/out). The gradient spreads each cotangent evenly "
+           "over its window. torch sums and divides in the dtype, float16/bfloat16 too (the error analysis says so)."),
+))
+
+declare(resize_layer(
+    "Upsample", variant="antialias", kind="interpolate", target="torch.nn.functional.interpolate", selecting=False,
+    dims=2, cases=V.resize_cases("Upsample", ("bilinear", "bicubic"), tiers=("float",), antialias=True),
+    invalid=V.resize_invalid("Upsample", ("bilinear", "bicubic"), antialias=True),
+    regimes=(*_COMMON, _COPY, *_ALIGN,
+             Regime("antialias=False", lambda c: not c.params["antialias"], {"antialias": False},
+                    "F.interpolate without antialias"),
+             Regime("bicubic (a = -0.5)", lambda c: c.params["mode"] == "bicubic", {"mode": "bicubic"},
+                    "Pillow's cubic filter"),
+             Regime("wide support (factor 0.3)", lambda c: any(o * 3 < i for i, o, _ in N.resize_dims(c)),
+                    {"by": "scale_factor", "scale kind": "downsampling", "scale[*]": 0.3, "antialias": True},
+                    "support = 1/0.3 pixels each side"),
+             Regime("output one pixel wide", N.antialias_single_column,
+                    {"antialias": True, "by": "size", "size differs per dim": True, "size[0]": 5, "size[1]": 1,
+                     "in[0]": 3}, "known: every row takes the first row's taps")),
+    notes=("F.interpolate (the catalogue's Upsample 'antialias through torch.nn.functional.interpolate'), bilinear "
+           "and bicubic, antialias drawn. antialias=True (Pillow): support = (T/2)·max(s, 1), center = s·(dst + ½), "
+           "taps trunc(center ± support + ½) clipped to the input, weights filter((j - center + ½)/max(s, 1)) "
+           "normalised, filter the triangle or Keys' cubic with a = -0.5 (with align_corners=True torch keeps center "
+           "= s·(dst + ½), s = (in - 1)/(out - 1)). torch implements antialias for float32/float64 only on the CPU "
+           "(float16/bfloat16: NotImplementedError, reported unsupported). torch skips the pass of a dim whose "
+           "length does not change."),
+))
+
+declare(grid_sample(
+    "grid_sample", modes=("bilinear", "bicubic"), nearest=False, smooth_at=N.grid_smooth,
+    regimes=(
+        Regime("bicubic", lambda c: c.params["mode"] == "bicubic", {"mode": "bicubic"}, "Keys' A = -0.75, 4-d only"),
+        Regime("5-d (trilinear)", lambda c: c.inputs["input"].ndim == 5, {"mode": "bilinear", "rank": 3}, "8 taps"),
+        Regime("border", lambda c: c.params["padding_mode"] == "border", {"padding_mode": "border"}, "clamped"),
+        Regime("reflection", lambda c: c.params["padding_mode"] == "reflection", {"padding_mode": "reflection"},
+               "reflected"),
+        Regime("align_corners=True", lambda c: c.params["align_corners"] is True, {"align_corners": True},
+               "±1 at the corner pixels' centres"),
+        Regime("align_corners=None", lambda c: c.params["align_corners"] is None, {"align_corners": None},
+               "the default: False"),
+        Regime("grid on pixel centres", N.on_pixel_centres,
+               {"grid.kind": "pixel centres", "in[*]": 4, "align_corners": False, "empty grid": False},
+               "the kinks: the derivative is taken from the right"),
+        Regime("grid halfway between pixels", lambda c: c.params["mode"] == "bilinear",
+               {"grid.kind": "pixel edges", "mode": "bilinear"}, "weights ½"),
+        Regime("grid outside [-1, 1]", N.beyond_border, {"grid.kind": "outside", "empty grid": False},
+               "padding at work"),
+        Regime("reflection folding more than once", N.folds_twice,
+               {"grid.kind": "far outside", "padding_mode": "reflection", "empty grid": False},
+               "|c| beyond two spans"),
+        Regime("grid on the corners ±1",
+               lambda c: c.inputs["grid"].size > 0 and bool(np.all(np.abs(c.inputs["grid"]) == 1)),
+               {"grid.kind": "corners", "empty grid": False}, "the image's corners"),
+        Regime("input size 1", lambda c: 1 in c.inputs["input"].shape[2:], {"in[0]": 1}, "(S - 1)/2 = 0"),
+        Regime("empty grid", lambda c: c.inputs["grid"].size == 0, {"empty grid": True}, "no sampling point"),
+    ),
+    notes=("Pixel coordinate c = (g + 1)/2·(S - 1) (align_corners) or ((g + 1)·S - 1)/2, padding zeros (taps outside "
+           "read 0), border (clamp to [0, S - 1]) or reflection (about the corner pixels' centres, or outer edges "
+           "without align_corners, repeatedly, then clamp); bilinear taps ⌊c⌋, ⌊c⌋ + 1; bicubic Keys' A = -0.75 on "
+           "the unpadded c, each tap mapped by the padding (reference.sampling). Grid gradient: from the right at "
+           "integer c, 0 at and beyond a clamp, sign-flipped on odd folds. torch computes in the input's dtype "
+           "(float16 and bfloat16 included): judged by reference.sampling.grid_sample_error, which lets a coordinate "
+           "within its rounding of a kink take either side."),
+))
+
+declare(grid_sample(
+    "grid_sample", variant="nearest", modes=("nearest",), nearest=True, smooth_at=N.grid_smooth,
+    regimes=(
+        Regime("ties (exactly halfway)", N.has_tie,
+               {"grid.kind": "pixel edges", "in[*]": 4, "align_corners": False, "padding_mode": "zeros",
+                "empty grid": False},
+               "rounded half to even by torch"),
+        Regime("5-d", lambda c: c.inputs["input"].ndim == 5, {"rank": 3}, "(N, C, D, H, W)"),
+        Regime("border", lambda c: c.params["padding_mode"] == "border", {"padding_mode": "border"}, "clamped"),
+        Regime("reflection", lambda c: c.params["padding_mode"] == "reflection", {"padding_mode": "reflection"},
+               "reflected"),
+        Regime("grid outside [-1, 1]", N.beyond_border, {"grid.kind": "outside", "empty grid": False},
+               "padding at work"),
+        Regime("align_corners=True", lambda c: c.params["align_corners"] is True, {"align_corners": True}, ""),
+        Regime("non-finite values", lambda c: not np.isfinite(c.inputs["input"]).all(),
+               {"tier": "float", "input.kind": "special"}, "NaN and ±inf are copied"),
+    ),
+    notes=("The pixel round(c) (c as for bilinear, after padding), 0 outside the input; torch rounds a coordinate "
+           "exactly halfway to even, rounding half up is accepted too (consistently for output and gradient). Grid "
+           "values lie on the lattice k/8 so that every dtype computes c exactly. Output bit-exact; the input "
+           "gradient sums the cotangents (bit-exact in the exact tier); the grid gradient is 0."),
+))
+
+declare(affine_grid(
+    "affine_grid",
+    regimes=(
+        Regime("5-d", lambda c: len(c.params["size"]) == 5, {"rank": 3}, "theta (N, 3, 4)"),
+        Regime("align_corners=True", lambda c: c.params["align_corners"] is True, {"align_corners": True}, ""),
+        Regime("align_corners=None", lambda c: c.params["align_corners"] is None, {"align_corners": None},
+               "the default: False"),
+        Regime("size 1", lambda c: 1 in c.params["size"][2:], {"unit size": True}, "the one coordinate is 0"),
+        Regime("identity theta", lambda c: bool(np.all(c.inputs["theta"] == np.eye(*c.inputs["theta"].shape[1:]))),
+               {"identity theta": True}, "the base grid itself"),
+    ),
+    notes=("Base coordinates -1 + 2i/(S - 1) (align_corners) or (2i + 1)/S - 1, 0 for S = 1; grid = theta @ (x, y[, "
+           "z], 1) per point, x along the last dim. The gradient sums g·base over the grid points. Judged by "
+           "reference.sampling.affine_grid_error (torch's linspace and the batched product in the dtype). torch has "
+           "no float16/bfloat16 kernel for a unit size (NotImplementedError: reported unsupported)."),
 ))

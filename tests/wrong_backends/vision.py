@@ -9,6 +9,12 @@ reproduces one realistic implementer's mistake on top of torch.
   (align_corners=False).
 - ``NearestRecomputesScale``: nearest upsampling that derives s = in/out even when a scale factor
   is given (recompute_scale_factor=True): differs from torch for fractional factors.
+- ``UpsampleIgnoresAlignCorners``: nn.Upsample's linear modes always with align_corners=False.
+- ``UpsampleNearestRounds``: nearest's source index rounded (round(dst·s)) instead of floored.
+- ``UpsampleBicubicKeysHalf``: bicubic with Keys' a = -0.5 (Pillow's, antialias's) instead of -0.75.
+- ``GridSampleReflectionMixup``: reflection about the pixel edges when align_corners=True and
+  about the centres when False (the two conventions swapped).
+- ``AffineGridPixelBase``: affine_grid's base grid in pixel units (0 .. S - 1), not normalised.
 - ``PairwiseDistanceIgnoresKeepdim``: keepdim never honoured.
 - ``PairwiseDistanceEpsAfterNorm``: ‖x1 - x2‖_p + eps, the textbook reading of "eps avoids a zero
   distance", instead of ‖x1 - x2 + eps‖_p.
@@ -18,10 +24,12 @@ reproduces one realistic implementer's mistake on top of torch.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from backends.torch_backend import TorchBackend
+from reference import interpolate as RI
 from tests.wrong_backends.generic import ReplacesModule
 
 
@@ -105,6 +113,125 @@ class _RecomputedScale(torch.nn.UpsamplingNearest2d):
 class NearestRecomputesScale(ReplacesModule):
     name = "wrong-nearest-recomputed-scale"
     op, module = "UpsamplingNearest2d", _RecomputedScale
+
+
+class _AlignCornersIgnored(torch.nn.Upsample):
+    def forward(self, x):
+        align = False if self.mode in ("linear", "bilinear", "bicubic", "trilinear") else None
+        return F.interpolate(x, self.size, self.scale_factor, self.mode, align,
+                             recompute_scale_factor=self.recompute_scale_factor)
+
+
+class UpsampleIgnoresAlignCorners(ReplacesModule):
+    name = "wrong-upsample-align-corners-ignored"
+    op, module = "Upsample", _AlignCornersIgnored
+
+
+def _resize_dims(module: torch.nn.Upsample, x: torch.Tensor) -> list[tuple[int, int, float | None]]:
+    """(input length, output length, the factor the kernel receives) per spatial dim, as
+    F.interpolate derives them."""
+    rank = x.dim() - 2
+    if module.size is not None:
+        sizes = module.size if isinstance(module.size, (tuple, list)) else (module.size,) * rank
+        return [(x.shape[2 + i], int(sizes[i]), None) for i in range(rank)]
+    scales = module.scale_factor if isinstance(module.scale_factor, tuple) else (module.scale_factor,) * rank
+    kept = not module.recompute_scale_factor
+    return [(x.shape[2 + i], int(x.shape[2 + i] * scales[i]), scales[i] if kept else None) for i in range(rank)]
+
+
+class _RoundedNearest(torch.nn.Upsample):
+    """nearest with src = min(round(dst·s), in - 1): gathers by index_select (autograd scatters back)."""
+
+    def forward(self, x):
+        if self.mode != "nearest":
+            return super().forward(x)
+        for d, (size_in, size_out, scale) in enumerate(_resize_dims(self, x)):
+            s = np.float32(1.0 / scale) if scale else np.float32(size_in) / np.float32(size_out)
+            index = np.minimum(np.rint(np.arange(size_out, dtype=np.float32) * s), size_in - 1).astype(np.int64)
+            x = x.index_select(2 + d, torch.from_numpy(index).to(x.device))
+        return x
+
+
+class UpsampleNearestRounds(ReplacesModule):
+    name = "wrong-upsample-nearest-rounds"
+    op, module = "Upsample", _RoundedNearest
+
+
+class _KeysHalf(torch.nn.Upsample):
+    """bicubic with a = -0.5: the right taps and positions, Pillow's kernel."""
+
+    def forward(self, x):
+        if self.mode != "bicubic":
+            return super().forward(x)
+        mats = []
+        for size_in, size_out, scale in _resize_dims(self, x):
+            taps = RI.axis_taps("bicubic", size_in, size_out, scale, bool(self.align_corners))
+            t = taps.src - np.floor(taps.src)
+            weight = RI.keys_kernel(t[:, None] - np.arange(-1, 3)[None, :], -0.5)
+            mats.append(torch.from_numpy(RI.Taps(taps.index, weight, size_in).matrix()).to(x.dtype))
+        return torch.einsum("nchw,oh,pw->ncop", x, *mats)
+
+
+class UpsampleBicubicKeysHalf(ReplacesModule):
+    name = "wrong-upsample-bicubic-a-half"
+    op, module = "Upsample", _KeysHalf
+
+
+class ReplacesFunction(TorchBackend):
+    """The torch adapter with the function of one entry (``op``) replaced by ``function``."""
+
+    op = ""
+
+    def function(self, *args, **kwargs):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def call_target(self, case, fn, args, kwargs):
+        return self.function(*args, **kwargs) if case.op == self.op else super().call_target(case, fn, args, kwargs)
+
+
+def _reflect(c: torch.Tensor, twice_low: int, twice_high: int) -> torch.Tensor:
+    if twice_low == twice_high:
+        return torch.zeros_like(c)
+    low, span = twice_low / 2, (twice_high - twice_low) / 2
+    shifted = (c - low).abs()
+    extra = torch.fmod(shifted, span)
+    flips = torch.floor(shifted / span)
+    return torch.where(flips % 2 == 0, extra + low, span - extra + low)
+
+
+class GridSampleReflectionMixup(ReplacesFunction):
+    """padding_mode='reflection' about the pixel edges with align_corners=True and about the
+    centres with align_corners=False: the reflected grid is sampled with border padding."""
+
+    name = "wrong-grid-sample-reflection-mixup"
+    op = "grid_sample"
+
+    def function(self, input, grid, mode="bilinear", padding_mode="zeros", align_corners=None):
+        if padding_mode != "reflection":
+            return F.grid_sample(input, grid, mode, padding_mode, align_corners)
+        align = bool(align_corners)
+        sizes = input.shape[2:][::-1]  # the grid's last axis is (x, y[, z])
+        coords = []
+        for d, size in enumerate(sizes):
+            c = (grid[..., d] + 1) / 2 * (size - 1) if align else ((grid[..., d] + 1) * size - 1) / 2
+            c = _reflect(c, -1, 2 * size - 1) if align else _reflect(c, 0, 2 * (size - 1))  # swapped
+            c = c.clamp(0, size - 1)
+            coords.append(c / max(size - 1, 1) * 2 - 1 if align else (2 * c + 1) / size - 1)
+        return F.grid_sample(input, torch.stack(coords, -1), mode, "border", align_corners)
+
+
+class AffineGridPixelBase(ReplacesFunction):
+    """affine_grid with the base grid in pixel units 0 .. S - 1 (never normalised to [-1, 1])."""
+
+    name = "wrong-affine-grid-pixel-base"
+    op = "affine_grid"
+
+    def function(self, theta, size, align_corners=None):
+        spatial = list(size[2:])
+        axes = [torch.arange(s, dtype=theta.dtype) for s in spatial]
+        mesh = torch.meshgrid(*axes, indexing="ij")
+        base = torch.stack([*mesh[::-1], torch.ones(spatial, dtype=theta.dtype)], -1)
+        return torch.einsum("...j,nij->n...i", base, theta)
 
 
 class _NoKeepdim(torch.nn.PairwiseDistance):
