@@ -172,9 +172,10 @@ def attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: np.ndarray | None,
     return Attention(q, k, v, p, dropped, out, scale, keep_scale, groups)
 
 
-def _sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False,
-          dropout_mask=None) -> Attention:
-    query, key, value = (np.asarray(t, dtype=np.float64) for t in (query, key, value))
+def check_sdpa(query: np.ndarray, key: np.ndarray, value: np.ndarray, attn_mask: Any, dropout_p: float,
+               is_causal: bool, scale: float | None, enable_gqa: bool) -> tuple[np.ndarray | None, float, int]:
+    """Validate sdpa's arguments as torch does (ValueError otherwise); return the additive score
+    bias, the scale and the GQA group size."""
     if min(query.ndim, key.ndim, value.ndim) < 2:
         raise ValueError("query, key and value must be at least 2-d")
     if not (query.ndim == key.ndim == value.ndim):
@@ -197,6 +198,13 @@ def _sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, sca
     if bias is not None:
         np.broadcast_shapes(bias.shape, (*query.shape[:-2], L, S))
     s = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    return bias, s, groups
+
+
+def _sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False,
+          dropout_mask=None) -> Attention:
+    query, key, value = (np.asarray(t, dtype=np.float64) for t in (query, key, value))
+    bias, s, groups = check_sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
     return attend(query, key, value, bias, s, dropout_p, dropout_mask, groups, safe=True)
 
 
@@ -253,6 +261,21 @@ def _pad_last(mask: np.ndarray | None, extra: int) -> np.ndarray | None:
     if mask is None or extra == 0:
         return mask
     return np.concatenate([mask, np.zeros((*mask.shape[:-1], extra))], axis=-1)
+
+
+def attention_masks(attn_mask: np.ndarray | None, key_padding_mask: np.ndarray | None, n: int, h: int, L: int,
+                    s_full: int) -> np.ndarray | None:
+    """MultiheadAttention's additive score bias (N, H, L, S') from its additive masks: attn_mask
+    (L, S) or (N·H, L, S) and key_padding_mask (N, S), each padded with 0 up to S' keys (the
+    appended bias and zero keys are attended) and added."""
+    bias = None
+    if attn_mask is not None:
+        mask = _pad_last(attn_mask, s_full - attn_mask.shape[-1])
+        bias = mask[None, None] if mask.ndim == 2 else mask.reshape(n, h, L, s_full)
+    if key_padding_mask is not None:
+        kb = _pad_last(key_padding_mask, s_full - key_padding_mask.shape[-1])[:, None, None, :]
+        bias = kb if bias is None else bias + kb
+    return bias
 
 
 @dataclass
@@ -329,15 +352,7 @@ def multi_head_attention(query, key, value, embed_dim_to_check, num_heads, in_pr
         kh = np.concatenate([kh, np.zeros((N, H, 1, hd))], axis=2)
         vh = np.concatenate([vh, np.zeros((N, H, 1, vh.shape[-1]))], axis=2)
         extra += 1
-    s_full = kh.shape[2]
-    mask, kpm = _pad_last(mask, s_full - (mask.shape[-1] if mask is not None else s_full)), \
-        _pad_last(kpm, s_full - (kpm.shape[-1] if kpm is not None else s_full))
-    bias = None
-    if mask is not None:
-        bias = mask[None, None] if mask.ndim == 2 else mask.reshape(N, H, L, s_full)
-    if kpm is not None:
-        kb = kpm[:, None, None, :]
-        bias = kb if bias is None else bias + kb
+    bias = attention_masks(mask, kpm, N, H, L, kh.shape[2])
     p = float(dropout_p) if training else 0.0
     att = attend(qh, kh, vh, bias, 1.0 / math.sqrt(hd), p, dropout_mask, safe=not need_weights)
     merged = _unheads(att.out)

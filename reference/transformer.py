@@ -138,49 +138,69 @@ def _seq_first(x: np.ndarray, batch_first: bool) -> np.ndarray:
     return np.swapaxes(x, 0, 1) if batch_first and x.ndim == 3 else x
 
 
+class ValuePieces:
+    """The declared pieces the layers compose (values): ``pieces`` of every function below. The
+    error analysis (``reference.attention_errors.BoundedPieces``) re-evaluates the same composition
+    on bounded arrays."""
+
+    asarray = staticmethod(lambda x: np.asarray(x, dtype=np.float64))
+    linear = staticmethod(_linear)
+    norm = staticmethod(_norm)
+    activation = staticmethod(_activation)
+    dropout = staticmethod(_dropout)
+    attention = staticmethod(_attention)
+
+    @staticmethod
+    def where_rows(keep: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return np.where(keep, x, 0.0)
+
+
+VALUES = ValuePieces()
+
+
 # -- one layer ------------------------------------------------------------------------------------
 
 
 def encoder_layer(src: np.ndarray, params: Params, nhead: int, src_mask: Any = None, src_key_padding_mask: Any = None,
                   is_causal: bool = False, dropout: float = 0.1, activation: str = "relu",
                   layer_norm_eps: float = 1e-5, batch_first: bool = False, norm_first: bool = False,
-                  training: bool = True, dropout_masks: Mapping[str, np.ndarray] | None = None
-                  ) -> tuple[np.ndarray, Callable[[np.ndarray], tuple[np.ndarray, Grads]]]:
+                  training: bool = True, dropout_masks: Mapping[str, np.ndarray] | None = None,
+                  pieces: Any = VALUES) -> tuple[np.ndarray, Callable[[np.ndarray], tuple[np.ndarray, Grads]]]:
     """TransformerEncoderLayer's forward (module docstring) and its pullback g -> (d src, d params)."""
     masks = dropout_masks or {}
-    x = _seq_first(np.asarray(src, dtype=np.float64), batch_first)
+    x = _seq_first(pieces.asarray(src), batch_first)
     p, eps = float(dropout), float(layer_norm_eps)
     if x.ndim not in (2, 3):
         raise ValueError("src must be (L, N, E), (N, L, E) or unbatched (L, E)")
     tape: list[Any] = []
 
     def sa(h: np.ndarray) -> np.ndarray:
-        a, back_a = _attention(h, h, params, "self_attn", nhead, src_mask, src_key_padding_mask, is_causal, p,
-                               training, masks.get("self_attn"))
-        y, back_d = _dropout(a, p, training, masks.get("dropout1"))
+        a, back_a = pieces.attention(h, h, params, "self_attn", nhead, src_mask, src_key_padding_mask, is_causal,
+                                     p, training, masks.get("self_attn"))
+        y, back_d = pieces.dropout(a, p, training, masks.get("dropout1"))
         tape.append(("sa", back_a, back_d))
         return y
 
     def ff(h: np.ndarray) -> np.ndarray:
-        h1, back_1 = _linear(h, params, "linear1")
-        h2, back_act = _activation(h1, activation)
-        h3, back_d = _dropout(h2, p, training, masks.get("dropout"))
-        h4, back_2 = _linear(h3, params, "linear2")
-        y, back_d2 = _dropout(h4, p, training, masks.get("dropout2"))
+        h1, back_1 = pieces.linear(h, params, "linear1")
+        h2, back_act = pieces.activation(h1, activation)
+        h3, back_d = pieces.dropout(h2, p, training, masks.get("dropout"))
+        h4, back_2 = pieces.linear(h3, params, "linear2")
+        y, back_d2 = pieces.dropout(h4, p, training, masks.get("dropout2"))
         tape.append(("ff", back_1, back_act, back_d, back_2, back_d2))
         return y
 
     if norm_first:
-        n1, back_n1 = _norm(x, params, "norm1", eps)
+        n1, back_n1 = pieces.norm(x, params, "norm1", eps)
         x1 = x + sa(n1)
-        n2, back_n2 = _norm(x1, params, "norm2", eps)
+        n2, back_n2 = pieces.norm(x1, params, "norm2", eps)
         out = x1 + ff(n2)
     else:
-        x1, back_n1 = _norm(x + sa(x), params, "norm1", eps)
-        out, back_n2 = _norm(x1 + ff(x1), params, "norm2", eps)
+        x1, back_n1 = pieces.norm(x + sa(x), params, "norm1", eps)
+        out, back_n2 = pieces.norm(x1 + ff(x1), params, "norm2", eps)
 
     def pullback(g: np.ndarray) -> tuple[np.ndarray, Grads]:
-        g = _seq_first(np.asarray(g, dtype=np.float64), batch_first)
+        g = _seq_first(pieces.asarray(g), batch_first)
         grads: Grads = {}
         (_, back_a, back_d1), (_, back_1, back_act, back_d, back_2, back_d2) = tape
 
@@ -221,54 +241,54 @@ def decoder_layer(tgt: np.ndarray, memory: np.ndarray, params: Params, nhead: in
                   tgt_is_causal: bool = False, memory_is_causal: bool = False, dropout: float = 0.1,
                   activation: str = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
                   norm_first: bool = False, training: bool = True,
-                  dropout_masks: Mapping[str, np.ndarray] | None = None
+                  dropout_masks: Mapping[str, np.ndarray] | None = None, pieces: Any = VALUES
                   ) -> tuple[np.ndarray, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, Grads]]]:
     """TransformerDecoderLayer's forward (module docstring) and its pullback
     g -> (d tgt, d memory, d params)."""
     masks = dropout_masks or {}
-    x = _seq_first(np.asarray(tgt, dtype=np.float64), batch_first)
-    mem = _seq_first(np.asarray(memory, dtype=np.float64), batch_first)
+    x = _seq_first(pieces.asarray(tgt), batch_first)
+    mem = _seq_first(pieces.asarray(memory), batch_first)
     p, eps = float(dropout), float(layer_norm_eps)
     if x.ndim not in (2, 3) or mem.ndim != x.ndim:
         raise ValueError("tgt and memory must both be batched (3-d) or unbatched (2-d)")
     backs: dict[str, Any] = {}
 
     def sa(h: np.ndarray) -> np.ndarray:
-        a, backs["sa"] = _attention(h, h, params, "self_attn", nhead, tgt_mask, tgt_key_padding_mask,
-                                    tgt_is_causal, p, training, masks.get("self_attn"))
-        y, backs["d1"] = _dropout(a, p, training, masks.get("dropout1"))
+        a, backs["sa"] = pieces.attention(h, h, params, "self_attn", nhead, tgt_mask, tgt_key_padding_mask,
+                                          tgt_is_causal, p, training, masks.get("self_attn"))
+        y, backs["d1"] = pieces.dropout(a, p, training, masks.get("dropout1"))
         return y
 
     def mha(h: np.ndarray) -> np.ndarray:
-        a, backs["mha"] = _attention(h, mem, params, "multihead_attn", nhead, memory_mask, memory_key_padding_mask,
-                                     memory_is_causal, p, training, masks.get("multihead_attn"))
-        y, backs["d2"] = _dropout(a, p, training, masks.get("dropout2"))
+        a, backs["mha"] = pieces.attention(h, mem, params, "multihead_attn", nhead, memory_mask,
+                                           memory_key_padding_mask, memory_is_causal, p, training,
+                                           masks.get("multihead_attn"))
+        y, backs["d2"] = pieces.dropout(a, p, training, masks.get("dropout2"))
         return y
 
     def ff(h: np.ndarray) -> np.ndarray:
-        h1, backs["l1"] = _linear(h, params, "linear1")
-        h2, backs["act"] = _activation(h1, activation)
-        h3, backs["d"] = _dropout(h2, p, training, masks.get("dropout"))
-        h4, backs["l2"] = _linear(h3, params, "linear2")
-        y, backs["d3"] = _dropout(h4, p, training, masks.get("dropout3"))
+        h1, backs["l1"] = pieces.linear(h, params, "linear1")
+        h2, backs["act"] = pieces.activation(h1, activation)
+        h3, backs["d"] = pieces.dropout(h2, p, training, masks.get("dropout"))
+        h4, backs["l2"] = pieces.linear(h3, params, "linear2")
+        y, backs["d3"] = pieces.dropout(h4, p, training, masks.get("dropout3"))
         return y
 
     if norm_first:
-        n1, backs["n1"] = _norm(x, params, "norm1", eps)
+        n1, backs["n1"] = pieces.norm(x, params, "norm1", eps)
         x1 = x + sa(n1)
-        n2, backs["n2"] = _norm(x1, params, "norm2", eps)
+        n2, backs["n2"] = pieces.norm(x1, params, "norm2", eps)
         x2 = x1 + mha(n2)
-        n3, backs["n3"] = _norm(x2, params, "norm3", eps)
+        n3, backs["n3"] = pieces.norm(x2, params, "norm3", eps)
         out = x2 + ff(n3)
     else:
-        x1, backs["n1"] = _norm(x + sa(x), params, "norm1", eps)
-        x2, backs["n2"] = _norm(x1 + mha(x1), params, "norm2", eps)
-        out, backs["n3"] = _norm(x2 + ff(x2), params, "norm3", eps)
+        x1, backs["n1"] = pieces.norm(x + sa(x), params, "norm1", eps)
+        x2, backs["n2"] = pieces.norm(x1 + mha(x1), params, "norm2", eps)
+        out, backs["n3"] = pieces.norm(x2 + ff(x2), params, "norm3", eps)
 
     def pullback(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, Grads]:
-        g = _seq_first(np.asarray(g, dtype=np.float64), batch_first)
+        g = _seq_first(pieces.asarray(g), batch_first)
         grads: Grads = {}
-        g_mem = np.zeros_like(mem)
 
         def through(name: str, gy: np.ndarray) -> np.ndarray:
             gx, gp = backs[name](gy)
@@ -286,16 +306,14 @@ def decoder_layer(tgt: np.ndarray, memory: np.ndarray, params: Params, nhead: in
 
         if norm_first:
             g2 = g + through("n3", ff_back(g))
-            gq, gkv = att_back("mha", "d2", g2)
-            g_mem = g_mem + gkv
+            gq, g_mem = att_back("mha", "d2", g2)
             g1 = g2 + through("n2", gq)
             gq, gkv = att_back("sa", "d1", g1)
             gx = g1 + through("n1", gq + gkv)
         else:
             gs3 = through("n3", g)
             gs2 = through("n2", gs3 + ff_back(gs3))
-            gq, gkv = att_back("mha", "d2", gs2)
-            g_mem = g_mem + gkv
+            gq, g_mem = att_back("mha", "d2", gs2)
             gs1 = through("n1", gs2 + gq)
             gq, gkv = att_back("sa", "d1", gs1)
             gx = gs1 + gq + gkv
@@ -311,11 +329,12 @@ def _layer_params(params: Params, prefix: str) -> dict[str, Any]:
     return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
 
 
-def _final_norm(x: np.ndarray, params: Params, prefix: str, eps: float) -> tuple[np.ndarray, Pullback | None]:
+def _final_norm(x: np.ndarray, params: Params, prefix: str, eps: float,
+                pieces: Any) -> tuple[np.ndarray, Pullback | None]:
     if params.get(f"{prefix}weight") is None:
         return x, None
     local = {"norm.weight": params[f"{prefix}weight"], "norm.bias": params.get(f"{prefix}bias")}
-    y, back = _norm(x, local, "norm", eps)
+    y, back = pieces.norm(x, local, "norm", eps)
 
     def pullback(g: np.ndarray) -> tuple[np.ndarray, Grads]:
         gx, grads = back(g)
@@ -329,20 +348,20 @@ def encoder(src: np.ndarray, params: Params, num_layers: int, nhead: int, mask: 
             activation: str = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
             norm_first: bool = False, training: bool = True,
             dropout_masks: Sequence[Mapping[str, np.ndarray]] | None = None, nested: bool = False,
-            prefix: str = "", norm_eps: float | None = None
+            prefix: str = "", norm_eps: float | None = None, pieces: Any = VALUES
             ) -> tuple[np.ndarray, Callable[[np.ndarray], tuple[np.ndarray, Grads]]]:
     """TransformerEncoder: ``num_layers`` encoder layers (parameters ``{prefix}layers.{i}.<name>``),
     then the final norm when ``{prefix}norm.weight`` is given. ``is_causal`` None: the mask is
     causal iff it is the square subsequent mask (the same computation either way). ``nested``: the
     eval fast path's padded positions are 0 before the final norm (module docstring)."""
-    x = np.asarray(src, dtype=np.float64)
+    x = pieces.asarray(src)
     causal = bool(is_causal)
     backs = []
     for i in range(num_layers):
         x, back = encoder_layer(x, _layer_params(params, f"{prefix}layers.{i}."), nhead, mask,
                                 None if nested else src_key_padding_mask, causal, dropout, activation,
                                 layer_norm_eps, batch_first, norm_first, training,
-                                (dropout_masks or [{}] * num_layers)[i])
+                                (dropout_masks or [{}] * num_layers)[i], pieces)
         backs.append(back)
     keep_rows = None
     if nested and src_key_padding_mask is not None:
@@ -350,17 +369,18 @@ def encoder(src: np.ndarray, params: Params, num_layers: int, nhead: int, mask: 
             raise ValueError("the nested-tensor fast path needs a batched src")
         kpm = np.asarray(src_key_padding_mask, dtype=bool)
         keep_rows = ~(kpm if batch_first else kpm.T)[..., None]
-        x = np.where(keep_rows, x, 0.0)
-    out, back_norm = _final_norm(x, params, f"{prefix}norm.", layer_norm_eps if norm_eps is None else norm_eps)
+        x = pieces.where_rows(keep_rows, x)
+    out, back_norm = _final_norm(x, params, f"{prefix}norm.", layer_norm_eps if norm_eps is None else norm_eps,
+                                 pieces)
 
     def pullback(g: np.ndarray) -> tuple[np.ndarray, Grads]:
         grads: Grads = {}
-        g = np.asarray(g, dtype=np.float64)
+        g = pieces.asarray(g)
         if back_norm is not None:
             g, gp = back_norm(g)
             grads.update(gp)
         if keep_rows is not None:
-            g = np.where(keep_rows, g, 0.0)
+            g = pieces.where_rows(keep_rows, g)
         for i in reversed(range(num_layers)):
             g, gp = backs[i](g)
             grads.update({f"{prefix}layers.{i}.{k}": v for k, v in gp.items()})
@@ -375,30 +395,31 @@ def decoder(tgt: np.ndarray, memory: np.ndarray, params: Params, num_layers: int
             activation: str = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
             norm_first: bool = False, training: bool = True,
             dropout_masks: Sequence[Mapping[str, np.ndarray]] | None = None, prefix: str = "",
-            norm_eps: float | None = None
+            norm_eps: float | None = None, pieces: Any = VALUES
             ) -> tuple[np.ndarray, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, Grads]]]:
     """TransformerDecoder: ``num_layers`` decoder layers over the same memory, then the final norm
     when ``{prefix}norm.weight`` is given; the memory's gradient sums over the layers."""
-    x = np.asarray(tgt, dtype=np.float64)
+    x = pieces.asarray(tgt)
     backs = []
     for i in range(num_layers):
         x, back = decoder_layer(x, memory, _layer_params(params, f"{prefix}layers.{i}."), nhead, tgt_mask,
                                 memory_mask, tgt_key_padding_mask, memory_key_padding_mask, bool(tgt_is_causal),
                                 memory_is_causal, dropout, activation, layer_norm_eps, batch_first, norm_first,
-                                training, (dropout_masks or [{}] * num_layers)[i])
+                                training, (dropout_masks or [{}] * num_layers)[i], pieces)
         backs.append(back)
-    out, back_norm = _final_norm(x, params, f"{prefix}norm.", layer_norm_eps if norm_eps is None else norm_eps)
+    out, back_norm = _final_norm(x, params, f"{prefix}norm.", layer_norm_eps if norm_eps is None else norm_eps,
+                                 pieces)
 
     def pullback(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, Grads]:
         grads: Grads = {}
-        g = np.asarray(g, dtype=np.float64)
+        g = pieces.asarray(g)
         if back_norm is not None:
             g, gp = back_norm(g)
             grads.update(gp)
-        g_mem = np.zeros(np.shape(memory))
+        g_mem = None
         for i in reversed(range(num_layers)):
             g, gm, gp = backs[i](g)
-            g_mem = g_mem + gm
+            g_mem = gm if g_mem is None else g_mem + gm
             grads.update({f"{prefix}layers.{i}.{k}": v for k, v in gp.items()})
         return g, g_mem, grads
 
@@ -413,11 +434,12 @@ def transformer(src: np.ndarray, tgt: np.ndarray, params: Params, num_encoder_la
                 activation: str = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
                 norm_first: bool = False, training: bool = True,
                 dropout_masks: Sequence[Mapping[str, np.ndarray]] | None = None,
-                encoder_norm_eps: float | None = None, decoder_norm_eps: float | None = None
+                encoder_norm_eps: float | None = None, decoder_norm_eps: float | None = None,
+                pieces: Any = VALUES
                 ) -> tuple[np.ndarray, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, Grads]]]:
     """nn.Transformer: memory = encoder(src) (parameters ``encoder.*``), output = decoder(tgt,
     memory) (``decoder.*``); ``dropout_masks`` lists the encoder's layers, then the decoder's."""
-    src, tgt = np.asarray(src, dtype=np.float64), np.asarray(tgt, dtype=np.float64)
+    src, tgt = pieces.asarray(src), pieces.asarray(tgt)
     if src.ndim != tgt.ndim or src.ndim not in (2, 3):
         raise ValueError("src and tgt must both be batched (3-d) or unbatched (2-d)")
     if src.ndim == 3 and src.shape[0 if batch_first else 1] != tgt.shape[0 if batch_first else 1]:
@@ -425,11 +447,13 @@ def transformer(src: np.ndarray, tgt: np.ndarray, params: Params, num_encoder_la
     masks = list(dropout_masks or [{}] * (num_encoder_layers + num_decoder_layers))
     memory, back_enc = encoder(src, params, num_encoder_layers, nhead, src_mask, src_key_padding_mask, src_is_causal,
                                dropout, activation, layer_norm_eps, batch_first, norm_first, training,
-                               masks[:num_encoder_layers], prefix="encoder.", norm_eps=encoder_norm_eps)
+                               masks[:num_encoder_layers], prefix="encoder.", norm_eps=encoder_norm_eps,
+                               pieces=pieces)
     out, back_dec = decoder(tgt, memory, params, num_decoder_layers, nhead, tgt_mask, memory_mask,
                             tgt_key_padding_mask, memory_key_padding_mask, tgt_is_causal, memory_is_causal, dropout,
                             activation, layer_norm_eps, batch_first, norm_first, training,
-                            masks[num_encoder_layers:], prefix="decoder.", norm_eps=decoder_norm_eps)
+                            masks[num_encoder_layers:], prefix="decoder.", norm_eps=decoder_norm_eps,
+                            pieces=pieces)
 
     def pullback(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, Grads]:
         g_tgt, g_mem, grads = back_dec(g)
