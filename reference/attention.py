@@ -201,8 +201,9 @@ def check_sdpa(query: np.ndarray, key: np.ndarray, value: np.ndarray, attn_mask:
     return bias, s, groups
 
 
-def _sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False,
-          dropout_mask=None) -> Attention:
+def sdpa_forward(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False,
+                 dropout_mask=None) -> Attention:
+    """``scaled_dot_product_attention`` evaluated once, kept for its pullback (``Attention``)."""
     query, key, value = (np.asarray(t, dtype=np.float64) for t in (query, key, value))
     bias, s, groups = check_sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
     return attend(query, key, value, bias, s, dropout_p, dropout_mask, groups, safe=True)
@@ -212,7 +213,7 @@ def _sdpa_vjp(cotangent, query, key, value, attn_mask=None, dropout_p=0.0, is_ca
               enable_gqa=False, *, dropout_mask=None) -> dict[str, np.ndarray]:
     """dQ = dZ·K·scale, dK = dZᵀ·Q·scale, dV = P̃ᵀ·g, with dZ = softmax_vjp(P, (g·Vᵀ)·keep/(1 − p));
     GQA gradients of a key/value head summed over its query heads; a fully masked row passes 0."""
-    att = _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, dropout_mask)
+    att = sdpa_forward(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, dropout_mask)
     g_q, g_k, g_v = att.pullback(np.asarray(cotangent, dtype=np.float64))
     return {"query": g_q, "key": g_k, "value": g_v}
 
@@ -233,7 +234,7 @@ def scaled_dot_product_attention(query: np.ndarray, key: np.ndarray, value: np.n
     fully masked rows, GQA and dropout conventions). Shapes: query (*, L, E), key (*, S, E), value
     (*, S, Ev) (with enable_gqa the head dim -3 of key/value may divide query's); out (*, L, Ev).
     ``dropout_mask`` (a bool keep mask of shape (*, Hq, L, S)) is required when dropout_p > 0."""
-    return _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, dropout_mask).out
+    return sdpa_forward(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, dropout_mask).out
 
 
 # -- multi-head attention -------------------------------------------------------------------------

@@ -28,7 +28,8 @@ checks that every twin computes the reference's values.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,16 +44,26 @@ GELU_SECOND_DERIVATIVE = 1.0
 
 
 class Bounded:
-    """A float64 value and a first-order bound on its absolute error, in units of u."""
+    """A float64 value and a first-order bound on its absolute error, in units of u.
+
+    ``Bounded.u`` (the format's unit roundoff, set by ``rounding(u)``) adds the second-order term
+    u·e_a·e_b to products: where both factors are pure rounding noise (exact value 0, e.g. x̂ of a
+    layer norm over one element times a cotangent that cancels to 0) it is the whole error."""
 
     __array_priority__ = 100  # ndarray ⊕ Bounded defers to Bounded's reflected operators
     __slots__ = ("v", "e")
+    u = 0.0
 
     def __init__(self, v: Any, e: Any = None):
-        self.v = np.asarray(v, dtype=np.float64)
-        e = np.zeros(self.v.shape) if e is None else np.broadcast_to(np.asarray(e, dtype=np.float64), self.v.shape)
-        with np.errstate(invalid="ignore"):
-            self.e = np.where(np.isfinite(self.v), e, 0.0)
+        self.v = v = np.asarray(v, dtype=np.float64)
+        if e is None:
+            self.e = np.zeros(v.shape)
+            return
+        e = np.asarray(e, dtype=np.float64)
+        if e.shape != v.shape:
+            e = np.broadcast_to(e, v.shape)
+        finite = np.isfinite(v)
+        self.e = e if finite.all() else np.where(finite, e, 0.0)
 
     # -- shape (exact) ----------------------------------------------------------------------------
     shape = property(lambda self: self.v.shape)
@@ -92,7 +103,7 @@ class Bounded:
         o = bounded(other)
         with np.errstate(invalid="ignore", over="ignore"):
             v = self.v * o.v
-            return Bounded(v, np.abs(self.v) * o.e + self.e * np.abs(o.v) + np.abs(v))
+            return Bounded(v, np.abs(self.v) * o.e + self.e * np.abs(o.v) + np.abs(v) + Bounded.u * self.e * o.e)
 
     __rmul__ = __mul__
 
@@ -121,6 +132,16 @@ class Bounded:
         return self.sum(axis, keepdims) / float(max(k, 1))
 
 
+@contextmanager
+def rounding(u: float) -> Iterator[None]:
+    """Evaluate twins for a format of unit roundoff ``u`` (the second-order product term)."""
+    before, Bounded.u = Bounded.u, float(u)
+    try:
+        yield
+    finally:
+        Bounded.u = before
+
+
 def bounded(x: Any) -> Bounded:
     """``x`` itself, or an exact ``Bounded`` (an input or parameter: the values the backend got)."""
     return x if isinstance(x, Bounded) else Bounded(x)
@@ -132,7 +153,7 @@ def matmul(a: Any, b: Any) -> Bounded:
     k = a.v.shape[-1]
     with np.errstate(invalid="ignore", over="ignore"):
         aa, ab = np.abs(a.v), np.abs(b.v)
-        e = aa @ b.e + a.e @ ab + 2 * math.sqrt(max(k, 1)) * (aa @ ab)
+        e = aa @ b.e + a.e @ ab + 2 * math.sqrt(max(k, 1)) * (aa @ ab) + Bounded.u * (a.e @ b.e)
         return Bounded(a.v @ b.v, e)
 
 
@@ -320,7 +341,9 @@ def layer_norm(x: Any, w: np.ndarray | None, b: np.ndarray | None, eps: float
         ∂x̂_i/∂x_j = r·(δ_ij − 1/K − x̂_i·x̂_j/K)                                     (forward, ·w_i)
         ∂(dx_i)/∂x_j = r²·(−B·δ_ij + (B − x̂_j·(ĝ_i − A) − x̂_i·(ĝ_j − A) + 3B·x̂_i·x̂_j)/K)
     with ĝ = g·w, A = mean(ĝ), B = mean(ĝ·x̂) (the forward's error moving the backward), and the
-    cotangent's error through the forward Jacobian's transpose."""
+    cotangent's error through the forward Jacobian's transpose (plus, at second order, the
+    backward's own rounding applied to that error: over one element the Jacobian is exactly 0
+    but its evaluation is not)."""
     x = bounded(x)
     y0, xhat, r, own_backward = _layer_norm_rounding(x.v, w, b, eps)
     kk = x.shape[-1]
@@ -337,12 +360,13 @@ def layer_norm(x: Any, w: np.ndarray | None, b: np.ndarray | None, eps: float
         g = bounded(g)
         gh = g.v * ww
         own = own_backward(g.v)
+        if Bounded.u and np.any(g.e):  # the rounding of the backward applied to the cotangent's own error
+            own = Bounded(own.v, own.e + own_backward(Bounded.u * g.e).e)
         a = gh.mean(axis=-1, keepdims=True)
         bm = (gh * xh).mean(axis=-1, keepdims=True)
-        hess = (rv * rv)[..., None] * (-bm[..., None] * eye + (bm[..., None] - xh[..., None, :] * (gh - a)[..., :, None]
-                                                               - xh[..., :, None] * (gh - a)[..., None, :]
-                                                               + 3 * bm[..., None] * xh[..., :, None] * xh[..., None, :])
-                                       / kk)
+        outer = (bm[..., None] - xh[..., None, :] * (gh - a)[..., :, None] - xh[..., :, None] * (gh - a)[..., None, :]
+                 + 3 * bm[..., None] * xh[..., :, None] * xh[..., None, :])
+        hess = (rv * rv)[..., None] * (-bm[..., None] * eye + outer / kk)
         through_g = np.einsum("...ji,...j->...i", abs_jac, np.abs(ww) * g.e)
         gx = Bounded(own.v, own.e + np.einsum("...ij,...j->...i", np.abs(hess), x.e) + through_g)
         grads = {}
@@ -368,7 +392,8 @@ def activation(x: Any, name: str, u: float) -> tuple[Bounded, Callable[[Any], Bo
             g = bounded(g)
             on = x.v > 0
             flip = np.abs(x.v) <= u * x.e  # the input's error could move it across the kink
-            return Bounded(np.where(on, g.v, 0.0), np.where(on, g.e, 0.0) + np.where(flip, np.abs(g.v) + g.e, 0.0))
+            # a flipped mask moves the gradient by the whole |g| (absolute: |g|/u in units of u)
+            return Bounded(np.where(on, g.v, 0.0), np.where(on, g.e, 0.0) + np.where(flip, np.abs(g.v) / u + g.e, 0.0))
 
         return y, back_relu
     approximate = "tanh" if name == "gelu_tanh" else "none"

@@ -359,7 +359,7 @@ def encoder(src: np.ndarray, params: Params, num_layers: int, nhead: int, mask: 
     backs = []
     for i in range(num_layers):
         x, back = encoder_layer(x, _layer_params(params, f"{prefix}layers.{i}."), nhead, mask,
-                                None if nested else src_key_padding_mask, causal, dropout, activation,
+                                src_key_padding_mask, causal, dropout, activation,
                                 layer_norm_eps, batch_first, norm_first, training,
                                 (dropout_masks or [{}] * num_layers)[i], pieces)
         backs.append(back)
@@ -435,10 +435,11 @@ def transformer(src: np.ndarray, tgt: np.ndarray, params: Params, num_encoder_la
                 norm_first: bool = False, training: bool = True,
                 dropout_masks: Sequence[Mapping[str, np.ndarray]] | None = None,
                 encoder_norm_eps: float | None = None, decoder_norm_eps: float | None = None,
-                pieces: Any = VALUES
+                nested: bool = False, pieces: Any = VALUES
                 ) -> tuple[np.ndarray, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, Grads]]]:
     """nn.Transformer: memory = encoder(src) (parameters ``encoder.*``), output = decoder(tgt,
-    memory) (``decoder.*``); ``dropout_masks`` lists the encoder's layers, then the decoder's."""
+    memory) (``decoder.*``); ``dropout_masks`` lists the encoder's layers, then the decoder's;
+    ``nested``: the encoder's nested-tensor convention (``encoder``)."""
     src, tgt = pieces.asarray(src), pieces.asarray(tgt)
     if src.ndim != tgt.ndim or src.ndim not in (2, 3):
         raise ValueError("src and tgt must both be batched (3-d) or unbatched (2-d)")
@@ -447,7 +448,7 @@ def transformer(src: np.ndarray, tgt: np.ndarray, params: Params, num_encoder_la
     masks = list(dropout_masks or [{}] * (num_encoder_layers + num_decoder_layers))
     memory, back_enc = encoder(src, params, num_encoder_layers, nhead, src_mask, src_key_padding_mask, src_is_causal,
                                dropout, activation, layer_norm_eps, batch_first, norm_first, training,
-                               masks[:num_encoder_layers], prefix="encoder.", norm_eps=encoder_norm_eps,
+                               masks[:num_encoder_layers], nested, prefix="encoder.", norm_eps=encoder_norm_eps,
                                pieces=pieces)
     out, back_dec = decoder(tgt, memory, params, num_decoder_layers, nhead, tgt_mask, memory_mask,
                             tgt_key_padding_mask, memory_key_padding_mask, tgt_is_causal, memory_is_causal, dropout,
