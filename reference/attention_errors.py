@@ -354,6 +354,8 @@ def layer_norm(x: Any, w: np.ndarray | None, b: np.ndarray | None, eps: float
     abs_jac = np.abs(jac)
     e_xhat = np.einsum("...ij,...j->...i", abs_jac, x.e)
     y = Bounded(y0.v, y0.e + np.abs(ww) * e_xhat)
+    if Bounded.u and np.any(x.e):  # second order: the norm's own rounding applied to the input's error
+        y = Bounded(y.v, y.e + _layer_norm_rounding(Bounded.u * x.e, w, None, eps)[0].e)
     lead = tuple(range(x.ndim - 1))
 
     def back(g: Any) -> tuple[Bounded, dict[str, Bounded]]:

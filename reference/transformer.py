@@ -367,7 +367,7 @@ def encoder(src: np.ndarray, params: Params, num_layers: int, nhead: int, mask: 
     if nested and src_key_padding_mask is not None:
         if x.ndim != 3:
             raise ValueError("the nested-tensor fast path needs a batched src")
-        kpm = np.asarray(src_key_padding_mask, dtype=bool)
+        kpm = np.asarray(src_key_padding_mask) != 0  # torch packs with kpm.logical_not()
         keep_rows = ~(kpm if batch_first else kpm.T)[..., None]
         x = pieces.where_rows(keep_rows, x)
     out, back_norm = _final_norm(x, params, f"{prefix}norm.", layer_norm_eps if norm_eps is None else norm_eps,

@@ -28,8 +28,20 @@ CASES = [
 ]
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny kernels run many times faster on one intra-op thread (torch's threads spin when the
+    machine's cores are shared); restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize(("adapter", "op", "small"), CASES, ids=[a for a, _, _ in CASES])
-def test_wrong_attention_adapter_is_caught(tmp_path, adapter, op, small):
+def test_wrong_attention_adapter_is_caught(tmp_path, one_thread, adapter, op, small):
     code = main(["run", "--backend", f"tests.wrong_backends.attention:{adapter}", "--ops", op, "--dtypes", "float64",
                  "--profile", "ci", "--examples", "6", "--no-invalid", "--no-isolate", "--quiet",
                  "--report-dir", str(tmp_path)])

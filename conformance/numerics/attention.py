@@ -148,7 +148,7 @@ def is_random_transformer(case: Case) -> bool:
 
 def takes_nested_path(case: Case) -> bool:
     """TransformerEncoder's (and Transformer's encoder's) nested-tensor fast path: eval, no
-    gradient, batched batch_first src, a bool src_key_padding_mask and no mask, enable_nested_tensor,
+    gradient, batched batch_first src, a src_key_padding_mask (bool or float) and no mask, enable_nested_tensor,
     post-norm layers with bias, relu/gelu and an even number of heads, and (with mask_check) a
     left-aligned padding mask."""
     p = case.params
@@ -160,12 +160,12 @@ def takes_nested_path(case: Case) -> bool:
         return False
     kpm = case.inputs.get("src_key_padding_mask")
     mask = case.inputs.get("mask", case.inputs.get("src_mask"))
-    if kpm is None or kpm.dtype.kind != "b" or mask is not None or case.inputs["src"].ndim != 3:
+    if kpm is None or mask is not None or case.inputs["src"].ndim != 3:
         return False
     if not (p["batch_first"] and p["bias"] and p["nhead"] % 2 == 0 and not p["norm_first"]):
         return False
     if p.get("mask_check", True):
-        valid = ~kpm
+        valid = kpm == 0  # torch reads the mask as kpm.logical_not(), a float one too
         left_aligned = np.all(valid[:, :-1] | ~valid[:, 1:]) if kpm.shape[1] > 1 else True
         if not left_aligned:
             return False
@@ -500,9 +500,10 @@ def _dead(excluded: np.ndarray | None) -> bool:
 
 
 def nested_all_padded(case: Case) -> bool:
-    """The encoder's nested-tensor path with every sequence wholly padding."""
+    """The encoder's nested-tensor path with every position padding (as torch reads the mask:
+    non-zero)."""
     kpm = case.inputs.get("src_key_padding_mask")
-    return takes_nested_path(case) and kpm is not None and bool(np.all(kpm))
+    return takes_nested_path(case) and kpm is not None and bool(np.all(kpm != 0))
 
 
 def fast_path_tanh_gelu(case: Case) -> bool:
@@ -515,4 +516,25 @@ def fast_path_tanh_gelu(case: Case) -> bool:
 def cloned_decoder_tanh_gelu(case: Case) -> bool:
     """TransformerDecoder / Transformer built with a decoder layer whose activation is a module
     (nn.GELU(approximate='tanh')): the clones compute ReLU."""
-    return case.params.get("activation") == "GELU(tanh)"
+    return case.op in ("TransformerDecoder", "Transformer") and case.params.get("activation") == "GELU(tanh)"
+
+
+def fast_path_dead_query_only(case: Case) -> bool:
+    return fast_path_dead_query(case) and not fast_path_tanh_gelu(case)
+
+
+def fast_path_tanh_gelu_only(case: Case) -> bool:
+    return fast_path_tanh_gelu(case) and not fast_path_dead_query(case)
+
+
+def fast_path_dead_query_and_tanh_gelu(case: Case) -> bool:
+    return fast_path_dead_query(case) and fast_path_tanh_gelu(case)
+
+
+def nested_float_padding(case: Case) -> bool:
+    """The encoder's nested-tensor path given a float src_key_padding_mask with finite non-zero
+    entries: torch packs the batch with kpm.logical_not(), treating every non-zero float as padding
+    (a float mask is documented as added to the scores)."""
+    kpm = case.inputs.get("src_key_padding_mask")
+    return (takes_nested_path(case) and kpm is not None and kpm.dtype.kind == "f"
+            and bool(np.any(np.isfinite(kpm) & (kpm != 0))))

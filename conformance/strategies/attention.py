@@ -49,11 +49,14 @@ def input_values(d: S.Drawer, shape: Sequence[int], dtype: str, label: str, layo
 
 
 def last_dim_layout(d: S.Drawer, ndim: int, label: str, contiguous_last: bool = False,
-                    expanded: bool = True) -> Layout:
+                    expanded: bool = True, expand_features: bool = True) -> Layout:
     """A layout (contiguous first); with ``contiguous_last`` one whose last dim keeps stride 1
     (what the flash kernel requires): permutations of the leading dims, steps in them only, and no
     stride-0 last dim."""
     layout = S.layouts(d, ndim, label, channels_last=not contiguous_last, expanded=expanded)
+    if not expand_features and layout.kind == "expanded" and ndim - 1 in layout.dims:
+        dims = tuple(a for a in layout.dims if a != ndim - 1)
+        return Layout("expanded", dims=dims) if dims else CONTIGUOUS
     if not contiguous_last:
         return layout
     if layout.kind == "permuted":
@@ -397,7 +400,8 @@ def transformer_case(d: S.Drawer, dtype: str, op: str, fast: bool = False, neste
         {"src": d.integer(1, 5, "S"), "tgt": d.integer(1, 5, "T")} if op == "Transformer" else \
         {"src": d.integer(1 if not nested else 2, 5, "S")}
     shapes = {name: (*seq(length), e) for name, length in sources.items()}
-    layouts = {name: last_dim_layout(d, len(s), f"layout.{name}") for name, s in shapes.items()}
+    # (a token constant over its features is the layer norm's var = 0 corner, the norm family's)
+    layouts = {name: last_dim_layout(d, len(s), f"layout.{name}", expand_features=False) for name, s in shapes.items()}
     inputs = {name: input_values(d, s, dtype, name, layouts[name]) for name, s in shapes.items()}
     shapes_p: dict[str, tuple[int, ...]] = {}
     for kind, prefix in stack_layout(op, params):
