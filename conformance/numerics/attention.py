@@ -156,8 +156,6 @@ def takes_nested_path(case: Case) -> bool:
         return False
     if case.op == "TransformerEncoder" and not p["enable_nested_tensor"]:
         return False
-    if case.op == "Transformer" and p.get("custom_encoder"):
-        return False
     kpm = case.inputs.get("src_key_padding_mask")
     mask = case.inputs.get("mask", case.inputs.get("src_mask"))
     if kpm is None or mask is not None or case.inputs["src"].ndim != 3:

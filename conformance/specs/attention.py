@@ -50,8 +50,9 @@ declare(sdpa("flash", regimes=(
     Regime("grouped-query attention", lambda c: c.params["enable_gqa"], {"enable_gqa": True, "key heads": 2},
            "two key/value heads serving 4 or 6 query heads"),
     Regime("explicit scale", lambda c: c.params["scale"] == 0.125, {"scale": 0.125}, "scale = 1/8"),
-    Regime("permuted inputs", lambda c: c.layout("key").kind == "permuted", {"layout.key": "permuted"},
-           "a key whose leading dims are stored permuted (the last dim stays contiguous)"),
+    Regime("strided key", lambda c: c.layout("key").kind == "strided", {"layout.key": "strided",
+                                                                         "layout.key.step[0]": 2},
+           "a key read through steps in its leading dims (the last dim stays contiguous)"),
 ), notes=("scaled_dot_product_attention on the CPU flash kernel, forced with torch.nn.attention.sdpa_kernel; "
           "conventions as for the math kernel. Cases are those the CPU flash kernel accepts (otherwise torch "
           "raises 'No available kernel'): 4-d (N, H, L, E) inputs, Ev = E, the last dim contiguous, no dropout.")))

@@ -45,8 +45,9 @@ declare(pairwise_distance(regimes=(
 declare(cosine_similarity(regimes=(
     Regime("zero vectors", N.has_zero_vector, {"values": "zero vectors"},
            "whole vectors of zeros: similarity 0, gradient g·a_other/eps"),
-    Regime("norms below eps", N.cosine_clamped_norm, {"values": "tiny vectors", "eps": 1e-6},
-           "norms clamped to eps (torch discrepancy cosine-similarity-clamped-norm-gradient)"),
+    Regime("norms below eps", lambda c: N.cosine_clamped_norm(c) or N.has_zero_vector(c),
+           {"values": "tiny vectors", "eps": 1e-6},
+           "norms clamped to eps, or underflowing to 0 (torch discrepancy cosine-similarity-clamped-norm-gradient)"),
     Regime("parallel vectors", lambda c: c.note == "parallel", {"values": "parallel", "eps": 1e-8},
            "x1 = ±2·x2: similarity ±1"),
     Regime("large eps", lambda c: c.params["eps"] == 0.5, {"eps": 0.5}, "eps = 0.5 clamps short vectors"),

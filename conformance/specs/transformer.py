@@ -41,7 +41,7 @@ def common(name: str, stack: bool = False) -> tuple[Regime, ...]:
 
 
 declare(transformer("TransformerEncoderLayer", regimes=common("TransformerEncoderLayer") + (
-    Regime("causal", lambda c: c.forward_kwargs.get("is_causal", False), {"is_causal": True},
+    Regime("causal", lambda c: c.forward_kwargs.get("is_causal", False), {"is_causal": True, "is_causal omitted": False},
            "src_mask the causal mask, is_causal=True"),
     Regime("key padding", lambda c: N.mask_kind(c, "src_key_padding_mask") == "bool",
            {"src_key_padding_mask": "bool"}, "a bool src_key_padding_mask"),
@@ -54,15 +54,17 @@ declare(transformer("TransformerEncoderLayer", fast=True, regimes=(
     Regime("key padding", lambda c: N.mask_kind(c, "src_key_padding_mask") == "bool",
            {"src_key_padding_mask": "bool", "src_key_padding_mask.fully masked row": False}, "a bool padding mask"),
     Regime("fully masked query", N.has_fully_masked_query,
-           {"src_key_padding_mask": "bool", "src_key_padding_mask.fully masked row": True},
-           "torch discrepancy attention-fast-path-dead-query"),
+           {"src_key_padding_mask": "bool", "src_key_padding_mask.fully masked row": True,
+            "src_key_padding_mask.from lengths": False},
+           "torch discrepancy attention-fast-path-fully-masked-query-nan"),
 ), notes=FAST + " torch._transformer_encoder_layer_fwd."))
 
 declare(transformer("TransformerDecoderLayer", regimes=common("TransformerDecoderLayer") + (
-    Regime("causal tgt_mask", lambda c: c.forward_kwargs.get("tgt_is_causal", False), {"tgt_is_causal": True},
+    Regime("causal tgt_mask", lambda c: c.forward_kwargs.get("tgt_is_causal", False), {"tgt_is_causal": True, "tgt_is_causal omitted": False},
            "tgt_mask the causal mask, tgt_is_causal=True"),
     Regime("causal memory_mask", lambda c: c.forward_kwargs.get("memory_is_causal", False),
-           {"memory_is_causal": True}, "memory_mask the top-left causal mask, memory_is_causal=True"),
+           {"memory_is_causal": True, "memory_is_causal omitted": False},
+           "memory_mask the top-left causal mask, memory_is_causal=True"),
     Regime("memory key padding", lambda c: "memory_key_padding_mask" in c.inputs,
            {"memory_key_padding_mask": "bool"}, "padding in the memory"),
 ), notes=NOTES))
@@ -91,7 +93,7 @@ declare(transformer("TransformerEncoder", nested=True, regimes=(
 
 declare(transformer("TransformerDecoder", regimes=common("TransformerDecoder", stack=True) + (
     Regime("no final norm", lambda c: not c.params["norm"], {"norm": False}, "norm=None"),
-    Regime("causal tgt_mask", lambda c: c.forward_kwargs.get("tgt_is_causal", False), {"tgt_is_causal": True},
+    Regime("causal tgt_mask", lambda c: c.forward_kwargs.get("tgt_is_causal", False), {"tgt_is_causal": True, "tgt_is_causal omitted": False},
            "tgt_mask the causal mask, tgt_is_causal=True"),
 ), notes=NOTES + " The memory's gradient sums over the layers."))
 
@@ -100,7 +102,8 @@ declare(transformer("Transformer", regimes=common("Transformer", stack=True) + (
            "custom_encoder: a TransformerEncoder built by the caller"),
     Regime("custom encoder without norm", lambda c: not c.params["encoder_norm"],
            {"custom_encoder": True, "custom encoder without norm": True}, "a custom encoder with norm=None"),
-    Regime("src causal", lambda c: c.forward_kwargs.get("src_is_causal", False), {"src_is_causal": True},
+    Regime("src causal", lambda c: c.forward_kwargs.get("src_is_causal", False),
+           {"src_is_causal": True, "src_is_causal omitted": False},
            "src_mask the causal mask, src_is_causal=True"),
     Regime("memory key padding", lambda c: "memory_key_padding_mask" in c.inputs,
            {"memory_key_padding_mask": "bool"}, "padding in the encoder's output"),
@@ -109,6 +112,6 @@ declare(transformer("Transformer", regimes=common("Transformer", stack=True) + (
 
 declare(transformer("Transformer", fast=True, regimes=(
     Regime("nested encoder", N.takes_nested_path, {"src_key_padding_mask.from lengths": True, "src_mask": "none",
-                                                    "src_is_causal": False, "num_encoder_layers": 1},
+                                                    "src_is_causal": False, "norm_first": False},
            "the encoder's nested-tensor path, when the padding mask happens to be left-aligned"),
 ), notes=FAST + " The encoder may take its nested-tensor path (see TransformerEncoder[nested])."))

@@ -167,7 +167,7 @@ def sdpa_invalid_case(d: S.Drawer, dtype: str, kernel: str) -> Case:
     if rule in ("mask with is_causal", "mask shape", "mask dtype"):
         inputs["attn_mask"] = np.ones((3, 4 if rule == "mask shape" else 5), dtype=bool)
         if rule == "mask dtype":
-            inputs["attn_mask"] = np.zeros((3, 5))
+            inputs["attn_mask"] = np.zeros((3, 5), dtype=np.int64)
             types["attn_mask"] = "int64"
     return Case(op="scaled_dot_product_attention", dtype=dtype, params=params, inputs=inputs,
                 differentiable=("query", "key", "value"), types=types, invalid=True, note=rule)
@@ -480,4 +480,10 @@ def transformer_invalid_case(d: S.Drawer, dtype: str, op: str) -> Case:
         op, ("tgt", "memory"))
     inputs = {name: input_values(d, (3, 3 if rule == "batch sizes differ" and name == "tgt" else 2, width), dtype,
                                  name) for name in names}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for kind, prefix in stack_layout(op, params):
+        shapes.update(layer_parameter_shapes(kind, e, 3, True, prefix))
+    for prefix in final_norms(op, params):
+        shapes.update({f"{prefix}weight": (e,), f"{prefix}bias": (e,)})
+    inputs.update(module_parameters(d, shapes, dtype))
     return Case(op=op, dtype=dtype, params=params, inputs=inputs, differentiable=names, invalid=True, note=rule)
