@@ -529,10 +529,16 @@ def fast_path_dead_query_and_tanh_gelu(case: Case) -> bool:
     return fast_path_dead_query(case) and fast_path_tanh_gelu(case)
 
 
-def nested_float_padding(case: Case) -> bool:
-    """The encoder's nested-tensor path given a float src_key_padding_mask with finite non-zero
-    entries: torch packs the batch with kpm.logical_not(), treating every non-zero float as padding
-    (a float mask is documented as added to the scores)."""
-    kpm = case.inputs.get("src_key_padding_mask")
-    return (takes_nested_path(case) and kpm is not None and kpm.dtype.kind == "f"
-            and bool(np.any(np.isfinite(kpm) & (kpm != 0))))
+def fast_path_float_mask(case: Case) -> bool:
+    """An encoder's eval fast path (TransformerEncoderLayer's kernel, TransformerEncoder's nested
+    tensors, nn.Transformer's encoder) given a float src_mask or src_key_padding_mask with finite
+    non-zero entries: torch reads the float mask as a bool (non-zero = masked, or padding), where a
+    float mask is documented as added to the scores."""
+    if case.differentiable or case.train or case.op not in ("TransformerEncoderLayer", "TransformerEncoder",
+                                                              "Transformer"):
+        return False
+    for name in ("src_mask", "mask", "src_key_padding_mask"):
+        m = case.inputs.get(name)
+        if m is not None and m.dtype.kind == "f" and bool(np.any(np.isfinite(m) & (m != 0))):
+            return True
+    return False

@@ -41,7 +41,8 @@ def common(name: str, stack: bool = False) -> tuple[Regime, ...]:
 
 
 declare(transformer("TransformerEncoderLayer", regimes=common("TransformerEncoderLayer") + (
-    Regime("causal", lambda c: c.forward_kwargs.get("is_causal", False), {"is_causal": True, "is_causal omitted": False},
+    Regime("causal", lambda c: c.forward_kwargs.get("is_causal", False),
+           {"is_causal": True, "is_causal omitted": False},
            "src_mask the causal mask, is_causal=True"),
     Regime("key padding", lambda c: N.mask_kind(c, "src_key_padding_mask") == "bool",
            {"src_key_padding_mask": "bool"}, "a bool src_key_padding_mask"),
@@ -60,7 +61,8 @@ declare(transformer("TransformerEncoderLayer", fast=True, regimes=(
 ), notes=FAST + " torch._transformer_encoder_layer_fwd."))
 
 declare(transformer("TransformerDecoderLayer", regimes=common("TransformerDecoderLayer") + (
-    Regime("causal tgt_mask", lambda c: c.forward_kwargs.get("tgt_is_causal", False), {"tgt_is_causal": True, "tgt_is_causal omitted": False},
+    Regime("causal tgt_mask", lambda c: c.forward_kwargs.get("tgt_is_causal", False),
+           {"tgt_is_causal": True, "tgt_is_causal omitted": False},
            "tgt_mask the causal mask, tgt_is_causal=True"),
     Regime("causal memory_mask", lambda c: c.forward_kwargs.get("memory_is_causal", False),
            {"memory_is_causal": True, "memory_is_causal omitted": False},
@@ -93,7 +95,8 @@ declare(transformer("TransformerEncoder", nested=True, regimes=(
 
 declare(transformer("TransformerDecoder", regimes=common("TransformerDecoder", stack=True) + (
     Regime("no final norm", lambda c: not c.params["norm"], {"norm": False}, "norm=None"),
-    Regime("causal tgt_mask", lambda c: c.forward_kwargs.get("tgt_is_causal", False), {"tgt_is_causal": True, "tgt_is_causal omitted": False},
+    Regime("causal tgt_mask", lambda c: c.forward_kwargs.get("tgt_is_causal", False),
+           {"tgt_is_causal": True, "tgt_is_causal omitted": False},
            "tgt_mask the causal mask, tgt_is_causal=True"),
 ), notes=NOTES + " The memory's gradient sums over the layers."))
 
