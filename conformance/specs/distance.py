@@ -46,7 +46,7 @@ declare(cosine_similarity(regimes=(
     Regime("zero vectors", N.has_zero_vector, {"values": "zero vectors"},
            "whole vectors of zeros: similarity 0, gradient g·a_other/eps"),
     Regime("norms below eps", lambda c: N.cosine_clamped_norm(c) or N.has_zero_vector(c),
-           {"values": "tiny vectors", "eps": 1e-6},
+           {"values": "tiny vectors", "eps": 1e-6, "x1.kind": "normal"},
            "norms clamped to eps, or underflowing to 0 (torch discrepancy cosine-similarity-clamped-norm-gradient)"),
     Regime("parallel vectors", lambda c: c.note == "parallel", {"values": "parallel", "eps": 1e-8},
            "x1 = ±2·x2: similarity ±1"),
