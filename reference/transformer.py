@@ -44,14 +44,13 @@ from typing import Any
 
 import numpy as np
 
-from reference import functional as RF
 from reference.activation import relu, relu_vjp
 from reference.attention import MHA_GRAD_NAMES, mha_module_params, multi_head_attention
 from reference.dropout import dropout as dropout_kept
 from reference.dropout import dropout_vjp
 from reference.linear import linear, linear_vjp
 from reference.normalization import layer_norm
-from reference.registry import functional
+from reference.registry import FUNCTIONS, functional
 from reference.smooth_activation import gelu, gelu_vjp
 
 Params = Mapping[str, "np.ndarray | None"]
@@ -85,7 +84,7 @@ def _norm(x: np.ndarray, params: Params, name: str, eps: float) -> tuple[np.ndar
     shape = (x.shape[-1],)
 
     def back(g: np.ndarray) -> tuple[np.ndarray, Grads]:
-        grads = RF.vjp("layer_norm", x, shape, w, b, eps, cotangent=g)
+        grads = FUNCTIONS["layer_norm"].vjp(g, x, shape, w, b, eps)  # reference.functional's layer_norm VJP
         out = {f"{name}.{k}": v for k, v in grads.items() if k in ("weight", "bias")}
         return grads["input"], out
 

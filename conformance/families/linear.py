@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import reference.linear  # noqa: F401  (registers the functions this template calls)
 from backends.base import Case, Result
 from conformance.spec import CaseStrategy, LayerSpec, Regime, Tolerance, TorchMapping
-from reference import functional as RF
+from reference.registry import FUNCTIONS
 
 
 def functional_reference(function: str, arguments: Sequence[str]) -> Callable[[Case], tuple[Result, Any]]:
@@ -22,10 +23,11 @@ def functional_reference(function: str, arguments: Sequence[str]) -> Callable[[C
 
     def reference(case: Case) -> tuple[Result, Any]:
         args = [case.inputs.get(name) for name in arguments]
-        result = Result(outputs={"output": getattr(RF, function)(*args)})
+        entry = FUNCTIONS[function]  # (not reference.functional: that imports every reference module)
+        result = Result(outputs={"output": entry.forward(*args)})
 
         def pullback(cotangents: dict) -> dict:
-            return RF.vjp(function, *args, cotangent=cotangents["output"])
+            return entry.vjp(cotangents["output"], *args)
 
         return result, pullback
 

@@ -60,4 +60,4 @@ declare(cosine_similarity(regimes=(
           "nn.CosineSimilarity's docstring still shows the older convention x1·x2/max(‖x1‖₂·‖x2‖₂, eps), which "
           "torch 2.13 no longer computes. A zero vector gives 0; eps = 0 and a zero vector give NaN. Gradient: "
           "the derivative of that forward (where a norm is clamped the clamp is a constant; torch discrepancies "
-          "cosine-similarity-clamped-norm-gradient and cosine-similarity-eps-underflows-float16).")))
+          "cosine-similarity-clamped-norm-gradient and cosine-similarity-zero-vector-float16).")))
