@@ -517,10 +517,6 @@ def cloned_decoder_tanh_gelu(case: Case) -> bool:
     return case.op in ("TransformerDecoder", "Transformer") and case.params.get("activation") == "GELU(tanh)"
 
 
-def fast_path_dead_query_only(case: Case) -> bool:
-    return fast_path_dead_query(case) and not fast_path_tanh_gelu(case)
-
-
 def fast_path_tanh_gelu_only(case: Case) -> bool:
     return fast_path_tanh_gelu(case) and not fast_path_dead_query(case)
 
