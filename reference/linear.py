@@ -74,10 +74,11 @@ def _bilinear_vjp(cotangent: np.ndarray, input1: np.ndarray, input2: np.ndarray,
     g_o·x1_i·x2_j; bias: Σ g over the leading dims."""
     _check_bilinear(input1, input2, weight, bias)
     g = np.asarray(cotangent, dtype=np.float64)
-    a = np.einsum("...o,oij->...ij", g, weight)
-    g1, g2 = np.einsum("...ij,...j->...i", a, input2), np.einsum("...ij,...i->...j", a, input1)
+    a = np.tensordot(g, weight, axes=([-1], [0]))  # (*, in1, in2): Σ_o g_o·A_oij
+    g1, g2 = (a * input2[..., None, :]).sum(axis=-1), (a * input1[..., :, None]).sum(axis=-2)
     rows = g.reshape(-1, weight.shape[0])
-    gw = np.einsum("no,ni,nj->oij", rows, input1.reshape(-1, weight.shape[1]), input2.reshape(-1, weight.shape[2]))
+    outer = (input1[..., :, None] * input2[..., None, :]).reshape(rows.shape[0], weight.shape[1] * weight.shape[2])
+    gw = (rows.T @ outer).reshape(weight.shape)
     grads = {"input1": g1, "input2": g2, "weight": gw}
     if bias is not None:
         grads["bias"] = rows.sum(axis=0)
@@ -97,7 +98,7 @@ def bilinear(input1: np.ndarray, input2: np.ndarray, weight: np.ndarray, bias: n
     inputs), A (out_features, in1_features, in2_features), b (out_features,) or None; y (*, out_features).
     """
     _check_bilinear(input1, input2, weight, bias)
-    y = np.einsum("...i,oij,...j->...o", input1, weight, input2)
+    y = (np.tensordot(input1, weight, axes=([-1], [1])) * input2[..., None, :]).sum(axis=-1)
     return y if bias is None else y + bias
 
 
