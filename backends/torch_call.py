@@ -45,7 +45,11 @@ output. ``random`` says how each random choice is read back: rule ``nonzero`` �
 dropped); rule ``rand`` — the uniform samples the layer drew first after ``torch.manual_seed(seed)``,
 replayed as ``torch.rand(shape)`` in the case dtype (FractionalMaxPool2d draws its samples so); rule
 ``ratio`` — output ``of`` divided by input ``over`` (its value before the call), in float64: RReLU's
-slopes, whose cases draw finite non-zero inputs.
+slopes, whose cases draw finite non-zero inputs; rule
+``bernoulli`` — the keep masks the call drew after the seed, replayed as the sequence ``draws`` of
+``torch.empty(shape, dtype).bernoulli_(1 - p)``, each read in logical order (``perm``: a mask stored
+in another order) and flattened, concatenated: dropout inside attention and transformer layers,
+whose masks never reach an output.
 """
 
 from __future__ import annotations
@@ -357,6 +361,11 @@ def run_call(call: dict[str, Any], inputs: dict[str, np.ndarray], *, dtype: str,
         elif rule.get("rule") == "rand":
             torch.manual_seed(int(call["seed"]))
             out[f"random.{choice}"] = to_numpy(torch.rand(*rule["shape"], dtype=interp.dtype, device=device))
+        elif rule.get("rule") == "bernoulli":
+            torch.manual_seed(int(call["seed"]))
+            keep = [torch.empty(d["shape"], dtype=torch_dtype(d["dtype"]), device=device).bernoulli_(1 - d["p"])
+                    .permute(*d.get("perm", range(len(d["shape"])))).reshape(-1) for d in rule["draws"]]
+            out[f"random.{choice}"] = ((torch.cat(keep) != 0).cpu().numpy().copy(), "bool")
         else:
             raise ValueError(f"unknown random-choice rule {rule!r}")
     roots, grads = [], []

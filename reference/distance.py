@@ -1,4 +1,5 @@
-"""Distances: the pairwise p-norm distance of torch.nn.PairwiseDistance.
+"""Distances: the pairwise p-norm distance of torch.nn.PairwiseDistance and the cosine similarity
+of torch.nn.CosineSimilarity (at the end of this module).
 
 As torch implements it (not as the documentation's formula reads): d = x1 - x2 + eps (eps added
 to every entry of the broadcast difference), and the distance is the p-norm of d over the last
@@ -20,6 +21,8 @@ The gradient of x2 is minus that of x1; each is summed over the axes it was broa
 from __future__ import annotations
 
 import numpy as np
+
+from reference.registry import functional
 
 
 def difference(x1: np.ndarray, x2: np.ndarray, eps: float) -> np.ndarray:
@@ -85,9 +88,24 @@ def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g.sum(axis=axes, keepdims=True) if axes else g
 
 
-def pairwise_distance(x1: np.ndarray, x2: np.ndarray, p: float, eps: float, keepdim: bool,
+def _pairwise_distance_vjp(cotangent: np.ndarray, x1: np.ndarray, x2: np.ndarray, p: float = 2.0,
+                           eps: float = 1e-6, keepdim: bool = False, precise: bool = True) -> dict[str, np.ndarray]:
+    """x1: sign(d)·g·(|d|/N)^(p-1) (the module docstring's convention), summed over broadcast axes;
+    x2: minus that, summed over its own broadcast axes."""
+    g1, g2 = pairwise_distance_vjp(x1, x2, p, eps, keepdim, np.asarray(cotangent, dtype=np.float64), precise)
+    return {"x1": g1, "x2": g2}
+
+
+def _pairwise_example(rng: np.random.Generator) -> tuple[tuple, dict]:
+    return (rng.standard_normal((3, 4)), rng.standard_normal(4)), {"p": 3.0, "eps": 1e-3, "keepdim": True}
+
+
+@functional(vjp=_pairwise_distance_vjp, example=_pairwise_example)
+def pairwise_distance(x1: np.ndarray, x2: np.ndarray, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False,
                       precise: bool = True) -> np.ndarray:
-    """‖x1 - x2 + eps‖_p over the last axis of the broadcast shape."""
+    """‖x1 - x2 + eps‖_p over the last axis of the broadcast shape (*, D): shape (*) (or (*, 1)
+    with keepdim). p = 0 counts non-zero entries, ±inf takes max/min |d| (module docstring)."""
+    np.broadcast_shapes(np.shape(x1), np.shape(x2))  # ValueError when the shapes do not broadcast
     return vector_norm(difference(x1, x2, eps), p, keepdim, precise)
 
 
@@ -99,3 +117,56 @@ def pairwise_distance_vjp(x1: np.ndarray, x2: np.ndarray, p: float, eps: float, 
     g = g if keepdim else g[..., None]
     grad_d = np.sign(d) * g * sensitivity(d, norm, p, precise)
     return sum_to_shape(grad_d, x1.shape), -sum_to_shape(grad_d, x2.shape)
+
+
+# -- cosine similarity ----------------------------------------------------------------------------------
+
+
+def _cosine_parts(x1: np.ndarray, x2: np.ndarray, dim: int, eps: float) -> tuple[np.ndarray, ...]:
+    """(a1, a2, n1, n2, c1, c2, axis) on the broadcast shape: n = ‖x‖₂ over ``dim`` (kept),
+    c = max(n, eps), a = x/c."""
+    x1, x2 = np.broadcast_arrays(np.asarray(x1, dtype=np.float64), np.asarray(x2, dtype=np.float64))
+    ndim = max(x1.ndim, 1)
+    if not -ndim <= dim < ndim:
+        raise IndexError(f"cosine_similarity: dim {dim} out of range for {x1.ndim}-d inputs")
+    axis = dim % ndim
+    x1, x2 = np.atleast_1d(x1), np.atleast_1d(x2)
+    n1 = np.sqrt(np.sum(x1 * x1, axis=axis, keepdims=True))
+    n2 = np.sqrt(np.sum(x2 * x2, axis=axis, keepdims=True))
+    c1, c2 = np.maximum(n1, eps), np.maximum(n2, eps)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return x1 / c1, x2 / c2, n1, n2, c1, c2, axis
+
+
+def _cosine_similarity_vjp(cotangent: np.ndarray, x1: np.ndarray, x2: np.ndarray, dim: int = 1,
+                           eps: float = 1e-8) -> dict[str, np.ndarray]:
+    """The derivative of the forward as defined: with a = x/c and y = Σ a1·a2, where ‖x1‖ >= eps
+    dL/dx1 = g·(a2 − y·x1/‖x1‖)/‖x1‖, and where ‖x1‖ < eps (c1 = eps, a constant) dL/dx1 = g·a2/eps;
+    the same for x2; each summed over the axes it was broadcast along. NaN where the forward is
+    (eps = 0 and a zero vector)."""
+    a1, a2, n1, n2, c1, c2, axis = _cosine_parts(x1, x2, dim, eps)
+    g = np.expand_dims(np.asarray(cotangent, dtype=np.float64), axis) if a1.ndim > np.ndim(cotangent) else cotangent
+    y = np.sum(a1 * a2, axis=axis, keepdims=True)
+    b1, b2 = np.broadcast_arrays(np.asarray(x1, dtype=np.float64), np.asarray(x2, dtype=np.float64))
+    b1, b2 = np.atleast_1d(b1), np.atleast_1d(b2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d1 = np.where((n1 >= eps) & (n1 > 0), (a2 - y * b1 / np.where(n1 > 0, n1, 1.0)) / c1, a2 / c1)
+        d2 = np.where((n2 >= eps) & (n2 > 0), (a1 - y * b2 / np.where(n2 > 0, n2, 1.0)) / c2, a1 / c2)
+    shape = np.broadcast_shapes(np.shape(x1), np.shape(x2))
+    g1, g2 = (g * d1).reshape(shape), (g * d2).reshape(shape)
+    return {"x1": sum_to_shape(g1, np.shape(x1)), "x2": sum_to_shape(g2, np.shape(x2))}
+
+
+def _cosine_example(rng: np.random.Generator) -> tuple[tuple, dict]:
+    return (rng.standard_normal((2, 4, 3)), rng.standard_normal((4, 1))), {"dim": 1, "eps": 1e-8}
+
+
+@functional(vjp=_cosine_similarity_vjp, example=_cosine_example)
+def cosine_similarity(x1: np.ndarray, x2: np.ndarray, dim: int = 1, eps: float = 1e-8) -> np.ndarray:
+    """Σ (x1/max(‖x1‖₂, eps))·(x2/max(‖x2‖₂, eps)) over ``dim`` of the broadcast shape, which is
+    removed (torch's implementation, and F.cosine_similarity's documentation; nn.CosineSimilarity's
+    docstring still shows the older x1·x2/max(‖x1‖₂·‖x2‖₂, eps)). A zero vector gives 0 (eps > 0);
+    eps = 0 and a zero vector give NaN (0/0)."""
+    a1, a2, *_, axis = _cosine_parts(x1, x2, dim, eps)
+    out = np.sum(a1 * a2, axis=axis)
+    return out.reshape(()) if np.ndim(x1) == 0 and np.ndim(x2) == 0 else out

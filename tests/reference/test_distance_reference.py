@@ -113,3 +113,45 @@ def test_sum_to_shape():
     assert Dist.sum_to_shape(g, (3, 4)).tolist() == (2 * np.ones((3, 4))).tolist()
     assert Dist.sum_to_shape(g, (2, 1, 4)).tolist() == (3 * np.ones((2, 1, 4))).tolist()
     assert Dist.sum_to_shape(g, (1,)).tolist() == [24.0]
+
+
+# -- CosineSimilarity ----------------------------------------------------------------------------------
+
+
+def test_cosine_hand_values_and_separate_clamps():
+    x1, x2 = np.array([[3.0, 4.0]]), np.array([[4.0, 3.0]])
+    assert Dist.cosine_similarity(x1, x2)[0] == pytest.approx(24 / 25, rel=1e-15)
+    assert Dist.cosine_similarity(x1, -2 * x1)[0] == pytest.approx(-1.0, rel=1e-15)
+    tiny = np.array([[3e-5, 4e-5]])
+    # each norm clamped separately: 24e-10 / (max(5e-5, 1e-8)²) = 0.96; one clamp of the product would give 0.24
+    assert Dist.cosine_similarity(tiny, tiny[:, ::-1], eps=1e-8)[0] == pytest.approx(0.96, rel=1e-14)
+    assert Dist.cosine_similarity(tiny, x2, eps=1e-4)[0] == pytest.approx(24e-5 / (1e-4 * 5), rel=1e-14)
+
+
+def test_cosine_zero_vectors_broadcasting_and_dim():
+    assert Dist.cosine_similarity(np.zeros((1, 3)), np.ones((1, 3)))[0] == 0.0
+    assert np.isnan(Dist.cosine_similarity(np.zeros((1, 3)), np.ones((1, 3)), eps=0.0)[0])
+    a, b = RNG.standard_normal((2, 1, 4)), RNG.standard_normal((3, 4))
+    assert Dist.cosine_similarity(a, b, dim=-1).shape == (2, 3)
+    assert Dist.cosine_similarity(np.ones(3), np.ones(3), dim=0).shape == ()
+    with pytest.raises(IndexError):
+        Dist.cosine_similarity(a, b, dim=3)
+
+
+def test_cosine_gradient_is_the_derivative_of_the_clamped_forward():
+    x1, x2 = np.array([[3e-10, 4e-10]]), np.array([[4.0, 3.0]])
+    g1 = Dist._cosine_similarity_vjp(np.ones(1), x1, x2, eps=1e-8)["x1"]
+    np.testing.assert_allclose(g1, [[8e7, 6e7]], rtol=1e-14)  # x2/(eps·‖x2‖): the clamp is a constant
+
+
+@pytest.mark.parametrize("shapes, dim", [(((2, 4, 3), (4, 1)), 1), (((5,), (5,)), 0), (((2, 1, 4), (3, 4)), -1)])
+def test_cosine_vjp_matches_finite_differences(shapes, dim):
+    from reference.finite_differences import vjp_check
+
+    x1, x2 = RNG.standard_normal(shapes[0]), RNG.standard_normal(shapes[1])
+    y = Dist.cosine_similarity(x1, x2, dim)
+    g = RNG.standard_normal(y.shape)
+    grads = Dist._cosine_similarity_vjp(g, x1, x2, dim)
+    check = vjp_check(lambda a: {"y": Dist.cosine_similarity(a["x1"], a["x2"], dim)}, {"x1": x1, "x2": x2},
+                      {"y": g}, grads)
+    assert check.ok(), check

@@ -1,0 +1,235 @@
+"""Tolerance glue, regime helpers and known-entry predicates of the distance family:
+PairwiseDistance's first-order error analysis and CosineSimilarity's."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from backends.base import Case, Result
+from conformance.dtypes import DTYPES
+from conformance.tolerance import bound_as_magnitude
+from reference import distance as ref
+
+INF = math.inf
+
+
+def _params(case: Case) -> tuple[float, float, bool]:
+    p = case.params
+    return float(p["p"]), float(p["eps"]), bool(p["keepdim"])
+
+
+def _smooth(case: Case) -> bool:
+    """Differentiable at the case: every entry of d is 0 or |d| > 1e-3 (no entry at all at 0 for
+    p < 1, where |d|^p is not Lipschitz), the norm is > 1e-3, and for p = ±inf the extreme |d|
+    of each row is unique by more than 1e-3."""
+    p, eps, _ = _params(case)
+    a = np.abs(ref.difference(case.inputs["x1"], case.inputs["x2"], eps))
+    if np.any((a > 0) & (a <= 1e-3)) or (p < 1 and np.any(a == 0)):
+        return False
+    if np.isinf(p):
+        ranked = np.sort(a if p > 0 else -a, axis=-1)
+        return a.shape[-1] == 1 or bool(np.all(ranked[..., -1] - ranked[..., -2] > 1e-3))
+    return p == 0 or bool(np.all(ref.vector_norm(ref.difference(case.inputs["x1"], case.inputs["x2"], eps), p) > 1e-3))
+
+
+# -- error analysis -----------------------------------------------------------------------------
+
+def _broadcast_count(case: Case, name: str) -> int:
+    """How many entries of the broadcast difference are summed into one element of ``name``."""
+    full = np.broadcast_shapes(case.inputs["x1"].shape, case.inputs["x2"].shape)
+    return max(1, int(np.prod(full, dtype=np.int64)) // max(1, case.inputs[name].size))
+
+
+def _reduction(case: Case, tensor: str) -> int:
+    return _broadcast_count(case, tensor[len("grad."):]) if tensor.startswith("grad.") else \
+        max(1, int(np.broadcast_shapes(case.inputs["x1"].shape, case.inputs["x2"].shape)[-1]))
+
+
+def _magnitude(case: Case, result: Result) -> Mapping[str, np.ndarray]:
+    """First-order error bounds, as absolute errors converted to units of u (``bound_as_magnitude``).
+
+    - d: fl(fl(x1 - x2) + eps): |δd| <= e = u·(|x1 - x2| + |d| + eps) (+ the dtype's smallest
+      subnormal when eps != 0: eps itself may be rounded into the subnormal range);
+    - p = 0: a count, exact (zero entries are exact on both sides); p = ±inf: the max (min) is
+      1-Lipschitz, E = max e;
+    - finite p: E = Σ s·e + N·u·((2√D + 2)/|p| + 2 + |ln N|) with s = (|d|/N)^(p-1) the
+      sensitivity; the second term: the powers, the sum of D terms and the root (whose relative
+      error is the sum's divided by p), and the exponent 1/p rounded to the working precision,
+      which perturbs S^(1/p) by a factor S^δ, |δ| <= u/|p|, S = N^p: relative |ln N|·u;
+    - gradient s·sign(d)·g: exact for p = 1 (a sign); one rounding for ±inf (g/m); otherwise
+      |G|·(|p - 1|·(e/|d| + E/N) + 6u) + 2·tiny (a gradient in the subnormal range: the backend's
+      and the reference's own final roundings, each up to tiny/2); summed over broadcast axes with
+      2√K·u·Σ|G| more.
+    """
+    x1, x2 = case.inputs["x1"], case.inputs["x2"]
+    p, eps, keepdim = _params(case)
+    dt = DTYPES[case.dtype]
+    u = dt.unit_roundoff
+    diff = x1 - x2
+    d = diff + eps
+    a = np.abs(d)
+    dim = d.shape[-1]
+    e = u * (np.abs(diff) + a + abs(eps)) + (dt.min_subnormal if eps else 0.0)
+    norm = ref.vector_norm(d, p, keepdim=True)
+    with np.errstate(all="ignore"):
+        if p == 0:
+            err_out = np.zeros(norm.shape)
+        elif np.isinf(p):
+            err_out = e.max(axis=-1, keepdims=True)
+        else:
+            s = ref.sensitivity(d, norm, p)
+            log_norm = np.abs(np.log(np.where(norm > 0, norm, 1.0)))
+            err_out = np.nansum(s * e, axis=-1, keepdims=True) + norm * u * (
+                (2 * math.sqrt(dim) + 2) / abs(p) + 2 + log_norm)
+    out = {"output": bound_as_magnitude((err_out if keepdim else err_out[..., 0]) / u, _reduction(case, "output"))}
+    if "x1" not in result.grads:
+        return out
+    g = case.cotangents["output"]
+    g = g if keepdim else g[..., None]
+    big_g = np.abs(g * ref.sensitivity(d, norm, p))
+    with np.errstate(all="ignore"):
+        if p in (0.0, 1.0):
+            err_g = np.zeros(d.shape)
+        elif np.isinf(p):
+            err_g = u * big_g
+        else:
+            rel = abs(p - 1) * (e / a + err_out / norm) + 6 * u
+            # + the backend's and the reference's own roundings of a result in the subnormal range
+            err_g = np.where(big_g > 0, big_g * rel + 2 * dt.min_subnormal, 0.0)
+    for name, x in (("x1", x1), ("x2", x2)):
+        k = _broadcast_count(case, name)
+        total = ref.sum_to_shape(np.broadcast_to(err_g, d.shape), x.shape) \
+            + 2 * math.sqrt(k) * u * ref.sum_to_shape(np.broadcast_to(big_g, d.shape), x.shape)
+        out[f"grad.{name}"] = bound_as_magnitude(total / u, k)
+    return out
+
+
+# -- known torch discrepancy -------------------------------------------------------------------
+
+def unscaled_powers_leave_range(case: Case) -> bool:
+    """torch evaluates the powers of the p-norm unscaled: the forward's Σ|d|^p = N^p in its opmath
+    type (float32 for float32, float16 and bfloat16; float64 for float64), the backward's
+    N^(p-1) and |d|^(p-2) (|d|^(p-1) for p < 2) in the case dtype itself. Where one of them leaves
+    that format's normal range the result overflows or underflows (inf, 0, NaN gradients from
+    0·inf) although the distance and its gradient are representable: large p, or tiny distances
+    (x1 == x2, d = eps) with p ∉ {1, 2}. Rows with N = 0 are exact unless a power of a non-zero
+    entry overflows; an underflowing |d|^(p-2) is ignored where the true sensitivity
+    (|d|/N)^(p-1) is below the smallest subnormal too."""
+    p, eps, _ = _params(case)
+    if not math.isfinite(p) or p in (0.0, 1.0, 2.0):
+        return False
+    forward = DTYPES["float64" if case.dtype == "float64" else "float32"]
+    backward = DTYPES[case.dtype]
+    d = ref.difference(case.inputs["x1"], case.inputs["x2"], eps)
+    a = np.abs(d)
+    norm = ref.vector_norm(d, p, keepdim=True)
+    live = norm > 0
+    with np.errstate(all="ignore"):
+        log_norm = np.log2(np.where(live, norm, 1.0))
+        log_a = np.log2(np.where(a > 0, a, 1.0))
+    # The backward multiplies its powers by the cotangent: keep that much headroom (plus a binade).
+    g = case.cotangents.get("output")
+    headroom = 1.0 + (max(0.0, math.log2(float(np.max(np.abs(g))))) if g is not None and np.size(g)
+                      and np.max(np.abs(g)) > 0 else 0.0)
+    lo = lambda dt, m=0.0: math.log2(dt.min_normal) + m  # noqa: E731
+    hi = lambda dt, m=0.0: math.log2(dt.max_value) - m  # noqa: E731
+    outside = lambda v, dt, m=0.0: live & ((v < lo(dt, m)) | (v > hi(dt, m)))  # noqa: E731
+    if np.any(outside(p * log_norm, forward)) or np.any(outside((p - 1) * log_norm, backward, headroom)):
+        return True
+    power = ((p - 2) if p > 2 else (p - 1)) * log_a
+    sensitivity = (p - 1) * (log_a - log_norm)
+    lost = (power < lo(backward)) & (sensitivity > math.log2(backward.min_subnormal))
+    # An overflowing power is wrong even where N = 0 (p < 1: inf·N^(1-p) = inf·0 = NaN).
+    return bool(np.any((a > 0) & ((power > hi(backward, headroom)) | (live & lost))))
+
+
+def p_of(case: Case) -> float:
+    return float(case.params["p"])
+
+
+def difference_of(case: Case) -> np.ndarray:
+    return ref.difference(case.inputs["x1"], case.inputs["x2"], float(case.params["eps"]))
+
+
+# -- CosineSimilarity -----------------------------------------------------------------------------------
+
+
+def _cosine_norms(case: Case) -> tuple[np.ndarray, ...]:
+    x1, x2 = np.broadcast_arrays(case.inputs["x1"], case.inputs["x2"])
+    x1, x2 = np.atleast_1d(x1), np.atleast_1d(x2)
+    axis = case.params["dim"] % max(x1.ndim, 1)
+    n1 = np.sqrt(np.sum(x1 * x1, axis=axis, keepdims=True))
+    n2 = np.sqrt(np.sum(x2 * x2, axis=axis, keepdims=True))
+    return x1, x2, n1, n2, axis
+
+
+def cosine_errors(case: Case, result: Result) -> dict[str, np.ndarray]:
+    """First-order bounds (units of u) of y = Σ a1·a2, a = x/c, c = max(‖x‖₂, eps) over D entries:
+    each norm ‖x‖ = √(Σx²) carries (2√D·Σx²/2)/‖x‖² + 1 = √D + 1 relative (the sum, halved by
+    the root, and the root), a clamped one the rounding of eps to the format, |fl(eps) − eps|/eps
+    exactly (eps may round into the subnormal range); a = x/c one more, the product one more, the
+    sum 2√D·Σ|a1·a2|:
+
+        E_y = Σ|a1·a2|·(e1 + e2 + 3 + 2√D).
+
+    The gradient g·(a2 − y·x1/‖x1‖)/‖x1‖ (g·a2/eps where clamped), with x̂1 = x1/‖x1‖:
+        E_g1 = |g|/c1·(|a2|·(e1 + e2 + 3) + |y|·|x̂1|·(2·e1 + 4) + E_y·|x̂1|) + |grad|,
+    summed over broadcast axes with 2√K·Σ|grad| more (K the broadcast count)."""
+    u = DTYPES[case.dtype].unit_roundoff
+    eps = float(case.params["eps"])
+    x1, x2, n1, n2, axis = _cosine_norms(case)
+    root_d = math.sqrt(max(x1.shape[axis], 1))
+    eps_fl = float(DTYPES[case.dtype].round(np.asarray(eps)))
+    eps_err = abs(eps_fl - eps) / eps / u if eps > 0 else 0.0
+    with np.errstate(all="ignore"):
+        c1, c2 = np.maximum(n1, eps), np.maximum(n2, eps)
+        e1 = np.where(n1 >= eps, root_d + 1, eps_err)
+        e2 = np.where(n2 >= eps, root_d + 1, eps_err)
+        a1, a2 = x1 / c1, x2 / c2
+        s = np.sum(np.abs(a1 * a2), axis=axis, keepdims=True)
+        e_y = s * (e1 + e2 + 3 + 2 * root_d)
+        y = np.sum(a1 * a2, axis=axis, keepdims=True)
+        out = {"output": np.squeeze(e_y, axis=axis).reshape(np.shape(result.outputs["output"]))}
+        g = case.cotangents.get("output")
+        if g is None:
+            return out
+        g = np.expand_dims(np.asarray(g), axis) if np.ndim(g) < x1.ndim else np.asarray(g)
+        for name, (xa, c, n, ea, eb, a_other) in (("x1", (x1, c1, n1, e1, e2, a2)), ("x2", (x2, c2, n2, e2, e1, a1))):
+            hat = np.where(n > 0, xa / np.where(n > 0, n, 1.0), 0.0)
+            grad = np.abs(g) / c * (np.abs(a_other) + np.abs(y) * np.abs(hat))
+            err = np.abs(g) / c * (np.abs(a_other) * (ea + eb + 3) + np.abs(y) * np.abs(hat) * (2 * ea + 4)
+                                   + e_y * np.abs(hat)) + grad
+            shape = np.shape(case.inputs[name])
+            k = max(1, int(np.prod(err.shape)) // max(1, int(np.prod(shape))))
+            full = np.broadcast_shapes(np.shape(case.inputs["x1"]), np.shape(case.inputs["x2"]))
+            err, grad = err.reshape(full), grad.reshape(full)
+            total = ref.sum_to_shape(err, shape) + 2 * math.sqrt(k) * ref.sum_to_shape(grad, shape)
+            out[f"grad.{name}"] = total
+    return out
+
+
+def cosine_reduction(case: Case, tensor: str) -> int:
+    x = np.broadcast_shapes(np.shape(case.inputs["x1"]), np.shape(case.inputs["x2"]))
+    return max(1, x[case.params["dim"]] if x else 1)
+
+
+def cosine_clamped_norm(case: Case) -> bool:
+    """Some vector's norm is below eps but not 0: torch differentiates the norm through the clamp
+    (its backward has the term −(x̂·a_other)·x̂/eps that the clamped forward does not)."""
+    _, _, n1, n2, _ = _cosine_norms(case)
+    eps = float(case.params["eps"])
+    return bool(np.any((n1 > 0) & (n1 < eps)) or np.any((n2 > 0) & (n2 < eps)))
+
+
+def cosine_zero_vector_float16(case: Case) -> bool:
+    """float16 with a zero vector: eps underflows to 0 (the default 1e-8) and torch divides 0 by 0,
+    or the gradient a_other/eps leaves float16's range and torch's backward makes NaN of it."""
+    return case.dtype == "float16" and has_zero_vector(case)
+
+
+def has_zero_vector(case: Case) -> bool:
+    _, _, n1, n2, _ = _cosine_norms(case)
+    return bool(np.any(n1 == 0) or np.any(n2 == 0))
