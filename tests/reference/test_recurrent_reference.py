@@ -14,9 +14,11 @@ from hypothesis import given, settings
 from backends.base import Case
 from conformance.compare import compare_results
 from conformance.dtypes import DTYPES
+from conformance.families.recurrent import stack_reference
 from conformance.runner import reference_result
 from conformance.spec import all_specs
-from conformance.specs.recurrent import config_of, form_of, sequence_result, sequence_run
+from conformance.strategies.recurrent import config_of, form_of, module_inputs
+from reference import libm
 from reference import recurrent as ref
 from reference.recurrent_errors import Tracked, error_bounds
 
@@ -26,8 +28,8 @@ def _sig(x: float) -> float:
 
 
 def _run(cfg, inputs, form=None, cotangents=None):
-    cot = None if cotangents is None else (lambda name, _: cotangents[name])
-    return ref.run(ref.EXACT, cfg, form or ref.Form(), inputs, cot)
+    outputs, pullback = ref.module_call(ref.EXACT, cfg, form or ref.Form(), inputs)
+    return outputs, ({} if cotangents is None else pullback(cotangents))
 
 
 # -- hand-computed steps ------------------------------------------------------------------------------
@@ -209,7 +211,7 @@ class _Rounded(ref.Exact):
         return self.r(1.0 - a)
 
     def sigmoid(self, a):
-        return self.r(ref.sigmoid(a))
+        return self.r(libm.sigmoid(a))
 
     def tanh(self, a):
         return self.r(np.tanh(a))
@@ -229,8 +231,8 @@ def test_error_bound_covers_a_simulated_implementation(spec, dtype):
     @given(case=spec.strategy(dtype))
     def check(case):
         case, result = reference_result(spec, case)
-        cot = lambda name, _: case.cotangents[name]  # noqa: E731
-        got_out, got_grads = sequence_run(_Rounded(dtype), case, cot)
+        got_out, pullback = ref.module_call(_Rounded(dtype), config_of(case), form_of(case), module_inputs(case))
+        got_grads = pullback(case.cotangents)
         got = {**got_out, **{f"grad.{k}": v for k, v in got_grads.items()}}
         absref = spec.tolerance_for("output").magnitude(case, result)
         fmt = DTYPES[dtype]
@@ -254,8 +256,8 @@ def test_tracked_values_are_the_reference_values():
     out, _ = _run(cfg, inputs)
     cots = {k: np.ones(v.shape) for k, v in out.items()}
     exact_out, exact_grads = _run(cfg, inputs, cotangents=cots)
-    tracked_out, tracked_grads = ref.run(Tracked(2.0**-24, 2.0**-149, 2.0**-126), cfg, ref.Form(), inputs,
-                                         lambda name, _: cots[name])
+    tracked_out, pullback = ref.module_call(Tracked(2.0**-24, 2.0**-149, 2.0**-126), cfg, ref.Form(), inputs)
+    tracked_grads = pullback(cots)
     for name, value in exact_out.items():
         np.testing.assert_array_equal(tracked_out[name].v, value)
     for name, value in exact_grads.items():
@@ -274,7 +276,10 @@ def test_config_and_form_reject_what_torch_rejects():
         config_of(Case("LSTM", "float32", {**base, "dropout": 0.0, "proj_size": 3}, {"input": x}))
     case = Case("LSTM", "float32", {**base, "dropout": 0.0}, {"input": x, "h0": np.zeros((1, 3, 3))})
     with pytest.raises(ValueError):
-        form_of(case, config_of(case))
+        stack_reference(case)
+    with pytest.raises(ValueError):
+        form_of(replace(case, params={**base, "dropout": 0.0, "enforce_sorted": True},
+                        inputs={"input": x, "lengths": np.array([1, 4])}))
 
 
 def test_packed_ties_follow_the_backends_valid_order():
@@ -292,7 +297,8 @@ def test_packed_ties_follow_the_backends_valid_order():
                 types={"lengths": "int_list"}, variant="packed")
     case, result = reference_result(spec, case)
     np.testing.assert_array_equal(result.outputs["sorted_indices"], [1, 0, 2])
-    other = sequence_result(case, True, np.array([1, 2, 0]))  # the tie (0, 2) the other way
+    other, pullback = stack_reference(case, np.array([1, 2, 0]))  # the tie (0, 2) the other way
+    other.grads = spec.pull(pullback, case, case.cotangents)
     assert not np.array_equal(other.outputs["output"], result.outputs["output"])
     assert all(c.ok for c in compare_results(spec, case, result, other))
     bogus = replace(other, outputs={**other.outputs, "sorted_indices": np.array([0, 1, 2])})
