@@ -856,7 +856,8 @@ def _stack_example(mode: str, **kw: Any) -> Callable[[np.random.Generator], tupl
         h0 = rng.standard_normal((*states, cfg.out_size))
         hx = (h0, rng.standard_normal((*states, cfg.hidden_size))) if mode == "LSTM" else h0
         sizes = kw.get("batch_sizes")
-        x = rng.standard_normal((int(np.sum(sizes)), 3) if sizes is not None else (4, 3, 3))
+        padded = (3, 4, 3) if kw.get("batch_first") else (4, 3, 3)  # B = 3, T = 4
+        x = rng.standard_normal((int(np.sum(sizes)), 3) if sizes is not None else padded)
         args = (x, hx, params, True, cfg.num_layers, 0.0, False, cfg.bidirectional, kw.get("batch_first", False))
         return args, ({"batch_sizes": np.asarray(sizes)} if sizes is not None else {})
 

@@ -16,9 +16,10 @@ padding element is dropped, the gradient of a dropped element is 0). Conventions
 - Ties in length are sorted stably (batch order); torch does not promise an order among equal
   lengths, so callers that compare against torch accept any decreasing order.
 - Arguments that are lists in torch (``sequences``) are lists (or tuples) of arrays here, and also
-  one array whose first dim indexes the sequences (torch iterates a tensor the same way). A
-  PackedSequence argument's gradient is the gradient of its ``data``, keyed by the argument name;
-  a list argument's gradient is a list (an array when the argument was one array).
+  one array whose first dim indexes the sequences (torch iterates a tensor the same way). The
+  gradient of an argument has the argument's structure: a list for a list (an array when the
+  argument was one array), and for a PackedSequence the tuple (gradient of data, None, None,
+  None), integer fields having none.
 """
 
 from __future__ import annotations
@@ -151,6 +152,11 @@ def check_packed(sequence: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | No
     return data, sizes, sorted_indices, unsorted_indices
 
 
+def packed_gradient(g_data: np.ndarray, sequence: Any) -> tuple:
+    """The gradient of a PackedSequence argument: that of its data, None for its integer fields."""
+    return (g_data, *([None] * (len(sequence) - 1)))
+
+
 def _data_cotangent(cotangent: Any) -> np.ndarray:
     """The cotangent of a PackedSequence result: that of its data (the first of the tuple)."""
     return np.asarray(cotangent[0] if isinstance(cotangent, (tuple, list)) else cotangent, dtype=np.float64)
@@ -211,7 +217,8 @@ def _pad_packed_sequence_vjp(cotangent: Any, sequence: Any, batch_first: bool = 
     """dL/d(sequence.data): the cotangent at each packed row's place in the padded output."""
     g = cotangent[0] if isinstance(cotangent, (tuple, list)) else cotangent
     _, sizes, _, unsorted = check_packed(sequence)
-    return {"sequence": pad_vjp(np.asarray(g, dtype=np.float64), sizes, unsorted, batch_first)}
+    return {"sequence": packed_gradient(pad_vjp(np.asarray(g, dtype=np.float64), sizes, unsorted, batch_first),
+                                        sequence)}
 
 
 @functional(vjp=_pad_packed_sequence_vjp)
@@ -366,7 +373,7 @@ def _unpack_sequence_vjp(cotangent: Any, packed_sequences: Any) -> dict[str, np.
     data, sizes, _, unsorted = check_packed(packed_sequences)
     padded, lengths = pad(data, sizes, unsorted, True, 0.0, None)
     g_padded = _unpad_sequence_vjp(cotangent, padded, lengths, batch_first=True)["padded_sequences"]
-    return {"packed_sequences": pad_vjp(g_padded, sizes, unsorted, True)}
+    return {"packed_sequences": packed_gradient(pad_vjp(g_padded, sizes, unsorted, True), packed_sequences)}
 
 
 @functional(vjp=_unpack_sequence_vjp)
@@ -385,10 +392,18 @@ def _packed_example(rng: np.random.Generator) -> tuple[tuple, dict]:
     return ((data, sizes, order, inverse),), {}
 
 
-# Example calls of the functions whose arguments nest arrays in tuples (a PackedSequence), for the
-# finite-difference check of their VJPs (tests/reference/test_recurrent_reference.py).
+def _sequences_example(rng: np.random.Generator, lengths: tuple[int, ...]) -> list[np.ndarray]:
+    return [rng.standard_normal((n, 2)) for n in lengths]
+
+
+# Example calls of the functions whose arguments or results nest arrays in lists and tuples (a
+# PackedSequence, a list of sequences of unequal lengths), for the finite-difference check of their
+# VJPs (tests/reference/test_recurrent_reference.py).
 NESTED_EXAMPLES: dict[str, Any] = {
     "pad_packed_sequence": lambda rng: (_packed_example(rng)[0], {"batch_first": True, "total_length": 4}),
     "unpack_sequence": _packed_example,
+    "pad_sequence": lambda rng: ((_sequences_example(rng, (2, 0, 3)),), {"padding_side": "left"}),
+    "pack_sequence": lambda rng: ((_sequences_example(rng, (2, 3, 1)),), {"enforce_sorted": False}),
+    "unpad_sequence": lambda rng: ((rng.standard_normal((2, 3, 2)), np.array([1, 0, 2])), {"batch_first": False}),
 }
 

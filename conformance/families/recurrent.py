@@ -267,10 +267,11 @@ PAD_KWARGS = ("batch_first", "padding_value", "total_length")
 
 def pad_packed_reference(case: Case) -> tuple[Result, Pullback]:
     p, sequence = case.params, SR.packed_of(case)
+    SR.representable_padding(case)
     kw = {k: p[k] for k in PAD_KWARGS}
     padded, lengths = RF.pad_packed_sequence(sequence, **kw)
     return (Result(outputs={"output": padded, "lengths": lengths}),
-            lambda g: {"data": RF.vjp("pad_packed_sequence", sequence, cotangent=g["output"], **kw)["sequence"]})
+            lambda g: {"data": RF.vjp("pad_packed_sequence", sequence, cotangent=g["output"], **kw)["sequence"][0]})
 
 
 def packed_input(case: Case) -> list[Any]:
@@ -285,13 +286,14 @@ def roundtrip_reference(case: Case) -> tuple[Result, Pullback]:
     """pad(pack(x)): x with every step past a sequence's length replaced by padding_value, over
     total_length (or the longest length) steps; the gradient passes the valid steps through."""
     p, x, lengths = case.params, case.inputs["input"], case.inputs["lengths"]
+    SR.representable_padding(case)
     pack_kw = {"batch_first": p["batch_first"], "enforce_sorted": p["enforce_sorted"]}
     pad_kw = {k: p[k] for k in PAD_KWARGS}
     sequence = RF.pack_padded_sequence(x, lengths, **pack_kw)
     padded, out_lengths = RF.pad_packed_sequence(sequence, **pad_kw)
 
     def pullback(g: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        g_data = RF.vjp("pad_packed_sequence", sequence, cotangent=g["output"], **pad_kw)["sequence"]
+        g_data = RF.vjp("pad_packed_sequence", sequence, cotangent=g["output"], **pad_kw)["sequence"][0]
         return RF.vjp("pack_padded_sequence", x, lengths, cotangent=(g_data, None, None, None), **pack_kw)
 
     return Result(outputs={"output": padded, "lengths": out_lengths}), pullback
@@ -307,6 +309,7 @@ SEQUENCE_KWARGS = ("batch_first", "padding_value", "padding_side")
 
 def pad_sequence_reference(case: Case) -> tuple[Result, Pullback]:
     sequences, names = SR.sequences_of(case), SR.sequence_names(case)
+    SR.representable_padding(case)
     kw = {k: case.params[k] for k in SEQUENCE_KWARGS}
     output = RF.pad_sequence(sequences, **kw)
 
@@ -358,7 +361,7 @@ def unpack_reference(case: Case) -> tuple[Result, Pullback]:
     names = NR.tensor_names("output", len(sequences))
 
     def pullback(g: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"data": RF.vjp("unpack_sequence", sequence, cotangent=[g[n] for n in names])["packed_sequences"]}
+        return {"data": RF.vjp("unpack_sequence", sequence, cotangent=[g[n] for n in names])["packed_sequences"][0]}
 
     return Result(outputs=dict(zip(names, sequences))), pullback
 

@@ -73,14 +73,19 @@ declare(F.sequence_utility(
         Regime("signed zero or non-finite padding_value", lambda c: np.signbit(c.params["padding_value"])
                or not np.isfinite(c.params["padding_value"]),
                {"padding_value": -0.0, "lengths kind": "random", "B": 3}),
-        Regime("padding_value beyond float16", lambda c: c.params["padding_value"] == 2.0**20,
-               {"padding_value": 2.0**20, "lengths kind": "increasing", "B": 2}, "overflows to inf in float16"),
+        Regime("large padding_value", lambda c: c.params["padding_value"] == 2.0**15,
+               {"padding_value": 2.0**15, "lengths kind": "increasing", "B": 2}),
         Regime("trailing dims", lambda c: c.inputs["sequence0"].ndim == 3, {"feature ndim": 2}),
-        Regime("sequences as a tuple", lambda c: c.params["container"] == "tuple", {"container": "tuple"})),
+        Regime("sequences as a tuple", lambda c: c.params["container"] == "tuple", {"container": "tuple"}),
+        Regime("expanded (stride 0) sequence", lambda c: c.layout("sequence0").kind == "expanded",
+               {"layout.sequence0": "expanded", "lengths kind": "all equal"}),
+        Regime("±0, ±inf and NaN values", lambda c: SR.has_specials(c.inputs["sequence0"]),
+               {"tier": "float", "sequence0.kind": "special", "lengths kind": "all equal"})),
     notes=("Stacks B sequences (L_b, *) into (T, B, *) or (B, T, *), T = max L_b, each sequence at steps [0, L_b) "
            "('right') or [T - L_b, T) ('left'), padding_value (any float, ±0, ±inf, NaN) elsewhere; a list or a "
            "tuple of sequences, each in its own layout; sequences of length 0 allowed. Invalid: no sequence, a 0-d "
-           "sequence, differing trailing dims, another padding_side.")))
+           "sequence, differing trailing dims, another padding_side, a padding_value beyond the dtype's range (torch "
+           "converts it to the dtype and rejects an overflow, even one that would round to the largest value).")))
 
 declare(F.sequence_utility(
     "pack_sequence", cases=lambda dtype: SR.sequence_list_case("pack_sequence", dtype),
@@ -98,7 +103,9 @@ declare(F.sequence_utility(
         Regime("one sequence", lambda c: c.params["count"] == 1, {"B": 1}),
         Regime("single steps", lambda c: set(SR.lengths_of_list(c).tolist()) == {1},
                {"lengths kind": "single steps", "B": 3}),
-        Regime("trailing dims", lambda c: c.inputs["sequence0"].ndim == 3, {"feature ndim": 2})),
+        Regime("trailing dims", lambda c: c.inputs["sequence0"].ndim == 3, {"feature ndim": 2}),
+        Regime("±0, ±inf and NaN values", lambda c: SR.has_specials(c.inputs["sequence0"]),
+               {"tier": "float", "sequence0.kind": "special", "lengths kind": "all equal"})),
     notes=("pack_padded_sequence(pad_sequence(sequences), lengths, enforce_sorted): B sequences (L_b, *), L_b >= 1, "
            "decreasing when enforce_sorted (indices then None), otherwise sorted by decreasing length, any order "
            "among equal lengths accepted (data and the gradients must follow the backend's order). Invalid: no "
@@ -116,7 +123,12 @@ declare(F.sequence_utility(
                {"lengths kind": "with empty", "B": 3, "sequences": "some"}),
         Regime("padding beyond every length", lambda c: c.inputs["lengths"].size and SR.steps_of_padded(c)
                > c.inputs["lengths"].max(), {"padding steps": 2, "sequences": "some"}),
-        Regime("trailing dims", lambda c: c.inputs["padded_sequences"].ndim == 4, {"feature ndim": 2})),
+        Regime("trailing dims", lambda c: c.inputs["padded_sequences"].ndim == 4, {"feature ndim": 2}),
+        Regime("expanded (stride 0) input", lambda c: c.layout("padded_sequences").kind == "expanded",
+               {"layout.padded_sequences": "expanded", "sequences": "some"}),
+        Regime("±0, ±inf and NaN values", lambda c: SR.has_specials(c.inputs["padded_sequences"]),
+               {"tier": "float", "padded_sequences.kind": "special", "sequences": "some",
+                "lengths kind": "all equal"})),
     notes=("Splits padded (T, B, *) or (B, T, *) into the B sequences padded[:lengths[b], b], lengths an int64 CPU "
            "tensor in [0, T]; the input must come back untouched (state.padded_sequences). Invalid: a length count "
            "other than B, a length beyond T or below 0.")))
@@ -130,6 +142,8 @@ declare(F.sequence_utility(
         Regime("one sequence", lambda c: c.params["count"] == 1, {"B": 1}),
         Regime("tied lengths", lambda c: SR.has_ties(SR.packed_lengths(c)),
                {"lengths kind": "all equal", "B": 3}),
-        Regime("trailing dims", lambda c: c.inputs["data"].ndim == 3, {"feature ndim": 2})),
+        Regime("trailing dims", lambda c: c.inputs["data"].ndim == 3, {"feature ndim": 2}),
+        Regime("±0, ±inf and NaN values", lambda c: SR.has_specials(c.inputs["data"]),
+               {"tier": "float", "data.kind": "special"})),
     notes=("The B sequences (L_b, *) of a PackedSequence (as pack_sequence makes it, sorted or with its indices), "
            "in the original batch order. Invalid: a tensor where the PackedSequence is expected.")))

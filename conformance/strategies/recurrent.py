@@ -299,11 +299,15 @@ PACK_INVALID = ("unsorted with enforce_sorted", "length 0", "length > T", "lengt
 
 
 def padded_values(d: S.Drawer, dtype: str, tier: str, steps: int, batch: int, batch_first: bool,
-                  label: str = "input") -> tuple[np.ndarray, Any]:
+                  label: str = "input", copies: bool = False) -> tuple[np.ndarray, Any]:
+    """A padded batch (T, B, *) or (B, T, *) in a drawn layout; ``copies``: also expanded (stride 0)
+    layouts, and signed zeros and non-finite values among the float tier's."""
     features = tuple(S.sizes_within(d, d.integer(0, 2, "feature ndim"), 16, hi=4, label="features"))
     shape = (batch, steps, *features) if batch_first else (steps, batch, *features)
-    layout = S.layouts(d, len(shape), f"layout.{label}")
-    return S.values(d, shape, dtype, tier, label, layout=layout, int_limit=8), layout
+    layout = S.layouts(d, len(shape), f"layout.{label}", expanded=copies)
+    specials = COPY_SPECIALS if copies else ()
+    return S.values(d, shape, dtype, tier, label, layout=layout, int_limit=8, specials=specials,
+                    some_special=copies), layout
 
 
 @st.composite
@@ -403,12 +407,14 @@ def packed_of(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np
 # -- pad_sequence, pack_sequence, unpad_sequence, unpack_sequence ----------------------------------------
 
 MAX_SEQUENCES = 6
-# padding_value: the default, a few finite values, ±0, ±inf, NaN and one beyond float16's range.
-SEQUENCE_PADDING_VALUES = (0.0, -1.0, 5.5, -0.0, float("inf"), float("-inf"), float("nan"), 2.0**20)
+# padding_value: the default, a few finite values, ±0, ±inf, NaN and a large one (within every dtype's range:
+# torch rejects a padding_value its dtype cannot hold).
+SEQUENCE_PADDING_VALUES = (0.0, -1.0, 5.5, -0.0, float("inf"), float("-inf"), float("nan"), 2.0**15)
 # Values that copies must carry exactly: signed zeros and non-finite values.
 COPY_SPECIALS = (0.0, -0.0, float("inf"), float("-inf"), float("nan"))
 SEQUENCE_LENGTH_KINDS = ("random", "all equal", "with empty", "single steps", "increasing")
-PAD_SEQUENCE_INVALID = ("empty list", "0-d sequence", "trailing dims differ", "padding_side unknown")
+PAD_SEQUENCE_INVALID = ("empty list", "0-d sequence", "trailing dims differ", "padding_side unknown",
+                        "padding_value beyond the dtype")
 PACK_SEQUENCE_INVALID = ("empty list", "0-d sequence", "trailing dims differ", "length 0",
                          "unsorted with enforce_sorted")
 UNPAD_INVALID = ("lengths count", "length > T", "negative length")
@@ -447,9 +453,9 @@ def _sequences(d: S.Drawer, dtype: str, tier: str, lengths: np.ndarray, features
                inputs: dict[str, np.ndarray], layouts: dict[str, Any]) -> None:
     for i, length in enumerate(lengths.tolist()):
         shape = (length, *features)
-        layouts[sequence_name(i)] = S.layouts(d, len(shape), f"layout.{sequence_name(i)}")
+        layouts[sequence_name(i)] = S.layouts(d, len(shape), f"layout.{sequence_name(i)}", expanded=True)
         inputs[sequence_name(i)] = S.values(d, shape, dtype, tier, sequence_name(i), layout=layouts[sequence_name(i)],
-                                            int_limit=8, specials=COPY_SPECIALS)
+                                            int_limit=8, specials=COPY_SPECIALS, some_special=True)
 
 
 def _break_sequences(d: S.Drawer, invalid: str, inputs: dict[str, np.ndarray], layouts: dict[str, Any]) -> None:
@@ -491,6 +497,8 @@ def sequence_list_case(draw: Any, op: str, dtype: str, invalid: str = "") -> Cas
                       padding_side=d.choice(("right", "left"), "padding_side"))
         if invalid == "padding_side unknown":
             params["padding_side"] = d.choice(("middle", "LEFT"), "invalid padding_side")
+        if invalid == "padding_value beyond the dtype":  # (no finite float lies beyond float64's range)
+            params["padding_value"] = d.choice((1.0, -1.0), "sign") * 2.0 * DTYPES[dtype].max_value
     else:
         params["enforce_sorted"] = d.choice((True, False), "enforce_sorted")
     lengths = draw_sequence_lengths(d, batch, 0 if pad_op else 1)
@@ -509,6 +517,11 @@ def sequence_list_case(draw: Any, op: str, dtype: str, invalid: str = "") -> Cas
     params.update(count=len(inputs), container=d.choice(("list", "tuple"), "container"))
     return Case(op=op, dtype=dtype, params=params, inputs=inputs, differentiable=tuple(inputs), layouts=layouts,
                 tier=tier, cotangent_seed=S.seed(d), invalid=bool(invalid), note=invalid)
+
+
+def has_specials(x: np.ndarray) -> bool:
+    """Whether ``x`` holds a value a copy must carry exactly: a zero (of either sign), ±inf or NaN."""
+    return bool(np.any(~np.isfinite(x) | (x == 0)))
 
 
 def sequences_of(case: Case) -> list[np.ndarray]:
@@ -542,7 +555,7 @@ def unpad_case(draw: Any, dtype: str, invalid: str = "") -> Case:
     if invalid and batch == 0:
         batch, lengths = 1, np.ones(1, dtype=np.int64)
         steps = max(steps, 1)
-    x, layout = padded_values(d, dtype, tier, steps, batch, batch_first, "padded_sequences")
+    x, layout = padded_values(d, dtype, tier, steps, batch, batch_first, "padded_sequences", copies=True)
     if invalid == "lengths count":
         lengths = lengths[:-1] if d.flag("one too few") else np.concatenate([lengths, lengths[:1]])
     elif invalid == "length > T":
@@ -571,9 +584,9 @@ def unpack_case(draw: Any, dtype: str, invalid: str = "") -> Case:
         lengths = np.sort(lengths)[::-1].copy()
     order = rnn_utils.sort_order(lengths) if permuted == "permutation" else np.arange(batch, dtype=np.int64)
     features = tuple(S.sizes_within(d, d.integer(0, 2, "feature ndim"), 16, hi=4, label="features"))
-    layout = S.layouts(d, 1 + len(features), "layout.data")
+    layout = S.layouts(d, 1 + len(features), "layout.data", expanded=True)
     data = S.values(d, (int(lengths.sum()), *features), dtype, tier, "data", layout=layout, int_limit=8,
-                    specials=COPY_SPECIALS)
+                    specials=COPY_SPECIALS, some_special=True)
     inputs = {"data": data, "batch_sizes": rnn_utils.batch_sizes(lengths[order])}
     if permuted == "permutation":
         inputs.update(sorted_indices=order, unsorted_indices=np.argsort(order).astype(np.int64))
@@ -581,10 +594,24 @@ def unpack_case(draw: Any, dtype: str, invalid: str = "") -> Case:
                 layouts={"data": layout}, tier=tier, cotangent_seed=S.seed(d), invalid=bool(invalid), note=invalid)
 
 
+def possible(kind: str, dtype: str) -> bool:
+    """Whether an invalid kind exists in ``dtype`` (every finite float fits in float64)."""
+    return not (kind == "padding_value beyond the dtype" and dtype == "float64")
+
+
+def representable_padding(case: Case) -> None:
+    """torch converts padding_value to the case dtype and rejects a finite one beyond its range
+    (ValueError here)."""
+    value = case.params["padding_value"]
+    if np.isfinite(value) and abs(value) > DTYPES[case.dtype].max_value:
+        raise ValueError(f"padding_value {value} cannot be converted to {case.dtype} without overflow")
+
+
 def kinds_of(invalid_kinds: tuple[str, ...], build: Any, *args: Any, **kwargs: Any) -> Any:
-    """The invalid-case strategy of a declaration: one of ``invalid_kinds``, then
-    ``build(*args, dtype=dtype, invalid=kind, **kwargs)``."""
+    """The invalid-case strategy of a declaration: one of ``invalid_kinds`` that the dtype allows
+    (``possible``), then ``build(*args, dtype=dtype, invalid=kind, **kwargs)``."""
     def strategy(dtype: str) -> st.SearchStrategy[Case]:
-        return st.sampled_from(invalid_kinds).flatmap(lambda kind: build(*args, dtype=dtype, invalid=kind, **kwargs))
+        kinds = tuple(k for k in invalid_kinds if possible(k, dtype))
+        return st.sampled_from(kinds).flatmap(lambda kind: build(*args, dtype=dtype, invalid=kind, **kwargs))
 
     return strategy
