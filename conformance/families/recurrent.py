@@ -1,6 +1,6 @@
 """The family templates of the recurrent layers and the sequence utilities: data in, ``LayerSpec``
-out, and the references they run (each a registered ``reference.functional`` implementation, its
-forward once and its pullback once).
+out, and the references they run (each a registered ``reference.functional`` function: its forward
+once, then its VJP or pullback once).
 
 - ``recurrent_stack``: nn.RNN / LSTM / GRU over padded input (time-major, batch_first or
   unbatched) or, as the ``packed`` variant, over the PackedSequence that pack_padded_sequence
@@ -20,12 +20,19 @@ from backends.base import Case, Result
 from conformance.numerics import recurrent as NR
 from conformance.spec import CaseStrategy, Comparator, LayerSpec, Pullback, Regime, TorchMapping, arg, call_node, packed
 from conformance.strategies import recurrent as SR
-from reference import functional as RF
 from reference import recurrent as ref
 from reference import rnn_utils
+from reference.registry import FUNCTIONS
 
 PACK = "torch.nn.utils.rnn.pack_padded_sequence"
 UTILS = "torch.nn.utils.rnn."
+
+
+def vjp(name: str, *args: Any, cotangent: Any, **kwargs: Any) -> dict[str, Any]:
+    """``reference.functional.vjp``, read from the registry directly: reference.functional loads
+    every reference module on first use, and a module loaded in the middle of a run changes the
+    literal constants Hypothesis mixes into its draws, so the cases of every later search."""
+    return FUNCTIONS[name].vjp(cotangent, *args, **kwargs)
 
 
 # -- RNN, LSTM, GRU ------------------------------------------------------------------------------------
@@ -269,9 +276,9 @@ def pad_packed_reference(case: Case) -> tuple[Result, Pullback]:
     p, sequence = case.params, SR.packed_of(case)
     SR.representable_padding(case)
     kw = {k: p[k] for k in PAD_KWARGS}
-    padded, lengths = RF.pad_packed_sequence(sequence, **kw)
+    padded, lengths = rnn_utils.pad_packed_sequence(sequence, **kw)
     return (Result(outputs={"output": padded, "lengths": lengths}),
-            lambda g: {"data": RF.vjp("pad_packed_sequence", sequence, cotangent=g["output"], **kw)["sequence"][0]})
+            lambda g: {"data": vjp("pad_packed_sequence", sequence, cotangent=g["output"], **kw)["sequence"][0]})
 
 
 def packed_input(case: Case) -> list[Any]:
@@ -289,12 +296,12 @@ def roundtrip_reference(case: Case) -> tuple[Result, Pullback]:
     SR.representable_padding(case)
     pack_kw = {"batch_first": p["batch_first"], "enforce_sorted": p["enforce_sorted"]}
     pad_kw = {k: p[k] for k in PAD_KWARGS}
-    sequence = RF.pack_padded_sequence(x, lengths, **pack_kw)
-    padded, out_lengths = RF.pad_packed_sequence(sequence, **pad_kw)
+    sequence = rnn_utils.pack_padded_sequence(x, lengths, **pack_kw)
+    padded, out_lengths = rnn_utils.pad_packed_sequence(sequence, **pad_kw)
 
     def pullback(g: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        g_data = RF.vjp("pad_packed_sequence", sequence, cotangent=g["output"], **pad_kw)["sequence"][0]
-        return RF.vjp("pack_padded_sequence", x, lengths, cotangent=(g_data, None, None, None), **pack_kw)
+        g_data = vjp("pad_packed_sequence", sequence, cotangent=g["output"], **pad_kw)["sequence"][0]
+        return vjp("pack_padded_sequence", x, lengths, cotangent=(g_data, None, None, None), **pack_kw)
 
     return Result(outputs={"output": padded, "lengths": out_lengths}), pullback
 
@@ -311,10 +318,10 @@ def pad_sequence_reference(case: Case) -> tuple[Result, Pullback]:
     sequences, names = SR.sequences_of(case), SR.sequence_names(case)
     SR.representable_padding(case)
     kw = {k: case.params[k] for k in SEQUENCE_KWARGS}
-    output = RF.pad_sequence(sequences, **kw)
+    output = rnn_utils.pad_sequence(sequences, **kw)
 
     def pullback(g: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(names, RF.vjp("pad_sequence", sequences, cotangent=g["output"], **kw)["sequences"]))
+        return dict(zip(names, vjp("pad_sequence", sequences, cotangent=g["output"], **kw)["sequences"]))
 
     return Result(outputs={"output": output}), pullback
 
@@ -338,13 +345,13 @@ def pack_sequence_reference(case: Case, order: np.ndarray | None = None) -> tupl
 def unpad_reference(case: Case) -> tuple[Result, Pullback]:
     """unpad_sequence's sequences, and its input after the call: untouched."""
     x, lengths, batch_first = case.inputs["padded_sequences"], case.inputs["lengths"], case.params["batch_first"]
-    sequences = RF.unpad_sequence(x, lengths, batch_first)
+    sequences = rnn_utils.unpad_sequence(x, lengths, batch_first)
     names = NR.tensor_names("output", len(sequences))
     result = Result(outputs=dict(zip(names, sequences)), state={"padded_sequences": x.copy()})
 
     def pullback(g: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         cotangents = [g[n] for n in names]
-        return RF.vjp("unpad_sequence", x, lengths, batch_first=batch_first, cotangent=cotangents)
+        return vjp("unpad_sequence", x, lengths, batch_first=batch_first, cotangent=cotangents)
 
     return result, pullback
 
@@ -357,11 +364,11 @@ def unpad_args(case: Case) -> list[Any]:
 
 def unpack_reference(case: Case) -> tuple[Result, Pullback]:
     sequence = case.inputs["data"] if case.note == "not a PackedSequence" else SR.packed_of(case)
-    sequences = RF.unpack_sequence(sequence)
+    sequences = rnn_utils.unpack_sequence(sequence)
     names = NR.tensor_names("output", len(sequences))
 
     def pullback(g: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"data": RF.vjp("unpack_sequence", sequence, cotangent=[g[n] for n in names])["packed_sequences"][0]}
+        return {"data": vjp("unpack_sequence", sequence, cotangent=[g[n] for n in names])["packed_sequences"][0]}
 
     return Result(outputs=dict(zip(names, sequences))), pullback
 
