@@ -416,7 +416,7 @@ def between_layers(dropout: float, train: bool, num_layers: int) -> bool:
 
 def unflatten(mode: str, params: list[np.ndarray] | tuple[np.ndarray, ...], has_biases: bool, num_layers: int,
               bidirectional: bool, drop_between: bool = False) -> tuple[RNNConfig, dict[str, np.ndarray]]:
-    """The stack and its weights by torch's names from torch's flat parameter list (per layer, per
+    """The stack and its weights by torch's names, out of torch's flat parameter list (per layer, per
     direction: w_ih, w_hh, [b_ih, b_hh], [w_hr]); sizes are read from the weights, a projection
     from a fifth (third without biases) weight per direction (ValueError when inconsistent)."""
     directions = 2 if bidirectional else 1
