@@ -659,9 +659,12 @@ def _cell_exact(mode: str, input: np.ndarray, hx: Any, w_ih: np.ndarray, w_hh: n
                                   _f64(b_ih), _f64(b_hh))
     if not one:
         return outputs, pullback
-    return [o[0] for o in outputs], lambda *g: {k: (v[0] if k in ("input", "hx", "cx") else v)
-                                                for k, v in pullback(*(None if x is None else x[None]
-                                                                       for x in g)).items()}
+
+    def unbatched_pullback(*cotangents: np.ndarray | None) -> dict[str, Any]:
+        grads = pullback(*(add(g) for g in cotangents))
+        return {k: (v[0] if k in ("input", "hx", "cx") else v) for k, v in grads.items()}
+
+    return [o[0] for o in outputs], unbatched_pullback
 
 
 def _cell_vjp(mode: str) -> Callable[..., dict[str, Any]]:
