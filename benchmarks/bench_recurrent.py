@@ -68,7 +68,7 @@ def _data(cfg: Config, rng: np.random.Generator) -> tuple[dict[str, np.ndarray],
     if cfg.lengths is not None:
         lengths = np.asarray(cfg.lengths)
         form = ref.Form(lengths=lengths, order=sort_order(lengths))
-    outputs, _ = ref.run(ref.EXACT, rc, form, inputs, None)
+    outputs, _ = ref.module_call(ref.EXACT, rc, form, inputs)
     cotangents = {n: rng.standard_normal(v.shape) for n, v in outputs.items()}
     return inputs, cotangents, form
 
@@ -76,7 +76,12 @@ def _data(cfg: Config, rng: np.random.Generator) -> tuple[dict[str, np.ndarray],
 def reference_step(cfg: Config, inputs: dict[str, np.ndarray], cotangents: dict[str, np.ndarray],
                    form: ref.Form, arithmetic: Any = ref.EXACT) -> Callable[[], Any]:
     rc = _config(cfg)
-    return lambda: ref.run(arithmetic, rc, form, inputs, lambda name, _: cotangents[name])
+
+    def step() -> Any:
+        outputs, pullback = ref.module_call(arithmetic, rc, form, inputs)
+        return outputs, pullback(cotangents)
+
+    return step
 
 
 def torch_step(cfg: Config, inputs: dict[str, np.ndarray], cotangents: dict[str, np.ndarray],

@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from reference import libm
 from reference import recurrent as ref
 
 RHO = 3.0  # error of sigmoid / tanh, in units of u
@@ -178,8 +179,8 @@ class Tracked:
         return Bounded(value, e, np.minimum(slope * a.k, cap / self.u))
 
     def sigmoid(self, a: Bounded) -> Bounded:
-        steepest = ref.sigmoid(_toward_zero(a, self.u))
-        return self._smooth(ref.sigmoid(a.v), steepest * (1.0 - steepest), a, 1.0)
+        steepest = libm.sigmoid(_toward_zero(a, self.u))
+        return self._smooth(libm.sigmoid(a.v), steepest * (1.0 - steepest), a, 1.0)
 
     def tanh(self, a: Bounded) -> Bounded:
         steepest = np.tanh(_toward_zero(a, self.u))
@@ -216,13 +217,24 @@ class Tracked:
         return Bounded(a.v[index], a.e[index], a.k[index])
 
 
+def _totals(outputs: dict[str, Bounded], pullback: Any, cotangents: dict[str, np.ndarray] | None) \
+        -> dict[str, np.ndarray]:
+    out = {name: np.asarray(b.total) for name, b in outputs.items()}
+    if cotangents is not None:
+        out.update({f"grad.{name}": np.asarray(b.total) for name, b in pullback(cotangents).items()})
+    return out
+
+
 def error_bounds(cfg: ref.RNNConfig, form: ref.Form, inputs: dict[str, np.ndarray],
                  cotangents: dict[str, np.ndarray] | None, u: float, tiny: float,
                  normal: float) -> dict[str, np.ndarray]:
     """E (units of u) for every output and gradient (when ``cotangents`` are given) of
-    ``reference.recurrent.run``, by qualified name (``output``, ``h_n``, ``c_n``, ``grad.<input>``)."""
-    cotangent = None if cotangents is None else (lambda name, _: cotangents[name])
-    outputs, grads = ref.run(Tracked(u, tiny, normal), cfg, form, inputs, cotangent)
-    out = {name: np.asarray(b.total) for name, b in outputs.items()}
-    out.update({f"grad.{name}": np.asarray(b.total) for name, b in grads.items()})
-    return out
+    ``reference.recurrent.module_call``, by qualified name (``output``, ``h_n``, ``c_n``,
+    ``grad.<input>``)."""
+    return _totals(*ref.module_call(Tracked(u, tiny, normal), cfg, form, inputs), cotangents)
+
+
+def cell_error_bounds(mode: str, inputs: dict[str, np.ndarray], cotangents: dict[str, np.ndarray] | None, u: float,
+                      tiny: float, normal: float) -> dict[str, np.ndarray]:
+    """E (units of u) for h, c and every gradient of ``reference.recurrent.cell_module_call``."""
+    return _totals(*ref.cell_module_call(Tracked(u, tiny, normal), mode, inputs), cotangents)

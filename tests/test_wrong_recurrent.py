@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from conformance.cli import main
@@ -37,3 +38,28 @@ def test_wrong_recurrent_adapter_is_caught(tmp_path, adapter, op, dtype):
     shortest = min(final, key=lambda r: max(r["case"]["inputs"]["input"]["shape"]))
     shape = shortest["case"]["inputs"]["input"]["shape"]
     assert max(shape) <= 8, (shape, shortest["regime"])
+
+
+UTILITY_CASES = [
+    ("PadSequenceIgnoresPaddingSide", "pad_sequence"),
+    ("PackSequenceRowsUnsorted", "pack_sequence"),
+    ("UnpadSequenceBatchFirstInverted", "unpad_sequence"),
+    ("UnpackSequenceSortedOrder", "unpack_sequence"),
+]
+
+
+@pytest.mark.parametrize(("adapter", "op"), UTILITY_CASES, ids=[a for a, _ in UTILITY_CASES])
+def test_wrong_sequence_utility_is_caught(tmp_path, adapter, op):
+    code = main(["run", "--backend", f"tests.wrong_backends.recurrent:{adapter}", "--ops", op,
+                 "--dtypes", "float64", "--profile", "ci", "--no-invalid", "--quiet", "-j", "1",
+                 "--report-dir", str(tmp_path)])
+    assert code == 1
+    records = list(read_records(tmp_path))
+    final = [r for r in records if r["op"] == op and r["verdict"] in ("fail", "error") and r["final"]]
+    assert final, sorted({r["verdict"] for r in records})
+    # Shrunk to a few short sequences of few features (lengths come from a drawn seed: at most 5).
+    def elements(record):
+        return sum(int(np.prod(i["shape"])) for i in record["case"]["inputs"].values() if i["type"] == "float")
+
+    smallest = min(final, key=elements)
+    assert elements(smallest) <= 40, smallest["case"]["inputs"]

@@ -1,329 +1,149 @@
-"""torch.nn.utils.rnn.pack_padded_sequence and pad_packed_sequence: functions whose arguments and
-results are PackedSequences, assembled from named arrays and taken apart into named arrays.
-
-pack_padded_sequence sorts the batch by decreasing length. The documentation does not say how
-equal lengths are ordered, so any order that sorts the lengths is accepted: ``sorted_indices``
-must be such an order, ``unsorted_indices`` its inverse, and ``data`` and the input gradient must
-follow the order the backend chose. Everything else is a copy and must match exactly. A third
-declaration (``pad_packed_sequence[roundtrip]``) packs and pads again in one call tree.
-"""
-
-from __future__ import annotations
-
-from typing import Any
+"""torch.nn.utils.rnn: packing, padding and splitting variable-length sequences (copies, exact)."""
 
 import numpy as np
-from hypothesis import strategies as st
 
-from backends.base import Case, Result
-from conformance import strategies as S
-from conformance.compare import Comparison, compare_tensor
-from conformance.spec import (
-    LayerSpec,
-    Regime,
-    Tolerance,
-    TorchMapping,
-    arg,
-    call_node,
-    declare,
-    packed,
-    result_reference,
-)
-from reference import rnn_utils as ref
+from conformance.families import recurrent as F
+from conformance.numerics import recurrent as NR
+from conformance.numerics.recurrent import lengths_beyond_steps  # noqa: F401  (known/utility.toml's predicate)
+from conformance.spec import Regime, declare
+from conformance.strategies import recurrent as SR
 
-PACK = "torch.nn.utils.rnn.pack_padded_sequence"
-PAD = "torch.nn.utils.rnn.pad_packed_sequence"
-COPY = Tolerance(magnitude="ref", exact="always")  # no arithmetic anywhere: bit-exact
-PADDING_VALUES = (0.0, -1.0, 5.5, float("inf"), float("nan"))
-LENGTH_KINDS = ("random", "all equal", "all full", "all short", "increasing")
-
-
-def _lengths(d: S.Drawer, steps: int, batch: int, enforce_sorted: bool) -> np.ndarray:
-    """Lengths in [1, steps]; ``all equal`` gives ties, ``all full`` lengths of T, ``all short``
-    lengths below T (when T > 1), ``increasing`` a batch out of order (when T, B > 1; sorted
-    anyway when ``enforce_sorted``)."""
-    kind = d.choice(LENGTH_KINDS, "lengths kind")
-    rng = np.random.default_rng(d.integer(0, 2**32 - 1, "lengths.seed"))
-    if kind == "all full":
-        lengths = np.full(batch, steps)
-    elif kind == "all equal":
-        lengths = np.full(batch, int(rng.integers(1, steps + 1)))
-    elif kind == "all short":
-        lengths = rng.integers(1, max(steps - 1, 1) + 1, size=batch)
-    elif kind == "increasing":
-        lengths = np.sort(rng.integers(1, steps + 1, size=batch))
-        lengths[0], lengths[-1] = min(lengths[0], steps - 1) if steps > 1 else 1, steps
-    else:
-        lengths = rng.integers(1, steps + 1, size=batch)
-    return (np.sort(lengths)[::-1] if enforce_sorted else lengths).astype(np.int64)
-
-
-def _padded(d: S.Drawer, dtype: str, tier: str, steps: int, batch: int, batch_first: bool,
-            label: str = "input") -> tuple[np.ndarray, Any]:
-    features = tuple(S.sizes_within(d, d.integer(0, 2, "feature ndim"), 16, hi=4, label="features"))
-    shape = (batch, steps, *features) if batch_first else (steps, batch, *features)
-    layout = S.layouts(d, len(shape), f"layout.{label}")
-    return S.values(d, shape, dtype, tier, label, layout=layout, int_limit=8), layout
-
-
-@st.composite
-def _pack_case(draw: Any, dtype: str, invalid: str = "") -> Case:
-    d = S.Drawer(draw)
-    tier = S.tier(d)
-    unsorted = invalid == "unsorted with enforce_sorted"  # needs two sequences of different lengths
-    steps, batch = d.integer(2 if unsorted else 1, 8, "T"), d.integer(2 if unsorted else 1, 6, "B")
-    batch_first = d.flag("batch_first")
-    enforce_sorted = d.choice((True, False), "enforce_sorted")
-    lengths = _lengths(d, steps, batch, enforce_sorted)
-    x, layout = _padded(d, dtype, tier, steps, batch, batch_first)
-    if unsorted:
-        enforce_sorted, lengths = True, np.sort(lengths)
-        lengths[-1] = max(lengths[-1], lengths[0] + 1) if lengths[0] < steps else steps
-        lengths[0] = min(lengths[0], steps - 1)
-    elif invalid == "length 0":
-        lengths = lengths.copy()
-        lengths[-1] = 0
-    elif invalid == "length > T":
-        lengths = lengths.copy()
-        lengths[0] = steps + 1
-    elif invalid == "lengths count":
-        lengths = np.concatenate([lengths, lengths[-1:]])
-    as_tensor = d.choice(("list", "tensor"), "lengths as")
-    return Case(op="pack_padded_sequence", dtype=dtype,
-                params={"batch_first": batch_first, "enforce_sorted": enforce_sorted, "lengths_as": as_tensor},
-                inputs={"input": x, "lengths": lengths},
-                types={"lengths": "int_list" if as_tensor == "list" else "int64"},
-                differentiable=("input",), layouts={"input": layout}, tier=tier, cotangent_seed=S.seed(d),
-                invalid=bool(invalid), note=invalid)
-
-
-PACK_INVALID = ("unsorted with enforce_sorted", "length 0", "length > T", "lengths count")
-
-
-def lengths_beyond_steps(case: Case) -> bool:
-    """Predicate of a torch discrepancy: a length exceeds the padded input's time steps."""
-    x, lengths = case.inputs["input"], case.inputs["lengths"]
-    steps = x.shape[1] if case.params["batch_first"] else x.shape[0]
-    return bool(lengths.size and lengths.max() > steps)
-
-
-def _pack_order(case: Case) -> np.ndarray:
-    p = case.params
-    x, lengths = case.inputs["input"], case.inputs["lengths"]
-    steps, batch = (x.shape[1], x.shape[0]) if p["batch_first"] else (x.shape[0], x.shape[1])
-    ref.check_lengths(lengths, steps, batch, p["enforce_sorted"])
-    return np.arange(batch, dtype=np.int64) if p["enforce_sorted"] else ref.sort_order(lengths)
-
-
-def _pack_reference(case: Case, backward: bool, order: np.ndarray | None = None) -> Result:
-    p = case.params
-    x, lengths = case.inputs["input"], case.inputs["lengths"]
-    order = _pack_order(case) if order is None else order
-    result = Result(outputs={"data": ref.pack(x, lengths, order, p["batch_first"]),
-                             "batch_sizes": ref.batch_sizes(lengths[order])})
-    if not p["enforce_sorted"]:
-        result.outputs.update(sorted_indices=order, unsorted_indices=np.argsort(order).astype(np.int64))
-    if backward:
-        g = S.output_gradient(case, "data", result.outputs["data"])
-        result.grads["input"] = ref.pack_vjp(g, lengths, order, x.shape, p["batch_first"])
-    return result
-
-
-def _backend_order(case: Case, got: Result) -> np.ndarray | None:
-    """The backend's sorted_indices when they sort the lengths in decreasing order, else None."""
-    order = got.outputs.get("sorted_indices")
-    if order is None or not ref.is_decreasing_order(case.inputs["lengths"], order):
-        return None
-    return np.asarray(order, dtype=np.int64)
-
-
-def _tie_comparator(spec: LayerSpec, case: Case, name: str, result: Result, got: Result) -> Comparison:
-    """Ties in length may be ordered either way: judge against the backend's own valid order."""
-    order = _backend_order(case, got)
-    expected = result.tensors()[name]
-    if name == "sorted_indices":
-        value = got.outputs.get(name)
-        if order is not None:
-            expected = order  # any decreasing order is accepted
-        return compare_tensor(spec, case, name, expected, value, got.dtypes.get(name), np.zeros(np.shape(expected)))
-    if order is not None:
-        expected = _pack_reference(case, "input" in result.grads, order).tensors()[name]
-    return compare_tensor(spec, case, name, expected, got.tensors().get(name), got.dtypes.get(name),
-                          np.abs(expected).astype(np.float64))
-
-
-def _pack_args(case: Case) -> list[Any]:
-    return ["input", arg("lengths", device="cpu")]
-
-
-declare(LayerSpec(
-    name="pack_padded_sequence", family="utility", catalogue=PACK,
-    cases=lambda dtype: _pack_case(dtype),
-    reference=result_reference(_pack_reference),
-    torch=TorchMapping(PACK, kind="function", args=_pack_args,
-                       kwargs=lambda c: {"batch_first": c.params["batch_first"],
-                                         "enforce_sorted": c.params["enforce_sorted"]},
-                       outputs=packed(data="data", batch_sizes="batch_sizes", sorted_indices="sorted_indices",
-                                      unsorted_indices="unsorted_indices")),
-    tolerance=COPY,
-    comparators={name: _tie_comparator for name in ("data", "sorted_indices", "unsorted_indices", "grad.input")},
-    invalid_cases=lambda dtype: st.sampled_from(PACK_INVALID).flatmap(lambda k: _pack_case(dtype, k)),
+declare(F.sequence_utility(
+    "pack_padded_sequence", cases=lambda dtype: SR.pack_case(dtype), reference=F.pack_padded_reference,
+    args=F.pack_padded_args, kwargs=("batch_first", "enforce_sorted"), outputs=F.PACKED_OUTPUTS,
+    compared=("data", "batch_sizes", "sorted_indices", "unsorted_indices", "grad.input"),
+    ties=lambda c: c.inputs["lengths"], invalid=SR.kinds_of(SR.PACK_INVALID, SR.pack_case),
     regimes=(
-        Regime("unsorted batch",
-               lambda c: not c.params["enforce_sorted"] and bool(np.any(np.diff(c.inputs["lengths"]) > 0)),
+        Regime("unsorted batch", lambda c: not c.params["enforce_sorted"] and SR.is_unsorted(c.inputs["lengths"]),
                {"enforce_sorted": False, "lengths kind": "increasing", "B": 4, "T": 6}),
-        Regime("tied lengths", lambda c: len(set(c.inputs["lengths"].tolist())) < len(c.inputs["lengths"]),
+        Regime("tied lengths", lambda c: SR.has_ties(c.inputs["lengths"]),
                {"enforce_sorted": False, "lengths kind": "all equal", "B": 3},
                "any order of equal lengths is accepted"),
         Regime("batch_first", lambda c: c.params["batch_first"], {"batch_first": True}),
         Regime("lengths as a tensor", lambda c: c.params["lengths_as"] == "tensor", {"lengths as": "tensor"}),
-        Regime("padding never used", lambda c: bool(np.all(c.inputs["lengths"] == (
-            c.inputs["input"].shape[1] if c.params["batch_first"] else c.inputs["input"].shape[0]))),
-               {"lengths kind": "all full"}),
-    ),
+        Regime("padding never used", lambda c: bool(np.all(c.inputs["lengths"] == SR.padded_steps(c))),
+               {"lengths kind": "all full"})),
     notes=("Lengths as a Python list or a CPU int64 tensor. enforce_sorted=True requires decreasing lengths and "
            "leaves sorted_indices/unsorted_indices None; otherwise the batch is sorted by decreasing length, any "
-           "order among equal lengths accepted (data and the gradient must follow the backend's order). Exact."),
-))
+           "order among equal lengths accepted (data and the gradient must follow the backend's order).")))
 
-
-# -- pad_packed_sequence ------------------------------------------------------------------------------
-
-@st.composite
-def _pad_case(draw: Any, dtype: str, invalid: bool = False) -> Case:
-    """A consistent PackedSequence (data, batch_sizes and, for an unsorted batch, the permutation
-    and its inverse), batch_first, padding_value and total_length."""
-    d = S.Drawer(draw)
-    tier = S.tier(d)
-    steps, batch = d.integer(1, 8, "T"), d.integer(1, 6, "B")
-    lengths = _lengths(d, steps, batch, enforce_sorted=False)
-    permuted = d.choice(("sorted batch", "permutation"), "indices")
-    rng = np.random.default_rng(d.integer(0, 2**32 - 1, "permutation.seed"))
-    order = ref.sort_order(lengths) if permuted == "permutation" else np.arange(batch)
-    if permuted == "permutation" and batch > 1:
-        lengths = lengths[rng.permutation(batch)]
-        order = ref.sort_order(lengths)
-    else:
-        lengths = np.sort(lengths)[::-1].copy()
-    sizes = ref.batch_sizes(lengths[order])
-    features = tuple(S.sizes_within(d, d.integer(0, 2, "feature ndim"), 16, hi=4, label="features"))
-    layout = S.layouts(d, 1 + len(features), "layout.data")
-    data = S.values(d, (int(lengths.sum()), *features), dtype, tier, "data", layout=layout, int_limit=8)
-    longest = int(lengths.max())
-    total = d.choice(("none", "longer", "exact"), "total_length")
-    total_length = {"none": None, "longer": longest + d.integer(1, 3, "extra steps"), "exact": longest}[total]
-    if invalid:
-        total_length = longest - d.integer(1, longest, "missing steps")
-    inputs = {"data": data, "batch_sizes": sizes}
-    if permuted == "permutation":
-        inputs.update(sorted_indices=order, unsorted_indices=np.argsort(order).astype(np.int64))
-    params = {"batch_first": d.flag("batch_first"), "padding_value": d.choice(PADDING_VALUES, "padding_value"),
-              "total_length": total_length}
-    return Case(op="pad_packed_sequence", dtype=dtype, params=params, inputs=inputs, differentiable=("data",),
-                layouts={"data": layout}, tier=tier, cotangent_seed=S.seed(d), invalid=invalid,
-                note="total_length shorter than the longest sequence" if invalid else "")
-
-
-def _pad_reference(case: Case, backward: bool) -> Result:
-    p, inputs = case.params, case.inputs
-    unsorted = inputs.get("unsorted_indices")
-    padded, lengths = ref.pad(inputs["data"], inputs["batch_sizes"], unsorted, p["batch_first"],
-                              p["padding_value"], p["total_length"])
-    result = Result(outputs={"output": padded, "lengths": lengths})
-    if backward:
-        result.grads["data"] = ref.pad_vjp(S.output_gradient(case, "output", padded), inputs["batch_sizes"], unsorted,
-                                           p["batch_first"])
-    return result
-
-
-def _packed_input(case: Case) -> dict[str, Any]:
-    fields = {"data": arg("data"), "batch_sizes": arg("batch_sizes", device="cpu")}
-    if "sorted_indices" in case.inputs:
-        fields.update(sorted_indices=arg("sorted_indices"), unsorted_indices=arg("unsorted_indices"))
-    return packed(**fields)
-
-
-_PAD_REGIMES = (
-    Regime("unsorted batch", lambda c: "sorted_indices" in c.inputs, {"indices": "permutation", "B": 4}),
-    Regime("total_length beyond the longest", lambda c: (c.params["total_length"] or 0) > len(c.inputs["batch_sizes"]),
-           {"total_length": "longer"}),
-    Regime("batch_first", lambda c: c.params["batch_first"], {"batch_first": True}),
-    Regime("non-finite padding_value", lambda c: not np.isfinite(c.params["padding_value"]),
-           {"padding_value": float("nan"), "lengths kind": "random", "B": 3, "T": 5}),
-)
-
-declare(LayerSpec(
-    name="pad_packed_sequence", family="utility", catalogue=PAD,
-    cases=lambda dtype: _pad_case(dtype),
-    reference=result_reference(_pad_reference),
-    torch=TorchMapping(PAD, kind="function", args=lambda c: [_packed_input(c)],
-                       kwargs=lambda c: dict(c.params), outputs=("output", "lengths")),
-    tolerance=COPY,
-    invalid_cases=lambda dtype: _pad_case(dtype, invalid=True),
-    regimes=_PAD_REGIMES,
+declare(F.sequence_utility(
+    "pad_packed_sequence", cases=lambda dtype: SR.pad_case(dtype), reference=F.pad_packed_reference,
+    args=F.packed_input, kwargs=("batch_first", "padding_value", "total_length"), outputs=("output", "lengths"),
+    compared=("output", "lengths", "grad.data"), invalid=lambda dtype: SR.pad_case(dtype, invalid=True),
+    regimes=(
+        Regime("unsorted batch", lambda c: "sorted_indices" in c.inputs, {"indices": "permutation", "B": 4}),
+        Regime("total_length beyond the longest",
+               lambda c: (c.params["total_length"] or 0) > len(c.inputs["batch_sizes"]), {"total_length": "longer"}),
+        Regime("batch_first", lambda c: c.params["batch_first"], {"batch_first": True}),
+        Regime("non-finite padding_value", lambda c: not np.isfinite(c.params["padding_value"]),
+               {"padding_value": float("nan"), "lengths kind": "random", "B": 3, "T": 5})),
     notes=("Pads each sequence after its length with padding_value (any float, ±inf and NaN too) up to "
            "total_length (>= the longest; shorter is invalid) or the longest length, in the original batch "
-           "order (unsorted_indices); lengths are returned as an int64 CPU tensor. Exact."),
-))
+           "order (unsorted_indices); lengths are returned as an int64 CPU tensor.")))
 
-
-# -- the round trip --------------------------------------------------------------------------------------
-
-@st.composite
-def _roundtrip_case(draw: Any, dtype: str) -> Case:
-    d = S.Drawer(draw)
-    tier = S.tier(d)
-    steps, batch = d.integer(1, 8, "T"), d.integer(1, 6, "B")
-    batch_first = d.flag("batch_first")
-    enforce_sorted = d.choice((True, False), "enforce_sorted")
-    lengths = _lengths(d, steps, batch, enforce_sorted)
-    x, layout = _padded(d, dtype, tier, steps, batch, batch_first)
-    longest = int(lengths.max())
-    total = d.choice(("none", "longer", "exact"), "total_length")
-    total_length = {"none": None, "longer": longest + d.integer(1, 3, "extra steps"), "exact": longest}[total]
-    params = {"batch_first": batch_first, "enforce_sorted": enforce_sorted,
-              "padding_value": d.choice(PADDING_VALUES, "padding_value"), "total_length": total_length}
-    return Case(op="pad_packed_sequence", dtype=dtype, params=params, inputs={"input": x, "lengths": lengths},
-                types={"lengths": "int_list"}, differentiable=("input",), layouts={"input": layout}, tier=tier,
-                cotangent_seed=S.seed(d))
-
-
-def _roundtrip_reference(case: Case, backward: bool) -> Result:
-    """pad(pack(x)): x with every step past a sequence's length replaced by padding_value, over
-    total_length (or the longest length) steps; the gradient passes the valid steps through."""
-    p = case.params
-    x, lengths = case.inputs["input"], case.inputs["lengths"]
-    steps, batch = (x.shape[1], x.shape[0]) if p["batch_first"] else (x.shape[0], x.shape[1])
-    ref.check_lengths(lengths, steps, batch, p["enforce_sorted"])
-    order = ref.sort_order(lengths)
-    data = ref.pack(x, lengths, order, p["batch_first"])
-    sizes = ref.batch_sizes(lengths[order])
-    padded, out_lengths = ref.pad(data, sizes, np.argsort(order), p["batch_first"], p["padding_value"],
-                                  p["total_length"])
-    result = Result(outputs={"output": padded, "lengths": out_lengths})
-    if backward:
-        g_data = ref.pad_vjp(S.output_gradient(case, "output", padded), sizes, np.argsort(order), p["batch_first"])
-        result.grads["input"] = ref.pack_vjp(g_data, lengths, order, x.shape, p["batch_first"])
-    return result
-
-
-declare(LayerSpec(
-    name="pad_packed_sequence", variant="roundtrip", family="utility", catalogue=PAD,
-    cases=lambda dtype: _roundtrip_case(dtype),
-    reference=result_reference(_roundtrip_reference),
-    torch=TorchMapping(PAD, kind="function",
-                       args=lambda c: [call_node(PACK, "input", {"input": "lengths"},
-                                                 batch_first=c.params["batch_first"],
-                                                 enforce_sorted=c.params["enforce_sorted"])],
-                       kwargs=lambda c: {k: c.params[k] for k in ("batch_first", "padding_value", "total_length")},
-                       outputs=("output", "lengths")),
-    tolerance=COPY,
+declare(F.sequence_utility(
+    "pad_packed_sequence", variant="roundtrip", cases=lambda dtype: SR.roundtrip_case(dtype),
+    reference=F.roundtrip_reference, args=F.roundtrip_args, kwargs=("batch_first", "padding_value", "total_length"),
+    outputs=("output", "lengths"), compared=("output", "lengths", "grad.input"),
     regimes=(
-        Regime("unsorted batch", lambda c: bool(np.any(np.diff(c.inputs["lengths"]) > 0)),
+        Regime("unsorted batch", lambda c: SR.is_unsorted(c.inputs["lengths"]),
                {"enforce_sorted": False, "lengths kind": "increasing", "B": 4, "T": 6}),
         Regime("shorter than the input", lambda c: (c.params["total_length"] or c.inputs["lengths"].max())
-               < (c.inputs["input"].shape[1] if c.params["batch_first"] else c.inputs["input"].shape[0]),
-               {"lengths kind": "all short", "T": 8, "total_length": "exact"}, "steps past every length are cut"),
-    ),
-    notes="pad_packed_sequence(pack_padded_sequence(x, lengths, ...), ...): one call tree, two functions. Exact.",
-))
+               < SR.padded_steps(c), {"lengths kind": "all short", "T": 8, "total_length": "exact"},
+               "steps past every length are cut")),
+    notes="pad_packed_sequence(pack_padded_sequence(x, lengths, ...), ...): one call tree, two functions."))
+
+declare(F.sequence_utility(
+    "pad_sequence", cases=lambda dtype: SR.sequence_list_case("pad_sequence", dtype),
+    reference=F.pad_sequence_reference, args=F.sequence_list_args, outputs=("output",),
+    kwargs=("batch_first", "padding_value", "padding_side"),
+    compared=("output", *NR.tensor_names("grad.sequence", SR.MAX_SEQUENCES)),
+    invalid=SR.kinds_of(SR.PAD_SEQUENCE_INVALID, SR.sequence_list_case, "pad_sequence"),
+    regimes=(
+        Regime("padding_side left", lambda c: c.params["padding_side"] == "left", {"padding_side": "left"}),
+        Regime("batch_first", lambda c: c.params["batch_first"], {"batch_first": True}),
+        Regime("empty sequences", lambda c: 0 in SR.lengths_of_list(c), {"lengths kind": "with empty", "B": 3},
+               "a sequence of length 0 is all padding"),
+        Regime("equal lengths (no padding)", lambda c: len(set(SR.lengths_of_list(c).tolist())) == 1,
+               {"lengths kind": "all equal", "B": 3}),
+        Regime("one sequence", lambda c: c.params["count"] == 1, {"B": 1}),
+        Regime("single steps", lambda c: set(SR.lengths_of_list(c).tolist()) == {1},
+               {"lengths kind": "single steps", "B": 3}),
+        Regime("signed zero or non-finite padding_value", lambda c: np.signbit(c.params["padding_value"])
+               or not np.isfinite(c.params["padding_value"]),
+               {"padding_value": -0.0, "lengths kind": "random", "B": 3}),
+        Regime("large padding_value", lambda c: c.params["padding_value"] == 2.0**15,
+               {"padding_value": 2.0**15, "lengths kind": "increasing", "B": 2}),
+        Regime("trailing dims", lambda c: c.inputs["sequence0"].ndim == 3, {"feature ndim": 2}),
+        Regime("sequences as a tuple", lambda c: c.params["container"] == "tuple", {"container": "tuple"}),
+        Regime("expanded (stride 0) sequence", lambda c: c.layout("sequence0").kind == "expanded",
+               {"layout.sequence0": "expanded", "lengths kind": "all equal"}),
+        Regime("±0, ±inf and NaN values", lambda c: SR.has_specials(c.inputs["sequence0"]),
+               {"tier": "float", "sequence0.kind": "special", "lengths kind": "all equal"})),
+    notes=("Stacks B sequences (L_b, *) into (T, B, *) or (B, T, *), T = max L_b, each sequence at steps [0, L_b) "
+           "('right') or [T - L_b, T) ('left'), padding_value (any float, ±0, ±inf, NaN) elsewhere; a list or a "
+           "tuple of sequences, each in its own layout; sequences of length 0 allowed. Invalid: no sequence, a 0-d "
+           "sequence, differing trailing dims, another padding_side, a padding_value beyond the dtype's range (torch "
+           "converts it to the dtype and rejects an overflow, even one that would round to the largest value).")))
+
+declare(F.sequence_utility(
+    "pack_sequence", cases=lambda dtype: SR.sequence_list_case("pack_sequence", dtype),
+    reference=F.pack_sequence_reference, args=F.sequence_list_args, kwargs=("enforce_sorted",),
+    outputs=F.PACKED_OUTPUTS,
+    compared=("data", "batch_sizes", "sorted_indices", "unsorted_indices",
+              *NR.tensor_names("grad.sequence", SR.MAX_SEQUENCES)),
+    ties=SR.lengths_of_list, invalid=SR.kinds_of(SR.PACK_SEQUENCE_INVALID, SR.sequence_list_case, "pack_sequence"),
+    regimes=(
+        Regime("unsorted (enforce_sorted=False)", lambda c: SR.is_unsorted(SR.lengths_of_list(c)),
+               {"enforce_sorted": False, "lengths kind": "increasing", "B": 4}, "the packed rows are sorted"),
+        Regime("tied lengths, unsorted allowed", lambda c: not c.params["enforce_sorted"]
+               and SR.has_ties(SR.lengths_of_list(c)), {"enforce_sorted": False, "lengths kind": "all equal", "B": 3},
+               "any order of equal lengths is accepted"),
+        Regime("one sequence", lambda c: c.params["count"] == 1, {"B": 1}),
+        Regime("single steps", lambda c: set(SR.lengths_of_list(c).tolist()) == {1},
+               {"lengths kind": "single steps", "B": 3}),
+        Regime("trailing dims", lambda c: c.inputs["sequence0"].ndim == 3, {"feature ndim": 2}),
+        Regime("±0, ±inf and NaN values", lambda c: SR.has_specials(c.inputs["sequence0"]),
+               {"tier": "float", "sequence0.kind": "special", "lengths kind": "all equal"})),
+    notes=("pack_padded_sequence(pad_sequence(sequences), lengths, enforce_sorted): B sequences (L_b, *), L_b >= 1, "
+           "decreasing when enforce_sorted (indices then None), otherwise sorted by decreasing length, any order "
+           "among equal lengths accepted (data and the gradients must follow the backend's order). Invalid: no "
+           "sequence, a 0-d one, differing trailing dims, a length 0, unsorted with enforce_sorted.")))
+
+declare(F.sequence_utility(
+    "unpad_sequence", cases=lambda dtype: SR.unpad_case(dtype), reference=F.unpad_reference, args=F.unpad_args,
+    kwargs=("batch_first",), outputs=F.listed_outputs, mutated=("padded_sequences",),
+    compared=(*NR.tensor_names("output", SR.MAX_SEQUENCES + 1), "grad.padded_sequences"),
+    comparators={"state.padded_sequences": NR.untouched_input}, invalid=SR.kinds_of(SR.UNPAD_INVALID, SR.unpad_case),
+    regimes=(
+        Regime("batch_first", lambda c: c.params["batch_first"], {"batch_first": True}),
+        Regime("no sequence", lambda c: c.inputs["lengths"].size == 0, {"sequences": "none"}, "B = 0: an empty list"),
+        Regime("empty sequences", lambda c: 0 in c.inputs["lengths"],
+               {"lengths kind": "with empty", "B": 3, "sequences": "some"}),
+        Regime("padding beyond every length", lambda c: c.inputs["lengths"].size and SR.steps_of_padded(c)
+               > c.inputs["lengths"].max(), {"padding steps": 2, "sequences": "some"}),
+        Regime("trailing dims", lambda c: c.inputs["padded_sequences"].ndim == 4, {"feature ndim": 2}),
+        Regime("expanded (stride 0) input", lambda c: c.layout("padded_sequences").kind == "expanded",
+               {"layout.padded_sequences": "expanded", "sequences": "some"}),
+        Regime("±0, ±inf and NaN values", lambda c: SR.has_specials(c.inputs["padded_sequences"]),
+               {"tier": "float", "padded_sequences.kind": "special", "sequences": "some",
+                "lengths kind": "all equal"})),
+    notes=("Splits padded (T, B, *) or (B, T, *) into the B sequences padded[:lengths[b], b], lengths an int64 CPU "
+           "tensor in [0, T]; the input must come back untouched (state.padded_sequences). Invalid: a length count "
+           "other than B, a length beyond T or below 0.")))
+
+declare(F.sequence_utility(
+    "unpack_sequence", cases=lambda dtype: SR.unpack_case(dtype), reference=F.unpack_reference, args=F.unpack_args,
+    kwargs=(), outputs=F.listed_outputs, compared=(*NR.tensor_names("output", SR.MAX_SEQUENCES), "grad.data"),
+    invalid=SR.kinds_of(SR.UNPACK_INVALID, SR.unpack_case),
+    regimes=(
+        Regime("unsorted batch", lambda c: "sorted_indices" in c.inputs, {"indices": "permutation", "B": 4}),
+        Regime("one sequence", lambda c: c.params["count"] == 1, {"B": 1}),
+        Regime("tied lengths", lambda c: SR.has_ties(SR.packed_lengths(c)),
+               {"lengths kind": "all equal", "B": 3}),
+        Regime("trailing dims", lambda c: c.inputs["data"].ndim == 3, {"feature ndim": 2}),
+        Regime("±0, ±inf and NaN values", lambda c: SR.has_specials(c.inputs["data"]),
+               {"tier": "float", "data.kind": "special"})),
+    notes=("The B sequences (L_b, *) of a PackedSequence (as pack_sequence makes it, sorted or with its indices), "
+           "in the original batch order. Invalid: a tensor where the PackedSequence is expected.")))

@@ -4,6 +4,7 @@ low-precision implementation (every elementary result rounded to the format)."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import replace
 
@@ -14,10 +15,15 @@ from hypothesis import given, settings
 from backends.base import Case
 from conformance.compare import compare_results
 from conformance.dtypes import DTYPES
+from conformance.families.recurrent import stack_reference
 from conformance.runner import reference_result
 from conformance.spec import all_specs
-from conformance.specs.recurrent import config_of, form_of, sequence_result, sequence_run
+from conformance.strategies.recurrent import config_of, form_of, module_inputs
+from reference import functional as RF
+from reference import libm
 from reference import recurrent as ref
+from reference import rnn_utils as rnn_utils_ref
+from reference.finite_differences import vjp_check
 from reference.recurrent_errors import Tracked, error_bounds
 
 
@@ -26,8 +32,8 @@ def _sig(x: float) -> float:
 
 
 def _run(cfg, inputs, form=None, cotangents=None):
-    cot = None if cotangents is None else (lambda name, _: cotangents[name])
-    return ref.run(ref.EXACT, cfg, form or ref.Form(), inputs, cot)
+    outputs, pullback = ref.module_call(ref.EXACT, cfg, form or ref.Form(), inputs)
+    return outputs, ({} if cotangents is None else pullback(cotangents))
 
 
 # -- hand-computed steps ------------------------------------------------------------------------------
@@ -209,7 +215,7 @@ class _Rounded(ref.Exact):
         return self.r(1.0 - a)
 
     def sigmoid(self, a):
-        return self.r(ref.sigmoid(a))
+        return self.r(libm.sigmoid(a))
 
     def tanh(self, a):
         return self.r(np.tanh(a))
@@ -229,8 +235,8 @@ def test_error_bound_covers_a_simulated_implementation(spec, dtype):
     @given(case=spec.strategy(dtype))
     def check(case):
         case, result = reference_result(spec, case)
-        cot = lambda name, _: case.cotangents[name]  # noqa: E731
-        got_out, got_grads = sequence_run(_Rounded(dtype), case, cot)
+        got_out, pullback = ref.module_call(_Rounded(dtype), config_of(case), form_of(case), module_inputs(case))
+        got_grads = pullback(case.cotangents)
         got = {**got_out, **{f"grad.{k}": v for k, v in got_grads.items()}}
         absref = spec.tolerance_for("output").magnitude(case, result)
         fmt = DTYPES[dtype]
@@ -254,8 +260,8 @@ def test_tracked_values_are_the_reference_values():
     out, _ = _run(cfg, inputs)
     cots = {k: np.ones(v.shape) for k, v in out.items()}
     exact_out, exact_grads = _run(cfg, inputs, cotangents=cots)
-    tracked_out, tracked_grads = ref.run(Tracked(2.0**-24, 2.0**-149, 2.0**-126), cfg, ref.Form(), inputs,
-                                         lambda name, _: cots[name])
+    tracked_out, pullback = ref.module_call(Tracked(2.0**-24, 2.0**-149, 2.0**-126), cfg, ref.Form(), inputs)
+    tracked_grads = pullback(cots)
     for name, value in exact_out.items():
         np.testing.assert_array_equal(tracked_out[name].v, value)
     for name, value in exact_grads.items():
@@ -274,7 +280,10 @@ def test_config_and_form_reject_what_torch_rejects():
         config_of(Case("LSTM", "float32", {**base, "dropout": 0.0, "proj_size": 3}, {"input": x}))
     case = Case("LSTM", "float32", {**base, "dropout": 0.0}, {"input": x, "h0": np.zeros((1, 3, 3))})
     with pytest.raises(ValueError):
-        form_of(case, config_of(case))
+        stack_reference(case)
+    with pytest.raises(ValueError):
+        form_of(replace(case, params={**base, "dropout": 0.0, "enforce_sorted": True},
+                        inputs={"input": x, "lengths": np.array([1, 4])}))
 
 
 def test_packed_ties_follow_the_backends_valid_order():
@@ -292,8 +301,157 @@ def test_packed_ties_follow_the_backends_valid_order():
                 types={"lengths": "int_list"}, variant="packed")
     case, result = reference_result(spec, case)
     np.testing.assert_array_equal(result.outputs["sorted_indices"], [1, 0, 2])
-    other = sequence_result(case, True, np.array([1, 2, 0]))  # the tie (0, 2) the other way
+    other, pullback = stack_reference(case, np.array([1, 2, 0]))  # the tie (0, 2) the other way
+    other.grads = spec.pull(pullback, case, case.cotangents)
     assert not np.array_equal(other.outputs["output"], result.outputs["output"])
     assert all(c.ok for c in compare_results(spec, case, result, other))
     bogus = replace(other, outputs={**other.outputs, "sorted_indices": np.array([0, 1, 2])})
     assert not all(c.ok for c in compare_results(spec, case, result, bogus))
+
+
+# -- the functional forms (reference.functional) --------------------------------------------------------
+
+def _leaves(prefix: str, value) -> dict[str, np.ndarray]:
+    """The float arrays inside nested tuples and lists, by path (``params[3]``, ``hx[1]``)."""
+    if isinstance(value, np.ndarray):
+        return {prefix: value} if value.dtype.kind == "f" else {}
+    if isinstance(value, (list, tuple)):
+        return {k: v for i, item in enumerate(value) for k, v in _leaves(f"{prefix}[{i}]", item).items()}
+    return {}
+
+
+def _replaced(prefix: str, value, flat: dict, missing=None):
+    """``value`` with every float array at a path of ``flat`` replaced (others: ``missing`` when
+    it is given, else kept)."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return flat.get(prefix, value if missing is None else missing)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_replaced(f"{prefix}[{i}]", v, flat, missing) for i, v in enumerate(value))
+    return value if missing is None else None
+
+
+NESTED = {**ref.NESTED_EXAMPLES, **rnn_utils_ref.NESTED_EXAMPLES}
+
+
+@pytest.mark.parametrize("name", sorted(NESTED))
+def test_nested_vjp_matches_finite_differences(name):
+    """The VJPs of the functions whose arguments nest arrays (the flat parameter list, hx pairs,
+    PackedSequences) against finite differences of every array inside them: the gradient has the
+    argument's structure."""
+    rng = np.random.default_rng(7)
+    args, kwargs = NESTED[name](rng)
+    entry = RF.entries()[name]
+    bound = inspect.signature(entry.forward).bind(*args, **kwargs)
+    inputs = {k: v for name_, value in bound.arguments.items() for k, v in _leaves(name_, value).items()}
+
+    def forward(flat):
+        call = {k: _replaced(k, v, flat) for k, v in bound.arguments.items()}
+        out = entry.forward(**call)
+        return _leaves("out", out if isinstance(out, (tuple, list)) else (out,))
+
+    outputs = forward(inputs)
+    cotangents = {k: rng.standard_normal(v.shape) for k, v in outputs.items()}
+    out = entry.forward(*args, **kwargs)
+    cot = _replaced("out", out if isinstance(out, (tuple, list)) else (out,), cotangents, missing=np.nan)
+    cot = cot if isinstance(out, (tuple, list)) else cot[0]
+    grads = RF.vjp(name, *args, cotangent=cot, **kwargs)
+    flat = {k: v for arg_name, g in grads.items() for k, v in _leaves(arg_name, g).items()}
+    assert set(flat) == set(inputs), (sorted(flat), sorted(inputs))
+    check = vjp_check(forward, inputs, cotangents, flat)
+    assert check.ok(), check
+
+
+def _gru_by_loops(x, lengths, h0, params, layers, directions):
+    """An independent GRU: explicit loops over layers, directions, sequences and steps (no
+    vectorisation, no masks), each sequence run over its own length."""
+    def sig(v):
+        return 1.0 / (1.0 + np.exp(-v))
+
+    batch = len(lengths)
+    out = [[x[:n, b] for b, n in enumerate(lengths)]]  # per layer: per sequence (L_b, features)
+    h_n = np.zeros_like(h0)
+    for layer in range(layers):
+        seqs = out[-1]
+        outs = []
+        for b in range(batch):
+            parts = []
+            for d in range(directions):
+                w_ih, w_hh, b_ih, b_hh = params[4 * (layer * directions + d):4 * (layer * directions + d) + 4]
+                h = h0[layer * directions + d, b]
+                steps = range(lengths[b] - 1, -1, -1) if d else range(lengths[b])
+                ys = np.zeros((lengths[b], len(h)))
+                for t in steps:
+                    gi, gh = w_ih @ seqs[b][t] + b_ih, w_hh @ h + b_hh
+                    k = len(h)
+                    r, z = sig(gi[:k] + gh[:k]), sig(gi[k:2 * k] + gh[k:2 * k])
+                    n = np.tanh(gi[2 * k:] + r * gh[2 * k:])
+                    h = (1 - z) * n + z * h
+                    ys[t] = h
+                h_n[layer * directions + d, b] = h
+                parts.append(ys)
+            outs.append(np.concatenate(parts, axis=1))
+        out.append(outs)
+    return out[-1], h_n
+
+
+def test_functional_gru_on_packed_data_is_the_plain_loops():
+    rng = np.random.default_rng(3)
+    cfg = ref.RNNConfig("GRU", 2, 3, num_layers=2, bidirectional=True)
+    params = [rng.uniform(-0.6, 0.6, s) for s in ref.parameter_shapes(cfg).values()]
+    lengths = np.array([5, 3, 3, 1])  # sorted, as _VF takes a packed batch
+    x = rng.standard_normal((5, 4, 2))
+    h0 = rng.standard_normal((4, 4, 3))
+    data, sizes, _, _ = RF.pack_padded_sequence(x, lengths)
+    output, h_n = RF.gru(data, h0, params, True, 2, 0.0, False, True, False, batch_sizes=sizes)
+    expected, expected_h = _gru_by_loops(x, lengths, h0, params, 2, 2)
+    rows = np.cumsum(np.r_[0, sizes])
+    for b, n in enumerate(lengths):
+        np.testing.assert_allclose(output[rows[:n] + b], expected[b], rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(h_n, expected_h, rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("mode", ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"])
+def test_the_stack_over_time_is_the_cell_step_after_step(mode):
+    rng = np.random.default_rng(5)
+    cfg = ref.RNNConfig(mode, 3, 2)
+    params = [rng.uniform(-0.7, 0.7, s) for s in ref.parameter_shapes(cfg).values()]
+    x, h = rng.standard_normal((4, 2, 3)), rng.standard_normal((1, 2, 2))
+    lstm_mode = mode == "LSTM"
+    hx = (h, rng.standard_normal((1, 2, 2))) if lstm_mode else h
+    name = {"RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu", "LSTM": "lstm", "GRU": "gru"}[mode]
+    output, *states = getattr(RF, name)(x, hx, params, True, 1, 0.0, True, False, False)
+    cell = getattr(RF, f"{name}_cell")
+    state = (hx[0][0], hx[1][0]) if lstm_mode else hx[0]
+    for t in range(4):
+        state = cell(x[t], state, *params)
+        np.testing.assert_allclose(output[t], state[0] if lstm_mode else state, rtol=1e-15)
+    np.testing.assert_allclose(states[-1][0], state[1] if lstm_mode else state, rtol=1e-15)
+
+
+def test_functional_stack_rejects_what_torch_rejects():
+    rng = np.random.default_rng(0)
+    cfg = ref.RNNConfig("GRU", 2, 3, num_layers=2)
+    params = [rng.uniform(-0.6, 0.6, s) for s in ref.parameter_shapes(cfg).values()]
+    x, h0 = rng.standard_normal((4, 1, 2)), np.zeros((2, 1, 3))
+    with pytest.raises(ValueError):  # random dropout between layers: masks unknown
+        RF.gru(x, h0, params, True, 2, 0.5, True, False, False)
+    with pytest.raises(ValueError):  # one weight short
+        RF.gru(x, h0, params[:-1], True, 2, 0.0, True, False, False)
+    with pytest.raises(ValueError):  # h0 of one layer
+        RF.gru(x, h0[:1], params, True, 2, 0.0, True, False, False)
+    dropped = RF.gru(x, h0, params, True, 2, 1.0, True, False, False)[0]
+    second = RF.gru(np.zeros((4, 1, 3)), h0[1:], params[4:], True, 1, 0.0, True, False, False)[0]
+    np.testing.assert_array_equal(dropped, second)  # p = 1: the second layer sees zeros
+    np.testing.assert_array_equal(RF.gru(x, h0, params, True, 2, 0.5, False, False, False)[0],
+                                  RF.gru(x, h0, params, True, 2, 0.0, True, False, False)[0])  # eval: none
+
+
+def test_relu_cell_by_hand_and_its_gradient_at_the_kink():
+    """h' = relu(W_ih x + W_hh h): [2·1 + 1·(-2), 1·1 + 0] = [0, 1]; relu'(0) = 0 stops the gradient."""
+    w_ih, w_hh = np.array([[2.0], [1.0]]), np.array([[1.0, 0.0], [0.0, 0.0]])
+    x, h = np.array([[1.0]]), np.array([[-2.0, 5.0]])
+    np.testing.assert_array_equal(RF.rnn_relu_cell(x, h, w_ih, w_hh), [[0.0, 1.0]])
+    g = RF.vjp("rnn_relu_cell", x, h, w_ih, w_hh, cotangent=np.array([[1.0, 1.0]]))
+    np.testing.assert_array_equal(g["input"], [[1.0]])
+    np.testing.assert_array_equal(g["hx"], [[0.0, 0.0]])
+    np.testing.assert_array_equal(g["w_ih"], [[0.0], [1.0]])

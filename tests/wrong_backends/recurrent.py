@@ -14,6 +14,16 @@
   reset applied before the hidden product, as in Cho et al. and Keras' reset_after=False).
 - ``PlantedWhhError``: not a mistake but a planted small error (every W_hh off by 2^-20 relative,
   8 float32 ulps), run in float32: the tolerance is tight enough to see it.
+
+The sequence utilities:
+
+- ``PadSequenceIgnoresPaddingSide``: pad_sequence always padding on the right.
+- ``PackSequenceRowsUnsorted``: pack_sequence(enforce_sorted=False) that sorts the lengths (and
+  reports the permutation) but packs each step's rows in the caller's batch order.
+- ``UnpadSequenceBatchFirstInverted``: unpad_sequence transposing when batch_first is True instead
+  of when it is False.
+- ``UnpackSequenceSortedOrder``: unpack_sequence returning the sequences in the packed (sorted)
+  order, unsorted_indices forgotten.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import _VF
+from torch.nn.utils import rnn as rnn_utils
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from backends.torch_backend import TorchBackend
@@ -255,3 +266,55 @@ class PlantedWhhError(_PlantedError):
 
     name = "planted-w-hh-error"
     delta = 2.0**-18
+
+
+# -- the sequence utilities ------------------------------------------------------------------------------
+
+class PadSequenceIgnoresPaddingSide(TorchBackend):
+    name = "wrong-pad-sequence-padding-side"
+
+    def call_target(self, case, fn, args, kwargs):
+        if fn is rnn_utils.pad_sequence:
+            kwargs = {k: v for k, v in kwargs.items() if k != "padding_side"}
+        return super().call_target(case, fn, args, kwargs)
+
+
+def _pack_rows_unsorted(sequences, enforce_sorted=True):
+    """pack_sequence that sorts the lengths but takes each step's first batch_sizes[t] rows in the
+    caller's order."""
+    lengths = torch.as_tensor([len(s) for s in sequences])
+    order = torch.sort(lengths, descending=True, stable=True).indices
+    padded = rnn_utils.pad_sequence(sequences)
+    sizes = torch.stack([(lengths > t).sum() for t in range(padded.shape[0])])
+    data = torch.cat([padded[t, :int(sizes[t])] for t in range(padded.shape[0])])
+    return PackedSequence(data, sizes, order, torch.argsort(order))
+
+
+class PackSequenceRowsUnsorted(TorchBackend):
+    name = "wrong-pack-sequence-rows-unsorted"
+
+    def call_target(self, case, fn, args, kwargs):
+        if fn is rnn_utils.pack_sequence and not kwargs.get("enforce_sorted", True):
+            return _pack_rows_unsorted(*args, **kwargs)
+        return super().call_target(case, fn, args, kwargs)
+
+
+class UnpadSequenceBatchFirstInverted(TorchBackend):
+    name = "wrong-unpad-sequence-batch-first"
+
+    def call_target(self, case, fn, args, kwargs):
+        if fn is rnn_utils.unpad_sequence:
+            kwargs = {**kwargs, "batch_first": not kwargs.get("batch_first", False)}
+        return super().call_target(case, fn, args, kwargs)
+
+
+class UnpackSequenceSortedOrder(TorchBackend):
+    name = "wrong-unpack-sequence-sorted-order"
+
+    def call_target(self, case, fn, args, kwargs):
+        if fn is rnn_utils.unpack_sequence:
+            packed_in = args[0]
+            padded, lengths = pad_packed_sequence(PackedSequence(packed_in.data, packed_in.batch_sizes),
+                                                  batch_first=True)
+            return rnn_utils.unpad_sequence(padded, lengths, batch_first=True)
+        return super().call_target(case, fn, args, kwargs)
