@@ -43,7 +43,10 @@ that is None (a PackedSequence's indices when the batch was sorted) is left out.
 output. ``random`` says how each random choice is read back: rule ``nonzero`` — where output
 ``of`` is non-zero (cases of such layers draw non-zero inputs, so a kept element can never look
 dropped); rule ``rand`` — the uniform samples the layer drew first after ``torch.manual_seed(seed)``,
-replayed as ``torch.rand(shape)`` in the case dtype (FractionalMaxPool2d draws its samples so).
+replayed as ``torch.rand(shape)`` in the case dtype (FractionalMaxPool2d draws its samples so); rule
+``value`` — the value after the call of output ``of`` (a name) or of node ``of`` (an object, e.g. a
+module's ``{"attribute": "weight"}``): the values an initialiser drew (None, a parameter the module
+does not have, reads as an empty array).
 """
 
 from __future__ import annotations
@@ -349,6 +352,11 @@ def run_call(call: dict[str, Any], inputs: dict[str, np.ndarray], *, dtype: str,
         if rule.get("rule") == "nonzero":
             source = named[rule["of"]]
             out[f"random.{choice}"] = ((source.detach() != 0).cpu().numpy().copy(), "bool")
+        elif rule.get("rule") == "value":
+            of = rule["of"]
+            value = named.get(of) if isinstance(of, str) else interp.node(of)
+            out[f"random.{choice}"] = to_numpy(value) if value is not None else (
+                np.zeros(0), str(interp.dtype).replace("torch.", ""))
         elif rule.get("rule") == "rand":
             torch.manual_seed(int(call["seed"]))
             out[f"random.{choice}"] = to_numpy(torch.rand(*rule["shape"], dtype=interp.dtype, device=device))
