@@ -47,7 +47,7 @@ def in_format(values: np.ndarray, dtype: str) -> np.ndarray:
     (the rounding carried past it) a finite value overflows to ±inf."""
     fmt = DTYPES[dtype]
     rounded = ref.correctly_rounded(values, fmt.precision, fmt.min_exponent)
-    return np.where(np.abs(rounded) > fmt.max_value, np.sign(rounded) * np.inf, rounded)
+    return np.where(np.abs(rounded) > fmt.max_value, np.copysign(np.inf, rounded), rounded)
 
 
 def signed_exact(spec: LayerSpec, case: Case, name: str, result: Result, got: Result) -> Comparison:
@@ -261,44 +261,42 @@ def dkw_threshold(n: int, alpha: float) -> float:
     return math.sqrt(math.log(2 / alpha) / (2 * n)) if n else 0.0
 
 
+def law_checks(draws: Sequence[tuple[Law, np.ndarray, str]], alpha: float) -> list[StatCheck]:
+    """The statistical tests of a target's draws, each (law, drawn values, dtype), all of one kind
+    of law; the false-alarm budget ``alpha`` split equally over the tests that kind defines."""
+    if not draws:
+        return []
+    names = draws[0][0].tests()
+    share = alpha / len(names)
+    checks = []
+    if "distribution" in names:
+        parts = [law.intervals(values, dtype) for law, values, dtype in draws]
+        lo, hi = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        checks.append(StatCheck(
+            name="distribution", trials=lo.size, observed=interval_ks(lo, hi), expected=0.0,
+            threshold=dkw_threshold(lo.size, share) + max(p[2] for p in parts), false_alarm=share,
+            description="Kolmogorov–Smirnov distance of the drawn values from their documented law"))
+    for name in names:
+        if name == "distribution":
+            continue
+        pairs = [law.indicators(values)[name] for law, values, _ in draws]
+        checks.append(bernstein_test(name, INDICATOR_TESTS[name],
+                                     np.concatenate([np.asarray(o).reshape(-1) for o, _ in pairs]),
+                                     np.concatenate([np.asarray(m).reshape(-1) for _, m in pairs]), share))
+    return checks
+
+
+INDICATOR_TESTS = {"signs": "positive diagonal entries (fair signs)",
+                   "zero rows": "zeros in the first row, against ceil(sparsity·rows)/rows"}
+
+
 def check_draws(law_of: Callable[[Case], Law]) -> Callable[[Sequence[tuple[Case, dict]], float], list[StatCheck]]:
     """The ``Randomness.check`` of an initialiser whose law is ``law_of(case)`` (cases of the
     generator variants are left out: their seeds are drawn per case and may repeat)."""
 
     def check(samples: Sequence[tuple[Case, dict[str, np.ndarray]]], alpha: float) -> list[StatCheck]:
-        lows, highs, masses, indicators = [], [], [], {}
-        names: tuple[str, ...] = ()
-        for case, choices in samples:
-            if case.variant == "generator" or "values" not in choices:
-                continue
-            law = law_of(case)
-            names = law.tests()
-            lo, hi, mass = law.intervals(choices["values"], case.dtype)
-            lows.append(lo)
-            highs.append(hi)
-            masses.append(mass)
-            for name, (outcomes, means) in law.indicators(choices["values"]).items():
-                got = indicators.setdefault(name, ([], []))
-                got[0].append(np.asarray(outcomes).reshape(-1))
-                got[1].append(np.asarray(means).reshape(-1))
-        if not names:
-            return []
-        share = alpha / len(names)
-        checks = []
-        if "distribution" in names:
-            lo, hi = np.concatenate(lows), np.concatenate(highs)
-            n = lo.size
-            checks.append(StatCheck(
-                name="distribution", trials=n, observed=interval_ks(lo, hi), expected=0.0,
-                threshold=dkw_threshold(n, share) + max(masses, default=0.0), false_alarm=share,
-                description="Kolmogorov–Smirnov distance of the drawn values from their documented law"))
-        for name in names[1:] if names[0] == "distribution" else names:
-            outcomes, means = indicators.get(name, ([], []))
-            checks.append(bernstein_test(name, {"signs": "positive diagonal entries (fair signs)",
-                                                "zero rows": "zeros in the first row, against ceil(sparsity·rows)/rows"}
-                                         [name], np.concatenate(outcomes) if outcomes else np.zeros(0),
-                                         np.concatenate(means) if means else np.zeros(0), share))
-        return checks
+        return law_checks([(law_of(case), choices["values"], case.dtype) for case, choices in samples
+                           if case.variant != "generator" and "values" in choices], alpha)
 
     return check
 
@@ -365,6 +363,13 @@ def rounds_twice_differently(case: Case) -> bool:
 def dirac_groups(shape: tuple[int, ...], p: dict, dtype: str) -> tuple[int, ...]:
     """The positive divisors of dim 0 up to 8 (any up to 3 for an empty dim 0)."""
     return tuple(g for g in range(1, 9) if shape[0] % g == 0) if shape[0] else (1, 2, 3)
+
+
+def trunc_normal_means(shape: tuple[int, ...], p: dict, dtype: str) -> tuple[float, ...]:
+    """Means at most 2 std outside [a, b] (inside it when std = 0), where torch's trunc_normal_
+    does not warn; a when none of the usual ones is."""
+    near = tuple(m for m in (0.0, 1.0, -0.5, 5.0) if p["a"] - 2 * p["std"] <= m <= p["b"] + 2 * p["std"])
+    return near or (p["a"],)
 
 
 def non_divisor(shape: tuple[int, ...], p: dict, dtype: str) -> int:
