@@ -374,7 +374,7 @@ def orthogonal_errors(x: np.ndarray, orthogonal_map: str, base: np.ndarray | Non
     if base is not None:
         q = orthogonal(xt, orthogonal_map)
         err = (2 * math.sqrt(n) + 1) * float(np.max(np.linalg.norm(np.abs(base) @ np.abs(q), axis=(-2, -1)))) \
-            + float(np.linalg.norm(base, ord=2)) * err
+            + float(np.max(np.linalg.norm(base, ord=2, axis=(-2, -1)))) * err
     out = {"weight": err}
     if grad_q is not None:
         g_norm = float(np.linalg.norm(grad_q))

@@ -440,3 +440,162 @@ def sparse_zeros_surely_differ(case: Case) -> bool:
 
 def sparse_zeros_may_coincide(case: Case) -> bool:
     return 0 < _sparse_zero_choices(case) < 6
+
+
+# -- parametrizations: the weight from the originals, its VJP, and its error analysis --------------------------
+
+WEIGHT = "parametrizations.weight"
+
+
+@dataclass(frozen=True)
+class Parametrisation:
+    """One of torch.nn.utils.parametrizations, as functions of a case (its originals and buffers
+    under their attribute paths, its parameters in ``case.params``):
+
+    - ``weight(case) -> (W, state)``: the weight the layer uses, and the buffers after the call;
+    - ``vjp(case, G) -> {original: gradient}`` for the layer's gradient G of W;
+    - ``errors(case, G, B_G) -> {"weight": (relative, absolute), original or "state.<buffer>": bound}``
+      in units of u (B_G: the bound of G's error, units of u; G None: the weight's only);
+    - ``check(case)``: raises for the rules the function enforces.
+    """
+
+    weight: Callable[[Case], tuple[np.ndarray, dict[str, np.ndarray]]]
+    vjp: Callable[[Case, np.ndarray], dict[str, np.ndarray]]
+    errors: Callable[[Case, np.ndarray | None, np.ndarray | None], dict]
+    check: Callable[[Case], None] = lambda case: None
+
+
+def _module_transposed(case: Case) -> bool:
+    return case.params["module"].startswith("ConvTranspose")
+
+
+def _wn_weight(case: Case) -> tuple[np.ndarray, dict]:
+    from reference import parametrizations as P
+
+    return P.weight_norm(case.inputs[f"{WEIGHT}.original1"], case.inputs[f"{WEIGHT}.original0"],
+                         case.params["dim"]), {}
+
+
+def _wn_vjp(case: Case, grad_w: np.ndarray) -> dict[str, np.ndarray]:
+    from reference import functional as RF
+
+    g = RF.vjp("weight_norm", case.inputs[f"{WEIGHT}.original1"], case.inputs[f"{WEIGHT}.original0"],
+               case.params["dim"], cotangent=grad_w)
+    return {f"{WEIGHT}.original0": g["g"], f"{WEIGHT}.original1": g["v"]}
+
+
+def _wn_errors(case: Case, grad_w: np.ndarray | None, grad_w_error: np.ndarray | None) -> dict:
+    from reference import parametrizations as P
+
+    e = P.weight_norm_errors(case.inputs[f"{WEIGHT}.original1"], case.inputs[f"{WEIGHT}.original0"],
+                             case.params["dim"], grad_w, grad_w_error)
+    out: dict = {"weight": (e["weight"], 0.0)}
+    if grad_w is not None:
+        out.update({f"grad.{WEIGHT}.original0": e["g"], f"grad.{WEIGHT}.original1": e["v"]})
+    return out
+
+
+def _wn_check(case: Case) -> None:
+    from reference import parametrizations as P
+
+    P.norm_axes(case.inputs[f"{WEIGHT}.original1"].ndim, case.params["dim"])
+
+
+def _sn_dim(case: Case) -> int:
+    from conformance.strategies.init import spectral_dim
+
+    return spectral_dim(case.params["dim"], case.inputs[f"{WEIGHT}.original"].ndim, _module_transposed(case))
+
+
+def _sn_uv(case: Case) -> tuple[np.ndarray, np.ndarray]:
+    from reference import parametrizations as P
+
+    u, v = case.inputs[f"{WEIGHT}.0._u"], case.inputs[f"{WEIGHT}.0._v"]
+    if not case.train:
+        return u, v
+    p = case.params
+    return P.power_iteration(case.inputs[f"{WEIGHT}.original"], u, v, p["n_power_iterations"], p["eps"], _sn_dim(case))
+
+
+def _sn_weight(case: Case) -> tuple[np.ndarray, dict]:
+    from reference import parametrizations as P
+
+    u, v = _sn_uv(case)
+    w = P.spectral_normalize(case.inputs[f"{WEIGHT}.original"], u, v, _sn_dim(case))
+    return w, {f"{WEIGHT}.0._u": u, f"{WEIGHT}.0._v": v}
+
+
+def _sn_vjp(case: Case, grad_w: np.ndarray) -> dict[str, np.ndarray]:
+    from reference import functional as RF
+
+    u, v = _sn_uv(case)
+    return {f"{WEIGHT}.original": RF.vjp("spectral_normalize", case.inputs[f"{WEIGHT}.original"], u, v,
+                                         _sn_dim(case), cotangent=grad_w)["weight"]}
+
+
+def _sn_errors(case: Case, grad_w: np.ndarray | None, grad_w_error: np.ndarray | None) -> dict:
+    from reference import parametrizations as P
+
+    p = case.params
+    e = P.spectral_norm_errors(case.inputs[f"{WEIGHT}.original"], case.inputs[f"{WEIGHT}.0._u"],
+                               case.inputs[f"{WEIGHT}.0._v"], p["n_power_iterations"], p["eps"], _sn_dim(case),
+                               case.train, grad_w, grad_w_error)
+    out: dict = {"weight": (e["weight"], 0.0), f"state.{WEIGHT}.0._u": e["u"], f"state.{WEIGHT}.0._v": e["v"]}
+    if grad_w is not None:
+        out[f"grad.{WEIGHT}.original"] = e["weight.grad"]
+    return out
+
+
+def _sn_check(case: Case) -> None:
+    w = case.inputs[f"{WEIGHT}.original"]
+    dim = case.params["dim"]
+    if dim is not None and not -w.ndim <= dim < w.ndim:
+        raise IndexError(f"spectral_norm: dim {dim} out of range for {w.ndim} dims")
+    if case.params["n_power_iterations"] <= 0:
+        raise ValueError("spectral_norm: n_power_iterations must be positive")
+
+
+def _orth_args(case: Case) -> tuple[np.ndarray, str, np.ndarray | None]:
+    from conformance.strategies.init import orthogonal_kind
+
+    x = case.inputs[f"{WEIGHT}.original"]
+    return x, orthogonal_kind(case.params["orthogonal_map"], x.shape), case.inputs.get(f"{WEIGHT}.0.base")
+
+
+def _orth_weight(case: Case) -> tuple[np.ndarray, dict]:
+    from reference import parametrizations as P
+
+    return P.orthogonal(*_orth_args(case)), {}
+
+
+def _orth_vjp(case: Case, grad_w: np.ndarray) -> dict[str, np.ndarray]:
+    from reference import functional as RF
+
+    return {f"{WEIGHT}.original": RF.vjp("orthogonal", *_orth_args(case), cotangent=grad_w)["X"]}
+
+
+def _orth_errors(case: Case, grad_w: np.ndarray | None, grad_w_error: np.ndarray | None) -> dict:
+    from reference import parametrizations as P
+
+    e = P.orthogonal_errors(*_orth_args(case), grad_w, grad_w_error)
+    out: dict = {"weight": (0.0, e["weight"])}
+    if grad_w is not None:
+        out[f"grad.{WEIGHT}.original"] = e["X"]
+    return out
+
+
+def orthogonal_smooth(case: Case) -> bool:
+    """Differentiable everywhere but through householder's diagonal (a sign, read with int())."""
+    return _orth_args(case)[1] != "householder"
+
+
+def _orth_check(case: Case) -> None:
+    from reference import parametrizations as P
+
+    if case.params["orthogonal_map"] not in (None, *P.ORTHOGONAL_MAPS):
+        raise ValueError(f"orthogonal_map has to be one of {P.ORTHOGONAL_MAPS}")
+
+
+WEIGHT_NORM = Parametrisation(_wn_weight, _wn_vjp, _wn_errors, _wn_check)
+SPECTRAL_NORM = Parametrisation(_sn_weight, _sn_vjp, _sn_errors, _sn_check)
+ORTHOGONAL = Parametrisation(_orth_weight, _orth_vjp, _orth_errors, _orth_check)

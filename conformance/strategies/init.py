@@ -138,3 +138,80 @@ def gain_cases(invalid: bool = False) -> Callable[[str], Any]:
         return Case(op="calculate_gain", dtype=dtype, params={"queries": queries}, inputs={"param": np.array(values)})
 
     return S.case_strategy(build)
+
+
+# -- parametrizations and fusion: cases built on an eager declaration's case ---------------------------------
+
+WEIGHT = "parametrizations.weight"
+
+
+def eager_case(d: S.Drawer, eager_id: str, dtype: str, pins: Mapping[str, Any]) -> Case:
+    """A case of the eager declaration ``eager_id`` drawn under the current regime's pins and
+    ``pins`` (float tier: the parametrised weight is no integer)."""
+    from conformance.spec import Regime, all_specs, current_pins
+
+    regime = Regime("", lambda case: True, {**current_pins(), **pins})
+    return d(all_specs()[eager_id].strategy(dtype, regime), "module case")
+
+
+def unit_vector(d: S.Drawer, size: int, dtype: str, label: str) -> np.ndarray:
+    """A Gaussian direction normalised, in ``dtype``."""
+    from conformance.dtypes import DTYPES
+
+    rng = np.random.default_rng(d.integer(0, 2**32 - 1, f"{label}.seed"))
+    v = rng.standard_normal(size)
+    return DTYPES[dtype].round(v / np.linalg.norm(v))
+
+
+def weight_norm_draw(d: S.Drawer, weight: np.ndarray, dtype: str) -> tuple[dict, dict, dict]:
+    """dim (simplest first: 0, None, 1, the last, -1, -2), g of the norm's kept shape, v = the weight."""
+    from reference.parametrizations import norm_except_dim
+
+    dim = d.choice(tuple(dict.fromkeys((0, None, 1, weight.ndim - 1, -1, -2))), "dim")
+    g = S.values(d, np.shape(norm_except_dim(weight, dim)), dtype, "float", "g")
+    return {"dim": dim}, {f"{WEIGHT}.original0": g.reshape(np.shape(norm_except_dim(weight, dim))),
+                          f"{WEIGHT}.original1": weight}, {}
+
+
+def spectral_norm_draw(d: S.Drawer, weight: np.ndarray, dtype: str, transposed: bool) -> tuple[dict, dict, dict]:
+    """n_power_iterations, eps, dim (None: torch's default, 1 for ConvTranspose else 0), train, and
+    the u, v buffers (unit vectors of the weight matrix's height and width)."""
+    from reference.parametrizations import weight_matrix
+
+    params = {"n_power_iterations": d.choice((1, 2, 5, 15), "n_power_iterations"),
+              "eps": d.choice((1e-12, 1e-3, 10.0), "eps"),
+              "dim": d.choice(tuple(dict.fromkeys((None, 0, 1, weight.ndim - 1, -1))), "dim")}
+    h, w = weight_matrix(weight, spectral_dim(params["dim"], weight.ndim, transposed)).shape
+    return params, {f"{WEIGHT}.original": weight}, {f"{WEIGHT}.0._u": unit_vector(d, h, dtype, "u"),
+                                                     f"{WEIGHT}.0._v": unit_vector(d, w, dtype, "v")}
+
+
+def spectral_dim(dim: int | None, ndim: int, transposed: bool) -> int:
+    """spectral_norm's dim: None is 1 for a ConvTranspose weight, else 0; negative counts from the end."""
+    return (1 if transposed else 0) if dim is None else dim % ndim
+
+
+def orthogonal_draw(d: S.Drawer, weight: np.ndarray, dtype: str) -> tuple[dict, dict, dict]:
+    """orthogonal_map (None: matrix_exp when square, else householder), use_trivialization, the
+    original X (householder: a ±1 diagonal of the tall view, which is a sign, not a parameter) and
+    the base (a Haar orthogonal matrix per matrix of the batch)."""
+    from conformance.dtypes import DTYPES
+    from reference.parametrizations import haar_orthogonal
+
+    params = {"orthogonal_map": d.choice((None, "matrix_exp", "cayley", "householder"), "orthogonal_map"),
+              "use_trivialization": d.choice((True, False), "use_trivialization")}
+    rng = np.random.default_rng(d.integer(0, 2**32 - 1, "original.seed"))
+    x = rng.standard_normal(weight.shape) * d.choice((0.5, 0.1, 2.0, 0.01), "original.scale")
+    n, k = max(weight.shape[-2:]), min(weight.shape[-2:])
+    if orthogonal_kind(params["orthogonal_map"], weight.shape) == "householder":
+        tall = x if weight.shape[-2] >= weight.shape[-1] else np.swapaxes(x, -1, -2)
+        tall[..., np.arange(k), np.arange(k)] = np.where(rng.random((*weight.shape[:-2], k)) < 0.5, -1.0, 1.0)
+    buffers = {}
+    if params["use_trivialization"]:
+        buffers[f"{WEIGHT}.0.base"] = DTYPES[dtype].round(haar_orthogonal(rng, (*weight.shape[:-2], n, n)))
+    return params, {f"{WEIGHT}.original": DTYPES[dtype].round(x)}, buffers
+
+
+def orthogonal_kind(orthogonal_map: str | None, shape: tuple[int, ...]) -> str:
+    """The map torch uses: ``orthogonal_map``, or by default matrix_exp for square matrices, else householder."""
+    return orthogonal_map or ("matrix_exp" if shape[-1] == shape[-2] else "householder")
