@@ -186,27 +186,27 @@ def trunc_normal_(tensor: np.ndarray, mean: float = 0.0, std: float = 1.0, a: fl
                   generator: np.random.Generator | None = None) -> np.ndarray:
     """Values drawn from N(mean, std²) conditioned on [a, b] ("values outside [a, b] redrawn until
     they are within the bounds"). a > b or std < 0: ValueError; std = 0: all mean, which must
-    lie in [a, b]; a == b: all a. Rejection sampling, vectorised over rounds: normal proposals when
-    [a, b] holds more than 30 % of the mass, else uniform proposals on [a, b] accepted with
-    probability exp(-z²/2 + z_mode²/2)."""
+    lie in [a, b]; a == b: all a. Rejection sampling, vectorised over the elements still pending:
+    normal proposals when [a, b] holds more than 30 % of the mass, else uniform proposals on
+    [a, b] accepted with probability exp(-(z² - z_mode²)/2)."""
     check_trunc_normal(mean, std, a, b)
     rng, shape = _rng(generator), np.shape(tensor)
     if std == 0 or a == b:
         return np.full(shape, float(mean if std == 0 else a))
-    out, pending = np.zeros(shape), np.ones(shape, dtype=bool)
+    out = np.zeros(shape).reshape(-1)
+    pending = np.arange(out.size)
     wide = TruncatedNormal(mean, std, a, b).mass > 0.3
     mode = min(max(mean, a), b)
-    while pending.any():
+    while pending.size:  # each round draws one candidate per element still pending
         if wide:
-            draw = mean + std * rng.standard_normal(shape)
+            draw = mean + std * rng.standard_normal(pending.size)
             accept = (draw >= a) & (draw <= b)
         else:
-            draw = rng.uniform(a, b, shape)
-            accept = np.log(rng.random(shape)) <= -0.5 * ((draw - mean) / std) ** 2 + 0.5 * ((mode - mean) / std) ** 2
-        take = pending & accept
-        out[take] = draw[take]
-        pending &= ~take
-    return out
+            draw = rng.uniform(a, b, pending.size)
+            accept = np.log(rng.random(pending.size)) <= -0.5 * (((draw - mean) / std) ** 2 - ((mode - mean) / std) ** 2)
+        out[pending[accept]] = draw[accept]
+        pending = pending[~accept]
+    return out.reshape(shape)
 
 
 def check_trunc_normal(mean: float, std: float, a: float, b: float) -> None:
@@ -348,7 +348,8 @@ class TruncatedNormal:
     def cdf(self, x: np.ndarray) -> np.ndarray:
         x = np.clip(np.asarray(x, dtype=np.float64), self.a, self.b)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.clip(self._between(self.a, x) / self.mass, 0.0, 1.0)
+            below = self._between(self.a, np.append(x.reshape(-1), self.b))  # the mass is the last one
+            return np.clip(below[:-1] / below[-1], 0.0, 1.0).reshape(x.shape)
 
     def shifted(self, da: float, db: float) -> TruncatedNormal:
         return TruncatedNormal(self.mean, self.std, self.a + da, self.b + db)

@@ -599,3 +599,54 @@ def _orth_check(case: Case) -> None:
 WEIGHT_NORM = Parametrisation(_wn_weight, _wn_vjp, _wn_errors, _wn_check)
 SPECTRAL_NORM = Parametrisation(_sn_weight, _sn_vjp, _sn_errors, _sn_check)
 ORTHOGONAL = Parametrisation(_orth_weight, _orth_vjp, _orth_errors, _orth_check)
+
+
+# torch.matrix_exp's Taylor-degree thresholds on ‖A‖₁ (degrees 1, 2, 4, 8, 12, 18; then scaling and
+# squaring with degree 18), from aten/src/ATen/native/LinearAlgebra.cpp: its degree-8 evaluation
+# is inaccurate (errors growing like ‖A‖₁⁵ up to ~10⁶ ulps in float64 at the top of its range).
+MATRIX_EXP_DEGREE_8 = {"float64": (3.397168839976962e-04, 4.991228871115323e-02),
+                       "float32": (5.116619363445086e-02, 5.800524627688768e-01)}
+
+
+def _matrix_exp_case(case: Case) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """(the skew matrices A of an orthogonal(matrix_exp) case, the cotangents of exp(A) when its
+    backward runs), or None for another map."""
+    from reference import parametrizations as P
+
+    x, kind, base = _orth_args(case)
+    if kind != "matrix_exp":
+        return None
+    tall, transposed = P._tall(np.asarray(x, dtype=np.float64))
+    a = P._skew_from(tall)
+    if not case.cotangents:
+        return a, None
+    from conformance.spec import spec_of
+
+    result = spec_of(case).evaluate(case, case.cotangents)
+    g = result.meta["layer grads"]["weight"]
+    g = np.swapaxes(g, -1, -2) if transposed else g
+    if base is not None:
+        g = np.swapaxes(base, -1, -2) @ g
+    full = np.zeros(a.shape)
+    full[..., : tall.shape[-1]] = g
+    return a, full
+
+
+def matrix_exp_degree_8(case: Case) -> bool:
+    """orthogonal(matrix_exp) in float32/float64 whose forward exp(A) or backward exp([[Aᵀ, G], [0, Aᵀ]])
+    (torch differentiates a matrix function through the exponential of that block matrix) has a
+    1-norm in matrix_exp's degree-8 range."""
+    band = MATRIX_EXP_DEGREE_8.get(case.dtype)
+    found = _matrix_exp_case(case) if band else None
+    if found is None:
+        return False
+    a, g = found
+    norms = [np.max(np.sum(np.abs(a), axis=-2), axis=-1)]
+    if g is not None:
+        norms.append(np.max(np.sum(np.abs(a), axis=-2) + np.sum(np.abs(g), axis=-2), axis=-1))
+    return any(bool(np.any((band[0] < n) & (n <= band[1]))) for n in norms)
+
+
+def orthogonal_matrix_exp_half(case: Case) -> bool:
+    """orthogonal with the matrix_exp map in float16/bfloat16 (torch's matrix_exp is wrong there)."""
+    return case.dtype in ("float16", "bfloat16") and _orth_args(case)[1] == "matrix_exp"

@@ -28,7 +28,8 @@ declare(parametrized(
                     and c.params["dim"] is None, {"module": "ConvTranspose1d", "dim": None}),
              Regime("many power iterations", lambda c: c.params["n_power_iterations"] >= 5 and c.train,
                     {"n_power_iterations": 15, "train": True}),
-             Regime("large eps", lambda c: c.params["eps"] >= 10 and c.train, {"eps": 10.0, "train": True})),
+             Regime("large eps", lambda c: c.params["eps"] > 1e-3 and c.train,
+                    {"eps": "half the weight's norm", "train": True})),
     notes="Training mode runs n_power_iterations of u ← normalize(W v), v ← normalize(Wᵀ u) (dividing by "
           "max(‖·‖, eps)) on the u, v buffers (compared after the call); W/σ with σ = uᵀ W v; the gradient holds u "
           "and v constant (torch computes them without grad). Evaluation mode uses u, v as they are. dim None: 1 for "

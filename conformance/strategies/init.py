@@ -174,12 +174,15 @@ def weight_norm_draw(d: S.Drawer, weight: np.ndarray, dtype: str) -> tuple[dict,
 
 
 def spectral_norm_draw(d: S.Drawer, weight: np.ndarray, dtype: str, transposed: bool) -> tuple[dict, dict, dict]:
-    """n_power_iterations, eps, dim (None: torch's default, 1 for ConvTranspose else 0), train, and
-    the u, v buffers (unit vectors of the weight matrix's height and width)."""
+    """n_power_iterations, eps (tiny, small, or half the weight's Frobenius norm: large enough to
+    cap normalize's divisor, not so large that σ underflows), dim (None: torch's default, 1 for
+    ConvTranspose else 0), and the u, v buffers (unit vectors of the weight matrix's height and
+    width)."""
     from reference.parametrizations import weight_matrix
 
+    eps = d.choice(("1e-12", "1e-3", "half the weight's norm"), "eps")
     params = {"n_power_iterations": d.choice((1, 2, 5, 15), "n_power_iterations"),
-              "eps": d.choice((1e-12, 1e-3, 10.0), "eps"),
+              "eps": float(eps) if eps[0] == "1" else float(np.float32(np.linalg.norm(weight) / 2)),
               "dim": d.choice(tuple(dict.fromkeys((None, 0, 1, weight.ndim - 1, -1))), "dim")}
     h, w = weight_matrix(weight, spectral_dim(params["dim"], weight.ndim, transposed)).shape
     return params, {f"{WEIGHT}.original": weight}, {f"{WEIGHT}.0._u": unit_vector(d, h, dtype, "u"),
