@@ -203,7 +203,8 @@ def trunc_normal_(tensor: np.ndarray, mean: float = 0.0, std: float = 1.0, a: fl
             accept = (draw >= a) & (draw <= b)
         else:
             draw = rng.uniform(a, b, pending.size)
-            accept = np.log(rng.random(pending.size)) <= -0.5 * (((draw - mean) / std) ** 2 - ((mode - mean) / std) ** 2)
+            log_ratio = -0.5 * (((draw - mean) / std) ** 2 - ((mode - mean) / std) ** 2)
+            accept = np.log(rng.random(pending.size)) <= log_ratio
         out[pending[accept]] = draw[accept]
         pending = pending[~accept]
     return out.reshape(shape)

@@ -356,29 +356,46 @@ def orthogonal_errors(x: np.ndarray, orthogonal_map: str, base: np.ndarray | Non
     - cayley: a solve with M = I - A/2, κ(M) <= 1 + ‖A‖₂/2: 4n·κ(M);
     - householder: k reflectors of n-vectors, each with τ‖v‖² = 2: 4·k·n;
     - with base: one more product of n terms: (2√n + 1)·‖|base|·|Q|‖ + ‖base‖·E.
-    "weight" is that bound (absolute, every element); with the layer's gradient of Q and its
-    error bound, "X" bounds dL/dX: the map's adjoint has norm <= its condition (1 for exp,
-    κ(M)² for cayley, 2k for the reflectors) times ‖δḠ‖, plus the forward's constant times ‖Ḡ‖.
+    "weight" is that bound (absolute, every element). With the layer's gradient of Q (``grad_q``,
+    the weight's layout) and its error bound, "X" bounds dL/dX: the cotangent Ḡ of the map
+    (baseᵀ times the tall gradient: (2√n + 1)·‖|base|ᵀ|G|‖ more) enters the adjoint, whose norm is
+    at most the map's condition (1 for exp, κ(M)² for cayley, 2k for the reflectors), and the
+    adjoint's own evaluation errs by: matrix_exp, torch exponentiates the 2n×2n block
+    [[Aᵀ, Ḡ], [0, Aᵀ]]: 8n·(‖A‖₁ + ‖Ḡ‖₁ + 1)·(1 + ‖Ḡ‖₁); cayley, two solves: 2·4n·κ(M)²·‖Ḡ‖;
+    householder, the reflectors again: 2·4kn·‖Ḡ‖.
     """
-    xt, _ = _tall(np.asarray(x, dtype=np.float64))
+    xt, transposed = _tall(np.asarray(x, dtype=np.float64))
     n, k = xt.shape[-2:]
+    a = _skew_from(xt)
+    a_norm = float(np.max(np.sum(np.abs(a), axis=-2)))
     if orthogonal_map == "householder":
         err, cond = 4.0 * k * n, 2.0 * k
+    elif orthogonal_map == "matrix_exp":
+        err, cond = 4.0 * n * (a_norm + 1), 1.0
     else:
-        a = _skew_from(xt)
-        if orthogonal_map == "matrix_exp":
-            err, cond = 4.0 * n * (float(np.max(np.sum(np.abs(a), axis=-2))) + 1), 1.0
-        else:
-            kappa = 1 + float(np.max(np.linalg.norm(a, ord=2, axis=(-2, -1)))) / 2
-            err, cond = 4.0 * n * kappa, kappa**2
+        kappa = 1 + float(np.max(np.linalg.norm(a, ord=2, axis=(-2, -1)))) / 2
+        err, cond = 4.0 * n * kappa, kappa**2
     if base is not None:
         q = orthogonal(xt, orthogonal_map)
         err = (2 * math.sqrt(n) + 1) * float(np.max(np.linalg.norm(np.abs(base) @ np.abs(q), axis=(-2, -1)))) \
             + float(np.max(np.linalg.norm(base, ord=2, axis=(-2, -1)))) * err
     out = {"weight": err}
-    if grad_q is not None:
-        g_norm = float(np.linalg.norm(grad_q))
-        out["X"] = cond * float(np.linalg.norm(grad_q_error)) + err * g_norm * (1 + cond)
+    if grad_q is None:
+        return out
+    g = np.swapaxes(grad_q, -1, -2) if transposed else np.asarray(grad_q)
+    g_err = float(np.linalg.norm(grad_q_error))
+    if base is not None:
+        g_err += (2 * math.sqrt(n) + 1) * float(np.linalg.norm(np.abs(np.swapaxes(base, -1, -2)) @ np.abs(g)))
+        g = np.swapaxes(base, -1, -2) @ g
+    g_one = float(np.max(np.sum(np.abs(g), axis=-2)))
+    g_fro = float(np.linalg.norm(g))
+    if orthogonal_map == "matrix_exp":
+        back = 8.0 * n * (a_norm + g_one + 1) * (1 + g_one)
+    elif orthogonal_map == "cayley":
+        back = 2 * 4.0 * n * cond * g_fro
+    else:
+        back = 2 * 4.0 * k * n * g_fro
+    out["X"] = cond * g_err + back + err * g_fro * cond
     return out
 
 

@@ -296,7 +296,8 @@ def _parametrized_cases(name: str, bases: Sequence[str], draw: Callable[..., tup
 def parametrized(name: str, method: num.Parametrisation, draw: Callable[..., tuple[dict, dict, dict]], *,
                  bases: Sequence[str], params: Sequence[str], invalid: Mapping[str, Mapping[str, Any]],
                  train: bool = False, smooth_at: Callable[[Case], bool] | None = None,
-                 regimes: Sequence[Regime] = (), notes: str = "") -> LayerSpec:
+                 comparators: Mapping[str, Any] | None = None, regimes: Sequence[Regime] = (),
+                 notes: str = "") -> LayerSpec:
     """The declaration of ``torch.nn.utils.parametrizations.<name>`` applied to the weight of an
     eager layer drawn from ``bases`` (declaration ids): ``draw(drawer, layer weight, dtype, base)``
     gives its parameters (``params`` are passed to torch), originals and buffers; the layer's
@@ -309,7 +310,7 @@ def parametrized(name: str, method: num.Parametrisation, draw: Callable[..., tup
         reference=_parametrized_reference(method),
         torch=_parametrized_mapping(f"torch.nn.utils.parametrizations.{name}", params),
         tolerance=analysed_tolerance(_parametrized_errors(method)), smooth_at=smooth_at,
-        regimes=tuple(regimes), notes=notes,
+        comparators=dict(comparators or {}), regimes=tuple(regimes), notes=notes,
     )
 
 

@@ -9,7 +9,9 @@ from reference import fusion as RFU
 declare(parametrized(
     "weight_norm", num.WEIGHT_NORM, lambda d, w, dtype, base: strat.weight_norm_draw(d, w, dtype),
     bases=("Linear", "Conv1d", "Conv2d"), params=("dim",), invalid={"dim out of range": {"dim": lambda c: 5}},
-    regimes=(Regime("dim None (whole tensor)", lambda c: c.params["dim"] is None, {"dim": None}),
+    regimes=(Regime("dim 0 (per output)", lambda c: c.params["dim"] == 0 and c.inputs["input"].shape[-1] > 1,
+                    {"module": "Linear", "dim": 0, "in_features": 3, "out_features": 4}),
+             Regime("dim None (whole tensor)", lambda c: c.params["dim"] is None, {"dim": None}),
              Regime("dim 1", lambda c: c.params["dim"] == 1, {"dim": 1}),
              Regime("dim -1 (the last dim)", lambda c: c.params["dim"] == -1, {"dim": -1}),
              Regime("convolution weight, last dim", lambda c: c.params["module"] == "Conv2d" and c.params["dim"] == 3,
@@ -23,6 +25,7 @@ declare(parametrized(
     bases=("Linear", "Conv1d", "ConvTranspose1d", "Conv2d"), params=("n_power_iterations", "eps", "dim"), train=True,
     invalid={"n_power_iterations = 0": {"n_power_iterations": 0}, "dim out of range": {"dim": lambda c: 5}},
     smooth_at=lambda c: not c.train,
+    comparators={"grad.parametrizations.weight.original": num.spectral_grad_comparator},
     regimes=(Regime("eval mode", lambda c: not c.train, {"train": False}),
              Regime("ConvTranspose (default dim 1)", lambda c: c.params["module"].startswith("ConvTranspose")
                     and c.params["dim"] is None, {"module": "ConvTranspose1d", "dim": None}),
