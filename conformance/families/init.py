@@ -140,14 +140,15 @@ def corner(name: str, pins: Mapping[str, Any], holds: Callable[[Case], bool] | N
            description: str = "") -> Regime:
     """A regime pinning parameters (and shape labels); by default it holds when every pinned
     parameter has its pinned value (pins that are not parameters, such as ``ndim``, are read off
-    the tensor: its rank, ``layout.tensor`` its layout kind, ``zero-size dim`` an empty tensor)."""
+    the tensor: its rank, ``layout.tensor`` its layout kind, ``zero-size dim`` an empty tensor, which
+    is pinned off unless asked for)."""
     def default(case: Case) -> bool:
         tensor = case.inputs["tensor"]
         facts = {"ndim": tensor.ndim, "layout.tensor": case.layout("tensor").kind, "zero-size dim": 0 in tensor.shape}
         return all(case.params[k] == v if k in case.params else facts.get(k, v) == v
                    for k, v in pins.items() if k in case.params or k in facts)
 
-    return Regime(name, holds or default, dict(pins), description)
+    return Regime(name, holds or default, {"zero-size dim": False, **pins}, description)
 
 
 # -- calculate_gain -------------------------------------------------------------------------------------

@@ -331,6 +331,10 @@ def fills_largest(case: Case) -> bool:
     return abs(case.params["val"]) == DTYPES[case.dtype].max_value
 
 
+def fills_subnormal(case: Case) -> bool:
+    return 0 < abs(case.params["val"]) < DTYPES[case.dtype].min_normal
+
+
 def above_largest(case: Case) -> bool:
     """val is at least the format's largest finite value and rounds to it (below the overflow
     threshold; float64 has nothing above it)."""

@@ -22,7 +22,7 @@ declare(initialiser(
     invalid={"std < 0": {"std": -1.0}, "expanded tensor": {"layout": "expanded"}},
     regimes=(corner("std = 0", {"std": 0.0, "mean": 1.0}),
              corner("large mean, small std", {"mean": 1000.0, "std": 0.01}), corner("0-d tensor", {"ndim": 0}),
-             corner("4-d permuted", {"ndim": 4, "layout.tensor": "permuted"})),
+             corner("4-d channels_last", {"ndim": 4, "layout.tensor": "channels_last"})),
     notes="N(mean, std²); std = 0 fills mean."))
 
 declare(initialiser(
@@ -51,7 +51,7 @@ declare(initialiser(
     regimes=(Regime("-0.0", lambda c: c.params["val"] == 0 and str(c.params["val"]) == "-0.0", {"val": "-0"}),
              Regime("NaN", lambda c: c.params["val"] != c.params["val"], {"val": "nan"}),
              Regime("-inf", lambda c: c.params["val"] == float("-inf"), {"val": "-inf"}),
-             Regime("subnormal", lambda c: 0 < abs(c.params["val"]) < 1e-30, {"val": "smallest subnormal"}),
+             Regime("subnormal", law.fills_subnormal, {"val": "smallest subnormal"}),
              Regime("largest finite value", law.fills_largest, {"val": "largest"}),
              Regime("above the largest finite value, rounding to it", law.above_largest,
                     {"val": "just above the largest"}, "valid: the rounded value is finite"),
@@ -75,11 +75,12 @@ declare(initialiser(
     "eye_", RI.eye_, ranks=(2,), options={},
     invalid={"not 2-d": {"ranks": (3, 1, 0, 4)}, "expanded tensor": {"layout": "expanded"}},
     regimes=(Regime("wide", lambda c: c.inputs["tensor"].shape[0] < c.inputs["tensor"].shape[1],
-                    {"shape[0]": 2, "shape[1]": 5}),
+                    {"shape[0]": 2, "shape[1]": 5, "zero-size dim": False}),
              Regime("tall", lambda c: c.inputs["tensor"].shape[0] > c.inputs["tensor"].shape[1],
-                    {"shape[0]": 5, "shape[1]": 2}),
+                    {"shape[0]": 5, "shape[1]": 2, "zero-size dim": False}),
              corner("empty", {"zero-size dim": True}),
-             corner("transposed layout", {"layout.tensor": "permuted", "shape[*]": 4})),
+             Regime("transposed layout", lambda c: c.layout("tensor").kind == "permuted",
+                    {"layout.tensor": "contiguous", "layout.tensor.transposed": True, "shape[*]": 4})),
     notes="1 where i == j, +0 elsewhere, for any (rows, cols). A tensor with stride-0 dims cannot hold it: torch "
           "must raise."))
 
@@ -89,11 +90,12 @@ declare(initialiser(
              "groups = 0": {"groups": 0}, "groups < 0": {"groups": -1}, "expanded tensor": {"layout": "expanded"}},
     regimes=(Regime("groups > 1", lambda c: c.params["groups"] > 1, {"shape[0]": 6, "groups": 3}),
              Regime("more outputs per group than inputs", lambda c: c.inputs["tensor"].shape[0] // c.params["groups"]
-                    > c.inputs["tensor"].shape[1], {"shape[0]": 6, "shape[1]": 2, "groups": 1}),
+                    > c.inputs["tensor"].shape[1], {"shape[0]": 6, "shape[1]": 2, "groups": 1, "zero-size dim": False}),
              Regime("more inputs than outputs per group", lambda c: c.inputs["tensor"].shape[0] // c.params["groups"]
-                    < c.inputs["tensor"].shape[1], {"shape[0]": 4, "shape[1]": 6, "groups": 2}),
-             Regime("even kernel", lambda c: any(s % 2 == 0 for s in c.inputs["tensor"].shape[2:]),
-                    {"shape[2]": 4, "shape[3]": 2, "shape[4]": 2}),
+                    < c.inputs["tensor"].shape[1], {"shape[0]": 4, "shape[1]": 6, "groups": 2, "zero-size dim": False}),
+             Regime("even kernel", lambda c: any(s % 2 == 0 and s > 0 for s in c.inputs["tensor"].shape[2:]),
+                    {"shape[0]": 2, "shape[1]": 2, "shape[2]": 4, "shape[3]": 2, "shape[4]": 2,
+                     "zero-size dim": False}),
              corner("5-d", {"ndim": 5}), corner("4-d channels_last", {"ndim": 4, "layout.tensor": "channels_last"})),
     notes="Zeros, and 1 at [g·out/groups + d, d, k//2...] for d < min(out/groups, in); groups a positive divisor of "
           "dim 0. A tensor with stride-0 dims cannot hold it: torch must raise."))
@@ -105,7 +107,7 @@ declare(initialiser(
              "expanded tensor": {"layout": "expanded"}},
     regimes=(corner("convolution weight", {"ndim": 4}),
              Regime("fan_in ≠ fan_out", lambda c: c.inputs["tensor"].shape[0] != c.inputs["tensor"].shape[1],
-                    {"ndim": 2, "shape[0]": 3, "shape[1]": 30}),
+                    {"ndim": 2, "shape[0]": 3, "shape[1]": 30, "zero-size dim": False}),
              corner("gain = 0", {"gain": 0.0})),
     notes="U(±gain·√(6/(fan_in + fan_out))), fan_in = size(1)·∏k, fan_out = size(0)·∏k."))
 
@@ -116,7 +118,7 @@ declare(initialiser(
              "expanded tensor": {"layout": "expanded"}},
     regimes=(corner("convolution weight", {"ndim": 3}),
              Regime("fan_in ≠ fan_out", lambda c: c.inputs["tensor"].shape[0] != c.inputs["tensor"].shape[1],
-                    {"ndim": 2, "shape[0]": 30, "shape[1]": 3})),
+                    {"ndim": 2, "shape[0]": 30, "shape[1]": 3, "zero-size dim": False})),
     notes="N(0, gain²·2/(fan_in + fan_out))."))
 
 for _name, _law in (("kaiming_uniform_", law.law_kaiming_uniform), ("kaiming_normal_", law.law_kaiming_normal)):
@@ -131,10 +133,10 @@ for _name, _law in (("kaiming_uniform_", law.law_kaiming_uniform), ("kaiming_nor
                  "expanded tensor": {"layout": "expanded"}},
         regimes=(Regime("fan_out, fan_in ≠ fan_out", lambda c: c.params["mode"] == "fan_out" and
                         c.inputs["tensor"].shape[0] != c.inputs["tensor"].shape[1],
-                        {"mode": "fan_out", "ndim": 2, "shape[0]": 40, "shape[1]": 5}),
+                        {"mode": "fan_out", "ndim": 2, "shape[0]": 40, "shape[1]": 5, "zero-size dim": False}),
                  Regime("fan_in, fan_in ≠ fan_out", lambda c: c.params["mode"] == "fan_in" and
                         c.inputs["tensor"].shape[0] != c.inputs["tensor"].shape[1],
-                        {"mode": "fan_in", "ndim": 2, "shape[0]": 4, "shape[1]": 40}),
+                        {"mode": "fan_in", "ndim": 2, "shape[0]": 4, "shape[1]": 40, "zero-size dim": False}),
                  corner("relu", {"nonlinearity": "relu"}), corner("leaky_relu with a = √5", {"a": 5**0.5}),
                  corner("convolution weight, fan_out", {"ndim": 4, "mode": "fan_out"}),
                  corner("empty (a no-op)", {"zero-size dim": True})),
@@ -146,12 +148,13 @@ declare(initialiser(
     options={"gain": (1.0, 2.0, 0.5, -1.0, 0.0)},
     invalid={"fewer than 2 dims": {"ranks": (1, 0)}, "expanded tensor": {"layout": "expanded"}},
     regimes=(Regime("wide", lambda c: c.inputs["tensor"].shape[0] < c.inputs["tensor"].size // max(
-        c.inputs["tensor"].shape[0], 1), {"ndim": 2, "shape[0]": 3, "shape[1]": 20}),
+        c.inputs["tensor"].shape[0], 1), {"ndim": 2, "shape[0]": 3, "shape[1]": 20, "zero-size dim": False}),
              Regime("tall", lambda c: c.inputs["tensor"].shape[0] ** 2 > c.inputs["tensor"].size,
-                    {"ndim": 2, "shape[0]": 20, "shape[1]": 3}),
+                    {"ndim": 2, "shape[0]": 20, "shape[1]": 3, "zero-size dim": False}),
              corner("square", {"ndim": 2, "shape[0]": 8, "shape[1]": 8}),
              corner("convolution weight (trailing dims flattened)", {"ndim": 3}),
-             corner("gain ≠ 1", {"gain": 2.0}), corner("permuted", {"layout.tensor": "permuted", "ndim": 3})),
+             corner("gain ≠ 1", {"gain": 2.0}),
+             corner("channels_last (trailing dims not a view)", {"layout.tensor": "channels_last", "ndim": 4})),
     notes="gain·Q, Q with orthonormal columns (rows >= ∏trailing) or rows, Haar distributed: each case is compared "
           "with its nearest semi-orthogonal matrix, the diagonal's signs must be fair. float16/bfloat16: torch has no "
           "QR for them (unsupported)."))
@@ -163,7 +166,8 @@ declare(initialiser(
              "expanded tensor": {"layout": "expanded"}},
     regimes=(corner("sparsity 0", {"sparsity": 0.0}), corner("sparsity 1 (all zero)", {"sparsity": 1.0}),
              corner("half the rows", {"sparsity": 0.5, "shape[0]": 10}),
-             corner("transposed layout", {"layout.tensor": "permuted"})),
+             Regime("transposed layout", lambda c: c.layout("tensor").kind == "permuted",
+                    {"layout.tensor": "contiguous", "layout.tensor.transposed": True})),
     notes="Every column: exactly ceil(sparsity·rows) zeros at uniformly random rows, the rest N(0, std²)."))
 
 for _name in ("uniform_", "normal_", "trunc_normal_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
@@ -172,7 +176,7 @@ for _name in ("uniform_", "normal_", "trunc_normal_", "xavier_uniform_", "xavier
 
 declare(gain(RI.calculate_gain, regimes=(
     Regime("leaky_relu with a slope", lambda c: any(n == "leaky_relu" and p for n, p in c.params["queries"]),
-           {"nonlinearity[*]": "leaky_relu", "param[*]": 0.2}),
+           {"nonlinearity[*]": "leaky_relu", "param[*]": 0.1875}),
     Regime("selu ignores param", lambda c: any(n == "selu" and p for n, p in c.params["queries"]),
            {"nonlinearity[*]": "selu", "param[*]": 3.0}),
     Regime("leaky_relu default slope", lambda c: any(n == "leaky_relu" and p is None for n, p in c.params["queries"]),

@@ -49,7 +49,12 @@ def draw_params(d: S.Drawer, options: Mapping[str, Options], shape: tuple[int, .
 
 
 def draw_layout(d: S.Drawer, ndim: int, expanded: bool) -> Layout:
-    return S.layouts(d, ndim, "layout.tensor", expanded=expanded) if ndim else CONTIGUOUS
+    """A layout of the tensor (``strategies.layouts``), where a permuted 2-d tensor is always the
+    transpose (``layouts`` may draw the identity permutation, a contiguous tensor)."""
+    layout = S.layouts(d, ndim, "layout.tensor", expanded=expanded) if ndim else CONTIGUOUS
+    if ndim == 2 and layout.kind == "contiguous" and d.flag("layout.tensor.transposed"):
+        return Layout("permuted", perm=(1, 0))
+    return layout
 
 
 def init_cases(op: str, ranks: Sequence[int], options: Mapping[str, Options], *, expanded: bool = False,
@@ -117,7 +122,8 @@ def writes_overlap(case: Case) -> bool:
 def gain_cases(invalid: bool = False) -> Callable[[str], Any]:
     """calculate_gain on a batch of queries (nonlinearity, param): every nonlinearity, param None or
     a number (leaky_relu reads it, the others ignore it) travelling in the float64 input ``param``
-    (one element per query; a None query leaves its element 0). Invalid: one query with an unknown
+    (one element per query; a None query leaves its element 0; every value is exact in every
+    format, as the generic strategy test asks of float inputs). Invalid: one query with an unknown
     nonlinearity, or leaky_relu with a bool or a string param."""
     from reference.init import NONLINEARITIES
 
@@ -132,7 +138,7 @@ def gain_cases(invalid: bool = False) -> Callable[[str], Any]:
         queries, values = [], []
         for i in range(d.integer(1, 6, "queries")):
             name = d.choice(("relu", *[n for n in NONLINEARITIES if n != "relu"]), f"nonlinearity[{i}]")
-            param = d.choice((None, 0.01, 0.2, 0.0, 1.0, -0.5, 3.0, 100.0, 1e-8, 1e100), f"param[{i}]")
+            param = d.choice((None, 0.1875, 0.0, 1.0, -0.5, 3.0, 96.0, 2.0**-20, 2.0**14), f"param[{i}]")
             queries.append([name, None if param is None else "number"])
             values.append(0.0 if param is None else param)
         return Case(op="calculate_gain", dtype=dtype, params={"queries": queries}, inputs={"param": np.array(values)})
