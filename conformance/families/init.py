@@ -175,14 +175,15 @@ def _gain_reference(fn: Callable[..., float]):
 
 def gain(fn: Callable[..., float], *, regimes: Sequence[Regime] = (), notes: str = "") -> LayerSpec:
     """calculate_gain over a batch of queries (``strategies.init.gain_cases``): ``builtins.tuple``
-    of the calls, compared exactly; float64 only (a Python float has no other format)."""
+    of the calls, compared exactly (``numerics.init.gain_comparator``). The gains do not depend on
+    the dtype: every dtype's target asks the same queries."""
     return LayerSpec(
         name="calculate_gain", family="init", kind="gain", catalogue="torch.nn.init.calculate_gain",
         cases=strat.gain_cases(), invalid_cases=strat.gain_cases(invalid=True),
         reference=_gain_reference(fn),
         torch=TorchMapping("builtins.tuple", kind="function", args=_gain_args, kwargs=lambda case: {}),
-        tolerance=EXACT, comparators={"output": num.gain_comparator}, backward=False, dtypes=("float64",),
-        regimes=tuple(regimes), notes=notes,
+        tolerance=EXACT, comparators={"output": num.gain_comparator}, backward=False, regimes=tuple(regimes),
+        notes=notes,
     )
 
 

@@ -343,12 +343,16 @@ def above_largest(case: Case) -> bool:
 
 
 def gain_comparator(spec: LayerSpec, case: Case, name: str, result: Result, got: Result) -> Comparison:
-    """calculate_gain returns the int 1 for the linear names and sigmoid (annotated float): a Python
-    int or float of the same value is accepted (values compared exactly)."""
-    expected = result.outputs[name]
+    """calculate_gain returns Python numbers whatever the dtype: the int 1 for the linear names and
+    sigmoid (annotated float), floats otherwise; an int or a float of the same value is accepted.
+    A backend returning the gains as a tensor of the case's format is accepted too, compared with
+    the gains correctly rounded to it. Values are compared exactly."""
+    expected = np.asarray(result.outputs[name], dtype=np.float64)
     dtype = got.dtypes.get(name)
+    if dtype == case.dtype and dtype != "float64":
+        expected = in_format(expected, case.dtype)
     return compare_tensor(spec, case, name, expected, got.outputs.get(name),
-                          None if dtype in ("int64", "float64") else dtype, np.abs(expected))
+                          None if dtype in ("int64", "float64", case.dtype) else dtype, np.abs(expected))
 
 
 def at_double_rounding_corner(case: Case) -> bool:

@@ -182,4 +182,6 @@ declare(gain(RI.calculate_gain, regimes=(
     Regime("leaky_relu default slope", lambda c: any(n == "leaky_relu" and p is None for n, p in c.params["queries"]),
            {"nonlinearity[*]": "leaky_relu", "param[*]": None})),
     notes="1 (linear, conv*, conv_transpose*, sigmoid), 5/3 (tanh), √2 (relu), √(2/(1 + s²)) (leaky_relu, s = param "
-          "or 0.01; a bool or string param raises), 3/4 (selu); an unknown nonlinearity raises."))
+          "or 0.01; a bool or string param raises), 3/4 (selu); an unknown nonlinearity raises. torch returns the "
+          "int 1 for the linear names and sigmoid (an int or a float is accepted); the gains do not depend on the "
+          "dtype."))
