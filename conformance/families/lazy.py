@@ -6,7 +6,7 @@ materialises the parameters. The eager declaration (looked up by id when a case 
 judged) gives everything else: its cases (the lazy module gets the same constructor arguments but
 ``inferred``), its reference, tolerances and comparators. A case runs, through call nodes:
 
-1. a dry run ``module(input)``: the documented way to materialise a lazy module;
+1. a dry run ``module(input, **forward kwargs)``: the documented way to materialise a lazy module;
 2. ``torch.func.functional_call(module, {name: copy of the case's tensor}, args, kwargs)``: the
    materialised module called with the case's parameters and buffers (copies in the case's
    layouts: gradients flow back to the case's tensors, buffers are updated in the copies), compared
@@ -218,13 +218,14 @@ def _forward(eager_id: str) -> Callable[[Case], dict[str, Any]]:
     """functional_call(module after a dry run, {parameters and buffers: copies}, args, kwargs)."""
     def forward(case: Case) -> dict[str, Any]:
         mapping = _eager(eager_id).torch
-        dry_run = {"loop": {"over": [{"attribute": ""}], "input": arg("input")}}
+        kwargs = dict(mapping.kwargs(case)) if mapping.kwargs else dict(case.forward_kwargs)
+        first = {"attribute": ""} if not kwargs else call_node("functools.partial", {"attribute": ""}, **kwargs)
+        dry_run = {"loop": {"over": [first], "input": arg("input")}}  # module(input, **kwargs), materialising
         module = call_node("operator.getitem", [dry_run, {"attribute": ""}], 1)
         names = [*_list(mapping.parameters, case), *_list(mapping.buffers, case)]
         tensors = {"call": {"target": "builtins.dict", "args": [],
                             "kwargs": {n: arg(n, copy=True) for n in names if n in case.inputs}}}
         args = [arg(a) if isinstance(a, str) else a for a in _list(mapping.args, case)]
-        kwargs = dict(mapping.kwargs(case)) if mapping.kwargs else dict(case.forward_kwargs)
         return call_node("torch.func.functional_call", module, tensors, args,
                          {"call": {"target": "builtins.dict", "args": [], "kwargs": kwargs}})
 

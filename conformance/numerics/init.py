@@ -682,3 +682,13 @@ def spectral_grad_comparator(spec: LayerSpec, case: Case, name: str, result: Res
         expected = np.where(np.isfinite(value), expected, value)
     absref = magnitudes(spec, case, result)[name]
     return compare_tensor(spec, case, name, expected, value, got.dtypes.get(name), absref)
+
+
+def lazy_instance_norm_unbatched(case: Case) -> bool:
+    """A Lazy InstanceNorm's unbatched input (C, *spatial) with something to materialise (affine
+    parameters or running statistics): torch infers num_features from dim 1 instead of dim 0."""
+    from conformance.spec import spec_of
+
+    x = case.inputs["input"]
+    return x.ndim == (spec_of(case).dims or 1) + 1 and bool(case.params.get("affine") or
+                                                            case.params.get("track_running_stats"))
