@@ -23,7 +23,8 @@ WRONG = [
 @pytest.mark.parametrize("adapter, op", WRONG, ids=[a for a, _ in WRONG])
 def test_wrong_init_adapter_is_caught(adapter, op, tmp_path):
     code = main(["run", "--backend", f"tests.wrong_backends.init:{adapter}", "--ops", op, "--dtypes", "float64",
-                 "--profile", "ci", "--no-invalid", "--no-isolate", "--report-dir", str(tmp_path), "--quiet"])
+                 "--profile", "ci", "--examples", "8", "--no-invalid", "--no-isolate", "--report-dir", str(tmp_path),
+                 "--quiet"])
     assert code == 1
     records = list(read_records(tmp_path))
     failing = [r for r in records if r["verdict"] in ("fail", "error") and r["final"] and r["entry"] == op]

@@ -30,6 +30,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from backends.base import Case, Result
+from conformance import strategies as S
 from conformance.compare import Comparison
 from conformance.numerics import init as num
 from conformance.spec import LayerSpec, Randomness, Regime, Tolerance, TorchMapping, all_specs, arg, call_node
@@ -142,13 +143,15 @@ def indivisible_channels(case: Case) -> Case:
                    layouts={}, note="in_channels not divisible by groups")
 
 
-def _invalid_cases(name: str, eager_id: str, rules: Sequence[Callable[[Case], Case]]):
+def _invalid_cases(name: str, eager_id: str, rules: Mapping[str, Callable[[Case], Case]]):
+    """A valid case with one rule broken (rules by name: functions of the valid case)."""
     def strategy(dtype: str) -> st.SearchStrategy[Case]:
         @st.composite
         def build(draw: Any) -> Case:
-            case = draw(_cases(name, eager_id)(dtype))
-            rule = draw(st.sampled_from(tuple(rules)))
-            return replace(rule(case), invalid=True)
+            d = S.Drawer(draw)
+            case = d(_cases(name, eager_id)(dtype), "module case")
+            kind = d.choice(tuple(rules), "invalid kind")
+            return replace(rules[kind](case), invalid=True)
 
         return build()
 
@@ -272,11 +275,12 @@ def _randomness(init: str) -> Randomness:
 
 
 def lazy(name: str, eager: str, inferred: str, *, ranks: Sequence[int], init: str,
-         invalid: Sequence[Callable[[Case], Case]], regimes: Sequence[Regime] = (), dims: int | None = None,
+         invalid: Mapping[str, Callable[[Case], Case]], regimes: Sequence[Regime] = (), dims: int | None = None,
          kind: str = "", notes: str = "") -> LayerSpec:
     """The declaration of ``torch.nn.<name>`` from the eager declaration ``eager`` (an id): the
     constructor argument ``inferred`` is left to the first call, inputs of ``ranks`` are accepted,
-    ``init`` names the materialised parameters' law, ``invalid`` the rules (case -> invalid case)."""
+    ``init`` names the materialised parameters' law, ``invalid`` the rules by name (valid case ->
+    invalid case)."""
     return LayerSpec(
         name=name, family="lazy", dims=dims, kind=kind,
         cases=_cases(name, eager), reference=_reference(eager, inferred, tuple(ranks), init),
