@@ -202,7 +202,7 @@ def spectral_norm_errors(weight: np.ndarray, u0: np.ndarray, v0: np.ndarray, n_p
 
 # -- orthogonal -------------------------------------------------------------------------------------
 
-def _skew_from(x: np.ndarray) -> np.ndarray:
+def skew_from(x: np.ndarray) -> np.ndarray:
     """A = L - Lᵀ with L = [tril(X), 0]: (..., n, n) from a tall (..., n, k) X."""
     n, k = x.shape[-2:]
     low = np.tril(x)
@@ -211,8 +211,8 @@ def _skew_from(x: np.ndarray) -> np.ndarray:
     return low - np.swapaxes(low, -1, -2)
 
 
-def _skew_from_vjp(grad_a: np.ndarray, k: int) -> np.ndarray:
-    """Adjoint of ``_skew_from``: tril of (Ā - Āᵀ), first k columns (the diagonal cancels: 0)."""
+def skew_from_vjp(grad_a: np.ndarray, k: int) -> np.ndarray:
+    """Adjoint of ``skew_from``: tril of (Ā - Āᵀ), first k columns (the diagonal cancels: 0)."""
     return np.tril(grad_a - np.swapaxes(grad_a, -1, -2), -1)[..., :k]
 
 
@@ -298,14 +298,15 @@ def householder_product_vjp(x: np.ndarray, grad: np.ndarray) -> np.ndarray:
     return np.tril(out, -1)
 
 
-def _tall(x: np.ndarray) -> tuple[np.ndarray, bool]:
+def tall_view(x: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(the matrices with rows >= columns: x or its transpose, whether transposed)."""
     return (np.swapaxes(x, -1, -2), True) if x.shape[-2] < x.shape[-1] else (x, False)
 
 
 def _orthogonal_vjp(cotangent: np.ndarray, x: np.ndarray, orthogonal_map: str = "matrix_exp",
                     base: np.ndarray | None = None) -> dict:
     """dL/dX through the map (see ``orthogonal``); ``base`` is a buffer (no gradient)."""
-    xt, transposed = _tall(np.asarray(x, dtype=np.float64))
+    xt, transposed = tall_view(np.asarray(x, dtype=np.float64))
     g = np.swapaxes(cotangent, -1, -2) if transposed else cotangent
     if base is not None:
         g = np.swapaxes(base, -1, -2) @ g
@@ -314,11 +315,11 @@ def _orthogonal_vjp(cotangent: np.ndarray, x: np.ndarray, orthogonal_map: str = 
         sign = np.trunc(np.diagonal(xt, axis1=-2, axis2=-1))[..., None, :]
         grad = householder_product_vjp(xt, g * sign)
     else:
-        a = _skew_from(xt)
+        a = skew_from(xt)
         full = np.zeros(a.shape)
         full[..., :k] = g
         grad_a = skew_matrix_exp_vjp(a, full) if orthogonal_map == "matrix_exp" else cayley_vjp(a, full)
-        grad = _skew_from_vjp(grad_a, k)
+        grad = skew_from_vjp(grad_a, k)
     return {"X": np.swapaxes(grad, -1, -2) if transposed else grad}
 
 
@@ -334,12 +335,12 @@ def orthogonal(X: np.ndarray, orthogonal_map: str = "matrix_exp", base: np.ndarr
     None) multiplies from the left when use_trivialization is on."""
     if orthogonal_map not in ORTHOGONAL_MAPS:
         raise ValueError(f"orthogonal_map has to be one of {ORTHOGONAL_MAPS}, got {orthogonal_map!r}")
-    xt, transposed = _tall(np.asarray(X, dtype=np.float64))
+    xt, transposed = tall_view(np.asarray(X, dtype=np.float64))
     n, k = xt.shape[-2:]
     if orthogonal_map == "householder":
         q = householder_product(xt) * np.trunc(np.diagonal(xt, axis1=-2, axis2=-1))[..., None, :]
     else:
-        a = _skew_from(xt)
+        a = skew_from(xt)
         q = (skew_matrix_exp(a) if orthogonal_map == "matrix_exp" else cayley(a))[..., :k]
     if base is not None:
         q = np.asarray(base, dtype=np.float64) @ q
@@ -364,9 +365,9 @@ def orthogonal_errors(x: np.ndarray, orthogonal_map: str, base: np.ndarray | Non
     [[Aᵀ, Ḡ], [0, Aᵀ]]: 8n·(‖A‖₁ + ‖Ḡ‖₁ + 1)·(1 + ‖Ḡ‖₁); cayley, two solves: 2·4n·κ(M)²·‖Ḡ‖;
     householder, the reflectors again: 2·4kn·‖Ḡ‖.
     """
-    xt, transposed = _tall(np.asarray(x, dtype=np.float64))
+    xt, transposed = tall_view(np.asarray(x, dtype=np.float64))
     n, k = xt.shape[-2:]
-    a = _skew_from(xt)
+    a = skew_from(xt)
     a_norm = float(np.max(np.sum(np.abs(a), axis=-2)))
     if orthogonal_map == "householder":
         err, cond = 4.0 * k * n, 2.0 * k
