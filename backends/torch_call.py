@@ -49,7 +49,10 @@ slopes, whose cases draw finite non-zero inputs; rule
 ``bernoulli`` — the keep masks the call drew after the seed, replayed as the sequence ``draws`` of
 ``torch.empty(shape, dtype).bernoulli_(1 - p)``, each read in logical order (``perm``: a mask stored
 in another order) and flattened, concatenated: dropout inside attention and transformer layers,
-whose masks never reach an output.
+whose masks never reach an output; rule
+``value`` — the value after the call of output ``of`` (a name) or of node ``of`` (an object, e.g. a
+module's ``{"attribute": "weight"}``): the values an initialiser drew (None, a parameter the module
+does not have, reads as an empty array).
 """
 
 from __future__ import annotations
@@ -358,6 +361,11 @@ def run_call(call: dict[str, Any], inputs: dict[str, np.ndarray], *, dtype: str,
         elif rule.get("rule") == "ratio":
             ratio = named[rule["of"]].detach().double() / interp.tensor(rule["over"]).detach().double()
             out[f"random.{choice}"] = (ratio.cpu().numpy().copy(), "float64")
+        elif rule.get("rule") == "value":
+            of = rule["of"]
+            value = named.get(of) if isinstance(of, str) else interp.node(of)
+            out[f"random.{choice}"] = to_numpy(value) if value is not None else (
+                np.zeros(0), str(interp.dtype).replace("torch.", ""))
         elif rule.get("rule") == "rand":
             torch.manual_seed(int(call["seed"]))
             out[f"random.{choice}"] = to_numpy(torch.rand(*rule["shape"], dtype=interp.dtype, device=device))
