@@ -79,9 +79,9 @@ def _batch_norm_step(cfg: Config, x: np.ndarray) -> Callable[[], Any]:
     w, b, g = np.ones(c), np.zeros(c), np.ones(x.shape)
     rm, rv = np.zeros(c), np.ones(c)
     if cfg.train:
-        return lambda: (norm.batch_norm(x, *norm.batch_stats(x), w, b, 1e-5),
+        return lambda: (norm.batch_norm(x, *norm.batch_stats(x), w, b, eps=1e-5),
                         norm.update_running_stats(rm, rv, 0, x, 0.1), norm.batch_norm_train_vjp(x, w, g, 1e-5))
-    return lambda: (norm.batch_norm(x, rm, rv, w, b, 1e-5), norm.batch_norm_eval_vjp(x, rm, rv, w, g, 1e-5))
+    return lambda: (norm.batch_norm(x, rm, rv, w, b, eps=1e-5), norm.batch_norm_eval_vjp(x, rm, rv, w, g, 1e-5))
 
 
 def _interpolate_step(cfg: Config, xs: list[np.ndarray]) -> Callable[[], Any]:

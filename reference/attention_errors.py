@@ -37,7 +37,8 @@ import numpy as np
 
 from reference.attention import attention_masks, check_sdpa, mha_bias
 from reference.libm import LIBM_ULPS
-from reference.smooth_activation import gelu, gelu_error, gelu_vjp
+from reference.registry import FUNCTIONS
+from reference.smooth_activation import gelu, gelu_error
 
 # |gelu''| <= 2·φ(0) < 0.8 for the exact form; the tanh approximation's stays below 1 as well.
 UNBOUNDED = 1e300  # the bound of an error the first-order analysis cannot bound (units of u)
@@ -406,14 +407,14 @@ def activation(x: Any, name: str, u: float) -> tuple[Bounded, Callable[[Any], Bo
     approximate = "tanh" if name == "gelu_tanh" else "none"
     with np.errstate(all="ignore"):
         value = gelu(x.v, approximate)
-        slope = gelu_vjp(x.v, np.ones_like(x.v), approximate)
-        own, _ = gelu_error(x.v, value, None, u, approximate)
+        slope = FUNCTIONS["gelu"].vjp(np.ones_like(x.v), x.v, approximate)["input"]
+        own, _ = gelu_error(x.v, value, None, u, 0.0, approximate)
     y = Bounded(value, np.abs(slope) * x.e + own)
 
     def back_gelu(g: Any) -> Bounded:
         g = bounded(g)
         with np.errstate(all="ignore"):
-            _, own_g = gelu_error(x.v, value, g.v, u, approximate)
+            _, own_g = gelu_error(x.v, value, g.v, u, 0.0, approximate)
         return Bounded(g.v * slope, g.e * np.abs(slope) + np.abs(g.v) * GELU_SECOND_DERIVATIVE * x.e + own_g)
 
     return y, back_gelu

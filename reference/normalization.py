@@ -150,14 +150,6 @@ def _batch_running_update(x: np.ndarray, running_mean: np.ndarray, running_var: 
     return running_update(running_mean, mean, momentum), running_update(running_var, var * (k / (k - 1)), momentum)
 
 
-def _legacy_eps(training: bool | float, momentum: float, eps: float) -> tuple[bool, float]:
-    """An older spelling, ``batch_norm(input, mean, var, weight, bias, eps)``, passes eps where torch
-    has ``training``: a float there (never a bool) is read as eps, with fixed statistics."""
-    if isinstance(training, float):
-        return False, float(training)
-    return bool(training), eps
-
-
 def batch_norm_with_running_stats(
         input: np.ndarray, running_mean: np.ndarray | None, running_var: np.ndarray | None,
         weight: np.ndarray | None = None, bias: np.ndarray | None = None, training: bool = False,
@@ -167,7 +159,6 @@ def batch_norm_with_running_stats(
     running' = (1 - momentum)·running + momentum·batch statistic, the variance unbiased (K/(K - 1));
     otherwise they are returned unchanged (None stays None). ``momentum`` is the factor itself
     (the modules' momentum None is ``momentum_factor``)."""
-    training, eps = _legacy_eps(training, momentum, eps)
     x = input
     if x.ndim < 2:
         raise ValueError(f"batch_norm expects an (N, C, *) input, got {x.ndim}-d")
@@ -238,7 +229,6 @@ def _batch_norm_vjp(cotangent: np.ndarray, input: np.ndarray, running_mean: np.n
                     eps: float = 1e-5) -> dict[str, np.ndarray]:
     """Batch statistics (training, or no running statistics): ``batch_norm_train_vjp``; fixed
     running statistics: ``batch_norm_eval_vjp``. The running statistics get no gradient."""
-    training, eps = _legacy_eps(training, momentum, eps)
     if training or running_mean is None:
         gx, gw, gb = batch_norm_train_vjp(input, weight, cotangent, eps)
     else:
@@ -265,9 +255,7 @@ def batch_norm(input: np.ndarray, running_mean: np.ndarray | None, running_var: 
     or None). Training (or running statistics None): μ and v are the batch's mean and biased variance
     over N and the spatial axes (K = N·prod(spatial) > 1 values per channel, else ValueError);
     evaluation: μ = running_mean, v = running_var. The updated running statistics of a training call
-    come from ``batch_norm_with_running_stats`` (this function never mutates its arguments).
-    The older call ``batch_norm(x, mean, var, weight, bias, eps)`` (a float in the place of
-    ``training``) normalises with the given statistics."""
+    come from ``batch_norm_with_running_stats`` (this function never mutates its arguments)."""
     return batch_norm_with_running_stats(input, running_mean, running_var, weight, bias, training, momentum, eps)[0]
 
 

@@ -44,14 +44,14 @@ from typing import Any
 
 import numpy as np
 
-from reference.activation import relu, relu_vjp
+from reference.activation import relu
 from reference.attention import MHA_GRAD_NAMES, mha_module_params, multi_head_attention
 from reference.dropout import dropout as dropout_kept
 from reference.dropout import dropout_vjp
 from reference.linear import linear, linear_vjp
 from reference.normalization import layer_norm
 from reference.registry import FUNCTIONS, functional
-from reference.smooth_activation import gelu, gelu_vjp
+from reference.smooth_activation import gelu
 
 Params = Mapping[str, "np.ndarray | None"]
 Grads = dict[str, np.ndarray]
@@ -93,10 +93,10 @@ def _norm(x: np.ndarray, params: Params, name: str, eps: float) -> tuple[np.ndar
 
 def _activation(x: np.ndarray, activation: str) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     if activation == "relu":
-        return relu(x), lambda g: relu_vjp(x, g)
+        return relu(x), lambda g: FUNCTIONS["relu"].vjp(g, x)["input"]
     if activation in ("gelu", "gelu_tanh"):
         approximate = "tanh" if activation == "gelu_tanh" else "none"
-        return gelu(x, approximate), lambda g: gelu_vjp(x, g, approximate)
+        return gelu(x, approximate), lambda g: FUNCTIONS["gelu"].vjp(g, x, approximate)["input"]
     raise ValueError(f"activation should be relu/gelu, not {activation!r}")
 
 

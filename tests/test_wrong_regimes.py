@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-import conformance.specs._pooling_cases as pooling_cases
+import conformance.strategies.pooling as pooling_cases
 from conformance.cli import main
 from reports.records import read_records
 

@@ -420,3 +420,62 @@ def cross_map_intermediate_out_of_range(case: Case) -> bool:
     square, average, d, power, y, g = _lrn_values(case)
     with np.errstate(all="ignore"):
         return _out_of_range(case.dtype, [square, average * case.params["size"]], [d, 1 / power, g * y / d])
+
+
+# -- known-entry predicates -------------------------------------------------------------------------
+
+def instance_norm_per_sample_parameter_grad_overflows(case: Case) -> bool:
+    """InstanceNorm's affine gradients as torch forms them: batch_norm over the (1, N·C, *spatial)
+    view with the weight repeated N times, so each sample's sum Σ g·x̂ (and Σ g) is rounded to the
+    dtype before the N sums are added. True when a per-sample sum beyond the dtype's range makes
+    the channel's result inf or NaN where the correctly rounded total is a finite number, the other
+    infinity or an infinity where torch's is NaN."""
+    if not case.params.get("affine") or "output" not in case.cotangents:
+        return False
+    from conformance.spec import spec_of
+
+    x, g = case.inputs["input"], case.cotangents["output"]
+    if x.ndim == (spec_of(case).dims or 1) + 1:  # unbatched (C, *spatial)
+        x, g = x[None], g[None]
+    axes = tuple(range(2, x.ndim))
+    with np.errstate(all="ignore"):
+        if uses_batch_stats(case.train, bool(case.params.get("track_running_stats"))):
+            mean = x.mean(axis=axes, keepdims=True)
+            var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+        else:
+            shape = (1, -1) + (1,) * len(axes)
+            mean, var = case.inputs["running_mean"].reshape(shape), case.inputs["running_var"].reshape(shape)
+        xhat = (x - mean) / np.sqrt(var + case.params["eps"])
+        per_sample = np.stack([(g * xhat).sum(axis=axes), g.sum(axis=axes)])  # (2, N, C)
+        fmt = DTYPES[case.dtype]
+        beyond = (np.abs(per_sample) > fmt.max_value).any(axis=1)
+        torch_like = np.where(np.abs(per_sample) > fmt.max_value, np.sign(per_sample) * np.inf, per_sample).sum(axis=1)
+        total = per_sample.sum(axis=1)
+        total = np.where(np.abs(total) > fmt.max_value, np.sign(total) * np.inf, total)
+        same = (torch_like == total) | (np.isnan(torch_like) & np.isnan(total)) | (
+            np.isfinite(torch_like) & np.isfinite(total))
+    # a per-sample sum beyond the range that changes the channel's result
+    return bool(np.any(beyond & ~same))
+
+
+def instance_norm_per_sample_running_var_overflows(case: Case) -> bool:
+    """InstanceNorm's running variance as torch updates it: each sample's updated value
+    (1 - m)·running_var + m·unbiased variance is stored in the dtype before the N of them are
+    averaged. True when, on finite inputs, one of them is beyond the dtype's range while their
+    average is not."""
+    from conformance.spec import spec_of
+
+    if not (case.train and case.params.get("track_running_stats")):
+        return False
+    x = case.inputs["input"]
+    if x.ndim == (spec_of(case).dims or 1) + 1:
+        x = x[None]
+    n, c = x.shape[:2]
+    values = x.reshape(n, c, -1)
+    if values.shape[-1] < 2 or not np.isfinite(values).all():
+        return False
+    momentum = case.params["momentum"] or 0.0
+    with np.errstate(all="ignore"):
+        updated = (1 - momentum) * case.inputs["running_var"] + momentum * values.var(axis=-1, ddof=1)
+    top = DTYPES[case.dtype].max_value
+    return bool(np.any((np.abs(updated) > top).any(axis=0) & (np.abs(updated.mean(axis=0)) <= top)))

@@ -37,3 +37,11 @@ for _nd in (1, 2, 3):
                  Regime("no running stats", lambda c: not c.params["track_running_stats"],
                         {"track_running_stats": False})),
         notes="num_features is dim 1; weight materialises as 1 and bias as 0."))
+
+for _nd in (1, 2, 3):
+    declare(lazy(
+        f"LazyInstanceNorm{_nd}d", f"InstanceNorm{_nd}d", "num_features", ranks=(_nd + 2, _nd + 1),
+        init="ones_zeros", dims=_nd, invalid={"input of the wrong rank": wrong_rank(_nd, _nd + 3)},
+        regimes=(Regime("affine", lambda c: c.params["affine"], {"affine": True}),
+                 Regime("unbatched", lambda c, nd=_nd: c.inputs["input"].ndim == nd + 1, {"batched": False})),
+        notes="num_features is the channel dim (dim 1; dim 0 of an unbatched input)."))

@@ -4,7 +4,6 @@ import numpy as np
 
 from conformance.families import recurrent as F
 from conformance.numerics import recurrent as NR
-from conformance.numerics.recurrent import lengths_beyond_steps  # noqa: F401  (known/utility.toml's predicate)
 from conformance.spec import Regime, declare
 from conformance.strategies import recurrent as SR
 

@@ -152,11 +152,11 @@ def test_fusion_is_the_convolution_followed_by_batch_norm():
     rm, rv, gamma, beta = rng.standard_normal(6), rng.random(6) + 0.5, rng.standard_normal(6), rng.standard_normal(6)
     fw, fb = FU.fuse_conv_bn_weights(w, b, rm, rv, 1e-3, gamma, beta)
     y = C.conv(x, w, b, groups=2)
-    bn = N.batch_norm(y, rm, rv, gamma, beta, 1e-3)
+    bn = N.batch_norm(y, rm, rv, gamma, beta, eps=1e-3)
     np.testing.assert_allclose(C.conv(x, fw, fb, groups=2), bn, rtol=1e-12, atol=1e-12)
     fw0, fb0 = FU.fuse_conv_bn_weights(w, None, rm, rv, 1e-3, None, None)
     np.testing.assert_allclose(C.conv(x, fw0, fb0, groups=2), N.batch_norm(C.conv(x, w, None, groups=2), rm, rv,
-                                                                            None, None, 1e-3), atol=1e-12)
+                                                                            None, None, eps=1e-3), atol=1e-12)
 
 
 def test_transposed_fusion_scales_each_group_s_output_channels():
@@ -165,7 +165,7 @@ def test_transposed_fusion_scales_each_group_s_output_channels():
     w, b = rng.standard_normal((4, 3, 2)), rng.standard_normal(6)  # ConvTranspose: in 4, out 6, groups 2
     rm, rv, gamma, beta = rng.standard_normal(6), rng.random(6) + 0.5, rng.standard_normal(6), rng.standard_normal(6)
     fw, fb = FU.fuse_conv_bn_weights(w, b, rm, rv, 1e-5, gamma, beta, transpose=True)
-    y = N.batch_norm(C.conv_transpose(x, w, b, groups=2), rm, rv, gamma, beta, 1e-5)
+    y = N.batch_norm(C.conv_transpose(x, w, b, groups=2), rm, rv, gamma, beta, eps=1e-5)
     np.testing.assert_allclose(C.conv_transpose(x, fw, fb, groups=2), y, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError):
         FU.fuse_conv_bn_weights(w, b, rm[:5], rv[:5], 1e-5, None, None, transpose=True)

@@ -87,14 +87,6 @@ def test_batch_norm_as_torch_calls_it_in_one_call():
         N.batch_norm(x[:1], None, None, training=True)  # one value per channel
 
 
-def test_batch_norm_keeps_the_older_positional_eps():
-    """``batch_norm(x, mean, var, w, b, eps)`` (eps where torch has ``training``) still normalises
-    with the given statistics."""
-    x = RNG.standard_normal((3, 2, 2))
-    mean, var = N.batch_stats(x)
-    np.testing.assert_array_equal(N.batch_norm(x, mean, var, None, None, 0.5), N.batch_norm(x, mean, var, eps=0.5))
-
-
 @pytest.mark.parametrize("training", [True, False])
 def test_batch_norm_vjp_against_finite_differences(training):
     x, w, b = RNG.standard_normal((3, 2, 2)) + 3, RNG.standard_normal(2), RNG.standard_normal(2)

@@ -189,7 +189,7 @@ def test_batch_norm_vjps_match_fd(shape, affine, eps):
     gx, gw, gb = normalization.batch_norm_train_vjp(x, w, g, eps)
 
     def train(x, w=None, b=None):
-        return normalization.batch_norm(x, *normalization.batch_stats(x), w, b, eps)
+        return normalization.batch_norm(x, *normalization.batch_stats(x), w, b, eps=eps)
 
     inputs = {"x": x, **({"w": w, "b": b} if affine else {})}
     assert_vjp_matches_fd(train, inputs, {"x": gx, **({"w": gw, "b": gb} if affine else {})}, g)
@@ -198,6 +198,6 @@ def test_batch_norm_vjps_match_fd(shape, affine, eps):
     gx, gw, gb = normalization.batch_norm_eval_vjp(x, rm, rv, w, g, eps)
 
     def evaluate(x, w=None, b=None):
-        return normalization.batch_norm(x, rm, rv, w, b, eps)
+        return normalization.batch_norm(x, rm, rv, w, b, eps=eps)
 
     assert_vjp_matches_fd(evaluate, inputs, {"x": gx, **({"w": gw, "b": gb} if affine else {})}, g)
