@@ -116,7 +116,7 @@ def _compare_floats(
         cmp.max_rel_err = float(rel.max())
         cmp.max_ulp = float(ulps.max())
         cmp.utilisation = float(ratio.max())
-        cmp.finite_utilisation = float(np.where(finite, ratio, 0.0).max())
+        cmp.finite_utilisation = float(np.where(finite & ~sign_bad, ratio, 0.0).max())
         order = np.argsort(-ratio, axis=None, kind="stable")[:WORST_SHOWN]
         worst = [np.unravel_index(i, ref.shape) for i in order]
         cmp.worst_index = [int(i) for i in worst[0]]

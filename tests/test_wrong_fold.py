@@ -44,4 +44,4 @@ def test_a_copy_that_loses_the_sign_of_zero_is_caught():
     assert copy_comparator(spec, case, "output", ref, right).ok
     wrong = Result(outputs={"output": np.abs(ref.outputs["output"])}, dtypes={"output": "float32"})
     cmp = copy_comparator(spec, case, "output", ref, wrong)
-    assert not cmp.ok and cmp.mismatches == 2 and cmp.symptoms == ["value"]
+    assert not cmp.ok and cmp.mismatches == 2 and cmp.symptoms == ["signed-zero"]

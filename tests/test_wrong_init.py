@@ -1,5 +1,5 @@
 """Each deliberately wrong adapter of the init group (tests/wrong_backends/init.py) is caught by a
-ci-profile run of one op in one dtype, in this process (none of them crashes): exit code 1 and a
+ci-profile run of one op in one dtype (isolated: a torch abort is a verdict, not the end of pytest): exit code 1 and a
 final failing record (a shrunk case, or the target's statistical record for a wrong distribution)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ WRONG = [
 @pytest.mark.parametrize("adapter, op", WRONG, ids=[a for a, _ in WRONG])
 def test_wrong_init_adapter_is_caught(adapter, op, tmp_path):
     code = main(["run", "--backend", f"tests.wrong_backends.init:{adapter}", "--ops", op, "--dtypes", "float64",
-                 "--profile", "ci", "--examples", "8", "--no-invalid", "--no-isolate", "--report-dir", str(tmp_path),
+                 "--profile", "ci", "--examples", "8", "--no-invalid", "--report-dir", str(tmp_path),
                  "--quiet"])
     assert code == 1
     records = list(read_records(tmp_path))

@@ -18,7 +18,7 @@ CASES = [
     ("BilinearAlignCornersFalse", "UpsamplingBilinear2d", None),
     ("NearestRecomputesScale", "UpsamplingNearest2d", "1/factor differs from in/out"),
     ("UpsampleIgnoresAlignCorners", "Upsample[linear]", "align_corners=True"),
-    ("UpsampleNearestRounds", "Upsample[nearest]", None),
+    ("UpsampleNearestRounds", "Upsample[nearest]", "1/factor differs from in/out"),
     ("UpsampleBicubicKeysHalf", "Upsample[bicubic]", None),
     ("GridSampleReflectionMixup", "grid_sample", "reflection folding more than once"),
     ("AffineGridPixelBase", "affine_grid", None),

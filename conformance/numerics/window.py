@@ -639,7 +639,7 @@ def copy_comparator(spec: LayerSpec, case: Case, name: str, result: Result, got:
     wrong = (expected == 0) & (np.signbit(expected) != np.signbit(got_arr))
     if wrong.any():
         _mark_wrong(cmp, wrong, expected, got_arr, "zeros have the wrong sign (a copy keeps the sign of zero)",
-                    "value", 0.0)
+                    "signed-zero", 0.0)
     return cmp
 
 

@@ -70,6 +70,8 @@ declare(multihead_attention(regimes=(
     Regime("unbatched", lambda c: c.inputs["query"].ndim == 2, {"unbatched": True}, "(L, E) inputs"),
     Regime("float key_padding_mask", lambda c: N.mask_kind(c, "key_padding_mask") == "float",
            {"key_padding_mask": "float"}, "a float padding mask added to the scores"),
+    Regime("key padding only", lambda c: "key_padding_mask" in c.inputs and "attn_mask" not in c.inputs,
+           {"key_padding_mask": "bool", "attn_mask": "none", "is_causal": False}, "a padding mask alone"),
     Regime("3-d attn_mask", lambda c: N.mask_kind(c) != "none" and c.inputs["attn_mask"].ndim == 3,
            {"is_causal": False, "attn_mask dims": 3, "attn_mask": "bool"}, "a mask per batch entry and head"),
     Regime("is_causal", lambda c: c.forward_kwargs.get("is_causal", False), {"is_causal": True},
@@ -99,6 +101,8 @@ declare(multihead_attention(regimes=(
 declare(multihead_attention(fast=True, regimes=(
     Regime("masks", lambda c: "key_padding_mask" in c.inputs and "attn_mask" in c.inputs,
            {"key_padding_mask": "bool", "attn_mask": "bool", "is_causal": False}, "both masks merged"),
+    Regime("key padding only", lambda c: "key_padding_mask" in c.inputs and "attn_mask" not in c.inputs,
+           {"key_padding_mask": "bool", "attn_mask": "none", "is_causal": False}, "a padding mask alone"),
     Regime("no weights", lambda c: not c.forward_kwargs["need_weights"], {"need_weights": False},
            "the native kernel without weights"),
     Regime("weights per head", lambda c: c.forward_kwargs["need_weights"] and not c.forward_kwargs[

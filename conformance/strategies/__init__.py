@@ -201,7 +201,8 @@ def torch_strides(shape: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
         return layout.strides(shape)
     source = source_shape(shape, layout)
     strides = [int(np.prod(source[i + 1:], dtype=np.int64)) for i in range(len(source))]
-    return tuple(0 if i in layout.dims else st for i, st in enumerate(strides))
+    # torch's expand keeps the stride of a dim that does not grow (size 1 to size 1)
+    return tuple(0 if i in layout.dims and shape[i] != 1 else st for i, st in enumerate(strides))
 
 
 def is_torch_contiguous(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:

@@ -11,25 +11,18 @@ import numpy as np
 import pytest
 
 from reference import activation, linear, normalization
+from reference.finite_differences import vjp_check
 
 # -- finite differences -------------------------------------------------------------------------
 
 
 def assert_vjp_matches_fd(forward: Callable[..., np.ndarray], inputs: dict[str, np.ndarray],
                           grads: dict[str, np.ndarray], cotangent: np.ndarray, seed: int = 0) -> None:
-    """<cotangent, d/dt forward(inputs + t·dirs)> at t = 0 (central differences) == Σ <grad, dir>."""
-    rng = np.random.default_rng(seed)
-    dirs = {name: rng.standard_normal(np.shape(inputs[name])) for name in grads}
-    h = 1e-6
-
-    def objective(sign: float) -> float:
-        moved = {k: (v + sign * h * dirs[k] if k in dirs else v) for k, v in inputs.items()}
-        return float(np.sum(forward(**moved) * cotangent))
-
-    fd = (objective(1.0) - objective(-1.0)) / (2 * h)
-    analytic = sum(float(np.sum(grads[n] * dirs[n])) for n in grads)
-    scale = sum(float(np.sum(np.abs(grads[n] * dirs[n]))) for n in grads)
-    assert abs(fd - analytic) <= 1e-6 * scale + 1e-8, (fd, analytic)
+    """The shared dot-product test (``reference.finite_differences``) of ``forward(**inputs)``."""
+    check = vjp_check(lambda moved: {"y": forward(**moved)}, inputs, {"y": cotangent}, grads,
+                      {n: np.random.default_rng(seed + i).standard_normal(np.shape(inputs[n]))
+                       for i, n in enumerate(grads)})
+    assert check.ok(rtol=1e-6, atol=1e-8), check
 
 
 # -- Softmax ------------------------------------------------------------------------------------

@@ -16,7 +16,12 @@ class ReplacesModule(TorchBackend):
     module: type = torch.nn.Identity
 
     def build_module(self, case, cls, kwargs):
-        return self.module(**kwargs) if case.op == self.op else super().build_module(case, cls, kwargs)
+        # Only the entry's own module: a nested module of its call (a transformer's activation) is
+        # built as usual.
+        base = getattr(cls, "func", cls)  # functools.partial for positional constructor arguments
+        if case.op == self.op and isinstance(base, type) and issubclass(self.module, base):
+            return self.module(**kwargs)
+        return super().build_module(case, cls, kwargs)
 
 
 class _ReluWithUnitSlopeAtZero(torch.autograd.Function):
