@@ -58,3 +58,25 @@ def test_package_arrows_point_one_way():
 def test_contract_interpreter_and_judge_import_nothing_of_the_project():
     for rel in SELF_CONTAINED:
         assert not _project_imports(ROOT / rel), rel
+
+
+def test_the_reference_library_needs_numpy_alone():
+    """``from reference import functional as RF`` works where nothing but NumPy can be imported:
+    every other third-party and project package is blocked in a fresh interpreter."""
+    code = (
+        "import sys\n"
+        "BLOCKED = ('torch', 'hypothesis', 'rich', 'jinja2', 'markupsafe', 'scipy', 'conformance', 'backends',"
+        " 'reports', 'pytest')\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in BLOCKED: raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import numpy as np\n"
+        "from reference import functional as RF\n"
+        "x, w = np.random.rand(2, 3, 8), np.random.rand(4, 3, 3)\n"
+        "y = RF.conv1d(x, w, None, stride=2)\n"
+        "grads = RF.vjp('conv1d', x, w, None, stride=2, cotangent=np.ones_like(y))\n"
+        "assert sorted(grads) == ['input', 'weight'] and len(RF.names()) > 100\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
