@@ -160,24 +160,18 @@ def circular_readings(spec: LayerSpec, case: Case, tensor: str, ref: Result, got
 # -- known-entry predicates ---------------------------------------------------------------------------
 
 def circular_remainder_overrun(case: Case) -> bool:
-    """A non-empty circular case that pads one side of a dim by more than the crop of the other
-    side leaves (``strategies.copies.remainder_overrun``): torch's kernel copies the padding from
-    inside its own output, past what it has written."""
-    return C.remainder_overrun(case) and all(out > 0 for *_, out in C.padded_sizes(case)) and \
-        0 not in case.inputs["input"].shape[:case.inputs["input"].ndim - C.pad_dims(case)]
+    """A circular case that pads one side of a dim by more than the crop of the other side leaves
+    (``strategies.copies.remainder_overrun``): torch's kernel copies the padding from inside its
+    own output, past what it has written (or, cropping past the dim, slices of different sizes)."""
+    return C.remainder_overrun(case)
 
 
 def empty_output_accepted(case: Case) -> bool:
     """An invalid reflect/replicate case torch's 2-d and 3-d kernels accept: some padded dim
     cropped to exactly 0 while another keeps an element (their size check asks for one padded dim
-    of at least one element, not every), or, reflect 2-d with an empty batch, a padded dim cropped
-    below 0 (the result has a negative size)."""
+    of at least one element, not every)."""
     outs = [out for *_, out in C.padded_sizes(case)]
-    if len(outs) < 2 or max(outs) < 1 or min(outs) >= 1:
-        return False
-    if min(outs) == 0:
-        return True
-    return C.mode_of(case) == "reflect" and len(outs) == 2 and C.is_batched(case) and case.inputs["input"].shape[0] == 0
+    return len(outs) > 1 and min(outs) == 0 < max(outs)
 
 
 def padding_call(case: Case) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
@@ -194,3 +188,15 @@ SHAPE_CALLS: Mapping[str, Callable[[Case], tuple[str, tuple[Any, ...], dict[str,
     "unflatten": lambda c: ("unflatten", (c.inputs["input"], c.params["dim"], c.params["unflattened_size"]), {}),
     "channel_shuffle": lambda c: ("channel_shuffle", (c.inputs["input"], c.params["groups"]), {}),
 }
+
+
+def reflection_empty_batch_negative_size(case: Case) -> bool:
+    """An invalid ReflectionPad2d case with an empty batch cropping a padded dim below 0 while the
+    other keeps an element: torch returns a tensor with a negative size."""
+    outs = [out for *_, out in C.padded_sizes(case)]
+    return len(outs) == 2 and min(outs) < 0 < max(outs) and C.is_batched(case) and case.inputs["input"].shape[0] == 0
+
+
+def no_channels(case: Case) -> bool:
+    """An (N, 0, *) input: ChannelShuffle's backward shuffles with C/groups = 0 groups."""
+    return case.inputs["input"].ndim > 2 and case.inputs["input"].shape[1] == 0
