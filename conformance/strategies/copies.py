@@ -42,6 +42,13 @@ DOUBLE_ROUNDING = (1 + 2.0**-11 + 2.0**-40, 1 + 2.0**-8 + 2.0**-40)
 TINY_NEGATIVE = -(2.0**-25)  # half of float16's smallest subnormal: rounds to -0.0 there
 
 
+def rare(d: S.Drawer, options: Sequence[Any], label: str, weight: int = 8) -> Any:
+    """A choice whose first option (the plain one: no empty dim) comes ``weight`` times as often as
+    each corner, so that the random search mostly draws cases with elements; a regime pins the
+    corners."""
+    return d.choice((options[0],) * weight + tuple(options[1:]), label)
+
+
 # -- geometry ---------------------------------------------------------------------------------------
 
 def mode_of(case: Case) -> str:
@@ -181,8 +188,8 @@ def padding_cases(op: str, mode: str, dims: int, value: bool) -> Callable[[str],
     def build(d: S.Drawer, dtype: str) -> Case:
         tier = S.tier(d)
         rank = d.choice(rank_kinds(mode), "rank")
-        empty = d.choice(empty_kinds(mode) if rank in ("batched", "extra leading dims") else
-                         tuple(k for k in empty_kinds(mode) if k != "batch"), "empty")
+        empty = rare(d, empty_kinds(mode) if rank in ("batched", "extra leading dims") else
+                     tuple(k for k in empty_kinds(mode) if k != "batch"), "empty")
         if rank == "no channel dim" and empty == "channel":
             empty = "none"
         sizes = S.sizes_within(d, dims, SPATIAL_BUDGET, hi=SIZE_MAX, label="size")
@@ -381,7 +388,7 @@ def flatten_cases(op: str) -> Callable[[str], Any]:
         tier = S.tier(d)
         defaults = d.choice(("default dims", "dims given"), "arguments") == "default dims"
         rank = d.integer(2, 5, "rank") if defaults else d.integer(0, 5, "rank")
-        shape = _shape(d, rank, d.flag("empty"))
+        shape = _shape(d, rank, rare(d, (False, True), "empty"))
         params: dict[str, Any] = {}
         if not defaults:
             span = max(rank, 1)
@@ -426,7 +433,7 @@ def unflatten_cases(op: str) -> Callable[[str], Any]:
         rank = d.integer(1, 4, "rank")
         index = d.integer(0, rank - 1, "dim")
         factors = [d.integer(1, 3, f"factor[{i}]") for i in range(d.integer(1, 3, "factors"))]
-        empty = d.flag("empty")
+        empty = rare(d, (False, True), "empty")
         if empty:
             factors[d.integer(0, len(factors) - 1, "zero factor")] = 0
         shape = S.sizes_within(d, rank, SHAPE_BUDGET // max(math.prod(factors), 1), hi=4, label="shape")
@@ -479,7 +486,7 @@ def shuffle_cases(op: str) -> Callable[[str], Any]:
         rank = d.integer(3, 5, "rank")
         groups = d.integer(1, 4, "groups")
         per_group = d.integer(1, 3, "channels per group")
-        empty = d.choice(("none", "batch", "channels", "trailing dim"), "empty")
+        empty = rare(d, ("none", "batch", "channels", "trailing dim"), "empty")
         rest = S.sizes_within(d, rank - 1, SHAPE_BUDGET // (groups * per_group), hi=4, label="shape")
         shape = [rest[0], groups * per_group, *rest[1:]]
         if empty != "none":
