@@ -48,13 +48,15 @@ def gather_reference(call: N.Call) -> Callable[[Case], tuple[Result, Pullback]]:
 def copy_layer(name: str, family: str, *, call: N.Call, cases: Callable[[str], Any], invalid: Callable[[str], Any],
                regimes: tuple[Regime, ...], notes: str, kind: str, dims: int | None = None,
                ctor: Callable[[Case], dict[str, Any]] | None = None,
-               comparators: Mapping[str, Comparator] | None = None) -> LayerSpec:
-    """The declaration of ``torch.nn.<name>``, a copy computed by ``call``'s registered function."""
+               comparators: Mapping[str, Comparator] | None = None,
+               smooth_at: Callable[[Case], bool] | None = None) -> LayerSpec:
+    """The declaration of ``torch.nn.<name>``, a copy computed by ``call``'s registered function
+    (``smooth_at``: where finite differences of the reference apply; a copy is linear)."""
     return LayerSpec(
         name=name, family=family, kind=kind, dims=dims, cases=cases, invalid_cases=invalid,
         reference=gather_reference(call), torch=TorchMapping(f"torch.nn.{name}", ctor=ctor),
         tolerance={"output": N.COPY, "grad.input": N.scatter_tolerance(call)},
-        comparators=dict(comparators or {}), regimes=regimes, notes=notes)
+        comparators=dict(comparators or {}), regimes=regimes, notes=notes, smooth_at=smooth_at)
 
 
 # -- padding -----------------------------------------------------------------------------------------
@@ -94,6 +96,7 @@ def padding(name: str, mode: str, dims: int, *, notes: str = "") -> LayerSpec:
         cases=C.padding_cases(name, pad_mode, dims, value), invalid=C.padding_invalid(name, pad_mode, dims, value),
         regimes=C.padding_regimes(pad_mode, dims, value),
         comparators={t: N.circular_readings for t in ("output", "grad.input")} if mode == "circular" else None,
+        smooth_at=N.finite_value if value else None,
         notes=" ".join(filter(None, (MODE_NOTES[mode], COMMON_PADDING, notes))))
 
 

@@ -95,6 +95,12 @@ def dtype_value(value: float, dtype: str) -> float:
     return _round_bits(value, fmt.precision, fmt.min_exponent) if dtype != "float64" else value
 
 
+def finite_value(case: Case) -> bool:
+    """ConstantPad's value is finite (a non-finite one makes the output, not the gradient, non-finite:
+    finite differences of a loss through it are meaningless)."""
+    return math.isfinite(case.params.get("value", 0.0))
+
+
 def through_float32(value: float, dtype: str) -> float:
     """The value rounded to float32 first, then to the dtype (torch's conversion of a Scalar)."""
     return dtype_value(float(np.float32(value)), dtype) if math.isfinite(value) else value
@@ -106,6 +112,8 @@ def value_double_rounded(case: Case) -> bool:
     value = case.params.get("value")
     if value is None or not math.isfinite(value) or case.dtype not in ("float16", "bfloat16"):
         return False
+    if abs(value) > DTYPES[case.dtype].max_value:
+        return False  # refused (an invalid case)
     if through_float32(value, case.dtype) == dtype_value(value, case.dtype):
         return False
     shape = case.inputs["input"].shape
