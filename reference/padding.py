@@ -92,9 +92,28 @@ def _pairs(pad: Sequence[int], ndim: int) -> list[tuple[int, int]]:
     return pairs[::-1]
 
 
+def _constant_windows(shape: Sequence[int], pairs: Sequence[tuple[int, int]]
+                      ) -> tuple[tuple[int, ...], tuple[slice, ...], tuple[slice, ...]]:
+    """Constant padding as one block copy: (the padded shape, the input's slice that survives the
+    crops, where it lands in the output)."""
+    lead = len(shape) - len(pairs)
+    out_shape, src, dst = list(shape[:lead]), [slice(None)] * lead, [slice(None)] * lead
+    for size, (left, right) in zip(shape[lead:], pairs):
+        start, stop = max(-left, 0), size - max(-right, 0)
+        out_shape.append(size + left + right)
+        src.append(slice(start, stop))
+        dst.append(slice(max(left, 0), max(left, 0) + stop - start))
+    return tuple(out_shape), tuple(src), tuple(dst)
+
+
 def _padded(x: np.ndarray, pairs: Sequence[tuple[int, int]], mode: str, value: float,
             index_of: IndexFn = pad_source_index) -> np.ndarray:
     lead = x.ndim - len(pairs)
+    if mode == "constant" and index_of is pad_source_index:
+        out_shape, src, dst = _constant_windows(x.shape, pairs)
+        out = np.full(out_shape, value, dtype=np.float64)
+        out[dst] = x[src]
+        return out
     for i, (left, right) in enumerate(pairs):
         if not (left or right):
             continue
@@ -117,6 +136,11 @@ def _scattered(grad_padded: np.ndarray, shape: Sequence[int], pads: Sequence[tup
                index_of: IndexFn = pad_source_index) -> np.ndarray:
     lead = len(shape) - len(pads)
     g = np.asarray(grad_padded, dtype=np.float64)
+    if mode == "constant" and index_of is pad_source_index:  # every element copied once: a block copy
+        _, src, dst = _constant_windows(shape, pads)
+        grad = np.zeros(tuple(shape), dtype=np.float64)
+        grad[src] = g[dst]
+        return grad
     for i in reversed(range(len(pads))):
         left, right = pads[i]
         if not (left or right):

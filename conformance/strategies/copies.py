@@ -53,7 +53,7 @@ def rare(d: S.Drawer, options: Sequence[Any], label: str, weight: int = 8) -> An
 
 def mode_of(case: Case) -> str:
     """The padding mode of a case (ZeroPad and ConstantPad: constant)."""
-    return case.params.get("mode") or PAD_MODES[case.op]
+    return PAD_MODES[case.op]
 
 
 def pad_dims(case: Case) -> int:
@@ -313,6 +313,12 @@ def padding_regimes(mode: str, dims: int, value: bool) -> tuple[Regime, ...]:
         regimes.append(regime("padding larger than the input", lambda c: any(
             max(left, right) > n for n, left, right, _ in padded_sizes(c)),
             {**tuple_of, "size[*]": 2, "left[*]": 3, "right[*]": 3}, "more padding than input elements"))
+    if mode == "constant":
+        regimes += [
+            regime("no channel dim", lambda c: c.inputs["input"].ndim == dims, {"rank": "no channel dim"},
+                   "only the padded dims (torch pads any tensor of enough dims)"),
+            regime("extra leading dims", lambda c: c.inputs["input"].ndim == dims + 3, {"rank": "extra leading dims"},
+                   "(A, N, C, *)")]
     if mode in ("constant", "circular"):
         regimes += [
             regime("crop to empty", lambda c: any(out == 0 < n for n, _, _, out in padded_sizes(c)),
