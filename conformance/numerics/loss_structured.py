@@ -209,3 +209,50 @@ def lce_chunked_all_ignored(case: Case) -> bool:
     return (case.params.get("options") is not None and case.params.get("reduction") == "mean"
             and case.params.get("label_smoothing") == 0.0 and not case.params.get("out_features")
             and lce_all_ignored(case))
+
+
+def _ctc_problem_of(case: Case):
+    from reference.loss_ctc import ctc_problem
+
+    args, kwargs = _ctc_arguments(case)
+    return ctc_problem(*args, blank=kwargs.get("blank", 0))
+
+
+def ctc_invalid_target(kind: str):
+    """Predicate: an invalid case whose one broken rule (the strategy's note) is ``kind``, "target
+    is blank" or "target out of range", and which does hold such a label within a target length."""
+
+    def predicate(case: Case) -> bool:
+        if not (case.invalid and case.note == kind):
+            return False
+        i = case.inputs
+        tg, tl = np.asarray(i["targets"]), np.asarray(i["target_lengths"]).reshape(-1)
+        labels = tg[:int(tl.sum())] if tg.ndim == 1 else np.concatenate(
+            [tg[n, :int(tl[n])] for n in range(tg.shape[0])] + [np.zeros(0, np.int64)])
+        c, blank = np.asarray(i["log_probs"]).shape[-1], case.params.get("blank", 0)
+        return bool(np.any(labels == blank) if kind == "target is blank" else np.any((labels < 0) | (labels >= c)))
+
+    return predicate
+
+
+def ctc_empty_log_probs(case: Case) -> bool:
+    """A valid case whose log_probs hold no element (N = 0 or T = 0)."""
+    return not case.invalid and np.asarray(case.inputs["log_probs"]).size == 0
+
+
+def ctc_neg_inf_inside(case: Case) -> bool:
+    """A -inf log-probability at t < input_lengths[n] of a sample whose loss is finite: torch's
+    backward evaluates exp(lcab + nll - log_probs) there as exp(-inf + inf)."""
+    if case.invalid:
+        return False
+    from reference.loss_ctc import lattice
+
+    p = _ctc_problem_of(case)
+    nll = lattice(p, backward=False).nll
+    inside = np.arange(p.log_probs.shape[0])[:, None] < p.input_lengths[None, :]
+    hit = np.any(p.log_probs == -np.inf, axis=2) & inside & np.isfinite(nll)[None, :]
+    return bool(hit.any())
+
+
+ctc_target_is_blank = ctc_invalid_target("target is blank")
+ctc_target_out_of_range = ctc_invalid_target("target out of range")

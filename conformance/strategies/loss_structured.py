@@ -25,6 +25,30 @@ from reference.loss_adaptive import cluster_sizes
 from reference.loss_ctc import CTC_REDUCTIONS
 from reference.softmax import log_softmax
 
+# -- the format's range ----------------------------------------------------------------------------------
+
+COTANGENT_BOUND = 8.0  # |cotangent| of a drawn cotangent (standard normals) stays below this
+
+
+def range_scale(dtype: str, terms: list[tuple[int, float]]) -> float:
+    """The largest power of two s <= 1 such that every intermediate of the computation stays within
+    max_value/64 of the format when every float input is scaled by s: ``terms`` lists (degree,
+    magnitude at s = 1) for each intermediate (a score of degree 2 in the inputs, a projected score
+    of degree 3...). Scaling by a power of two keeps the values (rounded again) representable, so
+    a case is valid by construction: no exact intermediate overflows float16."""
+    limit = DTYPES[dtype].max_value / 64
+    k = 0
+    for degree, magnitude in terms:
+        if np.isfinite(magnitude) and magnitude > limit:
+            k = max(k, math.ceil(math.log2(magnitude / limit) / degree))
+    return 2.0 ** -k
+
+
+def _scaled(dtype: str, inputs: dict[str, np.ndarray], names: list[str], s: float) -> None:
+    for name in names:
+        inputs[name] = DTYPES[dtype].round(inputs[name] * s)
+
+
 # -- CTCLoss -----------------------------------------------------------------------------------------------
 
 CTC_LOG_PROBS = ("log_softmax", "peaked", "unnormalised", "with -inf", "with NaN")
@@ -378,6 +402,7 @@ def _adaptive_case(draw, method: str, dtype: str, invalid: str = "") -> Case:
     for i, (hidden, size) in enumerate(sizes):
         inputs[f"tail.{i}.0.weight"] = values(d, (hidden, d_in), dtype, "float", f"tail.{i}.0.weight", scale=scale)
         inputs[f"tail.{i}.1.weight"] = values(d, (size, hidden), dtype, "float", f"tail.{i}.1.weight", scale=scale)
+    _fit_adaptive(dtype, inputs, len(sizes))
     if method == "forward":
         target = _adaptive_targets(d, rng, n, cutoffs + [n_classes])
         inputs["target"] = target if batched else target.reshape(())
@@ -388,6 +413,29 @@ def _adaptive_case(draw, method: str, dtype: str, invalid: str = "") -> Case:
     return Case(op="AdaptiveLogSoftmaxWithLoss", dtype=dtype, params=params, inputs=inputs,
                 differentiable=differentiable, layouts=layouts, tier="float", cotangent_seed=S.seed(d),
                 invalid=bool(invalid), note=invalid)
+
+
+def _fit_adaptive(dtype: str, inputs: dict[str, np.ndarray], clusters: int) -> None:
+    """Scale every float input by ``range_scale``: head scores |x|·|W_h| (degree 2) plus the bias
+    (1), hidden units |x|·|P| (2), cluster scores |x|·|P|·|O| (3); gradients with |ĝ| <= G: input
+    2G·(Σ|W_h| (1) + Σ|O|·|P| (2)), head weight 2G·Σ_n|x| (1), P 2G·Σ_n|O|·|x| (2), O 2G·Σ_n|x|·|P| (2)."""
+    x = np.abs(inputs["input"]).reshape(-1, inputs["input"].shape[-1])
+    wh = np.abs(inputs["head.weight"])
+    g = 2 * COTANGENT_BOUND
+    col = x.sum(axis=0)
+    terms = [(2, float(np.max(x @ wh.T, initial=0))), (1, float(np.max(np.abs(inputs.get("head.bias", 0.0)),
+                                                                       initial=0))),
+             (1, g * float(wh.sum(axis=0).max(initial=0))), (1, g * float(col.max(initial=0)))]
+    for i in range(clusters):
+        p, o = np.abs(inputs[f"tail.{i}.0.weight"]), np.abs(inputs[f"tail.{i}.1.weight"])
+        hidden = x @ p.T
+        terms += [(2, float(np.max(hidden, initial=0))), (3, float(np.max(hidden @ o.T, initial=0))),
+                  (2, g * float(np.max(o.sum(axis=0) @ p, initial=0))),
+                  (2, g * float(np.max(np.outer(o.sum(axis=0), col), initial=0))),
+                  (2, g * float(np.max(hidden.sum(axis=0), initial=0)))]
+    s = range_scale(dtype, terms)
+    if s < 1:
+        _scaled(dtype, inputs, [k for k in inputs if k != "target"], s)
 
 
 def _break_adaptive(d: S.Drawer, kind: str, params: dict[str, Any],
@@ -542,6 +590,7 @@ def _lce_case(draw, dtype: str, invalid: str = "") -> Case:
                                       layout=layouts["linear.weight"])}
     if params["bias"]:
         inputs["linear.bias"] = values(d, (rows,), dtype, "float", "linear.bias", scale=scale)
+    _fit_lce(dtype, inputs)
     if probabilities:
         kind = d.choice(("distribution", "one-hot", "unnormalised"), "target.kind")
         ax = 1 if batched else 0
@@ -572,6 +621,20 @@ def _lce_case(draw, dtype: str, invalid: str = "") -> Case:
     return Case(op="LinearCrossEntropyLoss", dtype=dtype, params=params, inputs=inputs,
                 differentiable=differentiable, layouts=layouts, tier="float", cotangent_seed=S.seed(d),
                 invalid=bool(invalid), note=invalid)
+
+
+def _fit_lce(dtype: str, inputs: dict[str, np.ndarray]) -> None:
+    """Scale input, linear weight and bias by ``range_scale``: logits |x|·|W| (degree 2) plus the
+    bias (1); gradients (|G| <= 2G per logit) input 2G·Σ_c|W| (1), weight 2G·Σ_n|x| (1)."""
+    x = np.abs(inputs["input"]).reshape(-1, inputs["input"].shape[-1])
+    w = np.abs(inputs["linear.weight"])
+    g = 2 * COTANGENT_BOUND
+    terms = [(2, float(np.max(x @ w.T, initial=0))), (1, float(np.max(np.abs(inputs.get("linear.bias", 0.0)),
+                                                                      initial=0))),
+             (1, g * float(w.sum(axis=0).max(initial=0))), (1, g * float(x.sum(axis=0).max(initial=0)))]
+    s = range_scale(dtype, terms)
+    if s < 1:
+        _scaled(dtype, inputs, [k for k in ("input", "linear.weight", "linear.bias") if k in inputs], s)
 
 
 def _break_lce(d: S.Drawer, kind: str, params: dict[str, Any], inputs: dict[str, np.ndarray],
