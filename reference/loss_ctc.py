@@ -145,14 +145,17 @@ def lattice(p: CtcProblem, backward: bool = True) -> Lattice:
         lpe = np.where(valid[None], np.take_along_axis(lp, np.broadcast_to(ext[None], (t_max, n, width)), axis=2),
                        -np.inf)
         pre = np.full((t_max, n, width), -np.inf)
-        alpha = np.full((t_max, n, width), -np.inf)
+        # α in a buffer with two -inf states in front: the predecessors s-1 and s-2 are views.
+        padded = np.full((t_max, n, width + 2), -np.inf)
+        alpha = padded[:, :, 2:]
+        skip_add = np.where(skip, 0.0, -np.inf)  # + skip_add keeps s-2 only where the skip is allowed
         if t_max:
             pre[0] = np.where((states <= 1) & valid, 0.0, -np.inf)
             alpha[0] = pre[0] + lpe[0]
         for t in range(1, t_max):
-            prev = alpha[t - 1]
-            pre[t] = np.logaddexp(np.logaddexp(prev, _shift(prev, 1)), np.where(skip, _shift(prev, 2), -np.inf))
-            alpha[t] = pre[t] + lpe[t]
+            prev = padded[t - 1]
+            np.logaddexp(np.logaddexp(prev[:, 2:], prev[:, 1:-1]), prev[:, :-2] + skip_add, out=pre[t])
+            np.add(pre[t], lpe[t], out=alpha[t])
         rows = np.arange(n)
         last = alpha[np.maximum(il - 1, 0), rows] if t_max else np.full((n, width), -np.inf)
         end = np.take_along_axis(last, (2 * tl)[:, None], axis=1)[:, 0]
@@ -160,17 +163,22 @@ def lattice(p: CtcProblem, backward: bool = True) -> Lattice:
         nll = np.where(il > 0, -np.logaddexp(end, before), np.where(tl == 0, 0.0, np.inf))
         beta = None
         if backward:
-            beta = np.full((t_max, n, width), -np.inf)
+            # β with two -inf states behind; s + 2 is kept where the skip into it is allowed.
+            padded_b = np.full((t_max, n, width + 2), -np.inf)
+            beta = padded_b[:, :, :width]
+            skip_next = np.full((n, width), -np.inf)
+            skip_next[:, :max(width - 2, 0)] = skip_add[:, 2:]
             final = (states == 2 * tl[:, None]) | (states == 2 * tl[:, None] - 1)
             for t in range(t_max - 1, -1, -1):
-                start = np.where(final, lpe[t], -np.inf)
                 if t + 1 < t_max:
-                    nxt = beta[t + 1]
-                    rec = np.logaddexp(np.logaddexp(nxt, _shift(nxt, -1)),
-                                       np.where(_shift(skip.astype(float), -2) > 0, _shift(nxt, -2), -np.inf)) + lpe[t]
+                    nxt = padded_b[t + 1]
+                    rec = np.logaddexp(np.logaddexp(nxt[:, :width], nxt[:, 1:width + 1]), nxt[:, 2:] + skip_next)
+                    rec += lpe[t]
                 else:
                     rec = np.full((n, width), -np.inf)
+                start = np.where(final, lpe[t], -np.inf)
                 beta[t] = np.where((t == il - 1)[:, None], start, np.where((t < il - 1)[:, None], rec, -np.inf))
+        alpha, beta = np.ascontiguousarray(alpha), None if beta is None else np.ascontiguousarray(beta)
     return Lattice(ext, skip, lpe, pre, alpha, beta, nll)
 
 
@@ -309,6 +317,37 @@ def _lse_local(terms: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndar
     return result, w, local
 
 
+def _carried_errors(values: np.ndarray, terms: list[np.ndarray], shifts: tuple[int, int],
+                    forward: bool) -> np.ndarray:
+    """E[t] of a log-space recursion values[t] = lse(terms)[t] + log_probs (terms are the
+    predecessors' values, shifted along the states by 0 and ``shifts``): the local errors of every
+    step at once (``_lse_local``, vectorised over time), then the carried part Σ w_i·E[prev, i]
+    step by step (forward: from t = 0, else from the last step). 0 where values are not finite."""
+    t_max = values.shape[0]
+    errors = np.zeros_like(values)
+    if t_max < 2:
+        return errors
+    _, w, local = _lse_local(terms)
+    finite = np.isfinite(values)
+    steps = range(1, t_max) if forward else range(t_max - 2, -1, -1)
+    for t in steps:
+        k, prev = (t - 1, t - 1) if forward else (t, t + 1)
+        e = errors[prev]
+        carried = w[0][k] * e + w[1][k] * _shift0(e, shifts[0]) + w[2][k] * _shift0(e, shifts[1])
+        errors[t] = np.where(finite[t], carried + local[k] + np.abs(np.where(finite[t], values[t], 0.0)), 0.0)
+    return errors
+
+
+def _shift0(a: np.ndarray, k: int) -> np.ndarray:
+    """``_shift`` with 0 (not -inf) filling."""
+    out = np.zeros_like(a)
+    if k > 0:
+        out[..., k:] = a[..., :-k]
+    else:
+        out[..., :k] = a[..., -k:]
+    return out
+
+
 def ctc_loss_errors(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean",
                     zero_infinity=False, cotangent=None, u: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
     """First-order error bounds, in units of u, of torch's log-space evaluation of the loss and
@@ -339,14 +378,10 @@ def ctc_loss_errors(log_probs, targets, input_lengths, target_lengths, blank=0, 
     width = lat.ext.shape[1]
     lib = LIBM_ULPS
     with np.errstate(invalid="ignore", over="ignore"):
-        e_alpha = np.zeros((t_max, n, width))
-        for t in range(1, t_max):
-            prev = lat.alpha[t - 1]
-            terms = [prev, _shift(prev, 1), np.where(lat.skip, _shift(prev, 2), -np.inf)]
-            errs = [e_alpha[t - 1], _shift(e_alpha[t - 1], 1), _shift(e_alpha[t - 1], 2)]
-            _, w, local = _lse_local(terms)
-            carried = sum(wi * np.where(np.isfinite(ei), ei, 0.0) for wi, ei in zip(w, errs))
-            e_alpha[t] = np.where(np.isfinite(lat.alpha[t]), carried + local + np.abs(lat.alpha[t]), 0.0)
+        before = lat.alpha[:-1]
+        skipped = np.where(lat.skip, _shift(before, 2), -np.inf)
+        e_alpha = _carried_errors(lat.alpha, [before, _shift(before, 1), skipped],
+                                  (1, 2), forward=True)
         rows = np.arange(n)
         il, tl = p.input_lengths, p.target_lengths
         idx = np.maximum(il - 1, 0)
@@ -373,16 +408,11 @@ def ctc_loss_errors(log_probs, targets, input_lengths, target_lengths, blank=0, 
                                / max(n, 1) + 2 * mean)
         if cotangent is None:
             return e_out, None
-        e_beta = np.zeros((t_max, n, width))
         beta = lat.beta
         nskip = _shift(lat.skip.astype(float), -2) > 0
-        for t in range(t_max - 2, -1, -1):
-            nxt = beta[t + 1]
-            terms = [nxt, _shift(nxt, -1), np.where(nskip, _shift(nxt, -2), -np.inf)]
-            errs = [e_beta[t + 1], _shift(e_beta[t + 1], -1), _shift(e_beta[t + 1], -2)]
-            _, w, local = _lse_local(terms)
-            carried = sum(wi * np.where(np.isfinite(ei), ei, 0.0) for wi, ei in zip(w, errs))
-            e_beta[t] = np.where(np.isfinite(beta[t]), carried + local + np.abs(beta[t]), 0.0)
+        after = beta[1:]
+        e_beta = _carried_errors(beta, [after, _shift(after, -1), np.where(nskip, _shift(after, -2), -np.inf)],
+                                 (-1, -2), forward=False)
         ab = lat.alpha + beta
         onehot = (lat.ext[:, :, None] == np.arange(c)[None, None, :]).astype(np.float64)  # (N, S', C)
         finite_ab = np.isfinite(ab)

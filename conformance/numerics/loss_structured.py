@@ -22,6 +22,21 @@ from reference.loss_adaptive import adaptive_errors, linear_cross_entropy_errors
 from reference.loss_ctc import ctc_loss_errors, ctc_loss_logits_vjp
 
 
+def _last_call(fn):
+    """Memoise an ``ErrorFn`` on its latest (case, result) pair: the tolerance engine asks for the
+    bound of every compared tensor separately, and a comparator asks again, for one analysis."""
+    memo: dict[str, Any] = {}
+
+    def wrapper(case: Case, result: Result) -> dict[str, np.ndarray]:
+        key = (tuple(sorted(result.grads)), tuple(sorted(case.cotangents)))
+        if memo.get("case") is not case or memo.get("result") is not result or memo.get("key") != key:
+            memo.update(case=case, result=result, key=key, value=fn(case, result))
+        return memo["value"]
+
+    wrapper.__doc__, wrapper.__name__ = fn.__doc__, fn.__name__
+    return wrapper
+
+
 def _u(case: Case) -> float:
     return DTYPES[case.dtype].unit_roundoff
 
@@ -37,6 +52,7 @@ def _ctc_arguments(case: Case) -> tuple[tuple, dict[str, Any]]:
     return (i["log_probs"], i["targets"], i["input_lengths"], i["target_lengths"]), dict(case.params)
 
 
+@_last_call
 def ctc_errors(case: Case, result: Result) -> dict[str, np.ndarray]:
     """``reference.loss_ctc.ctc_loss_errors`` for the output and the log_probs gradient."""
     args, kwargs = _ctc_arguments(case)
@@ -115,6 +131,7 @@ def adaptive_grads(case: Case, grads: Mapping[str, Any]) -> dict[str, np.ndarray
     return out
 
 
+@_last_call
 def adaptive_errors_of(case: Case, result: Result) -> dict[str, np.ndarray]:
     """``reference.loss_adaptive.adaptive_errors`` (forward, or log_prob), by tensor name."""
     args, kwargs = adaptive_call(case)
@@ -186,6 +203,7 @@ def lce_grads(case: Case, grads: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
+@_last_call
 def lce_errors(case: Case, result: Result) -> dict[str, np.ndarray]:
     """``reference.loss_adaptive.linear_cross_entropy_errors``, by tensor name."""
     args, kwargs = lce_call(case)
