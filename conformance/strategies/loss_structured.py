@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from backends.base import Case, Layout
+from backends.base import CONTIGUOUS, Case, Layout
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
 from conformance.spec import CaseStrategy
@@ -42,6 +42,12 @@ def range_scale(dtype: str, terms: list[tuple[int, float]]) -> float:
         if np.isfinite(magnitude) and magnitude > limit:
             k = max(k, math.ceil(math.log2(magnitude / limit) / degree))
     return 2.0 ** -k
+
+
+def kept_layouts(layouts: dict[str, Layout], before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> dict:
+    """The layouts of the inputs an invalid case left as they were; contiguous for those it
+    reshaped (a layout is drawn for one shape)."""
+    return {k: (v if k in after and after[k].shape == before[k].shape else CONTIGUOUS) for k, v in layouts.items()}
 
 
 def _scaled(dtype: str, inputs: dict[str, np.ndarray], names: list[str], s: float) -> None:
@@ -171,10 +177,13 @@ def _ctc_case(draw, dtype: str, invalid: str = "") -> Case:
               "zero_infinity": d.flag("zero_infinity")}
     inputs = {"log_probs": log_probs, "targets": targets.astype(np.int64), **lengths}
     types = {"targets": "int64", **{k: "int_list" if as_list else "int64" for k in lengths}}
+    layouts = {"log_probs": layout}
     if invalid:
+        before = dict(inputs)
         params, inputs, types = _break_ctc(d, invalid, params, inputs, types, classes)
+        layouts = kept_layouts(layouts, before, inputs)
     return Case(op="CTCLoss", dtype=dtype, params=params, inputs=inputs, types=types, differentiable=("log_probs",),
-                layouts={"log_probs": layout}, tier="float", cotangent_seed=S.seed(d), invalid=bool(invalid),
+                layouts=layouts, tier="float", cotangent_seed=S.seed(d), invalid=bool(invalid),
                 note=invalid)
 
 
@@ -407,7 +416,9 @@ def _adaptive_case(draw, method: str, dtype: str, invalid: str = "") -> Case:
         target = _adaptive_targets(d, rng, n, cutoffs + [n_classes])
         inputs["target"] = target if batched else target.reshape(())
     if invalid:
+        before = dict(inputs)
         params, inputs = _break_adaptive(d, invalid, params, inputs)
+        layouts = kept_layouts(layouts, before, inputs)
     differentiable = () if method == "predict" else tuple(
         name for name in inputs if name != "target")
     return Case(op="AdaptiveLogSoftmaxWithLoss", dtype=dtype, params=params, inputs=inputs,
@@ -615,7 +626,9 @@ def _lce_case(draw, dtype: str, invalid: str = "") -> Case:
     if d.flag("weight"):
         inputs["weight"] = _lce_class_weights(d, rng, dtype, classes)
     if invalid:
+        before = dict(inputs)
         params, inputs = _break_lce(d, invalid, params, inputs, classes)
+        layouts = kept_layouts(layouts, before, inputs)
     differentiable = ("input", "linear.weight", *(("linear.bias",) if "linear.bias" in inputs else ()),
                       *(("target",) if inputs["target"].dtype.kind == "f" else ()))
     return Case(op="LinearCrossEntropyLoss", dtype=dtype, params=params, inputs=inputs,
