@@ -3,8 +3,9 @@
 and pins of their regimes (see ``conformance.strategies.loss`` for the shared draws).
 
 Every draw is labelled (``S.Drawer``), simplest option first; the float tier only (each loss goes
-through log and exp). Corners where torch has a known discrepancy (an empty CTC batch) are drawn
-rarely at random (``rare``) and always in the regime that pins them.
+through log and exp). Empty batches (for CTC a known discrepancy) are drawn rarely at random
+(``rare``) and always in the regime that pins them; in float16 every input is scaled by a power of
+two so that no exact intermediate leaves the format's range (``range_scale``).
 """
 
 from __future__ import annotations
