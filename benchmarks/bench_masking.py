@@ -63,7 +63,8 @@ def main() -> int:
     for entry, n in Counter(e for m in masked for e in m["entries"]).most_common():
         print(f"  masked by {entry}: {n}")
     for m in masked[:20]:
-        print(f"  {m['target']} case {m['case_id']} {m['group']}: {', '.join(m['tensors'])} ({', '.join(m['entries'])})")
+        tensors, entries = ", ".join(m["tensors"]), ", ".join(m["entries"])
+        print(f"  {m['target']} case {m['case_id']} {m['group']}: {tensors} ({entries})")
     if args.json:
         Path(args.json).write_text(json.dumps({"judged": judged, "masked": masked}, indent=1))
     return 1 if masked else 0
