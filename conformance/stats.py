@@ -81,11 +81,37 @@ def bernstein_test(name: str, description: str, outcomes: np.ndarray, means: np.
     widened by n·slack, so the rate stays ≤ alpha."""
     outcomes = np.asarray(outcomes, dtype=np.float64).reshape(-1)
     means = np.asarray(means, dtype=np.float64).reshape(-1)
+    return bernstein_summary(name, description, [(outcomes.size, float(outcomes.sum()), means)], alpha, slack)
+
+
+def _worst_variance(means: np.ndarray, slack: float) -> np.ndarray:
+    """μ(1 − μ) at the mean within ``slack`` of each stated one that maximises it."""
     worst = np.clip(np.where(means < 0.5, np.minimum(0.5, means + slack), np.maximum(0.5, means - slack)), 0, 1)
-    variance = float(np.sum(worst * (1 - worst)))
-    threshold = bernstein_threshold(variance, alpha) + outcomes.size * slack if outcomes.size else 0.0
-    return StatCheck(name=name, trials=int(outcomes.size), observed=float(outcomes.sum()),
-                     expected=float(means.sum()), threshold=threshold, false_alarm=alpha, description=description)
+    return worst * (1 - worst)
+
+
+def bernstein_summary(name: str, description: str, groups: Sequence[tuple[int, float, np.ndarray | float]],
+                      alpha: float, slack: float = 0.0) -> StatCheck:
+    """``bernstein_test`` from per-group sums: each group is (trials, observed sum, mean per trial
+    (an array) or one mean shared by its trials)."""
+    trials = expected = variance = observed = 0.0
+    for n, total, means in groups:
+        if not n:
+            continue
+        m = np.asarray(means, dtype=np.float64)
+        trials += n
+        observed += total
+        if m.ndim == 0:
+            mean = float(m)
+            worst = min(1.0, max(0.0, min(0.5, mean + slack) if mean < 0.5 else max(0.5, mean - slack)))
+            expected += n * mean
+            variance += n * worst * (1 - worst)
+        else:
+            expected += float(m.sum())
+            variance += float(_worst_variance(m, slack).sum())
+    threshold = bernstein_threshold(variance, alpha) + trials * slack if trials else 0.0
+    return StatCheck(name=name, trials=int(trials), observed=observed, expected=expected, threshold=threshold,
+                     false_alarm=alpha, description=description)
 
 
 def dkw_test(name: str, description: str, values: np.ndarray, cdf: Callable[[np.ndarray], np.ndarray],
@@ -144,24 +170,37 @@ def neighbour_agreement(units: Sequence[np.ndarray], keep: Sequence[float], axis
     return np.concatenate(agree), np.concatenate(rate)
 
 
+def pair_counts(u: np.ndarray, axis: int, offset: int = 0) -> tuple[int, int]:
+    """(pairs, agreeing pairs) of the disjoint neighbour pairs (offset + 2k, offset + 2k + 1) of
+    ``u`` along ``axis`` (negative: counted from the end; a missing axis has none)."""
+    u = np.asarray(u)
+    if u.ndim == 0 or not -u.ndim <= axis < u.ndim:
+        return 0, 0
+    axis %= u.ndim
+    k = (u.shape[axis] - offset) // 2
+    if k <= 0:
+        return 0, 0
+    first, second = [slice(None)] * u.ndim, [slice(None)] * u.ndim
+    first[axis], second[axis] = slice(offset, offset + 2 * k, 2), slice(offset + 1, offset + 2 * k, 2)
+    a, b = u[tuple(first)], u[tuple(second)]
+    return int(a.size), int(np.count_nonzero(a == b))
+
+
 def independence_test(name: str, description: str, units: Sequence[np.ndarray], keep: Sequence[float],
-                      axis: int | Sequence[int], alpha: float, slack: float = 0.0) -> StatCheck:
+                      axis: int | Sequence[int], alpha: float, agreement_slack: float = 0.0) -> StatCheck:
     """Neighbouring 0/1 units along ``axis`` (one for all arrays, or one per array) agree as often
     as independent ones would: two Bernstein tests at alpha/2 each, over the pairs (0, 1), (2, 3),
     ... and (1, 2), (3, 4), ...; the check reported is the worse of the two (it fails when either
-    does). ``keep``: each array's probability of a 1 (within ``slack``, which bounds the error of
-    the agreement rate by 2·slack)."""
+    does). ``keep``: each array's probability of a 1; ``agreement_slack``: how far the true
+    agreement rate may lie from q² + (1 − q)² (a probability known up to a rounding)."""
     axes = [axis] * len(units) if isinstance(axis, int) else list(axis)
     checks = []
     for offset, which in ((0, "pairs (0, 1), (2, 3)..."), (1, "pairs (1, 2), (3, 4)...")):
-        agree, expected = [], []
+        groups = []
         for u, q, ax in zip(units, keep, axes):
-            a, e = neighbour_agreement([u], [q], ax, offset)
-            agree.append(a)
-            expected.append(e)
-        checks.append(bernstein_test(name, f"{description}, {which}",
-                                     np.concatenate(agree) if agree else np.zeros(0),
-                                     np.concatenate(expected) if expected else np.zeros(0), alpha / 2, 2 * slack))
+            pairs, agree = pair_counts(u, ax, offset)
+            groups.append((pairs, float(agree), q * q + (1 - q) * (1 - q)))
+        checks.append(bernstein_summary(name, f"{description}, {which}", groups, alpha / 2, agreement_slack))
     return max(checks, key=lambda c: (not c.ok, c.utilisation))
 
 
@@ -206,11 +245,8 @@ def mask_checks(masks: Sequence[UnitMask], tests: Sequence[str], alpha: float,
       mask names for it agree as independent units would (``independence_test``).
     The number of tests is fixed by ``tests`` (not by the masks seen), so the budget holds."""
     share = alpha / (1 + len(tests))
-    dropped = [~np.asarray(m.keep, dtype=bool).reshape(-1) for m in masks]
-    rates = [np.full(d.size, 1 - m.q) for d, m in zip(dropped, masks)]
-    checks = [bernstein_test("drop rate", f"{unit} dropped, against p",
-                             np.concatenate(dropped) if dropped else np.zeros(0),
-                             np.concatenate(rates) if rates else np.zeros(0), share)]
+    groups = [(int(np.size(m.keep)), float(np.size(m.keep) - np.count_nonzero(m.keep)), 1 - m.q) for m in masks]
+    checks = [bernstein_summary("drop rate", f"{unit} dropped, against p", groups, share)]
     for test in tests:
         chosen = [m for m in masks if test in m.axes]
         description = f"neighbouring {INDEPENDENCE[test]} with the same choice"
