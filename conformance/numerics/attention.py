@@ -23,7 +23,7 @@ import numpy as np
 
 from backends.base import Case, Result
 from conformance.dtypes import DTYPES
-from conformance.stats import StatCheck, bernstein_test, neighbour_agreement
+from conformance.stats import StatCheck, UnitMask, element_axes, mask_checks
 from conformance.strategies.attention import ACTIVATIONS, stack_layout
 from reference import attention as RA
 from reference import attention_errors as AE
@@ -368,28 +368,16 @@ def sample_masks(case: Case, rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 def check_masks(samples: Sequence[tuple[Case, dict[str, np.ndarray]]], alpha: float) -> list[StatCheck]:
     """The drop rate of every mask element against p, and the independence of neighbouring
-    elements along each mask's last axis (keys, features) and first axis (samples, positions):
-    Bernstein tests at alpha/3 each (``conformance.stats``)."""
-    dropped, rates = [], []
-    units: dict[int, list[np.ndarray]] = {0: [], 1: []}
-    keeps: dict[int, list[float]] = {0: [], 1: []}
+    elements of each mask (in its logical shape): along the samples of a batch (dim 0), the
+    channels or heads (dim 1) and consecutive elements (the last dim): Bernstein tests at alpha/4
+    each (``conformance.stats.mask_checks``)."""
+    masks = []
     for case, choices in samples:
-        masks = split_choice(replace(case, choices=dict(choices)))
+        split = split_choice(replace(case, choices=dict(choices)))
         for d in dropout_draws(case):
-            m, q = masks[d["name"]], 1 - d["p"]
-            dropped.append(~m.reshape(-1))
-            rates.append(np.full(m.size, d["p"]))
-            flat = m.reshape(-1, m.shape[-1]) if m.ndim else m.reshape(1, 1)
-            for axis in (0, 1):
-                units[axis].append(flat)
-                keeps[axis].append(q)
-    share = alpha / 3
-    checks = [bernstein_test("drop rate", "mask elements dropped, against p",
-                             np.concatenate(dropped) if dropped else [], np.concatenate(rates) if rates else [], share)]
-    for axis, label in ((1, "last-axis neighbours"), (0, "leading-axis neighbours")):
-        agree, expected = neighbour_agreement(units[axis], keeps[axis], axis)
-        checks.append(bernstein_test(f"independent {label}", f"{label} with the same choice", agree, expected, share))
-    return checks
+            m = split[d["name"]]
+            masks.append(UnitMask(m, 1 - d["p"], element_axes(m.ndim)))
+    return mask_checks(masks, ("samples", "channels", "consecutive elements"), alpha, unit="mask elements")
 
 
 # -- regime and known-entry predicates ----------------------------------------------------------------

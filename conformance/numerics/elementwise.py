@@ -11,8 +11,8 @@ family.
   elements.
 - RReLU in training is judged through a conditional reference: the slopes the backend drew (read
   back as output/input, inputs drawn finite and non-zero) give the exact output and gradient, and
-  two Dvoretzky–Kiefer–Wolfowitz tests check the slopes against U(lower, upper) and their
-  independence, with a stated false-alarm rate.
+  Dvoretzky–Kiefer–Wolfowitz tests (``conformance.stats``) check the slopes against U(lower, upper)
+  and their independence (consecutive slopes, channels, samples), with a stated false-alarm rate.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from backends.base import Case, Result
 from conformance.compare import Comparison, compare_tensor
 from conformance.dtypes import DTYPES
 from conformance.spec import LayerSpec, Randomness, Tolerance, spec_of
-from conformance.stats import StatCheck
+from conformance.stats import StatCheck, dkw_test, element_axes, neighbour_pairs
 from conformance.strategies.elementwise import OBSERVABLE_LOW, compute_format, rrelu_random
 from conformance.tolerance import analysed_tolerance, bound_for, magnitudes
 from reference import functional as RF
@@ -497,23 +497,6 @@ def noise_comparator(spec: LayerSpec, case: Case, name: str, result: Result, got
                           magnitudes(spec, case, result)[name])
 
 
-def dkw_test(name: str, description: str, values: np.ndarray, cdf: Callable[[np.ndarray], np.ndarray],
-             width: float, alpha: float) -> StatCheck:
-    """Dvoretzky–Kiefer–Wolfowitz test (Massart's constant) that ``values`` are independent draws
-    of the distribution ``cdf``, each read with an error of at most ``width``: with F_n the
-    empirical distribution, the statistic D = sup_t max(F_n(t) - cdf(t + width), cdf(t - width) -
-    F_n(t-)) is at most sup |F_n - G| for the distribution G of the values read, and
-    P(sup |F_n - G| > ε) <= 2·exp(-2nε²) for any G, so D > ε = sqrt(log(2/α)/(2n)) alarms falsely
-    with probability at most α."""
-    v = np.sort(np.asarray(values, dtype=np.float64).reshape(-1))
-    n = v.size
-    if n == 0:
-        return StatCheck(name, 0, 0.0, 0.0, 0.0, alpha, description)
-    rank = np.arange(1, n + 1) / n
-    statistic = max(float(np.max(rank - cdf(v + width))), float(np.max(cdf(v - width) - (rank - 1 / n))), 0.0)
-    return StatCheck(name, n, statistic, 0.0, math.sqrt(math.log(2 / alpha) / (2 * n)), alpha, description)
-
-
 def _uniform_cdf(t: np.ndarray) -> np.ndarray:
     return np.clip(t, 0.0, 1.0)
 
@@ -526,25 +509,44 @@ def _difference_cdf(t: np.ndarray) -> np.ndarray:
 
 def rrelu_check(samples: Sequence[tuple[Case, dict[str, np.ndarray]]], alpha: float) -> list[StatCheck]:
     """The slopes read back at negative inputs, normalised to t = (s - lower)/(upper - lower):
-    uniform on [0, 1] (DKW test), and |t_a - t_b| over disjoint pairs of neighbouring slopes of a
-    case distributed as for independent uniforms, 1 - (1 - d)² (a slope shared by several elements
-    gives differences of 0). Each read-back slope is within ``slope_error`` of the one drawn; the
-    rate alpha is split equally over the two tests (union bound)."""
-    normalised, differences, widths = [], [], [0.0]
+    uniform on [0, 1] (DKW test); and independent: |t_a - t_b| over disjoint pairs of neighbouring
+    slopes distributed as for independent uniforms, 1 - (1 - d)² (a slope shared by several
+    elements gives differences of 0), for consecutive slopes of a case (in order, over the negative
+    inputs), for neighbouring channels (dim 1 of inputs of 3 dims or more) and neighbouring samples
+    (dim 0 of inputs of 2 dims or more), both elements negative (``conformance.stats.element_axes``).
+    Each read-back slope is within ``slope_error`` of the one drawn; the rate alpha is split
+    equally over the four tests (union bound)."""
+    normalised, widths = [], [0.0]
+    differences: dict[str, list[np.ndarray]] = {"consecutive": [], "channels": [], "samples": []}
     for case, choices in samples:
         lower, upper = case.params["lower"], case.params["upper"]
-        negative = _x(case).reshape(-1) < 0
-        t = (np.asarray(choices["noise"]).reshape(-1)[negative] - lower) / (upper - lower)
+        x = _x(case)
+        t_all = np.where(x < 0, (np.asarray(choices["noise"], dtype=np.float64) - lower) / (upper - lower), np.nan)
+        t = t_all.reshape(-1)[x.reshape(-1) < 0]
         normalised.append(t)
         pairs = t.size // 2
-        differences.append(np.abs(t[0:2 * pairs:2] - t[1:2 * pairs:2]))
+        differences["consecutive"].append(np.abs(t[0:2 * pairs:2] - t[1:2 * pairs:2]))
+        for test in ("channels", "samples"):
+            axis = element_axes(x.ndim).get(test)
+            if axis is not None:
+                first, second = neighbour_pairs(t_all, axis)
+                d = np.abs(first - second).reshape(-1)
+                differences[test].append(d[~np.isnan(d)])
         widths.append(slope_error(case) / (upper - lower))
     width = max(widths)
-    share = alpha / 2
-    return [dkw_test("uniform slopes", "slopes at negative inputs, against U(lower, upper)",
-                     np.concatenate(normalised) if normalised else np.zeros(0), _uniform_cdf, width, share),
-            dkw_test("independent slopes", "differences of neighbouring slopes, against independent draws",
-                     np.concatenate(differences) if differences else np.zeros(0), _difference_cdf, 2 * width, share)]
+    share = alpha / 4
+
+    def pooled(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    return [dkw_test("uniform slopes", "slopes at negative inputs, against U(lower, upper)", pooled(normalised),
+                     _uniform_cdf, width, share),
+            dkw_test("independent slopes", "differences of consecutive slopes, against independent draws",
+                     pooled(differences["consecutive"]), _difference_cdf, 2 * width, share),
+            dkw_test("independent channels", "differences of the slopes of neighbouring channels",
+                     pooled(differences["channels"]), _difference_cdf, 2 * width, share),
+            dkw_test("independent samples", "differences of the slopes of neighbouring samples",
+                     pooled(differences["samples"]), _difference_cdf, 2 * width, share)]
 
 
 RRELU_RANDOMNESS = Randomness(choices={"noise": lambda case: {"rule": "ratio", "of": "output", "over": "input"}},

@@ -20,6 +20,8 @@ of that case. The draws of a whole target are then tested against the documented
 - **signs** (orthogonal): the diagonal of a Haar orthogonal matrix has independent fair signs;
 - **zero rows** (sparse): each column's zeros sit at uniformly random rows, so the first row is
   zero in a column with probability ceil(sparsity·rows)/rows, independently across columns.
+- **independence** (uniform, normal, truncated normal: iid values): neighbouring values of a tensor,
+  along dim 0, dim 1 and the last dim, fall on the same side of the median as independent ones.
 Bernstein tests (``conformance.stats``) judge the indicator counts. The target's false-alarm
 budget (``Randomness.false_alarm``) is split equally over the tests its law defines.
 """
@@ -36,7 +38,7 @@ from backends.base import Case, Result
 from conformance.compare import Comparison, compare_tensor
 from conformance.dtypes import DTYPES
 from conformance.spec import LayerSpec
-from conformance.stats import StatCheck, bernstein_test
+from conformance.stats import INDEPENDENCE, StatCheck, bernstein_test, element_axes, independence_test
 from reference import init as ref
 
 # -- exact fills ------------------------------------------------------------------------------------
@@ -174,9 +176,20 @@ class Law:
             return {"zero rows": (first, np.full(first.shape, self.zeros / max(rows, 1)))}
         return {}
 
+    @staticmethod
+    def halves(values: np.ndarray, intervals: tuple[np.ndarray, np.ndarray, float]) -> tuple[np.ndarray, float]:
+        """(whether each value's probability transform lies below 1/2, shaped like ``values``; the
+        largest error of that probability): read from its ``intervals``, each within its width of
+        the transform of the ideal draw, plus the generator's grid mass."""
+        lo, hi, grid = intervals
+        below = ((lo + hi) / 2 < 0.5).reshape(np.shape(values))
+        return below, float(np.max(hi - lo, initial=0.0)) + grid
+
     def tests(self) -> tuple[str, ...]:
-        """The statistical tests this kind of law defines (the false-alarm budget's split)."""
-        return {"orthogonal": ("signs",), "sparse": ("distribution", "zero rows")}.get(self.kind, ("distribution",))
+        """The statistical tests this kind of law defines (the false-alarm budget's split): iid
+        laws add the independence of neighbouring values (``INDEPENDENT_VALUES``)."""
+        special = {"orthogonal": ("signs",), "sparse": ("distribution", "zero rows")}
+        return special.get(self.kind, ("distribution", *INDEPENDENT_VALUES))
 
 
 def uniform_law(lo: float, hi: float) -> Law:
@@ -269,14 +282,17 @@ def law_checks(draws: Sequence[tuple[Law, np.ndarray, str]], alpha: float) -> li
     names = draws[0][0].tests()
     share = alpha / len(names)
     checks = []
+    parts = [law.intervals(values, dtype) for law, values, dtype in draws] if "distribution" in names else []
     if "distribution" in names:
-        parts = [law.intervals(values, dtype) for law, values, dtype in draws]
         lo, hi = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         checks.append(StatCheck(
             name="distribution", trials=lo.size, observed=interval_ks(lo, hi), expected=0.0,
             threshold=dkw_threshold(lo.size, share) + max(p[2] for p in parts), false_alarm=share,
             description="Kolmogorov–Smirnov distance of the drawn values from their documented law"))
     for name in names:
+        if name in INDEPENDENT_VALUES:
+            checks.append(_independence(name, draws, parts, share))
+            continue
         if name == "distribution":
             continue
         pairs = [law.indicators(values)[name] for law, values, _ in draws]
@@ -286,6 +302,26 @@ def law_checks(draws: Sequence[tuple[Law, np.ndarray, str]], alpha: float) -> li
     return checks
 
 
+def _independence(name: str, draws: Sequence[tuple[Law, np.ndarray, str]],
+                  intervals: Sequence[tuple[np.ndarray, np.ndarray, float]], alpha: float) -> StatCheck:
+    """Neighbouring values of a tensor of iid draws (along dim 0, dim 1 and the last dim:
+    ``conformance.stats.element_axes``) fall on the same side of their law's median as often as
+    independent ones: 1/2, up to 2δ² for a probability of "below" known within δ (``Law.halves``)."""
+    test = name[len("independent "):]
+    units, axes, slack = [], [], 0.0
+    for (law, values, _), parts in zip(draws, intervals):
+        axis = element_axes(np.ndim(values)).get(test)
+        if axis is not None and np.size(values):
+            below, delta = law.halves(values, parts)
+            units.append(below)
+            axes.append(axis)
+            slack = max(slack, delta)
+    return independence_test(name, f"neighbouring {INDEPENDENCE[test]} on the same side of the median", units,
+                             [0.5] * len(units), axes, alpha, 2 * slack * slack)
+
+
+# The independence tests of iid draws (``conformance.stats.INDEPENDENCE``).
+INDEPENDENT_VALUES = ("independent samples", "independent channels", "independent consecutive elements")
 INDICATOR_TESTS = {"signs": "positive diagonal entries (fair signs)",
                    "zero rows": "zeros in the first row, against ceil(sparsity·rows)/rows"}
 

@@ -29,7 +29,7 @@ from conformance import strategies as S
 from conformance.compare import WORST_SHOWN, Comparison, compare_tensor
 from conformance.dtypes import DTYPES
 from conformance.spec import LayerSpec, Tolerance, spec_of
-from conformance.stats import StatCheck, bernstein_threshold
+from conformance.stats import StatCheck, bernstein_threshold, independence_test
 from conformance.tolerance import analysed_tolerance
 from reference import conv as conv_ref
 from reference import fold as fold_ref
@@ -748,7 +748,8 @@ def check_fractional_samples(samples: Sequence[tuple[Case, dict[str, np.ndarray]
     - for pairs of neighbouring samples along the batch, the channels and the per-dim samples
       ((width, height) in 2-d, (depth, height) in 3-d): whether both fall on the same side of 1/2
       agrees with probability q² + (1-q)² (q the probability of u < 1/2), 1/2 up to
-      2·resolution² — a sample shared across channels agrees always.
+      2·resolution² — a sample shared across channels agrees always (``conformance.stats.
+      independence_test``: the pairs (0, 1), (2, 3)... and (1, 2), (3, 4)..., each at half the share).
     The six tests share ``alpha`` equally (union bound), so a conforming backend raises a false
     alarm on a target with probability <= alpha. Cases that ran with the same seed count once.
     """
@@ -762,15 +763,8 @@ def check_fractional_samples(samples: Sequence[tuple[Case, dict[str, np.ndarray]
     for t in SAMPLE_THRESHOLDS:
         checks.append(_allowing(f"below {t}", f"samples below {t}", u < t, t, _resolution(dtype, t), each))
     half = _resolution(dtype, 0.5)
+    below = [a < 0.5 for a in arrays]
     for axis, what in SAMPLE_AXES_3D if arrays and arrays[0].shape[-1] == 3 else SAMPLE_AXES:
-        same: list[np.ndarray] = []
-        for a in arrays:
-            pairs = a.shape[axis] // 2
-            if pairs:
-                first = np.take(a, np.arange(0, 2 * pairs, 2), axis=axis) < 0.5
-                second = np.take(a, np.arange(1, 2 * pairs, 2), axis=axis) < 0.5
-                same.append((first == second).reshape(-1))
-        agree = np.concatenate(same) if same else np.zeros(0, dtype=bool)
-        checks.append(_allowing(f"independent {what}", f"neighbouring {what} on the same side of 1/2",
-                                agree, 0.5, 2 * half * half, each))
+        checks.append(independence_test(f"independent {what}", f"neighbouring {what} on the same side of 1/2",
+                                        below, [0.5] * len(below), axis, each, 2 * half * half))
     return checks

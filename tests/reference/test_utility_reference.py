@@ -1,4 +1,5 @@
-"""Dropout, Embedding and the sequence-packing utilities: the reference on hand-computed values.
+"""Embedding and the sequence-packing utilities: the reference on hand-computed values (dropout's are in
+test_dropout_reference.py).
 
 The generic tests already check every VJP against finite differences; these pin down the
 conventions with values worked out by hand (no torch).
@@ -9,35 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reference import dropout as drop
 from reference import embedding as emb
+from reference import functional as RF
 from reference import rnn_utils as rnn
-
-# -- dropout ------------------------------------------------------------------------------------
-
-
-def test_dropout_scales_what_it_keeps_and_its_gradient_uses_the_same_mask():
-    x = np.array([1.0, -2.0, 3.0, 4.0])
-    keep = np.array([True, False, True, False])
-    np.testing.assert_array_equal(drop.dropout(x, keep, 0.75), [4.0, 0.0, 12.0, 0.0])
-    np.testing.assert_array_equal(drop.dropout_vjp(np.array([1.0, 1.0, -1.0, 2.0]), keep, 0.75), [4.0, 0, -4.0, 0])
-
-
-def test_dropout_p_one_is_multiplication_by_zero():
-    out = drop.drop_all(np.array([2.0, -3.0, np.inf, -np.inf, np.nan, 0.0]))
-    np.testing.assert_array_equal(out[:2], [0.0, -0.0])
-    assert np.signbit(out[1]) and not np.signbit(out[0])
-    assert np.isnan(out[2:5]).all() and out[5] == 0
-
-
-def test_channel_masks_keep_a_channel_only_when_all_of_it_is_kept():
-    mask = np.ones((2, 3, 2, 2), dtype=bool)
-    mask[1, 2, 0, 1] = False  # one element of channel (1, 2) dropped: not a channel mask
-    canonical = drop.canonical_mask(mask, 2)
-    assert canonical[1, 2].sum() == 0 and canonical[:1].all() and canonical[1, :2].all()
-    np.testing.assert_array_equal(drop.canonical_mask(mask, 4), mask)  # element dropout: any mask
-    assert drop.unit_shape((2, 3, 4, 5), 2) == (2, 3, 1, 1)
-
 
 # -- embedding ----------------------------------------------------------------------------------
 
@@ -53,10 +28,25 @@ def test_embedding_renormalises_only_referenced_rows_above_max_norm():
 
 def test_embedding_gradient_scatter_adds_scales_by_frequency_and_skips_padding():
     idx = np.array([[0, 2], [2, 2]])
+    w = np.zeros((3, 1))
     g = np.array([[[1.0], [2.0]], [[3.0], [4.0]]])
-    np.testing.assert_array_equal(emb.embedding_vjp(idx, g, 3, None, False).ravel(), [1.0, 0.0, 9.0])
-    np.testing.assert_array_equal(emb.embedding_vjp(idx, g, 3, None, True).ravel(), [1.0, 0.0, 3.0])
-    np.testing.assert_array_equal(emb.embedding_vjp(idx, g, 3, 2, False).ravel(), [1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(RF.vjp("embedding", idx, w, cotangent=g)["weight"].ravel(), [1.0, 0.0, 9.0])
+    np.testing.assert_array_equal(RF.vjp("embedding", idx, w, scale_grad_by_freq=True, cotangent=g)["weight"].ravel(),
+                                  [1.0, 0.0, 3.0])
+    np.testing.assert_array_equal(RF.vjp("embedding", idx, w, padding_idx=2, cotangent=g)["weight"].ravel(),
+                                  [1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(RF.vjp("embedding", idx, w, padding_idx=-1, cotangent=g)["weight"].ravel(),
+                                  [1.0, 0.0, 0.0])
+
+
+def test_embedding_reads_the_renormalised_rows_and_renorm_is_the_weight_after_the_call():
+    w = np.array([[3.0, 4.0], [0.3, 0.4], [6.0, 8.0]])
+    out = RF.embedding(np.array([0, 1, 0]), w, max_norm=1.0)
+    np.testing.assert_allclose(out, [[0.6, 0.8], [0.3, 0.4], [0.6, 0.8]], rtol=1e-7)
+    after = RF.embedding_renorm_(w, np.array([0, 1]), 1.0, 2.0)
+    np.testing.assert_array_equal(after[1:], w[1:])  # below max_norm, and not referenced
+    with pytest.raises(IndexError):
+        RF.embedding(np.array([3]), w)
 
 
 @pytest.mark.parametrize(("padding_idx", "rows", "expected"), [(None, 4, None), (1, 4, 1), (-1, 4, 3), (-4, 4, 0)])
