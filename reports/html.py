@@ -363,7 +363,8 @@ def _run_view(run_info: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_html(records: list[dict[str, Any]], run_info: dict[str, Any],
-                report_dir: str | os.PathLike[str] | None = None, baseline: Any = None) -> str:
+                report_dir: str | os.PathLike[str] | None = None, baseline: Any = None,
+                findings: list[dict[str, Any]] | None = None) -> str:
     """The report as one HTML document. ``report_dir`` is where artifact paths are relative to
     (repro scripts are read from there and inlined); ``baseline`` (a ``reports.baseline.Baseline``)
     adds the regressions section."""
@@ -434,9 +435,10 @@ def render_html(records: list[dict[str, Any]], run_info: dict[str, Any],
 
 
 def write_html(path: str | os.PathLike[str], records: list[dict[str, Any]], run_info: dict[str, Any],
-               report_dir: str | os.PathLike[str] | None = None, baseline: Any = None) -> Path:
+               report_dir: str | os.PathLike[str] | None = None, baseline: Any = None,
+               findings: list[dict[str, Any]] | None = None) -> Path:
     """Write ``render_html`` to ``path`` (artifacts relative to ``report_dir``, default its folder)."""
     path = Path(path)
-    html = render_html(records, run_info, report_dir if report_dir is not None else path.parent, baseline)
+    html = render_html(records, run_info, report_dir if report_dir is not None else path.parent, baseline, findings)
     path.write_text(html, encoding="utf-8")
     return path
