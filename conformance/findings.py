@@ -270,6 +270,7 @@ def candidate_conditions(scopes: Sequence[Mapping[str, Any]], positive: Sequence
         plain = [v for v in never if not isinstance(v, (tuple, dict)) and v not in _AMBIGUOUS]
         if open_domain:
             excluded = [v for v in plain if counts[v] >= min_count]
+            every_value_believed = len(excluded) == len(never)
             if excluded:
                 # the values most often drawn without failing first: each set a candidate
                 excluded.sort(key=lambda v: -counts[v])
@@ -286,7 +287,8 @@ def candidate_conditions(scopes: Sequence[Mapping[str, Any]], positive: Sequence
                 if above and sum(counts[v] for v in above) >= min_count:
                     edge = min(above)
                     out.append(Condition(f"{when} < {_literal(edge)}", f"{text} < {_shown(edge)}", (kind, 1, 0)))
-            if len(failing) <= 2 and all(not isinstance(v, (tuple, dict)) and v not in _AMBIGUOUS for v in failing):
+            if every_value_believed and len(failing) <= 2 and \
+                    all(not isinstance(v, (tuple, dict)) and v not in _AMBIGUOUS for v in failing):
                 out.append(_membership(when, text, list(failing), True, (kind, 2)))
         elif all(not isinstance(v, (tuple, dict)) for v in failing):
             out.append(_membership(when, text, list(failing), True, (kind, 0)))
@@ -421,44 +423,70 @@ def _measured(rule: Rule, scopes: Sequence[Mapping[str, Any]], pos: set[int]) ->
     return rule
 
 
+def _tail(total: int, failing: int, drawn: int, hits: int) -> float:
+    """P(X >= hits) for X hypergeometric: ``drawn`` cases out of ``total``, ``failing`` of which
+    fail (how likely a subset that size holds that many failing cases by chance)."""
+    denominator = math.comb(total, drawn)
+    return sum(math.comb(failing, x) * math.comb(total - failing, drawn - x)
+               for x in range(hits, min(drawn, failing) + 1)) / denominator
+
+
+def _equalities(scopes: Sequence[Mapping[str, Any]]) -> list[Condition]:
+    """``fact == value`` (and booleans, regimes) for every value the cases take: the conditions a
+    part of a finding can be described by."""
+    out: list[Condition] = []
+    for when, text, kind, _, values in _facts(scopes):
+        try:
+            seen = {_hashable(v) for v in values}
+        except TypeError:
+            continue
+        if len(seen) < 2:
+            continue
+        for value in seen:
+            if isinstance(value, bool) and all(isinstance(v, bool) for v in seen):
+                out.append(_bool_condition(when, text, value, kind))
+            elif not isinstance(value, (tuple, dict)) and value not in _AMBIGUOUS:
+                out.append(_membership(when, text, [value], True, (kind, 0)))
+    return out
+
+
+def _precision(cases: set[int] | frozenset[int], failing: set[int]) -> float:
+    return len(cases & failing) / len(cases) if cases else 0.0
+
+
 def learn_clauses(scopes: Sequence[Mapping[str, Any]], positive: Iterable[int]) -> list[set[int]] | None:
-    """Split ``positive`` into up to three parts, each described exactly (no other case covered) by
-    a conjunction learned for it; None when no such split covers them all."""
-    remaining = set(positive)
+    """Split the failing cases ``positive`` into up to three parts, each the failing cases of one
+    conjunction of equalities grown greedily for precision, where failures are much more frequent
+    than elsewhere (a hypergeometric tail below ``SIGNIFICANCE``); None when no such split covers
+    them all."""
     universe = set(range(len(scopes)))
+    pos = set(positive)
+    conditions = _equalities(scopes)
+    holds = {c: {i for i in universe if c.holds(scopes[i])} for c in conditions}
+    remaining = set(pos)
     parts: list[set[int]] = []
     while remaining and len(parts) < MAX_CLAUSES:
-        # the largest group of remaining failing cases sharing one exact conjunction, grown greedily
-        best: set[int] | None = None
-        for seed in sorted(remaining)[:12]:
-            part = _exact_part(scopes, universe, set(positive), remaining, seed)
-            if part is not None and (best is None or len(part) > len(best)):
-                best = part
-        if best is None or len(best) < 2:
+        covered = set(universe)
+        chosen: list[Condition] = []
+        while len(chosen) < MAX_CONDITIONS:
+            options = [c for c in conditions if c not in chosen and len(covered & holds[c] & remaining) >= 2]
+            if not options:
+                break
+            best = max(options, key=lambda c, cov=frozenset(covered): (
+                _precision(cov & holds[c], pos), len(cov & holds[c] & remaining), [-r for r in c.rank]))
+            if _precision(covered & holds[best], pos) <= _precision(covered, pos) + 1e-9:
+                break
+            chosen.append(best)
+            covered &= holds[best]
+            if covered <= pos:
+                break
+        part = covered & remaining
+        chance_of_part = _tail(len(universe), len(pos), len(covered), len(covered & pos))
+        if not chosen or len(part) < 2 or chance_of_part >= SIGNIFICANCE:
             return None
-        parts.append(best)
-        remaining -= best
+        parts.append(part)
+        remaining -= part
     return parts if not remaining else None
-
-
-def _exact_part(scopes: Sequence[Mapping[str, Any]], universe: set[int], failing: set[int], remaining: set[int],
-                seed: int) -> set[int] | None:
-    """The remaining failing cases covered by the most general exact conjunction holding on
-    ``seed`` (None when none is exact)."""
-    conditions = [c for c in candidate_conditions(scopes, [seed])]
-    holds = {c: {i for i in universe if c.holds(scopes[i])} for c in conditions}
-    covered = set(universe)
-    chosen = 0
-    while covered - failing and chosen < MAX_CONDITIONS:
-        best = max(conditions, key=lambda c: (len(covered & holds[c] & remaining)
-                                              - 2 * len(covered & holds[c] - failing), -c.rank[0]), default=None)
-        if best is None or not (covered & holds[best]) < covered:
-            return None
-        covered &= holds[best]
-        chosen += 1
-    if covered - failing:
-        return None
-    return covered & remaining
 
 
 # -- findings ------------------------------------------------------------------------------------
