@@ -503,7 +503,7 @@ class _Domain:
 
 def _case_records(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str, bool], _Domain]:
     domains: dict[tuple[str, str, bool], _Domain] = {}
-    seen: set[tuple[str, str, str, str]] = set()
+    seen: dict[tuple[str, str, str, str], int] = {}
     for record in records:
         if not is_case_record(record) or not record.get("case") or record.get("tier") == "stat":
             continue
@@ -511,11 +511,13 @@ def _case_records(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str, boo
             continue  # explained, or no case: neither failing nor passing evidence
         op, backend, dtype = cell_key(record)
         identity = (op, backend, dtype, str(record.get("case_id") or id(record)))
-        if identity in seen:
-            continue
-        seen.add(identity)
         invalid = record.get("tier") == "invalid"
         domain = domains.setdefault((op, backend, invalid), _Domain(op, backend, invalid))
+        if identity in seen:  # the same case again (a final replay): what failed in either counts
+            index = seen[identity]
+            domain.keys[index] = domain.keys[index] | failure_keys(record)
+            continue
+        seen[identity] = len(domain.records)
         domain.records.append(record)
         domain.keys.append(failure_keys(record))
         domain.scopes.append(record_scope(record))

@@ -457,12 +457,12 @@ def render_html(records: list[dict[str, Any]], run_info: dict[str, Any],
                 report_dir: str | os.PathLike[str] | None = None, baseline: Any = None,
                 findings: list[dict[str, Any]] | None = None) -> str:
     """The report as one HTML document. ``report_dir`` is where artifact paths are relative to
-    (repro scripts and arrays are read from there and inlined; repro commands start with it, or
-    with run.json's ``report_dir`` when it has one); ``baseline`` (a ``reports.baseline.Baseline``)
+    (repro scripts and arrays are read from there and inlined; repro commands start with it as
+    given, else with run.json's ``report_dir``); ``baseline`` (a ``reports.baseline.Baseline``)
     adds the regressions section; ``findings`` (``conformance.findings``) lead the report."""
     directory = Path(report_dir) if report_dir is not None else None
-    command_dir = run_info.get("report_dir") if isinstance(run_info.get("report_dir"), str) else (
-        str(report_dir) if report_dir is not None else None)
+    command_dir = str(report_dir) if report_dir is not None else (
+        run_info.get("report_dir") if isinstance(run_info.get("report_dir"), str) else None)
     cells = build_cells(records)
     discrepancies = reported_discrepancies(records)
     regressions = None

@@ -60,6 +60,7 @@ SHORT = {"pass": "pass", "fail": "fail", "error": "err", "known": "known", "xpas
          "unsupported": "unsup", "crash": "crash", "timeout": "t/o",
          "compile": "comp"}
 WIDE = 110  # from this console width on, one column per verdict
+KNOWN_REASON = 240  # characters of a known entry's reason printed (report.html has it all)
 
 
 def _utilisation_text(util: float | None) -> Text:
@@ -231,7 +232,10 @@ def _finding_block(finding: dict[str, Any], report_dir: str | None) -> Renderabl
 def _known_block(group: dict[str, Any]) -> RenderableType:
     """One paragraph per known entry: where it matched (dtypes grouped), then its reason, indented."""
     label = f"{group['known']} known" + (f", {group['xpass']} xpass" if group["xpass"] else "")
-    reason = f"{group['reason']} {group['link']}".rstrip()
+    reason = " ".join(str(group["reason"]).split())
+    if len(reason) > KNOWN_REASON:  # the whole reason (and its repro) is in report.html
+        reason = reason[: KNOWN_REASON - 1].rsplit(" ", 1)[0] + " …"
+    reason = f"{reason} {group['link']}".rstrip()
     head = Text.assemble(("Known ", "yellow"), (str(group["id"]), "bold yellow"), f" ({label}): ",
                          places_text(group["places"]))
     return Group(head, Padding(Text(reason, style="yellow"), (0, 0, 0, 3), expand=False))
