@@ -169,6 +169,26 @@ def _shown(value: Any) -> str:
     return repr(value)
 
 
+def simplest_between(low: float, high: float, above: bool) -> float:
+    """The number with the fewest significant digits t in [low, high) (``above``: for ``x > t``)
+    or in (low, high] (for ``x < t``); ``low`` or ``high`` itself when none is simpler."""
+    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+        return low if above else high
+    top = math.floor(math.log10(max(abs(low), abs(high)) or 1.0))
+    for digits in range(0, 17):
+        scale = 10.0 ** (top - digits)
+        if above:
+            t = math.ceil(low / scale) * scale
+            ok = low <= t < high
+        else:
+            t = math.floor(high / scale) * scale
+            ok = low < t <= high
+        t = float(f"{t:.{max(0, digits + 1)}g}")
+        if ok and (low <= t < high if above else low < t <= high):
+            return t
+    return low if above else high
+
+
 def _membership(when: str, text: str, values: Sequence[Any], include: bool, rank: tuple[int, int]) -> Condition:
     """``expr == v`` / ``expr != v`` / ``expr in (...)`` / ``expr not in (...)``."""
     values = sorted(values, key=lambda v: (str(type(v)), repr(v)))
@@ -185,9 +205,13 @@ def _membership(when: str, text: str, values: Sequence[Any], include: bool, rank
 _PARAM, _FWD, _VALUES, _DTYPE, _LAYOUT, _TIER, _TRAIN, _SHAPE, _REGIME = range(9)
 
 
-def _facts(scopes: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, int, bool, list[Any]]]:
-    """(when expression, text, kind, open domain, per-case values) for every fact the scopes share."""
-    facts: list[tuple[str, str, int, bool, list[Any]]] = []
+THRESHOLD = "threshold"  # a fact only compared with a threshold (a continuous value)
+
+
+def _facts(scopes: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, int, Any, list[Any]]]:
+    """(when expression, text, kind, open domain (True, False or ``THRESHOLD``), per-case values)
+    for every fact the scopes share."""
+    facts: list[tuple[str, str, int, Any, list[Any]]] = []
     n = len(scopes)
     for group, kind, label in (("params", _PARAM, ""), ("forward_kwargs", _FWD, "forward ")):
         names = sorted({k for s in scopes for k in s[group]})
@@ -219,7 +243,9 @@ def _facts(scopes: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, int, boo
                       (f"{ref}.max >= 0", f"max({name}) >= 0", _VALUES, False, [v.max >= 0 for v in vs]),
                       (f"{ref}.zero", f"{name} has ±0", _VALUES, False, [v.zero for v in vs]),
                       (f"{ref}.nan", f"{name} has NaN", _VALUES, False, [v.nan for v in vs]),
-                      (f"{ref}.inf", f"{name} has ±inf", _VALUES, False, [v.inf for v in vs])]
+                      (f"{ref}.inf", f"{name} has ±inf", _VALUES, False, [v.inf for v in vs]),
+                      (f"{ref}.min", f"min({name})", _VALUES, THRESHOLD, [v.min for v in vs]),
+                      (f"{ref}.max", f"max({name})", _VALUES, THRESHOLD, [v.max for v in vs])]
     return facts
 
 
@@ -263,6 +289,19 @@ def candidate_conditions(scopes: Sequence[Mapping[str, Any]], positive: Sequence
         if failing == seen or not failing:
             continue
         never = seen - failing  # values of non-failing cases only
+        if open_domain == THRESHOLD:
+            numbers = [v for v in seen if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v]
+            failing = {v for v in failing if v in numbers}
+            if failing and len(numbers) == len(seen):
+                below = [v for v in never if v < min(failing)]
+                above = [v for v in never if v > max(failing)]
+                if below and sum(counts[v] for v in below) >= min_count:
+                    edge = simplest_between(max(below), min(failing), above=True)
+                    out.append(Condition(f"{when} > {_literal(edge)}", f"{text} > {_shown(edge)}", (kind, 1, 0)))
+                if above and sum(counts[v] for v in above) >= min_count:
+                    edge = simplest_between(max(failing), min(above), above=False)
+                    out.append(Condition(f"{when} < {_literal(edge)}", f"{text} < {_shown(edge)}", (kind, 1, 0)))
+            continue
         if all(isinstance(v, bool) for v in seen):
             if len(failing) == 1:
                 out.append(_bool_condition(when, text, next(iter(failing)), kind))
@@ -435,7 +474,9 @@ def _equalities(scopes: Sequence[Mapping[str, Any]]) -> list[Condition]:
     """``fact == value`` (and booleans, regimes) for every value the cases take: the conditions a
     part of a finding can be described by."""
     out: list[Condition] = []
-    for when, text, kind, _, values in _facts(scopes):
+    for when, text, kind, open_domain, values in _facts(scopes):
+        if open_domain == THRESHOLD:
+            continue
         try:
             seen = {_hashable(v) for v in values}
         except TypeError:
@@ -621,7 +662,7 @@ def analyse(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             by_case[(op, backend, dtype, str(record.get("case_id") or id(record)))].append(record)
     findings: list[dict[str, Any]] = []
     for (op, backend, _), domain in sorted(_case_records(records).items()):
-        for cases in _groups(domain):
+        for cases in _seen_outside_shrinking(domain, _groups(domain), by_case, replayed):
             keys = set().union(*(domain.keys[i] for i in cases))
             group_keys = {k for k in keys if k[0] != "harness"}
             all_records = [r for i in cases for r in by_case[(op, backend, str(domain.records[i].get("dtype")),
@@ -634,6 +675,26 @@ def analyse(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for n, finding in enumerate(findings, 1):
         finding["id"] = f"F{n}"
     return findings
+
+
+def _seen_outside_shrinking(domain: _Domain, groups: list[set[int]], by_case: Mapping[Any, list[dict[str, Any]]],
+                            replayed: set[int]) -> list[set[int]]:
+    """The groups, those whose failing cases were all met while shrinking another failure (never
+    drawn, never a shrunk example) merged into the largest group of their domain: they belong to
+    the failure that was being shrunk."""
+    def drawn_or_final(i: int) -> bool:
+        record = domain.records[i]
+        key = (domain.op, domain.backend, str(record.get("dtype")), str(record.get("case_id") or id(record)))
+        return any(not r.get("shrinking") or r.get("final") for r in by_case[key])
+
+    kept = [g for g in groups if any(drawn_or_final(i) for i in g)]
+    if not kept:
+        return groups
+    kept.sort(key=len, reverse=True)
+    for g in groups:
+        if not any(drawn_or_final(i) for i in g):
+            kept[0] = kept[0] | g
+    return kept
 
 
 def _finding(domain: _Domain, cases: set[int], keys: set[tuple[str, str]], records: list[dict[str, Any]],

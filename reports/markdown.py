@@ -146,7 +146,10 @@ class _Snippet:
         else:
             note = ""
         if info.get("requires_grad"):
-            source = f"{source}.detach().requires_grad_()"
+            if source.startswith("torch.tensor(") and source.endswith(")") and kind_of_layout == "contiguous":
+                source = source[:-1] + ", requires_grad=True)"
+            else:
+                source = f"{source}.detach().requires_grad_()"
         if source != var:
             self.lines.append(f"{var} = {source}{note}")
         self.made[name] = var
@@ -204,7 +207,8 @@ class _Snippet:
                     owner, _, attr = path.rpartition(".")
                     holder = f"m.get_submodule({owner!r})" if owner else "m"
                     body.append(f"setattr({holder}, {attr!r}, {var}.detach())")
-            body.append(f"m.train({bool(call.get('train', True))})")
+            if not call.get("train", True):
+                body.append("m.eval()")
             fn = "m"
         else:
             fn = call["target"]
@@ -277,8 +281,7 @@ def torch_snippet(record: Mapping[str, Any], report_dir: str | None) -> tuple[st
         for w in c["worst"][:3]:
             index = tuple(w.get("index") or ())
             at = "[" + ", ".join(map(str, index)) + "]" if index else ""
-            checks.append(f"print({str(c['tensor']) + str(list(index))!r}, {got}{at}.item(), "
-                          f"'expected', {_py(w.get('ref'))})")
+            checks.append(f"print({str(c['tensor']) + at!r}, {got}{at}.item(), 'expected', {_py(w.get('ref'))})")
     if checks:
         code += "\n" + "\n".join(checks)
     note = "torch only" if not snippet.needs_npz else f"torch and numpy; reads {npz} for its larger arrays"
@@ -340,10 +343,12 @@ def _bound_text(finding: Mapping[str, Any], record: Mapping[str, Any], policies:
         tensor = str(c.get("tensor"))
         policy = policies.get(tensor)
         symptoms = ", ".join(SYMPTOM_EXPLANATIONS.get(s, s) for s in c.get("symptoms") or [])
-        lines.append(f"- `{tensor}` (K = {c.get('reduction_length', 1)}): {c.get('message') or 'out of bound'}; "
-                     f"{symptoms}. Largest error {format_number(c.get('max_abs_err'))} "
-                     f"({format_number(c.get('max_ulp'))} ulps, {format_number(c.get('utilisation'))}× the bound)."
-                     + (f" Policy: {policy}." if policy else ""))
+        size = ""
+        if "value" in (c.get("symptoms") or []):
+            size = (f" Largest finite error {format_number(c.get('max_abs_err'))} ({format_number(c.get('max_ulp'))} "
+                    f"ulps), {format_number(c.get('finite_utilisation', c.get('utilisation')))}× the bound.")
+        lines.append(f"- `{tensor}` (K = {c.get('reduction_length', 1)}): {c.get('message') or 'out of bound'}: "
+                     f"{symptoms}.{size}" + (f" Policy: {policy}." if policy else ""))
     if not any(not c.get("ok", True) for c in record.get("comparisons") or []):
         for s in finding.get("symptoms") or []:
             lines.append(f"- {SYMPTOM_EXPLANATIONS.get(s, s)}.")
@@ -368,7 +373,7 @@ def finding_markdown(finding: Mapping[str, Any], run_info: Mapping[str, Any], re
     if case:
         inputs = ", ".join(input_text(n, i) for n, i in (case.get("inputs") or {}).items())
         out.append(f"The smallest failing case: `{call_text(example)}` on {inputs or 'no inputs'} "
-                   f"({example.get('dtype')}, case {example.get('case_id')}).")
+                   f"(case {example.get('case_id')}).")
         code, note = torch_snippet(example, report_dir)
         if code:
             out += ["", f"```python\n{code}\n```", "", f"({note}.)"]
