@@ -158,6 +158,9 @@ def _compiled(when: str) -> Any:
 
 
 def _literal(value: Any) -> str:
+    """A Python literal ``when`` can evaluate (infinities as 1e999: ``float`` is not in its scope)."""
+    if isinstance(value, float) and math.isinf(value):
+        return "1e999" if value > 0 else "-1e999"
     return repr(value)
 
 

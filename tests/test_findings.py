@@ -76,13 +76,13 @@ def _elu_run(with_values=True):
                 records.append(_record({"alpha": alpha}, values=_values(lo, 3.0) if with_values else None,
                                        dtype=dtype))
             bad = (("output", "value"), ("grad.input", "value"))
-            records.append(_record({"alpha": 2.0}, bad, _values(-3.0, 1.0) if with_values else None, dtype))
+            records.append(_record({"alpha": 2.0}, bad, _values(-3.0, 3.0) if with_values else None, dtype))
             for alpha, lo, fails in [(1.0, -1.0, False), (0.5, -1.0, True), (0.5, 0.0 + 1e-3, False),
                                      (0.5, -0.5, True)]:
                 records.append(_record({"alpha": alpha}, bad if fails else (),
-                                       _values(lo, 1.0) if with_values else None, dtype, shrinking=True,
+                                       _values(lo, 3.0) if with_values else None, dtype, shrinking=True,
                                        case_id=f"s{dtype}{search}{alpha}{lo}"))
-            records.append(_record({"alpha": 0.5}, bad, _values(-0.5, 1.0) if with_values else None, dtype,
+            records.append(_record({"alpha": 0.5}, bad, _values(-0.5, 3.0) if with_values else None, dtype,
                                    final=True, case_id=f"s{dtype}{search}0.5-0.5"))
     return records
 
