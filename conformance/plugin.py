@@ -129,6 +129,7 @@ def nnconform_session(request: Any) -> Any:
         yield settings, session, writer
     writer.close()
     if worker is None:
+        _write_run_info(config, report_dir, settings.run_id)
         _render(report_dir)
 
 
@@ -148,7 +149,27 @@ def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
             out.write(part.read_text(encoding="utf-8"))
             part.unlink()
     (report_dir / PARTS).rmdir()
+    _write_run_info(config, report_dir)
     _render(report_dir)
+
+
+def _write_run_info(config: Any, report_dir: Path, run_id: str = "") -> None:
+    """run.json for the reports: how pytest was started and what the run covered."""
+    import platform
+    import sys
+    from datetime import datetime, timezone
+
+    from reports.records import write_run_info
+
+    options = _settings(config)
+    write_run_info(report_dir, {
+        "run_id": run_id, "status": "complete", "argv": ["pytest", *config.invocation_params.args],
+        "profile": options["profile"], "ops": options["ops"] or ["all"], "dtypes": options["dtypes"] or ["all"],
+        "backends": [{"name": b, "spec": b, "available": True} for b in options["backends"]],
+        "known_files": list(options["known"]), "report_dir": str(report_dir),
+        "finished": datetime.now(timezone.utc).isoformat(),
+        "versions": {"python": platform.python_version(), "pytest": sys.modules["pytest"].__version__},
+    })
 
 
 def _render(report_dir: Path) -> None:

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from reports.records import read_records
+from reports.records import read_records, read_run_info
 
 pytest.importorskip("xdist")
 
@@ -33,6 +33,10 @@ def test_plugin_runs_targets_as_tests_alone_and_under_xdist(tmp_path):
 
     assert cases(tmp_path / "xdist") == cases(tmp_path / "alone") and sum(cases(tmp_path / "alone").values()) > 40
     assert (tmp_path / "xdist" / "report.html").exists() and not (tmp_path / "xdist" / ".parts").exists()
+    for run in ("alone", "xdist"):  # run.json says how it ran: the report is complete, with its findings
+        assert read_run_info(tmp_path / run)["status"] == "complete"
+        assert "INCOMPLETE RUN" not in (tmp_path / run / "report.html").read_text()
+        assert (tmp_path / run / "findings.json").exists()
 
 
 def test_plugin_reads_the_project_table_and_the_users_known_files(tmp_path):
