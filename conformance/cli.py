@@ -495,7 +495,6 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     _check_database(args.database, args.profile)
     backends, specs, dtypes, infos = _resolve_run(args)
     baseline = _baseline(args.baseline)
-    report_dir = _writable_report_dir(Path(args.report_dir))
     known_files = tuple(str(Path(f).resolve()) for f in args.known)
     for path in known_files:
         if not Path(path).is_file():
@@ -504,6 +503,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         load_known(extra=known_files)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    report_dir = _writable_report_dir(Path(args.report_dir))
     for info in infos:
         if not info["available"]:
             print(f"nnconform: backend {info['name']} unavailable: {info['reason']}", file=sys.stderr)
