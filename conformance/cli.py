@@ -1,4 +1,10 @@
-"""The ``nnconform`` command: ``backends``, ``list``, ``run``, ``report``, ``merge`` and ``costs``.
+"""The ``nnconform`` command: ``backends``, ``list``, ``run``, ``report``, ``findings``, ``triage``,
+``merge`` and ``costs``.
+
+``run`` takes its defaults (backends, ops, dtypes, profile, known files, report directory) from the
+``[tool.nnconform]`` table of the project's ``pyproject.toml`` (``conformance.config``); options
+on the command line win, and ``--known`` files are added to the table's. ``report``, ``findings``
+and ``triage`` read a run directory (default: the configured report directory).
 
 Exit codes (one line on stderr for every code but 0 and 1, never a traceback):
 
@@ -17,6 +23,7 @@ import argparse
 import contextlib
 import json
 import platform
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +34,7 @@ from typing import Any, NoReturn
 EXIT_OK, EXIT_DISCREPANCY, EXIT_USAGE, EXIT_HARNESS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 ERROR_LOG = "nnconform-error.log"
 DEFAULT_TIMEOUT = 120.0
+DEFAULT_REPORT_DIR = "nnconform-report"
 
 
 class UsageError(Exception):
@@ -186,17 +194,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     p = sub.add_parser("backends", help="list backends, their availability and capabilities")
     p.add_argument("--json", action="store_true")
-    p = sub.add_parser("list", help="list the declared layers")
+    p = sub.add_parser("list", help="list the declared layers, their variants and regimes")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("run", help="run the conformance suite")
     p.add_argument("--backend", action="append", metavar="NAME|module:Class",
                    help="backend to test (repeatable; default torch-cpu)")
     p.add_argument("--ops", action="append", metavar="NAME[,NAME|glob]", help="layers to run (default all)")
     p.add_argument("--dtypes", action="append", metavar="DTYPE[,DTYPE]", help="dtypes (default all four)")
-    p.add_argument("--profile", choices=sorted(PROFILES), default="ci")
+    p.add_argument("--profile", choices=sorted(PROFILES), default=None, help="run profile (default ci)")
     p.add_argument("--examples", type=_positive(int), help="examples per layer × backend × dtype")
     p.add_argument("--seed", type=_int, help="random seed (overrides the profile's derandomization)")
-    p.add_argument("--report-dir", default="nnconform-report", help="where results and reports go")
+    p.add_argument("--report-dir", default=None, help=f"where results and reports go (default {DEFAULT_REPORT_DIR})")
+    p.add_argument("--known", action="append", metavar="FILE", default=None,
+                   help="a known-discrepancy file of your own (repeatable; added to the built-in entries and "
+                        "to those of [tool.nnconform])")
+    _config_options(p)
     p.add_argument("--skip-unavailable", action="store_true",
                    help="record unavailable backends and go on, instead of failing with exit code 2")
     p.add_argument("--no-invalid", action="store_true", help="skip the invalid-parameter searches")
@@ -214,8 +226,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a Hypothesis example database to share (directory or Redis URL)")
     p.add_argument("--baseline", metavar="OLD_DIR", help=_BASELINE_HELP)
     p = sub.add_parser("report", help="re-render the reports of a run directory")
-    p.add_argument("directory")
+    p.add_argument("directory", nargs="?", help="a run's report directory (default: the configured one)")
     p.add_argument("--baseline", metavar="OLD_DIR", help=_BASELINE_HELP)
+    _config_options(p)
+    p = sub.add_parser("findings", help="the findings of a run: one per probable bug, with where it fails")
+    p.add_argument("directory", nargs="?", help="a run's report directory (default: the configured one)")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--markdown", action="store_true", help="each finding as a bug report for upstream")
+    form.add_argument("--json", action="store_true", help="the findings as JSON (as in findings.json)")
+    p.add_argument("--finding", action="append", metavar="ID", help="only these findings (F1, F2...; repeatable)")
+    _config_options(p)
+    p = sub.add_parser("triage", help="draft known-discrepancy entries from a run's findings")
+    p.add_argument("directory", nargs="?", help="a run's report directory (default: the configured one)")
+    p.add_argument("--write-known", metavar="FILE",
+                   help="append the drafted entries to FILE (created if missing); without it they are printed")
+    p.add_argument("--margin", type=_positive(float), default=10.0,
+                   help="wrong-value bounds are this many times the largest error seen (default 10)")
+    p.add_argument("--finding", action="append", metavar="ID", help="only these findings (F1, F2...; repeatable)")
+    _config_options(p)
     p = sub.add_parser("merge", help="combine run directories (shards) into one results.jsonl and report")
     p.add_argument("--report-dir", required=True, help="where the merged results and reports go")
     p.add_argument("directories", nargs="+", metavar="DIR")
@@ -224,15 +252,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="read [tool.nnconform] from FILE instead of the nearest pyproject.toml")
+    p.add_argument("--no-config", action="store_true", help="ignore [tool.nnconform]")
+
+
+def _configure(args: argparse.Namespace) -> None:
+    """Fill the options the command line left unset from ``[tool.nnconform]`` (``args.config``
+    becomes the ``Config`` read), then from the built-in defaults."""
+    from conformance.config import Config, ConfigError, load_config
+
+    if not hasattr(args, "no_config"):
+        return
+    try:
+        config = Config() if args.no_config else load_config(args.config, required=args.config is not None)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    args.config = config
+    if args.command == "run":
+        args.backend = args.backend if args.backend is not None else list(config.backends) or None
+        args.ops = args.ops if args.ops is not None else list(config.ops) or None
+        args.dtypes = args.dtypes if args.dtypes is not None else list(config.dtypes) or None
+        args.profile = args.profile or config.profile or "ci"
+        args.report_dir = args.report_dir or config.report_dir or DEFAULT_REPORT_DIR
+        args.known = [*config.known, *(args.known or [])]
+    else:
+        args.directory = args.directory or config.report_dir or DEFAULT_REPORT_DIR
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _robust_streams()
     directory: str | None = None
     try:
         args = build_parser().parse_args(argv)
+        _configure(args)
         directory = getattr(args, "report_dir", None) or getattr(args, "directory", None)
         handler = {"backends": cmd_backends, "list": cmd_list, "run": cmd_run, "report": cmd_report,
-                   "merge": cmd_merge, "costs": cmd_costs}[args.command]
+                   "findings": cmd_findings, "triage": cmd_triage, "merge": cmd_merge,
+                   "costs": cmd_costs}[args.command]
         return handler(args, argv)
     except UsageError as exc:
         _say(f"nnconform: error: {exc}")
@@ -263,9 +322,11 @@ def cmd_backends(args: argparse.Namespace, argv: list[str]) -> int:
     if args.json:
         print(json.dumps(infos, indent=2))
         return EXIT_OK
+    width = max([len(info["name"]) for info in infos] + [7])
     for info in infos:
-        state = "available" if info["available"] else f"unavailable: {info['reason']}"
-        print(f"{info['name']:<12} {state}; devices {', '.join(info['devices'])}; dtypes {', '.join(info['dtypes'])}")
+        state = "available" if info["available"] else f"unavailable: {one_line(info['reason'], 200)}"
+        details = f"devices {', '.join(info['devices']) or '–'}; dtypes {', '.join(info['dtypes']) or '–'}"
+        print(f"{one_line(info['name']):<{width}}  {state}; {details}")
     return EXIT_OK
 
 
@@ -289,15 +350,30 @@ def catalogue_listing() -> list[dict[str, Any]]:
 
 
 def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
+    """One line per catalogue entry (family; forward, backward, invalid cases), then one indented
+    line per declaration with its regimes; a closing line explains the counts."""
     items = catalogue_listing()
     if args.json:
         print(json.dumps(items, indent=2))
         return EXIT_OK
+    width = max([len(it["name"]) for it in items] + [10])
+    family_width = max([len(it["family"]) for it in items] + [6])
+    regimes = 0
     for it in items:
         parts = ["forward"] + (["backward"] if it["backward"] else []) + (["invalid"] if it["invalid_cases"] else [])
-        variants = [v["variant"] for v in it["variants"] if v["variant"]]
-        extra = f"  variants: {', '.join(variants)}" if variants else ""
-        print(f"{it['name']:<24} {it['family']:<14} {' + '.join(parts)}{extra}")
+        if it["stochastic"]:
+            parts.append("random")
+        print(f"{it['name']:<{width}}  {it['family']:<{family_width}}  {' + '.join(parts)}")
+        for v in it["variants"]:
+            regimes += len(v["regimes"])
+            label = f"[{v['variant']}] " if v["variant"] else ""
+            names = "; ".join(v["regimes"]) if v["regimes"] else "none"
+            print(f"{'':<4}{label}regimes: {names}")
+    declarations = sum(len(it["variants"]) for it in items)
+    with_variants = sum(1 for it in items if len(it["variants"]) > 1)
+    print(f"{len(items)} catalogue entries in {declarations} declarations ({with_variants} entries are declared "
+          f"once per variant: a run target is one declaration × backend × dtype), {regimes} regimes in all "
+          "(each gets its own cases in every dtype); nnconform list --json for every field.")
     return EXIT_OK
 
 
@@ -330,6 +406,7 @@ def _resolve_run(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], list[
             info = {"name": name, "available": False, "devices": [], "dtypes": [], "ops": "all",
                     "reason": f"the backend raised while loading: {type(exc).__name__}: {one_line(exc, 200)}"}
             backend = None
+        info["spec"] = name  # as given: a module:Class path, or a registered name
         infos.append(info)
         if info["available"]:
             backends.append((name, backend))
@@ -389,6 +466,22 @@ def _versions(backends: list[Any]) -> dict[str, str]:
     return out
 
 
+def _cpu_info() -> dict[str, Any]:
+    """The CPU's model name, core count and feature flags (Linux; what a bug report needs)."""
+    from conformance.known import cpu_flags
+
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    import os
+
+    return {"model": model or platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "machine": platform.machine(), "flags": sorted(cpu_flags())}
+
+
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     import uuid
 
@@ -402,11 +495,15 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     _check_database(args.database, args.profile)
     backends, specs, dtypes, infos = _resolve_run(args)
     baseline = _baseline(args.baseline)
-    report_dir = _writable_report_dir(Path(args.report_dir))
+    known_files = tuple(str(Path(f).resolve()) for f in args.known)
+    for path in known_files:
+        if not Path(path).is_file():
+            raise UsageError(f"--known {path}: no such file")
     try:
-        load_known()
+        load_known(extra=known_files)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    report_dir = _writable_report_dir(Path(args.report_dir))
     for info in infos:
         if not info["available"]:
             print(f"nnconform: backend {info['name']} unavailable: {info['reason']}", file=sys.stderr)
@@ -420,7 +517,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     settings = RunSettings(report_dir=str(report_dir), profile=args.profile, run_id=uuid.uuid4().hex[:12],
                            examples=args.examples, seed=args.seed, invalid=not args.no_invalid,
                            timeout=args.timeout or DEFAULT_TIMEOUT, isolate=not args.no_isolate, database=args.database,
-                           threads=threads)
+                           threads=threads, known=known_files)
     started = time.time()
     info: dict[str, Any] = {
         "run_id": settings.run_id, "argv": ["nnconform", *argv], "profile": args.profile, "seed": args.seed,
@@ -430,7 +527,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         "backends": infos, "ops": [s.id for s in specs], "dtypes": dtypes,
         "regimes": {s.id: [r.name for r in s.regimes] for s in specs},
         "targets": len(targets), "planned": [t.key for t in targets], "completed": [], "status": "running",
-        "versions": _versions([b for _, b in backends]),
+        "versions": _versions([b for _, b in backends]), "cpu": _cpu_info(),
+        "known_files": list(known_files), "config": args.config.describe(),
+        "report_dir": str(args.report_dir), "cwd": str(Path.cwd()),
     }
     write_run_info(report_dir, info)  # a run killed before its end is recognisably incomplete
     outcomes: list[Any] = []
@@ -532,14 +631,34 @@ def _finish(report_dir: Path, info: dict[str, Any], baseline: Any = None) -> int
 
     unreadable: list[int] = []
     records = list(read_records(report_dir, unreadable))
-    paths = _render(report_dir, baseline)
-    _print_summary(records, info, baseline)
+    paths, findings = _render(report_dir, baseline)
+    _print_summary(records, info, baseline, findings, report_dir)
     for kind, path in paths.items():
         print(f"{kind} report: {path}")
-    print(f"{info.get('cases', 0)} cases in {float(info.get('duration_s', 0.0)):.1f} s "
-          f"({float(info.get('cases_per_second', 0.0)):.1f} cases/s); {info.get('discrepancies', 0)} discrepancies; "
-          f"results: {report_dir / 'results.jsonl'}")
+    counts = _case_counts(records)
+    print(f"{counts['cases']} cases in {float(info.get('duration_s', 0.0)):.1f} s "
+          f"({float(info.get('cases_per_second', 0.0)):.1f} cases/s); "
+          f"{_plural(len(findings), 'finding')} from {_plural(counts['discrepancies'], 'failing case')} "
+          f"({_plural(counts['shrunk'], 'shrunk example')}); results: {report_dir / 'results.jsonl'}")
     return _exit_code(info, records, unreadable, int(info.get("exit_code", EXIT_OK)))
+
+
+def _plural(n: int, noun: str) -> str:
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n} {noun[:-1]}ies" if noun.endswith("y") else f"{n} {noun}s"
+
+
+def _case_counts(records: list[dict[str, Any]]) -> dict[str, int]:
+    """Cases the searches drew (neither shrinking steps nor replays of shrunk examples), those
+    with a discrepancy, and the shrunk examples."""
+    from backends.base import DISCREPANCY_VERDICTS
+    from reports.render import is_drawn_case, replays
+
+    replayed = replays(records)
+    drawn = [r for r in records if is_drawn_case(r, replayed)]
+    return {"cases": len(drawn), "discrepancies": sum(r.get("verdict") in DISCREPANCY_VERDICTS for r in drawn),
+            "shrunk": len(replayed)}
 
 
 def _exit_code(info: dict[str, Any], records: list[dict[str, Any]], unreadable: list[int], code: int) -> int:
@@ -587,20 +706,19 @@ def cmd_costs(args: argparse.Namespace, argv: list[str]) -> int:
     return EXIT_OK
 
 
-def _render(report_dir: Path, baseline: Any = None) -> dict[str, Path]:
-    try:
-        from reports.render import render_all
-    except ImportError:
-        return {}
-    return render_all(report_dir, baseline)
+def _render(report_dir: Path, baseline: Any = None) -> tuple[dict[str, Path], list[dict[str, Any]]]:
+    """Findings (``findings.json``), then the HTML and JUnit reports."""
+    from conformance.findings import render_run
+
+    return render_run(report_dir, baseline)
 
 
-def _print_summary(records: list[dict[str, Any]], info: dict[str, Any], baseline: Any = None) -> None:
-    try:
-        from reports.terminal import print_summary
-    except ImportError:
-        return
-    print_summary(records, info, baseline=baseline)
+def _print_summary(records: list[dict[str, Any]], info: dict[str, Any], baseline: Any = None,
+                   findings: list[dict[str, Any]] | None = None, report_dir: Path | None = None) -> None:
+    from reports.terminal import print_summary
+
+    print_summary(records, info, baseline=baseline, findings=findings,
+                  report_dir=str(report_dir) if report_dir is not None else None)
 
 
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
@@ -610,11 +728,11 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
     if not (directory / RESULTS_FILE).is_file():
         raise UsageError(f"{directory} has no {RESULTS_FILE}")
     baseline = _baseline(args.baseline)
-    paths = _render(directory, baseline)
+    paths, findings = _render(directory, baseline)
     info = read_run_info(directory)
     unreadable: list[int] = []
     records = list(read_records(directory, unreadable))
-    _print_summary(records, info, baseline)
+    _print_summary(records, info, baseline, findings, directory)
     for kind, path in paths.items():
         print(f"{kind} report: {path}")
     if baseline is not None:
@@ -626,6 +744,81 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
 
         code = EXIT_DISCREPANCY if any(r.get("verdict") in DISCREPANCY_VERDICTS for r in records) else EXIT_OK
     return _exit_code(info, records, unreadable, code)
+
+
+def _run_directory(args: argparse.Namespace) -> tuple[Path, list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
+    """(directory, records, run info, findings) of ``args.directory``; ``--finding`` filters."""
+    from conformance.findings import analyse
+    from reports.records import RESULTS_FILE, read_records, read_run_info
+
+    directory = Path(args.directory)
+    if not (directory / RESULTS_FILE).is_file():
+        raise UsageError(f"{directory} has no {RESULTS_FILE}")
+    records = list(read_records(directory))
+    info = read_run_info(directory)
+    findings = analyse(records)
+    if args.finding:
+        wanted = {x.strip() for x in _csv(args.finding)}
+        unknown = sorted(wanted - {f["id"] for f in findings})
+        if unknown:
+            have = ", ".join(f["id"] for f in findings) or "none"
+            raise UsageError(f"no finding {', '.join(unknown)} (the run has {have})")
+        findings = [f for f in findings if f["id"] in wanted]
+    return directory, records, info, findings
+
+
+def cmd_findings(args: argparse.Namespace, argv: list[str]) -> int:
+    """The findings of a run: for people (default), as bug reports (``--markdown``) or as JSON."""
+    from conformance.findings import declaration_facts, findings_document
+
+    directory, _, info, findings = _run_directory(args)
+    if args.json:
+        from reports.records import _clean
+
+        print(json.dumps(_clean(findings_document(findings, info)), indent=1, sort_keys=True))
+    elif args.markdown:
+        from reports.markdown import findings_markdown
+
+        policies, targets = declaration_facts(findings)
+        print(findings_markdown(findings, info, str(directory), policies, targets), end="")
+    else:
+        from reports.terminal import print_findings
+
+        print_findings(findings, str(directory))
+    return EXIT_OK
+
+
+def cmd_triage(args: argparse.Namespace, argv: list[str]) -> int:
+    """Draft strict known entries from a run's findings: printed, or appended to ``--write-known``."""
+    from conformance.findings import draft_entries, entries_toml, write_known_file
+    from conformance.known import load_file, load_known
+
+    directory, _, info, findings = _run_directory(args)
+    taken = set()
+    try:
+        taken |= {e.id for e in load_known(extra=tuple(getattr(args.config, "known", ())))}
+        if args.write_known and Path(args.write_known).exists():
+            taken |= {e.id for e in load_file(Path(args.write_known))}
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    entries, notes = draft_entries(findings, info, str(directory), taken, margin=args.margin)
+    for note in notes:
+        _say(f"nnconform: {note}")
+    if not args.write_known:
+        print(entries_toml(entries), end="")
+        return EXIT_OK
+    try:
+        path = write_known_file(args.write_known, entries)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.write_known!r}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a drafted entry that does not load: a bug of the drafting
+        raise HarnessError(f"the drafted entries do not load: {exc}") from None
+    print(f"{_plural(len(entries), 'entry')} written to {path} "
+          f"({_plural(len(findings) - len(entries), 'finding')} not drafted)."
+          if len(findings) != len(entries) else f"{_plural(len(entries), 'entry')} written to {path}.")
+    if entries:
+        print(f"Review them, then gate on new discrepancies: nnconform run ... --known {shlex.quote(str(path))}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

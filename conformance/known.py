@@ -7,9 +7,12 @@ Each ``[[discrepancy]]`` entry has:
   ``*`` and ``?`` are wildcards, ``[23]`` a class of digits, other brackets literal),
   ``backend`` (glob), ``dtype`` (glob, default ``*``), an optional ``when`` (a Python expression
   over ``params``, ``forward_kwargs``, ``shapes`` (input name -> shape tuple), ``layouts`` (input
-  name -> layout kind), ``tier``, ``train``, ``dtype``, ``invalid``, ``variant`` and ``cpu`` (the
-  CPU's feature flags)) and an optional ``predicate`` (``module:function`` taking the Case, for
-  conditions on values);
+  name -> layout kind), ``tier``, ``train``, ``dtype``, ``invalid``, ``variant``, ``cpu`` (the
+  CPU's feature flags), ``regimes`` (the names of the declaration's regimes the case lies in) and
+  ``values`` (input name -> a summary of its values: ``.min``, ``.max`` (NaN ignored; +inf and -inf
+  when empty), ``.nan``, ``.inf``, ``.zero`` (bools: some element is NaN, ±inf, ±0), ``.size``))
+  and an optional ``predicate`` (``module:function`` taking the Case, for other conditions on
+  values);
 - what it explains: ``tensors`` (globs over the compared tensor names, e.g. ``["grad.*"]``;
   default every tensor) and ``symptom`` (one or a list of ``SYMPTOMS``; default any), and for the
   ``value`` symptom a bound on the error it explains: ``max_utilisation`` (error / allowed
@@ -24,12 +27,19 @@ hung, did not compile) by an entry with that symptom. Anything else in the same 
 case a ``fail``. When a strict entry matched cases of a layer × backend × dtype search and none of
 them showed its symptom, the run reports an unexpected pass (*xpass*, a discrepancy), so an entry
 whose bug was fixed does not linger.
+
+Loading checks every entry: its keys, its symptoms, that ``when`` compiles and names nothing but
+the scope above, and that ``predicate`` imports. A malformed entry is a ValueError naming its file
+and line (the command line reports it as a usage error). Entries scoped to a backend that is not
+running simply match nothing.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib
+import math
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -123,15 +133,7 @@ class KnownDiscrepancy:
                 return False
         if not self.when:
             return True
-        scope = {
-            "params": case.params, "forward_kwargs": case.forward_kwargs, "tier": case.tier,
-            "train": case.train, "dtype": case.dtype, "invalid": case.invalid, "variant": case.variant,
-            "shapes": {k: tuple(v.shape) for k, v in case.inputs.items()},
-            "layouts": {k: case.layout(k).kind for k in case.inputs},
-            "cpu": cpu_flags(),
-        }
-        # The scope goes into the globals so that comprehensions in the predicate can see it.
-        return bool(eval(self.when, {"__builtins__": _PREDICATE_BUILTINS, **scope}))
+        return evaluate_when(self.when, case_scope(spec, case, when_names(self.when)))
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "reason": self.reason, "link": self.link, "strict": self.strict,
@@ -141,6 +143,91 @@ class KnownDiscrepancy:
 
 def _float(value: Any) -> float:
     return float(value) if value is not None else 0.0
+
+
+# -- the scope of ``when`` -----------------------------------------------------------------------
+
+WHEN_NAMES = ("params", "forward_kwargs", "shapes", "layouts", "tier", "train", "dtype", "invalid", "variant",
+              "cpu", "regimes", "values")
+
+
+class Values:
+    """A summary of one input's values, as ``when`` sees it (``values['input'].min < 0``)."""
+
+    __slots__ = ("min", "max", "nan", "inf", "zero", "size")
+
+    def __init__(self, min: float = math.inf, max: float = -math.inf, nan: bool = False, inf: bool = False,
+                 zero: bool = False, size: int = 0):
+        self.min, self.max, self.nan, self.inf, self.zero, self.size = min, max, nan, inf, zero, size
+
+    @classmethod
+    def of(cls, summary: Mapping[str, Any]) -> Values:
+        """From a record's ``values`` entry (``reports.records.summarise_values``)."""
+        def number(key: str, default: float) -> float:
+            value = summary.get(key)
+            return default if value is None else float(value)
+
+        return cls(number("min", math.inf), number("max", -math.inf), bool(summary.get("nan")),
+                   bool(summary.get("inf")), bool(summary.get("zero")), int(summary.get("size") or 0))
+
+    def __repr__(self) -> str:
+        return (f"Values(min={self.min!r}, max={self.max!r}, nan={self.nan}, inf={self.inf}, zero={self.zero}, "
+                f"size={self.size})")
+
+
+@functools.cache
+def when_names(when: str) -> frozenset[str]:
+    """The free names a ``when`` expression reads (comprehension variables excluded)."""
+    tree = ast.parse(when, mode="eval")
+    bound = {target.id for node in ast.walk(tree) if isinstance(node, ast.comprehension)
+             for target in ast.walk(node.target) if isinstance(target, ast.Name)}
+    return frozenset(node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id not in bound)
+
+
+def case_scope(spec: LayerSpec, case: Case, names: frozenset[str] | None = None) -> dict[str, Any]:
+    """The names ``when`` is evaluated with for ``case`` (the costlier ones only when ``names``,
+    the names the expression reads, asks for them)."""
+    from reports.records import summarise_values
+
+    scope: dict[str, Any] = {
+        "params": case.params, "forward_kwargs": case.forward_kwargs, "tier": case.tier,
+        "train": case.train, "dtype": case.dtype, "invalid": case.invalid, "variant": case.variant,
+        "shapes": {k: tuple(v.shape) for k, v in case.inputs.items()},
+        "layouts": {k: case.layout(k).kind for k in case.inputs},
+        "cpu": cpu_flags(),
+    }
+    if names is None or "regimes" in names:
+        scope["regimes"] = frozenset(spec.regimes_of(case)) if not case.invalid else frozenset()
+    if names is None or "values" in names:
+        scope["values"] = {k: Values.of(v) for k, v in summarise_values(case.inputs).items()}
+    return scope
+
+
+def evaluate_when(when: str, scope: Mapping[str, Any]) -> bool:
+    """``when`` evaluated in ``scope`` (the scope goes into the globals, so that comprehensions
+    in the expression can see it)."""
+    return bool(eval(when, {"__builtins__": _PREDICATE_BUILTINS, **scope}))
+
+
+def _check_when(when: str) -> None:
+    """A ``when`` that compiles and reads only the scope's names and the allowed builtins."""
+    compile(when, "<when>", "eval")
+    unknown = sorted(when_names(when) - set(WHEN_NAMES) - set(_PREDICATE_BUILTINS) - {"True", "False", "None"})
+    if unknown:
+        raise ValueError(f"when reads unknown name{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+                         f"(it may read {', '.join(WHEN_NAMES)} and {', '.join(sorted(_PREDICATE_BUILTINS))})")
+
+
+def _check_predicate(predicate: str) -> None:
+    module_name, sep, attr = predicate.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"predicate {predicate!r} is not 'module:function'")
+    try:
+        target = _load_predicate(predicate)
+    except Exception as exc:
+        raise ValueError(f"predicate {predicate!r} cannot be loaded ({type(exc).__name__}: {exc})") from None
+    if not callable(target):
+        raise ValueError(f"predicate {predicate!r} is not callable")
 
 
 _DIGIT_CLASS = re.compile(r"\[(\d+)\]")
@@ -215,9 +302,12 @@ def load_file(path: Path) -> list[KnownDiscrepancy]:
         try:
             entry = KnownDiscrepancy(**raw, source=where)
             if entry.when:
-                compile(entry.when, where, "eval")
+                _check_when(entry.when)
+            if entry.predicate:
+                _check_predicate(entry.predicate)
         except (TypeError, ValueError, SyntaxError) as exc:
-            raise ValueError(f"{where}: entry {raw.get('id', '?')!r}: {exc}") from None
+            message = str(exc).replace("KnownDiscrepancy.__init__()", "an entry")
+            raise ValueError(f"{where}: entry {raw.get('id', '?')!r}: {message}") from None
         entries.append(entry)
     return entries
 

@@ -66,7 +66,8 @@ def load_baseline(path: str | os.PathLike[str]) -> Baseline:
     return Baseline(directory, records, run_info)
 
 
-def _error_kind(text: Any) -> str:
+def error_kind(text: Any) -> str:
+    """The type of an error text (``ValueError``), or its first words when it names none."""
     lines = [line for line in str(text or "").strip().splitlines() if line.strip()]
     if not lines:
         return "?"
@@ -87,7 +88,7 @@ def failure_kind(record: dict[str, Any]) -> str:
         tensors = sorted({str(c.get("tensor", "?")) for c in record.get("comparisons") or [] if not c.get("ok", True)})
         kind = "fail " + ",".join(tensors) if tensors else "fail"
     elif verdict == "error":
-        kind = f"error {record.get('error_side') or '?'} {_error_kind(record.get('error'))}"
+        kind = f"error {record.get('error_side') or '?'} {error_kind(record.get('error'))}"
     elif verdict == "xpass":
         kind = f"xpass {(record.get('known') or {}).get('id', '?')}"
     else:

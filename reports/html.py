@@ -7,11 +7,18 @@ error texts, repro scripts) is escaped; the SVG plots (``reports.plots``) escape
 
 What it shows, top to bottom: a verdict banner; the regressions against a baseline (when given);
 a filter bar (family, backend, dtype, verdict, text search) that applies to every section below
-it; the colour map of layer × backend·dtype; the results table (sortable; one row per cell with its
-utilisation distribution); the side-by-side comparison of backends (when several ran); regime
-coverage per target; known discrepancies grouped by entry; unsupported cells; one collapsible
-section per discrepancy (case, compared tensors, error-against-bound plot of the worst elements,
-repro script); the run's metadata.
+it, the verdict badges and the regime table included; the findings (``conformance.findings``),
+one per probable bug, each with its counts, where it fails (the learned rule and how exact it is),
+its smallest shrunk example (input values, expected against got, repro command) and, underneath,
+its cases: one collapsible section per shrunk example (case, input values, compared tensors,
+error-against-bound plot of the worst elements, repro script); the colour map of layer ×
+backend·dtype; the results table (sortable; one row per cell with its utilisation distribution);
+the side-by-side comparison of backends (when several ran); regime coverage per target; known
+discrepancies grouped by entry; unsupported cells; discrepancies no finding holds (or all of them,
+without findings); the run's metadata.
+
+Repro commands start with the report directory as the run was given it, so they work from the
+directory the run was started in.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from reports.render import (
     call_text,
     case_summary,
     dtype_rank,
+    example_values,
     format_exact,
     format_number,
     format_value,
@@ -45,6 +53,8 @@ from reports.render import (
     regime_coverage,
     reported_discrepancies,
     unsupported_summary,
+    value_text,
+    worst_comparison,
 )
 
 TEMPLATE = "report.html.j2"
@@ -70,7 +80,7 @@ def _environment() -> jinja2.Environment:
         finalize=lambda value: printable(value) if isinstance(value, str) and not isinstance(value, Markup) else value,
     )
     for name, fn in (("num", format_number), ("exact", format_exact), ("value", format_value),
-                     ("plain", _plain_text), ("sortnum", _sort_number)):
+                     ("plain", _plain_text), ("sortnum", _sort_number), ("val", value_text)):
         env.filters[name] = _defined(fn)
     return env
 
@@ -200,6 +210,7 @@ def _results_rows(cells: list[Cell], anchors: dict[tuple[str, str, str], str],
         rows.append({
             "id": f"cell-{i}", "cell": cell, "anchor": anchors.get(key, ""), "dtype_rank": dtype_rank(cell.dtype)[0],
             "attrs": filter_attrs(cell.family, cell.backend, cell.dtype, _cell_verdicts(cell), text),
+            "counts_attr": " ".join(f"{v}:{cell.counts[v]}" for v in VERDICTS if cell.counts[v]),
             "discrepancies": cell.discrepancies,
             "util_class": _util_class(cell.worst_utilisation),
             "spark": Markup(plots.utilisation_sparkline(plots.utilisation_histogram(cell.utilisations)))
@@ -238,8 +249,12 @@ def _comparison(cells: list[Cell], texts: dict[tuple[str, str, str], str]) -> di
 
 def _regimes(cells: list[Cell], run_info: dict[str, Any]) -> dict[str, Any]:
     """One table: a row per target × regime, a column per backend × dtype of the run (None where
-    the target did not run there)."""
+    the target did not run there). A row carries its target's verdicts and each column its backend
+    and dtype, so the filters hide rows and columns."""
     targets = regime_coverage(cells, run_info)
+    verdicts_of: dict[str, set[str]] = {}
+    for cell in cells:
+        verdicts_of.setdefault(cell.op, set()).update(_cell_verdicts(cell))
     columns = sorted({col for t in targets for col in t["columns"]}, key=lambda c: (c[0], dtype_rank(c[1])))
     backends = [(b, sum(1 for c, _ in columns if c == b)) for b in sorted({b for b, _ in columns})]
     rows = []
@@ -253,7 +268,7 @@ def _regimes(cells: list[Cell], run_info: dict[str, Any]) -> dict[str, Any]:
                          "counts": counts, "drawn": drawn, "declined": declined, "uncovered": row["uncovered"],
                          "attrs": filter_attrs(target["family"], sorted({b for b, _ in target["columns"]}),
                                                sorted({d for _, d in target["columns"]}, key=dtype_rank),
-                                               [],
+                                               sorted(verdicts_of.get(target["op"], ())),
                                                f"{target['op']} {target['family']} {row['name']}")})
     declared = run_info.get("regimes") if isinstance(run_info.get("regimes"), dict) else None
     without = sorted(t for t, names in (declared or {}).items() if not names)
@@ -284,8 +299,21 @@ def _read_artifact(report_dir: Path | None, relative: str | None) -> str | None:
         return None
 
 
+def repro_path(report_dir: str | None, relative: str) -> str:
+    """The repro script's path as a command line starts it from where the run was started."""
+    return shlex.quote(os.path.join(report_dir, relative) if report_dir else relative)
+
+
+def _search_label(record: dict[str, Any]) -> str:
+    if record.get("tier") == "invalid":
+        return "invalid arguments"
+    if record.get("tier") == "stat":
+        return "statistical check"
+    return f"regime {record['regime']}" if record.get("regime") else "random search"
+
+
 def _discrepancy_view(record: dict[str, Any], anchor: str, report_dir: Path | None,
-                      regression: str | None) -> dict[str, Any]:
+                      regression: str | None, number: int = 0, command_dir: str | None = None) -> dict[str, Any]:
     case = record.get("case") or {}
     artifacts = record.get("artifacts") or {}
     comparisons = record.get("comparisons") or []
@@ -299,12 +327,19 @@ def _discrepancy_view(record: dict[str, Any], anchor: str, report_dir: Path | No
     verdict = str(record.get("verdict", "?"))
     text = " ".join([str(record.get(k, "")) for k in ("op", "backend", "dtype", "verdict")]
                     + [call_text(record), cause, *(str(c.get("tensor", "")) for c in failing)])
+    worst = worst_comparison(record)
     return {
         "anchor": anchor,
+        "number": number,
         "record": record,
         "verdict": verdict,
         "regression": regression,
         "headline": cause,
+        "search": _search_label(record),
+        "short_call": call_text(record) if len(call_text(record)) <= 90 else call_text(record)[:88] + "…)",
+        "worst_util": worst.get("utilisation") if worst and not worst.get("ok", True) else None,
+        "values": example_values(report_dir, record),
+        "repro_command": repro_path(command_dir, artifacts["repro"]) if artifacts.get("repro") else None,
         "call": call_text(record),
         "summary": case_summary(record),
         "case": case,
@@ -362,12 +397,72 @@ def _run_view(run_info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _finding_view(finding: dict[str, Any], report_dir: Path | None, command_dir: str | None,
+                  cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """One finding for the template: counts, rule, smallest example (values, expected against
+    got, repro) and its cases (discrepancy views)."""
+    example = finding.get("example") or {}
+    worst = worst_comparison(example) if example else None
+    worst_rows = []
+    for c in example.get("comparisons") or []:
+        if not c.get("ok", True):
+            for w in (c.get("worst") or [])[:3]:
+                worst_rows.append({"tensor": c.get("tensor"), **w})
+    artifacts = example.get("artifacts") or {}
+    dtypes = list((finding.get("by_dtype") or {}).keys())
+    verdicts = sorted({c["verdict"] for c in cases} | ({"xpass"} if finding.get("kind") == "xpass" else set())
+                      or {"fail"})
+    text = " ".join([str(finding.get(k, "")) for k in ("id", "title", "op", "backend", "kind")]
+                    + list(finding.get("tensors") or []) + [str((finding.get("rule") or {}).get("text", ""))])
+    return {
+        **finding,
+        "anchor": f"finding-{finding.get('id')}",
+        "attrs": filter_attrs(finding.get("family"), finding.get("backend"), dtypes or finding.get("dtypes"),
+                              verdicts, text),
+        "call": call_text(example) if example.get("case") else "",
+        "values": example_values(report_dir, example) if example else [],
+        "worst_rows": worst_rows,
+        "worst_message": (worst or {}).get("message") if worst and not worst.get("ok", True) else "",
+        "error_text": headline(example) if example.get("error") else "",
+        "repro_command": repro_path(command_dir, artifacts["repro"]) if artifacts.get("repro") else None,
+        "repro_href": artifacts.get("repro"),
+        "cases_views": cases,
+    }
+
+
+def _assign(views: list[dict[str, Any]], findings: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]],
+                                                                                  list[dict[str, Any]]]:
+    """The discrepancy views of each finding (by the case ids of its shrunk examples, else of its
+    cases) and those no finding holds."""
+    by_finding: dict[str, list[dict[str, Any]]] = {str(f.get("id")): [] for f in findings}
+    left = []
+    for view in views:
+        record = view["record"]
+        key = (record.get("op"), record.get("backend"), record.get("case_id"))
+        home = next((f for f in findings if (f.get("op"), f.get("backend")) == key[:2] and
+                     any(e.get("case_id") == key[2] for e in f.get("examples") or [])), None)
+        home = home or next((f for f in findings if (f.get("op"), f.get("backend")) == key[:2] and
+                             key[2] in (f.get("case_ids") or [])), None)
+        if home is None and record.get("verdict") == "xpass":
+            home = next((f for f in findings if f.get("kind") == "xpass" and (f.get("op"), f.get("backend")) == key[:2]
+                         and f.get("known_id") == (record.get("known") or {}).get("id")), None)
+        if home is None:
+            left.append(view)
+        else:
+            by_finding[str(home.get("id"))].append(view)
+    return by_finding, left
+
+
 def render_html(records: list[dict[str, Any]], run_info: dict[str, Any],
-                report_dir: str | os.PathLike[str] | None = None, baseline: Any = None) -> str:
+                report_dir: str | os.PathLike[str] | None = None, baseline: Any = None,
+                findings: list[dict[str, Any]] | None = None) -> str:
     """The report as one HTML document. ``report_dir`` is where artifact paths are relative to
-    (repro scripts are read from there and inlined); ``baseline`` (a ``reports.baseline.Baseline``)
-    adds the regressions section."""
+    (repro scripts and arrays are read from there and inlined; repro commands start with it as
+    given, else with run.json's ``report_dir``); ``baseline`` (a ``reports.baseline.Baseline``)
+    adds the regressions section; ``findings`` (``conformance.findings``) lead the report."""
     directory = Path(report_dir) if report_dir is not None else None
+    command_dir = str(report_dir) if report_dir is not None else (
+        run_info.get("report_dir") if isinstance(run_info.get("report_dir"), str) else None)
     cells = build_cells(records)
     discrepancies = reported_discrepancies(records)
     regressions = None
@@ -388,7 +483,7 @@ def render_html(records: list[dict[str, Any]], run_info: dict[str, Any],
         key = (str(record.get("op")), str(record.get("backend")), str(record.get("dtype")))
         anchors.setdefault(key, anchor)
         anchors_by_id[id(record)] = anchor
-        views.append(_discrepancy_view(record, anchor, directory, kinds.get(id(record))))
+        views.append(_discrepancy_view(record, anchor, directory, kinds.get(id(record)), i, command_dir))
         texts[key] = (texts.get(key, "") + " " + views[-1]["text"]).strip()
     results = _results_rows(cells, anchors, texts)
     row_ids = {(r["cell"].op, r["cell"].backend, r["cell"].dtype): r["id"] for r in results}
@@ -402,7 +497,16 @@ def render_html(records: list[dict[str, Any]], run_info: dict[str, Any],
     unsupported = [dict(row, attrs=filter_attrs([], row["backend"], row["dtypes"], ["unsupported"]))
                    for row in unsupported_summary(records)]
     families = sorted({c.family for c in cells if c.family})
+    finding_views: list[dict[str, Any]] = []
+    other_views = views
+    if findings:
+        by_finding, other_views = _assign(views, findings)
+        finding_views = [_finding_view(f, directory, command_dir, by_finding[str(f.get("id"))]) for f in findings]
     html = _environment().get_template(TEMPLATE).render(
+        findings=finding_views,
+        other_discrepancies=other_views,
+        failing_cases=sum(int(f.get("cases") or 0) for f in findings or []),
+        shrunk=sum(c.shrunk for c in cells),
         incomplete=run_info.get("incomplete") or [],
         run=_run_view(run_info),
         backends=backend_rows(run_info),
@@ -434,9 +538,10 @@ def render_html(records: list[dict[str, Any]], run_info: dict[str, Any],
 
 
 def write_html(path: str | os.PathLike[str], records: list[dict[str, Any]], run_info: dict[str, Any],
-               report_dir: str | os.PathLike[str] | None = None, baseline: Any = None) -> Path:
+               report_dir: str | os.PathLike[str] | None = None, baseline: Any = None,
+               findings: list[dict[str, Any]] | None = None) -> Path:
     """Write ``render_html`` to ``path`` (artifacts relative to ``report_dir``, default its folder)."""
     path = Path(path)
-    html = render_html(records, run_info, report_dir if report_dir is not None else path.parent, baseline)
+    html = render_html(records, run_info, report_dir if report_dir is not None else path.parent, baseline, findings)
     path.write_text(html, encoding="utf-8")
     return path

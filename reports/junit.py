@@ -10,6 +10,7 @@ Each unavailable backend adds a skipped ``backend[<name>]`` testcase to a ``nnco
 from __future__ import annotations
 
 import os
+import shlex
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ def testcase_name(op: str, backend: str, dtype: str) -> str:
     return f"{op}[{backend}-{dtype}]"
 
 
-def _failure_text(record: dict[str, Any]) -> str:
+def _failure_text(record: dict[str, Any], report_dir: str | None = None) -> str:
     lines = [case_summary(record)]
     for c in record.get("comparisons") or []:
         lines.append(("  ok   " if c.get("ok", True) else "  FAIL ") + comparison_text(c))
@@ -41,8 +42,8 @@ def _failure_text(record: dict[str, Any]) -> str:
         lines.append(f"error ({record.get('error_side') or '?'}):")
         lines.append(str(record["error"]))
     repro = (record.get("artifacts") or {}).get("repro")
-    if repro:
-        lines.append(f"repro: python {repro}")
+    if repro:  # from the directory the run was started in
+        lines.append(f"repro: python {shlex.quote(os.path.join(report_dir, repro) if report_dir else repro)}")
     return "\n".join(lines)
 
 
@@ -51,7 +52,7 @@ def _failure_message(record: dict[str, Any]) -> str:
     return f"{record.get('verdict', '?')}: {case_summary(record)}" + (f" — {detail}" if detail else "")
 
 
-def _testcase(suite: ET.Element, cell: Cell, discrepancies: list[dict[str, Any]]) -> str:
+def _testcase(suite: ET.Element, cell: Cell, discrepancies: list[dict[str, Any]], report_dir: str | None = None) -> str:
     """Append the testcase for ``cell``; return its outcome: passed, failed or skipped."""
     case = ET.SubElement(suite, "testcase", {
         "name": testcase_name(cell.op, cell.backend, cell.dtype),
@@ -64,7 +65,7 @@ def _testcase(suite: ET.Element, cell: Cell, discrepancies: list[dict[str, Any]]
         first = records[0]
         failure = ET.SubElement(case, "failure", {"message": _failure_message(first),
                                                   "type": str(first.get("verdict", "fail"))})
-        failure.text = "\n\n".join(_failure_text(r) for r in records) + f"\n\ncases: {counts}"
+        failure.text = "\n\n".join(_failure_text(r, report_dir) for r in records) + f"\n\ncases: {counts}"
         return "failed"
     if cell.status == "unsupported":
         reasons = sorted({str(r.get("reason") or r.get("error") or "") for r in cell.records} - {""})
@@ -96,7 +97,8 @@ def build_junit(records: list[dict[str, Any]], run_info: dict[str, Any] | None =
             element = ET.SubElement(root, "testsuite", {"name": f"{cell.op}.{cell.backend}"})
             suites[key] = (element, {"tests": 0, "failures": 0, "errors": 0, "skipped": 0, "time": 0.0})
         element, stats = suites[key]
-        outcome = _testcase(element, cell, discrepancies.get((cell.op, cell.backend, cell.dtype), []))
+        outcome = _testcase(element, cell, discrepancies.get((cell.op, cell.backend, cell.dtype), []),
+                            run_info.get("report_dir") if isinstance(run_info.get("report_dir"), str) else None)
         stats["tests"] += 1
         stats["time"] += cell.elapsed_s
         if outcome == "failed":

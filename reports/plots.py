@@ -26,11 +26,18 @@ UTIL_BINS: tuple[tuple[float, str], ...] = (
     (0.0, "0 (exact)"), (1e-4, "≤1e-4"), (1e-3, "≤1e-3"), (1e-2, "≤0.01"), (0.1, "≤0.1"), (0.5, "≤0.5"),
     (1.0, "≤1"), (math.inf, ">1 (out of bound)"),
 )
-# Sequential blues up to the bound (darker: closer to it), red beyond it; exact cases light grey.
-BIN_COLOURS = ("#cbd5e1", "#dbeafe", "#bfdbfe", "#93c5fd", "#60a5fa", "#2563eb", "#1e3a8a", "#dc2626")
+# Sequential blues up to the bound (darker: closer to it), red beyond it; bit-exact cases teal (a
+# hue of their own: never confused with the hatched grey of unsupported cells).
+BIN_COLOURS = ("#5eead4", "#dbeafe", "#bfdbfe", "#93c5fd", "#60a5fa", "#2563eb", "#1e3a8a", "#dc2626")
 
-STATUS_COLOURS = {"fail": "#dc2626", "known": "#f59e0b", "unsupported": "#d4d4d8", "empty": "#f4f4f5"}
+STATUS_COLOURS = {"fail": "#dc2626", "known": "#f59e0b", "unsupported": "url(#hatch-unsupported)", "empty": "#f4f4f5"}
+# Unsupported cells: grey diagonal hatching on white (not a flat colour of the utilisation scale).
+HATCH = ('<defs><pattern id="hatch-unsupported" width="6" height="6" patternUnits="userSpaceOnUse" '
+         'patternTransform="rotate(45)"><rect width="6" height="6" fill="#ffffff"/>'
+         '<line x1="0" y1="0" x2="0" y2="6" stroke="#a1a1aa" stroke-width="2.5"/></pattern></defs>')
 SHORT_DTYPE = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+CHAR_W = 6.6  # width of a bold 11 px character, about
+SLANT = 35  # degrees: slanted backend names in the colour map's head
 
 
 def _fmt(x: float) -> str:
@@ -122,10 +129,14 @@ def error_vs_bound(worst: Sequence[dict[str, Any]], width: int = 460) -> str:
     out = [f'<svg class="errplot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" role="img" aria-label="error against bound for the worst elements">']
     out.append(f'<g transform="translate({label_w},0)" font-size="10" fill="#52525b">')
+    # A label per decade while they fit (about 34 px each: "1e-308"), else every step-th decade;
+    # every decade keeps its grid line.
+    step = max(1, math.ceil((hi - lo) * 34 / plot_w))
     for e in range(lo, hi + 1):
         x = _fmt(plot_w * (e - lo) / (hi - lo))  # (10.0 ** e underflows below 1e-323)
-        out.append(f'<line x1="{x}" y1="{top - 4}" x2="{x}" y2="{height - 18}" stroke="#e4e4e7"/>'
-                   f'<text x="{x}" y="{height - 6}" text-anchor="middle">1e{e}</text>')
+        out.append(f'<line x1="{x}" y1="{top - 4}" x2="{x}" y2="{height - 18}" stroke="#e4e4e7"/>')
+        if (e - lo) % step == 0:
+            out.append(f'<text class="tick" x="{x}" y="{height - 6}" text-anchor="middle">1e{e}</text>')
     out.append(f'<text x="{-gutter}" y="{height - 6}" text-anchor="middle">0</text>')
     out.append(f'<text x="{_fmt(plot_w + gutter)}" y="{height - 6}" text-anchor="middle">inf</text>')
     out.append("</g>")
@@ -169,23 +180,36 @@ def colour_map(matrix: dict[str, Any], cell_w: int = 30, row_h: int = 18) -> str
     columns = [(backend, dtype) for backend, dtypes in matrix["backends"] for dtype in dtypes]
     rows = matrix["rows"]
     label_w = 14 + 7 * max([len(r["op"]) for r in rows] + [6])
-    head_h = 40
-    width = label_w + cell_w * len(columns) + 4
+    # Backend names sit level above their columns when every one fits its span with room to
+    # spare; otherwise all are slanted (each starts over its own first column, so neighbours
+    # never run together), and the head grows to hold the longest.
+    names = [b for b, _ in matrix["backends"]]
+    level = all(len(b) * CHAR_W + 10 <= cell_w * len(d) for b, d in matrix["backends"])
+    longest = max([len(b) for b in names] + [1]) * CHAR_W
+    name_h = 20 if level else int(longest * math.sin(math.radians(SLANT))) + 22
+    head_h = name_h + 20
+    width = label_w + cell_w * len(columns) + 4 + (0 if level else int(longest * math.cos(math.radians(SLANT))))
     height = head_h + row_h * len(rows) + 4
     out = [f'<svg id="colour-map" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'data-head="{head_h}" data-row="{row_h}" viewBox="0 0 {width} {height}" font-size="11" '
-           f'role="img" aria-label="layer by backend and dtype colour map">']
+           f'role="img" aria-label="layer by backend and dtype colour map">', HATCH]
     x = label_w
     for backend, dtypes in matrix["backends"]:
         span = cell_w * len(dtypes)
-        name = backend if len(backend) * 6.5 <= span else backend[: max(1, int(span / 6.5) - 1)] + "…"
-        out.append(f'<g><title>{escape(backend)}</title><text x="{_fmt(x + span / 2)}" y="14" text-anchor="middle" '
-                   f'font-weight="600">{escape(name)}</text>'
-                   f'<line x1="{x + 2}" y1="19" x2="{x + span - 2}" y2="19" stroke="#a1a1aa"/></g>')
+        if level:
+            label = (f'<text class="mback" x="{_fmt(x + span / 2)}" y="14" text-anchor="middle" '
+                     f'font-weight="600">{escape(backend)}</text>')
+        else:
+            lx, ly = x + cell_w / 2 - 3, name_h - 5
+            label = (f'<text class="mback" x="{_fmt(lx)}" y="{ly}" text-anchor="start" font-weight="600" '
+                     f'transform="rotate(-{SLANT} {_fmt(lx)} {ly})">{escape(backend)}</text>')
+        out.append(f'<g><title>{escape(backend)}</title>{label}'
+                   f'<line x1="{x + 2}" y1="{name_h - 1}" x2="{x + span - 2}" y2="{name_h - 1}" stroke="#a1a1aa"/>'
+                   f'<line x1="{x}" y1="{name_h - 1}" x2="{x}" y2="{height - 2}" stroke="#d4d4d8"/></g>')
         for i, dtype in enumerate(dtypes):
             out.append(f'<text class="mcol" data-backend={quoteattr(backend)} data-dtype={quoteattr(dtype)} '
-                       f'x="{_fmt(x + cell_w * i + cell_w / 2)}" y="34" text-anchor="middle" fill="#52525b">'
-                       f'{escape(SHORT_DTYPE.get(dtype, dtype))}<title>{escape(dtype)}</title></text>')
+                       f'x="{_fmt(x + cell_w * i + cell_w / 2)}" y="{name_h + 14}" text-anchor="middle" '
+                       f'fill="#52525b">{escape(SHORT_DTYPE.get(dtype, dtype))}<title>{escape(dtype)}</title></text>')
         x += span
     for r, row in enumerate(rows):
         y = head_h + r * row_h
@@ -197,7 +221,7 @@ def colour_map(matrix: dict[str, Any], cell_w: int = 30, row_h: int = 18) -> str
             colour = _cell_colour(cell)
             rect = (f'<rect class="mcell" data-backend={quoteattr(backend)} data-dtype={quoteattr(dtype)} '
                     f'x="{cx + 1}" y="1" width="{cell_w - 2}" height="{row_h - 2}" rx="2" fill="{colour}" '
-                    f'stroke="#e4e4e7">')
+                    f'stroke="{"#a1a1aa" if cell is not None and cell["status"] == "unsupported" else "#e4e4e7"}">')
             if cell is None:
                 out.append(rect + f'<title>{escape(row["op"])} · {escape(backend)} · {escape(dtype)}: not run'
                                   f'</title></rect>')
@@ -220,9 +244,10 @@ def colour_map_legend() -> str:
     items = [("discrepancy", STATUS_COLOURS["fail"]), ("known", STATUS_COLOURS["known"]),
              ("unsupported", STATUS_COLOURS["unsupported"])]
     items += [(f"pass, util {label}", colour) for (_, label), colour in zip(UTIL_BINS[:-1], BIN_COLOURS[:-1])]
-    parts, x = [], 0.0
+    parts, x = [HATCH.replace('id="hatch-unsupported"', 'id="hatch-legend"')], 0.0
     for label, colour in items:
-        parts.append(f'<rect x="{_fmt(x)}" y="3" width="10" height="10" fill="{colour}" stroke="#d4d4d8"/>'
+        colour = colour.replace("hatch-unsupported", "hatch-legend")
+        parts.append(f'<rect x="{_fmt(x)}" y="3" width="10" height="10" fill="{colour}" stroke="#a1a1aa"/>'
                      f'<text x="{_fmt(x + 14)}" y="12" font-size="11">{escape(label)}</text>')
         x += 22 + 6.2 * len(label)
     return (f'<svg class="legend" xmlns="http://www.w3.org/2000/svg" width="{int(x)}" height="16" '

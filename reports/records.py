@@ -195,6 +195,31 @@ def read_run_info(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return info if isinstance(info, dict) else {}
 
 
+def summarise_values(inputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A few facts about each numeric input's values, for records (``values``) and for the ``when``
+    of known entries (``values['input'].min < 0``): ``min`` and ``max`` (NaN ignored; null when
+    there is no other element), ``nan``, ``inf``, ``zero`` (some element is NaN, ±inf, ±0) and
+    ``size``. Booleans and integers are summarised as numbers."""
+    import numpy as np
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, array in inputs.items():
+        values = np.asarray(array)
+        if values.dtype.kind not in "biuf":
+            continue
+        values = values.astype(np.float64, copy=False)
+        with np.errstate(invalid="ignore"):
+            nan = np.isnan(values)
+            finite_or_inf = values[~nan]
+            out[name] = {
+                "min": float(finite_or_inf.min()) if finite_or_inf.size else None,
+                "max": float(finite_or_inf.max()) if finite_or_inf.size else None,
+                "nan": bool(nan.any()), "inf": bool(np.isinf(finite_or_inf).any()),
+                "zero": bool((finite_or_inf == 0).any()), "size": int(values.size),
+            }
+    return out
+
+
 def as_float(x: Any) -> float:
     """Read back a number that ``_clean`` may have turned into a string."""
     if isinstance(x, str):

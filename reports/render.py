@@ -1,17 +1,21 @@
 """The report model shared by every renderer, and ``render_all``.
 
 Records (see ``reports.records``) are grouped into *cells*, one per layer × backend × dtype, with
-their verdict counts (the intermediate examples of shrinking, ``shrinking: true``, are not counted),
-worst bound utilisation, the utilisation of every compared case, and how many cases fell in each
-declared regime. The discrepancies to report are the records
-Hypothesis settled on after shrinking (``final``) with a discrepancy verdict; a cell that saw a
-discrepancy but has no final record (an interrupted run) reports its last discrepancy instead.
+their verdict counts, worst bound utilisation, the utilisation of every compared case, and how many
+cases fell in each declared regime. Counts are of the cases the searches drew: neither the
+intermediate examples of shrinking (``shrinking: true``) nor the shrunk example's final replay
+(``final: true`` after a sighting of the same failure, ``replays``) is counted, so seven failing
+draws count seven, and their seven shrunk examples are counted apart (``Cell.shrunk``). The
+discrepancies to report are the records Hypothesis settled on after shrinking (``final``) with a
+discrepancy verdict; a cell that saw a discrepancy but has no final record (an interrupted run)
+reports its last discrepancy instead.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +33,7 @@ from reports.records import (
 
 HTML_FILE = "report.html"
 JUNIT_FILE = "junit.xml"
+FINDINGS_FILE = "findings.json"
 
 # How a cell is coloured: the most serious verdict it saw.
 STATUS_ORDER = ("fail", "known", "unsupported", "pass", "empty")
@@ -50,6 +55,7 @@ class Cell:
     regimes: Counter = field(default_factory=Counter)
     drawn: Counter = field(default_factory=Counter)
     declined: Counter = field(default_factory=Counter)  # regime searches' cases the backend did not support
+    shrunk: int = 0  # final replays of shrunk examples (not in ``counts``)
 
     @property
     def cases(self) -> int:
@@ -70,10 +76,14 @@ class Cell:
             return "unsupported"
         return "pass" if self.cases else "empty"
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: dict[str, Any], replay: bool = False) -> None:
+        """Count ``record`` (a ``replay`` of a shrunk example is only counted in ``shrunk``)."""
         self.records.append(record)
         if record.get("shrinking"):
-            return  # intermediate examples of shrinking are not counted (the runner's tally agrees)
+            return  # intermediate examples of shrinking are not counted
+        if replay:
+            self.shrunk += 1
+            return
         self.counts[record.get("verdict", "error")] += 1
         self.family = self.family or record.get("family") or ""
         util = utilisation(record)
@@ -115,16 +125,45 @@ def cell_key(record: dict[str, Any]) -> tuple[str, str, str]:
     return (str(record.get("op", "?")), str(record.get("backend", "?")), str(record.get("dtype", "?")))
 
 
+def replays(records: list[dict[str, Any]]) -> set[int]:
+    """The ``id()`` of every record that replays a shrunk example: a ``final`` discrepancy record
+    that follows a sighting of a discrepancy in the same cell (the draw that started the
+    shrinking). A final record without such a sighting (a timeout, recorded at once; an unexpected
+    pass; a statistical check; a harness error) is a case of its own."""
+    open_sighting: set[tuple[str, str, str]] = set()
+    out: set[int] = set()
+    for record in records:
+        if not is_case_record(record) or record.get("shrinking"):
+            continue
+        key = cell_key(record)
+        bad = record.get("verdict") in DISCREPANCY_VERDICTS
+        if bad and record.get("final"):
+            if key in open_sighting:
+                out.add(id(record))
+                open_sighting.discard(key)
+        elif bad:
+            open_sighting.add(key)
+    return out
+
+
+def is_drawn_case(record: dict[str, Any], replayed: set[int]) -> bool:
+    """A case a search drew (what counts are made of): a case record that is neither a shrinking
+    step nor a final replay (``replays``), nor an unsupported placeholder."""
+    return (is_case_record(record) and not record.get("shrinking") and id(record) not in replayed
+            and record.get("verdict") != "unsupported")
+
+
 def build_cells(records: list[dict[str, Any]]) -> list[Cell]:
     """Group records by layer × backend × dtype; cells with a discrepancy first, then by name."""
     cells: dict[tuple[str, str, str], Cell] = {}
+    replayed = replays(records)
     for record in records:
         if not is_case_record(record):
             continue
         key = cell_key(record)
         if key not in cells:
             cells[key] = Cell(*key)
-        cells[key].add(record)
+        cells[key].add(record, replay=id(record) in replayed)
     return sorted(cells.values(),
                   key=lambda c: (c.status != "fail", c.op, c.backend, dtype_rank(c.dtype)))
 
@@ -350,10 +389,22 @@ def worst_comparison(record: dict[str, Any]) -> dict[str, Any] | None:
     return max(failing, key=key)
 
 
+_EXCEPTION_LINE = re.compile(r"^\s*(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Warning|Interrupt|Exit|Crash|"
+                             r"Timeout|Raised|Failure)\b")
+
+
 def error_line(record: dict[str, Any]) -> str:
-    """The last line of the record's error (a traceback's exception line), or ''."""
-    lines = str(record.get("error") or "").strip().splitlines()
-    return lines[-1] if lines else ""
+    """The line of the record's error that says what happened, or '': for a traceback its last
+    ``Type: message`` line, else the message's first line with a word in it (a multi-line message's
+    head, never the lone bracket that may close it)."""
+    lines = [line.strip() for line in str(record.get("error") or "").strip().splitlines()]
+    worded = [line for line in lines if re.search(r"[A-Za-z0-9]", line)]
+    if not worded:
+        return ""
+    if worded[0].startswith("Traceback"):
+        typed = [line for line in worded if _EXCEPTION_LINE.match(line)]
+        return typed[-1] if typed else worded[-1]
+    return worded[0]
 
 
 def headline(record: dict[str, Any]) -> str:
@@ -380,6 +431,90 @@ def verdict_counts_text(counts: Counter) -> str:
     return ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v])
 
 
+# -- the values of a shrunk example ----------------------------------------------------------------
+
+FULL_VALUES = 64  # arrays up to this many elements are shown in full
+
+
+def example_arrays(report_dir: str | os.PathLike[str] | None, record: dict[str, Any]) -> dict[str, Any] | None:
+    """The arrays saved beside a discrepancy (its repro ``.npz``: ``input.*``, ``cotangent.*``,
+    ``ref.*``...), read only from a regular file inside ``report_dir`` (``artifact_path``); None
+    when there is none."""
+    if report_dir is None:
+        return None
+    from reports.records import artifact_path
+
+    path = artifact_path(report_dir, (record.get("artifacts") or {}).get("npz"))
+    if path is None:
+        return None
+    try:
+        import numpy as np
+
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except Exception:  # a torn or hostile file: no values shown
+        return None
+
+
+def value_text(x: Any, digits: int | None = None) -> str:
+    """One number: shortest round-trip text (``digits``: ``%.{digits}g``), ``nan``/``inf`` as is,
+    integers and booleans plainly."""
+    if isinstance(x, (bool,)) or type(x).__name__ == "bool_":
+        return str(bool(x))
+    value = float(x)
+    if value.is_integer() and abs(value) < 1e16:
+        text = str(int(value))
+        return "-0" if text == "0" and math.copysign(1.0, value) < 0 else text
+    if math.isnan(value) or math.isinf(value):
+        return repr(value)
+    return f"{value:.{digits}g}" if digits else repr(value)
+
+
+def array_text(values: Any, digits: int | None = None, limit: int = FULL_VALUES) -> dict[str, Any]:
+    """An array for people: {shape, full (bool), text}. Up to ``limit`` elements in full, nested
+    like the array; a larger one summarised: min, max, mean of the finite values, how many are
+    NaN, ±inf and zero, and its first elements."""
+    import numpy as np
+
+    arr = np.asarray(values)
+    shape = list(arr.shape)
+    if arr.size <= limit:
+        def nest(a: Any) -> str:
+            if a.ndim == 0:
+                return value_text(a.item(), digits)
+            return "[" + ", ".join(nest(sub) for sub in a) + "]"
+
+        return {"shape": shape, "full": True, "text": nest(arr)}
+    flat = arr.reshape(-1).astype(np.float64) if arr.dtype.kind in "biuf" else arr.reshape(-1)
+    with np.errstate(invalid="ignore"):
+        finite = flat[np.isfinite(flat)] if flat.dtype.kind == "f" else flat
+        parts = []
+        if finite.size:
+            parts.append(f"min {value_text(finite.min(), 6)}, max {value_text(finite.max(), 6)}, "
+                         f"mean {value_text(finite.mean(), 6)}")
+        nan = int(np.isnan(flat).sum()) if flat.dtype.kind == "f" else 0
+        inf = int(np.isinf(flat).sum()) if flat.dtype.kind == "f" else 0
+        zero = int((flat == 0).sum())
+        parts.append(f"{nan} NaN, {inf} ±inf, {zero} zeros")
+    head = ", ".join(value_text(v, digits or 6) for v in flat[:8])
+    return {"shape": shape, "full": False, "text": f"{'; '.join(parts)}; first: [{head}, …]"}
+
+
+def example_values(report_dir: str | os.PathLike[str] | None, record: dict[str, Any],
+                   digits: int | None = None, limit: int = FULL_VALUES) -> list[dict[str, Any]]:
+    """The shrunk example's input values (and the output cotangents its backward pass used), each
+    {name, role, shape, full, text}; empty when its arrays are not beside the report."""
+    arrays = example_arrays(report_dir, record)
+    if not arrays:
+        return []
+    out = []
+    for prefix, role in (("input.", "input"), ("cotangent.", "cotangent")):
+        for key, value in arrays.items():
+            if key.startswith(prefix):
+                out.append({"name": key[len(prefix):], "role": role, **array_text(value, digits, limit)})
+    return out
+
+
 # -- entry point -----------------------------------------------------------------------------------
 
 def load(directory: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -392,15 +527,32 @@ def load(directory: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], dict[
     return records, {**info, "incomplete": incomplete_reasons(info, records, unreadable)}
 
 
-def render_all(directory: str | os.PathLike[str], baseline: Any = None) -> dict[str, Path]:
+def read_findings(directory: str | os.PathLike[str]) -> list[dict[str, Any]] | None:
+    """The findings saved in ``DIR/findings.json`` (``conformance.findings``), or None."""
+    import json
+
+    try:
+        data = json.loads((Path(directory) / FINDINGS_FILE).read_text(encoding="utf-8", errors="replace"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    findings = data.get("findings") if isinstance(data, dict) else None
+    return [f for f in findings if isinstance(f, dict)] if isinstance(findings, list) else None
+
+
+def render_all(directory: str | os.PathLike[str], baseline: Any = None,
+               findings: list[dict[str, Any]] | None = None) -> dict[str, Path]:
     """Write ``report.html`` and ``junit.xml`` into ``directory`` from its results.jsonl and run.json;
-    with a ``reports.baseline.Baseline``, the HTML also shows the regressions against it."""
+    with a ``reports.baseline.Baseline``, the HTML also shows the regressions against it. The HTML
+    leads with ``findings`` (default: those of ``findings.json``, when present)."""
     from reports.html import write_html
     from reports.junit import write_junit
 
     directory = Path(directory)
     records, run_info = load(directory)
+    if findings is None:
+        findings = read_findings(directory)
     return {
-        "html": write_html(directory / HTML_FILE, records, run_info, report_dir=directory, baseline=baseline),
+        "html": write_html(directory / HTML_FILE, records, run_info, report_dir=directory, baseline=baseline,
+                           findings=findings),
         "junit": write_junit(directory / JUNIT_FILE, records, run_info),
     }

@@ -1,12 +1,19 @@
 """The terminal summary, most important last (the end of a CI log is what people read):
 
 1. the results table, one row per layer × backend × dtype, cells with a discrepancy first; the
-   clean cells of one layer × backend share one row (their dtypes listed);
-2. one paragraph per discrepancy (failures before everything else that follows);
-3. known discrepancies grouped: one paragraph per entry, with where and in which dtypes it matched;
-4. unsupported cells and unavailable backends;
-5. regime coverage, compact: a count, and each regime left without cases named;
+   clean cells of one layer × backend share one row (their dtypes listed); counts are of the
+   cases the searches drew, never of shrinking steps or replays of shrunk examples;
+2. known discrepancies grouped: one paragraph per entry, with where and in which dtypes it matched;
+3. unsupported cells and unavailable backends;
+4. regime coverage, compact: a count, and each regime left without cases named;
+5. the findings (``conformance.findings``), one paragraph per probable bug: its count of cases
+   and dtypes, where it fails (the learned rule and how exact it is on the cases seen), its
+   smallest shrunk example with its input values, expected against got, the repro command, and
+   its cases underneath, one line each (without findings, one paragraph per discrepancy);
 6. with a baseline, the regressions: new, fixed and unchanged discrepancies.
+
+Repro commands are given relative to the directory the run was started from (``report_dir``: the
+report directory as given on the command line).
 
 The CLI prints the report's paths after this. All text from records goes through
 ``rich.text.Text`` (never markup), so parameter values with brackets print verbatim.
@@ -14,6 +21,8 @@ The CLI prints the report's paths after this. All text from records goes through
 
 from __future__ import annotations
 
+import os
+import shlex
 from typing import Any
 
 from rich import box
@@ -29,6 +38,7 @@ from reports.render import (
     call_text,
     dtype_rank,
     error_line,
+    example_values,
     format_number,
     input_text,
     known_groups,
@@ -38,6 +48,7 @@ from reports.render import (
     reported_discrepancies,
     unavailable_backends,
     unsupported_summary,
+    value_text,
     worst_comparison,
 )
 
@@ -49,6 +60,7 @@ SHORT = {"pass": "pass", "fail": "fail", "error": "err", "known": "known", "xpas
          "unsupported": "unsup", "crash": "crash", "timeout": "t/o",
          "compile": "comp"}
 WIDE = 110  # from this console width on, one column per verdict
+KNOWN_REASON = 240  # characters of a known entry's reason printed (report.html has it all)
 
 
 def _utilisation_text(util: float | None) -> Text:
@@ -120,7 +132,13 @@ def _table(cells: list[Cell], wide: bool) -> Table:
     return table
 
 
-def _discrepancy_block(record: dict[str, Any], index: int) -> RenderableType:
+def repro_command(report_dir: str | None, relative: str) -> str:
+    """``python <report-dir>/repro/X.py``: a command that works from where the run was started."""
+    path = os.path.join(report_dir, relative) if report_dir else relative
+    return f"python {shlex.quote(path)}"
+
+
+def _discrepancy_block(record: dict[str, Any], index: int, report_dir: str | None = None) -> RenderableType:
     """Heading, then an indented block (wrapped lines keep the indent): call, inputs, worst tensor,
     error, known entry, repro command."""
     verdict = record.get("verdict", "?")
@@ -152,14 +170,72 @@ def _discrepancy_block(record: dict[str, Any], index: int) -> RenderableType:
                           style="yellow"))
     artifacts = record.get("artifacts") or {}
     if artifacts.get("repro"):
-        lines.append(Text(f"repro: python {artifacts['repro']}", style="cyan"))
+        lines.append(Text(f"repro: {repro_command(report_dir, artifacts['repro'])}", style="cyan"))
+    return Group(head, Padding(Group(*lines), (0, 0, 0, 3), expand=False))
+
+
+CASES_LISTED = 6
+
+
+def _finding_block(finding: dict[str, Any], report_dir: str | None) -> RenderableType:
+    """One finding: heading, counts, where it fails, the smallest example, then its shrunk
+    examples one line each."""
+    kind_style = "bold magenta" if finding.get("kind") == "xpass" else "bold red"
+    head = Text.assemble((f"{finding.get('id', '?')}. ", "bold"), (printable(finding.get("title", "?"), False),
+                                                                   kind_style))
+    by_dtype = finding.get("by_dtype") or {}
+    cases = int(finding.get("cases") or 0)
+    shrunk = int(finding.get("shrunk") or 0)
+    lines: list[Text] = [Text(
+        f"{cases} failing case{'' if cases == 1 else 's'} in "
+        + (", ".join(f"{d} ({n})" for d, n in by_dtype.items()) or "–")
+        + (f"; {shrunk} shrunk example{'' if shrunk == 1 else 's'}" if shrunk else ""))]
+    rule = finding.get("rule")
+    if rule:
+        lines.append(Text.assemble("where: ", (printable(rule.get("text", "?"), False), "bold"),
+                                   (f" — {rule.get('quality', '')}", "dim")))
+    example = finding.get("example") or {}
+    if example.get("case"):
+        lines.append(Text("smallest: " + printable(call_text(example), False)))
+        values = example_values(report_dir, example, digits=6, limit=12)
+        if values:
+            for v in values:
+                label = f"{v['role']} {v['name']}" if v["role"] != "input" else v["name"]
+                shape = "×".join(map(str, v["shape"])) or "scalar"
+                lines.append(Text(f"  {label}[{shape}] = {printable(v['text'], False)}", style="dim"))
+        else:
+            inputs = (example.get("case") or {}).get("inputs") or {}
+            lines.append(Text("  inputs: " + ", ".join(input_text(n, i) for n, i in inputs.items()), style="dim"))
+        worst = worst_comparison(example)
+        if worst is not None and not worst.get("ok", True):
+            w = (worst.get("worst") or [{}])[0]
+            where = tuple(w.get("index") or ())
+            lines.append(Text.assemble(
+                "  ", (str(worst.get("tensor", "?")), "bold red"),
+                f"{list(where) if where else ''}: expected {value_text(w.get('ref', 0.0), 8)}, "
+                f"got {value_text(w.get('got', 0.0), 8)} (allowed error {format_number(w.get('bound'))}); "
+                f"{worst.get('message') or ''}"))
+    if example.get("error"):
+        lines.append(Text(f"error ({example.get('error_side') or '?'}): " + error_line(example), style="red"))
+    repro = (example.get("artifacts") or {}).get("repro")
+    if repro:
+        lines.append(Text(f"repro: {repro_command(report_dir, repro)}", style="cyan"))
+    listed = finding.get("examples") or []
+    if len(listed) > 1:
+        parts = [f"{e.get('dtype')} {e.get('case_id')}" + (f" ({e['regime']})" if e.get("regime") else "")
+                 for e in listed[:CASES_LISTED]]
+        more = f" and {len(listed) - CASES_LISTED} more (report.html)" if len(listed) > CASES_LISTED else ""
+        lines.append(Text("shrunk examples: " + printable("; ".join(parts), False) + more, style="dim"))
     return Group(head, Padding(Group(*lines), (0, 0, 0, 3), expand=False))
 
 
 def _known_block(group: dict[str, Any]) -> RenderableType:
     """One paragraph per known entry: where it matched (dtypes grouped), then its reason, indented."""
     label = f"{group['known']} known" + (f", {group['xpass']} xpass" if group["xpass"] else "")
-    reason = f"{group['reason']} {group['link']}".rstrip()
+    reason = " ".join(str(group["reason"]).split())
+    if len(reason) > KNOWN_REASON:  # the whole reason (and its repro) is in report.html
+        reason = reason[: KNOWN_REASON - 1].rsplit(" ", 1)[0] + " …"
+    reason = f"{reason} {group['link']}".rstrip()
     head = Text.assemble(("Known ", "yellow"), (str(group["id"]), "bold yellow"), f" ({label}): ",
                          places_text(group["places"]))
     return Group(head, Padding(Text(reason, style="yellow"), (0, 0, 0, 3), expand=False))
@@ -210,22 +286,21 @@ def _regression_lines(regressions: Any) -> list[Text]:
 
 
 def summary_table(records: list[dict[str, Any]], run_info: dict[str, Any], width: int | None = None,
-                  baseline: Any = None) -> Group:
+                  baseline: Any = None, findings: list[dict[str, Any]] | None = None,
+                  report_dir: str | None = None) -> Group:
     """The summary as one rich renderable (see the module docstring for its order). ``width``
     (the console's) picks one column per verdict (>= 110) or a compact verdict column;
-    ``baseline`` (a ``reports.baseline.Baseline``) adds the regressions."""
+    ``baseline`` (a ``reports.baseline.Baseline``) adds the regressions; ``findings`` (from
+    ``conformance.findings``) replace the list of discrepancies; ``report_dir``: the report
+    directory as the user named it (repro commands start with it)."""
+    if report_dir is None and isinstance(run_info.get("report_dir"), str):
+        report_dir = run_info["report_dir"]
     cells = build_cells(records)
     parts: list[RenderableType] = []
     if cells:
         parts.append(_table(cells, wide=(width or 120) >= WIDE))
     else:
         parts.append(Text("No cases were run.", style="yellow"))
-    discrepancies = reported_discrepancies(records)
-    if discrepancies:
-        parts.append(Text(f"\n{len(discrepancies)} discrepanc{'y' if len(discrepancies) == 1 else 'ies'}:",
-                          style="bold red"))
-        for i, record in enumerate(discrepancies, 1):
-            parts.append(_discrepancy_block(record, i))
     for group in known_groups(records):
         parts.append(_known_block(group))
     for row in unsupported_summary(records):
@@ -234,6 +309,18 @@ def summary_table(records: list[dict[str, Any]], run_info: dict[str, Any], width
     for name, reason in unavailable_backends(run_info):
         parts.append(Text.assemble(("Unavailable backend ", "yellow"), (name, "bold yellow"), f": {reason}"))
     parts.extend(_regime_lines(cells, run_info))
+    discrepancies = reported_discrepancies(records)
+    if findings:
+        cases = sum(int(f.get("cases") or 0) for f in findings)
+        parts.append(Text(f"\n{len(findings)} finding{'' if len(findings) == 1 else 's'} ({cases} failing "
+                          f"case{'' if cases == 1 else 's'}), each a probable bug:", style="bold red"))
+        for finding in findings:
+            parts.append(_finding_block(finding, report_dir))
+    elif discrepancies:
+        parts.append(Text(f"\n{len(discrepancies)} discrepanc{'y' if len(discrepancies) == 1 else 'ies'}:",
+                          style="bold red"))
+        for i, record in enumerate(discrepancies, 1):
+            parts.append(_discrepancy_block(record, i, report_dir))
     if not discrepancies and cells:
         parts.append(Text("No discrepancies.", style="bold green"))
     if baseline is not None:
@@ -244,7 +331,19 @@ def summary_table(records: list[dict[str, Any]], run_info: dict[str, Any], width
 
 
 def print_summary(records: list[dict[str, Any]], run_info: dict[str, Any], console: Console | None = None,
-                  baseline: Any = None) -> None:
+                  baseline: Any = None, findings: list[dict[str, Any]] | None = None,
+                  report_dir: str | None = None) -> None:
     """Print ``summary_table`` on ``console`` (a new stdout console by default)."""
     console = console or Console()
-    console.print(summary_table(records, run_info, width=console.width, baseline=baseline))
+    console.print(summary_table(records, run_info, width=console.width, baseline=baseline, findings=findings,
+                                report_dir=report_dir))
+
+
+def print_findings(findings: list[dict[str, Any]], report_dir: str | None, console: Console | None = None) -> None:
+    """The findings alone (``nnconform findings DIR``)."""
+    console = console or Console()
+    if not findings:
+        console.print(Text("No findings: nothing failed.", style="bold green"))
+        return
+    for finding in findings:
+        console.print(_finding_block(finding, report_dir))

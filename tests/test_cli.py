@@ -26,6 +26,50 @@ def test_list_json_names_every_declared_layer(capsys):
         assert {"name", "family", "forward", "backward"} <= set(item)
 
 
+def test_list_shows_regimes_and_explains_its_count(capsys):
+    code, out, _ = _run(capsys, "list")
+    lines = out.splitlines()
+    assert code == 0
+    relu = lines.index(next(line for line in lines if line.startswith("ReLU ")))
+    assert "activation" in lines[relu] and "forward + backward" in lines[relu]
+    assert lines[relu + 1].strip().startswith("regimes: at the kink; ")
+    assert any(line.strip().startswith("[packed] regimes:") for line in lines)  # a variant's own line
+    items = json.loads(_run(capsys, "list", "--json")[1])
+    declarations = sum(len(i["variants"]) for i in items)
+    regimes = sum(len(v["regimes"]) for i in items for v in i["variants"])
+    assert lines[-1].startswith(f"{len(items)} catalogue entries in {declarations} declarations (")
+    assert f"{regimes} regimes in all" in lines[-1] and "one declaration × backend × dtype" in lines[-1]
+
+
+class _LongNamedBackend:
+    """A backend whose name is longer than any built-in one (for the alignment of ``backends``)."""
+
+    name = "a-vendor-backend-with-a-rather-long-name"
+    known_as = ()
+
+    def availability(self):
+        return False, "no such device here"
+
+    def capabilities(self):
+        from backends.base import Capabilities
+
+        return Capabilities(devices=("npu",), dtypes=("float16",))
+
+
+def test_backends_output_is_aligned_for_long_names(capsys, monkeypatch):
+    import conformance.registry as registry
+
+    names = [*registry.known_backends(), "long"]
+    monkeypatch.setattr(registry, "known_backends", lambda: names)
+    real = registry.load_backend
+    monkeypatch.setattr(registry, "load_backend", lambda name: _LongNamedBackend() if name == "long" else real(name))
+    code, out, _ = _run(capsys, "backends")
+    lines = out.splitlines()
+    assert code == 0 and lines[-1].startswith(_LongNamedBackend.name + "  unavailable: no such device here")
+    starts = {line.index(" available") if " available" in line else line.index(" unavailable") for line in lines}
+    assert len(starts) == 1, out  # every state starts in one column
+
+
 def test_backends_reports_cuda_unavailability_with_reason(capsys):
     code, out, _ = _run(capsys, "backends", "--json")
     infos = {i["name"]: i for i in json.loads(out)}
@@ -109,6 +153,21 @@ def test_wrong_backend_is_caught_with_exit_1_and_a_shrunk_repro(capsys, tmp_path
     assert (tmp_path / final["artifacts"]["npz"]).exists()
     assert (tmp_path / final["artifacts"]["repro"]).exists()
     assert "ReLU" in (tmp_path / "report.html").read_text()
+    # the repro command works from where the run was started: it names the report directory
+    assert f"repro:python{tmp_path}/repro/ReLU-wrong-relu-kink-float32-" in "".join(out.split())
+
+    # the findings of that run, for people, as bug reports, as JSON; then drafted known entries
+    code, out, _ = _run(capsys, "findings", str(tmp_path))
+    assert code == 0 and "F1. ReLU on wrong-relu-kink: wrong values in grad.input where" in out.replace("\n", " ")
+    code, out, _ = _run(capsys, "findings", str(tmp_path), "--markdown")
+    assert code == 0 and out.startswith("## ReLU on wrong-relu-kink: wrong values in grad.input")
+    assert "```python\nimport torch\n" in out and "### Where it fails" in out
+    code, out, _ = _run(capsys, "findings", str(tmp_path), "--json")
+    assert code == 0 and [f["id"] for f in json.loads(out)["findings"]] == ["F1"]
+    code, out, _ = _run(capsys, "triage", str(tmp_path))
+    assert code == 0 and out.count("[[discrepancy]]") == 1 and 'backend = "wrong-relu-kink"' in out
+    code, _, err = _run(capsys, "findings", str(tmp_path), "--finding", "F7")
+    assert code == 2 and "no finding F7 (the run has F1)" in err
 
 
 def test_a_raising_backend_is_recorded_and_the_run_goes_on(capsys, tmp_path):
