@@ -192,7 +192,10 @@ def _wrapper(fn: Any, args_tree: _Tree, n_args: int, state_names: list[str], out
         def forward(self, *flat: Any) -> Any:
             arguments, state = list(flat[:n_args]), list(flat[n_args:])
             args, kwargs = _rebuild(args_tree, arguments)
-            if self.is_module:
+            if self.is_module and torch.jit.is_tracing():  # the TorchScript exporter (no stateless API)
+                with _swapped(self.fn[0], dict(zip(state_names, state))):
+                    result = self.fn[0](*args, **kwargs)
+            elif self.is_module:
                 result = torch.func.functional_call(self.fn[0], dict(zip(state_names, state)), tuple(args), kwargs,
                                                     tie_weights=False, strict=False)
             else:
@@ -203,6 +206,23 @@ def _wrapper(fn: Any, args_tree: _Tree, n_args: int, state_names: list[str], out
             return (*leaves, *arguments, *state)
 
     return Exported()
+
+
+@contextmanager
+def _swapped(module: Any, state: dict[str, Any]) -> Any:
+    """``module`` with its parameters and buffers replaced by ``state`` (name -> tensor) for a while."""
+    saved = []
+    for name, tensor in state.items():
+        prefix, _, attr = name.rpartition(".")
+        owner = module.get_submodule(prefix) if prefix else module
+        table = owner._parameters if attr in owner._parameters else owner._buffers
+        saved.append((table, attr, table[attr]))
+        table[attr] = tensor
+    try:
+        yield
+    finally:
+        for table, attr, value in reversed(saved):
+            table[attr] = value
 
 
 # -- input constraints of an exported program ----------------------------------------------------------
