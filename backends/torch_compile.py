@@ -251,6 +251,11 @@ def graph_kind(case: Case) -> str:
     return "static" if int(case.case_id(), 16) % 2 == 0 else "dynamic"
 
 
+def runs_dynamic_graph(case: Case) -> bool:
+    """Whether ``case`` runs a dynamic-shape graph (a predicate of known entries)."""
+    return graph_kind(case) == "dynamic"
+
+
 def signature(case: Case, fn: Any, kind: str = "dynamic") -> str:
     """What a compiled trampoline is shared by: everything dynamo would guard on except the sizes
     (and, for a static graph, the sizes too)."""

@@ -228,13 +228,14 @@ def test_a_run_conforms_forward_only(tmp_path, forward_only_runner):
     assert {r["verdict"] for r in records} == {"pass"}
     compared = {c["tensor"] for r in records for c in r["comparisons"]}
     assert "output" in compared and not any(t.startswith("grad.") for t in compared)
-    assert any(r["tier"] == "invalid" for r in records)  # rejected through the export
 
 
-@pytest.mark.parametrize(("adapter", "op"), [("OnnxMaxPoolWithoutCeilMode", "MaxPool1d"),
-                                             ("OnnxAvgPoolExcludingPadding", "AvgPool1d")])
-def test_wrong_exporters_are_caught_and_shrunk(tmp_path, forward_only_runner, adapter, op):
-    code, records = _run(tmp_path, f"tests.wrong_backends.compiled:{adapter}", op, "float64", "--no-invalid")
+@pytest.mark.parametrize(("adapter", "op", "dtype"), [("OnnxMaxPoolWithoutCeilMode", "MaxPool1d", "float64"),
+                                                      ("OnnxAvgPoolExcludingPadding", "AvgPool1d", "float32")])
+def test_wrong_exporters_are_caught_and_shrunk(tmp_path, forward_only_runner, adapter, op, dtype):
+    # (ONNX Runtime has no float64 AveragePool kernel: float64 AvgPool is unsupported there)
+    code, records = _run(tmp_path, f"tests.wrong_backends.compiled:{adapter}", op, dtype, "--no-invalid",
+                         "--examples", "4")
     assert code == 1
     final = [r for r in records if r["verdict"] == "fail" and r["final"]]
     assert final, sorted({(r["verdict"], r["error"]) for r in records})

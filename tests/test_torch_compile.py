@@ -327,3 +327,13 @@ def test_a_code_generation_bug_of_inductor_is_caught_in_the_isolated_worker(tmp_
     code, records = _run(tmp_path, f"{__name__}:InductorReluBug", "ReLU", "float32", 2, "--timeout", "600")
     assert code == 1
     assert any(r["verdict"] == "fail" and r["final"] for r in records), [r["error"] for r in records]
+
+
+@pytest.mark.parametrize(("adapter", "op", "dtype"), [("CompiledGeluTanh", "GELU", "float64"),
+                                                      ("CompiledNaiveLogSoftmax", "LogSoftmax", "float32")])
+def test_wrong_compilers_are_caught_and_shrunk(tmp_path, adapter, op, dtype):
+    code, records = _run(tmp_path, f"tests.wrong_backends.compiled:{adapter}", op, dtype, 4, "--no-invalid")
+    assert code == 1
+    final = [r for r in records if r["verdict"] == "fail" and r["final"]]
+    assert final, sorted({(r["verdict"], r["error"]) for r in records})
+    assert min(int(np.prod(i["shape"])) for r in final for i in r["case"]["inputs"].values()) <= 16
