@@ -8,9 +8,11 @@ its parameters and buffers, builds the inputs), but the call itself is exported 
   onnxscript translation) and ``torchscript`` (``dynamo=False``: the tracing exporter, with
   ``training=TrainingMode.PRESERVE``). ``opset=N`` picks the opset (default: the exporter's).
 - What is exported: one ONNX graph per call of a module or function (a container driven by a loop
-  exports each layer's call). Every tensor argument, parameter and buffer is a graph *input*
-  (modules are called through ``torch.func.functional_call``), so a graph holds no case values and
-  serves every case of its call signature. Non-tensor arguments (sizes, flags, modes) are
+  exports each layer's call). A call with no tensor argument and no parameter (a kernel selector, a
+  mask built from sizes) is a constant of the case: torch evaluates it, as an exporter folds it.
+  Every tensor argument, parameter and buffer is a graph *input* (modules are called through
+  ``torch.func.functional_call``), so a graph holds no case values and serves every case of its
+  call signature. Non-tensor arguments (sizes, flags, modes) are
   constants of the graph. The graph returns the call's tensors, then every tensor input after the
   call: a tensor the call mutates (BatchNorm's running statistics, an in-place activation's input)
   is written back from that output, so mutations are compared like torch's.
@@ -435,6 +437,8 @@ class OnnxRuntimeBackend(TorchBackend):
             for name, t in named:
                 state_names.append(name)
                 leaves.append(t)
+        if not leaves:  # no tensor in or inside: a constant of the case (an exporter folds it), built by torch
+            return fn(*args, **kwargs)
         kind = "static" if self.exporter == "torchscript" else graph_kind(case)
         key = self._signature(case, fn, position, args_tree, leaves, state_names, kind)
         shapes = [tuple(t.shape) for t in leaves]

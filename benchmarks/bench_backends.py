@@ -57,6 +57,60 @@ def run_once(spec: str, ops: str, dtypes: tuple[str, ...]) -> dict:
             "reused_fraction": stats.get("reused", 0) / max(made + stats.get("reused", 0), 1)}
 
 
+def coverage(spec: str, ops: str, dtype: str, examples: int) -> dict[str, list[str]]:
+    """Each declaration's first ``examples`` derandomized valid cases through the backend, in this
+    process: declarations whose cases were all compared (``compared``: passed or failed), any export
+    failed (``export failed``), any unsupported, any raised. A quick census, not a conformance run."""
+    from dataclasses import replace
+
+    from hypothesis import HealthCheck, given, settings
+
+    from backends.base import CompileFailure
+    from conformance.compare import compare_results
+    from conformance.runner import reference_result
+
+    backend = load_backend(spec)
+    forward_only = not backend.capabilities().backward
+    table: dict[str, list[str]] = {}
+    for decl in (select_specs(ops.split(",")) if ops else list(all_specs().values())):
+        cases: list = []
+
+        def collect(case):
+            cases.append(case)  # noqa: B023 - run at once, inside this iteration
+
+        draw = settings(max_examples=examples, database=None, derandomize=True, deadline=None,
+                        suppress_health_check=list(HealthCheck))(given(decl.strategy(dtype, None, invalid=False))(
+                            collect))
+        try:
+            draw()
+        except Exception as exc:  # noqa: BLE001 - a declaration that cannot draw is reported
+            table.setdefault("harness", []).append(f"{decl.id}: {type(exc).__name__}")
+            continue
+        outcome, failed = "compared", 0
+        for case in cases[:examples]:
+            try:
+                case, ref = reference_result(decl, case)
+                got = backend.run(case)
+                if forward_only:
+                    ref = replace(ref, grads={})
+                failed += not all(c.ok for c in compare_results(decl, case, ref, got))
+            except NotImplementedError as exc:
+                outcome = f"unsupported ({str(exc)[:160]})"
+                break
+            except CompileFailure as exc:
+                outcome = f"export failed ({str(exc)[:160]})"
+                break
+            except Exception as exc:  # noqa: BLE001
+                outcome = f"raised ({type(exc).__name__}: {str(exc)[:120]})"
+                break
+        if outcome == "compared" and failed:
+            outcome = f"compared, a discrepancy ({failed} of {len(cases[:examples])} cases)"
+        table.setdefault(outcome.split(" (")[0].split(",")[0], []).append(
+            decl.id if outcome == "compared" else f"{decl.id}: {outcome}")
+        print(f"{decl.id}: {outcome}", flush=True)
+    return table
+
+
 def baseline_cases(directory: str) -> int:
     return sum(1 for r in read_records(Path(directory))
                if r.get("type", "case") == "case" and not r.get("shrinking") and r["verdict"] != "unsupported")
@@ -78,8 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--catalogue-cases", type=int, default=None)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--job-minutes", type=float, default=15.0)
+    p.add_argument("--coverage", type=int, default=0, metavar="N",
+                   help="instead: each declaration's first N valid cases (first dtype): compared, export failed, "
+                        "unsupported or raised")
     args = p.parse_args(argv)
     dtypes = tuple(args.dtypes.split(","))
+    if args.coverage:
+        table = coverage(args.backend, args.ops if args.ops != "all" else "", dtypes[0], args.coverage)
+        total = sum(len(v) for v in table.values())
+        for outcome, ids in sorted(table.items()):
+            print(f"{outcome}: {len(ids)} of {total}")
+        return 0
     spec = args.backend
     cache = None
     if spec.startswith("torch-compile") and "cache=" not in spec:
