@@ -464,7 +464,7 @@ class OnnxRuntimeBackend(TorchBackend):
             for t, value in zip(leaves, after):  # what the call mutated (only those differ)
                 new = _tensor(value, t.dtype)
                 if new.shape == t.shape and not torch.equal(_bits(new), _bits(t)):
-                    t.copy_(new)
+                    _write_back(t, new)
         return _rebuild(graph.out_tree, outputs)
 
     def _signature(self, case: Case, fn: Any, position: int, args_tree: _Tree, leaves: list[Any],
@@ -547,6 +547,16 @@ class OnnxRuntimeBackend(TorchBackend):
             self._registry = _registration.ONNXRegistry.from_torchlib(opset_version=registry_opset)
         return _core.export(wrapper, examples, {}, registry=self._registry, dynamic_shapes=dynamic, input_names=names,
                             verbose=False, optimize=True, opset_version=opset)
+
+
+def _write_back(t: Any, new: Any) -> None:
+    """Store ``new`` into ``t`` in place; into an expanded tensor (stride 0 along some dims, as an
+    in-place fill leaves it) through the view that holds each element once."""
+    index = tuple(slice(0, 1) if st == 0 and n > 1 else slice(None) for st, n in zip(t.stride(), t.shape))
+    if any(isinstance(i, slice) and i.stop == 1 for i in index):
+        t[index].copy_(new[index])
+    else:
+        t.copy_(new)
 
 
 def _bits(t: Any) -> Any:

@@ -357,8 +357,9 @@ class TorchCompileBackend(TorchBackend):
         self.known_as = type(self).known_as  # not torch-<device>'s entries (see the module docstring)
         self._live: OrderedDict[str, Callable[..., Any]] = OrderedDict()  # signature -> compiled trampoline
         self._since_reset = 0
+        self._last = ""
         self._configured = False
-        self.stats = {"compiled": 0, "reused": 0}
+        self.stats = {"compiled": 0, "reused": 0, "consecutive": 0}
 
     @classmethod
     def from_spec(cls, spec: str) -> TorchCompileBackend:
@@ -429,6 +430,8 @@ class TorchCompileBackend(TorchBackend):
     # -- compiled callables ------------------------------------------------------------------------
     def _compiled(self, key: str, kind: str) -> Callable[..., Any]:
         """The live trampoline of this signature; else a fresh one (dynamo reset every RESET_AFTER)."""
+        consecutive, self._last = key == self._last, key
+        self.stats["consecutive"] += consecutive  # what reusing only the previous case's graph would reuse
         if key in self._live:
             self._live.move_to_end(key)
             self.stats["reused"] += 1

@@ -240,3 +240,16 @@ def test_wrong_exporters_are_caught_and_shrunk(tmp_path, forward_only_runner, ad
     final = [r for r in records if r["verdict"] == "fail" and r["final"]]
     assert final, sorted({(r["verdict"], r["error"]) for r in records})
     assert min(int(np.prod(i["shape"])) for r in final for i in r["case"]["inputs"].values()) <= 16
+
+
+def test_a_mutation_is_written_back_into_an_expanded_input():
+    import torch
+
+    from backends.onnxruntime_backend import _write_back
+
+    t = torch.zeros(3, 1).expand(3, 4)  # an in-place fill of an expanded input: one value per row
+    _write_back(t, torch.arange(3.0).reshape(3, 1).expand(3, 4).clone())
+    assert torch.equal(t, torch.arange(3.0).reshape(3, 1).expand(3, 4))
+    dense = torch.zeros(2, 2)
+    _write_back(dense, torch.ones(2, 2))
+    assert torch.equal(dense, torch.ones(2, 2))
