@@ -28,6 +28,21 @@ def conformance(session: nox.Session) -> None:
                 "--report-dir", "nnconform-report", *args)
 
 
+@nox.session(name="long-backends")
+def long_backends(session: nox.Session) -> None:
+    """The catalogue through the long backends, one shard: ``nox -s long-backends -- torch-compile 1/4``
+    (backend, shard K/N; the compile cache in .nnconform-compile-cache, for CI to keep between runs).
+    Exit 0 when every discrepancy is a known entry."""
+    session.install(*CONSTRAINTS, "-e", ".[onnx]")
+    args = list(session.posargs) or ["torch-compile"]
+    backend, part = args[0], args[1] if len(args) > 1 else "1/1"
+    if backend.startswith("torch-compile") and "cache=" not in backend:
+        backend += ":cache=.nnconform-compile-cache"
+    report = f"nnconform-report-{backend.split(':')[0]}-{part.replace('/', '-of-')}"
+    session.run("nnconform", "run", "--backend", backend, "--profile", "ci", "--shard", part, "-j", "2",
+                "--report-dir", report)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """nnconform's own tests: references, strategies, tolerance model, reports, CLI, wrong backends.

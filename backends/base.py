@@ -49,10 +49,11 @@ class BackendTimeout(RuntimeError):
 
 
 class CompileFailure(RuntimeError):
-    """A compiling backend could not compile the call: a graph break where the call must be one
-    graph, a recompile-limit hit or an error of the compiler itself. Recorded as verdict
+    """A compiling or exporting backend could not translate the call: a graph break where the call
+    must be one graph, a recompile-limit hit, an error of the compiler itself, or a failed export
+    (an exporter's error, or an exported model its runtime refuses to load). Recorded as verdict
     ``compile`` with this message; the message starts with the kind (``graph break``,
-    ``recompile limit``, ``compiler error``)."""
+    ``recompile limit``, ``compiler error``, ``export``)."""
 
 
 class BackendRaised(RuntimeError):
@@ -265,14 +266,17 @@ class Capabilities:
     """What a backend claims to implement, as data.
 
     ``ops`` lists the catalogue names (or declaration ids such as ``LSTM[packed]``) it
-    implements (None: every declared entry). Anything outside its capabilities is reported as
-    *unsupported*, never as passed.
+    implements (None: every declared entry). ``backward``: False for a forward-only backend (an
+    inference runtime): it reports no gradient, and the gradients of its cases are recorded as
+    unsupported, never compared and never passed. Anything outside its capabilities is reported
+    as *unsupported*, never as passed.
     """
 
     devices: tuple[str, ...] = ("cpu",)
     dtypes: tuple[str, ...] = DTYPE_NAMES
     ops: frozenset[str] | None = None
     notes: dict[str, str] = field(default_factory=dict)
+    backward: bool = True
 
 
 class Backend:

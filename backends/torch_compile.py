@@ -1,4 +1,4 @@
-"""The torch.compile adapter: ``torch-compile[:<compiler>[:<mode>]]`` (CPU) and ``torch-compile-cuda[...]``.
+"""The torch.compile adapter: ``torch-compile[:<compiler>[:<mode>]][:cache=<DIR>]`` (CPU), ``torch-compile-cuda[...]``.
 
 A case runs exactly as on ``torch-cpu`` (the call interpreter builds the module, installs its
 parameters and buffers, lays out the inputs, calls, runs the backward pass with the case's
@@ -9,16 +9,27 @@ captures and decomposes but runs eager kernels, which separates capture from cod
 builds both. The result is judged against the reference like any other backend's, never against
 eager torch.
 
-Compilation costs seconds per graph, so a compiled trampoline is reused for consecutive cases of
-one *call signature* (entry, callee, dtype, call tree without its seed, input layouts, ranks and
-which sizes are 0 or 1, differentiable inputs): Hypothesis replays and shrinks a case through many
-nearby ones. Before a new signature is compiled, ``torch._dynamo.reset()`` drops every compiled
-graph and dynamo's process state, so that each compilation starts from the same state whatever ran
-before it: a replayed case gets the same graph, hence the same result or the same compile failure
-(a compiler whose outcome depended on the compilations before it would make replays flaky), and
-memory stays bounded over a whole-catalogue run. Inductor's on-disk caches (FX graph, AOTAutograd)
-make recompiling a graph seen before cheap. Each case runs either a static-shape graph or a
-dynamic-shape one, decided by the case itself (``graph_kind``: the parity of its id):
+Compilation costs seconds per graph, so a compiled trampoline is kept for every *call signature*
+(entry, callee, dtype, call tree without its seed, input layouts, ranks and which sizes are 0 or 1,
+differentiable inputs) and reused by every later case of that signature in the worker, not only the
+next one: a target's random cases, regimes and Hypothesis' replays and shrinking steps come back to
+the same few signatures. The trampolines live in an LRU of ``LIVE_SIGNATURES``; each has its own
+code object, and dynamo keeps its graphs, guards and recompile count per code object, so a
+compilation for one signature never sees another's graphs. After ``RESET_AFTER`` compilations
+``torch._dynamo.reset()`` drops every graph and dynamo's process state, which bounds memory over a
+whole-catalogue run. A graph a signature compiled serves the signature's later cases as long as
+dynamo's guards accept them (a guard that fails compiles another graph for the same trampoline, up
+to the recompile limit), so which cases share a graph is decided by dynamo's own guards, never by
+nnconform.
+
+Inductor's on-disk caches (the FX graph cache: generated code and compiled kernels; the AOTAutograd
+cache: forward and backward graphs) make compiling a graph seen before, in this run or an earlier
+one, cheap. They live in ``cache=<DIR>`` (or the directory named by ``NNCONFORM_COMPILE_CACHE``;
+default: inductor's, ``TORCHINDUCTOR_CACHE_DIR`` or a directory under the system's temporary
+directory): point it at a directory CI keeps between runs. The caches are keyed by the graph, the
+compiler's configuration and torch's version, so a hit returns exactly what compiling would have.
+Each case runs either a static-shape graph or a dynamic-shape one, decided by the case itself
+(``graph_kind``: the parity of its id):
 
 - *static*: ``dynamic=False``, the signature plus the exact sizes (inductor specialises loops,
   vectorisation and tails to the sizes: the code a fixed-shape model gets);
@@ -72,6 +83,7 @@ import subprocess
 import sys
 import traceback
 import types
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -81,6 +93,9 @@ from backends.torch_backend import TorchBackend
 
 DEFAULT_COMPILER = "inductor"
 RECOMPILE_LIMIT = 8
+LIVE_SIGNATURES = 64  # compiled trampolines kept per worker (LRU)
+RESET_AFTER = 256  # compilations after which dynamo is reset (memory stays bounded)
+CACHE_ENV = "NNCONFORM_COMPILE_CACHE"
 MESSAGE_LIMIT = 2000
 BASE_NAMES = {"cpu": "torch-compile", "cuda": "torch-compile-cuda"}
 
@@ -92,15 +107,29 @@ def _torch() -> Any:
 
 
 def parse_spec(spec: str) -> tuple[str, str, str | None]:
-    """(device, compiler, mode) of ``torch-compile[-cuda][:<compiler>[:<mode>]]``; ValueError otherwise."""
+    """(device, compiler, mode) of ``torch-compile[-cuda][:<compiler>[:<mode>]][:<option>=<value>]``;
+    ValueError otherwise (options: ``spec_options``)."""
     base, _, rest = spec.partition(":")
     device = next((d for d, name in BASE_NAMES.items() if name == base), None)
     if device is None:
         raise ValueError(f"not a torch-compile backend name: {spec!r}")
-    compiler, _, mode = rest.partition(":")
-    if ":" in mode:
-        raise ValueError(f"{spec!r}: expected {base}[:<compiler>[:<mode>]]")
+    positional = [part for part in rest.split(":") if "=" not in part] if rest else []
+    if len(positional) > 2:
+        raise ValueError(f"{spec!r}: expected {base}[:<compiler>[:<mode>]][:cache=<DIR>]")
+    compiler = positional[0] if positional else ""
+    mode = positional[1] if len(positional) > 1 else ""
+    spec_options(spec)
     return device, compiler or DEFAULT_COMPILER, mode or None
+
+
+def spec_options(spec: str) -> dict[str, str]:
+    """The ``<option>=<value>`` parts of a torch-compile backend name (``cache``: the compile-cache
+    directory); ValueError for an unknown option."""
+    options = dict(part.split("=", 1) for part in spec.split(":")[1:] if "=" in part)
+    unknown = sorted(set(options) - {"cache"})
+    if unknown:
+        raise ValueError(f"{spec!r}: unknown option {', '.join(unknown)} (known: cache=<DIR>)")
+    return options
 
 
 def _set(config: Any, name: str, value: Any, *older_names: str) -> bool:
@@ -112,9 +141,13 @@ def _set(config: Any, name: str, value: Any, *older_names: str) -> bool:
     return False
 
 
-def configure() -> dict[str, bool]:
-    """The dynamo and inductor settings every compiled case runs under (see the module docstring).
-    Returns which of them this torch has (an older torch may lack the hard recompile limit)."""
+def configure(cache_dir: str | None = None) -> dict[str, bool]:
+    """The dynamo and inductor settings every compiled case runs under (see the module docstring), and
+    the compile caches in ``cache_dir`` when given. Returns which of them this torch has (an older
+    torch may lack the hard recompile limit)."""
+    if cache_dir:  # read by inductor whenever it opens its caches (before the first compilation)
+        os.makedirs(cache_dir, exist_ok=True)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.abspath(cache_dir)
     import torch._dynamo.config as dynamo_config
 
     applied = {
@@ -138,7 +171,24 @@ def configure() -> dict[str, bool]:
     except Exception:  # pragma: no cover - a torch without inductor: the availability check says so
         return applied
     applied["compile_threads"] = _set(inductor_config, "compile_threads", 1)
+    applied["fx_graph_cache"] = _set(inductor_config, "fx_graph_cache", True)
+    try:
+        import torch._functorch.config as functorch_config
+
+        applied["autograd_cache"] = _set(functorch_config, "enable_autograd_cache", True)
+    except Exception:  # pragma: no cover - older torch
+        applied["autograd_cache"] = False
     return applied
+
+
+def cache_directory() -> str:
+    """Where inductor keeps its caches in this process."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+        return cache_dir()
+    except Exception:  # pragma: no cover - older torch
+        return os.environ.get("TORCHINDUCTOR_CACHE_DIR", "")
 
 
 def _cxx_search() -> tuple[str | None, ...]:
@@ -199,6 +249,11 @@ def graph_kind(case: Case) -> str:
     """``static`` or ``dynamic``: the kind of graph that runs ``case``, from the parity of its id (the
     same case always gets the same kind; about half the cases get each)."""
     return "static" if int(case.case_id(), 16) % 2 == 0 else "dynamic"
+
+
+def runs_dynamic_graph(case: Case) -> bool:
+    """Whether ``case`` runs a dynamic-shape graph (a predicate of known entries)."""
+    return graph_kind(case) == "dynamic"
 
 
 def signature(case: Case, fn: Any, kind: str = "dynamic") -> str:
@@ -289,8 +344,9 @@ class TorchCompileBackend(TorchBackend):
     """
 
     def __init__(self, compiler: str | Callable[..., Any] = DEFAULT_COMPILER, mode: str | None = None,
-                 device: str = "cpu"):
+                 device: str = "cpu", cache_dir: str | None = None):
         super().__init__(device)
+        self.cache_dir = cache_dir or os.environ.get(CACHE_ENV) or None
         self.compiler = compiler  # a registered torch.compile backend name, or a backend callable
         self.compiler_name = compiler if isinstance(compiler, str) else getattr(compiler, "__name__", repr(compiler))
         self.mode = mode
@@ -299,14 +355,16 @@ class TorchCompileBackend(TorchBackend):
             suffix = "" if default else f":{self.compiler_name}" + (f":{mode}" if mode else "")
             self.name = BASE_NAMES[device] + suffix
         self.known_as = type(self).known_as  # not torch-<device>'s entries (see the module docstring)
-        self._live: tuple[str, Callable[..., Any]] | None = None  # (signature, compiled trampoline)
+        self._live: OrderedDict[str, Callable[..., Any]] = OrderedDict()  # signature -> compiled trampoline
+        self._since_reset = 0
+        self._last = ""
         self._configured = False
-        self.stats = {"compiled": 0, "reused": 0}
+        self.stats = {"compiled": 0, "reused": 0, "consecutive": 0}
 
     @classmethod
     def from_spec(cls, spec: str) -> TorchCompileBackend:
         device, compiler, mode = parse_spec(spec)
-        return cls(compiler, mode, device)
+        return cls(compiler, mode, device, cache_dir=spec_options(spec).get("cache"))
 
     def capabilities(self) -> Capabilities:
         notes = {"compiler": self.compiler_name, "mode": self.mode or "default", "fullgraph": "true",
@@ -350,6 +408,8 @@ class TorchCompileBackend(TorchBackend):
     def versions(self) -> dict[str, str]:
         info = super().versions()
         info.update(compiler=self.compiler_name, mode=self.mode or "default")
+        if self.cache_dir:
+            info["compile_cache"] = os.path.abspath(self.cache_dir)
         if self.compiler == "inductor" and self._device == "cpu":
             cxx = cxx_compiler()
             info["cxx"] = str(cxx)
@@ -364,21 +424,29 @@ class TorchCompileBackend(TorchBackend):
     def prepare(self) -> None:
         super().prepare()
         if not self._configured:
-            configure()
+            configure(self.cache_dir)
             self._configured = True
 
     # -- compiled callables ------------------------------------------------------------------------
     def _compiled(self, key: str, kind: str) -> Callable[..., Any]:
-        """The live trampoline when it has this signature; else a fresh one compiled from a reset state."""
-        if self._live is not None and self._live[0] == key:
+        """The live trampoline of this signature; else a fresh one (dynamo reset every RESET_AFTER)."""
+        consecutive, self._last = key == self._last, key
+        self.stats["consecutive"] += consecutive  # what reusing only the previous case's graph would reuse
+        if key in self._live:
+            self._live.move_to_end(key)
             self.stats["reused"] += 1
-            return self._live[1]
+            return self._live[key]
         torch = _torch()
-        self._live = None
-        torch._dynamo.reset()
+        if self._since_reset >= RESET_AFTER:
+            self._live.clear()
+            torch._dynamo.reset()
+            self._since_reset = 0
         compiled = torch.compile(_trampoline(), backend=self.compiler, mode=self.mode, fullgraph=True,
                                  dynamic=kind == "dynamic")
-        self._live = (key, compiled)
+        self._live[key] = compiled
+        while len(self._live) > LIVE_SIGNATURES:
+            self._live.popitem(last=False)
+        self._since_reset += 1
         self.stats["compiled"] += 1
         return compiled
 
@@ -389,7 +457,7 @@ class TorchCompileBackend(TorchBackend):
             return self._compiled(key, kind)(fn, args, kwargs)
         except BaseException as exc:
             if isinstance(classify(exc), CompileFailure):  # a signature that failed to compile starts afresh
-                self._live = None
+                self._live.pop(key, None)
             raise
 
     @contextmanager

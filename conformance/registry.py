@@ -23,6 +23,7 @@ def _builtin() -> dict[str, Callable[[], Backend]]:
         "torch-cuda": lambda: TorchBackend("cuda"),
         "torch-compile": lambda: _torch_compile("torch-compile"),
         "torch-compile-cuda": lambda: _torch_compile("torch-compile-cuda"),
+        "onnxruntime": lambda: _onnxruntime("onnxruntime"),
         "reference": ReferenceBackend,
     }
 
@@ -34,12 +35,23 @@ def _torch_compile(spec: str) -> Backend:
     return TorchCompileBackend.from_spec(spec)
 
 
+def _onnxruntime(spec: str) -> Backend:
+    """``onnxruntime[:dynamo|torchscript][:opset=<N>]``: torch.onnx.export, then ONNX Runtime (CPU)."""
+    from backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend.from_spec(spec)
+
+
+_WITH_OPTIONS = {"torch-compile": _torch_compile, "torch-compile-cuda": _torch_compile, "onnxruntime": _onnxruntime}
+
+
 def _builtin_with_options(spec: str) -> Backend | None:
-    """A built-in backend named with options (``torch-compile:aot_eager``), or None."""
+    """A built-in backend named with options (``torch-compile:aot_eager``, ``onnxruntime:torchscript``),
+    or None."""
     base, sep, _ = spec.partition(":")
-    if sep and base in ("torch-compile", "torch-compile-cuda"):
+    if sep and base in _WITH_OPTIONS:
         try:
-            return _torch_compile(spec)
+            return _WITH_OPTIONS[base](spec)
         except ValueError as exc:
             raise BackendNotFound(str(exc)) from None
     return None
@@ -62,8 +74,8 @@ class BackendNotFound(LookupError):
 
 
 def load_backend(spec: str) -> Backend:
-    """A backend from a built-in name (``torch-compile`` also as ``torch-compile:<compiler>[:<mode>]``),
-    an entry-point name or ``module:Class``."""
+    """A backend from a built-in name (``torch-compile`` also as ``torch-compile:<compiler>[:<mode>]``,
+    ``onnxruntime`` as ``onnxruntime[:<exporter>][:opset=<N>]``), an entry-point name or ``module:Class``."""
     builtin = _builtin()
     if spec in builtin:
         return builtin[spec]()

@@ -106,7 +106,7 @@ def test_consecutive_cases_of_a_signature_share_a_compiled_callable():
     for shape in by_kind["dynamic"]:  # one graph for every size of the signature
         got = backend.run(_relu_case(shape))
         assert np.array_equal(got.outputs["output"], np.maximum(_relu_case(shape).inputs["input"], 0))
-    assert backend.stats == {"compiled": 1, "reused": len(by_kind["dynamic"]) - 1}
+    assert backend.stats["compiled"] == 1 and backend.stats["reused"] == len(by_kind["dynamic"]) - 1
     for shape in by_kind["static"]:  # one graph per size
         backend.run(_relu_case(shape))
     assert backend.stats["compiled"] == 1 + len(by_kind["static"])
@@ -114,14 +114,54 @@ def test_consecutive_cases_of_a_signature_share_a_compiled_callable():
     assert backend.stats["compiled"] == 1 + len(by_kind["static"])
 
 
-def test_a_replay_after_other_signatures_gives_the_same_result():
+def test_a_signature_seen_before_reuses_its_graph_after_other_signatures():
     backend = TorchCompileBackend("aot_eager")
     case = _relu_case((4, 5))
     first = backend.run(case)
-    backend.run(_relu_case((3,), op="Softmax"))  # another signature: dynamo is reset before it compiles
+    backend.run(_relu_case((3,), op="Softmax"))  # another signature, another trampoline
     again = backend.run(case)
     assert all(np.array_equal(first.tensors()[k], again.tensors()[k], equal_nan=True) for k in first.tensors())
-    assert backend.stats["compiled"] == 3
+    assert backend.stats == {"compiled": 2, "reused": 1, "consecutive": 0}
+
+
+def test_dynamo_is_reset_after_a_bounded_number_of_signatures(monkeypatch):
+    import backends.torch_compile as torch_compile
+
+    monkeypatch.setattr(torch_compile, "RESET_AFTER", 2)
+    monkeypatch.setattr(torch_compile, "LIVE_SIGNATURES", 2)
+    backend = TorchCompileBackend("aot_eager")
+    resets = []
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(1))
+    for shape in [(2,), (2, 3), (2, 3, 4), (2, 3, 4, 5)]:  # four ranks: four signatures
+        backend.run(_relu_case(shape))
+    assert len(backend._live) <= 2 and resets
+
+
+@pytest.mark.parametrize(("spec", "options"), [
+    ("torch-compile:cache=/tmp/x", {"cache": "/tmp/x"}),
+    ("torch-compile:inductor:max-autotune:cache=/tmp/x", {"cache": "/tmp/x"}),
+    ("torch-compile", {}),
+])
+def test_the_compile_cache_is_an_option_of_the_name(spec, options):
+    from backends.torch_compile import spec_options
+
+    assert spec_options(spec) == options
+    assert parse_spec(spec)[1] == "inductor"
+    backend = load_backend(spec)
+    assert backend.cache_dir == options.get("cache") and backend.name.startswith("torch-compile")
+    with pytest.raises(BackendNotFound, match="unknown option"):
+        load_backend("torch-compile:speed=fast")
+
+
+def test_the_compile_cache_directory_is_where_inductor_caches(tmp_path, monkeypatch):
+    from backends.torch_compile import CACHE_ENV, cache_directory
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "from-env"))
+    assert TorchCompileBackend("aot_eager").cache_dir == str(tmp_path / "from-env")
+    applied = configure(str(tmp_path / "cache"))
+    assert applied["fx_graph_cache"] and applied["autograd_cache"]
+    assert cache_directory() == str(tmp_path / "cache")
 
 
 # -- verdicts ------------------------------------------------------------------------------------------
@@ -287,3 +327,13 @@ def test_a_code_generation_bug_of_inductor_is_caught_in_the_isolated_worker(tmp_
     code, records = _run(tmp_path, f"{__name__}:InductorReluBug", "ReLU", "float32", 2, "--timeout", "600")
     assert code == 1
     assert any(r["verdict"] == "fail" and r["final"] for r in records), [r["error"] for r in records]
+
+
+@pytest.mark.parametrize(("adapter", "op", "dtype"), [("CompiledGeluTanh", "GELU", "float64"),
+                                                      ("CompiledNaiveLogSoftmax", "LogSoftmax", "float32")])
+def test_wrong_compilers_are_caught_and_shrunk(tmp_path, adapter, op, dtype):
+    code, records = _run(tmp_path, f"tests.wrong_backends.compiled:{adapter}", op, dtype, 4, "--no-invalid")
+    assert code == 1
+    final = [r for r in records if r["verdict"] == "fail" and r["final"]]
+    assert final, sorted({(r["verdict"], r["error"]) for r in records})
+    assert min(int(np.prod(i["shape"])) for r in final for i in r["case"]["inputs"].values()) <= 16
