@@ -25,7 +25,7 @@ import numpy as np
 from backends.base import RESULT_GROUPS, Backend, Result
 from conformance.compare import compare_results
 from conformance.driver import RunSettings, Session, Target
-from conformance.known import KnownDiscrepancy, explain, matching
+from conformance.known import KnownDiscrepancy, explain, matching, modelled_tensors
 from conformance.runner import Evaluation, Runner
 from conformance.spec import LayerSpec, Regime, all_specs
 
@@ -103,10 +103,12 @@ class AuditRunner(Runner):
             if not tensors:
                 continue
             self.totals.judged[group] += 1
+            wrong = perturbed(got, tensors)
             with np.errstate(all="ignore"):
-                comparisons = compare_results(spec, ev.case, ev.reference, perturbed(got, tensors))
+                comparisons = compare_results(spec, ev.case, ev.reference, wrong)
             failing = [c.to_dict() for c in comparisons if not c.ok]
-            used = explain(entries, None, failing) if failing else None
+            modelled = modelled_tensors(entries, spec, ev.case, ev.reference, wrong) if failing else {}
+            used = explain(entries, None, failing, modelled) if failing else None
             hidden = sorted(set(tensors) & right & {c["tensor"] for c in failing})
             if used is not None and hidden:
                 self.totals.masked.append(Masking(spec.id, ev.case.case_id(), group, hidden, [e.id for e in used]))

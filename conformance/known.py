@@ -17,6 +17,12 @@ Each ``[[discrepancy]]`` entry has:
   default every tensor) and ``symptom`` (one or a list of ``SYMPTOMS``; default any), and for the
   ``value`` symptom a bound on the error it explains: ``max_utilisation`` (error / allowed
   bound) and/or ``max_ulps`` (error in ulps of the reference);
+- optionally ``model`` (``module:function(case, reference, got) -> {tensor name: predicted}``, a
+  prediction being a value or ``(value, magnitude)`` for its rounding bound):
+  what the bug makes the backend compute, from the reference's results and the backend's own
+  (e.g. the indices it returned). The entry then explains a failing tensor only when the backend's
+  value agrees with the prediction under that tensor's bound, so a different wrong value in the
+  same tensor is not hidden;
 - ``reason`` (with a minimal repro) and ``link``; ``strict`` (default true) and, for a non-strict
   entry, ``why_not_strict``; ``restart`` (the bug corrupts the process without killing it).
 
@@ -42,12 +48,14 @@ import importlib
 import math
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backends.base import Case
+import numpy as np
+
+from backends.base import Case, Result
 
 if TYPE_CHECKING:  # pragma: no cover
     from conformance.spec import LayerSpec
@@ -67,7 +75,8 @@ KNOWN_DIR = Path(__file__).with_name("known")
 TENSOR_SYMPTOMS = ("value", "nonfinite", "signed-zero", "index", "shape")
 CALL_SYMPTOMS = ("raises", "accepts-invalid", "crash", "timeout", "compile")
 SYMPTOMS = TENSOR_SYMPTOMS + CALL_SYMPTOMS
-_PREDICATE_BUILTINS = {f.__name__: f for f in (len, any, all, max, min, isinstance, tuple, list, int, str, sum)}
+_PREDICATE_BUILTINS = {f.__name__: f for f in (len, any, all, max, min, abs, isinstance, bool, float, int, str, sum,
+                                                tuple, list)}
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,7 @@ class KnownDiscrepancy:
     dtype: str = "*"
     when: str = ""
     predicate: str = ""  # "module:function" taking the Case, for conditions an expression can't say
+    model: str = ""  # "module:function(case, reference, got) -> {tensor: predicted value}"
     strict: bool = True
     # The discrepancy can corrupt the backend's process without killing it (heap corruption): the
     # worker is replaced after every matching case. Other failures keep the worker.
@@ -103,10 +113,13 @@ class KnownDiscrepancy:
         """Whether the entry explains a failure of the call itself (``CALL_SYMPTOMS``)."""
         return symptom in self.symptom
 
-    def explains(self, comparison: Mapping[str, Any]) -> bool:
+    def explains(self, comparison: Mapping[str, Any], modelled: Collection[str] = ()) -> bool:
         """Whether the entry explains one failing comparison (a ``Comparison.to_dict()``): its
-        tensor, its symptoms and, for wrong values, the size of the error."""
+        tensor, its symptoms and, for wrong values, the size of the error; for an entry with a
+        ``model``, only tensors in ``modelled`` (those agreeing with the model's prediction)."""
         if not any(_glob(p, comparison["tensor"]) for p in self.tensors):
+            return False
+        if self.model and comparison["tensor"] not in modelled:
             return False
         symptoms = comparison.get("symptoms") or ["shape"]
         if not all(s in self.symptom for s in symptoms):
@@ -218,16 +231,16 @@ def _check_when(when: str) -> None:
                          f"(it may read {', '.join(WHEN_NAMES)} and {', '.join(sorted(_PREDICATE_BUILTINS))})")
 
 
-def _check_predicate(predicate: str) -> None:
+def _check_predicate(predicate: str, kind: str = "predicate") -> None:
     module_name, sep, attr = predicate.partition(":")
     if not sep or not module_name or not attr:
-        raise ValueError(f"predicate {predicate!r} is not 'module:function'")
+        raise ValueError(f"{kind} {predicate!r} is not 'module:function'")
     try:
         target = _load_predicate(predicate)
     except Exception as exc:
-        raise ValueError(f"predicate {predicate!r} cannot be loaded ({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"{kind} {predicate!r} cannot be loaded ({type(exc).__name__}: {exc})") from None
     if not callable(target):
-        raise ValueError(f"predicate {predicate!r} is not callable")
+        raise ValueError(f"{kind} {predicate!r} is not callable")
 
 
 _DIGIT_CLASS = re.compile(r"\[(\d+)\]")
@@ -305,6 +318,8 @@ def load_file(path: Path) -> list[KnownDiscrepancy]:
                 _check_when(entry.when)
             if entry.predicate:
                 _check_predicate(entry.predicate)
+            if entry.model:
+                _check_predicate(entry.model, "model")
         except (TypeError, ValueError, SyntaxError) as exc:
             message = str(exc).replace("KnownDiscrepancy.__init__()", "an entry")
             raise ValueError(f"{where}: entry {raw.get('id', '?')!r}: {message}") from None
@@ -318,11 +333,51 @@ def matching(entries: Sequence[KnownDiscrepancy], spec: LayerSpec, backend: str 
     return [entry for entry in entries if entry.matches(spec, backend, case)]
 
 
+def modelled_tensors(entries: Sequence[KnownDiscrepancy], spec: LayerSpec, case: Case, reference: Result,
+                     got: Result) -> dict[str, frozenset[str]]:
+    """For each entry with a ``model``: the tensors whose backend values agree with the model's
+    prediction, each compared as a plain tensor (no declaration comparator: the model says exactly
+    what the backend computes) under the bound of its magnitude and the reference's (none when the
+    model cannot judge the case)."""
+    from conformance.compare import compare_tensor
+    from conformance.tolerance import magnitudes
+
+    out: dict[str, frozenset[str]] = {}
+    absref: dict[str, np.ndarray] | None = None
+    theirs = got.tensors()
+    for entry in entries:
+        if not entry.model:
+            continue
+        try:
+            predicted = _load_predicate(entry.model)(case, reference, got)
+            if absref is None:
+                with np.errstate(all="ignore"):
+                    absref = magnitudes(spec, case, reference)
+            agreed = set()
+            for name, value in predicted.items():
+                value, scale = value if isinstance(value, tuple) else (value, None)
+                value = np.asarray(value)
+                if scale is None:
+                    scale = np.abs(value.astype(np.float64)) if value.dtype.kind == "f" else np.zeros(value.shape)
+                if name in absref:
+                    scale = np.maximum(scale, np.broadcast_to(absref[name], scale.shape))
+                with np.errstate(all="ignore"):
+                    comparison = compare_tensor(spec, case, name, value, theirs.get(name), got.dtypes.get(name), scale)
+                if comparison.ok:
+                    agreed.add(name)
+            out[entry.id] = frozenset(agreed)
+        except Exception:
+            out[entry.id] = frozenset()
+    return out
+
+
 def explain(entries: Sequence[KnownDiscrepancy], call_symptom: str | None,
-            failing: Sequence[Mapping[str, Any]]) -> list[KnownDiscrepancy] | None:
+            failing: Sequence[Mapping[str, Any]],
+            modelled: Mapping[str, Collection[str]] | None = None) -> list[KnownDiscrepancy] | None:
     """The entries that together explain a failed case (every failing comparison by one entry, and
     the call's own failure ``call_symptom``), in order of use; None when something is left
-    unexplained."""
+    unexplained. ``modelled``: ``modelled_tensors`` of the entries with a model."""
+    modelled = modelled or {}
     used: dict[str, KnownDiscrepancy] = {}
     if call_symptom is not None:
         entry = next((e for e in entries if e.explains_call(call_symptom)), None)
@@ -330,7 +385,7 @@ def explain(entries: Sequence[KnownDiscrepancy], call_symptom: str | None,
             return None
         used[entry.id] = entry
     for comparison in failing:
-        entry = next((e for e in entries if e.explains(comparison)), None)
+        entry = next((e for e in entries if e.explains(comparison, modelled.get(e.id, ()))), None)
         if entry is None:
             return None
         used.setdefault(entry.id, entry)

@@ -33,7 +33,7 @@ from backends.base import (
 )
 from conformance.compare import Comparison, compare_results
 from conformance.driver import RunSettings
-from conformance.known import KnownDiscrepancy, explain, matching
+from conformance.known import KnownDiscrepancy, explain, matching, modelled_tensors
 from conformance.profiles import PROFILES, hypothesis_settings
 from conformance.spec import LayerSpec, Regime
 from conformance.strategies import output_cotangent
@@ -237,7 +237,7 @@ class Runner:
         record["max_utilisation"] = max((c.utilisation for c in comparisons), default=0.0)
         failing = [c for c in record["comparisons"] if not c["ok"]]
         record["verdict"] = "fail" if failing else "pass"
-        record.update(self._known_fields(backend, spec, case, failing=failing))
+        record.update(self._known_fields(backend, spec, case, failing=failing, results=(ref, got)))
         return Evaluation(record, case, ref, got)
 
     def _evaluate_invalid(self, backend: Backend, spec: LayerSpec, case: Case, record: dict[str, Any],
@@ -271,7 +271,8 @@ class Runner:
         return Evaluation(record, case)
 
     def _known_fields(self, backend: Backend, spec: LayerSpec, case: Case, call_symptom: str | None = None,
-                      failing: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                      failing: list[dict[str, Any]] | None = None,
+                      results: tuple[Result, Result] | None = None) -> dict[str, Any]:
         """A failed case is 'known' when the known entries whose scope covers it explain every one
         of its failures (``call_symptom``: the call's own failure, ``failing``: the failing
         comparisons; see ``conformance.known``). Every matching entry counts the case toward its
@@ -281,16 +282,17 @@ class Runner:
         entries = matching(self.known, spec, (backend.name, *backend.known_as), case)
         if not entries:
             return {"known": None}
+        modelled = modelled_tensors(entries, spec, case, *results) if results and failing else {}
         stats = self._known_stats[(spec.id, backend.name, case.dtype)]
         for entry in entries:
             seen = (call_symptom is not None and entry.explains_call(call_symptom)) or any(
-                entry.explains(c) for c in failing)
+                entry.explains(c, modelled.get(entry.id, ())) for c in failing)
             counts = stats.setdefault(entry.id, [entry, 0, 0])
             counts[1] += 1
             counts[2] += int(seen)
         if call_symptom is None and not failing:
             return {"known": entries[0].describe()}
-        explained = explain(entries, call_symptom, failing)
+        explained = explain(entries, call_symptom, failing, modelled)
         if explained is None:
             return {"known": None, "known_unexplained": [e.id for e in entries]}
         known = explained[0].describe()

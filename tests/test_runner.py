@@ -6,8 +6,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
+from conformance.compare import compare_results
 from conformance.driver import RunSettings, Target, run_serial
 from conformance.known import KnownDiscrepancy, load_known
 from conformance.reference_backend import ReferenceBackend
@@ -109,3 +111,26 @@ def test_every_known_entry_names_a_declared_layer():
     specs = all_specs().values()
     orphans = [e.id for e in load_known() if not any(_glob(e.op, s.id) or _glob(e.op, s.name) for s in specs)]
     assert not orphans
+
+
+def test_known_entry_with_a_model_explains_only_the_value_it_predicts():
+    """The maxpool entry's model predicts torch's wrong gradient (an empty window's cotangent at
+    the index torch returned): that value is explained, the same tensor wrong otherwise is not."""
+    from backends.base import Case, Result
+    from conformance.known import explain, load_known, matching, modelled_tensors
+
+    spec = all_specs()["MaxPool1d"]
+    case = Case(op="MaxPool1d", dtype="float64", tier="exact", differentiable=("input",),
+                params={"kernel_size": 2, "padding": 1, "dilation": 2, "return_indices": True},
+                inputs={"input": np.array([[5.0], [7.0]])}, cotangents={"output": np.array([[1.0], [10.0]])})
+    reference, pullback = spec.run_reference(case)
+    reference.grads = spec.pull(pullback, case, case.cotangents)
+    entries = matching(load_known(), spec, "torch-cpu", case)
+    assert [e.id for e in entries] == ["maxpool-empty-window-out-of-window-index"]
+    for grad, explained in (([[0.0], [1.0]], True), ([[0.0], [2.0]], False), ([[1.0], [0.0]], False)):
+        got = Result(outputs={"output": np.full((2, 1), -np.inf), "indices": np.array([[1], [1]])},
+                     grads={"input": np.array(grad)})
+        failing = [c.to_dict() for c in compare_results(spec, case, reference, got) if not c.ok]
+        assert [c["tensor"] for c in failing] == ["grad.input"]
+        modelled = modelled_tensors(entries, spec, case, reference, got)
+        assert (explain(entries, None, failing, modelled) is not None) == explained, grad

@@ -768,3 +768,90 @@ def check_fractional_samples(samples: Sequence[tuple[Case, dict[str, np.ndarray]
         checks.append(independence_test(f"independent {what}", f"neighbouring {what} on the same side of 1/2",
                                         below, [0.5] * len(below), axis, each, 2 * half * half))
     return checks
+
+
+def _empty_window_starts(case: Case, out_shape: Sequence[int], depth: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(empty, first): over the output positions of a MaxPool case, whether the window has no tap
+    inside the input, and the flat in-plane index of its first tap at or past the low padding
+    edge (start + ceil(pad_excess / dilation)·dilation per dim, flattened row-major: torch's index
+    for such a window, measured on the CPU). ``depth=False`` leaves out a 3-d window's depth term
+    (torch's channels-last 3-d kernel, as in ``maxpool3d_channels_last_neginf_window``)."""
+    x = batched_input(case)
+    spatial = x.shape[2:]
+    g = sliding(case)
+    empty = np.zeros(tuple(out_shape), dtype=bool)
+    first = np.zeros(tuple(out_shape), dtype=np.int64)
+    for d, size in enumerate(spatial):
+        o = np.arange(out_shape[d])
+        start = o * g.stride[d] - g.padding[d]
+        step = g.dilation[d]
+        valid_start = np.where(start < 0, start + (-start + step - 1) // step * step, start)
+        end = np.minimum(start + (g.kernel[d] - 1) * step + 1, size)
+        shape = [1] * len(spatial)
+        shape[d] = out_shape[d]
+        empty = empty | (valid_start >= end).reshape(shape)
+        term = valid_start if depth or len(spatial) != 3 or d != 0 else np.zeros_like(valid_start)
+        first = first * size + term.reshape(shape)
+    return empty, first
+
+
+def _scatter_empty(grad: np.ndarray, empty: np.ndarray, index: np.ndarray, cot: np.ndarray,
+                   channels_last: bool) -> np.ndarray:
+    """``grad`` (N, C, *spatial) plus each empty window's cotangent at its index within the memory
+    of an (N, C, plane) or (N, plane, C) buffer; offsets past the buffer are dropped."""
+    n, c = grad.shape[:2]
+    plane = int(np.prod(grad.shape[2:], dtype=np.int64))
+    mask = np.broadcast_to(empty, cot.shape)
+    ones = [1] * (cot.ndim - 2)
+    ns = np.broadcast_to(np.arange(n).reshape(n, 1, *ones), cot.shape)[mask]
+    cs = np.broadcast_to(np.arange(c).reshape(1, c, *ones), cot.shape)[mask]
+    idx, values = np.broadcast_to(index, cot.shape)[mask].astype(np.int64), cot[mask]
+    offset = (ns * plane + idx) * c + cs if channels_last else (ns * c + cs) * plane + idx
+    inside = (offset >= 0) & (offset < grad.size)
+    if channels_last:
+        n2, rest = np.divmod(offset[inside], plane * c)
+        p2, c2 = np.divmod(rest, c)
+    else:
+        nc, p2 = np.divmod(offset[inside], plane)
+        n2, c2 = np.divmod(nc, c)
+    flat = grad.reshape(n, c, plane).copy()
+    np.add.at(flat, (n2, c2, p2), values[inside])
+    return flat.reshape(grad.shape)
+
+
+def maxpool_empty_window_model(case: Case, reference: Result, got: Result) -> dict[str, np.ndarray]:
+    """What ``maxpool-empty-window-out-of-window-index`` predicts torch computes: the reference's
+    results, except that an empty window's index is free and its cotangent is added to the gradient
+    at that index within the input's memory, which may be another element, another channel, or past
+    the buffer (dropped here: torch may then crash). The index is torch's own when returned;
+    otherwise the window's first tap past the low padding edge (``_empty_window_starts``, with or
+    without the depth term of the channels-last 3-d kernel). The memory is contiguous or
+    channels-last. Of these few candidates, the one nearest the backend's gradient is predicted,
+    with the magnitude of its accumulations (``(value, magnitude)``): any other wrong value stays
+    unexplained."""
+    out = batched_like(case, np.asarray(reference.outputs["output"]))
+    predicted: dict[str, np.ndarray] = {}
+    empty, first = _empty_window_starts(case, out.shape[2:])
+    returned = None
+    if "indices" in got.outputs and "indices" in reference.outputs:
+        returned = batched_like(case, np.asarray(got.outputs["indices"]))
+        predicted["indices"] = like_input(case, np.where(empty, returned, batched_like(
+            case, np.asarray(reference.outputs["indices"]))))
+    cot = case.cotangents.get("output")
+    if cot is None or "input" not in reference.grads or "input" not in got.grads:
+        return predicted
+    grad = batched_like(case, np.asarray(reference.grads["input"], dtype=np.float64))
+    cot = np.broadcast_to(batched_like(case, np.asarray(cot, dtype=np.float64)), out.shape)
+    indices = [returned] if returned is not None else [first, _empty_window_starts(case, out.shape[2:], False)[1]]
+    theirs = batched_like(case, np.asarray(got.grads["input"], dtype=np.float64))
+    options = [(index, layout) for index in indices for layout in (False, True)]
+    candidates = [_scatter_empty(grad, empty, index, cot, layout) for index, layout in options]
+    with np.errstate(all="ignore"):
+        distance = [float(np.nan_to_num(np.abs(c - theirs), nan=np.inf).max(initial=0.0)) for c in candidates]
+    best = int(np.argmin(distance))
+    # the magnitude of a sum of k terms: k·Σ|terms| (each addition rounds once, in any order)
+    zero = np.zeros_like(grad)
+    terms = 1 + _scatter_empty(zero, empty, options[best][0], np.ones_like(cot), options[best][1])
+    total = np.abs(grad) + _scatter_empty(zero, empty, options[best][0], np.abs(cot), options[best][1])
+    predicted["grad.input"] = (like_input(case, candidates[best]), like_input(case, terms * total))
+    return predicted
