@@ -1,5 +1,7 @@
-"""Finite differences, the independent check of every analytic VJP (and, later, of second
-derivatives): one implementation, shared by the tests of every family and by users.
+"""Finite differences, the independent check of every analytic VJP and the reference of second
+derivatives: one implementation, shared by the tests of every family, the derivative modes
+(``conformance.modes``: the vjp2 mode differentiates the analytic VJP along a direction with
+``directional``) and users.
 
 The check is a dot-product test. For a function f of named float64 arrays, cotangents v of its
 outputs and directions d of its inputs, the analytic side Σ_i <grad_i, d_i> (grad = Jᵀv) must
@@ -16,17 +18,45 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 Arrays = Mapping[str, np.ndarray]
 
 
-def derivative(phi: Callable[[float], float], h: float) -> tuple[float, float]:
-    """(estimate, error estimate) of φ'(0) by Richardson-extrapolated central differences."""
+def derivative(phi: Callable[[float], Any], h: float) -> tuple[Any, Any]:
+    """(estimate, error estimate) of φ'(0) by Richardson-extrapolated central differences; φ may
+    return a number or an array (elementwise estimates)."""
     coarse = (phi(h) - phi(-h)) / (2 * h)
     fine = (phi(h / 2) - phi(-h / 2)) / h
     return (4 * fine - coarse) / 3, abs(fine - coarse) / 3
+
+
+def directional(fn: Callable[[dict[str, np.ndarray]], Arrays], inputs: Arrays, directions: Arrays,
+                h: float = 1e-6) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The derivative of every array ``fn`` returns along ``directions`` at ``inputs``, each as
+    (estimate, error estimate) elementwise: d/dt fn(x + t·d) at t = 0, by ``derivative`` (four
+    evaluations of ``fn``; inputs without a direction are held fixed). An array missing or
+    changing shape at some point is left out."""
+    cache: dict[float, Arrays] = {}
+
+    def at(t: float) -> Arrays:
+        if t not in cache:
+            shifted = {k: (np.asarray(v, dtype=np.float64) + t * directions[k] if k in directions else v)
+                       for k, v in inputs.items()}
+            cache[t] = fn(shifted)
+        return cache[t]
+
+    for t in (h, -h, h / 2, -h / 2):
+        at(t)
+    names = [k for k in cache[h] if all(k in cache[t] and np.shape(cache[t][k]) == np.shape(cache[h][k])
+                                        for t in cache)]
+    out = {}
+    for name in names:
+        estimate, error = derivative(lambda t, name=name: np.asarray(cache[t][name], dtype=np.float64), h)
+        out[name] = (np.asarray(estimate), np.asarray(error))
+    return out
 
 
 def scaled_directions(inputs: Arrays, names: tuple[str, ...] | list[str], rng: np.random.Generator,
