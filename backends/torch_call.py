@@ -427,8 +427,8 @@ class CallInterpreter:
             else:
                 raw = self.invoke_call(call)
             _bind(call.get("outputs", "output"), raw, named)
-            for name in call.get("mutated", ()):
-                value = values[name] if name in values else self.mutated(name)
+            for name in call.get("mutated", ()):  # a copy passed to an in-place call, else a swapped tensor
+                value = self.passed.get(name, values.get(name)) if name in values else self.mutated(name)
                 if value is not None:
                     named[f"state.{name}"] = value
         finally:
@@ -656,8 +656,11 @@ def _differentiable(interp: CallInterpreter, requires_grad: tuple[str, ...]) -> 
             and np.asarray(interp.inputs[n]).dtype.kind == "f"]
 
 
-def _mode_tensor(interp: CallInterpreter, values: np.ndarray, like: Any) -> Any:
-    return _fresh(np.asarray(values, dtype=np.float64)).to(device=like.device, dtype=like.dtype)
+def _direction(interp: CallInterpreter, seed: int, tier: str, name: str, like: Any) -> Any:
+    """The second-order direction of input ``name``, stored like the input (``like``)."""
+    layout = interp.layouts.get(name, {"kind": "contiguous"})
+    values = mode_values(seed, "direction." + name, like.shape, tier, layout)
+    return materialise(values, layout, like.dtype, like.device)
 
 
 def _run_jvp(interp: CallInterpreter, call: dict[str, Any], requires_grad: tuple[str, ...],
@@ -721,8 +724,7 @@ def _run_vjp2(interp: CallInterpreter, call: dict[str, Any], requires_grad: tupl
         leaves = list(holders.values())
         first = (torch.autograd.grad(roots, leaves, gs, create_graph=True, allow_unused=True)
                  if roots and leaves else [None] * len(leaves))
-        dirs = {n: _mode_tensor(interp, mode_values(seed, "direction." + n, h.shape, tier), h)
-                for n, h in holders.items()}
+        dirs = {n: _direction(interp, seed, tier, n, h) for n, h in holders.items()}
         terms = [(f * dirs[n]).sum() for n, f in zip(holders, first) if f is not None]
         s = sum(terms) if terms else None
         wrt = leaves + gs
@@ -745,7 +747,7 @@ def _run_vjp2(interp: CallInterpreter, call: dict[str, Any], requires_grad: tupl
         return out
     interp.setup(call)
     primals = {n: interp.tensor(n).detach() for n in diff}
-    dirs = {n: _mode_tensor(interp, mode_values(seed, "direction." + n, p.shape, tier), p) for n, p in primals.items()}
+    dirs = {n: _direction(interp, seed, tier, n, p) for n, p in primals.items()}
     like = {n: t for n, t in primals.items()}
     cots: dict[str, Any] = {}
 

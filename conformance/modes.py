@@ -76,9 +76,9 @@ from backends.base import MODES, Case, Result
 from backends.torch_call import mode_values, vmap_slice
 from conformance.compare import Comparison, compare_results, judged
 from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec, Pullback
-from conformance.tolerance import REFERENCE_ROUNDOFF, _abs_case, bound_for
-from reference.finite_differences import directional
+from conformance.spec import LayerSpec, Pullback, Tolerance
+from conformance.tolerance import REFERENCE_ROUNDOFF, _abs_case, bound_for, magnitudes
+from reference.finite_differences import Directional, directional, rounding_error
 
 __all__ = ["MODES", "Mode", "MODE_BY_NAME", "parse_modes", "mode_option", "mode_of", "applicable"]
 
@@ -86,7 +86,7 @@ PROJECTIONS = 3  # random cotangents of the projected jvp check
 ELEMENTWISE = 64  # float output elements up to which the jvp check is also elementwise
 BATCH = 3  # cases per vmap call
 COMPOSITIONS = ("reverse-over-reverse", "forward-over-reverse", "reverse-over-forward")
-FD_STEP = 1e-6  # central-difference step along v (|v| ~ 1): within the 2e-5 of ``smooth_at``
+FD_STEP = 2.0**-20  # central-difference step along v (|v| ~ 1): within the 2e-5 of ``smooth_at``; exact steps
 FD_SAFETY = 10.0  # the finite difference's error estimate enters the bound ten times over
 _U64 = 2.0**-53
 
@@ -371,13 +371,13 @@ class Vjp2Mode(Mode):
 
     def directions(self, case: Case) -> dict[str, np.ndarray]:
         node = (case.call or {})["mode"]
-        return {n: mode_values(node["seed"], "direction." + n, case.inputs[n].shape, node["tier"])
-                for n in _differentiable(case)}
+        return {n: mode_values(node["seed"], "direction." + n, case.inputs[n].shape, node["tier"],
+                               case.layout(n).describe()) for n in _differentiable(case)}
 
     def second_order(self, spec: LayerSpec, case: Case, v: Mapping[str, np.ndarray],
-                     cotangents: Mapping[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """{d2.<input> and d2.cotangent.<output>: (estimate, error estimate)}: the derivatives along
-        v of the pullback of ``cotangents`` and of the forward, by central differences."""
+                     cotangents: Mapping[str, np.ndarray]) -> dict[str, Directional]:
+        """{d2.<input>, d2.cotangent.<output>: their derivatives along v}: of the pullback of
+        ``cotangents`` and of the forward, by central differences (``FD_STEP``)."""
 
         def at(shifted: Case) -> dict[str, np.ndarray]:
             result, pull = spec.run_reference(shifted)
@@ -390,6 +390,43 @@ class Vjp2Mode(Mode):
         with np.errstate(all="ignore"):
             return directional(lambda inputs: at(replace(case, inputs=inputs)), case.inputs, v, FD_STEP)
 
+    @staticmethod
+    def relative_bounds(spec: LayerSpec, case: Case, ref: Result) -> dict[str, np.ndarray]:
+        """ρ per first-order tensor: the relative error the declaration allows it at each element
+        (its bound over its magnitude, at most 1): the second-order result is computed from the
+        same intermediate values, whose rounding it inherits."""
+        model = _float_model(case)
+        out: dict[str, np.ndarray] = {}
+        try:
+            with np.errstate(all="ignore"):
+                absref = magnitudes(spec, model, ref)
+                for name, value in ref.tensors().items():
+                    value = np.asarray(value)
+                    if value.dtype.kind != "f" or name.startswith(("state.", "random.")):
+                        continue
+                    allowed = bound_for(spec, model, name, value, absref[name]).allowed
+                    out[name] = np.where(np.abs(value) > 0, np.minimum(1.0, np.abs(allowed) / np.abs(value)),
+                                         np.where(np.abs(allowed) > 0, 1.0, 0.0))
+                    out[name] = np.where(np.isfinite(out[name]), out[name], 1.0)
+        except Exception:
+            pass
+        return out
+
+    @staticmethod
+    def inherited(relative: Mapping[str, np.ndarray], first: str, shape: tuple[int, ...],
+                  cotangent: bool) -> np.ndarray:
+        """ρ for a second-order tensor: H_g·v (d2.<input>) inherits its gradient's, elementwise;
+        J·v (d2.cotangent.<output>) is formed from J like every gradient is, so it inherits the
+        gradients' (elementwise where a gradient has the output's shape, else their largest)."""
+        if not cotangent:
+            return np.broadcast_to(relative.get(first, np.zeros(shape)), shape)
+        grads = [v for k, v in relative.items() if k.startswith("grad.")]
+        same = [v for v in grads if v.shape == shape]
+        if same:
+            return np.maximum.reduce(same)
+        top = max((float(v.max()) for v in grads if v.size), default=0.0)
+        return np.full(shape, top)
+
     def judge(self, spec: LayerSpec, case: Case, ref: Result, pullback: Pullback | None, got: Result) -> Judgement:
         comparisons = self.primal_comparisons(spec, case, ref, got, ("d2.",))
         info: dict[str, Any] = {"composition": case.call["mode"]["composition"]}  # type: ignore[index]
@@ -399,24 +436,38 @@ class Vjp2Mode(Mode):
             return Judgement(comparisons, info)
         dt = DTYPES[case.dtype]
         estimates = self.second_order(spec, case, v, g)
-        abs_v = {n: np.abs(x) for n, x in v.items()}
-        abs_g = {k: np.abs(x) for k, x in g.items()}
         try:
-            abs_case = _abs_case(_float_model(case), spec.tolerance_for("grad.*"))
-            magnitudes = self.second_order(spec, abs_case, abs_v, abs_g)
+            abs_case = _abs_case(_float_model(case), Tolerance())
+            magnitude = self.second_order(spec, abs_case, {n: np.abs(x) for n, x in v.items()},
+                                          {k: np.abs(x) for k, x in g.items()})
         except Exception:
-            magnitudes = {}
+            magnitude = {}
+        relative = self.relative_bounds(spec, case, ref)
         zero = True
-        for name, (r, eps) in estimates.items():
-            first = name[len("d2."):] if not name.startswith("d2.cotangent.") else name[len("d2.cotangent."):]
-            policy = f"grad.{first}" if not name.startswith("d2.cotangent.") else first
-            tol = spec.tolerance_for(policy)
-            k = max(1, tol.reduction_length(_float_model(case), policy))
+        for name, fd in estimates.items():
+            r, eps = fd.estimate, fd.error
+            cotangent = name.startswith("d2.cotangent.")
+            first = name[len("d2.cotangent."):] if cotangent else f"grad.{name[len('d2.'):]}"
+            tol = spec.tolerance_for(first)
+            k = max(1, tol.reduction_length(_float_model(case), first))
             with np.errstate(all="ignore"):
-                a = np.abs(magnitudes.get(name, (np.zeros(r.shape), None))[0])
+                absolute = magnitude.get(name)
+                a = np.zeros(r.shape) if absolute is None else np.abs(absolute.estimate)
                 a = np.maximum(np.where(np.isfinite(a), a, 0.0), np.abs(np.where(np.isfinite(r), r, 0.0)))
-                c = max(tol.c, 2.0) if not callable(tol.magnitude) else 2.0
-                allowed = (dt.unit_roundoff * (tol.out_ulps * np.abs(r) + c * math.sqrt(k) * a)
+                if absolute is not None:  # the rounding of the differenced evaluations, at their terms' scale
+                    eps = eps + rounding_error(np.where(np.isfinite(absolute.magnitude), absolute.magnitude, 0.0),
+                                               FD_STEP)
+                # Differences that vanish at both steps: the second derivative is exactly 0 there (a
+                # piecewise-linear layer away from its kinks), and so must the backend's be.
+                # (Checked on the absolute problem too: differences below the values' resolution vanish
+                # as well, and there the absolute problem's do not.)
+                vanishing = (r == 0) & (fd.error == rounding_error(fd.magnitude, FD_STEP)) & (
+                    absolute is not None and (absolute.estimate == 0)
+                    & (absolute.error == rounding_error(absolute.magnitude, FD_STEP)))
+                eps = np.where(vanishing, 0.0, eps)
+                rho = self.inherited(relative, first, r.shape, cotangent)
+                c = 2.0 if callable(tol.magnitude) else max(tol.c, 2.0)
+                allowed = (dt.unit_roundoff * (tol.out_ulps * np.abs(r) + c * math.sqrt(k) * a) + rho * np.abs(r)
                            + FD_SAFETY * eps + REFERENCE_ROUNDOFF * np.abs(r) + k * dt.min_subnormal)
                 usable = np.isfinite(r) & np.isfinite(allowed)
             value = got.outputs.get(name)
@@ -424,7 +475,7 @@ class Vjp2Mode(Mode):
                 expected = np.where(usable, r, np.asarray(value, dtype=np.float64))
             else:
                 expected = np.where(usable, r, 0.0)
-            zero &= bool(np.all(r[usable] == 0) and np.all(eps[usable] == 0))
+            zero &= bool(vanishing[usable].all())
             comparisons.append(judged(name, case, expected, value, np.where(usable, allowed, 0.0), reduction_length=k,
                                       got_dtype=got.dtypes.get(name)))
         info["second_order"] = "zero" if zero else "nonzero"
