@@ -67,13 +67,13 @@ draw the same ones:
 - ``jvp``: forward-mode AD (``torch.autograd.forward_ad``): every input that requires grad, parameters
   included, gets the tangent ``mode_values(seed, "tangent." + name, ...)``; the results are the
   outputs and ``jvp.<output>`` (J·t).
-- ``vjp2``: second order. With the cotangents g and the directions v = ``mode_values(seed,
-  "direction." + name, ...)``, the derivatives of s = ⟨Jᵀg, v⟩ with respect to every input
-  (``d2.<input>``, = H_g·v) and to g (``d2.cotangent.<output>``, = J·v), and the first-order
-  ``grad.<input>`` (Jᵀg) on the way, by one ``composition``: ``reverse-over-reverse`` (double
-  backward, ``torch.autograd.grad(create_graph=True)``), ``forward-over-reverse``
-  (``torch.func.jvp`` of ``torch.func.vjp``) or ``reverse-over-forward`` (``torch.func.grad`` of
-  ``torch.func.jvp``, the nested forward mode).
+- ``vjp2``: second order. With the cotangents g and the directions v (``direction_values``),
+  the derivatives of s = ⟨Jᵀg, v⟩ with respect to every input (``d2.<input>``, = H_g·v) and to g
+  (``d2.cotangent.<output>``, = J·v), and the first-order ``grad.<input>`` (Jᵀg) on the way, by
+  one ``composition``: ``reverse-over-reverse`` (double backward,
+  ``torch.autograd.grad(create_graph=True)``), ``forward-over-reverse`` (``torch.func.jvp`` of
+  ``torch.func.vjp``) or ``reverse-over-forward`` (``torch.func.grad`` of ``torch.func.jvp``, the
+  nested forward mode).
 - ``vmap``: ``batch`` cases stacked along a new dim, ``torch.func.vmap`` over
   ``torch.func.functional_call``: slice 0 is the case, slice b its seeded permutation
   (``vmap_slice``); each input is stacked at ``in_dim[name]`` (a mutated buffer always, a
@@ -134,6 +134,19 @@ def mode_values(seed: int, name: str, shape: Any, tier: str = "float",
         index = tuple(slice(0, 1) if d in layout["dims"] else slice(None) for d in range(len(shape)))
         values = np.broadcast_to(values[index], shape).copy()
     return values
+
+
+def direction_values(seed: int, name: str, values: np.ndarray, tier: str = "float",
+                     layout: dict[str, Any] | None = None) -> np.ndarray:
+    """The second-order direction v of input ``name`` (``values``): ``mode_values`` scaled element
+    by element by a power of two at the magnitude of the input (2^ceil(log2(|x| + 2^-10)), within
+    [2^-10, 2^12]), so that a small step along v moves every element by a like fraction of itself
+    and x + h·v is exact for a power-of-two h."""
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        exponent = np.ceil(np.log2(np.abs(values) + 2.0**-10))
+        exponent = np.clip(np.where(np.isfinite(exponent), exponent, 0.0), -10, 12)
+    return mode_values(seed, "direction." + name, values.shape, tier, layout) * np.exp2(exponent)
 
 
 def initial_grad(grad_init: dict[str, Any], name: str, shape: Any) -> np.ndarray:
@@ -659,7 +672,7 @@ def _differentiable(interp: CallInterpreter, requires_grad: tuple[str, ...]) -> 
 def _direction(interp: CallInterpreter, seed: int, tier: str, name: str, like: Any) -> Any:
     """The second-order direction of input ``name``, stored like the input (``like``)."""
     layout = interp.layouts.get(name, {"kind": "contiguous"})
-    values = mode_values(seed, "direction." + name, like.shape, tier, layout)
+    values = direction_values(seed, name, interp.inputs[name], tier, layout)
     return materialise(values, layout, like.dtype, like.device)
 
 
@@ -843,7 +856,10 @@ def _run_vmap(interp: CallInterpreter, call: dict[str, Any], requires_grad: tupl
 
     def per_slice(d: dict[str, Any], fixed: dict[str, Any], g: dict[str, Any]) -> dict[str, Any]:
         def forward(vals: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-            named = interp.run_with(call, {**fixed, **vals})
+            # A buffer the call updates in place is the slice's own copy, made inside the transform
+            # (torch.func.vjp may not mutate a tensor it captured).
+            own = {k: (v.clone() if k in mutated and k in paths else v) for k, v in fixed.items()}
+            named = interp.run_with(call, {**own, **vals})
             outs = {k: named[k] for k in g
                     if _float_tensor(named.get(k)) and tuple(named[k].shape) == tuple(g[k].shape)}
             return outs, {k: v for k, v in named.items() if torch.is_tensor(v)}

@@ -73,7 +73,7 @@ from typing import Any
 import numpy as np
 
 from backends.base import MODES, Case, Result
-from backends.torch_call import mode_values, vmap_slice
+from backends.torch_call import direction_values, mode_values, vmap_slice
 from conformance.compare import Comparison, compare_results, judged
 from conformance.dtypes import DTYPES
 from conformance.spec import LayerSpec, Pullback, Tolerance
@@ -86,7 +86,7 @@ PROJECTIONS = 3  # random cotangents of the projected jvp check
 ELEMENTWISE = 64  # float output elements up to which the jvp check is also elementwise
 BATCH = 3  # cases per vmap call
 COMPOSITIONS = ("reverse-over-reverse", "forward-over-reverse", "reverse-over-forward")
-FD_STEP = 2.0**-20  # central-difference step along v (|v| ~ 1): within the 2e-5 of ``smooth_at``; exact steps
+FD_STEP = 2.0**-20  # central-difference step along v (v at the inputs' scale): exact steps, within ``smooth_at``
 FD_SAFETY = 10.0  # the finite difference's error estimate enters the bound ten times over
 _U64 = 2.0**-53
 
@@ -254,7 +254,8 @@ class _GradientBound:
 
     def __call__(self, u: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         case_u = replace(self.case, cotangents=dict(u))
-        result_u = Result(outputs=self.ref.outputs, grads=dict(grads), state=self.ref.state, choices=self.ref.choices)
+        result_u = Result(outputs=self.ref.outputs, grads=dict(grads), state=self.ref.state, choices=self.ref.choices,
+                          dtypes=self.ref.dtypes, meta=self.ref.meta)
         out: dict[str, np.ndarray] = {}
         custom: dict[int, Mapping[str, Any]] = {}
         for name in self.names:
@@ -308,6 +309,10 @@ class JvpMode(Mode):
         if missing:
             return Judgement(comparisons, info)
         y = {k: np.asarray(v, dtype=np.float64) for k, v in jvps.items()}
+        # Where the reference output is not finite (an empty max-pooling window's -inf, an overflow)
+        # J·t is not defined: those elements are left out of every projection.
+        defined = {k: np.isfinite(v) for k, v in outputs.items()}
+        y_defined = {k: np.where(defined[k], y[k], 0.0) for k in outputs}
         bound = _GradientBound(spec, case, ref, names)
         k_out = max(spec.tolerance_for(k).reduction_length(case, k) for k in outputs)
         k_grad = {n: max(1, spec.tolerance_for(f"grad.{n}").reduction_length(case, f"grad.{n}")) for n in names}
@@ -318,17 +323,18 @@ class JvpMode(Mode):
                 grads = spec.pull(pullback, case, u)
                 grads = {n: np.asarray(grads.get(n, np.zeros(case.inputs[n].shape)), dtype=np.float64) for n in names}
                 rhs_terms = [grads[n] * t[n] for n in names]
-                lhs_terms = [u[k] * y[k] for k in outputs]
+                lhs_terms = [u[k] * y_defined[k] for k in outputs]
                 rhs = float(sum(np.sum(x) for x in rhs_terms))
                 lhs = float(sum(np.sum(x) for x in lhs_terms))
                 b = bound(u, grads)
                 allowed = float(sum(np.sum(b[n] * np.abs(t[n])) * ratio[n] for n in names))
                 count = sum(x.size for x in rhs_terms) + sum(x.size for x in lhs_terms)
-                allowed += dt.unit_roundoff * float(sum(np.sum(np.abs(u[k] * y[k])) for k in outputs))
+                allowed += dt.unit_roundoff * float(sum(np.sum(np.abs(u[k] * y_defined[k])) for k in outputs))
                 allowed += count * _U64 * float(sum(np.sum(np.abs(x)) for x in rhs_terms + lhs_terms))
             return lhs, rhs, allowed
 
-        draws = _cotangent_draws(node["seed"], outputs, node["tier"], PROJECTIONS)
+        draws = [{k: np.where(defined[k], v, 0.0) for k, v in u.items()}
+                 for u in _cotangent_draws(node["seed"], outputs, node["tier"], PROJECTIONS)]
         projected = [project(u) for u in draws]
         lhs, rhs, allowed = (np.array(v) for v in zip(*projected))
         usable = np.isfinite(rhs) & np.isfinite(allowed)
@@ -341,10 +347,12 @@ class JvpMode(Mode):
                 expected = np.zeros(value.shape)
                 allowed_k = np.zeros(value.shape)
                 for index in np.ndindex(value.shape):
+                    if not defined[k][index]:
+                        continue
                     u = {o: np.zeros(v.shape) for o, v in outputs.items()}
                     u[k][index] = 1.0
                     _, expected[index], allowed_k[index] = project(u)
-                usable_k = np.isfinite(expected) & np.isfinite(allowed_k)
+                usable_k = np.isfinite(expected) & np.isfinite(allowed_k) & defined[k]
                 comparisons.append(judged(f"jvp.{k}", case, np.where(usable_k, expected, y[k]), y[k],
                                           np.where(usable_k, allowed_k, 0.0), reduction_length=k_out,
                                           got_dtype=got.dtypes.get(f"jvp.{k}")))
@@ -371,8 +379,8 @@ class Vjp2Mode(Mode):
 
     def directions(self, case: Case) -> dict[str, np.ndarray]:
         node = (case.call or {})["mode"]
-        return {n: mode_values(node["seed"], "direction." + n, case.inputs[n].shape, node["tier"],
-                               case.layout(n).describe()) for n in _differentiable(case)}
+        return {n: direction_values(node["seed"], n, case.inputs[n], node["tier"], case.layout(n).describe())
+                for n in _differentiable(case)}
 
     def second_order(self, spec: LayerSpec, case: Case, v: Mapping[str, np.ndarray],
                      cotangents: Mapping[str, np.ndarray]) -> dict[str, Directional]:
