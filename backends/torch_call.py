@@ -862,11 +862,13 @@ def _run_vmap(interp: CallInterpreter, call: dict[str, Any], requires_grad: tupl
             named = interp.run_with(call, {**own, **vals})
             outs = {k: named[k] for k in g
                     if _float_tensor(named.get(k)) and tuple(named[k].shape) == tuple(g[k].shape)}
+            if not outs:  # no output of the cotangents' shapes (reported by the comparison): nothing to pull
+                outs = {"": torch.zeros((), dtype=interp.dtype, device=interp.device)}
             return outs, {k: v for k, v in named.items() if torch.is_tensor(v)}
 
-        if inner == "vjp":
+        if inner == "vjp" and d:
             outs, vjp_fn, aux = torch.func.vjp(forward, d, has_aux=True)
-            grads = vjp_fn({k: g[k] for k in outs})[0]
+            grads = vjp_fn({k: g[k] if k else torch.zeros_like(v) for k, v in outs.items()})[0]
             result = {**aux, **{f"grad.{n}": v for n, v in grads.items()}}
         else:
             _, result = forward(d)
@@ -882,6 +884,9 @@ def _run_vmap(interp: CallInterpreter, call: dict[str, Any], requires_grad: tupl
     out: dict[str, tuple[np.ndarray, str]] = {}
     for name, value in results.items():
         for b in range(batch):
+            if value.dim() <= out_dim or value.shape[out_dim] != batch:  # not batched as asked: as it came
+                out[f"vmap[{b}].{name}"] = to_numpy(value)
+                continue
             part = value.select(out_dim, b)
             if name.startswith("random.") and part.dtype == torch.float64 and interp.dtype != torch.float64:
                 out[f"vmap[{b}].{name}"] = (part.cpu().numpy().copy(), "float64")

@@ -595,3 +595,17 @@ def applicable(spec: LayerSpec, mode: str) -> tuple[bool, str]:
 
 
 Judge = Callable[[LayerSpec, Case, Result, "Pullback | None", Result], Judgement]
+
+
+# -- known-entry predicates (``predicate = "conformance.modes:<name>"``) ------------------------------
+
+def reverse_over_forward(case: Case) -> bool:
+    """The vjp2 case differentiates the backend's forward-mode rule in reverse (``torch.func.grad``
+    of ``torch.func.jvp``), the composition that sees a JVP rule which is wrong to second order."""
+    return ((case.call or {}).get("mode") or {}).get("composition") == "reverse-over-forward"
+
+
+def input_has_zero(case: Case) -> bool:
+    """Some element of the float ``input`` is ±0 (a kink of PReLU and its kin)."""
+    x = case.inputs.get("input")
+    return x is not None and np.asarray(x).dtype.kind == "f" and bool(np.any(np.asarray(x) == 0))

@@ -139,12 +139,19 @@ class _BatchNormConstantStatistics(torch.autograd.Function):
             invstd = torch.rsqrt(x.var(dims, unbiased=False, keepdim=True) + eps)
         ctx.dims = dims
         ctx.save_for_backward(x, mean, invstd)
+        ctx.save_for_forward(x, mean, invstd)
 
     @staticmethod
     def backward(ctx, g):
         x, mean, invstd = ctx.saved_tensors
         xhat = (x - mean) * invstd  # wrong for the second order: mean and invstd carry no history
         return invstd * (g - g.mean(ctx.dims, keepdim=True) - xhat * (g * xhat).mean(ctx.dims, keepdim=True)), None
+
+    @staticmethod
+    def jvp(ctx, t, _):
+        x, mean, invstd = ctx.saved_tensors
+        xhat = (x - mean) * invstd  # the same constants: its derivative misses their dependence on x
+        return invstd * (t - t.mean(ctx.dims, keepdim=True) - xhat * (t * xhat).mean(ctx.dims, keepdim=True))
 
 
 class _BatchNormConstantStatisticsModule(torch.nn.BatchNorm1d):
@@ -216,9 +223,10 @@ class _SoftmaxRuleAtZero(torch.autograd.Function):
 
     @staticmethod
     def vmap(info, in_dims, x, dim):
+        if x.dim() == 1:  # scalar slices: each is its own softmax, 1
+            return torch.softmax(x.unsqueeze(-1), -1).squeeze(-1), in_dims[0]
         # wrong: the vmapped dim is taken to be 0 whatever in_dims[0] says
-        inner = dim % (x.dim() - 1)
-        return torch.softmax(x, inner + 1), 0
+        return torch.softmax(x, dim % (x.dim() - 1) + 1), 0
 
 
 class _SoftmaxRule(torch.nn.Softmax):
