@@ -609,3 +609,10 @@ def input_has_zero(case: Case) -> bool:
     """Some element of the float ``input`` is ±0 (a kink of PReLU and its kin)."""
     x = case.inputs.get("input")
     return x is not None and np.asarray(x).dtype.kind == "f" and bool(np.any(np.asarray(x) == 0))
+
+
+def reverse_over_forward_with_batch_statistics(case: Case) -> bool:
+    """``reverse_over_forward`` for a batch norm that normalises with the batch's statistics
+    (training, or no running statistics tracked): the part of its JVP rule that is wrong to second
+    order (the statistics' own derivative); with running statistics the map is affine."""
+    return reverse_over_forward(case) and (case.train or not case.params.get("track_running_stats", True))
