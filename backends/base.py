@@ -35,6 +35,11 @@ DISCREPANCY_VERDICTS = ("fail", "error", "xpass", "crash", "timeout", "compile")
 
 LAYOUT_KINDS = ("contiguous", "channels_last", "permuted", "strided", "expanded")
 
+# Derivative modes a case can be run in (``Case.mode``; see ``backends.torch_call`` for the torch
+# side and ``conformance.modes`` for the judging): ``vjp`` the call and its reverse-mode gradient;
+# ``jvp`` forward mode; ``vjp2`` second order; ``vmap`` several cases batched by ``torch.func.vmap``.
+MODES = ("vjp", "jvp", "vjp2", "vmap")
+
 # How an input travels to the backend: ``float`` a tensor in the case dtype; ``int64`` and
 # ``bool`` tensors of that type; ``int_list`` a Python list of ints (lengths, sizes).
 INPUT_TYPES = ("float", "int64", "bool", "int_list")
@@ -145,6 +150,8 @@ class Case:
     - ``call``: how a torch-like backend calls the entry (a call tree, plain data: see
       ``backends.torch_call``), attached by the runner from the declaration.
     - ``invalid``: the case breaks a documented rule; the backend must raise.
+    - ``mode``: the derivative mode (``MODES``): what the backend computes beyond the forward is
+      said by ``call["mode"]`` (absent for ``vjp``).
     """
 
     op: str
@@ -164,6 +171,7 @@ class Case:
     types: dict[str, str] = field(default_factory=dict)
     choices: dict[str, np.ndarray] = field(default_factory=dict)
     call: dict[str, Any] | None = None
+    mode: str = "vjp"
 
     @property
     def target(self) -> str:
@@ -180,8 +188,9 @@ class Case:
         return replace(self, inputs={**self.inputs, **arrays})
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able summary: parameters, shapes, types, layouts, strides (no values)."""
-        return {
+        """JSON-able summary: parameters, shapes, types, layouts, strides (no values); the mode
+        when it is not ``vjp`` (so that a vjp case keeps its id)."""
+        out = {
             "op": self.op,
             "variant": self.variant,
             "dtype": self.dtype,
@@ -203,6 +212,9 @@ class Case:
             },
             "note": self.note,
         }
+        if self.mode != "vjp":
+            out["mode"] = self.mode
+        return out
 
     def case_id(self) -> str:
         """Stable short hash of the description and the values."""
@@ -266,10 +278,13 @@ class Capabilities:
     """What a backend claims to implement, as data.
 
     ``ops`` lists the catalogue names (or declaration ids such as ``LSTM[packed]``) it
-    implements (None: every declared entry). ``backward``: False for a forward-only backend (an
-    inference runtime): it reports no gradient, and the gradients of its cases are recorded as
-    unsupported, never compared and never passed. Anything outside its capabilities is reported
-    as *unsupported*, never as passed.
+    implements (None: every declared entry); ``modes`` the derivative modes (``MODES``) it runs.
+    ``backward``: False for a forward-only backend (an inference runtime): it reports no gradient,
+    and the gradients of its cases are recorded as unsupported, never compared and never passed.
+    ``accumulates``: it models a tensor's ``.grad``, so that a case whose ``call["grad_init"]``
+    presets the gradients (``backends.torch_call.initial_grad``) returns them accumulated; an
+    adapter that computes gradients from the cotangents alone leaves it False and gets no such
+    case. Anything outside its capabilities is reported as *unsupported*, never as passed.
     """
 
     devices: tuple[str, ...] = ("cpu",)
@@ -277,6 +292,8 @@ class Capabilities:
     ops: frozenset[str] | None = None
     notes: dict[str, str] = field(default_factory=dict)
     backward: bool = True
+    modes: tuple[str, ...] = ("vjp",)
+    accumulates: bool = False
 
 
 class Backend:
@@ -309,6 +326,12 @@ class Backend:
             return False, f"{self.name} does not implement {target}"
         if dtype not in caps.dtypes:
             return False, f"{self.name} does not support {dtype}"
+        return True, ""
+
+    def supports_mode(self, mode: str) -> tuple[bool, str]:
+        """Whether the backend runs derivative mode ``mode`` (``Capabilities.modes``)."""
+        if mode not in self.capabilities().modes:
+            return False, f"{self.name} does not run the {mode} mode"
         return True, ""
 
     def device(self) -> str:

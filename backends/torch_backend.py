@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.base import DTYPE_NAMES, Backend, Capabilities, Case, Result
+from backends.base import DTYPE_NAMES, MODES, Backend, Capabilities, Case, Result
 from backends.torch_call import run_call
 
 
@@ -40,7 +40,7 @@ class TorchBackend(Backend):
         self.known_as = () if self.name == f"torch-{device}" else (f"torch-{device}",)
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(devices=(self._device,), dtypes=DTYPE_NAMES)
+        return Capabilities(devices=(self._device,), dtypes=DTYPE_NAMES, modes=MODES, accumulates=True)
 
     def availability(self) -> tuple[bool, str]:
         try:

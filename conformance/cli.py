@@ -212,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-unavailable", action="store_true",
                    help="record unavailable backends and go on, instead of failing with exit code 2")
     p.add_argument("--no-invalid", action="store_true", help="skip the invalid-parameter searches")
+    from conformance.modes import mode_option
+
+    p.add_argument("--mode", type=mode_option, default=("vjp",), metavar="MODE[,MODE]|all",
+                   help="derivative modes: vjp (default), jvp, vjp2, vmap; all for nightly runs")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("--timeout", type=_positive(float), default=None, metavar="SECONDS",
                    help=f"per-case time limit of a backend call (default {DEFAULT_TIMEOUT:g}; needs isolation)")
@@ -517,7 +521,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     settings = RunSettings(report_dir=str(report_dir), profile=args.profile, run_id=uuid.uuid4().hex[:12],
                            examples=args.examples, seed=args.seed, invalid=not args.no_invalid,
                            timeout=args.timeout or DEFAULT_TIMEOUT, isolate=not args.no_isolate, database=args.database,
-                           threads=threads, known=known_files)
+                           threads=threads, known=known_files, modes=args.mode)
     started = time.time()
     info: dict[str, Any] = {
         "run_id": settings.run_id, "argv": ["nnconform", *argv], "profile": args.profile, "seed": args.seed,

@@ -20,7 +20,9 @@ from backends.base import Backend
 
 @dataclass(frozen=True)
 class Target:
-    """What to run: one declaration on one backend (by the name it is loaded with) in one dtype."""
+    """What to run: one declaration on one backend (by the name it is loaded with) in one dtype,
+    in every derivative mode of the run (``RunSettings.modes``): each mode is a target of its own
+    in the records (``mode``), run one after the other by ``run_target``."""
 
     spec_id: str
     backend: str
@@ -39,7 +41,8 @@ class RunSettings:
     ``invalid`` runs the invalid-case searches; ``timeout`` bounds one backend call (isolated
     backends only); ``isolate`` runs each backend in a worker process; ``threads`` caps torch's
     threads per worker; ``database`` is a shared Hypothesis example database; ``known`` lists the
-    user's own known-discrepancy files, read after the built-in ones.
+    user's own known-discrepancy files, read after the built-in ones; ``modes`` the derivative
+    modes each target runs in (``backends.base.MODES``; ``conformance.modes``).
     """
 
     report_dir: str
@@ -53,6 +56,7 @@ class RunSettings:
     database: str | None = None
     threads: int | None = None
     known: tuple[str, ...] = ()
+    modes: tuple[str, ...] = ("vjp",)
 
 
 @dataclass
@@ -111,9 +115,10 @@ class Session:
 
 
 def run_target(settings: RunSettings, target: Target, writer: Any, session: Session) -> Outcome:
-    """Run one target: its searches (random, regime and invalid cases, the statistical check of a
-    stochastic entry, the known entries' unexpected passes), records written through ``writer``;
-    then the repro artifacts of its discrepancies. Returns the target's outcome."""
+    """Run one target in each mode of the run: its searches (random, regime and invalid cases,
+    the statistical check of a stochastic entry, the known entries' unexpected passes), records
+    written through ``writer``; then the repro artifacts of its discrepancies. Returns the target's
+    outcome (over its modes)."""
     from conformance.artifacts import write_artifacts
     from conformance.runner import Runner
     from conformance.spec import all_specs
@@ -121,10 +126,14 @@ def run_target(settings: RunSettings, target: Target, writer: Any, session: Sess
     spec = all_specs()[target.spec_id]
     backend = session.backend(target.backend)
     runner = Runner(settings, writer, session.known)
-    tally = runner.run_target(backend, spec, target.dtype)
+    verdicts: dict[str, int] = {}
+    for mode in settings.modes or ("vjp",):
+        tally = runner.run_target(backend, spec, target.dtype, mode)
+        for verdict, count in tally.verdicts.items():
+            verdicts[verdict] = verdicts.get(verdict, 0) + count
     write_artifacts(Path(settings.report_dir), spec, runner.take_discrepancies())
     runner.flush()
-    return Outcome(target, "", runner.cases, runner.discrepancies, dict(tally.verdicts))
+    return Outcome(target, "", runner.cases, runner.discrepancies, verdicts)
 
 
 def run_serial(settings: RunSettings, targets: Sequence[Target], writer: Any,

@@ -12,7 +12,8 @@ Each ``[[discrepancy]]`` entry has:
   ``values`` (input name -> a summary of its values: ``.min``, ``.max`` (NaN ignored; +inf and -inf
   when empty), ``.nan``, ``.inf``, ``.zero`` (bools: some element is NaN, ±inf, ±0), ``.size``))
   and an optional ``predicate`` (``module:function`` taking the Case, for other conditions on
-  values);
+  values); ``mode`` (glob over the derivative mode, ``vjp`` by default: an entry for a
+  forward-mode, second-order or vmap discrepancy says ``mode = "jvp"``, ``"vjp2"``, ``"vmap"``);
 - what it explains: ``tensors`` (globs over the compared tensor names, e.g. ``["grad.*"]``;
   default every tensor) and ``symptom`` (one or a list of ``SYMPTOMS``; default any), and for the
   ``value`` symptom a bound on the error it explains: ``max_utilisation`` (error / allowed
@@ -99,6 +100,7 @@ class KnownDiscrepancy:
     max_utilisation: float | None = None
     max_ulps: float | None = None
     why_not_strict: str = ""
+    mode: str = "vjp"  # glob over the derivative mode of the case (``backends.base.MODES``)
     source: str = ""  # "file:line" of the entry
 
     def __post_init__(self) -> None:
@@ -136,7 +138,8 @@ class KnownDiscrepancy:
         name followed by the names it is known as)."""
         names = (backend,) if isinstance(backend, str) else backend
         op_ok = _glob(self.op, spec.id) or _glob(self.op, spec.name)
-        if not (op_ok and any(_glob(self.backend, n) for n in names) and _glob(self.dtype, case.dtype)):
+        if not (op_ok and any(_glob(self.backend, n) for n in names) and _glob(self.dtype, case.dtype)
+                and _glob(self.mode, case.mode)):
             return False
         if self.predicate:
             try:
@@ -151,7 +154,7 @@ class KnownDiscrepancy:
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "reason": self.reason, "link": self.link, "strict": self.strict,
                 "restart": self.restart, "tensors": list(self.tensors), "symptom": list(self.symptom),
-                "source": self.source}
+                "mode": self.mode, "source": self.source}
 
 
 def _float(value: Any) -> float:

@@ -1,5 +1,7 @@
-"""The conformance runner: for each backend × layer × dtype, a Hypothesis search over valid cases
-(and a shorter one over invalid cases), each case compared against the reference and recorded.
+"""The conformance runner: for each backend × layer × dtype × mode, a Hypothesis search over valid
+cases (and, in the vjp mode, a shorter one over invalid cases), each case compared against the
+reference and recorded. The vjp mode is the call and its backward (one case in four accumulating
+into a preset ``.grad``: ``with_grad_init``); the other modes are ``conformance.modes``.
 
 Hypothesis drives the search: a discrepancy raises inside the test body, so Hypothesis shrinks it
 to a minimal example, whose final replay is recorded with ``final: true`` together with its
@@ -9,6 +11,7 @@ repro artifacts. Every evaluated case is written to ``results.jsonl`` as it happ
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 import traceback
 import warnings
@@ -18,8 +21,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from hypothesis import given, target
+from hypothesis import HealthCheck, given, reject, target
 from hypothesis import seed as hypothesis_seed
+from hypothesis import settings as hypothesis_settings_class
+from hypothesis.errors import Unsatisfiable
 
 from backends.base import (
     DISCREPANCY_VERDICTS,
@@ -35,22 +40,32 @@ from conformance.compare import Comparison, compare_results
 from conformance.driver import RunSettings
 from conformance.known import KnownDiscrepancy, explain, matching, modelled_tensors
 from conformance.profiles import PROFILES, hypothesis_settings
-from conformance.spec import LayerSpec, Regime
+from conformance.spec import LayerSpec, Pullback, Regime
 from conformance.strategies import output_cotangent
 from reports.records import RecordWriter
 
 # The known-entry symptom of a call that failed as a whole (``conformance.known.CALL_SYMPTOMS``).
 CALL_SYMPTOM = {"crash": "crash", "timeout": "timeout", "compile": "compile", "error": "raises"}
+# One valid vjp case in ACCUMULATE_EVERY (by its id) backpropagates into preset ``.grad`` tensors.
+ACCUMULATE_EVERY = 4
+
+
+# What each derivative mode's cases must satisfy (the reason a target with none is unsupported).
+_DOMAINS = {"jvp": "a differentiable float input, all float inputs finite",
+            "vjp2": "a differentiable float input, all float inputs finite, away from kinks and ties (smooth_at)",
+            "vmap": "a float input"}
 
 
 class _Discrepancy(AssertionError):
     """Raised inside the Hypothesis test body so that the failing case gets shrunk."""
 
 
-def search_key(target: str, backend: str, dtype: str, regime: Regime | None, invalid: bool) -> bytes:
+def search_key(target: str, backend: str, dtype: str, regime: Regime | None, invalid: bool,
+               mode: str = "vjp") -> bytes:
     """The example-database key of one search: stable across runs and machines, distinct per
-    target × backend × dtype × regime × valid/invalid."""
-    name = "|".join((target, backend, dtype, regime.name if regime else "", "invalid" if invalid else "valid"))
+    target × backend × dtype × regime × valid/invalid × mode."""
+    parts = (target, backend, dtype, regime.name if regime else "", "invalid" if invalid else "valid")
+    name = "|".join(parts + ((mode,) if mode != "vjp" else ()))
     return hashlib.sha256(name.encode()).digest()
 
 
@@ -141,6 +156,49 @@ def reference_result(spec: LayerSpec, case: Case) -> tuple[Case, Result]:
     return case, result
 
 
+def accumulates(backend: Backend, spec: LayerSpec, case: Case) -> bool:
+    """Whether this vjp case backpropagates into preset ``.grad`` tensors: one case in
+    ``ACCUMULATE_EVERY`` by its id (so no case id changes), when it runs a backward and the backend
+    models ``.grad`` (``Capabilities.accumulates``)."""
+    if case.invalid or case.mode != "vjp" or not (spec.backward and case.differentiable and case.cotangents):
+        return False
+    return int(case.case_id(), 16) % ACCUMULATE_EVERY == 0 and bool(backend.capabilities().accumulates)
+
+
+def with_grad_init(case: Case, ref: Result) -> Case:
+    """The case with ``call["grad_init"]``: every differentiable input's ``.grad`` preset to small
+    integers times a power of two near its gradient's scale (``backends.torch_call.initial_grad``),
+    within [2^-14, 2^12] so that every dtype holds it exactly."""
+    scale = {}
+    for name in case.differentiable:
+        grad = ref.grads.get(name)
+        if grad is None or np.asarray(grad).dtype.kind != "f":
+            continue
+        finite = np.abs(np.asarray(grad, dtype=np.float64)[np.isfinite(grad)])
+        top = float(finite.max()) if finite.size else 0.0
+        scale[name] = 2.0 ** min(max(math.floor(math.log2(top)) if top > 0 else 0, -14), 12)
+    call = dict(case.call or {})
+    call["grad_init"] = {"seed": (int(case.case_id(), 16) // 7) % (2**31), "scale": scale}
+    return replace(case, call=call)
+
+
+def mode_reference(spec: LayerSpec, case: Case) -> tuple[Case, Result, Pullback | None]:
+    """A derivative mode's reference: the call tree, the forward, the cotangents and gradients when
+    the mode needs them, and the pullback (kept: the mode differentiates through it); then the
+    mode's own part of the call tree (``Mode.prepare``)."""
+    from conformance.modes import mode_of
+
+    mode = mode_of(case.mode)
+    case = with_call(spec, case)
+    with np.errstate(all="ignore"):
+        result, pullback = spec.run_reference(case)
+        if mode.needs_cotangents:
+            case = draw_cotangents(spec, case, result)
+            result.grads = spec.pull(pullback, case, case.cotangents)
+        case = mode.prepare(spec, case, result)
+    return case, result, pullback
+
+
 def conditional_reference(spec: LayerSpec, case: Case, got: Result) -> tuple[Case, Result]:
     """The reference given the random choices the backend reported (raises when one is missing)."""
     assert spec.randomness is not None
@@ -164,11 +222,11 @@ class Runner:
         self.writer = writer
         self.known = list(known)
         self.run_id = settings.run_id
-        self.tallies: dict[tuple[str, str, str], Tally] = defaultdict(Tally)
+        self.tallies: dict[tuple[str, str, str, str], Tally] = defaultdict(Tally)
         self.discrepancies = 0
         self.cases = 0
-        # (op, backend, dtype) -> known entry id -> [entry, matched cases, cases showing its symptom]
-        self._known_stats: dict[tuple[str, str, str], dict[str, list[Any]]] = defaultdict(dict)
+        # (op, backend, dtype, mode) -> known entry id -> [entry, matched cases, cases showing its symptom]
+        self._known_stats: dict[tuple[str, str, str, str], dict[str, list[Any]]] = defaultdict(dict)
         self._pending: list[dict[str, Any]] = []
         self._discrepancies: list[Evaluation] = []
 
@@ -194,8 +252,16 @@ class Runner:
             return Evaluation(record, case)
         record["call"] = case.call
         t0 = time.perf_counter()
+        pullback: Pullback | None = None
         try:
-            case, ref = reference_result(spec, case)
+            if case.mode == "vjp":
+                case, ref = reference_result(spec, case)
+                if accumulates(backend, spec, case):
+                    case = with_grad_init(case, ref)
+                    record["accumulated"] = True
+            else:
+                case, ref, pullback = mode_reference(spec, case)
+            record["call"] = case.call
             ref_error = None
         except Exception as exc:
             ref, ref_error = None, exc
@@ -222,16 +288,33 @@ class Runner:
                 record.update(self._known_fields(backend, spec, case, CALL_SYMPTOM[verdict]))
             record["case_id"] = case.case_id()
             return Evaluation(record, case, ref)
-        record["elapsed_s"]["backend"] = time.perf_counter() - t1
-        if spec.is_random(case):
+        t2 = time.perf_counter()
+        record["elapsed_s"]["backend"] = t2 - t1
+        if spec.is_random(case) and case.mode != "vmap":  # (a vmap case's slices are judged one by one)
             try:
                 case, ref = conditional_reference(spec, case, got)
+                if case.mode != "vjp":
+                    with np.errstate(all="ignore"):
+                        _, pullback = spec.run_reference(case)
             except Exception as exc:
                 record.update(verdict="error", error_side="backend", error=_error_text(exc), case_id=case.case_id())
                 return Evaluation(record, case, ref, got)
             record["choices"] = {name: {"size": int(np.size(v)), "mean": float(np.mean(v)) if np.size(v) else 0.0}
                                  for name, v in case.choices.items()}
-        comparisons = compare_results(spec, case, ref, got)
+        if case.mode == "vjp":
+            comparisons = compare_results(spec, case, ref, got)
+        else:
+            from conformance.modes import mode_of
+
+            try:
+                judgement = mode_of(case.mode).judge(spec, case, ref, pullback, got)
+            except Exception as exc:
+                record.update(verdict="error", error_side="reference", case_id=case.case_id(),
+                              error=f"the {case.mode} reference failed: {_error_text(exc)}")
+                return Evaluation(record, case, ref, got)
+            comparisons = judgement.comparisons
+            record["mode_info"] = judgement.info
+            record["elapsed_s"]["reference"] += time.perf_counter() - t2
         record["case_id"] = case.case_id()
         record["comparisons"] = [c.to_dict() for c in comparisons]
         record["max_utilisation"] = max((c.utilisation for c in comparisons), default=0.0)
@@ -279,11 +362,13 @@ class Runner:
         unexpected-pass check at the end of the target (``_check_known``): it saw its symptom when
         it explains at least one failure of the case."""
         failing = failing or []
+        if case.mode != "vjp":
+            return self._known_fields_in_mode(backend, spec, case, call_symptom, failing)
         entries = matching(self.known, spec, (backend.name, *backend.known_as), case)
         if not entries:
             return {"known": None}
         modelled = modelled_tensors(entries, spec, case, *results) if results and failing else {}
-        stats = self._known_stats[(spec.id, backend.name, case.dtype)]
+        stats = self._known_stats[(spec.id, backend.name, case.dtype, case.mode)]
         for entry in entries:
             seen = (call_symptom is not None and entry.explains_call(call_symptom)) or any(
                 entry.explains(c, modelled.get(entry.id, ())) for c in failing)
@@ -300,20 +385,74 @@ class Runner:
             known["with"] = [e.id for e in explained[1:]]
         return {"known": known, "verdict": "known"}
 
-    def _check_known(self, backend: Backend, spec: LayerSpec, dtype: str) -> None:
+    def _known_fields_in_mode(self, backend: Backend, spec: LayerSpec, case: Case, call_symptom: str | None,
+                              failing: list[dict[str, Any]]) -> dict[str, Any]:
+        """``_known_fields`` for a case of a derivative mode. A comparison of the mode's own tensors
+        (``jvp.*``, ``d2.*``, ``vmap.*``) is explained by entries of that mode. A tensor the vjp mode
+        compares too (an output, a gradient, a state; in vmap a slice's, ``vmap[b].<tensor>``, judged
+        as a vjp case of its own) runs the same kernels, so the vjp entries covering that case (the
+        slice) explain it as well; they are not held to show in this mode (no unexpected pass)."""
+        from conformance.modes import mode_of
+
+        names = (backend.name, *backend.known_as)
+        own = matching(self.known, spec, names, case)
+        stats = self._known_stats[(spec.id, backend.name, case.dtype, case.mode)]
+        for entry in own:
+            seen = (call_symptom is not None and entry.explains_call(call_symptom)) or any(
+                entry.explains(c) for c in failing)
+            counts = stats.setdefault(entry.id, [entry, 0, 0])
+            counts[1] += 1
+            counts[2] += int(seen)
+        plain = replace(case, mode="vjp")
+        borrowed: dict[str, list[KnownDiscrepancy]] = {}
+
+        def entries_for(key: str, covered: Case) -> list[KnownDiscrepancy]:
+            if key not in borrowed:
+                borrowed[key] = matching(self.known, spec, names, covered)
+            return borrowed[key]
+
+        if call_symptom is None and not failing:
+            return {"known": own[0].describe()} if own else {"known": None}
+        used: dict[str, KnownDiscrepancy] = {}
+        if call_symptom is not None:
+            entry = next((e for e in own + entries_for("", plain) if e.explains_call(call_symptom)), None)
+            if entry is None:
+                return {"known": None, "known_unexplained": [e.id for e in own]}
+            used[entry.id] = entry
+        for comparison in failing:
+            tensor = comparison["tensor"]
+            entry = next((e for e in own if e.explains(comparison)), None)
+            if entry is None and case.mode == "vmap" and tensor.startswith("vmap["):
+                index, _, rest = tensor[len("vmap["):].partition("].")
+                covered = mode_of("vmap").slice_case(case, int(index))  # type: ignore[attr-defined]
+                entry = next((e for e in entries_for(index, covered) if e.explains({**comparison, "tensor": rest})),
+                             None)
+            elif entry is None and not tensor.startswith(("jvp.", "d2.", "vmap.")):
+                entry = next((e for e in entries_for("", plain) if e.explains(comparison)), None)
+            if entry is None:
+                return {"known": None, "known_unexplained": [e.id for e in own]}
+            used.setdefault(entry.id, entry)
+        explained = list(used.values())
+        known = explained[0].describe()
+        if len(explained) > 1:
+            known["with"] = [e.id for e in explained[1:]]
+        return {"known": known, "verdict": "known"}
+
+    def _check_known(self, backend: Backend, spec: LayerSpec, dtype: str, mode: str = "vjp") -> None:
         """A strict known entry that matched cases of this target, none of which failed, is an
         unexpected pass: the discrepancy seems fixed and the entry must go."""
-        for entry, matched, failed in self._known_stats.pop((spec.id, backend.name, dtype), {}).values():
+        for entry, matched, failed in self._known_stats.pop((spec.id, backend.name, dtype, mode), {}).values():
             if entry.strict and matched and not failed:
-                record = self._base_record(backend, spec, None, dtype)
+                record = self._base_record(backend, spec, None, dtype, mode=mode)
                 record.update(verdict="xpass", final=True, known=entry.describe(),
                               error=f"known discrepancy {entry.id!r} matched {matched} cases and none failed")
                 self._emit(record)
 
     def _base_record(self, backend: Backend, spec: LayerSpec, case: Case | None, dtype: str,
-                     regime: Regime | None = None) -> dict[str, Any]:
+                     regime: Regime | None = None, mode: str | None = None) -> dict[str, Any]:
         valid = case is not None and not case.invalid
         return {
+            "mode": mode or (case.mode if case is not None else "vjp"),
             "type": "case", "run_id": self.run_id, "op": spec.id, "entry": spec.name, "variant": spec.variant,
             "family": spec.family, "backend": backend.name, "device": backend.device(), "dtype": dtype,
             "tier": None if case is None else "invalid" if case.invalid else case.tier, "verdict": "pass",
@@ -326,32 +465,44 @@ class Runner:
         }
 
     # -- searching -------------------------------------------------------------------------------
-    def run_target(self, backend: Backend, spec: LayerSpec, dtype: str) -> Tally:
-        """Search one declaration × backend × dtype: random valid cases, then each declared regime
-        (stratified: every regime gets cases in every dtype), then invalid cases; then the
-        statistical check of a stochastic entry's choices. Returns the target's tally."""
+    def run_target(self, backend: Backend, spec: LayerSpec, dtype: str, mode: str = "vjp") -> Tally:
+        """Search one declaration × backend × dtype × mode: random valid cases, then each declared
+        regime (stratified: every regime gets cases in every dtype), then (vjp) invalid cases; then
+        the statistical check of a stochastic entry's choices. Returns the target's tally."""
+        key = (spec.id, backend.name, dtype, mode)
         ok, reason = backend.supports(spec.name, spec.id, dtype)
         if ok and dtype not in spec.dtypes:
             ok, reason = False, f"{spec.id} is not declared for {dtype}"
+        if ok and mode != "vjp":
+            from conformance.modes import applicable
+
+            ok, reason = backend.supports_mode(mode)
+            if ok:
+                ok, reason = applicable(spec, mode)
         if not ok:
-            self._write_unsupported(backend, spec, dtype, reason)
-            return self.tallies[(spec.id, backend.name, dtype)]
-        samples: list[tuple[Case, dict[str, np.ndarray]]] = []
+            self._write_unsupported(backend, spec, dtype, reason, mode)
+            return self.tallies[key]
+        samples: list[tuple[Case, dict[str, np.ndarray]]] = [] if mode == "vjp" else None  # type: ignore[assignment]
         # After a hang or a crash (found and shrunk) the target's remaining searches are skipped:
         # each further case could cost a timeout or a worker start.
-        stop: dict[str, bool] = {"stopped": False}
-        self.search(backend, spec, dtype, invalid=False, samples=samples, stop=stop)
+        stop: dict[str, Any] = {"stopped": False}
+        cases_before = self.cases
+        self.search(backend, spec, dtype, invalid=False, samples=samples, stop=stop, mode=mode)
         for regime in spec.regimes:
-            self.search(backend, spec, dtype, invalid=False, regime=regime, samples=samples, stop=stop)
-        if self.settings.invalid and spec.invalid_cases is not None:
+            self.search(backend, spec, dtype, invalid=False, regime=regime, samples=samples, stop=stop, mode=mode)
+        if mode == "vjp" and self.settings.invalid and spec.invalid_cases is not None:
             self.search(backend, spec, dtype, invalid=True, stop=stop)
-        if spec.randomness is not None:
+        if spec.randomness is not None and mode == "vjp":
             self._check_randomness(backend, spec, dtype, samples)
-        self._check_known(backend, spec, dtype)
-        return self.tallies[(spec.id, backend.name, dtype)]
+        self._check_known(backend, spec, dtype, mode)
+        if mode != "vjp" and self.cases == cases_before:
+            self._write_unsupported(backend, spec, dtype, f"no case of {spec.id} drawn in {dtype} lies in the "
+                                    f"{mode} mode's domain ({_DOMAINS[mode]})", mode)
+        return self.tallies[key]
 
-    def _write_unsupported(self, backend: Backend, spec: LayerSpec, dtype: str, reason: str) -> None:
-        record = self._base_record(backend, spec, None, dtype)
+    def _write_unsupported(self, backend: Backend, spec: LayerSpec, dtype: str, reason: str,
+                           mode: str = "vjp") -> None:
+        record = self._base_record(backend, spec, None, dtype, mode=mode)
         record.update(verdict="unsupported", final=True, error=reason, elapsed_s={})
         self._emit(record)
 
@@ -378,7 +529,7 @@ class Runner:
 
     def search(self, backend: Backend, spec: LayerSpec, dtype: str, invalid: bool, regime: Regime | None = None,
                samples: list[tuple[Case, dict[str, np.ndarray]]] | None = None,
-               stop: dict[str, bool] | None = None) -> None:
+               stop: dict[str, Any] | None = None, mode: str = "vjp") -> None:
         """One Hypothesis search; a discrepancy is shrunk and its final example recorded. Random
         choices of passing cases are collected into ``samples`` (one per call seed: identical draws
         would not be independent). A hang ends the search at once (shrinking it would cost a
@@ -386,6 +537,12 @@ class Runner:
         target's searches, and nothing more is run."""
         settings = self.settings
         strategy = spec.strategy(dtype, regime, invalid=invalid)
+        domain = None
+        if mode != "vjp":
+            from conformance.modes import mode_of
+
+            domain = mode_of(mode)
+            strategy = strategy.map(lambda case: replace(case, mode=mode))
         state = stop if stop is not None else {"stopped": False}
         state.setdefault("stopped", False)
         state["failed"] = False
@@ -423,17 +580,38 @@ class Runner:
                 state["failed"] = True
                 raise _Discrepancy(f"{spec.id} on {backend.name} ({dtype}): {record['verdict']}")
 
-        test = given(case=strategy)(check)
-        test = hypothesis_settings(self.profile, settings.examples, settings.seed, invalid, regime is not None,
-                                   settings.database)(test)
+        def gate(case: Case) -> None:
+            """A mode's search: a draw outside the mode's domain (a kink for vjp2, a non-finite input)
+            is rejected, and Hypothesis draws another, up to a budget; past it such a draw is a
+            no-op example, so that a regime wholly outside the domain costs a few draws only.
+            (A wrapper: the derandomized seed of the vjp searches hashes ``check``'s source.)"""
+            if domain is not None and not domain.accepts(spec, case):
+                state["rejected"] = state.get("rejected", 0) + 1
+                if state["rejected"] <= budget:
+                    reject()
+                return
+            check(case)
+
+        count = hypothesis_settings(self.profile, settings.examples, settings.seed, invalid, regime is not None,
+                                    settings.database).max_examples
+        budget = 2 * count + 2
+        state["rejected"] = 0
+        test = given(case=strategy)(check if domain is None else gate)
+        chosen = hypothesis_settings(self.profile, settings.examples, settings.seed, invalid, regime is not None,
+                                     settings.database)
+        if domain is not None:  # rejected draws (outside the mode's domain) are no health problem
+            chosen = hypothesis_settings_class(chosen, suppress_health_check=list(HealthCheck))
+        test = chosen(test)
         if settings.seed is not None:
             test = hypothesis_seed(settings.seed)(test)
         # Every search shares ``check``'s code, so Hypothesis would give them one database key: one
         # search would replay (and, when they pass there, delete) another's saved failures.
-        test._hypothesis_internal_database_key = search_key(spec.id, backend.name, dtype, regime, invalid)
+        test._hypothesis_internal_database_key = search_key(spec.id, backend.name, dtype, regime, invalid, mode)
         try:
             test()
         except _Discrepancy:
+            pass
+        except Unsatisfiable:  # every draw lay outside the mode's domain (a regime at a kink, for vjp2)
             pass
         except Exception as exc:  # the search itself broke (health check, flaky replay...)
             record = self._base_record(backend, spec, None, dtype, regime)
@@ -446,7 +624,7 @@ class Runner:
         self._pending.append(record)
         if record.get("shrinking"):
             return
-        key = (record["op"], record["backend"], record["dtype"])
+        key = (record["op"], record["backend"], record["dtype"], record.get("mode", "vjp"))
         tally = self.tallies[key]
         tally.verdicts[record["verdict"]] += 1
         util = float(record.get("max_utilisation") or 0.0)

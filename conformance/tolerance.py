@@ -18,6 +18,12 @@ there the bound is at least |ref|.
 In the exact tier, inputs and cotangents are small integers. Wherever absref <= 2^p (p the
 precision), every partial sum in every order is an integer that the format represents exactly, so
 the result must be bit-exact ("bitwise") or exact up to one final rounding ("rounded").
+
+Gradient accumulation: a case whose call presets ``.grad`` to G (``call["grad_init"]``) gets back
+fl(G + grad). The comparison judges got - G (exact in float64) against the reference gradient, and
+the bound of each element grows by the one extra rounding of the sum, u·(|G + ref| + |ref|)
+(the second term covers the float64 subtraction of G), except where the gradient is exact and
+G + ref is representable: there the accumulated value is exact too.
 """
 
 from __future__ import annotations
@@ -77,6 +83,20 @@ def magnitudes(spec: LayerSpec, case: Case, ref: Result) -> dict[str, np.ndarray
     return out
 
 
+def accumulated_offset(case: Case, tensor: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    """G, the ``.grad`` an accumulating case presets on the input of gradient ``tensor``
+    (``grad.<input>``), when the case accumulates into it; else None."""
+    grad_init = (case.call or {}).get("grad_init")
+    if not grad_init or not tensor.startswith("grad."):
+        return None
+    name = tensor[len("grad."):]
+    if name not in grad_init.get("scale", {}):
+        return None
+    from backends.torch_call import initial_grad
+
+    return initial_grad(grad_init, name, shape)
+
+
 def bound_for(spec: LayerSpec, case: Case, tensor: str, ref: np.ndarray, absref: np.ndarray) -> Bound:
     """The per-element bound for one compared tensor (see the module docstring)."""
     tol = spec.tolerance_for(tensor)
@@ -106,6 +126,16 @@ def bound_for(spec: LayerSpec, case: Case, tensor: str, ref: np.ndarray, absref:
         # Copies and selections keep the sign of a zero (ReLU(-0.0) is -0.0): -0.0 tells the judge.
         # A gradient's zeros are g·0 or a literal 0 by formulation, an undocumented choice: not compared.
         allowed = np.where(allowed == 0, -0.0, allowed)
+    offset = accumulated_offset(case, tensor, np.shape(ref))
+    if offset is not None:  # accumulated into a preset .grad: one more rounding (module docstring)
+        with np.errstate(invalid="ignore", over="ignore"):
+            total = ref + offset
+            part = total - ref  # TwoSum: the float64 sum itself is exact when its error term is 0
+            exact_sum = ((ref - (total - part)) + (offset - part)) == 0
+            representable = np.isfinite(total) & exact_sum & (dt.round(total) == total)
+            extra = u * (np.where(np.isfinite(total), np.abs(total), 0.0) + aref)
+        exact = exact & representable
+        allowed = allowed + np.where(exact, 0.0, extra)
     return Bound(allowed=allowed, exact=exact, reduction_length=k)
 
 

@@ -1,5 +1,7 @@
-"""Finite differences, the independent check of every analytic VJP (and, later, of second
-derivatives): one implementation, shared by the tests of every family and by users.
+"""Finite differences, the independent check of every analytic VJP and the reference of second
+derivatives: one implementation, shared by the tests of every family, the derivative modes
+(``conformance.modes``: the vjp2 mode differentiates the analytic VJP along a direction with
+``directional``) and users.
 
 The check is a dot-product test. For a function f of named float64 arrays, cotangents v of its
 outputs and directions d of its inputs, the analytic side Σ_i <grad_i, d_i> (grad = Jᵀv) must
@@ -16,17 +18,73 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 Arrays = Mapping[str, np.ndarray]
 
 
-def derivative(phi: Callable[[float], float], h: float) -> tuple[float, float]:
-    """(estimate, error estimate) of φ'(0) by Richardson-extrapolated central differences."""
+def derivative(phi: Callable[[float], Any], h: float) -> tuple[Any, Any]:
+    """(estimate, error estimate) of φ'(0) by Richardson-extrapolated central differences; φ may
+    return a number or an array (elementwise estimates)."""
     coarse = (phi(h) - phi(-h)) / (2 * h)
     fine = (phi(h / 2) - phi(-h / 2)) / h
     return (4 * fine - coarse) / 3, abs(fine - coarse) / 3
+
+
+# The float64 evaluations a difference quotient divides are trusted to this many units of 2^-53
+# of their magnitude (a few roundings of a stable computation, with margin).
+EVALUATION_ULPS = 16.0
+
+
+@dataclass(frozen=True)
+class Directional:
+    """A directional derivative, elementwise: the estimate, its error estimate and the largest
+    magnitude the differenced evaluations reached (the scale of their own rounding)."""
+
+    estimate: np.ndarray
+    error: np.ndarray
+    magnitude: np.ndarray
+
+
+def rounding_error(magnitude: np.ndarray, h: float) -> np.ndarray:
+    """What evaluation errors of ``EVALUATION_ULPS``·2^-53·magnitude make of ``derivative``'s
+    extrapolated quotient at step h: 3·δ/h."""
+    return 3 * EVALUATION_ULPS * 2.0**-53 * np.asarray(magnitude, dtype=np.float64) / h
+
+
+def directional(fn: Callable[[dict[str, np.ndarray]], Arrays], inputs: Arrays, directions: Arrays,
+                h: float = 2.0**-20) -> dict[str, Directional]:
+    """The derivative of every array ``fn`` returns along ``directions`` at ``inputs``, elementwise:
+    d/dt fn(x + t·d) at t = 0, by ``derivative`` (four evaluations of ``fn``; inputs without a
+    direction are held fixed). An array missing or changing shape at some point is left out.
+
+    With h a power of two and directions of few significant bits (``torch_call.mode_values``),
+    x + t·d is exact: the step is exactly the one divided by. The error estimate is the Richardson
+    one, |D(h/2) - D(h)|/3, plus the rounding of the evaluations themselves (``rounding_error`` of
+    the largest value they give: the Richardson term alone can vanish when both quotients round
+    alike)."""
+    cache: dict[float, Arrays] = {}
+
+    def at(t: float) -> Arrays:
+        if t not in cache:
+            shifted = {k: (np.asarray(v, dtype=np.float64) + t * directions[k] if k in directions else v)
+                       for k, v in inputs.items()}
+            cache[t] = fn(shifted)
+        return cache[t]
+
+    for t in (h, -h, h / 2, -h / 2):
+        at(t)
+    names = [k for k in cache[h] if all(k in cache[t] and np.shape(cache[t][k]) == np.shape(cache[h][k])
+                                        for t in cache)]
+    out = {}
+    for name in names:
+        estimate, error = derivative(lambda t, name=name: np.asarray(cache[t][name], dtype=np.float64), h)
+        with np.errstate(invalid="ignore", over="ignore"):
+            top = np.max(np.stack([np.abs(np.asarray(cache[t][name], dtype=np.float64)) for t in cache]), axis=0)
+            out[name] = Directional(np.asarray(estimate), np.asarray(error + rounding_error(top, h)), top)
+    return out
 
 
 def scaled_directions(inputs: Arrays, names: tuple[str, ...] | list[str], rng: np.random.Generator,

@@ -1,0 +1,618 @@
+"""Derivative modes: every derivative torch offers, judged against the reference.
+
+A run's targets are declaration × backend × dtype × mode (``--mode vjp,jvp,vjp2,vmap``; ``all``).
+``vjp`` is the call and its reverse-mode gradient (``conformance.runner``); the other three are
+here. Each draws its cases from the declaration's own strategy (random cases and every regime, in
+every dtype), keeps those in its domain (``Mode.accepts``: a case outside it is rejected and
+Hypothesis draws another), attaches what the backend must compute to the call tree
+(``call["mode"]``, interpreted by ``backends.torch_call``), and judges the backend's result with
+a bound derived from the error models of both sides (``Mode.judge``). No mode needs a formula of
+its own: the reference's forward and analytic VJP (its pullback) are all there is.
+
+**jvp** (forward mode). The backend returns J·t for a tangent t of every differentiable input,
+parameters included (``torch_call.mode_values``). J·t is judged through the VJP by the adjoint
+identity ⟨u, J·t⟩ = ⟨Jᵀu, t⟩:
+
+- over ``PROJECTIONS`` random cotangents u (normals; small integers in the exact tier), one
+  comparison ``jvp.projection`` of the scalars ⟨u, J·t⟩;
+- and, when the float outputs hold at most ``ELEMENTWISE`` elements, for u = every basis vector:
+  then ⟨Jᵀe_k, t⟩ = (J·t)_k and the comparison ``jvp.<output>`` is elementwise (the report shows
+  which element is wrong).
+
+Bound of one projection: the backend's J·t carries the errors of a forward-mode kernel, whose
+projection on u is ⟨δJ·t, u⟩ = ⟨δJᵀu, t⟩, the error of the reverse-mode kernel for cotangent u
+paired with t. So the bound is Σ_i ⟨B_i(u), |t_i|⟩·√(max(1, K_out/K_i)), with B_i(u) the
+declaration's own bound on the gradient of input i for cotangent u (``tolerance.bound_for``, in
+the float model: no exactness is claimed) and the √ factor the forward kernel's longer reductions
+(K_out, the outputs' reduction length, against K_i, the gradient's); plus one rounding of each
+element of J·t, u·⟨|u|, |J·t|⟩, and the float64 rounding of both dot products.
+
+Detection power: a wrong J·t = J·t + δ escapes a Gaussian projection only when |⟨u, δ⟩| stays
+within the bound A; ⟨u, δ⟩ ~ N(0, ‖δ‖²), so P(escape) ≤ 2A/(√(2π)·‖δ‖) ≈ 0.8·A/‖δ‖ for each u,
+independently: an error of ‖δ‖ = 10·A escapes all three projections with probability below
+6·10⁻⁴, one of 100·A below 6·10⁻⁷. An error confined to one element k escapes the elementwise
+comparison only within that element's own bound.
+
+**vjp2** (second order). With the case's cotangents g and a direction v of every differentiable
+input, the backend returns d2.<input> = ∂/∂x ⟨Jᵀg, v⟩ (= H_g·v), d2.cotangent.<output> =
+∂/∂g ⟨Jᵀg, v⟩ (= J·v) and, on the way, the first-order grad.<input>, by one of three
+compositions chosen by the case (``COMPOSITIONS``: double backward, ``torch.func.jvp`` of
+``torch.func.vjp``, ``torch.func.grad`` of ``torch.func.jvp``). The reference differentiates its
+own analytic VJP (and forward) along v by central differences in float64 with one Richardson
+extrapolation (``reference.finite_differences.directional``), with an error estimate ε. Bound:
+
+    u·(out_ulps·|r| + c·√K·A) + 10·ε + u₆₄·|r| + K·tiny
+
+with c, K, out_ulps the policy of the first-order tensor differentiated (grad.<input> for d2.<input>,
+the output for J·v) and A the magnitude of the second-order computation: the same difference taken
+on the absolute problem (|inputs|, |g|, |v|), which for a multilinear layer is exactly the sum of
+absolute terms, and at least |r|. Cases lie in a smooth neighbourhood: finite inputs, the
+declaration's ``smooth_at`` (no input within the steps' reach of a kink or tie). A layer whose
+second derivative is zero almost everywhere (ReLU, max pooling, copies, affine maps in one input)
+needs no statement: its differences vanish identically, A and ε are 0, and the backend must return
+exact zeros there (``second_order: zero`` in the record).
+
+**vmap**. ``BATCH`` cases of the declaration with the same shapes and different values (slice 0
+the case, the others seeded permutations of its float inputs and cotangents:
+``torch_call.vmap_slice``) stacked along a new dim (at 0, or after the last dim, by case) through
+``torch.func.vmap`` over ``torch.func.functional_call``; parameters stacked per case, or shared
+(unbatched) by case; forward only, or with ``torch.func.vjp`` inside (the slices' own
+cotangents). Each slice is compared with its own case's reference by the declaration's own
+tolerances and comparators (``vmap[b].<tensor>``). A stochastic case runs with
+``randomness="different"`` or ``"same"`` (by case): each slice is judged by its conditional
+reference given its reported choices, and under ``"same"`` the slices' choices must coincide.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from backends.base import MODES, Case, Result
+from backends.torch_call import direction_values, mode_values, vmap_slice
+from conformance.compare import Comparison, compare_results, judged
+from conformance.dtypes import DTYPES
+from conformance.spec import LayerSpec, Pullback, Tolerance
+from conformance.tolerance import REFERENCE_ROUNDOFF, _abs_case, bound_for, magnitudes
+from reference.finite_differences import Directional, directional, rounding_error
+
+__all__ = ["MODES", "Mode", "MODE_BY_NAME", "parse_modes", "mode_option", "mode_of", "applicable"]
+
+PROJECTIONS = 3  # random cotangents of the projected jvp check
+ELEMENTWISE = 64  # float output elements up to which the jvp check is also elementwise
+BATCH = 3  # cases per vmap call
+COMPOSITIONS = ("reverse-over-reverse", "forward-over-reverse", "reverse-over-forward")
+FD_STEP = 2.0**-20  # central-difference step along v (v at the inputs' scale): exact steps, within ``smooth_at``
+FD_SAFETY = 10.0  # the finite difference's error estimate enters the bound ten times over
+_U64 = 2.0**-53
+
+
+def parse_modes(text: str) -> tuple[str, ...]:
+    """``--mode``: a comma-separated list of ``MODES`` or ``all``, in canonical order."""
+    names = [m.strip() for m in str(text).split(",") if m.strip()]
+    if not names:
+        raise ValueError("--mode was given an empty list")
+    if "all" in names:
+        return MODES
+    unknown = [m for m in names if m not in MODES]
+    if unknown:
+        raise ValueError(f"unknown mode {unknown[0]!r} (known: {', '.join(MODES)}, all)")
+    return tuple(m for m in MODES if m in names)
+
+
+def mode_option(text: str) -> tuple[str, ...]:
+    """``parse_modes`` as an argparse type (a bad value is a one-line usage error)."""
+    import argparse
+
+    try:
+        return parse_modes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seed(case: Case) -> int:
+    """The case's mode seed (from its id, so a replay draws the same arrays)."""
+    return int(case.case_id(), 16) % (2**31)
+
+
+def _float_inputs(case: Case) -> dict[str, np.ndarray]:
+    return {n: v for n, v in case.inputs.items() if case.input_type(n) == "float" and np.asarray(v).dtype.kind == "f"}
+
+
+def _finite(case: Case) -> bool:
+    return all(np.isfinite(v).all() for v in _float_inputs(case).values())
+
+
+def _differentiable(case: Case) -> list[str]:
+    floats = _float_inputs(case)
+    return [n for n in case.differentiable if n in floats]
+
+
+def _with_mode(case: Case, node: dict[str, Any]) -> Case:
+    call = dict(case.call or {})
+    call["mode"] = node
+    return replace(case, call=call)
+
+
+def _float_outputs(result: Result) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v, dtype=np.float64) for k, v in result.outputs.items() if np.asarray(v).dtype.kind == "f"}
+
+
+def _split(got: Result, prefix: str) -> Result:
+    """The part of a mode's result whose names start with ``prefix`` (vmap slices), regrouped."""
+    out = Result(meta=dict(got.meta))
+    groups = {"grad.": out.grads, "state.": out.state, "random.": out.choices}
+    for name, value in got.tensors().items():
+        if not name.startswith(prefix):
+            continue
+        rest = name[len(prefix):]
+        group = next((g for g in groups if rest.startswith(g)), None)
+        if group is None:
+            out.outputs[rest] = value
+        else:
+            groups[group][rest[len(group):]] = value
+        if name in got.dtypes:
+            out.dtypes[rest] = got.dtypes[name]
+    return out
+
+
+def _primal(got: Result, mode_prefixes: tuple[str, ...]) -> Result:
+    """The backend's result without a mode's own tensors (its outputs, state, choices, grads)."""
+    keep = Result(grads=dict(got.grads), state=dict(got.state), choices=dict(got.choices), meta=dict(got.meta))
+    keep.outputs = {k: v for k, v in got.outputs.items() if not k.startswith(mode_prefixes)}
+    keep.dtypes = {k: v for k, v in got.dtypes.items() if not k.startswith(mode_prefixes)}
+    return keep
+
+
+def _renamed(comparisons: list[Comparison], prefix: str) -> list[Comparison]:
+    for c in comparisons:
+        c.tensor = prefix + c.tensor
+    return comparisons
+
+
+def _float_model(case: Case) -> Case:
+    """The case judged in the float model (a derivative mode claims no exactness)."""
+    return case if case.tier == "float" else replace(case, tier="float")
+
+
+@dataclass
+class Judgement:
+    """What a mode concluded about one case: its comparisons and facts for the record."""
+
+    comparisons: list[Comparison]
+    info: dict[str, Any]
+
+
+class Mode:
+    """One derivative mode (see the module docstring). Subclasses implement the four steps."""
+
+    name = "vjp"
+    needs_cotangents = True
+
+    def applicable(self, spec: LayerSpec) -> tuple[bool, str]:
+        """Whether the mode applies to the declaration at all (else: unsupported, with why)."""
+        if not spec.backward:
+            return False, f"{spec.id} has no derivative to take (no backward is declared)"
+        return True, ""
+
+    def accepts(self, spec: LayerSpec, case: Case) -> bool:
+        """Whether the case lies in the mode's domain (others are rejected and redrawn)."""
+        return not case.invalid and bool(_differentiable(case)) and _finite(case)
+
+    def prepare(self, spec: LayerSpec, case: Case, ref: Result) -> Case:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def judge(self, spec: LayerSpec, case: Case, ref: Result, pullback: Pullback | None,
+              got: Result) -> Judgement:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    # -- helpers shared by the modes -----------------------------------------------------------------
+    @staticmethod
+    def primal_comparisons(spec: LayerSpec, case: Case, ref: Result, got: Result,
+                           prefixes: tuple[str, ...]) -> list[Comparison]:
+        """The outputs, state, choices (and gradients when ``ref`` has them) compared as usual."""
+        return compare_results(spec, case, ref, _primal(got, prefixes))
+
+
+# -- jvp --------------------------------------------------------------------------------------------
+
+def _cotangent_draws(seed: int, outputs: Mapping[str, np.ndarray], tier: str,
+                     count: int) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng([seed, 7919])
+    draws = []
+    for _ in range(count):
+        draw = {}
+        for name in sorted(outputs):
+            shape = np.shape(outputs[name])
+            draw[name] = (rng.integers(-2, 3, size=shape).astype(np.float64) if tier == "exact"
+                          else rng.standard_normal(shape))
+        draws.append(draw)
+    return draws
+
+
+class _GradientBound:
+    """B_i(u): the declaration's bound on the gradient of each input for a cotangent u (float
+    model), with the magnitudes each tolerance policy asks for, computed once per case where
+    they do not depend on u (the absolute problem's pullback)."""
+
+    def __init__(self, spec: LayerSpec, case: Case, ref: Result, names: list[str]):
+        self.spec, self.case, self.ref, self.names = spec, _float_model(case), ref, names
+        self._abs: dict[Any, Pullback | None] = {}
+
+    def _abs_pullback(self, key: Any, tol: Any) -> Pullback | None:
+        if key not in self._abs:
+            try:
+                with np.errstate(all="ignore"):
+                    self._abs[key] = self.spec.run_reference(_abs_case(self.case, tol))[1]
+            except Exception:
+                self._abs[key] = None
+        return self._abs[key]
+
+    def __call__(self, u: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        case_u = replace(self.case, cotangents=dict(u))
+        result_u = Result(outputs=self.ref.outputs, grads=dict(grads), state=self.ref.state, choices=self.ref.choices,
+                          dtypes=self.ref.dtypes, meta=self.ref.meta)
+        out: dict[str, np.ndarray] = {}
+        custom: dict[int, Mapping[str, Any]] = {}
+        for name in self.names:
+            tensor = f"grad.{name}"
+            tol = self.spec.tolerance_for(tensor)
+            value = np.asarray(grads[name], dtype=np.float64)
+            if callable(tol.magnitude):
+                key = id(tol)
+                if key not in custom:
+                    custom[key] = tol.magnitude(case_u, result_u)
+                absref = np.abs(np.asarray(custom[key][tensor], dtype=np.float64))
+            elif tol.magnitude == "abs":
+                pull = self._abs_pullback(tol.abs_inputs, tol)
+                abs_grads = pull({k: np.abs(v) for k, v in u.items()}) if pull is not None else {}
+                absref = np.abs(np.asarray(abs_grads.get(name, value), dtype=np.float64))
+            else:
+                absref = np.abs(value)
+            absref = np.broadcast_to(absref, value.shape)
+            out[name] = np.abs(bound_for(self.spec, case_u, tensor, value, absref).allowed)
+        return out
+
+
+class JvpMode(Mode):
+    name = "jvp"
+    needs_cotangents = False
+
+    def prepare(self, spec: LayerSpec, case: Case, ref: Result) -> Case:
+        return _with_mode(case, {"kind": "jvp", "seed": _seed(case), "tier": case.tier})
+
+    def tangents(self, case: Case) -> dict[str, np.ndarray]:
+        node = (case.call or {})["mode"]
+        return {n: mode_values(node["seed"], "tangent." + n, case.inputs[n].shape, node["tier"],
+                               case.layout(n).describe()) for n in _differentiable(case)}
+
+    def judge(self, spec: LayerSpec, case: Case, ref: Result, pullback: Pullback | None, got: Result) -> Judgement:
+        comparisons = self.primal_comparisons(spec, case, ref, got, ("jvp.",))
+        info: dict[str, Any] = {}
+        if pullback is None:
+            return Judgement(comparisons, {"note": "the reference has no pullback for this case"})
+        node = case.call["mode"]  # type: ignore[index]
+        dt = DTYPES[case.dtype]
+        t = self.tangents(case)
+        names = list(t)
+        outputs = _float_outputs(ref)
+        if not outputs:
+            return Judgement(comparisons, {"note": "no float output"})
+        jvps = {k: got.outputs.get(f"jvp.{k}") for k in outputs}
+        missing = [k for k, v in jvps.items() if v is None or np.shape(v) != outputs[k].shape]
+        for k in missing:
+            comparisons.append(judged(f"jvp.{k}", case, outputs[k], jvps[k], np.zeros(outputs[k].shape)))
+        if missing:
+            return Judgement(comparisons, info)
+        y = {k: np.asarray(v, dtype=np.float64) for k, v in jvps.items()}
+        # Where the reference output is not finite (an empty max-pooling window's -inf, an overflow)
+        # J·t is not defined: those elements are left out of every projection.
+        defined = {k: np.isfinite(v) for k, v in outputs.items()}
+        y_defined = {k: np.where(defined[k], y[k], 0.0) for k in outputs}
+        bound = _GradientBound(spec, case, ref, names)
+        k_out = max(spec.tolerance_for(k).reduction_length(case, k) for k in outputs)
+        k_grad = {n: max(1, spec.tolerance_for(f"grad.{n}").reduction_length(case, f"grad.{n}")) for n in names}
+        ratio = {n: math.sqrt(max(1.0, k_out / k_grad[n])) for n in names}
+
+        def project(u: Mapping[str, np.ndarray]) -> tuple[float, float, float]:
+            with np.errstate(all="ignore"):
+                grads = spec.pull(pullback, case, u)
+                grads = {n: np.asarray(grads.get(n, np.zeros(case.inputs[n].shape)), dtype=np.float64) for n in names}
+                rhs_terms = [grads[n] * t[n] for n in names]
+                lhs_terms = [u[k] * y_defined[k] for k in outputs]
+                rhs = float(sum(np.sum(x) for x in rhs_terms))
+                lhs = float(sum(np.sum(x) for x in lhs_terms))
+                b = bound(u, grads)
+                allowed = float(sum(np.sum(b[n] * np.abs(t[n])) * ratio[n] for n in names))
+                count = sum(x.size for x in rhs_terms) + sum(x.size for x in lhs_terms)
+                allowed += dt.unit_roundoff * float(sum(np.sum(np.abs(u[k] * y_defined[k])) for k in outputs))
+                allowed += count * _U64 * float(sum(np.sum(np.abs(x)) for x in rhs_terms + lhs_terms))
+            return lhs, rhs, allowed
+
+        draws = [{k: np.where(defined[k], v, 0.0) for k, v in u.items()}
+                 for u in _cotangent_draws(node["seed"], outputs, node["tier"], PROJECTIONS)]
+        projected = [project(u) for u in draws]
+        lhs, rhs, allowed = (np.array(v) for v in zip(*projected))
+        usable = np.isfinite(rhs) & np.isfinite(allowed)
+        comparisons.append(judged("jvp.projection", case, np.where(usable, rhs, lhs), lhs,
+                                  np.where(usable, allowed, 0.0)))
+        total = sum(v.size for v in outputs.values())
+        info["jvp"] = {"projections": int(usable.sum()), "elementwise": total <= ELEMENTWISE}
+        if total <= ELEMENTWISE:
+            for k, value in outputs.items():
+                expected = np.zeros(value.shape)
+                allowed_k = np.zeros(value.shape)
+                for index in np.ndindex(value.shape):
+                    if not defined[k][index]:
+                        continue
+                    u = {o: np.zeros(v.shape) for o, v in outputs.items()}
+                    u[k][index] = 1.0
+                    _, expected[index], allowed_k[index] = project(u)
+                usable_k = np.isfinite(expected) & np.isfinite(allowed_k) & defined[k]
+                comparisons.append(judged(f"jvp.{k}", case, np.where(usable_k, expected, y[k]), y[k],
+                                          np.where(usable_k, allowed_k, 0.0), reduction_length=k_out,
+                                          got_dtype=got.dtypes.get(f"jvp.{k}")))
+        return Judgement(comparisons, info)
+
+
+# -- vjp2 -------------------------------------------------------------------------------------------
+
+class Vjp2Mode(Mode):
+    name = "vjp2"
+
+    def accepts(self, spec: LayerSpec, case: Case) -> bool:
+        if not super().accepts(spec, case):
+            return False
+        try:
+            return spec.smooth_at is None or bool(spec.smooth_at(case))
+        except Exception:
+            return False
+
+    def prepare(self, spec: LayerSpec, case: Case, ref: Result) -> Case:
+        seed = _seed(case)
+        return _with_mode(case, {"kind": "vjp2", "seed": seed, "tier": case.tier,
+                                 "composition": COMPOSITIONS[seed % len(COMPOSITIONS)]})
+
+    def directions(self, case: Case) -> dict[str, np.ndarray]:
+        node = (case.call or {})["mode"]
+        return {n: direction_values(node["seed"], n, case.inputs[n], node["tier"], case.layout(n).describe())
+                for n in _differentiable(case)}
+
+    def second_order(self, spec: LayerSpec, case: Case, v: Mapping[str, np.ndarray],
+                     cotangents: Mapping[str, np.ndarray]) -> dict[str, Directional]:
+        """{d2.<input>, d2.cotangent.<output>: their derivatives along v}: of the pullback of
+        ``cotangents`` and of the forward, by central differences (``FD_STEP``)."""
+
+        def at(shifted: Case) -> dict[str, np.ndarray]:
+            result, pull = spec.run_reference(shifted)
+            grads = spec.pull(pull, shifted, cotangents)
+            out = {f"d2.{n}": np.asarray(grads.get(n, np.zeros(shifted.inputs[n].shape)), dtype=np.float64)
+                   for n in v}
+            out.update({f"d2.cotangent.{k}": y for k, y in _float_outputs(result).items() if k in cotangents})
+            return out
+
+        with np.errstate(all="ignore"):
+            return directional(lambda inputs: at(replace(case, inputs=inputs)), case.inputs, v, FD_STEP)
+
+    @staticmethod
+    def first_order_bounds(spec: LayerSpec, case: Case, ref: Result) -> tuple[dict[str, np.ndarray],
+                                                                            dict[str, np.ndarray]]:
+        """Per first-order tensor (outputs, gradients): ρ, the relative error the declaration allows
+        it at each element in the case's dtype (its bound over its magnitude, at most 1: the
+        second-order result is computed from the same intermediate values, whose rounding it
+        inherits); and its bound in float64, which bounds the reference's own evaluation error
+        (the finite differences divide it by the step)."""
+        model = _float_model(case)
+        relative: dict[str, np.ndarray] = {}
+        in_float64: dict[str, np.ndarray] = {}
+        try:
+            with np.errstate(all="ignore"):
+                absref = magnitudes(spec, model, ref)
+                for name, value in ref.tensors().items():
+                    value = np.asarray(value)
+                    if value.dtype.kind != "f" or name.startswith(("state.", "random.")):
+                        continue
+                    allowed = np.abs(bound_for(spec, model, name, value, absref[name]).allowed)
+                    rho = np.where(np.abs(value) > 0, np.minimum(1.0, allowed / np.abs(value)),
+                                   np.where(allowed > 0, 1.0, 0.0))
+                    relative[name] = np.where(np.isfinite(rho), rho, 1.0)
+                    b64 = np.abs(bound_for(spec, replace(model, dtype="float64"), name, value, absref[name]).allowed)
+                    in_float64[name] = np.where(np.isfinite(b64), b64, 0.0)
+        except Exception:
+            pass
+        return relative, in_float64
+
+    @staticmethod
+    def inherited(relative: Mapping[str, np.ndarray], first: str, shape: tuple[int, ...],
+                  cotangent: bool) -> np.ndarray:
+        """ρ for a second-order tensor: H_g·v (d2.<input>) inherits its gradient's, elementwise;
+        J·v (d2.cotangent.<output>) is formed from J like every gradient is, so it inherits the
+        gradients' (elementwise where a gradient has the output's shape, else their largest)."""
+        if not cotangent:
+            return np.broadcast_to(relative.get(first, np.zeros(shape)), shape)
+        grads = [v for k, v in relative.items() if k.startswith("grad.")]
+        same = [v for v in grads if v.shape == shape]
+        if same:
+            return np.maximum.reduce(same)
+        top = max((float(v.max()) for v in grads if v.size), default=0.0)
+        return np.full(shape, top)
+
+    def judge(self, spec: LayerSpec, case: Case, ref: Result, pullback: Pullback | None, got: Result) -> Judgement:
+        comparisons = self.primal_comparisons(spec, case, ref, got, ("d2.",))
+        info: dict[str, Any] = {"composition": case.call["mode"]["composition"]}  # type: ignore[index]
+        v = self.directions(case)
+        g = dict(case.cotangents)
+        if not v or not g:
+            return Judgement(comparisons, info)
+        dt = DTYPES[case.dtype]
+        estimates = self.second_order(spec, case, v, g)
+        try:
+            abs_case = _abs_case(_float_model(case), Tolerance())
+            magnitude = self.second_order(spec, abs_case, {n: np.abs(x) for n, x in v.items()},
+                                          {k: np.abs(x) for k, x in g.items()})
+        except Exception:
+            magnitude = {}
+        relative, in_float64 = self.first_order_bounds(spec, case, ref)
+        # Differences that vanish at both steps, on the problem and on its absolute counterpart, for
+        # every element of every input's second derivative: the second derivative is identically 0
+        # (a piecewise-linear layer away from its kinks), and so must the backend's be. (An element
+        # vanishing alone is an underflow or a coincidence, judged like any other.)
+        vanishing = {}
+        for name, fd in estimates.items():
+            absolute = magnitude.get(name)
+            vanishing[name] = (np.isfinite(fd.estimate) & (fd.estimate == 0)
+                               & (fd.error == rounding_error(fd.magnitude, FD_STEP)))
+            if absolute is None:
+                vanishing[name] &= False
+            else:
+                vanishing[name] &= (absolute.estimate == 0) & (absolute.error == rounding_error(absolute.magnitude,
+                                                                                                 FD_STEP))
+        zero = all(v.all() for name, v in vanishing.items() if not name.startswith("d2.cotangent."))
+        for name, fd in estimates.items():
+            r, eps = fd.estimate, fd.error
+            cotangent = name.startswith("d2.cotangent.")
+            first = name[len("d2.cotangent."):] if cotangent else f"grad.{name[len('d2.'):]}"
+            tol = spec.tolerance_for(first)
+            k = max(1, tol.reduction_length(_float_model(case), first))
+            with np.errstate(all="ignore"):
+                absolute = magnitude.get(name)
+                a = np.zeros(r.shape) if absolute is None else np.abs(absolute.estimate)
+                a = np.maximum(np.where(np.isfinite(a), a, 0.0), np.abs(np.where(np.isfinite(r), r, 0.0)))
+                # The reference's own evaluation error, by the declaration's error model in float64,
+                # divided by the step: a cancelling gradient is differenced no better than it is known.
+                evaluation = in_float64.get(first)
+                if evaluation is not None:
+                    if evaluation.shape != r.shape:
+                        evaluation = np.full(r.shape, float(evaluation.max()) if evaluation.size else 0.0)
+                    eps = eps + 3 * evaluation / FD_STEP
+                if zero and not cotangent:
+                    eps = np.where(vanishing[name], 0.0, eps)
+                rho = self.inherited(relative, first, r.shape, cotangent)
+                c = 2.0 if callable(tol.magnitude) else max(tol.c, 2.0)
+                allowed = (dt.unit_roundoff * (tol.out_ulps * np.abs(r) + c * math.sqrt(k) * a) + rho * np.abs(r)
+                           + FD_SAFETY * eps + REFERENCE_ROUNDOFF * np.abs(r) + k * dt.min_subnormal)
+                usable = np.isfinite(r) & np.isfinite(allowed)
+            value = got.outputs.get(name)
+            if value is not None and np.shape(value) == r.shape:
+                expected = np.where(usable, r, np.asarray(value, dtype=np.float64))
+            else:
+                expected = np.where(usable, r, 0.0)
+            comparisons.append(judged(name, case, expected, value, np.where(usable, allowed, 0.0), reduction_length=k,
+                                      got_dtype=got.dtypes.get(name)))
+        info["second_order"] = "zero" if zero else "nonzero"
+        return Judgement(comparisons, info)
+
+
+# -- vmap -------------------------------------------------------------------------------------------
+
+class VmapMode(Mode):
+    name = "vmap"
+
+    def applicable(self, spec: LayerSpec) -> tuple[bool, str]:
+        return True, ""
+
+    def accepts(self, spec: LayerSpec, case: Case) -> bool:
+        return not case.invalid and any(np.size(v) for v in _float_inputs(case).values())
+
+    def prepare(self, spec: LayerSpec, case: Case, ref: Result) -> Case:
+        seed = _seed(case)
+        rng = np.random.default_rng([seed, 31])
+        last = bool(rng.integers(2))
+        parameters = set((case.call or {}).get("parameters", ()))
+        node: dict[str, Any] = {
+            "kind": "vmap", "seed": seed, "batch": BATCH, "out_dim": 0,
+            "in_dim": {n: (np.ndim(v) if last else 0) for n, v in case.inputs.items()},
+            "shared": sorted(n for n in parameters if n in case.inputs) if rng.integers(2) else [],
+            "inner": "vjp" if case.cotangents and rng.integers(4) else "forward",
+            "randomness": (("different", "same")[int(rng.integers(2))] if spec.is_random(case) else "error"),
+        }
+        return _with_mode(case, node)
+
+    def slice_case(self, case: Case, b: int) -> Case:
+        """Slice b of a vmap case, as a case of its own (its values, cotangents, no mode)."""
+        node = (case.call or {})["mode"]
+        shared = set(node.get("shared", ()))
+        inputs = {n: (vmap_slice(node["seed"], b, n, v, case.layout(n).describe())
+                      if case.input_type(n) == "float" and n not in shared else v) for n, v in case.inputs.items()}
+        cots = ({k: vmap_slice(node["seed"], b, "cotangent." + k, v) for k, v in case.cotangents.items()}
+                if node.get("inner") == "vjp" else {})
+        call = {k: v for k, v in (case.call or {}).items() if k != "mode"}
+        return replace(case, inputs=inputs, cotangents=cots, call=call, mode="vjp", choices={})
+
+    def judge(self, spec: LayerSpec, case: Case, ref: Result, pullback: Pullback | None, got: Result) -> Judgement:
+        node = case.call["mode"]  # type: ignore[index]
+        comparisons: list[Comparison] = []
+        info: dict[str, Any] = {"vmap": {k: node[k] for k in ("batch", "inner", "randomness")},
+                                "batch_dim": "first" if not any(node["in_dim"].values()) else "last",
+                                "shared_parameters": bool(node.get("shared"))}
+        choices = []
+        skipped = []
+        for b in range(int(node["batch"])):
+            part = _split(got, f"vmap[{b}].")
+            slice_case = self.slice_case(case, b)
+            try:
+                with np.errstate(all="ignore"):
+                    if spec.is_random(slice_case):
+                        slice_case = spec.randomness.with_choices(  # type: ignore[union-attr]
+                            slice_case, {n: part.choices[n] for n in spec.randomness.choices})  # type: ignore[union-attr]
+                        choices.append(slice_case.choices)
+                    expected = spec.evaluate(slice_case, slice_case.cotangents)
+            except KeyError as exc:
+                comparisons.append(Comparison(tensor=f"vmap[{b}].random.{exc.args[0]}", ok=False, shape=[],
+                                              message="the backend reported no random choice", symptoms=["shape"]))
+                continue
+            except Exception as exc:  # a permuted slice outside the reference's domain: not judged
+                skipped.append(f"slice {b}: {type(exc).__name__}: {exc}")
+                continue
+            comparisons += _renamed(compare_results(spec, slice_case, expected, part), f"vmap[{b}].")
+        if skipped:
+            info["skipped"] = skipped
+        if node.get("randomness") == "same" and len(choices) > 1:
+            for name in choices[0]:
+                same = all(np.array_equal(c[name], choices[0][name]) for c in choices[1:])
+                comparisons.append(Comparison(tensor=f"vmap.same.{name}", ok=same, shape=[], exact_elements=1,
+                                              message="" if same else "randomness='same' drew different choices "
+                                                                      "in different slices",
+                                              symptoms=[] if same else ["index"]))
+        return Judgement(comparisons, info)
+
+
+MODE_BY_NAME: dict[str, Mode] = {"jvp": JvpMode(), "vjp2": Vjp2Mode(), "vmap": VmapMode()}
+
+
+def mode_of(name: str) -> Mode:
+    """The mode object of a non-vjp mode."""
+    return MODE_BY_NAME[name]
+
+
+def applicable(spec: LayerSpec, mode: str) -> tuple[bool, str]:
+    """Whether ``mode`` applies to ``spec`` (vjp always does)."""
+    return (True, "") if mode == "vjp" else MODE_BY_NAME[mode].applicable(spec)
+
+
+Judge = Callable[[LayerSpec, Case, Result, "Pullback | None", Result], Judgement]
+
+
+# -- known-entry predicates (``predicate = "conformance.modes:<name>"``) ------------------------------
+
+def reverse_over_forward(case: Case) -> bool:
+    """The vjp2 case differentiates the backend's forward-mode rule in reverse (``torch.func.grad``
+    of ``torch.func.jvp``), the composition that sees a JVP rule which is wrong to second order."""
+    return ((case.call or {}).get("mode") or {}).get("composition") == "reverse-over-forward"
+
+
+def input_has_zero(case: Case) -> bool:
+    """Some element of the float ``input`` is ±0 (a kink of PReLU and its kin)."""
+    x = case.inputs.get("input")
+    return x is not None and np.asarray(x).dtype.kind == "f" and bool(np.any(np.asarray(x) == 0))
+
+
+def reverse_over_forward_with_batch_statistics(case: Case) -> bool:
+    """``reverse_over_forward`` for a batch norm that normalises with the batch's statistics
+    (training, or no running statistics tracked): the part of its JVP rule that is wrong to second
+    order (the statistics' own derivative); with running statistics the map is affine."""
+    return reverse_over_forward(case) and (case.train or not case.params.get("track_running_stats", True))
