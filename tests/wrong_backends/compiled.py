@@ -85,7 +85,8 @@ def naive_log_softmax(gm: torch.fx.GraphModule, example_inputs: list) -> torch.f
     def replace(node):
         with gm.graph.inserting_before(node):
             dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
-            soft = gm.graph.call_function(torch.softmax, (node.args[0], dim))
+            # F.softmax takes dim=None as log_softmax does (the legacy implicit dim)
+            soft = gm.graph.call_function(torch.nn.functional.softmax, (node.args[0], dim))
             node.target, node.args, node.kwargs = torch.log, (soft,), {}
 
     return _rewrite(gm, torch.nn.functional.log_softmax, replace)
