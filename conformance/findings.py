@@ -811,7 +811,8 @@ def write_findings(directory: str | os.PathLike[str], findings: Sequence[dict[st
 def render_run(directory: str | os.PathLike[str], baseline: Any = None) -> tuple[dict[str, Path], list[dict[str, Any]]]:
     """Compute the findings of the run in ``directory``, write ``findings.json`` and render the
     HTML and JUnit reports with them. Returns (report paths, findings)."""
-    from reports.render import load, render_all
+    from reports.publish import render_all
+    from reports.render import load
 
     records, run_info = load(directory)
     findings = analyse(records)

@@ -37,9 +37,9 @@ from backends.base import (
     Result,
 )
 from conformance.compare import Comparison, compare_results
-from conformance.driver import RunSettings
 from conformance.known import KnownDiscrepancy, explain, matching, modelled_tensors
 from conformance.profiles import PROFILES, hypothesis_settings
+from conformance.settings import RunSettings
 from conformance.spec import LayerSpec, Pullback, Regime
 from conformance.strategies import output_cotangent
 from reports.records import RecordWriter

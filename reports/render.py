@@ -1,4 +1,4 @@
-"""The report model shared by every renderer, and ``render_all``.
+"""The report model shared by every renderer (``reports.publish`` writes the reports).
 
 Records (see ``reports.records``) are grouped into *cells*, one per layer × backend × dtype, with
 their verdict counts, worst bound utilisation, the utilisation of every compared case, and how many
@@ -537,22 +537,3 @@ def read_findings(directory: str | os.PathLike[str]) -> list[dict[str, Any]] | N
         return None
     findings = data.get("findings") if isinstance(data, dict) else None
     return [f for f in findings if isinstance(f, dict)] if isinstance(findings, list) else None
-
-
-def render_all(directory: str | os.PathLike[str], baseline: Any = None,
-               findings: list[dict[str, Any]] | None = None) -> dict[str, Path]:
-    """Write ``report.html`` and ``junit.xml`` into ``directory`` from its results.jsonl and run.json;
-    with a ``reports.baseline.Baseline``, the HTML also shows the regressions against it. The HTML
-    leads with ``findings`` (default: those of ``findings.json``, when present)."""
-    from reports.html import write_html
-    from reports.junit import write_junit
-
-    directory = Path(directory)
-    records, run_info = load(directory)
-    if findings is None:
-        findings = read_findings(directory)
-    return {
-        "html": write_html(directory / HTML_FILE, records, run_info, report_dir=directory, baseline=baseline,
-                           findings=findings),
-        "junit": write_junit(directory / JUNIT_FILE, records, run_info),
-    }

@@ -25,8 +25,8 @@ from conformance.runner import with_call
 from conformance.spec import all_specs
 from reports.html import render_html
 from reports.junit import build_junit
+from reports.publish import render_all
 from reports.records import RecordWriter, write_run_info
-from reports.render import render_all
 from reports.repro import render_repro
 from reports.terminal import print_summary
 
