@@ -1,4 +1,4 @@
-"""Each deliberately wrong clip_grad_norm_ / container adapter is caught by a ci-profile run."""
+"""Each deliberately wrong container / gradient-utility adapter is caught by a ci-profile run."""
 
 from __future__ import annotations
 
@@ -17,6 +17,13 @@ CASES = [
     ("Conv2dIgnoresBias", "ModuleList,DataParallel"),
     ("SequentialSortsNames", "Sequential[ordered]"),
     ("DataParallelGathersReversed", "DataParallel"),
+    # "a ModuleList whose __setitem__ mishandles a negative index": caught by `--ops ModuleList`
+    ("ModuleListNegativeSetitemOffByOne", "ModuleList[semantics]"),
+    ("ModuleDictUpdateSorted", "ModuleDict"),
+    ("ParameterDictKeepsPlainTensors", "ParameterDict[semantics]"),
+    ("ClipValueOnlyPositive", "clip_grad_value_"),
+    ("TotalNormInfAsSum", "get_total_norm"),
+    ("VectorToParametersReversed", "vector_to_parameters"),
 ]
 
 

@@ -5,8 +5,6 @@ total norm is ``reference.clip.norm_error``); comparators and the known-entry pr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 
 from backends.base import Case, Result
@@ -192,8 +190,65 @@ def vector_longer_than_parameters(case: Case) -> bool:
     return case.inputs["vec"].size > sum(a.size for n, a in case.inputs.items() if n.startswith("param"))
 
 
-def sizes(case: Case) -> Mapping[str, int]:
-    return {name: arr.size for name, arr in case.inputs.items()}
+def inf_norm_of_an_empty_tensor(case: Case) -> bool:
+    """The infinity norm, and an empty tensor among those passed."""
+    return bool(np.isinf(case.params.get("norm_type", 0.0))) and any(g.size == 0 for g in grads(case))
+
+
+def no_gradient_passed(case: Case) -> bool:
+    return not grads(case)
+
+
+# -- container operations: where torch 2.13 departs from its documentation -------------------------------
+
+def _ops(case: Case) -> list[str]:
+    return [step.get("op", "") for step in case.params.get("steps", ())]
+
+
+def modulelist_negative_insert(case: Case) -> bool:
+    """ModuleList.insert with a negative index (list.insert counts from the end)."""
+    return case.params.get("container") == "ModuleList" and any(
+        step["method"] == "insert" and step["args"][0] < 0 for step in case.params["steps"])
+
+
+def modulelist_insert_past_the_end(case: Case) -> bool:
+    return case.params.get("container") == "ModuleList" and "insert past the end" in _ops(case)
+
+
+def modulelist_inserts_a_tensor(case: Case) -> bool:
+    return case.params.get("container") == "ModuleList" and case.invalid and "insert a tensor" in _ops(case)
+
+
+def named_sequential_reordered(case: Case) -> bool:
+    """A Sequential built from an OrderedDict, then edited by del, pop or insert (torch renames its
+    children by position, or looks them up by position)."""
+    return case.params.get("container") == "Sequential" and case.params["named"] and any(
+        op in ("del", "del slice", "pop", "insert") for op in _ops(case))
+
+
+def named_sequential_append_collides(case: Case) -> bool:
+    """A Sequential built from an OrderedDict to which a module is appended while one of its
+    children is already named str(len) (torch replaces that child)."""
+    if case.params.get("container") != "Sequential" or not case.params["named"]:
+        return False
+    from reference import containers as model
+
+    p = case.params
+    resolver = model.Resolver(p["entries"], case.inputs)
+    container = model.build("Sequential", p["init"], True, resolver)
+    for step in p["steps"]:
+        if step["method"] == "append" and str(len(container)) in container.keys():
+            return True
+        try:
+            model.run(container, [step], resolver, model.Encoder(()))
+        except Exception:  # an invalid last step
+            return False
+    return False
+
+
+def parameterlist_not_a_list(case: Case) -> bool:
+    """ParameterList, documented 'like a regular Python list', asked for del, insert or pop."""
+    return case.params.get("container") == "ParameterList" and any(op in ("del", "insert", "pop") for op in _ops(case))
 
 
 def unsigned_zeros(spec: LayerSpec, case: Case, name: str, result: Result, got: Result) -> Comparison:

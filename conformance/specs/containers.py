@@ -10,12 +10,15 @@ from conformance.strategies.containers import model_regimes as regimes
 declare(composed(
     "Sequential", "index",
     regimes=regimes("exact tier", "five layers", "conv block", "tokens", "in-place ReLU", "Softmax inside",
-                    "evaluation mode", "BatchNorm buffers updated", "BatchNorm running statistics in eval"),
+                    "evaluation mode", "BatchNorm buffers updated", "BatchNorm running statistics in eval")
+    + SC.layer_regimes(),
     notes="torch.nn.Sequential(*modules): children named 0, 1, ...; the input passes through them in order. A model "
           "of 1 to 5 declared layers (Linear, ReLU, Conv2d, MaxPool2d, BatchNorm1d/2d, AvgPool2d, Softmax, "
           "Embedding) whose reference composes the layers' references and whose bound propagates each layer's own "
           "bound to first order; compared: the output, the input gradient, every parameter gradient and every "
-          "buffer after the call, by container path (bit for bit where the bound is 0).",
+          "buffer after the call, by container path (bit for bit where the bound is 0; the sign of a zero is not "
+          "compared, and an element whose bound reaches past the dtype's range may overflow). Regimes also draw "
+          "single layers inside their own declarations' regimes, and wide channel counts.",
 ))
 
 declare(composed(
@@ -120,7 +123,7 @@ declare(operations(
                     {"initial entries": 1, "op[0]": "append", "op[0].value.source": "one it holds"}),
              Regime("slices", SC.did("slice"), {"initial entries": 3, "op[0]": "slice"}),
              Regime("non-contiguous tensors", SC.non_contiguous, {"init[*].kind": "tensor", "init[*].ndim": 2,
-                                                                  "layout.t*": "strided"}),
+                                                                  "layout.t0": "strided"}),
              Regime("del, insert and pop", SC.did("del", "insert", "pop"), {"initial entries": 2, "op[0]": "del"},
                     "documented 'like a regular Python list': torch 2.13 has no del, insert or pop (known)")),
     notes="torch.nn.ParameterList 'can be used like a regular Python list': append, extend, +=, c[i] = v with "
@@ -174,7 +177,7 @@ declare(operations(
              Regime("a parameter stored twice", SC.stored_twice,
                     {"initial entries": 1, "op[0]": "setitem", "op[0].value.source": "one it holds"}),
              Regime("non-contiguous tensors", SC.non_contiguous, {"init[*].kind": "tensor", "init[*].ndim": 2,
-                                                                  "layout.t*": "strided"})),
+                                                                  "layout.t0": "strided"})),
     notes="torch.nn.ParameterDict as an ordered dict: d[k] = v, update from an OrderedDict, a ParameterDict or "
           "pairs in their order, from a plain dict (whose order the documentation leaves open: its keys are given "
           "sorted, torch's order), pop, popitem (the last inserted), setdefault, get with a default, del, clear; "

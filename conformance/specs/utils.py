@@ -15,7 +15,7 @@ declare(gradient_utility(
         Regime("an iterator", lambda c: c.params["form"] == "iterator", {"form": "iterator"},
                "as model.parameters() is: a generator consumed once"),
         Regime("non-contiguous parameters", lambda c: any(v.kind != "contiguous" for v in c.layouts.values()),
-               {"layout.param*": "strided", "param*.ndim": 2, "param*.empty": False}),
+               {"layout.param0": "strided", "param*.ndim": 2, "param*.empty": False}),
         Regime("exact tier", lambda c: c.tier == "exact", {"tier": "exact"}),
     ),
     notes="One 1-d tensor of every parameter's elements, each flattened in row-major order, in the order given "
@@ -33,7 +33,7 @@ declare(gradient_utility(
         Regime("non-contiguous vector", lambda c: c.layout("vec").kind != "contiguous", {"layout.vec": "strided"}),
         Regime("non-contiguous parameters", lambda c: any(c.layout(n).kind != "contiguous" for n in c.inputs
                                                           if n != "vec"),
-               {"layout.param*": "strided", "param*.ndim": 2, "param*.empty": False}),
+               {"layout.param0": "strided", "param*.ndim": 2, "param*.empty": False}),
     ),
     notes="Consecutive slices of the 1-d vector, reshaped, become the parameters' values (torch replaces each "
           "one's data), compared bit for bit after the call. The vector must hold exactly the parameters' number "

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 from backends.base import Case
 from conformance import strategies as S
-from conformance.chainable import CHAINABLE, ORDER, Context
-from conformance.composition import DrawnLayer, layers_of
+from conformance.chainable import CHAINABLE, ORDER, WIDE, Context
+from conformance.composition import DrawnLayer, compose_reference, layers_of
 from conformance.dtypes import DTYPES
 from conformance.numerics import containers as N
 from conformance.spec import Regime, all_specs, current_pins
@@ -56,7 +56,7 @@ def _draw_input(d: S.Drawer, dtype: str, tier: str, kind: str) -> np.ndarray:
         rng = np.random.default_rng(d.integer(0, 2**32 - 1, "tokens.seed"))
         return rng.integers(0, vocab, size=(n, steps)).astype(np.int64)
     if kind == "image":
-        c = d.integer(1, 3, "C")
+        c = d.integer(1, WIDE if regime_only("wide channels", False) else 3, "C")
         shape: tuple[int, ...] = (n, c, *S.sizes_within(d, 2, 48, hi=6, label="spatial"))
     else:
         shape = (n, d.integer(1, 12, "F"))
@@ -91,7 +91,8 @@ def draw_model(d: S.Drawer, dtype: str, functional: bool,
                    and (not CHAINABLE[op].terminal or (last and functional))]
         op = d.choice(options, f"layer[{i}]")
         ctx = Context(dtype=dtype, tier=tier, position=i, previous=layers[-1].op if layers else None,
-                      functional=functional, label=f"layer[{i}]", split_invariant=split_invariant)
+                      functional=functional, label=f"layer[{i}]", split_invariant=split_invariant,
+                      wide=regime_only("wide channels", False))
         drawn = CHAINABLE[op].draw(d, ctx, x)
         layers.append(drawn)
         x = _next_activation(drawn, x, dtype, tier, train)
@@ -212,6 +213,60 @@ def model_regimes(*names: str) -> tuple[Regime, ...]:
     return tuple(MODEL_REGIMES[name] for name in names)
 
 
+def layer_in_regime(op: str, regime: str) -> Callable[[Case], bool]:
+    """Some layer ``op`` of the model lies in its own declaration's regime ``regime`` (judged by that
+    declaration's predicate on the layer's sub-case)."""
+    def holds(case: Case) -> bool:
+        declared = next(r for r in all_specs()[op].regimes if r.name == regime)
+        with np.errstate(all="ignore"):
+            runs = compose_reference(case)[0].meta["runs"]
+        return any(run.spec.name == op and declared.holds(run.case) for run in runs)
+    return holds
+
+
+def _widest(case: Case) -> int:
+    widths = [case.inputs["input"].shape[1]] if case.inputs["input"].ndim == 4 else []
+    for layer in layers_of(case):
+        widths += [v for k, v in layer["params"].items() if k in ("out_channels", "out_features", "num_features")]
+    return max(widths, default=0)
+
+
+_IMAGE = {**_FLOAT, "input kind": "image", "spatial[*]": 4}
+LAYER_REGIMES = {regime.name: regime for regime in (
+    Regime("wide channels", lambda c: _widest(c) >= 16,
+           {**_IMAGE, "wide channels": True, "C": 24, "layers": 3, "layer[0]": "Conv2d", "layer[0].groups": "plain",
+            "layer[*].out_channels": 32, "layer[*].out_features": 32},
+           "24 to 64 channels (vectorised kernels change paths past 8 or 16); drawn only in this regime"),
+    Regime("Conv2d in its regime 'reflect padding'", layer_in_regime("Conv2d", "reflect padding"),
+           {**_IMAGE, "layers": 2, "layer[0]": "Conv2d", "layer[0].groups": "plain", "layer[0].padding kind": "numeric",
+            "layer[0].kernel_size[*]": 3, "layer[0].padding[*]": 1, "layer[0].padding_mode": "reflect"}),
+    Regime("Conv2d in its regime 'depthwise'", layer_in_regime("Conv2d", "depthwise"),
+           {**_IMAGE, "C": 3, "layers": 2, "layer[0]": "Conv2d", "layer[0].groups": "depthwise"}),
+    Regime("MaxPool2d in its regime 'ceil overhang clipped'", layer_in_regime("MaxPool2d", "ceil overhang clipped"),
+           {**_IMAGE, "layers": 2, "layer[0]": "MaxPool2d", "layer[0].kernel_size[*]": 3,
+            "layer[0].stride kind": "kernel", "layer[0].padding[*]": 0, "layer[0].ceil_mode": True}),
+    Regime("AvgPool2d in its regime 'count_include_pad=False with padding'",
+           layer_in_regime("AvgPool2d", "count_include_pad=False with padding"),
+           {**_IMAGE, "layers": 2, "layer[0]": "AvgPool2d", "layer[0].kernel_size[*]": 3, "layer[0].padding[*]": 1,
+            "layer[0].count_include_pad": False}),
+    Regime("BatchNorm2d in its regime 'momentum None'", layer_in_regime("BatchNorm2d", "momentum None"),
+           {**_IMAGE, "train": True, "layers": 2, "layer[0]": "BatchNorm2d", "layer[0].momentum": None,
+            "layer[0].track_running_stats": True}),
+    Regime("Linear in its regime 'three leading dims'", layer_in_regime("Linear", "three leading dims"),
+           {**_IMAGE, "layers": 2, "layer[0]": "Linear"}),
+    Regime("Embedding in its regime 'padding_idx referenced'",
+           layer_in_regime("Embedding", "padding_idx referenced"),
+           {"input kind": "tokens", "vocabulary": 1, "layers": 2, "layer[0]": "Embedding",
+            "layer[0].padding_idx": "a row", "layer[0].padding row": 0}),
+)}
+
+
+def layer_regimes(*names: str) -> tuple[Regime, ...]:
+    """Regimes that draw a layer inside one of its own declaration's regimes (or wider), so that a
+    bug confined to a corner of a layer is reachable through the container; every name when none."""
+    return tuple(LAYER_REGIMES[name] for name in names or LAYER_REGIMES)
+
+
 # -- gradient utilities (torch.nn.utils) -----------------------------------------------------------------
 
 FORMS = ("list", "tuple", "single tensor", "no gradients", "empty list")
@@ -259,6 +314,7 @@ def _plant_nonfinite(d: S.Drawer, inputs: dict[str, np.ndarray], with_grad: list
     """One NaN or ±inf in one of the gradients passed (always, for an invalid case); in a tensor
     with stride-0 (expanded) dims, in its stored elements (so every copy of it holds it)."""
     nonfinite = d.choice(NONFINITE[1:] if invalid else NONFINITE, "non-finite")
+    with_grad = [i for i in with_grad if inputs[f"grad{i}"].size]  # (an empty tensor holds nothing)
     if nonfinite != "none" and with_grad and form != "empty list":
         i = with_grad[d.integer(0, len(with_grad) - 1, "non-finite grad")]
         layout = (layouts or {}).get(f"grad{i}")
@@ -410,8 +466,8 @@ def _clip_value_case(draw: Any, dtype: str) -> Case:
     top = max((float(f.max()) for f in finite if f.size), default=1.0) or 1.0
     kind = d.choice(CLIP_VALUE_KINDS, "clip_value")
     if kind == "cuts":
-        value = top * d.choice((0.5, 0.25, 0.9), "clip_value fraction")
-        value = (float(np.round(value)) or 1.0) if tier == "exact" else value
+        fraction = d.choice((0.5, 0.25, 0.9), "clip_value fraction")
+        value = max(top - 1, 0.5) if tier == "exact" else top * fraction
     else:
         value = {"above every gradient": 2 * top, "zero": 0.0, "negative": -0.5 * top, "inf": float("inf")}[kind]
     params = {"form": form, "count": count, "clip_value": value, "foreach": d.choice((None, True, False), "foreach")}
@@ -529,7 +585,7 @@ def norm_regimes(clip: bool) -> tuple[Regime, ...]:
         Regime("foreach=False", lambda c: c.params["foreach"] is False, {"foreach": False}),
     ) + (() if clip else (
         Regime("non-contiguous tensors", lambda c: any(v.kind != "contiguous" for v in c.layouts.values()),
-               {"layout.grad*": "strided", "grad*.ndim": 2, "grad*.empty": False}),
+               {"layout.grad0": "strided", "grad*.ndim": 2, "grad*.empty": False}),
         Regime("empty tensor", lambda c: any(g.size == 0 for g in N.grads(c)),
                {"grad0.ndim": 2, "grad0.empty": True, "form": "list"}),
     ))
@@ -693,15 +749,15 @@ def _invalid_list_op(b: _Builder, lab: str) -> None:
     error = b.op = d.choice(options, f"{lab} (invalid)")
     index = n + d.integer(0, 2, f"{lab}.past")
     if error == "index out of range":
-        b.steps.append({"method": "__getitem__", "args": [index if d.flag(f"{lab}.positive") else -index - 1]})
+        b.steps.append({"op": b.op, "method": "__getitem__", "args": [index if d.flag(f"{lab}.positive") else -index - 1]})
     elif error == "assign out of range":
-        b.steps.append({"method": "__setitem__", "args": [index, b.fresh(f"{lab}.value")]})
+        b.steps.append({"op": b.op, "method": "__setitem__", "args": [index, b.fresh(f"{lab}.value")]})
     elif error == "insert out of range":
-        b.steps.append({"method": "insert", "args": [n + 1 + d.integer(0, 2, f"{lab}.past"), b.fresh(f"{lab}.value")]})
+        b.steps.append({"op": b.op, "method": "insert", "args": [n + 1 + d.integer(0, 2, f"{lab}.past"), b.fresh(f"{lab}.value")]})
     else:
         tensor = _plain_tensor(b, f"{lab}.tensor")
         method = {"store a tensor": "append", "extend with a tensor": "extend", "insert a tensor": "insert"}[error]
-        b.steps.append({"method": method, "args": ([0] if method == "insert" else []) + [tensor]})
+        b.steps.append({"op": b.op, "method": method, "args": ([0] if method == "insert" else []) + [tensor]})
     b.note = error
 
 
@@ -766,12 +822,12 @@ def _invalid_dict_op(b: _Builder, lab: str) -> None:
     error = b.op = d.choice(options, f"{lab} (invalid)")
     missing = next(k for k in KEYS if k not in b.model.keys()) if len(b.model) < len(KEYS) else "zz"
     if error in ("missing key", "pop a missing key"):
-        b.steps.append({"method": "__getitem__" if error == "missing key" else "pop", "args": [missing]})
+        b.steps.append({"op": b.op, "method": "__getitem__" if error == "missing key" else "pop", "args": [missing]})
     else:
         key = {"a key with a dot": "a.b", "an empty key": "", "a key shadowing an attribute": "update",
                "a key that is no string": 3, "store a tensor": missing}[error]
         value = _plain_tensor(b, f"{lab}.tensor") if error == "store a tensor" else b.fresh(f"{lab}.value")
-        b.steps.append({"method": "__setitem__", "args": [key, value]})
+        b.steps.append({"op": b.op, "method": "__setitem__", "args": [key, value]})
     b.note = error
 
 
