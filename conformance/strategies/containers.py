@@ -749,11 +749,13 @@ def _invalid_list_op(b: _Builder, lab: str) -> None:
     error = b.op = d.choice(options, f"{lab} (invalid)")
     index = n + d.integer(0, 2, f"{lab}.past")
     if error == "index out of range":
-        b.steps.append({"op": b.op, "method": "__getitem__", "args": [index if d.flag(f"{lab}.positive") else -index - 1]})
+        key = index if d.flag(f"{lab}.positive") else -index - 1
+        b.steps.append({"op": b.op, "method": "__getitem__", "args": [key]})
     elif error == "assign out of range":
         b.steps.append({"op": b.op, "method": "__setitem__", "args": [index, b.fresh(f"{lab}.value")]})
     elif error == "insert out of range":
-        b.steps.append({"op": b.op, "method": "insert", "args": [n + 1 + d.integer(0, 2, f"{lab}.past"), b.fresh(f"{lab}.value")]})
+        past = n + 1 + d.integer(0, 2, f"{lab}.past")
+        b.steps.append({"op": b.op, "method": "insert", "args": [past, b.fresh(f"{lab}.value")]})
     else:
         tensor = _plain_tensor(b, f"{lab}.tensor")
         method = {"store a tensor": "append", "extend with a tensor": "extend", "insert a tensor": "insert"}[error]
