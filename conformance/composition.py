@@ -94,8 +94,9 @@ def layer_reference(spec: LayerSpec, sub: Case, cotangents: Mapping[str, np.ndar
 
 def compose_reference(case: Case) -> tuple[Result, Pullback]:
     """The model's reference: each layer's reference forward (its result and pullback kept), and
-    the pullback running the layers' pullbacks backward (each layer's input gradient is the
-    previous layer's output cotangent). Every parameter gradient and buffer is named by its
+    the pullback running the layers' pullbacks backward (each layer's input gradient, saturated to
+    ±inf beyond the dtype's range as the backend's overflows, is the previous layer's output
+    cotangent). Every parameter gradient and buffer is named by its
     container path; ``meta["runs"]`` keeps the per-layer runs for the error bound (the pullback
     attaches each layer's cotangent and gradients to its run)."""
     layers = layers_of(case)
@@ -125,6 +126,8 @@ def compose_reference(case: Case) -> tuple[Result, Pullback]:
             for local in layers[i]["parameters"]:
                 grads[layers[i]["paths"][local]] = run.result.grads[local]
             g = run.result.grads.get("input")
+            if i and g is not None:  # the previous layer's output cotangent, as the dtype holds it
+                g = saturate(g, case.dtype)
         if "input" in case.differentiable and g is not None:
             grads["input"] = g
         return grads
