@@ -54,6 +54,23 @@ whose masks never reach an output; rule
 module's ``{"attribute": "weight"}``): the values an initialiser drew (None, a parameter the module
 does not have, reads as an empty array).
 
+``{"steps": {"on": node, "do": [step], "names": [str]}}`` is a sequence of operations on one object
+(a container edited as a user would, then observed). Each step, in order, is ``{"method": name,
+"args": [node], "kwargs": {...}}`` (``on``'s method, called through ``invoke``), or without a method
+a call of the object itself with ``args``, or with neither the object itself; ``"on": node`` in a
+step applies it to that node's value instead (a slice, ``c + other``); ``"chain": node`` feeds that
+node's value through each element of the step's result in turn (``x = m(x)``: a loop over
+``values()``). Arguments are evaluated just before their step, so an ``{"attribute": ...}`` node sees
+the container as it is then; modules among them (also inside lists, tuples and dicts) are moved to
+the call's device and dtype, as the module under test is. The node's value is the list of the
+results of the steps marked ``"read": true``, each *encoded* as data: a str is its index in
+``names`` (-1 if absent), None is -2, a bool or int itself, a tensor itself, a module the order of
+its first appearance among the steps' arguments and read results (-1 never), a tuple a list of its
+encoded items, a mapping the encoded list of its keys, and any other iterable the list of its
+encoded items, packed into one tensor (the flattened concatenation of tensors, else int64; an empty
+one is an empty int64 tensor); a step with ``"pairs": true`` reads its result's (key, value) pairs
+(a mapping's items) as two packed lists, [keys, values].
+
 Gradient accumulation: ``"grad_init": {"seed": s, "scale": {input: scale}}`` sets the ``.grad`` of
 every leaf that requires grad (inputs and parameters) to ``initial_grad(...)`` before the backward,
 so the gradients read back are the accumulated ``G + grad`` (small integers times ``scale``, exact
@@ -296,6 +313,7 @@ class CallInterpreter:
         # Inside a transform: input name -> the tensor the transformed function received.
         self.overrides: dict[str, Any] = {}
         self.in_vmap = False
+        self.seen: list[Any] = []  # modules of "steps" nodes, in order of first appearance
 
     # -- inputs ----------------------------------------------------------------------------------
     def tensor(self, name: str, device: str | None = None) -> Any:
@@ -371,7 +389,83 @@ class CallInterpreter:
             for m in self.node(node["loop"]["over"]):
                 x = self.invoke(m, [x], {})
             return x
+        if "steps" in node:
+            return self._steps(node["steps"])
         raise ValueError(f"unknown call node {node!r}")
+
+    # -- a sequence of operations on one object (the "steps" node) ------------------------------
+    def _steps(self, spec: dict[str, Any]) -> list[Any]:
+        target = self.node(spec["on"])
+        names = list(spec.get("names", ()))
+        reads = []
+        for step in spec["do"]:
+            obj = self.node(step["on"]) if "on" in step else target
+            args = [self.node(n) for n in step.get("args", ())]
+            kwargs = {k: self.node(v) for k, v in step.get("kwargs", {}).items()}
+            for value in (*args, *kwargs.values()):
+                self._note(value, move=True)
+            if "method" in step:
+                result = self.invoke(getattr(obj, step["method"]), args, kwargs)
+            else:
+                result = self.invoke(obj, args, kwargs) if "args" in step or "kwargs" in step else obj
+            if "chain" in step:
+                x = self.node(step["chain"])
+                for m in result:
+                    x = self.invoke(m, [x], {})
+                result = x
+            if step.get("read"):
+                if step.get("pairs"):
+                    items = list(result.items() if hasattr(result, "items") else result)
+                    reads.append([self._pack([self._encode(k, names) for k, _ in items]),
+                                  self._pack([self._encode(v, names) for _, v in items])])
+                else:
+                    reads.append(self._encode(result, names))
+        return reads
+
+    def _note(self, value: Any, move: bool = False) -> int:
+        """A module's index in order of first appearance (appended when new; moved to the call's
+        device and dtype when it comes as an argument); containers are walked, -1 for anything else."""
+        torch = _torch()
+        if isinstance(value, torch.nn.Module):
+            for i, seen in enumerate(self.seen):
+                if seen is value:
+                    return i
+            if move:
+                value.to(device=self.device, dtype=self.dtype)
+            self.seen.append(value)
+            return len(self.seen) - 1
+        if isinstance(value, dict):
+            for item in value.values():
+                self._note(item, move)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                self._note(item, move)
+        return -1
+
+    def _encode(self, value: Any, names: list[str]) -> Any:
+        torch = _torch()
+        if isinstance(value, str):
+            return names.index(value) if value in names else -1
+        if value is None:
+            return -2
+        if isinstance(value, (bool, int, float)):
+            return value
+        if torch.is_tensor(value):
+            return value  # (differentiable: a forward read can be the call's output)
+        if isinstance(value, torch.nn.Module):
+            return self._note(value)
+        if isinstance(value, tuple):
+            return [self._encode(v, names) for v in value]
+        return self._pack([self._encode(v, names) for v in value])
+
+    @staticmethod
+    def _pack(items: list[Any]) -> Any:
+        torch = _torch()
+        if items and all(torch.is_tensor(t) for t in items):
+            return torch.cat([t.reshape(-1) for t in items])
+        if any(torch.is_tensor(t) or isinstance(t, list) for t in items):
+            raise ValueError("a read mixes tensors with other values: read them apart")
+        return torch.tensor(items, dtype=torch.int64)
 
     # -- the call ----------------------------------------------------------------------------------
     def setup(self, call: dict[str, Any]) -> None:

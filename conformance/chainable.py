@@ -57,6 +57,11 @@ class Context:
     # the result must not depend on how the batch is split (DataParallel scatters it over devices):
     # BatchNorm only with running statistics, in evaluation mode
     split_invariant: bool = False
+    # larger channel counts (up to WIDE): vectorised kernels take other paths past 8 or 16 channels
+    wide: bool = False
+
+
+WIDE = 64
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ def _image(x: np.ndarray) -> bool:
 
 def _draw_linear(d: S.Drawer, ctx: Context, x: np.ndarray) -> DrawnLayer:
     fan_in = x.shape[-1]
-    out = d.integer(1, 8, f"{ctx.label}.out_features")
+    out = d.integer(1, WIDE if ctx.wide else 8, f"{ctx.label}.out_features")
     bias = d.choice((True, False), f"{ctx.label}.bias")
     arrays = {"weight": _values(d, ctx, (out, fan_in), "weight", scale=1 / math.sqrt(fan_in))}
     if bias:
@@ -118,7 +123,7 @@ def _draw_conv2d(d: S.Drawer, ctx: Context, x: np.ndarray) -> DrawnLayer:
     if d.choice(("plain", "depthwise"), f"{lab}.groups") == "depthwise":
         groups, out = channels, channels * d.integer(1, 2, f"{lab}.depth multiplier")
     else:
-        groups, out = 1, d.integer(1, 6, f"{lab}.out_channels")
+        groups, out = 1, d.integer(1, WIDE if ctx.wide else 6, f"{lab}.out_channels")
     kind = d.choice(("numeric", "same", "valid"), f"{lab}.padding kind")
     sizes = (h, w)
     kernel = tuple(d.integer(1, min(3, s) if kind == "valid" else 3, f"{lab}.kernel_size[{i}]")

@@ -42,10 +42,9 @@ from typing import Any
 import numpy as np
 
 from backends.base import Case, Result
-from conformance import strategies as S
 from conformance.compare import Comparison, compare_tensor
 from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec, Tolerance, all_specs
+from conformance.spec import LayerSpec, Pullback, Tolerance, all_specs
 from conformance.tolerance import bound_for, magnitudes
 
 # -- the model, as case data -------------------------------------------------------------------------
@@ -93,37 +92,47 @@ def layer_reference(spec: LayerSpec, sub: Case, cotangents: Mapping[str, np.ndar
     return result
 
 
-def compose_reference(case: Case, backward: bool) -> Result:
-    """The model's reference: each layer's reference forward, then each VJP backward. Every
-    parameter gradient and buffer is named by its container path; ``meta["runs"]`` keeps the
-    per-layer runs for the error bound."""
+def compose_reference(case: Case) -> tuple[Result, Pullback]:
+    """The model's reference: each layer's reference forward (its result and pullback kept), and
+    the pullback running the layers' pullbacks backward (each layer's input gradient, saturated to
+    ±inf beyond the dtype's range as the backend's overflows, is the previous layer's output
+    cotangent). Every parameter gradient and buffer is named by its
+    container path; ``meta["runs"]`` keeps the per-layer runs for the error bound (the pullback
+    attaches each layer's cotangent and gradients to its run)."""
     layers = layers_of(case)
     x = case.inputs["input"]
     runs: list[LayerRun] = []
+    pullbacks: list[Pullback | None] = []
     for i, layer in enumerate(layers):
         spec = layer_spec(layer)
         sub = layer_case(case, i, x)
-        result = layer_reference(spec, sub)
+        result, pullback = spec.reference(sub)
         runs.append(LayerRun(spec, sub, result))
+        pullbacks.append(pullback)
         x = saturate(result.outputs["output"], case.dtype)
     out = Result(outputs={"output": x}, meta={"runs": runs})
     for layer, run in zip(layers, runs):
         for local, value in run.result.state.items():
             out.state[layer["paths"][local]] = value
-    if backward:
-        g = S.output_gradient(case, "output", x)
+
+    def pullback(cotangents: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        grads: dict[str, np.ndarray] = {}
+        g = cotangents["output"]
         for i in reversed(range(len(layers))):
             run = runs[i]
             sub = replace(run.case, cotangents={"output": g})
-            result = layer_reference(run.spec, sub, sub.cotangents)
-            result.state = run.result.state  # the forward's buffers (the backward recomputes them)
-            runs[i] = LayerRun(run.spec, sub, result)
+            run.result.grads = run.spec.pull(pullbacks[i], sub, sub.cotangents)
+            runs[i] = LayerRun(run.spec, sub, run.result)
             for local in layers[i]["parameters"]:
-                out.grads[layers[i]["paths"][local]] = result.grads[local]
-            g = result.grads.get("input")
+                grads[layers[i]["paths"][local]] = run.result.grads[local]
+            g = run.result.grads.get("input")
+            if i and g is not None:  # the previous layer's output cotangent, as the dtype holds it
+                g = saturate(g, case.dtype)
         if "input" in case.differentiable and g is not None:
-            out.grads["input"] = g
-    return out
+            grads["input"] = g
+        return grads
+
+    return out, pullback
 
 
 def saturate(x: np.ndarray, dtype: str) -> np.ndarray:
@@ -222,13 +231,28 @@ EXACT = Tolerance(magnitude="ref", exact="always")
 
 
 def composed_comparator(spec: LayerSpec, case: Case, name: str, result: Result, got: Result) -> Comparison:
-    """Compare one container tensor against its propagated bound; bit for bit where the bound is 0."""
+    """Compare one container tensor against its propagated bound; bit for bit where the bound is 0.
+
+    Two conventions of a composition: the sign of a zero is not compared (a chain of exact sums may
+    end in -0.0 or +0.0 depending on the order of its terms; the layers' own declarations judge the
+    sign where they copy or select), and an element whose bound reaches past the dtype's largest
+    value may have overflowed to an infinity of its sign (the rounding errors the bound admits can
+    carry it there)."""
     bounds = chain_bounds(case, result)
-    expected = result.tensors()[name]
+    expected = np.asarray(result.tensors()[name])
+    actual = got.tensors().get(name)
     bound = bounds.get(name, np.zeros(np.shape(expected)))
+    if actual is not None and np.shape(actual) == np.shape(expected) and expected.dtype.kind == "f":
+        actual = np.asarray(actual, dtype=np.float64)
+        fmt = DTYPES[case.dtype]
+        with np.errstate(invalid="ignore", over="ignore"):
+            reaches = np.isfinite(expected) & (np.abs(expected) + bound > fmt.max_value) & np.isinf(actual) \
+                & (np.sign(actual) == np.sign(expected))
+        expected = np.where(reaches, actual, expected) + 0.0  # (-0.0 + 0.0 is +0.0)
+        actual = actual + 0.0
     exact = not np.any(bound)
     judged = replace(spec, tolerance=EXACT if exact else COMPOSED_TOLERANCE)
-    return compare_tensor(judged, case, name, expected, got.tensors().get(name), got.dtypes.get(name),
+    return compare_tensor(judged, case, name, expected, actual, got.dtypes.get(name),
                           bound / DTYPES[case.dtype].unit_roundoff)
 
 

@@ -16,6 +16,19 @@ Containers:
   insertion order (only visible with named children: ``Sequential(OrderedDict)``).
 - ``DataParallelGathersReversed``: a DataParallel that scatters the batch over two replicas and
   gathers their outputs in reverse order.
+
+Container semantics (``build_module`` replaces the container class):
+- ``ModuleListNegativeSetitemOffByOne``: ``c[i] = m`` with a negative i writes one slot too far left
+  (i + len - 1, the classic off-by-one of hand-written index normalisation).
+- ``ModuleDictUpdateSorted``: ``update`` (and so the constructor) inserts the pairs in sorted key order
+  instead of the mapping's own order.
+- ``ParameterDictKeepsPlainTensors``: ``d[k] = tensor`` stores a plain tensor as it is (an attribute,
+  not a registered Parameter).
+
+Gradient utilities (``call_target`` replaces the function):
+- ``ClipValueOnlyPositive``: clip_grad_value_ clamps from above only (negative gradients unbounded).
+- ``TotalNormInfAsSum``: get_total_norm's infinity norm sums the magnitudes (the 1-norm's code path).
+- ``VectorToParametersReversed``: vector_to_parameters fills the parameters in reverse order.
 """
 
 from __future__ import annotations
@@ -156,3 +169,99 @@ class DataParallelGathersReversed(TorchBackend):
             chunks = torch.tensor_split(args[0], 2)
             return torch.cat([fn.module(chunk) for chunk in reversed(chunks)])
         return fn(*args, **kwargs)
+
+
+# -- container semantics ---------------------------------------------------------------------------------
+
+class _OffByOneModuleList(torch.nn.ModuleList):
+    def __setitem__(self, idx, module):
+        if idx < 0:
+            idx = idx + len(self) - 1  # wrong: -1 must be len - 1
+        return super().__setitem__(idx, module)
+
+
+class _SortedUpdateModuleDict(torch.nn.ModuleDict):
+    def update(self, modules):
+        pairs = modules.items() if hasattr(modules, "items") else modules
+        for key, module in sorted(pairs, key=lambda pair: pair[0]):  # wrong: the mapping's order is lost
+            self[key] = module
+
+
+class _PlainTensorParameterDict(torch.nn.ParameterDict):
+    def __setitem__(self, key, value):
+        if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter):
+            self._keys[key] = None
+            self.__dict__[key] = value  # wrong: kept as a plain attribute, never registered
+            return
+        super().__setitem__(key, value)
+
+
+class _ReplacesContainer(TorchBackend):
+    """Builds ``replacement`` wherever the call tree builds ``replaced``."""
+
+    replaced: type = torch.nn.Module
+    replacement: type = torch.nn.Module
+
+    def build_module(self, case, cls, kwargs):
+        if _class(cls) is self.replaced:
+            args = cls.args if isinstance(cls, functools.partial) else ()
+            return self.replacement(*args, **kwargs)
+        return super().build_module(case, cls, kwargs)
+
+
+class ModuleListNegativeSetitemOffByOne(_ReplacesContainer):
+    name = "wrong-modulelist-negative-setitem"
+    replaced, replacement = torch.nn.ModuleList, _OffByOneModuleList
+
+
+class ModuleDictUpdateSorted(_ReplacesContainer):
+    name = "wrong-moduledict-update-sorted"
+    replaced, replacement = torch.nn.ModuleDict, _SortedUpdateModuleDict
+
+
+class ParameterDictKeepsPlainTensors(_ReplacesContainer):
+    name = "wrong-parameterdict-plain-tensors"
+    replaced, replacement = torch.nn.ParameterDict, _PlainTensorParameterDict
+
+
+# -- gradient utilities ------------------------------------------------------------------------------------
+
+class ClipValueOnlyPositive(TorchBackend):
+    name = "wrong-clip-value-only-positive"
+
+    def call_target(self, case, fn, args, kwargs):
+        if fn is not torch.nn.utils.clip_grad_value_:
+            return fn(*args, **kwargs)
+        with torch.no_grad():
+            for p in _parameters(args):
+                if p.grad is not None:
+                    p.grad.clamp_(max=float(kwargs["clip_value"]))  # wrong: no lower bound
+        return None
+
+
+class TotalNormInfAsSum(TorchBackend):
+    name = "wrong-total-norm-inf-as-sum"
+
+    def call_target(self, case, fn, args, kwargs):
+        p = float(kwargs.get("norm_type", 2.0))
+        if fn is not torch.nn.utils.get_total_norm or p != float("inf"):
+            return fn(*args, **kwargs)
+        tensors = _parameters(args)
+        if not tensors:
+            return torch.tensor(0.0)
+        return torch.stack([t.abs().sum() for t in tensors]).sum()  # wrong: the 1-norm
+
+
+class VectorToParametersReversed(TorchBackend):
+    name = "wrong-vector-to-parameters-reversed"
+
+    def call_target(self, case, fn, args, kwargs):
+        if fn is not torch.nn.utils.vector_to_parameters:
+            return fn(*args, **kwargs)
+        vec, params = args[0], list(args[1])
+        pointer = 0
+        for param in reversed(params):  # wrong: the first slice belongs to the first parameter
+            n = param.numel()
+            param.data = vec[pointer:pointer + n].view_as(param).data
+            pointer += n
+        return None

@@ -1,0 +1,267 @@
+"""Numerics of the container family: composed models (whose bounds propagate layer by layer, see
+``conformance.composition``) and torch.nn.utils' gradient utilities (the error analysis of the
+total norm is ``reference.clip.norm_error``); comparators and the known-entry predicates of
+``conformance/known/container.toml`` and ``utility.toml``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backends.base import Case, Result
+from conformance.compare import Comparison, compare_tensor
+from conformance.composition import compose_reference, layers_of
+from conformance.dtypes import DTYPES
+from conformance.spec import LayerSpec
+from reference import clip as ref
+
+# -- composed models --------------------------------------------------------------------------------
+
+
+def model_smooth_at(case: Case) -> bool:
+    """Finite differences apply where every layer's own declaration says they do at its input
+    (no ReLU input near 0, no max-pool tie, no frequency-scaled embedding rows...)."""
+    with np.errstate(all="ignore"):
+        runs = compose_reference(case)[0].meta["runs"]
+    return all(run.spec.smooth_at is None or run.spec.smooth_at(run.case) for run in runs)
+
+
+def cross_entropy_smoothing_overflows(case: Case) -> bool:
+    """A float16 functional model ending in CrossEntropyLoss with label smoothing whose sum of
+    log-probabilities (over the whole batch when reduced, else per sample) leaves float16's range:
+    torch forms that sum as a float16 tensor."""
+    layers = layers_of(case)
+    if case.dtype != "float16" or not layers or layers[-1]["op"] != "CrossEntropyLoss" \
+            or not layers[-1]["params"]["label_smoothing"]:
+        return False
+    with np.errstate(all="ignore"):
+        logits = compose_reference(case)[0].meta["runs"][-1].x
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    sums = np.abs(log_p).sum(axis=1) if layers[-1]["params"]["reduction"] == "none" else np.abs(log_p).sum()
+    return bool(np.any(sums > 65504))
+
+
+# -- gradient utilities: which gradients a case passes ------------------------------------------------
+
+def grad_names(case: Case) -> list[str]:
+    """The gradient inputs actually passed to torch (none for the 'empty list' form)."""
+    if case.params.get("form") == "empty list":
+        return []
+    return [f"grad{i}" for i in range(case.params["count"]) if f"grad{i}" in case.inputs]
+
+
+def grads(case: Case) -> list[np.ndarray]:
+    return [case.inputs[n] for n in grad_names(case)]
+
+
+def accumulation(dtype: str) -> str:
+    """The format torch accumulates p-th powers in on the CPU: float64 for float64, else float32."""
+    return "float64" if dtype == "float64" else "float32"
+
+
+def exact_total(case: Case) -> float:
+    return ref.total_norm(grads(case), case.params["norm_type"])
+
+
+def dtype_total(case: Case) -> float:
+    """The total norm as torch returns it: in the gradients' dtype, so beyond its range it is inf."""
+    total = exact_total(case)
+    dt = DTYPES[case.dtype]
+    return float("inf") if np.isfinite(total) and total > dt.max_value * (1 + dt.unit_roundoff) else total
+
+
+def used_total(case: Case) -> float:
+    """The total norm the clipping divides by: the given ``total_norm`` (clip_grads_with_norm_),
+    else the one computed."""
+    if "total_norm" in case.inputs:
+        return float(case.inputs["total_norm"])
+    return dtype_total(case)
+
+
+def total_error(case: Case) -> float:
+    """E_T in units of u (``reference.clip.norm_error``); 0 for a given total norm."""
+    if "norm_type" not in case.params:
+        return 0.0
+    dt = DTYPES[case.dtype]
+    return ref.norm_error(grads(case), case.params["norm_type"], dt.unit_roundoff, dt.min_subnormal,
+                          DTYPES[accumulation(case.dtype)].min_subnormal)
+
+
+def _clamped_exactly(case: Case, err: float) -> bool:
+    """max_norm / (T + 1e-6) exceeds 1 by more than its rounding error: torch clamps it to 1."""
+    total = used_total(case)
+    u = DTYPES[case.dtype].unit_roundoff
+    with np.errstate(all="ignore"):
+        ratio = case.params["max_norm"] / (total + ref.EPS)
+    return bool(np.isfinite(total) and ratio * (1 - (err + 3) * u) > 1)
+
+
+def norm_errors(case: Case, result: Result) -> dict[str, np.ndarray]:
+    """The analysed bounds (absolute, in units of u): the total norm |T|·E_T; each clipped gradient
+    |g·c|·(E_c + 1), or 0 (bit for bit) where the coefficient is clamped to exactly 1."""
+    err = total_error(case)
+    out: dict[str, np.ndarray] = {}
+    with np.errstate(invalid="ignore"):
+        if "output" in result.outputs:
+            out["output"] = np.nan_to_num(np.abs(result.outputs["output"]) * err)
+    if not result.state:
+        return out
+    exact = _clamped_exactly(case, err)
+    dt = DTYPES[case.dtype]
+    coef = float(np.nan_to_num(result.meta.get("coefficient", 1.0)))
+    err_coef = ref.coefficient_error(err, coef, dt.unit_roundoff, dt.min_subnormal)
+    for name, value in result.state.items():
+        out[f"state.{name}"] = np.zeros(value.shape) if exact else np.nan_to_num(np.abs(value)) * (err_coef + 1)
+    return out
+
+
+def norm_length(case: Case, tensor: str) -> int:
+    """K: every gradient element enters the total norm."""
+    return max(1, sum(g.size for g in grads(case)))
+
+
+def total_comparator(spec: LayerSpec, case: Case, name: str, result: Result, got: Result) -> Comparison:
+    """With no gradient at all there is no dtype to follow: torch returns torch.tensor(0.0) (the
+    default dtype, float32); the case dtype is accepted too."""
+    absref = spec.tolerance_for(name).magnitude(case, result)[name]  # type: ignore[operator]
+    got_dtype = got.dtypes.get(name)
+    if not grads(case) and got_dtype in ("float32", case.dtype):
+        got_dtype = None  # either is right
+    return compare_tensor(spec, case, name, result.outputs[name], got.outputs.get(name), got_dtype, absref)
+
+
+def clipped_value_comparator(spec: LayerSpec, case: Case, name: str, result: Result, got: Result) -> Comparison:
+    """clip_grad_value_ with clip_value = 0: clamp_min(-0.0) then clamp_max(+0.0) leaves a zero of
+    either sign (IEEE max/min of ±0 is either), so zeros are compared without their sign there;
+    elsewhere bit for bit with the sign (a selection)."""
+    expected, actual = result.tensors()[name], got.tensors().get(name)
+    if case.params["clip_value"] == 0 and actual is not None and np.shape(actual) == np.shape(expected):
+        expected, actual = expected + 0.0, np.asarray(actual) + 0.0  # -0.0 + 0.0 is +0.0
+    return compare_tensor(spec, case, name, expected, actual, got.dtypes.get(name), np.abs(expected))
+
+
+# -- known-entry predicates ---------------------------------------------------------------------------
+
+def norm_sum_overflows(case: Case) -> bool:
+    """The sum of p-th powers overflows the accumulation format (torch then returns inf)."""
+    p = case.params.get("norm_type")
+    gs = grads(case)
+    if p is None or np.isinf(p) or not gs or not np.isfinite(exact_total(case)):
+        return False
+    acc = DTYPES[accumulation(case.dtype)]
+    return ref.power_sum([DTYPES[case.dtype].round(g) for g in gs], p) > acc.max_value
+
+
+def norm_sum_underflows(case: Case) -> bool:
+    """The sum of p-th powers lies within its own gradual-underflow error (2·K·tiny) of zero in the
+    accumulation format."""
+    p = case.params.get("norm_type")
+    gs = grads(case)
+    if p is None or np.isinf(p) or not gs or not np.isfinite(exact_total(case)) or exact_total(case) == 0:
+        return False
+    acc = DTYPES[accumulation(case.dtype)]
+    return ref.power_sum(gs, p) < 2 * sum(g.size for g in gs) * acc.min_subnormal
+
+
+def float16_coefficient_overflows(case: Case) -> bool:
+    """float16, and 1/(T + 1e-6) beyond float16's range while the gradients must be scaled down
+    (torch evaluates max_norm / (T + 1e-6) as max_norm · reciprocal(T + 1e-6))."""
+    if case.dtype != "float16" or not grads(case):
+        return False
+    total = used_total(case)
+    return bool(np.isfinite(total) and 0 <= total + ref.EPS < 1 / 65520 and case.params["max_norm"] < total + ref.EPS)
+
+
+def coefficient(case: Case) -> float:
+    """The clipping coefficient of a case (for regimes)."""
+    return ref.clip_coefficient(case.params["max_norm"], used_total(case))
+
+
+def noncontiguous_parameter(case: Case) -> bool:
+    """A parameter that ``Tensor.view(-1)`` cannot flatten (stored neither contiguously nor with
+    only size-1 dims out of order)."""
+    from conformance.strategies import is_torch_contiguous, torch_strides
+
+    return any(not is_torch_contiguous(arr.shape, torch_strides(arr.shape, case.layout(name)))
+               for name, arr in case.inputs.items() if name.startswith("param"))
+
+
+def vector_longer_than_parameters(case: Case) -> bool:
+    return case.inputs["vec"].size > sum(a.size for n, a in case.inputs.items() if n.startswith("param"))
+
+
+def inf_norm_of_an_empty_tensor(case: Case) -> bool:
+    """The infinity norm, and an empty tensor among those passed."""
+    return bool(np.isinf(case.params.get("norm_type", 0.0))) and any(g.size == 0 for g in grads(case))
+
+
+def no_gradient_passed(case: Case) -> bool:
+    return not grads(case)
+
+
+# -- container operations: where torch 2.13 departs from its documentation -------------------------------
+
+def _ops(case: Case) -> list[str]:
+    return [step.get("op", "") for step in case.params.get("steps", ())]
+
+
+def modulelist_negative_insert(case: Case) -> bool:
+    """ModuleList.insert with a negative index (list.insert counts from the end)."""
+    return case.params.get("container") == "ModuleList" and any(
+        step["method"] == "insert" and step["args"][0] < 0 for step in case.params["steps"])
+
+
+def modulelist_insert_past_the_end(case: Case) -> bool:
+    return case.params.get("container") == "ModuleList" and "insert past the end" in _ops(case)
+
+
+def modulelist_inserts_a_tensor(case: Case) -> bool:
+    return case.params.get("container") == "ModuleList" and case.invalid and "insert a tensor" in _ops(case)
+
+
+def named_sequential_reordered(case: Case) -> bool:
+    """A Sequential built from an OrderedDict, then edited by del, pop or insert (torch renames its
+    children by position, or looks them up by position)."""
+    return case.params.get("container") == "Sequential" and case.params["named"] and any(
+        op in ("del", "del slice", "pop", "insert") for op in _ops(case))
+
+
+def named_sequential_append_collides(case: Case) -> bool:
+    """A Sequential built from an OrderedDict to which a module is appended while one of its
+    children is already named str(len) (torch replaces that child)."""
+    if case.params.get("container") != "Sequential" or not case.params["named"]:
+        return False
+    from reference import containers as model
+
+    p = case.params
+    resolver = model.Resolver(p["entries"], case.inputs)
+    container = model.build("Sequential", p["init"], True, resolver)
+    for step in p["steps"]:
+        if step["method"] == "append" and str(len(container)) in container.keys():
+            return True
+        try:
+            model.run(container, [step], resolver, model.Encoder(()))
+        except Exception:  # an invalid last step
+            return False
+    return False
+
+
+def parameterlist_not_a_list(case: Case) -> bool:
+    """ParameterList, documented 'like a regular Python list', asked for del, insert or pop."""
+    return case.params.get("container") == "ParameterList" and any(op in ("del", "insert", "pop") for op in _ops(case))
+
+
+def unsigned_zeros(spec: LayerSpec, case: Case, name: str, result: Result, got: Result) -> Comparison:
+    """Bit for bit, except the sign of a zero (undocumented: PReLU(0) with a negative slope is -0.0 as
+    w·x, +0.0 as max(0, x) + w·min(0, x)): zeros are compared as +0.0 on both sides."""
+    expected, actual = result.tensors()[name], got.tensors().get(name)
+    if actual is not None and np.shape(actual) == np.shape(expected):
+        expected, actual = expected + 0.0, np.asarray(actual) + 0.0
+    return compare_tensor(spec, case, name, expected, actual, got.dtypes.get(name), np.abs(expected))
+
+
+def observed(case: Case) -> dict[str, np.ndarray]:
+    """What the documented semantics observe for a container-operations case."""
+    from conformance.families.containers import operations_reference
+
+    return operations_reference(case)[0].outputs
