@@ -265,3 +265,12 @@ def observed(case: Case) -> dict[str, np.ndarray]:
     from conformance.families.containers import operations_reference
 
     return operations_reference(case)[0].outputs
+
+
+COMPOSED_MODELS = frozenset({"Sequential", "ModuleList", "ModuleDict", "DataParallel", "ParameterList",
+                             "ParameterDict"})
+
+
+def composed_model(case: Case) -> bool:
+    """A case of a container entry that runs a drawn model (not a container-semantics program)."""
+    return case.op in COMPOSED_MODELS and "layers" in case.params
