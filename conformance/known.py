@@ -342,11 +342,12 @@ def modelled_tensors(entries: Sequence[KnownDiscrepancy], spec: LayerSpec, case:
     prediction, each compared as a plain tensor (no declaration comparator: the model says exactly
     what the backend computes) under the bound of its magnitude and the reference's (none when the
     model cannot judge the case)."""
-    from conformance.compare import compare_tensor
+    from conformance.compare import compare_tensor, without_accumulation
     from conformance.tolerance import magnitudes
 
     out: dict[str, frozenset[str]] = {}
     absref: dict[str, np.ndarray] | None = None
+    got = without_accumulation(case, got)  # the gradients themselves, as every comparator judges them
     theirs = got.tensors()
     for entry in entries:
         if not entry.model:

@@ -37,6 +37,7 @@ from backends.base import (
     Result,
 )
 from conformance.compare import Comparison, compare_results
+from conformance.dtypes import DTYPES
 from conformance.known import KnownDiscrepancy, explain, matching, modelled_tensors
 from conformance.profiles import PROFILES, hypothesis_settings
 from conformance.settings import RunSettings
@@ -168,7 +169,8 @@ def accumulates(backend: Backend, spec: LayerSpec, case: Case) -> bool:
 def with_grad_init(case: Case, ref: Result) -> Case:
     """The case with ``call["grad_init"]``: every differentiable input's ``.grad`` preset to small
     integers times a power of two near its gradient's scale (``backends.torch_call.initial_grad``),
-    within [2^-14, 2^12] so that every dtype holds it exactly."""
+    within [2^-14, 2^12] so that every dtype holds it exactly, and small enough that G + grad
+    cannot overflow (0 for a gradient at the edge of the range)."""
     scale = {}
     for name in case.differentiable:
         grad = ref.grads.get(name)
@@ -176,7 +178,11 @@ def with_grad_init(case: Case, ref: Result) -> Case:
             continue
         finite = np.abs(np.asarray(grad, dtype=np.float64)[np.isfinite(grad)])
         top = float(finite.max()) if finite.size else 0.0
-        scale[name] = 2.0 ** min(max(math.floor(math.log2(top)) if top > 0 else 0, -14), 12)
+        step = 2.0 ** min(max(math.floor(math.log2(top)) if top > 0 else 0, -14), 12)
+        room = (DTYPES[case.dtype].max_value - top) / 3  # |G| ≤ 3·scale: G + grad stays finite
+        while step > room and step > 2.0**-14:
+            step /= 2
+        scale[name] = step if step <= room else 0.0
     call = dict(case.call or {})
     call["grad_init"] = {"seed": (int(case.case_id(), 16) // 7) % (2**31), "scale": scale}
     return replace(case, call=call)

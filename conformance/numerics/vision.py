@@ -15,6 +15,7 @@ Alternatives (the documentation leaves them open or torch's kernels deviate from
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -353,3 +354,20 @@ def grid_smooth(case: Case) -> bool:
             if span and np.any(np.abs((raw - low) / span - np.round((raw - low) / span)) * span < 1e-4):
                 return False
     return True
+
+
+def empty_resize(case: Case) -> bool:
+    """An interpolation whose input or output has a zero-length dim (an empty channel dim, a size
+    of 0, or a factor that floors an output length to 0)."""
+    x = case.inputs["input"]
+    if 0 in x.shape:
+        return True
+    size = case.params.get("size")
+    if size is not None:
+        return 0 in (tuple(size) if isinstance(size, (tuple, list)) else (size,))
+    scale = case.params.get("scale_factor")
+    if scale is None:
+        return False
+    rank = x.ndim - 2
+    scales = [float(s) for s in scale] if isinstance(scale, (tuple, list)) else [float(scale)] * rank
+    return any(math.floor(n * s) == 0 for n, s in zip(x.shape[2:], scales))
