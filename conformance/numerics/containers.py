@@ -260,13 +260,6 @@ def unsigned_zeros(spec: LayerSpec, case: Case, name: str, result: Result, got: 
     return compare_tensor(spec, case, name, expected, actual, got.dtypes.get(name), np.abs(expected))
 
 
-def observed(case: Case) -> dict[str, np.ndarray]:
-    """What the documented semantics observe for a container-operations case."""
-    from conformance.families.containers import operations_reference
-
-    return operations_reference(case)[0].outputs
-
-
 COMPOSED_MODELS = frozenset({"Sequential", "ModuleList", "ModuleDict", "DataParallel", "ParameterList",
                              "ParameterDict"})
 
