@@ -264,6 +264,19 @@ class Result:
     dtypes: dict[str, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, tuple[np.ndarray, str]], meta: dict[str, Any] | None = None,
+                     groups: tuple[str, ...] = ("outputs", "grads", "state", "choices")) -> Result:
+        """The inverse of ``tensors()``: (array, dtype) by qualified name, each array in its
+        group by its prefix; tensors of a group not in ``groups`` are left out."""
+        result = cls(meta=dict(meta or {}))
+        for qualified, (array, dtype) in tensors.items():
+            group, prefix = next(((g, p) for g, p in RESULT_GROUPS[1:] if qualified.startswith(p)), ("outputs", ""))
+            if group in groups:
+                getattr(result, group)[qualified[len(prefix):]] = array
+                result.dtypes[qualified] = dtype
+        return result
+
     def tensors(self) -> dict[str, np.ndarray]:
         """All compared tensors under qualified names: ``output``, ``grad.input``,
         ``state.running_mean``, ``random.mask``."""

@@ -410,18 +410,8 @@ class OnnxRuntimeBackend(TorchBackend):
                 requires_grad=(), cotangents=None,  # forward only: no gradient is ever reported
                 build=lambda cls, kwargs: self.build_module(case, cls, kwargs),
                 invoke=lambda fn, args, kwargs: self.call_target(case, fn, args, kwargs))
-        result = Result(meta={"device": "cpu", "exporter": self.exporter, "graph": graph_kind(case)})
-        groups = {"state.": result.state, "random.": result.choices}
-        for qualified, (array, dtype) in tensors.items():
-            prefix = next((p for p in groups if qualified.startswith(p)), None)
-            if qualified.startswith("grad."):
-                continue
-            if prefix is None:
-                result.outputs[qualified] = array
-            else:
-                groups[prefix][qualified[len(prefix):]] = array
-            result.dtypes[qualified] = dtype
-        return result
+        meta = {"device": "cpu", "exporter": self.exporter, "graph": graph_kind(case)}
+        return Result.from_tensors(tensors, meta, groups=("outputs", "state", "choices"))  # forward only: no grads
 
     def call_target(self, case: Case, fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
         """Export the call (or reuse a graph of its signature), run it on ONNX Runtime, write the

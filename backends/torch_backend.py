@@ -94,16 +94,7 @@ class TorchBackend(Backend):
             build=lambda cls, kwargs: self.build_module(case, cls, kwargs),
             invoke=lambda fn, args, kwargs: self.call_target(case, fn, args, kwargs),
             synchronise=self._synchronise)
-        result = Result(meta={"device": self._device})
-        groups = {"grad.": result.grads, "state.": result.state, "random.": result.choices}
-        for qualified, (array, dtype) in tensors.items():
-            prefix = next((p for p in groups if qualified.startswith(p)), None)
-            if prefix is None:
-                result.outputs[qualified] = array
-            else:
-                groups[prefix][qualified[len(prefix):]] = array
-            result.dtypes[qualified] = dtype
-        return result
+        return Result.from_tensors(tensors, meta={"device": self._device})
 
     def _synchronise(self) -> None:
         if self._device == "cuda":

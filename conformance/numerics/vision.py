@@ -365,9 +365,4 @@ def empty_resize(case: Case) -> bool:
     size = case.params.get("size")
     if size is not None:
         return 0 in (tuple(size) if isinstance(size, (tuple, list)) else (size,))
-    scale = case.params.get("scale_factor")
-    if scale is None:
-        return False
-    rank = x.ndim - 2
-    scales = [float(s) for s in scale] if isinstance(scale, (tuple, list)) else [float(scale)] * rank
-    return any(math.floor(n * s) == 0 for n, s in zip(x.shape[2:], scales))
+    return any(math.floor(n * s) == 0 for n, s in zip(x.shape[2:], factors(case)))

@@ -770,17 +770,18 @@ def check_fractional_samples(samples: Sequence[tuple[Case, dict[str, np.ndarray]
     return checks
 
 
-def _empty_window_starts(case: Case, out_shape: Sequence[int], depth: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(empty, first): over the output positions of a MaxPool case, whether the window has no tap
-    inside the input, and the flat in-plane index of its first tap at or past the low padding
-    edge (start + ceil(pad_excess / dilation)·dilation per dim, flattened row-major: torch's index
-    for such a window, measured on the CPU). ``depth=False`` leaves out a 3-d window's depth term
-    (torch's channels-last 3-d kernel, as in ``maxpool3d_channels_last_neginf_window``)."""
+def _empty_window_starts(case: Case, out_shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(empty, first, shallow): over the output positions of a MaxPool case, whether the window
+    has no tap inside the input, and the flat in-plane index of its first tap at or past the low
+    padding edge (start + ceil(pad_excess / dilation)·dilation per dim, flattened row-major: torch's
+    index for such a window, measured on the CPU); ``shallow`` is that index without a 3-d window's
+    depth term (torch's channels-last 3-d kernel, as in ``maxpool3d_channels_last_neginf_window``)."""
     x = batched_input(case)
     spatial = x.shape[2:]
     g = sliding(case)
     empty = np.zeros(tuple(out_shape), dtype=bool)
     first = np.zeros(tuple(out_shape), dtype=np.int64)
+    shallow = np.zeros(tuple(out_shape), dtype=np.int64)
     for d, size in enumerate(spatial):
         o = np.arange(out_shape[d])
         start = o * g.stride[d] - g.padding[d]
@@ -790,9 +791,9 @@ def _empty_window_starts(case: Case, out_shape: Sequence[int], depth: bool = Tru
         shape = [1] * len(spatial)
         shape[d] = out_shape[d]
         empty = empty | (valid_start >= end).reshape(shape)
-        term = valid_start if depth or len(spatial) != 3 or d != 0 else np.zeros_like(valid_start)
-        first = first * size + term.reshape(shape)
-    return empty, first
+        first = first * size + valid_start.reshape(shape)
+        shallow = shallow * size + (0 if len(spatial) == 3 and d == 0 else valid_start.reshape(shape))
+    return empty, first, shallow
 
 
 def _scatter_empty(grad: np.ndarray, empty: np.ndarray, index: np.ndarray, cot: np.ndarray,
@@ -831,7 +832,7 @@ def maxpool_empty_window_model(case: Case, reference: Result, got: Result) -> di
     unexplained."""
     out = batched_like(case, np.asarray(reference.outputs["output"]))
     predicted: dict[str, np.ndarray] = {}
-    empty, first = _empty_window_starts(case, out.shape[2:])
+    empty, first, shallow = _empty_window_starts(case, out.shape[2:])
     returned = None
     if "indices" in got.outputs and "indices" in reference.outputs:
         returned = batched_like(case, np.asarray(got.outputs["indices"]))
@@ -842,7 +843,7 @@ def maxpool_empty_window_model(case: Case, reference: Result, got: Result) -> di
         return predicted
     grad = batched_like(case, np.asarray(reference.grads["input"], dtype=np.float64))
     cot = np.broadcast_to(batched_like(case, np.asarray(cot, dtype=np.float64)), out.shape)
-    indices = [returned] if returned is not None else [first, _empty_window_starts(case, out.shape[2:], False)[1]]
+    indices = [returned] if returned is not None else [first, shallow]
     theirs = batched_like(case, np.asarray(got.grads["input"], dtype=np.float64))
     options = [(index, layout) for index in indices for layout in (False, True)]
     candidates = [_scatter_empty(grad, empty, index, cot, layout) for index, layout in options]
