@@ -131,3 +131,20 @@ def test_an_adapter_that_overwrites_grad_is_caught(tmp_path: Path):
     assert all(c["tensor"].startswith("grad.") for r in final for c in r["comparisons"] if not c["ok"])
     size = sum(int(np.prod(i["shape"])) for i in final[0]["case"]["inputs"].values())
     assert size <= 8, final[0]["case"]
+
+
+@pytest.mark.parametrize("top", [1.0, 30000.0, 60000.0, 65504.0])
+def test_preset_grad_never_overflows_the_sum(top):
+    """The preset G is scaled so that |G| + |grad| stays within the dtype's range (float16 here):
+    a gradient near 65504 gets a smaller G (0 at the very edge), never one that overflows G + grad."""
+    from backends.base import Case, Result
+
+    case = Case(op="ReLU", dtype="float16", params={}, inputs={"input": np.zeros(4)}, differentiable=("input",),
+                cotangents={"output": np.ones(4)})
+    ref = Result(grads={"input": np.array([top, -top / 2, 0.0, 1.0])})
+    grad_init = with_grad_init(case, ref).call["grad_init"]
+    assert 3 * grad_init["scale"]["input"] + top <= DTYPES["float16"].max_value, (top, grad_init)  # |G| ≤ 3·scale
+    g = initial_grad(grad_init, "input", (4,))
+    assert np.all(np.abs(g) + top <= DTYPES["float16"].max_value), (top, grad_init)
+    if top <= 30000.0:
+        assert grad_init["scale"]["input"] > 0
