@@ -36,9 +36,6 @@ if TYPE_CHECKING:  # pragma: no cover
 # from the forward's output shapes in between, so a reference never draws anything itself.
 Pullback = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 ReferenceFn = Callable[[Case], "tuple[Result, Pullback | None]"]
-# The older contract, ``reference(case, backward) -> Result`` (grads for ``case.cotangents`` when
-# backward is True), adapted by ``result_reference`` while families move to pullbacks.
-ResultReferenceFn = Callable[[Case, bool], Result]
 CaseStrategy = Callable[[str], "SearchStrategy[Case]"]
 # comparator(spec, case, tensor_name, reference_result, backend_result) -> Comparison
 Comparator = Callable[["LayerSpec", Case, str, Result, Result], "Comparison"]
@@ -344,25 +341,6 @@ class LayerSpec:
         if cotangents:
             result.grads = self.pull(pullback, case, cotangents)
         return result
-
-
-def result_reference(fn: ResultReferenceFn) -> ReferenceFn:
-    """Adapt a reference of the older contract, ``fn(case, backward) -> Result``, to
-    ``(result, pullback)``: the pullback evaluates ``fn`` again with the cotangents attached (so
-    such a reference runs its forward twice when a backward is asked for)."""
-
-    def reference(case: Case) -> tuple[Result, Pullback]:
-        result = fn(case, False)
-
-        def pullback(cotangents: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-            full = fn(replace(case, cotangents=dict(cotangents)), True)
-            result.meta.update(full.meta)  # what the backward recorded (a model's per-layer runs)
-            return full.grads
-
-        return result, pullback
-
-    reference.__wrapped__ = fn  # type: ignore[attr-defined]
-    return reference
 
 
 _REGISTRY: dict[str, LayerSpec] = {}

@@ -8,18 +8,23 @@ import pytest
 from backends.base import Case, Result
 from conformance.compare import compare_results, compare_tensor
 from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec, Tolerance, TorchMapping, result_reference
+from conformance.spec import LayerSpec, Pullback, Tolerance, TorchMapping
 from conformance.tolerance import bound_for
 
 
-def _dot_reference(case: Case, backward: bool) -> Result:
-    """y = Σ_k x_k·w_k (a reduction of length K)."""
+def _dot_reference(case: Case) -> tuple[Result, Pullback]:
+    """y = Σ_k x_k·w_k (a reduction of length K); the pullback is (g·w, g·x)."""
     x, w = case.inputs["input"], case.inputs["weight"]
-    return Result(outputs={"output": np.array([np.dot(x, w)])})
+
+    def pullback(cotangents):
+        g = cotangents["output"][0]
+        return {"input": g * w, "weight": g * x}
+
+    return Result(outputs={"output": np.array([np.dot(x, w)])}), pullback
 
 
 def _spec(exact: str = "bitwise", c: float = 2.0) -> LayerSpec:
-    return LayerSpec(name="Dot", family="test", cases=lambda dtype: None, reference=result_reference(_dot_reference),
+    return LayerSpec(name="Dot", family="test", cases=lambda dtype: None, reference=_dot_reference,
                      torch=TorchMapping("torch.nn.Identity"),
                      tolerance=Tolerance(reduction=lambda case, t: case.inputs["input"].size, c=c, exact=exact))
 
@@ -60,7 +65,7 @@ def test_rounded_exactness_allows_one_final_rounding_only():
 def test_one_ulp_off_is_caught_in_the_exact_tier():
     spec = _spec()
     case = _case([1, 2, 3], [1, 1, 1], tier="exact")
-    ref = _dot_reference(case, False)
+    ref = _dot_reference(case)[0]
     got = Result(outputs={"output": np.array([6.0 + 2.0**-21])}, dtypes={"output": "float32"})
     [cmp] = compare_results(spec, case, ref, got)
     assert not cmp.ok and cmp.utilisation == float("inf") and cmp.max_ulp == pytest.approx(1.0)
@@ -71,7 +76,7 @@ def test_float_tier_accepts_rounding_and_rejects_larger_errors():
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal(64), rng.standard_normal(64)
     case = _case(DTYPES["float32"].round(x), DTYPES["float32"].round(w))
-    ref = _dot_reference(case, False)
+    ref = _dot_reference(case)[0]
     f32 = np.float32(np.dot(case.inputs["input"].astype(np.float32), case.inputs["weight"].astype(np.float32)))
     ok = compare_results(spec, case, ref, Result(outputs={"output": np.array([float(f32)])},
                                                  dtypes={"output": "float32"}))[0]
