@@ -215,3 +215,26 @@ def transformer(name: str, *, fast: bool = False, nested: bool = False, regimes:
         tolerance=TOLERANCE, randomness=None if fast or nested else _randomness(
             lambda c: not N.is_random_transformer(c)),
         backward=not (fast or nested), regimes=regimes, notes=notes)
+
+
+def transformer_regimes(name: str, stack: bool = False) -> tuple[Regime, ...]:
+    """The regimes every autograd-path transformer declaration shares (``stack``: a stack of layers,
+    which adds the two-layer regime); ``name`` picks the first input (src or tgt)."""
+    first = "src" if name in ("TransformerEncoderLayer", "TransformerEncoder", "Transformer") else "tgt"
+    return (
+        Regime("norm_first", lambda c: c.params["norm_first"], {"norm_first": True}, "pre-norm residual blocks"),
+        Regime("batch_first", lambda c: c.params["batch_first"] and c.inputs[first].ndim == 3,
+               {"batch_first": True, "unbatched": False}, "(N, L, E) inputs"),
+        Regime("unbatched", lambda c: c.inputs[first].ndim == 2, {"unbatched": True}, "(L, E) inputs"),
+        Regime("bias=False", lambda c: not c.params["bias"], {"bias": False}, "no biases (LayerNorm's included)"),
+        Regime("gelu", lambda c: c.params["activation"] == "gelu", {"activation": "gelu"}, "the exact GELU"),
+        Regime("callable activation", lambda c: c.params["activation"] == "GELU(tanh)",
+               {"activation": "GELU(tanh)"}, "activation=nn.GELU(approximate='tanh'), a module"),
+        Regime("dropout in training", N.is_random_transformer, {"train": True, "dropout": 0.25},
+               "every dropout's mask replayed from torch's generator"),
+        Regime("eval", lambda c: not c.train, {"train": False, "dropout": 0.5}, "dropout off"),
+        Regime("float masks", lambda c: "float" in (N.mask_kind(c, m) for m in N.MASK_NAMES),
+               {f"{m}": "float" for m in N.MASK_NAMES}, "float masks added to the scores"),
+        Regime("layer_norm_eps", lambda c: c.params["layer_norm_eps"] == 0.1, {"layer_norm_eps": 0.1}, "eps = 0.1"),
+    ) + ((Regime("two layers", N.has_two_layers, {"num_layers": 2, "num_encoder_layers": 2, "num_decoder_layers": 2},
+                 "each layer with its own parameters"),) if stack else ())

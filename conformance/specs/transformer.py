@@ -1,6 +1,6 @@
 """The transformer modules: encoder and decoder layers, their stacks, nn.Transformer; autograd and fast paths."""
 
-from conformance.families.attention import transformer
+from conformance.families.attention import transformer, transformer_regimes
 from conformance.numerics import attention as N
 from conformance.spec import Regime, declare
 
@@ -18,29 +18,7 @@ FAST = ("The eval fast path, forward only (torch takes it only without gradients
         "bias, relu/gelu (strings, nn.ReLU or nn.GELU), even heads. Same semantics as the autograd path.")
 
 
-def common(name: str, stack: bool = False) -> tuple[Regime, ...]:
-    """The regimes every autograd-path transformer declaration shares."""
-    first = "src" if name in ("TransformerEncoderLayer", "TransformerEncoder", "Transformer") else "tgt"
-    return (
-        Regime("norm_first", lambda c: c.params["norm_first"], {"norm_first": True}, "pre-norm residual blocks"),
-        Regime("batch_first", lambda c: c.params["batch_first"] and c.inputs[first].ndim == 3,
-               {"batch_first": True, "unbatched": False}, "(N, L, E) inputs"),
-        Regime("unbatched", lambda c: c.inputs[first].ndim == 2, {"unbatched": True}, "(L, E) inputs"),
-        Regime("bias=False", lambda c: not c.params["bias"], {"bias": False}, "no biases (LayerNorm's included)"),
-        Regime("gelu", lambda c: c.params["activation"] == "gelu", {"activation": "gelu"}, "the exact GELU"),
-        Regime("callable activation", lambda c: c.params["activation"] == "GELU(tanh)",
-               {"activation": "GELU(tanh)"}, "activation=nn.GELU(approximate='tanh'), a module"),
-        Regime("dropout in training", N.is_random_transformer, {"train": True, "dropout": 0.25},
-               "every dropout's mask replayed from torch's generator"),
-        Regime("eval", lambda c: not c.train, {"train": False, "dropout": 0.5}, "dropout off"),
-        Regime("float masks", lambda c: "float" in (N.mask_kind(c, m) for m in N.MASK_NAMES),
-               {f"{m}": "float" for m in N.MASK_NAMES}, "float masks added to the scores"),
-        Regime("layer_norm_eps", lambda c: c.params["layer_norm_eps"] == 0.1, {"layer_norm_eps": 0.1}, "eps = 0.1"),
-    ) + ((Regime("two layers", N.has_two_layers, {"num_layers": 2, "num_encoder_layers": 2, "num_decoder_layers": 2},
-                 "each layer with its own parameters"),) if stack else ())
-
-
-declare(transformer("TransformerEncoderLayer", regimes=common("TransformerEncoderLayer") + (
+declare(transformer("TransformerEncoderLayer", regimes=transformer_regimes("TransformerEncoderLayer") + (
     Regime("causal", lambda c: c.forward_kwargs.get("is_causal", False),
            {"is_causal": True, "is_causal omitted": False},
            "src_mask the causal mask, is_causal=True"),
@@ -60,7 +38,7 @@ declare(transformer("TransformerEncoderLayer", fast=True, regimes=(
            "torch discrepancy attention-fast-path-fully-masked-query-nan"),
 ), notes=FAST + " torch._transformer_encoder_layer_fwd."))
 
-declare(transformer("TransformerDecoderLayer", regimes=common("TransformerDecoderLayer") + (
+declare(transformer("TransformerDecoderLayer", regimes=transformer_regimes("TransformerDecoderLayer") + (
     Regime("causal tgt_mask", lambda c: c.forward_kwargs.get("tgt_is_causal", False),
            {"tgt_is_causal": True, "tgt_is_causal omitted": False},
            "tgt_mask the causal mask, tgt_is_causal=True"),
@@ -77,7 +55,7 @@ declare(transformer("TransformerDecoderLayer", fast=True, regimes=(
            "a bool tgt_mask: the self-attention's MultiheadAttention fast path"),
 ), notes=FAST + " Its self-attention takes MultiheadAttention's fast path."))
 
-declare(transformer("TransformerEncoder", regimes=common("TransformerEncoder", stack=True) + (
+declare(transformer("TransformerEncoder", regimes=transformer_regimes("TransformerEncoder", stack=True) + (
     Regime("no final norm", lambda c: not c.params["norm"], {"norm": False}, "norm=None"),
     Regime("causal mask detected", lambda c: "is_causal" not in c.forward_kwargs and N.is_causal_mask(c, "mask"),
            {"is_causal": True, "is_causal omitted": True}, "the causal mask without the hint: the stack detects it"),
@@ -93,14 +71,14 @@ declare(transformer("TransformerEncoder", nested=True, regimes=(
           "result back with 0: the output at a padded position is 0 before the final norm (its bias after it), "
           "where the dense computation gives that position's own attention result.")))
 
-declare(transformer("TransformerDecoder", regimes=common("TransformerDecoder", stack=True) + (
+declare(transformer("TransformerDecoder", regimes=transformer_regimes("TransformerDecoder", stack=True) + (
     Regime("no final norm", lambda c: not c.params["norm"], {"norm": False}, "norm=None"),
     Regime("causal tgt_mask", lambda c: c.forward_kwargs.get("tgt_is_causal", False),
            {"tgt_is_causal": True, "tgt_is_causal omitted": False},
            "tgt_mask the causal mask, tgt_is_causal=True"),
 ), notes=NOTES + " The memory's gradient sums over the layers."))
 
-declare(transformer("Transformer", regimes=common("Transformer", stack=True) + (
+declare(transformer("Transformer", regimes=transformer_regimes("Transformer", stack=True) + (
     Regime("custom encoder", lambda c: c.params["custom_encoder"], {"custom_encoder": True},
            "custom_encoder: a TransformerEncoder built by the caller"),
     Regime("custom encoder without norm", lambda c: not c.params["encoder_norm"],
