@@ -1,4 +1,5 @@
-"""Timing and table code shared by the reference-vs-torch benchmark scripts (``bench_conv``, ``bench_pooling``)."""
+"""Timing and table code shared by the reference-vs-torch benchmark scripts (``bench_conv``, ``bench_pooling``,
+``bench_copies``): the two steps a config is timed by, and the table."""
 
 from __future__ import annotations
 
@@ -11,6 +12,36 @@ import numpy as np
 
 Step = Callable[[], Any]  # a forward + backward of one configuration, ready to time
 TorchStep = Callable[[Any], Step]  # builds the torch step in the given torch dtype
+
+
+def functional_step(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Step:
+    """The reference's forward then its registered VJP (``reference.functional``), for a cotangent of
+    ones shaped like the (first) output: how the declarations' references run."""
+    from reference import functional as RF
+
+    forward = getattr(RF, name)
+    out = forward(*args, **kwargs)
+    g = np.ones(np.shape(out[0] if isinstance(out, tuple) else out))
+
+    def step() -> Any:
+        forward(*args, **kwargs)
+        return RF.vjp(name, *args, cotangent=g, **kwargs)
+
+    return step
+
+
+def module_step(module: Any, x: np.ndarray, dtype: Any) -> Step:
+    """torch's forward and backward of ``module`` on ``x`` in ``dtype``, for a cotangent of ones."""
+    import torch
+
+    tx = torch.from_numpy(x).to(dtype).requires_grad_(True)
+    g = torch.ones(tuple(module(tx).shape), dtype=dtype)
+
+    def step() -> Any:
+        tx.grad = None
+        module(tx).backward(g)
+
+    return step
 
 
 def best_time(fn: Callable[[], Any], budget_s: float = 1.0, max_repeats: int = 50) -> float:

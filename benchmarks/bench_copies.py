@@ -20,9 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _timing import print_table  # noqa: E402
-
-from reference import functional as RF  # noqa: E402
+from _timing import functional_step, module_step, print_table  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -68,29 +66,13 @@ def _call(cfg: Config, x: np.ndarray) -> tuple[str, tuple[Any, ...], dict[str, A
 
 
 def reference_step(cfg: Config, x: np.ndarray) -> Callable[[], Any]:
-    name, args, kwargs = _call(cfg, x)
-    forward = getattr(RF, name)
-    g = np.ones(np.shape(forward(*args, **kwargs)))
-
-    def step() -> Any:
-        forward(*args, **kwargs)
-        return RF.vjp(name, *args, cotangent=g, **kwargs)
-
-    return step
+    return functional_step(*_call(cfg, x))
 
 
 def torch_step(cfg: Config, x: np.ndarray, dtype: Any) -> Callable[[], Any]:
     import torch
 
-    module = getattr(torch.nn, cfg.layer)(**cfg.kwargs)
-    tx = torch.from_numpy(x).to(dtype).requires_grad_(True)
-    g = torch.ones(tuple(module(tx).shape), dtype=dtype)
-
-    def step() -> Any:
-        tx.grad = None
-        module(tx).backward(g)
-
-    return step
+    return module_step(getattr(torch.nn, cfg.layer)(**cfg.kwargs), x, dtype)
 
 
 def steps(cfg: Config, rng: np.random.Generator) -> tuple[Callable[[], Any], Callable[[Any], Callable[[], Any]]]:

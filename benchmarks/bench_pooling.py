@@ -49,9 +49,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _timing import print_table  # noqa: E402
-
-from reference import functional as RF  # noqa: E402
+from _timing import functional_step, module_step, print_table  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -116,16 +114,7 @@ def _call(cfg: Config, x: np.ndarray) -> tuple[str, tuple[Any, ...], dict[str, A
 
 def reference_step(cfg: Config, x: np.ndarray) -> Callable[[], Any]:
     """Forward then VJP of ``cfg`` through reference.functional, as the declarations' references run them."""
-    name, args, kwargs = _call(cfg, x)
-    forward = getattr(RF, name)
-    out = forward(*args, **kwargs)
-    g = np.ones(np.shape(out[0] if isinstance(out, tuple) else out))
-
-    def step() -> Any:
-        forward(*args, **kwargs)
-        return RF.vjp(name, *args, cotangent=g, **kwargs)
-
-    return step
+    return functional_step(*_call(cfg, x))
 
 
 def torch_step(cfg: Config, x: np.ndarray, dtype: Any) -> Callable[[], Any]:
@@ -135,14 +124,7 @@ def torch_step(cfg: Config, x: np.ndarray, dtype: Any) -> Callable[[], Any]:
     if cfg.layer.startswith("FractionalMaxPool"):
         kwargs["_random_samples"] = torch.from_numpy(_samples(x, int(cfg.layer[-2]))).to(dtype)
     module = getattr(torch.nn, cfg.layer)(**kwargs)
-    tx = torch.from_numpy(np.abs(x) if cfg.layer.startswith("LPPool") else x).to(dtype).requires_grad_(True)
-    g = torch.ones(tuple(module(tx).shape), dtype=dtype)
-
-    def step() -> Any:
-        tx.grad = None
-        module(tx).backward(g)
-
-    return step
+    return module_step(module, np.abs(x) if cfg.layer.startswith("LPPool") else x, dtype)
 
 
 def steps(cfg: Config, rng: np.random.Generator) -> tuple[Callable[[], Any], Callable[[Any], Callable[[], Any]]]:
