@@ -33,6 +33,12 @@ independently: an error of ‖δ‖ = 10·A escapes all three projections with p
 6·10⁻⁴, one of 100·A below 6·10⁻⁷. An error confined to one element k escapes the elementwise
 comparison only within that element's own bound.
 
+Range: the projections are float64 sums, scaled by a power of two into the dtype's range before
+they are judged (the dtype's overflow convention is for its values, not for these sums). Elements
+where the backend's J·t is ±inf are an overflow of J·t itself when ⟨s, J·t⟩ on their signs s
+reaches their count times the dtype's largest value (less that projection's bound), and are then
+left out like an undefined output; otherwise they are judged (and fail).
+
 **vjp2** (second order). With the case's cotangents g and a direction v of every differentiable
 input, the backend returns d2.<input> = ∂/∂x ⟨Jᵀg, v⟩ (= H_g·v), d2.cotangent.<output> =
 ∂/∂g ⟨Jᵀg, v⟩ (= J·v) and, on the way, the first-order grad.<input>, by one of three
@@ -41,16 +47,36 @@ compositions chosen by the case (``COMPOSITIONS``: double backward, ``torch.func
 own analytic VJP (and forward) along v by central differences in float64 with one Richardson
 extrapolation (``reference.finite_differences.directional``), with an error estimate ε. Bound:
 
-    u·(out_ulps·|r| + c·√K·A) + 10·ε + u₆₄·|r| + K·tiny
+    u·(out_ulps·|r| + c·√K·A) + ρ·A + |∂_v B| + 10·ε + u₆₄·|r| + K·tiny
 
 with c, K, out_ulps the policy of the first-order tensor differentiated (grad.<input> for d2.<input>,
-the output for J·v) and A the magnitude of the second-order computation: the same difference taken
-on the absolute problem (|inputs|, |g|, |v|), which for a multilinear layer is exactly the sum of
-absolute terms, and at least |r|. Cases lie in a smooth neighbourhood: finite inputs, the
-declaration's ``smooth_at`` (no input within the steps' reach of a kink or tie). A layer whose
-second derivative is zero almost everywhere (ReLU, max pooling, copies, affine maps in one input)
-needs no statement: its differences vanish identically, A and ε are 0, and the backend must return
-exact zeros there (``second_order: zero`` in the record).
+the output for J·v), and:
+
+- A, the magnitude of the second-order computation: the largest of (i) the same difference taken on
+  the absolute problem (|inputs|, |g|, |v|), exactly the sum of absolute terms for a multilinear
+  layer; (ii) |r|; (iii) the tensor's largest |H_g·(v∘s)|, the difference along v with independent
+  random signs s (same magnitudes, so x + h·v∘s stays exact). (iii) is the scale of the terms
+  H_kj·v_j that the computation forms and rounds: along v itself they may cancel in exact
+  arithmetic but not in floats (softmax along its shift direction, a normalisation along its mean:
+  the absolute problem is invariant the same way), and a statistic or normaliser shared by the
+  whole tensor carries its rounding to every element at that scale, not at the element's own |r|;
+- ρ, the relative error the declaration allows the first-order tensor at each element (at most 1):
+  the second-order result is formed from the same rounded intermediates, so it inherits it, on A;
+- |∂_v B|, the derivative along v of the declaration's own first-order bound B (in the case's
+  dtype, differenced with the same steps as r): the backend's gradient is g + δ with |δ| <= B, and
+  the second-order result differentiates the rounded computation, so it carries the variation of
+  δ along v, of the size of B's. This is what a cancelling first-order computation contributes
+  (a batch-norm channel of two values: x̂ = ±d/√(d² + eps) is flat up to eps, and its tangent
+  cancels by the factor d²/eps that B's derivative shows);
+- ε, Richardson's error estimate, plus the reference's own float64 evaluation error divided by the
+  step.
+
+Cases lie in a smooth neighbourhood: finite inputs, the declaration's ``smooth_at`` (no input
+within the steps' reach of a kink or tie). A layer whose second derivative is zero almost
+everywhere (ReLU, max pooling, copies, affine maps in one input) needs no statement: its
+differences vanish identically — along v, on the absolute problem and along v∘s — A, ε and ∂_v B
+are 0, and the backend must return exact zeros there (``second_order: zero`` in the record). A
+difference vanishing along v alone is an invariance of the layer, judged with the bound above.
 
 **vmap**. ``BATCH`` cases of the declaration with the same shapes and different values (slice 0
 the case, the others seeded permutations of its float inputs and cotangents:
@@ -58,7 +84,10 @@ the case, the others seeded permutations of its float inputs and cotangents:
 ``torch.func.vmap`` over ``torch.func.functional_call``; parameters stacked per case, or shared
 (unbatched) by case; forward only, or with ``torch.func.vjp`` inside (the slices' own
 cotangents). Each slice is compared with its own case's reference by the declaration's own
-tolerances and comparators (``vmap[b].<tensor>``). A stochastic case runs with
+tolerances and comparators (``vmap[b].<tensor>``). Where an element's absolute terms (the
+declaration's absref) exceed the dtype's range, a partial sum may overflow in a batched kernel's
+summation order although the exact sum is in range: a ±inf of the reference's sign is accepted
+there (``VmapMode.partial_sum_overflow``), and only there. A stochastic case runs with
 ``randomness="different"`` or ``"same"`` (by case): each slice is judged by its conditional
 reference given its reported choices, and under ``"same"`` the slices' choices must coincide.
 """
