@@ -283,8 +283,11 @@ class _GradientBound:
 
     def __call__(self, u: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         case_u = replace(self.case, cotangents=dict(u))
+        # (without the reference's cached bounds, which a composed model keeps in meta["bounds"]: those
+        # belong to the case's own cotangents, or to none, not to u)
+        meta = {k: v for k, v in self.ref.meta.items() if k != "bounds"}
         result_u = Result(outputs=self.ref.outputs, grads=dict(grads), state=self.ref.state, choices=self.ref.choices,
-                          dtypes=self.ref.dtypes, meta=self.ref.meta)
+                          dtypes=self.ref.dtypes, meta=meta)
         out: dict[str, np.ndarray] = {}
         custom: dict[int, Mapping[str, Any]] = {}
         for name in self.names:
