@@ -19,6 +19,10 @@ identity ⟨u, J·t⟩ = ⟨Jᵀu, t⟩:
   then ⟨Jᵀe_k, t⟩ = (J·t)_k and the comparison ``jvp.<output>`` is elementwise (the report shows
   which element is wrong).
 
+A case whose documented gradient is not the Jacobian's transpose (Embedding's
+``scale_grad_by_freq``, which divides by the index counts) is outside the jvp domain: the identity
+does not hold for it (``_gradient_not_adjoint``).
+
 Bound of one projection: the backend's J·t carries the errors of a forward-mode kernel, whose
 projection on u is ⟨δJ·t, u⟩ = ⟨δJᵀu, t⟩, the error of the reverse-mode kernel for cotangent u
 paired with t. So the bound is Σ_i ⟨B_i(u), |t_i|⟩·√(max(1, K_out/K_i)), with B_i(u) the
@@ -310,9 +314,21 @@ class _GradientBound:
         return out
 
 
+def _gradient_not_adjoint(case: Case) -> bool:
+    """The case's documented gradient is not the transpose of its Jacobian, so the adjoint identity
+    cannot judge J·t by it: Embedding's ``scale_grad_by_freq`` divides the weight's gradient by the
+    index counts (also as a layer of a composed model)."""
+    params = [case.params] + [layer.get("params", {}) for layer in case.params.get("layers", ())
+                              if isinstance(layer, Mapping)]
+    return any(bool(p.get("scale_grad_by_freq")) for p in params if isinstance(p, Mapping))
+
+
 class JvpMode(Mode):
     name = "jvp"
     needs_cotangents = False
+
+    def accepts(self, spec: LayerSpec, case: Case) -> bool:
+        return super().accepts(spec, case) and not _gradient_not_adjoint(case)
 
     def prepare(self, spec: LayerSpec, case: Case, ref: Result) -> Case:
         return _with_mode(case, {"kind": "jvp", "seed": _seed(case), "tier": case.tier})
