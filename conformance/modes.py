@@ -20,8 +20,9 @@ identity ⟨u, J·t⟩ = ⟨Jᵀu, t⟩:
   which element is wrong).
 
 A case whose documented gradient is not the Jacobian's transpose (Embedding's
-``scale_grad_by_freq``, which divides by the index counts) is outside the jvp domain: the identity
-does not hold for it (``_gradient_not_adjoint``).
+``scale_grad_by_freq``, which divides by the index counts, and its ``padding_idx`` row, which gets
+no gradient though the forward reads it) is outside the jvp domain: the identity does not hold for
+it (``_gradient_not_adjoint``).
 
 Bound of one projection: the backend's J·t carries the errors of a forward-mode kernel, whose
 projection on u is ⟨δJ·t, u⟩ = ⟨δJᵀu, t⟩, the error of the reverse-mode kernel for cotangent u
@@ -317,10 +318,22 @@ class _GradientBound:
 def _gradient_not_adjoint(case: Case) -> bool:
     """The case's documented gradient is not the transpose of its Jacobian, so the adjoint identity
     cannot judge J·t by it: Embedding's ``scale_grad_by_freq`` divides the weight's gradient by the
-    index counts (also as a layer of a composed model)."""
+    index counts, and its ``padding_idx`` row gets none (also as a layer of a composed model)."""
     params = [case.params] + [layer.get("params", {}) for layer in case.params.get("layers", ())
                               if isinstance(layer, Mapping)]
-    return any(bool(p.get("scale_grad_by_freq")) for p in params if isinstance(p, Mapping))
+    params = [p for p in params if isinstance(p, Mapping)]
+    if any(bool(p.get("scale_grad_by_freq")) for p in params):
+        return True
+    # padding_idx: "the entries at padding_idx do not contribute to the gradient", while the forward
+    # reads that row: J·t has t's row there, the gradient 0 (when some index names it).
+    indices = [np.asarray(v) for n, v in case.inputs.items() if np.asarray(v).dtype.kind in "iu"]
+    for p in params:
+        pad = p.get("padding_idx")
+        if pad is not None and "num_embeddings" in p:
+            pad = int(pad) % int(p["num_embeddings"]) if int(p["num_embeddings"]) else int(pad)
+            if any(np.any(i == pad) for i in indices):
+                return True
+    return False
 
 
 class JvpMode(Mode):
