@@ -43,12 +43,15 @@ from reports.render import (
     case_summary,
     dtype_rank,
     example_values,
+    finding_modes,
     format_exact,
     format_number,
     format_value,
     headline,
     known_groups,
     layout_text,
+    mode_cell_text,
+    mode_coverage,
     places_text,
     regime_coverage,
     reported_discrepancies,
@@ -417,6 +420,7 @@ def _finding_view(finding: dict[str, Any], report_dir: Path | None, command_dir:
     return {
         **finding,
         "anchor": f"finding-{finding.get('id')}",
+        "modes": finding_modes(finding),
         "attrs": filter_attrs(finding.get("family"), finding.get("backend"), dtypes or finding.get("dtypes"),
                               verdicts, text),
         "call": call_text(example) if example.get("case") else "",
@@ -451,6 +455,15 @@ def _assign(views: list[dict[str, Any]], findings: list[dict[str, Any]]) -> tupl
         else:
             by_finding[str(home.get("id"))].append(view)
     return by_finding, left
+
+
+def _modes_view(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The entry × mode table for the template (shown for a run of more than the vjp mode)."""
+    coverage = mode_coverage(records)
+    rows = [dict(row, texts=[mode_cell_text(c) for c in row["cells"]],
+                 attrs=filter_attrs([], [], [], ["fail"] if row["found"] else ["pass"], row["entry"]))
+            for row in coverage["rows"]]
+    return dict(coverage, rows=rows)
 
 
 def render_html(records: list[dict[str, Any]], run_info: dict[str, Any],
@@ -524,6 +537,7 @@ def render_html(records: list[dict[str, Any]], run_info: dict[str, Any],
         discrepancy_verdicts=DISCREPANCY_VERDICTS,
         discrepancies=views,
         known_groups=known,
+        modes=_modes_view(records),
         unsupported_rows=unsupported,
         regressions=_regressions_view(regressions, anchors_by_id) if regressions is not None else None,
         options={"family": families,

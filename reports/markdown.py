@@ -27,7 +27,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reports.records import printable
-from reports.render import call_text, example_arrays, format_number, input_text, value_text
+from reports.render import (
+    call_text,
+    example_arrays,
+    finding_modes,
+    format_number,
+    input_text,
+    mode_cell_text,
+    mode_coverage,
+    value_text,
+)
 
 KERNEL_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
                 "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "avx_vnni", "neon", "asimd", "sve")
@@ -368,6 +377,9 @@ def finding_markdown(finding: Mapping[str, Any], run_info: Mapping[str, Any], re
     out.append(f"`{what}` on `{backend}`: {finding.get('cases', 0)} failing cases in {by_dtype or '–'} "
                f"({finding.get('shrunk', 0)} shrunk examples) found by nnconform's differential search against a "
                "float64 NumPy reference.")
+    modes = finding_modes(dict(finding))
+    if modes and modes != ["vjp"]:
+        out.append(f"Derivative mode: {', '.join(f'`{m}`' for m in modes)}.")
     out += ["", "**Versions.**", ""] + [f"- {line}" for line in _versions(run_info, backend)]
     out += ["", "### Minimal repro", ""]
     if case:
@@ -411,12 +423,28 @@ def finding_markdown(finding: Mapping[str, Any], run_info: Mapping[str, Any], re
     return "\n".join(out) + "\n"
 
 
+def mode_table_markdown(records: Sequence[Mapping[str, Any]]) -> str:
+    """The entry × mode table as a Markdown table (empty for a run of the vjp mode alone)."""
+    coverage = mode_coverage([dict(r) for r in records])
+    if not coverage["shown"]:
+        return ""
+    lines = ["| Entry | " + " | ".join(coverage["modes"]) + " |", "|---" * (len(coverage["modes"]) + 1) + "|"]
+    for row in coverage["rows"]:
+        lines.append(f"| {printable(row['entry'], False)} | " + " | ".join(mode_cell_text(c) for c in row["cells"])
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
 def findings_markdown(findings: Sequence[Mapping[str, Any]], run_info: Mapping[str, Any], report_dir: str | None,
                       policies: Mapping[str, Mapping[str, str]] | None = None,
-                      targets: Mapping[str, str] | None = None) -> str:
-    """Every finding as a bug report, separated by rules."""
+                      targets: Mapping[str, str] | None = None,
+                      records: Sequence[Mapping[str, Any]] | None = None) -> str:
+    """Every finding as a bug report, separated by rules; with ``records``, the entry × mode table
+    of the run after them (``mode_table_markdown``)."""
+    table = mode_table_markdown(records or [])
+    tail = f"\n---\n\n## Entries by mode\n\n{table}" if table else ""
     if not findings:
-        return "No findings: nothing failed.\n"
+        return "No findings: nothing failed.\n" + tail
     parts = [finding_markdown(f, run_info, report_dir, (policies or {}).get(str(f.get("id")), {}),
                               (targets or {}).get(str(f.get("op")), "")) for f in findings]
-    return "\n---\n\n".join(parts)
+    return "\n---\n\n".join(parts) + tail

@@ -257,6 +257,63 @@ def regime_coverage(cells: list[Cell], run_info: dict[str, Any]) -> list[dict[st
     return out
 
 
+# Derivative modes in their canonical order (a record without ``mode`` is a ``vjp`` case).
+MODE_ORDER = ("vjp", "jvp", "vjp2", "vmap")
+MODE_COLUMNS = ("pass", "found", "known", "unsupported")  # the entry × mode table's counts
+
+
+def record_mode(record: dict[str, Any]) -> str:
+    """The derivative mode of a record (``vjp`` when it carries none)."""
+    return str(record.get("mode") or "vjp")
+
+
+def _mode_rank(mode: str) -> tuple[int, str]:
+    return (MODE_ORDER.index(mode) if mode in MODE_ORDER else len(MODE_ORDER), mode)
+
+
+def finding_modes(finding: dict[str, Any]) -> list[str]:
+    """The modes a finding was seen in: its own ``modes`` when it lists them, else those of its
+    smallest example and shrunk examples."""
+    listed = finding.get("modes")
+    if isinstance(listed, (list, tuple)) and listed:
+        return sorted({str(m) for m in listed}, key=_mode_rank)
+    seen = [finding.get("example") or {}] + list(finding.get("examples") or [])
+    return sorted({record_mode(e) for e in seen if isinstance(e, dict) and (e.get("mode") or e.get("case"))},
+                  key=_mode_rank)
+
+
+def mode_coverage(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The entry × mode table: per catalogue entry (``entry``, else ``op``) and mode, the drawn
+    cases' counts in ``MODE_COLUMNS`` (``found``: every discrepancy verdict) plus the unsupported
+    placeholders. ``shown`` is false for a run of the vjp mode alone (nothing to tabulate)."""
+    replayed = replays(records)
+    table: dict[str, dict[str, Counter]] = {}
+    modes: set[str] = set()
+    for record in records:
+        if not is_case_record(record) or record.get("shrinking") or id(record) in replayed:
+            continue
+        mode = record_mode(record)
+        modes.add(mode)
+        verdict = str(record.get("verdict"))
+        column = "found" if verdict in DISCREPANCY_VERDICTS else verdict
+        entry = str(record.get("entry") or record.get("op") or "?")
+        table.setdefault(entry, {}).setdefault(mode, Counter())[column] += 1
+    ordered = sorted(modes, key=_mode_rank)
+    rows = [{"entry": entry, "cells": [dict(by_mode.get(m, Counter())) if m in by_mode else None for m in ordered],
+             "found": sum(c["found"] for c in by_mode.values())}
+            for entry, by_mode in sorted(table.items())]
+    return {"modes": ordered, "rows": rows, "columns": list(MODE_COLUMNS), "shown": bool(modes - {"vjp"})}
+
+
+def mode_cell_text(counts: dict[str, int] | None) -> str:
+    """One cell of the entry × mode table in words: "3 pass, 1 found" ("–": not run)."""
+    if counts is None:
+        return "–"
+    parts = [f"{counts[c]} {c}" for c in MODE_COLUMNS if counts.get(c)]
+    parts += [f"{n} {v}" for v, n in sorted(counts.items()) if v not in MODE_COLUMNS and n]
+    return ", ".join(parts) or "0"
+
+
 def unsupported_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per layer × backend × reason: {op, backend, dtypes, reason}."""
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}

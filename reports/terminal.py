@@ -33,16 +33,20 @@ from rich.text import Text
 
 from reports.records import VERDICTS, printable
 from reports.render import (
+    MODE_COLUMNS,
     Cell,
     build_cells,
     call_text,
     dtype_rank,
     error_line,
     example_values,
+    finding_modes,
     format_number,
     input_text,
     known_groups,
     metrics_text,
+    mode_cell_text,
+    mode_coverage,
     places_text,
     regime_coverage,
     reported_discrepancies,
@@ -183,6 +187,9 @@ def _finding_block(finding: dict[str, Any], report_dir: str | None) -> Renderabl
     kind_style = "bold magenta" if finding.get("kind") == "xpass" else "bold red"
     head = Text.assemble((f"{finding.get('id', '?')}. ", "bold"), (printable(finding.get("title", "?"), False),
                                                                    kind_style))
+    modes = finding_modes(finding)
+    if modes and modes != ["vjp"]:
+        head.append(f"  [mode {', '.join(modes)}]", style="bold")
     by_dtype = finding.get("by_dtype") or {}
     cases = int(finding.get("cases") or 0)
     shrunk = int(finding.get("shrunk") or 0)
@@ -227,6 +234,24 @@ def _finding_block(finding: dict[str, Any], report_dir: str | None) -> Renderabl
         more = f" and {len(listed) - CASES_LISTED} more (report.html)" if len(listed) > CASES_LISTED else ""
         lines.append(Text("shrunk examples: " + printable("; ".join(parts), False) + more, style="dim"))
     return Group(head, Padding(Group(*lines), (0, 0, 0, 3), expand=False))
+
+
+def _mode_table(records: list[dict[str, Any]]) -> Table | None:
+    """The entry × mode table (verdict counts of the drawn cases per mode), for a run of more than
+    the vjp mode; None otherwise."""
+    coverage = mode_coverage(records)
+    if not coverage["shown"]:
+        return None
+    table = Table(box=box.SIMPLE_HEAD, title="by mode (" + ", ".join(MODE_COLUMNS) + ")", title_justify="left",
+                  pad_edge=False, collapse_padding=True)
+    table.add_column("Entry", style="bold", overflow="fold")
+    for mode in coverage["modes"]:
+        table.add_column(mode, overflow="fold")
+    for row in coverage["rows"]:
+        table.add_row(Text(printable(row["entry"], False), style="bold red" if row["found"] else ""),
+                      *[Text(mode_cell_text(c), style="red" if c and c.get("found") else "")
+                        for c in row["cells"]])
+    return table
 
 
 def _known_block(group: dict[str, Any]) -> RenderableType:
@@ -301,6 +326,9 @@ def summary_table(records: list[dict[str, Any]], run_info: dict[str, Any], width
         parts.append(_table(cells, wide=(width or 120) >= WIDE))
     else:
         parts.append(Text("No cases were run.", style="yellow"))
+    modes = _mode_table(records)
+    if modes is not None:
+        parts.append(modes)
     for group in known_groups(records):
         parts.append(_known_block(group))
     for row in unsupported_summary(records):

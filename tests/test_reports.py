@@ -531,3 +531,75 @@ def test_repro_script_runs_a_custom_adapter(tmp_path_factory, capsys, monkeypatc
     assert module.main(["--backend", "tests.report_runs:VendorFixed"]) == 0
     assert module.main(["--backend", "no_such_module:Backend"]) == 2
     assert "cannot load backend" in capsys.readouterr().out
+
+
+# -- derivative modes: the mode of a finding and the entry × mode table ------------------------------
+
+def _mode_records() -> list[dict]:
+    fail = dict(comparisons=[_comparison("d2.input", False, 20833.3, WORST)], max_utilisation=20833.3)
+    return [
+        _record(verdict="pass", entry="Conv2d"),
+        _record(verdict="pass", mode="jvp", entry="Conv2d"),
+        _record(verdict="pass", mode="jvp", entry="Conv2d", case_id="def"),
+        _record(verdict="fail", mode="vjp2", entry="Conv2d", **fail),
+        _record(verdict="fail", mode="vjp2", entry="Conv2d", final=True, **fail),  # its shrunk replay
+        _record(type="unsupported", verdict="unsupported", mode="vmap", entry="Conv2d", case_id=None,
+                error="torch: Batching rule not implemented"),
+        _record(op="Linear", verdict="known", mode="vmap", entry="Linear", known={"id": "k", "strict": True}),
+    ]
+
+
+def test_entry_by_mode_table_counts_drawn_cases_per_mode():
+    from reports.render import mode_cell_text, mode_coverage
+
+    coverage = mode_coverage(_mode_records())
+    assert coverage["shown"] and coverage["modes"] == ["vjp", "jvp", "vjp2", "vmap"]
+    rows = {r["entry"]: r for r in coverage["rows"]}
+    assert [mode_cell_text(c) for c in rows["Conv2d"]["cells"]] == ["1 pass", "2 pass", "1 found", "1 unsupported"]
+    assert [mode_cell_text(c) for c in rows["Linear"]["cells"]] == ["–", "–", "–", "1 known"]
+    assert rows["Conv2d"]["found"] == 1 and rows["Linear"]["found"] == 0
+    assert not mode_coverage([_record(verdict="pass")])["shown"]  # a vjp-only run has no table
+
+
+def test_modes_in_terminal_html_and_markdown(tmp_path):
+    from conformance.findings import analyse
+    from reports.markdown import findings_markdown, mode_table_markdown
+
+    records = _mode_records()
+    run_info = {"run_id": "r1", "backends": [{"name": "torch-cpu", "available": True}]}
+    findings = analyse(records)
+    assert findings and all(f.get("example", {}).get("mode") == "vjp2" for f in findings)
+    out = io.StringIO()
+    print_summary(records, run_info, Console(file=out, width=120), findings=findings)
+    text = out.getvalue()
+    assert "by mode" in text and "[mode vjp2]" in text
+    assert re.search(r"Conv2d\s+1 pass\s+2 pass\s+1 found\s+1 unsupported", text), text
+    html = render_html(records, run_info, report_dir=tmp_path, findings=findings)
+    section = html[html.index('id="modes-section"'):]
+    assert "<th>vjp2</th>" in section and 'class="v-fail">1 found</td>' in section
+    assert "mode vjp2</span>" in html[html.index('id="findings-section"'):]
+    table = mode_table_markdown(records)
+    assert table.splitlines()[0] == "| Entry | vjp | jvp | vjp2 | vmap |"
+    assert "| Conv2d | 1 pass | 2 pass | 1 found | 1 unsupported |" in table
+    md = findings_markdown(findings, run_info, str(tmp_path), records=records)
+    assert "Derivative mode: `vjp2`." in md and md.rstrip().endswith("| Linear | – | – | – | 1 known |")
+    # vjp alone: no mode anywhere
+    plain = [_record(verdict="pass")]
+    assert "by mode" not in summary_text(plain) and 'id="modes-section"' not in render_html(plain, {})
+
+
+def summary_text(records: list[dict]) -> str:
+    out = io.StringIO()
+    print_summary(records, {}, Console(file=out, width=120))
+    return out.getvalue()
+
+
+def test_reports_never_import_conformance():
+    """Package arrows point one way: conformance imports reports, never the reverse."""
+    import ast
+
+    for path in Path(__file__).resolve().parent.parent.joinpath("reports").glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))  # (a generated script's text is a string, not an import)
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [m for m in names if m.split(".")[0] == "conformance"], path.name

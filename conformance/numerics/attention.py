@@ -526,3 +526,10 @@ def fast_path_float_mask(case: Case) -> bool:
         if m is not None and m.dtype.kind == "f" and bool(np.any(np.isfinite(m) & (m != 0))):
             return True
     return False
+
+
+def reverse_over_forward_with_dead_sdpa_row(case: Case) -> bool:
+    """A vjp2 case composed reverse-over-forward (``torch.func.grad`` of ``torch.func.jvp``) whose
+    sdpa attn_mask leaves some query no key (``has_dead_sdpa_row``)."""
+    node = (case.call or {}).get("mode") or {}
+    return node.get("composition") == "reverse-over-forward" and has_dead_sdpa_row(case)

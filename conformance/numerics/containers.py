@@ -267,3 +267,20 @@ COMPOSED_MODELS = frozenset({"Sequential", "ModuleList", "ModuleDict", "DataPara
 def composed_model(case: Case) -> bool:
     """A case of a container entry that runs a drawn model (not a container-semantics program)."""
     return case.op in COMPOSED_MODELS and "layers" in case.params
+
+
+# -- derivative modes (issue #24) ---------------------------------------------------------------------
+
+BATCH_NORMS = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
+
+
+def reverse_over_forward_through_batch_statistics(case: Case) -> bool:
+    """A vjp2 case composed reverse-over-forward (``torch.func.grad`` of ``torch.func.jvp``) of a
+    model with a batch norm that normalises with the batch's statistics (training, or no running
+    statistics tracked): where torch's batch_norm JVP rule is wrong to second order (pytorch#196699,
+    known entry ``batchnorm-jvp-rule-wrong-to-second-order``)."""
+    node = (case.call or {}).get("mode") or {}
+    if node.get("composition") != "reverse-over-forward" or "layers" not in case.params:
+        return False
+    return any(layer["op"] in BATCH_NORMS and (case.train or not layer["params"].get("track_running_stats", True))
+               for layer in layers_of(case))

@@ -551,3 +551,22 @@ def rrelu_check(samples: Sequence[tuple[Case, dict[str, np.ndarray]]], alpha: fl
 
 RRELU_RANDOMNESS = Randomness(choices={"noise": lambda case: {"rule": "ratio", "of": "output", "over": "input"}},
                               sample=_rrelu_sample, check=rrelu_check, deterministic=_rrelu_deterministic)
+
+
+# -- derivative modes (issue #24): forward-mode predicates -------------------------------------------
+
+def hardsigmoid_has_linear_part(case: Case) -> bool:
+    """Some input lies in -3 < x < 3, where Hardsigmoid's derivative is 1/6 (its forward-mode rule,
+    like its backward, multiplies by a float32 1/6 in float64)."""
+    x = _x(case)
+    return bool(np.any((x > -3) & (x < 3)))
+
+
+def celu_float32_alpha_at_nonpositive_input(case: Case) -> bool:
+    """CELU's alpha is not a float32 value and some finite input is <= 0 with exp(x/alpha) not
+    underflowing: where its forward-mode rule (like its backward) scales by alpha/float32(alpha)."""
+    x, alpha = _x(case), float(case.params["alpha"])
+    if alpha == 0 or float(np.float32(alpha)) == alpha:
+        return False
+    with np.errstate(all="ignore"):
+        return bool(np.any(np.isfinite(x) & (x <= 0) & (x / alpha > -700)))
