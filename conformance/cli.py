@@ -775,7 +775,7 @@ def cmd_findings(args: argparse.Namespace, argv: list[str]) -> int:
     """The findings of a run: for people (default), as bug reports (``--markdown``) or as JSON."""
     from conformance.findings import declaration_facts, findings_document
 
-    directory, _, info, findings = _run_directory(args)
+    directory, records, info, findings = _run_directory(args)
     if args.json:
         from reports.records import _clean
 
@@ -784,7 +784,7 @@ def cmd_findings(args: argparse.Namespace, argv: list[str]) -> int:
         from reports.markdown import findings_markdown
 
         policies, targets = declaration_facts(findings)
-        print(findings_markdown(findings, info, str(directory), policies, targets), end="")
+        print(findings_markdown(findings, info, str(directory), policies, targets, records), end="")
     else:
         from reports.terminal import print_findings
 
