@@ -194,6 +194,7 @@ _UNSUPPORTED_MARKERS = (
     "does not support", "doesn't support", "don't support", "Batching rule not implemented", "vmap:",
     "data-dependent", "is not differentiable twice", "that does not support forward AD",
     "attempted to call in-place operation", "are not batched", "were not batched",
+    "No available kernel",
 )
 
 
@@ -336,7 +337,9 @@ class CallInterpreter:
             return _fresh(np.asarray(values, dtype=np.int64 if kind == "int64" else bool)).to(device)
         layout = self.layouts.get(name, {"kind": "contiguous"})
         t = materialise(np.asarray(values, dtype=np.float64), layout, self.dtype, device)
-        return t.requires_grad_(name in self.requires_grad)
+        # only leaves of the gradient are marked: a tensor built inside a torch.func transform (a
+        # mask first used there) may not call requires_grad_ at all
+        return t.requires_grad_() if name in self.requires_grad else t
 
     def node(self, node: Any) -> Any:
         """Interpret an argument node."""
