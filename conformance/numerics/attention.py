@@ -533,3 +533,84 @@ def reverse_over_forward_with_dead_sdpa_row(case: Case) -> bool:
     sdpa attn_mask leaves some query no key (``has_dead_sdpa_row``)."""
     node = (case.call or {}).get("mode") or {}
     return node.get("composition") == "reverse-over-forward" and has_dead_sdpa_row(case)
+
+
+# -- what torch computes where it swaps the configured activation ----------------------------------
+
+
+class _SwappedActivations(TR.ValuePieces):
+    """The reference's pieces with the feed-forward activations taken, in call order (encoder
+    layers, then decoder layers), from ``names``: what torch computes when it swaps them."""
+
+    def __init__(self, names: Sequence[str]):
+        self.names = list(names)
+
+    def activation(self, x: np.ndarray, activation: str) -> Any:  # type: ignore[override]
+        return TR.ValuePieces.activation(x, self.names.pop(0) if self.names else activation)
+
+
+def encoder_layer_fast_path(case: Case) -> bool:
+    """Whether an encoder layer of the case runs torch's eval fast path
+    (``torch._transformer_encoder_layer_fwd``): eval, no gradient, a batched src, batch_first,
+    biases and an even number of heads (TransformerEncoderLayer.forward's conditions; the
+    nested-tensor path (``takes_nested_path``) implies them)."""
+    p = case.params
+    src = case.inputs.get("src")
+    return (case.op in ("TransformerEncoderLayer", "TransformerEncoder", "Transformer") and not case.train
+            and not case.differentiable and src is not None and src.ndim == 3 and bool(p["batch_first"])
+            and bool(p["bias"]) and p["nhead"] % 2 == 0)
+
+
+def _layer_counts(case: Case) -> tuple[int, int]:
+    p = case.params
+    return {"TransformerEncoderLayer": (1, 0), "TransformerEncoder": (p.get("num_layers", 0), 0),
+            "TransformerDecoderLayer": (0, 1), "TransformerDecoder": (0, p.get("num_layers", 0)),
+            "Transformer": (p.get("num_encoder_layers", 0), p.get("num_decoder_layers", 0))}[case.op]
+
+
+def swapped_activation_result(case: Case, fast_path_gelu: bool = True, cloned_relu: bool = True
+                              ) -> dict[str, np.ndarray]:
+    """The compared tensors torch computes with GELU(approximate='tanh') configured: the exact GELU
+    in encoder layers on the fast path (``fast_path_gelu``), ReLU in the decoder layers that
+    TransformerDecoder clones (``cloned_relu``); the reference's composition otherwise."""
+    configured = ACTIVATIONS.get(case.params["activation"], case.params["activation"])
+    tanh_gelu = case.params["activation"] == "GELU(tanh)"
+    n_enc, n_dec = _layer_counts(case)
+    enc = "gelu" if fast_path_gelu and tanh_gelu and encoder_layer_fast_path(case) else configured
+    cloned = case.op in ("TransformerDecoder", "Transformer")
+    dec = "relu" if cloned_relu and tanh_gelu and cloned else configured
+    with np.errstate(all="ignore"):
+        output, back, names = transformer_call(case, _SwappedActivations([enc] * n_enc + [dec] * n_dec))
+        out = {"output": np.asarray(output, dtype=np.float64)}
+        if "output" in case.cotangents:
+            *g_inputs, g_params = back(case.cotangents["output"])
+            out.update({f"grad.{n}": np.asarray(g, dtype=np.float64) for n, g in zip(names, g_inputs)})
+            out.update({f"grad.{n}": np.asarray(g, dtype=np.float64) for n, g in g_params.items()})
+    return out
+
+
+def swapped_activation_model(case: Case, reference: Result, got: Result) -> dict[str, np.ndarray]:
+    """Model of ``transformer-fast-path-tanh-gelu-*`` and ``transformer-decoder-clones-relu-*``:
+    torch's results are the reference's composition with both swaps applied."""
+    return swapped_activation_result(case)
+
+
+def fast_path_exact_gelu_beyond_bound(case: Case) -> bool:
+    """An encoder layer on the eval fast path configured with GELU(approximate='tanh'), no fully
+    masked query (``fast_path_dead_query``), and the exact GELU moving some compared tensor beyond
+    its bound: where the swap shows."""
+    from conformance.numerics.elementwise import beyond_bound
+
+    if not (fast_path_tanh_gelu(case) and encoder_layer_fast_path(case)) or fast_path_dead_query(case):
+        return False
+    return beyond_bound(case, swapped_activation_result(case, cloned_relu=False))
+
+
+def cloned_decoder_relu_beyond_bound(case: Case) -> bool:
+    """A cloned decoder (TransformerDecoder, nn.Transformer) configured with
+    GELU(approximate='tanh') whose layers' ReLU moves some compared tensor beyond its bound."""
+    from conformance.numerics.elementwise import beyond_bound
+
+    if not cloned_decoder_tanh_gelu(case):
+        return False
+    return beyond_bound(case, swapped_activation_result(case, fast_path_gelu=False))

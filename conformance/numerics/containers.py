@@ -284,3 +284,42 @@ def reverse_over_forward_through_batch_statistics(case: Case) -> bool:
         return False
     return any(layer["op"] in BATCH_NORMS and (case.train or not layer["params"].get("track_running_stats", True))
                for layer in layers_of(case))
+
+
+def unscaled_total_norm(case: Case) -> float:
+    """The total norm as torch computes it for a finite norm_type p: each gradient's
+    ``vector_norm`` (Σ|g|^p)^(1/p) with unscaled powers in the accumulation format (float32 below
+    float64), rounded to the gradients' dtype, then the same p-norm of those norms: where the powers
+    underflow, the sums lose their low bits or vanish. The norm of a single element is its
+    magnitude (no powers formed)."""
+    p = float(case.params["norm_type"])
+    dt = DTYPES[case.dtype]
+    acc = np.dtype(accumulation(case.dtype)).type
+
+    def norm(values: np.ndarray) -> float:
+        if np.size(values) == 1:  # one element: its magnitude, no powers
+            return float(dt.round(np.abs(np.asarray(values, dtype=np.float64)).reshape(-1)[0]))
+        with np.errstate(all="ignore"):
+            powers = np.power(np.abs(np.asarray(values, dtype=np.float64)).astype(acc), acc(p))
+            return float(dt.round(np.power(np.sum(powers, dtype=acc), acc(1 / p))))
+
+    return norm(np.array([norm(g) for g in grads(case)], dtype=np.float64))
+
+
+def norm_sum_underflow_shows(case: Case) -> bool:
+    """``norm_sum_underflows`` where torch's total (``unscaled_total_norm``), or the gradients it
+    clips with it, are beyond the case's bound: exactly where the underflow shows."""
+    from conformance.numerics.elementwise import beyond_bound
+    from conformance.spec import spec_of
+
+    if not norm_sum_underflows(case):
+        return False
+    total = unscaled_total_norm(case)
+    alternatives: dict[str, np.ndarray] = {"output": np.float64(total)}
+    if case.op == "clip_grad_norm_":
+        with np.errstate(all="ignore"):
+            ref_state = spec_of(case).evaluate(case, case.cotangents).state
+            used, exact = (ref.clip_coefficient(case.params["max_norm"], t) for t in (total, used_total(case)))
+            ratio = np.float64(used) / np.float64(exact) if exact != 0 else np.nan
+            alternatives.update({f"state.{n}": np.asarray(v, dtype=np.float64) * ratio for n, v in ref_state.items()})
+    return beyond_bound(case, alternatives)

@@ -233,3 +233,48 @@ def cosine_zero_vector_float16(case: Case) -> bool:
 def has_zero_vector(case: Case) -> bool:
     _, _, n1, n2, _ = _cosine_norms(case)
     return bool(np.any(n1 == 0) or np.any(n2 == 0))
+
+
+def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum ``g`` down to ``shape`` (the gradient of a broadcast input)."""
+    g = g.sum(axis=tuple(range(g.ndim - len(shape)))) if g.ndim > len(shape) else g
+    axes = tuple(i for i, (n, m) in enumerate(zip(shape, g.shape)) if n == 1 and m != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g
+
+
+def unscaled_norm_result(case: Case) -> dict[str, np.ndarray]:
+    """What torch computes for a float64 (or float32) PairwiseDistance with finite p ∉ {0, 1, 2}:
+    N = (Σ|d|^p)^(1/p) and the gradient d·|d|^(p-2)·(g/N^(p-1)) (sgn(d)·|d|^(p-1) for p < 2; for
+    p < 1 sgn(d)·|d|^(p-1)·g·N^(1-p)), the powers unscaled, in the case's format (at::norm and
+    its norm_backward), so that they overflow or underflow where the exact result does not."""
+    p, eps, keepdim = _params(case)
+    dt = np.dtype(case.dtype)
+    x1, x2 = np.asarray(case.inputs["x1"], dtype=dt), np.asarray(case.inputs["x2"], dtype=dt)
+    with np.errstate(all="ignore"):
+        d = x1 - x2 + dt.type(eps)
+        a = np.abs(d)
+        norm = np.power(np.sum(np.power(a, dt.type(p)), axis=-1, keepdims=True), dt.type(1 / p))
+        out = {"output": (norm if keepdim else norm[..., 0]).astype(np.float64)}
+        g = case.cotangents.get("output")
+        if g is None:
+            return out
+        g = np.asarray(g, dtype=dt)
+        g = g if keepdim else g[..., None]
+        if p < 1:
+            scaled = np.where(d == 0, dt.type(0), np.sign(d) * np.power(a, dt.type(p - 1)))
+            grad = scaled * g * np.power(norm, dt.type(1 - p))
+        else:
+            scaled = np.sign(d) * np.power(a, dt.type(p - 1)) if p < 2 else d * np.power(a, dt.type(p - 2))
+            grad = scaled * np.where(norm == 0, dt.type(0), g / np.power(norm, dt.type(p - 1)))
+    for name, sign in (("x1", 1.0), ("x2", -1.0)):
+        out[f"grad.{name}"] = _unbroadcast(sign * grad.astype(np.float64), np.shape(case.inputs[name]))
+    return out
+
+
+def unscaled_powers_beyond_bound(case: Case) -> bool:
+    """``unscaled_powers_leave_range`` where torch's unscaled result (``unscaled_norm_result``)
+    is non-finite where the reference is finite (or the reverse), or beyond the case's bound:
+    exactly where the discrepancy shows."""
+    from conformance.numerics.elementwise import shows_against_reference
+
+    return unscaled_powers_leave_range(case) and shows_against_reference(case, unscaled_norm_result(case))

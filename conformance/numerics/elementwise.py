@@ -570,3 +570,46 @@ def celu_float32_alpha_at_nonpositive_input(case: Case) -> bool:
         return False
     with np.errstate(all="ignore"):
         return bool(np.any(np.isfinite(x) & (x <= 0) & (x / alpha > -700)))
+
+
+# The oneDNN GELU backward (approximate='none', bfloat16) returns 0 for every x ≤ -6.15625 (measured
+# over all bfloat16 values, torch 2.13: -6.125 still gets -3e-8): the cut between the largest bfloat16
+# it flushes and the smallest it does not.
+ONEDNN_BF16_GELU_GRAD_FLUSH = -6.140625
+
+
+def onednn_gelu_path(case: Case) -> bool:
+    """torch's CPU GELU (approximate='none') takes the oneDNN kernel, forward and backward, for an
+    input of 2 or more elements that is contiguous by torch's strides (``is_contiguous()``: a
+    channels-last, permuted or expanded input whose moved dims have size 1 is too); 0-d, 1-element
+    and other inputs take the native kernel."""
+    from conformance.strategies import is_torch_contiguous, torch_strides
+
+    x = _x(case)
+    return (case.params.get("approximate") == "none" and x.size > 1
+            and is_torch_contiguous(x.shape, torch_strides(x.shape, case.layout("input"))))
+
+
+def onednn_bfloat16_gelu_grad_flushed(case: Case) -> bool:
+    """The oneDNN path (``onednn_gelu_path``) and some input its bfloat16 GELU backward flushes
+    (x ≤ -6.15625) where the zero gradient is beyond the case's bound: exactly where
+    ``gelu-bfloat16-onednn-inaccurate`` shows."""
+    x = np.asarray(_x(case), dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        flushed = np.isfinite(x) & (x < ONEDNN_BF16_GELU_GRAD_FLUSH)
+    if not flushed.any() or not onednn_gelu_path(case):
+        return False
+    return beyond_bound(case, {"grad.input": _where(flushed, 0.0)})
+
+
+def shows_against_reference(case: Case, alternatives: Mapping[str, np.ndarray]) -> bool:
+    """Whether a backend returning ``alternatives`` (by tensor name) would fail the case: finite
+    where the reference is not, or the reverse, or finite and beyond the bound (``beyond_bound``)."""
+    spec = spec_of(case)
+    with np.errstate(all="ignore"):
+        tensors = spec.evaluate(case, case.cotangents).tensors()
+    for name, value in alternatives.items():
+        if name in tensors and np.shape(value) == np.shape(tensors[name]) and np.any(
+                np.isfinite(value) != np.isfinite(np.asarray(tensors[name], dtype=np.float64))):
+            return True
+    return beyond_bound(case, alternatives)

@@ -479,3 +479,41 @@ def instance_norm_per_sample_running_var_overflows(case: Case) -> bool:
         updated = (1 - momentum) * case.inputs["running_var"] + momentum * values.var(axis=-1, ddof=1)
     top = DTYPES[case.dtype].max_value
     return bool(np.any((np.abs(updated) > top).any(axis=0) & (np.abs(updated.mean(axis=0)) <= top)))
+
+
+def lrn_composite_result(case: Case) -> dict[str, np.ndarray]:
+    """What F.local_response_norm computes on a 3-d input in the case's dtype: each op of the
+    composite (``lrn_intermediate_out_of_range``) and of autograd's chain back rounded to the dtype
+    (the window sums accumulated wider), so that an intermediate overflows or underflows as in
+    torch."""
+    p, x = case.params, np.asarray(case.inputs["input"], dtype=np.float64)
+    r = DTYPES[case.dtype].round
+    size, alpha, k, beta = int(p["size"]), float(p["alpha"]), float(p["k"]), float(p["beta"])
+    with np.errstate(all="ignore"):
+        average = r(RL.window_sum(r(x * x), size, size // 2, (size - 1) // 2) / size)
+        d = r(r(average * alpha) + k)
+        power = r(d ** beta)
+        y = r(x / power)
+        out = {"output": y}
+        g = case.cotangents.get("output")
+        if g is None or "input" not in case.differentiable:
+            return out
+        g = np.asarray(g, dtype=np.float64)
+        g_power = r(-g * r(y / power))  # div backward: -g·((x/p)/p)
+        g_d = r(g_power * r(beta * r(d ** (beta - 1))))  # pow backward: g·(β·d^(β-1))
+        g_average = r(g_d * alpha)
+        g_square = r(RL.window_sum(g_average / size, size, (size - 1) // 2, size // 2))
+        out["grad.input"] = r(r(g / power) + 2 * r(g_square * x))
+    return out
+
+
+@valid_cases
+def lrn_composite_shows(case: Case) -> bool:
+    """``lrn_intermediate_out_of_range`` on a 3-d input where the composite as torch computes it
+    (``lrn_composite_result``) is non-finite where the reference is finite, or beyond the bound:
+    exactly where ``lrn-composite-out-of-range-*`` shows."""
+    from conformance.numerics.elementwise import shows_against_reference
+
+    if not lrn_intermediate_out_of_range(case) or case.inputs["input"].ndim != 3:
+        return False
+    return shows_against_reference(case, lrn_composite_result(case))
