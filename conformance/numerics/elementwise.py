@@ -551,3 +551,36 @@ def rrelu_check(samples: Sequence[tuple[Case, dict[str, np.ndarray]]], alpha: fl
 
 RRELU_RANDOMNESS = Randomness(choices={"noise": lambda case: {"rule": "ratio", "of": "output", "over": "input"}},
                               sample=_rrelu_sample, check=rrelu_check, deterministic=_rrelu_deterministic)
+
+
+# -- PReLU weight gradient: per-element products rounded before the reduction ---------------------------
+
+
+def prelu_weight_product_overflows(case: Case) -> bool:
+    """torch's PReLU backward rounds each weight-gradient term x·g (x < 0) to the case dtype before
+    summing them per channel: where one term overflows, the channel's sum is ±inf (NaN from terms
+    of both signs) although the true sum may be representable. True where some term overflows and
+    the result is not the correctly rounded one anyway (the true sum rounding to the same infinity
+    as every overflowing term)."""
+    x, w = case.inputs.get("input"), case.inputs.get("weight")
+    g = case.cotangents.get("output")
+    if x is None or w is None or g is None or case.dtype == "float64" or x.size == 0:
+        return False
+    dtype = DTYPES[case.dtype]
+    with np.errstate(all="ignore"):
+        terms = np.where(x < 0, np.asarray(x, dtype=np.float64) * np.asarray(g, dtype=np.float64), 0.0)
+    if w.size > 1:  # one slope per channel: dim 1, or dim 0 of a 1-D input
+        axis = 1 if x.ndim >= 2 else 0
+        terms = np.moveaxis(terms, axis, 0).reshape(terms.shape[axis], -1)
+    else:
+        terms = terms.reshape(1, -1)
+    rounded = dtype.round(terms)
+    for row, rrow in zip(terms, rounded):
+        over = np.isinf(rrow)
+        if not np.any(over):
+            continue
+        signs = set(np.sign(rrow[over]).tolist())
+        exact = dtype.round(np.array([math.fsum(row.tolist())]))[0]
+        if len(signs) > 1 or not (np.isinf(exact) and np.sign(exact) in signs):
+            return True
+    return False
