@@ -233,3 +233,42 @@ def cosine_zero_vector_float16(case: Case) -> bool:
 def has_zero_vector(case: Case) -> bool:
     _, _, n1, n2, _ = _cosine_norms(case)
     return bool(np.any(n1 == 0) or np.any(n2 == 0))
+
+
+# -- the power sum flushed to zero ----------------------------------------------------------------------
+
+
+def _flushed_rows(case: Case) -> np.ndarray:
+    """Rows (over the last dim) where every |d|^p of torch's forward (float64 opmath for float64,
+    float32 otherwise) rounds to 0 although some d is non-zero: Σ|d|^p = 0, so torch's distance is 0
+    and its gradient 0 where the exact distance is at least max|d| > 0."""
+    p, eps, _ = _params(case)
+    if not math.isfinite(p) or p <= 0:
+        return np.zeros((), dtype=bool)
+    d = np.atleast_1d(difference_of(case))
+    forward = np.float64 if case.dtype == "float64" else np.float32
+    with np.errstate(all="ignore"):
+        powers = np.power(np.abs(d).astype(forward), forward(p))
+    return np.all(powers == 0, axis=-1) & np.any(d != 0, axis=-1)
+
+
+def power_sum_flushes_to_zero(case: Case) -> bool:
+    """Some row's Σ|d|^p underflows to exactly 0 in torch's forward (``_flushed_rows``): large p,
+    or x1 == x2 (d = eps) with p > 1."""
+    return bool(np.any(_flushed_rows(case)))
+
+
+def power_sum_flushed_model(case: Case, reference: Result, got: Result) -> dict[str, np.ndarray]:
+    """What ``power_sum_flushes_to_zero`` predicts torch computes: the reference's results with the
+    distance and both gradients 0 on the flushed rows (gradients only where the input has the full
+    broadcast shape: a broadcast input's gradient mixes rows and is not predicted)."""
+    rows = _flushed_rows(case)
+    predicted: dict[str, np.ndarray] = {}
+    out = np.asarray(reference.outputs["output"], dtype=np.float64)
+    predicted["output"] = np.where(rows.reshape(out.shape), 0.0, out)
+    shape = np.atleast_1d(difference_of(case)).shape
+    for name in ("x1", "x2"):
+        grad = reference.grads.get(name)
+        if grad is not None and np.shape(grad) == shape:
+            predicted[f"grad.{name}"] = np.where(rows[..., None], 0.0, np.asarray(grad, dtype=np.float64))
+    return predicted
