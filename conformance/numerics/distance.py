@@ -267,8 +267,24 @@ def power_sum_flushed_model(case: Case, reference: Result, got: Result) -> dict[
     out = np.asarray(reference.outputs["output"], dtype=np.float64)
     predicted["output"] = np.where(rows.reshape(out.shape), 0.0, out)
     shape = np.atleast_1d(difference_of(case)).shape
-    for name in ("x1", "x2"):
+    grad_d = None  # the gradient with respect to d = x1 - x2 + eps, from an input of the full shape
+    for name, sign in (("x1", 1.0), ("x2", -1.0)):
         grad = reference.grads.get(name)
         if grad is not None and np.shape(grad) == shape:
-            predicted[f"grad.{name}"] = np.where(rows[..., None], 0.0, np.asarray(grad, dtype=np.float64))
+            grad_d = sign * np.asarray(grad, dtype=np.float64)
+    if grad_d is None:
+        return predicted
+    grad_d = np.where(rows[..., None], 0.0, grad_d)
+    for name, sign in (("x1", 1.0), ("x2", -1.0)):
+        grad = reference.grads.get(name)
+        if grad is not None:
+            predicted[f"grad.{name}"] = sign * _sum_to(grad_d, np.shape(grad))
     return predicted
+
+
+def _sum_to(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``values`` summed over the dims it was broadcast along from ``shape``."""
+    extra = values.ndim - len(shape)
+    out = values.sum(axis=tuple(range(extra))) if extra > 0 else values
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and out.shape[i] != 1)
+    return (out.sum(axis=axes, keepdims=True) if axes else out).reshape(shape)

@@ -386,3 +386,10 @@ def area_accepts_empty(case: Case) -> bool:
     else:
         return False
     return min(shape[2:], default=0) > 0 and not (len(shape) == 5 and shape[1] == 0)
+
+
+def bicubic_backward_copy_visible(case: Case) -> bool:
+    """``bicubic_backward_copy`` where the copy differs from the VJP: a non-empty input with some
+    spatial length of 2 or more (a 1×1 image interpolates to a copy of itself)."""
+    x = case.inputs["input"]
+    return x.size > 0 and max(x.shape[2:], default=0) >= 2 and bicubic_backward_copy(case)
