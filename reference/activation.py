@@ -420,7 +420,9 @@ def _exp_linear_error(x: Array, y: Array, g: Array | None, alpha: float, scale: 
         e = np.exp(z)
         argument = 2 * np.abs(z) if input_scale != 1.0 else np.zeros_like(e)
         pos_out = np.abs(y) if scale_rounds else np.zeros_like(y)
-        neg_out = c * (lib * e + np.abs(np.expm1(z)) + argument * e) + 2 * np.abs(y)
+        # |s·x|·e -> 0 as x -> -inf: the limit, not inf·0, at an infinite input.
+        argument_e = np.where(e > 0, argument * e, 0.0)
+        neg_out = c * (lib * e + np.abs(np.expm1(z)) + argument_e) + 2 * np.abs(y)
         e_out = np.where(x > 0, pos_out, neg_out)
         if g is None:
             return e_out, None
@@ -429,7 +431,7 @@ def _exp_linear_error(x: Array, y: Array, g: Array | None, alpha: float, scale: 
         if input_scale == 1.0:
             direct = (lib + 2) * grad
         else:
-            direct = (lib + 3 + argument) * grad
+            direct = np.where(grad == 0, 0.0, (lib + 3 + argument) * grad)  # 0 at x = -inf
             from_output = from_output + 2 * grad
         pos_grad = grad if scale_rounds else np.zeros_like(grad)
         from_output = np.where(np.isfinite(from_output), from_output, 0.0)  # y overflowed: only the direct form

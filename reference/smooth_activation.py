@@ -380,11 +380,27 @@ def glu_halves(x: Array, dim: int) -> tuple[Array, Array, int]:
     return a, b, axis
 
 
+def scaled_product(*factors: Array) -> Array:
+    """The product of the factors without a spurious overflow or underflow of a partial product: the
+    significands (in [1/2, 1)) are multiplied and the exponents added, then scaled once, so the
+    result overflows (or underflows) only where the product itself does. IEEE at ±inf, 0 and NaN
+    (inf·0 = NaN)."""
+    significand, exponent = np.float64(1.0), np.int64(0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for f in factors:
+            m, e = np.frexp(np.asarray(f, dtype=np.float64))
+            significand = significand * m
+            exponent = exponent + e.astype(np.int64)
+        return np.ldexp(significand, np.clip(exponent, -4000, 4000).astype(np.int32))
+
+
 def _glu_vjp(cotangent: Array, input: Array, dim: int = -1) -> dict[str, Array]:
-    """{"input": [g·σ(b), g·a·σ(b)·σ(-b)]} along ``dim`` (IEEE products: inf·0 = NaN)."""
+    """{"input": [g·σ(b), g·a·σ(b)·σ(-b)]} along ``dim`` (IEEE products: inf·0 = NaN; the second
+    half without a spurious overflow of g·a)."""
     a, b, axis = glu_halves(input, dim)
     with np.errstate(invalid="ignore", over="ignore"):
-        return {"input": np.concatenate([cotangent * sigmoid(b), cotangent * a * sigmoid(b) * sigmoid(-b)], axis=axis)}
+        second = scaled_product(cotangent, a, sigmoid(b), sigmoid(-b))
+        return {"input": np.concatenate([cotangent * sigmoid(b), second], axis=axis)}
 
 
 @functional(vjp=_glu_vjp, example=lambda rng: ((rng.standard_normal((4, 3)) * 3,), {"dim": 0}))
@@ -418,7 +434,7 @@ def glu_error(input: Array, output: Array, cotangent: Array | None, u: float, ti
         with np.errstate(invalid="ignore", over="ignore"):
             ag = np.abs(cotangent)
             first = (_L + 1) * ag * s + ag * tiny / u
-            second = ag * np.abs(a) * (s * ((_L + 2) * sn + (_L + 1) * s) + 2 * s * sn + tiny / u)
+            second = scaled_product(ag, np.abs(a), s * ((_L + 2) * sn + (_L + 1) * s) + 2 * s * sn + tiny / u)
         return np.concatenate([first, second], axis=axis)
 
     return _errors(e_y, cotangent, e_g)

@@ -614,3 +614,19 @@ def cloned_decoder_relu_beyond_bound(case: Case) -> bool:
     if not cloned_decoder_tanh_gelu(case):
         return False
     return beyond_bound(case, swapped_activation_result(case, fast_path_gelu=False))
+
+def sdpa_mask_with_causal_only(case: Case) -> bool:
+    """An sdpa case whose only broken rule is an explicit attn_mask given with is_causal=True (the
+    mask broadcasting to the scores): the arguments are valid without the mask."""
+    args = sdpa_arguments(case)
+    mask = args["attn_mask"]
+    if not args["is_causal"] or mask is None:
+        return False
+    try:
+        RA.check_sdpa(args["query"], args["key"], args["value"], None, args["dropout_p"], True, args["scale"],
+                      args["enable_gqa"])
+        L, S = args["query"].shape[-2], args["key"].shape[-2]
+        np.broadcast_shapes(np.shape(mask), (*args["query"].shape[:-2], L, S))
+    except ValueError:
+        return False
+    return True

@@ -278,3 +278,57 @@ def unscaled_powers_beyond_bound(case: Case) -> bool:
     from conformance.numerics.elementwise import shows_against_reference
 
     return unscaled_powers_leave_range(case) and shows_against_reference(case, unscaled_norm_result(case))
+
+# -- the power sum flushed to zero ----------------------------------------------------------------------
+
+
+def _flushed_rows(case: Case) -> np.ndarray:
+    """Rows (over the last dim) where every |d|^p of torch's forward (float64 opmath for float64,
+    float32 otherwise) rounds to 0 although some d is non-zero: Σ|d|^p = 0, so torch's distance is 0
+    and its gradient 0 where the exact distance is at least max|d| > 0."""
+    p, eps, _ = _params(case)
+    if not math.isfinite(p) or p <= 0:
+        return np.zeros((), dtype=bool)
+    d = np.atleast_1d(difference_of(case))
+    forward = np.float64 if case.dtype == "float64" else np.float32
+    with np.errstate(all="ignore"):
+        powers = np.power(np.abs(d).astype(forward), forward(p))
+    return np.all(powers == 0, axis=-1) & np.any(d != 0, axis=-1)
+
+
+def power_sum_flushes_to_zero(case: Case) -> bool:
+    """Some row's Σ|d|^p underflows to exactly 0 in torch's forward (``_flushed_rows``): large p,
+    or x1 == x2 (d = eps) with p > 1."""
+    return bool(np.any(_flushed_rows(case)))
+
+
+def power_sum_flushed_model(case: Case, reference: Result, got: Result) -> dict[str, np.ndarray]:
+    """What ``power_sum_flushes_to_zero`` predicts torch computes: the reference's results with the
+    distance and both gradients 0 on the flushed rows (gradients only where the input has the full
+    broadcast shape: a broadcast input's gradient mixes rows and is not predicted)."""
+    rows = _flushed_rows(case)
+    predicted: dict[str, np.ndarray] = {}
+    out = np.asarray(reference.outputs["output"], dtype=np.float64)
+    predicted["output"] = np.where(rows.reshape(out.shape), 0.0, out)
+    shape = np.atleast_1d(difference_of(case)).shape
+    grad_d = None  # the gradient with respect to d = x1 - x2 + eps, from an input of the full shape
+    for name, sign in (("x1", 1.0), ("x2", -1.0)):
+        grad = reference.grads.get(name)
+        if grad is not None and np.shape(grad) == shape:
+            grad_d = sign * np.asarray(grad, dtype=np.float64)
+    if grad_d is None:
+        return predicted
+    grad_d = np.where(rows[..., None], 0.0, grad_d)
+    for name, sign in (("x1", 1.0), ("x2", -1.0)):
+        grad = reference.grads.get(name)
+        if grad is not None:
+            predicted[f"grad.{name}"] = sign * _sum_to(grad_d, np.shape(grad))
+    return predicted
+
+
+def _sum_to(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``values`` summed over the dims it was broadcast along from ``shape``."""
+    extra = values.ndim - len(shape)
+    out = values.sum(axis=tuple(range(extra))) if extra > 0 else values
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and out.shape[i] != 1)
+    return (out.sum(axis=axes, keepdims=True) if axes else out).reshape(shape)

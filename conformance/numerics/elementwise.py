@@ -613,3 +613,53 @@ def shows_against_reference(case: Case, alternatives: Mapping[str, np.ndarray]) 
                 np.isfinite(value) != np.isfinite(np.asarray(tensors[name], dtype=np.float64))):
             return True
     return beyond_bound(case, alternatives)
+
+# -- PReLU weight gradient: per-element products rounded before the reduction ---------------------------
+
+
+def prelu_weight_product_overflows(case: Case) -> bool:
+    """torch's PReLU backward rounds each weight-gradient term x·g (x < 0) to the case dtype before
+    summing them per channel: where one term overflows, the channel's sum is ±inf (NaN from terms
+    of both signs) although the true sum may be representable. True where some term overflows and
+    the result is not the correctly rounded one anyway (the true sum rounding to the same infinity
+    as every overflowing term)."""
+    x, w = case.inputs.get("input"), case.inputs.get("weight")
+    g = case.cotangents.get("output")
+    if x is None or w is None or g is None or case.dtype == "float64" or x.size == 0:
+        return False
+    dtype = DTYPES[case.dtype]
+    with np.errstate(all="ignore"):
+        terms = np.where(x < 0, np.asarray(x, dtype=np.float64) * np.asarray(g, dtype=np.float64), 0.0)
+    if w.size > 1:  # one slope per channel: dim 1, or dim 0 of a 1-D input
+        axis = 1 if x.ndim >= 2 else 0
+        terms = np.moveaxis(terms, axis, 0).reshape(terms.shape[axis], -1)
+    else:
+        terms = terms.reshape(1, -1)
+    rounded = dtype.round(terms)
+    for row, rrow in zip(terms, rounded):
+        over = np.isinf(rrow)
+        if not np.any(over):
+            continue
+        signs = set(np.sign(rrow[over]).tolist())
+        exact = dtype.round(np.array([math.fsum(row.tolist())]))[0]
+        if len(signs) > 1 or not (np.isinf(exact) and np.sign(exact) in signs):
+            return True
+    return False
+
+
+def glu_bound_beyond_float64(case: Case) -> bool:
+    """A float64 GLU case whose first-order bound E (units of u, ``glu_error``) exceeds an eighth of
+    the largest float64 for some output or gradient element (|a| or |g·a| near 1e308): the tolerance engine cannot
+    carry it (its doubling overflows and the bound falls back to one rounding), so a correctly
+    rounded-within-the-analysis gradient can fail. A gap of the tolerance, not of torch."""
+    from reference.smooth_activation import glu, glu_error
+
+    g = case.cotangents.get("output")
+    x = _x(case)
+    if case.dtype != "float64" or g is None or not x.size:
+        return False
+    with np.errstate(all="ignore"):
+        e_y, e_g = glu_error(x, glu(x, case.params["dim"]), g, DTYPES["float64"].unit_roundoff, 0.0,
+                             dim=case.params["dim"])
+    top = np.finfo(np.float64).max / 8  # inf included: the bound overflowed outright
+    return bool(np.any(e_y > top) or np.any(e_g > top))

@@ -750,3 +750,36 @@ def triplet_length(case: Case, tensor: str) -> int:
 
 
 TRIPLET_TOLERANCE = analysed_tolerance(triplet_errors, triplet_length)
+
+
+def triplet_pairwise_module_powers_leave_range(case: Case) -> bool:
+    """TripletMarginWithDistanceLoss with a PairwiseDistance module as its distance: the module's
+    unscaled powers (``distance.unscaled_powers_leave_range``) leave the dtype's range for the
+    anchor-positive or anchor-negative pair of a triplet whose hinge is active (loss > 0), judged
+    with that triplet's cotangent (g, or g/N for the mean) on the distance."""
+    from conformance.numerics import distance
+
+    node = case.params.get("distance_function") or {}
+    if node.get("module", {}).get("target") != "torch.nn.PairwiseDistance" or case.params.get("swap"):
+        return False
+    g = case.cotangents.get("output")
+    a, pos, neg = (case.inputs[k] for k in ("anchor", "positive", "negative"))
+    if g is None or not a.size:
+        return False
+    norm_p, eps = triplet_distance(case)
+    from reference import distance as RD
+
+    with np.errstate(all="ignore"):
+        d_ap = RD.vector_norm(RD.difference(a, pos, eps), norm_p, keepdim=False)
+        d_an = RD.vector_norm(RD.difference(a, neg, eps), norm_p, keepdim=False)
+        active = np.asarray(d_ap - d_an + float(case.params.get("margin", 1.0)) > 0)
+    rows = max(1, a.size // max(1, a.shape[-1]))
+    per_row = np.broadcast_to(np.asarray(g, dtype=np.float64) / (rows if reduction_of(case) == "mean" else 1),
+                              active.shape)
+    if not np.any(active & (per_row != 0)):
+        return False
+    cot = np.where(active, per_row, 0.0)
+    params = {"p": norm_p, "eps": eps, "keepdim": False}
+    return any(distance.unscaled_powers_leave_range(replace(case, params=params, inputs={"x1": a, "x2": other},
+                                                            cotangents={"output": cot}))
+               for other in (pos, neg))

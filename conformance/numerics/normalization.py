@@ -517,3 +517,65 @@ def lrn_composite_shows(case: Case) -> bool:
     if not lrn_intermediate_out_of_range(case) or case.inputs["input"].ndim != 3:
         return False
     return shows_against_reference(case, lrn_composite_result(case))
+
+
+# -- CrossMapLRN2d: non-finite running sums, β = 0 with a zero scale ----------------------------------
+
+
+def _cross_map_sums_of(square: np.ndarray, size: int) -> np.ndarray:
+    """``torch_cross_map_sums``'s loop on given squares, in IEEE float64 (inf - inf = NaN)."""
+    channels, pre_pad = square.shape[1], int((size - 1) / 2 + 1)
+    sums = np.empty_like(square)
+    with np.errstate(all="ignore"):
+        sums[:, 0] = square[:, :min(pre_pad, channels)].sum(axis=1)
+        for c in range(1, channels):
+            sums[:, c] = sums[:, c - 1]
+            if c < channels - pre_pad + 1:
+                sums[:, c] = sums[:, c] + square[:, c + pre_pad - 1]
+            if c > pre_pad:
+                sums[:, c] = sums[:, c] - square[:, c - pre_pad]
+    return sums
+
+
+@valid_cases
+def cross_map_running_sum_nonfinite(case: Case) -> bool:
+    """torch's running window sum (``torch_cross_map_sums``) of the squares rounded to the dtype
+    carries a NaN or an overflowed square forever: channel 0 is never removed, and inf - inf is NaN.
+    True where such a sum is non-finite while the documented window's exact sum is finite, β > 0
+    and the documented output is a non-zero number of the dtype: torch's output there is 0 or NaN."""
+    x, size, beta = case.inputs["input"], int(case.params["size"]), float(case.params["beta"])
+    if x.ndim != 4 or size < 1 or not x.size or beta <= 0:
+        return False
+    dtype = DTYPES[case.dtype]
+    with np.errstate(all="ignore"):
+        sums = dtype.round(_cross_map_sums_of(dtype.round(x * x), size))
+        exact = RL.window_sum(x * x, size, size // 2, (size - 1) // 2)
+        y = x / (case.params["alpha"] / size * exact + case.params["k"]) ** beta
+    return bool(np.any(~np.isfinite(sums) & np.isfinite(exact) & (np.abs(dtype.round(y)) > 0) & np.isfinite(y)))
+
+
+@valid_cases
+def cross_map_beta_zero_zero_scale(case: Case) -> bool:
+    """CrossMapLRN2d with β = 0 (y = x) and k = 0: torch's backward forms g·y/scale, 0/0 = NaN where
+    a running window sum of x² (in the dtype, ``torch_cross_map_sums``' loop) is 0 or α/n times it
+    underflows: grad.input gets NaN although the gradient is g."""
+    x, size = case.inputs["input"], int(case.params["size"])
+    if x.ndim != 4 or size < 1 or not x.size or case.params["beta"] != 0 or case.params["k"] != 0:
+        return False
+    dtype = DTYPES[case.dtype]
+    with np.errstate(all="ignore"):
+        sums = _cross_map_sums_of(dtype.round(x * x), size)
+        scale = dtype.round(case.params["alpha"] / size * sums)
+    return bool(np.any(scale == 0))
+
+
+def group_norm_mean_dominated(case: Case) -> bool:
+    """Some group's |mean| is at least 8·sqrt(var + eps): torch's CPU GroupNorm backward forms
+    Σg·x - mean·Σg and c2·x + c3 (c3 = -c2·mean - ...), which cancel by |mean|/sqrt(var + eps)."""
+    x = case.inputs["input"]
+    if x.ndim < 2 or not x.size:
+        return False
+    view = RN.group_view(x.shape, case.params["num_groups"])
+    mean, var = RN.moments(x.reshape(view), (2, 3))
+    with np.errstate(all="ignore"):
+        return bool(np.any(np.abs(mean) >= 8 * np.sqrt(var + float(case.params["eps"]))))

@@ -28,7 +28,7 @@ from backends.base import Case, Result
 from conformance.compare import Comparison, compare_tensor
 from conformance.dtypes import DTYPES
 from conformance.spec import LayerSpec, Tolerance
-from conformance.tolerance import magnitudes
+from conformance.tolerance import accumulated_offset, magnitudes
 from reference import embedding as ref
 from reference import embedding_bag as bag_ref
 from reference import functional as RF
@@ -133,8 +133,11 @@ def grad_magnitude(case: Case, result: Result) -> Mapping[str, np.ndarray]:
     p = case.params
     padding_idx = ref.normalise_padding_idx(p["padding_idx"], p["num_embeddings"])
     g = np.abs(case.cotangents["output"]).reshape(case.inputs["input"].size, -1)
-    return {"grad.weight": ref.scatter_rows(case.inputs["input"], g, p["num_embeddings"], padding_idx,
-                                            p["scale_grad_by_freq"])}
+    weight = ref.scatter_rows(case.inputs["input"], g, p["num_embeddings"], padding_idx, p["scale_grad_by_freq"])
+    used = case.inputs["input"].reshape(-1)
+    if padding_idx is not None:
+        used = used[used != padding_idx]
+    return {"grad.weight": sparse_accumulation(case, weight, used, grad_length(case, "grad.weight"))}
 
 
 # Renormalised rows: the norm (relative error (2√K + 4)u, K = embedding_dim), the scale and the
@@ -228,7 +231,8 @@ def bag_magnitude(case: Case, result: Result) -> dict[str, np.ndarray]:
         out["output"] = total / np.maximum(size, 1.0)[:, None] if p["mode"] == "mean" else total
     if case.cotangents.get("output") is not None:
         g = np.abs(case.cotangents["output"])
-        out["grad.weight"] = _abs_vjp(case, g)["weight"]
+        out["grad.weight"] = sparse_accumulation(case, _abs_vjp(case, g)["weight"], flat[used],
+                                                 bag_lengths(case, "grad.weight"))
         if "per_sample_weights" in case.inputs:
             d = p["embedding_dim"]
             g_of = np.vstack([g, np.zeros((1, g.shape[1]))])[np.where(bag >= 0, bag, b)]
@@ -353,3 +357,20 @@ def bag_frequency_divisor_wrong(case: Case) -> bool:
     wrong = counts[ordered[:distinct.size]] != counts[distinct]
     receives = np.isin(distinct, flat[used])
     return bool(np.any(wrong & receives))
+
+
+def sparse_accumulation(case: Case, magnitude: np.ndarray, rows: np.ndarray, k: int, c: float = 2.0) -> np.ndarray:
+    """absref of a sparse grad.weight accumulated into a preset ``.grad`` G (dense): torch adds the
+    uncoalesced gradient into G one entry at a time (one per row index in ``rows``), so a row read
+    m times rounds m partial sums |G + Σ_{j<=i} v_j| <= |G| + absref (not the one rounding of
+    fl(G + grad) the tolerance allows an accumulating case). The row's absref grows by
+    m·(|G| + absref)/(c·√K), so that the tolerance's c·√K·u·absref covers m·u·(|G| + absref).
+    Unchanged for a dense gradient or a case that does not accumulate."""
+    if not case.params.get("sparse"):
+        return magnitude
+    offset = accumulated_offset(case, "grad.weight", np.shape(magnitude))
+    if offset is None:
+        return magnitude
+    counts = np.bincount(np.asarray(rows, dtype=np.int64).reshape(-1), minlength=magnitude.shape[0])
+    counts = counts[:magnitude.shape[0]].astype(np.float64)[:, None]
+    return magnitude + counts * (np.abs(offset) + magnitude) / (c * math.sqrt(max(k, 1)))

@@ -366,3 +366,30 @@ def empty_resize(case: Case) -> bool:
     if size is not None:
         return 0 in (tuple(size) if isinstance(size, (tuple, list)) else (size,))
     return any(math.floor(n * s) == 0 for n, s in zip(x.shape[2:], factors(case)))
+
+
+def area_accepts_empty(case: Case) -> bool:
+    """Upsample/interpolate mode='area' (adaptive average pooling) skips interpolate's size checks:
+    where the only rule broken is "input and output sizes must be > 0" or "at least one channel",
+    torch returns an empty tensor when the input's spatial lengths are all positive, except for an
+    empty channel dim of a 5-d input (adaptive_avg_pool3d rejects it)."""
+    args = resize_arguments(case)
+    if args.get("mode") != "area":
+        return False
+    shape = case.inputs["input"].shape
+    try:
+        resize_geometry(case)
+    except ValueError as error:
+        message = str(error)
+        if not message.startswith(("input and output sizes must be > 0", "interpolate needs at least one channel")):
+            return False
+    else:
+        return False
+    return min(shape[2:], default=0) > 0 and not (len(shape) == 5 and shape[1] == 0)
+
+
+def bicubic_backward_copy_visible(case: Case) -> bool:
+    """``bicubic_backward_copy`` where the copy differs from the VJP: a non-empty input with some
+    spatial length of 2 or more (a 1×1 image interpolates to a copy of itself)."""
+    x = case.inputs["input"]
+    return x.size > 0 and max(x.shape[2:], default=0) >= 2 and bicubic_backward_copy(case)

@@ -184,6 +184,18 @@ def test_glu_halves_and_gradient_by_hand():
             S.glu(bad, dim=2 if bad.ndim == 2 else -1)
 
 
+def test_glu_gradient_has_no_spurious_overflow_of_g_times_a():
+    """a near the float64 maximum, |g| > 1: g·a overflows but g·a·σ(b)·σ(-b) does not (closed form
+    in Decimal); the reference returns the finite value, and ±inf only where the product itself overflows."""
+    a, b, g = -1.25065185e308, -0.132104863, 1.48485398
+    grad = RF.vjp("glu", _arr(a, b), cotangent=_arr(g))["input"]
+    s = 1 / (1 + Decimal(math.exp(-b)))
+    exact = Decimal(g) * Decimal(a) * s * (1 - s)
+    assert np.isfinite(grad[1]) and abs(Decimal(grad[1]) - exact) <= abs(exact) * Decimal(2.0**-50)
+    assert S.scaled_product(_arr(1e300, INF, 0.0, NAN), _arr(1e300, 0.0, 5.0, 1.0)).tolist()[0] == INF
+    assert np.isnan(S.scaled_product(_arr(INF), _arr(0.0))).all() and S.scaled_product(_arr(0.0), _arr(5.0))[0] == 0
+
+
 def test_softmax2d_is_softmax_over_the_channels():
     x = np.random.default_rng(3).standard_normal((2, 3, 2, 4))
     y = M.softmax2d(x)
@@ -341,6 +353,17 @@ def test_celu_bounds_stay_finite_near_the_float64_range():
     y = A.celu(x, -0.5)
     e_y, e_g = A.celu_error(x, y, _arr(0.25, 1.0), 2.0**-53, 2.0**-1074, alpha=-0.5)
     assert np.isfinite(e_y).all() and np.isfinite(e_g).all() and e_g[0] > 0
+
+
+def test_celu_bounds_at_minus_inf_cover_the_in_place_backward():
+    """At x = -inf the term |s·x|·exp(s·x) of the bound takes its limit 0 (not inf·0 = NaN): the
+    in-place backward g·s·(y + alpha) from the float16 output y = -alpha (rounded) stays within it."""
+    alpha, g = 0.1, -0.581543
+    y = float(np.float16(-alpha))
+    e_y, e_g = A.celu_error(_arr(-INF), _arr(y), _arr(g), 2.0**-11, 2.0**-24, alpha=alpha, inplace=True)
+    assert np.all(np.isfinite(e_y)) and np.all(np.isfinite(e_g))
+    in_place = g * (y / float(np.float32(alpha)) + 1.0)  # the exact gradient is g·exp(-inf) = 0
+    assert abs(in_place) <= e_g[0] * 2.0**-11
 
 
 def test_kink_neighbours_are_the_adjacent_representable_values():
