@@ -70,3 +70,26 @@ def test_nearest_factor_picks_and_empty_resize():
     assert not vision.nearest_factor_picks_differ(up(2.0, (1, 1, 3, 3)))
     assert vision.resize_to_empty_by_nonzero_factor(up(0.1, (1, 2, 2, 2)))
     assert not vision.resize_to_empty_by_nonzero_factor(up(0.0, (1, 2, 2, 2)))
+
+
+def test_multilabel_margin_bad_labels_after_terminator():
+    def bad(t: list) -> bool:
+        return loss.compiled_mlm_bad_labels_after_terminator(
+            _case("MultiLabelMarginLoss", {}, input=np.zeros((1, 4)), target=np.array(t)))
+
+    assert bad([[1, 3, -1, 4]]) and bad([[1, -1, -2, 0]]) and bad([[1, -1, 7, 2]])
+    assert not bad([[1, 4, -1, 0]]) and not bad([[-2, 1, -1, 0]]) and not bad([[1, 4, 0, 2]])
+    assert not bad([[1, 2, -1, 0]])  # no bad label
+
+
+def test_mlm_kink_and_upsampling_width_one():
+    kink = _case("MultiLabelMarginLoss", {}, input=np.array([[-0.25, -1.25, 0.25]]), target=np.array([[0, 2, 2]]))
+    assert loss.compiled_mlm_kink_counted(kink)
+    assert not loss.compiled_mlm_kink_counted(kink.with_inputs(input=np.array([[-0.25, -1.0, 0.25]])))
+
+    def up(params: dict, shape: tuple) -> bool:
+        return vision.widens_width_one_input(_case("UpsamplingNearest2d", params, input=np.ones(shape)))
+
+    assert up({"size": 4}, (1, 1, 1, 1)) and up({"scale_factor": 2.0}, (1, 1, 2, 1))
+    assert not up({"size": (4, 1)}, (1, 1, 2, 1)) and not up({"scale_factor": 1.0}, (1, 1, 2, 1))
+    assert not up({"size": 4}, (1, 1, 1, 3))

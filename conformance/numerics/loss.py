@@ -798,3 +798,31 @@ def compiled_mm_kink_counted(case: Case) -> bool:
     kink[rows, y] = False
     w = case.inputs["weight"][y] if "weight" in case.inputs else np.ones(rows.size)
     return bool(np.any(kink.any(axis=1) & (w != 0) & (_per_row_cotangent(case, rows.size) != 0)))
+
+
+def compiled_mlm_bad_labels_after_terminator(case: Case) -> bool:
+    """MultiLabelMarginLoss whose target has labels outside [-1, C), every one of them after its
+    row's first -1: torch.compile's decomposition gathers only the slots before it (a bad label
+    there raises), so it never looks at them (eager checks every label)."""
+    t = np.atleast_2d(case.inputs["target"])
+    bad = (t < -1) | (t >= t.shape[-1])
+    slot = np.arange(t.shape[-1])
+    first_end = np.where((t == -1).any(axis=-1), (t == -1).argmax(axis=-1), t.shape[-1])
+    return bool(bad.any() and not np.any(bad & (slot[None, :] < first_end[:, None])))
+
+
+def compiled_mlm_kink_counted(case: Case) -> bool:
+    """MultiLabelMarginLoss with a counted pair (a label y before its row's first -1, a non-target
+    class i) exactly at the hinge, 1 - x[y] + x[i] = 0, in a row whose cotangent is not 0: torch.compile's
+    decomposition passes clamp_min's gradient at 0 (eager counts a term only when > 0), so the input
+    gradient differs by g/C at x[i] and x[y] per such pair."""
+    x, t = np.atleast_2d(case.inputs["input"]), np.atleast_2d(case.inputs["target"])
+    g = _per_row_cotangent(case, x.shape[0])
+    for row, labels, gn in zip(x, t, g):
+        ends = np.flatnonzero(labels == -1)
+        ys = labels[:ends[0] if ends.size else labels.size]
+        is_target = np.zeros(row.size, dtype=bool)
+        is_target[ys] = True
+        if gn != 0 and np.any(1.0 - row[ys][:, None] + row[~is_target][None, :] == 0):
+            return True
+    return False

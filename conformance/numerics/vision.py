@@ -390,3 +390,17 @@ def resize_to_empty_by_nonzero_factor(case: Case) -> bool:
     """``empty_resize`` where no factor is 0 (a factor of 0 counts as none given, which is rejected
     before any size is computed)."""
     return empty_resize(case) and all(f != 0 for f in factors(case))
+
+
+def widens_width_one_input(case: Case) -> bool:
+    """An upsampling (UpsamplingNearest2d/UpsamplingBilinear2d) of an input 1 wide to an output
+    wider than 1 (inductor's CPU code generation asserts on it; an output 1 wide compiles)."""
+    x = case.inputs["input"]
+    if x.shape[-1] != 1:
+        return False
+    size = case.params.get("size")
+    if size is not None:
+        width = size[-1] if isinstance(size, (tuple, list)) else size
+    else:
+        width = math.floor(factors(case)[-1])
+    return int(width) > 1
