@@ -62,12 +62,10 @@ def test_adaptive_max_window_with_nan_and_number():
     assert not window.adaptive_max_window_nan_and_number(_case("AdaptiveMaxPool2d", alone, input=x))
 
 
-def test_nearest_factor_picks_and_empty_resize():
+def test_empty_resize_by_nonzero_factor():
     def up(scale: float, shape: tuple) -> Case:
         return _case("UpsamplingNearest2d", {"scale_factor": scale}, input=np.ones(shape))
 
-    assert vision.nearest_factor_picks_differ(up(1.25, (1, 1, 1, 2)))
-    assert not vision.nearest_factor_picks_differ(up(2.0, (1, 1, 3, 3)))
     assert vision.resize_to_empty_by_nonzero_factor(up(0.1, (1, 2, 2, 2)))
     assert not vision.resize_to_empty_by_nonzero_factor(up(0.0, (1, 2, 2, 2)))
 

@@ -370,22 +370,6 @@ def empty_resize(case: Case) -> bool:
 
 # -- predicates of known torch.compile discrepancies (conformance/known/torch_compile.toml) --------
 
-def nearest_factor_picks_differ(case: Case) -> bool:
-    """Nearest upsampling by a scale factor where torch.compile's source index, float32 dst times
-    in/(in·factor) truncated (its decomposition's arithmetic), differs from ⌊dst·in/out⌋ (eager
-    nn.UpsamplingNearest2d's) for some output position."""
-    x = case.inputs["input"]
-    for n, f in zip(x.shape[2:], factors(case)):
-        out = math.floor(n * f)
-        if out <= 0 or f <= 0:
-            continue
-        dst = np.arange(out)
-        compiled = (dst.astype(np.float32) * np.float32(n / (n * f))).astype(np.int64)
-        if np.any(compiled != (dst * n) // out):
-            return True
-    return False
-
-
 def resize_to_empty_by_nonzero_factor(case: Case) -> bool:
     """``empty_resize`` where no factor is 0 (a factor of 0 counts as none given, which is rejected
     before any size is computed)."""
