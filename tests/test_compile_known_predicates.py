@@ -91,3 +91,11 @@ def test_mlm_kink_and_upsampling_width_one():
     assert up({"size": 4}, (1, 1, 1, 1)) and up({"scale_factor": 2.0}, (1, 1, 2, 1))
     assert not up({"size": (4, 1)}, (1, 1, 2, 1)) and not up({"scale_factor": 1.0}, (1, 1, 2, 1))
     assert not up({"size": 4}, (1, 1, 1, 3))
+
+
+def test_nearest_width_one_input_to_four():
+    def up(params: dict) -> bool:
+        return vision.widens_width_one_input_to_four(_case("UpsamplingNearest2d", params, input=np.ones((1, 1, 1, 1))))
+
+    assert up({"size": 4}) and up({"scale_factor": 4.0})
+    assert not up({"size": 3}) and not up({"scale_factor": 2.0}) and not up({"scale_factor": 3.0})

@@ -376,15 +376,25 @@ def resize_to_empty_by_nonzero_factor(case: Case) -> bool:
     return empty_resize(case) and all(f != 0 for f in factors(case))
 
 
-def widens_width_one_input(case: Case) -> bool:
-    """An upsampling (UpsamplingNearest2d/UpsamplingBilinear2d) of an input 1 wide to an output
-    wider than 1 (inductor's CPU code generation asserts on it; an output 1 wide compiles)."""
+def widened_width(case: Case) -> int:
+    """The output width of an upsampling (UpsamplingNearest2d/UpsamplingBilinear2d) of an input 1
+    wide; 0 when the input is wider."""
     x = case.inputs["input"]
     if x.shape[-1] != 1:
-        return False
+        return 0
     size = case.params.get("size")
     if size is not None:
-        width = size[-1] if isinstance(size, (tuple, list)) else size
-    else:
-        width = math.floor(factors(case)[-1])
-    return int(width) > 1
+        return int(size[-1] if isinstance(size, (tuple, list)) else size)
+    return math.floor(factors(case)[-1])
+
+
+def widens_width_one_input(case: Case) -> bool:
+    """An input 1 wide upsampled to an output wider than 1 (inductor's CPU code generation asserts
+    on bilinear ones; an output 1 wide compiles)."""
+    return widened_width(case) > 1
+
+
+def widens_width_one_input_to_four(case: Case) -> bool:
+    """An input 1 wide upsampled to an output at least 4 wide (inductor's CPU code generation
+    asserts on nearest ones in float32 and float64; widths 2 and 3 compile)."""
+    return widened_width(case) >= 4
