@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -93,9 +94,11 @@ def test_mlm_kink_and_upsampling_width_one():
     assert not up({"size": 4}, (1, 1, 1, 3))
 
 
-def test_nearest_width_one_input_to_four():
-    def up(params: dict) -> bool:
-        return vision.widens_width_one_input_to_four(_case("UpsamplingNearest2d", params, input=np.ones((1, 1, 1, 1))))
+def test_nearest_width_one_input_codegen_threshold_per_dtype():
+    def up(params: dict, dtype: str = "float32") -> bool:
+        case = _case("UpsamplingNearest2d", params, input=np.ones((1, 1, 1, 1)))
+        return vision.widens_width_one_input_nearest_codegen(dataclasses.replace(case, dtype=dtype))
 
-    assert up({"size": 4}) and up({"scale_factor": 4.0})
+    assert up({"size": 4}) and up({"scale_factor": 4.0}) and up({"size": (2, 8)}, "float16")
     assert not up({"size": 3}) and not up({"scale_factor": 2.0}) and not up({"scale_factor": 3.0})
+    assert not up({"size": (2, 7)}, "bfloat16") and not up({"size": 4}, "float16")
