@@ -102,3 +102,11 @@ def test_nearest_width_one_input_codegen_threshold_per_dtype():
     assert up({"size": 4}) and up({"scale_factor": 4.0}) and up({"size": (2, 8)}, "float16")
     assert not up({"size": 3}) and not up({"scale_factor": 2.0}) and not up({"scale_factor": 3.0})
     assert not up({"size": (2, 7)}, "bfloat16") and not up({"size": 4}, "float16")
+
+
+def test_bce_clamped_input_gradient():
+    def bce(x: list, t: list) -> bool:
+        return loss.bce_clamped_input_gradient(_case("BCELoss", {}, input=np.array(x), target=np.array(t)))
+
+    assert bce([0.0, 0.5], [1.0, 0.5]) and bce([1.0], [0.0]) and bce([1e-13], [1.0])
+    assert not bce([0.0, 1.0], [0.0, 1.0]) and not bce([1e-8, 0.5], [1.0, 0.0])

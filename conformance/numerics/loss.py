@@ -826,3 +826,13 @@ def compiled_mlm_kink_counted(case: Case) -> bool:
         if gn != 0 and np.any(1.0 - row[ys][:, None] + row[~is_target][None, :] == 0):
             return True
     return False
+
+
+def bce_clamped_input_gradient(case: Case) -> bool:
+    """BCELoss with an element whose input gradient divides by the clamp (x·(1 - x) < 1e-12) and
+    whose numerator (x - t)·w·g is not 0."""
+    x, t = case.inputs["input"], case.inputs["target"]
+    g = np.asarray(case.cotangents.get("output", 1.0))
+    with np.errstate(all="ignore"):
+        numerator = np.broadcast_to((x - t) * case.inputs.get("weight", 1.0) * g, x.shape)
+    return bool(np.any((x * (1 - x) < 1e-12) & (numerator != 0)))
