@@ -87,10 +87,12 @@ def test_mlm_kink_and_upsampling_width_one():
     assert not loss.compiled_mlm_kink_counted(kink.with_inputs(input=np.array([[-0.25, -1.0, 0.25]])))
 
     def up(params: dict, shape: tuple) -> bool:
-        return vision.widens_width_one_input(_case("UpsamplingNearest2d", params, input=np.ones(shape)))
+        return vision.resizes_width_one_input(_case("UpsamplingNearest2d", params, input=np.ones(shape)))
 
     assert up({"size": 4}, (1, 1, 1, 1)) and up({"scale_factor": 2.0}, (1, 1, 2, 1))
-    assert not up({"size": (4, 1)}, (1, 1, 2, 1)) and not up({"scale_factor": 1.0}, (1, 1, 2, 1))
+    assert up({"scale_factor": (2.0, 1.0)}, (1, 1, 1, 1)) and not up({"size": (4, 1)}, (1, 1, 2, 1))
+    assert not up({"size": 1}, (1, 1, 1, 1)) and not up({"scale_factor": 1.0}, (1, 1, 2, 1))
+    assert not up({"scale_factor": (2.05, 1.75)}, (2, 1, 3, 1)) and not up({"size": (1, 1)}, (1, 3, 7, 1))
     assert not up({"size": 4}, (1, 1, 1, 3))
 
 

@@ -388,10 +388,18 @@ def widened_width(case: Case) -> int:
     return math.floor(factors(case)[-1])
 
 
-def widens_width_one_input(case: Case) -> bool:
-    """An input 1 wide upsampled to an output wider than 1 (inductor's CPU code generation asserts
-    on bilinear ones; an output 1 wide compiles)."""
-    return widened_width(case) > 1
+def resizes_width_one_input(case: Case) -> bool:
+    """An input 1 wide with a dim of size 1 widened (inductor's CPU code generation asserts on
+    bilinear ones: 1x1 to 2x1 or 4x4, 2x1 to 3x5; 3x1 to 6x1, 7x1 to 1x1, 1x3 to 2x6 compile)."""
+    x = case.inputs["input"]
+    if x.shape[-1] != 1:
+        return False
+    size = case.params.get("size")
+    if size is not None:
+        out = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+    else:
+        out = tuple(math.floor(n * f) for n, f in zip(x.shape[2:], factors(case)))
+    return any(n == 1 and int(o) > 1 for n, o in zip(x.shape[2:], out))
 
 
 # The narrowest output of nearest upsampling of an input 1 wide on which inductor's CPU code generation
