@@ -5,7 +5,9 @@ Each ``[[discrepancy]]`` entry has:
 
 - scope: ``op`` (glob over the declaration id, e.g. ``LSTM[packed]``, and the catalogue name;
   ``*`` and ``?`` are wildcards, ``[23]`` a class of digits, other brackets literal),
-  ``backend`` (glob), ``dtype`` (glob, default ``*``), an optional ``when`` (a Python expression
+  ``backend`` (a glob, or a list of globs: any may match the backend's name or a name it is known
+  as; e.g. ``["torch-compile", "torch-compile:inductor:*"]`` is inductor on the CPU, in any mode,
+  and not ``torch-compile:aot_eager``), ``dtype`` (glob, default ``*``), an optional ``when`` (a Python expression
   over ``params``, ``forward_kwargs``, ``shapes`` (input name -> shape tuple), ``layouts`` (input
   name -> layout kind), ``tier``, ``train``, ``dtype``, ``invalid``, ``variant``, ``cpu`` (the
   CPU's feature flags), ``regimes`` (the names of the declaration's regimes the case lies in) and
@@ -84,7 +86,7 @@ _PREDICATE_BUILTINS = {f.__name__: f for f in (len, any, all, max, min, abs, isi
 class KnownDiscrepancy:
     id: str
     op: str
-    backend: str
+    backend: str | tuple[str, ...]  # a glob, or several (any may match)
     reason: str
     link: str = ""
     dtype: str = "*"
@@ -107,9 +109,18 @@ class KnownDiscrepancy:
         for name in ("tensors", "symptom"):
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+        if not isinstance(self.backend, str):
+            object.__setattr__(self, "backend", tuple(self.backend))
+            if not self.backend or not all(isinstance(b, str) for b in self.backend):
+                raise ValueError("backend is a glob or a non-empty list of globs")
         unknown = [s for s in self.symptom if s not in SYMPTOMS]
         if unknown:
             raise ValueError(f"unknown symptom {unknown[0]!r} (one of {', '.join(SYMPTOMS)})")
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """The backend globs (``backend`` as a tuple)."""
+        return (self.backend,) if isinstance(self.backend, str) else self.backend
 
     def explains_call(self, symptom: str) -> bool:
         """Whether the entry explains a failure of the call itself (``CALL_SYMPTOMS``)."""
@@ -138,7 +149,7 @@ class KnownDiscrepancy:
         name followed by the names it is known as)."""
         names = (backend,) if isinstance(backend, str) else backend
         op_ok = _glob(self.op, spec.id) or _glob(self.op, spec.name)
-        if not (op_ok and any(_glob(self.backend, n) for n in names) and _glob(self.dtype, case.dtype)
+        if not (op_ok and any(_glob(b, n) for b in self.backends for n in names) and _glob(self.dtype, case.dtype)
                 and _glob(self.mode, case.mode)):
             return False
         if self.predicate:

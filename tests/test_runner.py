@@ -104,6 +104,28 @@ def test_known_entry_globs():
     assert _glob("LSTM*", "LSTM[packed]") and _glob("torch-*", "torch-cpu") and not _glob("a.b", "axb")
 
 
+def test_known_entry_backend_list_scopes_to_one_compiler(tmp_path):
+    """A list of backend globs matches when any glob matches any of the backend's names: inductor in
+    any mode, not aot_eager; a malformed list is a loading error naming the entry."""
+    from conformance.known import load_file
+
+    spec = all_specs()["ReLU"]
+    entry = KnownDiscrepancy(id="inductor-only", op="ReLU", backend=["torch-compile", "torch-compile:inductor:*"],
+                             reason="test")
+    case = SimpleNamespace(dtype="float32", mode="vjp")  # no when/predicate: scope by names only
+    assert entry.backends == ("torch-compile", "torch-compile:inductor:*")
+    for name, expected in [("torch-compile", True), ("torch-compile:inductor:max-autotune", True),
+                           ("torch-compile:aot_eager", False), ("torch-compile-cuda", False)]:
+        assert entry.matches(spec, name, case) is expected, name
+    assert entry.matches(spec, ("other", "torch-compile"), case)
+    one = KnownDiscrepancy(id="one", op="ReLU", backend="torch-compile*", reason="test")
+    assert one.backend == "torch-compile*" and one.backends == ("torch-compile*",)
+    path = tmp_path / "bad.toml"
+    path.write_text('[[discrepancy]]\nid = "empty"\nop = "ReLU"\nbackend = []\nreason = "r"\n')
+    with pytest.raises(ValueError, match="empty.*backend is a glob"):
+        load_file(path)
+
+
 def test_every_known_entry_names_a_declared_layer():
     """An entry whose op glob matches no declaration would silently never apply."""
     from conformance.known import _glob

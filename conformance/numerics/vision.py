@@ -393,3 +393,48 @@ def bicubic_backward_copy_visible(case: Case) -> bool:
     spatial length of 2 or more (a 1×1 image interpolates to a copy of itself)."""
     x = case.inputs["input"]
     return x.size > 0 and max(x.shape[2:], default=0) >= 2 and bicubic_backward_copy(case)
+
+# -- predicates of known torch.compile discrepancies (conformance/known/torch_compile.toml) --------
+
+def resize_to_empty_by_nonzero_factor(case: Case) -> bool:
+    """``empty_resize`` where no factor is 0 (a factor of 0 counts as none given, which is rejected
+    before any size is computed)."""
+    return empty_resize(case) and all(f != 0 for f in factors(case))
+
+
+def widened_width(case: Case) -> int:
+    """The output width of an upsampling (UpsamplingNearest2d/UpsamplingBilinear2d) of an input 1
+    wide; 0 when the input is wider."""
+    x = case.inputs["input"]
+    if x.shape[-1] != 1:
+        return 0
+    size = case.params.get("size")
+    if size is not None:
+        return int(size[-1] if isinstance(size, (tuple, list)) else size)
+    return math.floor(factors(case)[-1])
+
+
+def resizes_width_one_input(case: Case) -> bool:
+    """An input 1 wide with a dim of size 1 widened (inductor's CPU code generation asserts on
+    bilinear ones: 1x1 to 2x1 or 4x4, 2x1 to 3x5; 3x1 to 6x1, 7x1 to 1x1, 1x3 to 2x6 compile)."""
+    x = case.inputs["input"]
+    if x.shape[-1] != 1:
+        return False
+    size = case.params.get("size")
+    if size is not None:
+        out = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+    else:
+        out = tuple(math.floor(n * f) for n, f in zip(x.shape[2:], factors(case)))
+    return any(n == 1 and int(o) > 1 for n, o in zip(x.shape[2:], out))
+
+
+# The narrowest output of nearest upsampling of an input 1 wide on which inductor's CPU code generation
+# asserts, per dtype (measured, torch 2.13: float32 fails from 4, 3 compiles; float64 fails at 4;
+# float16 and bfloat16 fail from 8, 7 compiles).
+NEAREST_CODEGEN_MIN_WIDTH = {"float64": 4, "float32": 4, "float16": 8, "bfloat16": 8}
+
+
+def widens_width_one_input_nearest_codegen(case: Case) -> bool:
+    """An input 1 wide upsampled (nearest) to an output at least ``NEAREST_CODEGEN_MIN_WIDTH`` wide
+    for the case's dtype."""
+    return widened_width(case) >= NEAREST_CODEGEN_MIN_WIDTH[case.dtype]

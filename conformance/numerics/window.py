@@ -856,3 +856,66 @@ def maxpool_empty_window_model(case: Case, reference: Result, got: Result) -> di
     total = np.abs(grad) + _scatter_empty(zero, empty, options[best][0], np.abs(cot), options[best][1])
     predicted["grad.input"] = (like_input(case, candidates[best]), like_input(case, terms * total))
     return predicted
+
+
+# ---------------------------------------------------------------------------------------------
+# Predicates of known torch.compile discrepancies (conformance/known/torch_compile.toml)
+# ---------------------------------------------------------------------------------------------
+
+
+def ceil_window_divisor_short(case: Case) -> bool:
+    """AvgPool with ceil_mode and count_include_pad (no divisor_override), or LPPool with ceil_mode
+    (an average pool of x^p without padding), where a window with a nonzero cotangent runs past
+    input + padding: its divisor counts fewer positions than the kernel has (inductor's backward
+    divides by the kernel's size)."""
+    kind, p = pool_kind(case), case.params
+    if kind not in ("avg", "lp") or not p.get("ceil_mode", False):
+        return False
+    if kind == "avg" and (not p.get("count_include_pad", True) or p.get("divisor_override") is not None):
+        return False
+    g = sliding(case)
+    padding = g.padding if kind == "avg" else (0,) * len(g.kernel)
+    divisor = ref.avg_divisor(batched_input(case).shape[2:], g.kernel, g.stride, padding, True, True)
+    short = divisor < math.prod(g.kernel)
+    cotangent = case.cotangents.get("output")
+    return bool(short.any()) if cotangent is None else bool(np.any((np.asarray(cotangent) != 0) & short))
+
+
+def unpool_index_outside_plane_inside_buffer(case: Case) -> bool:
+    """MaxUnpool with an output size torch accepts and an index outside its channel's plane
+    [0, plane) whose position in the whole output buffer, (n·C + c)·plane + index, still lies inside
+    it, a negative position counting from the buffer's end (inductor checks and wraps an index
+    against the buffer only)."""
+    if pool_kind(case) != "unpool":
+        return False
+    kernel, stride, padding = unpool_geometry(case)
+    x, idx = batched_input(case), batched_input(case, "indices")
+    out = ref.unpool_output_size(x.shape[2:], kernel, stride, padding, case.forward_kwargs.get("output_size"))
+    plane, planes = math.prod(out), x.shape[0] * x.shape[1]
+    flat = idx.reshape(planes, -1)
+    position = np.arange(planes)[:, None] * plane + flat
+    return bool(np.any(((flat < 0) | (flat >= plane)) & (position >= -planes * plane) & (position < planes * plane)))
+
+
+def adaptive_max_window_nan_and_number(case: Case) -> bool:
+    """AdaptiveMaxPool with a window holding a NaN and a non-NaN element whose index shows: the
+    indices are returned, or the window's cotangent is not 0 (inductor's index is that of the
+    largest non-NaN element)."""
+    if pool_kind(case) != "adaptive-max":
+        return False
+    x = batched_input(case)
+    spatial = x.shape[2:]
+    bounds = [ref.adaptive_bounds(int(s), o) for s, o in zip(spatial, adaptive_output(case, spatial))]
+    nan = np.isnan(x)
+    cotangent = case.cotangents.get("output")
+    cotangent = None if cotangent is None else batched_like(case, np.asarray(cotangent))
+    for out_index in np.ndindex(*(len(b[0]) for b in bounds)):
+        window = (Ellipsis, *(slice(b[0][i], b[1][i]) for b, i in zip(bounds, out_index)))
+        mixed = nan[window].any(axis=tuple(range(2, x.ndim))) & ~nan[window].all(axis=tuple(range(2, x.ndim)))
+        if case.params.get("return_indices") or cotangent is None:
+            shows = mixed
+        else:
+            shows = mixed & (cotangent[(Ellipsis, *out_index)] != 0)
+        if shows.any():
+            return True
+    return False
