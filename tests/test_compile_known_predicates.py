@@ -8,7 +8,9 @@ import math
 import numpy as np
 
 from backends.base import Case
-from conformance.numerics import loss, vision, window
+from conformance.numerics import loss_compiled as LC
+from conformance.numerics import vision
+from conformance.numerics import window_known as WK
 
 
 def _case(op: str, params: dict, **inputs: np.ndarray) -> Case:
@@ -17,7 +19,7 @@ def _case(op: str, params: dict, **inputs: np.ndarray) -> Case:
 
 def test_multilabel_margin_padding_slots():
     x = [[0.5, 2.0, 1.0, 0.0]]
-    mlm = lambda t, x=x: loss.compiled_mlm_counts_padding_slots(  # noqa: E731
+    mlm = lambda t, x=x: LC.compiled_mlm_counts_padding_slots(  # noqa: E731
         _case("MultiLabelMarginLoss", {"reduction": "mean"}, input=np.array(x), target=np.array(t)))
     assert mlm([[2, -1, 0, 1]]) and mlm([[-1, 0, 1, 2]])
     assert not mlm([[2, 0, 1, 3]])  # no -1: every slot is a label
@@ -27,7 +29,7 @@ def test_multilabel_margin_padding_slots():
 
 def test_multi_margin_kink_counted_only_for_p_1():
     def mm(p: int, x: list) -> bool:
-        return loss.compiled_mm_kink_counted(_case("MultiMarginLoss", {"p": p, "margin": 1.0, "reduction": "mean"},
+        return LC.compiled_mm_kink_counted(_case("MultiMarginLoss", {"p": p, "margin": 1.0, "reduction": "mean"},
                                                    input=np.array(x), target=np.array([1])))
 
     assert mm(1, [[-1.0, 0.0, 0.5]]) and not mm(2, [[-1.0, 0.0, 0.5]]) and not mm(1, [[-1.5, 0.0, 0.5]])
@@ -36,17 +38,17 @@ def test_multi_margin_kink_counted_only_for_p_1():
 def test_ceil_mode_window_divisor_short():
     def avg(size: int, **extra) -> bool:
         params = {"kernel_size": 2, "ceil_mode": True, "count_include_pad": True, **extra}
-        return window.ceil_window_divisor_short(_case("AvgPool2d", params, input=np.zeros((1, 1, size, size))))
+        return WK.ceil_window_divisor_short(_case("AvgPool2d", params, input=np.zeros((1, 1, size, size))))
 
     assert avg(3) and not avg(4) and not avg(3, count_include_pad=False) and not avg(3, ceil_mode=False)
     assert not avg(3, divisor_override=2)
     lp = _case("LPPool2d", {"norm_type": 2.0, "kernel_size": 2, "ceil_mode": True}, input=np.zeros((1, 3, 3)))
-    assert window.ceil_window_divisor_short(lp)
+    assert WK.ceil_window_divisor_short(lp)
 
 
 def test_unpool_index_outside_plane_inside_buffer():
     def unpool(indices: list) -> bool:
-        return window.unpool_index_outside_plane_inside_buffer(_case(
+        return WK.unpool_index_outside_plane_inside_buffer(_case(
             "MaxUnpool1d", {"kernel_size": 2, "stride": 1}, input=np.array([[[-0.13], [0.64]]]),
             indices=np.array(indices)))
 
@@ -57,10 +59,10 @@ def test_unpool_index_outside_plane_inside_buffer():
 def test_adaptive_max_window_with_nan_and_number():
     x = np.array([[[[0.0, 1.0, -2.0], [2.0, -1.0, math.inf], [3.0, math.nan, -3.0]]]])
     params = {"output_size": (1, 2), "return_indices": True}
-    assert window.adaptive_max_window_nan_and_number(_case("AdaptiveMaxPool2d", params, input=x))
-    assert not window.adaptive_max_window_nan_and_number(_case("AdaptiveMaxPool2d", params, input=np.nan_to_num(x)))
+    assert WK.adaptive_max_window_nan_and_number(_case("AdaptiveMaxPool2d", params, input=x))
+    assert not WK.adaptive_max_window_nan_and_number(_case("AdaptiveMaxPool2d", params, input=np.nan_to_num(x)))
     alone = {"output_size": (3, 3), "return_indices": True}  # one-element windows: NaN alone
-    assert not window.adaptive_max_window_nan_and_number(_case("AdaptiveMaxPool2d", alone, input=x))
+    assert not WK.adaptive_max_window_nan_and_number(_case("AdaptiveMaxPool2d", alone, input=x))
 
 
 def test_empty_resize_by_nonzero_factor():
@@ -73,7 +75,7 @@ def test_empty_resize_by_nonzero_factor():
 
 def test_multilabel_margin_bad_labels_after_terminator():
     def bad(t: list) -> bool:
-        return loss.compiled_mlm_bad_labels_after_terminator(
+        return LC.compiled_mlm_bad_labels_after_terminator(
             _case("MultiLabelMarginLoss", {}, input=np.zeros((1, 4)), target=np.array(t)))
 
     assert bad([[1, 3, -1, 4]]) and bad([[1, -1, -2, 0]]) and bad([[1, -1, 7, 2]])
@@ -83,8 +85,8 @@ def test_multilabel_margin_bad_labels_after_terminator():
 
 def test_mlm_kink_and_upsampling_width_one():
     kink = _case("MultiLabelMarginLoss", {}, input=np.array([[-0.25, -1.25, 0.25]]), target=np.array([[0, 2, 2]]))
-    assert loss.compiled_mlm_kink_counted(kink)
-    assert not loss.compiled_mlm_kink_counted(kink.with_inputs(input=np.array([[-0.25, -1.0, 0.25]])))
+    assert LC.compiled_mlm_kink_counted(kink)
+    assert not LC.compiled_mlm_kink_counted(kink.with_inputs(input=np.array([[-0.25, -1.0, 0.25]])))
 
     def up(params: dict, shape: tuple) -> bool:
         return vision.resizes_width_one_input(_case("UpsamplingNearest2d", params, input=np.ones(shape)))
@@ -108,7 +110,7 @@ def test_nearest_width_one_input_codegen_threshold_per_dtype():
 
 def test_bce_clamped_input_gradient():
     def bce(x: list, t: list) -> bool:
-        return loss.bce_clamped_input_gradient(_case("BCELoss", {}, input=np.array(x), target=np.array(t)))
+        return LC.bce_clamped_input_gradient(_case("BCELoss", {}, input=np.array(x), target=np.array(t)))
 
     assert bce([0.0, 0.5], [1.0, 0.5]) and bce([1.0], [0.0]) and bce([1e-13], [1.0])
     assert not bce([0.0, 1.0], [0.0, 1.0]) and not bce([1e-8, 0.5], [1.0, 0.0])

@@ -1,0 +1,92 @@
+"""Predicates of the known torch.compile discrepancies of the losses (conformance/known/torch_compile.toml):
+what the compiled decompositions of MultiLabelMarginLoss, MultiMarginLoss and BCELoss compute differently."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backends.base import Case
+
+
+def _per_row_cotangent(case: Case, rows: int) -> np.ndarray:
+    """The output cotangent of each sample (a reduced loss: its one cotangent; none drawn: ones)."""
+    g = case.cotangents.get("output")
+    if g is None:
+        return np.ones(rows)
+    g = np.asarray(g, dtype=np.float64).reshape(-1)
+    return np.broadcast_to(g if g.size == rows else g[:1], (rows,))
+
+
+def compiled_mlm_counts_padding_slots(case: Case) -> bool:
+    """MultiLabelMarginLoss as torch.compile's decomposition computes it: a label slot at or after
+    a row's first -1 still counts, with the score of class 0 (its masked gather index), adding
+    max(0, 1 - x[0] + x[i]) / C for every non-target class i. True when that changes the loss (a
+    term > 0) or the input gradient (a term >= 0 for i != 0: clamp_min passes the gradient at 0)."""
+    x, t = np.atleast_2d(case.inputs["input"]), np.atleast_2d(case.inputs["target"])
+    g = _per_row_cotangent(case, x.shape[0])
+    for row, labels, gn in zip(x, t, g):
+        ends = np.flatnonzero(labels == -1)
+        if not ends.size:
+            continue
+        is_target = np.zeros(row.size, dtype=bool)
+        is_target[labels[:ends[0]]] = True
+        others = np.flatnonzero(~is_target)
+        z = 1.0 - row[0] + row[others]
+        if np.any(z > 0) or (gn != 0 and np.any((z >= 0) & (others != 0))):
+            return True
+    return False
+
+
+def compiled_mm_kink_counted(case: Case) -> bool:
+    """MultiMarginLoss with p = 1 where a margin term margin - x[y] + x[i] (i != y) is exactly 0 in a
+    sample whose weight w[y] and cotangent are not 0: torch.compile's decomposition passes the
+    gradient of clamp_min at 0 (eager does not), so the input gradient differs by w[y]·g/C per term.
+    (p = 2 squares the term, whose derivative is 0 there.)"""
+    if case.params["p"] != 1:
+        return False
+    x = np.atleast_2d(case.inputs["input"])
+    y = np.atleast_1d(case.inputs["target"]).reshape(-1)
+    rows = np.arange(x.shape[0])
+    z = float(case.params["margin"]) - x[rows, y][:, None] + x
+    kink = z == 0
+    kink[rows, y] = False
+    w = case.inputs["weight"][y] if "weight" in case.inputs else np.ones(rows.size)
+    return bool(np.any(kink.any(axis=1) & (w != 0) & (_per_row_cotangent(case, rows.size) != 0)))
+
+
+def compiled_mlm_bad_labels_after_terminator(case: Case) -> bool:
+    """MultiLabelMarginLoss whose target has labels outside [-1, C), every one of them after its
+    row's first -1: torch.compile's decomposition gathers only the slots before it (a bad label
+    there raises), so it never looks at them (eager checks every label)."""
+    t = np.atleast_2d(case.inputs["target"])
+    bad = (t < -1) | (t >= t.shape[-1])
+    slot = np.arange(t.shape[-1])
+    first_end = np.where((t == -1).any(axis=-1), (t == -1).argmax(axis=-1), t.shape[-1])
+    return bool(bad.any() and not np.any(bad & (slot[None, :] < first_end[:, None])))
+
+
+def compiled_mlm_kink_counted(case: Case) -> bool:
+    """MultiLabelMarginLoss with a counted pair (a label y before its row's first -1, a non-target
+    class i) exactly at the hinge, 1 - x[y] + x[i] = 0, in a row whose cotangent is not 0: torch.compile's
+    decomposition passes clamp_min's gradient at 0 (eager counts a term only when > 0), so the input
+    gradient differs by g/C at x[i] and x[y] per such pair."""
+    x, t = np.atleast_2d(case.inputs["input"]), np.atleast_2d(case.inputs["target"])
+    g = _per_row_cotangent(case, x.shape[0])
+    for row, labels, gn in zip(x, t, g):
+        ends = np.flatnonzero(labels == -1)
+        ys = labels[:ends[0] if ends.size else labels.size]
+        is_target = np.zeros(row.size, dtype=bool)
+        is_target[ys] = True
+        if gn != 0 and np.any(1.0 - row[ys][:, None] + row[~is_target][None, :] == 0):
+            return True
+    return False
+
+
+def bce_clamped_input_gradient(case: Case) -> bool:
+    """BCELoss with an element whose input gradient divides by the clamp (x·(1 - x) < 1e-12) and
+    whose numerator (x - t)·w·g is not 0."""
+    x, t = case.inputs["input"], case.inputs["target"]
+    g = np.asarray(case.cotangents.get("output", 1.0))
+    with np.errstate(all="ignore"):
+        numerator = np.broadcast_to((x - t) * case.inputs.get("weight", 1.0) * g, x.shape)
+    return bool(np.any((x * (1 - x) < 1e-12) & (numerator != 0)))

@@ -1,0 +1,174 @@
+"""What the known discrepancies of the window operators compute (conformance/known/pooling.toml,
+torch_compile.toml): the MaxPool empty-window model (the out-of-window index torch returns, and
+the gradient it scatters there) and the geometry and value predicates of the compiled pooling
+discrepancies. The window geometry itself is ``conformance.numerics.window``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from backends.base import Case, Result
+from conformance.numerics.window import (
+    adaptive_output,
+    batched_input,
+    batched_like,
+    like_input,
+    pool_kind,
+    sliding,
+    unpool_geometry,
+)
+from reference import pooling as ref
+
+
+def _empty_window_starts(case: Case, out_shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(empty, first, shallow): over the output positions of a MaxPool case, whether the window
+    has no tap inside the input, and the flat in-plane index of its first tap at or past the low
+    padding edge (start + ceil(pad_excess / dilation)·dilation per dim, flattened row-major: torch's
+    index for such a window, measured on the CPU); ``shallow`` is that index without a 3-d window's
+    depth term (torch's channels-last 3-d kernel, as in ``maxpool3d_channels_last_neginf_window``)."""
+    x = batched_input(case)
+    spatial = x.shape[2:]
+    g = sliding(case)
+    empty = np.zeros(tuple(out_shape), dtype=bool)
+    first = np.zeros(tuple(out_shape), dtype=np.int64)
+    shallow = np.zeros(tuple(out_shape), dtype=np.int64)
+    for d, size in enumerate(spatial):
+        o = np.arange(out_shape[d])
+        start = o * g.stride[d] - g.padding[d]
+        step = g.dilation[d]
+        valid_start = np.where(start < 0, start + (-start + step - 1) // step * step, start)
+        end = np.minimum(start + (g.kernel[d] - 1) * step + 1, size)
+        shape = [1] * len(spatial)
+        shape[d] = out_shape[d]
+        empty = empty | (valid_start >= end).reshape(shape)
+        first = first * size + valid_start.reshape(shape)
+        shallow = shallow * size + (0 if len(spatial) == 3 and d == 0 else valid_start.reshape(shape))
+    return empty, first, shallow
+
+
+def _scatter_empty(grad: np.ndarray, empty: np.ndarray, index: np.ndarray, cot: np.ndarray,
+                   channels_last: bool) -> np.ndarray:
+    """``grad`` (N, C, *spatial) plus each empty window's cotangent at its index within the memory
+    of an (N, C, plane) or (N, plane, C) buffer; offsets past the buffer are dropped."""
+    n, c = grad.shape[:2]
+    plane = int(np.prod(grad.shape[2:], dtype=np.int64))
+    mask = np.broadcast_to(empty, cot.shape)
+    ones = [1] * (cot.ndim - 2)
+    ns = np.broadcast_to(np.arange(n).reshape(n, 1, *ones), cot.shape)[mask]
+    cs = np.broadcast_to(np.arange(c).reshape(1, c, *ones), cot.shape)[mask]
+    idx, values = np.broadcast_to(index, cot.shape)[mask].astype(np.int64), cot[mask]
+    offset = (ns * plane + idx) * c + cs if channels_last else (ns * c + cs) * plane + idx
+    inside = (offset >= 0) & (offset < grad.size)
+    if channels_last:
+        n2, rest = np.divmod(offset[inside], plane * c)
+        p2, c2 = np.divmod(rest, c)
+    else:
+        nc, p2 = np.divmod(offset[inside], plane)
+        n2, c2 = np.divmod(nc, c)
+    flat = grad.reshape(n, c, plane).copy()
+    np.add.at(flat, (n2, c2, p2), values[inside])
+    return flat.reshape(grad.shape)
+
+
+def maxpool_empty_window_model(case: Case, reference: Result, got: Result) -> dict[str, np.ndarray]:
+    """What ``maxpool-empty-window-out-of-window-index`` predicts torch computes: the reference's
+    results, except that an empty window's index is free and its cotangent is added to the gradient
+    at that index within the input's memory, which may be another element, another channel, or past
+    the buffer (dropped here: torch may then crash). The index is torch's own when returned;
+    otherwise the window's first tap past the low padding edge (``_empty_window_starts``, with or
+    without the depth term of the channels-last 3-d kernel). The memory is contiguous or
+    channels-last. Of these few candidates, the one nearest the backend's gradient is predicted,
+    with the magnitude of its accumulations (``(value, magnitude)``): any other wrong value stays
+    unexplained."""
+    out = batched_like(case, np.asarray(reference.outputs["output"]))
+    predicted: dict[str, np.ndarray] = {}
+    empty, first, shallow = _empty_window_starts(case, out.shape[2:])
+    returned = None
+    if "indices" in got.outputs and "indices" in reference.outputs:
+        returned = batched_like(case, np.asarray(got.outputs["indices"]))
+        predicted["indices"] = like_input(case, np.where(empty, returned, batched_like(
+            case, np.asarray(reference.outputs["indices"]))))
+    cot = case.cotangents.get("output")
+    if cot is None or "input" not in reference.grads or "input" not in got.grads:
+        return predicted
+    grad = batched_like(case, np.asarray(reference.grads["input"], dtype=np.float64))
+    cot = np.broadcast_to(batched_like(case, np.asarray(cot, dtype=np.float64)), out.shape)
+    indices = [returned] if returned is not None else [first, shallow]
+    theirs = batched_like(case, np.asarray(got.grads["input"], dtype=np.float64))
+    options = [(index, layout) for index in indices for layout in (False, True)]
+    candidates = [_scatter_empty(grad, empty, index, cot, layout) for index, layout in options]
+    with np.errstate(all="ignore"):
+        distance = [float(np.nan_to_num(np.abs(c - theirs), nan=np.inf).max(initial=0.0)) for c in candidates]
+    best = int(np.argmin(distance))
+    # the magnitude of a sum of k terms: k·Σ|terms| (each addition rounds once, in any order)
+    zero = np.zeros_like(grad)
+    terms = 1 + _scatter_empty(zero, empty, options[best][0], np.ones_like(cot), options[best][1])
+    total = np.abs(grad) + _scatter_empty(zero, empty, options[best][0], np.abs(cot), options[best][1])
+    predicted["grad.input"] = (like_input(case, candidates[best]), like_input(case, terms * total))
+    return predicted
+
+
+# ---------------------------------------------------------------------------------------------
+# Predicates of known torch.compile discrepancies (conformance/known/torch_compile.toml)
+# ---------------------------------------------------------------------------------------------
+
+
+def ceil_window_divisor_short(case: Case) -> bool:
+    """AvgPool with ceil_mode and count_include_pad (no divisor_override), or LPPool with ceil_mode
+    (an average pool of x^p without padding), where a window with a nonzero cotangent runs past
+    input + padding: its divisor counts fewer positions than the kernel has (inductor's backward
+    divides by the kernel's size)."""
+    kind, p = pool_kind(case), case.params
+    if kind not in ("avg", "lp") or not p.get("ceil_mode", False):
+        return False
+    if kind == "avg" and (not p.get("count_include_pad", True) or p.get("divisor_override") is not None):
+        return False
+    g = sliding(case)
+    padding = g.padding if kind == "avg" else (0,) * len(g.kernel)
+    divisor = ref.avg_divisor(batched_input(case).shape[2:], g.kernel, g.stride, padding, True, True)
+    short = divisor < math.prod(g.kernel)
+    cotangent = case.cotangents.get("output")
+    return bool(short.any()) if cotangent is None else bool(np.any((np.asarray(cotangent) != 0) & short))
+
+
+def unpool_index_outside_plane_inside_buffer(case: Case) -> bool:
+    """MaxUnpool with an output size torch accepts and an index outside its channel's plane
+    [0, plane) whose position in the whole output buffer, (n·C + c)·plane + index, still lies inside
+    it, a negative position counting from the buffer's end (inductor checks and wraps an index
+    against the buffer only)."""
+    if pool_kind(case) != "unpool":
+        return False
+    kernel, stride, padding = unpool_geometry(case)
+    x, idx = batched_input(case), batched_input(case, "indices")
+    out = ref.unpool_output_size(x.shape[2:], kernel, stride, padding, case.forward_kwargs.get("output_size"))
+    plane, planes = math.prod(out), x.shape[0] * x.shape[1]
+    flat = idx.reshape(planes, -1)
+    position = np.arange(planes)[:, None] * plane + flat
+    return bool(np.any(((flat < 0) | (flat >= plane)) & (position >= -planes * plane) & (position < planes * plane)))
+
+
+def adaptive_max_window_nan_and_number(case: Case) -> bool:
+    """AdaptiveMaxPool with a window holding a NaN and a non-NaN element whose index shows: the
+    indices are returned, or the window's cotangent is not 0 (inductor's index is that of the
+    largest non-NaN element)."""
+    if pool_kind(case) != "adaptive-max":
+        return False
+    x = batched_input(case)
+    spatial = x.shape[2:]
+    bounds = [ref.adaptive_bounds(int(s), o) for s, o in zip(spatial, adaptive_output(case, spatial))]
+    nan = np.isnan(x)
+    cotangent = case.cotangents.get("output")
+    cotangent = None if cotangent is None else batched_like(case, np.asarray(cotangent))
+    for out_index in np.ndindex(*(len(b[0]) for b in bounds)):
+        window = (Ellipsis, *(slice(b[0][i], b[1][i]) for b, i in zip(bounds, out_index)))
+        mixed = nan[window].any(axis=tuple(range(2, x.ndim))) & ~nan[window].all(axis=tuple(range(2, x.ndim)))
+        if case.params.get("return_indices") or cotangent is None:
+            shows = mixed
+        else:
+            shows = mixed & (cotangent[(Ellipsis, *out_index)] != 0)
+        if shows.any():
+            return True
+    return False
