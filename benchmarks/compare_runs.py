@@ -1,7 +1,7 @@
 """Compare two runs' results.jsonl: the same case ids in the same order per target, and the same
 verdicts (a refactoring must change neither, or say why).
 
-    python benchmarks/compare_runs.py BEFORE_DIR AFTER_DIR [--ops GLOB] [--only-before-ops]
+    python benchmarks/compare_runs.py BEFORE_DIR AFTER_DIR [--ops GLOB] [--only-before-ops] [--common]
                                       [--table] [--markdown FILE]
 
 Prints, per target (declaration × backend × dtype × mode), where the case id sequences first differ
@@ -84,7 +84,8 @@ def compare(before: dict[Key, list[CaseRow]], after: dict[Key, list[CaseRow]], q
 def table(before: dict[Key, list[CaseRow]], after: dict[Key, list[CaseRow]]) -> list[str]:
     """Markdown lines: the per declaration × dtype table (rows where anything differs, then a total
     row over every target), and the classes of difference."""
-    lines = ["| declaration | dtype | before | after | shared ids | same verdict | changed |",
+    lines = ["Rows: the targets whose verdict counts differ, or a shared case id's verdict.", "",
+             "| declaration | dtype | before | after | shared ids | same verdict | changed |",
              "|---|---|---|---|---|---|---|"]
     totals = dict(before=Counter(), after=Counter(), shared=0, same=0, changed=0, targets=0, identical=0)
     changes: Counter = Counter()  # (old, new, known entry) over shared case ids
@@ -107,12 +108,12 @@ def table(before: dict[Key, list[CaseRow]], after: dict[Key, list[CaseRow]]) -> 
         ids_equal = [c.case_id for c in a] == [c.case_id for c in b]
         if not ids_equal:
             redrawn[key[0]].append(key[2])
-        if ids_equal and ca == cb and same == len(shared):
-            totals["identical"] += 1
+        if ca == cb and same == len(shared):
+            totals["identical"] += 1  # the same verdict counts (and the same verdict for each shared id)
             continue
         lines.append(f"| {key[0]}{'' if key[3] == 'vjp' else ' ' + key[3]} | {key[2]} | {_fmt(ca)} | {_fmt(cb)} "
                      f"| {len(shared)}/{len(b)} | {same} | {len(shared) - same} |")
-    lines.append(f"| **all {totals['targets']} targets** ({totals['identical']} identical, not listed) | | "
+    lines.append(f"| **all {totals['targets']} targets** ({totals['identical']} with equal counts, not listed) | | "
                  f"{_fmt(dict(sorted(totals['before'].items())))} | {_fmt(dict(sorted(totals['after'].items())))} "
                  f"| {totals['shared']} | {totals['same']} | {totals['changed']} |")
     lines += ["", "Verdict changes of a case id both runs drew (old -> new, known entry, cases):", ""]
@@ -130,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ops", default="*", help="glob over declaration ids")
     parser.add_argument("--only-before-ops", action="store_true",
                         help="keep only the declarations the first run has")
+    parser.add_argument("--common", action="store_true",
+                        help="keep only the targets both runs have (an unfinished run)")
     parser.add_argument("--table", action="store_true", help="print the per declaration × dtype table")
     parser.add_argument("--markdown", type=Path, help="write the table to this markdown file")
     args = parser.parse_args(argv)
@@ -137,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only_before_ops:
         ops = {k[0] for k in before}
         after = {k: v for k, v in after.items() if k[0] in ops}
+    if args.common:
+        before = {k: v for k, v in before.items() if k in after}
+        after = {k: v for k, v in after.items() if k in before}
     differ = compare(before, after, quiet=args.table)
     if args.table or args.markdown:
         lines = table(before, after)
