@@ -46,9 +46,11 @@ def long_backends(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """nnconform's own tests: references, strategies, tolerance model, reports, CLI, wrong backends.
-    On every core (pytest-xdist); ``nox -s tests -- -n 0`` runs them in one process."""
+    On every core (pytest-xdist); an idle worker takes pending tests from a busy one (worksteal: a
+    few wrong-adapter runs take far longer than the thousands of per-declaration checks, so fixed
+    chunks leave one core idle at the end). ``nox -s tests -- -n 0`` runs them in one process."""
     session.install(*CONSTRAINTS, "-e", ".[test]")
-    session.run("pytest", "-q", "-n", "auto", *session.posargs)
+    session.run("pytest", "-q", "-n", "auto", "--dist", "worksteal", *session.posargs)
 
 
 @nox.session

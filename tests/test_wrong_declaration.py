@@ -23,7 +23,8 @@ CASES = [
 @pytest.mark.parametrize(("adapter", "op", "how"), CASES, ids=[c[0] for c in CASES])
 def test_wrong_adapter_is_caught(tmp_path, adapter, op, how):
     code = main(["run", "--backend", f"tests.wrong_backends.declaration:{adapter}", "--ops", op,
-                 "--dtypes", "float32", "--profile", "ci", "--no-invalid", "--quiet", "--report-dir", str(tmp_path)])
+                 "--dtypes", "float32", "--profile", "ci", "--no-invalid", "--quiet", "--no-isolate",
+                 "--report-dir", str(tmp_path)])
     assert code == 1
     records = list(read_records(tmp_path))
     final = [r for r in records if r["final"] and r["verdict"] == "fail"]

@@ -25,7 +25,8 @@ SMALL = 64  # input elements of the shrunk case
 def test_wrong_structured_loss_adapter_is_caught(tmp_path, adapter, op):
     target = "AdaptiveLogSoftmaxWithLoss" if op.startswith("Adaptive") else op  # the forward, not its methods
     code = main(["run", "--backend", f"tests.wrong_backends.loss_structured:{adapter}", "--ops", target,
-                 "--dtypes", "float64", "--profile", "ci", "--no-invalid", "--quiet", "--report-dir", str(tmp_path)])
+                 "--dtypes", "float64", "--profile", "ci", "--no-invalid", "--quiet", "--no-isolate",
+                 "--report-dir", str(tmp_path)])
     assert code == 1
     finals = [r for r in read_records(tmp_path) if r["op"] == target and r["final"] and r["verdict"] == "fail"]
     assert finals, "no shrunk failure recorded"

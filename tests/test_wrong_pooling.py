@@ -23,8 +23,11 @@ CASES = [
 
 @pytest.mark.parametrize(("adapter", "op"), CASES, ids=[f"{a}-{o}" for a, o in CASES])
 def test_wrong_pooling_adapter_is_caught(tmp_path, adapter, op):
+    # Max pooling runs isolated: torch aborts on some windows wholly in the padding (a known entry,
+    # maxpool-empty-window-out-of-window-index), which would end pytest; the others run in-process.
+    isolation = () if op.startswith("MaxPool") else ("--no-isolate",)
     code = main(["run", "--backend", f"tests.wrong_backends.pooling:{adapter}", "--ops", op,
-                 "--dtypes", "float64", "--profile", "ci", "--no-invalid", "--quiet",
+                 "--dtypes", "float64", "--profile", "ci", "--no-invalid", "--quiet", *isolation,
                  "--report-dir", str(tmp_path)])
     assert code == 1
     records = list(read_records(tmp_path))

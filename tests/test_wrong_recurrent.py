@@ -27,7 +27,7 @@ CASES = [
 @pytest.mark.parametrize(("adapter", "op", "dtype"), CASES, ids=[f"{a}-{o}" for a, o, _ in CASES])
 def test_wrong_recurrent_adapter_is_caught(tmp_path, adapter, op, dtype):
     code = main(["run", "--backend", f"tests.wrong_backends.recurrent:{adapter}", "--ops", op,
-                 "--dtypes", dtype, "--profile", "ci", "--no-invalid", "--quiet", "-j", "1",
+                 "--dtypes", dtype, "--profile", "ci", "--no-invalid", "--quiet", "--no-isolate", "-j", "1",
                  "--report-dir", str(tmp_path)])
     assert code == 1
     records = list(read_records(tmp_path))
@@ -51,7 +51,7 @@ UTILITY_CASES = [
 @pytest.mark.parametrize(("adapter", "op"), UTILITY_CASES, ids=[a for a, _ in UTILITY_CASES])
 def test_wrong_sequence_utility_is_caught(tmp_path, adapter, op):
     code = main(["run", "--backend", f"tests.wrong_backends.recurrent:{adapter}", "--ops", op,
-                 "--dtypes", "float64", "--profile", "ci", "--no-invalid", "--quiet", "-j", "1",
+                 "--dtypes", "float64", "--profile", "ci", "--no-invalid", "--quiet", "--no-isolate", "-j", "1",
                  "--report-dir", str(tmp_path)])
     assert code == 1
     records = list(read_records(tmp_path))

@@ -41,6 +41,12 @@ def _softmax_dim(module: torch.nn.Module, x: torch.Tensor) -> int:
     return dim if dim is not None else (0 if x.dim() in (0, 1, 3) else 1)
 
 
+def _softmax_backward(ctx, g):
+    """Softmax's (right) backward from the saved output, for the ``autograd.Function``s below."""
+    (y,) = ctx.saved_tensors
+    return y * (g - (g * y).sum(ctx.dim, keepdim=True)), None
+
+
 # -- jvp ------------------------------------------------------------------------------------------------
 
 class _SoftmaxTangentWithoutNormalisation(torch.autograd.Function):
@@ -54,10 +60,7 @@ class _SoftmaxTangentWithoutNormalisation(torch.autograd.Function):
         ctx.save_for_backward(output)
         ctx.save_for_forward(output)
 
-    @staticmethod
-    def backward(ctx, g):
-        (y,) = ctx.saved_tensors
-        return y * (g - (g * y).sum(ctx.dim, keepdim=True)), None
+    backward = staticmethod(_softmax_backward)
 
     @staticmethod
     def jvp(ctx, t, _):
@@ -119,6 +122,26 @@ def _channel_view(v: torch.Tensor, ndim: int) -> torch.Tensor:
     return v.reshape((1, -1) + (1,) * (ndim - 2))
 
 
+def _batch_norm_through(normalise: type[torch.autograd.Function]) -> type[torch.nn.BatchNorm1d]:
+    """BatchNorm1d whose training-mode normalisation (over every dim but 1) is ``normalise.apply(x,
+    eps)``, the running statistics updated as torch does and the affine map applied after; eval mode
+    and single-value channels (which torch rejects) are torch's own."""
+
+    class _Module(torch.nn.BatchNorm1d):
+        def forward(self, x):
+            if not self.training or x.shape[0] * (x.numel() // max(x.shape[0] * x.shape[1], 1)) <= 1:
+                return super().forward(x)
+            with torch.no_grad():  # the running statistics, as torch updates them
+                super().forward(x.detach())
+            y = normalise.apply(x, self.eps)
+            if self.affine:
+                y = y * _channel_view(self.weight, x.dim()) + _channel_view(self.bias, x.dim())
+            return y
+
+    _Module.__name__ = _Module.__qualname__ = f"_BatchNormThrough{normalise.__name__}"
+    return _Module
+
+
 class _BatchNormConstantStatistics(torch.autograd.Function):
     """Normalisation over every dim but 1; the backward is differentiable but holds mean and
     inverse standard deviation as constants."""
@@ -154,21 +177,9 @@ class _BatchNormConstantStatistics(torch.autograd.Function):
         return invstd * (t - t.mean(ctx.dims, keepdim=True) - xhat * (t * xhat).mean(ctx.dims, keepdim=True))
 
 
-class _BatchNormConstantStatisticsModule(torch.nn.BatchNorm1d):
-    def forward(self, x):
-        if not self.training or x.shape[0] * (x.numel() // max(x.shape[0] * x.shape[1], 1)) <= 1:
-            return super().forward(x)
-        with torch.no_grad():  # the running statistics, as torch updates them
-            super().forward(x.detach())
-        y = _BatchNormConstantStatistics.apply(x, self.eps)
-        if self.affine:
-            y = y * _channel_view(self.weight, x.dim()) + _channel_view(self.bias, x.dim())
-        return y
-
-
 class BatchNormDoubleBackwardConstantStatistics(ReplacesModule):
     name = "wrong-batchnorm-double-backward"
-    op, module = "BatchNorm1d", _BatchNormConstantStatisticsModule
+    op, module = "BatchNorm1d", _batch_norm_through(_BatchNormConstantStatistics)
 
 
 class _PReLUWeightDetached(torch.autograd.Function):
@@ -216,10 +227,7 @@ class _SoftmaxRuleAtZero(torch.autograd.Function):
         ctx.dim = inputs[1]
         ctx.save_for_backward(output)
 
-    @staticmethod
-    def backward(ctx, g):
-        (y,) = ctx.saved_tensors
-        return y * (g - (g * y).sum(ctx.dim, keepdim=True)), None
+    backward = staticmethod(_softmax_backward)
 
     @staticmethod
     def vmap(info, in_dims, x, dim):
@@ -265,21 +273,9 @@ class _NormaliseMixingCases(torch.autograd.Function):
         return y.reshape(x.shape), 0
 
 
-class _BatchNormMixingModule(torch.nn.BatchNorm1d):
-    def forward(self, x):
-        if not self.training or x.shape[0] * (x.numel() // max(x.shape[0] * x.shape[1], 1)) <= 1:
-            return super().forward(x)
-        with torch.no_grad():
-            super().forward(x.detach())
-        y = _NormaliseMixingCases.apply(x, self.eps)
-        if self.affine:
-            y = y * _channel_view(self.weight, x.dim()) + _channel_view(self.bias, x.dim())
-        return y
-
-
 class BatchNormBatchingRuleMixesCases(ReplacesModule):
     name = "wrong-batchnorm-batching-rule"
-    op, module = "BatchNorm1d", _BatchNormMixingModule
+    op, module = "BatchNorm1d", _batch_norm_through(_NormaliseMixingCases)
 
 
 # -- accumulation ---------------------------------------------------------------------------------------
