@@ -321,16 +321,17 @@ def torch_cross_map_sums(x: np.ndarray, size: int) -> np.ndarray:
     """The window sums of x² that torch's CrossMapLRN2d forward forms (torch/nn/modules/_functions.py):
     the first channel's window, then for each next channel the sum before it, plus the square
     entering at c + pre_pad - 1, minus the one at c - pre_pad once c > pre_pad."""
-    square = x * x
-    channels, pre_pad = x.shape[1], int((size - 1) / 2 + 1)
-    sums = np.empty_like(square)
-    sums[:, 0] = square[:, :min(pre_pad, channels)].sum(axis=1)
-    for c in range(1, channels):  # torch's loop over the (few) channels
-        sums[:, c] = sums[:, c - 1]
-        if c < channels - pre_pad + 1:
-            sums[:, c] += square[:, c + pre_pad - 1]
-        if c > pre_pad:
-            sums[:, c] -= square[:, c - pre_pad]
+    with np.errstate(over="ignore", invalid="ignore"):  # inf - inf is NaN here as in torch
+        square = x * x
+        channels, pre_pad = x.shape[1], int((size - 1) / 2 + 1)
+        sums = np.empty_like(square)
+        sums[:, 0] = square[:, :min(pre_pad, channels)].sum(axis=1)
+        for c in range(1, channels):  # torch's loop over the (few) channels
+            sums[:, c] = sums[:, c - 1]
+            if c < channels - pre_pad + 1:
+                sums[:, c] += square[:, c + pre_pad - 1]
+            if c > pre_pad:
+                sums[:, c] -= square[:, c - pre_pad]
     return sums
 
 
