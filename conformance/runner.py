@@ -369,7 +369,7 @@ class Runner:
         it explains at least one failure of the case."""
         failing = failing or []
         if case.mode != "vjp":
-            return self._known_fields_in_mode(backend, spec, case, call_symptom, failing)
+            return self._known_fields_in_mode(backend, spec, case, call_symptom, failing, results)
         entries = matching(self.known, spec, (backend.name, *backend.known_as), case)
         if not entries:
             return {"known": None}
@@ -392,24 +392,32 @@ class Runner:
         return {"known": known, "verdict": "known"}
 
     def _known_fields_in_mode(self, backend: Backend, spec: LayerSpec, case: Case, call_symptom: str | None,
-                              failing: list[dict[str, Any]]) -> dict[str, Any]:
+                              failing: list[dict[str, Any]],
+                              results: tuple[Result, Result] | None = None) -> dict[str, Any]:
         """``_known_fields`` for a case of a derivative mode. A comparison of the mode's own tensors
         (``jvp.*``, ``d2.*``, ``vmap.*``) is explained by entries of that mode. A tensor the vjp mode
         compares too (an output, a gradient, a state; in vmap a slice's, ``vmap[b].<tensor>``, judged
         as a vjp case of its own) runs the same kernels, so the vjp entries covering that case (the
-        slice) explain it as well; they are not held to show in this mode (no unexpected pass)."""
+        slice) explain it as well; they are not held to show in this mode (no unexpected pass). An
+        entry with a ``model`` explains a tensor of the primal results (an output, a gradient) when
+        the backend's value agrees with the model's prediction, as in the vjp mode; the mode's own
+        tensors it never explains."""
         from conformance.modes import mode_of
 
         names = (backend.name, *backend.known_as)
         own = matching(self.known, spec, names, case)
+        plain = replace(case, mode="vjp")
+        modelled: dict[str, frozenset[str]] = {}
+        if results and failing:
+            modelled = modelled_tensors(own, spec, case, *results)
+            modelled.update(modelled_tensors(matching(self.known, spec, names, plain), spec, plain, *results))
         stats = self._known_stats[(spec.id, backend.name, case.dtype, case.mode)]
         for entry in own:
             seen = (call_symptom is not None and entry.explains_call(call_symptom)) or any(
-                entry.explains(c) for c in failing)
+                entry.explains(c, modelled.get(entry.id, ())) for c in failing)
             counts = stats.setdefault(entry.id, [entry, 0, 0])
             counts[1] += 1
             counts[2] += int(seen)
-        plain = replace(case, mode="vjp")
         borrowed: dict[str, list[KnownDiscrepancy]] = {}
 
         def entries_for(key: str, covered: Case) -> list[KnownDiscrepancy]:
@@ -427,14 +435,15 @@ class Runner:
             used[entry.id] = entry
         for comparison in failing:
             tensor = comparison["tensor"]
-            entry = next((e for e in own if e.explains(comparison)), None)
+            entry = next((e for e in own if e.explains(comparison, modelled.get(e.id, ()))), None)
             if entry is None and case.mode == "vmap" and tensor.startswith("vmap["):
                 index, _, rest = tensor[len("vmap["):].partition("].")
                 covered = mode_of("vmap").slice_case(case, int(index))  # type: ignore[attr-defined]
                 entry = next((e for e in entries_for(index, covered) if e.explains({**comparison, "tensor": rest})),
                              None)
             elif entry is None and not tensor.startswith(("jvp.", "d2.", "vmap.")):
-                entry = next((e for e in entries_for("", plain) if e.explains(comparison)), None)
+                entry = next((e for e in entries_for("", plain) if e.explains(comparison, modelled.get(e.id, ()))),
+                             None)
             if entry is None:
                 return {"known": None, "known_unexplained": [e.id for e in own]}
             used.setdefault(entry.id, entry)

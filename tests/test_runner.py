@@ -156,3 +156,32 @@ def test_known_entry_with_a_model_explains_only_the_value_it_predicts():
         assert [c["tensor"] for c in failing] == ["grad.input"]
         modelled = modelled_tensors(entries, spec, case, reference, got)
         assert (explain(entries, None, failing, modelled) is not None) == explained, grad
+
+
+def test_known_model_judges_primal_tensors_in_a_derivative_mode(tmp_path):
+    """In forward mode a MaxPool case with an empty window whose index lies inside the plane (the
+    tangent gather does not raise) returns torch's out-of-window index: the jvp entry's model
+    explains it (a model's entry explains nothing without its prediction), while a wrong output
+    beside it stays a failure."""
+    from dataclasses import replace
+
+    from backends.base import Case, Result
+    from conformance.runner import Runner
+
+    spec = all_specs()["MaxPool2d"]
+    params = {"kernel_size": (1, 2), "dilation": (1, 2), "padding": (0, 1), "stride": (2, 1), "return_indices": True}
+    case = replace(Case(op="MaxPool2d", dtype="float64", tier="exact", differentiable=("input",), params=params,
+                        inputs={"input": np.array([[[[-2.0], [0.0]]]])}), mode="jvp")
+    reference, _ = spec.run_reference(case)
+    settings = RunSettings(report_dir=str(tmp_path), profile="ci", isolate=False)
+    with RecordWriter(tmp_path) as writer:
+        runner = Runner(settings, writer, load_known())
+        backend = SimpleNamespace(name="torch-cpu", known_as=())
+        verdicts = []
+        for output in (-np.inf, 0.0):  # torch's result; then a wrong output as well
+            got = Result(outputs={"output": np.full((1, 1, 1, 1), output), "indices": np.array([[[[1]]]])})
+            failing = [c.to_dict() for c in compare_results(spec, case, reference, got) if not c.ok]
+            assert "indices" in [c["tensor"] for c in failing]
+            fields = runner._known_fields(backend, spec, case, failing=failing, results=(reference, got))
+            verdicts.append(fields.get("verdict"))
+    assert verdicts == ["known", None]

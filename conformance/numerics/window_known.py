@@ -12,9 +12,12 @@ import numpy as np
 
 from backends.base import Case, Result
 from conformance.numerics.window import (
+    _torch_memory_format_channels_last,
     adaptive_output,
     batched_input,
     batched_like,
+    case_taps,
+    has_empty_window,
     like_input,
     pool_kind,
     sliding,
@@ -172,3 +175,26 @@ def adaptive_max_window_nan_and_number(case: Case) -> bool:
         if shows.any():
             return True
     return False
+
+
+def empty_window_index_past_plane(case: Case) -> bool:
+    """Some max-pooling window lies wholly in the padding and torch's index for it (the first tap
+    at or past the low padding edge, ``_empty_window_starts``; without the depth term in the
+    channels-last 3-d kernel) is past the input plane: gathering a tangent or a cotangent's
+    derivative there raises (forward mode, double backward), where an index inside the plane
+    gathers silently."""
+    if not has_empty_window(case):
+        return False
+    spatial = batched_input(case).shape[2:]
+    out = tuple(t.valid.shape[-2] for t in case_taps(case, spatial))
+    empty, first, shallow = _empty_window_starts(case, out)
+    index = shallow if len(spatial) == 3 and _torch_memory_format_channels_last(case) else first
+    return bool(np.any(empty & (index >= math.prod(spatial))))
+
+
+def empty_window_shows_in_forward_mode(case: Case) -> bool:
+    """Forward mode or double backward of a MaxPool case shows the empty-window bug: the gather
+    raises (``empty_window_index_past_plane``), or it does not and the out-of-window index is
+    returned (``return_indices``) for the model to judge."""
+    return has_empty_window(case) and (bool(case.params.get("return_indices"))
+                                       or empty_window_index_past_plane(case))
