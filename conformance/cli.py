@@ -212,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-unavailable", action="store_true",
                    help="record unavailable backends and go on, instead of failing with exit code 2")
     p.add_argument("--no-invalid", action="store_true", help="skip the invalid-parameter searches")
+    p.add_argument("-x", "--first-failure", action="store_true",
+                   help="end each target at its first discrepancy, once shrunk (its other regimes are not searched)")
     from conformance.modes import mode_option
 
     p.add_argument("--mode", type=mode_option, default=("vjp",), metavar="MODE[,MODE]|all",
@@ -521,11 +523,13 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     settings = RunSettings(report_dir=str(report_dir), profile=args.profile, run_id=uuid.uuid4().hex[:12],
                            examples=args.examples, seed=args.seed, invalid=not args.no_invalid,
                            timeout=args.timeout or DEFAULT_TIMEOUT, isolate=not args.no_isolate, database=args.database,
-                           threads=threads, known=known_files, modes=args.mode)
+                           threads=threads, known=known_files, modes=args.mode,
+                           first_failure=args.first_failure)
     started = time.time()
     info: dict[str, Any] = {
         "run_id": settings.run_id, "argv": ["nnconform", *argv], "profile": args.profile, "seed": args.seed,
         "examples": args.examples, "jobs": jobs, "threads_per_job": threads, "invalid": not args.no_invalid,
+        "first_failure": args.first_failure,
         "shard": list(args.shard) if args.shard else None,
         "started": datetime.fromtimestamp(started, timezone.utc).isoformat(),
         "backends": infos, "ops": [s.id for s in specs], "dtypes": dtypes,

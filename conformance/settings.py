@@ -32,7 +32,8 @@ class RunSettings:
     backends only); ``isolate`` runs each backend in a worker process; ``threads`` caps torch's
     threads per worker; ``database`` is a shared Hypothesis example database; ``known`` lists the
     user's own known-discrepancy files, read after the built-in ones; ``modes`` the derivative
-    modes each target runs in (``backends.base.MODES``; ``conformance.modes``).
+    modes each target runs in (``backends.base.MODES``; ``conformance.modes``); ``first_failure``
+    ends a target after its first discrepancy is shrunk (its remaining searches are skipped).
     """
 
     report_dir: str
@@ -47,6 +48,7 @@ class RunSettings:
     threads: int | None = None
     known: tuple[str, ...] = ()
     modes: tuple[str, ...] = ("vjp",)
+    first_failure: bool = False
 
 
 @dataclass

@@ -138,6 +138,29 @@ def test_run_writes_records_and_reports_and_exits_0_when_conforming(capsys, tmp_
     assert (tmp_path / "report.html").exists() and (tmp_path / "junit.xml").exists()
 
 
+def test_first_failure_ends_a_target_at_its_first_shrunk_discrepancy(capsys, tmp_path):
+    """--first-failure skips the searches after a target's first discrepancy; a target that
+    conforms is searched in full, exactly as without it."""
+    wrong = ["--backend", "tests.wrong_backends.generic:ReluGradAtZero", "--ops", "ReLU", "--dtypes", "float32",
+             "--no-invalid", "--no-isolate", "--quiet"]
+    searched = []
+    for flags, where in (([], "all"), (["--first-failure"], "first")):
+        assert _run(capsys, "run", *wrong, *flags, "--report-dir", str(tmp_path / where))[0] == 1
+        records = list(read_records(tmp_path / where))
+        searched.append({r.get("regime") for r in records if r["verdict"] != "xpass"})
+        finals = [r for r in records if r["final"] and r["verdict"] == "fail"]
+        assert finals
+    assert searched[1] < searched[0] and len(searched[1]) == 1
+    assert read_run_info(tmp_path / "first")["first_failure"] is True
+    counts = []
+    for flags, where in (([], "plain"), (["--first-failure"], "plain-x")):
+        code, _, _ = _run(capsys, "run", "--ops", "ReLU", "--dtypes", "float32", "--examples", "5", "--no-isolate",
+                          "--quiet", *flags, "--report-dir", str(tmp_path / where))
+        assert code == 0
+        counts.append(sorted(r["case_id"] for r in read_records(tmp_path / where) if r.get("case_id")))
+    assert counts[0] == counts[1] and counts[0]
+
+
 def test_wrong_backend_is_caught_with_exit_1_and_a_shrunk_repro(capsys, tmp_path):
     code, out, _ = _run(capsys, "run", "--backend", "tests.wrong_backends.generic:ReluGradAtZero", "--ops", "ReLU",
                         "--dtypes", "float32", "--report-dir", str(tmp_path), "--quiet")

@@ -37,6 +37,7 @@ def _blocks_are_contiguous(directory: Path) -> bool:
 def _run(directory: Path, *extra: str) -> int:
     """``nnconform run`` in a fresh process, as a CI job would run a shard."""
     argv = [sys.executable, "-m", "conformance.cli", "run", "--ops", OPS, "--dtypes", "float64,bfloat16", "--quiet",
+            "--examples", "4",
             "--report-dir", str(directory), *extra]
     return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900).returncode
 

@@ -43,7 +43,7 @@ def one_thread():
 @pytest.mark.parametrize(("adapter", "op", "small"), CASES, ids=[a for a, _, _ in CASES])
 def test_wrong_attention_adapter_is_caught(tmp_path, one_thread, adapter, op, small):
     code = main(["run", "--backend", f"tests.wrong_backends.attention:{adapter}", "--ops", op, "--dtypes", "float64",
-                 "--profile", "ci", "--examples", "6", "--no-invalid", "--no-isolate", "--quiet",
+                 "--profile", "ci", "--examples", "6", "--no-invalid", "--no-isolate", "--quiet", "--first-failure",
                  "--report-dir", str(tmp_path)])
     assert code == 1
     records = list(read_records(tmp_path))

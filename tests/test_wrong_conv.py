@@ -20,7 +20,7 @@ WRONG = [
 @pytest.mark.parametrize("adapter, op", WRONG, ids=[a for a, _ in WRONG])
 def test_wrong_conv_adapter_is_caught(adapter, op, tmp_path):
     code = main(["run", "--backend", f"tests.wrong_backends.conv:{adapter}", "--ops", op, "--dtypes", "float64",
-                 "--profile", "ci", "--report-dir", str(tmp_path), "--quiet", "--no-isolate"])
+                 "--profile", "ci", "--report-dir", str(tmp_path), "--quiet", "--first-failure", "--no-isolate"])
     assert code == 1
     records = list(read_records(tmp_path))
     # caught either as wrong values ("fail") or as a raise where torch.nn computes ("error")

@@ -23,7 +23,7 @@ CASES = [
 @pytest.mark.parametrize(("adapter", "op", "how"), CASES, ids=[c[0] for c in CASES])
 def test_wrong_adapter_is_caught(tmp_path, adapter, op, how):
     code = main(["run", "--backend", f"tests.wrong_backends.declaration:{adapter}", "--ops", op,
-                 "--dtypes", "float32", "--profile", "ci", "--no-invalid", "--quiet", "--no-isolate",
+                 "--dtypes", "float32", "--profile", "ci", "--no-invalid", "--quiet", "--first-failure", "--no-isolate",
                  "--report-dir", str(tmp_path)])
     assert code == 1
     records = list(read_records(tmp_path))

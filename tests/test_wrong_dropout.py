@@ -23,7 +23,7 @@ SMALL = 64  # elements of the shrunk case's inputs
 
 def _run(tmp_path, adapter, op):
     code = main(["run", "--backend", f"tests.wrong_backends.dropout:{adapter}", "--ops", op, "--dtypes", "float64",
-                 "--examples", "8", "--profile", "ci", "--no-invalid", "--no-isolate", "--quiet",
+                 "--examples", "8", "--profile", "ci", "--no-invalid", "--no-isolate", "--quiet", "--first-failure",
                  "--report-dir", str(tmp_path)])
     return code, list(read_records(tmp_path))
 

@@ -17,7 +17,8 @@ SMALL = 64  # elements of the shrunk input
 @pytest.mark.parametrize(("adapter", "op"), CASES, ids=[a for a, _ in CASES])
 def test_wrong_fold_adapter_is_caught_and_shrunk(tmp_path, adapter, op):
     code = main(["run", "--backend", f"tests.wrong_backends.fold:{adapter}", "--ops", op, "--dtypes", "float64",
-                 "--profile", "ci", "--no-invalid", "--quiet", "--no-isolate", "--report-dir", str(tmp_path)])
+                 "--profile", "ci", "--no-invalid", "--quiet", "--first-failure", "--no-isolate",
+                 "--report-dir", str(tmp_path)])
     assert code == 1
     records = list(read_records(tmp_path))
     finals = [r for r in records if r["op"] == op and r["verdict"] == "fail" and r["final"]]

@@ -24,7 +24,7 @@ WRONG = [
 def test_wrong_init_adapter_is_caught(adapter, op, tmp_path):
     code = main(["run", "--backend", f"tests.wrong_backends.init:{adapter}", "--ops", op, "--dtypes", "float64",
                  "--profile", "ci", "--examples", "8", "--no-invalid", "--report-dir", str(tmp_path),
-                 "--quiet"])
+                 "--quiet", "--first-failure"])
     assert code == 1
     records = list(read_records(tmp_path))
     failing = [r for r in records if r["verdict"] in ("fail", "error") and r["final"] and r["entry"] == op]

@@ -30,7 +30,8 @@ SMALL = 64  # input elements of the shrunk case
 @pytest.mark.parametrize(("adapter", "op"), CASES, ids=[f"{a}-{o}" for a, o in CASES])
 def test_wrong_loss_adapter_is_caught(tmp_path, adapter, op):
     code = main(["run", "--backend", f"tests.wrong_backends.loss:{adapter}", "--ops", op, "--dtypes", "float64",
-                 "--profile", "ci", "--no-invalid", "--quiet", "--no-isolate", "--report-dir", str(tmp_path)])
+                 "--profile", "ci", "--no-invalid", "--quiet", "--first-failure", "--no-isolate",
+                 "--report-dir", str(tmp_path)])
     assert code == 1
     finals = [r for r in read_records(tmp_path) if r["op"] == op and r["final"] and r["verdict"] == "fail"]
     assert finals, "no shrunk failure recorded"

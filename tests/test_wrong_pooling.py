@@ -27,7 +27,7 @@ def test_wrong_pooling_adapter_is_caught(tmp_path, adapter, op):
     # maxpool-empty-window-out-of-window-index), which would end pytest; the others run in-process.
     isolation = () if op.startswith("MaxPool") else ("--no-isolate",)
     code = main(["run", "--backend", f"tests.wrong_backends.pooling:{adapter}", "--ops", op,
-                 "--dtypes", "float64", "--profile", "ci", "--no-invalid", "--quiet", *isolation,
+                 "--dtypes", "float64", "--profile", "ci", "--no-invalid", "--quiet", "--first-failure", *isolation,
                  "--report-dir", str(tmp_path)])
     assert code == 1
     records = list(read_records(tmp_path))

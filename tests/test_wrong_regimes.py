@@ -28,7 +28,8 @@ def test_regime_confined_bug_is_caught_at_the_ci_profile(tmp_path, monkeypatch, 
     # them), so that every failure found is the adapter's (cases are drawn in this process, -j 1).
     monkeypatch.setattr(pooling_cases, "ALLOW_EMPTY_WINDOWS", False)
     code = main(["run", "--backend", f"tests.wrong_backends.regimes:{adapter}", "--ops", op,
-                 "--dtypes", "float64", "--profile", "ci", "--no-invalid", "--quiet", "--no-isolate", "-j", "1",
+                 "--dtypes", "float64", "--profile", "ci", "--no-invalid", "--quiet", "--first-failure",
+                 "--no-isolate", "-j", "1",
                  "--report-dir", str(tmp_path)])
     assert code == 1
     records = list(read_records(tmp_path))
