@@ -158,12 +158,12 @@ def _prelu_vjp(cotangent: Array, input: Array, weight: Array) -> dict[str, Array
     elements when num_parameters = 1). NaN inputs make both NaN."""
     x, g = input, cotangent
     gx = _leaky_grad(x, g, prelu_weight_view(weight, x.ndim))
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # a sum past the range rounds to ±inf
         terms = np.where(x > 0, 0.0, g * x)
-    if weight.size == 1:
-        gw = np.atleast_1d(np.sum(terms))
-    else:
-        gw = np.sum(terms, axis=tuple(i for i in range(x.ndim) if i != 1))
+        if weight.size == 1:
+            gw = np.atleast_1d(np.sum(terms))
+        else:
+            gw = np.sum(terms, axis=tuple(i for i in range(x.ndim) if i != 1))
     return {"input": gx, "weight": gw.reshape(weight.shape)}
 
 
