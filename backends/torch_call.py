@@ -194,7 +194,7 @@ _UNSUPPORTED_MARKERS = (
     "does not support", "doesn't support", "don't support", "Batching rule not implemented", "vmap:",
     "data-dependent", "is not differentiable twice", "that does not support forward AD",
     "attempted to call in-place operation", "are not batched", "were not batched",
-    "No available kernel",
+    "No available kernel", "under vmap transform is not allowed",  # (e.g. Tensor.data under vmap)
 )
 
 
@@ -538,7 +538,9 @@ class CallInterpreter:
                 raw = self.invoke_call(call)
             _bind(call.get("outputs", "output"), raw, named)
             for name in call.get("mutated", ()):  # a copy passed to an in-place call, else a swapped tensor
-                value = self.passed.get(name, values.get(name)) if name in values else self.mutated(name)
+                # (a parameter's .grad is a copy the interpreter made, also when the value was given)
+                given = name in values and name not in self.parameter_nodes
+                value = self.passed.get(name, values.get(name)) if given else self.mutated(name)
                 if value is not None:
                     named[f"state.{name}"] = value
         finally:

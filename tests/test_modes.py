@@ -72,6 +72,20 @@ def test_no_false_alarm_on_correct_torch(tmp_path: Path, dtype: str):
                      "softmax-vmap-scalar-slices-grad-zero-at-nonfinite"}, known
 
 
+def test_vmap_of_in_place_utilities(tmp_path: Path):
+    """clip_grad_value_ under vmap clamps each slice's .grad, which is read back from the parameter
+    (not the value that was passed in); vector_to_parameters assigns Tensor.data, which torch.func
+    refuses: unsupported, with torch's reason."""
+    code = _run(tmp_path, "torch-cpu", "clip_grad_value_,vector_to_parameters", "vmap", 4, "float64")
+    records = [r for r in read_records(tmp_path) if not r["shrinking"]]
+    verdicts = Counter((r["op"], r["verdict"]) for r in records)
+    assert code == 0, verdicts
+    clip = {v for op, v in verdicts if op == "clip_grad_value_"}
+    assert "pass" in clip and clip <= {"pass", "known", "unsupported"}, verdicts  # (foreach: no batching rule)
+    refused = [r for r in records if r["op"] == "vector_to_parameters" and r.get("case_id")]
+    assert refused and all(r["verdict"] == "unsupported" and "`data` under vmap" in r["error"] for r in refused)
+
+
 WRONG = [
     ("SoftmaxJvpDropsNormalisation", "Softmax", "jvp", "jvp."),
     ("LinearJvpDropsWeightTangent", "Linear", "jvp", "jvp."),
