@@ -416,17 +416,6 @@ class Runner:
         names = (backend.name, *backend.known_as)
         own = matching(self.known, spec, names, case)
         plain = replace(case, mode="vjp")
-        modelled: dict[str, frozenset[str]] = {}
-        if results and failing:
-            modelled = modelled_tensors(own, spec, case, *results)
-            modelled.update(modelled_tensors(matching(self.known, spec, names, plain), spec, plain, *results))
-        stats = self._known_stats[(spec.id, backend.name, case.dtype, case.mode)]
-        for entry in own:
-            seen = (call_symptom is not None and entry.explains_call(call_symptom)) or any(
-                entry.explains(c, modelled.get(entry.id, ())) for c in failing)
-            counts = stats.setdefault(entry.id, [entry, 0, 0])
-            counts[1] += 1
-            counts[2] += int(seen)
         borrowed: dict[str, list[KnownDiscrepancy]] = {}
 
         def entries_for(key: str, covered: Case) -> list[KnownDiscrepancy]:
@@ -434,6 +423,17 @@ class Runner:
                 borrowed[key] = matching(self.known, spec, names, covered)
             return borrowed[key]
 
+        modelled: dict[str, frozenset[str]] = {}
+        if results and failing:
+            modelled = modelled_tensors(own, spec, case, *results)
+            modelled.update(modelled_tensors(entries_for("", plain), spec, plain, *results))
+        stats = self._known_stats[(spec.id, backend.name, case.dtype, case.mode)]
+        for entry in own:
+            seen = (call_symptom is not None and entry.explains_call(call_symptom)) or any(
+                entry.explains(c, modelled.get(entry.id, ())) for c in failing)
+            counts = stats.setdefault(entry.id, [entry, 0, 0])
+            counts[1] += 1
+            counts[2] += int(seen)
         if call_symptom is None and not failing:
             return {"known": own[0].describe()} if own else {"known": None}
         used: dict[str, KnownDiscrepancy] = {}

@@ -183,11 +183,11 @@ def empty_window_index_past_plane(case: Case) -> bool:
     channels-last 3-d kernel) is past the input plane: gathering a tangent or a cotangent's
     derivative there raises (forward mode, double backward), where an index inside the plane
     gathers silently."""
-    if not has_empty_window(case):
+    if pool_kind(case) != "max":
         return False
     spatial = batched_input(case).shape[2:]
     out = tuple(t.valid.shape[-2] for t in case_taps(case, spatial))
-    empty, first, shallow = _empty_window_starts(case, out)
+    empty, first, shallow = _empty_window_starts(case, out)  # (empty.any(): has_empty_window)
     index = shallow if len(spatial) == 3 and _torch_memory_format_channels_last(case) else first
     return bool(np.any(empty & (index >= math.prod(spatial))))
 
