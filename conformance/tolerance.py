@@ -40,6 +40,7 @@ from conformance.spec import LayerSpec, Tolerance
 
 # The reference computes in float64: its results carry their own final rounding.
 REFERENCE_ROUNDOFF = 2.0**-53
+_FLOAT64_MAX = float(np.finfo(np.float64).max)
 
 
 @dataclass
@@ -105,7 +106,9 @@ def bound_for(spec: LayerSpec, case: Case, tensor: str, ref: np.ndarray, absref:
     k = max(tol.reduction_length(case, tensor), 1)
     with np.errstate(invalid="ignore", over="ignore"):
         aref = np.where(np.isfinite(ref), np.abs(ref), 0.0)
-        amag = np.where(np.isfinite(absref), absref, 0.0)
+        # A magnitude past float64's range (|W|·|X| or an analysed bound in units of u overflowed) is
+        # carried as the largest float64: a bound at most the analysed one, never looser.
+        amag = np.where(np.isnan(absref), 0.0, np.minimum(np.abs(absref), _FLOAT64_MAX))
         rounding = tol.out_ulps * u * aref
         # + the reference's own final rounding (it computes in float64): negligible below float64,
         # one more ulp for float64 cases, where both sides round alike.

@@ -86,7 +86,7 @@ def analysed(analysis: Analysis, length: Callable[[Case, str], int] | int = 1, u
         y = result.outputs["output"]
         g = case.cotangents.get("output") if "input" in result.grads else None
         params = {k: v for k, v in case.params.items() if k in names}
-        with np.errstate(all="ignore"):  # (a bound beyond the float64 range is no bound: see bound_for)
+        with np.errstate(all="ignore"):  # (a bound past float64's range is carried as its largest value: see bound_for)
             e_out, e_grad = analysis(_x(case), y, g, u, dt.min_subnormal, **params)
             under = dt.min_normal / u if underflow else 0.0
             out = {"output": with_reference_error(case, e_out, y) + under}
@@ -645,21 +645,3 @@ def prelu_weight_product_overflows(case: Case) -> bool:
         if len(signs) > 1 or not (np.isinf(exact) and np.sign(exact) in signs):
             return True
     return False
-
-
-def glu_bound_beyond_float64(case: Case) -> bool:
-    """A float64 GLU case whose first-order bound E (units of u, ``glu_error``) exceeds an eighth of
-    the largest float64 for some output or gradient element (|a| or |g·a| near 1e308): the tolerance engine cannot
-    carry it (its doubling overflows and the bound falls back to one rounding), so a correctly
-    rounded-within-the-analysis gradient can fail. A gap of the tolerance, not of torch."""
-    from reference.smooth_activation import glu, glu_error
-
-    g = case.cotangents.get("output")
-    x = _x(case)
-    if case.dtype != "float64" or g is None or not x.size:
-        return False
-    with np.errstate(all="ignore"):
-        e_y, e_g = glu_error(x, glu(x, case.params["dim"]), g, DTYPES["float64"].unit_roundoff, 0.0,
-                             dim=case.params["dim"])
-    top = np.finfo(np.float64).max / 8  # inf included: the bound overflowed outright
-    return bool(np.any(e_y > top) or np.any(e_g > top))
