@@ -14,6 +14,7 @@ A *call* is plain JSON data::
      "seed": 123 | null,                      # torch.manual_seed before the call (random layers)
      "args": [node], "kwargs": {name: node},  # the call's arguments
      "forward": node,                         # evaluated instead of calling the module with args
+     "prepare": [node, ...],                  # evaluated once at setup, before any transform (no grad)
      "outputs": pattern,                      # names for the call's results
      "mutated": [name],                       # tensors whose value after the call is read back
      "random": {choice: {"rule": "nonzero", "of": output}}}   # random choices read back
@@ -269,6 +270,8 @@ def to_numpy(t: Any) -> tuple[np.ndarray, str]:
     torch = _torch()
     name = str(t.dtype).replace("torch.", "")
     t = t.detach().cpu()
+    if t._is_zerotensor():  # forward-mode AD's exact zero (a tangent with no dependence): no storage
+        t = torch.zeros(t.shape, dtype=t.dtype)
     if t.layout != torch.strided:  # a sparse gradient (Embedding(sparse=True)) is compared densified
         t = t.to_dense()
     if t.is_floating_point():
@@ -494,6 +497,11 @@ class CallInterpreter:
                 module.train(bool(call.get("train", True)))
             self.module = module
             self.fn = module
+            for node in call.get("prepare", ()):  # before any transform: a lazy module's dry run
+                if call.get("seed") is not None:  # (its initialisation draws as it did in the call)
+                    torch.manual_seed(int(call["seed"]))
+                with torch.no_grad():
+                    self.node(node)
         else:
             self.fn = target
 

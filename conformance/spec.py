@@ -91,6 +91,8 @@ class TorchMapping:
       ``inplace``: the input that ``inplace=True`` overwrites with the output (compared too).
     - ``forward(case)``: a node evaluated instead of calling the module with ``args`` (a loop over
       a ModuleList, a functional model over a ParameterList's entries).
+    - ``prepare(case)``: nodes evaluated once when the module is built, outside any transform a
+      derivative mode applies (a lazy module's dry run, which materialises its parameters).
     Every field may also be a function of the case.
     """
 
@@ -106,6 +108,7 @@ class TorchMapping:
     inplace: str | None = None
     ctor_args: Sequence[Any] | Callable[[Case], Sequence[Any]] = ()
     forward: Callable[[Case], Any] | None = None
+    prepare: Callable[[Case], Sequence[Any]] | None = None
 
     def inplace_input(self, case: Case) -> str | None:
         """The input this case overwrites in place (``inplace=True``), if any."""
@@ -139,6 +142,8 @@ class TorchMapping:
                 call["init_args"] = init_args
             if self.forward is not None:
                 call["forward"] = self.forward(case)
+            if self.prepare is not None:
+                call["prepare"] = list(self.prepare(case))
         return jsonable(call)
 
 

@@ -6,7 +6,8 @@ materialises the parameters. The eager declaration (looked up by id when a case 
 judged) gives everything else: its cases (the lazy module gets the same constructor arguments but
 ``inferred``), its reference, tolerances and comparators. A case runs, through call nodes:
 
-1. a dry run ``module(input, **forward kwargs)``: the documented way to materialise a lazy module;
+1. a dry run ``module(input, **forward kwargs)``, the documented way to materialise a lazy module, as
+   a ``prepare`` node (run when the module is built, before a derivative mode's transform);
 2. ``torch.func.functional_call(module, {name: copy of the case's tensor}, args, kwargs)``: the
    materialised module called with the case's parameters and buffers (copies in the case's
    layouts: gradients flow back to the case's tensors, buffers are updated in the copies), compared
@@ -217,14 +218,31 @@ def _reference(eager_id: str, inferred: str, ranks: Sequence[int], init: str):
 
 # -- the call ----------------------------------------------------------------------------------------------
 
+def _kwargs(eager_id: str, case: Case) -> dict[str, Any]:
+    mapping = _eager(eager_id).torch
+    return dict(mapping.kwargs(case)) if mapping.kwargs else dict(case.forward_kwargs)
+
+
+def _dry_run(eager_id: str) -> Callable[[Case], list[Any]]:
+    """module(input, **kwargs): the first call, which materialises the parameters. It is a
+    ``prepare`` node, run when the module is built: a derivative mode's transform then sees a
+    materialised module, as torch.func requires (materialising inside torch.func.grad, jvp or vjp
+    crashes torch 2.13 with SIGSEGV: see the note of issue #24)."""
+    def prepare(case: Case) -> list[Any]:
+        kwargs = _kwargs(eager_id, case)
+        first = {"attribute": ""} if not kwargs else call_node("functools.partial", {"attribute": ""}, **kwargs)
+        return [{"loop": {"over": [first], "input": arg("input")}}]
+
+    return prepare
+
+
 def _forward(eager_id: str) -> Callable[[Case], dict[str, Any]]:
-    """functional_call(module after a dry run, {parameters and buffers: copies}, args, kwargs)."""
+    """functional_call(module (materialised by the dry run), {parameters and buffers: copies}, args,
+    kwargs)."""
     def forward(case: Case) -> dict[str, Any]:
         mapping = _eager(eager_id).torch
-        kwargs = dict(mapping.kwargs(case)) if mapping.kwargs else dict(case.forward_kwargs)
-        first = {"attribute": ""} if not kwargs else call_node("functools.partial", {"attribute": ""}, **kwargs)
-        dry_run = {"loop": {"over": [first], "input": arg("input")}}  # module(input, **kwargs), materialising
-        module = call_node("operator.getitem", [dry_run, {"attribute": ""}], 1)
+        kwargs = _kwargs(eager_id, case)
+        module = {"attribute": ""}
         names = [*_list(mapping.parameters, case), *_list(mapping.buffers, case)]
         tensors = {"call": {"target": "builtins.dict", "args": [],
                             "kwargs": {n: arg(n, copy=True) for n in names if n in case.inputs}}}
@@ -244,7 +262,7 @@ def _mapping(name: str, eager_id: str, inferred: str) -> TorchMapping:
         return _list(_eager(eager_id).torch.mutated, case)
 
     return TorchMapping(f"torch.nn.{name}", ctor=lambda case: {k: v for k, v in case.params.items() if k != inferred},
-                        forward=_forward(eager_id), mutated=mutated,
+                        forward=_forward(eager_id), prepare=_dry_run(eager_id), mutated=mutated,
                         outputs=lambda case: _eager(eager_id).torch.output_pattern(case))
 
 

@@ -322,17 +322,7 @@ def torch_cross_map_sums(x: np.ndarray, size: int) -> np.ndarray:
     the first channel's window, then for each next channel the sum before it, plus the square
     entering at c + pre_pad - 1, minus the one at c - pre_pad once c > pre_pad."""
     with np.errstate(over="ignore", invalid="ignore"):  # inf - inf is NaN here as in torch
-        square = x * x
-        channels, pre_pad = x.shape[1], int((size - 1) / 2 + 1)
-        sums = np.empty_like(square)
-        sums[:, 0] = square[:, :min(pre_pad, channels)].sum(axis=1)
-        for c in range(1, channels):  # torch's loop over the (few) channels
-            sums[:, c] = sums[:, c - 1]
-            if c < channels - pre_pad + 1:
-                sums[:, c] += square[:, c + pre_pad - 1]
-            if c > pre_pad:
-                sums[:, c] -= square[:, c - pre_pad]
-    return sums
+        return _cross_map_sums_of(x * x, size)
 
 
 @valid_cases
@@ -421,6 +411,26 @@ def cross_map_intermediate_out_of_range(case: Case) -> bool:
     square, average, d, power, y, g = _lrn_values(case)
     with np.errstate(all="ignore"):
         return _out_of_range(case.dtype, [square, average * case.params["size"]], [d, 1 / power, g * y / d])
+
+
+@valid_cases
+def cross_map_range_shows(case: Case) -> bool:
+    """An intermediate of CrossMapLRN2d leaves the dtype's range (``cross_map_intermediate_out_of_range``)
+    and it shows: torch's computation replayed in the dtype (``torch_cross_map_lrn``) is non-finite
+    where the same replay in float64 is finite, or differs from it beyond the case's bound. Both
+    replays share torch's window (its own entries), so only the format's range and rounding differ."""
+    if not cross_map_intermediate_out_of_range(case):
+        return False
+    from conformance.numerics.elementwise import beyond_bound
+    from conformance.spec import spec_of
+
+    narrow, wide = torch_cross_map_lrn(case, case.dtype), torch_cross_map_lrn(case, "float64")
+    with np.errstate(all="ignore"):
+        if any(bool(np.any(~np.isfinite(narrow[n]) & np.isfinite(wide[n]))) for n in narrow):
+            return True
+        ref = spec_of(case).evaluate(case, case.cotangents).tensors()
+        shifted = {n: np.asarray(ref[n], dtype=np.float64) + (narrow[n] - wide[n]) for n in narrow if n in ref}
+    return beyond_bound(case, shifted)
 
 
 # -- known-entry predicates -------------------------------------------------------------------------
@@ -523,19 +533,82 @@ def lrn_composite_shows(case: Case) -> bool:
 # -- CrossMapLRN2d: non-finite running sums, β = 0 with a zero scale ----------------------------------
 
 
-def _cross_map_sums_of(square: np.ndarray, size: int) -> np.ndarray:
-    """``torch_cross_map_sums``'s loop on given squares, in IEEE float64 (inf - inf = NaN)."""
+def _cross_map_sums_of(square: np.ndarray, size: int, rnd: Callable[[np.ndarray], np.ndarray] = np.asarray
+                       ) -> np.ndarray:
+    """``torch_cross_map_sums``' loop on given squares, in IEEE float64 (inf - inf = NaN), each
+    addition rounded by ``rnd`` (a format's rounding: torch's in-place adds in the dtype)."""
     channels, pre_pad = square.shape[1], int((size - 1) / 2 + 1)
     sums = np.empty_like(square)
     with np.errstate(all="ignore"):
-        sums[:, 0] = square[:, :min(pre_pad, channels)].sum(axis=1)
+        sums[:, 0] = 0.0
+        for c in range(min(pre_pad, channels)):
+            sums[:, 0] = rnd(sums[:, 0] + square[:, c])
         for c in range(1, channels):
             sums[:, c] = sums[:, c - 1]
             if c < channels - pre_pad + 1:
-                sums[:, c] = sums[:, c] + square[:, c + pre_pad - 1]
+                sums[:, c] = rnd(sums[:, c] + square[:, c + pre_pad - 1])
             if c > pre_pad:
-                sums[:, c] = sums[:, c] - square[:, c - pre_pad]
+                sums[:, c] = rnd(sums[:, c] - square[:, c - pre_pad])
     return sums
+
+
+def _torch_pow(base: np.ndarray, exponent: float, rnd: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """torch.pow(tensor, scalar) as ATen evaluates it: exponents 2, 3, 0.5, -0.5, -1 and -2 as x·x,
+    x·x·x, sqrt, 1/sqrt, 1/x and 1/(x·x), each operation rounded (so x·x may overflow where x^-2 is
+    a subnormal: 0 then), any other as one correctly rounded pow."""
+    with np.errstate(all="ignore"):
+        special = {2.0: lambda b: rnd(b * b), 3.0: lambda b: rnd(rnd(b * b) * b), 0.5: lambda b: rnd(np.sqrt(b)),
+                   -0.5: lambda b: rnd(1 / rnd(np.sqrt(b))), -1.0: lambda b: rnd(1 / b),
+                   -2.0: lambda b: rnd(1 / rnd(b * b))}
+        return special[exponent](base) if exponent in special else rnd(base ** exponent)
+
+
+def torch_cross_map_lrn(case: Case, dtype: str) -> dict[str, np.ndarray]:
+    """What torch's CrossMapLRN2d (the autograd Function in torch/nn/modules/_functions.py) computes,
+    replayed op by op with each result rounded as torch rounds it in ``dtype`` (float32 arithmetic,
+    then the dtype: PyTorch's opmath for float16/bfloat16; float64 exactly): the running window sums
+    (``_cross_map_sums_of``), scale = sums·(α/n) + k, y = scale^(-β)·x, and the hand-written
+    backward, grad = scale^(-β)·g + Σ over the shifted window of g·y/scale, times -2αβ/n·x.
+    {"output", "grad.input"} (the gradient when the case has a cotangent). Elementwise powers are
+    correctly rounded here, torch's within an ulp or so (``_torch_pow``); the sum of the first
+    window ratios is one rounding of the exact sum."""
+    p, x = case.params, np.asarray(case.inputs["input"], dtype=np.float64)
+    size, alpha, beta, k = int(p["size"]), float(p["alpha"]), float(p["beta"]), float(p["k"])
+    if dtype == "float64":
+        def rnd(v):
+            return np.asarray(v, dtype=np.float64)
+        scalar = float
+    else:
+        r32, rd = DTYPES["float32"].round, DTYPES[dtype].round
+
+        def rnd(v):
+            return rd(r32(np.asarray(v, dtype=np.float64)))
+
+        def scalar(v):
+            return float(r32(np.array(v)))
+    with np.errstate(all="ignore"):
+        x = rnd(x)
+        scale = _cross_map_sums_of(rnd(x * x), size, rnd)
+        scale = rnd(rnd(scale * scalar(alpha / size)) + scalar(k))
+        power = _torch_pow(scale, -beta, rnd)
+        out = {"output": rnd(power * x)}
+        g = case.cotangents.get("output")
+        channels, pre = x.shape[1], int(size - (size - 1) / 2)
+        if g is None or pre > size - 1:  # size 1: torch's backward raises (its own entry)
+            return out
+        g = rnd(np.asarray(g, dtype=np.float64))
+        y = out["output"]
+        grad = rnd(power * g)
+        cache = scalar(2 * alpha * beta / size)
+        padded = np.zeros((x.shape[0], channels + size - 1) + x.shape[2:])
+        padded[:, pre:pre + channels] = rnd(rnd(g * y) / scale)
+        accum = rnd(padded[:, :size - 1].sum(axis=1))
+        for c in range(channels):
+            accum = rnd(accum + padded[:, c + size - 1])
+            grad[:, c] = rnd(grad[:, c] + rnd(rnd(-cache * x[:, c]) * accum))
+            accum = rnd(accum - padded[:, c])
+        out["grad.input"] = grad
+    return out
 
 
 @valid_cases
