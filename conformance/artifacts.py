@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from backends.base import Case, Result
 from conformance.dtypes import DTYPES
 from conformance.spec import LayerSpec
 from conformance.tolerance import bound_for, magnitudes
@@ -42,6 +43,22 @@ def stem_of(record: dict, case_id: str) -> str:
     return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in stem).lstrip(".")
 
 
+def _references(spec: LayerSpec, ev: Evaluation) -> list[tuple[str, Case, Result]]:
+    """The references a repro script compares, each with the name prefix of its tensors and the case
+    it is the reference of: the case's own, or for a vmap case each slice's (``vmap[b].``: the
+    backend's results are named per slice). A jvp or vjp2 case's own tensors (``jvp.*``, ``d2.*``)
+    are judged by the run only; its script compares the outputs and first-order gradients."""
+    if ev.reference is None:
+        return []
+    if ev.case.mode == "vmap" and ev.backend_result is not None:
+        from conformance.modes import mode_of
+
+        return [(f"vmap[{b}].", slice_case, expected)
+                for b, slice_case, expected, _ in mode_of("vmap").slices(spec, ev.case, ev.backend_result)  # type: ignore[attr-defined]
+                if not isinstance(expected, str)]
+    return [("", ev.case, ev.reference)]
+
+
 def write_artifacts(report_dir: Path, spec: LayerSpec, evaluations: Sequence[Evaluation]) -> None:
     """Write the artifacts of each evaluation and attach them to its record (``artifacts``, or
     ``artifact_error`` when writing failed: artifacts never cost a record)."""
@@ -54,14 +71,15 @@ def write_artifacts(report_dir: Path, spec: LayerSpec, evaluations: Sequence[Eva
             arrays = {f"input.{k}": v for k, v in case.inputs.items()}
             arrays.update({f"cotangent.{k}": v for k, v in case.cotangents.items()})
             arrays.update({f"choice.{k}": v for k, v in case.choices.items()})
-            if ev.reference is not None:
+            for prefix, judged_case, expected in _references(spec, ev):
                 with np.errstate(all="ignore"):
-                    absref = magnitudes(spec, case, ev.reference)
-                for name, value in ev.reference.tensors().items():
+                    absref = magnitudes(spec, judged_case, expected)
+                for name, value in expected.tensors().items():
                     value = np.asarray(value)
-                    arrays[f"ref.{name}"] = value
-                    arrays[f"bound.{name}"] = (bound_for(spec, case, name, value, absref[name]).allowed
-                                               if value.dtype.kind == "f" else np.zeros(value.shape))
+                    arrays[f"ref.{prefix}{name}"] = value
+                    arrays[f"bound.{prefix}{name}"] = (
+                        bound_for(spec, judged_case, name, value, absref[name]).allowed
+                        if value.dtype.kind == "f" else np.zeros(value.shape))
             np.savez(directory / f"{stem}.npz", **arrays)
             from reports.repro import render_repro
 

@@ -187,6 +187,11 @@ def chain_bounds(case: Case, result: Result) -> dict[str, np.ndarray]:
     """The bound on every compared tensor of the model (qualified names), see the module docstring."""
     if "bounds" in result.meta:
         return result.meta["bounds"]
+    with np.errstate(all="ignore"):  # IEEE bounds where a model's values reach ±inf (inf·0 is NaN there)
+        return _chain_bounds(case, result)
+
+
+def _chain_bounds(case: Case, result: Result) -> dict[str, np.ndarray]:
     layers = layers_of(case)
     runs: list[LayerRun] = result.meta["runs"]
     bounds: dict[str, np.ndarray] = {}

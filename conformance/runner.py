@@ -447,7 +447,8 @@ class Runner:
             entry = next((e for e in own if e.explains(comparison, modelled.get(e.id, ()))), None)
             if entry is None and case.mode == "vmap" and tensor.startswith("vmap["):
                 index, _, rest = tensor[len("vmap["):].partition("].")
-                covered = mode_of("vmap").slice_case(case, int(index))  # type: ignore[attr-defined]
+                covered = mode_of("vmap").slice_case(  # type: ignore[attr-defined]
+                    case, int(index), results[1] if results else None)
                 entry = next((e for e in entries_for(index, covered) if e.explains({**comparison, "tensor": rest})),
                              None)
             elif entry is None and not tensor.startswith(("jvp.", "d2.", "vmap.")):

@@ -108,6 +108,27 @@ def test_wrong_adapter_is_caught_and_shrunk(tmp_path: Path, adapter: str, op: st
     assert size <= 16, final[0]["case"]
 
 
+def test_vmap_repro_script_compares_every_slice(tmp_path: Path):
+    """A vmap discrepancy's repro script holds each slice's reference (``vmap[b].<tensor>``): through
+    torch the case conforms, through the wrong adapter it is a discrepancy, and no tensor is missing."""
+    import os
+    import subprocess
+    import sys
+
+    adapter = "tests.wrong_backends.modes:SoftmaxBatchingRuleAssumesDimZero"
+    assert _run(tmp_path, adapter, "Softmax", "vmap", 4) == 1
+    final = next(r for r in read_records(tmp_path) if r["verdict"] == "fail" and r["final"])
+    script = tmp_path / final["artifacts"]["repro"]
+    root = Path(__file__).resolve().parents[1]
+    runs = {who: subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, cwd=root,
+                                env={**os.environ, "PYTHONPATH": str(root)})
+            for who, args in (("torch", []), ("adapter", ["--backend", adapter]))}
+    for who, run in runs.items():
+        assert "MISSING" not in run.stdout and "vmap[1]." in run.stdout, (who, run.stdout, run.stderr)
+    assert runs["torch"].returncode == 0 and "conforms" in runs["torch"].stdout, runs["torch"].stdout
+    assert runs["adapter"].returncode == 1 and "DISCREPANCY" in runs["adapter"].stdout, runs["adapter"].stdout
+
+
 def test_wrong_double_backward_is_a_correct_first_order_rule(tmp_path: Path):
     """The constant-statistics batch norm is right to first order (its jvp and vjp pass): only the
     second order sees the mistake, as with pytorch#196699."""

@@ -440,6 +440,17 @@ def fill_checks_range_before_rounding(case: Case) -> bool:
             and not (case.inputs["tensor"].size == 1 and case.dtype in ("float16", "bfloat16")))
 
 
+def batched_fill_checks_range_before_rounding(case: Case) -> bool:
+    """``fill_checks_range_before_rounding`` for a vmap case: the fill runs on the stacked tensor of
+    every slice (batch × the slice's elements), so a one-element float16/bfloat16 slice no longer takes
+    the one-element path that fills the rounded value: it raises like any other tensor."""
+    node = (case.call or {}).get("mode") or {}
+    if case.mode != "vmap" or node.get("kind") != "vmap" or int(node.get("batch", 1)) < 2:
+        return False
+    return (not case.invalid and case.dtype != "float64" and above_largest(case)
+            and abs(case.params["val"]) > DTYPES[case.dtype].max_value)
+
+
 def one_element_half_fill_overflows(case: Case) -> bool:
     """constant_ of a one-element float16/bfloat16 tensor with a val whose rounding overflows:
     torch fills inf instead of raising."""

@@ -433,6 +433,13 @@ def cross_map_range_shows(case: Case) -> bool:
     return beyond_bound(case, shifted)
 
 
+def cross_map_range_model(case: Case, reference: Result, got: Result) -> dict[str, np.ndarray]:
+    """Model of ``crossmaplrn2d-out-of-range-*``: torch's computation replayed in the dtype
+    (``torch_cross_map_lrn``, its window included): a result flushed to 0 or pushed to ±inf, or
+    any other wrong value, is judged against it."""
+    return torch_cross_map_lrn(case, case.dtype)
+
+
 # -- known-entry predicates -------------------------------------------------------------------------
 
 def instance_norm_per_sample_parameter_grad_overflows(case: Case) -> bool:

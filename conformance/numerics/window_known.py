@@ -185,11 +185,33 @@ def empty_window_index_past_plane(case: Case) -> bool:
     gathers silently."""
     if pool_kind(case) != "max":
         return False
+    empty, index, plane = _empty_window_index(case)  # (empty.any(): has_empty_window)
+    return bool(np.any(empty & (index >= plane)))
+
+
+def _empty_window_index(case: Case) -> tuple[np.ndarray, np.ndarray, int]:
+    """(empty, index, plane size): torch's index for each output position's window (as in
+    ``empty_window_index_past_plane``) and whether the window is empty."""
     spatial = batched_input(case).shape[2:]
     out = tuple(t.valid.shape[-2] for t in case_taps(case, spatial))
-    empty, first, shallow = _empty_window_starts(case, out)  # (empty.any(): has_empty_window)
+    empty, first, shallow = _empty_window_starts(case, out)
     index = shallow if len(spatial) == 3 and _torch_memory_format_channels_last(case) else first
-    return bool(np.any(empty & (index >= math.prod(spatial))))
+    return empty, index, math.prod(spatial)
+
+
+def empty_window_gradient_in_plane(case: Case) -> bool:
+    """Double backward of a MaxPool case shows the empty-window bug in its first-order gradient:
+    every empty window's index lies in the input plane (one past it raises first:
+    ``empty_window_index_past_plane``) and some empty window has a non-zero cotangent, which the
+    backward adds to the element at that index (an element of the same channel)."""
+    cot = case.cotangents.get("output")
+    if pool_kind(case) != "max" or cot is None:
+        return False
+    empty, index, plane = _empty_window_index(case)
+    if not empty.any() or np.any(empty & (index >= plane)):
+        return False
+    cot = batched_like(case, np.asarray(cot))
+    return bool(np.any(np.broadcast_to(empty, cot.shape) & (cot != 0)))
 
 
 def empty_window_shows_in_forward_mode(case: Case) -> bool:
