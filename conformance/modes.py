@@ -548,6 +548,46 @@ class Vjp2Mode(Mode):
         top = max((float(v.max()) for v in grads if v.size), default=0.0)
         return np.full(shape, top)
 
+    @staticmethod
+    def through_gradients(spec: LayerSpec, case: Case, ref: Result, pullback: Pullback | None,
+                          v: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """{d2.cotangent.<output>: the error it inherits from the gradient it is formed from}. The
+        backend forms J·v from its gradient computation ((J·v)_k = ⟨Jᵀe_k, v⟩), whose elements carry
+        the declaration's first-order bound B(e_k) even where they cancel to 0 (a stationary point,
+        where J = 0 and the forward's differences vanish: cosine similarity of parallel vectors):
+        Σ_i ⟨B_i(e_k), |v_i|⟩, the jvp mode's bound of one basis projection. Elementwise for at most
+        ELEMENTWISE output elements; beyond, with u = 1 everywhere for every element (the sum of the
+        elementwise bounds, for bounds linear in |u|)."""
+        outputs = {k: x for k, x in _float_outputs(ref).items() if k in case.cotangents}
+        names = [n for n in v]
+        if pullback is None or not outputs or not names:
+            return {}
+        bound = _GradientBound(spec, case, ref, names)
+
+        def term(u: Mapping[str, np.ndarray]) -> float:
+            grads = spec.pull(pullback, case, u)
+            grads = {n: np.asarray(grads.get(n, np.zeros(case.inputs[n].shape)), dtype=np.float64) for n in names}
+            b = bound(u, grads)
+            return float(sum(np.sum(b[n] * np.abs(v[n])) for n in names))
+
+        out: dict[str, np.ndarray] = {}
+        try:
+            with np.errstate(all="ignore"):
+                if sum(x.size for x in outputs.values()) <= ELEMENTWISE:
+                    for k, x in outputs.items():
+                        values = np.zeros(x.shape)
+                        for index in np.ndindex(x.shape):
+                            u = {o: np.zeros(y.shape) for o, y in outputs.items()}
+                            u[k][index] = 1.0
+                            values[index] = term(u)
+                        out[f"d2.cotangent.{k}"] = values
+                else:
+                    total = term({o: np.ones(y.shape) for o, y in outputs.items()})
+                    out = {f"d2.cotangent.{k}": np.full(x.shape, total) for k, x in outputs.items()}
+        except Exception:
+            return {}
+        return {k: np.where(np.isfinite(x), x, 0.0) for k, x in out.items()}
+
     def judge(self, spec: LayerSpec, case: Case, ref: Result, pullback: Pullback | None, got: Result) -> Judgement:
         comparisons = self.primal_comparisons(spec, case, ref, got, ("d2.",))
         info: dict[str, Any] = {"composition": case.call["mode"]["composition"]}  # type: ignore[index]
@@ -570,6 +610,17 @@ class Vjp2Mode(Mode):
         except Exception:
             scattered = {}
         relative, in_float64 = self.first_order_bounds(spec, case, ref)
+        # The declaration's own bound on second-order terms that cancel along every direction (which
+        # no difference sees: an invariance in every direction), and J·v's error from the gradients.
+        declared: dict[str, np.ndarray] = {}
+        if spec.second_order_error is not None:
+            try:
+                with np.errstate(all="ignore"):
+                    declared = {k: np.abs(np.asarray(b, dtype=np.float64))
+                                for k, b in spec.second_order_error(_float_model(case), v, g).items()}
+            except Exception:
+                declared = {}
+        declared.update(self.through_gradients(spec, case, ref, pullback, v))
         # Differences that vanish at both steps, on the problem and on its absolute counterpart, for
         # every element of every input's second derivative: the second derivative is identically 0
         # (a piecewise-linear layer away from its kinks), and so must the backend's be. (An element
@@ -584,6 +635,8 @@ class Vjp2Mode(Mode):
                     vanishing[name] &= False
                 else:
                     vanishing[name] &= (other.estimate == 0) & (other.error == rounding_error(other.magnitude, FD_STEP))
+            if name in declared:
+                vanishing[name] &= np.broadcast_to(declared[name], fd.estimate.shape) == 0
         zero = all(v.all() for name, v in vanishing.items() if not name.startswith("d2.cotangent."))
         for name, fd in estimates.items():
             r, eps = fd.estimate, fd.error
@@ -619,10 +672,13 @@ class Vjp2Mode(Mode):
                 tangent = np.where(np.isfinite(tangent), tangent, 0.0)
                 if tangent.shape != r.shape:
                     tangent = np.full(r.shape, float(tangent.max()) if tangent.size else 0.0)
-                if zero and not cotangent:
-                    tangent = np.where(vanishing[name], 0.0, tangent)
+                # (kept where the differences vanish too: a first-order bound that varies along v says
+                # the backend's gradient is computed from terms that do, whose rounding the second-order
+                # result differentiates; a piecewise-linear layer's exact gradient has B = 0, and B
+                # constant along v has no variation)
+                extra = np.broadcast_to(declared.get(name, np.zeros(r.shape)), r.shape)
                 allowed = (dt.unit_roundoff * (tol.out_ulps * np.abs(r) + c * math.sqrt(k) * a) + rho * a + tangent
-                           + FD_SAFETY * eps + REFERENCE_ROUNDOFF * np.abs(r) + k * dt.min_subnormal)
+                           + extra + FD_SAFETY * eps + REFERENCE_ROUNDOFF * np.abs(r) + k * dt.min_subnormal)
                 usable = np.isfinite(r) & np.isfinite(allowed)
             value = got.outputs.get(name)
             if value is not None and np.shape(value) == r.shape:

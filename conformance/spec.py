@@ -259,6 +259,12 @@ class LayerSpec:
     # Predicate: the layer is differentiable at this case (no input at a kink or tie), so the
     # finite-difference check of the reference VJP applies. None: smooth wherever inputs are finite.
     smooth_at: Callable[[Case], bool] | None = None
+    # The vjp2 mode's error terms the finite differences cannot see: (case, v, g) -> {"d2.<input>":
+    # an absolute bound per element} on the rounding of second-order terms that cancel in exact
+    # arithmetic along every direction (an invariance of the layer in every direction: the p-norm or
+    # the cosine of 1-element vectors), from the declaration's own error analysis. None: no such terms.
+    second_order_error: Callable[[Case, Mapping[str, np.ndarray], Mapping[str, np.ndarray]],
+                                 Mapping[str, np.ndarray]] | None = None
     forward: bool = True
     backward: bool = True
     notes: str = ""

@@ -38,7 +38,8 @@ def pairwise_distance(*, regimes: tuple[Regime, ...], notes: str) -> LayerSpec:
         reference=_pairwise_reference, torch=TorchMapping("torch.nn.PairwiseDistance", args=("x1", "x2")),
         tolerance={"output": Tolerance(reduction=N._reduction, magnitude=N._magnitude, c=1.0, exact="rounded"),
                    "grad.*": Tolerance(reduction=N._reduction, magnitude=N._magnitude, c=1.0, exact="none")},
-        invalid_cases=lambda dtype: SD._invalid_cases(dtype), smooth_at=N._smooth, regimes=regimes, notes=notes)
+        invalid_cases=lambda dtype: SD._invalid_cases(dtype), smooth_at=N._smooth,
+        second_order_error=N.pairwise_second_order_error, regimes=regimes, notes=notes)
 
 
 def _cosine_reference(case: Case) -> tuple[Result, Any]:
@@ -66,4 +67,5 @@ def cosine_similarity(*, regimes: tuple[Regime, ...], notes: str) -> LayerSpec:
         invalid_cases=S.case_strategy(SD.cosine_invalid_case), reference=_cosine_reference,
         torch=TorchMapping("torch.nn.CosineSimilarity", args=("x1", "x2")),
         tolerance=analysed_tolerance(N.cosine_errors, N.cosine_reduction), smooth_at=_cosine_smooth,
+        second_order_error=N.cosine_second_order_error,
         regimes=regimes, notes=notes)

@@ -22,17 +22,23 @@ def _params(case: Case) -> tuple[float, float, bool]:
 
 
 def _smooth(case: Case) -> bool:
-    """Differentiable at the case: every entry of d is 0 or |d| > 1e-3 (no entry at all at 0 for
-    p < 1, where |d|^p is not Lipschitz), the norm is > 1e-3, and for p = ±inf the extreme |d|
-    of each row is unique by more than 1e-3."""
+    """Twice differentiable around the case (the vjp2 mode's smooth neighbourhood): every entry of
+    d is 0 or |d| > 1e-3, and an entry at 0 only where |d|^p is C² there (p >= 2, or p = 0 whose
+    gradient is 0 everywhere): for p = 1 it is the kink of |d|, for 1 < p < 2 the second derivative
+    (p-1)·|d|^(p-2) is unbounded, for p < 1 |d|^p is not even Lipschitz; the norm is > 1e-3 (for
+    p = ±inf too: max |d| = 0 is the kink of every entry); and for p = ±inf the extreme |d| of each
+    row is unique by more than 1e-3."""
     p, eps, _ = _params(case)
     a = np.abs(ref.difference(case.inputs["x1"], case.inputs["x2"], eps))
-    if np.any((a > 0) & (a <= 1e-3)) or (p < 1 and np.any(a == 0)):
+    if np.any((a > 0) & (a <= 1e-3)) or (not (p == 0 or p >= 2) and np.any(a == 0)):
+        return False
+    if p != 0 and not bool(np.all(ref.vector_norm(ref.difference(case.inputs["x1"], case.inputs["x2"], eps), p)
+                                  > 1e-3)):
         return False
     if np.isinf(p):
         ranked = np.sort(a if p > 0 else -a, axis=-1)
         return a.shape[-1] == 1 or bool(np.all(ranked[..., -1] - ranked[..., -2] > 1e-3))
-    return p == 0 or bool(np.all(ref.vector_norm(ref.difference(case.inputs["x1"], case.inputs["x2"], eps), p) > 1e-3))
+    return True
 
 
 # -- error analysis -----------------------------------------------------------------------------
@@ -59,7 +65,10 @@ def _magnitude(case: Case, result: Result) -> Mapping[str, np.ndarray]:
       sensitivity; the second term: the powers, the sum of D terms and the root (whose relative
       error is the sum's divided by p), and the exponent 1/p rounded to the working precision,
       which perturbs S^(1/p) by a factor S^δ, |δ| <= u/|p|, S = N^p: relative |ln N|·u;
-    - gradient s·sign(d)·g: exact for p = 1 (a sign); one rounding for ±inf (g/m); otherwise
+    - gradient s·sign(d)·g: exact for p = 1 (a sign); one rounding for ±inf (g/m), except on a
+      row whose extreme is ambiguous under the rounding of d (another entry within e_i + e_max of
+      the extreme |d|: the rounded values may tie or swap, and torch's convention then shares or
+      moves g): there each such candidate entry may be off by up to |g|; otherwise
       |G|·(|p - 1|·(e/|d| + E/N) + 6u) + 2·tiny (a gradient in the subnormal range: the backend's
       and the reference's own final roundings, each up to tiny/2); summed over broadcast axes with
       2√K·u·Σ|G| more.
@@ -94,7 +103,15 @@ def _magnitude(case: Case, result: Result) -> Mapping[str, np.ndarray]:
         if p in (0.0, 1.0):
             err_g = np.zeros(d.shape)
         elif np.isinf(p):
-            err_g = u * big_g
+            # The extreme entry is chosen on the rounded d: entries within e_i + e_extreme of the
+            # extreme |d| can tie with it or overtake it there, and then share or take g (torch's
+            # convention, on its own rounded values): on such a row each of those candidates may
+            # get anything from 0 to g.
+            extreme = a == norm
+            e_top = np.max(np.where(extreme, e, 0.0), axis=-1, keepdims=True)
+            near = np.abs(a - norm) <= e + e_top
+            ambiguous = near.sum(axis=-1, keepdims=True) > extreme.sum(axis=-1, keepdims=True)
+            err_g = np.where(ambiguous & near, np.abs(g) * (1 + u), u * big_g)
         else:
             rel = abs(p - 1) * (e / a + err_out / norm) + 6 * u
             # + the backend's and the reference's own roundings of a result in the subnormal range
@@ -332,3 +349,175 @@ def _sum_to(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     out = values.sum(axis=tuple(range(extra))) if extra > 0 else values
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and out.shape[i] != 1)
     return (out.sum(axis=axes, keepdims=True) if axes else out).reshape(shape)
+
+
+def vmap_slice_power_sum_flushes_to_zero(case: Case) -> bool:
+    """A vmap case some slice of which (``VmapMode.slice_case``: the case, or a seeded permutation
+    of its values) has a row whose Σ|d|^p underflows to 0 in torch's forward
+    (``power_sum_flushes_to_zero``)."""
+    from conformance.modes import mode_of
+
+    node = (case.call or {}).get("mode") or {}
+    if node.get("kind") != "vmap":
+        return power_sum_flushes_to_zero(case)
+    vmap = mode_of("vmap")
+    return any(power_sum_flushes_to_zero(vmap.slice_case(case, b)) for b in range(int(node.get("batch", 1))))
+
+
+# -- second order (the vjp2 mode's terms that cancel in every direction) ---------------------------
+
+
+def _direction_of_d(case: Case, v: Mapping[str, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    w = np.zeros(shape)
+    if "x1" in v:
+        w = w + np.broadcast_to(np.asarray(v["x1"], dtype=np.float64), shape)
+    if "x2" in v:
+        w = w - np.broadcast_to(np.asarray(v["x2"], dtype=np.float64), shape)
+    return w
+
+
+def pairwise_second_order_error(case: Case, v: Mapping[str, np.ndarray],
+                                g: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Bound on the rounding of the second-order terms of PairwiseDistance (finite p ∉ {0, 1}; the
+    others' gradients are selections, exact, with no second-order terms), which cancel where the
+    norm is homogeneous along every direction (one entry per row: N = |d|).
+
+    With σ_i = sign(d_i)·(|d_i|/N)^(p-1) the gradient's sensitivity and w = v₁ - v₂ the direction
+    of d, H·w has, per entry, the terms (p-1)/N·g·((|d_i|/N)^(p-2)·w_i - σ_i·Σ_j σ_j·w_j): of scale
+    T_i = |p-1|·|g|/N·((|d_i|/N)^(p-2)·|w_i| + |σ_i|·Σ_j |σ_j|·|w_j|). Each is formed from the
+    same rounded powers as the gradient, so it carries the gradient's relative error
+    |p-1|·(e/|d| + E/N) + 6u (``_magnitude``), and two more roundings (4u): T·(rel + 4u), summed
+    over broadcast axes with 2√K·u·ΣT more."""
+    p, eps, keepdim = _params(case)
+    cot = g.get("output")
+    if cot is None or not math.isfinite(p) or p in (0.0, 1.0):
+        return {}
+    x1, x2 = case.inputs["x1"], case.inputs["x2"]
+    dt = DTYPES[case.dtype]
+    u = dt.unit_roundoff
+    diff = x1 - x2
+    d = diff + eps
+    a = np.abs(d)
+    dim = d.shape[-1]
+    e = u * (np.abs(diff) + a + abs(eps)) + (dt.min_subnormal if eps else 0.0)
+    norm = ref.vector_norm(d, p, keepdim=True)
+    gg = np.abs(np.asarray(cot, dtype=np.float64))
+    gg = gg if keepdim else gg[..., None]
+    w = np.abs(_direction_of_d(case, v, d.shape))
+    with np.errstate(all="ignore"):
+        s = ref.sensitivity(d, norm, p)
+        flat = np.where(a > 0, (a / norm) ** (p - 2), 1.0 if p == 2 else 0.0)
+        terms = abs(p - 1) * gg / norm * (flat * w + s * np.sum(s * w, axis=-1, keepdims=True))
+        log_norm = np.abs(np.log(np.where(norm > 0, norm, 1.0)))
+        err_out = np.nansum(s * e, axis=-1, keepdims=True) + norm * u * (
+            (2 * math.sqrt(dim) + 2) / abs(p) + 2 + log_norm)
+        rel = abs(p - 1) * (np.where(a > 0, e / a, 0.0) + err_out / norm) + 10 * u
+        err = np.where(np.isfinite(terms) & (norm > 0), terms * rel, 0.0)
+        terms = np.where(np.isfinite(terms) & (norm > 0), terms, 0.0)
+    out = {}
+    for name, x in (("x1", x1), ("x2", x2)):
+        if name not in v:
+            continue
+        k = _broadcast_count(case, name)
+        out[f"d2.{name}"] = ref.sum_to_shape(err, x.shape) + 2 * math.sqrt(k) * u * ref.sum_to_shape(terms, x.shape)
+    return out
+
+
+def cosine_second_order_error(case: Case, v: Mapping[str, np.ndarray],
+                              g: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Bound on the rounding of CosineSimilarity's second-order terms (norms above eps: the vjp2
+    domain), which cancel where the similarity is constant in every direction (1-element vectors:
+    y = sign(x1)·sign(x2)). With x̂ = x/n, a = x/c, y = Σ a1·a2 and the directions w1, w2, the
+    gradient g·(a2 - y·x̂1)/n1 differentiated along them has terms of scale
+
+        T1 = |g|·((|δa2| + |δy|·|x̂1| + |y|·|δx̂1|)/n1 + (|a2| + |y|·|x̂1|)·Σ|x̂1|·|w1|/n1²),
+
+    |δa2| = (|w2| + |x̂2|·Σ|x̂2|·|w2|)/n2, |δx̂1| likewise, |δy| = Σ(|a2| + |y|·|x̂1|)·|w1|/n1 +
+    Σ(|a1| + |y|·|x̂2|)·|w2|/n2 (the absolute terms of each derivative). Each is formed from the
+    gradient's rounded intermediates: relative error (2·e1 + e2 + 2√D + 7)·u, e = √D + 1 (the norms'
+    and the sum's, ``cosine_errors``); summed over broadcast axes with 2√K·u·ΣT more."""
+    cot = g.get("output")
+    if cot is None:
+        return {}
+    u = DTYPES[case.dtype].unit_roundoff
+    eps = float(case.params["eps"])
+    x1, x2, n1, n2, axis = _cosine_norms(case)
+    full = x1.shape
+    root_d = math.sqrt(max(x1.shape[axis], 1))
+    w1 = np.abs(np.broadcast_to(np.asarray(v.get("x1", 0.0), dtype=np.float64), np.shape(case.inputs["x1"])))
+    w2 = np.abs(np.broadcast_to(np.asarray(v.get("x2", 0.0), dtype=np.float64), np.shape(case.inputs["x2"])))
+    w1, w2 = np.broadcast_arrays(w1, w2)
+    w1, w2 = np.atleast_1d(w1).reshape(full), np.atleast_1d(w2).reshape(full)
+    gg = np.abs(np.asarray(cot, dtype=np.float64))
+    gg = np.expand_dims(gg, axis) if gg.ndim < x1.ndim else gg
+    with np.errstate(all="ignore"):
+        if np.any(n1 < eps) or np.any(n2 < eps):
+            return {}
+        h1, h2 = np.abs(x1) / n1, np.abs(x2) / n2
+        y = np.abs(np.sum(x1 * x2, axis=axis, keepdims=True)) / (n1 * n2)
+        dy = np.sum((h2 + y * h1) * w1, axis=axis, keepdims=True) / n1 + \
+            np.sum((h1 + y * h2) * w2, axis=axis, keepdims=True) / n2
+        dh1 = (w1 + h1 * np.sum(h1 * w1, axis=axis, keepdims=True)) / n1
+        dh2 = (w2 + h2 * np.sum(h2 * w2, axis=axis, keepdims=True)) / n2
+        t1 = gg * ((dh2 + dy * h1 + y * dh1) / n1 + (h2 + y * h1) * np.sum(h1 * w1, axis=axis, keepdims=True) / n1**2)
+        t2 = gg * ((dh1 + dy * h2 + y * dh2) / n2 + (h1 + y * h2) * np.sum(h2 * w2, axis=axis, keepdims=True) / n2**2)
+        rel = (3 * (root_d + 1) + 2 * root_d + 7) * u
+    out = {}
+    for name, t in (("x1", t1), ("x2", t2)):
+        if name not in v:
+            continue
+        t = np.where(np.isfinite(t), t, 0.0)
+        shape = np.shape(case.inputs[name])
+        k = max(1, int(np.prod(full)) // max(1, int(np.prod(shape))))
+        t = t.reshape(np.broadcast_shapes(np.shape(case.inputs["x1"]), np.shape(case.inputs["x2"])))
+        out[f"d2.{name}"] = ref.sum_to_shape(t * rel, shape) + 2 * math.sqrt(k) * u * ref.sum_to_shape(t, shape)
+    return out
+
+
+def cosine_norm_tangent_overflows_float16(case: Case) -> bool:
+    """A float16 vjp2 case whose composition runs forward-mode AD (``forward-over-reverse``,
+    ``reverse-over-forward``) and whose direction v makes some product x·v of the norms' tangent
+    leave float16's range: torch's vector_norm JVP forms (x·t).sum()/‖x‖ in float16 (not in the
+    forward kernel's float32 opmath), so the tangent is ±inf (and the second-order results inf or
+    NaN) although ‖x‖'s derivative x·t/‖x‖ is representable."""
+    node = (case.call or {}).get("mode") or {}
+    if case.dtype != "float16" or node.get("kind") != "vjp2" or node.get("composition") == "reverse-over-reverse":
+        return False
+    from conformance.modes import mode_of
+
+    v = mode_of("vjp2").directions(case)  # type: ignore[attr-defined]
+    top = DTYPES["float16"].max_value
+    return any(bool(np.any(np.abs(np.asarray(case.inputs[n]) * v[n]) > top)) for n in v)
+
+
+def unscaled_powers_leave_range_second_order(case: Case) -> bool:
+    """``unscaled_powers_leave_range`` for a vjp2 case: the second-order computations multiply the
+    same unscaled powers by the direction v too (J·v: |d|^(p-1)·v, where v takes the cotangent's
+    place, hence its headroom), and the double backward forms N^(2p-2) (the derivative of 1/N^(p-1)),
+    which leaves the range where N^(p-1) does not: then torch's second derivative is wrong although
+    finite (p = 100, |d| ≈ 148 in float64: N^198 overflows)."""
+    from dataclasses import replace
+
+    from conformance.modes import mode_of
+
+    p, eps, _ = _params(case)
+    if not math.isfinite(p) or p in (0.0, 1.0):
+        return False
+    node = (case.call or {}).get("mode") or {}
+    g = case.cotangents.get("output")
+    if node.get("kind") == "vjp2" and g is not None:
+        v = mode_of("vjp2").directions(case)  # type: ignore[attr-defined]
+        top = max((float(np.max(np.abs(x))) for x in v.values() if np.size(x)), default=1.0)
+        widened = replace(case, cotangents={**case.cotangents, "output": np.asarray(g) * max(1.0, top)})
+    else:
+        widened = case
+    if p != 2.0 and unscaled_powers_leave_range(widened):
+        return True
+    backward = DTYPES[case.dtype]
+    d = ref.difference(case.inputs["x1"], case.inputs["x2"], eps)
+    norm = ref.vector_norm(d, p, keepdim=True)
+    live = norm > 0
+    with np.errstate(all="ignore"):
+        log_norm = np.log2(np.where(live, norm, 1.0))
+    twice = (2 * p - 2) * log_norm
+    return bool(np.any(live & ((twice < math.log2(backward.min_normal)) | (twice > math.log2(backward.max_value)))))

@@ -645,3 +645,30 @@ def prelu_weight_product_overflows(case: Case) -> bool:
         if len(signs) > 1 or not (np.isinf(exact) and np.sign(exact) in signs):
             return True
     return False
+
+
+# -- second-order error terms (the vjp2 mode: LayerSpec.second_order_error) ------------------------
+
+def celu_second_order_error(case: Case, v: Mapping[str, np.ndarray], g: Mapping[str, np.ndarray]
+                            ) -> dict[str, np.ndarray]:
+    """The vjp2 error of CELU's gradient formed from the output (torch in place: g·s·(y + c), s =
+    1/alpha, c = alpha): differentiated as torch does, dy/dx = s·(y + c) from the rounded y again,
+    so H·v = g·v·s²·(y + c) carries the first-order from-output error times s·|v| (the first-order
+    bound's own terms, ``A._exp_linear_error``): exact zeros are not owed where y saturates."""
+    from reference import activation as A
+
+    x = np.asarray(case.inputs["input"], dtype=np.float64)
+    cot = g.get("output")
+    if cot is None or "input" not in v:
+        return {}
+    alpha = float(case.params["alpha"])
+    u = DTYPES[case.dtype].unit_roundoff
+    y = A.celu(x, alpha)
+    s = 1.0 / abs(alpha)
+    with np.errstate(all="ignore"):
+        e = np.exp(np.minimum(x, 0.0) / alpha)
+        neg_out = abs(alpha) * (4 * e + np.abs(np.expm1(np.minimum(x, 0.0) / alpha)) + 2 * np.abs(x / alpha) * e) \
+            + 2 * np.abs(y)
+        from_output = s * np.abs(cot) * (neg_out + np.abs(y) + abs(alpha) + np.abs(y + alpha))
+        out = np.where(x > 0, 0.0, u * s * np.abs(v["input"]) * from_output)
+    return {"d2.input": np.where(np.isfinite(out), out, 0.0)}

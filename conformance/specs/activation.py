@@ -3,6 +3,8 @@
 Conventions: see ``reference.activation``; each declaration's notes state its own. Entries declared
 before the edge corners existed keep their draws (``edges=False``)."""
 
+from dataclasses import replace
+
 from conformance.families.elementwise import elementwise
 from conformance.numerics import elementwise as N
 from conformance.spec import Regime, TorchMapping, declare
@@ -129,7 +131,7 @@ declare(elementwise(
           "(PyTorch: scale·g).",
 ))
 
-declare(elementwise(
+declare(replace(elementwise(
     "CELU", A.celu, params={"alpha": (1.0, 0.5, 2.0, 0.1, 1 / 3, -1.0, -0.5, 3.0)}, kinks=(0.0,), tiers=E.FLOAT,
     inplace=True, forward_only=E.inplace_negative("alpha"), error=A.celu_error, nan_slopes=(1.0,),
     invalid={"alpha = 0": {"alpha": 0.0},
@@ -143,7 +145,7 @@ declare(elementwise(
           "below. Error bound as ELU's with the rounded 1/alpha and the product x·(1/alpha); the backward may be "
           "formed from the output (in place). alpha = 0 is invalid (division by zero); inplace with a negative "
           "alpha is forward-only (invalid when the input requires grad). The gradient at NaN may be NaN or g.",
-))
+), second_order_error=N.celu_second_order_error))
 
 declare(elementwise(
     "Hardsigmoid", A.hardsigmoid, kinks=(-3.0, 3.0), inplace=True, error=A.hardsigmoid_error,
