@@ -196,6 +196,8 @@ _UNSUPPORTED_MARKERS = (
     "data-dependent", "is not differentiable twice", "that does not support forward AD",
     "attempted to call in-place operation", "are not batched", "were not batched",
     "No available kernel", "under vmap transform is not allowed",  # (e.g. Tensor.data under vmap)
+    "must override the setup_context staticmethod",  # a legacy autograd.Function (CrossMapLRN2d)
+    "NYI:",  # functorch's "not yet implemented" (is_contiguous(memory_format) under vmap)
 )
 
 
@@ -934,6 +936,7 @@ def _run_vmap(interp: CallInterpreter, call: dict[str, Any], requires_grad: tupl
     mode = call["mode"]
     seed, batch, out_dim = mode["seed"], int(mode["batch"]), int(mode.get("out_dim", 0))
     in_dim, shared = dict(mode.get("in_dim", {})), set(mode.get("shared", ()))
+    fixed = set(mode.get("fixed", ()))  # inputs every slice repeats unpermuted (a mask under a causal hint)
     interp.setup(call)
     interp.in_vmap = True
     paths = set(interp.module_paths(call))
@@ -946,7 +949,8 @@ def _run_vmap(interp: CallInterpreter, call: dict[str, Any], requires_grad: tupl
             continue
         at = int(in_dim.get(name, 0))
         layout = interp.layouts.get(name, {"kind": "contiguous"})
-        slices = [vmap_slice(seed, b, name, values, layout) if kind == "float" else np.asarray(values)
+        slices = [vmap_slice(seed, b, name, values, layout) if kind == "float" and name not in fixed
+                  else np.asarray(values)
                   for b in range(batch)]
         array = np.stack(slices, axis=at)
         if kind == "float":

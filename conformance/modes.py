@@ -693,6 +693,21 @@ class Vjp2Mode(Mode):
 
 # -- vmap -------------------------------------------------------------------------------------------
 
+# The masks a causal hint (``is_causal=True``) asserts to be causal, per hint argument. A vmap slice
+# repeats them unpermuted: a permutation of a causal mask's values is no longer the mask the hint
+# names, and torch may then apply its own triangle instead (documented: "providing incorrect hints
+# can result in incorrect execution").
+CAUSAL_HINTS = {"is_causal": ("attn_mask", "src_mask", "mask"), "src_is_causal": ("src_mask",),
+                "tgt_is_causal": ("tgt_mask",), "memory_is_causal": ("memory_mask",)}
+
+
+def causal_hinted_masks(case: Case) -> list[str]:
+    """The inputs every vmap slice repeats unpermuted: the masks under a causal hint."""
+    hints = {**case.params, **case.forward_kwargs}
+    return sorted({m for hint, masks in CAUSAL_HINTS.items() if hints.get(hint) is True
+                   for m in masks if m in case.inputs})
+
+
 class VmapMode(Mode):
     name = "vmap"
 
@@ -725,6 +740,9 @@ class VmapMode(Mode):
             # for gain 0, which vmap's "error" refuses though the result is exact zeros)
             "randomness": (("different", "same")[int(rng.integers(2))] if spec.randomness is not None else "error"),
         }
+        fixed = causal_hinted_masks(case)
+        if fixed:  # (absent otherwise: no existing case's call tree changes)
+            node["fixed"] = fixed
         return _with_mode(case, node)
 
     def slice_case(self, case: Case, b: int, got: Result | None = None) -> Case:
@@ -735,6 +753,7 @@ class VmapMode(Mode):
         # A shared parameter the call updates in place is stacked all the same (torch_call._run_vmap):
         # each slice renormalises its own copy, so the slice's value is its permutation.
         shared = set(node.get("shared", ())) - set((case.call or {}).get("mutated", ()))
+        shared |= set(node.get("fixed", ()))  # a mask under a causal hint: every slice repeats it
         inputs = {n: (vmap_slice(node["seed"], b, n, v, case.layout(n).describe())
                       if case.input_type(n) == "float" and n not in shared else v) for n, v in case.inputs.items()}
         cots = ({k: vmap_slice(node["seed"], b, "cotangent." + k, v) for k, v in case.cotangents.items()}
@@ -873,8 +892,16 @@ def mode_of(name: str) -> Mode:
 
 
 def applicable(spec: LayerSpec, mode: str) -> tuple[bool, str]:
-    """Whether ``mode`` applies to ``spec`` (vjp always does)."""
-    return (True, "") if mode == "vjp" else MODE_BY_NAME[mode].applicable(spec)
+    """Whether ``mode`` applies to ``spec`` (vjp always does). A lazy module is its eager module
+    once its first call has materialised it, and torch.func requires that call to happen outside
+    any transform (materialising inside torch.func.grad, jvp or vjp crashes torch 2.13): what a
+    derivative mode would see of it is the eager declaration's, judged there."""
+    if mode == "vjp":
+        return True, ""
+    if spec.family == "lazy":
+        return False, (f"{spec.id} is its eager module once materialised (its dry run runs outside the "
+                       f"transform, as torch.func requires): {mode} is judged on the eager declaration")
+    return MODE_BY_NAME[mode].applicable(spec)
 
 
 Judge = Callable[[LayerSpec, Case, Result, "Pullback | None", Result], Judgement]

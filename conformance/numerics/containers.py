@@ -323,3 +323,43 @@ def norm_sum_underflow_shows(case: Case) -> bool:
             ratio = np.float64(used) / np.float64(exact) if exact != 0 else np.nan
             alternatives.update({f"state.{n}": np.asarray(v, dtype=np.float64) * ratio for n, v in ref_state.items()})
     return beyond_bound(case, alternatives)
+
+
+FLOAT16_MAX = 65504.0
+
+
+def _float16_invstd_cubed_overflows(x: np.ndarray, eps: float) -> bool:
+    """Some channel (axis 1) of a float16 batch-norm input whose saved invstd, cubed in float16,
+    overflows: torch saves invstd = 1/sqrt(var + eps) in the input's dtype (float16) and its
+    forward-mode rule and double backward form invstd.pow(3) in it, which is inf once
+    invstd >= 65520^(1/3) ~ 40.3 (var + eps below about 6.2e-4)."""
+    if x.dtype.kind != "f" or x.ndim < 2 or not x.size:
+        return False
+    with np.errstate(all="ignore"):
+        x16 = np.asarray(x, dtype=np.float16).astype(np.float32)  # the float16 activation torch receives
+        axes = tuple(i for i in range(x16.ndim) if i != 1)
+        mean = x16.mean(axis=axes, dtype=np.float32)
+        var = ((x16 - mean.reshape(1, -1, *([1] * (x16.ndim - 2)))) ** 2).mean(axis=axes, dtype=np.float32)
+        invstd = np.float16(1.0) / np.sqrt(var + np.float32(eps)).astype(np.float16)
+        cubed = (np.asarray(invstd, dtype=np.float32) ** 3).astype(np.float16)  # inf beyond 65520
+        return bool(np.any(~np.isfinite(invstd) | ~np.isfinite(cubed)))
+
+
+def float16_batch_norm_invstd_cubed_overflows(case: Case) -> bool:
+    """A float16 composed model with a batch norm that normalises with the batch's statistics
+    (training, or no running statistics) over a channel whose saved invstd cubed overflows float16
+    (``_float16_invstd_cubed_overflows``, on the layer's reference input): torch's batch_norm JVP
+    rule and double backward are then ±inf or NaN (known entry
+    ``model-float16-batchnorm-second-order-invstd-cubed-overflows``)."""
+    if case.dtype != "float16" or not composed_model(case):
+        return False
+    layers = layers_of(case)
+    if not any(layer["op"] in BATCH_NORMS for layer in layers):
+        return False
+    with np.errstate(all="ignore"):
+        runs = compose_reference(case)[0].meta["runs"]
+    for layer, run in zip(layers, runs):
+        if layer["op"] in BATCH_NORMS and (case.train or not layer["params"].get("track_running_stats", True)) \
+                and _float16_invstd_cubed_overflows(np.asarray(run.x, dtype=np.float64), layer["params"]["eps"]):
+            return True
+    return False
