@@ -265,6 +265,15 @@ class LayerSpec:
     # the cosine of 1-element vectors), from the declaration's own error analysis. None: no such terms.
     second_order_error: Callable[[Case, Mapping[str, np.ndarray], Mapping[str, np.ndarray]],
                                  Mapping[str, np.ndarray]] | None = None
+    # Other readings of the call that the documentation allows at this case (the primal tensors'
+    # comparators accept them): (spec, case) -> declarations of their own (reference, pullback,
+    # tolerances). The derivative modes judge their own tensors (J·t, second order) under each where
+    # the documented reading fails, and keep the reading under which everything passes. None: one.
+    readings: Callable[[LayerSpec, Case], Sequence[LayerSpec]] | None = None
+    # Where the documented gradient is the transpose of the forward's Jacobian, so that the jvp
+    # mode's adjoint identity can judge J·t by it (else the case is outside the jvp domain). None:
+    # everywhere.
+    adjoint_at: Callable[[Case], bool] | None = None
     forward: bool = True
     backward: bool = True
     notes: str = ""

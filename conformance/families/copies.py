@@ -49,14 +49,15 @@ def copy_layer(name: str, family: str, *, call: N.Call, cases: Callable[[str], A
                regimes: tuple[Regime, ...], notes: str, kind: str, dims: int | None = None,
                ctor: Callable[[Case], dict[str, Any]] | None = None,
                comparators: Mapping[str, Comparator] | None = None,
-               smooth_at: Callable[[Case], bool] | None = None) -> LayerSpec:
+               smooth_at: Callable[[Case], bool] | None = None,
+               readings: Callable[[LayerSpec, Case], Any] | None = None) -> LayerSpec:
     """The declaration of ``torch.nn.<name>``, a copy computed by ``call``'s registered function
     (``smooth_at``: where finite differences of the reference apply; a copy is linear)."""
     return LayerSpec(
         name=name, family=family, kind=kind, dims=dims, cases=cases, invalid_cases=invalid,
         reference=gather_reference(call), torch=TorchMapping(f"torch.nn.{name}", ctor=ctor),
         tolerance={"output": N.COPY, "grad.input": N.scatter_tolerance(call)},
-        comparators=dict(comparators or {}), regimes=regimes, notes=notes, smooth_at=smooth_at)
+        comparators=dict(comparators or {}), regimes=regimes, notes=notes, smooth_at=smooth_at, readings=readings)
 
 
 # -- padding -----------------------------------------------------------------------------------------
@@ -97,6 +98,7 @@ def padding(name: str, mode: str, dims: int, *, notes: str = "") -> LayerSpec:
         regimes=C.padding_regimes(pad_mode, dims, value),
         comparators={t: N.circular_readings for t in ("output", "grad.input")} if mode == "circular" else None,
         smooth_at=N.finite_value if value else None,
+        readings=N.circular_readings_of if mode == "circular" else None,
         notes=" ".join(filter(None, (MODE_NOTES[mode], COMMON_PADDING, notes))))
 
 

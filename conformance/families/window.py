@@ -187,6 +187,7 @@ class Kind:
     outputs: Any = ("output",)
     args: tuple[str, ...] = ("input",)
     parameters: tuple[str, ...] = ()
+    adjoint_at: Callable[[Case], bool] | None = None  # LayerSpec.adjoint_at
 
 
 KINDS: dict[str, Kind] = {
@@ -205,7 +206,8 @@ KINDS: dict[str, Kind] = {
                lp_pool_reference, N.LP_TOLERANCE, pool_cases.lp_pool_regimes, smooth_at=N.lp_smooth),
     "unpool": Kind("pooling", pool_cases.unpool_cases, pool_cases.unpool_invalid, unpool_reference,
                    Tolerance(magnitude="ref", exact="always"), pool_cases.unpool_regimes,
-                   {"output": N.unpool_output_comparator}, N.unpool_smooth, args=("input", "indices")),
+                   {"output": N.unpool_output_comparator}, N.unpool_smooth, args=("input", "indices"),
+                   adjoint_at=N.unpool_smooth),
     "adaptive-max": Kind("pooling", lambda op, nd: pool_cases.adaptive_cases(op, nd, True),
                          pool_cases.adaptive_invalid, adaptive_max_reference, N.SELECTION_TOLERANCE,
                          lambda nd: pool_cases.adaptive_regimes(nd, selection=True), N.SELECTION_COMPARATORS,
@@ -253,5 +255,5 @@ def window(name: str, kind: str, dims: int, *, notes: str, variant: str = "") ->
                            outputs=machinery.outputs),
         tolerance=machinery.tolerance, comparators=machinery.comparators,
         invalid_cases=machinery.invalid(name, dims), smooth_at=machinery.smooth_at,
-        randomness=FRACTIONAL_RANDOMNESS if drawn else None, notes=notes,
+        adjoint_at=machinery.adjoint_at, randomness=FRACTIONAL_RANDOMNESS if drawn else None, notes=notes,
     )

@@ -10,13 +10,17 @@
   refused, as torch refuses it.
 - Circular padding with a crop on one side and a pad on the other has two readings (``reference.
   padding``): the comparator ``circular_readings`` accepts torch's (crop, then wrap around what
-  remains) besides the reference's, output and gradient alike.
+  remains) besides the reference's, output and gradient alike. The derivative modes (J·t, second
+  order) judge their own tensors under either reading too: ``circular_readings_of`` gives torch's
+  reading as a declaration of its own (its reference, pullback and scatter bound), which a mode tries
+  where the documented reading fails (``LayerSpec.readings``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
@@ -56,20 +60,27 @@ def scatter_magnitude(copies: np.ndarray, total: np.ndarray, k: int) -> np.ndarr
     return np.where(copies > 1, np.maximum(total, scatter_error(copies, total) / math.sqrt(max(k, 1))), 0.0)
 
 
+def _scatter_tolerance(copies: Callable[[Case], np.ndarray],
+                       pull: Callable[[Case, np.ndarray], np.ndarray]) -> Tolerance:
+    """``scatter_tolerance`` of a gather given by ``copies`` (each input element's number of copies)
+    and ``pull`` (its scatter-add of a cotangent)."""
+
+    def length(case: Case, tensor: str) -> int:
+        return max(int(copies(case).max(initial=1)), 1)
+
+    def magnitude(case: Case, result: Result) -> dict[str, np.ndarray]:
+        n = copies(case)
+        total = pull(case, np.abs(case.cotangents["output"]))
+        return {"grad.input": scatter_magnitude(n, total, int(n.max(initial=1)))}
+
+    return Tolerance(reduction=length, magnitude=magnitude, c=1.0, out_ulps=0.0, exact="bitwise")
+
+
 def scatter_tolerance(call: Call) -> Tolerance:
     """The bound of a copy's gradient: ``scatter_error`` per element ((n - 1)·u·Σ|g|), written in
     the engine's terms as c·√K·u·absref with c = 1 and ``scatter_magnitude``, so that the exact
     tier's test absref <= 2^p implies Σ|g| <= 2^p: every partial sum exact."""
-
-    def length(case: Case, tensor: str) -> int:
-        return max(int(copies_of(call, case).max(initial=1)), 1)
-
-    def magnitude(case: Case, result: Result) -> dict[str, np.ndarray]:
-        n = copies_of(call, case)
-        total = _pull(call, case, np.abs(case.cotangents["output"]))
-        return {"grad.input": scatter_magnitude(n, total, int(n.max(initial=1)))}
-
-    return Tolerance(reduction=length, magnitude=magnitude, c=1.0, out_ulps=0.0, exact="bitwise")
+    return _scatter_tolerance(lambda case: copies_of(call, case), lambda case, g: _pull(call, case, g))
 
 
 # -- ConstantPad's value -----------------------------------------------------------------------------
@@ -150,7 +161,8 @@ def _crop_first(spec: LayerSpec, case: Case) -> tuple[Result, dict[str, np.ndarr
 def circular_readings(spec: LayerSpec, case: Case, tensor: str, ref: Result, got: Result) -> Comparison:
     """Judge ``tensor`` under the reference's reading of circular padding or, where one side crops
     and the other pads, under torch's (crop first, then wrap around the remainder): the output
-    passes under either; the gradient is judged under the reading the backend's output follows."""
+    passes under either; the gradient is judged under the reading the backend's output follows
+    (either, where the output agrees with both)."""
     def under(result: Result, absref: Mapping[str, np.ndarray], name: str) -> Comparison:
         return compare_tensor(spec, case, name, result.tensors()[name], got.tensors().get(name),
                               got.dtypes.get(name), absref[name])
@@ -159,11 +171,48 @@ def circular_readings(spec: LayerSpec, case: Case, tensor: str, ref: Result, got
     alternative = None if documented.ok and tensor == "output" else _crop_first(spec, case)
     if alternative is None:
         return documented
-    if tensor != "output" and (under(ref, {"output": np.abs(ref.outputs["output"])}, "output").ok
-                               or not under(*alternative, "output").ok):
+    # (an output both readings give, e.g. of equal values, does not tell them apart: its gradient
+    # passes under either)
+    if tensor != "output" and not under(*alternative, "output").ok:
         return documented
     other = under(*alternative, tensor)
     return other if other.ok or tensor != "output" else documented
+
+
+def _remainder_pull(case: Case, cotangent: np.ndarray) -> np.ndarray:
+    return pad_ref.pad_circular_remainder_vjp(cotangent, case.inputs["input"], C.flat_padding(case))["input"]
+
+
+def _remainder_copies(case: Case) -> np.ndarray:
+    shape = np.shape(pad_ref.pad_circular_remainder(case.inputs["input"], C.flat_padding(case)))
+    return _remainder_pull(case, np.ones(shape))
+
+
+def crop_first_reference(case: Case) -> tuple[Result, Callable[[Mapping[str, Any]], dict[str, Any]]]:
+    """The reference of torch's reading of circular padding (crop first, then wrap around the
+    remainder: ``reference.padding.pad_circular_remainder``) and its pullback, the scatter-add."""
+    out = pad_ref.pad_circular_remainder(case.inputs["input"], C.flat_padding(case))
+
+    def pullback(cotangents: Mapping[str, Any]) -> dict[str, Any]:
+        return {"input": _remainder_pull(case, np.asarray(cotangents["output"], dtype=np.float64))}
+
+    return Result(outputs={"output": out}), pullback
+
+
+CROP_FIRST_GRAD = _scatter_tolerance(_remainder_copies, _remainder_pull)
+
+
+def circular_readings_of(spec: LayerSpec, case: Case) -> Sequence[LayerSpec]:
+    """The other reading of a circular case where the two differ (``C.readings_differ``): the
+    declaration with torch's crop-first reference, its pullback and its own scatter bound, and no
+    comparator (it is one reading, judged as such). None elsewhere (an empty sequence)."""
+    if not C.readings_differ(case):
+        return ()
+    changes: dict[str, Any] = {"reference": crop_first_reference, "comparators": {},
+                               "tolerance": {"output": COPY, "grad.input": CROP_FIRST_GRAD}}
+    if "readings" in {f.name for f in fields(spec)}:
+        changes["readings"] = None
+    return (replace(spec, **changes),)
 
 
 # -- known-entry predicates ---------------------------------------------------------------------------
