@@ -747,3 +747,57 @@ def lazy_instance_norm_unbatched(case: Case) -> bool:
     x = case.inputs["input"]
     return x.ndim == (spec_of(case).dims or 1) + 1 and bool(case.params.get("affine") or
                                                             case.params.get("track_running_stats"))
+
+
+def orthogonal_cayley_reverse_over_forward(case: Case) -> bool:
+    """A vjp2 case of orthogonal with the Cayley map (Q = solve(I - A/2, I + A/2)) run as
+    ``torch.func.grad`` of ``torch.func.jvp``: torch's forward-mode rule of linalg.solve reuses the
+    primal's LU factors, which carry no autograd history, so reverse-mode through that rule drops
+    the dependence of A⁻¹ on A (pytorch/pytorch#192540)."""
+    from conformance.modes import reverse_over_forward
+
+    return reverse_over_forward(case) and _orth_args(case)[1] == "cayley"
+
+
+def weight_norm_double_backward(case: Case) -> bool:
+    """A vjp2 case of parametrizations.weight_norm differentiated by double backward (the only
+    composition torch supports for it: torch._weight_norm has no forward-mode rule): the backward of
+    torch._weight_norm_interface's backward treats the saved norms as constants."""
+    return ((case.call or {}).get("mode") or {}).get("composition") == "reverse-over-reverse"
+
+
+def _weight_norm_differentiable_backward_overflows(case: Case) -> bool:
+    """torch's _weight_norm_differentiable_backward (weight_norm's backward when grad mode is on:
+    create_graph=True, torch.func) forms, in the weight's format, G∘v, its sums S = Σ G∘v over the
+    norm axes and ‖v‖², and only then divides by ‖v‖ (S/‖v‖ is grad g, S/‖v‖² scales v in grad v).
+    True when one of them is out of the format's range (in float64, with G the reference's layer
+    gradient of the weight), although the gradients themselves may be in range."""
+    from conformance.spec import spec_of
+    from reference import parametrizations as P
+
+    top = DTYPES[case.dtype].max_value
+    if top >= DTYPES["float32"].max_value or not case.cotangents:
+        return False
+    v = np.asarray(case.inputs[f"{WEIGHT}.original1"], dtype=np.float64)
+    grads = spec_of(case).evaluate(case, case.cotangents).meta.get("layer grads", {})
+    if "weight" not in grads:
+        return False
+    g = np.asarray(grads["weight"], dtype=np.float64)
+    axes = P.norm_axes(v.ndim, case.params["dim"])
+    gv = g * v
+    return bool(max(np.max(np.abs(gv), initial=0.0), np.max(np.abs(np.sum(gv, axis=axes)), initial=0.0),
+                    np.max(np.sum(v * v, axis=axes), initial=0.0)) > top)
+
+
+def weight_norm_vmap_backward_overflows(case: Case) -> bool:
+    """A vmap case of weight_norm some slice of which (``VmapMode.slice_case``) overflows in torch's
+    differentiable backward (``_weight_norm_differentiable_backward_overflows``): torch.func runs
+    the backward with grad mode on."""
+    from conformance.modes import mode_of
+
+    node = (case.call or {}).get("mode") or {}
+    if node.get("kind") != "vmap":
+        return _weight_norm_differentiable_backward_overflows(case)
+    vmap = mode_of("vmap")
+    return any(_weight_norm_differentiable_backward_overflows(vmap.slice_case(case, b))
+               for b in range(int(node.get("batch", 1))))
