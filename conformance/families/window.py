@@ -251,9 +251,12 @@ def window(name: str, kind: str, dims: int, *, notes: str, variant: str = "") ->
         name=name, family=machinery.family, dims=dims, kind=kind, variant=variant,
         regimes=machinery.regimes(dims), cases=machinery.cases(name, dims),
         reference=machinery.reference,
+        # (the samples are a buffer of the module: a transform swaps them through functional_call; as a
+        # constructor argument only, vmap's slices would all read the case's own samples)
         torch=TorchMapping(f"torch.nn.{name}", ctor=ctor, parameters=machinery.parameters, args=machinery.args,
-                           outputs=machinery.outputs),
+                           outputs=machinery.outputs, buffers=("_random_samples",) if ctor is not None else ()),
         tolerance=machinery.tolerance, comparators=machinery.comparators,
         invalid_cases=machinery.invalid(name, dims), smooth_at=machinery.smooth_at,
         adjoint_at=machinery.adjoint_at, randomness=FRACTIONAL_RANDOMNESS if drawn else None, notes=notes,
+        second_order_error=N.lp_second_order_error if kind == "lp" else None,
     )

@@ -768,3 +768,68 @@ def check_fractional_samples(samples: Sequence[tuple[Case, dict[str, np.ndarray]
         checks.append(independence_test(f"independent {what}", f"neighbouring {what} on the same side of 1/2",
                                         below, [0.5] * len(below), axis, each, 2 * half * half))
     return checks
+
+
+def lp_second_order_error(case: Case, v: dict[str, np.ndarray], g: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Bound on the rounding of LPPool's second-order terms (finite p ≠ 1, windows with s > 0: the
+    vjp2 domain ``lp_smooth``), which cancel where the p-norm is linear in every direction (a
+    1-element window, kernel_size 1: y = (x^p)^(1/p) = |x|, whose second derivative is 0 although
+    torch differentiates x^p and s^(1/p) and rounds both terms), so that no difference sees them.
+
+    With s_o = c_o·Σ_{k∈o} x_k^p (c_o = K/count_o) and y_o = s_o^(1/p), H_g·w has per element i
+    the terms (p-1)·Σ_{o∋i} g_o·(c_o·x_i^(p-2)·s_o^(1/p-1)·w_i - c_o²·x_i^(p-1)·s_o^(1/p-2)·
+    Σ_{k∈o} x_k^(p-1)·w_k), of scale T_i (the same with absolute values; |x_i|^(p-2)·|x_i|^(1-p)·...
+    = 1/|x_i| each for a 1-element window). Each term is formed from the rounded powers of s_o,
+    whose relative error e_o = ((K + 2)·u·Σ|x|^p + K·tiny)/|s_o| (K terms summed, the scaling, the
+    power; each term may fall among the subnormals) the
+    powers s^(1/p-1), s^(1/p-2) carry with factors |1/p - 1|, |1/p - 2|; the powers of x_i, the
+    products and the sum over windows add at most 10 roundings: T·((|1/p-1| + |1/p-2| + 1)·e + 10u).
+    A factor among the subnormals adds tiny/|factor| to the relative error (s^(1/p-2) = |x|^(1-2p)
+    is subnormal in float16 for x = 7.6, p = 4). Where one of those powers (or (p·|x|^(p-1))², which
+    torch's double backward forms) exceeds the dtype's range, or e_o >= 1/2 (s_o may round to 0 or be
+    known to no digit), the bound is infinite (see below)."""
+    p, kernel, stride, ceil_mode = _lp_args(case)
+    cot, w = g.get("output"), v.get("input")
+    if cot is None or w is None or not math.isfinite(p) or p == 1.0:
+        return {}
+    x = batched_input(case)
+    a = np.abs(x)
+    w = np.abs(batched_like(case, np.asarray(w, dtype=np.float64)))
+    gg = np.abs(batched_like(case, np.asarray(cot, dtype=np.float64)))
+    u = DTYPES[case.dtype].unit_roundoff
+    k = int(np.prod(kernel))
+    with np.errstate(all="ignore"):
+        taps, scale, s_abs = ref._lp_parts(a, p, kernel, stride, ceil_mode)
+        _, _, s = ref._lp_parts(x, p, kernel, stride, ceil_mode)
+        live = np.isfinite(s) & (s != 0) & np.isfinite(s_abs) & (s_abs > 0)
+        # (each x^p rounds into the dtype's subnormals too: k·tiny absolutely)
+        e = ((k + 2) * u * s_abs + k * DTYPES[case.dtype].min_subnormal) / np.abs(s)
+        tiny = DTYPES[case.dtype].min_subnormal
+        ws1, ws2 = scale * s_abs ** (1 / p - 1), scale ** 2 * s_abs ** (1 / p - 2)
+        d = abs(p) * a ** (p - 1)
+        # A factor among the subnormals is known only to tiny absolutely: tiny/|f| relatively,
+        # for the window's powers (per window) and the element's (|x|^(p-1), |x|^(p-2), the
+        # derivative p·|x|^(p-1) and its square, per element).
+        rel = np.where(live, (abs(1 / p - 1) + abs(1 / p - 2) + 1) * e + 10 * u + tiny / ws1 + tiny / ws2, 0.0)
+        rel_x = tiny / a ** (p - 1) + tiny / a ** (p - 2) + tiny / d + tiny / d ** 2
+        inner = ref.window_sum(a ** (p - 1) * w, taps)
+        first = np.where(live, gg * ws1 * rel, 0.0)
+        second = np.where(live, gg * ws2 * inner * rel, 0.0)
+        first_x = np.where(live, gg * ws1, 0.0)
+        second_x = np.where(live, gg * ws2 * inner, 0.0)
+        terms = abs(p - 1) * (ref.window_sum_vjp(x.shape, taps, first) * a ** (p - 2) * w
+                              + ref.window_sum_vjp(x.shape, taps, second) * a ** (p - 1)
+                              + rel_x * (ref.window_sum_vjp(x.shape, taps, first_x) * a ** (p - 2) * w
+                                         + ref.window_sum_vjp(x.shape, taps, second_x) * a ** (p - 1)))
+        terms = np.where(np.isfinite(terms), terms, 0.0)
+        # The powers torch forms on the way (c·s^(1/p-1), c²·s^(1/p-2) per window; |x|^(p-1), |x|^(p-2))
+        # can exceed the dtype's range where the result does not (float16: a 1-element window of
+        # x = 0.1 with p = 3 has s^(1/p-2) = |x|^-5 = 1e5): an intermediate overflow, after which
+        # the element is ±inf or NaN. There the bound is infinite (the element is not judged).
+        top = DTYPES[case.dtype].max_value
+        window_big = np.where(live, np.maximum(scale * s_abs ** (1 / p - 1), scale ** 2 * s_abs ** (1 / p - 2)), 0.0)
+        # (a window whose s is not known to within a factor of 2 in the dtype may be rounded to 0)
+        reach = ref.window_sum_vjp(x.shape, taps, ((window_big > top) | (e >= 0.5)).astype(np.float64)) > 0
+        big = reach | (np.maximum(np.maximum(a ** (p - 1), a ** (p - 2)), d ** 2) > top)
+        terms = np.where(big, np.inf, terms)
+    return {"d2.input": like_input(case, terms)}

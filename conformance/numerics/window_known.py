@@ -220,3 +220,67 @@ def empty_window_shows_in_forward_mode(case: Case) -> bool:
     returned (``return_indices``) for the model to judge."""
     return has_empty_window(case) and (bool(case.params.get("return_indices"))
                                        or empty_window_index_past_plane(case))
+
+
+# ---------------------------------------------------------------------------------------------
+# The empty-window discrepancy under torch.func.vmap (conformance/known/pooling_modes.toml)
+# ---------------------------------------------------------------------------------------------
+
+
+def empty_window_under_vmap(case: Case) -> bool:
+    """A vmap case of max pooling with a window entirely in the padding (``has_empty_window``: the
+    geometry is the same in every slice)."""
+    node = (case.call or {}).get("mode") or {}
+    return node.get("kind") == "vmap" and has_empty_window(case)
+
+
+def maxpool_empty_window_vmap_model(case: Case, reference: Result, got: Result) -> dict[str, np.ndarray]:
+    """``maxpool_empty_window_model`` for a vmap case (``vmap[b].indices``, ``vmap[b].grad.input``),
+    over the slices stacked as torch's batching rule runs them: one kernel call on the slices
+    folded into the batch dim (slice-major), so an empty window's out-of-window index past the end
+    of slice b's memory lands at the start of slice b + 1's (past the last slice: dropped). Each
+    slice's reference is its own (``VmapMode.slices``); the index is torch's own when returned,
+    otherwise the window's first tap past the low padding edge, with or without the 3-d depth
+    term; the memory contiguous or channels-last. Of these candidates the one nearest the backend's
+    gradients is predicted, with the magnitude of its accumulations; any other wrong value stays
+    unexplained."""
+    from conformance.modes import VmapMode
+    from conformance.spec import spec_of
+
+    slices = VmapMode().slices(spec_of(case), case, got)
+    if not slices or any(isinstance(e, str) for _, _, e, _ in slices):
+        return {}
+    parts = [(c, e, p) for _, c, e, p in slices]
+    c0, e0, _ = parts[0]
+    out = batched_like(c0, np.asarray(e0.outputs["output"]))
+    n = out.shape[0]
+    empty, first, shallow = _empty_window_starts(c0, out.shape[2:])
+    predicted: dict[str, np.ndarray] = {}
+    returned = None
+    if all("indices" in p.outputs and "indices" in e.outputs for _, e, p in parts):
+        mine = [batched_like(c, np.asarray(p.outputs["indices"])) for c, _, p in parts]
+        returned = np.concatenate(mine)
+        for b, (c, e, _) in enumerate(parts):
+            predicted[f"vmap[{b}].indices"] = like_input(c, np.where(empty, mine[b], batched_like(
+                c, np.asarray(e.outputs["indices"]))))
+    if any(c.cotangents.get("output") is None or "input" not in e.grads or "input" not in p.grads
+           for c, e, p in parts):
+        return predicted
+    grad = np.concatenate([batched_like(c, np.asarray(e.grads["input"], dtype=np.float64)) for c, e, _ in parts])
+    cot = np.concatenate([np.broadcast_to(batched_like(c, np.asarray(c.cotangents["output"], dtype=np.float64)),
+                                          out.shape) for c, _, _ in parts])
+    theirs = np.concatenate([batched_like(c, np.asarray(p.grads["input"], dtype=np.float64)) for c, _, p in parts])
+    indices = [returned] if returned is not None else [first, shallow]
+    options = [(index, layout) for index in indices for layout in (False, True)]
+    candidates = [_scatter_empty(grad, empty, index, cot, layout) for index, layout in options]
+    with np.errstate(all="ignore"):
+        distance = [float(np.nan_to_num(np.abs(c - theirs), nan=np.inf).max(initial=0.0)) for c in candidates]
+    best = int(np.argmin(distance))
+    zero = np.zeros_like(grad)
+    terms = 1 + _scatter_empty(zero, empty, options[best][0], np.ones_like(cot), options[best][1])
+    total = np.abs(grad) + _scatter_empty(zero, empty, options[best][0], np.abs(cot), options[best][1])
+    for b, (c, _, _) in enumerate(parts):
+        part = slice(b * n, (b + 1) * n)
+        predicted[f"vmap[{b}].grad.input"] = (like_input(c, candidates[best][part]),
+                                              like_input(c, (terms * total)[part]))
+    return predicted
