@@ -30,7 +30,7 @@ def gaussian_var(input: np.ndarray, var: np.ndarray | float) -> np.ndarray:
     """``var`` shaped to broadcast against ``input`` as torch accepts it (ValueError otherwise):
     the input's shape; its shape without the last dim (unsqueezed); the same rank with exactly one
     mismatched dim, of size 1; or a Python float (every element). Negative entries raise."""
-    if isinstance(var, float):
+    if isinstance(var, float) and not isinstance(var, np.generic):  # (a NumPy scalar is a 0-d tensor's value)
         if var < 0:
             raise ValueError("gaussian_nll_loss: var has negative entry/entries")
         return np.full(input.shape, var)
@@ -78,7 +78,7 @@ def _gaussian_nll_vjp(cotangent, input, target, var, full=False, eps=1e-6, reduc
         gx = np.broadcast_to(d / v, shape) * ghat
         gv = np.broadcast_to(0.5 * (1 / v - d * d / (v * v)), shape) * ghat
     out = {"input": sum_to_shape(gx, input.shape), "target": sum_to_shape(-gx, np.shape(target))}
-    if not isinstance(var, float):
+    if not isinstance(var, float) or isinstance(var, np.generic):
         out["var"] = sum_to_shape(gv, v0.shape).reshape(np.shape(var))
     return out
 

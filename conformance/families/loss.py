@@ -64,7 +64,7 @@ def reduction_loss(name: str, function: str, *, cases: CaseStrategy, invalid: Ca
                    notes: str = "", smooth_at: Callable[[Case], bool] | None = None,
                    comparators: Mapping[str, Comparator] | None = None, kwargs: Kwargs | None = None,
                    ctor: Kwargs | None = None, torch_target: str = "", dims: int | None = None,
-                   variant: str = "") -> LayerSpec:
+                   variant: str = "", second_order_error: Callable[..., Any] | None = None) -> LayerSpec:
     """A loss of ``torch.nn.<name>`` (or ``torch_target``) mirrored by ``reference.functional.<function>``.
 
     - ``cases`` / ``invalid``: the case strategies (``invalid`` breaks one documented rule each);
@@ -74,7 +74,9 @@ def reduction_loss(name: str, function: str, *, cases: CaseStrategy, invalid: Ca
       inputs installed on the module (and passed to the functional by name);
     - ``legacy``: the loss takes the deprecated size_average/reduce (their regime comes first);
     - ``kwargs`` / ``ctor``: the functional's keyword arguments and the module's constructor
-      arguments when they are not the case's parameters (a distance module described as a node).
+      arguments when they are not the case's parameters (a distance module described as a node);
+    - ``second_order_error``: the vjp2 mode's terms that cancel in every direction
+      (``LayerSpec.second_order_error``).
     """
     if (tolerance is None) == (errors is None):
         raise ValueError(f"{name}: give a tolerance policy or an error analysis, not both")
@@ -85,5 +87,5 @@ def reduction_loss(name: str, function: str, *, cases: CaseStrategy, invalid: Ca
         torch=TorchMapping(torch_target or f"torch.nn.{name}", buffers=tuple(buffers), args=present, ctor=ctor),
         tolerance=tolerance if tolerance is not None else analysed_tolerance(errors, length),  # type: ignore[arg-type]
         comparators=dict(comparators or {}), smooth_at=smooth_at, notes=notes, dims=dims, variant=variant,
-        regimes=((LEGACY_REGIME,) if legacy else ()) + tuple(regimes),
+        regimes=((LEGACY_REGIME,) if legacy else ()) + tuple(regimes), second_order_error=second_order_error,
     )
