@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -54,6 +55,18 @@ def _reduction(case: Case, tensor: str) -> int:
         max(1, int(np.broadcast_shapes(case.inputs["x1"].shape, case.inputs["x2"].shape)[-1]))
 
 
+def _rounded_difference(x1: np.ndarray, x2: np.ndarray, p: float, eps: float, dt: Any
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(d, |d|, e, N): d = x1 - x2 + eps, the bound e on its two roundings, u·(|x1 - x2| + |d| +
+    eps) (+ the smallest subnormal when eps != 0) and the norm N = ‖d‖_p over the last dim
+    (kept)."""
+    diff = x1 - x2
+    d = diff + eps
+    a = np.abs(d)
+    e = dt.unit_roundoff * (np.abs(diff) + a + abs(eps)) + (dt.min_subnormal if eps else 0.0)
+    return d, a, e, ref.vector_norm(d, p, keepdim=True)
+
+
 def _magnitude(case: Case, result: Result) -> Mapping[str, np.ndarray]:
     """First-order error bounds, as absolute errors converted to units of u (``bound_as_magnitude``).
 
@@ -77,12 +90,8 @@ def _magnitude(case: Case, result: Result) -> Mapping[str, np.ndarray]:
     p, eps, keepdim = _params(case)
     dt = DTYPES[case.dtype]
     u = dt.unit_roundoff
-    diff = x1 - x2
-    d = diff + eps
-    a = np.abs(d)
+    d, a, e, norm = _rounded_difference(x1, x2, p, eps, dt)
     dim = d.shape[-1]
-    e = u * (np.abs(diff) + a + abs(eps)) + (dt.min_subnormal if eps else 0.0)
-    norm = ref.vector_norm(d, p, keepdim=True)
     with np.errstate(all="ignore"):
         if p == 0:
             err_out = np.zeros(norm.shape)
@@ -395,12 +404,8 @@ def pairwise_second_order_error(case: Case, v: Mapping[str, np.ndarray],
     x1, x2 = case.inputs["x1"], case.inputs["x2"]
     dt = DTYPES[case.dtype]
     u = dt.unit_roundoff
-    diff = x1 - x2
-    d = diff + eps
-    a = np.abs(d)
+    d, a, e, norm = _rounded_difference(x1, x2, p, eps, dt)
     dim = d.shape[-1]
-    e = u * (np.abs(diff) + a + abs(eps)) + (dt.min_subnormal if eps else 0.0)
-    norm = ref.vector_norm(d, p, keepdim=True)
     gg = np.abs(np.asarray(cot, dtype=np.float64))
     gg = gg if keepdim else gg[..., None]
     w = np.abs(_direction_of_d(case, v, d.shape))

@@ -76,6 +76,22 @@ def _scatter_empty(grad: np.ndarray, empty: np.ndarray, index: np.ndarray, cot: 
     return flat.reshape(grad.shape)
 
 
+def _nearest_scatter(grad: np.ndarray, empty: np.ndarray, indices: list[np.ndarray], cot: np.ndarray,
+                     theirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Of the candidate scatters (each index rule, contiguous or channels-last memory), the one
+    nearest the backend's gradient ``theirs``, with the magnitude of its accumulations: a sum of k
+    terms has k·Σ|terms| (each addition rounds once, in any order)."""
+    options = [(index, layout) for index in indices for layout in (False, True)]
+    candidates = [_scatter_empty(grad, empty, index, cot, layout) for index, layout in options]
+    with np.errstate(all="ignore"):
+        distance = [float(np.nan_to_num(np.abs(c - theirs), nan=np.inf).max(initial=0.0)) for c in candidates]
+    best = int(np.argmin(distance))
+    zero = np.zeros_like(grad)
+    terms = 1 + _scatter_empty(zero, empty, options[best][0], np.ones_like(cot), options[best][1])
+    total = np.abs(grad) + _scatter_empty(zero, empty, options[best][0], np.abs(cot), options[best][1])
+    return candidates[best], terms * total
+
+
 def maxpool_empty_window_model(case: Case, reference: Result, got: Result) -> dict[str, np.ndarray]:
     """What ``maxpool-empty-window-out-of-window-index`` predicts torch computes: the reference's
     results, except that an empty window's index is free and its cotangent is added to the gradient
@@ -101,16 +117,8 @@ def maxpool_empty_window_model(case: Case, reference: Result, got: Result) -> di
     cot = np.broadcast_to(batched_like(case, np.asarray(cot, dtype=np.float64)), out.shape)
     indices = [returned] if returned is not None else [first, shallow]
     theirs = batched_like(case, np.asarray(got.grads["input"], dtype=np.float64))
-    options = [(index, layout) for index in indices for layout in (False, True)]
-    candidates = [_scatter_empty(grad, empty, index, cot, layout) for index, layout in options]
-    with np.errstate(all="ignore"):
-        distance = [float(np.nan_to_num(np.abs(c - theirs), nan=np.inf).max(initial=0.0)) for c in candidates]
-    best = int(np.argmin(distance))
-    # the magnitude of a sum of k terms: k·Σ|terms| (each addition rounds once, in any order)
-    zero = np.zeros_like(grad)
-    terms = 1 + _scatter_empty(zero, empty, options[best][0], np.ones_like(cot), options[best][1])
-    total = np.abs(grad) + _scatter_empty(zero, empty, options[best][0], np.abs(cot), options[best][1])
-    predicted["grad.input"] = (like_input(case, candidates[best]), like_input(case, terms * total))
+    value, magnitude = _nearest_scatter(grad, empty, indices, cot, theirs)
+    predicted["grad.input"] = (like_input(case, value), like_input(case, magnitude))
     return predicted
 
 
@@ -271,16 +279,9 @@ def maxpool_empty_window_vmap_model(case: Case, reference: Result, got: Result) 
                                           out.shape) for c, _, _ in parts])
     theirs = np.concatenate([batched_like(c, np.asarray(p.grads["input"], dtype=np.float64)) for c, _, p in parts])
     indices = [returned] if returned is not None else [first, shallow]
-    options = [(index, layout) for index in indices for layout in (False, True)]
-    candidates = [_scatter_empty(grad, empty, index, cot, layout) for index, layout in options]
-    with np.errstate(all="ignore"):
-        distance = [float(np.nan_to_num(np.abs(c - theirs), nan=np.inf).max(initial=0.0)) for c in candidates]
-    best = int(np.argmin(distance))
-    zero = np.zeros_like(grad)
-    terms = 1 + _scatter_empty(zero, empty, options[best][0], np.ones_like(cot), options[best][1])
-    total = np.abs(grad) + _scatter_empty(zero, empty, options[best][0], np.abs(cot), options[best][1])
+    value, magnitude = _nearest_scatter(grad, empty, indices, cot, theirs)
     for b, (c, _, _) in enumerate(parts):
         part = slice(b * n, (b + 1) * n)
-        predicted[f"vmap[{b}].grad.input"] = (like_input(c, candidates[best][part]),
-                                              like_input(c, (terms * total)[part]))
+        predicted[f"vmap[{b}].grad.input"] = (like_input(c, value[part]),
+                                              like_input(c, magnitude[part]))
     return predicted
