@@ -202,8 +202,9 @@ class FractionalSamplesReversed(TorchBackend):
 
     name = "wrong-fractional3d-sample-order"
 
-    def build_module(self, case, cls, kwargs):
-        samples = kwargs.get("_random_samples")
+    def call_target(self, case, fn, args, kwargs):
+        # (the samples are the module's buffer, installed from the case: read them reversed)
+        samples = getattr(fn, "_random_samples", None)
         if case.op == "FractionalMaxPool3d" and samples is not None:
-            kwargs = {**kwargs, "_random_samples": samples.flip(-1)}
-        return super().build_module(case, cls, kwargs)
+            fn._random_samples = samples.flip(-1)
+        return super().call_target(case, fn, args, kwargs)
