@@ -752,6 +752,28 @@ def triplet_length(case: Case, tensor: str) -> int:
 TRIPLET_TOLERANCE = analysed_tolerance(triplet_errors, triplet_length)
 
 
+def _active_row_cotangent(case: Case, g: np.ndarray, norm_p: float, eps: float, swap: bool) -> np.ndarray | None:
+    """The cotangent each triplet row's distances receive: g (divided by the row count for the mean
+    reduction) on the rows whose hinge is active, 0 elsewhere; with ``swap``, any distance d(a, n)
+    the loss may read (the swap's choice, either side of a tie). None when no active row has a
+    non-zero cotangent."""
+    from reference import distance as RD
+
+    a, pos, neg = (case.inputs[k] for k in ("anchor", "positive", "negative"))
+    with np.errstate(all="ignore"):
+        d_ap = RD.vector_norm(RD.difference(a, pos, eps), norm_p, keepdim=False)
+        d_an = RD.vector_norm(RD.difference(a, neg, eps), norm_p, keepdim=False)
+        if swap:
+            d_an = np.minimum(d_an, RD.vector_norm(RD.difference(pos, neg, eps), norm_p, keepdim=False))
+        active = np.asarray(d_ap - d_an + float(case.params.get("margin", 1.0)) > 0)
+    rows = max(1, a.size // max(1, a.shape[-1]))
+    per_row = np.broadcast_to(np.asarray(g, dtype=np.float64) / (rows if reduction_of(case) == "mean" else 1),
+                              active.shape)
+    if not np.any(active & (per_row != 0)):
+        return None
+    return np.where(active, per_row, 0.0)
+
+
 def triplet_pairwise_module_powers_leave_range(case: Case) -> bool:
     """TripletMarginWithDistanceLoss with a PairwiseDistance module as its distance: the module's
     unscaled powers (``distance.unscaled_powers_leave_range``) leave the dtype's range for the
@@ -767,18 +789,9 @@ def triplet_pairwise_module_powers_leave_range(case: Case) -> bool:
     if g is None or not a.size:
         return False
     norm_p, eps = triplet_distance(case)
-    from reference import distance as RD
-
-    with np.errstate(all="ignore"):
-        d_ap = RD.vector_norm(RD.difference(a, pos, eps), norm_p, keepdim=False)
-        d_an = RD.vector_norm(RD.difference(a, neg, eps), norm_p, keepdim=False)
-        active = np.asarray(d_ap - d_an + float(case.params.get("margin", 1.0)) > 0)
-    rows = max(1, a.size // max(1, a.shape[-1]))
-    per_row = np.broadcast_to(np.asarray(g, dtype=np.float64) / (rows if reduction_of(case) == "mean" else 1),
-                              active.shape)
-    if not np.any(active & (per_row != 0)):
+    cot = _active_row_cotangent(case, g, norm_p, eps, swap=False)
+    if cot is None:
         return False
-    cot = np.where(active, per_row, 0.0)
     params = {"p": norm_p, "eps": eps, "keepdim": False}
     return any(distance.unscaled_powers_leave_range(replace(case, params=params, inputs={"x1": a, "x2": other},
                                                             cotangents={"output": cot}))
@@ -971,7 +984,6 @@ def triplet_powers_leave_range_second_order(case: Case) -> bool:
     that leave the dtype's range (float16: N^(2p-2) < 2^-14 for p = 3 already at N ≈ 0.06)."""
     from conformance.modes import mode_of
     from conformance.numerics import distance
-    from reference import distance as RD
 
     node = (case.call or {}).get("mode") or {}
     g = case.cotangents.get("output")
@@ -984,20 +996,12 @@ def triplet_powers_leave_range_second_order(case: Case) -> bool:
     if not math.isfinite(norm_p) or norm_p in (0.0, 1.0):
         return False
     swap = bool(case.params.get("swap"))
-    with np.errstate(all="ignore"):
-        d_ap = RD.vector_norm(RD.difference(a, pos, eps), norm_p, keepdim=False)
-        d_an = RD.vector_norm(RD.difference(a, neg, eps), norm_p, keepdim=False)
-        if swap:  # any distance the loss may read (the swap's choice, either side of a tie)
-            d_an = np.minimum(d_an, RD.vector_norm(RD.difference(pos, neg, eps), norm_p, keepdim=False))
-        active = np.asarray(d_ap - d_an + float(case.params.get("margin", 1.0)) > 0)
-    rows = max(1, a.size // max(1, a.shape[-1]))
-    per_row = np.broadcast_to(np.asarray(g, dtype=np.float64) / (rows if reduction_of(case) == "mean" else 1),
-                              active.shape)
-    if not np.any(active & (per_row != 0)):
+    active_cot = _active_row_cotangent(case, g, norm_p, eps, swap)
+    if active_cot is None:
         return False
     v = mode_of("vjp2").directions(case)  # type: ignore[attr-defined]
     top = max((float(np.max(np.abs(x))) for x in v.values() if np.size(x)), default=1.0)
-    cot = np.where(active, per_row, 0.0) * max(1.0, top)
+    cot = active_cot * max(1.0, top)
     params = {"p": norm_p, "eps": eps, "keepdim": False}
     for first, other in ((a, pos), (a, neg)) + (((pos, neg),) if swap else ()):
         sub = replace(case, params=params, inputs={"x1": first, "x2": other}, cotangents={"output": cot},

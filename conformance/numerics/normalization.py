@@ -682,24 +682,33 @@ def reverse_over_forward_own_statistics(case: Case) -> bool:
     return uses_batch_stats(bool(case.train), bool(case.params.get("track_running_stats", default)))
 
 
+def _layer_norm_row_variance(case: Case) -> np.ndarray | None:
+    """var + eps of each LayerNorm row (exact, float64), or None for a case torch never computes
+    (invalid, empty, a normalized_shape that does not end the input's shape)."""
+    if case.invalid or not case.inputs["input"].size:
+        return None
+    x = np.asarray(case.inputs["input"], dtype=np.float64)
+    try:
+        axes = RN.trailing_axes(x, case.params["normalized_shape"])
+    except ValueError:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = x.mean(axis=axes, keepdims=True)
+        return ((x - mean) ** 2).mean(axis=axes) + trailing_eps(case)
+
+
 def layer_norm_rstd_cubed_underflow(case: Case) -> bool:
     """torch's forward-mode (JVP) rule of native_layer_norm forms the derivative of rstd as
     -rstd³·mean((x - mean)·t): rstd³ underflows the compute format (float64 for float64, float32
     otherwise) for a row of sqrt(var + eps) > min_normal^(-1/3) (2^340.7 in float64, 2^42 in
     float32), and the variance term of the JVP is lost (it is then rstd·(t - mean t), of the size
     of the whole JVP's terms). Its transpose (reverse-over-forward's grad.input) loses it too."""
-    if case.invalid or case.dtype == "float16" or not case.inputs["input"].size:
+    if case.dtype == "float16":
         return False
-    x = np.asarray(case.inputs["input"], dtype=np.float64)
-    try:
-        axes = RN.trailing_axes(x, case.params["normalized_shape"])
-    except ValueError:
-        return False
+    var = _layer_norm_row_variance(case)
     compute = "float64" if case.dtype == "float64" else "float32"
     with np.errstate(over="ignore", invalid="ignore"):
-        mean = x.mean(axis=axes, keepdims=True)
-        std = np.sqrt(((x - mean) ** 2).mean(axis=axes) + trailing_eps(case))
-        return bool(np.any(std ** 3 > 1 / DTYPES[compute].min_normal))
+        return var is not None and bool(np.any(np.sqrt(var) ** 3 > 1 / DTYPES[compute].min_normal))
 
 
 def reverse_over_forward_rstd_cubed_underflow(case: Case) -> bool:
@@ -740,17 +749,11 @@ def layer_norm_float16_rstd_cubed_overflow(case: Case) -> bool:
     the tensor's dtype) form rstd³: it overflows float16 (65504) for a row of var + eps below
     65504^(-2/3) ≈ 6.2e-4 (any row with eps = 1e-5 and a small spread, every row of one element), and
     inf·0 gives NaN where the exact result is finite."""
-    if case.invalid or case.dtype != "float16" or not case.inputs["input"].size:
+    if case.dtype != "float16":
         return False
-    x = np.asarray(case.inputs["input"], dtype=np.float64)
-    try:
-        axes = RN.trailing_axes(x, case.params["normalized_shape"])
-    except ValueError:
-        return False
+    var = _layer_norm_row_variance(case)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        mean = x.mean(axis=axes, keepdims=True)
-        var = ((x - mean) ** 2).mean(axis=axes) + trailing_eps(case)
-        return bool(np.any(var ** -1.5 > DTYPES["float16"].max_value))
+        return var is not None and bool(np.any(var ** -1.5 > DTYPES["float16"].max_value))
 
 
 def batch_instance_norm_float16_invstd_cubed_overflow(case: Case) -> bool:
