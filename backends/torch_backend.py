@@ -23,6 +23,28 @@ def _torch() -> Any:
     return torch
 
 
+def _release() -> tuple[str, ...]:
+    """torch's release without its local build tag (``2.11.0`` for ``2.11.0+cu130``), or none when
+    torch cannot be imported."""
+    try:
+        return (str(_torch().__version__).split("+")[0],)
+    except Exception:
+        return ()
+
+
+def _absent(exc: BaseException) -> bool:
+    """Whether ``exc`` says that this torch release or device offers no such API or kernel: a
+    constructor argument or an attribute of ``torch`` that a newer release added (the catalogue
+    follows the newest documentation), or no kernel for a forced attention backend (flash
+    attention on CUDA in float32). Such a case is unsupported, never a discrepancy."""
+    message = str(exc)
+    if isinstance(exc, TypeError):
+        return "__init__() got an unexpected keyword argument" in message
+    if isinstance(exc, AttributeError):
+        return message.startswith("module 'torch")
+    return message.startswith("No available kernel")
+
+
 class TorchBackend(Backend):
     """torch.nn on one device (``cpu`` or ``cuda``).
 
@@ -36,8 +58,11 @@ class TorchBackend(Backend):
     def __init__(self, device: str = "cpu"):
         self._device = device
         self.name = type(self).name or f"torch-{device}"
-        # A renamed subclass still runs torch: torch's recorded discrepancies apply to it too.
-        self.known_as = () if self.name == f"torch-{device}" else (f"torch-{device}",)
+        # A renamed subclass still runs torch: torch's recorded discrepancies apply to it too. It is
+        # also known by its name at torch's release (``torch-cuda@2.11.0``), so that an entry can
+        # cover one release (``backend = "torch-cuda@2.11*"``).
+        plain = () if self.name == f"torch-{device}" else (f"torch-{device}",)
+        self.known_as = plain + tuple(f"{name}@{release}" for name in (self.name, *plain) for release in _release())
 
     def capabilities(self) -> Capabilities:
         return Capabilities(devices=(self._device,), dtypes=DTYPE_NAMES, modes=MODES, accumulates=True)
@@ -86,14 +111,20 @@ class TorchBackend(Backend):
         if case.call is None:
             raise ValueError(f"case of {case.target} carries no call description")
         self.prepare()
-        tensors = run_call(
-            case.call, case.inputs, dtype=case.dtype, device=self._device,
-            types={n: case.input_type(n) for n in case.inputs},
-            layouts={n: case.layout(n).describe() for n in case.inputs},
-            requires_grad=case.differentiable, cotangents=case.cotangents,
-            build=lambda cls, kwargs: self.build_module(case, cls, kwargs),
-            invoke=lambda fn, args, kwargs: self.call_target(case, fn, args, kwargs),
-            synchronise=self._synchronise)
+        try:
+            tensors = run_call(
+                case.call, case.inputs, dtype=case.dtype, device=self._device,
+                types={n: case.input_type(n) for n in case.inputs},
+                layouts={n: case.layout(n).describe() for n in case.inputs},
+                requires_grad=case.differentiable, cotangents=case.cotangents,
+                build=lambda cls, kwargs: self.build_module(case, cls, kwargs),
+                invoke=lambda fn, args, kwargs: self.call_target(case, fn, args, kwargs),
+                synchronise=self._synchronise)
+        except (TypeError, AttributeError, RuntimeError) as exc:
+            if _absent(exc):
+                raise NotImplementedError(f"torch {_torch().__version__} on {self._device}: "
+                                          f"{type(exc).__name__}: {exc}") from exc
+            raise
         return Result.from_tensors(tensors, meta={"device": self._device})
 
     def _synchronise(self) -> None:

@@ -28,6 +28,7 @@ the same layout, for in-place calls; ``"device": "cpu"`` keeps it on the CPU), `
 ``nn.Parameter`` with that ``.grad``), ``{"module": {"target": ..., "init": {...}}}`` (a module
 instance), ``{"call": {"target": ..., "args": [node], "kwargs": {...}}}`` (the result of calling a
 function: compositions such as a pack/pad round trip), ``{"literal": value}`` (value as is),
+``{"device": null}`` (the device the call runs on: a generator is made for it),
 ``{"attribute": path}`` (the module under test's attribute at that dotted path, after its
 parameters are installed; ``""`` is the module itself) and ``{"loop": {"over": node, "input": node}}``
 (``x = input; for m in over: x = m(x)``: a container driven by a loop, in its iteration order).
@@ -386,6 +387,8 @@ class CallInterpreter:
                                {k: self.node(v) for k, v in inner.get("kwargs", {}).items()})
         if "literal" in node:
             return node["literal"]
+        if "device" in node:
+            return self.device
         if "attribute" in node:
             path = node["attribute"]
             if not path:

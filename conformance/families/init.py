@@ -35,9 +35,11 @@ def _params(case: Case) -> dict[str, Any]:
 
 
 def _seeded_generator(seed: int) -> dict[str, Any]:
-    """Call node: ``torch.Generator().manual_seed(seed)`` (the method applied by a one-step loop)."""
+    """Call node: ``torch.Generator(device).manual_seed(seed)`` on the call's device (the method
+    applied by a one-step loop)."""
     setter = {"call": {"target": "operator.methodcaller", "args": [{"literal": "manual_seed"}, seed], "kwargs": {}}}
-    return {"loop": {"over": [setter], "input": {"call": {"target": "torch.Generator", "args": [], "kwargs": {}}}}}
+    generator = {"call": {"target": "torch.Generator", "args": [], "kwargs": {"device": {"device": None}}}}
+    return {"loop": {"over": [setter], "input": generator}}
 
 
 def _mapping(name: str, generator: bool) -> TorchMapping:
