@@ -18,8 +18,9 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -105,12 +106,15 @@ def run_targets(targets: Sequence[Target], settings: RunSettings, jobs: int,
     try:
         running = {pool.submit(run_one, t, settings) for t in pending[: jobs * 2]}
         queue = pending[jobs * 2:]
-        while running:
-            done, running = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                collect(future.result())
-                if queue:
-                    running.add(pool.submit(run_one, queue.pop(0), settings))
+        with _deferred_interrupts() as interrupted:
+            while running:
+                if interrupted:
+                    raise KeyboardInterrupt
+                done, running = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    collect(future.result())
+                    if queue:
+                        running.add(pool.submit(run_one, queue.pop(0), settings))
     except BaseException:  # Ctrl-C, SIGTERM, a broken job: stop every job now, keep what completed
         _kill(pool)
         raise
@@ -119,6 +123,26 @@ def run_targets(targets: Sequence[Target], settings: RunSettings, jobs: int,
     finally:
         shutil.rmtree(Path(settings.report_dir) / PARTS_DIR, ignore_errors=True)
     return outcomes
+
+
+@contextlib.contextmanager
+def _deferred_interrupts() -> Iterator[list[int]]:
+    """SIGINT and SIGTERM only note themselves in the yielded list while the pool is waited on; the
+    loop raises KeyboardInterrupt at its next turn. An interrupt raised inside ``wait`` itself can
+    leave a future's lock half released ("release unlocked lock", seen with 14 jobs), which would
+    turn a clean stop into an internal error."""
+    noted: list[int] = []
+    try:
+        previous = {sig: signal.signal(sig, lambda signum, frame: noted.append(signum))
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals stay as they are
+        yield noted
+        return
+    try:
+        yield noted
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _kill(pool: ProcessPoolExecutor) -> None:
