@@ -85,8 +85,11 @@ the output for J·v), and:
 Cases lie in a smooth neighbourhood: finite inputs, the declaration's ``smooth_at`` (no input
 within the steps' reach of a kink or tie). A layer whose second derivative is zero almost
 everywhere (ReLU, max pooling, copies, affine maps in one input) needs no statement: its
-differences vanish identically — along v, on the absolute problem and along v∘s — A, ε and ∂_v B
-are 0, and the backend must return exact zeros there (``second_order: zero`` in the record). A
+differences vanish identically — along v, on the absolute problem and along v∘s — and its
+gradient stays the same one ``COARSE_STEP`` along v and v∘s (central differences vanish also for
+a curvature below their resolution, or an even one: a layer norm of values far below √eps); then A,
+ε and ∂_v B are 0, and the backend must return
+exact zeros there (``second_order: zero`` in the record). A
 difference vanishing along v alone is an invariance of the layer, judged with the bound above.
 
 **vmap**. ``BATCH`` cases of the declaration with the same shapes and different values (slice 0
@@ -131,6 +134,8 @@ ELEMENTWISE = 64  # float output elements up to which the jvp check is also elem
 BATCH = 3  # cases per vmap call
 COMPOSITIONS = ("reverse-over-reverse", "forward-over-reverse", "reverse-over-forward")
 FD_STEP = 2.0**-20  # central-difference step along v (v at the inputs' scale): exact steps, within ``smooth_at``
+# An identically zero second derivative: the gradient is the same one step of this size along v.
+COARSE_STEP = 2.0**-6
 FD_SAFETY = 10.0  # the finite difference's error estimate enters the bound ten times over
 _U64 = 2.0**-53
 
@@ -551,6 +556,30 @@ class Vjp2Mode(Mode):
         with np.errstate(all="ignore"):
             return directional(lambda inputs: at(replace(case, inputs=inputs)), case.inputs, v, FD_STEP)
 
+    def gradient_constant(self, spec: LayerSpec, case: Case, v: Mapping[str, np.ndarray],
+                          cotangents: Mapping[str, np.ndarray]) -> bool:
+        """Whether the reference's gradients stay bit for bit the same one coarse step
+        (``COARSE_STEP``) along v and along v∘s, which move every element: the layer is affine
+        there, its second derivative identically 0. (Central differences vanish also for a
+        curvature below their resolution, and around a point where the gradient is even along v:
+        a layer norm of values far below √eps.)"""
+        def grads(shifted: Case) -> dict[str, np.ndarray]:
+            _, pull = spec.run_reference(shifted)
+            pulled = spec.pull(pull, shifted, cotangents)
+            return {n: np.asarray(pulled.get(n, np.zeros(shifted.inputs[n].shape)), dtype=np.float64) for n in v}
+
+        base = grads(case)
+        for direction in (v, self.scattered(case, v)):
+            with np.errstate(all="ignore"):
+                inputs = {n: (np.asarray(x, dtype=np.float64) + COARSE_STEP * direction[n]) if n in direction else x
+                          for n, x in case.inputs.items()}
+            if any(np.any((inputs[n] == case.inputs[n]) & (direction[n] != 0)) for n in direction):
+                return False  # an element too large for the step to move it: not seen
+            moved = grads(replace(case, inputs=inputs))
+            if any(not np.array_equal(base[n], moved[n]) for n in base):
+                return False
+        return True
+
     @staticmethod
     def first_order_bounds(spec: LayerSpec, case: Case, ref: Result) -> tuple[dict[str, np.ndarray],
                                                                             dict[str, np.ndarray]]:
@@ -687,6 +716,11 @@ class Vjp2Mode(Mode):
             if name in declared:
                 vanishing[name] &= np.broadcast_to(declared[name], fd.estimate.shape) == 0
         zero = all(v.all() for name, v in vanishing.items() if not name.startswith("d2.cotangent."))
+        if zero:  # (or a curvature below the differences' resolution: then not exactly zero)
+            try:
+                zero = self.gradient_constant(spec, case, v, g)
+            except Exception:
+                zero = False
         for name, fd in estimates.items():
             r, eps = fd.estimate, fd.error
             cotangent = name.startswith("d2.cotangent.")
