@@ -49,9 +49,12 @@ replayed as ``torch.rand(shape)`` in the case dtype (FractionalMaxPool2d draws i
 ``ratio`` — output ``of`` divided by input ``over`` (its value before the call), in float64: RReLU's
 slopes, whose cases draw finite non-zero inputs; rule
 ``bernoulli`` — the keep masks the call drew after the seed, replayed as the sequence ``draws`` of
-``torch.empty(shape, dtype).bernoulli_(1 - p)``, each read in logical order (``perm``: a mask stored
-in another order) and flattened, concatenated: dropout inside attention and transformer layers,
-whose masks never reach an output; rule
+``torch.nn.functional.dropout(ones, p, True) != 0`` on ones of that shape and dtype (stored as
+``shape``, read in logical order through ``perm``: the layout the layer's tensor had), flattened,
+concatenated: dropout inside attention and transformer layers, whose masks never reach an output.
+The op itself, not ``bernoulli_``: at::dropout draws ``bernoulli_(1 - p)`` on the CPU but runs the
+fused ``native_dropout`` kernel (its own Philox layout) on CUDA. On CUDA such a call runs with
+sdpa's math kernel only (the fused kernels draw their dropout inside the kernel); rule
 ``value`` — the value after the call of output ``of`` (a name) or of node ``of`` (an object, e.g. a
 module's ``{"attribute": "weight"}``): the values an initialiser drew (None, a parameter the module
 does not have, reads as an empty array).
@@ -517,6 +520,14 @@ class CallInterpreter:
         kwargs = {k: self.node(v) for k, v in call.get("kwargs", {}).items()}
         if call.get("seed") is not None:
             torch.manual_seed(int(call["seed"]))
+        if str(self.device).startswith("cuda") and any(
+                r.get("rule") == "bernoulli" for r in (call.get("random") or {}).values()):
+            # The flash, memory-efficient and cuDNN kernels draw sdpa's dropout inside the kernel:
+            # only the math kernel's at::dropout can be replayed (rule "bernoulli").
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            with sdpa_kernel(SDPBackend.MATH):
+                return self.node(call["forward"]) if "forward" in call else self.invoke(self.fn, args, kwargs)
         return self.node(call["forward"]) if "forward" in call else self.invoke(self.fn, args, kwargs)
 
     def call(self, call: dict[str, Any]) -> dict[str, Any]:
@@ -713,9 +724,11 @@ def _random_choices(call: dict[str, Any], named: dict[str, Any], interp: CallInt
             if kind == "rand":
                 out[choice] = torch.rand(*rule["shape"], dtype=interp.dtype, device=device)
             else:
-                keep = [torch.empty(d["shape"], dtype=torch_dtype(d["dtype"]), device=device).bernoulli_(1 - d["p"])
-                        .permute(*d.get("perm", range(len(d["shape"])))).reshape(-1) for d in rule["draws"]]
-                out[choice] = torch.cat(keep) != 0
+                ones = [torch.ones(d["shape"], dtype=torch_dtype(d["dtype"]), device=device)
+                        .permute(*d.get("perm", range(len(d["shape"])))) for d in rule["draws"]]
+                keep = [torch.nn.functional.dropout(x, d["p"], True).reshape(-1) != 0
+                        for x, d in zip(ones, rule["draws"])]
+                out[choice] = torch.cat(keep)
         else:
             raise ValueError(f"unknown random-choice rule {rule!r}")
     return out

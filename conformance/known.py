@@ -8,7 +8,8 @@ Each ``[[discrepancy]]`` entry has:
   ``backend`` (a glob, or a list of globs: any may match the backend's name or a name it is known
   as; e.g. ``["torch-compile", "torch-compile:inductor:*"]`` is inductor on the CPU, in any mode,
   and not ``torch-compile:aot_eager``; the torch adapters are also known by their name at torch's
-  release, so ``torch-cuda@2.11*`` covers CUDA on torch 2.11 only), ``dtype`` (glob, default ``*``), an optional ``when`` (a Python expression
+  release, so ``torch-cuda@2.11*`` covers CUDA on torch 2.11 only), ``dtype`` (glob, default ``*``),
+  an optional ``when`` (a Python expression
   over ``params``, ``forward_kwargs``, ``shapes`` (input name -> shape tuple), ``layouts`` (input
   name -> layout kind), ``tier``, ``train``, ``dtype``, ``invalid``, ``variant``, ``cpu`` (the
   CPU's feature flags), ``regimes`` (the names of the declaration's regimes the case lies in) and

@@ -33,7 +33,7 @@ declare(sdpa("math", regimes=(
           "mask it is an error. A fully masked query row gives a zero output row and passes no gradient "
           "(torch's safe softmax). enable_gqa: each key/value head serves Hq/Hk consecutive query heads. "
           "Dropout: conditional reference given the keep masks, replayed from torch's generator (the math kernel "
-          "draws bernoulli_(1 - p) over the weights (*, Hq, L, S), in float32 for float16/bfloat16 inputs), the "
+          "drops the weights (*, Hq, L, S) with at::dropout, in float32 for float16/bfloat16 inputs), the "
           "masks judged by their drop rate and independence. No exact tier (softmax). Tolerance: the running "
           "first-order error bound of the computation (reference.attention_errors).")))
 
@@ -94,7 +94,7 @@ declare(multihead_attention(regimes=(
           "the reference uses the mask given. The returned weights are the dropped-out weights, averaged over "
           "heads by default. A fully masked query is NaN with need_weights (a plain softmax) and a zero attention "
           "row without (sdpa's convention). self-attention passes one tensor as query, key and value. Dropout: "
-          "masks replayed from torch's generator (bernoulli_(1 - p) over (N·H, L, S') in the input's dtype with "
+          "masks replayed from torch's generator (at::dropout over (N·H, L, S') in the input's dtype with "
           "weights, over (N, H, L, S') in sdpa's math kernel without). Every input and parameter gradient, and the "
           "weights, compared.")))
 

@@ -1,0 +1,290 @@
+"""Predicates for the torch-cuda known discrepancies (``conformance/known/cuda_elementwise.toml``
+and the ``cuda-*`` entries of ``sparse.toml``): conditions on a case's values that a ``when``
+expression cannot say. Each takes the Case and returns a bool; pure NumPy, no torch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backends.base import Case
+
+# -- class-index targets outside [0, C) (CUDA: a device-side assert) ------------------------------
+
+
+def _class_axis(ndim: int) -> int:
+    return 0 if ndim == 1 else 1
+
+
+def class_target_out_of_range(case: Case) -> bool:
+    """An invalid case of NLLLoss / NLLLoss2d / CrossEntropyLoss / MultiMarginLoss whose
+    class-index target holds a counted value outside [0, C) (a value equal to ``ignore_index``
+    is not counted). torch's CUDA kernels check it with CUDA_KERNEL_ASSERT (the device context
+    is lost); the CPU raises IndexError."""
+    if not case.invalid:
+        return False
+    x = np.asarray(case.inputs["input"])
+    t = np.asarray(case.inputs["target"])
+    if t.dtype.kind not in "iu" or t.size == 0:
+        return False
+    classes = x.shape[_class_axis(x.ndim)] if x.ndim else 1
+    ignore = case.params.get("ignore_index")
+    counted = t if ignore is None else t[t != ignore]
+    return bool(np.any((counted < 0) | (counted >= classes)))
+
+
+# -- Embedding / EmbeddingBag max_norm renormalisation on CUDA -----------------------------------
+
+
+def _indices(case: Case) -> np.ndarray:
+    return np.asarray(case.inputs["input"]).reshape(-1).astype(np.int64)
+
+
+def _norms_true(rows: np.ndarray, p: float) -> np.ndarray:
+    """torch.norm(row, p) (the CPU's embedding_renorm_): p = 0 counts the non-zeros, ±inf the
+    max / min |x|."""
+    a = np.abs(rows)
+    if p == 0:
+        return np.count_nonzero(rows, axis=1).astype(np.float64)
+    if p == np.inf:
+        return a.max(axis=1)
+    if p == -np.inf:
+        return a.min(axis=1)
+    with np.errstate(all="ignore"):
+        return np.sum(a ** p, axis=1) ** (1.0 / p)
+
+
+def _norms_cuda(rows: np.ndarray, p: float) -> np.ndarray:
+    """What torch 2.11's CUDA renorm_kernel computes: Σ|x| for p = 1, Σx² for p = 2 and Σ pow(x, p)
+    otherwise (no absolute value: NaN for a negative x and a non-integer p, negative terms for an
+    odd p, pow(x, ±inf) / pow(x, 0) for p = ±inf / 0), then pow(v, 1/p)."""
+    with np.errstate(all="ignore"):
+        if p == 1:
+            v = np.sum(np.abs(rows), axis=1)
+        elif p == 2:
+            v = np.sum(rows * rows, axis=1)
+        else:
+            v = np.sum(np.power(rows, p), axis=1)
+        return np.power(v, 1.0 / p) if p != 0 else np.power(v, np.inf)
+
+
+def _renormed(rows: np.ndarray, norms: np.ndarray, max_norm: float) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        scale = np.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0)
+    return rows * scale[:, None]
+
+
+def _referenced_rows(case: Case) -> np.ndarray | None:
+    if case.invalid or case.params.get("max_norm") is None:
+        return None
+    idx = _indices(case)
+    if idx.size == 0:
+        return None
+    w = np.asarray(case.inputs["weight"], dtype=np.float64)
+    return w[np.unique(idx)]
+
+
+def _differs(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two renormalised weights differ by far more than rounding (1e-2 relative to the
+    row's scale): a wrong renormalisation, not a last-bit difference."""
+    scale = np.maximum(np.max(np.abs(a), axis=1, keepdims=True), 1e-30)
+    with np.errstate(all="ignore"):
+        bad = ~(np.abs(a - b) <= 1e-2 * scale)  # NaN counts as different
+    finite = np.isfinite(a) | np.isfinite(b)
+    return bool(np.any(bad & finite))
+
+
+def embedding_cuda_renorm_norm_differs(case: Case) -> bool:
+    """Embedding / EmbeddingBag with max_norm, a contiguous weight, and some referenced row whose
+    renormalisation by CUDA's norm (``_norms_cuda``: pow without the absolute value for
+    norm_type not 1 or 2) differs from the renormalisation by the true p-norm."""
+    if case.layout("weight").kind != "contiguous":
+        return False
+    rows = _referenced_rows(case)
+    if rows is None or rows.size == 0:
+        return False
+    p, max_norm = float(case.params["norm_type"]), float(case.params["max_norm"])
+    if p in (1.0, 2.0):
+        return False
+    want = _renormed(rows, _norms_true(rows, p), max_norm)
+    got = _renormed(rows, _norms_cuda(rows, p), max_norm)
+    return _differs(want, got)
+
+
+def _cuda_renorm_noncontiguous(case: Case, rows_idx: np.ndarray, w: np.ndarray, p: float,
+                               max_norm: float) -> np.ndarray | None:
+    """The rows ``rows_idx`` of the weight after torch 2.11's CUDA embedding_renorm_ on a weight
+    that is not contiguous: the kernel takes a row's length from self.stride(0) and walks it with
+    self.stride(1). A transposed (permuted) weight has stride(0) = 1: only the first element of each
+    row makes the norm and is rescaled. A strided view with a row step > 1 reads the NaN gap after
+    the row: the norm is NaN and nothing is rescaled. None where the model cannot say (a strided view
+    whose column step > 1 reads and rescales the following rows)."""
+    layout = case.layout("weight")
+    got = w[rows_idx].copy()
+    if layout.kind == "permuted":
+        if tuple(layout.perm) != (1, 0):
+            return None
+        first = got[:, :1]
+        norms = _norms_cuda(first, p)
+        with np.errstate(all="ignore"):
+            scale = np.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0)
+        got[:, 0] = first[:, 0] * scale
+        return got
+    if layout.kind == "strided":
+        step = tuple(layout.step) or (1, 1)
+        if step[0] > 1 and w.shape[1] > 0:
+            return got  # the gap holds NaN: norm NaN, no rescaling
+        return None
+    return None
+
+
+def embedding_noncontiguous_weight_renormalises(case: Case) -> bool:
+    """Embedding / EmbeddingBag with max_norm and a weight that is not contiguous (transposed or a
+    strided view): torch 2.11's CUDA renorm reads a row as self.stride(0) elements
+    (``_cuda_renorm_noncontiguous``), so the renormalised rows differ from the CPU's. Where the
+    model cannot say, some referenced row must be rescaled (its true norm exceeds max_norm)."""
+    if case.layout("weight").kind == "contiguous":
+        return False
+    if case.invalid or case.params.get("max_norm") is None:
+        return False
+    idx = _indices(case)
+    if idx.size == 0:
+        return False
+    w = np.asarray(case.inputs["weight"], dtype=np.float64)
+    uniq = np.unique(idx)
+    rows = w[uniq]
+    p, max_norm = float(case.params["norm_type"]), float(case.params["max_norm"])
+    want = _renormed(rows, _norms_true(rows, p), max_norm)
+    got = _cuda_renorm_noncontiguous(case, uniq, w, p, max_norm)
+    return _differs(want, rows if got is None else got)
+
+
+def embedding_bag_empty_with_max_norm(case: Case) -> bool:
+    """A valid EmbeddingBag case with max_norm and no index at all: CUDA's embedding_renorm_
+    launches its kernel over zero unique indices ("CUDA error: invalid argument")."""
+    return (not case.invalid and case.params.get("max_norm") is not None
+            and np.asarray(case.inputs["input"]).size == 0)
+
+
+# -- DataParallel: scale_grad_by_freq counts per replica -----------------------------------------
+
+
+def _chunks(n: int, k: int) -> list[slice]:
+    """torch.Tensor.chunk(k) along dim 0 (scatter's split): chunks of ceil(n / k)."""
+    if n == 0:
+        return []
+    size = -(-n // k)
+    return [slice(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def _frequency_split(case: Case) -> tuple[bool, bool]:
+    """(an Embedding(scale_grad_by_freq=True) first layer sees a non-padding index in more than one
+    replica's chunk, the stack holds a ReLU)."""
+    layers = case.params.get("layers") or ()
+    if (case.invalid or not layers or layers[0].get("op") != "Embedding"
+            or not layers[0]["params"].get("scale_grad_by_freq")):
+        return False, False
+    relu = any(layer.get("op") in ("ReLU",) for layer in layers)
+    x = np.asarray(case.inputs["input"])
+    if x.ndim == 0:
+        return False, relu
+    k = len(case.params.get("device_ids") or ()) or 1
+    pad = layers[0]["params"].get("padding_idx")
+    rows = layers[0]["params"].get("num_embeddings")
+    if pad is not None and pad < 0 and rows is not None:
+        pad += rows
+    seen: dict[int, int] = {}
+    for c, sl in enumerate(_chunks(x.shape[0], k)):
+        for v in np.unique(x[sl]):
+            v = int(v)
+            if v == pad:
+                continue
+            if v in seen and seen[v] != c:
+                return True, relu
+            seen.setdefault(v, c)
+    return False, relu
+
+
+def data_parallel_freq_split(case: Case) -> bool:
+    """DataParallel over an Embedding(scale_grad_by_freq=True) whose input repeats an index across
+    the replicas' chunks, and no ReLU in the stack (so the embedding's cotangents are not cut)."""
+    split, relu = _frequency_split(case)
+    return split and not relu
+
+
+def data_parallel_freq_split_relu(case: Case) -> bool:
+    """The same, with a ReLU in the stack (which may zero the cotangents of the repeated rows)."""
+    split, relu = _frequency_split(case)
+    return split and relu
+
+
+# -- Hardsigmoid / Hardswish: CUDA's float constants ----------------------------------------------
+
+_SIXTH_F32 = float(np.float32(1.0 / 6.0))  # CUDA's opmath_t(1.0f / 6.0f), 0.1666666716337204
+
+
+def hardsigmoid_cuda_float_sixth(case: Case) -> bool:
+    """torch 2.11's CUDA Hardsigmoid is min(max(x + 3, 0), 6)·(1.0f/6.0f) and its backward
+    g·(1.0f/6.0f) for -3 < x < 3, the constant a float even for float64: the case (float64) is
+    beyond its bound there (the output of x >= 3 is 1.00000003, not 1)."""
+    from conformance.numerics.elementwise import beyond_bound
+
+    if case.dtype != "float64":
+        return False
+    x = np.asarray(case.inputs["input"], dtype=np.float64)
+    with np.errstate(all="ignore"):
+        out = np.minimum(np.maximum(x + 3.0, 0.0), 6.0) * _SIXTH_F32
+        alternatives = {"output": out, "state.input": out}
+        g = case.cotangents.get("output")
+        if g is not None:
+            inside = (x > -3) & (x < 3)
+            alternatives["grad.input"] = np.where(inside, np.asarray(g, dtype=np.float64) * _SIXTH_F32, 0.0)
+    return beyond_bound(case, alternatives)
+
+
+def hardswish_cuda(case: Case) -> bool:
+    """torch 2.11's CUDA Hardswish is x·min(max(x + 3, 0), 6)·(1.0f/6.0f): NaN at -inf, inf where
+    6·x overflows the compute format (the CPU entries' triggers), and in float64 the float 1/6 puts
+    the output beyond its bound."""
+    from conformance.numerics.elementwise import beyond_bound, hardswish_overflows, has_minus_inf_input
+
+    if has_minus_inf_input(case) or hardswish_overflows(case):
+        return True
+    if case.dtype != "float64":
+        return False
+    x = np.asarray(case.inputs["input"], dtype=np.float64)
+    with np.errstate(all="ignore"):
+        out = x * np.minimum(np.maximum(x + 3.0, 0.0), 6.0) * _SIXTH_F32
+    return beyond_bound(case, {"output": out, "state.input": out})
+
+
+# -- constant_: CUDA's fill always range-checks ---------------------------------------------------
+
+
+def one_element_half_fill_checks_range(case: Case) -> bool:
+    """constant_ of a one-element float16/bfloat16 tensor with a finite val above the format's largest
+    finite value that rounds to it (a valid case): the CPU fills the rounded value (its one-element
+    path), CUDA's fill checks the unrounded value and raises like for any other tensor (the CPU entry
+    init-constant-range-checked-before-rounding covers the other tensors)."""
+    from conformance.dtypes import DTYPES
+    from conformance.numerics.init import above_largest
+
+    return (not case.invalid and case.dtype in ("float16", "bfloat16") and case.inputs["tensor"].size == 1
+            and above_largest(case) and abs(case.params["val"]) > DTYPES[case.dtype].max_value)
+
+
+# -- RMSNorm: the fused CUDA kernel and infinite inputs ----------------------------------------------
+
+
+def rms_norm_fused_infinite_row(case: Case) -> bool:
+    """RMSNorm (not channels_last: those take the composite path) with some normalised row that
+    holds ±inf and a finite element: torch 2.11's fused CUDA kernel returns NaN for the whole row
+    (its rstd is NaN), where x·rsqrt(mean(x²) + eps) is ±0 at the finite elements."""
+    if case.invalid or case.layout("input").kind == "channels_last":
+        return False
+    from conformance.numerics.normalization import RN
+
+    x = np.asarray(case.inputs["input"], dtype=np.float64)
+    if not x.size:
+        return False
+    axes = RN.trailing_axes(x, case.params["normalized_shape"])
+    return bool(np.any(np.isinf(x).any(axis=axes) & np.isfinite(x).any(axis=axes)))
