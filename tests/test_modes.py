@@ -165,3 +165,22 @@ def test_pytorch_196699_batch_norm_forward_over_forward():
     if forward_over_forward != pytest.approx(truth, rel=1e-12):
         assert forward_over_forward == pytest.approx(-2.132438339486815, rel=1e-12), (
             f"pytorch#196699 changed: forward-over-forward gives {forward_over_forward}")
+
+
+def test_vjp2_demands_exact_zeros_only_where_the_gradient_is_constant(tmp_path: Path):
+    """The zero rule (an identically zero second derivative, returned as exact zeros) holds where the
+    reference's gradient stays the same one coarse step along v and v∘s: Hardtanh between its kinks,
+    LayerNorm over one element. Central differences also vanish for LayerNorm of values far below
+    √eps (the gradient is even there) and of values too large for the step to move: those cases are
+    judged by the difference's bound, and torch's tiny non-zero second derivative passes."""
+    code = _run(tmp_path, "torch-cpu", "LayerNorm,Hardtanh", "vjp2", 40)
+    records = [r for r in read_records(tmp_path) if not r["shrinking"] and r["verdict"] != "unsupported"]
+    verdicts = Counter(r["verdict"] for r in records)
+    assert code == 0 and set(verdicts) <= {"pass", "known"}, verdicts
+    known = {r["known"]["id"] for r in records if r["verdict"] == "known"}
+    zero = Counter((r["op"], (r.get("mode_info") or {}).get("second_order")) for r in records)
+    assert zero[("Hardtanh", "zero")] and zero[("LayerNorm", "nonzero")], zero
+    extreme = [r for r in records if r["op"] == "LayerNorm" and "one normalized element (K = 1)" not in r["regimes"]
+               and {"huge magnitudes", "tiny magnitudes"} & set(r["regimes"])]  # (K = 1: a constant layer)
+    assert known <= {"layernorm-jvp-rule-wrong-to-second-order", "layernorm-jvp-rstd-cubed-underflow-transposed"}
+    assert extreme and all(r["mode_info"]["second_order"] == "nonzero" for r in extreme), extreme[:1]
