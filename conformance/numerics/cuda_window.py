@@ -181,12 +181,16 @@ def maxpool_gather_empty_window_model(case: Case, reference, got) -> dict[str, n
     advanced by the dilation until >= 0, then ``hstart * W + wstart``, outside the window) and its
     cotangent reaches the input element at that position only when the window is among those the
     gather-style backward visits for that element (p_start <= o < p_end in every dim); it is
-    dropped otherwise (and when the position lies past the plane)."""
+    dropped otherwise (and when the position lies past the plane). Under the channels-last kernels
+    (``maxpool_cuda_nhwc``) an empty window's index is 0 (max_pool_forward_nhwc keeps the index it
+    resets its cache to), so only element 0 of a plane can receive such a cotangent."""
     from conformance.numerics.window import batched_like, like_input, sliding
     from conformance.numerics.window_known import _empty_window_starts
 
     out = batched_like(case, np.asarray(reference.outputs["output"]))
     empty, first, _ = _empty_window_starts(case, out.shape[2:])
+    if maxpool_cuda_nhwc(case):
+        first = np.zeros_like(first)
     predicted: dict[str, np.ndarray] = {}
     if "indices" in reference.outputs:
         ref_idx = batched_like(case, np.asarray(reference.outputs["indices"]))
@@ -218,35 +222,85 @@ def maxpool_gather_empty_window_model(case: Case, reference, got) -> dict[str, n
     return predicted
 
 
+def _last_pow2(n: int) -> int:
+    """LaunchUtils.h lastPow2: the largest power of 2 <= n, at least 1."""
+    return 1 << (int(n).bit_length() - 1) if n > 0 else 1
+
+
+def maxpool_cuda_nhwc(case: Case) -> bool:
+    """CUDA's max_pool2d (MaxPool2d; MaxPool1d as max_pool2d of ``input.unsqueeze(-2)``) takes its
+    channels-last kernels (max_pool_forward_nhwc / max_pool_backward_nhwc) when the 4-d input's
+    suggested memory format is ChannelsLast, as avg_pool2d does (``avgpool_cuda_channels_last``)."""
+    return spatial_dims(case) in (1, 2) and avgpool_cuda_channels_last(case)
+
+
+def maxpool_nhwc_float64_misaligned(case: Case) -> bool:
+    """max_pool_forward_nhwc places its scalar_t cache after kernel_size_C·block_x·block_y·block_z
+    ints of dynamic shared memory: a float64 cache is misaligned when that count is odd ("CUDA
+    error: misaligned address"). block_x = lastPow2(C) (<= 32), block_y = lastPow2(out_W),
+    block_z = lastPow2(out_H) (capped by 1024 threads), kernel_size_C = ceil(C / (block_x ·
+    ceil(C / (4·block_x)))): the count is odd exactly when C == 1 and the output plane is 1 x 1
+    (the launch is skipped for an empty output)."""
+    from conformance.numerics.window import batched_input, case_taps
+
+    if case.dtype != "float64" or not maxpool_cuda_nhwc(case):
+        return False
+    x = batched_input(case)
+    n, c = x.shape[:2]
+    taps = case_taps(case, x.shape[2:])
+    out_h, out_w = (1, int(taps[0].out)) if len(taps) == 1 else (int(taps[0].out), int(taps[1].out))
+    if n * c * out_h * out_w == 0:
+        return False
+    bx = min(_last_pow2(c), 32)
+    by = min(_last_pow2(out_w), 1024 // bx)
+    bz = min(64, _last_pow2(out_h), 1024 // bx // by)
+    bx = min(_last_pow2(c), 1024 // by // bz)
+    stride_c = -(-c // (bx * 4))
+    size_c = -(-c // (bx * stride_c))
+    return (size_c * bx * by * bz) % 2 == 1
+
+
 def maxpool2d_empty_window(case: Case) -> bool:
     """MaxPool1d/MaxPool2d (CUDA's max_pool2d kernels) with a window that has no tap inside the
-    input (dilation > 1 with padding) where CUDA's result shows it: the indices are returned (an
-    empty window's index names an element), or some empty window with a nonzero cotangent names an
-    element whose gather visits that window (``maxpool_gather_empty_window_model``); otherwise the
-    cotangent is dropped, which is the reference's gradient."""
+    input (dilation > 1 with padding) where CUDA's result shows it. Such a window's index is the
+    flat position of its first tap past the low padding edge (NCHW kernel) or 0 (channels-last
+    kernel, ``maxpool_cuda_nhwc``); the comparator accepts any index outside the plane for an empty
+    window, so the case fails exactly when some empty window's index lies in the plane and either
+    the indices are returned or the window has a nonzero cotangent and is among those the
+    gather-style backward visits for that element (``maxpool_gather_empty_window_model``);
+    otherwise the cotangent is dropped, which is the reference's gradient. Cases that crash first
+    (``maxpool_nhwc_float64_misaligned``) are left to that entry."""
     from conformance.numerics.window import batched_input, batched_like, case_taps, has_empty_window, sliding
     from conformance.numerics.window_known import _empty_window_starts
 
     if spatial_dims(case) not in (1, 2) or not has_empty_window(case):
+        return False
+    if maxpool_nhwc_float64_misaligned(case):
+        return False
+    x = batched_input(case)
+    if x.size == 0:
+        return False
+    spatial = x.shape[2:]
+    taps = case_taps(case, spatial)
+    pooled = tuple(int(t.out) for t in taps)
+    empty, first, _ = _empty_window_starts(case, pooled)
+    if maxpool_cuda_nhwc(case):
+        first = np.zeros_like(first)
+    plane = int(np.prod(spatial, dtype=np.int64))
+    in_plane = empty & (first >= 0) & (first < plane)
+    if not in_plane.any():
         return False
     if case.params.get("return_indices"):
         return True
     cot = case.cotangents.get("output")
     if cot is None:
         return False
-    x = batched_input(case)
-    spatial = x.shape[2:]
-    taps = case_taps(case, spatial)
-    pooled = tuple(int(t.out) for t in taps)
-    empty, first, _ = _empty_window_starts(case, pooled)
     cot = batched_like(case, np.asarray(cot, dtype=np.float64))
     g = sliding(case)
-    plane = int(np.prod(spatial, dtype=np.int64))
-    for pos in zip(*np.nonzero(empty)):
-        index = int(first[pos])
-        if not 0 <= index < plane or not np.any(cot[(slice(None), slice(None), *pos)] != 0):
+    for pos in zip(*np.nonzero(in_plane)):
+        if not np.any(cot[(slice(None), slice(None), *pos)] != 0):
             continue
-        coords = np.unravel_index(index, spatial)
+        coords = np.unravel_index(int(first[pos]), spatial)
         if all(lo <= o < hi for o, (lo, hi) in zip(pos, (
                 _p_range(int(c), g.padding[d], g.kernel[d], g.dilation[d], g.stride[d], pooled[d])
                 for d, c in enumerate(coords)))):

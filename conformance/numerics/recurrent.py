@@ -284,3 +284,28 @@ def unpad_lengths_unchecked(case: Case) -> bool:
     """unpad_sequence with a length beyond T or below 0: torch keeps steps t < length, so the
     sequence comes back cut at T, or empty."""
     return case.op == "unpad_sequence" and case.note in ("length > T", "negative length")
+
+
+# -- vmap ------------------------------------------------------------------------------------------
+
+def _vmap_node(case: Case) -> dict[str, Any]:
+    node = (case.call or {}).get("mode") or {}
+    return node if node.get("kind") == "vmap" else {}
+
+
+def vmap_vjp_shared_weights_without_h0(case: Case) -> bool:
+    """A vmap case with torch.func.vjp inside, of a padded RNN/LSTM/GRU whose weights are shared
+    (unbatched) and whose initial state is omitted: torch's decomposition accumulates the batched
+    input's gradient in place into a tensor built from the unbatched weights and zero state."""
+    node = _vmap_node(case)
+    if node.get("inner") != "vjp" or any(k in case.inputs for k in ("h0", "c0")):
+        return False
+    weights = [k for k in case.inputs if k.startswith("weight_")]
+    return bool(weights) and all(k in node.get("shared", ()) for k in weights)
+
+
+def vmap_vjp_packed_with_state(case: Case) -> bool:
+    """A vmap case with torch.func.vjp inside, of an LSTM on a PackedSequence with an initial state:
+    the packed kernel reads the data pointer of the functorch wrapper (without a state, the batch
+    sizes' .item() is refused first, which is unsupported)."""
+    return _vmap_node(case).get("inner") == "vjp" and "h0" in case.inputs
