@@ -63,13 +63,16 @@ def projection_loss(name: str, function: str, *, call: Call, grads: Grads, cases
                     parameters: Callable[[Case], Sequence[str]], errors: ErrorFn | None = None,
                     length: Callable[[Case, str], int] | int = 1, invalid: CaseStrategy | None = None,
                     outputs: Sequence[str] = ("output",), method: str = "", args: Sequence[str] = ("input", "target"),
-                    ctor: Callable[[Case], dict[str, Any]] | None = None, backward: bool = True,
+                    ctor: Callable[[Case], dict[str, Any]] | None = None,
+                    buffers: Callable[[Case], Sequence[str]] = lambda case: (), backward: bool = True,
                     regimes: Sequence[Regime] = (), comparators: Mapping[str, Comparator] | None = None,
                     notes: str = "", variant: str = "") -> LayerSpec:
     """A loss module ``torch.nn.<name>`` with parameters, mirrored by ``reference.functional.<function>``
     (module docstring): ``errors`` (an ``ErrorFn``) and ``length`` make its analysed tolerance
-    (a function without gradient, ``predict``, is compared through its ``comparators``)."""
-    torch = TorchMapping(f"torch.nn.{name}", ctor=ctor, parameters=parameters, args=() if method else tuple(args),
+    (a function without gradient, ``predict``, is compared through its ``comparators``). ``buffers``:
+    the case inputs that are module buffers too (installed as such, so that vmap stacks them)."""
+    torch = TorchMapping(f"torch.nn.{name}", ctor=ctor, parameters=parameters, buffers=buffers,
+                         args=() if method else tuple(args),
                          outputs=tuple(outputs), forward=(lambda case: method_call(method)) if method else None)
     return LayerSpec(
         name=name, family="loss", cases=cases, invalid_cases=invalid,

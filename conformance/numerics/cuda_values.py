@@ -73,7 +73,8 @@ def _renorm_beyond_bound(case: Case, uniq: np.ndarray, got: np.ndarray) -> bool:
     """Whether a backend whose renormalisation leaves the referenced rows ``uniq`` of the weight as
     ``got`` (rounded to the case's dtype) would be outside the case's bound in some compared tensor:
     the reference evaluated on that weight with max_norm=None gives what such a backend returns
-    (output, state.weight, gradients), and ``beyond_bound`` compares it with the true reference."""
+    (output, gradients; state.weight is that weight), and ``beyond_bound`` compares it with the
+    true reference."""
     import dataclasses
 
     from conformance.dtypes import DTYPES
@@ -87,6 +88,7 @@ def _renorm_beyond_bound(case: Case, uniq: np.ndarray, got: np.ndarray) -> bool:
                                    inputs={**case.inputs, "weight": w})
     with np.errstate(all="ignore"):
         alt = spec_of(case).evaluate(alt_case, case.cotangents).tensors()
+    alt["state.weight"] = w  # the renormalised weight (max_norm=None records no state)
     return beyond_bound(case, alt)
 
 

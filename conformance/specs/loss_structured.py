@@ -98,6 +98,7 @@ declare(projection_loss(
 
 declare(projection_loss(
     "LinearCrossEntropyLoss", "linear_cross_entropy", call=N.lce_call, grads=N.lce_grads, ctor=lce_ctor,
+    buffers=lambda case: ("weight",) if "weight" in case.inputs else (),  # (_WeightedLoss's buffer)
     cases=SL.lce_cases, invalid=SL.invalid_lce_cases, parameters=SL.LCE_PARAMETERS, errors=N.lce_errors,
     length=N.lce_length,
     regimes=(Regime("all targets ignored", SL.lce_all_ignored, SL.LCE_PINS["all ignored"],
