@@ -87,9 +87,10 @@ within the steps' reach of a kink or tie). A layer whose second derivative is ze
 everywhere (ReLU, max pooling, copies, affine maps in one input) needs no statement: its
 differences vanish identically — along v, on the absolute problem and along v∘s — and its
 gradient stays the same one ``COARSE_STEP`` along v and v∘s (central differences vanish also for
-a curvature below their resolution, or an even one: a layer norm of values far below √eps); then A,
-ε and ∂_v B are 0, and the backend must return
-exact zeros there (``second_order: zero`` in the record). A
+a curvature below their resolution, or an even one: a layer norm of values far below √eps); then A
+and ∂_v B are 0, ε is the coarse step's resolution (|H·v| below ~2^-46·|g|, as of log-softmax far
+from its largest input: 0 where the gradient is 0), and the backend must return zeros within it
+(``second_order: zero`` in the record). A
 difference vanishing along v alone is an invariance of the layer, judged with the bound above.
 
 **vmap**. ``BATCH`` cases of the declaration with the same shapes and different values (slice 0
@@ -744,8 +745,8 @@ class Vjp2Mode(Mode):
                     if evaluation.shape != r.shape:
                         evaluation = np.full(r.shape, float(evaluation.max()) if evaluation.size else 0.0)
                     eps = eps + 3 * evaluation / FD_STEP
-                if zero and not cotangent:
-                    eps = np.where(vanishing[name], 0.0, eps)
+                if zero and not cotangent:  # (what the coarse step could not have seen: exact where g = 0)
+                    eps = np.where(vanishing[name], rounding_error(fd.magnitude, COARSE_STEP), eps)
                 rho = self.inherited(relative, first, r.shape, cotangent)
                 c = 2.0 if callable(tol.magnitude) else max(tol.c, 2.0)
                 # The first-order rounding differentiated: the backend's gradient is g + δ with |δ| <= B
