@@ -85,7 +85,8 @@ def elementwise(name: str, fn: Callable[..., Any], *, params: ParamSpec | None =
                 cases: Callable[[str], Any] | None = None, invalid_cases: Callable[[str], Any] | None = None,
                 torch: TorchMapping | None = None, reference: Callable[[Case], Any] | None = None,
                 randomness: Randomness | None = None,
-                random: Callable[[Mapping[str, Any], bool], bool] | None = None) -> LayerSpec:
+                random: Callable[[Mapping[str, Any], bool], bool] | None = None,
+                adjoint_at: Callable[[Case], bool] | None = None) -> LayerSpec:
     """A declaration of the elementwise layer ``torch.nn.<name>`` computing ``fn`` (see the module
     docstring). ``params``, ``kinks`` (points, or a function of the parameters), ``tiers``,
     ``inplace``, ``forward_only(params)``, ``invalid`` ({note: parameter options breaking the
@@ -94,7 +95,8 @@ def elementwise(name: str, fn: Callable[..., Any], *, params: ParamSpec | None =
     ``tolerance`` the bound; ``nan_slopes`` and ``one_sided`` the gradient's accepted
     alternatives; ``randomness`` with ``random(params, train)`` a stochastic layer (drawing the
     module's train flag; its value regimes are pinned to evaluation, where every value is
-    observable), whose ``reference`` reads the case's choices."""
+    observable), whose ``reference`` reads the case's choices; ``adjoint_at`` the jvp domain
+    (``LayerSpec.adjoint_at``)."""
     kinks_fn = kinks_of(kinks)
     if cases is None:
         drawn = Elementwise(op=name, params=params, kinks=kinks_fn, tiers=tiers, inplace=inplace,
@@ -109,7 +111,7 @@ def elementwise(name: str, fn: Callable[..., Any], *, params: ParamSpec | None =
         torch=torch or TorchMapping(f"torch.nn.{name}", inplace="input" if inplace else None),
         tolerance=analysed(error) if error is not None else tolerance_of(tolerance),
         comparators={**gradient, **(comparators or {})},
-        smooth_at=smooth_at(kinks_fn),
+        smooth_at=smooth_at(kinks_fn), adjoint_at=adjoint_at,
         regimes=(*value_regimes(kinks_fn, *name_and_description, edges=edges, shapes=shape_regimes,
                                 pins={"train": False} if randomness is not None else None),
                  *((INPLACE_REGIME,) if inplace else ()), *regimes),

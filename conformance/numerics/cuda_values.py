@@ -292,3 +292,101 @@ def rms_norm_fused_infinite_row(case: Case) -> bool:
         return False
     axes = RN.trailing_axes(x, case.params["normalized_shape"])
     return bool(np.any(np.isinf(x).any(axis=axes) & np.isfinite(x).any(axis=axes)))
+
+
+# -- GroupNorm: the CUDA backward for one element per channel (HxW == 1) in float16/bfloat16 -------
+
+
+def _fma32(a, b, c):
+    """fma in float32 (float64 holds a float32 product exactly; one rounding to float32)."""
+    return (np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64)
+            + np.asarray(c, dtype=np.float64)).astype(np.float32)
+
+
+def _warp_sum32(terms: np.ndarray) -> np.ndarray:
+    """cuda_utils::WarpReduceSum over the last axis as the 1d-backward kernel forms it: thread t
+    accumulates terms t, t + 32, ... in float32, then val += shfl_down(val, k) for k = 16, 8, 4, 2, 1
+    (lane 0's value)."""
+    lanes = np.zeros(terms.shape[:-1] + (32,), dtype=np.float32)
+    for i in range(terms.shape[-1]):
+        lanes[..., i % 32] = lanes[..., i % 32] + terms[..., i]
+    k = 16
+    while k:
+        shifted = np.zeros_like(lanes)
+        shifted[..., :32 - k] = lanes[..., k:]
+        lanes = lanes + shifted
+        k //= 2
+    return lanes[..., 0]
+
+
+def group_norm_1d_backward_half(case: Case) -> bool:
+    """GroupNorm in float16/bfloat16 on an input with one element per channel (N, C) or (N, C, 1, ...):
+    torch 2.11's CUDA backward takes GroupNorm1dBackward, whose Compute1dBackwardFusedParamsCUDAKernel
+    accumulates ``sum1 += dY[i] * X[i] * gamma`` with ``dY[i] * X[i]`` a product of two T values,
+    i.e. rounded to T, while ``sum2 * mean`` is exact in float; the difference is multiplied by rstd³
+    (mean and rstd are stored in T too, eps cast to T): c2 = (sum2·mean − sum1)·rstd³/D,
+    c3 = −c2·mean − sum2·rstd/D, dX = rstd·gamma·dY + c2·X + c3 in float (rounded to T), with the
+    multiply-adds nvcc contracts to fma: c3 = fma(−c2, mean, −sum2·rstd/D) and
+    dX = fma(c1, dY, c2·X) + c3 (this reproduces the verification run's case c80f2a2eba5a exactly:
+    X = 4320, eps 1e-3, dY 0.537 and −0.0779 give −4 and −0.5). With one channel per group (X = mean)
+    the exact gradient is 0 and the rounding residue is left. The predicate evaluates that
+    computation and holds where grad.input is beyond the bound."""
+    from conformance.dtypes import DTYPES
+    from conformance.numerics.elementwise import beyond_bound
+
+    if case.invalid or case.dtype not in ("float16", "bfloat16"):
+        return False
+    g = case.cotangents.get("output")
+    x = np.asarray(case.inputs["input"], dtype=np.float64)
+    groups, channels = int(case.params["num_groups"]), int(case.params["num_channels"])
+    if g is None or x.ndim < 2 or x.shape[1] != channels or x.shape[0] == 0 or channels == 0:
+        return False
+    if groups <= 0 or channels % groups or int(np.prod(x.shape[2:], dtype=np.int64)) != 1:
+        return False
+    rnd = DTYPES[case.dtype].round
+    f32 = np.float32
+    n, d = x.shape[0], channels // groups
+    with np.errstate(all="ignore"):
+        X = x.reshape(n, groups, d)
+        dy = np.asarray(g, dtype=np.float64).reshape(n, groups, d)
+        w = case.inputs.get("weight")
+        gamma = (np.ones((groups, d)) if w is None or not case.params.get("affine", True)
+                 else np.asarray(w, dtype=np.float64).reshape(groups, d))
+        eps = f32(rnd(np.asarray(float(case.params["eps"]))))
+        mean = rnd(X.mean(axis=2)).astype(f32)  # stored in T
+        var = X.var(axis=2).astype(f32)
+        rstd = rnd((f32(1) / np.sqrt(var + eps)).astype(np.float64)).astype(f32)  # stored in T
+        prod = rnd(dy * X).astype(f32)  # T * T -> T
+        gamma32, dy32, x32 = np.broadcast_to(gamma.astype(f32)[None], X.shape), dy.astype(f32), X.astype(f32)
+        sum1 = _warp_sum32((prod.astype(np.float64) * gamma32).astype(f32))
+        sum2 = _warp_sum32((dy32.astype(np.float64) * gamma32).astype(f32))
+        s = f32(1) / f32(d)
+        c2 = _fma32(sum2, mean, -sum1) * rstd * rstd * rstd * s
+        c3 = _fma32(-c2, mean, -(sum2 * rstd * s))
+        c1 = rstd[:, :, None] * gamma32
+        dx = rnd((_fma32(c1, dy32, c2[:, :, None] * x32) + c3[:, :, None]).astype(np.float64))
+    return beyond_bound(case, {"grad.input": dx.reshape(x.shape)})
+
+
+# -- LocalResponseNorm: the float16/bfloat16 composite on inputs of 4 or more dims -----------------
+
+
+def lrn_composite_nd_half_shows(case: Case) -> bool:
+    """F.local_response_norm in float16/bfloat16 on an input of 4 or more dims (the avg_pool3d path,
+    which the CPU has no half kernel for, so the CPU entries lrn-composite-out-of-range-* leave these
+    cases out): the composite replayed op by op in the dtype (``lrn_composite_result``: x·x, the
+    window average, α·avg + k, pow, x/p and autograd's chain back, each rounded) is non-finite where
+    the reference is finite, or the reverse, or beyond the bound (``shows_against_reference``)."""
+    from conformance.dtypes import DTYPES
+    from conformance.numerics.elementwise import shows_against_reference
+    from conformance.numerics.normalization import lrn_composite_result, lrn_view_fails
+
+    x = case.inputs["input"]
+    if (case.invalid or case.dtype not in ("float16", "bfloat16") or x.ndim < 4 or not x.size
+            or lrn_view_fails(case)):
+        return False
+    result = lrn_composite_result(case)
+    if float(case.params["beta"]) == 0.0 and "grad.input" in result:
+        # torch's pow backward gives 0 for exponent 0 (not 0·d^-1, NaN at d = 0): grad.input = g/p, p = 1
+        result["grad.input"] = DTYPES[case.dtype].round(np.asarray(case.cotangents["output"], dtype=np.float64))
+    return shows_against_reference(case, result)

@@ -348,3 +348,43 @@ def nearest2d_one_dim_same_size(case: Case) -> bool:
         wrong, right = backward(doc), backward(other)
     scale = max(float(np.nanmax(np.abs(right), initial=0.0)), 1e-300)
     return bool(np.any(np.abs(np.nan_to_num(wrong - right)) > 2.0**-7 * scale))
+
+
+def maxpool3d_empty_window_visible(case: Case) -> bool:
+    """MaxPool3d (CUDA's max_pool3d kernels) with a window that has no tap inside the input where
+    CUDA's result shows it. Such a window's index is the flat in-plane position of its first tap
+    past the low padding edge (``_empty_window_starts``), and the backward scatters its cotangent
+    to that offset of the input gradient's memory (an atomic add at slice * plane + index; NDHWC
+    offsets (n * plane + index) * C + c for a 5-d channels-last input), where an offset past the
+    buffer is lost. The comparator accepts any index outside the plane for an empty window (and then
+    the reference gradient), so a case fails exactly when the indices are returned and some empty
+    window's index lies inside the plane, or some empty window with a nonzero cotangent lands inside
+    the buffer."""
+    from conformance.numerics.window import batched_input, batched_like, case_taps, has_empty_window
+    from conformance.numerics.window_known import _empty_window_starts
+
+    if spatial_dims(case) != 3 or not has_empty_window(case):
+        return False
+    x = batched_input(case)
+    if x.size == 0:
+        return False
+    n, c = x.shape[:2]
+    spatial = x.shape[2:]
+    pooled = tuple(int(t.out) for t in case_taps(case, spatial))
+    empty, first, _ = _empty_window_starts(case, pooled)
+    plane = int(np.prod(spatial, dtype=np.int64))
+    if case.params.get("return_indices") and bool(np.any(empty & (first < plane))):
+        return True
+    cot = case.cotangents.get("output")
+    if cot is None:
+        return False
+    cot = np.broadcast_to(batched_like(case, np.asarray(cot, dtype=np.float64)), (n, c, *pooled))
+    raw = case.inputs["input"]
+    shape = tuple(int(s) for s in raw.shape)
+    channels_last = len(shape) == 5 and S.channels_last_like(shape, S.torch_strides(shape, case.layout("input")))
+    ns = np.arange(n).reshape(n, 1, *([1] * len(pooled)))
+    cs = np.arange(c).reshape(1, c, *([1] * len(pooled)))
+    idx = first[None, None]
+    offset = (ns * plane + idx) * c + cs if channels_last else (ns * c + cs) * plane + idx
+    hit = np.broadcast_to(empty, cot.shape) & (cot != 0) & (offset < n * c * plane)
+    return bool(hit.any())

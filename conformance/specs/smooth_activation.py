@@ -45,6 +45,9 @@ declare(elementwise(
     kinks=E.softplus_switch,
     kink_regime=("at the switch point", "inputs at threshold/β and its neighbours, where the branch changes"),
     comparators={"output": N.softplus_comparator, "grad.input": N.softplus_comparator},
+    # (J·t of an element within one rounding of the switch point may follow either branch, which the
+    # projected adjoint check cannot accept element by element: outside the jvp domain)
+    adjoint_at=lambda case: not N.softplus_branch_ambiguous(case).any(),
     regimes=(Regime("small threshold at the switch point", holds=lambda c: c.params["threshold"] <= 1
                     and E.at_kink(E.softplus_switch)(c),
                     pins={"threshold": 0.5, "tier": "float", "input.kind": "corner", "input.corner": "at the kink"},
