@@ -50,7 +50,8 @@ replayed as ``torch.rand(shape)`` in the case dtype (FractionalMaxPool2d draws i
 slopes, whose cases draw finite non-zero inputs; rule
 ``bernoulli`` — the keep masks the call drew after the seed, replayed as the sequence ``draws`` of
 ``torch.nn.functional.dropout(ones, p, True) != 0`` on ones of that shape and dtype (stored as
-``shape``, read in logical order through ``perm``: the layout the layer's tensor had), flattened,
+``shape`` and seen through ``view`` as the layer's tensor was: the layout it had; the mask read
+back in stored order, then in the reference's order through ``perm``), flattened,
 concatenated: dropout inside attention and transformer layers, whose masks never reach an output.
 The op itself, not ``bernoulli_``: at::dropout draws ``bernoulli_(1 - p)`` on the CPU but runs the
 fused ``native_dropout`` kernel (its own Philox layout) on CUDA. On CUDA such a call runs with
@@ -724,10 +725,18 @@ def _random_choices(call: dict[str, Any], named: dict[str, Any], interp: CallInt
             if kind == "rand":
                 out[choice] = torch.rand(*rule["shape"], dtype=interp.dtype, device=device)
             else:
-                ones = [torch.ones(d["shape"], dtype=torch_dtype(d["dtype"]), device=device)
-                        .permute(*d.get("perm", range(len(d["shape"])))) for d in rule["draws"]]
-                keep = [torch.nn.functional.dropout(x, d["p"], True).reshape(-1) != 0
-                        for x, d in zip(ones, rule["draws"])]
+                keep = []
+                for d in rule["draws"]:
+                    dims = list(range(len(d["shape"])))
+                    # dropout on a tensor laid out as the layer's was (stored as shape, viewed through
+                    # "view"): CUDA's fused kernel assigns its draws in memory order when it vectorises
+                    # and in the view's logical order when it does not (an odd number of elements);
+                    # the CPU's always in memory order. The mask is then read back in stored order
+                    # and through "perm" in the reference's order.
+                    view = list(d.get("view", dims))
+                    ones = torch.ones(d["shape"], dtype=torch_dtype(d["dtype"]), device=device).permute(*view)
+                    kept = (torch.nn.functional.dropout(ones, d["p"], True) != 0).permute(*np.argsort(view).tolist())
+                    keep.append(kept.permute(*d.get("perm", dims)).reshape(-1))
                 out[choice] = torch.cat(keep)
         else:
             raise ValueError(f"unknown random-choice rule {rule!r}")

@@ -295,7 +295,8 @@ def _upcast(dtype: str) -> str:
 
 def dropout_draws(case: Case) -> list[dict[str, Any]]:
     """The keep masks the call draws, in order: {"name", "shape" (as stored), "perm" (stored ->
-    the layout the reference applies it in), "dtype", "p"} (module docstring)."""
+    the layout the reference applies it in), "view" (stored -> the layout of the layer's tensor;
+    default the stored one), "dtype", "p"} (module docstring)."""
     if case.op == "scaled_dot_product_attention":
         p = case.params["dropout_p"]
         return [{"name": "dropout_mask", "shape": list(sdpa_weights_shape(case)), "dtype": _upcast(case.dtype),
@@ -316,6 +317,10 @@ def dropout_draws(case: Case) -> list[dict[str, Any]]:
             if transposed and not after_attention and piece not in ATTENTION_DROPOUTS:
                 # stored batch-first (N, L, w); an attention block's output is stored sequence-first
                 draw.update(shape=[shape[1], shape[0], shape[2]], perm=[1, 0, 2])
+            elif transposed and after_attention:
+                # the layer drops the attention output as MultiheadAttention returns it: a
+                # batch-first view (N, L, E) of the sequence-first (L, N, E) storage
+                draw.update(view=[1, 0, 2])
             draws.append(draw)
     return draws
 

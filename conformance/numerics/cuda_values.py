@@ -390,3 +390,29 @@ def lrn_composite_nd_half_shows(case: Case) -> bool:
         # torch's pow backward gives 0 for exponent 0 (not 0·d^-1, NaN at d = 0): grad.input = g/p, p = 1
         result["grad.input"] = DTYPES[case.dtype].round(np.asarray(case.cotangents["output"], dtype=np.float64))
     return shows_against_reference(case, result)
+
+
+# -- RMSNorm: channels_last (composite path) rstd³ underflow in bfloat16 ----------------------------
+
+
+def rms_norm_channels_last_finite_row_rstd_cubed_underflow(case: Case) -> bool:
+    """RMSNorm on a channels_last input (torch 2.11's CUDA composite path, whose backward forms
+    rstd³ like the CPU's) with some normalised row of finite elements whose root mean square is beyond
+    min_normal^(-1/3) of the compute format (2^42 for float32/bfloat16): rstd³ underflows and the
+    x̂·mean(ĝ·x̂) term of the input gradient is lost (``rms_norm_rstd_cubed_underflow``, restricted to
+    rows without ±inf/NaN, whose rms is not finite anyway)."""
+    from conformance.numerics.normalization import RN, trailing_eps
+
+    if case.invalid or case.dtype == "float16" or case.layout("input").kind != "channels_last":
+        return False
+    x = np.asarray(case.inputs["input"], dtype=np.float64)
+    if not x.size:
+        return False
+    axes = RN.trailing_axes(x, case.params["normalized_shape"])
+    compute = "float64" if case.dtype == "float64" else "float32"
+    from conformance.dtypes import DTYPES
+
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(x).all(axis=axes)
+        rms = np.sqrt((x * x).mean(axis=axes) + trailing_eps(case))
+        return bool(np.any(finite & (rms ** 3 > 1 / DTYPES[compute].min_normal)))
