@@ -59,14 +59,19 @@ def _renormed(rows: np.ndarray, norms: np.ndarray, max_norm: float) -> np.ndarra
     return rows * scale[:, None]
 
 
-def _referenced_rows(case: Case) -> np.ndarray | None:
+def _referenced(case: Case) -> tuple[np.ndarray, np.ndarray] | None:
+    """(the unique indices a valid max_norm case looks up, the weight in float64), or None."""
     if case.invalid or case.params.get("max_norm") is None:
         return None
     idx = _indices(case)
     if idx.size == 0:
         return None
-    w = np.asarray(case.inputs["weight"], dtype=np.float64)
-    return w[np.unique(idx)]
+    return np.unique(idx), np.asarray(case.inputs["weight"], dtype=np.float64)
+
+
+def _referenced_rows(case: Case) -> np.ndarray | None:
+    found = _referenced(case)
+    return None if found is None else found[1][found[0]]
 
 
 def _renorm_beyond_bound(case: Case, uniq: np.ndarray, got: np.ndarray) -> bool:
@@ -142,15 +147,10 @@ def embedding_noncontiguous_weight_renormalises(case: Case) -> bool:
     strided view): torch 2.11's CUDA renorm reads a row as self.stride(0) elements
     (``_cuda_renorm_noncontiguous``), so the renormalised rows differ from the CPU's beyond the
     case's bound. Where the model cannot say, the rows are taken as not rescaled."""
-    if case.layout("weight").kind == "contiguous":
+    found = None if case.layout("weight").kind == "contiguous" else _referenced(case)
+    if found is None:
         return False
-    if case.invalid or case.params.get("max_norm") is None:
-        return False
-    idx = _indices(case)
-    if idx.size == 0:
-        return False
-    w = np.asarray(case.inputs["weight"], dtype=np.float64)
-    uniq = np.unique(idx)
+    uniq, w = found
     rows = w[uniq]
     p, max_norm = float(case.params["norm_type"]), float(case.params["max_norm"])
     got = _cuda_renorm_noncontiguous(case, uniq, w, p, max_norm)
