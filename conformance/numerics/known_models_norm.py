@@ -8,108 +8,21 @@ import numpy as np
 
 from backends.base import Case, Result
 from conformance.dtypes import DTYPES
-from conformance.numerics.normalization import _cross_map_sums_of, _torch_pow
-
-# bfloat16 elements of a contiguous tensor that ATen's cpu_kernel_vec runs through Vectorized<BFloat16>
-# (2 vectors of 32 lanes per step with AVX-512), the rest by the scalar op
-_BF16_VECTOR_STEP = 64
-
-
-def _cross_map_pow(base: np.ndarray, exponent: float, dtype: str, rnd, rsqrt: str = "mixed") -> np.ndarray:
-    """torch.pow(tensor, scalar) on the CPU: float16 takes one std::pow in float (ATen's PowKernel
-    has a Half branch of its own, without the x·x / 1/(x·x) specialisations, so 1/scale² does not
-    overflow in float16 where the exact power is in range). bfloat16's exponent -0.5 is rsqrt: its
-    vector path takes 1/sqrt in float and rounds once, its scalar path (the elements past the last
-    whole vector step) rounds sqrt to bfloat16 before dividing; ``rsqrt`` "vector", "scalar" or
-    "mixed" (as on an AVX-512 CPU). The other dtypes and exponents as ``_torch_pow``."""
-    with np.errstate(all="ignore"):
-        if dtype == "float16":
-            return rnd(np.asarray(base, dtype=np.float64) ** exponent)
-        if dtype == "bfloat16" and exponent == -0.5 and rsqrt != "scalar":
-            r32 = DTYPES["float32"].round
-            vector = rnd(1 / r32(np.sqrt(np.asarray(base, dtype=np.float64))))
-            if rsqrt == "vector":
-                return vector
-            scalar = _torch_pow(base, exponent, rnd)
-            n = base.size // _BF16_VECTOR_STEP * _BF16_VECTOR_STEP
-            return np.where((np.arange(base.size) < n).reshape(base.shape), vector, scalar)
-    return _torch_pow(base, exponent, rnd)
-
-
-def _fma(a: np.ndarray, b: np.ndarray, c: np.ndarray, dtype: str) -> np.ndarray:
-    """a·b + c rounded once to the compute type (float64 for float64, else float32; as float64)."""
-    if dtype == "float64":
-        ld = np.longdouble
-        return (np.asarray(a, dtype=ld) * np.asarray(b, dtype=ld) + np.asarray(c, dtype=ld)).astype(np.float64)
-    return DTYPES["float32"].round(np.asarray(a, dtype=np.float64) * b + c)
-
-
-def torch_cross_map_lrn_replay(case: Case, dtype: str, rsqrt: str = "mixed") -> dict[str, np.ndarray]:
-    """``conformance.numerics.normalization.torch_cross_map_lrn`` (torch's CrossMapLRN2d autograd
-    Function replayed op by op in ``dtype``: the running window sums, scale = sums·(α/n) + k,
-    y = scale^(-β)·x and the hand-written backward over the shifted window), with torch's float16
-    power (``_cross_map_pow``), its first window ratio sum accumulated row by row and its addcmul_
-    as one fused multiply-add in the compute type (float for float16/bfloat16)."""
-    p, x = case.params, np.asarray(case.inputs["input"], dtype=np.float64)
-    size, alpha, beta, k = int(p["size"]), float(p["alpha"]), float(p["beta"]), float(p["k"])
-    if dtype == "float64":
-        def rnd(v):
-            return np.asarray(v, dtype=np.float64)
-        r32 = rnd
-        scalar = float
-    else:
-        r32, rd = DTYPES["float32"].round, DTYPES[dtype].round
-
-        def rnd(v):
-            return rd(r32(np.asarray(v, dtype=np.float64)))
-
-        def scalar(v):
-            return float(r32(np.array(v)))
-    with np.errstate(all="ignore"):
-        x = rnd(x)
-        scale = _cross_map_sums_of(rnd(x * x), size, rnd)
-        scale = rnd(rnd(scale * scalar(alpha / size)) + scalar(k))
-        power = _cross_map_pow(scale, -beta, dtype, rnd, rsqrt)
-        out = {"output": rnd(power * x)}
-        g = case.cotangents.get("output")
-        channels, pre = x.shape[1], int(size - (size - 1) / 2)
-        if g is None or pre > size - 1:  # size 1: torch's backward raises (its own entry)
-            return out
-        g = rnd(np.asarray(g, dtype=np.float64))
-        y = out["output"]
-        grad = rnd(power * g)
-        cache = scalar(2 * alpha * beta / size)
-        padded = np.zeros((x.shape[0], channels + size - 1) + x.shape[2:])
-        padded[:, pre:pre + channels] = rnd(rnd(g * y) / scale)
-        # torch.sum over the first size - 1 rows: accumulated row by row in the compute type
-        # (float for float16/bfloat16), rounded to the dtype once
-        accum = np.zeros((x.shape[0],) + x.shape[2:])
-        for c in range(size - 1):
-            accum = r32(accum + padded[:, c])
-        accum = rnd(accum)
-        for c in range(channels):
-            accum = rnd(accum + padded[:, c + size - 1])
-            # addcmul_(x, accum, value=-cache): fma(value·t1, t2, self) in the compute type (float for
-            # float16/bfloat16, then rounded to the dtype); float32 products are exact in float64, a
-            # float64 fma is approximated in long double
-            grad[:, c] = rnd(_fma(r32(-cache * x[:, c]), accum, grad[:, c], dtype))
-            accum = rnd(accum - padded[:, c])
-        out["grad.input"] = grad
-    return out
+from conformance.numerics.normalization import torch_cross_map_lrn
 
 
 def cross_map_lrn_model(case: Case, reference: Result, got: Result) -> dict[str, object]:
     """Model of ``crossmaplrn2d-forward-window-*``, ``crossmaplrn2d-backward-window-*`` and
     ``crossmaplrn2d-out-of-range-float16``: torch's CrossMapLRN2d replayed op by op in the case's
-    dtype (``torch_cross_map_lrn_replay``: its running window sums, one channel late and never
+    dtype (``torch_cross_map_lrn``: its running window sums, one channel late and never
     dropping channel 0, and its hand-written backward over the shifted window), so that only the
     values the off-by-one windows (or the dtype's range) make torch compute are explained."""
-    out: dict[str, object] = dict(torch_cross_map_lrn_replay(case, case.dtype))
+    out: dict[str, object] = dict(torch_cross_map_lrn(case, case.dtype))
     if case.dtype == "bfloat16" and float(case.params["beta"]) == 0.5:
         # rsqrt's vector and scalar paths round differently (``_cross_map_pow``): the split is the
         # CPU's vector width's (other CPUs and CUDA differ), so either path's value is accepted
         u = DTYPES[case.dtype].unit_roundoff
-        others = [torch_cross_map_lrn_replay(case, case.dtype, path) for path in ("vector", "scalar")]
+        others = [torch_cross_map_lrn(case, case.dtype, path) for path in ("vector", "scalar")]
         with np.errstate(all="ignore"):
             for name, value in list(out.items()):
                 spread = np.fmax(*(np.abs(o[name] - value) for o in others))  # NaN only where both are

