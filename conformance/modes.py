@@ -114,7 +114,7 @@ reference given its reported choices, and under ``"same"`` the slices' choices m
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -533,10 +533,8 @@ class Vjp2Mode(Mode):
         tensor differentiated (grad.<input>, <output>) in the case's dtype."""
 
         def at(shifted: Case) -> dict[str, np.ndarray]:
-            result, pull = spec.run_reference(shifted)
-            grads = spec.pull(pull, shifted, cotangents)
-            out = {f"d2.{n}": np.asarray(grads.get(n, np.zeros(shifted.inputs[n].shape)), dtype=np.float64)
-                   for n in v}
+            result, grads = _reference_gradients(spec, shifted, v, cotangents)
+            out = {f"d2.{n}": g for n, g in grads.items()}
             out.update({f"d2.cotangent.{k}": y for k, y in _float_outputs(result).items() if k in cotangents})
             if bounds:
                 try:
@@ -565,9 +563,7 @@ class Vjp2Mode(Mode):
         curvature below their resolution, and around a point where the gradient is even along v:
         a layer norm of values far below √eps.)"""
         def grads(shifted: Case) -> dict[str, np.ndarray]:
-            _, pull = spec.run_reference(shifted)
-            pulled = spec.pull(pull, shifted, cotangents)
-            return {n: np.asarray(pulled.get(n, np.zeros(shifted.inputs[n].shape)), dtype=np.float64) for n in v}
+            return _reference_gradients(spec, shifted, v, cotangents)[1]
 
         base = grads(case)
         for direction in (v, self.scattered(case, v)):
@@ -968,6 +964,15 @@ class VmapMode(Mode):
 
 
 MODE_BY_NAME: dict[str, Mode] = {"jvp": JvpMode(), "vjp2": Vjp2Mode(), "vmap": VmapMode()}
+
+
+def _reference_gradients(spec: LayerSpec, case: Case, names: Iterable[str],
+                         cotangents: Mapping[str, np.ndarray]) -> tuple[Result, dict[str, np.ndarray]]:
+    """The reference's result at ``case`` and its gradient of each of ``names`` for ``cotangents``, in
+    float64 (zeros for an input the pullback leaves out)."""
+    result, pull = spec.run_reference(case)
+    grads = spec.pull(pull, case, cotangents)
+    return result, {n: np.asarray(grads.get(n, np.zeros(case.inputs[n].shape)), dtype=np.float64) for n in names}
 
 
 def mode_of(name: str) -> Mode:
