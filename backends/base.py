@@ -178,6 +178,12 @@ class Case:
         """The declaration's id: ``op``, or ``op[variant]``."""
         return f"{self.op}[{self.variant}]" if self.variant else self.op
 
+    @property
+    def mode_node(self) -> dict[str, Any]:
+        """The call's mode node (``call["mode"]``: ``kind``, ``composition``, ``batch``...); empty
+        for a vjp case."""
+        return (self.call or {}).get("mode") or {}
+
     def layout(self, name: str) -> Layout:
         return self.layouts.get(name, CONTIGUOUS)
 

@@ -1,8 +1,9 @@
 """Repro artifacts of a target's discrepancies, written after its searches from their records.
 
 For each final (shrunk) discrepancy: ``repro/<stem>.npz`` (the case's inputs, cotangents and
-random choices, the reference's tensors and their bounds) and ``repro/<stem>.py``, a standalone
-script (torch + numpy) that carries the call interpreter and the element judge verbatim
+random choices, the reference's tensors and their bounds; for a jvp or vjp2 case also what its
+judgement compared the mode's own tensors with: ``_mode_arrays``) and ``repro/<stem>.py``, a
+standalone script (torch + numpy) that carries the call interpreter and the element judge verbatim
 (``repro_sources``) and replays the case. The record's ``artifacts`` names both, relative to the
 report directory.
 """
@@ -47,7 +48,7 @@ def _references(spec: LayerSpec, ev: Evaluation) -> list[tuple[str, Case, Result
     """The references a repro script compares, each with the name prefix of its tensors and the case
     it is the reference of: the case's own, or for a vmap case each slice's (``vmap[b].``: the
     backend's results are named per slice). A jvp or vjp2 case's own tensors (``jvp.*``, ``d2.*``)
-    are judged by the run only; its script compares the outputs and first-order gradients."""
+    have no reference of this kind: their judgement's arrays are saved instead (``_mode_arrays``)."""
     if ev.reference is None:
         return []
     if ev.case.mode == "vmap" and ev.backend_result is not None:
@@ -57,6 +58,26 @@ def _references(spec: LayerSpec, ev: Evaluation) -> list[tuple[str, Case, Result
                 for b, slice_case, expected, _ in mode_of("vmap").slices(spec, ev.case, ev.backend_result)  # type: ignore[attr-defined]
                 if not isinstance(expected, str)]
     return [("", ev.case, ev.reference)]
+
+
+def _mode_arrays(ev: Evaluation) -> dict[str, np.ndarray]:
+    """A jvp or vjp2 case's own tensors as its judgement compared them (``modes.Judgement``):
+    ``ref.<tensor>`` and ``bound.<tensor>`` (expected value and allowed error per element, for
+    ``jvp.<output>``, ``d2.<input>``, ``d2.cotangent.<output>`` and ``jvp.projection``),
+    ``unjudged.<tensor>`` where the run judged some elements not at all (the script takes the
+    backend's value there, as the run did), and ``projection.u<i>.<output>`` and ``projection.scale``,
+    from which the script forms the backend's side of ``jvp.projection``, ⟨u, J·t⟩."""
+    judgement = ev.judgement
+    if judgement is None:
+        return {}
+    arrays: dict[str, np.ndarray] = {}
+    for name, (expected, allowed, judged) in judgement.expected.items():
+        arrays[f"ref.{name}"] = np.asarray(expected, dtype=np.float64)
+        arrays[f"bound.{name}"] = np.asarray(allowed, dtype=np.float64)
+        if not np.all(judged):
+            arrays[f"unjudged.{name}"] = ~np.asarray(judged, dtype=bool)
+    arrays.update({f"projection.{key}": np.asarray(value) for key, value in judgement.projection.items()})
+    return arrays
 
 
 def write_artifacts(report_dir: Path, spec: LayerSpec, evaluations: Sequence[Evaluation]) -> None:
@@ -80,6 +101,7 @@ def write_artifacts(report_dir: Path, spec: LayerSpec, evaluations: Sequence[Eva
                     arrays[f"bound.{prefix}{name}"] = (
                         bound_for(spec, judged_case, name, value, absref[name]).allowed
                         if value.dtype.kind == "f" else np.zeros(value.shape))
+            arrays.update(_mode_arrays(ev))
             np.savez(directory / f"{stem}.npz", **arrays)
             from reports.repro import render_repro
 

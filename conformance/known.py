@@ -370,8 +370,12 @@ def modelled_tensors(entries: Sequence[KnownDiscrepancy], spec: LayerSpec, case:
             if absref is None:
                 with np.errstate(all="ignore"):
                     absref = magnitudes(spec, case, reference)
-            agreed = set()
-            for name, value in predicted.items():
+        except Exception:
+            out[entry.id] = frozenset()
+            continue
+        agreed = set()
+        for name, value in predicted.items():
+            try:  # (one tensor the model cannot judge, e.g. of another shape, costs only that tensor)
                 value, scale = value if isinstance(value, tuple) else (value, None)
                 value = np.asarray(value)
                 if scale is None:
@@ -380,11 +384,11 @@ def modelled_tensors(entries: Sequence[KnownDiscrepancy], spec: LayerSpec, case:
                     scale = np.maximum(scale, np.broadcast_to(absref[name], scale.shape))
                 with np.errstate(all="ignore"):
                     comparison = compare_tensor(spec, case, name, value, theirs.get(name), got.dtypes.get(name), scale)
-                if comparison.ok:
-                    agreed.add(name)
-            out[entry.id] = frozenset(agreed)
-        except Exception:
-            out[entry.id] = frozenset()
+            except Exception:
+                continue
+            if comparison.ok:
+                agreed.add(name)
+        out[entry.id] = frozenset(agreed)
     return out
 
 

@@ -115,7 +115,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -231,10 +231,19 @@ def _float_model(case: Case) -> Case:
 
 @dataclass
 class Judgement:
-    """What a mode concluded about one case: its comparisons and facts for the record."""
+    """What a mode concluded about one case: its comparisons and facts for the record; and, for the
+    repro artifacts (``conformance.artifacts``), what it compared the mode's own tensors with."""
 
     comparisons: list[Comparison]
     info: dict[str, Any]
+    # Per mode tensor judged here (``jvp.<output>``, ``jvp.projection``, ``d2.*``): (expected, allowed,
+    # judged) as compared; judged is False where the run judged nothing (the reference undefined:
+    # the backend's own value was taken as expected, with no error allowed).
+    expected: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # What jvp.projection's backend side is formed from: ``u<i>.<output>``, the i-th cotangent draw
+    # (NaN where an element is left out), and ``scale``, the power of two the projections were
+    # judged under (expected and allowed above are scaled by it).
+    projection: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Mode:
@@ -410,6 +419,7 @@ class JvpMode(Mode):
     def _judge(self, spec: LayerSpec, case: Case, ref: Result, pullback: Pullback | None, got: Result) -> Judgement:
         comparisons = self.primal_comparisons(spec, case, ref, got, ("jvp.",))
         info: dict[str, Any] = {}
+        compared: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # (Judgement.expected)
         if pullback is None:
             return Judgement(comparisons, {"note": "the reference has no pullback for this case"})
         node = case.call["mode"]  # type: ignore[index]
@@ -423,8 +433,9 @@ class JvpMode(Mode):
         missing = [k for k, v in jvps.items() if v is None or np.shape(v) != outputs[k].shape]
         for k in missing:
             comparisons.append(judged(f"jvp.{k}", case, outputs[k], jvps[k], np.zeros(outputs[k].shape)))
+            compared[f"jvp.{k}"] = (outputs[k], np.zeros(outputs[k].shape), np.zeros(outputs[k].shape, dtype=bool))
         if missing:
-            return Judgement(comparisons, info)
+            return Judgement(comparisons, info, compared)
         y = {k: np.asarray(v, dtype=np.float64) for k, v in jvps.items()}
         # Where the reference output is not finite (an empty max-pooling window's -inf, an overflow)
         # J·t is not defined: those elements are left out of every projection.
@@ -476,6 +487,9 @@ class JvpMode(Mode):
         scale = 2.0 ** -math.ceil(math.log2(top)) if top > 1 else 1.0
         comparisons.append(judged("jvp.projection", case, np.where(usable, rhs, lhs) * scale, lhs * scale,
                                   np.where(usable, allowed, 0.0) * scale))
+        compared["jvp.projection"] = (rhs * scale, allowed * scale, usable)
+        projection = {f"u{i}.{k}": np.where(defined[k], u[k], np.nan) for i, u in enumerate(draws) for k in outputs}
+        projection["scale"] = np.asarray(scale)
         total = sum(v.size for v in outputs.values())
         info["jvp"] = {"projections": int(usable.sum()), "elementwise": total <= ELEMENTWISE}
         if total <= ELEMENTWISE:
@@ -492,7 +506,8 @@ class JvpMode(Mode):
                 comparisons.append(judged(f"jvp.{k}", case, np.where(usable_k, expected, y[k]), y[k],
                                           np.where(usable_k, allowed_k, 0.0), reduction_length=k_out,
                                           got_dtype=got.dtypes.get(f"jvp.{k}")))
-        return Judgement(comparisons, info)
+                compared[f"jvp.{k}"] = (expected, allowed_k, usable_k)
+        return Judgement(comparisons, info, compared, projection)
 
 
 # -- vjp2 -------------------------------------------------------------------------------------------
@@ -666,6 +681,7 @@ class Vjp2Mode(Mode):
     def _judge(self, spec: LayerSpec, case: Case, ref: Result, pullback: Pullback | None, got: Result) -> Judgement:
         comparisons = self.primal_comparisons(spec, case, ref, got, ("d2.",))
         info: dict[str, Any] = {"composition": case.call["mode"]["composition"]}  # type: ignore[index]
+        compared: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # (Judgement.expected)
         v = self.directions(case)
         g = dict(case.cotangents)
         if not v or not g:
@@ -767,8 +783,9 @@ class Vjp2Mode(Mode):
                 expected = np.where(usable, r, 0.0)
             comparisons.append(judged(name, case, expected, value, np.where(usable, allowed, 0.0), reduction_length=k,
                                       got_dtype=got.dtypes.get(name)))
+            compared[name] = (r, allowed, usable)
         info["second_order"] = "zero" if zero else "nonzero"
-        return Judgement(comparisons, info)
+        return Judgement(comparisons, info, compared)
 
 
 # -- vmap -------------------------------------------------------------------------------------------

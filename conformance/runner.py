@@ -18,7 +18,7 @@ import warnings
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from hypothesis import HealthCheck, given, reject, target
@@ -44,6 +44,9 @@ from conformance.settings import RunSettings
 from conformance.spec import LayerSpec, Pullback, Regime
 from conformance.strategies import output_cotangent
 from reports.records import RecordWriter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from conformance.modes import Judgement
 
 # The known-entry symptom of a call that failed as a whole (``conformance.known.CALL_SYMPTOMS``).
 CALL_SYMPTOM = {"crash": "crash", "timeout": "timeout", "compile": "compile", "error": "raises"}
@@ -118,12 +121,14 @@ def _compile_failure(exc: BaseException) -> bool:
 
 @dataclass
 class Evaluation:
-    """One evaluated case: its record, and the arrays needed for repro artifacts."""
+    """One evaluated case: its record, and the arrays needed for repro artifacts (a jvp or vjp2
+    case's judgement: what its own tensors were compared with)."""
 
     record: dict[str, Any]
     case: Case
     reference: Result | None = None
     backend_result: Result | None = None
+    judgement: Judgement | None = None
 
 
 @dataclass
@@ -316,6 +321,7 @@ class Runner:
                 return Evaluation(record, case, ref, got)
             record["choices"] = {name: {"size": int(np.size(v)), "mean": float(np.mean(v)) if np.size(v) else 0.0}
                                  for name, v in case.choices.items()}
+        judgement: Judgement | None = None
         if case.mode == "vjp":
             comparisons = compare_results(spec, case, ref, got)
         else:
@@ -336,7 +342,7 @@ class Runner:
         failing = [c for c in record["comparisons"] if not c["ok"]]
         record["verdict"] = "fail" if failing else "pass"
         record.update(self._known_fields(backend, spec, case, failing=failing, results=(ref, got)))
-        return Evaluation(record, case, ref, got)
+        return Evaluation(record, case, ref, got, judgement)
 
     def _evaluate_invalid(self, backend: Backend, spec: LayerSpec, case: Case, record: dict[str, Any],
                           ref_error: BaseException | None) -> Evaluation:

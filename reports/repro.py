@@ -4,10 +4,17 @@ The runner saves the case's arrays beside the script (``repro/<name>.npz``): ``i
 ``cotangent.<output>``, ``choice.<name>`` (random choices the backend reported), ``ref.<tensor>``
 (the reference values of every compared tensor: ``output``, ``grad.input``,
 ``state.running_mean``, ``random.mask``...) and ``bound.<tensor>`` (the allowed absolute error per
-element). ``render_repro`` writes the script: the case's call tree and input description as
-literals, then the *verbatim source* of the modules the suite itself used to run and judge it (the
-call interpreter and the element judge, handed over by the caller), so the script runs exactly
-what the suite ran. Exit status 0: everything within bounds; 1: a mismatch.
+element). A derivative mode's own tensors are saved as its judgement compared them: ``ref.`` and
+``bound.`` of ``jvp.<output>``, ``d2.<input>``, ``d2.cotangent.<output>`` (the expected values are
+the reference's J·t and finite differences), ``unjudged.<tensor>`` where the run judged some
+elements not at all (the reference undefined there: the backend's value stands, as in the run),
+and for a jvp case ``jvp.projection``: the projections ⟨u, J·t⟩ on the run's cotangent draws,
+whose backend side the script forms from the draws (``projection.u<i>.<output>``, NaN where an
+element is left out) and the run's power-of-two scale (``projection.scale``), against the
+reference's ⟨Jᵀu, t⟩ and its bound. ``render_repro`` writes the script: the case's call tree and
+input description as literals, then the *verbatim source* of the modules the suite itself used to
+run and judge it (the call interpreter and the element judge, handed over by the caller), so the
+script runs exactly what the suite ran. Exit status 0: everything within bounds; 1: a mismatch.
 
 ``--backend module:Class`` (or a registered backend name) runs the case through that adapter
 instead of torch.nn: the script rebuilds the ``backends.base.Case`` from the arrays and the recorded
@@ -45,7 +52,8 @@ from its checkout), comparing the same way:
 
     python <this script> --backend module:Class|NAME$backend_hint
 
-Prints one line per compared tensor; exits 1 when any tensor is out of bound, 0 otherwise (2 when
+Prints one line per compared tensor (for a jvp case also jvp.projection: the projections of J·t
+on the run's cotangent draws); exits 1 when any tensor is out of bound, 0 otherwise (2 when
 the adapter cannot be loaded). Recorded backend: $backend on device "$device". By default the call
 runs through torch itself (the same call interpreter as nnconform's torch adapter, included below).
 """
@@ -72,8 +80,9 @@ MAX_VALUE = $max_value
 UNIT_ROUNDOFF = $unit_roundoff
 
 
-def check(name, ref, bound, got, who="torch"):
-    """One line for one compared tensor; False when it is out of bound."""
+def check(name, ref, bound, got, who="torch", unjudged=None):
+    """One line for one compared tensor; False when it is out of bound. Elements marked
+    ``unjudged`` were not judged by the run (no reference there): the backend's value stands."""
     if got is None:
         print(f"{name:<24} MISSING from {who}'s result")
         return False
@@ -81,6 +90,8 @@ def check(name, ref, bound, got, who="torch"):
     if got.shape != ref.shape:
         print(f"{name:<24} SHAPE {list(got.shape)} != expected {list(ref.shape)}")
         return False
+    if unjudged is not None:
+        ref, bound = np.where(unjudged, got, ref), np.where(unjudged, 0.0, bound)
     if ref.dtype.kind != "f":
         bad = judge_exact(ref, got)
         err = np.where(bad, np.inf, 0.0)
@@ -98,6 +109,28 @@ def check(name, ref, bound, got, who="torch"):
         print(f"{'':<24} worst at {tuple(int(i) for i in at)}: reference {ref[at].item()!r}, "
               f"{who} {got[at].item()!r}, bound {float(bound[at]):.3e}")
     return mismatches == 0
+
+
+def projections(arrays, got):
+    """jvp.projection as the run formed it from the backend's J·t: ⟨u, J·t⟩ summed over the
+    outputs for each saved cotangent draw u (NaN in u: an element left out), times the run's
+    scale; None when a jvp.<output> is missing or misshapen."""
+    draws = {}
+    for key in arrays.files:
+        if key.startswith("projection.u"):
+            index, output = key[len("projection.u"):].split(".", 1)
+            draws.setdefault(int(index), []).append((output, arrays[key]))
+    values = []
+    for index in sorted(draws):
+        terms = []
+        for output, u in draws[index]:
+            y = got.get("jvp." + output)
+            if y is None or np.shape(y[0]) != u.shape:
+                return None
+            with np.errstate(all="ignore"):
+                terms.append(np.sum(np.where(np.isnan(u), 0.0, u * np.asarray(y[0], dtype=np.float64))))
+        values.append(float(sum(terms)))
+    return np.array(values) * float(arrays["projection.scale"]), None
 
 
 def _recorded(value):
@@ -182,13 +215,16 @@ def main(argv=None):
             short = name[len("grad."):]
             if name.startswith("grad.") and short in grad_init.get("scale", {}) and value.dtype.kind == "f":
                 got[name] = (np.asarray(value, dtype=np.float64) - initial_grad(grad_init, short, value.shape), dtype)
+    if "projection.scale" in arrays.files:  # a jvp case: ⟨u, J·t⟩ against the reference's ⟨Jᵀu, t⟩
+        got["jvp.projection"] = projections(arrays, got)
     ok = True
     for key in arrays.files:
         if key.startswith("ref."):
             name = key[len("ref."):]
             ref = arrays[key]
             bound = arrays["bound." + name] if "bound." + name in arrays.files else np.zeros(ref.shape)
-            ok &= check(name, ref, bound, got.get(name), who)
+            unjudged = arrays["unjudged." + name] if "unjudged." + name in arrays.files else None
+            ok &= check(name, ref, bound, got.get(name), who, unjudged)
     print("conforms" if ok else "DISCREPANCY")
     return 0 if ok else 1
 

@@ -158,6 +158,27 @@ def test_known_entry_with_a_model_explains_only_the_value_it_predicts():
         assert (explain(entries, None, failing, modelled) is not None) == explained, grad
 
 
+def test_known_model_prediction_of_the_wrong_shape_costs_only_that_tensor(monkeypatch):
+    """A model whose prediction for one tensor cannot be compared (another shape than the magnitude
+    it is scaled by) still explains the tensors it predicts right."""
+    from backends.base import Case, Result
+    from conformance import known
+    from conformance.known import KnownDiscrepancy, modelled_tensors
+
+    spec = all_specs()["MaxPool1d"]
+    case = Case(op="MaxPool1d", dtype="float64", tier="exact", differentiable=("input",),
+                params={"kernel_size": 2, "padding": 1, "dilation": 2, "return_indices": True},
+                inputs={"input": np.array([[5.0], [7.0]])}, cotangents={"output": np.array([[1.0], [10.0]])})
+    reference, pullback = spec.run_reference(case)
+    reference.grads = spec.pull(pullback, case, case.cotangents)
+    got = Result(outputs={"output": np.full((2, 1), -np.inf), "indices": np.array([[1], [1]])},
+                 grads={"input": np.array([[0.0], [1.0]])})
+    monkeypatch.setattr(known, "_load_predicate", lambda _: lambda case, reference, got: {
+        "grad.input": np.array([[0.0], [1.0]]), "output": np.zeros((3, 3))})
+    entry = KnownDiscrepancy(id="model", op="MaxPool1d", backend="*", reason="test", model="m:f")
+    assert modelled_tensors([entry], spec, case, reference, got) == {"model": frozenset({"grad.input"})}
+
+
 def test_known_model_judges_primal_tensors_in_a_derivative_mode(tmp_path):
     """In forward mode a MaxPool case with an empty window whose index lies inside the plane (the
     tangent gather does not raise) returns torch's out-of-window index: the jvp entry's model

@@ -536,7 +536,7 @@ def fast_path_float_mask(case: Case) -> bool:
 def reverse_over_forward_with_dead_sdpa_row(case: Case) -> bool:
     """A vjp2 case composed reverse-over-forward (``torch.func.grad`` of ``torch.func.jvp``) whose
     sdpa attn_mask leaves some query no key (``has_dead_sdpa_row``)."""
-    node = (case.call or {}).get("mode") or {}
+    node = case.mode_node
     return node.get("composition") == "reverse-over-forward" and has_dead_sdpa_row(case)
 
 

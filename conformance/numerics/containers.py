@@ -279,7 +279,7 @@ def reverse_over_forward_through_batch_statistics(case: Case) -> bool:
     model with a batch norm that normalises with the batch's statistics (training, or no running
     statistics tracked): where torch's batch_norm JVP rule is wrong to second order (pytorch#196699,
     known entry ``batchnorm-jvp-rule-wrong-to-second-order``)."""
-    node = (case.call or {}).get("mode") or {}
+    node = case.mode_node
     if node.get("composition") != "reverse-over-forward" or "layers" not in case.params:
         return False
     return any(layer["op"] in BATCH_NORMS and (case.train or not layer["params"].get("track_running_stats", True))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from backends.base import Case
+from conformance.numerics.normalization import fma
 
 # -- class-index targets outside [0, C) (CUDA: a device-side assert) ------------------------------
 
@@ -297,12 +298,6 @@ def rms_norm_fused_infinite_row(case: Case) -> bool:
 # -- GroupNorm: the CUDA backward for one element per channel (HxW == 1) in float16/bfloat16 -------
 
 
-def _fma32(a, b, c):
-    """fma in float32 (float64 holds a float32 product exactly; one rounding to float32)."""
-    return (np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64)
-            + np.asarray(c, dtype=np.float64)).astype(np.float32)
-
-
 def _warp_sum32(terms: np.ndarray) -> np.ndarray:
     """cuda_utils::WarpReduceSum over the last axis as the 1d-backward kernel forms it: thread t
     accumulates terms t, t + 32, ... in float32, then val += shfl_down(val, k) for k = 16, 8, 4, 2, 1
@@ -361,10 +356,11 @@ def group_norm_1d_backward_half(case: Case) -> bool:
         sum1 = _warp_sum32((prod.astype(np.float64) * gamma32).astype(f32))
         sum2 = _warp_sum32((dy32.astype(np.float64) * gamma32).astype(f32))
         s = f32(1) / f32(d)
-        c2 = _fma32(sum2, mean, -sum1) * rstd * rstd * rstd * s
-        c3 = _fma32(-c2, mean, -(sum2 * rstd * s))
+        c2 = fma(sum2, mean, -sum1, "float32").astype(np.float32) * rstd * rstd * rstd * s
+        c3 = fma(-c2, mean, -(sum2 * rstd * s), "float32").astype(np.float32)
         c1 = rstd[:, :, None] * gamma32
-        dx = rnd((_fma32(c1, dy32, c2[:, :, None] * x32) + c3[:, :, None]).astype(np.float64))
+        dx = fma(c1, dy32, c2[:, :, None] * x32, "float32").astype(np.float32) + c3[:, :, None]
+        dx = rnd(dx.astype(np.float64))
     return beyond_bound(case, {"grad.input": dx.reshape(x.shape)})
 
 

@@ -366,7 +366,7 @@ def vmap_slice_power_sum_flushes_to_zero(case: Case) -> bool:
     (``power_sum_flushes_to_zero``)."""
     from conformance.modes import mode_of
 
-    node = (case.call or {}).get("mode") or {}
+    node = case.mode_node
     if node.get("kind") != "vmap":
         return power_sum_flushes_to_zero(case)
     vmap = mode_of("vmap")
@@ -485,7 +485,7 @@ def cosine_norm_tangent_overflows_float16(case: Case) -> bool:
     leave float16's range: torch's vector_norm JVP forms (x·t).sum()/‖x‖ in float16 (not in the
     forward kernel's float32 opmath), so the tangent is ±inf (and the second-order results inf or
     NaN) although ‖x‖'s derivative x·t/‖x‖ is representable."""
-    node = (case.call or {}).get("mode") or {}
+    node = case.mode_node
     if case.dtype != "float16" or node.get("kind") != "vjp2" or node.get("composition") == "reverse-over-reverse":
         return False
     from conformance.modes import mode_of
@@ -508,7 +508,7 @@ def unscaled_powers_leave_range_second_order(case: Case) -> bool:
     p, eps, _ = _params(case)
     if not math.isfinite(p) or p in (0.0, 1.0):
         return False
-    node = (case.call or {}).get("mode") or {}
+    node = case.mode_node
     g = case.cotangents.get("output")
     if node.get("kind") == "vjp2" and g is not None:
         v = mode_of("vjp2").directions(case)  # type: ignore[attr-defined]

@@ -444,7 +444,7 @@ def batched_fill_checks_range_before_rounding(case: Case) -> bool:
     """``fill_checks_range_before_rounding`` for a vmap case: the fill runs on the stacked tensor of
     every slice (batch × the slice's elements), so a one-element float16/bfloat16 slice no longer takes
     the one-element path that fills the rounded value: it raises like any other tensor."""
-    node = (case.call or {}).get("mode") or {}
+    node = case.mode_node
     if case.mode != "vmap" or node.get("kind") != "vmap" or int(node.get("batch", 1)) < 2:
         return False
     return (not case.invalid and case.dtype != "float64" and above_largest(case)
@@ -763,7 +763,7 @@ def weight_norm_double_backward(case: Case) -> bool:
     """A vjp2 case of parametrizations.weight_norm differentiated by double backward (the only
     composition torch supports for it: torch._weight_norm has no forward-mode rule): the backward of
     torch._weight_norm_interface's backward treats the saved norms as constants."""
-    return ((case.call or {}).get("mode") or {}).get("composition") == "reverse-over-reverse"
+    return case.mode_node.get("composition") == "reverse-over-reverse"
 
 
 def _weight_norm_differentiable_backward_overflows(case: Case) -> bool:
@@ -795,7 +795,7 @@ def weight_norm_vmap_backward_overflows(case: Case) -> bool:
     the backward with grad mode on."""
     from conformance.modes import mode_of
 
-    node = (case.call or {}).get("mode") or {}
+    node = case.mode_node
     if node.get("kind") != "vmap":
         return _weight_norm_differentiable_backward_overflows(case)
     vmap = mode_of("vmap")

@@ -257,7 +257,7 @@ def antialias_single_column_vmap_model(case: Case, reference: Result, got: Resul
 
 def under_vmap(case: Case) -> bool:
     """A case of the vmap mode (its call runs under torch.func.vmap)."""
-    return ((case.call or {}).get("mode") or {}).get("kind") == "vmap"
+    return case.mode_node.get("kind") == "vmap"
 
 
 def circular_remainder_overrun_vmap(case: Case) -> bool:

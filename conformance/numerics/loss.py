@@ -807,7 +807,7 @@ BCE_DOUBLE_BACKWARD_EPS = 1e-12
 def bce_input_gradient_through_forward_mode(case: Case) -> bool:
     """A vjp2 case of BCELoss composed reverse-over-forward: its first-order input gradient is the
     transpose of the forward-mode rule, i.e. torch's binary_cross_entropy_double_backward_grad_output."""
-    node = (case.call or {}).get("mode") or {}
+    node = case.mode_node
     return node.get("kind") == "vjp2" and node.get("composition") == "reverse-over-forward"
 
 
@@ -872,7 +872,7 @@ def bce_logits_functorch_result(case: Case) -> dict[str, np.ndarray]:
 
 
 def _under_func_transform(case: Case) -> bool:
-    node = (case.call or {}).get("mode") or {}
+    node = case.mode_node
     if node.get("kind") == "vjp2":
         return node.get("composition") in ("forward-over-reverse", "reverse-over-forward")
     return node.get("kind") == "vmap"
@@ -973,7 +973,7 @@ def triplet_unbatched_under_func_jvp(case: Case) -> bool:
     as ``margin + d(a, p) - d(a, n)`` on 0-d tensors, where torch.func.jvp promotes the Python
     float's tangent as a float64 0-d tensor (not as a wrapped number), so J·v comes back float64."""
     return (case.dtype != "float64" and np.ndim(case.inputs["anchor"]) == 1
-            and _under_func_transform(case) and ((case.call or {}).get("mode") or {}).get("kind") == "vjp2")
+            and _under_func_transform(case) and case.mode_node.get("kind") == "vjp2")
 
 
 def triplet_powers_leave_range_second_order(case: Case) -> bool:
@@ -985,7 +985,7 @@ def triplet_powers_leave_range_second_order(case: Case) -> bool:
     from conformance.modes import mode_of
     from conformance.numerics import distance
 
-    node = (case.call or {}).get("mode") or {}
+    node = case.mode_node
     g = case.cotangents.get("output")
     if node.get("kind") != "vjp2" or g is None:
         return False

@@ -281,6 +281,6 @@ def ctc_lists_under_grad_transform(case: Case) -> bool:
     """A vmap case of CTCLoss whose lengths are Python lists and whose slices run ``torch.func.vjp``
     (``inner = "vjp"``): torch.func's gradient transforms raise on ctc_loss's IntList overload
     ("Cannot access data pointer of Tensor that doesn't have storage"), with or without vmap."""
-    node = (case.call or {}).get("mode") or {}
+    node = case.mode_node
     return (node.get("kind") == "vmap" and node.get("inner") == "vjp"
             and case.types.get("input_lengths") == "int_list")

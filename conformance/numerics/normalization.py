@@ -596,7 +596,7 @@ def _cross_map_pow(base: np.ndarray, exponent: float, dtype: str, rnd, rsqrt: st
     return _torch_pow(base, exponent, rnd)
 
 
-def _fma(a: np.ndarray, b: np.ndarray, c: np.ndarray, dtype: str) -> np.ndarray:
+def fma(a: np.ndarray, b: np.ndarray, c: np.ndarray, dtype: str) -> np.ndarray:
     """a·b + c rounded once to the compute type (float64 for float64, else float32; as float64)."""
     if dtype == "float64":
         ld = np.longdouble
@@ -656,7 +656,7 @@ def torch_cross_map_lrn(case: Case, dtype: str, rsqrt: str = "mixed") -> dict[st
             # addcmul_(x, accum, value=-cache): fma(value·t1, t2, self) in the compute type (float for
             # float16/bfloat16, then rounded to the dtype); float32 products are exact in float64, a
             # float64 fma is approximated in long double
-            grad[:, c] = rnd(_fma(r32(-cache * x[:, c]), accum, grad[:, c], dtype))
+            grad[:, c] = rnd(fma(r32(-cache * x[:, c]), accum, grad[:, c], dtype))
             accum = rnd(accum - padded[:, c])
         out["grad.input"] = grad
     return out
@@ -845,7 +845,7 @@ def group_norm_forward_ad_view_raises(case: Case) -> bool:
     if case.invalid:
         return False
     if case.mode == "vjp2" and not (reverse_over_forward(case) or
-                                    ((case.call or {}).get("mode") or {}).get("composition") == "forward-over-reverse"):
+                                    case.mode_node.get("composition") == "forward-over-reverse"):
         return False
     x = case.inputs["input"]
     if x.ndim not in (4, 5) or not x.size:

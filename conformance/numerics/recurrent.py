@@ -289,7 +289,7 @@ def unpad_lengths_unchecked(case: Case) -> bool:
 # -- vmap ------------------------------------------------------------------------------------------
 
 def _vmap_node(case: Case) -> dict[str, Any]:
-    node = (case.call or {}).get("mode") or {}
+    node = case.mode_node
     return node if node.get("kind") == "vmap" else {}
 
 

@@ -238,7 +238,7 @@ def empty_window_shows_in_forward_mode(case: Case) -> bool:
 def empty_window_under_vmap(case: Case) -> bool:
     """A vmap case of max pooling with a window entirely in the padding (``has_empty_window``: the
     geometry is the same in every slice)."""
-    node = (case.call or {}).get("mode") or {}
+    node = case.mode_node
     return node.get("kind") == "vmap" and has_empty_window(case)
 
 
