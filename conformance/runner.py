@@ -657,7 +657,7 @@ class Runner:
         except Unsatisfiable:  # every draw lay outside the mode's domain (a regime at a kink, for vjp2)
             pass
         except Exception as exc:  # the search itself broke (health check, flaky replay...)
-            record = self._base_record(backend, spec, None, dtype, regime)
+            record = self._base_record(backend, spec, None, dtype, regime, mode=mode)
             record.update(verdict="error", error_side="harness", final=True,
                           error=f"the search failed: {_error_text(exc)}")
             self._emit(record)

@@ -226,3 +226,21 @@ def test_ci_cases_are_pinned(tmp_path, monkeypatch):
                  "--examples", "2", "--report-dir", str(tmp_path / "other")]) == 0
     other = [r["case_id"] for r in read_records(tmp_path / "other") if r.get("case_id")][:4]
     assert other and other != ids["vjp"]
+
+
+def test_a_broken_search_in_a_derivative_mode_is_recorded_under_that_mode(tmp_path, monkeypatch):
+    """A search that breaks (here: the evaluation itself raises) is a harness error recorded for its
+    own target, mode included, not under the vjp mode."""
+    from conformance.runner import Runner
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("evaluation broke")
+
+    monkeypatch.setattr(Runner, "evaluate", broken)
+    settings = RunSettings(report_dir=str(tmp_path), profile="ci", isolate=False)
+    with RecordWriter(tmp_path) as writer:
+        runner = Runner(settings, writer, [])
+        runner.search(ReferenceBackend(), all_specs()["Tanh"], "float64", False, mode="jvp")
+        runner.flush()
+    records = [r for r in read_records(tmp_path) if r["verdict"] == "error"]
+    assert records and all(r["mode"] == "jvp" and r["error"].startswith("the search failed") for r in records)
