@@ -24,7 +24,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, reject, target
 from hypothesis import seed as hypothesis_seed
 from hypothesis import settings as hypothesis_settings_class
-from hypothesis.errors import Unsatisfiable
+from hypothesis.errors import FlakyFailure, Unsatisfiable
 
 from backends.base import (
     DISCREPANCY_VERDICTS,
@@ -587,6 +587,7 @@ class Runner:
         state = stop if stop is not None else {"stopped": False}
         state.setdefault("stopped", False)
         state["failed"] = False
+        state.pop("first", None)  # (this search's first failing evaluation)
         seeds = {c.call.get("seed") for c, _ in samples or () if c.call}
 
         def check(case: Case) -> None:
@@ -603,8 +604,12 @@ class Runner:
                 self._emit(record)
                 return
             record["final"] = _is_final_replay()
-            record["shrinking"] = state["failed"] and not record["final"]
             bad = record["verdict"] in DISCREPANCY_VERDICTS
+            # (after a failure every call is a replay: shrinking, or the final replay; one that passes
+            # is a failure that did not reproduce, recorded as the first failure, below)
+            record["shrinking"] = state["failed"] and not (record["final"] and bad)
+            if bad and "first" not in state:
+                state["first"] = evaluation
             if bad and record["final"]:
                 self._discrepancies.append(evaluation)
                 state["stopped"] |= record["verdict"] == "crash"
@@ -656,11 +661,27 @@ class Runner:
             pass
         except Unsatisfiable:  # every draw lay outside the mode's domain (a regime at a kink, for vjp2)
             pass
-        except Exception as exc:  # the search itself broke (health check, flaky replay...)
-            record = self._base_record(backend, spec, None, dtype, regime, mode=mode)
-            record.update(verdict="error", error_side="harness", final=True,
-                          error=f"the search failed: {_error_text(exc)}")
-            self._emit(record)
+        except FlakyFailure as exc:
+            first = state.get("first")
+            if first is None:
+                self._search_failed(backend, spec, dtype, regime, mode, exc)
+                return
+            # The backend failed a case and then passed its replays (a state- or thread-dependent
+            # failure): the discrepancy it showed is the finding, unshrunk, not a harness error.
+            first.record.update(final=True, shrinking=False, flaky=(
+                "not reproduced when Hypothesis replayed the case: the backend's result depends on "
+                "state the case does not fix (earlier calls, threads)"))
+            self.discrepancies += 1
+            self._discrepancies.append(first)
+        except Exception as exc:  # the search itself broke (health check...)
+            self._search_failed(backend, spec, dtype, regime, mode, exc)
+
+    def _search_failed(self, backend: Backend, spec: LayerSpec, dtype: str, regime: Regime | None, mode: str,
+                       exc: BaseException) -> None:
+        """A harness error: the search itself broke."""
+        record = self._base_record(backend, spec, None, dtype, regime, mode=mode)
+        record.update(verdict="error", error_side="harness", final=True, error=f"the search failed: {_error_text(exc)}")
+        self._emit(record)
 
     def _emit(self, record: dict[str, Any]) -> None:
         record["time"] = time.time()

@@ -244,3 +244,36 @@ def test_a_broken_search_in_a_derivative_mode_is_recorded_under_that_mode(tmp_pa
         runner.flush()
     records = [r for r in read_records(tmp_path) if r["verdict"] == "error"]
     assert records and all(r["mode"] == "jvp" and r["error"].startswith("the search failed") for r in records)
+
+
+def test_a_failure_that_does_not_replay_is_a_finding_not_a_harness_error(tmp_path):
+    """A backend wrong on its first call only (a state-dependent bug: a buffer it did not write) fails
+    a case that then passes Hypothesis' replays: the failure it showed is recorded as the final
+    discrepancy, marked flaky, and no harness error is recorded."""
+    from backends.base import Case, Result
+    from conformance.runner import Runner
+
+    class WrongOnce(ReferenceBackend):
+        name = "wrong-once"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def run(self, case: Case) -> Result:
+            result = super().run(case)
+            self.calls += 1
+            if self.calls == 1:
+                result.outputs = {k: np.asarray(v) + 1.0 for k, v in result.outputs.items()}
+            return result
+
+    settings = RunSettings(report_dir=str(tmp_path), profile="ci", isolate=False)
+    with RecordWriter(tmp_path) as writer:
+        runner = Runner(settings, writer, [])
+        runner.search(WrongOnce(), all_specs()["Tanh"], "float64", False)
+        runner.flush()
+    records = list(read_records(tmp_path))
+    assert not [r for r in records if r["verdict"] == "error"]
+    final = [r for r in records if r["final"] and not r["shrinking"]]
+    assert len(final) == 1 and final[0]["verdict"] == "fail" and "not reproduced" in final[0]["flaky"]
+    assert runner.discrepancies == 1
