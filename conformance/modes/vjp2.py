@@ -31,7 +31,8 @@ the output for J·v), and:
   step.
 
 Cases lie in a smooth neighbourhood: finite inputs, the declaration's ``smooth_at`` (no input
-within the steps' reach of a kink or tie). A layer whose second derivative is zero almost
+within the steps' reach of a kink or tie), and steps x ± h·v exact in float64 (``steps_exact``: not
+for |x| beyond about 2^36, where the capped direction falls below x's resolution). A layer whose second derivative is zero almost
 everywhere (ReLU, max pooling, copies, affine maps in one input) needs no statement: its
 differences vanish identically — along v, on the absolute problem and along v∘s — and its
 gradient stays the same one ``COARSE_STEP`` along v and v∘s (central differences vanish also for
@@ -83,9 +84,26 @@ class Vjp2Mode(Mode):
         if not super().accepts(spec, case):
             return False
         try:
-            return spec.smooth_at is None or bool(spec.smooth_at(case))
+            if spec.smooth_at is not None and not spec.smooth_at(case):
+                return False
         except Exception:
             return False
+        return self.steps_exact(case)
+
+    @staticmethod
+    def steps_exact(case: Case) -> bool:
+        """x ± h·v is exact in float64 for h = FD_STEP and FD_STEP/2 (the differences divide by the
+        step they assume): not where the direction, capped at 2^12 (``direction_values``), is below
+        the resolution of |x| (|x| beyond about 2^36); such a case is outside the mode's domain."""
+        seed = _seed(case)  # (``prepare`` draws the directions from the same seed)
+        for n in _differentiable(case):
+            x = np.asarray(case.inputs[n], dtype=np.float64)
+            v = direction_values(seed, n, x, case.tier, case.layout(n).describe())
+            with np.errstate(all="ignore"):
+                for h in (FD_STEP, FD_STEP / 2):
+                    if np.any((x + h * v) - x != h * v):
+                        return False
+        return True
 
     def prepare(self, spec: LayerSpec, case: Case, ref: Result) -> Case:
         seed = _seed(case)

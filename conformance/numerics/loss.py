@@ -775,27 +775,28 @@ def _active_row_cotangent(case: Case, g: np.ndarray, norm_p: float, eps: float, 
 
 
 def triplet_pairwise_module_powers_leave_range(case: Case) -> bool:
-    """TripletMarginWithDistanceLoss with a PairwiseDistance module as its distance: the module's
+    """TripletMarginWithDistanceLoss with torch's pairwise distance (a PairwiseDistance module, or a
+    partial of F.pairwise_distance, or the default, which is p = 2): its
     unscaled powers (``distance.unscaled_powers_leave_range``) leave the dtype's range for the
-    anchor-positive or anchor-negative pair of a triplet whose hinge is active (loss > 0), judged
-    with that triplet's cotangent (g, or g/N for the mean) on the distance."""
+    anchor-positive or anchor-negative pair (and, with swap, the positive-negative one, either side
+    of the swap's choice) of a triplet whose hinge is active (loss > 0), judged with that triplet's
+    cotangent (g, or g/N for the mean) on the distance."""
     from conformance.numerics import distance
 
-    node = case.params.get("distance_function") or {}
-    if node.get("module", {}).get("target") != "torch.nn.PairwiseDistance" or case.params.get("swap"):
-        return False
     g = case.cotangents.get("output")
     a, pos, neg = (case.inputs[k] for k in ("anchor", "positive", "negative"))
     if g is None or not a.size:
         return False
     norm_p, eps = triplet_distance(case)
-    cot = _active_row_cotangent(case, g, norm_p, eps, swap=False)
+    swap = bool(case.params.get("swap"))
+    cot = _active_row_cotangent(case, g, norm_p, eps, swap=swap)
     if cot is None:
         return False
     params = {"p": norm_p, "eps": eps, "keepdim": False}
-    return any(distance.unscaled_powers_leave_range(replace(case, params=params, inputs={"x1": a, "x2": other},
+    pairs = [(a, pos), (a, neg)] + ([(pos, neg)] if swap else [])
+    return any(distance.unscaled_powers_leave_range(replace(case, params=params, inputs={"x1": x1, "x2": x2},
                                                             cotangents={"output": cot}))
-               for other in (pos, neg))
+               for x1, x2 in pairs)
 
 
 # torch's double-backward helper binary_cross_entropy_double_backward_grad_output (the derivative of
@@ -827,9 +828,12 @@ def bce_logits_functorch_result(case: Case) -> dict[str, np.ndarray]:
     functorch's own decomposition of binary_cross_entropy_with_logits, the pre-2.1 formula
     ``(1 - t)·x + lw·(m + log(exp(-m) + exp(-x - m)))`` with ``m = max(-x, 0)`` (lw = (pw - 1)·t + 1,
     1 without pos_weight), differentiated by autograd, each operation rounded to the case's dtype
-    (as torch's CPU kernels round each op's float32 result for the 16-bit formats), in autograd's
-    order. Its loss rounds log(1 + tiny) to 0 (torch's eager formula, (1 - t)·x - lw·logsigmoid(x),
-    keeps it) and its input gradient is a difference of terms near 1 (cancellation where |x| is large)."""
+    (as torch's CPU kernels round each op's float32 result for the 16-bit formats), in the order of
+    the graph ``make_fx`` records for ``torch.func.vjp`` (torch 2.13): 1 - t and pw - 1 are rounded
+    tensors of their own, and without pos_weight the loss is ((1 - t)·x + m) + log s and the
+    gradient of m is (-ds·b - ds·a) + ĝ. Its loss rounds log(1 + tiny) to 0 (torch's eager formula,
+    (1 - t)·x - lw·logsigmoid(x), keeps it) and its input gradient is a difference of terms near
+    ĝ (cancellation where |x| is large)."""
     r = DTYPES[case.dtype].round
     x = r(np.asarray(case.inputs["input"], dtype=np.float64))
     t = r(np.asarray(case.inputs["target"], dtype=np.float64))
@@ -839,12 +843,18 @@ def bce_logits_functorch_result(case: Case) -> dict[str, np.ndarray]:
     reduction = reduction_of(case)
     with np.errstate(all="ignore"):
         m = np.maximum(-x, 0.0)
+        omt = r(1.0 - t)
         a, b = r(np.exp(-m)), r(np.exp(r(-x - m)))
         s = r(a + b)
         log_s = r(np.log(s))
-        lw = None if pw is None else r(r((pw - 1.0) * t) + 1.0)
-        inner = r(log_s + m)
-        loss = r(r((1.0 - t) * x) + (r(m + log_s) if lw is None else r(lw * inner)))
+        if pw is None:
+            pwm1 = lw = inner = None
+            loss = r(r(r(omt * x) + m) + log_s)
+        else:
+            pwm1 = r(pw - 1.0)
+            lw = r(r(pwm1 * t) + 1.0)
+            inner = r(log_s + m)
+            loss = r(r(omt * x) + r(lw * inner))
         if w is not None:
             loss = r(loss * w)
         if reduction == "mean":
@@ -860,13 +870,19 @@ def bce_logits_functorch_result(case: Case) -> dict[str, np.ndarray]:
         gl = np.broadcast_to(r(g / loss.size) if reduction == "mean" else g, loss.shape)
         if w is not None:
             gl = r(gl * w)
-        gin = gl if lw is None else r(gl * lw)  # gradient of (m + log s)
-        ds = r(gin / s)
-        dm = r(r(gin - r(ds * a)) - r(ds * b))  # through "+ m", exp(-m) and exp(-x - m)
-        dx = r(r(r((1.0 - t) * gl) - r(ds * b)) - dm * (-x >= 0))
+        if lw is None:
+            ds = r(gl / s)
+            p, q = r(ds * b), r(ds * a)
+            dm = r(r(-p - q) + gl)  # through "+ m", exp(-m) and exp(-x - m)
+        else:
+            gin = r(gl * lw)
+            ds = r(gin / s)
+            p, q = r(ds * b), r(ds * a)
+            dm = r(r(gin - p) - q)
+        dx = r(r(-p + r(gl * omt)) - np.where(-x >= 0, dm, 0.0))
         out["grad.input"] = np.asarray(np.broadcast_to(dx, x.shape), dtype=np.float64)
         if "target" in case.differentiable:
-            dtg = -r(x * gl) if lw is None else r(-r(x * gl) + r(r(r(pw - 1.0) * inner) * gl))
+            dtg = -r(gl * x) if lw is None else r(-r(gl * x) + r(r(gl * inner) * pwm1))
             out["grad.target"] = np.asarray(np.broadcast_to(dtg, t.shape), dtype=np.float64)
     return out
 

@@ -1,9 +1,40 @@
 """Regression losses: MSELoss, L1Loss, SmoothL1Loss, HuberLoss, KLDivLoss (template ``families.loss``)."""
 
+import numpy as np
+
+from backends.base import Case
+from conformance.dtypes import DTYPES
 from conformance.families.loss import reduction_loss
 from conformance.numerics import loss as N
 from conformance.spec import Regime, declare
 from conformance.strategies import loss as L
+
+# The vjp2 mode's central differences step x + s·v with |s| <= 2^-20 along directions of
+# |v| <= 8·2^ceil(log2(|x| + 2^-10)) < 16·(|x| + 2^-10) (``torch_call.direction_values``: normals on
+# 8 bits, beyond 8σ with probability 1e-15 per element), so d = x - t moves by at most
+# 2^-20·16·(|x| + |t| + 2^-9) = 2^-16·(|x| + |t| + 2^-9).
+STEP_REACH = 2.0**-16
+
+
+def smooth_regression_at(case: Case) -> bool:
+    """The vjp2 domain of L1Loss, SmoothL1Loss and HuberLoss: every d = x - t is beyond the central
+    differences' reach (``STEP_REACH``) of the kinks of the second derivative, d = 0 (L1, β = 0) and
+    |d| = w (w = β or δ, where the quadratic branch meets the linear one), and |d| is farther from w
+    than torch's rounding of d (and of w) in the case's dtype, u·(|d| + w): torch picks the branch on
+    its rounded d (bfloat16: x - t = 1.99609375 rounds to β = 2, the linear branch, whose second
+    derivative is 0 where the exact d's is 1/β)."""
+    x = np.asarray(case.inputs["input"], dtype=np.float64)
+    t = np.asarray(case.inputs["target"], dtype=np.float64)
+    with np.errstate(all="ignore"):
+        d = x - t
+        reach = STEP_REACH * (np.abs(x) + np.abs(t) + 2.0**-9)
+        if not np.all(np.abs(d) > reach):
+            return False
+        if case.op == "L1Loss":
+            return True
+        w = float(case.params.get("beta", case.params.get("delta", 1.0)))
+        u = DTYPES[case.dtype].unit_roundoff
+        return bool(np.all(np.abs(np.abs(d) - w) > reach + u * (np.abs(d) + w)))
 
 declare(reduction_loss(
     "MSELoss", "mse_loss", cases=L.regression_cases("MSELoss"), invalid=L.invalid_regression_cases("MSELoss"),
@@ -14,14 +45,14 @@ declare(reduction_loss(
 
 declare(reduction_loss(
     "L1Loss", "l1_loss", cases=L.regression_cases("L1Loss"), invalid=L.invalid_regression_cases("L1Loss"),
-    tolerance=N.L1_TOLERANCE, regimes=(L.BROADCAST_REGIME, L.kink_regime()),
+    tolerance=N.L1_TOLERANCE, regimes=(L.BROADCAST_REGIME, L.kink_regime()), smooth_at=smooth_regression_at,
     notes="ℓ = |x - t|. " + L.REGRESSION_NOTES + " The gradient at x = t is 0 (sign(0)).",
 ))
 
 declare(reduction_loss(
     "SmoothL1Loss", "smooth_l1_loss", cases=L.regression_cases("SmoothL1Loss"),
     invalid=L.invalid_regression_cases("SmoothL1Loss"), errors=N.smooth_l1_errors, length=N.broadcast_length,
-    smooth_at=L.smooth_regression,
+    smooth_at=smooth_regression_at,
     regimes=(L.BROADCAST_REGIME, L.kink_regime(beta=1.0),
              Regime("beta = 0 (L1)", lambda case: case.params.get("beta", 1.0) == 0, {"beta": 0.0}),
              Regime("|input - target| = beta (branch boundary)", L.at_branch_boundary,
@@ -32,7 +63,7 @@ declare(reduction_loss(
 
 declare(reduction_loss(
     "HuberLoss", "huber_loss", cases=L.regression_cases("HuberLoss"), invalid=L.invalid_regression_cases("HuberLoss"),
-    errors=N.huber_errors, length=N.broadcast_length, legacy=False, smooth_at=L.smooth_regression,
+    errors=N.huber_errors, length=N.broadcast_length, legacy=False, smooth_at=smooth_regression_at,
     regimes=(L.BROADCAST_REGIME, L.kink_regime(delta=1.0),
              Regime("|input - target| = delta (branch boundary)", L.at_branch_boundary,
                     L.branch_boundary_pins("delta", 0.5),

@@ -2,6 +2,7 @@
 
 from conformance.families.loss import reduction_loss
 from conformance.numerics import loss as N
+from conformance.numerics import loss_modes as NM
 from conformance.spec import Regime, declare
 from conformance.strategies import loss_binary as B
 from conformance.strategies.loss import RARE
@@ -20,7 +21,7 @@ declare(reduction_loss(
 
 declare(reduction_loss(
     "BCEWithLogitsLoss", "binary_cross_entropy_with_logits", cases=B.logits_cases, invalid=B.INVALID_LOGITS,
-    buffers=("weight", "pos_weight"), tolerance=N.LOGITS_TOLERANCE,
+    buffers=("weight", "pos_weight"), tolerance=N.LOGITS_TOLERANCE, second_order_error=NM.bce_logits_second_order_error,
     regimes=(Regime("large logits", B.large_logits, {"input.scale": "large"},
                     "|x| from 20 to 1000, both signs: no overflow, no NaN."),
              Regime("pos_weight", lambda case: "pos_weight" in case.inputs, {"pos_weight": True},

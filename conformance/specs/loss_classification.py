@@ -2,13 +2,14 @@
 
 from conformance.families.loss import reduction_loss
 from conformance.numerics import loss as N
+from conformance.numerics import loss_modes as NM
 from conformance.spec import Regime, declare
 from conformance.strategies import loss_classification as C
 from conformance.strategies.loss import RARE
 
 declare(reduction_loss(
     "CrossEntropyLoss", "cross_entropy", cases=C.ce_cases, invalid=C.invalid_ce_cases, buffers=("weight",),
-    tolerance=N.CE_TOLERANCE,
+    tolerance=N.CE_TOLERANCE, second_order_error=NM.ce_second_order_error,
     regimes=(*C.ignore_regimes("target form", "class indices"),
              Regime("weights with zeros/negatives", C.weights_not_positive,
                     {"weight": True, "weight.kind": "with negatives"},

@@ -3,6 +3,7 @@ CosineEmbeddingLoss."""
 
 from conformance.families.loss import reduction_loss
 from conformance.numerics import loss as N
+from conformance.numerics import loss_modes as NM
 from conformance.spec import Regime, declare
 from conformance.strategies import loss_margin as M
 from conformance.strategies.loss import RARE
@@ -59,6 +60,7 @@ declare(reduction_loss(
 declare(reduction_loss(
     "CosineEmbeddingLoss", "cosine_embedding_loss", cases=M.cosine_cases, invalid=M.invalid_cosine_cases,
     args=("input1", "input2", "target"), tolerance=N.COSINE_TOLERANCE, smooth_at=M.smooth_cosine,
+    second_order_error=NM.cosine_embedding_second_order_error,
     regimes=(Regime("zero vectors", N.cosine_zero_vector, {"zero vectors": RARE},
                     "A zero vector: cos = 0/√(ε·(|x2|² + ε)) = 0, with ε = 1e-12 added to each squared norm."),
              Regime("negative margin", M.negative_margin, {"margin": -0.5}),

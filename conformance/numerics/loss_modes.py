@@ -1,0 +1,254 @@
+"""The loss family's error models and known-entry predicates for the derivative modes (vjp2, vmap;
+issue #24): second-order rounding the finite differences cannot see (``LayerSpec.second_order_error``)
+and the triggers of torch's second-order and forward-mode discrepancies. The first-order models are
+in ``conformance.numerics.loss``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from backends.base import Case, Result
+from conformance.dtypes import DTYPES
+from conformance.numerics.loss import (
+    HALF_OVERFLOW,
+    _gaussian_half_parts,
+    _under_func_transform,
+    ce_args,
+    cosine_norm_product_out_of_range,
+    triplet_distance,
+)
+from conformance.strategies.loss import reduction_of
+from reference import loss as ref
+from reference import loss_classification as classification
+from reference import loss_likelihood as likelihood
+from reference import loss_margin as margin
+
+
+def soft_margin_double_backward_square_overflows(case: Case) -> bool:
+    """A vjp2 case of SoftMarginLoss some element of which has torch's double-backward denominator
+    (1 + z)², z = exp(-y·x) finite, beyond the dtype's range: torch forms d2.input as
+    (v·g)·y²·z / (1 + z)² (soft_margin_loss_double_backward), each op rounded to the dtype, so the
+    square overflows once z > √max (float16: -y·x > 5.55; float32/bfloat16: > 44.4) and d2.input
+    is 0 (or NaN where the numerator overflows too) where g·v·σ(1 - σ) is representable."""
+    if case.mode_node.get("kind") != "vjp2" or "input" not in case.differentiable:
+        return False
+    dt = DTYPES[case.dtype]
+    x = np.asarray(case.inputs["input"], dtype=np.float64)
+    y = np.asarray(case.inputs["target"], dtype=np.float64)
+    with np.errstate(all="ignore"):
+        z = dt.round(np.exp(dt.round(-y * x)))
+        square = dt.round(dt.round(z + 1.0) ** 2)
+        return bool(np.any(np.isfinite(z) & ~np.isfinite(square) & (y != 0)))
+
+
+def bce_logits_second_order_error(case: Case, v: Mapping[str, np.ndarray],
+                                  g: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The vjp2 error of BCEWithLogitsLoss's second derivative formed from the output (as Sigmoid's
+    backward: ``smooth_activation.sigmoid_error``): torch's double backward differentiates σ(x) in
+    its first-order gradient w·((1 - t + pw·t)·σ(x) - pw·t) by sigmoid_backward(c, y) = c·y·(1 - y)
+    with y = σ(x) rounded to the dtype (E_y = (L + 1)·u·y), so H·v's term ĝ·w·(1 - t + pw·t)·σ'(x)·v_x
+    carries |1 - 2y|·E_y + 3u·y·(1 - y) times |ĝ·w|·(|1 - t| + |pw·t|)·|v_x| (either way of forming
+    the coefficient). Near y = 1, 1 - y cancels: the error is absolute there (bfloat16 at x = 4.56:
+    σ'(x) = 0.0102 with an error up to u·σ = 0.0039), which no difference of the exact problem shows."""
+    from reference.libm import LIBM_ULPS, sigmoid
+
+    cot = g.get("output")
+    if cot is None or "input" not in v:
+        return {}
+    x = np.asarray(case.inputs["input"], dtype=np.float64)
+    t = np.asarray(case.inputs["target"], dtype=np.float64)
+    w = np.asarray(case.inputs.get("weight", 1.0), dtype=np.float64)
+    pw = np.asarray(case.inputs.get("pos_weight", 1.0), dtype=np.float64)
+    u = DTYPES[case.dtype].unit_roundoff
+    with np.errstate(all="ignore"):
+        ghat = ref.scaled_cotangent(np.asarray(cot, dtype=np.float64), x.shape, reduction_of(case))
+        y = sigmoid(x)
+        factor = np.abs(1 - 2 * y) * (LIBM_ULPS + 1) * y + 3 * y * sigmoid(-x)
+        coef = np.abs(ghat * w) * (np.abs(1 - t) + np.abs(pw * t))
+        out = u * coef * factor * np.abs(np.asarray(v["input"], dtype=np.float64))
+    return {"d2.input": np.where(np.isfinite(out), out, 0.0)}
+
+
+def ce_second_order_error(case: Case, v: Mapping[str, np.ndarray],
+                          g: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The vjp2 error of CrossEntropyLoss's log_softmax Hessian as torch forms it: the first-order
+    gradient is gl - y·Σgl (gl = -ĝ·q, constant in x), whose derivative along v is -y∘ẏ·Σgl with
+    the log_softmax tangent ẏ = v - Σ_k y_k·v_k formed as a difference. Where y is near one-hot the
+    exact ẏ_j = v_j·(1 - y_j) - Σ_{k≠j} y_k·v_k is tiny but its terms are of |v|'s size: ẏ carries
+    u·(|v_j| + Σ_k y_k·|v_k|·(E_logp + C + 1)) (the subtraction; the sum of C products of y, whose
+    relative error is E_logp, ``ce_errors``), and the products (E_logp + 3)·u·|ẏ_j|; times
+    y_j·|Σgl| <= y_j·ĝ·Σ|q| (the sum of gl rounds at its terms' scale). No difference of the exact
+    problem shows it: along v, on the absolute problem and along v∘s the Hessian is y_j·(1 - y_j)
+    small alike. With probability targets the cross term along v_t, gl' - y·Σgl' (gl' = -ĝ·(1 - ε)·w·v_t),
+    is formed the same way: u·ĝ·(2|w·v_t|·(1 - ε) + y·Σ|gl'|·(E_logp + C + 2))."""
+    cot = g.get("output")
+    if cot is None or "input" not in v:
+        return {}
+    x, t, args = case.inputs["input"], case.inputs["target"], ce_args(case)
+    ax = classification.class_axis(x.ndim)
+    classes = x.shape[ax]
+    reduction = args["reduction"]
+    u = DTYPES[case.dtype].unit_roundoff
+    with np.errstate(all="ignore"):
+        q, normaliser = classification.smoothed_class_weights(x, t, args["weight"], args["ignore_index"],
+                                                              args["label_smoothing"])
+        z = x - np.max(x, axis=ax, keepdims=True)
+        lse = np.log(np.sum(np.exp(z), axis=ax, keepdims=True))
+        logp = z - lse
+        y = np.exp(logp)
+        err_s = 2 * math.sqrt(classes) + np.sum(y * (np.abs(z) + 2), axis=ax, keepdims=True) + 1
+        err_logp = np.abs(z) + np.abs(lse) + err_s + np.abs(logp) + 1
+        gv = np.abs(np.asarray(cot, dtype=np.float64))
+        g_pos = np.expand_dims(gv, ax) if reduction == "none" else (gv / abs(normaliser) if reduction == "mean" else gv)
+        big_q = np.sum(np.abs(q), axis=ax, keepdims=True)
+        vx = np.asarray(v["input"], dtype=np.float64)
+        ydot = vx - np.sum(y * vx, axis=ax, keepdims=True)
+        spread = np.sum(y * np.abs(vx) * (err_logp + classes + 1), axis=ax, keepdims=True)
+        out = u * g_pos * big_q * y * (np.abs(vx) + spread + (err_logp + 3) * np.abs(ydot))
+        if "target" in v and np.asarray(t).dtype.kind == "f":  # the cross term through probability targets
+            w = np.ones(classes) if args["weight"] is None else np.asarray(args["weight"], dtype=np.float64)
+            shape = [1] * x.ndim
+            shape[ax] = -1
+            wv = (1 - args["label_smoothing"]) * np.abs(w.reshape(shape) * np.asarray(v["target"], dtype=np.float64))
+            out = out + u * g_pos * (2 * wv + y * np.sum(wv, axis=ax, keepdims=True) * (err_logp + classes + 2))
+    return {"d2.input": np.where(np.isfinite(out), out, 0.0)}
+
+
+def gaussian_zero_dim_under_func_jvp(case: Case) -> bool:
+    """A GaussianNLLLoss vjp2 case composed with torch.func.jvp (forward-over-reverse,
+    reverse-over-forward) in a dtype other than float64 whose elementwise loss is 0-d (input, target
+    and var broadcast to ()): F.gaussian_nll_loss forms 0.5 * (log var + (x - t)²/var) with a Python
+    float, whose product with a 0-d tensor torch.func.jvp promotes to a float64 tangent (see
+    ``triplet_unbatched_under_func_jvp``), so J·v comes back float64."""
+    if case.dtype == "float64" or case.mode_node.get("kind") != "vjp2" or not _under_func_transform(case):
+        return False
+    shapes = [np.shape(case.inputs[k]) for k in ("input", "target", "var") if k in case.inputs]
+    return len(np.broadcast_shapes(*shapes)) == 0
+
+
+def triplet_jvp_products_overflow(case: Case) -> bool:
+    """A vjp2 case of a triplet loss (its pairwise distances) composed with torch.func.jvp
+    (forward-over-reverse, reverse-over-forward) some pair of which (anchor-positive,
+    anchor-negative, and positive-negative with swap), in any row, active or not, has a product
+    |d_i|^(p-1)·|v1_i - v2_i| of the norm's forward-mode rule (Σ |d|^(p-1)·sign(d)·ḋ / N^(p-1), d = x1 - x2
+    + eps, each op rounded to the dtype), or its row sum, beyond the dtype's range: the distance's
+    tangent is ±inf although ḋ's projection is representable, J·v is ±inf on an active row and the
+    reverse pass multiplies it by the hinge's 0 on an inactive one (NaN)."""
+    from conformance.modes import mode_of
+
+    if case.mode_node.get("kind") != "vjp2" or not _under_func_transform(case):
+        return False
+    norm_p, eps = triplet_distance(case)
+    if not math.isfinite(norm_p) or norm_p <= 1.0:
+        return False
+    dt = DTYPES[case.dtype]
+    v = mode_of("vjp2").directions(case)  # type: ignore[attr-defined]
+    names = ("anchor", "positive", "negative")
+    x = {n: np.asarray(case.inputs[n], dtype=np.float64) for n in names}
+    dirs = {n: np.asarray(v.get(n, np.zeros(x[n].shape)), dtype=np.float64) for n in names}
+    pairs = [("anchor", "positive"), ("anchor", "negative")]
+    if case.params.get("swap"):
+        pairs.append(("positive", "negative"))
+    with np.errstate(all="ignore"):
+        for first, second in pairs:
+            d = dt.round(dt.round(x[first] - x[second]) + eps)
+            dv = dt.round(dirs[first] - dirs[second])
+            products = np.abs(d) ** (norm_p - 1) * np.abs(dv)
+            if np.any(products > dt.max_value) or np.any(np.sum(products, axis=-1) > dt.max_value):
+                return True
+    return False
+
+
+def gaussian_half_second_order_overflow(case: Case) -> bool:
+    """A float16 vjp2 case of GaussianNLLLoss where a product of the second-order computation leaves
+    the float16 range although the second-order results are representable: torch forms the
+    unscaled products of d = x - t, d² and q = d²/v with the direction's differences (v_x - v_t) and
+    v_var (d·(v_x - v_t), its quotient by v, d²·v_var and its quotients by v and v²), and J·v sums
+    them before the mean's 1/N (d = -145, v_x = -700: d·v_x = 101491 while J·v = 13573 for N = 9),
+    so d2.* are ±inf or NaN. (The first-order intermediates: ``gaussian_half_intermediates_overflow``.)"""
+    from conformance.modes import mode_of
+
+    parts = _gaussian_half_parts(case)
+    if parts is None or case.mode_node.get("kind") != "vjp2":
+        return False
+    v = mode_of("vjp2").directions(case)  # type: ignore[attr-defined]
+    shape = parts["terms"].shape
+    x, t = case.inputs["input"], case.inputs["target"]
+    with np.errstate(all="ignore"):
+        zero = np.zeros(shape)
+        dv = np.abs(np.broadcast_to(v.get("input", 0.0), shape) - np.broadcast_to(v.get("target", 0.0), shape) + zero)
+        vv = likelihood.gaussian_var(x, np.abs(v["var"])) + zero if "var" in v else zero
+        d = np.abs(np.broadcast_to(np.subtract(x, t), shape))
+        vr = parts["v"]
+        products = (d * dv, d * dv / vr, parts["d2"] * vv, parts["d2"] * vv / vr, parts["q"] * vv / vr)
+        beyond = any(bool(np.any(p >= HALF_OVERFLOW)) for p in products)
+        return beyond or bool(np.sum(d * dv / vr) >= HALF_OVERFLOW or np.sum(parts["q"] * vv / vr) >= HALF_OVERFLOW)
+
+
+def cosine_half_second_order_out_of_range(case: Case) -> bool:
+    """A float16 vjp2 case of CosineEmbeddingLoss where torch's double backward leaves the float16
+    range: the forward's product m1·m2 of the squared norms (``cosine_norm_product_out_of_range``),
+    or the sqrt backward's quotient differentiated again, ĝ·s/den²/(2·den)/(2·den) = ĝ·s/(4·den⁴)
+    (s = Σx1·x2, den = √(m1·m2), ĝ the pair's cotangent: g, or g/N for the mean), which overflows for
+    small norms (x1 = x2 = 0.12: s/(4·den⁴) = 0.12⁻⁶/4 = 83700): d2.* are then ±inf or NaN."""
+    if case.dtype != "float16" or case.mode_node.get("kind") != "vjp2":
+        return False
+    if cosine_norm_product_out_of_range(case):
+        return True
+    g = case.cotangents.get("output")
+    if g is None:
+        return False
+    x1, x2 = (np.asarray(case.inputs[n], dtype=np.float64) for n in ("input1", "input2"))
+    with np.errstate(all="ignore"):
+        s = np.sum(x1 * x2, axis=-1)
+        den = np.sqrt((np.sum(x1 * x1, axis=-1) + 1e-12) * (np.sum(x2 * x2, axis=-1) + 1e-12))
+        ghat = ref.scaled_cotangent(np.asarray(g, dtype=np.float64), np.shape(s), reduction_of(case))
+        ratio = np.abs(ghat * s) / (4 * den**4)
+    return bool(np.any(ratio >= HALF_OVERFLOW))
+
+
+def vmap_slice_cosine_norm_product_out_of_range(case: Case) -> bool:
+    """A vmap case some slice of which meets ``cosine_norm_product_out_of_range``."""
+    from conformance.numerics.distance import _some_slice
+
+    return _some_slice(cosine_norm_product_out_of_range, case)
+
+
+def cosine_embedding_half_vmap_model(case: Case, reference: Result, got: Result) -> dict[str, Any]:
+    """``known_models_misc.cosine_embedding_half_model`` of each slice of a vmap case."""
+    from conformance.numerics.known_models_misc import cosine_embedding_half_model
+    from conformance.numerics.known_models_pad import _per_slice
+
+    return _per_slice(cosine_embedding_half_model, case, got)
+
+
+def cosine_embedding_second_order_error(case: Case, v: Mapping[str, np.ndarray],
+                                        g: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The vjp2 mode's declared second-order rounding of CosineEmbeddingLoss: on a pair that reads
+    the cosine (y = 1, cotangent -ĝ; y = -1 with cos > margin, +ĝ; ĝ = g, or g/N for the mean) its
+    second-order terms are the cosine similarity's (``distance.cosine_second_order_error``: terms
+    that cancel where the cosine is constant in every direction, one-element vectors, whose exact
+    second derivative is 0 but whose computed one is a rounding of terms of size ĝ/n²), the pair's
+    vectors along the last dim."""
+    from conformance.numerics import distance
+
+    cot = g.get("output")
+    if cot is None:
+        return {}
+    x1, x2, y = (np.asarray(case.inputs[n], dtype=np.float64) for n in ("input1", "input2", "target"))
+    cos = np.asarray(margin.cosine_embedding_terms(x1, x2, np.ones(np.shape(y)), 0.0))
+    cos = 1.0 - cos  # (y = 1 gives 1 - cos)
+    ghat = ref.scaled_cotangent(np.asarray(cot, dtype=np.float64), np.shape(y), reduction_of(case))
+    with np.errstate(invalid="ignore"):
+        on = np.where(y == 1, -ghat, np.where((y == -1) & (cos > float(case.params["margin"])), ghat, 0.0))
+    sub = replace(case, params={"dim": -1, "eps": 0.0}, inputs={"x1": x1, "x2": x2})
+    dirs = {k: v[n] for k, n in (("x1", "input1"), ("x2", "input2")) if n in v}
+    if not dirs:
+        return {}
+    terms = distance.cosine_second_order_error(sub, dirs, {"output": np.asarray(on)})
+    return {f"d2.{n}": terms[f"d2.{k}"] for k, n in (("x1", "input1"), ("x2", "input2")) if f"d2.{k}" in terms}
