@@ -32,9 +32,9 @@ the output for J·v), and:
 
 Cases lie in a smooth neighbourhood: finite inputs, the declaration's ``smooth_at`` (no input
 within the steps' reach of a kink or tie), and steps x ± h·v exact in float64 (``steps_exact``: not
-for |x| beyond about 2^36, where the capped direction falls below x's resolution). A layer whose second derivative is zero almost
-everywhere (ReLU, max pooling, copies, affine maps in one input) needs no statement: its
-differences vanish identically — along v, on the absolute problem and along v∘s — and its
+for |x| beyond about 2^36, where the capped direction falls below x's resolution). A layer whose
+second derivative is zero almost everywhere (ReLU, max pooling, copies, affine maps in one input)
+needs no statement: its differences vanish identically — along v, on the absolute problem and along v∘s — and its
 gradient stays the same one ``COARSE_STEP`` along v and v∘s (central differences vanish also for
 a curvature below their resolution, or an even one: a layer norm of values far below √eps); then A
 and ∂_v B are 0, ε is the coarse step's resolution (|H·v| below ~2^-46·|g|, as of log-softmax far

@@ -16,8 +16,8 @@ from backends.base import Case, Result
 from conformance.dtypes import DTYPES
 from conformance.numerics.loss import (
     HALF_OVERFLOW,
+    _active_row_cotangent,
     _gaussian_half_parts,
-    _under_func_transform,
     ce_args,
     cosine_norm_product_out_of_range,
     triplet_distance,
@@ -252,3 +252,256 @@ def cosine_embedding_second_order_error(case: Case, v: Mapping[str, np.ndarray],
         return {}
     terms = distance.cosine_second_order_error(sub, dirs, {"output": np.asarray(on)})
     return {f"d2.{n}": terms[f"d2.{k}"] for k, n in (("x1", "input1"), ("x2", "input2")) if f"d2.{k}" in terms}
+
+
+# -- moved from conformance.numerics.loss: the modes' replays and predicates --------------------------
+
+# torch's double-backward helper binary_cross_entropy_double_backward_grad_output (the derivative of
+# binary_cross_entropy_backward in its grad argument, FunctionsManual.cpp) adds eps = 1e-12 to x and
+# to 1 - x instead of clamping their product: (x - t)/((x + eps)·(1 - x + eps)).
+BCE_DOUBLE_BACKWARD_EPS = 1e-12
+
+
+def bce_input_gradient_through_forward_mode(case: Case) -> bool:
+    """A vjp2 case of BCELoss composed reverse-over-forward: its first-order input gradient is the
+    transpose of the forward-mode rule, i.e. torch's binary_cross_entropy_double_backward_grad_output."""
+    node = case.mode_node
+    return node.get("kind") == "vjp2" and node.get("composition") == "reverse-over-forward"
+
+
+def bce_double_backward_eps_model(case: Case, reference: Result, got: Result) -> dict[str, np.ndarray]:
+    """What torch computes for BCELoss's input gradient through its forward-mode rule: the exact
+    gradient scaled by x·(1 - x)/((x + 1e-12)·(1 - x + 1e-12)) (a relative error 1e-12/(x·(1 - x))
+    at least 4e-12: thousands of float64 ulps)."""
+    x = np.asarray(case.inputs["input"], dtype=np.float64)
+    eps = BCE_DOUBLE_BACKWARD_EPS
+    exact = np.asarray(reference.tensors()["grad.input"], dtype=np.float64)
+    with np.errstate(all="ignore"):
+        return {"grad.input": exact * (x * (1 - x)) / ((x + eps) * (1 - x + eps))}
+
+
+def bce_logits_functorch_result(case: Case) -> dict[str, np.ndarray]:
+    """BCEWithLogitsLoss as torch computes it under a torch.func transform (grad, vjp, jvp, vmap):
+    functorch's own decomposition of binary_cross_entropy_with_logits, the pre-2.1 formula
+    ``(1 - t)·x + lw·(m + log(exp(-m) + exp(-x - m)))`` with ``m = max(-x, 0)`` (lw = (pw - 1)·t + 1,
+    1 without pos_weight), differentiated by autograd, each operation rounded to the case's dtype
+    (as torch's CPU kernels round each op's float32 result for the 16-bit formats), in the order of
+    the graph ``make_fx`` records for ``torch.func.vjp`` (torch 2.13): 1 - t and pw - 1 are rounded
+    tensors of their own, and without pos_weight the loss is ((1 - t)·x + m) + log s and the
+    gradient of m is (-ds·b - ds·a) + ĝ. Its loss rounds log(1 + tiny) to 0 (torch's eager formula,
+    (1 - t)·x - lw·logsigmoid(x), keeps it) and its input gradient is a difference of terms near
+    ĝ (cancellation where |x| is large)."""
+    r = DTYPES[case.dtype].round
+    x = r(np.asarray(case.inputs["input"], dtype=np.float64))
+    t = r(np.asarray(case.inputs["target"], dtype=np.float64))
+    w, pw = case.inputs.get("weight"), case.inputs.get("pos_weight")
+    w = None if w is None else r(np.asarray(w, dtype=np.float64))
+    pw = None if pw is None else r(np.asarray(pw, dtype=np.float64))
+    reduction = reduction_of(case)
+    with np.errstate(all="ignore"):
+        m = np.maximum(-x, 0.0)
+        omt = r(1.0 - t)
+        a, b = r(np.exp(-m)), r(np.exp(r(-x - m)))
+        s = r(a + b)
+        log_s = r(np.log(s))
+        if pw is None:
+            pwm1 = lw = inner = None
+            loss = r(r(r(omt * x) + m) + log_s)
+        else:
+            pwm1 = r(pw - 1.0)
+            lw = r(r(pwm1 * t) + 1.0)
+            inner = r(log_s + m)
+            loss = r(r(omt * x) + r(lw * inner))
+        if w is not None:
+            loss = r(loss * w)
+        if reduction == "mean":
+            output = r(np.asarray(np.mean(loss)))
+        elif reduction == "sum":
+            output = r(np.asarray(np.sum(loss)))
+        else:
+            output = loss
+        out = {"output": np.asarray(output, dtype=np.float64)}
+        if not case.cotangents:
+            return out
+        g = r(np.asarray(case.cotangents["output"], dtype=np.float64))
+        gl = np.broadcast_to(r(g / loss.size) if reduction == "mean" else g, loss.shape)
+        if w is not None:
+            gl = r(gl * w)
+        if lw is None:
+            ds = r(gl / s)
+            p, q = r(ds * b), r(ds * a)
+            dm = r(r(-p - q) + gl)  # through "+ m", exp(-m) and exp(-x - m)
+        else:
+            gin = r(gl * lw)
+            ds = r(gin / s)
+            p, q = r(ds * b), r(ds * a)
+            dm = r(r(gin - p) - q)
+        dx = r(r(-p + r(gl * omt)) - np.where(-x >= 0, dm, 0.0))
+        out["grad.input"] = np.asarray(np.broadcast_to(dx, x.shape), dtype=np.float64)
+        if "target" in case.differentiable:
+            dtg = -r(gl * x) if lw is None else r(-r(gl * x) + r(r(gl * inner) * pwm1))
+            out["grad.target"] = np.asarray(np.broadcast_to(dtg, t.shape), dtype=np.float64)
+    return out
+
+
+def _under_func_transform(case: Case) -> bool:
+    node = case.mode_node
+    if node.get("kind") == "vjp2":
+        return node.get("composition") in ("forward-over-reverse", "reverse-over-forward")
+    return node.get("kind") == "vmap"
+
+
+def bce_logits_functorch_beyond_bound(case: Case) -> bool:
+    """A vjp2 case composed with torch.func (forward-over-reverse, reverse-over-forward) or a vmap
+    case, some slice of which torch's functorch decomposition of BCEWithLogitsLoss
+    (``bce_logits_functorch_result``) moves beyond the case's bound."""
+    from conformance.modes import BATCH, mode_of
+    from conformance.numerics.elementwise import beyond_bound
+
+    if not _under_func_transform(case):
+        return False
+    node = (case.call or {})["mode"]
+    if node.get("kind") == "vmap":
+        slices = [mode_of("vmap").slice_case(case, b) for b in range(int(node.get("batch", BATCH)))]  # type: ignore[attr-defined]
+        return any(beyond_bound(s, bce_logits_functorch_result(s)) for s in slices)
+    plain = replace(case, mode="vjp")
+    return beyond_bound(plain, bce_logits_functorch_result(case))
+
+
+def bce_logits_functorch_model(case: Case, reference: Result, got: Result) -> dict[str, np.ndarray]:
+    """Model of ``bce-with-logits-functorch-decomposition`` (vjp2): torch's results under the
+    torch.func transform."""
+    return bce_logits_functorch_result(case)
+
+
+def triplet_second_order_error(case: Case, v: Mapping[str, np.ndarray],
+                               g: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The vjp2 mode's declared second-order rounding of the triplet losses (``LayerSpec.
+    second_order_error``): ℓ = max(margin + d(a, p) - d(a, n'), 0) is, on an active triplet, the
+    difference of two pairwise distances, so its second-order terms are theirs
+    (``distance.pairwise_second_order_error``: terms that cancel where the norm is homogeneous in
+    every direction, e.g. one entry per row, N = |d|, whose exact second derivative is 0 but whose
+    computed one is a rounding of (p-1)/N·(1 - d²/N²)), each with the triplet's cotangent (ĝ = g,
+    or g/N for the mean; -ĝ on d(a, n')), summed onto anchor, positive and negative. An inactive
+    triplet contributes nothing (the hinge's second derivative is 0 away from the kink, which the
+    vjp2 domain excludes)."""
+    from conformance.numerics import distance
+
+    cot = g.get("output")
+    if cot is None:
+        return {}
+    a, pos, neg = (np.asarray(case.inputs[k], dtype=np.float64) for k in ("anchor", "positive", "negative"))
+    unbatched = a.ndim == 1
+    a2, p2, n2 = (x.reshape(1, -1) if unbatched else x for x in (a, pos, neg))
+    norm_p, eps = triplet_distance(case)
+    if not math.isfinite(norm_p) or norm_p in (0.0, 1.0):
+        return {}
+    rows = a2.shape[0]
+    reduction = reduction_of(case)
+    gv = np.asarray(cot, dtype=np.float64)
+    ghat = np.broadcast_to(gv / max(1, rows) if reduction == "mean" else gv, (rows,)).astype(np.float64)
+
+    def dist(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return np.sum(np.abs(x1 - x2 + eps) ** norm_p, axis=-1) ** (1.0 / norm_p)
+
+    d_ap, d_an = dist(a2, p2), dist(a2, n2)
+    swap = bool(case.params.get("swap"))
+    d_pn = dist(p2, n2) if swap else None
+    use_pn = (d_pn < d_an) if swap else np.zeros(rows, dtype=bool)
+    d_neg = np.where(use_pn, d_pn, d_an) if swap else d_an
+    active = (float(case.params.get("margin", 1.0)) + d_ap - d_neg) > 0
+    zero = {n: np.zeros((rows, a2.shape[-1])) for n in ("anchor", "positive", "negative")}
+    vv = {n: (np.asarray(v[n], dtype=np.float64).reshape(1, -1) if unbatched else np.asarray(v[n], dtype=np.float64))
+          for n in ("anchor", "positive", "negative") if n in v}
+    params = {"p": norm_p, "eps": eps, "keepdim": False}
+    pairs = (("anchor", "positive", active, 1.0), ("anchor", "negative", active & ~use_pn, -1.0),
+             ("positive", "negative", active & use_pn, -1.0))
+    x = {"anchor": a2, "positive": p2, "negative": n2}
+    for first, second, mask, sign in pairs:
+        if not mask.any():
+            continue
+        sub = replace(case, inputs={"x1": x[first], "x2": x[second]}, params=params)
+        dirs = {k: vv[n] for k, n in (("x1", first), ("x2", second)) if n in vv}
+        if not dirs:
+            continue
+        terms = distance.pairwise_second_order_error(sub, dirs, {"output": np.where(mask, sign * ghat, 0.0)})
+        for k, n in (("x1", first), ("x2", second)):
+            if f"d2.{k}" in terms:
+                zero[n] = zero[n] + np.where(mask[:, None], terms[f"d2.{k}"], 0.0)
+    return {f"d2.{n}": (e.reshape(-1) if unbatched else e) for n, e in zero.items() if n in v}
+
+
+def gaussian_tensor_var_clamped(case: Case) -> bool:
+    """GaussianNLLLoss with var a differentiable tensor some entry of which is below eps: torch clamps
+    a clone of var in place under torch.no_grad(), which hides the clamp from reverse mode (the
+    documented pass-through) but not from forward mode, whose tangent the in-place clamp_ zeroes."""
+    var = case.inputs.get("var")
+    return var is not None and "var" in case.differentiable and bool(np.any(np.asarray(var) < case.params["eps"]))
+
+
+def triplet_unbatched_under_func_jvp(case: Case) -> bool:
+    """An unbatched (D) TripletMarginWithDistanceLoss vjp2 case composed with torch.func.jvp
+    (forward-over-reverse, reverse-over-forward) in a dtype other than float64: its loss is formed
+    as ``margin + d(a, p) - d(a, n)`` on 0-d tensors, where torch.func.jvp promotes the Python
+    float's tangent as a float64 0-d tensor (not as a wrapped number), so J·v comes back float64."""
+    return (case.dtype != "float64" and np.ndim(case.inputs["anchor"]) == 1
+            and _under_func_transform(case) and case.mode_node.get("kind") == "vjp2")
+
+
+def triplet_powers_leave_range_second_order(case: Case) -> bool:
+    """A vjp2 case of a triplet loss with torch's pairwise distance (TripletMarginLoss, or the default /
+    PairwiseDistance / partial distance of TripletMarginWithDistanceLoss) some active pair of which
+    (anchor-positive, anchor-negative) meets ``distance.unscaled_powers_leave_range_second_order``:
+    the norm's double backward and forward-mode rules form unscaled powers N^(p-1)·v and N^(2p-2)
+    that leave the dtype's range (float16: N^(2p-2) < 2^-14 for p = 3 already at N ≈ 0.06)."""
+    from conformance.modes import mode_of
+    from conformance.numerics import distance
+
+    node = case.mode_node
+    g = case.cotangents.get("output")
+    if node.get("kind") != "vjp2" or g is None:
+        return False
+    a, pos, neg = (case.inputs[k] for k in ("anchor", "positive", "negative"))
+    if not a.size:
+        return False
+    norm_p, eps = triplet_distance(case)
+    if not math.isfinite(norm_p) or norm_p in (0.0, 1.0):
+        return False
+    swap = bool(case.params.get("swap"))
+    active_cot = _active_row_cotangent(case, g, norm_p, eps, swap)
+    if active_cot is None:
+        return False
+    v = mode_of("vjp2").directions(case)  # type: ignore[attr-defined]
+    top = max((float(np.max(np.abs(x))) for x in v.values() if np.size(x)), default=1.0)
+    cot = active_cot * max(1.0, top)
+    params = {"p": norm_p, "eps": eps, "keepdim": False}
+    for first, other in ((a, pos), (a, neg)) + (((pos, neg),) if swap else ()):
+        sub = replace(case, params=params, inputs={"x1": first, "x2": other}, cotangents={"output": cot},
+                      call={k: w for k, w in (case.call or {}).items() if k != "mode"})
+        try:
+            if distance.unscaled_powers_leave_range_second_order(sub):
+                return True
+        except Exception:
+            continue
+    return False
+
+
+def bce_half_hessian_leaves_range(case: Case) -> bool:
+    """A float16 vjp2 case of BCELoss with some element whose second-derivative factor
+    w·(x² - 2xt + t)/(x·(1 - x))², or the square (x·(1 - x))²
+    torch divides by, leaves the float16 range (> 65504, or below the smallest subnormal): torch's
+    double backward forms that factor before multiplying by g and v, so d2.input is ±inf or NaN
+    (or loses its digits) although g·H·v is representable."""
+    if case.dtype != "float16":
+        return False
+    x = np.asarray(case.inputs["input"], dtype=np.float64)
+    t = np.asarray(case.inputs["target"], dtype=np.float64)
+    w = case.inputs.get("weight")
+    w = np.ones(x.shape) if w is None else np.broadcast_to(np.asarray(w, dtype=np.float64), x.shape)
+    dt = DTYPES["float16"]
+    with np.errstate(all="ignore"):
+        q = (x * (1 - x)) ** 2
+        h = np.abs(w) * np.abs(x * x - 2 * x * t + t) / q
+        bad = (q < dt.min_normal) | (h > dt.max_value)
+    return bool(np.any(bad & (w != 0)))

@@ -2,6 +2,7 @@
 
 from conformance.families.loss import reduction_loss
 from conformance.numerics import loss as N
+from conformance.numerics import loss_modes as NM
 from conformance.spec import Regime, declare
 from conformance.strategies import loss_triplet as T
 
@@ -9,7 +10,7 @@ declare(reduction_loss(
     "TripletMarginLoss", "triplet_margin_loss", cases=T.triplet_cases("TripletMarginLoss"),
     invalid=T.invalid_triplet_cases("TripletMarginLoss"), args=T.NAMES, errors=N.triplet_errors,
     length=N.triplet_length, smooth_at=T.smooth_triplet,
-    second_order_error=N.triplet_second_order_error,
+    second_order_error=NM.triplet_second_order_error,
     regimes=(Regime("swap", lambda case: bool(case.params["swap"]), {"swap": True},
                     "d(a, n) replaced by min(d(a, n), d(p, n))."),
              Regime("swap ties", T.swap_tie, {"swap": True, "values": "swap ties", "eps": 0.0},
@@ -33,7 +34,7 @@ declare(reduction_loss(
     cases=T.triplet_cases("TripletMarginWithDistanceLoss"),
     invalid=T.invalid_triplet_cases("TripletMarginWithDistanceLoss"),
     args=T.NAMES, errors=N.triplet_errors, length=N.triplet_length, legacy=False, smooth_at=T.smooth_triplet,
-    second_order_error=N.triplet_second_order_error,
+    second_order_error=NM.triplet_second_order_error,
     kwargs=T.with_distance_kwargs,
     regimes=(Regime("PairwiseDistance module", lambda case: "module" in (case.params["distance_function"] or {}),
                     {"distance": "PairwiseDistance"}, "distance_function=torch.nn.PairwiseDistance(p, eps)."),
