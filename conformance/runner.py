@@ -414,9 +414,9 @@ class Runner:
         compares too (an output, a gradient, a state; in vmap a slice's, ``vmap[b].<tensor>``, judged
         as a vjp case of its own) runs the same kernels, so the vjp entries covering that case (the
         slice) explain it as well; they are not held to show in this mode (no unexpected pass). An
-        entry with a ``model`` explains a tensor of the primal results (an output, a gradient) when
-        the backend's value agrees with the model's prediction, as in the vjp mode; the mode's own
-        tensors it never explains."""
+        entry with a ``model`` explains a tensor of the primal results (an output, a gradient; a
+        slice's) when the backend's value agrees with the model's prediction (for a slice: the
+        model applied to that slice), as in the vjp mode; the mode's own tensors it never explains."""
         from conformance.modes import mode_of
 
         names = (backend.name, *backend.known_as)
@@ -433,6 +433,24 @@ class Runner:
         if results and failing:
             modelled = modelled_tensors(own, spec, case, *results)
             modelled.update(modelled_tensors(entries_for("", plain), spec, plain, *results))
+        slices: dict[str, tuple[Case, Result | str, Result]] = {}
+        sliced: dict[str, dict[str, frozenset[str]]] = {}
+
+        def slice_models(index: str, entries: list[KnownDiscrepancy]) -> dict[str, frozenset[str]]:
+            """A vjp entry with a model borrowed for slice ``index`` explains the slice's tensors
+            that agree with its model's prediction for that slice (its own case, reference and
+            results: ``VmapMode.slices``), as in the vjp mode."""
+            if index not in sliced:
+                sliced[index] = {}
+                with_model = [e for e in entries if e.model]
+                if with_model and results:
+                    if not slices:
+                        slices.update({str(b): (c, e, r) for b, c, e, r in
+                                       mode_of("vmap").slices(spec, case, results[1])})  # type: ignore[attr-defined]
+                    part_case, expected, part = slices.get(index, (None, "missing", None))
+                    if not isinstance(expected, str):
+                        sliced[index] = modelled_tensors(with_model, spec, part_case, expected, part)
+            return sliced[index]
         stats = self._known_stats[(spec.id, backend.name, case.dtype, case.mode)]
         for entry in own:
             seen = (call_symptom is not None and entry.explains_call(call_symptom)) or any(
@@ -455,8 +473,10 @@ class Runner:
                 index, _, rest = tensor[len("vmap["):].partition("].")
                 covered = mode_of("vmap").slice_case(  # type: ignore[attr-defined]
                     case, int(index), results[1] if results else None)
-                entry = next((e for e in entries_for(index, covered) if e.explains({**comparison, "tensor": rest})),
-                             None)
+                candidates = entries_for(index, covered)
+                per_slice = slice_models(index, candidates)
+                entry = next((e for e in candidates if e.explains({**comparison, "tensor": rest},
+                                                                  per_slice.get(e.id, ()))), None)
             elif entry is None and not tensor.startswith(("jvp.", "d2.", "vmap.")):
                 entry = next((e for e in entries_for("", plain) if e.explains(comparison, modelled.get(e.id, ()))),
                              None)

@@ -129,8 +129,38 @@ def _shift(a: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def _visited(skip: np.ndarray, valid: np.ndarray, il: np.ndarray, tl: np.ndarray, t_max: int) -> np.ndarray:
+    """(T, N, S'): the states some alignment visits, by the lattice's structure alone (emissions
+    ignored): reachable at t from a starting state (s <= 1 at t = 0) and reaching a final state
+    (2·length or 2·length - 1) at T_n - 1."""
+    n, width = skip.shape
+    states = np.arange(width)[None, :]
+    reach = np.zeros((t_max, n, width), dtype=bool)
+    ahead = np.zeros((t_max, n, width), dtype=bool)
+    if not t_max:
+        return reach
+    reach[0] = (states <= 1) & valid
+    for t in range(1, t_max):
+        r = reach[t - 1].copy()
+        r[:, 1:] |= reach[t - 1][:, :-1]
+        r[:, 2:] |= reach[t - 1][:, :-2] & skip[:, 2:]
+        reach[t] = r & valid
+    final = ((states == 2 * tl[:, None]) | (states == 2 * tl[:, None] - 1)) & valid
+    for t in range(t_max - 1, -1, -1):
+        c = np.zeros((n, width), dtype=bool)
+        if t + 1 < t_max:
+            c = ahead[t + 1].copy()
+            c[:, :-1] |= ahead[t + 1][:, 1:]
+            c[:, :-2] |= ahead[t + 1][:, 2:] & skip[:, 2:]
+        ahead[t] = np.where((t == il - 1)[:, None], final, np.where((t < il - 1)[:, None], c & valid, False))
+    return reach & ahead
+
+
 def lattice(p: CtcProblem, backward: bool = True) -> Lattice:
-    """α (and β) of every sample, vectorised over (N, S'); a loop over the T time steps."""
+    """α (and β) of every sample, vectorised over (N, S'); a loop over the T time steps. A NaN
+    log-probability on a state no alignment visits (``_visited``) enters no sum: the loss sums over
+    the alignments only (evaluated verbatim, 0·NaN would carry it into the sums of the states next
+    to it)."""
     lp = p.log_probs
     t_max, n, _ = lp.shape
     tl, il = p.target_lengths, p.input_lengths
@@ -144,17 +174,22 @@ def lattice(p: CtcProblem, backward: bool = True) -> Lattice:
     with np.errstate(invalid="ignore", over="ignore"):
         lpe = np.where(valid[None], np.take_along_axis(lp, np.broadcast_to(ext[None], (t_max, n, width)), axis=2),
                        -np.inf)
+        lpe = np.where(np.isnan(lpe) & ~_visited(skip, valid, il, tl, t_max), -np.inf, lpe)
         pre = np.full((t_max, n, width), -np.inf)
         # α in a buffer with two -inf states in front: the predecessors s-1 and s-2 are views.
         padded = np.full((t_max, n, width + 2), -np.inf)
         alpha = padded[:, :, 2:]
-        skip_add = np.where(skip, 0.0, -np.inf)  # + skip_add keeps s-2 only where the skip is allowed
         if t_max:
-            pre[0] = np.where((states <= 1) & valid, 0.0, -np.inf)
-            alpha[0] = pre[0] + lpe[0]
+            start = (states <= 1) & valid
+            pre[0] = np.where(start, 0.0, -np.inf)
+            # α_0 is defined as the emission on the two starting states and 0 elsewhere (not 0 times
+            # the emission: a NaN log-probability on a later state at t = 0 enters no sum).
+            alpha[0] = np.where(start, lpe[0], -np.inf)
         for t in range(1, t_max):
             prev = padded[t - 1]
-            np.logaddexp(np.logaddexp(prev[:, 2:], prev[:, 1:-1]), prev[:, :-2] + skip_add, out=pre[t])
+            # s-2 enters the sum only where the skip is allowed: selected, not added to -inf, so that
+            # a NaN in a state there is no transition from stays out of the sum
+            np.logaddexp(np.logaddexp(prev[:, 2:], prev[:, 1:-1]), np.where(skip, prev[:, :-2], -np.inf), out=pre[t])
             np.add(pre[t], lpe[t], out=alpha[t])
         rows = np.arange(n)
         last = alpha[np.maximum(il - 1, 0), rows] if t_max else np.full((n, width), -np.inf)
@@ -166,13 +201,14 @@ def lattice(p: CtcProblem, backward: bool = True) -> Lattice:
             # β with two -inf states behind; s + 2 is kept where the skip into it is allowed.
             padded_b = np.full((t_max, n, width + 2), -np.inf)
             beta = padded_b[:, :, :width]
-            skip_next = np.full((n, width), -np.inf)
-            skip_next[:, :max(width - 2, 0)] = skip_add[:, 2:]
+            skip_next = np.zeros((n, width), dtype=bool)  # s -> s + 2 allowed
+            skip_next[:, :max(width - 2, 0)] = skip[:, 2:]
             final = (states == 2 * tl[:, None]) | (states == 2 * tl[:, None] - 1)
             for t in range(t_max - 1, -1, -1):
                 if t + 1 < t_max:
                     nxt = padded_b[t + 1]
-                    rec = np.logaddexp(np.logaddexp(nxt[:, :width], nxt[:, 1:width + 1]), nxt[:, 2:] + skip_next)
+                    rec = np.logaddexp(np.logaddexp(nxt[:, :width], nxt[:, 1:width + 1]),
+                                       np.where(skip_next, nxt[:, 2:], -np.inf))
                     rec += lpe[t]
                 else:
                     rec = np.full((n, width), -np.inf)
@@ -287,8 +323,9 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reducti
     (an empty batch: 0/0 = NaN). ``zero_infinity`` replaces an infinite nll (an impossible
     alignment) by 0, and its gradient by 0. The log_probs need not be normalised (the loss is
     computed from them as given); -inf entries are probability 0; a NaN on a state some
-    alignment visits makes the sample's loss NaN. Raises ValueError on a call outside torch's
-    documented contract (``ctc_problem``) or an unknown reduction.
+    alignment visits makes the sample's loss NaN, one on a state no alignment visits enters
+    neither the loss nor its gradient. Raises ValueError on a call outside torch's documented
+    contract (``ctc_problem``) or an unknown reduction.
     """
     _check_reduction(reduction)
     p = ctc_problem(log_probs, targets, input_lengths, target_lengths, blank)

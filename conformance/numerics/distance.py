@@ -311,7 +311,8 @@ def unscaled_powers_beyond_bound(case: Case) -> bool:
 def _flushed_rows(case: Case) -> np.ndarray:
     """Rows (over the last dim) where every |d|^p of torch's forward (float64 opmath for float64,
     float32 otherwise) rounds to 0 although some d is non-zero: Σ|d|^p = 0, so torch's distance is 0
-    and its gradient 0 where the exact distance is at least max|d| > 0."""
+    and its gradient 0 where the exact distance is at least max|d| > 0. Not rows of one element:
+    torch's norm kernel returns |d| there without taking powers (``unscaled_powers_model``)."""
     p, eps, _ = _params(case)
     if not math.isfinite(p) or p <= 0:
         return np.zeros((), dtype=bool)
@@ -319,7 +320,7 @@ def _flushed_rows(case: Case) -> np.ndarray:
     forward = np.float64 if case.dtype == "float64" else np.float32
     with np.errstate(all="ignore"):
         powers = np.power(np.abs(d).astype(forward), forward(p))
-    return np.all(powers == 0, axis=-1) & np.any(d != 0, axis=-1)
+    return np.all(powers == 0, axis=-1) & np.any(d != 0, axis=-1) & (d.shape[-1] > 1)
 
 
 def power_sum_flushes_to_zero(case: Case) -> bool:

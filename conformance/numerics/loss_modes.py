@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 
@@ -210,21 +209,6 @@ def cosine_half_second_order_out_of_range(case: Case) -> bool:
         ghat = ref.scaled_cotangent(np.asarray(g, dtype=np.float64), np.shape(s), reduction_of(case))
         ratio = np.abs(ghat * s) / (4 * den**4)
     return bool(np.any(ratio >= HALF_OVERFLOW))
-
-
-def vmap_slice_cosine_norm_product_out_of_range(case: Case) -> bool:
-    """A vmap case some slice of which meets ``cosine_norm_product_out_of_range``."""
-    from conformance.numerics.distance import _some_slice
-
-    return _some_slice(cosine_norm_product_out_of_range, case)
-
-
-def cosine_embedding_half_vmap_model(case: Case, reference: Result, got: Result) -> dict[str, Any]:
-    """``known_models_misc.cosine_embedding_half_model`` of each slice of a vmap case."""
-    from conformance.numerics.known_models_misc import cosine_embedding_half_model
-    from conformance.numerics.known_models_pad import _per_slice
-
-    return _per_slice(cosine_embedding_half_model, case, got)
 
 
 def cosine_embedding_second_order_error(case: Case, v: Mapping[str, np.ndarray],

@@ -278,9 +278,186 @@ ctc_target_out_of_range = ctc_invalid_target("target out of range")
 
 
 def ctc_lists_under_grad_transform(case: Case) -> bool:
-    """A vmap case of CTCLoss whose lengths are Python lists and whose slices run ``torch.func.vjp``
-    (``inner = "vjp"``): torch.func's gradient transforms raise on ctc_loss's IntList overload
-    ("Cannot access data pointer of Tensor that doesn't have storage"), with or without vmap."""
+    """A vmap case of CTCLoss with reduction 'mean' whose lengths are Python lists and whose slices
+    run ``torch.func.vjp`` (``inner = "vjp"``): torch.func's gradient transforms raise on ctc_loss's
+    IntList overload ("Cannot access data pointer of Tensor that doesn't have storage"), with or
+    without vmap, where 'mean' divides by the target lengths made a tensor (at::tensor of the list);
+    'sum' and 'none' work."""
     node = case.mode_node
-    return (node.get("kind") == "vmap" and node.get("inner") == "vjp"
+    return (node.get("kind") == "vmap" and node.get("inner") == "vjp" and case.params.get("reduction") == "mean"
             and case.types.get("input_lengths") == "int_list")
+
+
+# -- CTCLoss under vmap: concatenated targets read through a stride ------------------------------------------
+
+def _ctc_read_starts(case: Case, b: int) -> np.ndarray | None:
+    """Where torch's CPU kernel starts reading sample n's labels in slice ``b`` of a vmap case whose
+    1-d (concatenated) targets are stacked along a new last dim; None for any other case.
+
+    The stacked targets are an (S, B) array, so slice b is a view at offset b with stride B. The
+    kernel offsets sample n by pos_n = Σ_{m<n} target_lengths[m] elements, not pos_n·stride, and
+    steps through its labels by the stride: it reads flat b + pos_n + s·B, i.e. row
+    (b + pos_n) // B + s of the stack, whose columns all hold the case's targets."""
+    node = case.mode_node
+    tg = np.asarray(case.inputs.get("targets"))
+    if (node.get("kind") != "vmap" or tg.ndim != 1 or np.ndim(case.inputs.get("log_probs")) != 3
+            or case.types.get("targets") == "int_list" or int(node.get("in_dim", {}).get("targets", 0)) != 1):
+        return None
+    tl = np.asarray(case.inputs["target_lengths"]).reshape(-1).astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(tl)[:-1]]).astype(np.int64)
+    return (b + starts) // int(node["batch"])
+
+
+def _ctc_read_targets(case: Case, b: int) -> np.ndarray | None:
+    """The concatenated targets slice ``b`` of a vmap case is computed with (``_ctc_read_starts``);
+    None where they are the case's own (or the case is not such a vmap case)."""
+    read = _ctc_read_starts(case, b)
+    if read is None:
+        return None
+    tg = np.asarray(case.inputs["targets"])
+    tl = np.asarray(case.inputs["target_lengths"]).reshape(-1).astype(np.int64)
+    seen = np.concatenate([tg[k:k + n] for k, n in zip(read, tl)] + [np.zeros(0, tg.dtype)])
+    return None if np.array_equal(seen, tg) else seen
+
+
+def ctc_strided_concatenated_targets_vmap(case: Case) -> bool:
+    """A vmap case of CTCLoss with batched log_probs and concatenated (1-d) targets stacked along
+    the last dim, where some slice's kernel reads other labels than the case's (see
+    ``_ctc_read_starts``) and they change the slice's loss or its gradient (by more than 1e-3 of
+    their magnitude: log_probs constant along the classes, for one, make every label alike)."""
+    if case.invalid or _ctc_read_starts(case, 0) is None:
+        return False
+    from dataclasses import replace
+
+    from conformance.modes import mode_of
+    from reference.loss_ctc import ctc_loss
+
+    vmap = mode_of("vmap")
+    for b in range(int(case.mode_node["batch"])):
+        seen = _ctc_read_targets(case, b)
+        if seen is None:
+            continue
+        own = vmap.slice_case(case, b)  # type: ignore[attr-defined]
+        misread = replace(own, inputs={**own.inputs, "targets": seen})
+        with np.errstate(all="ignore"):
+            pairs = []
+            for c in (own, misread):
+                args, kwargs = _ctc_arguments(c)
+                values = [np.asarray(ctc_loss(*args, **kwargs), dtype=np.float64).reshape(-1)]
+                if "output" in c.cotangents:
+                    values.append(np.asarray(ctc_loss_logits_vjp(c.cotangents["output"], *args, **kwargs)["log_probs"],
+                                             dtype=np.float64).reshape(-1))
+                pairs.append(np.concatenate(values))
+            a, m = pairs
+            scale = np.max(np.abs(np.where(np.isfinite(a), a, 0.0)), initial=0.0)
+            if not np.allclose(a, m, rtol=1e-3, atol=1e-3 * scale, equal_nan=True):
+                return True
+    return False
+
+
+def ctc_strided_concatenated_targets_vmap_model(case: Case, reference: Result, got: Result) -> dict[str, object]:
+    """What each slice of such a vmap case computes: its loss for the labels the kernel reads
+    (``_ctc_read_targets``), and torch's form of its gradient (``ctc_loss_logits_vjp``) with NaN at
+    the -inf log-probabilities inside the input length of a finite-loss sample
+    (ctc-backward-nan-at-neg-inf-log-prob); magnitudes those of that slice's reference."""
+    from dataclasses import replace
+
+    from conformance.modes import VmapMode
+    from conformance.spec import spec_of
+    from reference.loss_ctc import ctc_loss, lattice
+
+    spec = spec_of(case)
+    predicted: dict[str, object] = {}
+    for b, part_case, expected, _part in VmapMode().slices(spec, case, got):
+        if isinstance(expected, str):
+            continue
+        seen = _ctc_read_targets(case, b)
+        if seen is None:
+            continue
+        misread = replace(part_case, inputs={**part_case.inputs, "targets": seen})
+        args, kwargs = _ctc_arguments(misread)
+        with np.errstate(all="ignore"):
+            ref = spec.evaluate(misread, misread.cotangents)
+            absref = magnitudes(spec, misread, ref)
+            predicted[f"vmap[{b}].output"] = (np.asarray(ctc_loss(*args, **kwargs)), absref["output"])
+            if "output" in misread.cotangents and "grad.log_probs" in absref:
+                grad = np.array(ctc_loss_logits_vjp(misread.cotangents["output"], *args, **kwargs)["log_probs"])
+                p = _ctc_problem_of(misread)
+                nll = lattice(p, backward=False).nll
+                inside = np.arange(p.log_probs.shape[0])[:, None] < p.input_lengths[None, :]
+                nan = (p.log_probs == -np.inf) & (inside & np.isfinite(nll)[None, :])[:, :, None]
+                predicted[f"vmap[{b}].grad.log_probs"] = (np.where(nan.reshape(grad.shape), np.nan, grad),
+                                                          absref["grad.log_probs"])
+    return predicted
+
+
+# -- CTCLoss: a NaN on a state no alignment visits (ctc-nan-off-the-alignments-leaks) ------------------------
+
+def _ctc_verbatim_nan(case: Case) -> tuple[np.ndarray, np.ndarray]:
+    """Where torch's CPU kernel (LossCTC.cpp) gives NaN: (nll (N,), gradient (T, N, C)). It evaluates
+    the α and β recursions verbatim over every state s <= 2·length at every t < T_n (α_0 only on the
+    two starting states, β at T_n - 1 only on the two final ones), each a log-sum of the allowed
+    neighbours plus the emission, so a NaN emission on a state no alignment visits gives -inf + NaN
+    there and spreads to its neighbours; the gradient exp(lp) - exp(lcab + nll - lp) is NaN where
+    lp, nll or lcab (the log-sum of α + β over the states of class c) is."""
+    from reference.loss_ctc import lattice
+
+    p = _ctc_problem_of(case)
+    lat = lattice(p, backward=False)
+    lp, (t_max, n, c) = p.log_probs, p.log_probs.shape
+    tl, il = p.target_lengths, p.input_lengths
+    width = lat.ext.shape[1]
+    valid = np.arange(width)[None, :] <= 2 * tl[:, None]
+    nan_e = np.isnan(np.take_along_axis(lp, np.broadcast_to(lat.ext[None], (t_max, n, width)), axis=2)) & valid[None]
+    skip = lat.skip
+    alpha = np.zeros((t_max, n, width), dtype=bool)  # NaN-ness of α
+    if t_max:
+        alpha[0] = nan_e[0] & (np.arange(width)[None, :] <= 1)
+    for t in range(1, t_max):
+        a = alpha[t - 1].copy()
+        a[:, 1:] |= alpha[t - 1][:, :-1]
+        a[:, 2:] |= alpha[t - 1][:, :-2] & skip[:, 2:]
+        alpha[t] = (a | nan_e[t]) & valid & (t < il)[:, None]
+    rows = np.arange(n)
+    last = alpha[np.maximum(il - 1, 0), rows] if t_max else np.zeros((n, width), dtype=bool)
+    ends = np.take_along_axis(last, (2 * tl)[:, None], axis=1)[:, 0] | np.where(
+        tl > 0, np.take_along_axis(last, np.maximum(2 * tl - 1, 0)[:, None], axis=1)[:, 0], False)
+    nll_nan = ends & (il > 0)
+    beta = np.zeros((t_max, n, width), dtype=bool)
+    final = (np.arange(width)[None, :] >= 2 * tl[:, None] - 1) & valid
+    for t in range(t_max - 1, -1, -1):
+        b = np.zeros((n, width), dtype=bool)
+        if t + 1 < t_max:
+            b = beta[t + 1].copy()
+            b[:, :-1] |= beta[t + 1][:, 1:]
+            b[:, :-2] |= beta[t + 1][:, 2:] & skip[:, 2:]
+        b = (b | nan_e[t]) & valid
+        beta[t] = np.where((t == il - 1)[:, None], nan_e[t] & final, np.where((t < il - 1)[:, None], b, False))
+    onehot = lat.ext[:, :, None] == np.arange(c)[None, None, :]  # (N, S', C)
+    lcab = np.einsum("tns,nsc->tnc", (alpha | beta).astype(np.int64), onehot.astype(np.int64)) > 0
+    inside = (np.arange(t_max)[:, None] < il[None, :])[:, :, None]
+    grad_nan = inside & (lcab | np.isnan(lp) | nll_nan[None, :, None])
+    return nll_nan, grad_nan
+
+
+def ctc_nan_off_the_alignments(case: Case) -> bool:
+    """A valid case with a NaN log-probability on which torch's verbatim recursions
+    (``_ctc_verbatim_nan``) make the loss NaN where the reference's is not, or (with a cotangent)
+    the gradient NaN where the reference's is not."""
+    if case.invalid or not np.isnan(np.asarray(case.inputs["log_probs"], dtype=np.float64)).any():
+        return False
+    from reference.loss_ctc import lattice
+
+    p = _ctc_problem_of(case)
+    nll_nan, grad_nan = _ctc_verbatim_nan(case)
+    with np.errstate(all="ignore"):
+        ref_nll = lattice(p, backward=False).nll
+        if np.any(nll_nan & ~np.isnan(ref_nll)):
+            return True
+        if "output" not in case.cotangents:
+            return False
+        args, kwargs = _ctc_arguments(case)
+        ref_grad = np.asarray(ctc_loss_logits_vjp(case.cotangents["output"], *args, **kwargs)["log_probs"])
+    ref_nan = np.isnan(ref_grad).reshape(grad_nan.shape)
+    scale = np.asarray(case.cotangents["output"], dtype=np.float64)
+    return bool(np.any(grad_nan & ~ref_nan)) and bool(np.any(scale != 0))
