@@ -188,16 +188,28 @@ def chain_bounds(case: Case, result: Result) -> dict[str, np.ndarray]:
     if "bounds" in result.meta:
         return result.meta["bounds"]
     with np.errstate(all="ignore"):  # IEEE bounds where a model's values reach ±inf (inf·0 is NaN there)
+        if "runs" not in result.meta:
+            _attach_runs(case, result)
         return _chain_bounds(case, result)
 
 
-def _chain_bounds(case: Case, result: Result) -> dict[str, np.ndarray]:
+def _attach_runs(case: Case, result: Result) -> None:
+    """The per-layer runs of a result built without them (the vjp2 mode's first-order bound at a
+    shifted point, of a Result holding only the tensors): the model's reference again on ``case``,
+    and its pullback of the case's cotangents when the result has gradients."""
+    rebuilt, pullback = compose_reference(case)
+    if result.grads and case.cotangents:
+        pullback(case.cotangents)
+    result.meta["runs"] = rebuilt.meta["runs"]
+
+
+def _forward_bounds(case: Case, runs: Sequence[LayerRun], owns: Sequence[Mapping[str, np.ndarray]],
+                    bounds: dict[str, np.ndarray]) -> tuple[list[np.ndarray | None], np.ndarray | None]:
+    """The forward half of the propagation: the bound on each layer's input (None for an integer
+    input), the model output's, and (into ``bounds``) every buffer's after the call."""
     layers = layers_of(case)
-    runs: list[LayerRun] = result.meta["runs"]
-    bounds: dict[str, np.ndarray] = {}
     e_x: np.ndarray | None = np.zeros(case.inputs["input"].shape) if case.inputs["input"].dtype.kind == "f" else None
     inputs_e: list[np.ndarray | None] = []
-    owns = [own_bounds(run) for run in runs]
     for layer, run, own in zip(layers, runs, owns):
         inputs_e.append(e_x)
         prop = PROPAGATION[layer["op"]].forward(run, e_x)
@@ -208,6 +220,24 @@ def _chain_bounds(case: Case, result: Result) -> dict[str, np.ndarray]:
                     e_x = total
                 else:
                     bounds["state." + layer["paths"][name[len("state."):]]] = total
+    return inputs_e, e_x
+
+
+def input_bounds(case: Case) -> list[tuple[LayerRun, np.ndarray | None]]:
+    """Each layer's run (forward only) with the bound on the error of its input as the backend
+    computes it in the case's dtype (``_forward_bounds``; None for an integer input)."""
+    with np.errstate(all="ignore"):
+        runs: list[LayerRun] = compose_reference(case)[0].meta["runs"]
+        inputs_e, _ = _forward_bounds(case, runs, [own_bounds(run) for run in runs], {})
+    return list(zip(runs, inputs_e))
+
+
+def _chain_bounds(case: Case, result: Result) -> dict[str, np.ndarray]:
+    layers = layers_of(case)
+    runs: list[LayerRun] = result.meta["runs"]
+    bounds: dict[str, np.ndarray] = {}
+    owns = [own_bounds(run) for run in runs]
+    inputs_e, e_x = _forward_bounds(case, runs, owns, bounds)
     bounds["output"] = e_x if e_x is not None else np.zeros(np.shape(result.outputs["output"]))
     if result.grads:
         e_g = np.zeros(np.shape(result.outputs["output"]))

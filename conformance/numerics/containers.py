@@ -5,11 +5,13 @@ total norm is ``reference.clip.norm_error``); comparators and the known-entry pr
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from backends.base import Case, Result
 from conformance.compare import Comparison, compare_tensor
-from conformance.composition import compose_reference, layers_of
+from conformance.composition import PROPAGATION, LayerRun, compose_reference, input_bounds, layers_of
 from conformance.dtypes import DTYPES
 from conformance.spec import LayerSpec
 from reference import clip as ref
@@ -19,10 +21,39 @@ from reference import clip as ref
 
 def model_smooth_at(case: Case) -> bool:
     """Finite differences apply where every layer's own declaration says they do at its input
-    (no ReLU input near 0, no max-pool tie, no frequency-scaled embedding rows...)."""
+    (no ReLU input near 0, no max-pool tie, no frequency-scaled embedding rows...), and the backend
+    evaluates the same smooth piece as the reference: no selection within the reach of the rounding
+    errors the layers before it make (``selection_within_rounding``)."""
     with np.errstate(all="ignore"):
         runs = compose_reference(case)[0].meta["runs"]
-    return all(run.spec.smooth_at is None or run.spec.smooth_at(run.case) for run in runs)
+    if not all(run.spec.smooth_at is None or run.spec.smooth_at(run.case) for run in runs):
+        return False
+    return not selection_within_rounding(case)
+
+
+SELECTIONS = ("ReLU", "MaxPool2d")  # the chainable layers whose derivative selects (kinks, window maxima)
+
+
+def selection_within_rounding(case: Case) -> bool:
+    """Some selection layer (ReLU, MaxPool2d) whose choice the rounding errors of the layers before it
+    can flip: a ReLU input within its first-order error bound E_x (``composition.input_bounds``) of 0,
+    or a max-pool window whose maximum another element within the bounds could take. The backend
+    then differentiates the other piece of the model: its second derivative (the vjp2 mode) is that
+    piece's, which differs from the reference's by the whole term the selection routes, not by a
+    rounding error. Found by the rule the first-order bound uses for such flips (the selection's
+    propagation with |g| = 1 and E_g = 0 is non-zero exactly where the choice is open)."""
+    if "layers" not in case.params or not any(layer["op"] in SELECTIONS for layer in layers_of(case)):
+        return False
+    with np.errstate(all="ignore"):
+        for run, e_x in input_bounds(case):
+            if run.case.op not in SELECTIONS or e_x is None or not np.any(e_x):
+                continue
+            shape = np.shape(run.result.outputs["output"])
+            probe = LayerRun(run.spec, replace(run.case, cotangents={"output": np.ones(shape)}), run.result)
+            open_choice = PROPAGATION[run.case.op].backward(probe, e_x, np.zeros(shape))["grad.input"]
+            if np.any(open_choice > 0):
+                return True
+    return False
 
 
 def cross_entropy_smoothing_overflows(case: Case) -> bool:
@@ -363,3 +394,10 @@ def float16_batch_norm_invstd_cubed_overflows(case: Case) -> bool:
                 and _float16_invstd_cubed_overflows(np.asarray(run.x, dtype=np.float64), layer["params"]["eps"]):
             return True
     return False
+
+
+def reverse_over_forward_with_float16_invstd_cubed_overflow(case: Case) -> bool:
+    """Both container batch-norm triggers at once (``reverse_over_forward_through_batch_statistics`` and
+    ``float16_batch_norm_invstd_cubed_overflows``): one second-order tensor can then hold the overflow's
+    NaN/inf and the wrong rule's values together, which neither entry explains alone."""
+    return reverse_over_forward_through_batch_statistics(case) and float16_batch_norm_invstd_cubed_overflows(case)
