@@ -184,3 +184,14 @@ def test_vjp2_demands_exact_zeros_only_where_the_gradient_is_constant(tmp_path: 
                and {"huge magnitudes", "tiny magnitudes"} & set(r["regimes"])]  # (K = 1: a constant layer)
     assert known <= {"layernorm-jvp-rule-wrong-to-second-order", "layernorm-jvp-rstd-cubed-underflow-transposed"}
     assert extreme and all(r["mode_info"]["second_order"] == "nonzero" for r in extreme), extreme[:1]
+
+
+def test_vjp_entries_with_a_model_explain_vmap_slices(tmp_path: Path):
+    """CosineSimilarity's clamped-norm gradient entry explains a tensor only where torch's value
+    agrees with its model; under vmap the runner applies that model to each slice (its own case,
+    reference and results), so the slices torch gets wrong in that way are known, not findings."""
+    code = _run(tmp_path, "torch-cpu", "CosineSimilarity", "vmap", 40, "float64")
+    records = [r for r in read_records(tmp_path) if not r["shrinking"]]
+    known = [r for r in records if r["verdict"] == "known"]
+    assert code == 0, Counter(r["verdict"] for r in records)
+    assert any(r["known"]["id"].startswith("cosine-similarity-clamped-norm") for r in known)
