@@ -135,11 +135,10 @@ def test_every_known_entry_names_a_declared_layer():
     assert not orphans
 
 
-def test_known_entry_with_a_model_explains_only_the_value_it_predicts():
-    """The maxpool entry's model predicts torch's wrong gradient (an empty window's cotangent at
-    the index torch returned): that value is explained, the same tensor wrong otherwise is not."""
-    from backends.base import Case, Result
-    from conformance.known import explain, load_known, matching, modelled_tensors
+def _maxpool_empty_window_case() -> tuple[Any, Any, Any]:
+    """MaxPool1d with a window wholly in the padding (the maxpool empty-window entry's case), its
+    reference with gradients."""
+    from backends.base import Case
 
     spec = all_specs()["MaxPool1d"]
     case = Case(op="MaxPool1d", dtype="float64", tier="exact", differentiable=("input",),
@@ -147,6 +146,16 @@ def test_known_entry_with_a_model_explains_only_the_value_it_predicts():
                 inputs={"input": np.array([[5.0], [7.0]])}, cotangents={"output": np.array([[1.0], [10.0]])})
     reference, pullback = spec.run_reference(case)
     reference.grads = spec.pull(pullback, case, case.cotangents)
+    return spec, case, reference
+
+
+def test_known_entry_with_a_model_explains_only_the_value_it_predicts():
+    """The maxpool entry's model predicts torch's wrong gradient (an empty window's cotangent at
+    the index torch returned): that value is explained, the same tensor wrong otherwise is not."""
+    from backends.base import Result
+    from conformance.known import explain, load_known, matching, modelled_tensors
+
+    spec, case, reference = _maxpool_empty_window_case()
     entries = matching(load_known(), spec, "torch-cpu", case)
     assert [e.id for e in entries] == ["maxpool-empty-window-out-of-window-index"]
     for grad, explained in (([[0.0], [1.0]], True), ([[0.0], [2.0]], False), ([[1.0], [0.0]], False)):
@@ -161,16 +170,11 @@ def test_known_entry_with_a_model_explains_only_the_value_it_predicts():
 def test_known_model_prediction_of_the_wrong_shape_costs_only_that_tensor(monkeypatch):
     """A model whose prediction for one tensor cannot be compared (another shape than the magnitude
     it is scaled by) still explains the tensors it predicts right."""
-    from backends.base import Case, Result
+    from backends.base import Result
     from conformance import known
     from conformance.known import KnownDiscrepancy, modelled_tensors
 
-    spec = all_specs()["MaxPool1d"]
-    case = Case(op="MaxPool1d", dtype="float64", tier="exact", differentiable=("input",),
-                params={"kernel_size": 2, "padding": 1, "dilation": 2, "return_indices": True},
-                inputs={"input": np.array([[5.0], [7.0]])}, cotangents={"output": np.array([[1.0], [10.0]])})
-    reference, pullback = spec.run_reference(case)
-    reference.grads = spec.pull(pullback, case, case.cotangents)
+    spec, case, reference = _maxpool_empty_window_case()
     got = Result(outputs={"output": np.full((2, 1), -np.inf), "indices": np.array([[1], [1]])},
                  grads={"input": np.array([[0.0], [1.0]])})
     monkeypatch.setattr(known, "_load_predicate", lambda _: lambda case, reference, got: {

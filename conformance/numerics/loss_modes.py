@@ -15,9 +15,9 @@ from backends.base import Case, Result
 from conformance.dtypes import DTYPES
 from conformance.numerics.loss import (
     HALF_OVERFLOW,
-    _active_row_cotangent,
     _gaussian_half_parts,
     ce_args,
+    ce_log_softmax,
     cosine_norm_product_out_of_range,
     triplet_distance,
 )
@@ -94,14 +94,7 @@ def ce_second_order_error(case: Case, v: Mapping[str, np.ndarray],
     reduction = args["reduction"]
     u = DTYPES[case.dtype].unit_roundoff
     with np.errstate(all="ignore"):
-        q, normaliser = classification.smoothed_class_weights(x, t, args["weight"], args["ignore_index"],
-                                                              args["label_smoothing"])
-        z = x - np.max(x, axis=ax, keepdims=True)
-        lse = np.log(np.sum(np.exp(z), axis=ax, keepdims=True))
-        logp = z - lse
-        y = np.exp(logp)
-        err_s = 2 * math.sqrt(classes) + np.sum(y * (np.abs(z) + 2), axis=ax, keepdims=True) + 1
-        err_logp = np.abs(z) + np.abs(lse) + err_s + np.abs(logp) + 1
+        q, normaliser, _, y, err_logp = ce_log_softmax(case)
         gv = np.abs(np.asarray(cot, dtype=np.float64))
         g_pos = np.expand_dims(gv, ax) if reduction == "none" else (gv / abs(normaliser) if reduction == "mean" else gv)
         big_q = np.sum(np.abs(q), axis=ax, keepdims=True)
@@ -489,3 +482,50 @@ def bce_half_hessian_leaves_range(case: Case) -> bool:
         h = np.abs(w) * np.abs(x * x - 2 * x * t + t) / q
         bad = (q < dt.min_normal) | (h > dt.max_value)
     return bool(np.any(bad & (w != 0)))
+
+
+def _active_row_cotangent(case: Case, g: np.ndarray, norm_p: float, eps: float, swap: bool) -> np.ndarray | None:
+    """The cotangent each triplet row's distances receive: g (divided by the row count for the mean
+    reduction) on the rows whose hinge is active, 0 elsewhere; with ``swap``, any distance d(a, n)
+    the loss may read (the swap's choice, either side of a tie). None when no active row has a
+    non-zero cotangent."""
+    from reference import distance as RD
+
+    a, pos, neg = (case.inputs[k] for k in ("anchor", "positive", "negative"))
+    with np.errstate(all="ignore"):
+        d_ap = RD.vector_norm(RD.difference(a, pos, eps), norm_p, keepdim=False)
+        d_an = RD.vector_norm(RD.difference(a, neg, eps), norm_p, keepdim=False)
+        if swap:
+            d_an = np.minimum(d_an, RD.vector_norm(RD.difference(pos, neg, eps), norm_p, keepdim=False))
+        active = np.asarray(d_ap - d_an + float(case.params.get("margin", 1.0)) > 0)
+    rows = max(1, a.size // max(1, a.shape[-1]))
+    per_row = np.broadcast_to(np.asarray(g, dtype=np.float64) / (rows if reduction_of(case) == "mean" else 1),
+                              active.shape)
+    if not np.any(active & (per_row != 0)):
+        return None
+    return np.where(active, per_row, 0.0)
+
+
+def triplet_pairwise_module_powers_leave_range(case: Case) -> bool:
+    """TripletMarginWithDistanceLoss with torch's pairwise distance (a PairwiseDistance module, or a
+    partial of F.pairwise_distance, or the default, which is p = 2): its
+    unscaled powers (``distance.unscaled_powers_leave_range``) leave the dtype's range for the
+    anchor-positive or anchor-negative pair (and, with swap, the positive-negative one, either side
+    of the swap's choice) of a triplet whose hinge is active (loss > 0), judged with that triplet's
+    cotangent (g, or g/N for the mean) on the distance."""
+    from conformance.numerics import distance
+
+    g = case.cotangents.get("output")
+    a, pos, neg = (case.inputs[k] for k in ("anchor", "positive", "negative"))
+    if g is None or not a.size:
+        return False
+    norm_p, eps = triplet_distance(case)
+    swap = bool(case.params.get("swap"))
+    cot = _active_row_cotangent(case, g, norm_p, eps, swap=swap)
+    if cot is None:
+        return False
+    params = {"p": norm_p, "eps": eps, "keepdim": False}
+    pairs = [(a, pos), (a, neg)] + ([(pos, neg)] if swap else [])
+    return any(distance.unscaled_powers_leave_range(replace(case, params=params, inputs={"x1": x1, "x2": x2},
+                                                            cotangents={"output": cot}))
+               for x1, x2 in pairs)
