@@ -16,8 +16,9 @@ Each ``[[discrepancy]]`` entry has:
   ``values`` (input name -> a summary of its values: ``.min``, ``.max`` (NaN ignored; +inf and -inf
   when empty), ``.nan``, ``.inf``, ``.zero`` (bools: some element is NaN, ±inf, ±0), ``.size``))
   and an optional ``predicate`` (``module:function`` taking the Case, for other conditions on
-  values); ``mode`` (glob over the derivative mode, ``vjp`` by default: an entry for a
-  forward-mode, second-order or vmap discrepancy says ``mode = "jvp"``, ``"vjp2"``, ``"vmap"``);
+  values); ``mode`` (glob over the derivative mode, or a list of globs of which any may match;
+  ``vjp`` by default: an entry for a forward-mode, second-order or vmap discrepancy says
+  ``mode = "jvp"``, ``"vjp2"``, ``"vmap"``, one showing in several ``mode = ["jvp", "vjp2"]``);
 - what it explains: ``tensors`` (globs over the compared tensor names, e.g. ``["grad.*"]``;
   default every tensor) and ``symptom`` (one or a list of ``SYMPTOMS``; default any), and for the
   ``value`` symptom a bound on the error it explains: ``max_utilisation`` (error / allowed
@@ -104,17 +105,19 @@ class KnownDiscrepancy:
     max_utilisation: float | None = None
     max_ulps: float | None = None
     why_not_strict: str = ""
-    mode: str = "vjp"  # glob over the derivative mode of the case (``backends.base.MODES``)
+    mode: str | tuple[str, ...] = "vjp"  # glob(s) over the derivative mode of the case (``backends.base.MODES``)
     source: str = ""  # "file:line" of the entry
 
     def __post_init__(self) -> None:
         for name in ("tensors", "symptom"):
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
-        if not isinstance(self.backend, str):
-            object.__setattr__(self, "backend", tuple(self.backend))
-            if not self.backend or not all(isinstance(b, str) for b in self.backend):
-                raise ValueError("backend is a glob or a non-empty list of globs")
+        for name in ("backend", "mode"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                object.__setattr__(self, name, tuple(value))
+                if not value or not all(isinstance(b, str) for b in value):
+                    raise ValueError(f"{name} is a glob or a non-empty list of globs")
         unknown = [s for s in self.symptom if s not in SYMPTOMS]
         if unknown:
             raise ValueError(f"unknown symptom {unknown[0]!r} (one of {', '.join(SYMPTOMS)})")
@@ -123,6 +126,11 @@ class KnownDiscrepancy:
     def backends(self) -> tuple[str, ...]:
         """The backend globs (``backend`` as a tuple)."""
         return (self.backend,) if isinstance(self.backend, str) else self.backend
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The mode globs (``mode`` as a tuple)."""
+        return (self.mode,) if isinstance(self.mode, str) else self.mode
 
     def explains_call(self, symptom: str) -> bool:
         """Whether the entry explains a failure of the call itself (``CALL_SYMPTOMS``)."""
@@ -152,7 +160,7 @@ class KnownDiscrepancy:
         names = (backend,) if isinstance(backend, str) else backend
         op_ok = _glob(self.op, spec.id) or _glob(self.op, spec.name)
         if not (op_ok and any(_glob(b, n) for b in self.backends for n in names) and _glob(self.dtype, case.dtype)
-                and _glob(self.mode, case.mode)):
+                and any(_glob(m, case.mode) for m in self.modes)):
             return False
         if self.predicate:
             try:
@@ -167,7 +175,7 @@ class KnownDiscrepancy:
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "reason": self.reason, "link": self.link, "strict": self.strict,
                 "restart": self.restart, "tensors": list(self.tensors), "symptom": list(self.symptom),
-                "mode": self.mode, "source": self.source}
+                "mode": self.mode if isinstance(self.mode, str) else list(self.mode), "source": self.source}
 
 
 def _float(value: Any) -> float:

@@ -281,3 +281,16 @@ def test_a_failure_that_does_not_replay_is_a_finding_not_a_harness_error(tmp_pat
     final = [r for r in records if r["final"] and not r["shrinking"]]
     assert len(final) == 1 and final[0]["verdict"] == "fail" and "not reproduced" in final[0]["flaky"]
     assert runner.discrepancies == 1
+
+
+def test_known_entry_mode_is_a_glob_or_a_list_of_globs():
+    """``mode = ["jvp", "vjp2"]`` matches cases of either mode and no other; a malformed list is refused."""
+    from dataclasses import replace
+
+    spec, case, _ = _maxpool_empty_window_case()
+    entry = KnownDiscrepancy(id="modes", op="MaxPool1d", backend="*", reason="test", mode=["jvp", "vjp2"])
+    assert entry.modes == ("jvp", "vjp2") and entry.describe()["mode"] == ["jvp", "vjp2"]
+    assert [m for m in ("vjp", "jvp", "vjp2", "vmap") if entry.matches(spec, "torch-cpu", replace(case, mode=m))] \
+        == ["jvp", "vjp2"]
+    with pytest.raises(ValueError):
+        KnownDiscrepancy(id="bad", op="*", backend="*", reason="test", mode=[])
