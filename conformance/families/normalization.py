@@ -20,6 +20,7 @@ import numpy as np
 
 from backends.base import Case, Result
 from conformance.numerics import normalization as NN
+from conformance.numerics import normalization_modes as NNM
 from conformance.spec import LayerSpec, Pullback, Regime, TorchMapping
 from conformance.strategies import normalization as SN
 from conformance.tolerance import analysed_tolerance
@@ -540,6 +541,7 @@ def normalisation(name: str, statistics: str, *, dims: int | None = None, notes:
         torch=kind.torch(name), tolerance=analysed_tolerance(kind.errors(dims), kind.length(dims)),
         regimes=kind.regimes(dims) + regimes, notes=f"{notes} {kind.notes}".strip(),
         smooth_at=resolvable(kind.slices(dims), centred=statistics != "rms"),
+        second_order_error=NNM.affine_second_order_error(kind.errors(dims), statistics),
     )
 
 
@@ -550,6 +552,6 @@ def local_response(name: str, target: str, function: str, ranks: tuple[int, ...]
         name=name, family="normalization", kind="local response", cases=SN.local_response_cases(name, ranks),
         invalid_cases=SN.invalid_local_response_cases(name, ranks), reference=lrn_reference(function),
         torch=TorchMapping(target), tolerance=analysed_tolerance(NN.local_response_errors, NN.lrn_length),
-        comparators={"grad.input": NN.lrn_nonfinite_gradient_comparator},
+        comparators={"grad.input": NN.lrn_nonfinite_gradient_comparator}, smooth_at=NN.lrn_smooth_at,
         regimes=lrn_regimes(ranks), notes=notes,
     )

@@ -158,6 +158,25 @@ def local_response_errors(case: Case, result: Result) -> Errors:
         case.inputs["input"], p["size"], p["alpha"], p["beta"], p["k"], _cotangent(case, result)).items()}
 
 
+def lrn_smooth_at(case: Case) -> bool:
+    """``smooth_at`` of LocalResponseNorm / CrossMapLRN2d: y = x·d^(-β), d = k + α/n·Σ_W x², bends
+    on the scale s = √(n·|d|/|α|) of each window (where x² moves d by its own size), and is singular
+    where d = 0 (k = 0 over an all-zero window: 0/0). As for the standardising layers
+    (``resolvable``), the finite differences, whose steps are about 1e-6·(|x| + 1e-3), apply where
+    every window has Σ_W |x| + 1e-3 <= 1000·s (with k = 0: no window of inputs all below ~1e-6,
+    where a step reaches the singularity)."""
+    x = np.asarray(case.inputs["input"], dtype=np.float64)
+    p = case.params
+    n, alpha = int(p["size"]), float(p["alpha"])
+    if x.ndim < 2 or not x.size or n < 1 or alpha == 0:
+        return True
+    with np.errstate(all="ignore"):
+        d = float(p["k"]) + alpha / n * RL.window_sum(x * x, n, n // 2, (n - 1) // 2)
+        scale = np.sqrt(n * np.abs(d) / abs(alpha))
+        reach = RL.window_sum(np.abs(x), n, n // 2, (n - 1) // 2) + 1e-3
+        return bool(np.all(d != 0) and np.all(~(reach > 1000 * scale)))
+
+
 # -- comparators -------------------------------------------------------------------------------------
 
 def lrn_nonfinite_gradient_comparator(spec: LayerSpec, case: Case, name: str, ref: Result, got: Result) -> Comparison:
@@ -703,181 +722,3 @@ def group_norm_mean_dominated(case: Case) -> bool:
     mean, var = RN.moments(x.reshape(view), (2, 3))
     with np.errstate(all="ignore"):
         return bool(np.any(np.abs(mean) >= 8 * np.sqrt(var + float(case.params["eps"]))))
-
-
-# -- derivative modes (helper h8) ---------------------------------------------------------------
-
-def reverse_over_forward_own_statistics(case: Case) -> bool:
-    """The vjp2 composition ``reverse-over-forward`` (``torch.func.grad`` of ``torch.func.jvp``) on a
-    normalisation whose statistics come from the input itself: LayerNorm always, BatchNorm and
-    InstanceNorm with batch (instance) statistics (training, or no running statistics tracked:
-    BatchNorm tracks them by default, InstanceNorm does not). torch's forward-mode rules of
-    native_batch_norm and native_layer_norm (InstanceNorm runs batch_norm on the (1, N·C, ...) view)
-    are right to first order but wrong once differentiated again (pytorch#196699's class); with
-    running statistics the map is affine and nothing is differentiated twice."""
-    from conformance.modes import reverse_over_forward
-
-    if case.invalid or not reverse_over_forward(case):
-        return False
-    if "LayerNorm" in case.op:
-        return True
-    default = "BatchNorm" in case.op
-    return uses_batch_stats(bool(case.train), bool(case.params.get("track_running_stats", default)))
-
-
-def _layer_norm_row_variance(case: Case) -> np.ndarray | None:
-    """var + eps of each LayerNorm row (exact, float64), or None for a case torch never computes
-    (invalid, empty, a normalized_shape that does not end the input's shape)."""
-    if case.invalid or not case.inputs["input"].size:
-        return None
-    x = np.asarray(case.inputs["input"], dtype=np.float64)
-    try:
-        axes = RN.trailing_axes(x, case.params["normalized_shape"])
-    except ValueError:
-        return None
-    with np.errstate(over="ignore", invalid="ignore"):
-        mean = x.mean(axis=axes, keepdims=True)
-        return ((x - mean) ** 2).mean(axis=axes) + trailing_eps(case)
-
-
-def layer_norm_rstd_cubed_underflow(case: Case) -> bool:
-    """torch's forward-mode (JVP) rule of native_layer_norm forms the derivative of rstd as
-    -rstd³·mean((x - mean)·t): rstd³ underflows the compute format (float64 for float64, float32
-    otherwise) for a row of sqrt(var + eps) > min_normal^(-1/3) (2^340.7 in float64, 2^42 in
-    float32), and the variance term of the JVP is lost (it is then rstd·(t - mean t), of the size
-    of the whole JVP's terms). Its transpose (reverse-over-forward's grad.input) loses it too."""
-    if case.dtype == "float16":
-        return False
-    var = _layer_norm_row_variance(case)
-    compute = "float64" if case.dtype == "float64" else "float32"
-    with np.errstate(over="ignore", invalid="ignore"):
-        return var is not None and bool(np.any(np.sqrt(var) ** 3 > 1 / DTYPES[compute].min_normal))
-
-
-def reverse_over_forward_rstd_cubed_underflow(case: Case) -> bool:
-    """``layer_norm_rstd_cubed_underflow`` in the reverse-over-forward composition, whose
-    first-order grad.input is the transpose of the JVP rule."""
-    from conformance.modes import reverse_over_forward
-
-    return reverse_over_forward(case) and layer_norm_rstd_cubed_underflow(case)
-
-
-def instance_norm_rstd_cubed_underflow(case: Case) -> bool:
-    """``layer_norm_rstd_cubed_underflow`` for InstanceNorm with instance statistics (batch_norm's
-    forward-mode rule on the (1, N·C, ...) view forms invstd³ alike): some (sample, channel)
-    instance of sqrt(var + eps) beyond min_normal^(-1/3) of float64 (float64 cases only)."""
-    if case.invalid or case.dtype != "float64" or not case.inputs["input"].size:
-        return False
-    if not uses_batch_stats(bool(case.train), bool(case.params.get("track_running_stats", False))):
-        return False
-    x = np.asarray(case.inputs["input"], dtype=np.float64)
-    if x.ndim < 2:
-        return False
-    axes = tuple(range(2 if x.ndim == int(case.op[-2]) + 2 else 1, x.ndim))  # unbatched: (C, *spatial)
-    with np.errstate(over="ignore", invalid="ignore"):
-        mean = x.mean(axis=axes, keepdims=True)
-        std = np.sqrt(((x - mean) ** 2).mean(axis=axes) + float(case.params.get("eps", 1e-5)))
-        return bool(np.any(std ** 3 > 1 / DTYPES["float64"].min_normal))
-
-
-def reverse_over_forward_instance_rstd_cubed_underflow(case: Case) -> bool:
-    """``instance_norm_rstd_cubed_underflow`` in the reverse-over-forward composition."""
-    from conformance.modes import reverse_over_forward
-
-    return reverse_over_forward(case) and instance_norm_rstd_cubed_underflow(case)
-
-
-def layer_norm_float16_rstd_cubed_overflow(case: Case) -> bool:
-    """float16 LayerNorm whose forward-mode rule and double-backward formula (composites evaluated in
-    the tensor's dtype) form rstd³: it overflows float16 (65504) for a row of var + eps below
-    65504^(-2/3) ≈ 6.2e-4 (any row with eps = 1e-5 and a small spread, every row of one element), and
-    inf·0 gives NaN where the exact result is finite."""
-    if case.dtype != "float16":
-        return False
-    var = _layer_norm_row_variance(case)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return var is not None and bool(np.any(var ** -1.5 > DTYPES["float16"].max_value))
-
-
-def batch_instance_norm_float16_invstd_cubed_overflow(case: Case) -> bool:
-    """float16 BatchNorm / InstanceNorm with batch (instance) statistics: batch_norm's
-    double-backward formula and forward-mode rule, composites evaluated in float16, form invstd³,
-    which overflows float16 (65504) for a channel (instance) of var + eps below 65504^(-2/3) ≈ 6.2e-4;
-    inf·0 then gives NaN where the exact second derivative is finite."""
-    if case.invalid or case.dtype != "float16" or not case.inputs["input"].size:
-        return False
-    default = "BatchNorm" in case.op
-    if not uses_batch_stats(bool(case.train), bool(case.params.get("track_running_stats", default))):
-        return False
-    x = np.asarray(case.inputs["input"], dtype=np.float64)
-    if "InstanceNorm" in case.op:
-        spatial = int(case.op[-2])
-        axes = tuple(range(x.ndim - spatial, x.ndim))
-    else:
-        axes = tuple(d for d in range(x.ndim) if d != 1)
-    if not axes:
-        return False
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        mean = x.mean(axis=axes, keepdims=True)
-        var = ((x - mean) ** 2).mean(axis=axes) + float(case.params.get("eps", 1e-5))
-        return bool(np.any(var ** -1.5 > DTYPES["float16"].max_value))
-
-
-def _dense_in_order(shape: tuple[int, ...], strides: tuple[int, ...], order: tuple[int, ...]) -> bool:
-    """torch's is_contiguous for the dim order ``order`` (innermost first), size-1 dims ignored."""
-    expected = 1
-    for d in order:
-        if shape[d] != 1:
-            if strides[d] != expected:
-                return False
-            expected *= shape[d]
-    return True
-
-
-def group_norm_forward_ad_view_raises(case: Case) -> bool:
-    """torch's forward-mode GroupNorm (jvp, and the vjp2 compositions that use forward AD:
-    forward-over-reverse, reverse-over-forward) raises "view size is not compatible" on an input
-    that torch sees as channels-last (4-d) / channels-last-3d (5-d) and not contiguous, unless it
-    has one sample and one channel per group. Derived from 296 of 296 random shapes (N, C, spatial
-    in 1..3, C/G in 1, 2)."""
-    from conformance.modes import reverse_over_forward
-
-    if case.invalid:
-        return False
-    if case.mode == "vjp2" and not (reverse_over_forward(case) or
-                                    case.mode_node.get("composition") == "forward-over-reverse"):
-        return False
-    x = case.inputs["input"]
-    if x.ndim not in (4, 5) or not x.size:
-        return False
-    shape = tuple(int(n) for n in x.shape)
-    strides = tuple(int(s) for s in S.torch_strides(x.shape, case.layout("input")))
-    channels_last = (1, *range(x.ndim - 1, 1, -1), 0)
-    contiguous = tuple(range(x.ndim - 1, -1, -1))
-    if not _dense_in_order(shape, strides, channels_last) or _dense_in_order(shape, strides, contiguous):
-        return False
-    return shape[0] > 1 or shape[1] // int(case.params["num_groups"]) > 1
-
-
-def group_norm_rstd_cubed_underflow(case: Case) -> bool:
-    """``layer_norm_rstd_cubed_underflow`` for GroupNorm (its forward-mode rule runs batch_norm's on
-    the (1, N·G, -1) view): some (sample, group) of sqrt(var + eps) beyond min_normal^(-1/3) of
-    float64 (float64 cases only)."""
-    if case.invalid or case.dtype != "float64" or not case.inputs["input"].size:
-        return False
-    x = np.asarray(case.inputs["input"], dtype=np.float64)
-    groups = int(case.params["num_groups"])
-    if x.ndim < 2 or groups < 1 or x.shape[1] % groups:
-        return False
-    rows = x.reshape(x.shape[0], groups, -1)
-    with np.errstate(over="ignore", invalid="ignore"):
-        mean = rows.mean(axis=2, keepdims=True)
-        std = np.sqrt(((rows - mean) ** 2).mean(axis=2) + float(case.params.get("eps", 1e-5)))
-        return bool(np.any(std ** 3 > 1 / DTYPES["float64"].min_normal))
-
-
-def reverse_over_forward_group_rstd_cubed_underflow(case: Case) -> bool:
-    """``group_norm_rstd_cubed_underflow`` in the reverse-over-forward composition."""
-    from conformance.modes import reverse_over_forward
-
-    return reverse_over_forward(case) and group_norm_rstd_cubed_underflow(case)
