@@ -294,9 +294,11 @@ def _vmap_node(case: Case) -> dict[str, Any]:
 
 
 def vmap_vjp_shared_weights_without_h0(case: Case) -> bool:
-    """A vmap case with torch.func.vjp inside, of a padded RNN/LSTM/GRU whose weights are shared
-    (unbatched) and whose initial state is omitted: torch's decomposition accumulates the batched
-    input's gradient in place into a tensor built from the unbatched weights and zero state."""
+    """A vmap case with torch.func.vjp inside, of a padded RNN/LSTM/GRU or of an RNNCell/LSTMCell/
+    GRUCell, whose weights are shared (unbatched) and whose initial state is omitted: torch's
+    decomposition accumulates the batched input's gradient in place into a tensor built from the
+    unbatched weights and zero state. (The cells raise also with weight_ih alone batched, or with
+    an unbatched state passed; the cases stack every weight or none, and every given state.)"""
     node = _vmap_node(case)
     if node.get("inner") != "vjp" or any(k in case.inputs for k in ("h0", "c0")):
         return False
@@ -309,3 +311,18 @@ def vmap_vjp_packed_with_state(case: Case) -> bool:
     the packed kernel reads the data pointer of the functorch wrapper (without a state, the batch
     sizes' .item() is refused first, which is unsupported)."""
     return _vmap_node(case).get("inner") == "vjp" and "h0" in case.inputs
+
+
+def func_transform_pads_packed_data(case: Case) -> bool:
+    """pad_packed_sequence (either variant) or unpack_sequence (which pads first) under a
+    torch.func autograd transform: vjp2's torch.func compositions (forward-over-reverse,
+    reverse-over-forward; not the plain double backward), and vmap with torch.func.vjp inside.
+    Its kernel (CompositeImplicitAutograd) reads batch_sizes through const_data_ptr<int64_t>, and
+    the grad transform hands every tensor argument to it as a wrapper without storage. The round
+    trip's torch.func compositions of vjp2 are excluded: pack_padded_sequence's missing
+    forward-mode formula is refused first (unsupported)."""
+    node = case.mode_node
+    if node.get("kind") == "vmap":
+        return node.get("inner") == "vjp"
+    return (node.get("kind") == "vjp2" and node.get("composition") in ("forward-over-reverse", "reverse-over-forward")
+            and case.variant != "roundtrip")
