@@ -2,7 +2,10 @@
 error analysis beside its reference (``reference.smooth_activation``). Entries declared before the
 edge corners existed keep their draws (``edges=False``)."""
 
+from dataclasses import replace
+
 from conformance.families.elementwise import elementwise
+from conformance.numerics import activation_modes as NM
 from conformance.numerics import elementwise as N
 from conformance.spec import Regime, declare
 from conformance.strategies import elementwise as E
@@ -81,15 +84,17 @@ declare(elementwise(
           "of its terms.",
 ))
 
-declare(elementwise(
+declare(replace(elementwise(
     "Mish", S.mish, tiers=E.FLOAT, inplace=True, error=S.mish_error,
     notes="x·tanh(softplus(x)); limits +inf and 0 at ±inf, gradients 1 and 0 (x·tanh(log1p(exp(x))) read literally is "
           "NaN at -inf). exp(x) may overflow for large x (softplus is then inf, tanh 1: y = x, within the bound). The "
           "backward g·(t + x·σ(x)·(1 - t²)) cancels near x ≈ -1.19: bound in the magnitude of its terms; once tanh "
-          "saturates, 1 - t² is 0 to within the exact sech².",
-))
+          "saturates, 1 - t² is 0 to within the exact sech². Second order (create_graph): torch differentiates a "
+          "composite with softplus as log1p(exp(x)), whose 1 - t² from the rounded t carries the first-order δW on "
+          "every term.",
+), second_order_error=NM.mish_second_order_error))
 
-declare(elementwise(
+declare(replace(elementwise(
     "GLU", S.glu, error=S.glu_error, cases=E.glu_cases(), invalid_cases=E.glu_cases(invalid=True), shape_regimes=False,
     regimes=(Regime("negative dim", holds=lambda c: c.params["dim"] < -1, pins={"ndim": 3, "dim": -2},
                     description="dim given as a negative index other than the default -1"),
@@ -101,5 +106,6 @@ declare(elementwise(
     notes="a·σ(b) with a, b the first and second halves along dim (every dim, negative too; its size must be even, "
           "a 0-d input and a dim out of range are invalid). A product of two inputs: IEEE arithmetic at ±inf "
           "(a = ±inf with σ(b) = 0 is NaN; b = -inf gives 0). σ(b) as a subnormal keeps a·σ(b) to |a|·tiny. "
-          "Backward: g·σ(b) and g·a·σ(b)·(1 - σ(b)), in the magnitude of the terms where 1 - σ(b) cancels.",
-))
+          "Backward: g·σ(b) and g·a·σ(b)·(1 - σ(b)), in the magnitude of the terms where 1 - σ(b) cancels; the second "
+          "order's σ(b)·(1 - σ(b)) from the rounded σ(b) alike.",
+), second_order_error=NM.glu_second_order_error))
