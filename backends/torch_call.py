@@ -700,7 +700,8 @@ def _roots(named: dict[str, Any], cotangents: dict[str, np.ndarray], device_of: 
 
 
 def _random_choices(call: dict[str, Any], named: dict[str, Any], interp: CallInterpreter, device: str,
-                    values: dict[str, Any] | None = None, replay: bool = True) -> dict[str, Any]:
+                    values: dict[str, Any] | None = None, replay: bool = True,
+                    logical: bool = False) -> dict[str, Any]:
     """The random choices the call made (``call["random"]``), as tensors (``values``: the inputs a
     transform received, read by the ``ratio`` rule; ``replay``: seed-replayed rules allowed)."""
     torch = _torch()
@@ -735,6 +736,8 @@ def _random_choices(call: dict[str, Any], named: dict[str, Any], interp: CallInt
                     # and through "perm" in the reference's order.
                     view = list(d.get("view", dims))
                     ones = torch.ones(d["shape"], dtype=torch_dtype(d["dtype"]), device=device).permute(*view)
+                    if logical:  # (under torch.func, dropout draws a fresh tensor in the view's logical order)
+                        ones = ones.contiguous()
                     kept = (torch.nn.functional.dropout(ones, d["p"], True) != 0).permute(*np.argsort(view).tolist())
                     keep.append(kept.permute(*d.get("perm", dims)).reshape(-1))
                 out[choice] = torch.cat(keep)
@@ -935,7 +938,7 @@ def _run_vjp2(interp: CallInterpreter, call: dict[str, Any], requires_grad: tupl
         out[f"d2.cotangent.{name}"] = to_numpy(t)
     for name, value in aux.items():
         out[name] = to_numpy(value)
-    out.update(_export_choices(_random_choices(call, aux, interp, interp.device, primals), interp))
+    out.update(_export_choices(_random_choices(call, aux, interp, interp.device, primals, logical=True), interp))
     return out
 
 

@@ -638,3 +638,26 @@ def sdpa_mask_with_causal_only(case: Case) -> bool:
     except ValueError:
         return False
     return True
+
+
+def float16_single_feature_layer_norm(case: Case) -> bool:
+    """A float16 transformer case with d_model = 1: every LayerNorm row is one element (var = 0), so
+    var + eps = eps and rstd³ = eps^-1.5, which overflows float16 (65504) for eps below
+    65504^(-2/3) ≈ 6.2e-4. torch's layer_norm forward-mode rule and double-backward formula form
+    rstd³ in float16 (LayerNorm's layernorm-float16-second-order-rstd-cubed-overflow), and inf·0
+    gives NaN in every second derivative (and in reverse-over-forward's gradients, the JVP rule's
+    transpose). Rows of d_model > 1 may also overflow; they are not in this scope."""
+    if case.invalid or case.dtype != "float16":
+        return False
+    p = case.params
+    return p.get("d_model") == 1 and float(p.get("layer_norm_eps", 1e-5)) ** -1.5 > DTYPES["float16"].max_value
+
+
+def reverse_over_forward_with_fully_masked_query(case: Case) -> bool:
+    """A transformer vjp2 case composed reverse-over-forward (``torch.func.grad`` of
+    ``torch.func.jvp``) with some query whose merged masks exclude every key
+    (``has_fully_masked_query``): sdpa's math kernel, differentiated in reverse through its
+    forward-mode rule, gives NaN there (sdpa-reverse-over-forward-nan-at-dead-row)."""
+    from conformance.modes import reverse_over_forward
+
+    return not case.invalid and reverse_over_forward(case) and has_fully_masked_query(case)
