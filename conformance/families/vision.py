@@ -14,6 +14,7 @@ as the pullback.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -92,7 +93,31 @@ def resize_layer(name: str, *, cases: Callable[[str], Any], invalid: Callable[[s
         tolerance=SELECTING if selecting else ANALYSED,
         comparators=({t: N.accepting(N.shortcut_alternative) for t in ("output", "grad.input")} if shortcuts
                      else {}),
+        readings=_shortcut_readings(selecting) if shortcuts else None,
         regimes=regimes, notes=notes)
+
+
+def _shortcut_readings(selecting: bool) -> Callable[[LayerSpec, Case], tuple[LayerSpec, ...]]:
+    """``LayerSpec.readings`` of a resizing declaration: where torch's shortcut reads other input
+    positions (``N.shortcut_differs``), the declaration evaluated on ``N.shortcut_case`` (reference,
+    pullback and error analysis of the shortcut's factors), so that the derivative modes judge J·t
+    and the second order under the convention the output follows, as the comparators do."""
+
+    def alt(case: Case) -> Case:
+        return N.shortcut_case(case) or case
+
+    reference = functional_reference("interpolate", lambda case: _resize_arguments(alt(case)))
+    length = lambda case, tensor: N.resize_length(alt(case), tensor)  # noqa: E731
+    tolerance = ({"output": SELECTING["output"],
+                  "grad.input": Tolerance(reduction=length, magnitude="abs", exact="bitwise")} if selecting
+                 else analysed_tolerance(lambda case, result: N.resize_errors(alt(case), result), length))
+
+    def readings(spec: LayerSpec, case: Case) -> tuple[LayerSpec, ...]:
+        if not N.shortcut_differs(case):
+            return ()
+        return (replace(spec, reference=reference, tolerance=tolerance, comparators={}, readings=None),)
+
+    return readings
 
 
 # -- sampling -------------------------------------------------------------------------------------------

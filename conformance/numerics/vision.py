@@ -336,8 +336,10 @@ def resize_dims(case: Case) -> list[tuple[int, int, float | None]]:
 
 def grid_smooth(case: Case) -> bool:
     """No grid coordinate within 1e-4 pixel of a kink: an integer (bilinear, the floor; also the
-    zeros padding's border), a half-integer (nearest), the clamp of border/reflection or a fold
-    of reflection; so finite differences of the reference apply."""
+    zeros padding's border; bicubic, whose Keys' cubic is C¹ but not C²: the outer tap's piece
+    ends with W''(2) = 2A ≠ 0, so vjp2's second derivative jumps there), a half-integer
+    (nearest), the clamp of border/reflection or a fold of reflection; so finite differences of
+    the reference apply."""
     p = case.params
     x = case.inputs["input"]
     half = 0.5 if p["mode"] == "nearest" else 0.0
@@ -345,7 +347,7 @@ def grid_smooth(case: Case) -> bool:
         size = x.shape[2 + d]
         for c in (raw, RS.pad_coordinate(raw, size, p["padding_mode"], bool(p["align_corners"]))[0]):
             frac = np.abs((c - half) - np.round(c - half))
-            if p["mode"] != "bicubic" and np.any(frac < 1e-4):
+            if np.any(frac < 1e-4):
                 return False
         if p["padding_mode"] != "zeros" and np.any(np.minimum(np.abs(raw), np.abs(raw - (size - 1))) < 1e-4):
             return False
@@ -393,6 +395,38 @@ def bicubic_backward_copy_visible(case: Case) -> bool:
     spatial length of 2 or more (a 1×1 image interpolates to a copy of itself)."""
     x = case.inputs["input"]
     return x.size > 0 and max(x.shape[2:], default=0) >= 2 and bicubic_backward_copy(case)
+
+def _composition(case: Case) -> str | None:
+    """The vjp2 composition of a case (None outside the vjp2 mode)."""
+    node = case.mode_node
+    return node.get("composition") if node.get("kind") == "vjp2" else None
+
+
+def bicubic_empty_grid_double_backward(case: Case) -> bool:
+    """grid_sample(mode='bicubic') double backward (vjp2's reverse-over-reverse) with a grid of no
+    sampling point (H_out or W_out 0) in a non-empty batch: the differentiable bicubic backward
+    reshapes with -1 over 0 elements and raises."""
+    grid = case.inputs["grid"]
+    return (_composition(case) == "reverse-over-reverse" and case.params.get("mode") == "bicubic"
+            and grid.shape[0] > 0 and 0 in grid.shape[1:3])
+
+
+def bilinear_reflection_half_double_backward(case: Case) -> bool:
+    """grid_sample(mode='bilinear', padding_mode='reflection') in float16/bfloat16, double backward
+    (vjp2's reverse-over-reverse) with both the input and the grid differentiable: the
+    differentiable backward scatters a float32 source into the half-precision gradient and raises."""
+    return (_composition(case) == "reverse-over-reverse" and case.dtype in ("float16", "bfloat16")
+            and case.params.get("mode") == "bilinear" and case.params.get("padding_mode") == "reflection"
+            and {"input", "grid"} <= set(case.differentiable))
+
+
+def affine_grid_unit_size_under_func(case: Case) -> bool:
+    """affine_grid with some spatial length 1 under vjp2's torch.func compositions (torch.func.jvp
+    of torch.func.vjp; torch.func.grad of torch.func.jvp, differentiated w.r.t. the tangent too):
+    torch reads a functorch wrapper's data pointer and raises."""
+    return (_composition(case) in ("forward-over-reverse", "reverse-over-forward")
+            and 1 in tuple(case.params["size"])[2:])
+
 
 # -- predicates of known torch.compile discrepancies (conformance/known/torch_compile.toml) --------
 
