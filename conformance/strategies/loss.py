@@ -264,13 +264,6 @@ def branch_boundary_pins(name: str, value: float) -> dict[str, Any]:
     return {"broadcast": False, name: value, "target ties": 0.0, "|input - target| = beta": 1.0, "ndim": 1}
 
 
-def smooth_regression(case: Case) -> bool:
-    """No position within 1e-3 of a kink or branch boundary (finite differences apply)."""
-    d = np.subtract(case.inputs["input"], case.inputs["target"])
-    width = case.params.get("beta", case.params.get("delta", 1.0))
-    return bool(np.all(np.abs(np.abs(d) - width) > 1e-3) and np.all(d != 0))
-
-
 # -- KLDivLoss ---------------------------------------------------------------------------------------------
 
 _KL_TARGETS = ("distribution", "uniform", "with zeros")
