@@ -123,11 +123,13 @@ class Vjp2Mode(Mode):
         return {n: x * rng.choice((-1.0, 1.0), size=np.shape(x)) for n, x in v.items()}
 
     def second_order(self, spec: LayerSpec, case: Case, v: Mapping[str, np.ndarray],
-                     cotangents: Mapping[str, np.ndarray], bounds: bool = False) -> dict[str, Directional]:
+                     cotangents: Mapping[str, np.ndarray], bounds: bool = False,
+                     evaluations: dict[float, Mapping[str, np.ndarray]] | None = None) -> dict[str, Directional]:
         """{d2.<input>, d2.cotangent.<output>: their derivatives along v}: of the pullback of
         ``cotangents`` and of the forward, by central differences (``FD_STEP``). With ``bounds``,
         also bound.<name>: the derivative along v of the declaration's first-order bound of the
-        tensor differentiated (grad.<input>, <output>) in the case's dtype."""
+        tensor differentiated (grad.<input>, <output>) in the case's dtype. ``evaluations`` receives
+        the differenced evaluations ({t: {name: value at x + t·v}}, ``directional``)."""
 
         def at(shifted: Case) -> dict[str, np.ndarray]:
             result, grads = _reference_gradients(spec, shifted, v, cotangents)
@@ -150,47 +152,31 @@ class Vjp2Mode(Mode):
             return out
 
         with np.errstate(all="ignore"):
-            return directional(lambda inputs: at(replace(case, inputs=inputs)), case.inputs, v, FD_STEP)
-
-    def bound_rates(self, spec: LayerSpec, case: Case, v: Mapping[str, np.ndarray],
-                    cotangents: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """{d2.<name>: max(|B(x + h·v) - B(x)|, |B(x - h·v) - B(x)|)/h}, B the declaration's first-order
-        bound of the tensor differentiated (``second_order``'s bound.<name>), h = ``FD_STEP``. B is a
-        sum of absolute terms with kinks where one crosses 0 (|x - μ| over a constant row): there its
-        central difference cancels though the backend's error δ (|δ| <= B) varies at B's one-sided
-        rate (a rounded mean's δμ times a deviation that grows along v either way)."""
-        def bounds(shifted: Case) -> dict[str, np.ndarray]:
-            return {k[len("bound."):]: x for k, x in self.second_order_bounds(spec, shifted, v, cotangents).items()}
-
-        base = bounds(case)
-        out: dict[str, np.ndarray] = {}
-        for t in (FD_STEP, -FD_STEP):
-            with np.errstate(all="ignore"):
-                inputs = {n: (np.asarray(x, dtype=np.float64) + t * v[n]) if n in v else x
-                          for n, x in case.inputs.items()}
-                moved = bounds(replace(case, inputs=inputs))
-                for name, b in base.items():
-                    if name in moved and np.shape(moved[name]) == np.shape(b):
-                        rate = np.abs(moved[name] - b) / FD_STEP
-                        rate = np.where(np.isfinite(rate), rate, 0.0)
-                        out[name] = np.maximum(out[name], rate) if name in out else rate
-        return out
+            return directional(lambda inputs: at(replace(case, inputs=inputs)), case.inputs, v, FD_STEP,
+                               evaluations=evaluations)
 
     @staticmethod
-    def second_order_bounds(spec: LayerSpec, case: Case, v: Mapping[str, np.ndarray],
-                            cotangents: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """{bound.<d2 name>: the declaration's first-order bound of the tensor differentiated} at ``case``."""
-        result, grads = _reference_gradients(spec, case, v, cotangents)
-        model = replace(_float_model(case), cotangents=dict(cotangents))
-        first = Result(outputs=dict(result.outputs), grads=dict(grads), state=dict(result.state))
-        absref = magnitudes(spec, model, first)
-        names = [f"d2.{n}" for n in grads] + [f"d2.cotangent.{k}" for k in _float_outputs(result) if k in cotangents]
+    def bound_rates(evaluations: Mapping[float, Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """{d2.<name>: B's larger one-sided rate along v}, B the declaration's first-order bound of the
+        tensor differentiated, from the evaluations of ``second_order(bounds=True)`` (its bound.<name>
+        at x ± h·v and x ± h/2·v, h = ``FD_STEP``): max(|B(h) - B(h/2)|, |B(-h) - B(-h/2)|)/(h/2). B is
+        a sum of absolute terms with kinks where one crosses 0 (|x - μ| over a constant row): there its
+        central difference cancels though the backend's error δ (|δ| <= B) varies at B's one-sided
+        rate (a rounded mean's δμ times a deviation that grows along v either way)."""
+        h = FD_STEP
         out: dict[str, np.ndarray] = {}
-        for name in names:
-            tensor = (name[len("d2.cotangent."):] if name.startswith("d2.cotangent.") else f"grad.{name[len('d2.'):]}")
-            value = first.tensors().get(tensor)
-            if value is not None and tensor in absref:
-                out["bound." + name] = np.abs(bound_for(spec, model, tensor, np.asarray(value), absref[tensor]).allowed)
+        for key in evaluations.get(h, {}):
+            if not key.startswith("bound."):
+                continue
+            for far, near in ((h, h / 2), (-h, -h / 2)):
+                b_far, b_near = evaluations.get(far, {}).get(key), evaluations.get(near, {}).get(key)
+                if b_far is None or b_near is None or np.shape(b_far) != np.shape(b_near):
+                    continue
+                with np.errstate(all="ignore"):
+                    rate = np.abs(np.asarray(b_far) - np.asarray(b_near)) / (h / 2)
+                rate = np.where(np.isfinite(rate), rate, 0.0)
+                name = key[len("bound."):]
+                out[name] = np.maximum(out[name], rate) if name in out else rate
         return out
 
     def gradient_constant(self, spec: LayerSpec, case: Case, v: Mapping[str, np.ndarray],
@@ -310,13 +296,12 @@ class Vjp2Mode(Mode):
         if not v or not g:
             return Judgement(comparisons, info)
         dt = DTYPES[case.dtype]
-        estimates = self.second_order(spec, case, v, g, bounds=True)
+        evaluations: dict[float, Mapping[str, np.ndarray]] = {}
+        estimates = self.second_order(spec, case, v, g, bounds=True, evaluations=evaluations)
         drift = {k[len("bound."):]: e.estimate for k, e in estimates.items() if k.startswith("bound.")}
-        try:  # (B's one-sided rates, which its kinks do not cancel: see ``bound_rates``)
-            for name, rate in self.bound_rates(spec, case, v, g).items():
-                drift[name] = np.maximum(np.abs(drift[name]), rate) if name in drift else rate
-        except Exception:
-            pass
+        # (B's one-sided rates, which its kinks do not cancel: see ``bound_rates``)
+        for name, rate in self.bound_rates(evaluations).items():
+            drift[name] = np.maximum(np.abs(drift[name]), rate) if name in drift else rate
         estimates = {k: e for k, e in estimates.items() if not k.startswith("bound.")}
         try:
             abs_case = _abs_case(_float_model(case), Tolerance())

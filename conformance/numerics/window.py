@@ -480,21 +480,6 @@ def conv_transpose_unchecked_geometry(case: Case) -> bool:
     return "output_size" not in case.forward_kwargs and min(sizes) == 0
 
 
-def onednn_bf16_width_one_output(case: Case) -> bool:
-    """A 2-d or 3-d convolution whose output is 1 wide, with a width stride >= 2, and >= 5 high
-    (oneDNN bfloat16 convolution on CPUs with AMX)."""
-    if pool_kind(case) != "direct" or case.invalid:
-        return False
-    x, w, p = case.inputs["input"], case.inputs["weight"], case.params
-    nd = w.ndim - 2
-    if nd < 2:
-        return False
-    xb = x if x.ndim == nd + 2 else x[None]
-    plan = conv_ref.conv_plan(xb.shape, w.shape, p["stride"], p["padding"], p["dilation"], p["groups"],
-                              p["padding_mode"])
-    return plan.out[-1] == 1 and per_dim_param(p["stride"], nd)[-1] >= 2 and plan.out[-2] >= 5
-
-
 # ---------------------------------------------------------------------------------------------
 # Comparators
 # ---------------------------------------------------------------------------------------------
