@@ -34,9 +34,15 @@ Axes = tuple[int, ...]
 # -- statistics over axes ------------------------------------------------------------------------
 
 def moments(x: np.ndarray, axes: Axes) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and biased variance of ``x`` over ``axes``, dims kept: two passes over x shifted by each
+    """Mean and biased variance of ``x`` over ``axes``, dims kept. The mean of x shifted by each
     slice's first (finite) value, so that a constant slice has exactly its value as mean and 0 as
-    variance (a plain mean of equal values rounds, and (x - mean)² then invents a spread)."""
+    variance (a plain mean of equal values rounds, and (x - mean)² then invents a spread); then
+    corrected by the mean of the residuals x - μ₀ (the corrected two-pass of Chan, Golub and
+    LeVeque): the shifted differences round by u·|x - shift| each, far above u·mean|x| when the first
+    value dominates the slice, and the correction leaves u·(γ_K·mean|x - μ| + |μ|), below the error
+    model's E_μ (a float64 reference must not spend the bound it judges by). The variance is the
+    mean square of the residuals from that mean (where the correction is not finite, an infinite or
+    overflowing slice, the shifted mean and differences as they are)."""
     if not x.size:
         return np.zeros(_kept(x.shape, axes)), np.zeros(_kept(x.shape, axes))
     first = x[tuple(slice(0, 1) if a in axes else slice(None) for a in range(x.ndim))]
@@ -44,8 +50,12 @@ def moments(x: np.ndarray, axes: Axes) -> tuple[np.ndarray, np.ndarray]:
         shift = np.where(np.isfinite(first), first, 0.0)
         d = x - shift
         offset = d.mean(axis=axes, keepdims=True)
-        centred = d - offset
-        return shift + offset, (centred * centred).mean(axis=axes, keepdims=True)
+        rough = shift + offset
+        mean = rough + (x - rough).mean(axis=axes, keepdims=True)
+        corrected = np.isfinite(mean)
+        mean = np.where(corrected, mean, rough)
+        centred = np.where(corrected, x - mean, d - offset)
+        return mean, (centred * centred).mean(axis=axes, keepdims=True)
 
 
 def _kept(shape: Sequence[int], axes: Axes) -> tuple[int, ...]:

@@ -21,7 +21,6 @@ from conformance.numerics.normalization import (
     Errors,
     _u,
     batched,
-    lrn_intermediate_out_of_range,
     rms_norm_rstd_cubed_underflow,
     trailing_eps,
 )
@@ -29,15 +28,16 @@ from conformance.strategies.normalization import uses_batch_stats
 from reference import normalization as RN
 
 
-def _slices(case: Case) -> list[Case]:
-    """The slices of a vmap case as cases of their own (any other case: itself)."""
+def _some_slice(case: Case, predicate: Callable[[Case], bool]) -> bool:
+    """``predicate`` of some slice of a vmap case (``VmapMode.slice_case``: a case of its own); of
+    the case itself for any other mode."""
     node = case.mode_node
     if node.get("kind") != "vmap":
-        return [case]
+        return predicate(case)
     from conformance.modes import mode_of
 
     vmap = mode_of("vmap")
-    return [vmap.slice_case(case, b) for b in range(int(node.get("batch", 1)))]  # type: ignore[attr-defined]
+    return any(predicate(vmap.slice_case(case, b)) for b in range(int(node.get("batch", 1))))  # type: ignore[attr-defined]
 
 
 def _with_cotangents(case: Case) -> bool:
@@ -58,8 +58,9 @@ def _group_rows(case: Case) -> np.ndarray | None:
     return x.reshape(x.shape[0], groups, -1)
 
 
-def _mode_direction(case: Case) -> np.ndarray | None:
-    """The jvp tangent / vjp2 direction of ``input`` (None for any other mode)."""
+def _mode_direction(case: Case, name: str = "input") -> np.ndarray | None:
+    """The jvp tangent / vjp2 direction of input ``name`` (None for any other mode, or an input
+    without one)."""
     kind = case.mode_node.get("kind")
     if kind not in ("jvp", "vjp2"):
         return None
@@ -67,7 +68,7 @@ def _mode_direction(case: Case) -> np.ndarray | None:
 
     mode = mode_of(kind)
     values = mode.tangents(case) if kind == "jvp" else mode.directions(case)  # type: ignore[attr-defined]
-    return values.get("input")
+    return values.get(name)
 
 
 def group_norm_float16_composite_out_of_range(case: Case) -> bool:
@@ -80,7 +81,7 @@ def group_norm_float16_composite_out_of_range(case: Case) -> bool:
     if case.dtype != "float16":
         return False
     if case.mode_node.get("kind") == "vmap":
-        return _with_cotangents(case) and any(_group_float16_out_of_range(s, None) for s in _slices(case))
+        return _with_cotangents(case) and _some_slice(case, lambda s: _group_float16_out_of_range(s, None))
     return _group_float16_out_of_range(case, _mode_direction(case))
 
 
@@ -262,23 +263,6 @@ def group_norm_vmap_merged_batch_not_contiguous(case: Case) -> bool:
     merged_stride = strides[1] if n != 1 else strides[0]
     merged = (b * n, *shape[2:])
     return not S.is_torch_contiguous(merged, (merged_stride, *strides[2:]))
-
-
-# -- RMSNorm -------------------------------------------------------------------------------------
-
-def vmap_slice_rms_norm_eps_none_low_precision(case: Case) -> bool:
-    """``rms_norm_eps_none_low_precision`` in some slice of a vmap case (the case itself otherwise)."""
-    from conformance.numerics.normalization import rms_norm_eps_none_low_precision
-
-    return any(rms_norm_eps_none_low_precision(s) for s in _slices(case))
-
-
-def vmap_slice_group_norm_mean_dominated(case: Case) -> bool:
-    """``group_norm_mean_dominated`` in some slice of a vmap case with gradients (torch.func.vjp inside
-    vmap: the differentiable backward composite)."""
-    from conformance.numerics.normalization import group_norm_mean_dominated
-
-    return _with_cotangents(case) and any(group_norm_mean_dominated(s) for s in _slices(case))
 
 
 # -- second-order terms (the vjp2 mode: LayerSpec.second_order_error) ------------------------------
@@ -482,18 +466,6 @@ def reverse_over_reverse_instance_rstd_cubed_underflow(case: Case) -> bool:
             and "weight" in case.differentiable and instance_norm_rstd_cubed_underflow(case, every=True))
 
 
-def layer_norm_float16_rstd_cubed_overflow(case: Case) -> bool:
-    """float16 LayerNorm whose forward-mode rule and double-backward formula (composites evaluated in
-    the tensor's dtype) form rstd³: it overflows float16 (65504) for a row of var + eps below
-    65504^(-2/3) ≈ 6.2e-4 (any row with eps = 1e-5 and a small spread, every row of one element), and
-    inf·0 gives NaN where the exact result is finite."""
-    if case.dtype != "float16":
-        return False
-    var = _layer_norm_row_variance(case)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return var is not None and bool(np.any(var ** -1.5 > DTYPES["float16"].max_value))
-
-
 def _float16_batch_statistics(case: Case) -> np.ndarray | None:
     """var + eps of each channel (BatchNorm) or instance (InstanceNorm) of a float16 case that
     normalises with its own statistics (exact, float64); None for any other case."""
@@ -540,54 +512,91 @@ def batch_instance_norm_float16_composite_out_of_range(case: Case) -> bool:
     """float16 BatchNorm / InstanceNorm with batch (instance) statistics where a value that batch_norm's
     forward-mode rule (``batch_norm_jvp``) or double-backward formula (``batchnorm_double_backward``),
     composites evaluated in float16, form from the saved statistics leaves float16's normal range
-    [2^-14, 65504] (the mode's own tangent t / direction v and cotangent g; their absolute sums bound
-    the partial sums): invstd³ (subnormal: fewer than 11 bits; or overflowing), invstd³·Σ|t·(x - μ)|,
-    Σ|t·(x - μ)|, Σ|g·(x - μ)|, K·|t| and K·|g| (``M * gO`` of first_back_grad_input), and
-    invstd³·|t - mean t|, which torch.func.jvp forms elementwise before the factor x - μ (measured: a
-    constant channel of var + eps = 1e-3 gives NaN for |t - mean t| = 5.3, not for 0.1 or at 2e-3,
-    where forward_ad's dual tensors give the right value), and invstd⁴·var_t, var_t = (2/K)·Σ|(x - μ)·
-    (t - mean t)|, the tangent of invstd·invstd that forward-over-reverse's jvp decomposition of the
-    backward (torch/_decomp/decompositions_for_jvp.py: native_batch_norm_backward, recomputing the
-    statistics in float16) forms. Beyond the range the composite's terms are lost or become inf/NaN
-    where the exact result is representable."""
+    [2^-14, 65504] (``_float16_statistics_out_of_range``, the mode's own tangent t / direction v and
+    cotangent g). Beyond the range the composite's terms are lost or become inf/NaN where the exact
+    result is representable."""
     view = _float16_channel_view(case)
     if view is None:
         return False
     x, axes = view
-    node = case.mode_node
-    if node.get("kind") == "jvp":
-        from conformance.modes import mode_of
+    return _float16_statistics_out_of_range(x, axes, float(case.params.get("eps", 1e-5)), _mode_direction(case),
+                                            case.cotangents.get("output"))
 
-        t = mode_of("jvp").tangents(case).get("input")  # type: ignore[attr-defined]
-    elif node.get("kind") == "vjp2":
-        from conformance.modes import mode_of
 
-        t = mode_of("vjp2").directions(case).get("input")  # type: ignore[attr-defined]
-    else:
-        t = None
-    g = case.cotangents.get("output")
+def _float16_statistics_out_of_range(x: np.ndarray, axes: tuple[int, ...], eps: float, t: np.ndarray | None,
+                                     g: np.ndarray | None, weight: np.ndarray | None = None,
+                                     weight_direction: np.ndarray | None = None, layer: bool = False) -> bool:
+    """Whether, over the statistic axes ``axes`` of x (K values, mean μ, var + eps exact), a value
+    that the float16 composites of the standardising layers form leaves float16's normal range
+    [2^-14, 65504] (their absolute sums bound the partial sums): invstd³ (subnormal: fewer than 11
+    bits; or overflowing), invstd³·Σ|t·(x - μ)|, Σ|t·(x - μ)|, Σ|g·(x - μ)|, K·|t| and K·|g| (``M * gO``
+    of first_back_grad_input), and invstd³·|t - mean t|, which torch.func.jvp forms elementwise before
+    the factor x - μ (measured: a constant channel of var + eps = 1e-3 gives NaN for |t - mean t| =
+    5.3, not for 0.1 or at 2e-3, where forward_ad's dual tensors give the right value), and
+    invstd⁴·var_t, var_t = (2/K)·Σ|(x - μ)·(t - mean t)|, the tangent of invstd·invstd that
+    forward-over-reverse's jvp decomposition of the backward (torch/_decomp/decompositions_for_jvp.py:
+    native_{batch,layer}_norm_backward, recomputing the statistics in float16) forms.
+
+    ``layer`` adds layer_norm's own products, with ĝ = g·|γ| (``grad_x_hat``; ``weight``) and t_γ the
+    weight's tangent / direction (``weight_direction``): of layer_norm_double_backward, |x - μ|·invstd³
+    (``input_mu_sigma2_neg_3_2``), invstd³·Σ|ĝ·(x - μ)|, 3/K·invstd²·Σ|ĝ·(x - μ)|·Σ|t·(x - μ)| and
+    invstd³·Σ|g·t_γ·(x - μ)| (the ggG terms); of the jvp decomposition of native_layer_norm_backward,
+    whose x̂ has the tangent x̂_t = (t - mean t)·invstd + ..., c2_t = invstd·Σ|ĝ·(t - mean t)| and its
+    products with |x̂| (c3 = x̂·c2; at a constant row 0·inf = NaN), |x̂_t|·c2 and, for g·t_γ, the
+    tangent of ĝ, K·|g·t_γ| (``a = grad_x_hat * N``) and Σ|g·t_γ|."""
     k = int(np.prod([x.shape[a] for a in axes]))
     dt = DTYPES["float16"]
     with np.errstate(all="ignore"):
         mean = x.mean(axis=axes, keepdims=True)
-        var = ((x - mean) ** 2).mean(axis=axes, keepdims=True) + float(case.params.get("eps", 1e-5))
-        cube = var ** -1.5
+        dev = np.abs(x - mean)
+        var = (dev ** 2).mean(axis=axes, keepdims=True) + eps
+        rstd, cube = var ** -0.5, var ** -1.5
         values = [cube]
-        for other, tangent in ((t, True), (g, False)):
-            if other is None:
-                continue
-            other = np.asarray(other, dtype=np.float64).reshape(x.shape)
-            moment = np.sum(np.abs(other * (x - mean)), axis=axes, keepdims=True)
-            values += [moment, k * np.abs(other)]
-            if tangent:  # invstd³·sum(...), and torch.func.jvp's invstd³·(t - mean t) (inf·0 = NaN at x = mean)
-                spread = other - other.mean(axis=axes, keepdims=True)
-                values += [cube * moment, cube * np.abs(spread)]
-                # the jvp decomposition's tangent of invstd·invstd: invstd⁴·var_t
-                var_t = 2 / k * np.sum(np.abs(spread * (x - mean)), axis=axes, keepdims=True)
-                values.append(var ** -2 * var_t)
+        tt = spread = None
+        if t is not None:
+            tt = np.asarray(t, dtype=np.float64).reshape(x.shape)
+            spread = np.abs(tt - tt.mean(axis=axes, keepdims=True))
+            moment_t = np.sum(np.abs(tt) * dev, axis=axes, keepdims=True)
+            # invstd³·sum(...), torch.func.jvp's invstd³·(t - mean t) (inf·0 = NaN at x = mean), and the jvp
+            # decomposition's tangent of invstd·invstd: invstd⁴·var_t
+            values += [moment_t, k * np.abs(tt), cube * moment_t, cube * spread,
+                       var ** -2 * (2 / k) * np.sum(spread * dev, axis=axes, keepdims=True)]
+        if g is not None:
+            gg = np.abs(np.asarray(g, dtype=np.float64).reshape(x.shape))
+            values += [np.sum(gg * dev, axis=axes, keepdims=True), k * gg]
+        if layer:
+            values.append(dev * cube)
+            if g is not None:
+                ghat = gg if weight is None else gg * np.abs(np.asarray(weight, dtype=np.float64))
+                moment_g = np.sum(ghat * dev, axis=axes, keepdims=True)
+                values += [moment_g, k * ghat, cube * moment_g]
+                if t is not None:
+                    c2_t = rstd * np.sum(ghat * spread, axis=axes, keepdims=True)
+                    values += [3 / k / var * moment_g * moment_t, c2_t, dev * rstd * c2_t,
+                               spread * rstd * rstd * moment_g]
+                if weight_direction is not None:
+                    gt = gg * np.abs(np.asarray(weight_direction, dtype=np.float64))
+                    moment_w = np.sum(gt * dev, axis=axes, keepdims=True)
+                    values += [k * gt, np.sum(gt, axis=axes, keepdims=True), moment_w, cube * moment_w]
         small = np.any(cube < dt.min_normal)
         large = any(np.any(v > dt.max_value) for v in values)
     return bool(small or large)
+
+
+def layer_norm_float16_composite_out_of_range(case: Case) -> bool:
+    """float16 LayerNorm where a value that layer_norm's float16 composites form leaves float16's
+    normal range (``_float16_statistics_out_of_range`` over each row, with layer_norm's own
+    products): the forward-mode rule (``layer_norm_jvp``: jvp, and reverse-over-forward, whose
+    gradient is its transpose), the double-backward formula (``layer_norm_double_backward``) and
+    forward-over-reverse's jvp decomposition of ``native_layer_norm_backward``, all evaluated in
+    float16 from the saved float16 statistics (the first-order CPU kernels accumulate in float32)."""
+    if case.dtype != "float16" or _layer_norm_row_variance(case) is None:
+        return False
+    x = np.asarray(case.inputs["input"], dtype=np.float64)
+    axes = RN.trailing_axes(x, case.params["normalized_shape"])
+    return _float16_statistics_out_of_range(x, axes, trailing_eps(case), _mode_direction(case),
+                                            case.cotangents.get("output"), case.inputs.get("weight"),
+                                            _mode_direction(case, "weight"), layer=True)
 
 
 def _dense_in_order(shape: tuple[int, ...], strides: tuple[int, ...], order: tuple[int, ...]) -> bool:
@@ -650,23 +659,6 @@ def reverse_over_forward_group_rstd_cubed_underflow(case: Case) -> bool:
     return reverse_over_forward(case) and group_norm_rstd_cubed_underflow(case)
 
 
-# -- vmap twins: a vjp entry's trigger in some slice of a vmap case -----------------
-
-def _some_slice(case: Case, predicate: Callable[[Case], bool]) -> bool:
-    """``predicate`` of the case, or under vmap of some slice (``_slices``)."""
-    return any(predicate(c) for c in _slices(case))
-
-
-def vmap_slice_rms_norm_rstd_cubed_underflow(case: Case) -> bool:
-    """``rms_norm_rstd_cubed_underflow`` in some slice of a vmap case."""
-    return _some_slice(case, rms_norm_rstd_cubed_underflow)
-
-
-def vmap_slice_group_norm_rstd_cubed_underflow(case: Case) -> bool:
-    """``group_norm_rstd_cubed_underflow`` in some slice of a vmap case."""
-    return _some_slice(case, group_norm_rstd_cubed_underflow)
-
-
 def reverse_over_forward_rms_rstd_cubed_underflow(case: Case) -> bool:
     """``rms_norm_rstd_cubed_underflow`` in the reverse-over-forward composition, whose first-order
     grad.input is the transpose of rms_norm's forward-mode rule (which forms rstd³ too)."""
@@ -675,9 +667,19 @@ def reverse_over_forward_rms_rstd_cubed_underflow(case: Case) -> bool:
     return reverse_over_forward(case) and rms_norm_rstd_cubed_underflow(case)
 
 
-def vmap_slice_lrn_intermediate_out_of_range(case: Case) -> bool:
-    """``lrn_intermediate_out_of_range`` in some slice of a vmap case."""
-    return _some_slice(case, lrn_intermediate_out_of_range)
+# -- vmap: a plain trigger in some slice of a vmap case (``_some_slice``) ----------------
+
+def vmap_slice_group_norm_rstd_cubed_underflow(case: Case) -> bool:
+    """``group_norm_rstd_cubed_underflow`` in some slice of a vmap case."""
+    return _some_slice(case, group_norm_rstd_cubed_underflow)
+
+
+def vmap_slice_group_norm_mean_dominated(case: Case) -> bool:
+    """``group_norm_mean_dominated`` in some slice of a vmap case with gradients (torch.func.vjp inside
+    vmap: the differentiable backward composite)."""
+    from conformance.numerics.normalization import group_norm_mean_dominated
+
+    return _with_cotangents(case) and _some_slice(case, group_norm_mean_dominated)
 
 
 def differentiable_backward_mean_dominated(case: Case) -> bool:

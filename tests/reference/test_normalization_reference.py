@@ -434,3 +434,20 @@ def test_instance_norm_module_momentum_none_leaves_the_buffers(momentum, changed
                                              differentiable=("input",), train=True))
     assert (not np.array_equal(result.state["running_mean"], np.zeros(3))) is changed
     assert int(result.state["num_batches_tracked"]) == 2
+
+
+def test_moments_mean_is_correctly_rounded_when_the_first_value_dominates():
+    """The shift by a slice's first value costs u·|x - shift| per difference; the residual
+    correction brings the mean back to u·mean|x| (here: the exact mean, correctly rounded, as
+    Fraction arithmetic gives it), which the backend's error model assumes of the reference."""
+    from fractions import Fraction
+
+    x = np.array([[2.0657999024695269e+121, -3.2278123476086357e+119, -2.0657999024695269e+121,
+                   3.2278123476086357e+119, -3.2278123476086357e+119, -7.1061786855331622e+120,
+                   3.2278123476086357e+119, -6.0113940384951545e+119, -5.5167571278644984e+119,
+                   -3.2278123476086357e+119, -1.5439720051836574e+120, -3.1834917535701374e+120]])
+    exact = float(sum(Fraction(v) for v in x[0]) / x.shape[1])
+    mean, var = N.moments(x, (1,))
+    assert mean[0, 0] == exact
+    constant = np.full((1, 5), 0.1)
+    assert N.moments(constant, (1,))[0][0, 0] == 0.1 and N.moments(constant, (1,))[1][0, 0] == 0.0
