@@ -14,6 +14,10 @@ A measurement, not a test: ``python benchmarks/bench_catalogue.py [--jobs] [--sh
   shrink steps per second.
 - ``--budget``: the full ci run with the default ``-j`` and ``pytest -q`` (the tests session), wall
   times.
+- ``--modes [N]``: the cost of each derivative mode per case against the vjp mode's, at ci sizes:
+  the first N declarations of every family (all with 0), float32, each mode run on the same targets
+  in this process with an isolated worker, the modes interleaved per family so that the machine's
+  load falls alike on each.
 """
 
 from __future__ import annotations
@@ -68,6 +72,43 @@ def family_table(dtypes: tuple[str, ...] = ("float64", "float32")) -> None:
     backend.close()
     print(f"{'all':<14}{'':>8}{totals[0]:>7}{totals[0] / totals[1]:>9.1f}   ({', '.join(dtypes)}; ratio: median "
           "per case of reference time / torch-cpu time on the same case)")
+
+
+MODE_NAMES = ("vjp", "jvp", "vjp2", "vmap")
+
+
+def mode_costs(per_family: int = 2, dtype: str = "float32") -> None:
+    """Wall time per case of each mode over the same targets, and its ratio to the vjp mode's
+    (shrinking steps excluded: the modes' searches pass, so none shrink on correct torch)."""
+    backend = IsolatedBackend("torch-cpu", load_backend("torch-cpu"))
+    families: dict[str, list] = defaultdict(list)
+    for spec in all_specs().values():
+        families[spec.family].append(spec)
+    totals = {m: [0, 0.0] for m in MODE_NAMES}
+    print(f"{'family':<14}{'targets':>8}" + "".join(f"{m + ' ms':>11}" for m in MODE_NAMES)
+          + "".join(f"{m + '/vjp':>10}" for m in MODE_NAMES[1:]))
+    for family, specs in sorted(families.items()):
+        chosen = specs[:per_family] if per_family else specs
+        targets = [Target(s.id, "torch-cpu", dtype) for s in chosen]
+        per_case = {}
+        for mode in MODE_NAMES:
+            with tempfile.TemporaryDirectory() as tmp:
+                settings = RunSettings(report_dir=tmp, profile="ci", isolate=False, modes=(mode,))
+                with RecordWriter(tmp) as writer:
+                    t0 = time.perf_counter()
+                    run_serial(settings, targets, writer, {"torch-cpu": backend}, known=load_known())
+                    wall = time.perf_counter() - t0
+                cases = sum(1 for r in read_records(tmp) if r.get("case") and not r.get("shrinking"))
+            totals[mode][0] += cases
+            totals[mode][1] += wall
+            per_case[mode] = 1e3 * wall / max(cases, 1)
+        print(f"{family:<14}{len(targets):>8}" + "".join(f"{per_case[m]:>11.1f}" for m in MODE_NAMES)
+              + "".join(f"{per_case[m] / per_case['vjp']:>9.1f}x" for m in MODE_NAMES[1:]))
+    backend.close()
+    all_ms = {m: 1e3 * totals[m][1] / max(totals[m][0], 1) for m in MODE_NAMES}
+    print(f"{'all':<14}{'':>8}" + "".join(f"{all_ms[m]:>11.1f}" for m in MODE_NAMES)
+          + "".join(f"{all_ms[m] / all_ms['vjp']:>9.1f}x" for m in MODE_NAMES[1:])
+          + f"   ({dtype}; cases: " + ", ".join(f"{m} {totals[m][0]}" for m in MODE_NAMES) + ")")
 
 
 def _nnconform(*argv: str) -> float:
@@ -132,6 +173,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shrink", action="store_true", help="also measure shrinking speed")
     parser.add_argument("--budget", action="store_true", help="also time the full ci run and the tests")
     parser.add_argument("--no-families", action="store_true", help="skip the per-family table")
+    parser.add_argument("--modes", type=int, nargs="?", const=2, default=None, metavar="N",
+                        help="also measure each derivative mode's cost per case against vjp's (the first N "
+                             "declarations of each family, 0 for all; default 2)")
     options = parser.parse_args(argv)
     if not options.no_families:
         family_table()
@@ -141,6 +185,8 @@ def main(argv: list[str] | None = None) -> None:
         shrink_speed()
     if options.budget:
         budget()
+    if options.modes is not None:
+        mode_costs(options.modes)
 
 
 if __name__ == "__main__":
