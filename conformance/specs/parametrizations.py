@@ -1,7 +1,10 @@
 """torch.nn.utils.parametrizations and fusion (templates: conformance/families/init.py)."""
 
+from dataclasses import replace
+
 from conformance.families.init import fusion, parametrized
 from conformance.numerics import init as num
+from conformance.numerics import parametrizations as NP
 from conformance.spec import Regime, declare
 from conformance.strategies import init as strat
 from reference import fusion as RFU
@@ -19,7 +22,7 @@ declare(parametrized(
     notes="W = g·v/‖v‖, the norm over every dim but dim (keeping dim; over everything for None); a negative dim counts "
           "from the end. original0 is g, original1 is v; the gradients of input, g, v and bias are compared."))
 
-declare(parametrized(
+declare(replace(parametrized(
     "spectral_norm", num.SPECTRAL_NORM,
     lambda d, w, dtype, base: strat.spectral_norm_draw(d, w, dtype, base.startswith("ConvTranspose")),
     bases=("Linear", "Conv1d", "ConvTranspose1d", "Conv2d"), params=("n_power_iterations", "eps", "dim"), train=True,
@@ -36,7 +39,7 @@ declare(parametrized(
     notes="Training mode runs n_power_iterations of u ← normalize(W v), v ← normalize(Wᵀ u) (dividing by "
           "max(‖·‖, eps)) on the u, v buffers (compared after the call); W/σ with σ = uᵀ W v; the gradient holds u "
           "and v constant (torch computes them without grad). Evaluation mode uses u, v as they are. dim None: 1 for "
-          "ConvTranspose, else 0."))
+          "ConvTranspose, else 0."), second_order_error=NP.spectral_norm_second_order_error))
 
 declare(parametrized(
     "orthogonal", num.ORTHOGONAL, lambda d, w, dtype, base: strat.orthogonal_draw(d, w, dtype),
