@@ -418,14 +418,22 @@ def _antialias_error(in_size: int, out_size: int, scale: float | None, align_cor
     product) moves by δa_j = inv·(2|center| + 2(|j - center| + 1)) + 2|a_j|; the raw filter value
     by L·δa_j plus its evaluation (1, or Horner's 6Σ|a_k||x|^k); normalising by the total T of the
     raw values: δw_j <= (δraw_j + w_j·Σ_k δraw_k)/T + width·w_j (the sum's and division's
-    roundings)."""
+    roundings). Every tap of torch's loop counts, also one whose exact weight is 0 (the triangle's
+    edge |a_j| = 1, Keys' zeros |a_j| = 1 and 2): the rounded argument moves it off the zero, e.g.
+    center = 3.5 exactly, taps 3 and 4 at a = 0 and 1: a float32 center 3.5000002 gives tap 4 the
+    weight 2·10⁻⁷."""
     num, den = _scale_ratio(in_size, out_size, scale, align_corners)
     s = num / den
     taps = _antialias_taps(in_size, out_size, scale, align_corners, cubic)
     inv = 1.0 / max(s, 1.0)
     center = taps.src + 0.5
+    support = (2.0 if cubic else 1.0) * max(s, 1.0)
+    lo = np.maximum(np.trunc(center - support + 0.5), 0)
+    hi = np.minimum(np.trunc(center + support + 0.5), in_size)
+    width = taps.index.shape[1]
+    j_loop = lo[:, None] + np.arange(width)[None, :]
+    inside = j_loop < np.minimum(hi, lo + width)[:, None]  # torch's loop: [lo, hi), edges included
     j = taps.index.astype(np.float64)
-    inside = taps.weight != 0
     arg = (j - center[:, None] + 0.5) * inv
     d_arg = inv * (2 * np.abs(center)[:, None] + 2 * (np.abs(j - center[:, None]) + 1)) + 2 * np.abs(arg)
     if cubic:

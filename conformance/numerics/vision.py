@@ -396,6 +396,7 @@ def bicubic_backward_copy_visible(case: Case) -> bool:
     x = case.inputs["input"]
     return x.size > 0 and max(x.shape[2:], default=0) >= 2 and bicubic_backward_copy(case)
 
+
 def _composition(case: Case) -> str | None:
     """The vjp2 composition of a case (None outside the vjp2 mode)."""
     node = case.mode_node
