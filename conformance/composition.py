@@ -255,6 +255,120 @@ def _chain_bounds(case: Case, result: Result) -> dict[str, np.ndarray]:
     return bounds
 
 
+def layer_tangents(case: Case, v: Mapping[str, np.ndarray], h: float = 2.0**-20) -> list[np.ndarray | None]:
+    """The tangent of each layer's input along the model's direction ``v`` (J_<ℓ·v: the derivative of
+    the activation entering layer ℓ when every input and parameter moves along v), by central
+    differences of the layers' inputs (``reference.finite_differences.directional``: four forward
+    evaluations of the model, steps exact as the vjp2 mode's); None for an integer input."""
+    from reference.finite_differences import directional
+
+    def activations(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        runs = compose_reference(replace(case, inputs=inputs))[0].meta["runs"]
+        return {str(i): np.asarray(run.x, dtype=np.float64) for i, run in enumerate(runs) if run.x.dtype.kind == "f"}
+
+    with np.errstate(all="ignore"):
+        d = directional(activations, dict(case.inputs), {k: np.asarray(x, dtype=np.float64) for k, x in v.items()}, h)
+    out: list[np.ndarray | None] = []
+    for i in range(len(layers_of(case))):
+        t = d.get(str(i))
+        if i == 0 and case.inputs["input"].dtype.kind == "f":
+            t = np.asarray(v["input"], dtype=np.float64) if "input" in v else np.zeros(case.inputs["input"].shape)
+        elif t is not None:
+            t = np.where(np.isfinite(t.estimate), t.estimate, 0.0)
+        out.append(t)
+    return out
+
+
+def layer_second_order_bounds(run: LayerRun, v: Mapping[str, np.ndarray], composition: str) -> dict[str, np.ndarray]:
+    """{d2.<local input>: the vjp2 mode's bound for the layer alone}: its declaration judged as a case
+    of its own (the run's sub-case in the float model, its cotangent, direction ``v``), the bound
+    the mode allows its second-order result when the layer is computed in the dtype on exact
+    inputs (``Vjp2Mode``: u·(out_ulps·|r| + c·√K·A) + ρ·A + |∂_v B| + its declared terms + ε...);
+    0 where the mode judges nothing. (J·v's own term is left out: the model's is judged whole.)"""
+    from conformance.modes.vjp2 import Vjp2Mode
+
+    class Along(Vjp2Mode):  # the layer's sub-problem along the model's tangent, not drawn directions
+        def directions(self, case: Case) -> dict[str, np.ndarray]:
+            return dict(v)
+
+        @staticmethod
+        def through_gradients(*args: Any, **kwargs: Any) -> dict[str, np.ndarray]:
+            return {}
+
+    node = {"kind": "vjp2", "seed": 0, "tier": "float", "composition": composition}
+    sub = replace(run.case, tier="float", mode="vjp2", call={"mode": node})
+    with np.errstate(all="ignore"):
+        result, pullback = run.spec.reference(sub)
+        result.grads = run.spec.pull(pullback, sub, sub.cotangents)
+        judged = Along().judge(run.spec, sub, result, pullback, Result(outputs={}))
+    return {name: np.where(usable & np.isfinite(allowed), np.abs(allowed), 0.0)
+            for name, (_, allowed, usable) in judged.expected.items() if not name.startswith("d2.cotangent.")}
+
+
+def composed_second_order_error(case: Case, v: Mapping[str, np.ndarray],
+                                g: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The vjp2 mode's declared second-order terms of a model (``LayerSpec.second_order_error``):
+    its layers' own second-order bounds, composed along the model. The model's second derivative
+    ∂/∂θ ⟨Jᵀg, v⟩ is, at layer ℓ, the layer's own ∂/∂θ_ℓ ⟨J_ℓᵀg_ℓ, v_ℓ⟩ with g_ℓ its output
+    cotangent (the run's) and v_ℓ its direction: the tangent of its input along v
+    (``layer_tangents``) and its parameters' entries of v; the backend computes it from the layer's
+    own intermediates, with the rounding the mode allows the layer alone on that sub-problem
+    (``layer_second_order_bounds``: its terms at the layer's scale, which the model-level bound
+    sees only through the model's: a two-value batch-norm channel whose Hessian terms, 1/σ² times
+    the tangent, cancel to 0.06 in exact arithmetic and to 20 in float16). Its parameters' bounds
+    are the model's (by container path); its d2.input bound is an error on the second-order
+    adjoint reaching the previous layer's output, carried backward to the earlier parameters and
+    the model input like a cotangent error (``Propagation.backward`` with E_x = 0: |J|ᵀ·E). The
+    errors of the inputs of each sub-problem (x_ℓ, t_ℓ, g_ℓ as the dtype holds them) are the
+    model-level terms' (ρ·A, |∂_v B|). Cost: four forward evaluations of the model for the
+    tangents, and each layer's vjp2 bound on its own sub-case."""
+    layers = layers_of(case)
+    if "output" not in g or not layers:
+        return {}
+    composition = str(case.mode_node.get("composition", "reverse-over-reverse"))
+    with np.errstate(all="ignore"):
+        model, pullback = compose_reference(case)
+        pullback({"output": np.asarray(g["output"], dtype=np.float64)})
+        runs: list[LayerRun] = model.meta["runs"]
+        tangents = layer_tangents(case, v)
+        out: dict[str, np.ndarray] = {}
+
+        def add(name: str, term: np.ndarray) -> None:
+            term = np.where(np.isfinite(term), np.abs(term), 0.0)
+            out[name] = out[name] + term if name in out else term
+
+        pending: np.ndarray | None = None  # the error reaching the output of layer i, cotangent side
+        for i in reversed(range(len(layers))):
+            run, paths = runs[i], layers[i]["paths"]
+            x = run.x
+            arriving: np.ndarray | None = None
+            if pending is not None and np.any(pending):
+                e_x = np.zeros(x.shape) if x.dtype.kind == "f" else None
+                prop = PROPAGATION[layers[i]["op"]].backward(run, e_x, pending)
+                for local in layers[i]["parameters"]:
+                    if f"grad.{local}" in prop and paths[local] in v:
+                        add(f"d2.{paths[local]}", np.broadcast_to(prop[f"grad.{local}"], np.shape(v[paths[local]])))
+                arriving = prop.get("grad.input")
+            sub_v = {local: np.asarray(v[paths[local]], dtype=np.float64)
+                     for local in layers[i]["parameters"] if paths[local] in v}
+            if tangents[i] is not None:
+                sub_v["input"] = tangents[i]
+            if sub_v and run.case.cotangents.get("output") is not None:
+                try:
+                    terms = layer_second_order_bounds(run, sub_v, composition)
+                except Exception:
+                    terms = {}
+                for local in layers[i]["parameters"]:
+                    if f"d2.{local}" in terms and paths[local] in v:
+                        add(f"d2.{paths[local]}", np.broadcast_to(terms[f"d2.{local}"], np.shape(v[paths[local]])))
+                if "d2.input" in terms and x.dtype.kind == "f" and np.shape(terms["d2.input"]) == x.shape:
+                    arriving = terms["d2.input"] if arriving is None else arriving + terms["d2.input"]
+            pending = arriving
+        if pending is not None and "input" in v and np.shape(pending) == np.shape(v["input"]):
+            add("d2.input", pending)
+    return out
+
+
 def composed_magnitude(case: Case, result: Result) -> dict[str, np.ndarray]:
     """absref = bound / u, so that the tolerance engine's c·√K·u·absref (c = 1, K = 1) is the bound."""
     u = DTYPES[case.dtype].unit_roundoff

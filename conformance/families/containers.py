@@ -22,7 +22,14 @@ import numpy as np
 
 from backends.base import Case, Result
 from conformance.chainable import CHAINABLE
-from conformance.composition import COMPOSED_TOLERANCE, EveryTensor, compose_reference, composed_comparator, layers_of
+from conformance.composition import (
+    COMPOSED_TOLERANCE,
+    EveryTensor,
+    compose_reference,
+    composed_comparator,
+    composed_second_order_error,
+    layers_of,
+)
 from conformance.dtypes import DTYPES
 from conformance.numerics import containers as N
 from conformance.spec import CaseStrategy, Comparator, LayerSpec, Pullback, Regime, Tolerance, TorchMapping
@@ -106,13 +113,15 @@ def composed_reference(case: Case) -> tuple[Result, Pullback]:
 
 def composed(op: str, naming: str, *, variant: str = "", regimes: Sequence[Regime] = (), notes: str = "") -> LayerSpec:
     """Container ``op`` running composed models whose layers it holds under ``naming``
-    (``conformance.strategies.containers``); ``CALLS[op or op[variant]]`` says how torch runs it."""
+    (``conformance.strategies.containers``); ``CALLS[op or op[variant]]`` says how torch runs it.
+    The vjp2 judge also gets its layers' own second-order error terms, composed along the model
+    (``conformance.composition.composed_second_order_error``)."""
     key = f"{op}[{variant}]" if variant else op
     return LayerSpec(
         name=op, variant=variant, family="container", kind="composed",
         cases=SC.model_cases(op, variant, naming), reference=composed_reference, torch=CALLS[key],
         tolerance=COMPOSED_TOLERANCE, comparators=EveryTensor(composed_comparator), smooth_at=N.model_smooth_at,
-        regimes=tuple(regimes), notes=notes,
+        second_order_error=composed_second_order_error, regimes=tuple(regimes), notes=notes,
     )
 
 

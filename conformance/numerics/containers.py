@@ -23,12 +23,13 @@ def model_smooth_at(case: Case) -> bool:
     """Finite differences apply where every layer's own declaration says they do at its input
     (no ReLU input near 0, no max-pool tie, no frequency-scaled embedding rows...), and the backend
     evaluates the same smooth piece as the reference: no selection within the reach of the rounding
-    errors the layers before it make (``selection_within_rounding``)."""
+    errors the layers before it make (``selection_within_rounding``), and no intermediate of the
+    second-order computation beyond the dtype's range (``second_order_beyond_range``)."""
     with np.errstate(all="ignore"):
         runs = compose_reference(case)[0].meta["runs"]
     if not all(run.spec.smooth_at is None or run.spec.smooth_at(run.case) for run in runs):
         return False
-    return not selection_within_rounding(case)
+    return not selection_within_rounding(case) and not second_order_beyond_range(case)
 
 
 SELECTIONS = ("ReLU", "MaxPool2d")  # the chainable layers whose derivative selects (kinks, window maxima)
@@ -54,6 +55,57 @@ def selection_within_rounding(case: Case) -> bool:
             if np.any(open_choice > 0):
                 return True
     return False
+
+
+def second_order_beyond_range(case: Case) -> bool:
+    """Some intermediate of the model's second-order computation beyond the dtype's largest value:
+    the tangent along v of an activation between two layers (J_<ℓ·v), or of the cotangent arriving
+    at one (the second-order adjoint there: what reverse-over-reverse's double backward and
+    forward-over-reverse's tangent both carry between the layers, by the symmetry of the Hessian).
+    The backend's value there is ±inf, and every element formed from it is ±inf or NaN (a whole row
+    of a weight's second derivative: inf times the input's signs) where the exact result is finite;
+    the reference, float64 differences of the model, holds no such intermediate. Like an activation
+    beyond the range in the first-order chain (``composition.saturate``), but of the differentiated
+    computation, which a derivative mode alone forms: such a case is outside the vjp2 domain.
+    Evaluated with the vjp2 mode's own directions and the case's cotangent (drawn as the runner
+    draws it), by central differences (four evaluations of the model and its pullback). The model's
+    own input and output are not intermediates (their second-order tensors are compared, and an
+    infinity the bound reaches is accepted there)."""
+    if "layers" not in case.params or len(layers_of(case)) < 2 or case.dtype not in DTYPES:
+        return False
+    from backends.torch_call import direction_values
+    from conformance.modes.base import FD_STEP, _differentiable, _seed
+    from conformance.strategies import output_cotangent
+    from reference.finite_differences import directional
+
+    fmt = DTYPES[case.dtype]
+    with np.errstate(all="ignore"):
+        model, _ = compose_reference(case)
+        out = np.asarray(model.outputs["output"])
+        if out.dtype.kind != "f":
+            return False
+        cot = case.cotangents.get("output")
+        g = np.asarray(cot if cot is not None else output_cotangent(case, "output", out.shape), dtype=np.float64)
+        seed = _seed(case)
+        v = {n: direction_values(seed, n, case.inputs[n], case.tier, case.layout(n).describe())
+             for n in _differentiable(case)}
+        if not v:
+            return False
+
+        def intermediates(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            shifted, pullback = compose_reference(replace(case, inputs=inputs))
+            pullback({"output": g})
+            runs = shifted.meta["runs"]
+            values: dict[str, np.ndarray] = {}
+            for i, run in enumerate(runs[1:], start=1):  # between layers i - 1 and i
+                if run.x.dtype.kind == "f":
+                    values[f"activation {i}"] = np.asarray(run.x, dtype=np.float64)
+                values[f"cotangent {i}"] = np.asarray(runs[i - 1].case.cotangents["output"], dtype=np.float64)
+            return values
+
+        tangents = directional(intermediates, dict(case.inputs), v, FD_STEP)
+        limit = fmt.max_value * (1 + fmt.unit_roundoff)  # (``saturate``'s threshold)
+        return any(bool(np.any(np.abs(d.estimate) > limit)) for d in tangents.values())
 
 
 def cross_entropy_smoothing_overflows(case: Case) -> bool:
@@ -315,6 +367,68 @@ def reverse_over_forward_through_batch_statistics(case: Case) -> bool:
         return False
     return any(layer["op"] in BATCH_NORMS and (case.train or not layer["params"].get("track_running_stats", True))
                for layer in layers_of(case))
+
+
+def forward_over_reverse_float16_batch_variance_overflows(case: Case) -> bool:
+    """A float16 vjp2 case composed forward-over-reverse (``torch.func.jvp`` of ``torch.func.vjp``)
+    of a model with a batch norm that normalises with the batch's statistics, one of whose channels
+    has a (biased) variance beyond float16's range (rounding to inf: >= 65520) at the layer's
+    reference input: torch then returns NaN for the first-order gradients and every second
+    derivative (known entry ``model-float16-batchnorm-forward-over-reverse-variance-overflow``), though
+    its plain backward, double backward and reverse-over-forward are finite there."""
+    if case.dtype != "float16" or case.mode_node.get("composition") != "forward-over-reverse":
+        return False
+    if "layers" not in case.params:
+        return False
+    with np.errstate(all="ignore"):
+        runs = compose_reference(case)[0].meta["runs"]
+        for layer, run in zip(layers_of(case), runs):
+            batch_stats = case.train or not layer["params"].get("track_running_stats", True)
+            if layer["op"] not in BATCH_NORMS or not batch_stats:
+                continue
+            x = np.asarray(run.x, dtype=np.float64)
+            if x.ndim < 2 or not x.size:
+                continue
+            axes = (0, *range(2, x.ndim))
+            var = x.var(axis=axes)
+            if np.any(np.isinf(var.astype(np.float16))):
+                return True
+    return False
+
+
+def reverse_over_reverse_float16_batch_tangent_moment_overflows(case: Case) -> bool:
+    """A float16 vjp2 case composed reverse-over-reverse (double backward) of a model with a batch norm
+    that normalises with the batch's statistics, one of whose channels has Σ t·(x - μ) (t the tangent
+    of the layer's input along the mode's direction, x its reference input), or one of its products,
+    beyond float16's range: torch's batch-norm double backward forms that moment (ggI·input_sub_mu
+    summed) in float16, so J·v comes back ±inf and the other second derivatives NaN, though their
+    values are small (known entry ``model-float16-batchnorm-double-backward-tangent-moment-overflow``)."""
+    if case.dtype != "float16" or case.mode_node.get("composition") != "reverse-over-reverse":
+        return False
+    if "layers" not in case.params:
+        return False
+    from conformance.composition import layer_tangents
+    from conformance.modes import mode_of
+
+    layers = layers_of(case)
+    if not any(layer["op"] in BATCH_NORMS for layer in layers):
+        return False
+    limit = DTYPES["float16"].max_value
+    with np.errstate(all="ignore"):
+        runs = compose_reference(case)[0].meta["runs"]
+        tangents = layer_tangents(case, mode_of("vjp2").directions(case))  # type: ignore[attr-defined]
+        for layer, run, t in zip(layers, runs, tangents):
+            batch_stats = case.train or not layer["params"].get("track_running_stats", True)
+            if layer["op"] not in BATCH_NORMS or not batch_stats or t is None:
+                continue
+            x = np.asarray(run.x, dtype=np.float64)
+            if x.ndim < 2 or not x.size:
+                continue
+            axes = (0, *range(2, x.ndim))
+            products = t * (x - x.mean(axis=axes, keepdims=True))
+            if np.any(np.abs(products) > limit) or np.any(np.abs(products.sum(axis=axes)) > limit):
+                return True
+    return False
 
 
 def unscaled_total_norm(case: Case) -> float:
