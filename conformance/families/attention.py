@@ -201,7 +201,8 @@ def _transformer_parameters(case: Case) -> list[str]:
 def transformer(name: str, *, fast: bool = False, nested: bool = False, regimes: tuple[Regime, ...] = (),
                 notes: str = "") -> LayerSpec:
     """A transformer module through autograd (train and eval), or (``fast``) its eval fast path,
-    forward only, or (``nested``) TransformerEncoder's nested-tensor path."""
+    forward only, or (``nested``) TransformerEncoder's nested-tensor path. Through autograd, the vjp2
+    judge also gets the layer norms' tangent rounding (``N.layer_norm_tangent_error``)."""
     variant = "nested" if nested else "fast path" if fast else ""
     return LayerSpec(
         name=name, family="attention", kind="module", variant=variant,
@@ -214,7 +215,8 @@ def transformer(name: str, *, fast: bool = False, nested: bool = False, regimes:
                            kwargs=lambda case: {**_mask_kwargs(case, MASKS), **case.forward_kwargs}),
         tolerance=TOLERANCE, randomness=None if fast or nested else _randomness(
             lambda c: not N.is_random_transformer(c)),
-        backward=not (fast or nested), regimes=regimes, notes=notes)
+        backward=not (fast or nested), regimes=regimes, notes=notes,
+        second_order_error=None if fast or nested else N.layer_norm_tangent_error)
 
 
 def transformer_regimes(name: str, stack: bool = False) -> tuple[Regime, ...]:

@@ -25,6 +25,7 @@ from backends.base import Case, Result
 from conformance.dtypes import DTYPES
 from conformance.stats import StatCheck, UnitMask, element_axes, mask_checks
 from conformance.strategies.attention import ACTIVATIONS, stack_layout
+from conformance.tolerance import bound_as_magnitude
 from reference import attention as RA
 from reference import attention_errors as AE
 from reference import transformer as TR
@@ -578,14 +579,9 @@ def swapped_activation_result(case: Case, fast_path_gelu: bool = True, cloned_re
     """The compared tensors torch computes with GELU(approximate='tanh') configured: the exact GELU
     in encoder layers on the fast path (``fast_path_gelu``), ReLU in the decoder layers that
     TransformerDecoder clones (``cloned_relu``); the reference's composition otherwise."""
-    configured = ACTIVATIONS.get(case.params["activation"], case.params["activation"])
-    tanh_gelu = case.params["activation"] == "GELU(tanh)"
-    n_enc, n_dec = _layer_counts(case)
-    enc = "gelu" if fast_path_gelu and tanh_gelu and encoder_layer_fast_path(case) else configured
-    cloned = case.op in ("TransformerDecoder", "Transformer")
-    dec = "relu" if cloned_relu and tanh_gelu and cloned else configured
     with np.errstate(all="ignore"):
-        output, back, names = transformer_call(case, _SwappedActivations([enc] * n_enc + [dec] * n_dec))
+        output, back, names = transformer_call(case, _SwappedActivations(_swapped_names(case, fast_path_gelu,
+                                                                                        cloned_relu)))
         out = {"output": np.asarray(output, dtype=np.float64)}
         if "output" in case.cotangents:
             *g_inputs, g_params = back(case.cotangents["output"])
@@ -594,10 +590,53 @@ def swapped_activation_result(case: Case, fast_path_gelu: bool = True, cloned_re
     return out
 
 
-def swapped_activation_model(case: Case, reference: Result, got: Result) -> dict[str, np.ndarray]:
+class _SwappedBounded(AE.BoundedPieces):
+    """``_SwappedActivations``' twin on bounded arrays: the error analysis of the swapped composition."""
+
+    def __init__(self, u: float, names: Sequence[str]):
+        super().__init__(u)
+        object.__setattr__(self, "names", list(names))  # (a frozen dataclass; the list is consumed)
+
+    def activation(self, x: Any, name: str) -> Any:  # type: ignore[override]
+        return AE.activation(x, self.names.pop(0) if self.names else name, self.u)
+
+
+def _swapped_names(case: Case, fast_path_gelu: bool = True, cloned_relu: bool = True) -> list[str]:
+    configured = ACTIVATIONS.get(case.params["activation"], case.params["activation"])
+    tanh_gelu = case.params["activation"] == "GELU(tanh)"
+    n_enc, n_dec = _layer_counts(case)
+    enc = "gelu" if fast_path_gelu and tanh_gelu and encoder_layer_fast_path(case) else configured
+    dec = "relu" if cloned_relu and tanh_gelu and case.op in ("TransformerDecoder", "Transformer") else configured
+    return [enc] * n_enc + [dec] * n_dec
+
+
+def swapped_activation_model(case: Case, reference: Result, got: Result) -> dict[str, Any]:
     """Model of ``transformer-fast-path-tanh-gelu-*`` and ``transformer-decoder-clones-relu-*``:
-    torch's results are the reference's composition with both swaps applied."""
-    return swapped_activation_result(case)
+    torch's results are the reference's composition with both swaps applied, each with the rounding
+    bound of the swapped composition (its Bounded twin: a ReLU decoder's gradients are not the
+    configured one's, nor their cancellations)."""
+    values = swapped_activation_result(case)
+    u = DTYPES[case.dtype].unit_roundoff
+    try:
+        with AE.rounding(u), np.errstate(all="ignore"):
+            output, back, names = transformer_call(case, _SwappedBounded(u, _swapped_names(case)))
+            errors = {"output": output.e}
+            if "output" in case.cotangents:
+                *g_inputs, g_params = back(case.cotangents["output"])
+                errors.update({f"grad.{n}": b.e for n, b in zip(names, g_inputs)})
+                errors.update({f"grad.{n}": b.e for n, b in g_params.items()})
+    except Exception:
+        return values
+    factor = 2.0 if case.dtype == "float64" else 1.0
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        e = errors.get(name)
+        if e is None or np.shape(e) != np.shape(value):
+            out[name] = value
+            continue
+        k = reduction_length(case, name)
+        out[name] = (value, np.maximum(np.abs(value), bound_as_magnitude(factor * e, k)))
+    return out
 
 
 def fast_path_exact_gelu_beyond_bound(case: Case) -> bool:
@@ -644,7 +683,7 @@ def float16_single_feature_layer_norm(case: Case) -> bool:
     """A float16 transformer case with d_model = 1: every LayerNorm row is one element (var = 0), so
     var + eps = eps and rstd³ = eps^-1.5, which overflows float16 (65504) for eps below
     65504^(-2/3) ≈ 6.2e-4. torch's layer_norm forward-mode rule and double-backward formula form
-    rstd³ in float16 (LayerNorm's layernorm-float16-second-order-rstd-cubed-overflow), and inf·0
+    rstd³ in float16 (LayerNorm's layernorm-float16-composite-out-of-range), and inf·0
     gives NaN in every second derivative (and in reverse-over-forward's gradients, the JVP rule's
     transpose). Rows of d_model > 1 may also overflow; they are not in this scope."""
     if case.invalid or case.dtype != "float16":
@@ -661,3 +700,103 @@ def reverse_over_forward_with_fully_masked_query(case: Case) -> bool:
     from conformance.modes import reverse_over_forward
 
     return not case.invalid and reverse_over_forward(case) and has_fully_masked_query(case)
+
+
+# -- vjp2: the layer norms' tangent rounding (``LayerSpec.second_order_error``) ---------------------
+
+_TANGENT_STEP = 2.0**-20  # central differences of the norms' inputs along v (the vjp2 mode's FD_STEP)
+_TANGENT_ROUNDINGS = 3  # roundings of each tangent term: t - mean(t), its product with r, with x̂ (or t_r)
+
+
+class _RecordedNorms(TR.ValuePieces):
+    """The reference's pieces recording each layer norm's input, weight and (once pulled back) the
+    cotangent of its output, in call order."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def norm(self, x: np.ndarray, params: Mapping[str, Any], name: str, eps: float) -> Any:  # type: ignore[override]
+        y, back = TR.ValuePieces.norm(x, params, name, eps)
+        record = {"x": np.asarray(x, dtype=np.float64), "w": params.get(f"{name}.weight"), "eps": float(eps),
+                  "g": None}
+        self.calls.append(record)
+
+        def pullback(g: np.ndarray) -> Any:
+            record["g"] = np.asarray(g, dtype=np.float64)
+            return back(g)
+
+        return y, pullback
+
+
+def _recorded_norms(case: Case) -> list[dict[str, Any]]:
+    pieces = _RecordedNorms()
+    with np.errstate(all="ignore"):
+        _, back, _ = transformer_call(case, pieces)
+        if "output" in case.cotangents:
+            back(case.cotangents["output"])
+    return pieces.calls
+
+
+def layer_norm_tangent_error(case: Case, v: Mapping[str, np.ndarray],
+                             g: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The vjp2 mode's declared second-order rounding of the layer norms' weights: d2.<norm>.weight =
+    Σ_rows (ġ·x̂ + g·ẋ̂), and the tangent of x̂ = c·r (c = x − mean, r = 1/√(var + eps)) is formed as
+    ṫ·r + c·ṙ with ṫ = ẋ − mean(ẋ), ṙ = −r³·mean(c·ṫ). The two terms cancel where x̂ is flat (a row of
+    two values: x̂ = ±d/√(d² + eps), flat up to eps/d²) in every direction, so no difference sees
+    their rounding: per element u·k·(r·|ṫ| + |x̂|·r·|mean(x̂·ṫ)|) (k roundings of each), summed with
+    |g| over the rows. ẋ, the tangent of the norm's input along v, is the reference's central
+    difference (a magnitude)."""
+    if "output" not in g or not v:
+        return {}
+    case = replace(case, cotangents={k: np.asarray(x, dtype=np.float64) for k, x in g.items()})
+    calls = _recorded_norms(case)
+    shifted = []
+    for sign in (1.0, -1.0):
+        inputs = dict(case.inputs)
+        for name, d in v.items():
+            inputs[name] = np.asarray(case.inputs[name], dtype=np.float64) + sign * _TANGENT_STEP * np.asarray(d)
+        shifted.append(_recorded_norms(replace(case, inputs=inputs, cotangents={})))
+    if any(len(s) != len(calls) for s in shifted):
+        return {}
+    names = {id(x): k for k, x in case.inputs.items()}
+    u = DTYPES[case.dtype].unit_roundoff
+    out: dict[str, np.ndarray] = {}
+    for call, plus, minus in zip(calls, *shifted):
+        name, g_out = names.get(id(call["w"])), call["g"]
+        if name is None or g_out is None:
+            continue
+        x, k = call["x"], call["x"].shape[-1]
+        with np.errstate(all="ignore"):
+            t = (plus["x"] - minus["x"]) / (2 * _TANGENT_STEP)
+            c = x - x.mean(axis=-1, keepdims=True)
+            r = 1.0 / np.sqrt((c * c).mean(axis=-1, keepdims=True) + call["eps"])
+            xhat = c * r
+            at = np.abs(t) + np.abs(t.mean(axis=-1, keepdims=True))  # (ṫ's terms: ẋ and its mean)
+            terms = r * at + np.abs(xhat) * r * (np.abs(xhat) * at).mean(axis=-1, keepdims=True)
+            per_row = _TANGENT_ROUNDINGS * u * np.abs(g_out) * terms
+            bound = per_row.reshape(-1, k).sum(axis=0)
+        bound = np.where(np.isfinite(bound), bound, 0.0)
+        out[f"d2.{name}"] = out.get(f"d2.{name}", 0.0) + bound
+    return out
+
+
+def float16_layer_norm_rstd_cubed_overflow(case: Case) -> bool:
+    """``float16_single_feature_layer_norm``, or a float16 case some of whose layer norms (any layer,
+    the stacks' final norms) reads a row with var + eps below 65504^(-2/3) ≈ 6.2e-4 (the reference's
+    norm inputs: two close values at d_model = 2), where rstd³ overflows float16 as well."""
+    if float16_single_feature_layer_norm(case):
+        return True
+    if case.invalid or case.dtype != "float16":
+        return False
+    limit = DTYPES["float16"].max_value ** (-2.0 / 3.0)
+    try:
+        calls = _recorded_norms(replace(case, cotangents={}))
+    except Exception:
+        return False
+    for call in calls:
+        x = call["x"]
+        with np.errstate(all="ignore"):
+            var = ((x - x.mean(axis=-1, keepdims=True)) ** 2).mean(axis=-1)
+        if x.size and bool(np.any(var + call["eps"] < limit)):
+            return True
+    return False
