@@ -4,7 +4,8 @@ user's own files (``load_known(extra=[...])``), all with one schema.
 Each ``[[discrepancy]]`` entry has:
 
 - scope: ``op`` (glob over the declaration id, e.g. ``LSTM[packed]``, and the catalogue name;
-  ``*`` and ``?`` are wildcards, ``[23]`` a class of digits, other brackets literal),
+  ``*`` and ``?`` are wildcards, ``[23]`` a class of digits, other brackets literal; or a list of
+  globs, of which any may match: one bug shared by several layers is one entry),
   ``backend`` (a glob, or a list of globs: any may match the backend's name or a name it is known
   as; e.g. ``["torch-compile", "torch-compile:inductor:*"]`` is inductor on the CPU, in any mode,
   and not ``torch-compile:aot_eager``; the torch adapters are also known by their name at torch's
@@ -88,7 +89,7 @@ _PREDICATE_BUILTINS = {f.__name__: f for f in (len, any, all, max, min, abs, isi
 @dataclass(frozen=True)
 class KnownDiscrepancy:
     id: str
-    op: str
+    op: str | tuple[str, ...]  # a glob over the declaration id and catalogue name, or several
     backend: str | tuple[str, ...]  # a glob, or several (any may match)
     reason: str
     link: str = ""
@@ -112,7 +113,7 @@ class KnownDiscrepancy:
         for name in ("tensors", "symptom"):
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
-        for name in ("backend", "mode"):
+        for name in ("op", "backend", "mode"):
             value = getattr(self, name)
             if not isinstance(value, str):
                 object.__setattr__(self, name, tuple(value))
@@ -121,6 +122,11 @@ class KnownDiscrepancy:
         unknown = [s for s in self.symptom if s not in SYMPTOMS]
         if unknown:
             raise ValueError(f"unknown symptom {unknown[0]!r} (one of {', '.join(SYMPTOMS)})")
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        """The op globs (``op`` as a tuple)."""
+        return (self.op,) if isinstance(self.op, str) else self.op
 
     @property
     def backends(self) -> tuple[str, ...]:
@@ -158,7 +164,7 @@ class KnownDiscrepancy:
         """Whether the entry covers ``case`` of ``spec`` on ``backend`` (a name, or a backend's
         name followed by the names it is known as)."""
         names = (backend,) if isinstance(backend, str) else backend
-        op_ok = _glob(self.op, spec.id) or _glob(self.op, spec.name)
+        op_ok = any(_glob(op, spec.id) or _glob(op, spec.name) for op in self.ops)
         if not (op_ok and any(_glob(b, n) for b in self.backends for n in names) and _glob(self.dtype, case.dtype)
                 and any(_glob(m, case.mode) for m in self.modes)):
             return False

@@ -127,11 +127,12 @@ def test_known_entry_backend_list_scopes_to_one_compiler(tmp_path):
 
 
 def test_every_known_entry_names_a_declared_layer():
-    """An entry whose op glob matches no declaration would silently never apply."""
+    """An entry whose op glob (any of its op globs) matches no declaration would silently never apply."""
     from conformance.known import _glob
 
     specs = all_specs().values()
-    orphans = [e.id for e in load_known() if not any(_glob(e.op, s.id) or _glob(e.op, s.name) for s in specs)]
+    orphans = [e.id for e in load_known()
+               if not all(any(_glob(op, s.id) or _glob(op, s.name) for s in specs) for op in e.ops)]
     assert not orphans
 
 
@@ -294,3 +295,16 @@ def test_known_entry_mode_is_a_glob_or_a_list_of_globs():
         == ["jvp", "vjp2"]
     with pytest.raises(ValueError):
         KnownDiscrepancy(id="bad", op="*", backend="*", reason="test", mode=[])
+
+
+def test_known_entry_op_is_a_glob_or_a_list_of_globs():
+    """``op = ["MaxPool1d", "AvgPool*"]`` covers either declaration (by id or catalogue name) and no
+    other; a malformed list is refused."""
+    spec, case, _ = _maxpool_empty_window_case()
+    entry = KnownDiscrepancy(id="ops", op=["AvgPool*", "MaxPool1d"], backend="*", reason="test")
+    assert entry.ops == ("AvgPool*", "MaxPool1d") and entry.matches(spec, "torch-cpu", case)
+    other = KnownDiscrepancy(id="other", op=["AvgPool*", "MaxPool2d"], backend="*", reason="test")
+    assert not other.matches(spec, "torch-cpu", case)
+    for bad in ([], ["MaxPool1d", 3]):
+        with pytest.raises(ValueError):
+            KnownDiscrepancy(id="bad", op=bad, backend="*", reason="test")
