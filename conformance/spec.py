@@ -262,7 +262,9 @@ class LayerSpec:
     # The vjp2 mode's error terms the finite differences cannot see: (case, v, g) -> {"d2.<input>":
     # an absolute bound per element} on the rounding of second-order terms that cancel in exact
     # arithmetic along every direction (an invariance of the layer in every direction: the p-norm or
-    # the cosine of 1-element vectors), from the declaration's own error analysis. None: no such terms.
+    # the cosine of 1-element vectors), or that the backend forms from rounded intermediates (a
+    # saturated gate's σ' = ŷ(1 - ŷ); a composed model's layers' own terms), from the declaration's
+    # own error analysis carried along v. None: no such terms.
     second_order_error: Callable[[Case, Mapping[str, np.ndarray], Mapping[str, np.ndarray]],
                                  Mapping[str, np.ndarray]] | None = None
     # Other readings of the call that the documentation allows at this case (the primal tensors'

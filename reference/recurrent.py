@@ -52,6 +52,11 @@ class Exact:
     def const(self, a: np.ndarray) -> np.ndarray:
         return np.asarray(a, dtype=np.float64)
 
+    def leaf(self, name: str, a: np.ndarray) -> np.ndarray:
+        """The module's input ``name`` (input, h0, c0, a weight): a constant here; an arithmetic
+        carrying tangents gives it its direction (``reference.recurrent_errors.DualTracked``)."""
+        return self.const(a)
+
     def apply(self, fn: Callable[[np.ndarray], np.ndarray], a: np.ndarray) -> np.ndarray:
         """A linear rearrangement of the elements (transpose, gather, scatter)."""
         return fn(a)
@@ -755,7 +760,7 @@ def module_call(A: Any, cfg: RNNConfig, form: Form, inputs: dict[str, np.ndarray
     the gradients of input, of h0/c0 when given, and of every weight. A packed batch runs sorted
     by ``form.order`` (h0 and c0 permuted to it, h_n and c_n back to the caller's order), each
     sequence over its own length, on ``vf_call``."""
-    x = A.const(inputs["input"])
+    x = A.leaf("input", inputs["input"])
     if len(A.shape(x)) != (2 if form.unbatched else 3):
         raise ValueError(f"expected a {'2' if form.unbatched else '3'}-d input, got {A.shape(x)}")
     lstm_mode = cfg.mode == "LSTM"
@@ -773,7 +778,8 @@ def module_call(A: Any, cfg: RNNConfig, form: Form, inputs: dict[str, np.ndarray
         expected = (layers, size) if form.unbatched else (layers, batch, size)
         if inputs[name].shape != expected:
             raise ValueError(f"expected {name} of shape {expected}, got {inputs[name].shape}")
-        states[name] = A.const(inputs[name]) if unbatched is None else A.apply(unbatched, A.const(inputs[name]))
+        states[name] = (A.leaf(name, inputs[name]) if unbatched is None
+                        else A.apply(unbatched, A.leaf(name, inputs[name])))
     sizes, order = None, None
     x_shape = A.shape(x)
     if form.lengths is not None:
@@ -781,7 +787,7 @@ def module_call(A: Any, cfg: RNNConfig, form: Form, inputs: dict[str, np.ndarray
         x = A.apply(lambda a: rnn_utils.pack(a, lengths, order, batch_first), x)
         sizes = rnn_utils.batch_sizes(lengths[order])
         states = {k: A.apply(lambda a: a[:, order], v) for k, v in states.items()}
-    weights = {name: A.const(inputs[name]) for name in parameter_shapes(cfg)}
+    weights = {name: A.leaf(name, inputs[name]) for name in parameter_shapes(cfg)}
     outs, pull = vf_call(A, cfg, x, states["h0"], states.get("c0"), weights, batch_first, sizes)
     restore = (lambda a: a[:, np.argsort(order)]) if order is not None else (lambda a: a)
     squeeze = (lambda a: a[:, 0]) if form.unbatched else (lambda a: a)
@@ -828,10 +834,10 @@ def cell_module_call(A: Any, mode: str, inputs: dict[str, np.ndarray]) -> tuple[
     for name in ("h0", "c0") if mode == "LSTM" else ("h0",):
         if name in inputs and inputs[name].shape != (*x.shape[:-1], hidden):
             raise ValueError(f"expected hx of shape {(*x.shape[:-1], hidden)}, got {inputs[name].shape}")
-        states[name] = (A.apply(lead, A.const(inputs[name])) if name in inputs
+        states[name] = (A.apply(lead, A.leaf(name, inputs[name])) if name in inputs
                         else A.zeros((1 if one else x.shape[0], hidden)))
-    w = {name: A.const(inputs[name]) if name in inputs else None for name in CELL_WEIGHTS}
-    outs, pull = cell_call(A, mode, A.apply(lead, A.const(x)), states["h0"], states.get("c0"), *w.values())
+    w = {name: A.leaf(name, inputs[name]) if name in inputs else None for name in CELL_WEIGHTS}
+    outs, pull = cell_call(A, mode, A.apply(lead, A.leaf("input", x)), states["h0"], states.get("c0"), *w.values())
     drop = (lambda a: a[0]) if one else (lambda a: a)
     outputs = {name: A.apply(drop, value) for name, value in zip(("h", "c"), outs)}
 

@@ -39,6 +39,14 @@ the smallest normal number, as the activations' tolerance has.
 The weights' gradients sum over time and batch with their own running bounds; the recurrence's errors enter
 through W_hh (in quadrature), the gates' derivatives (σ' <= 1/4, tanh' <= 1) and the cell state's
 f ⊙ E_c, accumulated through the steps and layers exactly as the values are.
+
+``DualTracked`` carries the same analysis along a direction of the inputs (the vjp2 mode's second
+order, ``conformance.numerics.recurrent.*_second_order_error``): every quantity also has its exact
+tangent and a bound Ė on the error of the tangent a format computes by differentiating its own
+rounded computation. Its rules are the derivatives of the rules above plus the rounding of the
+tangent's own operations; what they add beyond the value's bound is the gates' derivatives formed
+from rounded outputs (σ' = ŷ(1 - ŷ), tanh' = 1 - ŷ²), off by |ȧ|·|1 - 2y|·u·E_y and |ȧ|·2|y|·u·E_y:
+near saturation a relative error u·E_y/(1 - y) of every second-order term.
 """
 
 from __future__ import annotations
@@ -105,6 +113,9 @@ class Tracked:
     def const(self, a: np.ndarray) -> Bounded:
         a = np.asarray(a, dtype=np.float64)
         return Bounded(a, np.zeros_like(a), np.zeros_like(a))
+
+    def leaf(self, name: str, a: np.ndarray) -> Bounded:
+        return self.const(a)
 
     def apply(self, fn: Callable[[np.ndarray], np.ndarray], a: Bounded) -> Bounded:
         return Bounded(fn(a.v), fn(a.e), fn(a.k))
@@ -238,3 +249,249 @@ def cell_error_bounds(mode: str, inputs: dict[str, np.ndarray], cotangents: dict
                       tiny: float, normal: float) -> dict[str, np.ndarray]:
     """E (units of u) for h, c and every gradient of ``reference.recurrent.cell_module_call``."""
     return _totals(*ref.cell_module_call(Tracked(u, tiny, normal), mode, inputs), cotangents)
+
+
+# -- the same analysis carried along a direction (the vjp2 mode's second order) ----------------------
+
+FIELDS = ("v", "e", "k", "t", "te", "tk")
+
+
+@dataclass
+class Dual:
+    """A ``Bounded`` value with its tangent along a direction of the inputs: ``t`` the exact
+    tangent, ``te`` and ``tk`` bounds (units of u) on the error of the tangent as the format
+    computes it by differentiating its own rounded computation (forward mode, or the double
+    backward: the same terms), by the same two kinds as the value's."""
+
+    v: np.ndarray
+    e: np.ndarray
+    k: np.ndarray
+    t: np.ndarray
+    te: np.ndarray
+    tk: np.ndarray
+
+    @property
+    def total(self) -> np.ndarray:
+        return self.e + self.k
+
+    @property
+    def ttotal(self) -> np.ndarray:
+        return self.te + self.tk
+
+
+def _quad_sum(*terms: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """√(Σ over the pairs of ``_quadrature(e, b)²``): independent error sources of one contraction."""
+    total = None
+    for e, b in terms:
+        if not (e.any() and b.any()):
+            continue
+        q = _quadrature(e, b)
+        total = q if total is None else np.hypot(total, q)
+    return total
+
+
+class DualTracked:
+    """``Tracked`` carried along a direction (``tangents``: the direction of each named input,
+    ``leaf``; everything else, cotangents included, has tangent 0): the forward-mode derivative of
+    the running error analysis. Each rule is the derivative of ``Tracked``'s value rule plus the
+    rounding of the tangent's own operations:
+
+    - a ± b: ṫ = ȧ ± ḃ, Ė = Ė_a + Ė_b + |ȧ ± ḃ|;
+    - a·b: ṫ = ȧb + aḃ, Ė = |b|Ė_a + |ȧ|E_b + |a|Ė_b + |ḃ|E_a + |ȧb| + |aḃ| + |ṫ| (+ u·(Ė_a E_b +
+      E_a Ė_b), second order); 1 - a: -ȧ, exact;
+    - y = σ(a): ẏ = ȧ·ŷ(1 - ŷ), formed from the rounded output ŷ (torch's sigmoid_backward, and the
+      reference's own ``_dsigmoid``): Ė = max σ'·Ė_a + |ȧ|·(|1 - 2y|·E_y + u·E_y²) + 3|ẏ|, where the
+      |ȧ|·|1 - 2y|·E_y term is the error of 1 - ŷ near saturation: absolute u·E_y, so relative
+      u·E_y/(1 - y) of ẏ; y = tanh(a): ẏ = ȧ·(1 - ŷ²): Ė = max tanh'·Ė_a + |ȧ|·(2|y|·E_y + u·E_y² +
+      y²) + 2|ẏ| (y² the rounding of ŷ², absolute next to 1 - y²). Never more than |ẏ| + |ȧ|/4
+      (σ: ŷ(1 - ŷ) <= 1/4 for every ŷ in [0, 1]) or |ẏ| + |ȧ| (tanh) over u, plus Ė_a's share;
+    - relu: ẏ = ȧ where a > 0; where the sign of the computed a is not certain the tangent may be
+      ȧ or 0: |ȧ|/u, a decision error (k); relu'(a)·g likewise with ġ;
+    - contractions: ṫ = ȧ b + a ḃ, two sums of K products added: γ_K·(|ȧ||b| + |a||ḃ|) + |ṫ|, and
+      the four propagated terms (Ė_a·|b|, |ȧ|·E_b, |a|·Ė_b, E_a·|ḃ|) combined as ``Tracked``
+      combines the value's (in quadrature over a feature index, linearly over time and batch).
+    """
+
+    def __init__(self, u: float, tiny: float, normal: float, tangents: dict[str, np.ndarray]):
+        self.u = u
+        self.eta = tiny / u
+        self.flush = normal / u
+        self.tangents = tangents
+
+    def _make(self, v: np.ndarray, t: np.ndarray | None = None) -> Dual:
+        v = np.asarray(v, dtype=np.float64)
+        z = np.zeros_like(v)
+        return Dual(v, z, z.copy(), z.copy() if t is None else np.asarray(t, dtype=np.float64), z.copy(), z.copy())
+
+    def const(self, a: np.ndarray) -> Dual:
+        return self._make(a)
+
+    def leaf(self, name: str, a: np.ndarray) -> Dual:
+        t = self.tangents.get(name)
+        return self._make(a, None if t is None else np.broadcast_to(t, np.shape(a)))
+
+    def apply(self, fn: Callable[[np.ndarray], np.ndarray], a: Dual) -> Dual:
+        return Dual(*(fn(getattr(a, f)) for f in FIELDS))
+
+    def shape(self, a: Dual) -> tuple[int, ...]:
+        return a.v.shape
+
+    def zeros(self, shape: tuple[int, ...]) -> Dual:
+        return self._make(np.zeros(shape))
+
+    def _contract(self, a: Dual, b: Dual, rows: int | None) -> Dual:
+        """a @ b, b (K, N); ``rows`` None: a feature contraction (quadrature), else a sum over time
+        and batch of that many rows (linear)."""
+        k_terms = b.v.shape[0]
+        abs_av, abs_bv, abs_at, abs_bt = np.abs(a.v), np.abs(b.v), np.abs(a.t), np.abs(b.t)
+        v = a.v @ b.v
+        t = a.t @ b.v + a.v @ b.t
+        rounding = gamma(k_terms) * (abs_av @ abs_bv) + k_terms * self.eta
+        t_rounding = gamma(k_terms) * (abs_at @ abs_bv + abs_av @ abs_bt) + np.abs(t) + 2 * k_terms * self.eta
+        if rows is None:
+            e = _quad_sum((a.e, abs_bv), (abs_av, b.e))
+            te = _quad_sum((a.te, abs_bv), (abs_at, b.e), (abs_av, b.te), (a.e, abs_bt))
+        else:
+            e = a.e @ abs_bv + abs_av @ b.e
+            te = a.te @ abs_bv + abs_at @ b.e + abs_av @ b.te + a.e @ abs_bt
+        e = rounding if e is None else rounding + e
+        te = t_rounding if te is None else t_rounding + te
+        k = a.k @ abs_bv + abs_av @ b.k + self.u * (a.total @ b.total)
+        tk = (a.tk @ abs_bv + abs_at @ b.k + abs_av @ b.tk + a.k @ abs_bt
+              + self.u * (a.ttotal @ b.total + a.total @ b.ttotal))
+        return Dual(v, e, k, t, te, tk)
+
+    def _transposed(self, w: Dual) -> Dual:
+        return self.apply(lambda x: x.T, w)
+
+    def affine(self, x: Dual, w: Dual, b: Dual | None = None) -> Dual:
+        if b is not None:
+            x = self.cat([x, self.const(np.ones(x.v.shape[:-1] + (1,)))])
+            w = self.cat([w, self.apply(lambda a: a[:, None], b)])
+        return self._contract(x, self._transposed(w), None)
+
+    def mm(self, a: Dual, b: Dual) -> Dual:
+        return self._contract(a, b, None)
+
+    def outer_sum(self, a: Dual, b: Dual) -> Dual:
+        def rows(x: np.ndarray) -> np.ndarray:
+            return x.reshape(-1, x.shape[-1])
+
+        at = self.apply(lambda x: rows(x).T, a)
+        bb = self.apply(rows, b)
+        return self._contract(at, bb, bb.v.shape[0])
+
+    def sum_rows(self, a: Dual) -> Dual:
+        r = self.apply(lambda x: x.reshape(-1, x.shape[-1]), a)
+        n = gamma(r.v.shape[0])
+        return Dual(r.v.sum(axis=0), n * np.abs(r.v).sum(axis=0) + r.e.sum(axis=0), r.k.sum(axis=0),
+                    r.t.sum(axis=0), n * np.abs(r.t).sum(axis=0) + r.te.sum(axis=0), r.tk.sum(axis=0))
+
+    def add(self, a: Dual, b: Dual) -> Dual:
+        v, t = a.v + b.v, a.t + b.t
+        return Dual(v, a.e + b.e + np.abs(v), a.k + b.k, t, a.te + b.te + np.abs(t), a.tk + b.tk)
+
+    def sub(self, a: Dual, b: Dual) -> Dual:
+        v, t = a.v - b.v, a.t - b.t
+        return Dual(v, a.e + b.e + np.abs(v), a.k + b.k, t, a.te + b.te + np.abs(t), a.tk + b.tk)
+
+    def mul(self, a: Dual, b: Dual) -> Dual:
+        v = a.v * b.v
+        t1, t2 = a.t * b.v, a.v * b.t
+        t = t1 + t2
+        e = np.abs(b.v) * a.e + np.abs(a.v) * b.e + np.abs(v) + self.eta
+        k = np.abs(b.v) * a.k + np.abs(a.v) * b.k + self.u * a.total * b.total
+        te = (np.abs(b.v) * a.te + np.abs(a.t) * b.e + np.abs(a.v) * b.te + np.abs(b.t) * a.e
+              + np.abs(t1) + np.abs(t2) + np.abs(t) + 2 * self.eta)
+        tk = (np.abs(b.v) * a.tk + np.abs(a.t) * b.k + np.abs(a.v) * b.tk + np.abs(b.t) * a.k
+              + self.u * (a.ttotal * b.total + a.total * b.ttotal))
+        return Dual(v, e, k, t, te, tk)
+
+    def one_minus(self, a: Dual) -> Dual:
+        v = 1.0 - a.v
+        return Dual(v, a.e + np.abs(v), a.k, -a.t, a.te, a.tk)
+
+    def _smooth(self, a: Dual, value: np.ndarray, slope: np.ndarray, derivative: np.ndarray, curvature: np.ndarray,
+                square: np.ndarray, roundings: float, cap: float, t_cap: float) -> Dual:
+        """A smooth gate y = f(a) of range ``cap`` whose tangent ȧ·f'(a) is formed from the rounded
+        output (f' = ``derivative``, exact; ``slope``: its largest value over a ± u·E_a;
+        ``curvature``: |df'/dy| at y; ``square``: the rounding of an intermediate square, in units
+        of |ȧ|·u; ``t_cap``: the largest |f'| of any value in range)."""
+        e = np.minimum(slope * a.e + RHO * np.abs(value) + self.flush, cap / self.u)
+        k = np.minimum(slope * a.k, cap / self.u)
+        y_err = e + k
+        t = derivative * a.t
+        abs_at = np.abs(a.t)
+        te = slope * a.te + abs_at * (curvature * e + square) + roundings * np.abs(t) + self.eta
+        tk = slope * a.tk + abs_at * (curvature * k + self.u * y_err * y_err) + self.u * a.ttotal * curvature * y_err
+        # (any value in range: |computed f'| <= t_cap, so the tangent is off by at most |ṫ| + t_cap·|ȧ̂|)
+        limit = (np.abs(t) + t_cap * abs_at) / self.u + t_cap * a.ttotal
+        return Dual(value, e, k, t, np.minimum(te, limit), np.minimum(tk, limit))
+
+    def sigmoid(self, a: Dual) -> Dual:
+        steepest = libm.sigmoid(_toward_zero(a, self.u))  # type: ignore[arg-type]
+        y = libm.sigmoid(a.v)
+        return self._smooth(a, y, steepest * (1.0 - steepest), y * (1.0 - y), np.abs(1.0 - 2.0 * y),
+                            np.zeros_like(y), 3.0, 1.0, 0.25)
+
+    def tanh(self, a: Dual) -> Dual:
+        steepest = np.tanh(_toward_zero(a, self.u))  # type: ignore[arg-type]
+        y = np.tanh(a.v)
+        return self._smooth(a, y, 1.0 - steepest * steepest, 1.0 - y * y, 2.0 * np.abs(y), y * y, 2.0, 2.0, 1.0)
+
+    def relu(self, a: Dual) -> Dual:
+        live = a.v > -KINK_MARGIN * self.u * a.total
+        unsure = np.abs(a.v) <= KINK_MARGIN * self.u * a.total
+        pos = a.v > 0
+        return Dual(np.maximum(a.v, 0.0), np.where(live, a.e, 0.0), np.where(live, a.k, 0.0),
+                    np.where(pos, a.t, 0.0), np.where(live, a.te, 0.0),
+                    np.where(unsure, np.abs(a.t) / self.u + a.tk, np.where(live, a.tk, 0.0)))
+
+    def relu_grad(self, g: Dual, a: Dual) -> Dual:
+        unsure = np.abs(a.v) <= KINK_MARGIN * self.u * a.total
+        live = a.v > 0
+        keep = unsure | live
+        return Dual(np.where(live, g.v, 0.0), np.where(keep, g.e, 0.0),
+                    np.where(unsure, np.abs(g.v) / self.u + g.k, np.where(live, g.k, 0.0)),
+                    np.where(live, g.t, 0.0), np.where(keep, g.te, 0.0),
+                    np.where(unsure, np.abs(g.t) / self.u + g.tk, np.where(live, g.tk, 0.0)))
+
+    def where(self, mask: np.ndarray, a: Dual, b: Dual) -> Dual:
+        return Dual(*(np.where(mask, getattr(a, f), getattr(b, f)) for f in FIELDS))
+
+    def split(self, a: Dual, n: int) -> list[Dual]:
+        parts = [np.split(getattr(a, f), n, axis=-1) for f in FIELDS]
+        return [Dual(*p) for p in zip(*parts)]
+
+    def cat(self, parts: list[Dual]) -> Dual:
+        if len(parts) == 1:
+            return parts[0]
+        return Dual(*(np.concatenate([getattr(p, f) for p in parts], axis=-1) for f in FIELDS))
+
+    def stack(self, parts: list[Dual]) -> Dual:
+        return Dual(*(np.stack([getattr(p, f) for p in parts]) for f in FIELDS))
+
+    def take(self, a: Dual, index: Any) -> Dual:
+        return Dual(*(getattr(a, f)[index] for f in FIELDS))
+
+
+def _tangent_totals(pullback: Any, cotangents: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: np.asarray(b.ttotal) for name, b in pullback(cotangents).items()}
+
+
+def tangent_error_bounds(cfg: ref.RNNConfig, form: ref.Form, inputs: dict[str, np.ndarray],
+                         cotangents: dict[str, np.ndarray], directions: dict[str, np.ndarray], u: float,
+                         tiny: float, normal: float) -> dict[str, np.ndarray]:
+    """Ė (units of u) of the derivative of every gradient of ``reference.recurrent.module_call``
+    along ``directions`` (by input name; the cotangents held fixed), by input name."""
+    _, pullback = ref.module_call(DualTracked(u, tiny, normal, directions), cfg, form, inputs)
+    return _tangent_totals(pullback, cotangents)
+
+
+def cell_tangent_error_bounds(mode: str, inputs: dict[str, np.ndarray], cotangents: dict[str, np.ndarray],
+                              directions: dict[str, np.ndarray], u: float, tiny: float,
+                              normal: float) -> dict[str, np.ndarray]:
+    """Ė (units of u) of the derivative of every gradient of ``reference.recurrent.cell_module_call``
+    along ``directions``, by input name."""
+    _, pullback = ref.cell_module_call(DualTracked(u, tiny, normal, directions), mode, inputs)
+    return _tangent_totals(pullback, cotangents)

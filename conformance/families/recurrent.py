@@ -159,7 +159,7 @@ def recurrent_stack(op: str, equations: str, packed_input: bool = False) -> Laye
         if packed_input else {},
         invalid_cases=SR.kinds_of(SR.sequence_invalid_kinds(op, packed_input), SR.sequence_case, op,
                                   packed_input=packed_input),
-        regimes=_stack_regimes(op, packed_input),
+        regimes=_stack_regimes(op, packed_input), second_order_error=NR.sequence_second_order_error,
         notes=(f"{equations}. {form}. Dropout between layers only at its deterministic points (p = 0, eval mode, "
                f"p = 1 in training, one layer). Tolerance: {NR.TOLERANCE_NOTE}."),
     )
@@ -210,7 +210,7 @@ def recurrent_cell(op: str, equations: str) -> LayerSpec:
                            outputs=("h", "c") if op == "LSTMCell" else ("h",)),
         tolerance=NR.CELL_TOLERANCE,
         invalid_cases=SR.kinds_of(SR.CELL_INVALID, SR.cell_case, op),
-        regimes=_cell_regimes(op),
+        regimes=_cell_regimes(op), second_order_error=NR.cell_second_order_error,
         notes=(f"One step of {base}: {equations}; from input (B, I) or (I,) and hx (and cx), given or omitted "
                f"(zeros). Tolerance: {NR.TOLERANCE_NOTE}."),
     )

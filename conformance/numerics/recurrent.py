@@ -26,7 +26,12 @@ from conformance.strategies import recurrent as SR
 from conformance.tolerance import analysed_tolerance, magnitudes
 from reference import recurrent as ref
 from reference import rnn_utils
-from reference.recurrent_errors import cell_error_bounds, error_bounds
+from reference.recurrent_errors import (
+    cell_error_bounds,
+    cell_tangent_error_bounds,
+    error_bounds,
+    tangent_error_bounds,
+)
 
 COPY = Tolerance(magnitude="ref", exact="always")  # no arithmetic anywhere: bit-exact
 TOLERANCE_NOTE = ("first-order running error analysis through time and layers (reference.recurrent_errors): "
@@ -86,6 +91,35 @@ def cell_errors(case: Case, result: Result) -> dict[str, np.ndarray]:
 
 SEQUENCE_TOLERANCE = analysed_tolerance(sequence_errors)
 CELL_TOLERANCE = analysed_tolerance(cell_errors)
+
+
+# -- the vjp2 mode's second order (LayerSpec.second_order_error) ----------------------------------------
+
+def _d2(case: Case, bounds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """{d2.<input>: u·Ė}, absolute bounds per element."""
+    u = DTYPES[case.dtype].unit_roundoff
+    return {f"d2.{name}": u * np.asarray(e, dtype=np.float64) for name, e in bounds.items()}
+
+
+def sequence_second_order_error(case: Case, v: Mapping[str, np.ndarray],
+                                g: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The error of the derivative along v of every gradient of RNN / LSTM / GRU (the cotangents g
+    fixed), as the format computes it by differentiating its rounded computation: the running
+    error analysis carried along v (``reference.recurrent_errors.DualTracked``). It models what
+    the generic terms do not: the gates' derivatives σ' = ŷ(1 - ŷ) and tanh' = 1 - ŷ² formed from
+    rounded outputs, whose absolute error u·E_y is a relative error u·E_y/(1 - y) of every
+    second-order term near saturation, while the gradient they are differentiated from may be
+    dominated by a direct path that does not carry it (GRU's z ⊙ g into h0)."""
+    bounds = tangent_error_bounds(SR.config_of(case), SR.form_of(case), SR.module_inputs(case), dict(g),
+                                  dict(v), *_format(case))
+    return _d2(case, bounds)
+
+
+def cell_second_order_error(case: Case, v: Mapping[str, np.ndarray],
+                            g: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``sequence_second_order_error`` of RNNCell / LSTMCell / GRUCell (one step)."""
+    bounds = cell_tangent_error_bounds(SR.check_cell(case), dict(case.inputs), dict(g), dict(v), *_format(case))
+    return _d2(case, bounds)
 
 
 # -- comparators ----------------------------------------------------------------------------------------
