@@ -1,0 +1,143 @@
+"""What the known discrepancy ``onednn-amx-bf16-conv-wrong-sums`` (conformance/known/convolution.toml)
+lets a bfloat16 convolution compute on a CPU with AMX.
+
+The rule, from scans of random small geometries (Conv1d/2d/3d and ConvTranspose1d/2d/3d, every
+padding mode, strides, dilation, groups; integer and float inputs; forward and backward): oneDNN's
+AMX forward convolution is wrong only when the output it computes is 1 wide (last spatial size 1)
+with a last-dimension stride >= 2. That forward convolution is the ``output`` of a Conv* and the
+``grad.input`` of a ConvTranspose* (the adjoint of a transposed convolution is a direct one, whose
+output is the input's shape). In such a tensor the first element of every (batch, channel) plane
+(every spatial index 0) is always exact; the others may be anything (misplaced sums of other
+windows, partial sums, 0, NaN). Also wrong, with no exact element (a rarer geometry, seen once in
+~2000 random cases, then 10 of 10 calls; 0 of 10 without the padding): an input 1 long and
+zero-padded in a spatial dimension other than the last, with a last stride >= 2 (Conv3d, input
+depth 1 padded by 2, strides (3, 2, 2)); that tensor is free there. Separately, in any geometry,
+the weight gradient's kernel fills an element whose sum has no term touching the data (a tap that
+sees only padding) with garbage (uninitialized memory: seen 6e-8 up to 7e34, varying from call to
+call); every other gradient element is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from backends.base import Case, Result
+from conformance.numerics.window import is_transposed, per_dim_param, spatial_dims
+from conformance.spec import spec_of
+
+
+def _one_wide_strided(width: int, stride: Any, nd: int) -> bool:
+    """Whether a forward convolution whose output is ``width`` wide, with ``stride``, triggers the bug."""
+    strides = per_dim_param(stride if stride is not None else 1, nd) or (1,)
+    return width == 1 and strides[-1] >= 2
+
+
+def _free_but_first(reference: np.ndarray, got: np.ndarray, unbatched: bool) -> np.ndarray:
+    """``got`` (any value) except the first element of every (batch, channel) plane: the reference's."""
+    pred = np.array(got, dtype=np.float64, copy=True)
+    ref = np.asarray(reference, dtype=np.float64)
+    lead = 1 if unbatched else 2  # an unbatched (C, *spatial) tensor's planes are its channels
+    first = (slice(None),) * lead + (0,) * (ref.ndim - lead)
+    pred[first] = ref[first]
+    return pred
+
+
+def amx_bf16_conv_one_wide_strided(case: Case) -> bool:
+    """Whether a case runs the forward convolution the bug hits (1-wide output, last stride >= 2):
+    a Conv* whose output is 1 wide, or a ConvTranspose* whose input is (its adjoint's output)."""
+    nd = spatial_dims(case)
+    p = case.params
+    width = int(case.inputs["input"].shape[-1])
+    if not is_transposed(case):
+        padding = p.get("padding", 0)
+        pad = 0 if isinstance(padding, str) and padding == "valid" else None if isinstance(padding, str) else (
+            (per_dim_param(padding, nd) or (0,))[-1])
+        if pad is None:  # 'same': the output is as wide as the input
+            return _one_wide_strided(width, p.get("stride", 1), nd)
+        dilation = (per_dim_param(p.get("dilation", 1), nd) or (1,))[-1]
+        kernel = int(case.inputs["weight"].shape[-1]) if "weight" in case.inputs else (
+            (per_dim_param(p["kernel_size"], nd) or (1,))[-1])
+        strides = per_dim_param(p.get("stride", 1), nd) or (1,)
+        width = (width + 2 * pad - dilation * (kernel - 1) - 1) // strides[-1] + 1
+    return _one_wide_strided(width, p.get("stride", 1), nd)
+
+
+def amx_bf16_conv_one_pixel_strided(case: Case, conv_input: tuple[int, ...] | None = None) -> bool:
+    """Whether a case runs a forward convolution whose input is 1 long and zero-padded (padding > 0
+    given to the convolution itself) in a spatial dimension other than the last, with a last
+    stride >= 2: a Conv* with padding_mode zeros (other modes pad explicitly beforehand), or a
+    ConvTranspose* whose output (its adjoint's input, ``conv_input``, when given) is 1 long there."""
+    nd = spatial_dims(case)
+    p = case.params
+    strides = per_dim_param(p.get("stride", 1), nd) or (1,)
+    if strides[-1] < 2:
+        return False
+    if is_transposed(case):
+        spatial = tuple(conv_input[-nd:]) if conv_input is not None else ()
+    elif p.get("padding_mode", "zeros") != "zeros":
+        return False
+    else:
+        spatial = tuple(case.inputs["input"].shape[-nd:])
+    padding = p.get("padding", 0)
+    pads = (1,) * nd if padding == "same" else (0,) * nd if isinstance(padding, str) else (
+        per_dim_param(padding, nd) or (0,) * nd)
+    return any(size == 1 and pad > 0 for size, pad in zip(spatial[:-1], pads[:-1]))
+
+
+def amx_bf16_conv_hit(case: Case) -> bool:
+    """The predicate of the derivative modes' entry: a case in either geometry the forward kernel
+    gets wrong (a ConvTranspose*'s 1-long output dimensions are not judged here)."""
+    return amx_bf16_conv_one_wide_strided(case) or amx_bf16_conv_one_pixel_strided(case)
+
+
+def _padding_only(case: Case) -> dict[str, np.ndarray]:
+    """For each gradient of ``case``: where no term of its sum touches the input or the cotangent
+    (a weight tap that sees only padding), from the reference on all-ones inputs and cotangents
+    (structural: a zero value of the data does not count)."""
+    ones = replace(case, inputs={k: (np.ones_like(v) if v.dtype.kind == "f" else v) for k, v in case.inputs.items()},
+                   cotangents={k: np.ones_like(v) for k, v in case.cotangents.items()})
+    with np.errstate(all="ignore"):
+        counts = spec_of(case).evaluate(ones, ones.cotangents).tensors()
+    return {name: np.asarray(value) == 0 for name, value in counts.items() if name.startswith("grad.")}
+
+
+def amx_bf16_conv_model(case: Case, reference: Result, got: Result) -> dict[str, np.ndarray]:
+    """What ``onednn-amx-bf16-conv-wrong-sums`` predicts the backend computes (see the module
+    docstring). In a case running a forward convolution with a 1-wide output and a last stride
+    >= 2, that convolution's tensor (``output`` of a Conv*, ``grad.input`` of a ConvTranspose*)
+    is the backend's own values except the first element of each (batch, channel) plane, the
+    reference's; where that convolution's input is 1 long in another spatial dimension
+    and zero-padded (``amx_bf16_conv_one_pixel_strided``), all of it is the backend's own. In every case, every
+    other gradient is the reference's, except the weight gradient where no term of its sum
+    touches the data (a tap that sees only padding: ``_padding_only``), where it is the
+    backend's own. So a wrong output outside these geometries, in a plane's first element (of a
+    1-wide one), or in a gradient element with a term touching the data stays unexplained."""
+    nd = spatial_dims(case)
+    free = "grad.input" if is_transposed(case) else "output"
+    out = reference.tensors().get("output")
+    anywhere = amx_bf16_conv_one_pixel_strided(case, np.shape(out) if out is not None else None)
+    if not (anywhere or amx_bf16_conv_one_wide_strided(case)):
+        free = ""
+    ours, theirs = reference.tensors(), got.tensors()
+    predicted: dict[str, np.ndarray] = {}
+    empty: dict[str, np.ndarray] | None = None
+    for name, value in ours.items():
+        value = np.asarray(value, dtype=np.float64)
+        mine = theirs.get(name)
+        if mine is None or np.shape(mine) != value.shape:
+            continue
+        if name == free and anywhere:
+            predicted[name] = np.asarray(mine, dtype=np.float64)
+        elif name == free and value.ndim >= 2:
+            predicted[name] = _free_but_first(value, mine, case.inputs["input"].ndim == nd + 1)
+        elif name == "grad.weight":
+            if empty is None:
+                empty = _padding_only(case)
+            where = np.broadcast_to(empty.get(name, np.zeros((), dtype=bool)), value.shape)
+            predicted[name] = np.where(where, np.asarray(mine, dtype=np.float64), value)
+        elif name.startswith("grad."):
+            predicted[name] = value
+    return predicted
