@@ -257,22 +257,15 @@ FIELDS = ("v", "e", "k", "t", "te", "tk")
 
 
 @dataclass
-class Dual:
+class Dual(Bounded):
     """A ``Bounded`` value with its tangent along a direction of the inputs: ``t`` the exact
     tangent, ``te`` and ``tk`` bounds (units of u) on the error of the tangent as the format
     computes it by differentiating its own rounded computation (forward mode, or the double
     backward: the same terms), by the same two kinds as the value's."""
 
-    v: np.ndarray
-    e: np.ndarray
-    k: np.ndarray
     t: np.ndarray
     te: np.ndarray
     tk: np.ndarray
-
-    @property
-    def total(self) -> np.ndarray:
-        return self.e + self.k
 
     @property
     def ttotal(self) -> np.ndarray:
