@@ -54,8 +54,9 @@ def rounding_error(magnitude: np.ndarray, h: float) -> np.ndarray:
     return 3 * EVALUATION_ULPS * 2.0**-53 * np.asarray(magnitude, dtype=np.float64) / h
 
 
-def directional(fn: Callable[[dict[str, np.ndarray]], Arrays], inputs: Arrays, directions: Arrays,
-                h: float = 2.0**-20, evaluations: dict[float, Arrays] | None = None) -> dict[str, Directional]:
+def directional(fn: Callable[..., Arrays], inputs: Arrays, directions: Arrays,
+                h: float = 2.0**-20, evaluations: dict[float, Arrays] | None = None,
+                with_step: bool = False) -> dict[str, Directional]:
     """The derivative of every array ``fn`` returns along ``directions`` at ``inputs``, elementwise:
     d/dt fn(x + t·d) at t = 0, by ``derivative`` (four evaluations of ``fn``; inputs without a
     direction are held fixed). An array missing or changing shape at some point is left out.
@@ -64,14 +65,15 @@ def directional(fn: Callable[[dict[str, np.ndarray]], Arrays], inputs: Arrays, d
     x + t·d is exact: the step is exactly the one divided by. The error estimate is the Richardson
     one, |D(h/2) - D(h)|/3, plus the rounding of the evaluations themselves (``rounding_error`` of
     the largest value they give: the Richardson term alone can vanish when both quotients round
-    alike). ``evaluations``, when given, receives the four evaluations: {t: fn(x + t·d)}."""
+    alike). ``evaluations``, when given, receives the four evaluations: {t: fn(x + t·d)}.
+    ``with_step``: ``fn`` is called as fn(x + t·d, t)."""
     cache: dict[float, Arrays] = {} if evaluations is None else evaluations
 
     def at(t: float) -> Arrays:
         if t not in cache:
             shifted = {k: (np.asarray(v, dtype=np.float64) + t * directions[k] if k in directions else v)
                        for k, v in inputs.items()}
-            cache[t] = fn(shifted)
+            cache[t] = fn(shifted, t) if with_step else fn(shifted)
         return cache[t]
 
     for t in (h, -h, h / 2, -h / 2):

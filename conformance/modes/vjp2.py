@@ -74,7 +74,7 @@ from conformance.modes.base import (
 )
 from conformance.spec import LayerSpec, Pullback, Tolerance
 from conformance.tolerance import REFERENCE_ROUNDOFF, _abs_case, bound_for, magnitudes
-from reference.finite_differences import Directional, directional, rounding_error
+from reference.finite_differences import Directional, derivative, directional, rounding_error
 
 
 class Vjp2Mode(Mode):
@@ -124,36 +124,73 @@ class Vjp2Mode(Mode):
 
     def second_order(self, spec: LayerSpec, case: Case, v: Mapping[str, np.ndarray],
                      cotangents: Mapping[str, np.ndarray], bounds: bool = False,
-                     evaluations: dict[float, Mapping[str, np.ndarray]] | None = None) -> dict[str, Directional]:
+                     evaluations: dict[float, Mapping[str, np.ndarray]] | None = None,
+                     states: dict[float, tuple[Case, Result, dict[str, np.ndarray]]] | None = None,
+                     ) -> dict[str, Directional]:
         """{d2.<input>, d2.cotangent.<output>: their derivatives along v}: of the pullback of
         ``cotangents`` and of the forward, by central differences (``FD_STEP``). With ``bounds``,
         also bound.<name>: the derivative along v of the declaration's first-order bound of the
         tensor differentiated (grad.<input>, <output>) in the case's dtype. ``evaluations`` receives
-        the differenced evaluations ({t: {name: value at x + t·v}}, ``directional``)."""
+        the differenced evaluations ({t: {name: value at x + t·v}}, ``directional``); ``states`` the
+        reference's runs there ({t: (shifted case, result, gradients)}, for ``bound_drift``)."""
 
-        def at(shifted: Case) -> dict[str, np.ndarray]:
+        def at(inputs: dict[str, np.ndarray], t: float) -> dict[str, np.ndarray]:
+            shifted = replace(case, inputs=inputs)
             result, grads = _reference_gradients(spec, shifted, v, cotangents)
             out = {f"d2.{n}": g for n, g in grads.items()}
             out.update({f"d2.cotangent.{k}": y for k, y in _float_outputs(result).items() if k in cotangents})
+            if states is not None:
+                states[t] = (shifted, result, grads)
             if bounds:
-                try:
-                    model = replace(_float_model(shifted), cotangents=dict(cotangents))
-                    first = Result(outputs=dict(result.outputs), grads=dict(grads), state=dict(result.state))
-                    absref = magnitudes(spec, model, first)
-                    for name in list(out):
-                        tensor = (name[len("d2.cotangent."):] if name.startswith("d2.cotangent.")
-                                  else f"grad.{name[len('d2.'):]}")
-                        value = first.tensors().get(tensor)
-                        if value is not None and tensor in absref:
-                            out["bound." + name] = np.abs(bound_for(spec, model, tensor, np.asarray(value),
-                                                                    absref[tensor]).allowed)
-                except Exception:
-                    pass
+                out.update(self._bounds_at(spec, shifted, cotangents, result, grads, list(out)))
             return out
 
         with np.errstate(all="ignore"):
-            return directional(lambda inputs: at(replace(case, inputs=inputs)), case.inputs, v, FD_STEP,
-                               evaluations=evaluations)
+            return directional(at, case.inputs, v, FD_STEP, evaluations=evaluations, with_step=True)
+
+    @staticmethod
+    def _bounds_at(spec: LayerSpec, shifted: Case, cotangents: Mapping[str, np.ndarray], result: Result,
+                   grads: Mapping[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+        """{bound.<name>: the declaration's first-order bound, in the case's dtype, of the tensor that
+        d2.<name> differentiates (grad.<input>, <output>)} at one differenced point."""
+        out: dict[str, np.ndarray] = {}
+        try:
+            model = replace(_float_model(shifted), cotangents=dict(cotangents))
+            first = Result(outputs=dict(result.outputs), grads=dict(grads), state=dict(result.state))
+            absref = magnitudes(spec, model, first)
+            for name in names:
+                tensor = (name[len("d2.cotangent."):] if name.startswith("d2.cotangent.")
+                          else f"grad.{name[len('d2.'):]}")
+                value = first.tensors().get(tensor)
+                if value is not None and tensor in absref:
+                    out["bound." + name] = np.abs(bound_for(spec, model, tensor, np.asarray(value),
+                                                            absref[tensor]).allowed)
+        except Exception:
+            pass
+        return out
+
+    def bound_drift(self, spec: LayerSpec, cotangents: Mapping[str, np.ndarray],
+                    states: Mapping[float, tuple[Case, Result, dict[str, np.ndarray]]],
+                    names: list[str]) -> dict[str, np.ndarray]:
+        """{d2.<name>: |∂_v B|}, B the declaration's first-order bound of the tensor differentiated, from
+        the reference's runs at the differenced points (``second_order``'s ``states``): the larger of
+        its Richardson central difference and its one-sided rates (``bound_rates``)."""
+        h = FD_STEP
+        with np.errstate(all="ignore"):
+            evaluations = {t: self._bounds_at(spec, shifted, cotangents, result, grads, names)
+                           for t, (shifted, result, grads) in states.items()}
+            drift: dict[str, np.ndarray] = {}
+            for key in evaluations.get(h, {}):
+                values = [evaluations.get(t, {}).get(key) for t in (h, -h, h / 2, -h / 2)]
+                if any(x is None or np.shape(x) != np.shape(values[0]) for x in values):
+                    continue
+                by_step = dict(zip((h, -h, h / 2, -h / 2), values))
+                estimate, _ = derivative(lambda t, by_step=by_step: np.asarray(by_step[t], dtype=np.float64), h)
+                drift[key[len("bound."):]] = np.asarray(estimate)
+            # (B's one-sided rates, which its kinks do not cancel: see ``bound_rates``)
+            for name, rate in self.bound_rates(evaluations).items():
+                drift[name] = np.maximum(np.abs(drift[name]), rate) if name in drift else rate
+        return drift
 
     @staticmethod
     def bound_rates(evaluations: Mapping[float, Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -296,13 +333,8 @@ class Vjp2Mode(Mode):
         if not v or not g:
             return Judgement(comparisons, info)
         dt = DTYPES[case.dtype]
-        evaluations: dict[float, Mapping[str, np.ndarray]] = {}
-        estimates = self.second_order(spec, case, v, g, bounds=True, evaluations=evaluations)
-        drift = {k[len("bound."):]: e.estimate for k, e in estimates.items() if k.startswith("bound.")}
-        # (B's one-sided rates, which its kinks do not cancel: see ``bound_rates``)
-        for name, rate in self.bound_rates(evaluations).items():
-            drift[name] = np.maximum(np.abs(drift[name]), rate) if name in drift else rate
-        estimates = {k: e for k, e in estimates.items() if not k.startswith("bound.")}
+        states: dict[float, tuple[Case, Result, dict[str, np.ndarray]]] = {}
+        estimates = self.second_order(spec, case, v, g, states=states)
         try:
             abs_case = _abs_case(_float_model(case), Tolerance())
             magnitude = self.second_order(spec, abs_case, {n: np.abs(x) for n, x in v.items()},
@@ -330,6 +362,9 @@ class Vjp2Mode(Mode):
         # it: the verdicts are those of the full bound (a passing tensor's recorded utilisation is
         # against the smaller one).
         through: dict[str, np.ndarray] | None = None
+        # Likewise |∂_v B| (``bound_drift``: the first-order bound at the four differenced points, the
+        # other costly part), computed once some tensor fails without it.
+        drift: dict[str, np.ndarray] | None = None
         # Differences that vanish at both steps, on the problem and on its absolute counterpart, for
         # every element of every input's second derivative: the second derivative is identically 0
         # (a piecewise-linear layer away from its kinks), and so must the backend's be. (An element
@@ -379,31 +414,33 @@ class Vjp2Mode(Mode):
                     eps = np.where(vanishing[name], rounding_error(fd.magnitude, COARSE_STEP), eps)
                 rho = self.inherited(relative, first, r.shape, cotangent)
                 c = 2.0 if callable(tol.magnitude) else max(tol.c, 2.0)
+                base = (dt.unit_roundoff * (tol.out_ulps * np.abs(r) + c * math.sqrt(k) * a) + rho * a
+                        + FD_SAFETY * eps + REFERENCE_ROUNDOFF * np.abs(r) + k * dt.min_subnormal)
+                if not cotangent:
+                    base = base + np.broadcast_to(declared.get(name, np.zeros(r.shape)), r.shape)
+            comparison, allowed, usable = self._compare(name, case, got, r, base, k)
+            if not comparison.ok:  # the lazily computed terms (``drift``, ``through``), where needed
+                if drift is None:
+                    drift = self.bound_drift(spec, g, states, list(estimates))
                 # The first-order rounding differentiated: the backend's gradient is g + δ with |δ| <= B
                 # (its bound); the second-order result is the derivative of the rounded computation, so
-                # it carries δ's variation along v, of the size of B's own (|∂_v B|).
+                # it carries δ's variation along v, of the size of B's own (|∂_v B|). (Kept where the
+                # differences vanish too: a first-order bound that varies along v says the backend's
+                # gradient is computed from terms that do, whose rounding the second-order result
+                # differentiates; a piecewise-linear layer's exact gradient has B = 0, and B constant
+                # along v has no variation.)
                 tangent = np.abs(drift.get(name, np.zeros(r.shape)))
                 tangent = np.where(np.isfinite(tangent), tangent, 0.0)
                 if tangent.shape != r.shape:
                     tangent = np.full(r.shape, float(tangent.max()) if tangent.size else 0.0)
-                # (kept where the differences vanish too: a first-order bound that varies along v says
-                # the backend's gradient is computed from terms that do, whose rounding the second-order
-                # result differentiates; a piecewise-linear layer's exact gradient has B = 0, and B
-                # constant along v has no variation)
-                base = (dt.unit_roundoff * (tol.out_ulps * np.abs(r) + c * math.sqrt(k) * a) + rho * a + tangent
-                        + FD_SAFETY * eps + REFERENCE_ROUNDOFF * np.abs(r) + k * dt.min_subnormal)
-            if cotangent:  # first without the inherited term (see ``through``), then with it where it fails
-                comparison, allowed, usable = self._compare(name, case, got, r, base, k)
-                if not comparison.ok:
+                full = base + tangent
+                if cotangent:
                     if through is None:
                         through = self.through_gradients(spec, case, ref, pullback, v)
                     extra = through.get(name, declared.get(name))
                     if extra is not None:
-                        comparison, allowed, usable = self._compare(
-                            name, case, got, r, base + np.broadcast_to(extra, r.shape), k)
-            else:
-                extra = np.broadcast_to(declared.get(name, np.zeros(r.shape)), r.shape)
-                comparison, allowed, usable = self._compare(name, case, got, r, base + extra, k)
+                        full = full + np.broadcast_to(extra, r.shape)
+                comparison, allowed, usable = self._compare(name, case, got, r, full, k)
             comparisons.append(comparison)
             compared[name] = (r, allowed, usable)
         info["second_order"] = "zero" if zero else "nonzero"
