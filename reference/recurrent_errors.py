@@ -236,19 +236,36 @@ def _totals(outputs: dict[str, Bounded], pullback: Any, cotangents: dict[str, np
     return out
 
 
+def error_analysis(cfg: ref.RNNConfig, form: ref.Form, inputs: dict[str, np.ndarray], u: float, tiny: float,
+                   normal: float) -> Callable[[dict[str, np.ndarray] | None], dict[str, np.ndarray]]:
+    """The forward error analysis of ``reference.recurrent.module_call`` run once: a function of the
+    cotangents (or None) giving E (units of u) for every output and gradient by qualified name
+    (``output``, ``h_n``, ``c_n``, ``grad.<input>``). The pullback it keeps is pure, so one forward
+    analysis serves any number of cotangents (the jvp mode's basis projections)."""
+    outputs, pullback = ref.module_call(Tracked(u, tiny, normal), cfg, form, inputs)
+    return lambda cotangents: _totals(outputs, pullback, cotangents)
+
+
 def error_bounds(cfg: ref.RNNConfig, form: ref.Form, inputs: dict[str, np.ndarray],
                  cotangents: dict[str, np.ndarray] | None, u: float, tiny: float,
                  normal: float) -> dict[str, np.ndarray]:
     """E (units of u) for every output and gradient (when ``cotangents`` are given) of
     ``reference.recurrent.module_call``, by qualified name (``output``, ``h_n``, ``c_n``,
     ``grad.<input>``)."""
-    return _totals(*ref.module_call(Tracked(u, tiny, normal), cfg, form, inputs), cotangents)
+    return error_analysis(cfg, form, inputs, u, tiny, normal)(cotangents)
+
+
+def cell_error_analysis(mode: str, inputs: dict[str, np.ndarray], u: float, tiny: float,
+                        normal: float) -> Callable[[dict[str, np.ndarray] | None], dict[str, np.ndarray]]:
+    """``error_analysis`` of ``reference.recurrent.cell_module_call`` (h, c and every gradient)."""
+    outputs, pullback = ref.cell_module_call(Tracked(u, tiny, normal), mode, inputs)
+    return lambda cotangents: _totals(outputs, pullback, cotangents)
 
 
 def cell_error_bounds(mode: str, inputs: dict[str, np.ndarray], cotangents: dict[str, np.ndarray] | None, u: float,
                       tiny: float, normal: float) -> dict[str, np.ndarray]:
     """E (units of u) for h, c and every gradient of ``reference.recurrent.cell_module_call``."""
-    return _totals(*ref.cell_module_call(Tracked(u, tiny, normal), mode, inputs), cotangents)
+    return cell_error_analysis(mode, inputs, u, tiny, normal)(cotangents)
 
 
 # -- the same analysis carried along a direction (the vjp2 mode's second order) ----------------------

@@ -24,7 +24,7 @@ from reference import libm
 from reference import recurrent as ref
 from reference import rnn_utils as rnn_utils_ref
 from reference.finite_differences import vjp_check
-from reference.recurrent_errors import Tracked, error_bounds
+from reference.recurrent_errors import Tracked, error_analysis, error_bounds
 
 
 def _sig(x: float) -> float:
@@ -268,6 +268,24 @@ def test_tracked_values_are_the_reference_values():
         np.testing.assert_array_equal(tracked_grads[name].v, value)
     bounds = error_bounds(cfg, ref.Form(), inputs, cots, 2.0**-24, 2.0**-149, 2.0**-126)
     assert all(np.all(np.isfinite(b)) and np.all(b >= 0) for b in bounds.values())
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_one_error_analysis_serves_many_cotangents(mode: str):
+    """``error_analysis`` keeps the forward analysis for several cotangents (the jvp mode's basis
+    projections): each answer equals a fresh ``error_bounds`` run for that cotangent."""
+    cfg = ref.RNNConfig(mode, 2, 3, num_layers=2, bidirectional=True)
+    inputs = _random_inputs(cfg, 4, 2)
+    out, _ = _run(cfg, inputs)
+    rng = np.random.default_rng(3)
+    fmt = (2.0**-24, 2.0**-149, 2.0**-126)
+    analysis = error_analysis(cfg, ref.Form(), inputs, *fmt)
+    for _ in range(3):
+        cots = {k: rng.standard_normal(v.shape) for k, v in out.items()}
+        reused, fresh = analysis(cots), error_bounds(cfg, ref.Form(), inputs, cots, *fmt)
+        assert reused.keys() == fresh.keys()
+        for name in fresh:
+            np.testing.assert_array_equal(reused[name], fresh[name])
 
 
 def test_config_and_form_reject_what_torch_rejects():
