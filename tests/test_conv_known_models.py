@@ -9,7 +9,7 @@ import numpy as np
 
 from backends.base import Case, Result
 from conformance.known import load_known, modelled_tensors
-from conformance.numerics.conv_known import amx_bf16_conv_hit
+from conformance.numerics.conv_known import amx_bf16_conv_hit, onednn_bf16_conv3d_one_channel_padded_depth
 from conformance.spec import all_specs
 
 
@@ -37,3 +37,27 @@ def test_amx_model_explains_the_kernels_output_and_not_a_perturbation():
     for got, explained in ((torch_amx, True), (ref * 1.25 + 0.5, False)):
         modelled = modelled_tensors([entry], spec, case, reference, Result(outputs={"output": got}))
         assert ("output" in modelled[entry.id]) is explained
+
+
+def test_one_channel_padded_depth_scope():
+    """onednn-bf16-conv3d-one-channel-padded-depth's scope: the repro's geometry (one input channel,
+    an input 1 deep zero-padded under a 3-deep kernel) and not its neighbours: two channels per
+    group, depth 2, depth padding 0, a padding mode that pads beforehand, a 1-wide kernel, width
+    dilation 2, a transposed convolution."""
+    base = {"in_channels": 1, "out_channels": 1, "kernel_size": 3, "stride": 1, "padding": 1, "dilation": 1,
+            "groups": 1, "bias": False, "padding_mode": "zeros"}
+
+    def case(op: str = "Conv3d", shape: tuple[int, ...] = (1, 1, 1, 1, 1), **params: object) -> Case:
+        p = {**base, **params}
+        channels = int(p["in_channels"]) // int(p["groups"])  # type: ignore[call-overload]
+        kernel = p["kernel_size"] if isinstance(p["kernel_size"], list) else [p["kernel_size"]] * 3
+        w = np.ones((1, channels, *kernel)) if op == "Conv3d" else np.ones((shape[1], 1, *kernel))
+        return Case(op=op, dtype="bfloat16", params=p, inputs={"input": np.ones(shape), "weight": w})
+
+    assert onednn_bf16_conv3d_one_channel_padded_depth(case())
+    assert onednn_bf16_conv3d_one_channel_padded_depth(case(padding="same"))
+    assert onednn_bf16_conv3d_one_channel_padded_depth(case(shape=(1, 2, 1, 3, 3), in_channels=2, groups=2))
+    for other in (case(shape=(1, 2, 1, 1, 1), in_channels=2), case(shape=(1, 1, 2, 1, 1)),
+                  case(padding=[0, 1, 1]), case(padding_mode="replicate"), case(kernel_size=[3, 3, 1]),
+                  case(dilation=[1, 1, 2]), case(padding="valid"), case(op="ConvTranspose3d")):
+        assert not onednn_bf16_conv3d_one_channel_padded_depth(other)

@@ -93,6 +93,31 @@ def amx_bf16_conv_hit(case: Case) -> bool:
     return amx_bf16_conv_one_wide_strided(case) or amx_bf16_conv_one_pixel_strided(case)
 
 
+def onednn_bf16_conv3d_one_channel_padded_depth(case: Case) -> bool:
+    """The scope of ``onednn-bf16-conv3d-one-channel-padded-depth``: a Conv3d (not transposed) with
+    one input channel per group, an input 1 deep whose depth the convolution itself zero-pads
+    (padding_mode zeros, depth padding >= 1, ``same`` included) under a kernel >= 2 deep, and a
+    kernel >= 2 wide at width dilation 1. (Scans found every wrong value inside it; about a third of
+    its geometries go wrong, each one every time, by no rule over these parameters.)"""
+    p = case.params
+    if is_transposed(case) or spatial_dims(case) != 3 or p.get("padding_mode", "zeros") != "zeros":
+        return False
+    x = case.inputs["input"]
+    groups = int(p.get("groups", 1))
+    per_group = int(case.inputs["weight"].shape[1]) if "weight" in case.inputs else int(x.shape[-4]) // groups
+    kernel = per_dim_param(p["kernel_size"], 3) or (1, 1, 1)
+    dilation = per_dim_param(p.get("dilation", 1), 3) or (1, 1, 1)
+    padding = p.get("padding", 0)
+    if padding == "same":
+        depth_pad = dilation[0] * (kernel[0] - 1)
+    elif isinstance(padding, str):
+        depth_pad = 0
+    else:
+        depth_pad = (per_dim_param(padding, 3) or (0, 0, 0))[0]
+    return (per_group == 1 and int(x.shape[-3]) == 1 and kernel[0] >= 2 and depth_pad >= 1
+            and kernel[2] >= 2 and dilation[2] == 1)
+
+
 def _padding_only(case: Case) -> dict[str, np.ndarray]:
     """For each gradient of ``case``: where no term of its sum touches the input or the cotangent
     (a weight tap that sees only padding), from the reference on all-ones inputs and cotangents
