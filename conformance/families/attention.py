@@ -23,12 +23,13 @@ from typing import Any
 from backends.base import Case, Result
 from conformance import strategies as S
 from conformance.numerics import attention as N
+from conformance.numerics.attention_bounds import attention_errors
 from conformance.spec import LayerSpec, Randomness, Regime, TorchMapping, arg, call_node
 from conformance.strategies import attention as SA
 from conformance.tolerance import analysed_tolerance
 from reference import attention as RA
 
-TOLERANCE = analysed_tolerance(N.attention_errors, N.reduction_length)
+TOLERANCE = analysed_tolerance(attention_errors, N.reduction_length)
 KERNELS = {"math": 0, "flash": 1}  # torch.nn.attention.SDPBackend values
 
 

@@ -216,69 +216,7 @@ def _decoder_masks(case: Case) -> dict[str, Any]:
                 tgt_is_causal=kw.get("tgt_is_causal", False), memory_is_causal=kw.get("memory_is_causal", False))
 
 
-# -- the analysed tolerance ------------------------------------------------------------------------------
-
-
-def attention_errors(case: Case, result: Result) -> dict[str, np.ndarray]:
-    """The first-order bounds (units of u) of every compared tensor: the Bounded twin of the case's
-    call (``reference.attention_errors``), forward and pullback with the case's cotangents. In
-    float64 the reference's own rounding is of the same size and is added (twice the bound).
-    Evaluated once per case and result (the tolerance engine asks once per compared tensor)."""
-    cached = result.meta.get("attention_errors")
-    if cached is not None and cached[0] is case:
-        return cached[1]
-    with AE.rounding(DTYPES[case.dtype].unit_roundoff):
-        bounds = _attention_errors(case)
-    result.meta["attention_errors"] = (case, bounds)
-    return bounds
-
-
-def _attention_errors(case: Case) -> dict[str, np.ndarray]:
-    u = DTYPES[case.dtype].unit_roundoff
-    g = case.cotangents
-    out: dict[str, np.ndarray] = {}
-    with np.errstate(all="ignore"):
-        if case.op == "scaled_dot_product_attention":
-            args = sdpa_arguments(case)
-            att = AE.sdpa(**args)
-            out["output"] = att.out.e
-            if "output" in g:
-                grads = att.pullback(g["output"])
-                out.update({f"grad.{n}": b.e for n, b in zip(("query", "key", "value"), grads)})
-        elif case.op == "MultiheadAttention":
-            args = mha_arguments(case)
-            params = {k: case.inputs[k] for k in case.inputs if k in RA.MHA_GRAD_NAMES.values()}
-            output, weights, pullback = AE.multi_head_attention(
-                args["query"], args["key"], args["value"], args["num_heads"], params, args["add_zero_attn"],
-                args["dropout_p"], args["training"], args["key_padding_mask"], args["need_weights"],
-                args["attn_mask"], args["average_attn_weights"], args["dropout_mask"])
-            bf = case.params["batch_first"]
-            out["output"] = _seq_first(output, bf).e
-            if weights is not None:
-                out["weights"] = weights.e
-            if "output" in g:
-                grads = pullback(_seq_first(g["output"], bf), g.get("weights"))
-                out.update(_mha_grad_bounds(case, grads))
-        else:
-            output, back, names = transformer_call(case, AE.BoundedPieces(u))
-            out["output"] = output.e
-            if "output" in g:
-                *g_inputs, g_params = back(g["output"])
-                out.update({f"grad.{n}": b.e for n, b in zip(names, g_inputs)})
-                out.update({f"grad.{n}": b.e for n, b in g_params.items()})
-    factor = 2.0 if case.dtype == "float64" else 1.0
-    return {k: factor * v for k, v in out.items()}
-
-
-def _mha_grad_bounds(case: Case, grads: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    bf = case.params["batch_first"]
-    out = {f"grad.{k}": v.e for k, v in grads.items() if k not in ("query", "key", "value")}
-    if "key" in case.inputs:
-        out.update({f"grad.{n}": _seq_first(grads[n], bf).e for n in ("query", "key", "value")})
-    else:
-        out["grad.query"] = (_seq_first(grads["query"], bf) + _seq_first(grads["key"], bf)
-                             + _seq_first(grads["value"], bf)).e
-    return out
+# -- the analysed tolerance (its bounds: conformance.numerics.attention_bounds) ---------------------------
 
 
 def reduction_length(case: Case, tensor: str) -> int:

@@ -21,6 +21,7 @@ import numpy as np
 from backends.base import Case, Result
 from conformance.compare import Comparison, compare_tensor
 from conformance.dtypes import DTYPES
+from conformance.numerics import analysis_cache as AC
 from conformance.spec import Comparator, LayerSpec, Pullback, Tolerance
 from conformance.strategies import recurrent as SR
 from conformance.tolerance import analysed_tolerance, magnitudes
@@ -72,40 +73,22 @@ def _format(case: Case) -> tuple[float, float, float]:
     return dt.unit_roundoff, dt.min_subnormal, dt.min_normal
 
 
-_ANALYSES: list[tuple[tuple[Any, ...], Callable[[Any], dict[str, np.ndarray]]]] = []
-
-
-def _analysis(key: tuple[Any, ...], run: Callable[[], Callable[[Any], dict[str, np.ndarray]]]
-              ) -> Callable[[Any], dict[str, np.ndarray]]:
-    """``run()`` (a forward error analysis, a function of the cotangents) once per key: the same
-    inputs and parameters objects (identity, never a stale id), dtype and packed order. The jvp and
-    vjp2 modes ask for the bounds of one case under many cotangents (basis projections), which
-    differ only in the backward part of the analysis."""
-    for k, value in _ANALYSES:
-        if len(k) == len(key) and all(a is b if isinstance(a, (dict, list)) else a == b for a, b in zip(k, key)):
-            return value
-    value = run()
-    _ANALYSES.insert(0, (key, value))
-    del _ANALYSES[4:]
-    return value
-
-
 @cached
 def sequence_errors(case: Case, result: Result) -> dict[str, np.ndarray]:
     """First-order bounds of every output and gradient of RNN / LSTM / GRU, in the order of the
     packed batch the result was computed in (``result.meta["order"]``)."""
     order = result.meta.get("order")
-    key = (case.inputs, case.params, case.dtype, None if order is None else tuple(np.asarray(order).tolist()))
-    analysis = _analysis(key, lambda: error_analysis(SR.config_of(case), SR.form_of(case, order),
-                                                     SR.module_inputs(case), *_format(case)))
+    key = AC.case_key(case, None if order is None else tuple(np.asarray(order).tolist()))
+    analysis = AC.forward(key, lambda: error_analysis(SR.config_of(case), SR.form_of(case, order),
+                                                      SR.module_inputs(case), *_format(case)))
     return _in_format(case, analysis(case.cotangents if result.grads else None))
 
 
 @cached
 def cell_errors(case: Case, result: Result) -> dict[str, np.ndarray]:
     """First-order bounds of h', c' and every gradient of RNNCell / LSTMCell / GRUCell."""
-    key = (case.inputs, case.params, case.dtype, "cell")
-    analysis = _analysis(key, lambda: cell_error_analysis(SR.check_cell(case), case.inputs, *_format(case)))
+    analysis = AC.forward(AC.case_key(case), lambda: cell_error_analysis(SR.check_cell(case), case.inputs,
+                                                                        *_format(case)))
     return _in_format(case, analysis(case.cotangents if result.grads else None))
 
 
