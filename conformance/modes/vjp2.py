@@ -123,16 +123,13 @@ class Vjp2Mode(Mode):
         return {n: x * rng.choice((-1.0, 1.0), size=np.shape(x)) for n, x in v.items()}
 
     def second_order(self, spec: LayerSpec, case: Case, v: Mapping[str, np.ndarray],
-                     cotangents: Mapping[str, np.ndarray], bounds: bool = False,
-                     evaluations: dict[float, Mapping[str, np.ndarray]] | None = None,
+                     cotangents: Mapping[str, np.ndarray],
                      states: dict[float, tuple[Case, Result, dict[str, np.ndarray]]] | None = None,
                      ) -> dict[str, Directional]:
         """{d2.<input>, d2.cotangent.<output>: their derivatives along v}: of the pullback of
-        ``cotangents`` and of the forward, by central differences (``FD_STEP``). With ``bounds``,
-        also bound.<name>: the derivative along v of the declaration's first-order bound of the
-        tensor differentiated (grad.<input>, <output>) in the case's dtype. ``evaluations`` receives
-        the differenced evaluations ({t: {name: value at x + t·v}}, ``directional``); ``states`` the
-        reference's runs there ({t: (shifted case, result, gradients)}, for ``bound_drift``)."""
+        ``cotangents`` and of the forward, by central differences (``FD_STEP``). ``states`` receives
+        the reference's runs at the differenced points ({t: (shifted case, result, gradients)}, for
+        ``bound_drift``)."""
 
         def at(inputs: dict[str, np.ndarray], t: float) -> dict[str, np.ndarray]:
             shifted = replace(case, inputs=inputs)
@@ -141,12 +138,10 @@ class Vjp2Mode(Mode):
             out.update({f"d2.cotangent.{k}": y for k, y in _float_outputs(result).items() if k in cotangents})
             if states is not None:
                 states[t] = (shifted, result, grads)
-            if bounds:
-                out.update(self._bounds_at(spec, shifted, cotangents, result, grads, list(out)))
             return out
 
         with np.errstate(all="ignore"):
-            return directional(at, case.inputs, v, FD_STEP, evaluations=evaluations, with_step=True)
+            return directional(at, case.inputs, v, FD_STEP, with_step=True)
 
     @staticmethod
     def _bounds_at(spec: LayerSpec, shifted: Case, cotangents: Mapping[str, np.ndarray], result: Result,
@@ -195,8 +190,8 @@ class Vjp2Mode(Mode):
     @staticmethod
     def bound_rates(evaluations: Mapping[float, Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
         """{d2.<name>: B's larger one-sided rate along v}, B the declaration's first-order bound of the
-        tensor differentiated, from the evaluations of ``second_order(bounds=True)`` (its bound.<name>
-        at x ± h·v and x ± h/2·v, h = ``FD_STEP``): max(|B(h) - B(h/2)|, |B(-h) - B(-h/2)|)/(h/2). B is
+        tensor differentiated, from ``bound_drift``'s evaluations (its bound.<name> at x ± h·v and
+        x ± h/2·v, h = ``FD_STEP``): max(|B(h) - B(h/2)|, |B(-h) - B(-h/2)|)/(h/2). B is
         a sum of absolute terms with kinks where one crosses 0 (|x - μ| over a constant row): there its
         central difference cancels though the backend's error δ (|δ| <= B) varies at B's one-sided
         rate (a rounded mean's δμ times a deviation that grows along v either way)."""
