@@ -55,8 +55,7 @@ def rounding_error(magnitude: np.ndarray, h: float) -> np.ndarray:
 
 
 def directional(fn: Callable[..., Arrays], inputs: Arrays, directions: Arrays,
-                h: float = 2.0**-20, evaluations: dict[float, Arrays] | None = None,
-                with_step: bool = False) -> dict[str, Directional]:
+                h: float = 2.0**-20, with_step: bool = False) -> dict[str, Directional]:
     """The derivative of every array ``fn`` returns along ``directions`` at ``inputs``, elementwise:
     d/dt fn(x + t·d) at t = 0, by ``derivative`` (four evaluations of ``fn``; inputs without a
     direction are held fixed). An array missing or changing shape at some point is left out.
@@ -65,9 +64,8 @@ def directional(fn: Callable[..., Arrays], inputs: Arrays, directions: Arrays,
     x + t·d is exact: the step is exactly the one divided by. The error estimate is the Richardson
     one, |D(h/2) - D(h)|/3, plus the rounding of the evaluations themselves (``rounding_error`` of
     the largest value they give: the Richardson term alone can vanish when both quotients round
-    alike). ``evaluations``, when given, receives the four evaluations: {t: fn(x + t·d)}.
-    ``with_step``: ``fn`` is called as fn(x + t·d, t)."""
-    cache: dict[float, Arrays] = {} if evaluations is None else evaluations
+    alike). ``with_step``: ``fn`` is called as fn(x + t·d, t)."""
+    cache: dict[float, Arrays] = {}
 
     def at(t: float) -> Arrays:
         if t not in cache:
