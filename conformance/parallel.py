@@ -156,22 +156,43 @@ def _kill(pool: ProcessPoolExecutor) -> None:
 # -- shards ---------------------------------------------------------------------------------------------
 
 def load_costs(path: Path = COSTS_FILE) -> dict[str, float]:
-    """Seconds per target (``spec_id|dtype``, measured at the ci profile on torch-cpu)."""
+    """Seconds per target measured at the ci profile: ``spec_id|dtype`` on torch-cpu, and
+    ``backend|spec_id|dtype`` for the other backends measured (see ``measured_costs``)."""
     try:
         return {str(k): float(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
     except (OSError, ValueError):
         return {}
 
 
-def shard(targets: Sequence[Target], index: int, count: int, costs: dict[str, float] | None = None) -> list[Target]:
-    """The ``index``-th (1-based) of ``count`` parts of ``targets``, balanced by cost."""
-    costs = load_costs() if costs is None else costs
-    known = [c for c in costs.values() if c > 0]
-    default = statistics.median(known) if known else 1.0
+def cost_model(costs: dict[str, float]) -> Callable[[Target], float]:
+    """A target's cost: its own backend's measurement, else torch-cpu's for the same declaration and
+    dtype scaled by the backend's median ratio to torch-cpu over the targets both measured, else
+    that backend's median (torch-cpu's median for a backend never measured)."""
+    eager = {k: v for k, v in costs.items() if k.count("|") == 1 and v > 0}
+    by_backend: dict[str, dict[str, float]] = {}
+    for key, value in costs.items():
+        if key.count("|") == 2 and value > 0:
+            backend, _, rest = key.partition("|")
+            by_backend.setdefault(backend, {})[rest] = value
+    eager_default = statistics.median(eager.values()) if eager else 1.0
+    scale = {b: statistics.median(v / eager[k] for k, v in own.items() if k in eager)
+             if any(k in eager for k in own) else 1.0 for b, own in by_backend.items()}
 
     def cost(t: Target) -> float:
-        return costs.get(f"{t.spec_id}|{t.dtype}", default)
+        own = by_backend.get(t.backend, {})
+        key = f"{t.spec_id}|{t.dtype}"
+        if key in own:
+            return own[key]
+        if key in eager:
+            return eager[key] * scale.get(t.backend, 1.0)
+        return statistics.median(own.values()) if own else eager_default
 
+    return cost
+
+
+def shard(targets: Sequence[Target], index: int, count: int, costs: dict[str, float] | None = None) -> list[Target]:
+    """The ``index``-th (1-based) of ``count`` parts of ``targets``, balanced by cost (``cost_model``)."""
+    cost = cost_model(load_costs() if costs is None else costs)
     loads = [0.0] * count
     chosen: list[list[Target]] = [[] for _ in range(count)]
     for t in sorted(targets, key=lambda t: (-cost(t), t.key)):
@@ -182,12 +203,17 @@ def shard(targets: Sequence[Target], index: int, count: int, costs: dict[str, fl
     return [t for t in targets if t.key in keep]
 
 
-def measured_costs(directories: Iterable[Path]) -> dict[str, float]:
-    """Seconds per target (``spec_id|dtype``) from run directories' records (for target_costs.json)."""
+def measured_costs(directories: Iterable[Path], eager: str = "torch-cpu") -> dict[str, float]:
+    """Seconds per target from run directories' records (for target_costs.json): ``spec_id|dtype``
+    for the ``eager`` backend's records, ``backend|spec_id|dtype`` for any other backend's."""
     costs: dict[str, float] = {}
     for directory in directories:
         for record in read_records(directory):
+            if record.get("type", "case") != "case" or "op" not in record:
+                continue
+            backend = str(record.get("backend") or eager)
             key = f"{record['op']}|{record['dtype']}"
+            key = key if backend == eager else f"{backend}|{key}"
             costs[key] = costs.get(key, 0.0) + sum(float(v) for v in (record.get("elapsed_s") or {}).values())
     return {k: round(v, 3) for k, v in sorted(costs.items())}
 

@@ -230,6 +230,16 @@ def conditional_reference(spec: LayerSpec, case: Case, got: Result) -> tuple[Cas
         return case, spec.evaluate(case, case.cotangents)
 
 
+def forward_only(backend: Backend, ref: Result, record: dict[str, Any]) -> Result:
+    """The reference to compare with for ``backend``: without its gradients when the backend is
+    forward only (``Capabilities.backward`` False: an inference runtime). Those gradients are listed
+    in ``record["not_compared"]``, so the report says what a pass did not check."""
+    if not ref.grads or backend.capabilities().backward:
+        return ref
+    record["not_compared"] = sorted(f"grad.{name}" for name in ref.grads)
+    return replace(ref, grads={})
+
+
 class Runner:
     """The search engine of one run: searches targets (``run_target``) under ``settings``, judging
     cases against the known entries ``known``. A target's records are held until ``flush`` writes
@@ -323,6 +333,7 @@ class Runner:
                                  for name, v in case.choices.items()}
         judgement: Judgement | None = None
         if case.mode == "vjp":
+            ref = forward_only(backend, ref, record)
             comparisons = compare_results(spec, case, ref, got)
         else:
             from conformance.modes import mode_of

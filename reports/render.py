@@ -330,6 +330,20 @@ def unsupported_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
+def not_compared_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per backend whose passing or failing cases left tensors uncompared (a forward-only
+    backend's gradients, ``record["not_compared"]``): {backend, cases, tensors}."""
+    rows: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if not is_case_record(record) or not record.get("not_compared") or record.get("shrinking"):
+            continue
+        row = rows.setdefault(str(record.get("backend")), {"backend": str(record.get("backend")), "cases": 0,
+                                                           "tensors": 0})
+        row["cases"] += 1
+        row["tensors"] += len(record["not_compared"])
+    return sorted(rows.values(), key=lambda r: r["backend"])
+
+
 def backend_rows(run_info: dict[str, Any]) -> list[dict[str, Any]]:
     """run.json's backends as a list of {name, available, reason, ...} (dict or list form)."""
     backends = run_info.get("backends") or []

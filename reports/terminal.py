@@ -47,6 +47,7 @@ from reports.render import (
     metrics_text,
     mode_cell_text,
     mode_coverage,
+    not_compared_summary,
     places_text,
     regime_coverage,
     reported_discrepancies,
@@ -334,6 +335,9 @@ def summary_table(records: list[dict[str, Any]], run_info: dict[str, Any], width
     for row in unsupported_summary(records):
         parts.append(Text(f"Unsupported: {row['op']} on {row['backend']} ({', '.join(row['dtypes'])})"
                           + (f": {row['reason']}" if row["reason"] else ""), style="dim"))
+    for row in not_compared_summary(records):
+        parts.append(Text(f"Not compared: {row['tensors']} gradients of {row['cases']} cases on {row['backend']}, "
+                          "a forward-only backend (they are neither passed nor failed)", style="dim"))
     for name, reason in unavailable_backends(run_info):
         parts.append(Text.assemble(("Unavailable backend ", "yellow"), (name, "bold yellow"), f": {reason}"))
     parts.extend(_regime_lines(cells, run_info))

@@ -192,28 +192,29 @@ class _ForwardOnly(Backend):
         return Result(outputs={"output": np.maximum(case.inputs["input"], 0)}, dtypes={"output": case.dtype})
 
 
-def _runner_honours_backward_capability() -> bool:
+def test_the_runner_compares_no_gradient_of_a_forward_only_backend():
     from conformance.driver import RunSettings
 
     runner = runner_module.Runner(RunSettings(report_dir="."), writer=None)
     record = runner.evaluate(_ForwardOnly(), all_specs()["ReLU"], _relu((2, 2))).record
-    return record["verdict"] == "pass"
+    assert record["verdict"] == "pass" and record["not_compared"] == ["grad.input"]
+    assert [c["tensor"] for c in record["comparisons"]] == ["output"]
 
 
-@pytest.fixture
-def forward_only_runner(monkeypatch):
-    """The runner as ``Capabilities.backward`` asks (the gradients of a forward-only backend are not
-    compared): until the runner does it itself, the comparison is given the reference without them."""
-    if _runner_honours_backward_capability():
-        return
-    compare = runner_module.compare_results
+def test_a_backend_with_a_backward_that_reports_no_gradient_fails():
+    from conformance.driver import RunSettings
 
-    def forward_only(spec, case, ref, got):
-        if ref.grads and not got.grads and "exporter" in got.meta:
-            ref = replace(ref, grads={})
-        return compare(spec, case, ref, got)
+    class _NoGradient(_ForwardOnly):
+        def capabilities(self):
+            from backends.base import Capabilities
 
-    monkeypatch.setattr(runner_module, "compare_results", forward_only)
+            return Capabilities()
+
+    runner = runner_module.Runner(RunSettings(report_dir="."), writer=None)
+    record = runner.evaluate(_NoGradient(), all_specs()["ReLU"], _relu((2, 2))).record
+    assert record["verdict"] == "fail" and "not_compared" not in record
+    failing = [c for c in record["comparisons"] if not c["ok"]]
+    assert [c["tensor"] for c in failing] == ["grad.input"]
 
 
 def _run(tmp_path, backend: str, ops: str, dtypes: str = "float64", *extra: str) -> tuple[int, list]:
@@ -222,17 +223,22 @@ def _run(tmp_path, backend: str, ops: str, dtypes: str = "float64", *extra: str)
     return code, [r for r in read_records(tmp_path) if r.get("type", "case") == "case"]
 
 
-def test_a_run_conforms_forward_only(tmp_path, forward_only_runner):
+def test_a_run_conforms_forward_only(tmp_path):
     code, records = _run(tmp_path, "onnxruntime", "ReLU", "float32", "--examples", "6")
     assert code == 0, sorted({(r["verdict"], r["error"]) for r in records})
     assert {r["verdict"] for r in records} == {"pass"}
     compared = {c["tensor"] for r in records for c in r["comparisons"]}
     assert "output" in compared and not any(t.startswith("grad.") for t in compared)
+    from reports.render import not_compared_summary
+
+    counted = [r for r in records if not r.get("shrinking")]
+    assert not_compared_summary(records) == [{"backend": "onnxruntime", "cases": len(counted),
+                                              "tensors": len(counted)}]
 
 
 @pytest.mark.parametrize(("adapter", "op", "dtype"), [("OnnxMaxPoolWithoutCeilMode", "MaxPool1d", "float64"),
                                                       ("OnnxAvgPoolExcludingPadding", "AvgPool1d", "float32")])
-def test_wrong_exporters_are_caught_and_shrunk(tmp_path, forward_only_runner, adapter, op, dtype):
+def test_wrong_exporters_are_caught_and_shrunk(tmp_path, adapter, op, dtype):
     # (ONNX Runtime has no float64 AveragePool kernel: float64 AvgPool is unsupported there)
     code, records = _run(tmp_path, f"tests.wrong_backends.compiled:{adapter}", op, dtype, "--no-invalid",
                          "--examples", "4")

@@ -73,6 +73,18 @@ def test_shards_partition_the_targets_by_cost():
     assert [shard(targets, k, 3, costs) for k in (1, 2, 3)] == parts  # deterministic
 
 
+def test_another_backends_costs_are_its_own_or_eager_costs_scaled():
+    from conformance.parallel import cost_model
+
+    costs = {"A|float32": 1.0, "B|float32": 2.0, "C|float32": 8.0, "ort|A|float32": 10.0, "ort|B|float32": 20.0}
+    cost = cost_model(costs)
+    assert cost(Target("B", "ort", "float32")) == 20.0  # its own measurement
+    assert cost(Target("C", "ort", "float32")) == 80.0  # eager's, times the median ratio (10)
+    assert cost(Target("D", "ort", "float32")) == 15.0  # neither: the backend's median
+    assert cost(Target("C", "torch-cpu", "float32")) == 8.0
+    assert cost(Target("D", "other", "float32")) == 2.0  # a backend never measured: eager's median
+
+
 def test_a_shared_example_database_replays_a_failure(tmp_path, capsys):
     """Two machines sharing a database directory: the second run starts from the failure the
     first one found and saved (the dev profile keeps its database; derandomized ci does not)."""
