@@ -26,7 +26,9 @@ its parameters and buffers, builds the inputs), but the call itself is exported 
   ``backward=False`` and no gradient is ever reported (the runner compares outputs, state and random
   choices and records the gradients as unsupported). Random choices replayed from torch's generator
   (rules ``rand`` and ``bernoulli``) cannot be reported (ONNX Runtime draws its own): such cases are
-  unsupported; dropout masks read from the output (rule ``nonzero``) are judged as usual.
+  unsupported; dropout masks read from the output (rule ``nonzero``) are judged as usual. A
+  container's own list and dict operations (ParameterList[semantics], ...) compute no tensor and are
+  unsupported. A lazy module's dry run (the call's ``prepare``) is setup and runs in torch.
 - Layouts: ONNX tensors are dense and row-major, so every input travels as its logical values; a
   case's memory layout changes nothing here (it is still run, and must give the same result).
 - dtypes: float64, float32, float16 as NumPy arrays, bfloat16 as ONNX bfloat16 tensors. An operator
@@ -108,6 +110,15 @@ def parse_spec(spec: str) -> tuple[str, int | None]:
         else:
             raise ValueError(f"{spec!r}: expected onnxruntime[:dynamo|torchscript][:opset=<N>]")
     return exporter, opset
+
+
+def _has_steps(node: Any) -> bool:
+    """Whether a call tree holds a ``steps`` node (a container's own operations, ``torch_call``)."""
+    if isinstance(node, dict):
+        return "steps" in node or any(_has_steps(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_steps(v) for v in node)
+    return False
 
 
 def _text(exc: BaseException) -> str:
@@ -397,6 +408,9 @@ class OnnxRuntimeBackend(TorchBackend):
     def run(self, case: Case) -> Result:
         if case.call is None:
             raise ValueError(f"case of {case.target} carries no call description")
+        if _has_steps(case.call):
+            raise NotImplementedError("a container's own list and dict operations (the steps node) compute no "
+                                      "tensor: there is no ONNX graph to export")
         rules = sorted({r.get("rule") for r in (case.call.get("random") or {}).values()} & {"rand", "bernoulli"})
         if rules:
             raise NotImplementedError(f"random choices replayed from torch's generator (rule {', '.join(rules)}) "
@@ -535,8 +549,48 @@ class OnnxRuntimeBackend(TorchBackend):
         if self._registry is None:
             registry_opset = max(opset, _constants.TORCHLIB_OPSET)
             self._registry = _registration.ONNXRegistry.from_torchlib(opset_version=registry_opset)
-        return _core.export(wrapper, examples, {}, registry=self._registry, dynamic_shapes=dynamic, input_names=names,
-                            verbose=False, optimize=True, opset_version=opset)
+        with _cia_ops_memoised():
+            return _core.export(wrapper, examples, {}, registry=self._registry, dynamic_shapes=dynamic,
+                                input_names=names, verbose=False, optimize=True, opset_version=opset)
+
+
+_CIA_MEMO: dict[Any, frozenset[Any]] = {}
+
+
+@contextmanager
+def _cia_ops_memoised() -> Any:
+    """torch.export's decomposition step lists every CompositeImplicitAutograd operator of every
+    namespace at each export (about 40 % of an export's time here): torch cannot cache the list,
+    since registering a custom operator adds to it. Within this context the list is computed once
+    per state of the registrations (the namespaces and the number of such registrations), so a new
+    registration still recomputes it; an exported model is byte-identical either way (tested)."""
+    try:
+        import torch._export.utils as export_utils
+        import torch.export.decomp_utils as decomp_utils
+        import torch.export.exported_program as exported_program
+    except ImportError:  # another torch: export as it does
+        yield
+        return
+    modules = [m for m in (exported_program, decomp_utils) if hasattr(m, "_collect_all_valid_cia_ops")]
+    original = export_utils._collect_all_valid_cia_ops
+    torch = _torch()
+
+    def memoised() -> set[Any]:
+        key = (tuple(torch.ops._dir),
+               len(torch._C._dispatch_get_registrations_for_dispatch_key("CompositeImplicitAutograd")))
+        if key not in _CIA_MEMO:
+            _CIA_MEMO.clear()
+            _CIA_MEMO[key] = frozenset(original())
+        return set(_CIA_MEMO[key])
+
+    saved = [m._collect_all_valid_cia_ops for m in modules]
+    for m in modules:
+        m._collect_all_valid_cia_ops = memoised
+    try:
+        yield
+    finally:
+        for m, fn in zip(modules, saved):
+            m._collect_all_valid_cia_ops = fn
 
 
 def _write_back(t: Any, new: Any) -> None:

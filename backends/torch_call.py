@@ -14,7 +14,7 @@ A *call* is plain JSON data::
      "seed": 123 | null,                      # torch.manual_seed before the call (random layers)
      "args": [node], "kwargs": {name: node},  # the call's arguments
      "forward": node,                         # evaluated instead of calling the module with args
-     "prepare": [node, ...],                  # evaluated once at setup, before any transform (no grad)
+     "prepare": [node, ...],                  # evaluated once at setup, as plain calls (no grad)
      "outputs": pattern,                      # names for the call's results
      "mutated": [name],                       # tensors whose value after the call is read back
      "random": {choice: {"rule": "nonzero", "of": output}}}   # random choices read back
@@ -294,6 +294,10 @@ def _owner(module: Any, path: str) -> tuple[Any, str]:
     return (module.get_submodule(prefix) if prefix else module), attr
 
 
+def _plain_call(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    return fn(*args, **kwargs)
+
+
 class CallInterpreter:
     """Runs one call (see the module docstring) on ``device`` in floating dtype ``dtype``.
 
@@ -315,7 +319,7 @@ class CallInterpreter:
         self.layouts = layouts
         self.requires_grad = set(requires_grad)
         self.build = build or (lambda cls, kwargs: cls(**kwargs))
-        self.invoke = invoke or (lambda fn, args, kwargs: fn(*args, **kwargs))
+        self.invoke = invoke or _plain_call
         self.leaves: dict[str, Any] = {}  # input name -> the tensor built for it
         self.passed: dict[str, Any] = {}  # input name -> the copy passed to an in-place call
         self.parameter_nodes: dict[str, Any] = {}  # grad input name -> its Parameter
@@ -506,11 +510,15 @@ class CallInterpreter:
                 module.train(bool(call.get("train", True)))
             self.module = module
             self.fn = module
-            for node in call.get("prepare", ()):  # before any transform: a lazy module's dry run
-                if call.get("seed") is not None:  # (its initialisation draws as it did in the call)
-                    torch.manual_seed(int(call["seed"]))
-                with torch.no_grad():
-                    self.node(node)
+            hook, self.invoke = self.invoke, _plain_call  # setup, not the call under test: run as is
+            try:
+                for node in call.get("prepare", ()):  # before any transform: a lazy module's dry run
+                    if call.get("seed") is not None:  # (its initialisation draws as it did in the call)
+                        torch.manual_seed(int(call["seed"]))
+                    with torch.no_grad():
+                        self.node(node)
+            finally:
+                self.invoke = hook
         else:
             self.fn = target
 

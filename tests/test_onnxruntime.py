@@ -259,3 +259,23 @@ def test_a_mutation_is_written_back_into_an_expanded_input():
     dense = torch.zeros(2, 2)
     _write_back(dense, torch.ones(2, 2))
     assert torch.equal(dense, torch.ones(2, 2))
+
+
+def test_the_memoised_operator_list_exports_the_same_model_and_is_undone():
+    import torch
+    import torch.export.exported_program as exported_program
+    from torch.onnx._internal.exporter import _constants, _core
+
+    from backends.onnxruntime_backend import OnnxRuntimeBackend, _cia_ops_memoised
+
+    backend = OnnxRuntimeBackend()
+    module, x = torch.nn.LayerNorm(4), (torch.randn(2, 4),)
+    memoised = backend._dynamo_export(module, x, ["x"], None).model_proto.SerializeToString()
+    before = exported_program._collect_all_valid_cia_ops
+    with _cia_ops_memoised():
+        assert exported_program._collect_all_valid_cia_ops is not before
+        assert exported_program._collect_all_valid_cia_ops() == before()
+    assert exported_program._collect_all_valid_cia_ops is before
+    plain = _core.export(module, x, {}, registry=backend._registry, input_names=["x"], verbose=False, optimize=True,
+                         opset_version=backend.opset or _constants.TORCHLIB_OPSET)
+    assert memoised == plain.model_proto.SerializeToString()
