@@ -23,7 +23,9 @@ Each ``[[discrepancy]]`` entry has:
 - what it explains: ``tensors`` (globs over the compared tensor names, e.g. ``["grad.*"]``;
   default every tensor) and ``symptom`` (one or a list of ``SYMPTOMS``; default any), and for the
   ``value`` symptom a bound on the error it explains: ``max_utilisation`` (error / allowed
-  bound) and/or ``max_ulps`` (error in ulps of the reference);
+  bound) and/or ``max_ulps`` (error in ulps of the reference); for a failure of the call, an
+  optional ``message`` (a regular expression the recorded error must match: which export failure,
+  which exception);
 - optionally ``model`` (``module:function(case, reference, got) -> {tensor name: predicted}``, a
   prediction being a value or ``(value, magnitude)`` for its rounding bound):
   what the bug makes the backend compute, from the reference's results and the backend's own
@@ -105,6 +107,9 @@ class KnownDiscrepancy:
     symptom: tuple[str, ...] = SYMPTOMS
     max_utilisation: float | None = None
     max_ulps: float | None = None
+    # A regular expression the call's error must match (re.search) for the entry to explain a
+    # failure of the call (raises, compile, crash, timeout, accepts-invalid): e.g. the exporter's message.
+    message: str = ""
     why_not_strict: str = ""
     mode: str | tuple[str, ...] = "vjp"  # glob(s) over the derivative mode of the case (``backends.base.MODES``)
     source: str = ""  # "file:line" of the entry
@@ -122,6 +127,11 @@ class KnownDiscrepancy:
         unknown = [s for s in self.symptom if s not in SYMPTOMS]
         if unknown:
             raise ValueError(f"unknown symptom {unknown[0]!r} (one of {', '.join(SYMPTOMS)})")
+        if self.message:
+            try:
+                re.compile(self.message)
+            except re.error as exc:
+                raise ValueError(f"message is not a regular expression: {exc}") from None
 
     @property
     def ops(self) -> tuple[str, ...]:
@@ -138,9 +148,10 @@ class KnownDiscrepancy:
         """The mode globs (``mode`` as a tuple)."""
         return (self.mode,) if isinstance(self.mode, str) else self.mode
 
-    def explains_call(self, symptom: str) -> bool:
-        """Whether the entry explains a failure of the call itself (``CALL_SYMPTOMS``)."""
-        return symptom in self.symptom
+    def explains_call(self, symptom: str, error: str = "") -> bool:
+        """Whether the entry explains a failure of the call itself (``CALL_SYMPTOMS``), whose
+        recorded ``error`` text must match the entry's ``message`` (a regular expression) if it has one."""
+        return symptom in self.symptom and (not self.message or re.search(self.message, error or "") is not None)
 
     def explains(self, comparison: Mapping[str, Any], modelled: Collection[str] = ()) -> bool:
         """Whether the entry explains one failing comparison (a ``Comparison.to_dict()``): its
@@ -408,14 +419,14 @@ def modelled_tensors(entries: Sequence[KnownDiscrepancy], spec: LayerSpec, case:
 
 def explain(entries: Sequence[KnownDiscrepancy], call_symptom: str | None,
             failing: Sequence[Mapping[str, Any]],
-            modelled: Mapping[str, Collection[str]] | None = None) -> list[KnownDiscrepancy] | None:
+            modelled: Mapping[str, Collection[str]] | None = None, call_error: str = "") -> list[KnownDiscrepancy] | None:
     """The entries that together explain a failed case (every failing comparison by one entry, and
     the call's own failure ``call_symptom``), in order of use; None when something is left
     unexplained. ``modelled``: ``modelled_tensors`` of the entries with a model."""
     modelled = modelled or {}
     used: dict[str, KnownDiscrepancy] = {}
     if call_symptom is not None:
-        entry = next((e for e in entries if e.explains_call(call_symptom)), None)
+        entry = next((e for e in entries if e.explains_call(call_symptom, call_error)), None)
         if entry is None:
             return None
         used[entry.id] = entry

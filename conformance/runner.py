@@ -315,7 +315,7 @@ class Runner:
                 verdict = "compile"
             record.update(verdict=verdict, error_side="backend", error=_error_text(exc))
             if verdict != "unsupported":
-                record.update(self._known_fields(backend, spec, case, CALL_SYMPTOM[verdict]))
+                record.update(self._known_fields(backend, spec, case, CALL_SYMPTOM[verdict], call_error=record["error"]))
             record["case_id"] = case.case_id()
             return Evaluation(record, case, ref)
         t2 = time.perf_counter()
@@ -369,12 +369,12 @@ class Runner:
         except (BackendCrash, BackendTimeout) as exc:  # rejecting a case means raising, not dying
             verdict = "crash" if isinstance(exc, BackendCrash) else "timeout"
             record.update(verdict=verdict, error_side="backend", error=_error_text(exc))
-            record.update(self._known_fields(backend, spec, case, verdict))
+            record.update(self._known_fields(backend, spec, case, verdict, call_error=record["error"]))
             return Evaluation(record, case)
         except Exception as exc:
             if _compile_failure(exc):  # not a rejection of the case: the compiler gave up
                 record.update(verdict="compile", error_side="backend", error=_error_text(exc))
-                record.update(self._known_fields(backend, spec, case, "compile"))
+                record.update(self._known_fields(backend, spec, case, "compile", call_error=record["error"]))
                 return Evaluation(record, case)
             record.update(verdict="pass", error=f"both raised; reference: {_error_text(ref_error)}; "
                                                 f"backend: {_error_text(exc)}")
@@ -382,12 +382,12 @@ class Runner:
             return Evaluation(record, case)
         record.update(verdict="error", error_side="backend",
                       error=f"the backend accepted an invalid case; reference: {_error_text(ref_error)}")
-        record.update(self._known_fields(backend, spec, case, "accepts-invalid"))
+        record.update(self._known_fields(backend, spec, case, "accepts-invalid", call_error=record["error"]))
         return Evaluation(record, case)
 
     def _known_fields(self, backend: Backend, spec: LayerSpec, case: Case, call_symptom: str | None = None,
                       failing: list[dict[str, Any]] | None = None,
-                      results: tuple[Result, Result] | None = None) -> dict[str, Any]:
+                      results: tuple[Result, Result] | None = None, call_error: str = "") -> dict[str, Any]:
         """A failed case is 'known' when the known entries whose scope covers it explain every one
         of its failures (``call_symptom``: the call's own failure, ``failing``: the failing
         comparisons; see ``conformance.known``). Every matching entry counts the case toward its
@@ -395,21 +395,21 @@ class Runner:
         it explains at least one failure of the case."""
         failing = failing or []
         if case.mode != "vjp":
-            return self._known_fields_in_mode(backend, spec, case, call_symptom, failing, results)
+            return self._known_fields_in_mode(backend, spec, case, call_symptom, failing, results, call_error)
         entries = matching(self.known, spec, (backend.name, *backend.known_as), case)
         if not entries:
             return {"known": None}
         modelled = modelled_tensors(entries, spec, case, *results) if results and failing else {}
         stats = self._known_stats[(spec.id, backend.name, case.dtype, case.mode)]
         for entry in entries:
-            seen = (call_symptom is not None and entry.explains_call(call_symptom)) or any(
+            seen = (call_symptom is not None and entry.explains_call(call_symptom, call_error)) or any(
                 entry.explains(c, modelled.get(entry.id, ())) for c in failing)
             counts = stats.setdefault(entry.id, [entry, 0, 0])
             counts[1] += 1
             counts[2] += int(seen)
         if call_symptom is None and not failing:
             return {"known": entries[0].describe()}
-        explained = explain(entries, call_symptom, failing, modelled)
+        explained = explain(entries, call_symptom, failing, modelled, call_error)
         if explained is None:
             return {"known": None, "known_unexplained": [e.id for e in entries]}
         known = explained[0].describe()
@@ -419,7 +419,7 @@ class Runner:
 
     def _known_fields_in_mode(self, backend: Backend, spec: LayerSpec, case: Case, call_symptom: str | None,
                               failing: list[dict[str, Any]],
-                              results: tuple[Result, Result] | None = None) -> dict[str, Any]:
+                              results: tuple[Result, Result] | None = None, call_error: str = "") -> dict[str, Any]:
         """``_known_fields`` for a case of a derivative mode. A comparison of the mode's own tensors
         (``jvp.*``, ``d2.*``, ``vmap.*``) is explained by entries of that mode. A tensor the vjp mode
         compares too (an output, a gradient, a state; in vmap a slice's, ``vmap[b].<tensor>``, judged
@@ -464,7 +464,7 @@ class Runner:
             return sliced[index]
         stats = self._known_stats[(spec.id, backend.name, case.dtype, case.mode)]
         for entry in own:
-            seen = (call_symptom is not None and entry.explains_call(call_symptom)) or any(
+            seen = (call_symptom is not None and entry.explains_call(call_symptom, call_error)) or any(
                 entry.explains(c, modelled.get(entry.id, ())) for c in failing)
             counts = stats.setdefault(entry.id, [entry, 0, 0])
             counts[1] += 1
@@ -473,7 +473,8 @@ class Runner:
             return {"known": own[0].describe()} if own else {"known": None}
         used: dict[str, KnownDiscrepancy] = {}
         if call_symptom is not None:
-            entry = next((e for e in own + entries_for("", plain) if e.explains_call(call_symptom)), None)
+            entry = next((e for e in own + entries_for("", plain) if e.explains_call(call_symptom, call_error)),
+                         None)
             if entry is None:
                 return {"known": None, "known_unexplained": [e.id for e in own]}
             used[entry.id] = entry

@@ -51,6 +51,17 @@ def test_non_strict_known_entry_that_passes_is_a_pass(tmp_path):
     assert {r["verdict"] for r in records} == {"pass"} and runner.discrepancies == 0
 
 
+def test_an_entry_with_a_message_explains_only_call_failures_whose_error_matches():
+    entry = KnownDiscrepancy(id="export", op="ReLU", backend="*", reason="r", symptom="compile",
+                             message=r"^export: .*Generator")
+    assert entry.explains_call("compile", "export: ConversionError: expected Optional[Generator]")
+    assert not entry.explains_call("compile", "export: ConversionError: unsupported operator")
+    assert not entry.explains_call("raises", "export: ... Generator")  # the symptom still has to be its own
+    assert KnownDiscrepancy(id="any", op="ReLU", backend="*", reason="r").explains_call("compile", "anything")
+    with pytest.raises(ValueError, match="regular expression"):
+        KnownDiscrepancy(id="bad", op="ReLU", backend="*", reason="r", message="(")
+
+
 def test_known_discrepancy_file_parses():
     for entry in load_known():
         assert entry.id and entry.reason and entry.op
