@@ -416,6 +416,7 @@ class OnnxRuntimeBackend(TorchBackend):
             raise NotImplementedError(f"random choices replayed from torch's generator (rule {', '.join(rules)}) "
                                       f"cannot be reported by ONNX Runtime, which draws its own")
         self._case, self._position = case, 0
+        before = dict(self.stats)
         with _quiet():
             tensors = run_call(
                 case.call, case.inputs, dtype=case.dtype, device="cpu",
@@ -424,7 +425,9 @@ class OnnxRuntimeBackend(TorchBackend):
                 requires_grad=(), cotangents=None,  # forward only: no gradient is ever reported
                 build=lambda cls, kwargs: self.build_module(case, cls, kwargs),
                 invoke=lambda fn, args, kwargs: self.call_target(case, fn, args, kwargs))
-        meta = {"device": "cpu", "exporter": self.exporter, "graph": graph_kind(case)}
+        meta = {"device": "cpu", "exporter": self.exporter, "graph": graph_kind(case),
+                "graphs_exported": self.stats["exported"] - before["exported"],
+                "graphs_reused": self.stats["reused"] - before["reused"]}
         return Result.from_tensors(tensors, meta, groups=("outputs", "state", "choices"))  # forward only: no grads
 
     def call_target(self, case: Case, fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:

@@ -475,6 +475,8 @@ class TorchCompileBackend(TorchBackend):
 
     def run(self, case: Case) -> Result:
         self.prepare()
+        counters = _torch()._dynamo.utils.counters["stats"]
+        graphs, calls = counters["unique_graphs"], self.stats["compiled"] + self.stats["reused"]
         try:
             with self._case_config(case):
                 result = super().run(case)
@@ -483,5 +485,8 @@ class TorchCompileBackend(TorchBackend):
             if reported is exc:
                 raise
             raise reported from exc
-        result.meta.update(compiler=self.compiler_name, mode=self.mode or "default", graph=graph_kind(case))
+        # graphs_compiled: dynamo graphs this case compiled (0: every call ran on graphs an earlier case compiled)
+        result.meta.update(compiler=self.compiler_name, mode=self.mode or "default", graph=graph_kind(case),
+                           graphs_compiled=counters["unique_graphs"] - graphs,
+                           calls=self.stats["compiled"] + self.stats["reused"] - calls)
         return result

@@ -419,7 +419,8 @@ def modelled_tensors(entries: Sequence[KnownDiscrepancy], spec: LayerSpec, case:
 
 def explain(entries: Sequence[KnownDiscrepancy], call_symptom: str | None,
             failing: Sequence[Mapping[str, Any]],
-            modelled: Mapping[str, Collection[str]] | None = None, call_error: str = "") -> list[KnownDiscrepancy] | None:
+            modelled: Mapping[str, Collection[str]] | None = None,
+            call_error: str = "") -> list[KnownDiscrepancy] | None:
     """The entries that together explain a failed case (every failing comparison by one entry, and
     the call's own failure ``call_symptom``), in order of use; None when something is left
     unexplained. ``modelled``: ``modelled_tensors`` of the entries with a model."""

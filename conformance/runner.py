@@ -315,11 +315,15 @@ class Runner:
                 verdict = "compile"
             record.update(verdict=verdict, error_side="backend", error=_error_text(exc))
             if verdict != "unsupported":
-                record.update(self._known_fields(backend, spec, case, CALL_SYMPTOM[verdict], call_error=record["error"]))
+                record.update(self._known_fields(backend, spec, case, CALL_SYMPTOM[verdict],
+                                                 call_error=record["error"]))
             record["case_id"] = case.case_id()
             return Evaluation(record, case, ref)
         t2 = time.perf_counter()
         record["elapsed_s"]["backend"] = t2 - t1
+        described = {k: v for k, v in (got.meta or {}).items() if isinstance(v, (str, int, float, bool))}
+        if described:
+            record["backend_meta"] = described  # what the backend says of the case (graph kind, graphs reused)
         if spec.is_random(case) and case.mode != "vmap":  # (a vmap case's slices are judged one by one)
             try:
                 case, ref = conditional_reference(spec, case, got)

@@ -62,6 +62,26 @@ def test_an_entry_with_a_message_explains_only_call_failures_whose_error_matches
         KnownDiscrepancy(id="bad", op="ReLU", backend="*", reason="r", message="(")
 
 
+def test_the_backends_scalar_meta_is_recorded():
+    from backends.base import Case
+    from conformance.runner import Runner
+
+    class Described(ReferenceBackend):
+        name = "described"
+
+        def run(self, case):
+            result = super().run(case)
+            result.meta.update(graph="static", graphs_reused=1, ignored={"not": "a scalar"})
+            return result
+
+    case = Case(op="ReLU", dtype="float32", params={"inplace": False},
+                inputs={"input": np.array([[1.0, -2.0]])}, differentiable=("input",))
+    record = Runner(RunSettings(report_dir="."), writer=None).evaluate(Described(), all_specs()["ReLU"], case).record
+    assert record["verdict"] == "pass", record
+    assert record["backend_meta"]["graph"] == "static" and record["backend_meta"]["graphs_reused"] == 1
+    assert "ignored" not in record["backend_meta"]
+
+
 def test_known_discrepancy_file_parses():
     for entry in load_known():
         assert entry.id and entry.reason and entry.op
