@@ -27,6 +27,10 @@ A *case record* (``"type": "case"``) is written, and flushed, for every compared
     choices      for a random layer, the number of non-zero entries of each random choice
     artifacts    {"npz": relative path, "repro": relative path} for discrepancies (else null)
     elapsed_s    {"reference": s, "backend": s}
+    not_compared the tensors the reference computed that the backend does not offer (a forward-only
+                 backend's gradients, ``Capabilities.backward``): neither passed nor failed
+    backend_meta what the backend said of the case (``Result.meta``, scalars only): e.g. the graph
+                 kind, graphs exported or compiled for it and graphs reused
 
 Non-finite floats are written as the strings "inf", "-inf", "nan" (``as_float`` reads them back).
 An *unsupported record* has the same keys with verdict "unsupported", no case, and the reason in
