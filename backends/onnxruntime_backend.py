@@ -64,6 +64,7 @@ the way a faulty exporter would).
 from __future__ import annotations
 
 import copy
+import ctypes
 import io
 import logging
 import re
@@ -184,6 +185,24 @@ def _describe(tree: _Tree) -> Any:
     return (tree.kind, repr(tree.value) if tree.kind == "dict" else None, tuple(_describe(c) for c in tree.children))
 
 
+def _owner_module(fn: Any) -> Any:
+    """The ``nn.Module`` whose parameters and buffers a call reads: ``fn`` itself, or the module a
+    bound method belongs to (``AdaptiveLogSoftmaxWithLoss.log_prob``); None for anything else."""
+    torch = _torch()
+    owner = fn if isinstance(fn, torch.nn.Module) else getattr(fn, "__self__", None)
+    return owner if isinstance(owner, torch.nn.Module) else None
+
+
+def _captures_tensors(program: Any, model: Any, n_inputs: int) -> bool:
+    """Whether an exported graph holds tensors other than its inputs (parameters, buffers or tensor
+    constants the exporter lifted from the callee: a graph made for one case's values). Code
+    constants count too: reusing such a graph would be safe, but it cannot be told apart."""
+    exported = getattr(program, "exported_program", None)
+    if exported is not None:
+        return any(spec.kind.name != "USER_INPUT" for spec in exported.graph_signature.input_specs)
+    return bool(getattr(getattr(model, "graph", None), "initializer", ()))  # TorchScript: initializers
+
+
 def _const_key(value: Any) -> str:
     torch = _torch()
     if isinstance(value, torch.nn.Module):
@@ -200,6 +219,7 @@ def _wrapper(fn: Any, args_tree: _Tree, n_args: int, state_names: list[str], out
         def __init__(self) -> None:
             super().__init__()
             self.is_module = isinstance(fn, torch.nn.Module)
+            self.owner = [_owner_module(fn)]  # a bound method's module (a list: not a submodule), state swapped in
             self.fn = [fn]  # not a submodule: its parameters must not become constants of the graph
 
         def forward(self, *flat: Any) -> Any:
@@ -211,6 +231,9 @@ def _wrapper(fn: Any, args_tree: _Tree, n_args: int, state_names: list[str], out
             elif self.is_module:
                 result = torch.func.functional_call(self.fn[0], dict(zip(state_names, state)), tuple(args), kwargs,
                                                     tie_weights=False, strict=False)
+            elif self.owner[0] is not None:
+                with _swapped(self.owner[0], dict(zip(state_names, state))):
+                    result = self.fn[0](*args, **kwargs)
             else:
                 result = self.fn[0](*args, **kwargs)
             leaves: list[Any] = []
@@ -323,6 +346,11 @@ def _feed(t: Any) -> Any:
 def _tensor(value: Any, dtype: Any) -> Any:
     """An ONNX Runtime result as a torch tensor of the dtype the graph promised."""
     torch = _torch()
+    if hasattr(value, "data_type") and value.data_type() == "tensor(bfloat16)":  # OrtValue.numpy() refuses it
+        shape = tuple(value.shape())
+        n = int(np.prod(shape))
+        raw = np.ctypeslib.as_array((ctypes.c_uint16 * n).from_address(value.data_ptr())) if n else np.zeros(0)
+        return torch.from_numpy(raw.astype(np.uint16).view(np.int16).reshape(shape).copy()).view(torch.bfloat16)
     arr = value.numpy() if hasattr(value, "numpy") and not isinstance(value, np.ndarray) else value
     arr = np.asarray(arr)
     if dtype == torch.bfloat16:
@@ -338,6 +366,7 @@ class _Graph:
     out_tree: _Tree
     out_dtypes: list[Any]
     shapes: _Shapes
+    captured: bool = False  # the graph holds tensors that are not its inputs (never reused)
 
 
 class OnnxRuntimeBackend(TorchBackend):
@@ -439,8 +468,10 @@ class OnnxRuntimeBackend(TorchBackend):
         args_tree = _flatten((list(args), dict(kwargs)), leaves)
         n_args = len(leaves)
         state_names: list[str] = []
-        if isinstance(fn, torch.nn.Module):
-            named = list(fn.named_parameters(remove_duplicate=False)) + list(fn.named_buffers(remove_duplicate=False))
+        owner = _owner_module(fn)
+        if owner is not None:  # the module, or the module of a bound method (log_prob): its tensors are inputs
+            named = (list(owner.named_parameters(remove_duplicate=False))
+                     + list(owner.named_buffers(remove_duplicate=False)))
             for name, t in named:
                 state_names.append(name)
                 leaves.append(t)
@@ -452,11 +483,12 @@ class OnnxRuntimeBackend(TorchBackend):
         graph = self._find(key, shapes)
         if graph is None:
             graph = self._export(case, fn, args, kwargs, args_tree, n_args, state_names, leaves, kind)
-            self._graphs.setdefault(key, []).append(graph)
-            self._graphs.move_to_end(key)
-            del self._graphs[key][:-GRAPHS_PER_SIGNATURE]
-            while len(self._graphs) > ONNXRT_SESSION_CACHE:
-                self._graphs.popitem(last=False)
+            if not graph.captured:  # a graph holding tensors of this case as constants serves this case only
+                self._graphs.setdefault(key, []).append(graph)
+                self._graphs.move_to_end(key)
+                del self._graphs[key][:-GRAPHS_PER_SIGNATURE]
+                while len(self._graphs) > ONNXRT_SESSION_CACHE:
+                    self._graphs.popitem(last=False)
         else:
             self.stats["reused"] += 1
         feeds = {name: _feed(t) for name, t in zip(graph.input_names, leaves)}
@@ -517,7 +549,8 @@ class OnnxRuntimeBackend(TorchBackend):
         out_tree = out_trees[0] if out_trees else _Tree("tuple")
         promised = _output_dtypes(out_tree, n_outputs, session)
         return _Graph(session, [i.name for i in session.get_inputs()], n_outputs, out_tree, promised,
-                      _shapes_of_program(program, len(leaves), [tuple(t.shape) for t in leaves]))
+                      _shapes_of_program(program, len(leaves), [tuple(t.shape) for t in leaves]),
+                      _captures_tensors(program, model, len(leaves)))
 
     def _export_model(self, wrapper: Any, examples: tuple[Any, ...], names: list[str], kind: str) -> tuple[Any, Any]:
         """(onnx.ModelProto, the ONNX program or None) of ``wrapper`` called on ``examples``."""

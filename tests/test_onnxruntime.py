@@ -279,3 +279,36 @@ def test_the_memoised_operator_list_exports_the_same_model_and_is_undone():
     plain = _core.export(module, x, {}, registry=backend._registry, input_names=["x"], verbose=False, optimize=True,
                          opset_version=backend.opset or _constants.TORCHLIB_OPSET)
     assert memoised == plain.model_proto.SerializeToString()
+
+
+def test_a_bound_methods_module_state_is_an_input_so_a_reused_graph_sees_each_cases_weights(backend, monkeypatch):
+    import types
+
+    import torch
+
+    import backends.onnxruntime_backend as ort_backend
+
+    monkeypatch.setattr(ort_backend, "graph_kind", lambda case: "static")
+    case = types.SimpleNamespace(call={"target": "log_prob"}, target="AdaptiveLogSoftmaxWithLoss[log_prob]",
+                                 dtype="float64", train=True)
+    x = torch.randn(3, 1, dtype=torch.float64)
+    exported = backend.stats["exported"]
+    for seed in (0, 1):  # the second module has other weights: the graph exported for the first must not keep them
+        torch.manual_seed(seed)
+        m = torch.nn.AdaptiveLogSoftmaxWithLoss(1, 2, [1], div_value=4.0, head_bias=True).double()
+        backend._position = 0
+        got = backend.call_target(case, m.log_prob, [x], {})
+        assert torch.allclose(got, m.log_prob(x), rtol=0, atol=1e-12), seed
+    assert backend.stats["exported"] == exported + 1  # one graph, reused
+
+
+def test_a_bfloat16_result_is_read_back_from_its_bits():
+    import onnxruntime as ort
+    import torch
+
+    from backends.onnxruntime_backend import _tensor
+
+    bits = torch.tensor([1.5, -2.0, 0.0], dtype=torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    value = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(bits.reshape(3, 1), 16)
+    back = _tensor(value, torch.bfloat16)
+    assert back.dtype == torch.bfloat16 and back.shape == (3, 1) and back.flatten().tolist() == [1.5, -2.0, 0.0]
