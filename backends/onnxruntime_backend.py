@@ -6,7 +6,8 @@ its parameters and buffers, builds the inputs), but the call itself is exported 
 
 - Exporters: ``dynamo`` (the default: ``torch.onnx.export(dynamo=True)``, torch.export then the
   onnxscript translation) and ``torchscript`` (``dynamo=False``: the tracing exporter, with
-  ``training=TrainingMode.PRESERVE``). ``opset=N`` picks the opset (default: the exporter's).
+  ``training=TrainingMode.PRESERVE``). ``opset=N`` picks the opset (default: the exporter's,
+  ``torch.onnx``'s ``ONNX_DEFAULT_OPSET``: 20 in torch 2.13).
 - What is exported: one ONNX graph per call of a module or function (a container driven by a loop
   exports each layer's call). A call with no tensor argument and no parameter (a kernel selector, a
   mask built from sizes) is a constant of the case: torch evaluates it, as an exporter folds it.
@@ -49,8 +50,9 @@ of the call within the case). As on ``torch-compile``, each case runs a static- 
 graph, decided by the parity of its id (``torch_compile.graph_kind``):
 
 - *static*: exported at the case's exact sizes, reused only by cases of the same sizes;
-- *dynamic*: every dimension exported as ``Dim.AUTO`` (the exporter specialises what the program
-  demands, e.g. sizes 0 and 1), reused by a later case only when its sizes satisfy the exported
+- *dynamic*: every dimension of the call's arguments exported as ``Dim.AUTO`` (the exporter
+  specialises what the program demands, e.g. sizes 0 and 1; parameters and buffers keep their
+  sizes, as the weights of a model a user exports), reused by a later case only when its sizes satisfy the exported
   program's own input constraints (each specialised size equal, each symbol within its range, the
   same value wherever a symbol repeats) and the program carries no other runtime assertion;
   otherwise the call is exported again for that case. So a reused graph is always one the exporter
@@ -533,7 +535,7 @@ class OnnxRuntimeBackend(TorchBackend):
         names = [f"input_{i}" for i in range(len(leaves))]
         examples = tuple(t.detach().clone() for t in leaves)
         try:
-            model, program = self._export_model(wrapper, examples, names, kind)
+            model, program = self._export_model(wrapper, examples, names, kind, n_args)
         except NotImplementedError:
             raise
         except Exception as exc:
@@ -552,7 +554,8 @@ class OnnxRuntimeBackend(TorchBackend):
                       _shapes_of_program(program, len(leaves), [tuple(t.shape) for t in leaves]),
                       _captures_tensors(program, model, len(leaves)))
 
-    def _export_model(self, wrapper: Any, examples: tuple[Any, ...], names: list[str], kind: str) -> tuple[Any, Any]:
+    def _export_model(self, wrapper: Any, examples: tuple[Any, ...], names: list[str], kind: str,
+                      n_args: int) -> tuple[Any, Any]:
         """(onnx.ModelProto, the ONNX program or None) of ``wrapper`` called on ``examples``."""
         torch = _torch()
         import onnx
@@ -564,10 +567,11 @@ class OnnxRuntimeBackend(TorchBackend):
                               training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False, **kwargs)
             return onnx.load_from_string(buffer.getvalue()), None
         dynamic = None
-        if kind == "dynamic":
+        if kind == "dynamic":  # the call's arguments; parameters and buffers keep their sizes, as a user's weights
             from torch.export import Dim
 
-            dynamic = (tuple({d: Dim.AUTO for d in range(t.dim())} for t in examples),)
+            dynamic = (tuple({d: Dim.AUTO for d in range(t.dim())} if i < n_args else None
+                             for i, t in enumerate(examples)),)
         program = self._dynamo_export(wrapper, examples, names, dynamic)
         return program.model_proto, program
 
@@ -581,7 +585,9 @@ class OnnxRuntimeBackend(TorchBackend):
             kwargs = {"opset_version": self.opset} if self.opset else {}
             return torch.onnx.export(wrapper, examples, dynamo=True, input_names=names, dynamic_shapes=dynamic,
                                      verbose=False, **kwargs)
-        opset = self.opset or _constants.TORCHLIB_OPSET
+        from torch.onnx import _constants as onnx_constants
+
+        opset = self.opset or onnx_constants.ONNX_DEFAULT_OPSET  # torch.onnx.export's own default
         if self._registry is None:
             registry_opset = max(opset, _constants.TORCHLIB_OPSET)
             self._registry = _registration.ONNXRegistry.from_torchlib(opset_version=registry_opset)

@@ -264,7 +264,8 @@ def test_a_mutation_is_written_back_into_an_expanded_input():
 def test_the_memoised_operator_list_exports_the_same_model_and_is_undone():
     import torch
     import torch.export.exported_program as exported_program
-    from torch.onnx._internal.exporter import _constants, _core
+    from torch.onnx import _constants as onnx_constants
+    from torch.onnx._internal.exporter import _core
 
     from backends.onnxruntime_backend import OnnxRuntimeBackend, _cia_ops_memoised
 
@@ -277,7 +278,7 @@ def test_the_memoised_operator_list_exports_the_same_model_and_is_undone():
         assert exported_program._collect_all_valid_cia_ops() == before()
     assert exported_program._collect_all_valid_cia_ops is before
     plain = _core.export(module, x, {}, registry=backend._registry, input_names=["x"], verbose=False, optimize=True,
-                         opset_version=backend.opset or _constants.TORCHLIB_OPSET)
+                         opset_version=backend.opset or onnx_constants.ONNX_DEFAULT_OPSET)
     assert memoised == plain.model_proto.SerializeToString()
 
 
@@ -312,3 +313,20 @@ def test_a_bfloat16_result_is_read_back_from_its_bits():
     value = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(bits.reshape(3, 1), 16)
     back = _tensor(value, torch.bfloat16)
     assert back.dtype == torch.bfloat16 and back.shape == (3, 1) and back.flatten().tolist() == [1.5, -2.0, 0.0]
+
+
+def test_a_dynamic_graph_keeps_the_weights_sizes(monkeypatch):
+    import types
+
+    import torch
+
+    import backends.onnxruntime_backend as ort_backend
+
+    backend = ort_backend.OnnxRuntimeBackend()
+    monkeypatch.setattr(ort_backend, "graph_kind", lambda case: "dynamic")
+    case = types.SimpleNamespace(call={"target": "linear"}, target="Linear", dtype="float32", train=True)
+    backend._position = 0
+    backend.call_target(case, torch.nn.Linear(3, 2), [torch.randn(4, 3)], {})
+    (graph,) = [g for graphs in backend._graphs.values() for g in graphs]
+    x, weight, bias = graph.shapes.dims
+    assert not isinstance(x[0], int) and list(weight) == [2, 3] and list(bias) == [2]
