@@ -494,9 +494,14 @@ class OnnxRuntimeBackend(TorchBackend):
         else:
             self.stats["reused"] += 1
         feeds = {name: _feed(t) for name, t in zip(graph.input_names, leaves)}
+        by_value = any(not isinstance(v, np.ndarray) for v in feeds.values())  # a bfloat16 input: OrtValues only
+        if by_value:
+            import onnxruntime as ort
+
+            feeds = {k: ort.OrtValue.ortvalue_from_numpy(v) if isinstance(v, np.ndarray) else v
+                     for k, v in feeds.items()}
         try:
-            values = graph.session.run_with_ort_values(None, feeds) if any(
-                not isinstance(v, np.ndarray) for v in feeds.values()) else graph.session.run(None, feeds)
+            values = graph.session.run_with_ort_values(None, feeds) if by_value else graph.session.run(None, feeds)
         except Exception as exc:  # ONNX Runtime rejected the inputs while running: the call's own error
             raise RuntimeError(f"onnxruntime: {_text(exc)}") from None
         outputs = [_tensor(v, d) for v, d in zip(values[:graph.n_outputs], graph.out_dtypes)]

@@ -330,3 +330,19 @@ def test_a_dynamic_graph_keeps_the_weights_sizes(monkeypatch):
     (graph,) = [g for graphs in backend._graphs.values() for g in graphs]
     x, weight, bias = graph.shapes.dims
     assert not isinstance(x[0], int) and list(weight) == [2, 3] and list(bias) == [2]
+
+
+def test_a_bfloat16_call_with_an_integer_input_runs(backend, monkeypatch):
+    import types
+
+    import torch
+
+    import backends.onnxruntime_backend as ort_backend
+
+    monkeypatch.setattr(ort_backend, "graph_kind", lambda case: "static")
+
+    case = types.SimpleNamespace(call={"target": "unpool"}, target="MaxUnpool1d", dtype="bfloat16", train=True)
+    backend._position = 0
+    x, idx = torch.tensor([[[1.5, -2.0]]], dtype=torch.bfloat16), torch.tensor([[[1, 2]]])
+    got = backend.call_target(case, torch.nn.MaxUnpool1d(2), [x, idx], {})
+    assert got.dtype == torch.bfloat16 and got.flatten().tolist() == [0.0, 1.5, -2.0, 0.0]
