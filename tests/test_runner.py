@@ -125,6 +125,13 @@ def test_known_discrepancy_file_parses_with_unique_ids_and_loadable_predicates()
             compile(entry.when, entry.id, "eval")
 
 
+def test_non_strict_entries_say_why_and_stay_within_a_tenth():
+    entries = load_known()
+    loose = [e for e in entries if not e.strict]
+    assert all(e.why_not_strict for e in loose), [e.id for e in loose if not e.why_not_strict]
+    assert len(loose) <= len(entries) / 10, f"{len(loose)} of {len(entries)} entries are non-strict"
+
+
 def test_known_entry_globs():
     """Wildcards and digit classes match; other brackets name variants literally."""
     from conformance.known import _glob
