@@ -551,7 +551,13 @@ class OnnxRuntimeBackend(TorchBackend):
             raise CompileFailure(f"export: {_text(exc)}") from None
         self.stats["exported"] += 1
         model = self.transform_model(model, case)
-        session = _session(model)
+        try:
+            session = _session(model)
+        except CompileFailure:  # ONNX Runtime refuses the model: the case's own error when eager torch raises too
+            own = _eager_error(fn, args, kwargs)
+            if own is not None:
+                raise own from None
+            raise
         n_outputs = len(session.get_outputs()) - len(leaves)
         out_tree = out_trees[0] if out_trees else _Tree("tuple")
         promised = _output_dtypes(out_tree, n_outputs, session)
