@@ -27,9 +27,8 @@ STDERR_TAIL = 400  # characters of a dead worker's stderr quoted in the crash me
 
 def die_with(owner: int) -> None:
     """Make this child process die when process ``owner`` dies, whatever killed it (SIGKILL
-    too), and ignore Ctrl-C and SIGTERM: the owner stops its children itself (with SIGKILL), also
-    when a signal reaches the whole process group, as ``timeout`` and CI runners send it (a job or
-    worker killed by it first would turn the owner's clean stop into a broken pool or a crash).
+    too), and ignore Ctrl-C (the owner stops its children itself). SIGTERM keeps its default (a
+    forkserver ignores it, and its children inherit that): multiprocessing stops workers with it.
 
     The direct parent of a forkserver's child is the forkserver, which lives as long as any of its
     children does, so PR_SET_PDEATHSIG alone would keep both alive: a daemon thread waits on the
@@ -38,7 +37,7 @@ def die_with(owner: int) -> None:
     import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     def alive() -> bool:
         try:

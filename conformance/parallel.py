@@ -70,11 +70,16 @@ def _close_session() -> None:  # pragma: no cover - runs in job processes at exi
 
 
 def _job_init(owner: int) -> None:
+    """A job process dies with the run's parent and leaves every signal to it: SIGTERM too, which
+    ``timeout`` and CI runners send to the whole process group (a job killed by it first would turn
+    the parent's clean stop into a broken pool). Its backend workers keep SIGTERM's default, which
+    multiprocessing uses to stop them when the job exits."""
     import atexit
 
     from conformance.isolation import die_with
 
     die_with(owner)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     atexit.register(_close_session)
 
 
