@@ -182,6 +182,7 @@ def cost_model(costs: dict[str, float]) -> Callable[[Target], float]:
     eager_default = statistics.median(eager.values()) if eager else 1.0
     scale = {b: statistics.median(v / eager[k] for k, v in own.items() if k in eager)
              if any(k in eager for k in own) else 1.0 for b, own in by_backend.items()}
+    default = {b: statistics.median(own.values()) for b, own in by_backend.items()}
 
     def cost(t: Target) -> float:
         own = by_backend.get(t.backend, {})
@@ -190,7 +191,7 @@ def cost_model(costs: dict[str, float]) -> Callable[[Target], float]:
             return own[key]
         if key in eager:
             return eager[key] * scale.get(t.backend, 1.0)
-        return statistics.median(own.values()) if own else eager_default
+        return default.get(t.backend, eager_default)
 
     return cost
 
