@@ -45,6 +45,13 @@ def main() -> int:
     args = parser.parse_args()
     ops = [o for o in args.ops.split(",") if o]
     dtypes = args.dtypes.split(",")
+    from conformance.spec import select_specs
+
+    try:  # a bad --ops is a usage error here, not a traceback in each worker
+        select_specs(ops)
+    except KeyError as exc:
+        print(f"bench_masking: {exc.args[0]}", file=sys.stderr)
+        return 2
     if args.part is not None:  # a worker: print its part as JSON
         print(json.dumps(_run_part(ops, dtypes, args.part, args.jobs)))
         return 0
