@@ -495,3 +495,320 @@ def pad_crops_to_empty(case) -> bool:
         if n > 0 and n + pad[2 * k] + pad[2 * k + 1] == 0:
             return True
     return False
+
+
+# -- found by the verification run of 2026-12-05 (ortver) --------------------------------------------------
+
+
+def _c_strides(shape) -> list[int]:
+    """Row-major element strides, torch's rule (a dim of size 0 counts as 1)."""
+    strides, acc = [0] * len(shape), 1
+    for d in reversed(range(len(shape))):
+        strides[d] = acc
+        acc *= max(int(shape[d]), 1)
+    return strides
+
+
+def _infer_dense_strides(shape, strides) -> list[int]:
+    """ATen's infer_dense_strides (what clone/empty_like give a tensor that is not dense): the dims sorted
+    innermost first by stride (a stride of 0 is ambiguous; equal strides put the smaller size first)."""
+    ndim = len(shape)
+    perm = list(reversed(range(ndim)))
+
+    def should_swap(d0, d1):
+        s0, s1 = strides[d0], strides[d1]
+        if s0 == 0 or s1 == 0:
+            return 0
+        if s0 != s1:
+            return -1 if s0 < s1 else 1
+        return 1 if shape[d0] > shape[d1] else 0
+
+    for i in range(1, ndim):
+        d1 = i
+        for d0 in reversed(range(i)):
+            c = should_swap(perm[d0], perm[d1])
+            if c > 0:
+                perm[d0], perm[d1] = perm[d1], perm[d0]
+                d1 = d0
+            elif c < 0:
+                break
+    out, acc = [0] * ndim, 1
+    for d in perm:
+        out[d] = acc
+        if shape[d] > 1:
+            acc *= shape[d]
+    return out
+
+
+def _non_overlapping_and_dense(shape, strides) -> bool:
+    """c10's compute_non_overlapping_and_dense (an empty tensor counts as dense: clone keeps its strides)."""
+    if 0 in shape:
+        return True
+    if len(shape) == 1:
+        return shape[0] < 2 or strides[0] == 1
+    dims = sorted((d for d in range(len(shape)) if shape[d] >= 2), key=lambda d: strides[d])
+    need = 1
+    for d in dims:
+        if strides[d] != need:
+            return False
+        need *= shape[d]
+    return True
+
+
+def example_strides(case, name: str) -> tuple[int, ...]:
+    """The strides of the example tensor the onnxruntime adapter exports from for input ``name``: the tensor
+    backends.torch_call.materialise builds (an empty array copied by NumPy has all-zero strides, so an empty
+    contiguous, permuted or expanded input has zero strides; a strided input is a view of a torch.full
+    buffer), then the adapter's ``t.detach().clone()`` (dense or empty: same strides; otherwise dense in
+    the same stride order)."""
+    shape = tuple(int(s) for s in np.shape(case.inputs[name]))
+    layout = case.layout(name)
+    if layout.kind == "strided":
+        strides = [s * k for s, k in zip(_c_strides([s * k for s, k in zip(shape, layout.step)]), layout.step)]
+    elif 0 in shape and layout.kind != "expanded":
+        strides = [0] * len(shape)
+    elif layout.kind in ("channels_last", "permuted"):
+        stored = _c_strides([shape[d] for d in layout.perm])
+        strides = [0] * len(shape)
+        for k, d in enumerate(layout.perm):
+            strides[d] = stored[k]
+    elif layout.kind == "expanded":
+        base = [min(s, 1) if d in layout.dims else s for d, s in enumerate(shape)]
+        strides = [0] * len(shape) if 0 in base else _c_strides(base)
+        strides = [0 if d in layout.dims and shape[d] != 1 else s for d, s in enumerate(strides)]
+    else:
+        strides = _c_strides(shape)
+    if not _non_overlapping_and_dense(shape, strides):
+        strides = _infer_dense_strides(shape, strides)
+    return tuple(strides)
+
+
+def _symbolic_strides(shape, strides) -> list[tuple[int, tuple[str, ...]]]:
+    """The strides torch.export gives an input of these example sizes and strides
+    (ShapeEnv._compute_symbolic_stride): each a product coef·symbols, where the sizes are the symbols
+    s0, s1, ... (all dynamic: torch.onnx exports with backed_size_oblivious, so no size is specialised)
+    and a stride that is not size·stride of the next dim is a new symbol shared by equal values (duck)."""
+    out: list = [None] * len(shape)
+    candidates: dict[int, tuple[int, tuple[str, ...]]] = {}
+    for val, neg_i in sorted((v, -i) for i, v in enumerate(strides)):
+        i = -neg_i
+        contiguous = i != len(strides) - 1 and strides[i] == shape[i + 1] * strides[i + 1]
+        if val in (0, 1) and not contiguous:
+            expr = (val, ())
+        elif val in candidates:
+            expr = candidates[val]
+        elif val in (0, 1):
+            expr = (val, ())
+        else:
+            expr = (1, (f"t{val}",))
+        out[i] = expr
+        coef, syms = expr
+        candidates[shape[i] * val] = (0, ()) if coef == 0 else (coef, tuple(sorted(syms + (f"s{i}",))))
+    return out
+
+
+def _monomial_hint(expr, hints) -> int:
+    coef, syms = expr
+    value = coef
+    for s in syms:
+        value *= hints[s]
+    return value
+
+
+def _elementwise_perm_divides_by_zero(shape, strides, offsets) -> bool:
+    """Whether torch._prims_common.compute_elementwise_output_logical_to_physical_perm (what empty_like,
+    clone and elementwise ops call to lay out their result) raises ZeroDivisionError on a fake tensor of
+    an export with dynamic sizes: the input of example ``shape`` and ``strides``, viewed with sizes
+    ``shape[i] + offsets[i]`` (a narrow). Under backed_size_oblivious no size is known to be 0, so two dims
+    of (symbolically) equal stride are ordered by ``size_b % size_a``, whose hint divides by 0 when the
+    size it divides by is an empty dim. Guards are evaluated as torch does without a hint: a size symbol
+    ranges over [0, inf), a stride symbol over [2, inf); sizes s + k compare only with the same symbol."""
+    ndim = len(shape)
+    if ndim < 2:
+        return False
+    size_hint = {f"s{i}": shape[i] for i in range(ndim)}
+    size_hint.update({f"t{v}": v for v in strides})
+    st = _symbolic_strides(shape, strides)
+    sizes = [(i, offsets[i]) for i in range(ndim)]  # s_i + offset
+    hint = [shape[i] + offsets[i] for i in range(ndim)]
+
+    def lower(expr):  # lower bound of a monomial: sizes >= 0, stride symbols >= 2
+        coef, syms = expr
+        return 0 if any(s.startswith("s") for s in syms) else coef * 2 ** len(syms)
+
+    def stride_ge(a, b):
+        if a == b or b[0] == 0:
+            return True
+        if not b[1]:
+            return lower(a) >= b[0] if a[1] else a[0] >= b[0]
+        return False
+
+    def divides(a, b):  # b divides a symbolically (sympy: p/q is an integer)
+        if b == (1, ()) or a == b or a[0] == 0:
+            return True
+        rest = list(a[1])
+        for s in b[1]:
+            if s not in rest:
+                return False
+            rest.remove(s)
+        return a[0] % b[0] == 0
+
+    class Zero(Exception):
+        pass
+
+    def ge_stride(a, b):
+        if b[0] == 0:
+            return True
+        if a[0] == 0:
+            return False
+        if stride_ge(a, b):
+            return True
+        if _monomial_hint(b, size_hint) == 0:
+            raise Zero
+        return divides(a, b)
+
+    def ge_size(i, j):  # shape[i] >= shape[j], as ge(a, b) in should_swap
+        if sizes[i][0] == sizes[j][0] and sizes[i][1] >= sizes[j][1]:
+            return True
+        if hint[j] == 0:
+            raise Zero
+        return sizes[i] == sizes[j]
+
+    def should_swap(a, b):
+        sa, sb = st[a], st[b]
+        if sa[0] == 0 or sb[0] == 0:
+            return 0
+        if sa == sb:
+            return 0 if ge_size(b, a) else 1
+        if ge_stride(sb, sa):
+            return -1
+        if ge_stride(sa, sb):
+            return 1
+        return 0
+
+    def dense(order):  # definitely contiguous in this dim order (sizes are never known to be 1)
+        expected = (1, ())
+        for k, d in enumerate(order):
+            if st[d] != expected:
+                return False
+            if offsets[d] and k < len(order) - 1:  # a narrowed size in a stride's product: never equal
+                return False
+            expected = (expected[0], tuple(sorted(expected[1] + (f"s{d}",))))
+        return True
+
+    contiguous = dense(list(reversed(range(ndim))))
+    channels_last = ndim in (4, 5) and dense([1] + list(range(ndim - 1, 1, -1)) + [0])
+    if contiguous != channels_last:
+        return False
+    perm = list(reversed(range(ndim)))
+    try:
+        for i in range(1, ndim):
+            d1 = i
+            for d0 in reversed(range(i)):
+                c = should_swap(perm[d0], perm[d1])
+                if c > 0:
+                    perm[d0], perm[d1] = perm[d1], perm[d0]
+                    d1 = d0
+                elif c < 0:
+                    break
+    except Zero:
+        return True
+    return False
+
+
+def _constant_pad_list(case) -> list[int]:
+    """ConstantPad{1,2,3}d's padding as F.pad's list (last dim first)."""
+    nd = _nd(case)
+    pad = case.params.get("padding")
+    return [int(pad)] * (2 * nd) if isinstance(pad, (int, np.integer)) else [int(p) for p in pad]
+
+
+def constant_pad_clone_divides_by_zero(case) -> bool:
+    """ConstantPad whose dynamic-shape export fails in torch.export with "integer modulo by zero": every pad
+    is <= 0, so aten.constant_pad_nd returns a clone of the (narrowed) input, and laying out that clone
+    divides by an empty dim's size (_elementwise_perm_divides_by_zero on the example the adapter
+    exports from)."""
+    if case.invalid or not _graph_is_dynamic(case):
+        return False
+    pad = _constant_pad_list(case)
+    if any(p > 0 for p in pad):
+        return False
+    shape = tuple(int(s) for s in np.shape(case.inputs["input"]))
+    if len(pad) // 2 > len(shape):
+        return False
+    offsets = [0] * len(shape)
+    for k in range(len(pad) // 2):
+        offsets[len(shape) - 1 - k] = pad[2 * k] + pad[2 * k + 1]
+    if any(s + o < 0 for s, o in zip(shape, offsets)):
+        return False
+    return _elementwise_perm_divides_by_zero(shape, list(example_strides(case, "input")), offsets)
+
+
+def _area_output(case) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """(input spatial sizes, output spatial sizes) of an Upsample(mode='area') case, or None."""
+    if case.params.get("mode") != "area":
+        return None
+    spatial, out, _ = _resize_geometry(case)
+    return tuple(int(s) for s in spatial), tuple(int(o) for o in out)
+
+
+def area_3d_not_global(case) -> bool:
+    """Upsample(mode='area') of a 5-d input (adaptive_avg_pool3d) whose output is not 1 x 1 x 1: torch
+    decomposes only global pooling (a mean); aten._adaptive_avg_pool3d has no ONNX function."""
+    if case.invalid or np.ndim(case.inputs["input"]) != 5:
+        return False
+    geometry = _area_output(case)
+    return geometry is not None and any(o != 1 for o in geometry[1])
+
+
+def area_global_strided_empty_dynamic(case) -> bool:
+    """A dynamic-shape export of Upsample(mode='area') to a 1 x 1 output (global pooling: a mean) of an
+    empty 4-d input in the strided layout, whose example (example_strides: the adapter's clone keeps an
+    empty tensor's strides) has a last-dim stride other than 0 and 1: the trace keeps an aten.sym_stride
+    node, which has no ONNX function."""
+    if case.invalid or not _graph_is_dynamic(case) or case.layout("input").kind != "strided":
+        return False
+    shape = np.shape(case.inputs["input"])
+    if len(shape) != 4 or 0 not in shape:
+        return False
+    geometry = _area_output(case)
+    if geometry is None or any(o != 1 for o in geometry[1]):
+        return False
+    return example_strides(case, "input")[-1] not in (0, 1)
+
+
+def random_normal_zero_std_exported(case) -> bool:
+    """The exported graph draws with ONNX RandomNormalLike at scale 0 (std = 0): normal_, and sparse_ of a
+    2-d tensor with no column (no column to zero, so no aten.randperm: the graph is the normal_ alone); not
+    where the export fails first: an empty tensor with a dim of 2 or more in a dynamic-shape graph
+    (normal_empty_dynamic)."""
+    if case.invalid or float(case.params.get("std", 1.0)) != 0.0:
+        return False
+    shape = np.shape(case.inputs["tensor"])
+    if normal_empty_dynamic(case):
+        return False
+    if case.op == "normal_":
+        return True
+    return case.op == "sparse_" and len(shape) == 2 and shape[1] == 0
+
+
+def normal_empty_dynamic(case) -> bool:
+    """An in-place normal_ fill (normal_, or sparse_'s) of an empty tensor with a dim of 2 or more, exported with
+    dynamic shapes: the example has zero strides (an empty NumPy copy), so torch.export refuses the in-place write
+    ("more than one element of the written-to tensor refers to a single memory location"), or, strided, keeps an
+    aten.sym_stride node."""
+    shape = np.shape(case.inputs["tensor"])
+    return 0 in shape and max(shape) >= 2 and _graph_is_dynamic(case)
+
+
+def area_empty_output(case) -> bool:
+    """Upsample(mode='area') of a 3-d or 4-d input with every input length positive and some output length 0
+    (size 0, or a factor that floors a length to 0): torch's adaptive pooling returns an empty tensor (it skips
+    interpolate's size check), the export's decomposition divides by the output length."""
+    if np.ndim(case.inputs["input"]) not in (3, 4):
+        return False
+    try:
+        geometry = _area_output(case)
+    except Exception:
+        return False
+    return geometry is not None and min(geometry[0]) > 0 and 0 in geometry[1]
