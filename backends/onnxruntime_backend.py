@@ -479,6 +479,12 @@ class OnnxRuntimeBackend(TorchBackend):
                 leaves.append(t)
         if not leaves:  # no tensor in or inside: a constant of the case (an exporter folds it), built by torch
             return fn(*args, **kwargs)
+        if any(torch._debug_has_internal_overlap(t) == 1 for t in leaves):
+            # exports start from dense clones, so an in-place write into overlapping memory (an expanded
+            # tensor), which eager torch rejects, would run: the call's own error comes first
+            own = _eager_error(fn, args, kwargs)
+            if own is not None:
+                raise own
         kind = "static" if self.exporter == "torchscript" else graph_kind(case)
         key = self._signature(case, fn, position, args_tree, leaves, state_names, kind)
         shapes = [tuple(t.shape) for t in leaves]

@@ -346,3 +346,16 @@ def test_a_bfloat16_call_with_an_integer_input_runs(backend, monkeypatch):
     x, idx = torch.tensor([[[1.5, -2.0]]], dtype=torch.bfloat16), torch.tensor([[[1, 2]]])
     got = backend.call_target(case, torch.nn.MaxUnpool1d(2), [x, idx], {})
     assert got.dtype == torch.bfloat16 and got.flatten().tolist() == [0.0, 1.5, -2.0, 0.0]
+
+
+def test_an_in_place_write_into_an_expanded_input_is_torchs_own_error(backend):
+    """Exports start from dense clones, so the adapter checks an input with overlapping memory in
+    eager torch first: an in-place fill of an expanded tensor raises torch's error, as eager torch
+    does, instead of running on ONNX Runtime."""
+    import torch
+
+    case = Case(op="Linear", dtype="float32", params={"in_features": 3, "out_features": 2, "bias": False},
+                inputs={"input": np.ones((2, 3)), "weight": np.ones((2, 3))})
+    with pytest.raises(RuntimeError, match="single memory location") as raised:
+        backend.call_target(case, torch.Tensor.normal_, [torch.zeros(3, 1).expand(3, 4)], {})
+    assert not isinstance(raised.value, CompileFailure)
