@@ -481,22 +481,6 @@ def resize_invalid_accepted(case) -> bool:
     return any(i > 0 for i in spatial) and any(o == 0 for o in out)
 
 
-def pad_crops_to_empty(case) -> bool:
-    """Some padded dim of length n > 0 whose padded length n + left + right is 0 (a crop to empty)."""
-    shape = np.shape(case.inputs["input"])
-    pad = case.params.get("padding")
-    if isinstance(pad, int):
-        return False
-    pad = list(pad)
-    for k in range(len(pad) // 2):
-        if k >= len(shape):
-            break
-        n = shape[len(shape) - 1 - k]
-        if n > 0 and n + pad[2 * k] + pad[2 * k + 1] == 0:
-            return True
-    return False
-
-
 # -- found by the verification run of 2026-12-05 (ortver) --------------------------------------------------
 
 
@@ -509,20 +493,10 @@ def _c_strides(shape) -> list[int]:
     return strides
 
 
-def _infer_dense_strides(shape, strides) -> list[int]:
-    """ATen's infer_dense_strides (what clone/empty_like give a tensor that is not dense): the dims sorted
-    innermost first by stride (a stride of 0 is ambiguous; equal strides put the smaller size first)."""
-    ndim = len(shape)
+def _stride_order(ndim: int, should_swap) -> list[int]:
+    """ATen's dim permutation by strides (infer_dense_strides, TensorIterator's reorder_dimensions): an
+    insertion sort of the dims, innermost first, under ``should_swap(d0, d1)`` (1 swap, -1 stop, 0 ambiguous)."""
     perm = list(reversed(range(ndim)))
-
-    def should_swap(d0, d1):
-        s0, s1 = strides[d0], strides[d1]
-        if s0 == 0 or s1 == 0:
-            return 0
-        if s0 != s1:
-            return -1 if s0 < s1 else 1
-        return 1 if shape[d0] > shape[d1] else 0
-
     for i in range(1, ndim):
         d1 = i
         for d0 in reversed(range(i)):
@@ -532,6 +506,23 @@ def _infer_dense_strides(shape, strides) -> list[int]:
                 d1 = d0
             elif c < 0:
                 break
+    return perm
+
+
+def _infer_dense_strides(shape, strides) -> list[int]:
+    """ATen's infer_dense_strides (what clone/empty_like give a tensor that is not dense): the dims sorted
+    innermost first by stride (a stride of 0 is ambiguous; equal strides put the smaller size first)."""
+    ndim = len(shape)
+
+    def should_swap(d0, d1):
+        s0, s1 = strides[d0], strides[d1]
+        if s0 == 0 or s1 == 0:
+            return 0
+        if s0 != s1:
+            return -1 if s0 < s1 else 1
+        return 1 if shape[d0] > shape[d1] else 0
+
+    perm = _stride_order(ndim, should_swap)
     out, acc = [0] * ndim, 1
     for d in perm:
         out[d] = acc
@@ -700,17 +691,8 @@ def _elementwise_perm_divides_by_zero(shape, strides, offsets) -> bool:
     channels_last = ndim in (4, 5) and dense([1] + list(range(ndim - 1, 1, -1)) + [0])
     if contiguous != channels_last:
         return False
-    perm = list(reversed(range(ndim)))
     try:
-        for i in range(1, ndim):
-            d1 = i
-            for d0 in reversed(range(i)):
-                c = should_swap(perm[d0], perm[d1])
-                if c > 0:
-                    perm[d0], perm[d1] = perm[d1], perm[d0]
-                    d1 = d0
-                elif c < 0:
-                    break
+        _stride_order(ndim, should_swap)
     except Zero:
         return True
     return False
