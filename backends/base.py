@@ -150,6 +150,8 @@ class Case:
     - ``call``: how a torch-like backend calls the entry (a call tree, plain data: see
       ``backends.torch_call``), attached by the runner from the declaration.
     - ``invalid``: the case breaks a documented rule; the backend must raise.
+      ``backward_rule``: torch enforces that rule in the backward pass only (it raises there, not
+      in the forward), so a forward-only backend cannot be judged on it.
     - ``mode``: the derivative mode (``MODES``): what the backend computes beyond the forward is
       said by ``call["mode"]`` (absent for ``vjp``).
     """
@@ -166,6 +168,7 @@ class Case:
     cotangent_seed: int = 0
     cotangents: dict[str, np.ndarray] = field(default_factory=dict)
     invalid: bool = False
+    backward_rule: bool = False
     note: str = ""
     variant: str = ""
     types: dict[str, str] = field(default_factory=dict)
@@ -218,6 +221,8 @@ class Case:
             },
             "note": self.note,
         }
+        if self.backward_rule:
+            out["backward_rule"] = True
         if self.mode != "vjp":
             out["mode"] = self.mode
         return out

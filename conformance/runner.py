@@ -366,6 +366,12 @@ class Runner:
             record.update(verdict="error", error_side="reference",
                           error="the reference accepted a case declared invalid (strategy or reference bug)")
             return Evaluation(record, case)
+        if case.backward_rule and not backend.capabilities().backward:
+            # torch raises for this rule in its backward pass only: a forward-only backend has none
+            record.update(verdict="unsupported", error_side="backend",
+                          error=f"the rule '{case.note}' is enforced by the backward pass, which this backend "
+                                f"does not run (forward only)")
+            return Evaluation(record, case)
         try:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")

@@ -217,6 +217,51 @@ def test_a_backend_with_a_backward_that_reports_no_gradient_fails():
     assert [c["tensor"] for c in failing] == ["grad.input"]
 
 
+class _AcceptsEverything(_ForwardOnly):
+    def run(self, case):
+        from backends.base import Result
+
+        return Result(outputs={"output": case.inputs["input"].copy()}, dtypes={"output": case.dtype})
+
+
+def _invalid_case(spec_id: str, rule: str):
+    from hypothesis import find
+
+    from conformance.driver import RunSettings
+
+    spec = all_specs()[spec_id]
+    case = find(spec.strategy("float32", None, invalid=True), lambda c: c.note == rule)
+    return spec, runner_module.Runner(RunSettings(report_dir="."), writer=None), case
+
+
+@pytest.mark.parametrize(("spec_id", "rule"), [
+    ("LeakyReLU", "inplace with a negative slope, input requires grad"),
+    ("CELU", "inplace with a negative alpha, input requires grad"),
+    ("ELU", "inplace with a negative alpha, input requires grad"),
+    ("RReLU", "inplace in evaluation with a negative slope, input requires grad"),
+])
+def test_a_rule_torch_enforces_in_its_backward_is_unsupported_without_a_backward(spec_id, rule):
+    spec, runner, case = _invalid_case(spec_id, rule)
+    assert case.backward_rule
+    record = runner.evaluate(_AcceptsEverything(), spec, case).record
+    assert record["verdict"] == "unsupported" and "backward pass" in record["error"]
+
+    class _WithBackward(_AcceptsEverything):  # a backend with a backward must still reject the case
+        def capabilities(self):
+            from backends.base import Capabilities
+
+            return Capabilities()
+
+    assert runner.evaluate(_WithBackward(), spec, case).record["verdict"] == "error"
+
+
+def test_a_rule_the_forward_enforces_is_still_judged_on_a_forward_only_backend():
+    spec, runner, case = _invalid_case("CELU", "alpha = 0")
+    assert not case.backward_rule
+    record = runner.evaluate(_AcceptsEverything(), spec, case).record
+    assert record["verdict"] == "error" and "accepted an invalid case" in record["error"]
+
+
 def _run(tmp_path, backend: str, ops: str, dtypes: str = "float64", *extra: str) -> tuple[int, list]:
     code = main(["run", "--backend", backend, "--ops", ops, "--dtypes", dtypes, "--profile", "ci", "--quiet",
                  "-j", "1", "--no-isolate", "--report-dir", str(tmp_path), *extra])

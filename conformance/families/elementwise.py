@@ -79,7 +79,8 @@ def elementwise(name: str, fn: Callable[..., Any], *, params: ParamSpec | None =
                 inplace: bool = False, forward_only: Callable[[Mapping[str, Any], bool], bool] | None = None,
                 error: Callable[..., Any] | None = None,
                 tolerance: str | Tolerance | Mapping[str, Tolerance] = "selection",
-                invalid: Mapping[str, Mapping[str, Any]] | None = None, nan_slopes: Slopes = (),
+                invalid: Mapping[str, Mapping[str, Any]] | None = None, backward_rules: Sequence[str] = (),
+                nan_slopes: Slopes = (),
                 one_sided: OneSided | None = None, comparators: Mapping[str, Comparator] | None = None,
                 regimes: Sequence[Regime] = (), edges: bool = True, shape_regimes: bool = True, notes: str = "",
                 cases: Callable[[str], Any] | None = None, invalid_cases: Callable[[str], Any] | None = None,
@@ -90,7 +91,8 @@ def elementwise(name: str, fn: Callable[..., Any], *, params: ParamSpec | None =
     """A declaration of the elementwise layer ``torch.nn.<name>`` computing ``fn`` (see the module
     docstring). ``params``, ``kinks`` (points, or a function of the parameters), ``tiers``,
     ``inplace``, ``forward_only(params)``, ``invalid`` ({note: parameter options breaking the
-    rule}) and ``edges`` describe the cases (``strategies.elementwise.Elementwise``), unless
+    rule}), ``backward_rules`` (the notes of the rules torch enforces in its backward pass only)
+    and ``edges`` describe the cases (``strategies.elementwise.Elementwise``), unless
     ``cases`` / ``invalid_cases`` are given; ``error`` (an analysis of the family's signature) or
     ``tolerance`` the bound; ``nan_slopes`` and ``one_sided`` the gradient's accepted
     alternatives; ``randomness`` with ``random(params, train)`` a stochastic layer (drawing the
@@ -101,7 +103,7 @@ def elementwise(name: str, fn: Callable[..., Any], *, params: ParamSpec | None =
     if cases is None:
         drawn = Elementwise(op=name, params=params, kinks=kinks_fn, tiers=tiers, inplace=inplace,
                             forward_only=forward_only, edges=edges, train=randomness is not None, random=random,
-                            invalid=invalid or {})
+                            invalid=invalid or {}, backward_rules=tuple(backward_rules))
         cases, invalid_cases = drawn.valid, (drawn.rejected if invalid else invalid_cases)
     gradient = {"grad.input": gradient_comparator(nan_slopes, one_sided)} if (nan_slopes or one_sided) else {}
     name_and_description = kink_regime or ("at the kink", "inputs exactly at a kink and its neighbours")

@@ -56,6 +56,7 @@ declare(elementwise(
     nan_slopes=lambda case: (1.0, case.params["negative_slope"]),
     invalid={"inplace with a negative slope, input requires grad": {"negative_slope": (-0.5, -0.01, -2.0),
                                                                     "inplace": True}},
+    backward_rules=("inplace with a negative slope, input requires grad",),
     regimes=(Regime("negative slope", holds=lambda c: c.params["negative_slope"] < 0, pins={"negative_slope": -0.5},
                     description="a negative negative_slope (non-monotone)"),
              Regime("zero slope, infinite inputs", holds=lambda c: c.params["negative_slope"] == 0
@@ -113,6 +114,7 @@ declare(elementwise(
     "ELU", A.elu, params={"alpha": (1.0, 0.5, 2.0, 0.0, -1.0, -0.5, 0.1, 1.5)}, kinks=(0.0,), tiers=E.FLOAT,
     inplace=True, forward_only=E.inplace_negative("alpha"), error=A.elu_error, nan_slopes=(1.0,), edges=False,
     invalid={"inplace with a negative alpha, input requires grad": {"alpha": (-1.0, -0.5), "inplace": True}},
+    backward_rules=("inplace with a negative alpha, input requires grad",),
     regimes=(Regime("negative alpha", holds=lambda c: c.params["alpha"] < 0, pins={"alpha": -1.0},
                     description="alpha < 0: the negative branch rises to -alpha"),),
     notes="y = x if x > 0 else alpha·(exp(x) - 1); the gradient at the kink x = 0 is alpha (the exponential "
@@ -136,6 +138,7 @@ declare(replace(elementwise(
     inplace=True, forward_only=E.inplace_negative("alpha"), error=A.celu_error, nan_slopes=(1.0,),
     invalid={"alpha = 0": {"alpha": 0.0},
              "inplace with a negative alpha, input requires grad": {"alpha": (-1.0, -0.5), "inplace": True}},
+    backward_rules=("inplace with a negative alpha, input requires grad",),
     regimes=(Regime("negative alpha", holds=lambda c: c.params["alpha"] < 0, pins={"alpha": -1.0},
                     description="alpha < 0: the negative branch rises to -alpha"),
              Regime("alpha not a float32", holds=lambda c: c.params["alpha"] in (0.1, 1 / 3), pins={"alpha": 0.1},
@@ -176,6 +179,7 @@ declare(elementwise(
     invalid={"lower > upper": {"bounds": E.Joint(("lower", "upper"), ((0.5, 0.1), (1 / 3, 1 / 8)))},
              "inplace in evaluation with a negative slope, input requires grad": {
                  "bounds": E.Joint(("lower", "upper"), ((-0.5, -0.1),)), "inplace": True, "train": False}},
+    backward_rules=("inplace in evaluation with a negative slope, input requires grad",),
     regimes=E.rrelu_regimes(),
     notes="Training: y = x if x > 0 else a·x, a drawn from U(lower, upper) per element (torch draws where x <= 0); "
           "judged given the slopes read back as output/input (random cases draw finite inputs with |x| >= 2^-10), "

@@ -250,7 +250,9 @@ class Elementwise:
     drawn ``observable``). ``invalid`` maps the note of each rule an invalid case breaks to the
     parameter options that break it (replacing the valid options by label; ``"train"`` fixes the
     train flag); an invalid case carries its cotangents, so that a rule enforced by the backward
-    pass is exercised too.
+    pass is exercised too. ``backward_rules`` names the rules of ``invalid`` that torch enforces
+    only in its backward pass (their cases say ``backward_rule``: a forward-only backend cannot
+    reject them).
     """
 
     op: str
@@ -263,6 +265,12 @@ class Elementwise:
     train: bool = False
     random: Callable[[Mapping[str, Any], bool], bool] | None = None
     invalid: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    backward_rules: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.backward_rules) - set(self.invalid)
+        if unknown:
+            raise ValueError(f"{self.op}: backward_rules name no invalid rule: {sorted(unknown)}")
 
     def valid(self, dtype: str) -> st.SearchStrategy[Case]:
         return S.case_strategy(lambda d, dt: self.build(d, dt, None))(dtype)
@@ -299,7 +307,8 @@ class Elementwise:
         differentiable = () if valid and self.forward_only and self.forward_only(params, train) else ("input",)
         case = Case(op=self.op, dtype=dtype, params=params, inputs={"input": x}, differentiable=differentiable,
                     layouts={"input": layout}, train=train, tier=tier, cotangent_seed=S.seed(d),
-                    invalid=rule is not None, note=rule or ("random" if random else ""))
+                    invalid=rule is not None, backward_rule=rule in self.backward_rules,
+                    note=rule or ("random" if random else ""))
         if rule is not None:  # the reference refuses the case, so the runner attaches no cotangents
             case.cotangents["output"] = S.output_cotangent(case, "output", x.shape)
         return case
