@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 
+from backends.aten_strides import dims_by_stride, stride_order
 from backends.base import Case
 
 
@@ -493,36 +494,11 @@ def _c_strides(shape) -> list[int]:
     return strides
 
 
-def _stride_order(ndim: int, should_swap) -> list[int]:
-    """ATen's dim permutation by strides (infer_dense_strides, TensorIterator's reorder_dimensions): an
-    insertion sort of the dims, innermost first, under ``should_swap(d0, d1)`` (1 swap, -1 stop, 0 ambiguous)."""
-    perm = list(reversed(range(ndim)))
-    for i in range(1, ndim):
-        d1 = i
-        for d0 in reversed(range(i)):
-            c = should_swap(perm[d0], perm[d1])
-            if c > 0:
-                perm[d0], perm[d1] = perm[d1], perm[d0]
-                d1 = d0
-            elif c < 0:
-                break
-    return perm
-
-
 def _infer_dense_strides(shape, strides) -> list[int]:
     """ATen's infer_dense_strides (what clone/empty_like give a tensor that is not dense): the dims sorted
     innermost first by stride (a stride of 0 is ambiguous; equal strides put the smaller size first)."""
     ndim = len(shape)
-
-    def should_swap(d0, d1):
-        s0, s1 = strides[d0], strides[d1]
-        if s0 == 0 or s1 == 0:
-            return 0
-        if s0 != s1:
-            return -1 if s0 < s1 else 1
-        return 1 if shape[d0] > shape[d1] else 0
-
-    perm = _stride_order(ndim, should_swap)
+    perm = dims_by_stride(shape, strides)
     out, acc = [0] * ndim, 1
     for d in perm:
         out[d] = acc
@@ -692,7 +668,7 @@ def _elementwise_perm_divides_by_zero(shape, strides, offsets) -> bool:
     if contiguous != channels_last:
         return False
     try:
-        _stride_order(ndim, should_swap)
+        stride_order(ndim, should_swap)
     except Zero:
         return True
     return False

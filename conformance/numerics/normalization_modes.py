@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from backends.aten_strides import dims_by_stride
 from backends.base import Case, Result
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
@@ -145,25 +146,7 @@ def _iterator_output_strides(shape: tuple[int, ...], strides: tuple[int, ...]) -
     (``reorder_dimensions``: an insertion sort in which a stride-0 dim compares as ambiguous and
     equal strides put the smaller dim inside), the output dense in that order."""
     ndim = len(shape)
-    perm = list(range(ndim - 1, -1, -1))  # innermost first
-
-    def should_swap(d0: int, d1: int) -> int:
-        s0, s1 = strides[d0], strides[d1]
-        if s0 == 0 or s1 == 0:
-            return 0
-        if s0 != s1:
-            return 1 if s0 > s1 else -1
-        return 1 if shape[d0] > shape[d1] else 0
-
-    for i in range(1, ndim):
-        d1 = i
-        for d0 in range(i - 1, -1, -1):
-            c = should_swap(perm[d0], perm[d1])
-            if c > 0:
-                perm[d0], perm[d1] = perm[d1], perm[d0]
-                d1 = d0
-            elif c < 0:
-                break
+    perm = dims_by_stride(shape, strides)
     out, size = [0] * ndim, 1
     for d in perm:
         out[d], size = size, size * shape[d]
