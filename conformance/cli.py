@@ -1,5 +1,5 @@
 """The ``nnconform`` command: ``backends``, ``list``, ``run``, ``report``, ``findings``, ``triage``,
-``merge`` and ``costs``.
+``merge``, ``costs`` and ``coverage``.
 
 ``run`` takes its defaults (backends, ops, dtypes, profile, known files, report directory) from the
 ``[tool.nnconform]`` table of the project's ``pyproject.toml`` (``conformance.config``); options
@@ -255,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directories", nargs="+", metavar="DIR")
     p = sub.add_parser("costs", help="print seconds per target from run directories (for target_costs.json)")
     p.add_argument("directories", nargs="+", metavar="DIR")
+    p = sub.add_parser("coverage", help="per backend, how many targets were compared, failed to export, "
+                                        "were unsupported or failed in the call (run directories or shards)")
+    p.add_argument("directories", nargs="+", metavar="DIR")
+    p.add_argument("--list", action="append", metavar="CLASS", choices=("compared", "export failed", "unsupported",
+                                                                         "call failed"),
+                   help="also list the targets of this class (repeatable)")
     return parser
 
 
@@ -297,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         directory = getattr(args, "report_dir", None) or getattr(args, "directory", None)
         handler = {"backends": cmd_backends, "list": cmd_list, "run": cmd_run, "report": cmd_report,
                    "findings": cmd_findings, "triage": cmd_triage, "merge": cmd_merge,
-                   "costs": cmd_costs}[args.command]
+                   "costs": cmd_costs, "coverage": cmd_coverage}[args.command]
         return handler(args, argv)
     except UsageError as exc:
         _say(f"nnconform: error: {exc}")
@@ -711,6 +717,21 @@ def cmd_costs(args: argparse.Namespace, argv: list[str]) -> int:
         if not (directory / RESULTS_FILE).is_file():
             raise UsageError(f"{directory} has no {RESULTS_FILE}")
     print(json.dumps(measured_costs(directories), indent=1, sort_keys=True))
+    return EXIT_OK
+
+
+def cmd_coverage(args: argparse.Namespace, argv: list[str]) -> int:
+    from reports.coverage import coverage_table, listing, target_classes
+    from reports.records import RESULTS_FILE
+
+    directories = [Path(d) for d in args.directories]
+    for directory in directories:
+        if not (directory / RESULTS_FILE).is_file():
+            raise UsageError(f"{directory} has no {RESULTS_FILE}")
+    classes = target_classes(directories)
+    print("\n".join(coverage_table(classes)))
+    if args.list:
+        print("\n".join(listing(classes, args.list)))
     return EXIT_OK
 
 

@@ -230,6 +230,16 @@ def conditional_reference(spec: LayerSpec, case: Case, got: Result) -> tuple[Cas
         return case, spec.evaluate(case, case.cotangents)
 
 
+def _known_verdict(known: dict[str, Any], call_symptom: str | None) -> dict[str, Any]:
+    """A case's fields once known entries explain all its failures: the entry, the verdict
+    ``known``, and for a failure of the call what the call did (``known_symptom``), which the
+    verdict no longer says."""
+    fields = {"known": known, "verdict": "known"}
+    if call_symptom is not None:
+        fields["known_symptom"] = call_symptom
+    return fields
+
+
 def forward_only(backend: Backend, ref: Result, record: dict[str, Any]) -> Result:
     """The reference to compare with for ``backend``: without its gradients when the backend is
     forward only (``Capabilities.backward`` False: an inference runtime). Those gradients are listed
@@ -425,7 +435,7 @@ class Runner:
         known = explained[0].describe()
         if len(explained) > 1:
             known["with"] = [e.id for e in explained[1:]]
-        return {"known": known, "verdict": "known"}
+        return _known_verdict(known, call_symptom)
 
     def _known_fields_in_mode(self, backend: Backend, spec: LayerSpec, case: Case, call_symptom: str | None,
                               failing: list[dict[str, Any]],
@@ -509,7 +519,7 @@ class Runner:
         known = explained[0].describe()
         if len(explained) > 1:
             known["with"] = [e.id for e in explained[1:]]
-        return {"known": known, "verdict": "known"}
+        return _known_verdict(known, call_symptom)
 
     def _check_known(self, backend: Backend, spec: LayerSpec, dtype: str, mode: str = "vjp") -> None:
         """A strict known entry that matched cases of this target, none of which failed, is an

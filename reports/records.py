@@ -21,6 +21,8 @@ A *case record* (``"type": "case"``) is written, and flushed, for every compared
     max_utilisation  the largest error/bound ratio over all compared tensors
     error        the exception text when a side raised (else null); error_side: backend|reference|harness
     known        the matching known-discrepancy entry {id, reason, link} (else null)
+    known_symptom  for a known failure of the call itself (verdict known), what the call did: raises,
+                 accepts-invalid, crash, timeout or compile (absent for known wrong results)
     call         the call tree the torch adapter ran (``backends.torch_call``), for repro scripts
     regime       the declared regime the case was drawn for (null for the random cases)
     regimes      the declared regimes the case lies in (coverage is counted from these)

@@ -603,3 +603,41 @@ def test_reports_never_import_conformance():
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         assert not [m for m in names if m.split(".")[0] == "conformance"], path.name
+
+
+def test_coverage_classifies_each_completed_target_by_what_its_valid_cases_reached(tmp_path, capsys):
+    from conformance.cli import main
+    from reports.coverage import target_classes
+
+    def key(op, dtype="float32"):
+        return f"{op}|onnxruntime|{dtype}"
+
+    def ort(op, **extra):
+        return _record(op=op, backend="onnxruntime", **extra)
+
+    no_comparison = {"comparisons": []}
+    records = [
+        ort("Conv2d"),  # compared
+        ort("Conv2d", verdict="compile", **no_comparison),
+        ort("Fold", verdict="compile", **no_comparison),  # export failed, one known
+        ort("Fold", verdict="known", known_symptom="compile", known={"id": "e", "symptom": ["compile"]},
+            **no_comparison),
+        ort("Fold", verdict="unsupported", **no_comparison),
+        ort("Bilinear", verdict="known", known={"id": "e", "symptom": ["compile"]}, **no_comparison),  # older run
+        ort("GroupNorm", dtype="bfloat16", verdict="unsupported", **no_comparison),  # unsupported
+        ort("GroupNorm", dtype="bfloat16", verdict="pass", tier="invalid", **no_comparison),
+        ort("AvgPool3d", verdict="error", error="RuntimeError: x", **no_comparison),  # call failed
+        ort("Linear"),  # not completed: left out
+        ort("Conv2d", shrinking=True, verdict="fail", **no_comparison),
+    ]
+    with RecordWriter(tmp_path) as writer:
+        for record in records:
+            writer.write(record)
+    write_run_info(tmp_path, {"completed": [key("Conv2d"), key("Fold"), key("Bilinear"), key("GroupNorm", "bfloat16"),
+                                            key("AvgPool3d")]})
+    assert target_classes([tmp_path]) == {"onnxruntime": {
+        key("Conv2d"): "compared", key("Fold"): "export failed", key("Bilinear"): "export failed",
+        key("GroupNorm", "bfloat16"): "unsupported", key("AvgPool3d"): "call failed"}}
+    assert main(["coverage", str(tmp_path), "--list", "call failed"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == "| onnxruntime | 5 | 1 | 2 | 1 | 1 |" and out[3] == f"call failed: {key('AvgPool3d')}"

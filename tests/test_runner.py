@@ -82,6 +82,24 @@ def test_the_backends_scalar_meta_is_recorded():
     assert "ignored" not in record["backend_meta"]
 
 
+def test_a_known_failure_of_the_call_keeps_what_the_call_did():
+    from backends.base import Case, CompileFailure
+    from conformance.runner import Runner
+
+    class Refuses(ReferenceBackend):
+        name = "refuses"
+
+        def run(self, case):
+            raise CompileFailure("export: no translation")
+
+    case = Case(op="ReLU", dtype="float32", params={"inplace": False},
+                inputs={"input": np.array([[1.0, -2.0]])}, differentiable=("input",))
+    entry = KnownDiscrepancy(id="no-export", op="ReLU", backend="refuses", reason="r", symptom="compile")
+    record = Runner(RunSettings(report_dir="."), writer=None, known=[entry]).evaluate(
+        Refuses(), all_specs()["ReLU"], case).record
+    assert record["verdict"] == "known" and record["known_symptom"] == "compile", record
+
+
 def test_known_discrepancy_file_parses():
     for entry in load_known():
         assert entry.id and entry.reason and entry.op
