@@ -96,6 +96,14 @@ def _relu_case(shape: tuple[int, ...], op: str = "ReLU") -> Case:
     return reference_result(all_specs()[op], case)[0]
 
 
+def test_a_cases_graph_kind_does_not_change_when_the_runner_attaches_its_random_choices():
+    from dataclasses import replace
+
+    cases = [_relu_case(shape) for shape in [(3, 4), (5, 4), (6, 7), (7, 9), (8, 5), (9, 3)]]
+    for case in cases:  # the runner judges a random case with the backend's choices attached
+        assert graph_kind(replace(case, choices={"mask": np.ones(3)})) == graph_kind(case)
+
+
 def test_consecutive_cases_of_a_signature_share_a_compiled_callable():
     backend = TorchCompileBackend("aot_eager")
     shapes = [(3, 4), (5, 4), (6, 7), (7, 9), (8, 5), (9, 3), (4, 4), (5, 6)]
