@@ -1,0 +1,377 @@
+"""Value predicates and models of the onnxruntime backend's known entries for activations, losses,
+distances, linear layers, embeddings and dropout (``conformance/known/onnxruntime_elementwise.toml``).
+
+NumPy only (``backends`` imports nothing of ``conformance``): predicates take the ``Case``; models
+take ``(case, reference, got)`` and return ``{tensor name: predicted value}``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backends.base import Case
+
+# MLAS's logistic kernel (onnxruntime/core/mlas/lib/logistic.cpp): the input clamped to [-18, 18], an odd
+# polynomial over an even one in x² (Horner with fused multiply-adds), plus 1/2, clamped to [0, 1].
+_LOGISTIC_RANGE = (-18.0, 18.0)
+_LOGISTIC_P = (4.37031012579801e-11, 1.15627324459942e-07, 6.08574864600143e-05, 8.51377133304701e-03,
+               2.48287947061529e-01)
+_LOGISTIC_Q = (6.10247389755681e-13, 5.76102136993427e-09, 6.29106785017040e-06, 1.70198817374094e-03,
+               1.16817656904453e-01, 9.93151921023180e-01)
+
+
+def _fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray | float) -> np.ndarray:
+    """float32 a·b + c rounded once (a float32 product is exact in float64; the sum rounds twice only
+    in ties of no consequence here)."""
+    return (np.asarray(a, np.float64) * np.asarray(b, np.float64) + np.float64(np.float32(c))).astype(np.float32)
+
+
+def mlas_logistic(x: np.ndarray) -> np.ndarray:
+    """ONNX Runtime's float32 Sigmoid (MLAS's rational approximation, AVX2 FMA path): absolute error up to
+    ~1e-7, so 0 below x = -18 and a relative error of O(1) below about -15."""
+    f = np.float32
+    with np.errstate(all="ignore"):
+        v = np.clip(np.asarray(x, f), f(_LOGISTIC_RANGE[0]), f(_LOGISTIC_RANGE[1]))
+        v2 = (v * v).astype(f)
+        p = _fma32(v2, f(_LOGISTIC_P[0]), _LOGISTIC_P[1])
+        for c in _LOGISTIC_P[2:]:
+            p = _fma32(p, v2, c)
+        p = (p * v).astype(f)
+        q = _fma32(v2, f(_LOGISTIC_Q[0]), _LOGISTIC_Q[1])
+        for c in _LOGISTIC_Q[2:]:
+            q = _fma32(q, v2, c)
+        r = (p / q).astype(f) + f(0.5)
+        r = np.where(np.isnan(v), v, np.clip(r, f(0), f(1)))
+    return r.astype(f)
+
+
+def ort_sigmoid(x: np.ndarray, dtype: str) -> np.ndarray:
+    """ONNX Runtime's CPU Sigmoid in ``dtype``: float64 as 1 - 1/(1 + exp(x)) for x < 0 (cancellation: an
+    absolute error of ~1e-16, 0 below x ≈ -37), 1/(1 + exp(-x)) otherwise; float32 MLAS's approximation;
+    float16 MLAS's in float32, rounded to float16."""
+    if dtype == "float64":
+        x = np.asarray(x, np.float64)
+        with np.errstate(all="ignore"):
+            e = np.exp(-np.abs(x))
+            return np.where(x >= 0, 1.0 / (1.0 + e), 1.0 - 1.0 / (1.0 + e))
+    out = mlas_logistic(np.asarray(x, np.float32))
+    return out.astype(np.float16) if dtype == "float16" else out
+
+
+def silu_ort_model(case: Case, reference, got) -> dict:
+    """SiLU as its export computes it on ONNX Runtime: Mul(x, Sigmoid(x)) in the case's dtype with ONNX
+    Runtime's Sigmoid (``ort_sigmoid``); NaN at -inf (-inf·0). For the output and, in place, the input."""
+    fmt = {"float64": np.float64, "float32": np.float32, "float16": np.float16}[case.dtype]
+    x = np.asarray(case.inputs["input"], fmt)
+    with np.errstate(all="ignore"):
+        y = (x * ort_sigmoid(x, case.dtype).astype(fmt)).astype(fmt)
+        # float64: ONNX Runtime's exp (Eigen's vectorised one on large tensors) is a few ulps off NumPy's, and
+        # 1 - 1/(1 + e) turns that into a few ulps of 1 in the sigmoid (seen: 14 ulps of the result at
+        # x = -0.5): judge the prediction at 8·|x|. float32/float16 replay MLAS exactly: at |y|.
+        scale = np.abs(y.astype(np.float64))
+        if case.dtype == "float64":
+            scale = 8.0 * np.abs(x.astype(np.float64))
+    y = (y, scale)
+    out = {"output": y}
+    if case.params.get("inplace"):
+        out["state.input"] = y
+    return out
+
+
+def _reduction(case: Case) -> str:
+    """The loss's reduction ('none', 'mean', 'sum', 'batchmean'), from reduction or the deprecated
+    size_average/reduce (torch's legacy_get_string)."""
+    params = case.params
+    size_average, reduce = params.get("size_average"), params.get("reduce")
+    if size_average is None and reduce is None:
+        return params.get("reduction", "mean")
+    if reduce is False:
+        return "none"
+    return "sum" if size_average is False else "mean"
+
+
+def reduction_sum_or_none(case: Case) -> bool:
+    """The loss's reduction is 'sum' or 'none' (given as reduction or by size_average/reduce)."""
+    return _reduction(case) in ("sum", "none")
+
+
+class _PairCase:
+    """The fields of a PairwiseDistance case that ``backends.onnxruntime_known._ort_pairwise`` reads."""
+
+    def __init__(self, dtype: str, x1: np.ndarray, x2: np.ndarray, p: float, eps: float) -> None:
+        self.dtype = dtype
+        self.inputs = {"x1": x1, "x2": x2}
+        self.params = {"p": p, "eps": eps, "keepdim": False}
+
+
+def _reduce(loss: np.ndarray, reduction: str) -> np.ndarray:
+    """A loss reduced as torch does ('mean' of nothing is NaN)."""
+    if reduction == "mean":
+        return np.asarray(loss.mean() if loss.size else np.nan)
+    if reduction == "sum":
+        return np.asarray(loss.sum())
+    return loss
+
+
+def triplet_margin_ort_model(case: Case, reference, got) -> dict:
+    """TripletMarginLoss as its float64 export computes it on ONNX Runtime: each distance as the exported
+    PairwiseDistance graph (``_ort_pairwise``: eps and 1/p float32 constants, unscaled powers), the
+    margin a float32 constant, max(margin + d(a, p) - d(a, n), 0) (with swap, d(a, n) replaced by
+    min(d(a, n), d(p, n))), then the reduction."""
+    from backends.onnxruntime_known import _ort_pairwise
+
+    params = case.params
+    p, eps = float(params.get("p", 2.0)), float(params.get("eps", 1e-6))
+    a, pos, neg = (np.asarray(case.inputs[k], np.float64) for k in ("anchor", "positive", "negative"))
+
+    def dist(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+        x1, x2 = np.broadcast_arrays(x1, x2)
+        out = _ort_pairwise(_PairCase(case.dtype, x1, x2, p, eps))
+        if out is None:
+            raise ValueError("no distance")
+        return out
+
+    with np.errstate(all="ignore"):
+        d_ap, d_an = dist(a, pos), dist(a, neg)
+        if params.get("swap", False):
+            d_an = np.minimum(d_an, dist(pos, neg))
+        margin = float(np.float32(params.get("margin", 1.0)))
+        loss = np.maximum(d_ap + margin - d_an, 0.0)
+        return {"output": _reduce(loss, _reduction(case))}
+
+
+def hardswish_ort_model(case: Case, reference, got) -> dict:
+    """Hardswish as its export (ONNX HardSwish) computes it on ONNX Runtime: x·clip(x·α + 1/2, 0, 1) with
+    α = float32(1/6), rounded to float32 after each step (float16: computed in float32, then rounded); NaN at
+    -inf (-inf·0), x itself beyond 3. For the output and, in place, the input."""
+    f = np.float32
+    x = np.asarray(case.inputs["input"], f)
+    with np.errstate(all="ignore"):
+        y = (x * np.clip((f(1.0 / 6.0) * x).astype(f) + f(0.5), f(0), f(1)).astype(f)).astype(f)
+    if case.dtype == "float16":
+        y = y.astype(np.float16)
+    out = {"output": y}
+    if case.params.get("inplace"):
+        out["state.input"] = y
+    return out
+
+
+_FMT = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
+
+
+def bce_with_logits_ort_model(case: Case, reference, got) -> dict:
+    """BCEWithLogitsLoss as its export computes it on ONNX Runtime: (1 - t)·x - lw·Log(Sigmoid(x)) with
+    lw = (pos_weight - 1)·t + 1 (1 without pos_weight), times weight, then the reduction, each step rounded
+    to the case's format, with ONNX Runtime's Sigmoid (``ort_sigmoid``: 0 below -18 in float32/float16, below
+    about -37 in float64, so the loss is inf there). Judged at the magnitude of the terms (the difference
+    cancels), and in float64 below 0 at |lw|/sigmoid(x) too (the cancelling sigmoid is known to a few ulps of 1)."""
+    fmt = _FMT[case.dtype]
+    inputs = case.inputs
+    x = np.asarray(inputs["input"], fmt)
+    t = np.asarray(inputs["target"], fmt)
+    one = fmt(1)
+    with np.errstate(all="ignore"):
+        sig = ort_sigmoid(x, case.dtype).astype(fmt)
+        log_sig = np.log(sig.astype(np.float64)).astype(fmt)
+        if inputs.get("pos_weight") is not None:
+            lw = ((np.asarray(inputs["pos_weight"], fmt) - one).astype(fmt) * t).astype(fmt) + one
+        else:
+            lw = np.ones_like(t)
+        a = ((one - t).astype(fmt) * x).astype(fmt)
+        b = (lw * log_sig).astype(fmt)
+        loss = (a - b).astype(fmt)
+        mag = np.abs(a.astype(np.float64)) + np.abs(b.astype(np.float64))
+        if case.dtype == "float64":
+            mag = mag + np.where(x < 0, np.abs(lw) / sig, 0.0)
+        if inputs.get("weight") is not None:
+            w = np.asarray(inputs["weight"], fmt)
+            loss = (loss * w).astype(fmt)
+            mag = mag * np.abs(w.astype(np.float64))
+        reduction = _reduction(case)
+        out = _reduce(loss.astype(np.float64), reduction)
+        scale = _reduce(mag, "none" if reduction == "none" else "sum")
+    return {"output": (out, np.broadcast_to(scale, np.shape(out)))}
+
+
+# -- cross entropy: torchlib's aten.cross_entropy_loss is ONNX SoftmaxCrossEntropyLoss ------------------------
+def _lce_chunked(case: Case) -> bool:
+    """LinearCrossEntropyLoss taking torch's chunked path (options given, label_smoothing 0, int64 class
+    targets, no out_features): a custom op with no ONNX function."""
+    p = case.params
+    target = np.asarray(case.inputs["target"])
+    return (case.op == "LinearCrossEntropyLoss" and p.get("options") is not None
+            and float(p.get("label_smoothing", 0.0)) == 0.0 and target.dtype.kind in "iu" and not p.get("out_features"))
+
+
+def _class_target(case: Case) -> np.ndarray | None:
+    """The class-index target of a CrossEntropyLoss/LinearCrossEntropyLoss case exported as
+    SoftmaxCrossEntropyLoss (None for probability targets or LinearCrossEntropyLoss's chunked path)."""
+    target = np.asarray(case.inputs["target"])
+    if target.dtype.kind not in "iu" or _lce_chunked(case):
+        return None
+    return target
+
+
+def lce_chunked(case: Case) -> bool:
+    """LinearCrossEntropyLoss on torch's chunked path (``_lce_chunked``)."""
+    return _lce_chunked(case)
+
+
+def cross_entropy_unbatched(case: Case) -> bool:
+    """Class-index cross entropy of an unbatched input (a 0-d target, logits (C,)): SoftmaxCrossEntropyLoss
+    needs (N, C, ...), and ONNX Runtime's function body refuses the model; with dynamic shapes torch's
+    decomposition fails first (a data-dependent size), which is the only failure of NLLLoss (its static
+    export unsqueezes the input and runs)."""
+    from backends.onnxruntime_known import _graph_is_dynamic
+
+    target = _class_target(case)
+    if target is None or target.ndim != 0:
+        return False
+    return _graph_is_dynamic(case) if case.op == "NLLLoss" else True
+
+
+def cross_entropy_empty(case: Case) -> bool:
+    """Class-index cross entropy of a batched input with no element to classify (an empty target: N = 0 or
+    an empty spatial dim): SoftmaxCrossEntropyLoss reshapes to (N, C, -1), which ONNX Runtime refuses."""
+    target = _class_target(case)
+    return target is not None and target.ndim >= 1 and target.size == 0
+
+
+def cross_entropy_probabilities(case: Case) -> bool:
+    """Cross entropy with probability (floating-point) targets: SoftmaxCrossEntropyLoss takes only class
+    indices, so ONNX Runtime refuses the model (a type error)."""
+    return np.asarray(case.inputs["target"]).dtype.kind == "f"
+
+
+def cross_entropy_smoothing_dropped(case: Case) -> bool:
+    """Class-index cross entropy with label_smoothing > 0 where smoothing changes the loss: a batched,
+    non-empty target with some target not ignored, and at least 2 classes (torchlib drops the smoothing)."""
+    target = _class_target(case)
+    p = case.params
+    if target is None or target.ndim == 0 or target.size == 0 or float(p.get("label_smoothing", 0.0)) <= 0:
+        return False
+    if case.op == "LinearCrossEntropyLoss":
+        classes = int(p["num_classes"])
+        ignore = p.get("ignore_index")
+    else:
+        classes = int(np.shape(case.inputs["input"])[1])
+        ignore = p.get("ignore_index", -100)
+    ignore = -100 if ignore is None else int(ignore)
+    return classes >= 2 and bool(np.any(target != ignore))
+
+
+def nll_negative_target_wraps(case: Case) -> bool:
+    """A class-index NLL/cross-entropy case whose targets (those not equal to ignore_index) all lie in
+    [-C, C) and some in [-C, 0): torch refuses a negative class; ONNX Runtime's GatherElements (in the
+    NegativeLogLikelihoodLoss/SoftmaxCrossEntropyLoss function bodies) wraps it to C + t (a target >= C
+    raises there too)."""
+    target = np.asarray(case.inputs["target"])
+    if target.dtype.kind not in "iu" or target.size == 0:
+        return False
+    shape = np.shape(case.inputs["input"])
+    classes = int(shape[1] if len(shape) >= 2 else shape[0])
+    ignore = case.params.get("ignore_index", -100)
+    ignore = -100 if ignore is None else int(ignore)
+    t = target[target != ignore]
+    if target.ndim == 0 and (case.op != "NLLLoss" or cross_entropy_unbatched(case)):
+        return False  # an unbatched case whose export or model is refused first (cross_entropy_unbatched)
+    return t.size > 0 and bool(np.all((t >= -classes) & (t < classes))) and bool(np.any(t < 0))
+
+
+def broadcast_size_one_dynamic(case: Case) -> bool:
+    """A dynamic-shape export (the adapter's graph kind: odd case ids) of two inputs where a size-1 dim
+    meets a dim of size >= 2 (shapes aligned from the right): torch.onnx exports with backed_size_oblivious,
+    so the size-1 dim is a symbol not known to be 1 and the broadcast check fails."""
+    from backends.onnxruntime_known import _graph_is_dynamic
+
+    if case.invalid or not _graph_is_dynamic(case):
+        return False
+    shapes = [np.shape(v) for v in case.inputs.values()]
+    for i, a in enumerate(shapes):
+        for b in shapes[i + 1:]:
+            for k in range(1, min(len(a), len(b)) + 1):
+                if (a[-k] == 1 and b[-k] >= 2) or (b[-k] == 1 and a[-k] >= 2):
+                    return True
+    return False
+
+
+def elementwise_layout_divides_by_zero(case: Case) -> bool:
+    """A dynamic-shape export of an elementwise op on an empty ``input`` whose example strides
+    (``backends.onnxruntime_known.example_strides``) make torch's elementwise output layout divide by the
+    empty dim's size (``_elementwise_perm_divides_by_zero``: "integer modulo by zero" in torch.export)."""
+    from backends.onnxruntime_known import _elementwise_perm_divides_by_zero, _graph_is_dynamic, example_strides
+
+    shape = tuple(int(s) for s in np.shape(case.inputs["input"]))
+    if case.invalid or 0 not in shape or not _graph_is_dynamic(case):
+        return False
+    return _elementwise_perm_divides_by_zero(shape, list(example_strides(case, "input")), [0] * len(shape))
+
+
+def multilabel_soft_margin_ort_model(case: Case, reference, got) -> dict:
+    """MultiLabelSoftMarginLoss as its export computes it on ONNX Runtime: each log_sigmoid as
+    Log(Sigmoid(·)) with ONNX Runtime's Sigmoid (``ort_sigmoid``), -(t·log σ(x) + (1 - t)·log σ(-x)) (NaN
+    where a 0 weight meets log σ = -inf), times weight, summed over the classes (float16: in float32), / C,
+    then the reduction. Judged at the magnitude of the terms, and in float64 at |t|/σ(x) and |1 - t|/σ(-x)
+    where these cancel (as ``bce_with_logits_ort_model``)."""
+    fmt = _FMT[case.dtype]
+    x = np.asarray(case.inputs["input"], fmt)
+    t = np.asarray(case.inputs["target"], fmt)
+    one = fmt(1)
+    with np.errstate(all="ignore"):
+        sp, sn = ort_sigmoid(x, case.dtype).astype(fmt), ort_sigmoid(-x, case.dtype).astype(fmt)
+        a = (t * np.log(sp.astype(np.float64)).astype(fmt)).astype(fmt)
+        b = ((one - t).astype(fmt) * np.log(sn.astype(np.float64)).astype(fmt)).astype(fmt)
+        loss = (-(a + b).astype(fmt)).astype(fmt)
+        mag = np.abs(a.astype(np.float64)) + np.abs(b.astype(np.float64))
+        if case.dtype == "float64":
+            mag = mag + np.where(x < 0, np.abs(t) / sp, 0.0) + np.where(x > 0, np.abs(1.0 - t) / sn, 0.0)
+        if case.inputs.get("weight") is not None:
+            w = np.asarray(case.inputs["weight"], fmt)
+            loss = (loss * w).astype(fmt)
+            mag = mag * np.abs(w.astype(np.float64))
+        classes = x.shape[-1] if x.ndim else 1
+        per_sample = loss.astype(np.float64).sum(axis=-1) / classes
+        mag = mag.sum(axis=-1) / classes
+        reduction = _reduction(case)
+        out = _reduce(per_sample, reduction)
+        scale = _reduce(mag, "none" if reduction == "none" else "sum")
+    return {"output": (out, np.broadcast_to(scale, np.shape(out)))}
+
+
+def kl_div_reduces_by_sum(case: Case) -> bool:
+    """KLDivLoss whose reduction ends with a sum: 'sum' (or size_average=False), or 'batchmean' of a 0-d
+    input (torch divides by the batch size only when input.dim() != 0)."""
+    reduction = _reduction(case)
+    return reduction == "sum" or (reduction == "batchmean" and np.ndim(case.inputs["input"]) == 0)
+
+
+def half_broadcast_dynamic(case: Case) -> bool:
+    """float16, a dynamic-shape graph (the adapter's graph kind), and inputs of different shapes (a
+    broadcast): ONNX Runtime's float16 Cast insertion then reuses a buffer of another size."""
+    from backends.onnxruntime_known import _graph_is_dynamic
+
+    if case.invalid or case.dtype != "float16" or not _graph_is_dynamic(case):
+        return False
+    return len({tuple(np.shape(v)) for v in case.inputs.values()}) > 1
+
+
+def cosine_similarity_ort_model(case: Case, reference, got) -> dict:
+    """CosineSimilarity as its float64 export computes it on ONNX Runtime: x1 and x2 broadcast, each divided
+    by its L2 norm over ``dim`` clipped below at eps held as a float32 constant (9.99999993922529e-09 for
+    1e-8), multiplied and summed over ``dim``."""
+    x1 = np.asarray(case.inputs["x1"], np.float64)
+    x2 = np.asarray(case.inputs["x2"], np.float64)
+    x1, x2 = np.broadcast_arrays(x1, x2)
+    dim = int(case.params.get("dim", 1))
+    eps = float(np.float32(case.params.get("eps", 1e-8)))
+    with np.errstate(all="ignore"):
+        n1 = np.maximum(np.sqrt(np.sum(x1 * x1, axis=dim, keepdims=True)), eps)
+        n2 = np.maximum(np.sqrt(np.sum(x2 * x2, axis=dim, keepdims=True)), eps)
+        out = np.sum((x1 / n1) * (x2 / n2), axis=dim)
+    return {"output": out}
+
+
+def nll_spatial_sum(case: Case) -> bool:
+    """NLL loss of a K-dimensional input (N, C, d1, ...) reduced by 'sum' (or size_average=False): its float16
+    export ends with a float32 ReduceSum (a 2-d input's sum stays float16)."""
+    return _reduction(case) == "sum" and np.ndim(case.inputs["input"]) >= 3
