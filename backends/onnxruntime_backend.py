@@ -69,6 +69,7 @@ import copy
 import ctypes
 import io
 import logging
+import operator
 import re
 import warnings
 from collections import OrderedDict
@@ -227,7 +228,8 @@ def _wrapper(fn: Any, args_tree: _Tree, n_args: int, state_names: list[str], out
         def forward(self, *flat: Any) -> Any:
             arguments, state = list(flat[:n_args]), list(flat[n_args:])
             args, kwargs = _rebuild(args_tree, arguments)
-            if self.is_module and torch.jit.is_tracing():  # the TorchScript exporter (no stateless API)
+            # the TorchScript exporter has no stateless API, and functional_call refuses DataParallel
+            if self.is_module and (torch.jit.is_tracing() or isinstance(self.fn[0], torch.nn.DataParallel)):
                 with _swapped(self.fn[0], dict(zip(state_names, state))):
                     result = self.fn[0](*args, **kwargs)
             elif self.is_module:
@@ -323,9 +325,20 @@ def _shapes_of_program(program: Any, n_inputs: int, exact: list[tuple[int, ...]]
     for sym, vr in ep.range_constraints.items():
         low, high = vr.lower, vr.upper
         ranges[sym] = (float(low) if low.is_number else 0.0, float(high) if high.is_finite else float("inf"))
-    asserting = any(n.op == "call_function" and any(k in str(n.target) for k in ("assert", "constrain_range"))
-                    for n in ep.graph.nodes)
-    return _Shapes(dims, ranges, not asserting and len(dims) == n_inputs, exact)
+    return _Shapes(dims, ranges, not _guards_sizes(ep.graph) and len(dims) == n_inputs, exact)
+
+
+_COMPARISONS = (operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge)
+
+
+def _guards_sizes(graph: Any) -> bool:
+    """Whether an exported graph checks its inputs' sizes beyond its range constraints: a runtime
+    assertion, or a comparison whose result nothing uses (torch 2.13 leaves a guard such as
+    ``eq(s0 + s1, 7)`` as a dead node where the graph baked a value that holds only then, e.g.
+    xavier_normal_'s std from the fans). Such a graph is reused only at its example's sizes."""
+    return any(n.op == "call_function" and (any(k in str(n.target) for k in ("assert", "constrain_range"))
+                                            or (n.target in _COMPARISONS and not n.users))
+               for n in graph.nodes)
 
 
 # -- ONNX Runtime ------------------------------------------------------------------------------------------

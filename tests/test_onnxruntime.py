@@ -404,3 +404,20 @@ def test_an_in_place_write_into_an_expanded_input_is_torchs_own_error(backend):
     with pytest.raises(RuntimeError, match="single memory location") as raised:
         backend.call_target(case, torch.Tensor.normal_, [torch.zeros(3, 1).expand(3, 4)], {})
     assert not isinstance(raised.value, CompileFailure)
+
+
+def test_a_graph_with_a_dead_size_comparison_is_reused_only_at_its_sizes():
+    import operator
+
+    import torch
+
+    from backends.onnxruntime_backend import _guards_sizes
+
+    graph = torch.fx.Graph()
+    w = graph.placeholder("w")
+    total = graph.call_function(operator.add, (graph.call_function(torch.ops.aten.sym_size.int, (w, 0)),
+                                               graph.call_function(torch.ops.aten.sym_size.int, (w, 1))))
+    graph.output(graph.call_function(torch.ops.aten.clone.default, (w,)))
+    assert not _guards_sizes(graph)
+    graph.call_function(operator.eq, (total, 7))  # a guard left unused (xavier_normal_ at (3, 4))
+    assert _guards_sizes(graph)
