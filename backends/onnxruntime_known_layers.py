@@ -158,21 +158,6 @@ def transformer_detects_causal_mask(case: Case) -> bool:
     return False
 
 
-def fully_masked_query_without_weights(case: Case) -> bool:
-    """Some query attends no key (its merged masks exclude every key) in an attention block that torch runs
-    without weights (sdpa's convention: a zero attention row): every transformer module, and
-    MultiheadAttention with need_weights=False."""
-    from conformance.numerics.attention import has_fully_masked_query
-
-    if case.op == "MultiheadAttention" and case.forward_kwargs.get("need_weights", True):
-        return False
-    if transformer_detects_causal_mask(case):
-        return False  # does not export (ort-dynamo-export-transformer-detect-causal-mask-data-dependent)
-    if case.train and float(case.params.get("dropout", 0) or 0) > 0:
-        return False  # random: unsupported
-    return has_fully_masked_query(case)
-
-
 def batch_statistics_size_check_only(case: Case) -> bool:
     """An invalid BatchNorm/InstanceNorm case whose only fault is the size check of batch/instance statistics,
     run on a dynamic-shape graph: BatchNorm in training with one value per channel (N·prod(spatial) == 1),
@@ -241,13 +226,3 @@ def runs_static_graph(case: Case) -> bool:
     return not runs_dynamic_graph(case)
 
 
-def sdpa_dead_row_exported(case: Case) -> bool:
-    """scaled_dot_product_attention whose attn_mask leaves some query no key
-    (``conformance.numerics.attention.has_dead_sdpa_row``), in a graph that exports (not enable_gqa on a
-    dynamic-shape graph: ort-dynamo-export-sdpa-gqa-dynamic-heads)."""
-    from backends.torch_compile import runs_dynamic_graph
-    from conformance.numerics.attention import has_dead_sdpa_row
-
-    if case.params.get("enable_gqa") and runs_dynamic_graph(case):
-        return False
-    return has_dead_sdpa_row(case)
