@@ -12,6 +12,7 @@ import numpy as np
 
 from backends.aten_strides import dims_by_stride, stride_order
 from backends.base import Case
+from backends.torch_compile import runs_dynamic_graph
 
 
 def input_has_nan(case: Case) -> bool:
@@ -167,18 +168,12 @@ def replication_pad_refused(case) -> bool:
     return _pad_refused(case, False)
 
 
-def _graph_is_dynamic(case) -> bool:
-    """The onnxruntime adapter's graph kind (backends.torch_compile.graph_kind): odd case ids export
-    with dynamic shapes."""
-    return int(case.case_id(), 16) % 2 == 1
-
-
 def strided_broadcast_dynamic(case) -> bool:
     """A dynamic-shape export of two inputs that broadcast (a size-1 dim against a dim >= 2, the shapes
     aligned from the right), one of them stored non-contiguously (strided or permuted layout): where
     torch.export's shape guards may assert on the stride symbols ("AssertionError: True != False").
     A superset: which stride patterns fail is not characterised (see the entry)."""
-    if case.invalid or not _graph_is_dynamic(case):
+    if case.invalid or not runs_dynamic_graph(case):
         return False
     names = list(case.inputs)
     shapes = {n: np.shape(case.inputs[n]) for n in names}
@@ -294,7 +289,7 @@ def pairwise_float16_broadcast_dynamic(case) -> bool:
     """float16, a dynamic-shape graph, x1 and x2 of the same rank and x2 of size 1 in a dim where x1's
     size is >= 2: the exported program gives both inputs x1's size symbol, so ONNX Runtime's float16
     buffer planner refuses the (valid) broadcast."""
-    if case.invalid or case.dtype != "float16" or not _graph_is_dynamic(case):
+    if case.invalid or case.dtype != "float16" or not runs_dynamic_graph(case):
         return False
     s1, s2 = np.shape(case.inputs["x1"]), np.shape(case.inputs["x2"])
     return len(s1) == len(s2) and any(b == 1 and a >= 2 for a, b in zip(s1, s2))
@@ -686,7 +681,7 @@ def constant_pad_clone_divides_by_zero(case) -> bool:
     is <= 0, so aten.constant_pad_nd returns a clone of the (narrowed) input, and laying out that clone
     divides by an empty dim's size (_elementwise_perm_divides_by_zero on the example the adapter
     exports from)."""
-    if case.invalid or not _graph_is_dynamic(case):
+    if case.invalid or not runs_dynamic_graph(case):
         return False
     pad = _constant_pad_list(case)
     if any(p > 0 for p in pad):
@@ -724,7 +719,7 @@ def area_global_strided_empty_dynamic(case) -> bool:
     empty 4-d input in the strided layout, whose example (example_strides: the adapter's clone keeps an
     empty tensor's strides) has a last-dim stride other than 0 and 1: the trace keeps an aten.sym_stride
     node, which has no ONNX function."""
-    if case.invalid or not _graph_is_dynamic(case) or case.layout("input").kind != "strided":
+    if case.invalid or not runs_dynamic_graph(case) or case.layout("input").kind != "strided":
         return False
     shape = np.shape(case.inputs["input"])
     if len(shape) != 4 or 0 not in shape:
@@ -756,7 +751,7 @@ def normal_empty_dynamic(case) -> bool:
     ("more than one element of the written-to tensor refers to a single memory location"), or, strided, keeps an
     aten.sym_stride node."""
     shape = np.shape(case.inputs["tensor"])
-    return 0 in shape and max(shape) >= 2 and _graph_is_dynamic(case)
+    return 0 in shape and max(shape) >= 2 and runs_dynamic_graph(case)
 
 
 def area_empty_output(case) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from backends.base import Case
+from backends.torch_compile import runs_dynamic_graph
 
 # MLAS's logistic kernel (onnxruntime/core/mlas/lib/logistic.cpp): the input clamped to [-18, 18], an odd
 # polynomial over an even one in x² (Horner with fused multiply-adds), plus 1/2, clamped to [0, 1].
@@ -222,12 +223,11 @@ def cross_entropy_unbatched(case: Case) -> bool:
     needs (N, C, ...), and ONNX Runtime's function body refuses the model; with dynamic shapes torch's
     decomposition fails first (a data-dependent size), which is the only failure of NLLLoss (its static
     export unsqueezes the input and runs)."""
-    from backends.onnxruntime_known import _graph_is_dynamic
 
     target = _class_target(case)
     if target is None or target.ndim != 0:
         return False
-    return _graph_is_dynamic(case) if case.op == "NLLLoss" else True
+    return runs_dynamic_graph(case) if case.op == "NLLLoss" else True
 
 
 def cross_entropy_empty(case: Case) -> bool:
@@ -282,9 +282,8 @@ def broadcast_size_one_dynamic(case: Case) -> bool:
     """A dynamic-shape export (the adapter's graph kind: odd case ids) of two inputs where a size-1 dim
     meets a dim of size >= 2 (shapes aligned from the right): torch.onnx exports with backed_size_oblivious,
     so the size-1 dim is a symbol not known to be 1 and the broadcast check fails."""
-    from backends.onnxruntime_known import _graph_is_dynamic
 
-    if case.invalid or not _graph_is_dynamic(case):
+    if case.invalid or not runs_dynamic_graph(case):
         return False
     shapes = [np.shape(v) for v in case.inputs.values()]
     for i, a in enumerate(shapes):
@@ -299,10 +298,10 @@ def elementwise_layout_divides_by_zero(case: Case) -> bool:
     """A dynamic-shape export of an elementwise op on an empty ``input`` whose example strides
     (``backends.onnxruntime_known.example_strides``) make torch's elementwise output layout divide by the
     empty dim's size (``_elementwise_perm_divides_by_zero``: "integer modulo by zero" in torch.export)."""
-    from backends.onnxruntime_known import _elementwise_perm_divides_by_zero, _graph_is_dynamic, example_strides
+    from backends.onnxruntime_known import _elementwise_perm_divides_by_zero, example_strides
 
     shape = tuple(int(s) for s in np.shape(case.inputs["input"]))
-    if case.invalid or 0 not in shape or not _graph_is_dynamic(case):
+    if case.invalid or 0 not in shape or not runs_dynamic_graph(case):
         return False
     return _elementwise_perm_divides_by_zero(shape, list(example_strides(case, "input")), [0] * len(shape))
 
@@ -348,9 +347,8 @@ def kl_div_reduces_by_sum(case: Case) -> bool:
 def half_broadcast_dynamic(case: Case) -> bool:
     """float16, a dynamic-shape graph (the adapter's graph kind), and inputs of different shapes (a
     broadcast): ONNX Runtime's float16 Cast insertion then reuses a buffer of another size."""
-    from backends.onnxruntime_known import _graph_is_dynamic
 
-    if case.invalid or case.dtype != "float16" or not _graph_is_dynamic(case):
+    if case.invalid or case.dtype != "float16" or not runs_dynamic_graph(case):
         return False
     return len({tuple(np.shape(v)) for v in case.inputs.values()}) > 1
 

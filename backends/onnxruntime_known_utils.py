@@ -11,14 +11,9 @@ from typing import Any
 import numpy as np
 
 from backends.base import Case
+from backends.torch_compile import runs_dynamic_graph
 
 _NARROW = ("float16", "bfloat16")
-
-
-def _graph_is_dynamic(case: Case) -> bool:
-    """The onnxruntime adapter's graph kind (``backends.torch_compile.graph_kind``): odd case ids export with
-    dynamic shapes."""
-    return int(case.case_id(), 16) % 2 == 1
 
 
 def _round_bfloat16(x: np.ndarray) -> np.ndarray:
@@ -59,7 +54,7 @@ def _bfloat16_once(v: float) -> float:
 def _fill_graph_lacks_kernel(case: Case) -> bool:
     """The exported constant_ graph of a bfloat16 tensor with a dim, exported with dynamic shapes: an Expand of
     the constant, which ONNX Runtime has no bfloat16 kernel for (the case is unsupported, not run)."""
-    return case.dtype == "bfloat16" and _graph_is_dynamic(case) and np.ndim(case.inputs["tensor"]) > 0
+    return case.dtype == "bfloat16" and runs_dynamic_graph(case) and np.ndim(case.inputs["tensor"]) > 0
 
 
 def constant_float64_val_rounded_in_float32(case: Case) -> bool:
@@ -108,7 +103,7 @@ def unflatten_empty_dim_literal_sizes_dynamic(case: Case) -> bool:
     """Unflatten of an empty dim into sizes given without -1 (so one of them is 0), exported with dynamic
     shapes: torch.onnx's capture does not assume the dim's size symbol is 0 and unflatten's check that the
     sizes multiply up to it fails."""
-    if case.invalid or not _graph_is_dynamic(case):
+    if case.invalid or not runs_dynamic_graph(case):
         return False
     dim, sizes = case.params.get("dim"), case.params.get("unflattened_size")
     if not isinstance(dim, int) or not isinstance(sizes, (list, tuple)) or not all(isinstance(s, int) for s in sizes):
@@ -125,7 +120,7 @@ def kaiming_normal_empty_dynamic(case: Case) -> bool:
     (the [generator] variant) only the division by zero comes before the generator's own export failure
     (onnxruntime.toml dynamo-export-generator-argument)."""
     shape = np.shape(case.inputs["tensor"])
-    if case.invalid or len(shape) < 2 or 0 not in shape or not _graph_is_dynamic(case):
+    if case.invalid or len(shape) < 2 or 0 not in shape or not runs_dynamic_graph(case):
         return False
     receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
     fan = (shape[1] if case.params.get("mode", "fan_in") == "fan_in" else shape[0]) * receptive
@@ -222,7 +217,7 @@ def model_functional_conv_same_dynamic(case: Case) -> bool:
     """A functional composed model (ParameterList, ParameterDict: the weights are arguments of the call, so their
     sizes are dynamic too) with a convolution of padding 'same', exported with dynamic shapes: the pads derive from
     the kernel's symbolic size and torchlib passes them as Conv's pads attribute, which must be constant."""
-    return not case.invalid and _graph_is_dynamic(case) and any(
+    return not case.invalid and runs_dynamic_graph(case) and any(
         layer["op"].startswith("Conv") and layer["params"].get("padding") == "same" for layer in _layers(case))
 
 
