@@ -257,10 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directories", nargs="+", metavar="DIR")
     p = sub.add_parser("coverage", help="per backend, how many targets were compared, failed to export, "
                                         "were unsupported or failed in the call (run directories or shards)")
-    p.add_argument("directories", nargs="+", metavar="DIR")
+    p.add_argument("directories", nargs="+", metavar="DIR|FILE",
+                   help="run directories, or tables saved with --save (a later source's target replaces an earlier's)")
     p.add_argument("--list", action="append", metavar="CLASS", choices=("compared", "export failed", "unsupported",
                                                                          "call failed"),
                    help="also list the targets of this class (repeatable)")
+    p.add_argument("--save", metavar="FILE", help="write the merged per-target classes to FILE (JSON lines)")
     return parser
 
 
@@ -721,14 +723,26 @@ def cmd_costs(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_coverage(args: argparse.Namespace, argv: list[str]) -> int:
-    from reports.coverage import coverage_table, listing, target_classes
+    from reports.coverage import classes_by_backend, coverage_table, listing, read_saved, save, target_rows
     from reports.records import RESULTS_FILE
 
-    directories = [Path(d) for d in args.directories]
-    for directory in directories:
-        if not (directory / RESULTS_FILE).is_file():
-            raise UsageError(f"{directory} has no {RESULTS_FILE}")
-    classes = target_classes(directories)
+    sources = [Path(d) for d in args.directories]
+    for source in sources:
+        if source.is_dir():
+            if not (source / RESULTS_FILE).is_file():
+                raise UsageError(f"{source} has no {RESULTS_FILE}")
+            continue
+        if not source.is_file():
+            raise UsageError(f"{source}: no such run directory or saved coverage table")
+        try:
+            read_saved(source)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"{source} is not a coverage table saved with --save "
+                             f"({type(exc).__name__}: {exc})") from None
+    rows = target_rows(sources)
+    classes = classes_by_backend(rows)
+    if args.save:
+        save(args.save, rows)
     print("\n".join(coverage_table(classes)))
     if args.list:
         print("\n".join(listing(classes, args.list)))

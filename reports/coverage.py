@@ -10,14 +10,18 @@ out: raising on them says nothing of the arithmetic).
 - ``call failed``: no case was compared, and the backend raised, crashed or timed out on them.
 
 A compiling backend's table (``nnconform coverage DIR...``, shards given together) says how much of
-the catalogue it was actually tested on, beside its findings.
+the catalogue it was actually tested on, beside its findings. ``--save FILE`` keeps the per-target
+classes (with the run that decided each) as JSON lines, which later ``coverage`` calls accept in place
+of a directory: a whole-catalogue table can be assembled from shards run at different times.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from reports.records import read_records, read_run_info
@@ -52,31 +56,66 @@ def classify(verdicts: Counter[str], compared: int) -> str:
     return "call failed"
 
 
-def target_classes(directories: Sequence[str | os.PathLike[str]]) -> dict[str, dict[str, str]]:
-    """{backend: {target key: class}} over the targets each directory's run completed (a target
-    still running when a run stopped is left out)."""
+def _directory_rows(directory: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """{target key: row} over the targets one run directory completed (a target still running when
+    the run stopped is left out); a row is ``{"target", "backend", "class", "run", "started"}``."""
+    info = read_run_info(directory)
+    done = set(info.get("completed") or ())
     verdicts: dict[str, Counter[str]] = defaultdict(Counter)
     compared: Counter[str] = Counter()
     backend_of: dict[str, str] = {}
-    for directory in directories:
-        done = set(read_run_info(directory).get("completed") or ())
-        for record in read_records(directory):
-            if record.get("type", "case") != "case" or record.get("shrinking") or record.get("tier") == "invalid":
-                continue
-            key = target_key(record)
-            if key not in done:
-                continue
-            backend_of[key] = record["backend"]
-            verdict = record["verdict"]
-            if verdict == "known" and _known_symptom(record) == "compile":
-                verdict = "compile"  # a known export failure is still an export failure
-            verdicts[key][verdict] += 1
-            if record.get("comparisons"):
-                compared[key] += 1
+    for record in read_records(directory):
+        if record.get("type", "case") != "case" or record.get("shrinking") or record.get("tier") == "invalid":
+            continue
+        key = target_key(record)
+        if key not in done:
+            continue
+        backend_of[key] = record["backend"]
+        verdict = record["verdict"]
+        if verdict == "known" and _known_symptom(record) == "compile":
+            verdict = "compile"  # a known export failure is still an export failure
+        verdicts[key][verdict] += 1
+        if record.get("comparisons"):
+            compared[key] += 1
+    return {key: {"target": key, "backend": backend_of[key], "class": classify(counts, compared[key]),
+                  "run": info.get("run_id"), "started": info.get("started")}
+            for key, counts in verdicts.items()}
+
+
+def read_saved(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """{target key: row} from a file written by :func:`save` (JSON lines, one row per target)."""
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {row["target"]: row for row in rows}
+
+
+def save(path: str | os.PathLike[str], rows: dict[str, dict[str, Any]]) -> None:
+    """Write the rows as JSON lines sorted by target, so a table kept in a repository grows shard by
+    shard (and session by session) with readable diffs."""
+    text = "".join(json.dumps(rows[key], sort_keys=True) + "\n" for key in sorted(rows))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text, encoding="utf-8")
+
+
+def target_rows(sources: Sequence[str | os.PathLike[str]]) -> dict[str, dict[str, Any]]:
+    """{target key: row} over run directories and saved tables; a later source's row replaces an
+    earlier one's for the same target (give older tables first)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for source in sources:
+        rows.update(_directory_rows(source) if Path(source).is_dir() else read_saved(source))
+    return rows
+
+
+def classes_by_backend(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """{backend: {target key: class}} of the rows."""
     out: dict[str, dict[str, str]] = defaultdict(dict)
-    for key, counts in verdicts.items():
-        out[backend_of[key]][key] = classify(counts, compared[key])
+    for key, row in rows.items():
+        out[row["backend"]][key] = row["class"]
     return dict(out)
+
+
+def target_classes(sources: Sequence[str | os.PathLike[str]]) -> dict[str, dict[str, str]]:
+    """{backend: {target key: class}} over the completed targets of the sources (see :func:`target_rows`)."""
+    return classes_by_backend(target_rows(sources))
 
 
 def coverage_table(classes: dict[str, dict[str, str]]) -> list[str]:

@@ -641,3 +641,30 @@ def test_coverage_classifies_each_completed_target_by_what_its_valid_cases_reach
     assert main(["coverage", str(tmp_path), "--list", "call failed"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[2] == "| onnxruntime | 5 | 1 | 2 | 1 | 1 |" and out[3] == f"call failed: {key('AvgPool3d')}"
+
+
+def test_coverage_tables_saved_from_shards_merge_with_later_runs(tmp_path, capsys):
+    from conformance.cli import main
+    from reports.coverage import read_saved
+
+    def run(directory, op, **extra):
+        with RecordWriter(directory) as writer:
+            writer.write(_record(op=op, backend="onnxruntime", **extra))
+        write_run_info(directory, {"completed": [f"{op}|onnxruntime|float32"], "run_id": directory.name,
+                                   "started": "2026-12-05T00:00:00"})
+
+    run(tmp_path / "a", "Fold", verdict="compile", comparisons=[])
+    run(tmp_path / "b", "Conv2d")
+    saved = tmp_path / "table" / "ort.jsonl"
+    assert main(["coverage", str(tmp_path / "a"), str(tmp_path / "b"), "--save", str(saved)]) == 0
+    rows = read_saved(saved)
+    fold = rows["Fold|onnxruntime|float32"]
+    assert fold["class"] == "export failed" and fold["run"] == "a"
+    run(tmp_path / "c", "Fold")  # a later run compares Fold: it replaces the saved row
+    capsys.readouterr()
+    assert main(["coverage", str(saved), str(tmp_path / "c")]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == "| onnxruntime | 2 | 2 | 0 | 0 | 0 |"
+    (tmp_path / "bad.jsonl").write_text("not json\n")
+    assert main(["coverage", str(tmp_path / "bad.jsonl")]) == 2
+    assert "is not a coverage table saved with --save" in capsys.readouterr().err
+    assert main(["coverage", str(tmp_path / "missing")]) == 2
