@@ -179,6 +179,10 @@ def _rebuild(tree: _Tree, leaves: list[Any]) -> Any:
     return tuple(parts) if tree.kind == "tuple" else parts
 
 
+def _holds_tensor(tree: _Tree) -> bool:
+    return tree.kind == "tensor" or any(_holds_tensor(c) for c in tree.children)
+
+
 def _describe(tree: _Tree) -> Any:
     """The structure as a hashable description (constants by repr)."""
     if tree.kind == "tensor":
@@ -512,6 +516,10 @@ class OnnxRuntimeBackend(TorchBackend):
                     self._graphs.popitem(last=False)
         else:
             self.stats["reused"] += 1
+        if not _holds_tensor(graph.out_tree):
+            # float(t), a gain from a slope: a Python value, which a graph cannot return (its trace
+            # holds the example's value as a constant); the conversion is torch's, the tensors ONNX Runtime's
+            return fn(*args, **kwargs)
         feeds = {name: _feed(t) for name, t in zip(graph.input_names, leaves)}
         by_value = any(not isinstance(v, np.ndarray) for v in feeds.values())  # a bfloat16 input: OrtValues only
         if by_value:

@@ -854,7 +854,9 @@ def draft_entries(findings: Sequence[dict[str, Any]], run_info: Mapping[str, Any
         if finding["kind"] not in TRIAGED_KINDS:
             notes.append(f"{finding['id']} ({finding['title']}): not drafted — "
                          + ("remove or relax that known entry" if finding["kind"] == "xpass" else
-                            "a statistical check or a harness error is not a known discrepancy"))
+                            "write its entry by hand, with symptom = \"statistics\" and a reason that says why "
+                            "the draws are not the declared distribution" if finding["kind"] == "stat" else
+                            "a harness error is not a known discrepancy"))
             continue
         base = _slug(f"{finding['backend']}-{finding['op']}-{'-'.join(finding['tensors'] or [finding['kind']])}-"
                      f"{'-'.join(finding['symptoms'])}")[:80]

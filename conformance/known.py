@@ -80,10 +80,14 @@ KNOWN_DIR = Path(__file__).with_name("known")
 # of the wrong sign where the sign is compared), ``index`` (an integer or boolean tensor differs),
 # ``shape`` (missing, extra, or of the wrong shape or dtype). Of the call:
 # ``raises`` (a valid case raised), ``accepts-invalid`` (an invalid case did not raise), ``crash``,
-# ``timeout``, ``compile`` (a compiling backend could not compile it).
+# ``timeout``, ``compile`` (a compiling backend could not compile it). Of a stochastic target:
+# ``statistics`` (a statistical test of its random choices, tensor ``stat.<test>``, fails), which an
+# entry explains only when it names it: a default entry never hides a distribution.
 TENSOR_SYMPTOMS = ("value", "nonfinite", "signed-zero", "index", "shape")
 CALL_SYMPTOMS = ("raises", "accepts-invalid", "crash", "timeout", "compile")
-SYMPTOMS = TENSOR_SYMPTOMS + CALL_SYMPTOMS
+STAT_SYMPTOM = "statistics"
+DEFAULT_SYMPTOMS = TENSOR_SYMPTOMS + CALL_SYMPTOMS
+SYMPTOMS = DEFAULT_SYMPTOMS + (STAT_SYMPTOM,)
 _PREDICATE_BUILTINS = {f.__name__: f for f in (len, any, all, max, min, abs, isinstance, bool, float, int, str, sum,
                                                 tuple, list)}
 
@@ -104,7 +108,7 @@ class KnownDiscrepancy:
     # worker is replaced after every matching case. Other failures keep the worker.
     restart: bool = False
     tensors: tuple[str, ...] = ("*",)
-    symptom: tuple[str, ...] = SYMPTOMS
+    symptom: tuple[str, ...] = DEFAULT_SYMPTOMS
     max_utilisation: float | None = None
     max_ulps: float | None = None
     # A regular expression the call's error must match (re.search) for the entry to explain a

@@ -38,7 +38,7 @@ from backends.base import (
 )
 from conformance.compare import Comparison, compare_results
 from conformance.dtypes import DTYPES
-from conformance.known import KnownDiscrepancy, explain, matching, modelled_tensors
+from conformance.known import STAT_SYMPTOM, KnownDiscrepancy, explain, matching, modelled_tensors
 from conformance.profiles import PROFILES, hypothesis_settings
 from conformance.settings import RunSettings
 from conformance.spec import LayerSpec, Pullback, Regime
@@ -612,13 +612,37 @@ class Runner:
                                   max_abs_err=c.deviation, utilisation=c.utilisation, message=c.message())
                        for c in checks]
         failed = not all(c.ok for c in comparisons)
+        compared = [{**c.to_dict(), **({} if c.ok else {"symptoms": [STAT_SYMPTOM]})} for c in comparisons]
         record.update(tier="stat", final=True, verdict="fail" if failed else "pass", case_id=smallest.case_id(),
                       error_side="backend" if failed else None,
-                      comparisons=[c.to_dict() for c in comparisons],
+                      comparisons=compared,
                       max_utilisation=max((c.utilisation for c in comparisons), default=0.0),
                       stat={"cases": len(samples), "false_alarm": spec.randomness.false_alarm},
                       error=None if not failed else "; ".join(c.message for c in comparisons if not c.ok))
+        record.update(self._known_statistics(backend, spec, smallest, [c for c in compared if not c["ok"]]))
         self._emit(record)
+
+    def _known_statistics(self, backend: Backend, spec: LayerSpec, case: Case,
+                          failing: list[dict[str, Any]]) -> dict[str, Any]:
+        """The known fields of a target's statistical record (``case``: its smallest case): the entries
+        naming the symptom ``statistics`` that cover the case explain its failed tests, and a strict one
+        whose tests all pass is an unexpected pass (``_check_known``)."""
+        entries = [e for e in matching(self.known, spec, (backend.name, *backend.known_as), case)
+                   if STAT_SYMPTOM in e.symptom]
+        stats = self._known_stats[(spec.id, backend.name, case.dtype, case.mode)]
+        for entry in entries:
+            counts = stats.setdefault(entry.id, [entry, 0, 0])
+            counts[1] += 1
+            counts[2] += int(any(entry.explains(c) for c in failing))
+        if not failing or not entries:
+            return {}
+        explained = explain(entries, None, failing)
+        if explained is None:
+            return {"known_unexplained": [e.id for e in entries]}
+        known = explained[0].describe()
+        if len(explained) > 1:
+            known["with"] = [e.id for e in explained[1:]]
+        return _known_verdict(known, None)
 
     def search(self, backend: Backend, spec: LayerSpec, dtype: str, invalid: bool, regime: Regime | None = None,
                samples: list[tuple[Case, dict[str, np.ndarray]]] | None = None,

@@ -421,3 +421,18 @@ def test_a_graph_with_a_dead_size_comparison_is_reused_only_at_its_sizes():
     assert not _guards_sizes(graph)
     graph.call_function(operator.eq, (total, 7))  # a guard left unused (xavier_normal_ at (3, 4))
     assert _guards_sizes(graph)
+
+
+def test_a_call_returning_a_python_number_is_not_answered_from_the_traced_constant(backend, monkeypatch):
+    import types
+
+    import torch
+
+    import backends.onnxruntime_backend as ort_backend
+
+    monkeypatch.setattr(ort_backend, "graph_kind", lambda case: "dynamic")
+    case = types.SimpleNamespace(call={"target": "float"}, target="calculate_gain", dtype="float64", train=True)
+    for value in (0.1875, -3.5):  # the second call finds the first's graph: still its own value
+        backend._position = 0
+        got = backend.call_target(case, float, [torch.tensor(value, dtype=torch.float64)], {})
+        assert got == value and isinstance(got, float)

@@ -39,3 +39,37 @@ def _size(shape):
     for s in shape:
         out *= s
     return out
+
+
+def _known_file(tmp_path, symptom: str, backend: str, strict: bool = True) -> str:
+    path = tmp_path / "known.toml"
+    path.write_text(f'''[[discrepancy]]
+id = "wrong-bound"
+op = "xavier_uniform_"
+when = "not variant"
+backend = "{backend}"
+symptom = {symptom}
+strict = {str(strict).lower()}
+reason = "the bound is the normal std. Repro: see the adapter"
+link = "https://example.org"
+''')
+    return str(path)
+
+
+@pytest.mark.parametrize(("symptom", "code"), [('"statistics"', 0), ('["value", "shape"]', 1)])
+def test_a_wrong_distribution_is_known_only_to_an_entry_naming_the_statistics_symptom(tmp_path, symptom, code):
+    known = _known_file(tmp_path, symptom, "wrong-xavier-bound")
+    argv = ["run", "--backend", "tests.wrong_backends.init:XavierNormalBound", "--ops", "xavier_uniform_",
+            "--dtypes", "float64", "--profile", "ci", "--examples", "8", "--no-invalid", "--known", known,
+            "--report-dir", str(tmp_path / "run"), "--quiet"]
+    assert main(argv) == code
+    stat = [r for r in read_records(tmp_path / "run") if r["tier"] == "stat" and not r["variant"]]
+    assert [r["verdict"] for r in stat] == (["known"] if code == 0 else ["fail"])
+
+
+def test_a_strict_statistics_entry_whose_tests_pass_is_an_unexpected_pass(tmp_path):
+    known = _known_file(tmp_path, '"statistics"', "torch-cpu")
+    argv = ["run", "--backend", "torch-cpu", "--ops", "xavier_uniform_", "--dtypes", "float64", "--profile", "ci",
+            "--examples", "8", "--no-invalid", "--known", known, "--report-dir", str(tmp_path / "run"), "--quiet"]
+    assert main(argv) == 1
+    assert [r["known"]["id"] for r in read_records(tmp_path / "run") if r["verdict"] == "xpass"] == ["wrong-bound"]
