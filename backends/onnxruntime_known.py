@@ -1,12 +1,13 @@
 """Value predicates of the onnxruntime backend's known entries (``conformance/known/onnxruntime.toml``).
 
-NumPy only (``backends`` imports nothing of ``conformance``): each takes the ``Case``.
+NumPy only (``backends`` imports nothing of ``conformance``): each takes the ``Case``, and those reading
+the declaration's spatial dimensionality its LayerSpec as ``spec`` (``spec.dims``; never parsed from a name).
 """
 
 from __future__ import annotations
 
 import math
-import re
+from typing import Any
 
 import numpy as np
 
@@ -23,28 +24,18 @@ def input_has_nan(case: Case) -> bool:
 
 
 # -- found by the catalogue triage (1/3) ------------------------------------------------------------
-def _nd(case) -> int:
-    m = re.search(r"([123])d", case.op)
-    return int(m.group(1)) if m else 1
+def _per_dim(value: Any, nd: int) -> tuple[Any, ...]:
+    """A per-dimension parameter as ``nd`` entries (an int, or None, repeated)."""
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,) * nd
 
 
-def adaptive_pool_uneven(case) -> bool:
+def adaptive_pool_uneven(case: Case, spec: Any) -> bool:
     """Adaptive pooling where some spatial size is not a multiple of its output size (torchlib then
     has no ONNX function for aten.adaptive_max_pool*d: its windows are not one fixed MaxPool)."""
-    nd = _nd(case)
+    nd = spec.dims
     spatial = np.shape(case.inputs["input"])[-nd:]
-    out = case.params["output_size"]
-    out = (out,) * nd if isinstance(out, int) else tuple(out)
+    out = _per_dim(case.params["output_size"], nd)
     return any(o is not None and (o == 0 or s % o != 0) for s, o in zip(spatial, out))
-
-
-def adaptive_pool_even_not_global(case) -> bool:
-    """Adaptive pooling exported as one MaxPool (every size a multiple of its output size) whose window is
-    not the whole input (some output size other than 1 and None)."""
-    nd = _nd(case)
-    out = case.params["output_size"]
-    out = (out,) * nd if isinstance(out, int) else tuple(out)
-    return not adaptive_pool_uneven(case) and any(o not in (None, 1) for o in out)
 
 
 _FINITE_MAX = {"float64": 1.7976931348623157e308, "float32": 3.4028234663852886e38, "float16": 65504.0,
@@ -57,13 +48,11 @@ def pad_value_out_of_range(case) -> bool:
     return np.isfinite(v) and abs(v) > _FINITE_MAX[case.dtype]
 
 
-def pad_crops_beyond_dim(case) -> bool:
+def pad_crops_beyond_dim(case: Case, spec: Any) -> bool:
     """Negative padding removing more elements than the dimension holds (torch's narrow raises), while every
     padded size stays non-negative (ONNX Runtime's Pad then runs; a negative size it refuses too)."""
-    pad = case.params["padding"]
     x = np.shape(case.inputs["input"])
-    nd = _nd(case)
-    pad = (pad,) * (2 * nd) if isinstance(pad, int) else tuple(pad)
+    pad = _per_dim(case.params["padding"], 2 * spec.dims)
     crops = False
     for i in range(len(pad) // 2):
         size = x[len(x) - 1 - i]
@@ -74,13 +63,9 @@ def pad_crops_beyond_dim(case) -> bool:
     return crops
 
 
-def _per_dim(value, nd):
-    return (value,) * nd if isinstance(value, int) else tuple(value)
-
-
-def output_padding_not_below_stride(case) -> bool:
+def output_padding_not_below_stride(case: Case, spec: Any) -> bool:
     """ConvTranspose with output_padding >= stride in some dim (valid in torch when below the dilation)."""
-    nd = _nd(case)
+    nd = spec.dims
     op = _per_dim(case.params.get("output_padding", 0), nd)
     st = _per_dim(case.params.get("stride", 1), nd)
     return any(o >= s for o, s in zip(op, st))
@@ -136,14 +121,13 @@ def _pads(padding, dims):
     return [(padding[2 * i], padding[2 * i + 1]) for i in range(len(padding) // 2)]
 
 
-def _pad_refused(case, reflect: bool) -> bool:
+def _pad_refused(case: Case, dims: int, reflect: bool) -> bool:
     x = case.inputs.get("input")
     if x is None or case.invalid:
         return False
     shape = np.shape(x)
     if 0 in shape:  # an empty input: ONNX Runtime's Pad returns the empty result
         return False
-    dims = int(case.op[-2]) if case.op[-2].isdigit() else 1
     for i, (before, after) in enumerate(_pads(case.params.get("padding"), dims)):
         if i >= len(shape):
             break
@@ -155,17 +139,17 @@ def _pad_refused(case, reflect: bool) -> bool:
     return False
 
 
-def reflection_pad_refused(case) -> bool:
+def reflection_pad_refused(case: Case, spec: Any) -> bool:
     """ONNX Runtime's Pad(mode=reflect) with negative pads crops first, then reflects within what is
     left: it refuses a non-empty input when a padded dim has nothing left after the crop, or a
     reflected pad not smaller than what is left (torch reflects within the whole input)."""
-    return _pad_refused(case, True)
+    return _pad_refused(case, spec.dims, True)
 
 
-def replication_pad_refused(case) -> bool:
+def replication_pad_refused(case: Case, spec: Any) -> bool:
     """ONNX Runtime's Pad(mode=edge) with negative pads crops first: it refuses a non-empty input when
     a padded dim has nothing left after the crop (torch replicates the edge of the whole input)."""
-    return _pad_refused(case, False)
+    return _pad_refused(case, spec.dims, False)
 
 
 def strided_broadcast_dynamic(case) -> bool:
@@ -669,21 +653,20 @@ def _elementwise_perm_divides_by_zero(shape, strides, offsets) -> bool:
     return False
 
 
-def _constant_pad_list(case) -> list[int]:
+def _constant_pad_list(case: Case, nd: int) -> list[int]:
     """ConstantPad{1,2,3}d's padding as F.pad's list (last dim first)."""
-    nd = _nd(case)
     pad = case.params.get("padding")
     return [int(pad)] * (2 * nd) if isinstance(pad, (int, np.integer)) else [int(p) for p in pad]
 
 
-def constant_pad_clone_divides_by_zero(case) -> bool:
+def constant_pad_clone_divides_by_zero(case: Case, spec: Any) -> bool:
     """ConstantPad whose dynamic-shape export fails in torch.export with "integer modulo by zero": every pad
     is <= 0, so aten.constant_pad_nd returns a clone of the (narrowed) input, and laying out that clone
     divides by an empty dim's size (_elementwise_perm_divides_by_zero on the example the adapter
     exports from)."""
     if case.invalid or not runs_dynamic_graph(case):
         return False
-    pad = _constant_pad_list(case)
+    pad = _constant_pad_list(case, spec.dims)
     if any(p > 0 for p in pad):
         return False
     shape = tuple(int(s) for s in np.shape(case.inputs["input"]))

@@ -16,12 +16,14 @@ Each ``[[discrepancy]]`` entry has:
   CPU's feature flags), ``regimes`` (the names of the declaration's regimes the case lies in) and
   ``values`` (input name -> a summary of its values: ``.min``, ``.max`` (NaN ignored; +inf and -inf
   when empty), ``.nan``, ``.inf``, ``.zero`` (bools: some element is NaN, ±inf, ±0), ``.size``))
-  and an optional ``predicate`` (``module:function`` taking the Case, for other conditions on
-  values); ``mode`` (glob over the derivative mode, or a list of globs of which any may match;
-  ``vjp`` by default: an entry for a forward-mode, second-order or vmap discrepancy says
-  ``mode = "jvp"``, ``"vjp2"``, ``"vmap"``, one showing in several ``mode = ["jvp", "vjp2"]``);
+  and an optional ``predicate`` (``module:function`` taking the Case, and the LayerSpec as ``spec``
+  where it names that parameter, for other conditions on values); ``mode`` (glob over the
+  derivative mode, or a list of globs of which any may match; ``vjp`` by default: an entry for a
+  forward-mode, second-order or vmap discrepancy says ``mode = "jvp"``, ``"vjp2"``, ``"vmap"``, one
+  showing in several ``mode = ["jvp", "vjp2"]``);
 - what it explains: ``tensors`` (globs over the compared tensor names, e.g. ``["grad.*"]``;
-  default every tensor) and ``symptom`` (one or a list of ``SYMPTOMS``; default any), and for the
+  default every tensor) and ``symptom`` (one or a list of ``SYMPTOMS``; default any but
+  ``statistics``), and for the
   ``value`` symptom a bound on the error it explains: ``max_utilisation`` (error / allowed
   bound) and/or ``max_ulps`` (error in ulps of the reference); for a failure of the call, an
   optional ``message`` (a regular expression the recorded error must match: which export failure,
@@ -54,10 +56,11 @@ from __future__ import annotations
 import ast
 import functools
 import importlib
+import inspect
 import math
 import re
 import sys
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,7 +188,7 @@ class KnownDiscrepancy:
             return False
         if self.predicate:
             try:
-                if not _load_predicate(self.predicate)(case):
+                if not call_predicate(_load_predicate(self.predicate), case, spec):
                     return False
             except Exception:  # a predicate cannot judge this case (e.g. invalid parameters)
                 return False
@@ -322,6 +325,21 @@ def cpu_flags() -> frozenset[str]:
 def _load_predicate(spec: str) -> Any:
     module_name, _, attr = spec.partition(":")
     return getattr(importlib.import_module(module_name), attr)
+
+
+@functools.cache
+def _takes_spec(fn: Callable[..., Any]) -> bool:
+    try:
+        return "spec" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+
+
+def call_predicate(fn: Callable[..., Any], case: Case, spec: LayerSpec) -> Any:
+    """``fn(case)``, or ``fn(case, spec=spec)`` for a predicate with a ``spec`` parameter: one that
+    reads the declaration's facts (``spec.dims``, the spatial dimensionality; ``spec.kind``) instead
+    of parsing them out of its name."""
+    return fn(case, spec=spec) if _takes_spec(fn) else fn(case)
 
 
 def load_known(extra: Sequence[Path | str] = (), directory: Path = KNOWN_DIR) -> list[KnownDiscrepancy]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -60,6 +61,25 @@ def test_an_entry_with_a_message_explains_only_call_failures_whose_error_matches
     assert KnownDiscrepancy(id="any", op="ReLU", backend="*", reason="r").explains_call("compile", "anything")
     with pytest.raises(ValueError, match="regular expression"):
         KnownDiscrepancy(id="bad", op="ReLU", backend="*", reason="r", message="(")
+
+
+def spatial_dims_are_two(case, spec) -> bool:  # a predicate reading the declaration's facts
+    return spec.dims == 2
+
+
+def test_a_predicate_naming_spec_reads_the_declarations_facts_not_its_name():
+    from backends.base import Case
+
+    entry = KnownDiscrepancy(id="dims", op="*Pool*", backend="*", reason="r",
+                             predicate="tests.test_runner:spatial_dims_are_two")
+    specs = all_specs()
+    case = Case(op="MaxPool2d", dtype="float32", params={}, inputs={})
+    assert entry.matches(specs["MaxPool2d"], "torch-cpu", case)
+    assert not entry.matches(specs["MaxPool3d"], "torch-cpu", replace(case, op="MaxPool3d"))
+    plain = KnownDiscrepancy(id="plain", op="ReLU", backend="*", reason="r",
+                             predicate="backends.onnxruntime_known:input_has_nan")  # takes the case alone
+    assert plain.matches(specs["ReLU"], "torch-cpu", Case(op="ReLU", dtype="float32", params={},
+                                                           inputs={"input": np.array([np.nan])}))
 
 
 def test_the_backends_scalar_meta_is_recorded():
