@@ -373,3 +373,238 @@ def nll_spatial_sum(case: Case) -> bool:
     """NLL loss of a K-dimensional input (N, C, d1, ...) reduced by 'sum' (or size_average=False): its float16
     export ends with a float32 ReduceSum (a 2-d input's sum stays float16)."""
     return _reduction(case) == "sum" and np.ndim(case.inputs["input"]) >= 3
+
+
+# -- margin losses: torch's decompositions of multilabel_margin_loss_forward and multi_margin_loss -------------
+def _unbatched_none(case: Case) -> bool:
+    """A valid case of a 1-d input (C) reduced by 'none': torch returns a 0-d loss, the decompositions (which
+    run on atleast_2d(input)) a loss of shape (1,)."""
+    return not case.invalid and np.ndim(case.inputs["input"]) == 1 and _reduction(case) == "none"
+
+
+def _mlm_rows(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MultiLabelMarginLoss's input and target as (N, C) rows, and each row's label mask (the slots before
+    its first -1)."""
+    x = np.atleast_2d(np.asarray(case.inputs["input"], np.float64))
+    t = np.atleast_2d(np.asarray(case.inputs["target"], np.int64))
+    slot = np.arange(x.shape[-1])
+    end = np.where(t == -1, slot, x.shape[-1]).min(axis=-1, keepdims=True)
+    return x, t, slot < end
+
+
+def mlm_decomposition_differs(case: Case) -> bool:
+    """A valid MultiLabelMarginLoss case whose export (torch's decomposition) differs from torch: a row
+    padded with -1 (the slots after its last label gather x[0] and count as labels) or a 1-d input reduced
+    by 'none' (a loss of shape (1,))."""
+    if case.invalid:
+        return False
+    _, _, labels = _mlm_rows(case)
+    return _unbatched_none(case) or not bool(labels.all())
+
+
+def mlm_decomposition_model(case: Case, reference, got) -> dict:
+    """MultiLabelMarginLoss as torch's decomposition computes it (torch/_decomp/decompositions.py
+    multilabel_margin_loss_forward): u[n, j] = x[n, t[n, j]] for the label slots j and x[n, 0] for every
+    padded slot, z[j, n, i] = max(0, 1 - u[n, j] + x[n, i]) / C where i is no label, summed over j and i per
+    sample (so each padded slot adds x[n, 0]'s hinge terms), then the reduction; 'none' has shape (N,), (1,)
+    for a 1-d input. Judged at the magnitude of the counted terms (1 + |u| + |x|)/C."""
+    x, t, labels = _mlm_rows(case)
+    classes = x.shape[-1]
+    u = np.take_along_axis(x, np.where(labels, t, 0), axis=-1)
+    is_label = np.zeros(x.shape, bool)
+    for n, j in zip(*np.nonzero(labels & (t >= 0) & (t < classes))):
+        is_label[n, t[n, j]] = True
+    with np.errstate(all="ignore"):
+        z = np.maximum(1.0 - u[:, :, None] + x[:, None, :], 0.0) / classes
+        counted = np.broadcast_to(~is_label[:, None, :], z.shape)
+        z = np.where(counted, z, 0.0)
+        mag = np.where(counted, (1.0 + np.abs(u)[:, :, None] + np.abs(x)[:, None, :]) / classes, 0.0)
+        per_sample, mag = z.sum(axis=(1, 2)), mag.sum(axis=(1, 2))
+        reduction = _reduction(case)
+        out = _reduce(per_sample, reduction)
+        scale = _reduce(mag, reduction)
+    return {"output": (out, np.broadcast_to(scale, np.shape(out)))}
+
+
+def mlm_out_of_range_target_unchecked(case: Case) -> bool:
+    """An invalid MultiLabelMarginLoss case (a target outside [-1, C), which torch refuses) that its export
+    runs: every such target lies after its row's first -1 (masked before the GatherElements) or in
+    [-C, -1) (GatherElements wraps it); one >= C or < -C before the first -1 raises in GatherElements."""
+    if not case.invalid:
+        return False
+    x, t, labels = _mlm_rows(case)
+    if t.shape != x.shape:
+        return False
+    classes = x.shape[-1]
+    bad = (t < -1) | (t >= classes)
+    raises = bad & labels & ((t >= classes) | (t < -classes))
+    return bool(bad.any()) and not bool(raises.any())
+
+
+def mm_unbatched_none(case: Case) -> bool:
+    """A valid MultiMarginLoss case of a 1-d input (C) with a 0-d target reduced by 'none': torch returns a
+    0-d loss, its decomposition (on atleast_2d(input)) shape (1,)."""
+    return _unbatched_none(case) and np.ndim(case.inputs["target"]) == 0
+
+
+def mm_negative_target_wraps(case: Case) -> bool:
+    """An invalid MultiMarginLoss case whose only fault is a target in [-C, 0) (torch refuses it): the
+    decomposition's GatherElements (and the weight's Gather) wrap it to C + t, so its export runs (a target
+    >= C or < -C raises there)."""
+    if not case.invalid:
+        return False
+    params, inputs = case.params, case.inputs
+    x, t = np.asarray(inputs["input"]), np.asarray(inputs["target"])
+    classes = x.shape[-1] if x.ndim else 0
+    weight = inputs.get("weight")
+    if params.get("p", 1) not in (1, 2) or classes == 0 or np.shape(t) != x.shape[:-1]:
+        return False
+    if weight is not None and np.size(weight) != classes:
+        return False
+    if params.get("reduction", "mean") not in ("none", "mean", "sum"):
+        return False
+    return bool(np.all((t >= -classes) & (t < classes))) and bool(np.any(t < 0))
+
+
+def gelu_tanh_float64_ort_model(case: Case, reference, got) -> dict:
+    """GELU(approximate='tanh') as ONNX Runtime computes its float64 Gelu (the ONNX function body, float32
+    constants cast to float64): 0.5·x·(1 + tanh(√c·(x + k·x³))) with c = float32(2/π) and k = float32(0.044715),
+    NaN at -inf (-inf·0). Judged at the magnitude of the terms before 1 + tanh cancels (|x|)."""
+    x = np.asarray(case.inputs["input"], np.float64)
+    c, k = float(np.float32(2.0 / np.pi)), float(np.float32(0.044715))
+    with np.errstate(all="ignore"):
+        y = (0.5 * x) * (1.0 + np.tanh(np.sqrt(c) * (x + k * x**3)))
+    return {"output": (y, np.abs(x))}
+
+
+def _sigmoid_scale(x: np.ndarray, y: np.ndarray, dtype: str) -> np.ndarray:
+    """The magnitude a replayed ``ort_sigmoid`` is judged at: float64's 1 - 1/(1 + exp(x)) carries a few ulps
+    of 1 (ONNX Runtime's exp is a few ulps off NumPy's), so 8 there; float32/float16 replay MLAS exactly."""
+    if dtype == "float64":
+        return np.full(np.shape(y), 8.0)
+    return np.abs(np.asarray(y, np.float64))
+
+
+def sigmoid_ort_model(case: Case, reference, got) -> dict:
+    """Sigmoid as ONNX Runtime's CPU Sigmoid computes it (``ort_sigmoid``), judged at ``_sigmoid_scale``."""
+    x = np.asarray(case.inputs["input"], _FMT[case.dtype])
+    with np.errstate(all="ignore"):
+        y = ort_sigmoid(x, case.dtype).astype(_FMT[case.dtype])
+    return {"output": (y, _sigmoid_scale(x, y, case.dtype))}
+
+
+def glu_ort_model(case: Case, reference, got) -> dict:
+    """GLU as its export computes it on ONNX Runtime: Split the input in halves a, b along ``dim``, then
+    Mul(a, Sigmoid(b)) in the case's dtype with ONNX Runtime's Sigmoid (``ort_sigmoid``), judged at
+    |a|·``_sigmoid_scale``."""
+    fmt = _FMT[case.dtype]
+    x = np.asarray(case.inputs["input"], fmt)
+    a, b = np.split(x, 2, axis=int(case.params.get("dim", -1)))
+    with np.errstate(all="ignore"):
+        s = ort_sigmoid(b, case.dtype).astype(fmt)
+        y = (a * s).astype(fmt)
+        scale = np.abs(a.astype(np.float64)) * _sigmoid_scale(b, s, case.dtype)
+    return {"output": (y, scale)}
+
+
+def logsigmoid_ort_model(case: Case, reference, got) -> dict:
+    """LogSigmoid as its export computes it on ONNX Runtime: Log(Sigmoid(x)) in the case's dtype with ONNX
+    Runtime's Sigmoid (``ort_sigmoid``: -inf once it gives 0, 0 once it gives 1). float64 is judged at the
+    uncertainty of the replayed sigmoid (a few ulps of 1, ``_sigmoid_scale``) divided by sigmoid(x), which
+    log turns into an absolute error; float32/float16 replay MLAS exactly: at |y|. float16 runs both nodes in
+    float32 (ONNX Runtime's inserted casts surround the pair), rounded once at the end."""
+    fmt = _FMT[case.dtype]
+    x = np.asarray(case.inputs["input"], fmt)
+    with np.errstate(all="ignore"):
+        s = ort_sigmoid(x, "float32" if case.dtype == "float16" else case.dtype)
+        y = np.log(s.astype(np.float64)).astype(s.dtype).astype(fmt)
+        scale = np.abs(y.astype(np.float64))
+        if case.dtype == "float64":
+            scale = np.maximum(scale, _sigmoid_scale(x, s, case.dtype) / s)
+    return {"output": (y, scale)}
+
+
+_LOG_SOFTMAX_FLOOR = float(np.float32(1e-20))  # softmax_shared.cc: std::log(std::fmax(sum, 1e-20f))
+
+
+def _softmax_dim(case: Case, ndim: int) -> int:
+    """The softmax dim of a case: ``dim``, or for None torch's legacy choice (0 for 0-, 1- and 3-d inputs, else 1)."""
+    dim = case.params.get("dim")
+    if dim is None:
+        return 0 if ndim in (0, 1, 3) else 1
+    return int(dim) % max(ndim, 1)
+
+
+def _log_softmax_row_float64(row: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """One slice of ONNX Runtime's float64 LogSoftmax: x - m - log(fmax(Σ exp(x - m), 1e-20f)), which is torch's
+    where the sum is a number; where it is NaN (a NaN or +inf in the slice) fmax drops it (log 1e-20 = -46.05),
+    and m, Eigen's vectorised row max, is NaN or one of the slice's values depending on where the NaN sits: the
+    candidate agreeing best with ``got`` is taken (as a model reads back indices a backend chose)."""
+    with np.errstate(all="ignore"):
+        m = np.max(row)
+        total = np.sum(np.exp(row - m))
+        if not np.isnan(total):
+            return row - m - np.log(total)
+        best, best_bad = None, None
+        for cand in [np.nan, *np.unique(row[~np.isnan(row)])]:
+            s = np.sum(np.exp(row - cand))
+            pred = row - cand - np.log(_LOG_SOFTMAX_FLOOR if np.isnan(s) else max(s, _LOG_SOFTMAX_FLOOR))
+            same = (np.isnan(pred) & np.isnan(got)) | np.isclose(pred, got, rtol=1e-9, atol=0.0)
+            bad = int(np.count_nonzero(~same))
+            if best_bad is None or bad < best_bad:
+                best, best_bad = pred, bad
+        return best
+
+
+def log_softmax_float64_ort_model(case: Case, reference, got) -> dict:
+    """LogSoftmax as ONNX Runtime's float64 kernel computes it (``_log_softmax_row_float64`` over every slice
+    along the softmax dim): torch's result, except in slices holding NaN or +inf, where torch gives NaN and ONNX
+    Runtime finite values or -inf."""
+    x = np.asarray(case.inputs["input"], np.float64)
+    x1 = x.reshape(1) if x.ndim == 0 else x
+    dim = _softmax_dim(case, x.ndim)
+    theirs = np.asarray(got.tensors()["output"], np.float64).reshape(x1.shape)
+    rows = np.moveaxis(x1, dim, -1)
+    flat, flat_got = rows.reshape(-1, rows.shape[-1]), np.moveaxis(theirs, dim, -1).reshape(-1, rows.shape[-1])
+    out = np.array([_log_softmax_row_float64(r, g) for r, g in zip(flat, flat_got)]).reshape(rows.shape)
+    return {"output": np.moveaxis(out, -1, dim).reshape(x.shape)}
+
+
+def log_softmax_nan_slice(case: Case) -> bool:
+    """Some slice along the softmax dim holds NaN or +inf (so Σ exp(x - max) is NaN and torch's slice is NaN)."""
+    x = np.asarray(case.inputs["input"], np.float64)
+    if x.size == 0:
+        return False
+    x1 = x.reshape(1) if x.ndim == 0 else x
+    return bool(np.any(np.isnan(x1) | (x1 == np.inf)))
+
+
+def bilinear_sym_stride_dynamic(case: Case) -> bool:
+    """A valid Bilinear case on a dynamic-shape graph where the example the adapter exports from
+    (``backends.onnxruntime_known.example_strides``) of input1 or input2 has last-dim stride 1 but is not
+    row-major (torch.empty's strides for its shape): bilinear's flattening view keeps an aten.sym_stride node."""
+    from backends.onnxruntime_known import example_strides
+
+    if case.invalid or not runs_dynamic_graph(case):
+        return False
+    for name in ("input1", "input2"):
+        shape = tuple(int(s) for s in np.shape(case.inputs[name]))
+        strides = tuple(example_strides(case, name))
+        row_major = tuple(int(np.prod([max(s, 1) for s in shape[i + 1:]], dtype=np.int64)) for i in range(len(shape)))
+        if shape and strides[-1] == 1 and strides != row_major:
+            return True
+    return False
+
+
+def triplet_margin_with_distance_ort_model(case: Case, reference, got) -> dict:
+    """TripletMarginWithDistanceLoss with a pairwise distance (None: torch's default p = 2, eps = 1e-6; a
+    torch.nn.PairwiseDistance module; functools.partial(pairwise_distance, p=..., eps=...)) as its float64
+    export computes it on ONNX Runtime: ``triplet_margin_ort_model`` with that distance's p and eps."""
+    import dataclasses
+
+    node = case.params.get("distance_function")
+    init = {} if node is None else (node.get("module", {}).get("init") or node.get("call", {}).get("kwargs") or {})
+    params = {"p": float(init.get("p", 2.0)), "eps": float(init.get("eps", 1e-6)),
+              "margin": case.params.get("margin", 1.0), "swap": case.params.get("swap", False),
+              "reduction": case.params.get("reduction", "mean")}
+    return triplet_margin_ort_model(dataclasses.replace(case, params=params), reference, got)
