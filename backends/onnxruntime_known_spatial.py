@@ -85,3 +85,147 @@ def fold_empty_strided_sym_stride(case: Case) -> bool:
 
     return any(free(d) and shape[d + 1] >= 2 and not free(d + 1) for d in range(len(shape) - 1))
 
+
+
+# -- circular padding: ONNX Pad with mode 'wrap' ---------------------------------------------------------------------
+
+_CIRCULAR_ND = {"CircularPad1d": 1, "CircularPad2d": 2, "CircularPad3d": 3}
+
+
+def _circular_pads(case: Case) -> list[tuple[int, int, int]] | None:
+    """(before, after, input size) of each padded dim of a CircularPad case, first padded dim first (F.pad lists
+    the last dim first); None for another op or an unreadable padding."""
+    nd = _CIRCULAR_ND.get(case.op)
+    shape = np.shape(case.inputs.get("input"))
+    pad = case.params.get("padding")
+    if nd is None or len(shape) < nd:
+        return None
+    flat = [int(pad)] * (2 * nd) if isinstance(pad, (int, np.integer)) else [int(p) for p in pad]
+    if len(flat) != 2 * nd:
+        return None
+    dims = []
+    for k in range(nd):  # k-th from the last dim
+        dims.append((flat[2 * k], flat[2 * k + 1], int(shape[len(shape) - 1 - k])))
+    return dims[::-1]
+
+
+def _remainder(before: int, after: int, size: int) -> int:
+    """What is left of a dim of ``size`` after the negative pads (crops)."""
+    return size + min(before, 0) + min(after, 0)
+
+
+def circular_pad_empty_input(case: Case) -> bool:
+    """A valid circular pad of an input with a dim of size 0: ONNX Runtime's Pad refuses mode 'wrap' on an empty
+    input ("Unexpected mode of 3"), where torch returns the (empty) padded tensor."""
+    dims = _circular_pads(case)
+    return dims is not None and not case.invalid and 0 in np.shape(case.inputs["input"])
+
+
+def circular_pad_cropped_away(case: Case) -> bool:
+    """A valid circular pad of a non-empty input whose crops leave nothing of some padded dim: ONNX Runtime's Pad
+    refuses mode 'wrap' with a zero effective input extent, where torch returns an empty output (or, padding the
+    other side, raises: torch's own remainder overrun)."""
+    dims = _circular_pads(case)
+    if dims is None or case.invalid or 0 in np.shape(case.inputs["input"]):
+        return False
+    return any(_remainder(b, a, n) <= 0 for b, a, n in dims)
+
+
+def circular_pad_dynamic_export_fails(case: Case) -> bool:
+    """A valid circular pad exported with dynamic shapes, of an empty input or cropping one side of a dim and
+    padding the other: torch's _pad_circular slices with sizes whose symbols torch.export cannot bound or keep
+    (PendingUnbackedSymbolNotFound, "False != True", "n not in VR[a, b]", "Invalid ranges")."""
+    dims = _circular_pads(case)
+    if dims is None or case.invalid or not runs_dynamic_graph(case):
+        return False
+    return 0 in np.shape(case.inputs["input"]) or any(min(b, a) < 0 < max(b, a) for b, a, _ in dims)
+
+
+def circular_pad_remainder_wrapped(case: Case) -> bool:
+    """A valid circular pad of a non-empty input that crops one side of a dim and pads the other by more than the
+    remainder: ONNX Pad ('wrap') pads the cropped remainder periodically, where the circular extension of the input
+    repeats the whole dim (torch's own kernel overruns: padding.toml circular-pad-remainder-overrun). A
+    dynamic-shape export often fails first (circular_pad_dynamic_export_fails)."""
+    dims = _circular_pads(case)
+    if dims is None or case.invalid or 0 in np.shape(case.inputs["input"]):
+        return False
+    if any(_remainder(b, a, n) <= 0 for b, a, n in dims):
+        return False
+    return any(min(b, a) < 0 and max(b, a) > _remainder(b, a, n) for b, a, n in dims)
+
+
+def circular_pad_wrap_model(case: Case, reference: Any, got: Any) -> dict[str, np.ndarray]:
+    """What ONNX Pad (mode 'wrap') computes: each padded dim cropped, then padded periodically with the
+    remainder."""
+    x = np.asarray(case.inputs["input"], dtype=np.float64)
+    dims = _circular_pads(case) or []
+    lead = x.ndim - len(dims)
+    index = tuple([slice(None)] * lead + [slice(max(-b, 0), n - max(-a, 0)) for b, a, n in dims])
+    cropped = x[index]
+    widths = [(0, 0)] * lead + [(max(b, 0), max(a, 0)) for b, a, _ in dims]
+    return {"output": np.pad(cropped, widths, mode="wrap")}
+
+
+# -- grid_sample, mode 'nearest', padding_mode 'reflection' ------------------------------------------------------
+
+def _unnormalise(g: np.ndarray, size: int, align_corners: bool) -> np.ndarray:
+    """grid_sample's pixel coordinate of normalised ``g`` along a dim of ``size`` (float64)."""
+    g = np.asarray(g, dtype=np.float64)
+    return (g + 1) / 2 * (size - 1) if align_corners else ((g + 1) * size - 1) / 2
+
+
+def _out_of_range_ties(case: Case) -> bool:
+    """Some grid coordinate lies outside [-0.5, size - 0.5] exactly halfway between two pixels."""
+    x, grid = np.asarray(case.inputs["input"]), np.asarray(case.inputs["grid"], dtype=np.float64)
+    sizes = x.shape[2:][::-1]  # grid[..., 0] indexes the last dim
+    for k, size in enumerate(sizes):
+        c = _unnormalise(grid[..., k], size, False)
+        if np.any(((c < -0.5) | (c > size - 0.5)) & (c - np.floor(c) == 0.5)):
+            return True
+    return False
+
+
+def grid_sample_nearest_reflection_tie(case: Case) -> bool:
+    """grid_sample with mode 'nearest', padding_mode 'reflection', align_corners False (float64, float32, float16;
+    a finite grid) and a coordinate outside the image exactly halfway between two pixels: ONNX Runtime rounds the
+    coordinate (to even) before reflecting it about the half-pixel border, torch reflects first and then rounds, so
+    the two pick neighbouring pixels."""
+    if case.invalid or case.dtype not in ("float32", "float64", "float16"):
+        return False
+    if case.params.get("mode") != "nearest" or case.params.get("padding_mode") != "reflection":
+        return False
+    if case.params.get("align_corners", False) or not np.isfinite(np.asarray(case.inputs["grid"])).all():
+        return False
+    return np.ndim(case.inputs["input"]) in (4, 5) and _out_of_range_ties(case)
+
+
+def _reflect_index(r: np.ndarray, size: int) -> np.ndarray:
+    """ONNX Runtime's reflection of (integer) coordinates ``r`` about [-0.5, size - 0.5], as indices."""
+    lo, hi = -0.5, size - 0.5
+    span = hi - lo
+    out = r.astype(np.float64).copy()
+    below, above = out < lo, out > hi
+    d = np.where(below, lo - out, np.where(above, out - hi, 0.0))
+    n = np.floor(d / span)
+    rem = d - n * span
+    even = n % 2 == 0
+    out = np.where(below, np.where(even, lo + rem, hi - rem), out)
+    out = np.where(above, np.where(even, hi - rem, lo + rem), out)
+    return np.clip(np.rint(out), 0, size - 1).astype(np.int64)
+
+
+def grid_sample_nearest_reflection_model(case: Case, reference: Any, got: Any) -> dict[str, np.ndarray]:
+    """What ONNX Runtime's GridSample (nearest, reflection, align_corners 0) computes: each coordinate rounded half
+    to even, then reflected about the half-pixel border, then the pixel read."""
+    x = np.asarray(case.inputs["input"], dtype=np.float64)
+    grid = np.asarray(case.inputs["grid"], dtype=np.float64)
+    spatial = x.shape[2:]
+    idx = []
+    for k, size in enumerate(spatial[::-1]):  # grid[..., k] indexes spatial dim -1 - k
+        idx.append(_reflect_index(np.rint(_unnormalise(grid[..., k], size, False)), size))
+    idx = idx[::-1]  # in the order of the spatial dims
+    n = np.arange(x.shape[0]).reshape((-1,) + (1,) * (grid.ndim - 2))
+    out = np.empty((x.shape[0], x.shape[1]) + grid.shape[1:-1], dtype=np.float64)
+    for c in range(x.shape[1]):
+        out[:, c] = x[(n, c) + tuple(idx)]
+    return {"output": out}

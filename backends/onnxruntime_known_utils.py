@@ -257,3 +257,181 @@ def pad_sequence_overflowing_padding_value(case: Case) -> bool:
     if not case.invalid or case.dtype not in ("float32", "float16") or not isinstance(value, float):
         return False
     return bool(np.isfinite(value)) and not np.isfinite(_in_format(value, case.dtype))
+
+
+# -- get_total_norm (and the total norm of clip_grad_norm_) ----------------------------------------------------------
+
+def _passed_grads(case: Case) -> list[np.ndarray]:
+    """The gradient tensors the call passes, in order (none for the 'empty list' form)."""
+    if case.params.get("form") == "empty list":
+        return []
+    return [np.asarray(case.inputs[f"grad{i}"]) for i in range(int(case.params.get("count", 0)))
+            if f"grad{i}" in case.inputs]
+
+
+def _norm_type(case: Case) -> float:
+    """The case's norm_type as a float (the string 'inf' read as inf)."""
+    return float(case.params.get("norm_type", 2.0))
+
+
+def _inf_norm_of_an_empty_tensor(case: Case) -> bool:
+    """The infinity norm with an empty tensor among those passed (eager torch raises: it has no identity)."""
+    return bool(np.isinf(_norm_type(case))) and any(g.size == 0 for g in _passed_grads(case))
+
+
+def _total_norm_exports(case: Case) -> bool:
+    """A valid total norm the dynamo exporter gets through: tensors passed, foreach not True (aten._foreach_norm has
+    no ONNX function) and error_if_nonfinite not set (its check on the total is data-dependent control flow)."""
+    return (not case.invalid and bool(_passed_grads(case)) and case.params.get("foreach") is not True
+            and not case.params.get("error_if_nonfinite"))
+
+
+def total_norm_foreach_not_translated(case: Case) -> bool:
+    """A valid total norm with foreach=True and error_if_nonfinite not set, over some tensors, which eager torch
+    computes (not the infinity norm with an empty tensor): the trace holds aten._foreach_norm, which torchlib has no
+    function for. (foreach=None traces the per-tensor linalg.vector_norm: FakeTensors are not foreach-supported.)"""
+    return (not case.invalid and case.params.get("foreach") is True and not case.params.get("error_if_nonfinite")
+            and bool(_passed_grads(case)) and not _inf_norm_of_an_empty_tensor(case))
+
+
+def total_norm_error_if_nonfinite_guard(case: Case) -> bool:
+    """A valid total norm with error_if_nonfinite over some tensors, not the infinity norm with an empty tensor (eager
+    torch raises that first): the check ``if error_if_nonfinite and (isnan or isinf)`` branches on the total's value,
+    which torch.export cannot trace (GuardOnDataDependentSymNode). (A sum of p-th powers that overflows makes eager
+    torch raise too: the failure is then torch's own, with its own message.)"""
+    return (not case.invalid and bool(case.params.get("error_if_nonfinite")) and bool(_passed_grads(case))
+            and not _inf_norm_of_an_empty_tensor(case))
+
+
+def total_norm_inf_empty_refused(case: Case) -> bool:
+    """The infinity norm with an empty tensor where the export fails and the adapter reports eager torch's error:
+    a static-shape graph (the trace keeps vector_norm's check on the empty size), foreach=True or
+    error_if_nonfinite. A dynamic-shape graph of the per-tensor path exports (the next predicate)."""
+    if case.invalid or not _inf_norm_of_an_empty_tensor(case):
+        return False
+    return not (_total_norm_exports(case) and runs_dynamic_graph(case))
+
+
+def total_norm_inf_empty_dynamic(case: Case) -> bool:
+    """The infinity norm with an empty tensor through an exported dynamic-shape graph (per-tensor path): the
+    exporter keeps no check on the empty size, ONNX Runtime's ReduceMax of the empty tensor is -inf and the Abs of
+    the stacked norms makes the total inf (eager torch raises; the documented total is the others' max)."""
+    return _total_norm_exports(case) and _inf_norm_of_an_empty_tensor(case) and runs_dynamic_graph(case)
+
+
+def total_norm_inf_nan_dropped(case: Case) -> bool:
+    """The infinity norm through an exported graph with a NaN in a (non-empty) gradient, where ONNX Runtime's
+    ReduceMax does not return NaN: its full reduction returns NaN only when the first element is NaN (otherwise some
+    non-NaN element), so the total is NaN only when the first tensor's first element is (checked on 12,000 random
+    vectors of 1 to 1,200 elements in float64, float32 and float16)."""
+    gs = _passed_grads(case)
+    if not _total_norm_exports(case) or not np.isinf(_norm_type(case)) or any(g.size == 0 for g in gs):
+        return False
+    if not any(np.isnan(g).any() for g in gs):
+        return False
+    return not bool(np.isnan(gs[0].reshape(-1)[0]))
+
+
+def total_norm_float64_exponent_rounded(case: Case) -> bool:
+    """A float64 p-norm (p finite, not 0, 1 or 2) through an exported graph, with 1/p not a float32 number:
+    torchlib's aten_linalg_vector_norm raises the sum of p-th powers to CastLike(1 / p, self), a float32 constant
+    cast to float64."""
+    p = _norm_type(case)
+    if case.dtype != "float64" or not _total_norm_exports(case) or not np.isfinite(p) or p in (0.0, 1.0, 2.0):
+        return False
+    return float(np.float32(1.0 / p)) != 1.0 / p
+
+
+def total_norm_float64_exponent_model(case: Case, reference: Any, got: Any) -> dict[str, np.ndarray]:
+    """The exported total norm in float64 with the float32 exponent: each tensor's (Σ|g|^p)^c, then the same
+    norm of the stacked norms, c = float32(1/p)."""
+    p = _norm_type(case)
+    c = float(np.float32(1.0 / p))
+    with np.errstate(all="ignore"):
+        norms = np.array([np.sum(np.abs(g.astype(np.float64)) ** p) ** c for g in _passed_grads(case)])
+        total = np.sum(norms ** p) ** c
+    return {"output": np.float64(total)}
+
+
+def kaiming_uniform_fan_zero_dynamic(case: Case) -> bool:
+    """kaiming_uniform_ (with or without a generator) of an empty tensor whose fan for the chosen mode is 0,
+    exported with dynamic shapes: torch.onnx's capture (backed_size_oblivious) cannot take eager torch's early
+    return for a zero-element tensor, and bound = gain * sqrt(3 / fan) divides by zero."""
+    shape = np.shape(case.inputs["tensor"])
+    if case.invalid or len(shape) < 2 or 0 not in shape or not runs_dynamic_graph(case):
+        return False
+    receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+    fan = (shape[1] if case.params.get("mode", "fan_in") == "fan_in" else shape[0]) * receptive
+    return fan == 0
+
+
+def zeros_empty_layout_divides_by_zero(case: Case) -> bool:
+    """zeros_ of an empty tensor exported with dynamic shapes where laying out the filled result divides by the
+    empty dim's size (unknown to be 0 under torch.onnx's backed_size_oblivious): torch's stride ordering replayed on
+    the adapter's example (``backends.onnxruntime_known._elementwise_perm_divides_by_zero``)."""
+    from backends.onnxruntime_known import _elementwise_perm_divides_by_zero, example_strides
+
+    shape = tuple(int(s) for s in np.shape(case.inputs["tensor"]))
+    if case.invalid or 0 not in shape or not runs_dynamic_graph(case):
+        return False
+    return _elementwise_perm_divides_by_zero(shape, list(example_strides(case, "tensor")), [0] * len(shape))
+
+
+# -- parameters_to_vector, vector_to_parameters ----------------------------------------------------------------------
+
+def _params(case: Case) -> list[np.ndarray]:
+    """The parameter tensors of a parameters_to_vector / vector_to_parameters case, in order."""
+    return [np.asarray(case.inputs[f"param{i}"]) for i in range(int(case.params.get("count", 0)))
+            if f"param{i}" in case.inputs]
+
+
+def parameters_to_vector_all_empty_static(case: Case) -> bool:
+    """parameters_to_vector of parameters that are all empty, exported at static sizes: torchlib's aten_cat drops
+    the empty inputs it can see and asserts when none is left (a dynamic-shape graph cannot tell and exports)."""
+    ps = _params(case)
+    return (not case.invalid and bool(ps) and all(p.size == 0 for p in ps) and not runs_dynamic_graph(case)
+            and case.params.get("form") in ("list", "tuple"))
+
+
+def vector_to_parameters_exported(case: Case) -> bool:
+    """vector_to_parameters with a tensor vector at least as long as the parameters (valid, or an invalid longer
+    one that eager torch accepts): the call assigns each parameter's ``.data``, which torch.export cannot keep."""
+    if case.params.get("vec_as") != "tensor" or "vec" not in case.inputs:
+        return False
+    return np.size(case.inputs["vec"]) >= sum(p.size for p in _params(case))
+
+
+# -- dirac_ ------------------------------------------------------------------------------------------------------------
+
+def dirac_dynamic_reused(case: Case) -> bool:
+    """A valid dirac_ of a non-empty 3- to 5-d tensor run by a dynamic-shape graph: the export bakes the example's
+    centres (size // 2) and loop count into the graph while its program admits other sizes, so a graph the adapter
+    reuses for another case writes the ones where the example's sizes put them."""
+    shape = np.shape(case.inputs["tensor"])
+    return (not case.invalid and 3 <= len(shape) <= 5 and 0 not in shape and runs_dynamic_graph(case)
+            and int(case.params.get("groups", 1)) >= 1)
+
+
+def dirac_baked_centres_model(case: Case, reference: Any, got: Any) -> dict[str, np.ndarray]:
+    """A Dirac tensor of the case's shape and groups whose centres and number of identity channels per group are
+    read from the backend's own output (the ones of channel pair (0, 0), the pairs (d, d) holding a one; none: a
+    graph baked from an example without channels writes zeros): what a graph baked for other sizes writes. Any
+    other wrong value stays unexplained."""
+    shape = tuple(np.shape(case.inputs["tensor"]))
+    theirs = np.asarray(got.outputs.get("output", np.zeros(0)))
+    if theirs.shape != shape:
+        return {}
+    groups = int(case.params.get("groups", 1))
+    per_group = shape[0] // groups
+    ones = np.argwhere(theirs[0, 0] == 1) if per_group and shape[1] else np.zeros((0, len(shape) - 2), int)
+    if len(ones) > 1:
+        return {}
+    predicted = np.zeros(shape, dtype=np.float64)
+    if not len(ones):  # a graph baked with no identity channel (an example with 0 channels): all zeros
+        return {"output": predicted, "state.tensor": predicted}
+    centre = tuple(int(c) for c in ones[0])
+    count = sum(1 for d in range(min(per_group, shape[1])) if theirs[(d, d) + centre] == 1)
+    for g in range(groups):
+        for d in range(count):
+            predicted[(g * per_group + d, d) + centre] = 1.0
+    return {"output": predicted, "state.tensor": predicted}
