@@ -226,3 +226,123 @@ def runs_static_graph(case: Case) -> bool:
     return not runs_dynamic_graph(case)
 
 
+
+
+def sdpa_mask_broadcast_dynamic(case: Case) -> bool:
+    """scaled_dot_product_attention[flash] on a dynamic-shape graph whose attn_mask broadcasts a size-1 dim
+    against a query/key size other than 1 (dims -2, -1 against L and S; of a 4-d mask also dims 0, 1 against
+    batch and heads). torch.onnx.export captures with backed_size_oblivious, so a size-1 dim stays a symbol;
+    the flash kernel's mask check wants each mask dim statically equal to its target or the integer 1, and
+    rejects the call (no kernel)."""
+    from backends.torch_compile import runs_dynamic_graph
+
+    mask, q, k = (case.inputs.get(n) for n in ("attn_mask", "query", "key"))
+    if mask is None or q is None or k is None or np.ndim(q) != 4 or np.ndim(mask) not in (2, 4):
+        return False
+    if not runs_dynamic_graph(case):
+        return False
+    qs, ms = np.shape(q), np.shape(mask)
+    targets = (qs[-2], np.shape(k)[-2]) if len(ms) == 2 else (qs[0], qs[1], qs[-2], np.shape(k)[-2])
+    return any(m == 1 and t != 1 for m, t in zip(ms, targets))
+
+
+def transformer_strict_capture_fast_path(case: Case) -> bool:
+    """TransformerEncoder or Transformer whose encoder detects a causal mask (a 2-d mask, its is_causal hint
+    None: the non-strict capture fails on bool() of it) while nothing else needs a data-dependent branch (no
+    decoder tgt_mask to detect), with its encoder layers on the eval fast path (eval, batch_first, batched,
+    bias, even heads; every activation drawn is relu or gelu). torch.onnx.export then captures with
+    strict=True, where dynamo never branches on the detected value (the fast path ignores it) and records
+    torch._transformer_encoder_layer_fwd, which has no ONNX translation."""
+    fk, p = case.forward_kwargs, case.params
+
+    def detects(mask: str, hint: str) -> bool:
+        x = case.inputs.get(mask)
+        return x is not None and np.ndim(x) == 2 and fk.get(hint) is None
+
+    if case.op == "TransformerEncoder":
+        encoder = detects("mask", "is_causal")
+    elif case.op == "Transformer":
+        encoder = detects("src_mask", "src_is_causal") and not detects("tgt_mask", "tgt_is_causal")
+    else:
+        return False
+    src = case.inputs.get("src")
+    return (encoder and not case.train and bool(p.get("batch_first")) and bool(p.get("bias", True))
+            and src is not None and np.ndim(src) == 3 and int(p["nhead"]) % 2 == 0
+            and p.get("activation") in ("relu", "gelu", "ReLU()", "GELU(tanh)"))
+
+
+def _onnx_recurrent_node(case: Case) -> bool:
+    """A GRU or LSTM case (no packing) whose export holds an ONNX GRU/LSTM node: every one but those with h0 on a
+    dynamic-shape graph, which fail to export (ort-dynamo-export-gru-lstm-dynamic-hidden-size-attribute). RNN is
+    decomposed (no ONNX RNN node)."""
+    from backends.torch_compile import runs_dynamic_graph
+
+    if case.op not in ("GRU", "LSTM") or case.variant:
+        return False
+    return not ("h0" in case.inputs and runs_dynamic_graph(case))
+
+
+def onnx_recurrent_node_float64(case: Case) -> bool:
+    """A float64 GRU/LSTM case whose exported graph holds an ONNX GRU/LSTM node (``_onnx_recurrent_node``):
+    onnxruntime's CPU kernels refuse double while running."""
+    return case.dtype == "float64" and _onnx_recurrent_node(case)
+
+
+def lstm_projection_exported(case: Case) -> bool:
+    """An LSTM case with proj_size > 0 whose export holds an ONNX LSTM node (``_onnx_recurrent_node``): torchlib's
+    aten_lstm ignores the projection (no weight_hr_l*, hidden_size read from h0's last dim, which is proj_size)."""
+    return case.op == "LSTM" and _onnx_recurrent_node(case) and int(case.params.get("proj_size", 0) or 0) > 0
+
+
+def recurrent_runs_in_ort(case: Case) -> bool:
+    """A recurrent case whose graph exports and runs to its end on onnxruntime: RNN, or a GRU/LSTM with an
+    ONNX GRU/LSTM node (``_onnx_recurrent_node``) that is not float64 (``onnx_recurrent_node_float64``) and not an
+    LSTM with a projection (``lstm_projection_exported``)."""
+    if case.op not in ("GRU", "LSTM"):
+        return True
+    return _onnx_recurrent_node(case) and case.dtype != "float64" and not lstm_projection_exported(case)
+
+
+# torch's alpha-dropout constant (ATen's _dropout_impl: alpha = 1.7580993408473766, i.e. -α')
+_ALPHA = 1.7580993408473766
+
+
+def alpha_dropout_float32_constants(p: float) -> tuple[float, float, float]:
+    """(a, α·a, α·a·p) of alpha dropout as the exported graph holds them: ATen's decomposition passes them to
+    aten.scalar_tensor(dtype=float64) as Python floats, and torchlib's aten_scalar_tensor makes each a float32
+    constant before casting it to float64."""
+    a = 1.0 / math.sqrt((_ALPHA * _ALPHA * p + 1.0) * (1.0 - p))
+    return _f32(a), _f32(_ALPHA * a), _f32(_ALPHA * a * p)
+
+
+def alpha_dropout_float32_constants_model(case: Case, reference: Any, got: Any) -> dict[str, Any]:
+    """What the float64 graph of AlphaDropout/FeatureAlphaDropout computes in training: x·a + α·a·p where
+    kept, α·a·p - α·a where dropped, with the float32-rounded constants (``alpha_dropout_float32_constants``).
+    The backend's own output tells the dropped elements (those equal to that dropped value)."""
+    y = got.tensors().get("output")
+    if y is None:
+        return {}
+    a, alpha_a, alpha_a_p = alpha_dropout_float32_constants(float(case.params["p"]))
+    x = np.asarray(case.inputs["input"], dtype=np.float64)
+    dropped = -alpha_a + alpha_a_p
+    with np.errstate(all="ignore"):
+        kept = x * a + alpha_a_p
+        y = np.asarray(y, dtype=np.float64)
+        if y.shape != kept.shape:
+            return {}
+        return {"output": np.where(y == dropped, dropped, kept)}
+
+
+def feature_alpha_dropout_empty_channels_dynamic(case: Case) -> bool:
+    """A FeatureAlphaDropout case on a dynamic-shape graph whose input of 3 or more dims has no channel (dim 1 of
+    size 0) and at least 2 entries in dim 0: torch.export's trace of the feature noise (N, C, 1, ...) fails an
+    assertion. Found by trying shapes, with all-zero strides (the adapter's example of an empty contiguous input)
+    and with contiguous ones: (2, 0, 2), (6, 0, 2, 2), (2, 0, 1, 2), (2, 0, 3, 1) fail; (1, 0, 2, 2), (0, 0, 2, 2),
+    (2, 3, 0, 2) and, with zero strides, (2, 0) export."""
+    from backends.torch_compile import runs_dynamic_graph
+
+    x = case.inputs.get("input")
+    if x is None or case.op != "FeatureAlphaDropout" or not runs_dynamic_graph(case):
+        return False
+    shape = np.shape(x)
+    return len(shape) >= 3 and shape[1] == 0 and shape[0] >= 2
