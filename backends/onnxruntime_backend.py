@@ -530,7 +530,10 @@ class OnnxRuntimeBackend(TorchBackend):
         try:
             values = graph.session.run_with_ort_values(None, feeds) if by_value else graph.session.run(None, feeds)
         except Exception as exc:  # ONNX Runtime rejected the inputs while running: the call's own error
-            raise RuntimeError(f"onnxruntime: {_text(exc)}") from None
+            text = _text(exc)
+            if _RUN_TIME_NO_KERNEL.search(text):  # a kernel that loads, then refuses the dtype: none, as at load
+                raise NotImplementedError(f"onnxruntime has no kernel for this dtype (found running): {text}") from None
+            raise RuntimeError(f"onnxruntime: {text}") from None
         outputs = [_tensor(v, d) for v, d in zip(values[:graph.n_outputs], graph.out_dtypes)]
         after = values[graph.n_outputs:]
         with torch.no_grad():
@@ -698,6 +701,11 @@ def _output_dtypes(tree: _Tree, n: int, session: Any) -> list[Any]:
              "tensor(bfloat16)": torch.bfloat16, "tensor(int64)": torch.int64, "tensor(int32)": torch.int32,
              "tensor(bool)": torch.bool, "tensor(int8)": torch.int8, "tensor(uint8)": torch.uint8}
     return [table.get(o.type, None) for o in session.get_outputs()[:n]]
+
+
+# ONNX Runtime's CPU GRU and LSTM kernels are registered for float64 but refuse it when they run
+# ("GRU operator does not support double yet"): a missing kernel, like one missing at load time.
+_RUN_TIME_NO_KERNEL = re.compile(r"operator does not support \w+ yet")
 
 
 def _session(model: Any) -> Any:

@@ -436,3 +436,18 @@ def test_a_call_returning_a_python_number_is_not_answered_from_the_traced_consta
         backend._position = 0
         got = backend.call_target(case, float, [torch.tensor(value, dtype=torch.float64)], {})
         assert got == value and isinstance(got, float)
+
+
+def test_a_kernel_refusing_the_dtype_when_it_runs_is_unsupported(backend, monkeypatch):
+    import types
+
+    import torch
+
+    import backends.onnxruntime_backend as ort_backend
+
+    monkeypatch.setattr(ort_backend, "graph_kind", lambda case: "static")
+    case = types.SimpleNamespace(call={"target": "gru"}, target="GRU", dtype="float64", train=False)
+    backend._position = 0
+    gru = torch.nn.GRU(1, 1).double().eval()
+    with pytest.raises(NotImplementedError, match="GRU operator does not support double yet"):
+        backend.call_target(case, gru, [torch.zeros(2, 1, 1, dtype=torch.float64)], {})
