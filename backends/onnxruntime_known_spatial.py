@@ -229,3 +229,68 @@ def grid_sample_nearest_reflection_model(case: Case, reference: Any, got: Any) -
     for c in range(x.shape[1]):
         out[:, c] = x[(n, c) + tuple(idx)]
     return {"output": out}
+
+
+def affine_grid_unit_size(case: Case) -> bool:
+    """affine_grid with a spatial size of 1 (its base coordinate is 0): torch's decomposition builds it with
+    torch.tensor(0), whose in-place detach_ the exporter's functionalisation rejects."""
+    return not case.invalid and 1 in tuple(case.params["size"])[2:]
+
+
+def _ort_base_coords(n: int, align_corners: bool | None) -> np.ndarray:
+    """torchlib's linspace(-a, a, n) in float64 with a = (n - 1)/n (or 1 with align_corners) passed as a float32
+    constant: forward from -a below n/2, backward from a from there on."""
+    a = 1.0 if align_corners else float(np.float32((n - 1) / n))
+    i = np.arange(n, dtype=np.float64)
+    step = (a - -a) / (n - 1)
+    return np.where(i < n / 2, -a + step * i, a - step * (n - 1 - i))
+
+
+def affine_grid_float32_bound(case: Case) -> bool:
+    """float64 affine_grid without a unit size where some spatial size's (n - 1)/n (align_corners False) is not a
+    float32 number: the exported base grid starts from float32 ends."""
+    size = tuple(case.params["size"])[2:]
+    if case.invalid or case.dtype != "float64" or 1 in size or case.params.get("align_corners"):
+        return False
+    return any(float(np.float32((n - 1) / n)) != (n - 1) / n for n in size)
+
+
+def affine_grid_float32_bound_model(case: Case, reference: Any, got: Any) -> dict[str, np.ndarray]:
+    """The exported grid: the base grid from float32 ends (x along the last dim, then y[, z], then 1), each point
+    (base * theta^T) summed over the 3 (or 4) coordinates in float64."""
+    size = tuple(case.params["size"])
+    theta = np.asarray(case.inputs["theta"], dtype=np.float64)
+    coords = [_ort_base_coords(n, case.params.get("align_corners")) for n in size[2:]]
+    mesh = np.meshgrid(*coords, indexing="ij")  # in the order of the spatial dims
+    base = np.stack([*mesh[::-1], np.ones(mesh[0].shape)], axis=-1)  # (*spatial, rank + 1)
+    prods = base[None, ..., None, :] * theta.reshape((theta.shape[0],) + (1,) * len(coords) + theta.shape[1:])
+    out = prods[..., 0]
+    for k in range(1, prods.shape[-1]):
+        out = out + prods[..., k]
+    return {"output": out}
+
+
+
+def _unit_dim_stride_over_kernel(size: int, kernel: int, stride: int, pad: int, out_pad: int, dil: int) -> bool:
+    """A transposed-convolution dim 1 in and 1 out with dilation 1 and a stride above the kernel."""
+    out = (size - 1) * stride - 2 * pad + dil * (kernel - 1) + out_pad + 1
+    return size == 1 and out == 1 and dil == 1 and stride > kernel
+
+
+def conv_transpose3d_unit_dim_symbol_range(case: Case, spec: Any) -> bool:
+    """A 3-d transposed convolution exported with dynamic shapes (weight too) where the depth (or, for an unbatched
+    input, the depth or the width) is 1 in and 1 out with dilation 1 and a stride above the kernel: torch.export's
+    shape environment replaces the kernel symbol by 1 + 2·padding - output_padding + stride·(1 - size), whose range
+    reaches below 0, and asserts."""
+    from backends.onnxruntime_known import _per_dim
+
+    if case.invalid or spec.dims != 3 or case.forward_kwargs.get("output_size") or not runs_dynamic_graph(case):
+        return False
+    x = np.shape(case.inputs["input"])
+    if len(x) not in (4, 5) or "weight" not in case.inputs:
+        return False
+    kernel = np.shape(case.inputs["weight"])[2:]
+    geometry = zip(x[-3:], kernel, *(_per_dim(case.params.get(k, v), 3) for k, v in
+                                     (("stride", 1), ("padding", 0), ("output_padding", 0), ("dilation", 1))))
+    hits = [_unit_dim_stride_over_kernel(*g) for g in geometry]
+    return hits[0] or (len(x) == 4 and hits[2])
