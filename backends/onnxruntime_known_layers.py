@@ -50,7 +50,7 @@ def exported_eps(case: Case) -> float | None:
     p = case.params
     if op.startswith("BatchNorm"):
         if case.train and p.get("track_running_stats", True):
-            return None  # dynamo-export-training-batchnorm-as-inference
+            return None  # ort-dynamo-export-training-batchnorm-as-inference
     elif op.startswith("InstanceNorm"):
         if not _uses_running_stats(case):
             return None  # InstanceNormalization: no float64 kernel (unsupported)

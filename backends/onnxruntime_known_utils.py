@@ -118,7 +118,7 @@ def kaiming_normal_empty_dynamic(case: Case) -> bool:
     by zero when the fan of the chosen mode is 0, and otherwise to the in-place normal_ fill, which fails on an
     empty tensor with a dim of 2 or more (``backends.onnxruntime_known:normal_empty_dynamic``). With a generator
     (the [generator] variant) only the division by zero comes before the generator's own export failure
-    (onnxruntime.toml dynamo-export-generator-argument)."""
+    (onnxruntime.toml ort-dynamo-export-generator-argument)."""
     shape = np.shape(case.inputs["tensor"])
     if case.invalid or len(shape) < 2 or 0 not in shape or not runs_dynamic_graph(case):
         return False
@@ -176,7 +176,7 @@ def _layers(case: Case) -> list[dict]:
 def model_training_batchnorm_with_running_stats(case: Case) -> bool:
     """A composed model in training mode with a BatchNorm that tracks running statistics with a momentum: the
     dynamo exporter writes it as an inference BatchNormalization (onnxruntime.toml
-    dynamo-export-training-batchnorm-as-inference)."""
+    ort-dynamo-export-training-batchnorm-as-inference)."""
     return not case.invalid and case.train and any(
         layer["op"] in _BATCH_NORMS and layer["params"].get("track_running_stats", True)
         and layer["params"].get("momentum", 0.1) is not None for layer in _layers(case))
