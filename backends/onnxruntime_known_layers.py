@@ -340,31 +340,3 @@ def feature_alpha_dropout_empty_channels_dynamic(case: Case) -> bool:
         return False
     shape = np.shape(x)
     return len(shape) >= 3 and shape[1] == 0 and shape[0] >= 2
-
-
-# MLAS's tanh kernel (onnxruntime/core/mlas/lib/tanh.cpp, Eigen's coefficients): the input clamped to [-9, 9], an
-# odd polynomial in x² of degree 13 over an even one of degree 6, each by Horner's scheme with fused multiply-adds
-# (the AVX2 kernel; bit-exact with onnxruntime 1.32's Tanh over 3e5 float32 inputs, the scalar tail included).
-_TANH_ALPHA = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
-               1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)
-_TANH_BETA = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
-
-
-def mlas_tanh(x: np.ndarray) -> np.ndarray:
-    """ONNX Runtime's float32 Tanh (MLAS's rational approximation, FMA path): a few ulps off near ±1 (absolute
-    error up to ~2.6e-7); NaN stays NaN."""
-    from backends.onnxruntime_known_elementwise import _fma32
-
-    f = np.float32
-    with np.errstate(all="ignore"):
-        v = np.clip(np.asarray(x, f), f(-9.0), f(9.0))
-        v2 = (v * v).astype(f)
-        p = _fma32(v2, f(_TANH_ALPHA[0]), _TANH_ALPHA[1])
-        for c in _TANH_ALPHA[2:]:
-            p = _fma32(p, v2, c)
-        p = (p * v).astype(f)
-        q = _fma32(v2, f(_TANH_BETA[0]), _TANH_BETA[1])
-        for c in _TANH_BETA[2:]:
-            q = _fma32(q, v2, c)
-        r = (p / q).astype(f)
-        return np.where(np.isnan(v), v, r).astype(f)

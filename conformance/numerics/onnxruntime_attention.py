@@ -154,8 +154,7 @@ def _mlas_dot(x: np.ndarray, w: np.ndarray, acc: np.ndarray | None = None) -> np
 def _lstm_gates(a: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(h', c') from the float32 pre-activations ``a`` (blocks i, f, g, o): MLAS's Sigmoid/Tanh, each product and
     sum rounded to float32 (c' = f·c + i·g, no fused multiply-add; h' = o·tanh(c'))."""
-    from backends.onnxruntime_known_elementwise import mlas_logistic
-    from backends.onnxruntime_known_layers import mlas_tanh
+    from backends.onnxruntime_known_elementwise import mlas_logistic, mlas_tanh
 
     ai, af, ag, ao = np.split(a, 4, axis=-1)
     i, f, g, o = mlas_logistic(ai), mlas_logistic(af), mlas_tanh(ag), mlas_logistic(ao)
