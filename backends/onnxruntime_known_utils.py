@@ -366,9 +366,9 @@ def kaiming_uniform_fan_zero_dynamic(case: Case) -> bool:
 
 
 def zeros_empty_layout_divides_by_zero(case: Case) -> bool:
-    """zeros_ of an empty tensor exported with dynamic shapes where laying out the filled result divides by the
-    empty dim's size (unknown to be 0 under torch.onnx's backed_size_oblivious): torch's stride ordering replayed on
-    the adapter's example (``backends.onnxruntime_known._elementwise_perm_divides_by_zero``)."""
+    """zeros_ (or ones_) of an empty tensor exported with dynamic shapes where laying out the filled result divides
+    by the empty dim's size (unknown to be 0 under torch.onnx's backed_size_oblivious): torch's stride ordering
+    replayed on the adapter's example (``backends.onnxruntime_known._elementwise_perm_divides_by_zero``)."""
     from backends.onnxruntime_known import _elementwise_perm_divides_by_zero, example_strides
 
     shape = tuple(int(s) for s in np.shape(case.inputs["tensor"]))
