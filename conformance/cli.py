@@ -733,7 +733,7 @@ def cmd_coverage(args: argparse.Namespace, argv: list[str]) -> int:
                 raise UsageError(f"{source} has no {RESULTS_FILE}")
             continue
         if not source.is_file():
-            raise UsageError(f"{source}: no such run directory or saved coverage table")
+            raise UsageError(f"{source}: neither a run directory (with {RESULTS_FILE}) nor a saved coverage table")
         try:
             read_saved(source)
         except (ValueError, KeyError, TypeError) as exc:
