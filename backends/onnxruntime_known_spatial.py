@@ -1,29 +1,19 @@
 """Predicates of the onnxruntime backend's known entries for convolution, pooling, folding, padding and
 vision layers (``conformance/known/onnxruntime_spatial.toml``).
 
-NumPy only (``backends`` imports nothing of ``conformance``): each takes the ``Case``.
+NumPy only (``backends`` imports nothing of ``conformance``): each takes the ``Case``, and those reading the
+declaration's spatial dimensionality its LayerSpec as ``spec`` (``spec.dims``; never parsed from a name).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
 
 from backends.base import Case
+from backends.onnxruntime_known import _per_dim, _symbolic_strides, example_strides
 from backends.torch_compile import runs_dynamic_graph
-
-
-def _nd(case: Case) -> int:
-    """The layer's spatial dimensionality, from its name (``...1d``, ``...2d``, ``...3d``)."""
-    m = re.search(r"([123])d", case.op)
-    return int(m.group(1)) if m else 1
-
-
-def _per_dim(value: Any, nd: int) -> tuple[Any, ...]:
-    """A per-dimension parameter as a tuple of ``nd`` entries (an int, or None, is repeated)."""
-    return tuple(value) if isinstance(value, (list, tuple)) else (value,) * nd
 
 
 def adaptive_avg_pool3d_not_global(case: Case) -> bool:
@@ -68,8 +58,6 @@ def fold_empty_strided_sym_stride(case: Case) -> bool:
     ``_symbolic_strides``) while dim d + 1's stride is derived: the trace then keeps an aten.sym_stride
     node (no ONNX function). Fitted on 48 fresh exports (every one agreed); a later case may reuse a
     graph exported from another example and pass."""
-    from backends.onnxruntime_known import _symbolic_strides, example_strides
-
     if case.invalid or not runs_dynamic_graph(case):
         return False
     shape = tuple(int(n) for n in np.shape(case.inputs["input"]))
@@ -89,16 +77,12 @@ def fold_empty_strided_sym_stride(case: Case) -> bool:
 
 # -- circular padding: ONNX Pad with mode 'wrap' ---------------------------------------------------------------------
 
-_CIRCULAR_ND = {"CircularPad1d": 1, "CircularPad2d": 2, "CircularPad3d": 3}
-
-
-def _circular_pads(case: Case) -> list[tuple[int, int, int]] | None:
-    """(before, after, input size) of each padded dim of a CircularPad case, first padded dim first (F.pad lists
-    the last dim first); None for another op or an unreadable padding."""
-    nd = _CIRCULAR_ND.get(case.op)
+def _circular_pads(case: Case, nd: int) -> list[tuple[int, int, int]] | None:
+    """(before, after, input size) of each of the last ``nd`` dims of a CircularPad case (``spec.dims``), first
+    padded dim first (F.pad lists the last dim first); None for an unreadable padding."""
     shape = np.shape(case.inputs.get("input"))
     pad = case.params.get("padding")
-    if nd is None or len(shape) < nd:
+    if len(shape) < nd:
         return None
     flat = [int(pad)] * (2 * nd) if isinstance(pad, (int, np.integer)) else [int(p) for p in pad]
     if len(flat) != 2 * nd:
@@ -114,39 +98,39 @@ def _remainder(before: int, after: int, size: int) -> int:
     return size + min(before, 0) + min(after, 0)
 
 
-def circular_pad_empty_input(case: Case) -> bool:
+def circular_pad_empty_input(case: Case, spec: Any) -> bool:
     """A valid circular pad of an input with a dim of size 0: ONNX Runtime's Pad refuses mode 'wrap' on an empty
     input ("Unexpected mode of 3"), where torch returns the (empty) padded tensor."""
-    dims = _circular_pads(case)
+    dims = _circular_pads(case, spec.dims)
     return dims is not None and not case.invalid and 0 in np.shape(case.inputs["input"])
 
 
-def circular_pad_cropped_away(case: Case) -> bool:
+def circular_pad_cropped_away(case: Case, spec: Any) -> bool:
     """A valid circular pad of a non-empty input whose crops leave nothing of some padded dim: ONNX Runtime's Pad
     refuses mode 'wrap' with a zero effective input extent, where torch returns an empty output (or, padding the
     other side, raises: torch's own remainder overrun)."""
-    dims = _circular_pads(case)
+    dims = _circular_pads(case, spec.dims)
     if dims is None or case.invalid or 0 in np.shape(case.inputs["input"]):
         return False
     return any(_remainder(b, a, n) <= 0 for b, a, n in dims)
 
 
-def circular_pad_dynamic_export_fails(case: Case) -> bool:
+def circular_pad_dynamic_export_fails(case: Case, spec: Any) -> bool:
     """A valid circular pad exported with dynamic shapes, of an empty input or cropping one side of a dim and
     padding the other: torch's _pad_circular slices with sizes whose symbols torch.export cannot bound or keep
     (PendingUnbackedSymbolNotFound, "False != True", "n not in VR[a, b]", "Invalid ranges")."""
-    dims = _circular_pads(case)
+    dims = _circular_pads(case, spec.dims)
     if dims is None or case.invalid or not runs_dynamic_graph(case):
         return False
     return 0 in np.shape(case.inputs["input"]) or any(min(b, a) < 0 < max(b, a) for b, a, _ in dims)
 
 
-def circular_pad_remainder_wrapped(case: Case) -> bool:
+def circular_pad_remainder_wrapped(case: Case, spec: Any) -> bool:
     """A valid circular pad of a non-empty input that crops one side of a dim and pads the other by more than the
     remainder: ONNX Pad ('wrap') pads the cropped remainder periodically, where the circular extension of the input
     repeats the whole dim (torch's own kernel overruns: padding.toml circular-pad-remainder-overrun). A
     dynamic-shape export often fails first (circular_pad_dynamic_export_fails)."""
-    dims = _circular_pads(case)
+    dims = _circular_pads(case, spec.dims)
     if dims is None or case.invalid or 0 in np.shape(case.inputs["input"]):
         return False
     if any(_remainder(b, a, n) <= 0 for b, a, n in dims):
@@ -154,11 +138,11 @@ def circular_pad_remainder_wrapped(case: Case) -> bool:
     return any(min(b, a) < 0 and max(b, a) > _remainder(b, a, n) for b, a, n in dims)
 
 
-def circular_pad_wrap_model(case: Case, reference: Any, got: Any) -> dict[str, np.ndarray]:
+def circular_pad_wrap_model(case: Case, reference: Any, got: Any, spec: Any) -> dict[str, np.ndarray]:
     """What ONNX Pad (mode 'wrap') computes: each padded dim cropped, then padded periodically with the
     remainder."""
     x = np.asarray(case.inputs["input"], dtype=np.float64)
-    dims = _circular_pads(case) or []
+    dims = _circular_pads(case, spec.dims) or []
     lead = x.ndim - len(dims)
     index = tuple([slice(None)] * lead + [slice(max(-b, 0), n - max(-a, 0)) for b, a, n in dims])
     cropped = x[index]
@@ -282,8 +266,6 @@ def conv_transpose3d_unit_dim_symbol_range(case: Case, spec: Any) -> bool:
     input, the depth or the width) is 1 in and 1 out with dilation 1 and a stride above the kernel: torch.export's
     shape environment replaces the kernel symbol by 1 + 2·padding - output_padding + stride·(1 - size), whose range
     reaches below 0, and asserts."""
-    from backends.onnxruntime_known import _per_dim
-
     if case.invalid or spec.dims != 3 or case.forward_kwargs.get("output_size") or not runs_dynamic_graph(case):
         return False
     x = np.shape(case.inputs["input"])

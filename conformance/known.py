@@ -335,11 +335,11 @@ def _takes_spec(fn: Callable[..., Any]) -> bool:
         return False
 
 
-def call_predicate(fn: Callable[..., Any], case: Case, spec: LayerSpec) -> Any:
-    """``fn(case)``, or ``fn(case, spec=spec)`` for a predicate with a ``spec`` parameter: one that
-    reads the declaration's facts (``spec.dims``, the spatial dimensionality; ``spec.kind``) instead
-    of parsing them out of its name."""
-    return fn(case, spec=spec) if _takes_spec(fn) else fn(case)
+def call_predicate(fn: Callable[..., Any], case: Case, spec: LayerSpec, *args: Any) -> Any:
+    """``fn(case, *args)``, or ``fn(case, *args, spec=spec)`` for a predicate or model with a ``spec``
+    parameter: one that reads the declaration's facts (``spec.dims``, the spatial dimensionality;
+    ``spec.kind``) instead of parsing them out of its name."""
+    return fn(case, *args, spec=spec) if _takes_spec(fn) else fn(case, *args)
 
 
 def load_known(extra: Sequence[Path | str] = (), directory: Path = KNOWN_DIR) -> list[KnownDiscrepancy]:
@@ -413,7 +413,7 @@ def modelled_tensors(entries: Sequence[KnownDiscrepancy], spec: LayerSpec, case:
         if not entry.model:
             continue
         try:
-            predicted = _load_predicate(entry.model)(case, reference, got)
+            predicted = call_predicate(_load_predicate(entry.model), case, spec, reference, got)
             if absref is None:
                 with np.errstate(all="ignore"):
                     absref = magnitudes(spec, case, reference)

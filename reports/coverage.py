@@ -96,12 +96,17 @@ def save(path: str | os.PathLike[str], rows: dict[str, dict[str, Any]]) -> None:
     Path(path).write_text(text, encoding="utf-8")
 
 
+def source_rows(source: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """{target key: row} of one source: a run directory's completed targets, or a saved table's rows."""
+    return _directory_rows(source) if Path(source).is_dir() else read_saved(source)
+
+
 def target_rows(sources: Sequence[str | os.PathLike[str]]) -> dict[str, dict[str, Any]]:
     """{target key: row} over run directories and saved tables; a later source's row replaces an
     earlier one's for the same target (give older tables first)."""
     rows: dict[str, dict[str, Any]] = {}
     for source in sources:
-        rows.update(_directory_rows(source) if Path(source).is_dir() else read_saved(source))
+        rows.update(source_rows(source))
     return rows
 
 

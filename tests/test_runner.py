@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from importlib import import_module
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -80,6 +81,20 @@ def test_a_predicate_naming_spec_reads_the_declarations_facts_not_its_name():
                              predicate="backends.onnxruntime_known:input_has_nan")  # takes the case alone
     assert plain.matches(specs["ReLU"], "torch-cpu", Case(op="ReLU", dtype="float32", params={},
                                                            inputs={"input": np.array([np.nan])}))
+
+
+def test_a_model_naming_spec_reads_the_declarations_dims():
+    from backends.base import Case
+    from conformance.known import call_predicate, load_known
+
+    [entry] = [e for e in load_known() if e.model.endswith(":circular_pad_wrap_model")]
+    model = import_module(entry.model.partition(":")[0]).circular_pad_wrap_model
+    x = np.arange(6.0).reshape(1, 2, 3)
+    case = Case(op="CircularPad1d", dtype="float32", params={"padding": [-1, 3]}, inputs={"input": x})
+    predicted = call_predicate(model, case, all_specs()["CircularPad1d"], None, None)["output"]
+    np.testing.assert_array_equal(predicted, np.pad(x[..., 1:], [(0, 0), (0, 0), (0, 3)], mode="wrap"))
+    # read as a 2-d pad (the declaration's dims, not the case's op name) the two pads are unreadable: no padding
+    assert call_predicate(model, case, all_specs()["CircularPad2d"], None, None)["output"].shape == x.shape
 
 
 def test_the_backends_scalar_meta_is_recorded():
