@@ -253,6 +253,9 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+# ``Result.meta`` key: False when the case compiled nothing of its own (it ran on reused graphs).
+COMPILED = "compiled"
+
 # Result groups and the prefix of their qualified tensor names.
 RESULT_GROUPS = (("outputs", ""), ("grads", "grad."), ("state", "state."), ("choices", "random."))
 
@@ -266,6 +269,10 @@ class Result:
     BatchNorm's running statistics, a renormalised embedding weight, clipped gradients);
     ``choices``: the random choices made (a dropout mask). Arrays are NumPy: float64 for floating
     results, with the dtype each tensor had on the backend in ``dtypes`` (by qualified name).
+    ``meta``: scalars the run records (``backend_meta``). One key is read by the harness:
+    ``meta[COMPILED] = False`` says the case ran wholly on code compiled for an earlier case (a
+    reused graph), so it could not show a compile failure: a known entry explaining only compile
+    failures does not count it toward its unexpected-pass check.
     """
 
     outputs: dict[str, np.ndarray] = field(default_factory=dict)

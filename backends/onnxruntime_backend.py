@@ -79,7 +79,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import DTYPE_NAMES, Capabilities, Case, CompileFailure, Result
+from backends.base import COMPILED, DTYPE_NAMES, Capabilities, Case, CompileFailure, Result
 from backends.torch_backend import TorchBackend
 from backends.torch_call import run_call
 from backends.torch_compile import graph_kind
@@ -473,9 +473,9 @@ class OnnxRuntimeBackend(TorchBackend):
                 requires_grad=(), cotangents=None,  # forward only: no gradient is ever reported
                 build=lambda cls, kwargs: self.build_module(case, cls, kwargs),
                 invoke=lambda fn, args, kwargs: self.call_target(case, fn, args, kwargs))
+        exported, reused = (self.stats[k] - before[k] for k in ("exported", "reused"))
         meta = {"device": "cpu", "exporter": self.exporter, "graph": graph_kind(case),
-                "graphs_exported": self.stats["exported"] - before["exported"],
-                "graphs_reused": self.stats["reused"] - before["reused"]}
+                "graphs_exported": exported, "graphs_reused": reused, COMPILED: exported > 0 or not reused}
         return Result.from_tensors(tensors, meta, groups=("outputs", "state", "choices"))  # forward only: no grads
 
     def call_target(self, case: Case, fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:

@@ -89,7 +89,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from backends.base import DTYPE_NAMES, Capabilities, Case, CompileFailure, Result
+from backends.base import COMPILED, DTYPE_NAMES, Capabilities, Case, CompileFailure, Result
 from backends.torch_backend import TorchBackend
 
 DEFAULT_COMPILER = "inductor"
@@ -491,7 +491,8 @@ class TorchCompileBackend(TorchBackend):
                 raise
             raise reported from exc
         # graphs_compiled: dynamo graphs this case compiled (0: every call ran on graphs an earlier case compiled)
+        compiled = counters["unique_graphs"] - graphs
         result.meta.update(compiler=self.compiler_name, mode=self.mode or "default", graph=graph_kind(case),
-                           graphs_compiled=counters["unique_graphs"] - graphs,
-                           calls=self.stats["compiled"] + self.stats["reused"] - calls)
+                           graphs_compiled=compiled, calls=self.stats["compiled"] + self.stats["reused"] - calls)
+        result.meta[COMPILED] = compiled > 0 or not result.meta["calls"]
         return result

@@ -27,6 +27,7 @@ from hypothesis import settings as hypothesis_settings_class
 from hypothesis.errors import FlakyFailure, Unsatisfiable
 
 from backends.base import (
+    COMPILED,
     DISCREPANCY_VERDICTS,
     Backend,
     BackendCrash,
@@ -420,13 +421,7 @@ class Runner:
         if not entries:
             return {"known": None}
         modelled = modelled_tensors(entries, spec, case, *results) if results and failing else {}
-        stats = self._known_stats[(spec.id, backend.name, case.dtype, case.mode)]
-        for entry in entries:
-            seen = (call_symptom is not None and entry.explains_call(call_symptom, call_error)) or any(
-                entry.explains(c, modelled.get(entry.id, ())) for c in failing)
-            counts = stats.setdefault(entry.id, [entry, 0, 0])
-            counts[1] += 1
-            counts[2] += int(seen)
+        self._count_known(entries, spec, backend, case, call_symptom, failing, modelled, results, call_error)
         if call_symptom is None and not failing:
             return {"known": entries[0].describe()}
         explained = explain(entries, call_symptom, failing, modelled, call_error)
@@ -436,6 +431,24 @@ class Runner:
         if len(explained) > 1:
             known["with"] = [e.id for e in explained[1:]]
         return _known_verdict(known, call_symptom)
+
+    def _count_known(self, entries: list[KnownDiscrepancy], spec: LayerSpec, backend: Backend, case: Case,
+                     call_symptom: str | None, failing: list[dict[str, Any]], modelled: dict[str, frozenset[str]],
+                     results: tuple[Result, Result] | None, call_error: str) -> None:
+        """Count the case toward each matching entry's unexpected-pass check: matched, and whether it
+        showed the entry's symptom. A case the backend ran on code compiled for an earlier case
+        (``Result.meta[COMPILED]`` False) cannot show a compile failure: an entry explaining only
+        those does not count it."""
+        stats = self._known_stats[(spec.id, backend.name, case.dtype, case.mode)]
+        reused = results is not None and results[1].meta.get(COMPILED) is False
+        for entry in entries:
+            if reused and set(entry.symptom) == {"compile"}:
+                continue
+            seen = (call_symptom is not None and entry.explains_call(call_symptom, call_error)) or any(
+                entry.explains(c, modelled.get(entry.id, ())) for c in failing)
+            counts = stats.setdefault(entry.id, [entry, 0, 0])
+            counts[1] += 1
+            counts[2] += int(seen)
 
     def _known_fields_in_mode(self, backend: Backend, spec: LayerSpec, case: Case, call_symptom: str | None,
                               failing: list[dict[str, Any]],
@@ -482,13 +495,7 @@ class Runner:
                     if not isinstance(expected, str):
                         sliced[index] = modelled_tensors(with_model, spec, part_case, expected, part)
             return sliced[index]
-        stats = self._known_stats[(spec.id, backend.name, case.dtype, case.mode)]
-        for entry in own:
-            seen = (call_symptom is not None and entry.explains_call(call_symptom, call_error)) or any(
-                entry.explains(c, modelled.get(entry.id, ())) for c in failing)
-            counts = stats.setdefault(entry.id, [entry, 0, 0])
-            counts[1] += 1
-            counts[2] += int(seen)
+        self._count_known(own, spec, backend, case, call_symptom, failing, modelled, results, call_error)
         if call_symptom is None and not failing:
             return {"known": own[0].describe()} if own else {"known": None}
         used: dict[str, KnownDiscrepancy] = {}

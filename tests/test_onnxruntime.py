@@ -15,7 +15,7 @@ pytest.importorskip("onnxscript")
 
 import conformance.runner as runner_module  # noqa: E402
 import conformance.specs  # noqa: E402,F401  (declares the catalogue)
-from backends.base import Backend, Case, CompileFailure  # noqa: E402
+from backends.base import COMPILED, Backend, Case, CompileFailure  # noqa: E402
 from backends.onnxruntime_backend import OnnxRuntimeBackend, parse_spec  # noqa: E402
 from backends.torch_compile import graph_kind  # noqa: E402
 from conformance.cli import main  # noqa: E402
@@ -124,9 +124,13 @@ def test_dynamic_graphs_are_reused_within_the_exporters_constraints():
     dynamic = [c for c in cases if graph_kind(c) == "dynamic"]
     static = [c for c in cases if graph_kind(c) == "static"]
     assert len(dynamic) >= 3 and len(static) >= 3
+    compiled = []
     for case in dynamic:
-        assert np.array_equal(backend.run(case).outputs["output"], np.maximum(case.inputs["input"], 0))
+        result = backend.run(case)
+        assert np.array_equal(result.outputs["output"], np.maximum(case.inputs["input"], 0))
+        compiled.append(result.meta[COMPILED])
     assert backend.stats["exported"] == 1 and backend.stats["reused"] == len(dynamic) - 1
+    assert compiled == [True] + [False] * (len(dynamic) - 1)  # later cases could not show an export failure
     sizes = {c.inputs["input"].shape for c in static}
     for case in static:
         backend.run(case)

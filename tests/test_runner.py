@@ -135,6 +135,34 @@ def test_a_known_failure_of_the_call_keeps_what_the_call_did():
     assert record["verdict"] == "known" and record["known_symptom"] == "compile", record
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_case_run_on_a_reused_graph_does_not_count_against_a_compile_entry(compiled):
+    """A strict entry explaining only compile failures is an unexpected pass once a case that compiled
+    its own graph passes; a case run wholly on graphs compiled for earlier cases (meta COMPILED False)
+    could not have shown the failure, so it does not count."""
+    from backends.base import COMPILED, Case
+    from conformance.runner import Runner
+
+    class Reuses(ReferenceBackend):
+        name = "reuses"
+
+        def run(self, case):
+            result = super().run(case)
+            result.meta[COMPILED] = compiled
+            return result
+
+    case = Case(op="ReLU", dtype="float32", params={"inplace": False},
+                inputs={"input": np.array([[1.0, -2.0]])}, differentiable=("input",))
+    entry = KnownDiscrepancy(id="no-export", op="ReLU", backend="reuses", reason="r", symptom="compile")
+    emitted: list[dict[str, Any]] = []
+    runner = Runner(RunSettings(report_dir="."), writer=None, known=[entry])
+    runner._emit = emitted.append  # type: ignore[method-assign]
+    spec = all_specs()["ReLU"]
+    assert runner.evaluate(Reuses(), spec, case).record["verdict"] == "pass"
+    runner._check_known(Reuses(), spec, "float32")
+    assert [r["verdict"] for r in emitted] == (["xpass"] if compiled else [])
+
+
 def test_known_discrepancy_file_parses():
     for entry in load_known():
         assert entry.id and entry.reason and entry.op

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import conformance.specs  # noqa: F401  (declares the catalogue)
-from backends.base import Case, CompileFailure
+from backends.base import COMPILED, Case, CompileFailure
 from backends.torch_compile import (
     TorchCompileBackend,
     classify,
@@ -111,10 +111,13 @@ def test_consecutive_cases_of_a_signature_share_a_compiled_callable():
     for shape in shapes:
         by_kind[graph_kind(_relu_case(shape))].append(shape)
     assert len(by_kind["static"]) >= 2 and len(by_kind["dynamic"]) >= 2  # about half of the cases each
+    compiled = []
     for shape in by_kind["dynamic"]:  # one graph for every size of the signature
         got = backend.run(_relu_case(shape))
         assert np.array_equal(got.outputs["output"], np.maximum(_relu_case(shape).inputs["input"], 0))
+        compiled.append(got.meta[COMPILED])
     assert backend.stats["compiled"] == 1 and backend.stats["reused"] == len(by_kind["dynamic"]) - 1
+    assert compiled == [True] + [False] * (len(by_kind["dynamic"]) - 1)  # meta: only the first compiled
     for shape in by_kind["static"]:  # one graph per size
         backend.run(_relu_case(shape))
     assert backend.stats["compiled"] == 1 + len(by_kind["static"])
