@@ -246,6 +246,36 @@ def sdpa_mask_broadcast_dynamic(case: Case) -> bool:
     return any(m == 1 and t != 1 for m, t in zip(ms, targets))
 
 
+def sdpa_math_mask_broadcast_dynamic(case: Case) -> bool:
+    """scaled_dot_product_attention[math] on a dynamic-shape graph whose attn_mask broadcasts a size-1 dim of its
+    own in a way the capture cannot trace. torch.onnx.export captures with backed_size_oblivious: every size-1 dim
+    of the inputs is one (duck-sized) symbol not known to be 1, so adding the mask to the scores records that
+    symbol == the broadcast size as a deferred assertion, which contradicts the symbol's other uses. Found by trying
+    shapes (scores (*B, L, S): B the broadcast batch dims of query and key): it fails where the mask's last dim is 1
+    against S != 1 with batch dims present, or where one of the mask's own batch dims is 1 against a B dim != 1
+    while the key side holds the symbol or broadcasts too (E == 1, S == 1, or a batch dim of query and key that
+    differ: a broadcast key, or grouped-query heads); a mask broadcasting L only, or a missing leading mask dim,
+    exports."""
+    from backends.torch_compile import runs_dynamic_graph
+
+    if case.invalid or case.params.get("kernel") != "math":
+        return False
+    q, k, mask = (case.inputs.get(n) for n in ("query", "key", "attn_mask"))
+    if q is None or k is None or mask is None or np.ndim(q) < 2 or np.ndim(k) < 2:
+        return False
+    qs, ks, ms = np.shape(q), np.shape(k), np.shape(mask)
+    n = max(len(qs), len(ks)) - 2
+    qb, kb = (1,) * (n - len(qs) + 2) + tuple(qs[:-2]), (1,) * (n - len(ks) + 2) + tuple(ks[:-2])
+    target = tuple(max(a, b) for a, b in zip(qb, kb)) + (qs[-2], ks[-2])
+    if len(ms) > len(target) or not runs_dynamic_graph(case):
+        return False
+    own = tuple(zip(ms, target[len(target) - len(ms):]))  # the mask's own dims against their targets
+    last = n > 0 and ms[-1] == 1 and ks[-2] != 1
+    batch = any(m == 1 and t != 1 for m, t in own[:-2])
+    key_side = qs[-1] == 1 or ks[-2] == 1 or qb != kb
+    return last or (batch and key_side)
+
+
 def transformer_strict_capture_fast_path(case: Case) -> bool:
     """TransformerEncoder or Transformer whose encoder detects a causal mask (a 2-d mask, its is_causal hint
     None: the non-strict capture fails on bool() of it) while nothing else needs a data-dependent branch (no
@@ -291,10 +321,12 @@ def lstm_projection_exported(case: Case) -> bool:
 def recurrent_runs_in_ort(case: Case) -> bool:
     """A recurrent case whose graph exports and runs to its end on onnxruntime: RNN, or a GRU/LSTM with an
     ONNX GRU/LSTM node (``_onnx_recurrent_node``) that is not float64 (its CPU kernels refuse double when they run:
-    the adapter reports the case unsupported) and not an LSTM with a projection (``lstm_projection_exported``)."""
+    the adapter reports the case unsupported), not bfloat16 (ONNX GRU/LSTM take no bfloat16: the model does not load,
+    unsupported) and not an LSTM with a projection (``lstm_projection_exported``)."""
     if case.op not in ("GRU", "LSTM"):
         return True
-    return _onnx_recurrent_node(case) and case.dtype != "float64" and not lstm_projection_exported(case)
+    return (_onnx_recurrent_node(case) and case.dtype not in ("float64", "bfloat16")
+            and not lstm_projection_exported(case))
 
 
 # torch's alpha-dropout constant (ATen's _dropout_impl: alpha = 1.7580993408473766, i.e. -α')
@@ -340,3 +372,33 @@ def feature_alpha_dropout_empty_channels_dynamic(case: Case) -> bool:
         return False
     shape = np.shape(x)
     return len(shape) >= 3 and shape[1] == 0 and shape[0] >= 2
+
+
+def lstm_cell_float64_model(case: Case, reference: Any, got: Any) -> dict[str, Any]:
+    """LSTMCell's float64 graph on ONNX Runtime: Gemm(hx, W_hh, b_hh) + Gemm(x, W_ih, b_ih) in float64, then the
+    Sigmoid nodes as ONNX Runtime's float64 Sigmoid computes them (``ort_sigmoid``: 1 - 1/(1 + e^x) for x < 0,
+    whose cancellation leaves an absolute error of ~1e-16, large relative to a saturated gate), Tanh, and
+    c' = f·c + i·g, h' = o·tanh(c') (Mul, Mul, Add: no fused multiply-add)."""
+    from backends.onnxruntime_known_elementwise import ort_sigmoid
+
+    ins = case.inputs
+    if case.dtype != "float64" or "input" not in ins:
+        return {}
+    x = np.atleast_2d(np.asarray(ins["input"], np.float64))
+    w_ih, w_hh = (np.asarray(ins[n], np.float64) for n in ("weight_ih", "weight_hh"))
+    zeros = np.zeros((x.shape[0], w_hh.shape[-1]))
+    h0, c0 = (np.atleast_2d(np.asarray(ins[n], np.float64)) if n in ins else zeros for n in ("h0", "c0"))
+    with np.errstate(all="ignore"):
+        a = x @ w_ih.T
+        if "bias_ih" in ins:
+            a = a + np.asarray(ins["bias_ih"], np.float64)
+        r = h0 @ w_hh.T
+        if "bias_hh" in ins:
+            r = r + np.asarray(ins["bias_hh"], np.float64)
+        ai, af, ag, ao = np.split(r + a, 4, axis=-1)
+        i, f, o = (ort_sigmoid(v, "float64") for v in (ai, af, ao))
+        c = f * c0 + i * np.tanh(ag)
+        h = o * np.tanh(c)
+    if np.ndim(ins["input"]) == 1:
+        h, c = h[0], c[0]
+    return {"h": h, "c": c}
