@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from backends.base import Case
-from backends.onnxruntime_known import _per_dim, _symbolic_strides, example_strides
+from backends.onnxruntime_known import _elementwise_perm_divides_by_zero, _per_dim, _symbolic_strides, example_strides
 from backends.torch_compile import runs_dynamic_graph
 
 
@@ -276,3 +276,19 @@ def conv_transpose3d_unit_dim_symbol_range(case: Case, spec: Any) -> bool:
                                      (("stride", 1), ("padding", 0), ("output_padding", 0), ("dilation", 1))))
     hits = [_unit_dim_stride_over_kernel(*g) for g in geometry]
     return hits[0] or (len(x) == 4 and hits[2])
+
+
+def grid_sample_half_upcast_divides_by_zero(case: Case) -> bool:
+    """A dynamic-shape export of a 4-d float16/bfloat16 grid_sample with an empty ``input`` or ``grid``: torch's
+    grid_sampler_2d decomposition upcasts both to float32 (aten._to_copy), and laying out that copy divides by the
+    empty dim's size ("integer modulo by zero": ``_elementwise_perm_divides_by_zero`` on the adapter's example
+    strides, ``example_strides``). 5-d (grid_sampler_3d) has no such decomposition."""
+    if case.invalid or case.dtype not in ("float16", "bfloat16") or np.ndim(case.inputs["input"]) != 4:
+        return False
+    if not runs_dynamic_graph(case):
+        return False
+    for name in ("input", "grid"):
+        shape = tuple(int(s) for s in np.shape(case.inputs[name]))
+        if 0 in shape and _elementwise_perm_divides_by_zero(shape, list(example_strides(case, name)), [0] * len(shape)):
+            return True
+    return False
