@@ -20,24 +20,13 @@ def _f32(value: float) -> float:
     return float(np.float32(value))
 
 
-def _lazy_or(op: str, *names: str) -> bool:
-    """Whether ``op`` is one of ``names`` or its Lazy form."""
-    return any(op in (n, "Lazy" + n) for n in names)
+def _uses_running_stats(case: Case, spec: Any) -> bool:
+    """Whether a BatchNorm/InstanceNorm case (``spec.kind`` "batch" or "instance", lazy forms included)
+    normalises with its running statistics (eval with track_running_stats)."""
+    return (not case.train) and bool(case.params.get("track_running_stats", spec.kind == "batch"))
 
 
-def _base_op(case: Case) -> str:
-    """The case's layer name without a Lazy prefix and without its variant."""
-    op = str(case.op).split("[")[0]
-    return op[4:] if op.startswith("Lazy") else op
-
-
-def _uses_running_stats(case: Case) -> bool:
-    """Whether a BatchNorm/InstanceNorm case normalises with its running statistics (eval with
-    track_running_stats)."""
-    return (not case.train) and bool(case.params.get("track_running_stats", _base_op(case).startswith("Batch")))
-
-
-def exported_eps(case: Case) -> float | None:
+def exported_eps(case: Case, spec: Any) -> float | None:
     """The eps the exported float64 graph computes with, when it differs from the eps torch uses, else None.
 
     BatchNorm (eval, or without running statistics: ONNX BatchNormalization), InstanceNorm in eval with
@@ -46,27 +35,32 @@ def exported_eps(case: Case) -> float | None:
     within 1e-8 of 0 (eps None is float64's 2^-52 there)."""
     if case.dtype != "float64":
         return None
-    op = _base_op(case)
+    kind = spec.kind  # the normalisation (a lazy BatchNorm/InstanceNorm declares its eager form's)
     p = case.params
-    if op.startswith("BatchNorm"):
+    if kind == "batch":
         if case.train and p.get("track_running_stats", True):
             return None  # ort-dynamo-export-training-batchnorm-as-inference
-    elif op.startswith("InstanceNorm"):
-        if not _uses_running_stats(case):
+    elif kind == "instance":
+        if not _uses_running_stats(case, spec):
             return None  # InstanceNormalization: no float64 kernel (unsupported)
-    elif op == "RMSNorm":
+    elif kind == "rms":
         eps = float(np.finfo(np.float64).eps) if p.get("eps") is None else float(p["eps"])
         new = 0.0 if abs(eps) <= _NOOP_ABS_TOL else _f32(eps)
         return new if new != eps else None
-    elif op != "LayerNorm":
+    elif kind != "layer":
         return None
     eps = float(p.get("eps", 1e-5))
     return _f32(eps) if _f32(eps) != eps else None
 
 
-def norm_eps_differs(case: Case) -> bool:
-    """A float64 normalisation whose exported graph computes with another eps (``exported_eps``)."""
-    return exported_eps(case) is not None
+def norm_eps_differs(case: Case, spec: Any) -> bool:
+    """A float64 normalisation whose exported graph computes with another eps (``exported_eps``); not a lazy
+    InstanceNorm's unbatched input whose dims 0 and 1 differ, which torch itself rejects (it infers num_features
+    from dim 1: ort-lazy-instancenorm-unbatched-infers-num-features-from-dim-1)."""
+    shape = np.shape(case.inputs["input"])
+    if spec.family == "lazy" and spec.kind == "instance" and len(shape) == spec.dims + 1 and shape[0] != shape[1]:
+        return False
+    return exported_eps(case, spec) is not None
 
 
 def _bn_stats(x: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -75,24 +69,24 @@ def _bn_stats(x: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndar
     return mean, ((x - mean) ** 2).mean(axis=axes, keepdims=True)
 
 
-def norm_eps_model(case: Case, reference: Any, got: Any) -> dict[str, Any]:
+def norm_eps_model(case: Case, reference: Any, got: Any, spec: Any) -> dict[str, Any]:
     """What the float64 graph computes with ``exported_eps``: the normalisation evaluated in float64 with
     that eps (statistics as torch takes them: running statistics in eval, batch or instance statistics
     otherwise; LayerNorm's and RMSNorm's over the trailing normalized_shape dims)."""
-    eps = exported_eps(case)
+    eps = exported_eps(case, spec)
     if eps is None:
         return {}
     p = case.params
     x = np.asarray(case.inputs["input"], dtype=np.float64)
-    op = _base_op(case)
+    kind = spec.kind
     w = case.inputs.get("weight")
     b = case.inputs.get("bias")
     with np.errstate(all="ignore"):
-        if op in ("LayerNorm", "RMSNorm"):
+        if kind in ("layer", "rms"):
             shape = p["normalized_shape"]
             k = 1 if isinstance(shape, (int, np.integer)) else len(shape)
             axes = tuple(range(x.ndim - k, x.ndim))
-            if op == "LayerNorm":
+            if kind == "layer":
                 mean, var = _bn_stats(x, axes)
                 y = (x - mean) / np.sqrt(var + eps)
             else:
@@ -105,12 +99,11 @@ def norm_eps_model(case: Case, reference: Any, got: Any) -> dict[str, Any]:
                 y = y + np.asarray(b, dtype=np.float64)
                 scale = scale + np.abs(np.asarray(b, dtype=np.float64))
             return {"output": (y, scale)}
-        dims = int(op[-2]) if op[-2].isdigit() else 1
-        unbatched = op.startswith("InstanceNorm") and x.ndim == dims + 1
+        unbatched = kind == "instance" and x.ndim == spec.dims + 1
         if unbatched:
             x = x[None]
         c_shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
-        if _uses_running_stats(case):
+        if _uses_running_stats(case, spec):
             mean = np.asarray(case.inputs["running_mean"], dtype=np.float64).reshape(c_shape)
             var = np.asarray(case.inputs["running_var"], dtype=np.float64).reshape(c_shape)
         else:  # BatchNorm without running statistics: batch statistics
@@ -158,7 +151,7 @@ def transformer_detects_causal_mask(case: Case) -> bool:
     return False
 
 
-def batch_statistics_size_check_only(case: Case) -> bool:
+def batch_statistics_size_check_only(case: Case, spec: Any) -> bool:
     """An invalid BatchNorm/InstanceNorm case whose only fault is the size check of batch/instance statistics,
     run on a dynamic-shape graph: BatchNorm in training with one value per channel (N·prod(spatial) == 1),
     InstanceNorm using instance statistics (training, or no running statistics) with one spatial element.
@@ -169,23 +162,22 @@ def batch_statistics_size_check_only(case: Case) -> bool:
 
     if not case.invalid or not runs_dynamic_graph(case):
         return False
-    op = _base_op(case)
+    kind, dims = spec.kind, spec.dims
     x = case.inputs.get("input")
     if x is None:
         return False
     shape = tuple(np.shape(x))
-    dims = int(op[-2]) if op[-2].isdigit() else 1
     if len(shape) < 2:
         return False
-    channels = shape[0] if len(shape) == dims + 1 and op.startswith("InstanceNorm") else shape[1]
+    channels = shape[0] if len(shape) == dims + 1 and kind == "instance" else shape[1]
     if channels != case.params.get("num_features", channels):
         return False  # (a wrong channel count is another fault; a lazy module's is inferred)
-    if op.startswith("InstanceNorm"):
+    if kind == "instance":
         if len(shape) not in (dims + 1, dims + 2):
             return False
         uses_input_stats = case.train or not case.params.get("track_running_stats", False)
         return uses_input_stats and int(np.prod(shape[-dims:])) == 1
-    if op.startswith("BatchNorm"):
+    if kind == "batch":
         return case.train and len(shape) >= 2 and int(shape[0] * np.prod(shape[2:])) == 1
     return False
 

@@ -437,3 +437,9 @@ def dirac_baked_centres_model(case: Case, reference: Any, got: Any) -> dict[str,
         for d in range(count):
             predicted[(g * per_group + d, d) + centre] = 1.0
     return {"output": predicted, "state.tensor": predicted}
+
+
+def dirac_export_runs(case: Case) -> bool:
+    """dirac_ whose exported graph ONNX Runtime runs: not a bfloat16 dynamic-shape graph, whose zeros_like is an
+    Expand of a Shape (onnxruntime 1.32 has no bfloat16 Expand kernel: the session is refused)."""
+    return case.dtype != "bfloat16" or not runs_dynamic_graph(case)

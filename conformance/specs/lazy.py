@@ -29,7 +29,7 @@ for _nd in (1, 2, 3):
 for _nd in (1, 2, 3):
     declare(lazy(
         f"LazyBatchNorm{_nd}d", f"BatchNorm{_nd}d", "num_features", ranks=(2, 3) if _nd == 1 else (_nd + 2,),
-        init="ones_zeros", dims=_nd,
+        init="ones_zeros", dims=_nd, kind="batch",
         invalid={"input of the wrong rank": wrong_rank(*((1, 4) if _nd == 1 else (_nd + 1, _nd + 3)))},
         regimes=(Regime("no affine", lambda c: not c.params["affine"], {"affine": False}),
                  Regime("eval with running stats", lambda c: not c.train and c.params["track_running_stats"],
@@ -41,7 +41,7 @@ for _nd in (1, 2, 3):
 for _nd in (1, 2, 3):
     declare(lazy(
         f"LazyInstanceNorm{_nd}d", f"InstanceNorm{_nd}d", "num_features", ranks=(_nd + 2, _nd + 1),
-        init="ones_zeros", dims=_nd, invalid={"input of the wrong rank": wrong_rank(_nd, _nd + 3)},
+        init="ones_zeros", dims=_nd, kind="instance", invalid={"input of the wrong rank": wrong_rank(_nd, _nd + 3)},
         regimes=(Regime("affine", lambda c: c.params["affine"], {"affine": True}),
                  Regime("unbatched", lambda c, nd=_nd: c.inputs["input"].ndim == nd + 1, {"batched": False})),
         notes="num_features is the channel dim (dim 1; dim 0 of an unbatched input)."))
