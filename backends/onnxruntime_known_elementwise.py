@@ -320,14 +320,14 @@ def broadcast_size_one_dynamic(case: Case) -> bool:
 
 def elementwise_layout_divides_by_zero(case: Case) -> bool:
     """A dynamic-shape export of an elementwise op on an empty ``input`` whose example strides
-    (``backends.onnxruntime_known.example_strides``) make torch's elementwise output layout divide by the
-    empty dim's size (``_elementwise_perm_divides_by_zero``: "integer modulo by zero" in torch.export)."""
-    from backends.onnxruntime_known import _elementwise_perm_divides_by_zero, example_strides
+    (``backends.export_strides.example_strides``) make torch's elementwise output layout divide by the
+    empty dim's size (``elementwise_perm_divides_by_zero``: "integer modulo by zero" in torch.export)."""
+    from backends.export_strides import elementwise_perm_divides_by_zero, example_strides
 
     shape = tuple(int(s) for s in np.shape(case.inputs["input"]))
     if case.invalid or 0 not in shape or not runs_dynamic_graph(case):
         return False
-    return _elementwise_perm_divides_by_zero(shape, list(example_strides(case, "input")), [0] * len(shape))
+    return elementwise_perm_divides_by_zero(shape, list(example_strides(case, "input")), [0] * len(shape))
 
 
 def multilabel_soft_margin_ort_model(case: Case, reference, got) -> dict:
@@ -605,10 +605,10 @@ def log_softmax_nan_slice(case: Case) -> bool:
 
 def bilinear_sym_stride_dynamic(case: Case) -> bool:
     """A valid Bilinear case on a dynamic-shape graph where the example the adapter exports from
-    (``backends.onnxruntime_known.example_strides``) of input1 or input2 has last-dim stride 1 but is not
+    (``backends.export_strides.example_strides``) of input1 or input2 has last-dim stride 1 but is not
     row-major (torch.empty's strides for its shape) in a dim of size other than 1: bilinear's flattening view keeps
     an aten.sym_stride node. (A size-1 dim's stride does not matter: (1, 6) with strides (1, 1) exports.)"""
-    from backends.onnxruntime_known import example_strides
+    from backends.export_strides import example_strides
 
     if case.invalid or not runs_dynamic_graph(case):
         return False

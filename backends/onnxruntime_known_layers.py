@@ -200,9 +200,9 @@ def nested_padding(case: Case) -> bool:
 
 def empty_strided_dynamic_last_stride(case: Case) -> bool:
     """A valid case run on a dynamic-shape graph whose input is empty and strided with an example last-dim
-    stride other than 0 and 1 (``backends.onnxruntime_known.example_strides``: the adapter exports from a
+    stride other than 0 and 1 (``backends.export_strides.example_strides``: the adapter exports from a
     clone that keeps an empty tensor's strides): the trace keeps an aten.sym_stride node."""
-    from backends.onnxruntime_known import example_strides
+    from backends.export_strides import example_strides
     from backends.torch_compile import runs_dynamic_graph
 
     x = case.inputs.get("input")

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from backends.base import Case
-from backends.onnxruntime_known import _elementwise_perm_divides_by_zero, _per_dim, _symbolic_strides, example_strides
+from backends.export_strides import elementwise_perm_divides_by_zero, example_strides, symbolic_strides
+from backends.onnxruntime_known import _per_dim
 from backends.torch_compile import runs_dynamic_graph
 
 
@@ -55,7 +56,7 @@ def fold_empty_strided_sym_stride(case: Case) -> bool:
     """A dynamic-shape export of Fold on an empty batched input (N, C·Πk, L) whose example (the adapter's
     clone, ``example_strides``) has last stride 1 and, on some dim d whose next dim has size >= 2, a
     stride that torch.export gives a symbol of its own (not a product of the sizes and strides after it,
-    ``_symbolic_strides``) while dim d + 1's stride is derived: the trace then keeps an aten.sym_stride
+    ``symbolic_strides``) while dim d + 1's stride is derived: the trace then keeps an aten.sym_stride
     node (no ONNX function). Fitted on 48 fresh exports (every one agreed); a later case may reuse a
     graph exported from another example and pass."""
     if case.invalid or not runs_dynamic_graph(case):
@@ -66,7 +67,7 @@ def fold_empty_strided_sym_stride(case: Case) -> bool:
     strides = example_strides(case, "input")
     if strides[-1] != 1:
         return False
-    sym = _symbolic_strides(shape, strides)
+    sym = symbolic_strides(shape, strides)
 
     def free(d: int) -> bool:
         return any(s.startswith("t") for s in sym[d][1])
@@ -281,7 +282,7 @@ def conv_transpose3d_unit_dim_symbol_range(case: Case, spec: Any) -> bool:
 def grid_sample_half_upcast_divides_by_zero(case: Case) -> bool:
     """A dynamic-shape export of a 4-d float16/bfloat16 grid_sample with an empty ``input`` or ``grid``: torch's
     grid_sampler_2d decomposition upcasts both to float32 (aten._to_copy), and laying out that copy divides by the
-    empty dim's size ("integer modulo by zero": ``_elementwise_perm_divides_by_zero`` on the adapter's example
+    empty dim's size ("integer modulo by zero": ``elementwise_perm_divides_by_zero`` on the adapter's example
     strides, ``example_strides``). 5-d (grid_sampler_3d) has no such decomposition."""
     if case.invalid or case.dtype not in ("float16", "bfloat16") or np.ndim(case.inputs["input"]) != 4:
         return False
@@ -289,6 +290,6 @@ def grid_sample_half_upcast_divides_by_zero(case: Case) -> bool:
         return False
     for name in ("input", "grid"):
         shape = tuple(int(s) for s in np.shape(case.inputs[name]))
-        if 0 in shape and _elementwise_perm_divides_by_zero(shape, list(example_strides(case, name)), [0] * len(shape)):
+        if 0 in shape and elementwise_perm_divides_by_zero(shape, list(example_strides(case, name)), [0] * len(shape)):
             return True
     return False

@@ -370,13 +370,13 @@ def kaiming_uniform_fan_zero_dynamic(case: Case) -> bool:
 def zeros_empty_layout_divides_by_zero(case: Case) -> bool:
     """zeros_ (or ones_) of an empty tensor exported with dynamic shapes where laying out the filled result divides
     by the empty dim's size (unknown to be 0 under torch.onnx's backed_size_oblivious): torch's stride ordering
-    replayed on the adapter's example (``backends.onnxruntime_known._elementwise_perm_divides_by_zero``)."""
-    from backends.onnxruntime_known import _elementwise_perm_divides_by_zero, example_strides
+    replayed on the adapter's example (``backends.export_strides.elementwise_perm_divides_by_zero``)."""
+    from backends.export_strides import elementwise_perm_divides_by_zero, example_strides
 
     shape = tuple(int(s) for s in np.shape(case.inputs["tensor"]))
     if case.invalid or 0 not in shape or not runs_dynamic_graph(case):
         return False
-    return _elementwise_perm_divides_by_zero(shape, list(example_strides(case, "tensor")), [0] * len(shape))
+    return elementwise_perm_divides_by_zero(shape, list(example_strides(case, "tensor")), [0] * len(shape))
 
 
 # -- parameters_to_vector, vector_to_parameters ----------------------------------------------------------------------

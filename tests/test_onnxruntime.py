@@ -455,3 +455,29 @@ def test_a_kernel_refusing_the_dtype_when_it_runs_is_unsupported(backend, monkey
     gru = torch.nn.GRU(1, 1).double().eval()
     with pytest.raises(NotImplementedError, match="GRU operator does not support double yet"):
         backend.call_target(case, gru, [torch.zeros(2, 1, 1, dtype=torch.float64)], {})
+
+
+@pytest.mark.parametrize("shape, strides", [((0, 9), (18, 2)), ((2, 0), (0, 1)), ((0, 0, 0, 1), (1, 3, 1, 1)),
+                                            ((0, 5, 9), (405, 27, 1))],
+                         ids=["exports", "overlap", "modulo", "sym_stride"])
+def test_the_export_stride_replay_agrees_with_torch_onnx_export(shape, strides):
+    """backends.export_strides replays torch.export's guards on an example's strides (the known entries of
+    in-place activations on empty inputs lean on it): one example of each outcome, against the exporter itself."""
+    import torch
+
+    from backends.export_strides import inplace_write_export_failure
+
+    class SiLU(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.silu(x, inplace=True)
+
+    auto = torch.export.Dim.AUTO
+    try:
+        torch.onnx.export(SiLU(), (torch.empty_strided(shape, strides),), dynamo=True, verbose=False,
+                          dynamic_shapes=({d: auto for d in range(len(shape))},))
+        outcome = None
+    except Exception as exc:
+        text = str(exc)
+        outcome = next((name for name, sign in (("overlap", "single memory location"), ("modulo", "modulo by zero"),
+                                                ("sym_stride", "sym_stride")) if sign in text), text[:300])
+    assert inplace_write_export_failure(shape, strides) == outcome
