@@ -62,10 +62,14 @@ def example_strides(case, name: str) -> tuple[int, ...]:
     backends.torch_call.materialise builds (an empty array copied by NumPy has all-zero strides, so an empty
     contiguous, permuted or expanded input has zero strides; a strided input is a view of a torch.full
     buffer), then the adapter's ``t.detach().clone()`` (dense or empty: same strides; otherwise dense in
-    the same stride order)."""
+    the same stride order). An input the call passes as a copy (an in-place call's argument) is exported from
+    that copy: backends.torch_call.copy_into_layout stores a permuted or channels-last copy in a fresh
+    torch.empty of the stored order, whose strides are nonzero even when it is empty."""
     shape = tuple(int(s) for s in np.shape(case.inputs[name]))
     layout = case.layout(name)
-    if layout.kind == "strided":
+    if layout.kind in ("channels_last", "permuted") and _input_copied(case.call or {}, name):
+        strides = [int(s) for s in layout.strides(shape)]
+    elif layout.kind == "strided":
         strides = [s * k for s, k in zip(_c_strides([s * k for s, k in zip(shape, layout.step)]), layout.step)]
     elif 0 in shape and layout.kind != "expanded":
         strides = [0] * len(shape)
@@ -158,14 +162,20 @@ class _ShapeState:
             value *= self.shape[int(x[1:])] if x[0] == "s" else int(x[1:])
         return value
 
-    def ratio_at_least(self, a, b, k) -> bool:
-        """a / b is a monomial (b's symbols among a's) statically >= k."""
+    @staticmethod
+    def _quotient(a, b) -> tuple[str, ...] | None:
+        """The symbols of the monomial a / b (b's symbols, with multiplicity, among a's), else None."""
         rest = list(a[1])
         for x in b[1]:
             if x not in rest:
-                return False
+                return None
             rest.remove(x)
-        return b[0] > 0 and a[0] * self.lower((1, tuple(rest))) >= k * b[0]
+        return tuple(rest)
+
+    def ratio_at_least(self, a, b, k) -> bool:
+        """a / b is a monomial (b's symbols among a's) statically >= k."""
+        rest = self._quotient(a, b)
+        return rest is not None and b[0] > 0 and a[0] * self.lower((1, rest)) >= k * b[0]
 
     def static_lt(self, a, b) -> bool | None:
         """a < b when the ranges decide it (torch's static evaluation), else None."""
@@ -183,12 +193,8 @@ class _ShapeState:
 
     def _single_factor(self, a, b) -> bool:
         """a = b·x for one symbol x known >= 2 (b > 0)."""
-        rest = list(a[1])
-        for x in b[1]:
-            if x not in rest:
-                return False
-            rest.remove(x)
-        return len(rest) == 1 and a[0] == b[0] > 0 and self.lo_of(rest[0]) >= 2
+        rest = self._quotient(a, b)
+        return rest is not None and len(rest) == 1 and a[0] == b[0] > 0 and self.lo_of(rest[0]) >= 2
 
     def static_eq(self, a, b) -> bool | None:
         if a == b:
@@ -439,14 +445,3 @@ def _input_copied(node: Any, name: str) -> bool:
     if isinstance(node, (list, tuple)):
         return any(_input_copied(v, name) for v in node)
     return False
-
-
-def call_example_strides(case, name: str) -> tuple[int, ...]:
-    """example_strides, for an input the call passes as a copy too: copy_into_layout stores a permuted or
-    channels-last copy in a fresh torch.empty of the stored order (its strides, nonzero even when empty: the
-    adapter's clone keeps them); other layouts copy as example_strides says."""
-    layout = case.layout(name)
-    if layout.kind in ("channels_last", "permuted") and _input_copied(case.call or {}, name):
-        shape = tuple(int(s) for s in np.shape(case.inputs[name]))
-        return tuple(int(s) for s in layout.strides(shape))
-    return example_strides(case, name)

@@ -13,7 +13,6 @@ import numpy as np
 
 from backends.base import Case
 from backends.export_strides import (
-    call_example_strides,
     elementwise_perm_divides_by_zero,
     example_strides,
     inplace_write_export_failure,
@@ -76,14 +75,30 @@ def output_padding_not_below_stride(case: Case, spec: Any) -> bool:
     return any(o >= s for o, s in zip(op, st))
 
 
-def reduction_is_sum(case) -> bool:
+def loss_reduction(params: dict[str, Any]) -> str:
+    """A loss case's reduction ('none', 'mean', 'sum', 'batchmean'): ``reduction``, unless the deprecated
+    ``size_average``/``reduce`` is given (torch's legacy rule: reduce=False is 'none', else
+    size_average=False is 'sum', else 'mean')."""
+    size_average, reduce = params.get("size_average"), params.get("reduce")
+    if size_average is None and reduce is None:
+        return params.get("reduction", "mean")
+    if reduce is False:
+        return "none"
+    return "sum" if size_average is False else "mean"
+
+
+def reduce_loss(loss: np.ndarray, reduction: str) -> np.ndarray:
+    """``loss`` reduced as torch reduces it: 'mean' (NaN for an empty loss), 'sum', else unchanged."""
+    if reduction == "mean":
+        return np.asarray(loss.mean() if loss.size else np.nan)
+    if reduction == "sum":
+        return np.asarray(loss.sum())
+    return loss
+
+
+def reduction_is_sum(case: Case) -> bool:
     """The loss's reduction is 'sum', given as reduction or by the deprecated size_average/reduce."""
-    p = case.params
-    if p.get("size_average") is not None or p.get("reduce") is not None:
-        if p.get("reduce") is False:
-            return False
-        return p.get("size_average") is False
-    return p.get("reduction", "mean") == "sum"
+    return loss_reduction(case.params) == "sum"
 
 
 def cosine_embedding_without_eps_model(case, reference, got) -> dict:
@@ -93,21 +108,10 @@ def cosine_embedding_without_eps_model(case, reference, got) -> dict:
     x2 = np.asarray(case.inputs["input2"], dtype=np.float64)
     y = np.asarray(case.inputs["target"], dtype=np.float64)
     margin = float(case.params.get("margin", 0.0))
-    p = case.params
-    if p.get("size_average") is not None or p.get("reduce") is not None:
-        reduction = "none" if p.get("reduce") is False else "sum" if p.get("size_average") is False else "mean"
-    else:
-        reduction = p.get("reduction", "mean")
     with np.errstate(all="ignore"):
         cos = np.sum(x1 * x2, axis=-1) / np.sqrt(np.sum(x1 * x1, axis=-1) * np.sum(x2 * x2, axis=-1))
         loss = np.where(y == 1, 1.0 - cos, 0.0) + np.where(y == -1, np.maximum(cos - margin, 0.0), 0.0)
-    if reduction == "mean":
-        out = np.mean(loss) if loss.size else np.float64("nan")
-    elif reduction == "sum":
-        out = np.sum(loss)
-    else:
-        out = loss
-    return {"output": np.asarray(out, dtype=np.float64)}
+    return {"output": np.asarray(reduce_loss(loss, loss_reduction(case.params)), dtype=np.float64)}
 
 
 def dropout_scale_rounded_in_float32(case) -> bool:
@@ -187,7 +191,7 @@ def _pairwise_params(case):
 _FORMATS = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
 
 
-def _ort_pairwise(case):
+def ort_pairwise(case):
     """What the dynamo exporter's PairwiseDistance graph computes on ONNX Runtime, op by op rounded to
     the case's format: d = (x1 - x2) + eps with eps a float32 constant (float16 in a float16 graph),
     then the norm without scaling: p = 0 the count of non-zeros, 1 ReduceL1, 2 ReduceL2, ±inf
@@ -250,14 +254,14 @@ def _exact_pairwise(case):
 
 
 def pairwise_distance_ort_differs(case) -> bool:
-    """PairwiseDistance where the exported graph's result (``_ort_pairwise``: float32 eps and 1/p,
+    """PairwiseDistance where the exported graph's result (``ort_pairwise``: float32 eps and 1/p,
     unscaled powers, a one-element row too) differs from the exact distance by more than 8 units of
     the format's rounding, or in its non-finite pattern (a superset of where the error exceeds the
     bound)."""
     if case.invalid or case.dtype not in _FORMATS:
         return False
     unit = float(np.finfo(_FORMATS[case.dtype]).eps) / 2
-    got, exact = _ort_pairwise(case), _exact_pairwise(case)
+    got, exact = ort_pairwise(case), _exact_pairwise(case)
     if got is None or exact is None or np.shape(got) != np.shape(exact):
         return False
     with np.errstate(all="ignore"):
@@ -269,8 +273,8 @@ def pairwise_distance_ort_differs(case) -> bool:
 
 
 def pairwise_distance_ort_model(case, reference, got):
-    """The output the exported graph computes (``_ort_pairwise``)."""
-    out = _ort_pairwise(case)
+    """The output the exported graph computes (``ort_pairwise``)."""
+    out = ort_pairwise(case)
     return {} if out is None else {"output": out}
 
 
@@ -310,14 +314,7 @@ def poisson_nll_export_model(case, reference, got):
         if p.get("full", False):
             stirling = t * np.log(t) - t + 0.5 * np.log(float(np.float32(2 * np.pi)) * t)
             loss = loss + np.where(t > 1, stirling, 0.0)
-        reduction = p.get("reduction", "mean")
-        if p.get("size_average") is not None or p.get("reduce") is not None:
-            reduce_, size_average = p.get("reduce"), p.get("size_average")
-            reduction = "none" if reduce_ is False else ("sum" if size_average is False else "mean")
-        if reduction == "mean":
-            loss = np.mean(loss)
-        elif reduction == "sum":
-            loss = np.sum(loss)
+        loss = reduce_loss(loss, loss_reduction(p))
     return {"output": loss}
 
 
@@ -415,18 +412,6 @@ def has_empty_channel(case) -> bool:
 
 
 
-def _legacy_reduction(params) -> str:
-    """The reduction of a loss case, from reduction or the deprecated size_average/reduce."""
-    size_average, reduce = params.get("size_average"), params.get("reduce")
-    if size_average is None and reduce is None:
-        return params.get("reduction", "mean")
-    size_average = True if size_average is None else size_average
-    reduce = True if reduce is None else reduce
-    if not reduce:
-        return "none"
-    return "mean" if size_average else "sum"
-
-
 def soft_margin_ort_model(case, reference, got):
     """What the exported SoftMarginLoss computes: Log(Add(Exp(-y·x), 1)) element by element in the
     compute format (float32 for float32/float16/bfloat16, float64 for float64), then the reduction
@@ -437,13 +422,7 @@ def soft_margin_ort_model(case, reference, got):
     with np.errstate(all="ignore"):
         z = (-y * x).astype(fmt)
         loss = np.log(fmt(1) + np.exp(z).astype(fmt)).astype(fmt).astype(np.float64)
-        reduction = _legacy_reduction(case.params)
-        if reduction == "mean":
-            out = np.asarray(loss.mean() if loss.size else np.nan)
-        elif reduction == "sum":
-            out = np.asarray(loss.sum())
-        else:
-            out = loss
+        out = reduce_loss(loss, loss_reduction(case.params))
     # ONNX Runtime's vectorised Exp and Log are a few ulps off the correctly rounded values NumPy gives:
     # the prediction is judged at 16 times its own magnitude (seen: up to 8 times the plain bound).
     return {"output": (out, 16.0 * np.abs(out))}
@@ -471,14 +450,14 @@ def resize_invalid_accepted(case) -> bool:
 
 def inplace_empty_export_fails(case) -> bool:
     """An in-place activation (inplace=True) of an empty input whose dynamic-shape export from the case's own
-    example (call_example_strides) fails in torch.export or its ONNX translation
+    example (example_strides) fails in torch.export or its ONNX translation
     (inplace_write_export_failure)."""
     if not case.params.get("inplace", False) or not runs_dynamic_graph(case):
         return False
     shape = tuple(int(s) for s in np.shape(case.inputs["input"]))
     if 0 not in shape:
         return False
-    return inplace_write_export_failure(shape, call_example_strides(case, "input")) is not None
+    return inplace_write_export_failure(shape, example_strides(case, "input")) is not None
 
 
 def _constant_pad_list(case: Case, nd: int) -> list[int]:

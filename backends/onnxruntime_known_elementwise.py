@@ -7,9 +7,13 @@ take ``(case, reference, got)`` and return ``{tensor name: predicted value}``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from backends.base import Case
+from backends.export_strides import elementwise_perm_divides_by_zero, example_strides
+from backends.onnxruntime_known import loss_reduction, ort_pairwise, reduce_loss
 from backends.torch_compile import runs_dynamic_graph
 
 # MLAS's logistic kernel (onnxruntime/core/mlas/lib/logistic.cpp): the input clamped to [-18, 18], an odd
@@ -103,25 +107,13 @@ def silu_ort_model(case: Case, reference, got) -> dict:
     return out
 
 
-def _reduction(case: Case) -> str:
-    """The loss's reduction ('none', 'mean', 'sum', 'batchmean'), from reduction or the deprecated
-    size_average/reduce (torch's legacy_get_string)."""
-    params = case.params
-    size_average, reduce = params.get("size_average"), params.get("reduce")
-    if size_average is None and reduce is None:
-        return params.get("reduction", "mean")
-    if reduce is False:
-        return "none"
-    return "sum" if size_average is False else "mean"
-
-
 def reduction_sum_or_none(case: Case) -> bool:
     """The loss's reduction is 'sum' or 'none' (given as reduction or by size_average/reduce)."""
-    return _reduction(case) in ("sum", "none")
+    return loss_reduction(case.params) in ("sum", "none")
 
 
 class _PairCase:
-    """The fields of a PairwiseDistance case that ``backends.onnxruntime_known._ort_pairwise`` reads."""
+    """The fields of a PairwiseDistance case that ``backends.onnxruntime_known.ort_pairwise`` reads."""
 
     def __init__(self, dtype: str, x1: np.ndarray, x2: np.ndarray, p: float, eps: float) -> None:
         self.dtype = dtype
@@ -129,21 +121,11 @@ class _PairCase:
         self.params = {"p": p, "eps": eps, "keepdim": False}
 
 
-def _reduce(loss: np.ndarray, reduction: str) -> np.ndarray:
-    """A loss reduced as torch does ('mean' of nothing is NaN)."""
-    if reduction == "mean":
-        return np.asarray(loss.mean() if loss.size else np.nan)
-    if reduction == "sum":
-        return np.asarray(loss.sum())
-    return loss
-
-
 def triplet_margin_ort_model(case: Case, reference, got) -> dict:
     """TripletMarginLoss as its float64 export computes it on ONNX Runtime: each distance as the exported
-    PairwiseDistance graph (``_ort_pairwise``: eps and 1/p float32 constants, unscaled powers), the
+    PairwiseDistance graph (``ort_pairwise``: eps and 1/p float32 constants, unscaled powers), the
     margin a float32 constant, max(margin + d(a, p) - d(a, n), 0) (with swap, d(a, n) replaced by
     min(d(a, n), d(p, n))), then the reduction."""
-    from backends.onnxruntime_known import _ort_pairwise
 
     params = case.params
     p, eps = float(params.get("p", 2.0)), float(params.get("eps", 1e-6))
@@ -151,7 +133,7 @@ def triplet_margin_ort_model(case: Case, reference, got) -> dict:
 
     def dist(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
         x1, x2 = np.broadcast_arrays(x1, x2)
-        out = _ort_pairwise(_PairCase(case.dtype, x1, x2, p, eps))
+        out = ort_pairwise(_PairCase(case.dtype, x1, x2, p, eps))
         if out is None:
             raise ValueError("no distance")
         return out
@@ -162,7 +144,7 @@ def triplet_margin_ort_model(case: Case, reference, got) -> dict:
             d_an = np.minimum(d_an, dist(pos, neg))
         margin = float(np.float32(params.get("margin", 1.0)))
         loss = np.maximum(d_ap + margin - d_an, 0.0)
-        return {"output": _reduce(loss, _reduction(case))}
+        return {"output": reduce_loss(loss, loss_reduction(case.params))}
 
 
 def hardswish_ort_model(case: Case, reference, got) -> dict:
@@ -212,9 +194,9 @@ def bce_with_logits_ort_model(case: Case, reference, got) -> dict:
             w = np.asarray(inputs["weight"], fmt)
             loss = (loss * w).astype(fmt)
             mag = mag * np.abs(w.astype(np.float64))
-        reduction = _reduction(case)
-        out = _reduce(loss.astype(np.float64), reduction)
-        scale = _reduce(mag, "none" if reduction == "none" else "sum")
+        reduction = loss_reduction(case.params)
+        out = reduce_loss(loss.astype(np.float64), reduction)
+        scale = reduce_loss(mag, "none" if reduction == "none" else "sum")
     return {"output": (out, np.broadcast_to(scale, np.shape(out)))}
 
 
@@ -322,7 +304,6 @@ def elementwise_layout_divides_by_zero(case: Case) -> bool:
     """A dynamic-shape export of an elementwise op on an empty ``input`` whose example strides
     (``backends.export_strides.example_strides``) make torch's elementwise output layout divide by the
     empty dim's size (``elementwise_perm_divides_by_zero``: "integer modulo by zero" in torch.export)."""
-    from backends.export_strides import elementwise_perm_divides_by_zero, example_strides
 
     shape = tuple(int(s) for s in np.shape(case.inputs["input"]))
     if case.invalid or 0 not in shape or not runs_dynamic_graph(case):
@@ -355,16 +336,16 @@ def multilabel_soft_margin_ort_model(case: Case, reference, got) -> dict:
         classes = x.shape[-1] if x.ndim else 1
         per_sample = loss.astype(np.float64).sum(axis=-1) / classes
         mag = mag.sum(axis=-1) / classes
-        reduction = _reduction(case)
-        out = _reduce(per_sample, reduction)
-        scale = _reduce(mag, "none" if reduction == "none" else "sum")
+        reduction = loss_reduction(case.params)
+        out = reduce_loss(per_sample, reduction)
+        scale = reduce_loss(mag, "none" if reduction == "none" else "sum")
     return {"output": (out, np.broadcast_to(scale, np.shape(out)))}
 
 
 def kl_div_reduces_by_sum(case: Case) -> bool:
     """KLDivLoss whose reduction ends with a sum: 'sum' (or size_average=False), or 'batchmean' of a 0-d
     input (torch divides by the batch size only when input.dim() != 0)."""
-    reduction = _reduction(case)
+    reduction = loss_reduction(case.params)
     return reduction == "sum" or (reduction == "batchmean" and np.ndim(case.inputs["input"]) == 0)
 
 
@@ -396,14 +377,14 @@ def cosine_similarity_ort_model(case: Case, reference, got) -> dict:
 def nll_spatial_sum(case: Case) -> bool:
     """NLL loss of a K-dimensional input (N, C, d1, ...) reduced by 'sum' (or size_average=False): its float16
     export ends with a float32 ReduceSum (a 2-d input's sum stays float16)."""
-    return _reduction(case) == "sum" and np.ndim(case.inputs["input"]) >= 3
+    return loss_reduction(case.params) == "sum" and np.ndim(case.inputs["input"]) >= 3
 
 
 # -- margin losses: torch's decompositions of multilabel_margin_loss_forward and multi_margin_loss -------------
 def _unbatched_none(case: Case) -> bool:
     """A valid case of a 1-d input (C) reduced by 'none': torch returns a 0-d loss, the decompositions (which
     run on atleast_2d(input)) a loss of shape (1,)."""
-    return not case.invalid and np.ndim(case.inputs["input"]) == 1 and _reduction(case) == "none"
+    return not case.invalid and np.ndim(case.inputs["input"]) == 1 and loss_reduction(case.params) == "none"
 
 
 def _mlm_rows(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -444,9 +425,9 @@ def mlm_decomposition_model(case: Case, reference, got) -> dict:
         z = np.where(counted, z, 0.0)
         mag = np.where(counted, (1.0 + np.abs(u)[:, :, None] + np.abs(x)[:, None, :]) / classes, 0.0)
         per_sample, mag = z.sum(axis=(1, 2)), mag.sum(axis=(1, 2))
-        reduction = _reduction(case)
-        out = _reduce(per_sample, reduction)
-        scale = _reduce(mag, reduction)
+        reduction = loss_reduction(case.params)
+        out = reduce_loss(per_sample, reduction)
+        scale = reduce_loss(mag, reduction)
     return {"output": (out, np.broadcast_to(scale, np.shape(out)))}
 
 
@@ -608,7 +589,6 @@ def bilinear_sym_stride_dynamic(case: Case) -> bool:
     (``backends.export_strides.example_strides``) of input1 or input2 has last-dim stride 1 but is not
     row-major (torch.empty's strides for its shape) in a dim of size other than 1: bilinear's flattening view keeps
     an aten.sym_stride node. (A size-1 dim's stride does not matter: (1, 6) with strides (1, 1) exports.)"""
-    from backends.export_strides import example_strides
 
     if case.invalid or not runs_dynamic_graph(case):
         return False
@@ -625,8 +605,6 @@ def triplet_margin_with_distance_ort_model(case: Case, reference, got) -> dict:
     """TripletMarginWithDistanceLoss with a pairwise distance (None: torch's default p = 2, eps = 1e-6; a
     torch.nn.PairwiseDistance module; functools.partial(pairwise_distance, p=..., eps=...)) as its float64
     export computes it on ONNX Runtime: ``triplet_margin_ort_model`` with that distance's p and eps."""
-    import dataclasses
-
     node = case.params.get("distance_function")
     init = {} if node is None else (node.get("module", {}).get("init") or node.get("call", {}).get("kwargs") or {})
     params = {"p": float(init.get("p", 2.0)), "eps": float(init.get("eps", 1e-6)),

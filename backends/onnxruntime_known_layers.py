@@ -9,6 +9,9 @@ from typing import Any
 import numpy as np
 
 from backends.base import Case
+from backends.export_strides import example_strides
+from backends.onnxruntime_known_elementwise import ort_sigmoid
+from backends.torch_compile import runs_dynamic_graph
 
 # onnxscript's rewriter (run by torch.onnx.export's default optimize=True) removes ``x + c`` for a constant
 # c within abs_tol=1e-8 of 0 (onnxscript/rewriter/_pattern_ir.py Constant(rel_tol=1e-5, abs_tol=1e-8)).
@@ -158,7 +161,6 @@ def batch_statistics_size_check_only(case: Case, spec: Any) -> bool:
     torch.onnx.export traces dynamic sizes size-obliviously, so an exported program carries no such check and
     declares itself valid for these sizes (range constraints from 0): a graph exported for an earlier valid
     case of the same signature runs the invalid one."""
-    from backends.torch_compile import runs_dynamic_graph
 
     if not case.invalid or not runs_dynamic_graph(case):
         return False
@@ -202,8 +204,6 @@ def empty_strided_dynamic_last_stride(case: Case) -> bool:
     """A valid case run on a dynamic-shape graph whose input is empty and strided with an example last-dim
     stride other than 0 and 1 (``backends.export_strides.example_strides``: the adapter exports from a
     clone that keeps an empty tensor's strides): the trace keeps an aten.sym_stride node."""
-    from backends.export_strides import example_strides
-    from backends.torch_compile import runs_dynamic_graph
 
     x = case.inputs.get("input")
     if case.invalid or x is None or 0 not in np.shape(x) or not runs_dynamic_graph(case):
@@ -213,7 +213,6 @@ def empty_strided_dynamic_last_stride(case: Case) -> bool:
 
 def runs_static_graph(case: Case) -> bool:
     """Whether ``case`` runs a static-shape graph (exported at its exact sizes)."""
-    from backends.torch_compile import runs_dynamic_graph
 
     return not runs_dynamic_graph(case)
 
@@ -226,7 +225,6 @@ def sdpa_mask_broadcast_dynamic(case: Case) -> bool:
     batch and heads). torch.onnx.export captures with backed_size_oblivious, so a size-1 dim stays a symbol;
     the flash kernel's mask check wants each mask dim statically equal to its target or the integer 1, and
     rejects the call (no kernel)."""
-    from backends.torch_compile import runs_dynamic_graph
 
     mask, q, k = (case.inputs.get(n) for n in ("attn_mask", "query", "key"))
     if mask is None or q is None or k is None or np.ndim(q) != 4 or np.ndim(mask) not in (2, 4):
@@ -248,7 +246,6 @@ def sdpa_math_mask_broadcast_dynamic(case: Case) -> bool:
     while the key side holds the symbol or broadcasts too (E == 1, S == 1, or a batch dim of query and key that
     differ: a broadcast key, or grouped-query heads); a mask broadcasting L only, or a missing leading mask dim,
     exports."""
-    from backends.torch_compile import runs_dynamic_graph
 
     if case.invalid or case.params.get("kernel") != "math":
         return False
@@ -297,7 +294,6 @@ def _onnx_recurrent_node(case: Case) -> bool:
     """A GRU or LSTM case (no packing) whose export holds an ONNX GRU/LSTM node: every one but those with h0 on a
     dynamic-shape graph, which fail to export (ort-dynamo-export-gru-lstm-dynamic-hidden-size-attribute). RNN is
     decomposed (no ONNX RNN node)."""
-    from backends.torch_compile import runs_dynamic_graph
 
     if case.op not in ("GRU", "LSTM") or case.variant:
         return False
@@ -357,7 +353,6 @@ def feature_alpha_dropout_empty_channels_dynamic(case: Case) -> bool:
     assertion. Found by trying shapes, with all-zero strides (the adapter's example of an empty contiguous input)
     and with contiguous ones: (2, 0, 2), (6, 0, 2, 2), (2, 0, 1, 2), (2, 0, 3, 1) fail; (1, 0, 2, 2), (0, 0, 2, 2),
     (2, 3, 0, 2) and, with zero strides, (2, 0) export."""
-    from backends.torch_compile import runs_dynamic_graph
 
     x = case.inputs.get("input")
     if x is None or case.op != "FeatureAlphaDropout" or not runs_dynamic_graph(case):
@@ -371,7 +366,6 @@ def lstm_cell_float64_model(case: Case, reference: Any, got: Any) -> dict[str, A
     Sigmoid nodes as ONNX Runtime's float64 Sigmoid computes them (``ort_sigmoid``: 1 - 1/(1 + e^x) for x < 0,
     whose cancellation leaves an absolute error of ~1e-16, large relative to a saturated gate), Tanh, and
     c' = f·c + i·g, h' = o·tanh(c') (Mul, Mul, Add: no fused multiply-add)."""
-    from backends.onnxruntime_known_elementwise import ort_sigmoid
 
     ins = case.inputs
     if case.dtype != "float64" or "input" not in ins:

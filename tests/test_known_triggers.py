@@ -150,3 +150,37 @@ def test_swapped_activation_model_is_torchs(target, condition):
         if name in got:
             np.testing.assert_allclose(np.asarray(got[name], dtype=np.float64), value, rtol=1e-9, atol=1e-12)
     assert any(not np.allclose(predicted[n], reference[n], rtol=1e-9, atol=1e-12) for n in predicted if n in reference)
+
+
+def _grouped_conv_case(shape: tuple[int, ...], perm: tuple[int, ...], groups: int = 2) -> Case:
+    from backends.base import Layout
+
+    params = {"in_channels": 4, "out_channels": 2, "kernel_size": (1, 2), "stride": 1, "padding": 0,
+              "dilation": 1, "groups": groups, "bias": False, "padding_mode": "zeros"}
+    inputs = {"input": np.arange(float(np.prod(shape))).reshape(shape),
+              "weight": np.arange(2.0 * 4 // groups * 2).reshape(2, 4 // groups, 1, 2)}
+    return Case(op="Conv2d", dtype="float64", params=params, inputs=inputs, differentiable=("input", "weight"),
+                layouts={"input": Layout("permuted", perm=perm)})
+
+
+def test_grouped_conv2d_weight_grad_swaps_on_an_ambiguous_channels_last_input():
+    """Eager convolution_backward (what inductor calls, with the weight it lays out channels_last
+    because the input is channels_last-contiguous) swaps the per-group weight gradient when the input's
+    strides do not look channels_last to eager (an unbatched input's unsqueezed batch dim); the
+    predicate holds there and not for a batched channels_last input or an ungrouped conv."""
+    from conformance.numerics.compile_known import grouped_conv2d_ambiguous_channels_last_input as ambiguous
+
+    x = torch.arange(8.0, dtype=torch.float64).reshape(1, 2, 4).permute(2, 0, 1).unsqueeze(0)  # strides (4, 1, 8, 4)
+    w = torch.arange(8.0, dtype=torch.float64).reshape(2, 2, 1, 2)
+    g = torch.tensor([[[[-2.0]], [[2.0]]]], dtype=torch.float64)
+
+    def weight_grad(weight: torch.Tensor) -> list[float]:
+        args = ([0], (1, 1), (0, 0), (1, 1), False, (0, 0), 2, [False, True, False])
+        return torch.ops.aten.convolution_backward(g, x, weight, *args)[1].flatten().tolist()
+
+    assert weight_grad(w) == [0.0, -8.0, -2.0, -10.0, 4.0, 12.0, 6.0, 14.0]  # eager's own layouts: right
+    channels_last = w.contiguous(memory_format=torch.channels_last)
+    assert weight_grad(channels_last) == [0.0, -2.0, -8.0, -10.0, 4.0, 6.0, 12.0, 14.0]  # inductor's: swapped
+    assert ambiguous(_grouped_conv_case((4, 1, 2), (1, 2, 0)))  # that input, unbatched, in a permuted layout
+    assert not ambiguous(_grouped_conv_case((1, 4, 3, 2), (0, 2, 3, 1)))  # batched, truly channels_last
+    assert not ambiguous(_grouped_conv_case((4, 1, 2), (1, 2, 0), groups=1))

@@ -15,7 +15,7 @@ pytest.importorskip("onnxscript")
 
 import conformance.runner as runner_module  # noqa: E402
 import conformance.specs  # noqa: E402,F401  (declares the catalogue)
-from backends.base import COMPILED, Backend, Case, CompileFailure  # noqa: E402
+from backends.base import COMPILED, Backend, Case, CompileFailure, Layout  # noqa: E402
 from backends.onnxruntime_backend import OnnxRuntimeBackend, parse_spec  # noqa: E402
 from backends.torch_compile import graph_kind  # noqa: E402
 from conformance.cli import main  # noqa: E402
@@ -481,3 +481,30 @@ def test_the_export_stride_replay_agrees_with_torch_onnx_export(shape, strides):
         outcome = next((name for name, sign in (("overlap", "single memory location"), ("modulo", "modulo by zero"),
                                                 ("sym_stride", "sym_stride")) if sign in text), text[:300])
     assert inplace_write_export_failure(shape, strides) == outcome
+
+
+@pytest.mark.parametrize("copied", [False, True], ids=["passed", "copied"])
+@pytest.mark.parametrize("shape", [(2, 3, 4), (0, 3, 4), (2, 0, 1), (3, 1, 0)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("layout", [Layout(), Layout("permuted", perm=(2, 0, 1)), Layout("permuted", perm=(1, 2, 0)),
+                                    Layout("strided", step=(1, 2, 3)), Layout("expanded", dims=(1,))],
+                         ids=lambda layout: layout.kind + "".join(map(str, layout.perm or layout.step or layout.dims)))
+def test_example_strides_are_the_strides_of_the_example_the_adapter_exports(layout, shape, copied):
+    """backends.export_strides.example_strides (which the export predicates read) against the tensor itself:
+    materialised in its layout, copied when the call passes it as a copy (an in-place call), then cloned
+    as the adapter clones its examples."""
+    import torch
+
+    from backends.export_strides import example_strides
+    from backends.torch_call import copy_into_layout, materialise
+
+    values = np.arange(float(np.prod(shape))).reshape(shape)
+    described = layout.describe()
+    tensor = materialise(values, described, torch.float32, "cpu")
+    if copied:
+        tensor = copy_into_layout(tensor, described)
+    example = tensor.detach().clone()
+    call = {"kind": "function", "target": "torch.nn.functional.silu",
+            "args": [{"input": "input", "copy": True} if copied else {"input": "input"}]}
+    case = Case(op="SiLU", dtype="float32", params={}, inputs={"input": values},
+                layouts={"input": layout}, call=call)
+    assert example_strides(case, "input") == tuple(example.stride())

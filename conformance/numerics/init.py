@@ -37,7 +37,7 @@ import numpy as np
 from backends.base import Case, Result
 from conformance.compare import Comparison, compare_tensor
 from conformance.dtypes import DTYPES
-from conformance.spec import LayerSpec
+from conformance.spec import LayerSpec, spec_of
 from conformance.stats import INDEPENDENCE, StatCheck, bernstein_test, element_axes, independence_test
 from reference import init as ref
 
@@ -674,7 +674,6 @@ def _matrix_exp_case(case: Case) -> tuple[np.ndarray, np.ndarray | None] | None:
     a = P.skew_from(tall)
     if not case.cotangents:
         return a, None
-    from conformance.spec import spec_of
 
     result = spec_of(case).evaluate(case, case.cotangents)
     g = result.meta["layer grads"]["weight"]
@@ -742,8 +741,6 @@ def spectral_grad_comparator(spec: LayerSpec, case: Case, name: str, result: Res
 def lazy_instance_norm_unbatched(case: Case) -> bool:
     """A Lazy InstanceNorm's unbatched input (C, *spatial) with something to materialise (affine
     parameters or running statistics): torch infers num_features from dim 1 instead of dim 0."""
-    from conformance.spec import spec_of
-
     x = case.inputs["input"]
     return x.ndim == (spec_of(case).dims or 1) + 1 and bool(case.params.get("affine") or
                                                             case.params.get("track_running_stats"))
@@ -754,7 +751,7 @@ def instance_norm_runs(case: Case) -> bool:
     unbatched input (``lazy_instance_norm_unbatched``) whose dims 0 and 1 differ (num_features is
     taken from dim 1, then checked against dim 0: torch raises)."""
     shape = case.inputs["input"].shape
-    return not (case.op.startswith("Lazy") and lazy_instance_norm_unbatched(case) and shape[0] != shape[1])
+    return not (spec_of(case).family == "lazy" and lazy_instance_norm_unbatched(case) and shape[0] != shape[1])
 
 
 def orthogonal_cayley_reverse_over_forward(case: Case) -> bool:
@@ -780,7 +777,6 @@ def _weight_norm_differentiable_backward_overflows(case: Case) -> bool:
     norm axes and ‖v‖², and only then divides by ‖v‖ (S/‖v‖ is grad g, S/‖v‖² scales v in grad v).
     True when one of them is out of the format's range (in float64, with G the reference's layer
     gradient of the weight), although the gradients themselves may be in range."""
-    from conformance.spec import spec_of
     from reference import parametrizations as P
 
     top = DTYPES[case.dtype].max_value

@@ -25,6 +25,7 @@ from conformance.numerics.normalization import (
     rms_norm_rstd_cubed_underflow,
     trailing_eps,
 )
+from conformance.spec import spec_of
 from conformance.strategies.normalization import uses_batch_stats
 from reference import normalization as RN
 
@@ -256,7 +257,7 @@ def _weight_sum(case: Case, statistics: str, arr: np.ndarray) -> np.ndarray:
     w = case.inputs["weight"]
     if statistics in ("layer", "rms"):
         return arr.reshape(x.shape).sum(axis=tuple(range(x.ndim - w.ndim)))
-    if statistics == "instance" and x.ndim == int(case.op[-2]) + 1:  # unbatched (C, *spatial)
+    if statistics == "instance" and x.ndim == spec_of(case).dims + 1:  # unbatched (C, *spatial)
         arr = arr.reshape(x.shape)[None]
     return arr.sum(axis=tuple(a for a in range(arr.ndim) if a != 1)).reshape(w.shape)
 
@@ -271,7 +272,7 @@ def _statistic_view(case: Case, statistics: str) -> tuple[np.ndarray, tuple[int,
         if not uses_batch_stats(bool(case.train), bool(p.get("track_running_stats", default))):
             return None
         if statistics == "instance":
-            x = batched(case, int(case.op[-2]))
+            x = batched(case, spec_of(case).dims)
             axes: tuple[int, ...] = tuple(range(2, x.ndim))
         else:
             axes = RN.channel_axes(x.ndim)
@@ -367,9 +368,10 @@ def reverse_over_forward_own_statistics(case: Case) -> bool:
 
     if case.invalid or not reverse_over_forward(case):
         return False
-    if "LayerNorm" in case.op:
+    kind = spec_of(case).kind
+    if kind == "layer":
         return True
-    default = "BatchNorm" in case.op
+    default = kind == "batch"
     return uses_batch_stats(bool(case.train), bool(case.params.get("track_running_stats", default)))
 
 
@@ -422,7 +424,7 @@ def instance_norm_rstd_cubed_underflow(case: Case, every: bool = False) -> bool:
     x = np.asarray(case.inputs["input"], dtype=np.float64)
     if x.ndim < 2:
         return False
-    axes = tuple(range(2 if x.ndim == int(case.op[-2]) + 2 else 1, x.ndim))  # unbatched: (C, *spatial)
+    axes = tuple(range(2 if x.ndim == spec_of(case).dims + 2 else 1, x.ndim))  # unbatched: (C, *spatial)
     with np.errstate(over="ignore", invalid="ignore"):
         mean = x.mean(axis=axes, keepdims=True)
         std = np.sqrt(((x - mean) ** 2).mean(axis=axes) + float(case.params.get("eps", 1e-5)))
@@ -454,13 +456,12 @@ def _float16_batch_statistics(case: Case) -> np.ndarray | None:
     normalises with its own statistics (exact, float64); None for any other case."""
     if case.invalid or case.dtype != "float16" or not case.inputs["input"].size:
         return None
-    default = "BatchNorm" in case.op
-    if not uses_batch_stats(bool(case.train), bool(case.params.get("track_running_stats", default))):
+    spec = spec_of(case)
+    if not uses_batch_stats(bool(case.train), bool(case.params.get("track_running_stats", spec.kind == "batch"))):
         return None
     x = np.asarray(case.inputs["input"], dtype=np.float64)
-    if "InstanceNorm" in case.op:
-        spatial = int(case.op[-2])
-        axes = tuple(range(x.ndim - spatial, x.ndim))
+    if spec.kind == "instance":
+        axes = tuple(range(x.ndim - spec.dims, x.ndim))
     else:
         axes = tuple(d for d in range(x.ndim) if d != 1)
     if not axes:
@@ -486,8 +487,9 @@ def _float16_channel_view(case: Case) -> tuple[np.ndarray, tuple[int, ...]] | No
     if _float16_batch_statistics(case) is None:
         return None
     x = np.asarray(case.inputs["input"], dtype=np.float64)
-    if "InstanceNorm" in case.op:
-        return x, tuple(range(x.ndim - int(case.op[-2]), x.ndim))
+    spec = spec_of(case)
+    if spec.kind == "instance":
+        return x, tuple(range(x.ndim - spec.dims, x.ndim))
     return x, tuple(d for d in range(x.ndim) if d != 1)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from backends.base import Case
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
-from conformance.spec import Regime
+from conformance.spec import Regime, spec_of
 
 PAD_MAX = 4  # the largest positive amount drawn
 SIZE_MAX = 5  # the largest padded dim drawn
@@ -57,8 +57,8 @@ def mode_of(case: Case) -> str:
 
 
 def pad_dims(case: Case) -> int:
-    """The number of padded dims (the module's 1d/2d/3d)."""
-    return int(case.op[-2])
+    """The number of padded dims (the module's 1d/2d/3d: its declaration's dims)."""
+    return spec_of(case).dims
 
 
 def flat_padding(case: Case) -> tuple[int, ...]:
