@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 
 from backends.base import Case, Layout
 from conformance import strategies as S
-from conformance.numerics.window import conv_reduction_lengths
+from conformance.numerics.window import conv_reduction_lengths, per_dim_param
 from conformance.spec import Regime, spec_of
 from conformance.strategies.window import window_extent
 from reference import conv as ref
@@ -446,21 +446,17 @@ def conv_invalid(op: str, nd: int, transposed: bool) -> Callable[[str], st.Searc
 
 # -- regimes --------------------------------------------------------------------------------------------
 
-def _per_dim(value: Any, nd: int) -> tuple[int, ...]:
-    return tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else (int(value),) * nd
-
-
 def _geometry(case: Case) -> tuple[tuple[int, ...], ...]:
     """(kernel, stride, dilation, per-dim total padding) of a case (torch's 'same' split summed)."""
     p, nd = case.params, spec_of(case).dims or 1
-    kernel, stride, dilation = (_per_dim(p[k], nd) for k in ("kernel_size", "stride", "dilation"))
+    kernel, stride, dilation = (per_dim_param(p[k], nd) for k in ("kernel_size", "stride", "dilation"))
     padding = p["padding"]
     if padding == "same":
         total = tuple(d * (k - 1) for k, d in zip(kernel, dilation))
     elif padding == "valid":
         total = (0,) * nd
     else:
-        total = tuple(2 * v for v in _per_dim(padding, nd))
+        total = tuple(2 * v for v in per_dim_param(padding, nd))
     return kernel, stride, dilation, total
 
 
@@ -518,7 +514,7 @@ def _channels_last(case: Case) -> bool:
 
 
 def _output_padding(case: Case) -> tuple[int, ...]:
-    return _per_dim(case.params["output_padding"], spec_of(case).dims or 1)
+    return per_dim_param(case.params["output_padding"], spec_of(case).dims or 1)
 
 
 def _has_output_padding(case: Case) -> bool:
