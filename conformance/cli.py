@@ -812,7 +812,8 @@ def _run_directory(args: argparse.Namespace) -> tuple[Path, list[dict[str, Any]]
 
 def cmd_findings(args: argparse.Namespace, argv: list[str]) -> int:
     """The findings of a run: for people (default), as bug reports (``--markdown``) or as JSON."""
-    from conformance.findings import declaration_facts, findings_document
+    from conformance.finding_drafts import declaration_facts
+    from conformance.findings import findings_document
 
     directory, records, info, findings = _run_directory(args)
     if args.json:
@@ -833,7 +834,7 @@ def cmd_findings(args: argparse.Namespace, argv: list[str]) -> int:
 
 def cmd_triage(args: argparse.Namespace, argv: list[str]) -> int:
     """Draft strict known entries from a run's findings: printed, or appended to ``--write-known``."""
-    from conformance.findings import draft_entries, entries_toml, write_known_file
+    from conformance.finding_drafts import draft_entries, entries_toml, write_known_file
     from conformance.known import load_file, load_known
 
     directory, _, info, findings = _run_directory(args)

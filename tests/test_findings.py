@@ -15,16 +15,9 @@ import numpy as np
 import pytest
 
 from backends.base import Case, Layout
-from conformance.findings import (
-    analyse,
-    candidate_conditions,
-    chance,
-    draft_entries,
-    entries_toml,
-    learn_rule,
-    record_scope,
-    write_known_file,
-)
+from conformance.finding_drafts import draft_entries, entries_toml, write_known_file
+from conformance.finding_rules import candidate_conditions, chance, learn_rule
+from conformance.findings import analyse, record_scope
 from conformance.known import case_scope, evaluate_when, load_file
 from conformance.spec import all_specs
 from reports.records import summarise_values
