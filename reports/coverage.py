@@ -56,11 +56,20 @@ def classify(verdicts: Counter[str], compared: int) -> str:
     return "call failed"
 
 
+def _named(completed: str, info: dict[str, Any]) -> str:
+    """A run's completed-target key with the backend as its records name it: a target is keyed by the
+    backend as given on the command line (``torch-compile:cache=DIR``), a record by its name."""
+    names = {b.get("spec", b.get("name")): b.get("name") for b in info.get("backends") or () if isinstance(b, dict)}
+    op, _, rest = completed.partition("|")
+    backend, _, tail = rest.partition("|")
+    return "|".join((op, names.get(backend) or backend, tail))
+
+
 def _directory_rows(directory: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """{target key: row} over the targets one run directory completed (a target still running when
     the run stopped is left out); a row is ``{"target", "backend", "class", "run", "started"}``."""
     info = read_run_info(directory)
-    done = set(info.get("completed") or ())
+    done = {_named(key, info) for key in info.get("completed") or ()}
     verdicts: dict[str, Counter[str]] = defaultdict(Counter)
     compared: Counter[str] = Counter()
     backend_of: dict[str, str] = {}

@@ -668,3 +668,16 @@ def test_coverage_tables_saved_from_shards_merge_with_later_runs(tmp_path, capsy
     assert main(["coverage", str(tmp_path / "bad.jsonl")]) == 2
     assert "is not a coverage table saved with --save" in capsys.readouterr().err
     assert main(["coverage", str(tmp_path / "missing")]) == 2
+
+
+def test_coverage_keys_a_target_run_under_backend_options_by_the_backend_name(tmp_path):
+    """A run keys its completed targets by the backend as given (``torch-compile:cache=DIR``), its records
+    by the backend's name: the table counts them under the name."""
+    from reports.coverage import target_classes
+
+    with RecordWriter(tmp_path) as writer:
+        writer.write(_record(op="ReLU", backend="torch-compile"))
+    spec = "torch-compile:cache=/tmp/c"
+    write_run_info(tmp_path, {"completed": [f"ReLU|{spec}|float32"],
+                              "backends": [{"name": "torch-compile", "spec": spec, "available": True}]})
+    assert target_classes([tmp_path]) == {"torch-compile": {"ReLU|torch-compile|float32": "compared"}}
