@@ -168,7 +168,7 @@ def test_grouped_conv2d_weight_grad_swaps_on_an_ambiguous_channels_last_input():
     because the input is channels_last-contiguous) swaps the per-group weight gradient when the input's
     strides do not look channels_last to eager (an unbatched input's unsqueezed batch dim); the
     predicate holds there and not for a batched channels_last input or an ungrouped conv."""
-    from conformance.numerics.compile_known import grouped_conv2d_ambiguous_channels_last_input as ambiguous
+    from conformance.numerics.conv_compiled import grouped_conv2d_ambiguous_channels_last_input as ambiguous
 
     x = torch.arange(8.0, dtype=torch.float64).reshape(1, 2, 4).permute(2, 0, 1).unsqueeze(0)  # strides (4, 1, 8, 4)
     w = torch.arange(8.0, dtype=torch.float64).reshape(2, 2, 1, 2)

@@ -118,7 +118,13 @@ def test_torch_strides_are_the_strides_torch_gets(data, shape):
     t = materialise(values, layout.describe(), torch.float64, "cpu")
     assert tuple(t.shape) == shape and tuple(t.stride()) == S.torch_strides(shape, layout)
     np.testing.assert_array_equal(t.numpy(), values)  # the values never change with the layout
-    assert S.is_torch_contiguous(shape, tuple(t.stride())) == t.is_contiguous()
+    strides = tuple(t.stride())
+    assert S.is_torch_contiguous(shape, strides) == t.is_contiguous()
+    dense = torch._prims_common.is_non_overlapping_and_dense_or_false(t)
+    assert S.is_non_overlapping_and_dense(shape, strides) == dense
+    if len(shape) in (4, 5):
+        fmt = torch.channels_last if len(shape) == 4 else torch.channels_last_3d
+        assert S.is_channels_last_contiguous(shape, strides) == t.is_contiguous(memory_format=fmt)
 
 
 def test_channels_last_like_agrees_with_torch():

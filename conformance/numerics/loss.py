@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from backends.base import Case, Result
+from conformance import strategies as S
 from conformance.dtypes import DTYPES
 from conformance.spec import Tolerance
 from conformance.strategies.loss import kl_reduction, reduction_of
@@ -457,13 +458,7 @@ def nll_4d_dense_non_contiguous_input(case: Case) -> bool:
     layout = case.layout("input")
     if x.ndim != 4 or layout.kind not in ("channels_last", "permuted") or x.size == 0:
         return False
-    strides = layout.strides(x.shape)
-    expected = 1
-    for size, stride in zip(reversed(x.shape), reversed(strides)):
-        if size != 1 and stride != expected:
-            return True
-        expected *= size
-    return False
+    return not S.is_torch_contiguous(x.shape, layout.strides(x.shape))
 
 
 NLL_TOLERANCE = {

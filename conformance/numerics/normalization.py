@@ -261,22 +261,10 @@ def strided_weight_one_value_per_sample(case: Case) -> bool:
     return S.is_torch_contiguous(x.shape, strides) and not S.channels_last_like(x.shape, strides)
 
 
-def channels_last_contiguous(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
-    """torch's is_contiguous(memory_format=channels_last(_3d)) for a 4-d/5-d tensor: dense with the
-    channels innermost, then the spatial dims from last to first, then N (size-1 dims ignored)."""
-    expected = 1
-    for dim in (1, *range(len(shape) - 1, 1, -1), 0):
-        if shape[dim] != 1:
-            if strides[dim] != expected:
-                return False
-            expected *= shape[dim]
-    return True
-
-
 @valid_cases
 def batch_norm_degenerate_channels_last(case: Case) -> bool:
     """torch CPU batch-norm backward, 4-d/5-d input: the kernel takes the channels-last path when
-    the input is channels_last-contiguous (``channels_last_contiguous``) but not contiguous, while
+    the input is channels_last-contiguous (``S.is_channels_last_contiguous``) but not contiguous, while
     grad_output is made contiguous in the format torch infers (``S.channels_last_like``), which
     says contiguous when the channels-last strides hold only through size-1 dims: the kernel then
     reads grad_output in the wrong order. Exact over every permutation and strided layout of 230
@@ -286,7 +274,7 @@ def batch_norm_degenerate_channels_last(case: Case) -> bool:
     if x.ndim not in (4, 5):
         return False
     strides = S.torch_strides(x.shape, case.layout("input"))
-    return (not S.is_torch_contiguous(x.shape, strides) and channels_last_contiguous(x.shape, strides)
+    return (not S.is_torch_contiguous(x.shape, strides) and S.is_channels_last_contiguous(x.shape, strides)
             and not S.channels_last_like(x.shape, strides))
 
 

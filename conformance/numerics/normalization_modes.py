@@ -154,16 +154,6 @@ def _iterator_output_strides(shape: tuple[int, ...], strides: tuple[int, ...]) -
     return out
 
 
-def _dense(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
-    """torch's is_non_overlapping_and_dense (size-1 dims ignored)."""
-    size = 1
-    for stride, n in sorted((st, n) for n, st in zip(shape, strides) if n != 1):
-        if stride != size:
-            return False
-        size *= n
-    return True
-
-
 def _mergeable(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
     """Whether view can merge these dims into one (each non-size-1 dim nested in the one before)."""
     dims = [(n, st) for n, st in zip(shape, strides) if n != 1]
@@ -197,7 +187,7 @@ def lrn_vmap_view_fails(case: Case) -> bool:
     order = [at, *(d for d in range(len(shape)) if d != at)]  # the batch dim moved to the front
     physical = tuple(int(shape[d]) for d in order)
     physical_strides = tuple(int(strides[d]) for d in order)
-    out = physical_strides if _dense(physical, physical_strides) else tuple(
+    out = physical_strides if S.is_non_overlapping_and_dense(physical, physical_strides) else tuple(
         _iterator_output_strides(physical, physical_strides))
     return not _mergeable(physical[4:], out[4:])
 
@@ -584,17 +574,6 @@ def layer_norm_float16_composite_out_of_range(case: Case) -> bool:
                                             _mode_direction(case, "weight"), layer=True)
 
 
-def _dense_in_order(shape: tuple[int, ...], strides: tuple[int, ...], order: tuple[int, ...]) -> bool:
-    """torch's is_contiguous for the dim order ``order`` (innermost first), size-1 dims ignored."""
-    expected = 1
-    for d in order:
-        if shape[d] != 1:
-            if strides[d] != expected:
-                return False
-            expected *= shape[d]
-    return True
-
-
 def group_norm_forward_ad_view_raises(case: Case) -> bool:
     """torch's forward-mode GroupNorm (jvp, and the vjp2 compositions that use forward AD:
     forward-over-reverse, reverse-over-forward) raises "view size is not compatible" on an input
@@ -613,9 +592,7 @@ def group_norm_forward_ad_view_raises(case: Case) -> bool:
         return False
     shape = tuple(int(n) for n in x.shape)
     strides = tuple(int(s) for s in S.torch_strides(x.shape, case.layout("input")))
-    channels_last = (1, *range(x.ndim - 1, 1, -1), 0)
-    contiguous = tuple(range(x.ndim - 1, -1, -1))
-    if not _dense_in_order(shape, strides, channels_last) or _dense_in_order(shape, strides, contiguous):
+    if not S.is_channels_last_contiguous(shape, strides) or S.is_torch_contiguous(shape, strides):
         return False
     return shape[0] > 1 or shape[1] // int(case.params["num_groups"]) > 1
 

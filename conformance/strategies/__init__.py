@@ -205,14 +205,36 @@ def torch_strides(shape: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
     return tuple(0 if i in layout.dims and shape[i] != 1 else st for i, st in enumerate(strides))
 
 
+def is_contiguous_in_order(shape: tuple[int, ...], strides: tuple[int, ...], order: Sequence[int]) -> bool:
+    """torch's is_contiguous for the dim order ``order`` (innermost first), size-1 dims ignored:
+    ``is_channels_last_contiguous`` is the order (1, 3, 2, 0) of a 4-d tensor."""
+    expected = 1
+    for d in order:
+        if shape[d] != 1:
+            if strides[d] != expected:
+                return False
+            expected *= shape[d]
+    return True
+
+
 def is_torch_contiguous(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
     """torch's is_contiguous(): row-major strides, size-1 dims ignored."""
-    expected = 1
-    for size, stride in zip(reversed(shape), reversed(strides)):
-        if size != 1:
-            if stride != expected:
-                return False
-            expected *= size
+    return is_contiguous_in_order(shape, strides, range(len(shape) - 1, -1, -1))
+
+
+def is_channels_last_contiguous(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    """torch's is_contiguous(memory_format=channels_last(_3d)) of a 4-d/5-d tensor: dense with the
+    channels innermost, then the spatial dims from last to first, then N (size-1 dims ignored)."""
+    return is_contiguous_in_order(shape, strides, (1, *range(len(shape) - 1, 1, -1), 0))
+
+
+def is_non_overlapping_and_dense(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    """torch's is_non_overlapping_and_dense: contiguous in some dim order (size-1 dims ignored)."""
+    size = 1
+    for stride, n in sorted((step, n) for n, step in zip(shape, strides) if n != 1):
+        if stride != size:
+            return False
+        size *= n
     return True
 
 
