@@ -1,0 +1,204 @@
+"""Models and predicates for pooling discrepancies of torch.compile (inductor, CPU).
+
+Inductor lowers a max-pooling window of more than 25 taps (``window > 25``: not unrolled) to an
+``argmax`` reduction over the kernel taps whose result, an *offset* into the kernel, is turned into
+torch's flat index afterwards. The offset is computed from the reduction's loop variables after
+inductor has reordered and vectorised those loops, and two steps get it wrong:
+
+- the reduction loops are reordered by the input's strides (the largest stride outermost,
+  ``pick_loop_order``), but the offset is the row-major flattening over the *reordered* loops,
+  while it is decoded in the kernel's own order (depth, height, width);
+- when the loop vectorised is a reduction loop with unit stride that is not the innermost one
+  (a size-1 input dim after it has stride 0 and stays inside), lane ``i`` gets offset ``base + i``
+  instead of ``base + i * (product of the sizes of the loops inside it)``.
+
+The wrong offset names another tap (or one in the padding, or outside the input plane), which the
+indices return and the backward (eager ``max_pool3d_with_indices_backward``, unchecked) scatters
+to. Independently of the window's size, taps in the padding take part in the argmax as -inf, so a
+window whose input taps are all -inf can pick a padding tap before them (eager: its first input
+tap). ``inductor_maxpool_indices`` replays all that from the case: the geometry, the input's strides
+and its values.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+
+from backends.base import Case, Result
+from conformance import strategies as S
+from conformance.numerics.window import batched_input, is_unbatched, pool_kind, sliding, spatial_dims
+from reference import pooling as ref
+
+# inductor unrolls a max-pooling window of at most this many taps (no argmax reduction, no bug)
+UNROLLED_WINDOW = 25
+
+
+def _effective_strides(case: Case) -> tuple[int, ...]:
+    """The stride of each kernel loop in inductor's read of the input: the input's stride times the
+    dilation, 0 for a size-1 dim (inductor's indexing drops size-1 dims)."""
+    x = case.inputs["input"]
+    strides = S.torch_strides(tuple(x.shape), case.layout("input"))
+    nd = spatial_dims(case)
+    g = sliding(case)
+    shape, strides = x.shape[-nd:], strides[-nd:]
+    return tuple(int(st) * d if n > 1 else 0 for n, st, d in zip(shape, strides, g.dilation))
+
+
+def inductor_reduction_loops(kernel: Sequence[int], strides: Sequence[int]) -> list[int]:
+    """The kernel dims inductor loops over, outermost first: its loop-order comparator (a smaller
+    stride inside; a tie, or a zero stride, keeps the later dim inside; size-1 loops outermost, then
+    dropped) applied to the reduction loops."""
+
+    def inner_first(a: int, b: int) -> int:
+        if kernel[a] == 1 or kernel[b] == 1:
+            return (kernel[a] == 1) - (kernel[b] == 1)
+        a_first = strides[b] == 0 or strides[a] < strides[b]
+        b_first = strides[a] == 0 or strides[b] < strides[a]
+        if a_first != b_first:
+            return -1 if a_first else 1
+        return (b > a) - (b < a)
+
+    order = sorted(reversed(range(len(kernel))), key=functools.cmp_to_key(inner_first))
+    return [d for d in reversed(order) if kernel[d] > 1]
+
+
+def inductor_tap_offsets(kernel: Sequence[int], strides: Sequence[int]) -> np.ndarray:
+    """The offset inductor's argmax records for each kernel tap (row-major over ``kernel``): the tap's
+    own row-major offset in an unrolled window (at most 25 taps)."""
+    if int(np.prod(kernel)) <= UNROLLED_WINDOW:
+        return np.arange(int(np.prod(kernel)), dtype=np.int64)
+    loops = inductor_reduction_loops(kernel, strides)
+    inner = {d: int(np.prod([kernel[e] for e in loops[i + 1:]], dtype=np.int64)) for i, d in enumerate(loops)}
+    unit = [d for d in loops if strides[d] == 1]
+    offsets = np.zeros(tuple(kernel), dtype=np.int64)
+    for tap in itertools.product(*(range(k) for k in kernel)):
+        offsets[tap] = sum(inner[d] * tap[d] for d in loops)
+        if unit:  # the vectorised loop: lane i gets base + i
+            offsets[tap] += tap[unit[0]] - inner[unit[0]] * tap[unit[0]]
+    return offsets.reshape(-1)
+
+
+def _axis_shape(axis: int) -> tuple[int, ...]:
+    """The shape that lays a 1-d array along spatial axis ``axis`` of a (D, H, W) grid."""
+    return tuple(-1 if a == axis else 1 for a in range(3))
+
+
+def _applies(case: Case) -> bool:
+    return pool_kind(case) == "max" and spatial_dims(case) == 3 and not case.invalid
+
+
+def inductor_maxpool_indices(case: Case) -> np.ndarray:
+    """The flat indices (into each input plane, batched shape) inductor returns for a max-pooling
+    case: per window the tap of the largest value (NaN largest; taps in the padding count as -inf;
+    ties to the smallest recorded offset), its recorded offset decoded in the kernel's order."""
+    x = batched_input(case).astype(np.float64)
+    g = sliding(case)
+    spatial = x.shape[2:]
+    taps = ref.pool_taps(spatial, g.kernel, g.stride, g.padding, g.dilation, g.ceil_mode)
+    offsets = inductor_tap_offsets(g.kernel, _effective_strides(case))
+    n, c = x.shape[:2]
+    outs = [t.out for t in taps]
+    # values of every tap of every window: (N, C, *outs, taps) in row-major tap order
+    vals = np.full((n, c, *outs, *g.kernel), -np.inf)
+    for tap in itertools.product(*(range(k) for k in g.kernel)):
+        grid = [np.clip(t.index[0][:, k], 0, s - 1).reshape(_axis_shape(a)) for a, (t, k, s) in
+                enumerate(zip(taps, tap, spatial))]
+        inside = functools.reduce(np.logical_and, [t.valid[0][:, k].reshape(_axis_shape(a))
+                                                   for a, (t, k) in enumerate(zip(taps, tap))])
+        got = x[(slice(None), slice(None), *grid)]
+        vals[(Ellipsis, *tap)] = np.where(inside, got, -np.inf)
+    vals = vals.reshape(n, c, *outs, -1)
+    order = np.argsort(offsets, kind="stable")
+    ranked = vals[..., order]
+    nan = np.isnan(ranked)
+    best = np.where(nan.any(axis=-1), nan.argmax(axis=-1), np.nanargmax(np.where(nan, -np.inf, ranked), axis=-1))
+    chosen = offsets[order][best]
+    kd, kh, kw = g.kernel
+    decoded = (chosen // (kh * kw), (chosen // kw) % kh, chosen % kw)
+    pos = []
+    for axis, (t, k) in enumerate(zip(taps, decoded)):
+        start = (np.arange(t.out) * g.stride[axis] - g.padding[axis]).reshape(_axis_shape(axis))
+        pos.append(start + k * g.dilation[axis])
+    return (pos[0] * spatial[1] + pos[1]) * spatial[2] + pos[2]
+
+
+def _eager_indices(case: Case) -> np.ndarray:
+    g = sliding(case)
+    with np.errstate(all="ignore"):
+        _, idx = ref.max_pool(batched_input(case).astype(np.float64), g.kernel, g.stride, g.padding, g.dilation,
+                              g.ceil_mode)
+    return idx
+
+
+def _scatter(case: Case, idx: np.ndarray, cotangent: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Eager's max-pool backward with indices ``idx``, which skips only the index -1 (its mark of an
+    empty window) and checks no other: each window's cotangent added at its index in its plane's
+    (contiguous) gradient buffer, wherever in the whole buffer that lands (outside it: lost); the
+    sums, their magnitudes, and whether some index left the buffer."""
+    x = batched_input(case)
+    n, c = x.shape[:2]
+    plane = int(np.prod(x.shape[2:], dtype=np.int64))
+    base = (np.arange(n * c, dtype=np.int64) * plane).reshape(n, c, 1, 1, 1)
+    flat = (idx + base).reshape(-1)
+    g = cotangent.astype(np.float64).reshape(-1)
+    written = idx.reshape(-1) != -1
+    inside = (flat >= 0) & (flat < n * c * plane) & written
+    total = np.zeros(n * c * plane)
+    mag = np.zeros(n * c * plane)
+    np.add.at(total, flat[inside], g[inside])
+    np.add.at(mag, flat[inside], np.abs(g[inside]))
+    return total.reshape(x.shape), mag.reshape(x.shape), bool((written & ~inside).any())
+
+
+def _cotangent(case: Case) -> np.ndarray | None:
+    cot = case.cotangents.get("output")
+    if cot is None:
+        return None
+    return cot[None] if is_unbatched(case) else cot
+
+
+def inductor_maxpool3d_wrong_index(case: Case) -> bool:
+    """MaxPool3d where inductor's index (see the module docstring) differs from eager's for some
+    window and the difference shows: the indices are returned, or that window's cotangent is not 0."""
+    if not _applies(case):
+        return False
+    wrong = inductor_maxpool_indices(case) != _eager_indices(case)
+    if case.params.get("return_indices"):
+        return bool(wrong.any())
+    cot = _cotangent(case)
+    return cot is not None and bool((wrong & (cot != 0)).any())
+
+
+def inductor_maxpool3d_wrong_index_inside_buffer(case: Case) -> bool:
+    """``inductor_maxpool3d_wrong_index`` where every index stays inside the gradient buffer (the
+    backward corrupts nothing)."""
+    return inductor_maxpool3d_wrong_index(case) and not inductor_maxpool3d_index_outside_buffer(case)
+
+
+def inductor_maxpool3d_index_outside_buffer(case: Case) -> bool:
+    """MaxPool3d where some index inductor computes lies outside the whole gradient buffer: the
+    backward writes out of bounds (heap corruption, or a crash)."""
+    if not _applies(case) or not case.differentiable:
+        return False
+    idx = inductor_maxpool_indices(case)
+    return _scatter(case, idx, np.zeros(idx.shape))[2]  # (the index -1 is skipped, not written)
+
+
+def inductor_maxpool3d_model(case: Case, reference: Result, got: Result) -> dict[str, object]:
+    """What inductor returns for MaxPool3d: its indices, and the input gradient
+    eager's backward scatters from them (see the module docstring)."""
+    idx = inductor_maxpool_indices(case)
+    out: dict[str, object] = {}
+    if case.params.get("return_indices"):
+        out["indices"] = idx[0] if is_unbatched(case) else idx
+    cot = _cotangent(case)
+    if cot is not None:
+        total, mag, _ = _scatter(case, idx, cot)
+        if is_unbatched(case):
+            total, mag = total[0], mag[0]
+        out["grad.input"] = (total, mag)
+    return out
