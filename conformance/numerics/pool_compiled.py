@@ -161,31 +161,34 @@ def _cotangent(case: Case) -> np.ndarray | None:
     return cot[None] if is_unbatched(case) else cot
 
 
-def inductor_maxpool3d_wrong_index(case: Case) -> bool:
-    """MaxPool3d where inductor's index (see the module docstring) differs from eager's for some
-    window and the difference shows: the indices are returned, or that window's cotangent is not 0."""
-    if not _applies(case):
-        return False
-    wrong = inductor_maxpool_indices(case) != _eager_indices(case)
+def _wrong_index_shows(case: Case, idx: np.ndarray) -> bool:
+    """Whether inductor's indices ``idx`` differ from eager's for some window and the difference shows:
+    the indices are returned, or that window's cotangent is not 0."""
+    wrong = idx != _eager_indices(case)
     if case.params.get("return_indices"):
         return bool(wrong.any())
     cot = _cotangent(case)
     return cot is not None and bool((wrong & (cot != 0)).any())
 
 
+def _index_leaves_buffer(case: Case, idx: np.ndarray) -> bool:
+    """Whether some index in ``idx`` lies outside the whole gradient buffer of a differentiable case."""
+    return bool(case.differentiable) and _scatter(case, idx, np.zeros(idx.shape))[2]  # (-1 is skipped)
+
+
 def inductor_maxpool3d_wrong_index_inside_buffer(case: Case) -> bool:
-    """``inductor_maxpool3d_wrong_index`` where every index stays inside the gradient buffer (the
-    backward corrupts nothing)."""
-    return inductor_maxpool3d_wrong_index(case) and not inductor_maxpool3d_index_outside_buffer(case)
+    """MaxPool3d where inductor's index (see the module docstring) differs from eager's where it shows,
+    and every index stays inside the gradient buffer (the backward corrupts nothing)."""
+    if not _applies(case):
+        return False
+    idx = inductor_maxpool_indices(case)
+    return _wrong_index_shows(case, idx) and not _index_leaves_buffer(case, idx)
 
 
 def inductor_maxpool3d_index_outside_buffer(case: Case) -> bool:
     """MaxPool3d where some index inductor computes lies outside the whole gradient buffer: the
     backward writes out of bounds (heap corruption, or a crash)."""
-    if not _applies(case) or not case.differentiable:
-        return False
-    idx = inductor_maxpool_indices(case)
-    return _scatter(case, idx, np.zeros(idx.shape))[2]  # (the index -1 is skipped, not written)
+    return _applies(case) and bool(case.differentiable) and _index_leaves_buffer(case, inductor_maxpool_indices(case))
 
 
 def inductor_maxpool3d_model(case: Case, reference: Result, got: Result) -> dict[str, object]:
