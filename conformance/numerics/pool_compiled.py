@@ -13,11 +13,16 @@ inductor has reordered and vectorised those loops, and two steps get it wrong:
   instead of ``base + i * (product of the sizes of the loops inside it)``.
 
 The wrong offset names another tap (or one in the padding, or outside the input plane), which the
-indices return and the backward (eager ``max_pool3d_with_indices_backward``, unchecked) scatters
-to. Independently of the window's size, taps in the padding take part in the argmax as -inf, so a
+indices return and the backward scatters to (3-d: eager's ``max_pool3d_with_indices_backward``,
+unchecked). Independently of the window's size, taps in the padding take part in the argmax as -inf, so a
 window whose input taps are all -inf can pick a padding tap before them (eager: its first input
 tap). ``inductor_maxpool_indices`` replays all that from the case: the geometry, the input's strides
 and its values.
+
+MaxPool1d and MaxPool2d get the same indices (same lowering, the same model). Their backward is
+inductor's own, a ``scatter_reduce`` over each input plane that checks its indices: an index outside
+the plane (the padding, -1 included) raises "index ... is out of bounds" instead of writing; the
+3-d backward is eager's kernel, which checks nothing.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from backends.base import Case, Result
+from backends.torch_compile import runs_dynamic_graph
 from conformance import strategies as S
-from conformance.numerics.window import batched_input, is_unbatched, pool_kind, sliding, spatial_dims
+from conformance.numerics.window import batched_input, has_empty_window, is_unbatched, pool_kind, sliding, spatial_dims
 from reference import pooling as ref
 
 # inductor unrolls a max-pooling window of at most this many taps (no argmax reduction, no bug)
@@ -82,13 +88,14 @@ def inductor_tap_offsets(kernel: Sequence[int], strides: Sequence[int]) -> np.nd
     return offsets.reshape(-1)
 
 
-def _axis_shape(axis: int) -> tuple[int, ...]:
-    """The shape that lays a 1-d array along spatial axis ``axis`` of a (D, H, W) grid."""
-    return tuple(-1 if a == axis else 1 for a in range(3))
+def _axis_shape(axis: int, nd: int = 3) -> tuple[int, ...]:
+    """The shape that lays a 1-d array along spatial axis ``axis`` of an ``nd``-d grid."""
+    return tuple(-1 if a == axis else 1 for a in range(nd))
 
 
 def _applies(case: Case) -> bool:
-    return pool_kind(case) == "max" and spatial_dims(case) == 3 and not case.invalid
+    """A valid max-pooling case (MaxPool1d, 2d or 3d)."""
+    return pool_kind(case) == "max" and not case.invalid
 
 
 def inductor_maxpool_indices(case: Case) -> np.ndarray:
@@ -98,6 +105,7 @@ def inductor_maxpool_indices(case: Case) -> np.ndarray:
     x = batched_input(case).astype(np.float64)
     g = sliding(case)
     spatial = x.shape[2:]
+    nd = len(spatial)
     taps = ref.pool_taps(spatial, g.kernel, g.stride, g.padding, g.dilation, g.ceil_mode)
     offsets = inductor_tap_offsets(g.kernel, _effective_strides(case))
     n, c = x.shape[:2]
@@ -105,9 +113,9 @@ def inductor_maxpool_indices(case: Case) -> np.ndarray:
     # values of every tap of every window: (N, C, *outs, taps) in row-major tap order
     vals = np.full((n, c, *outs, *g.kernel), -np.inf)
     for tap in itertools.product(*(range(k) for k in g.kernel)):
-        grid = [np.clip(t.index[0][:, k], 0, s - 1).reshape(_axis_shape(a)) for a, (t, k, s) in
+        grid = [np.clip(t.index[0][:, k], 0, s - 1).reshape(_axis_shape(a, nd)) for a, (t, k, s) in
                 enumerate(zip(taps, tap, spatial))]
-        inside = functools.reduce(np.logical_and, [t.valid[0][:, k].reshape(_axis_shape(a))
+        inside = functools.reduce(np.logical_and, [t.valid[0][:, k].reshape(_axis_shape(a, nd))
                                                    for a, (t, k) in enumerate(zip(taps, tap))])
         got = x[(slice(None), slice(None), *grid)]
         vals[(Ellipsis, *tap)] = np.where(inside, got, -np.inf)
@@ -117,13 +125,12 @@ def inductor_maxpool_indices(case: Case) -> np.ndarray:
     nan = np.isnan(ranked)
     best = np.where(nan.any(axis=-1), nan.argmax(axis=-1), np.nanargmax(np.where(nan, -np.inf, ranked), axis=-1))
     chosen = offsets[order][best]
-    kd, kh, kw = g.kernel
-    decoded = (chosen // (kh * kw), (chosen // kw) % kh, chosen % kw)
-    pos = []
+    decoded = np.unravel_index(chosen, tuple(g.kernel))
+    flat = np.zeros((), dtype=np.int64)
     for axis, (t, k) in enumerate(zip(taps, decoded)):
-        start = (np.arange(t.out) * g.stride[axis] - g.padding[axis]).reshape(_axis_shape(axis))
-        pos.append(start + k * g.dilation[axis])
-    return (pos[0] * spatial[1] + pos[1]) * spatial[2] + pos[2]
+        start = (np.arange(t.out) * g.stride[axis] - g.padding[axis]).reshape(_axis_shape(axis, nd))
+        flat = flat * spatial[axis] + start + k * g.dilation[axis]
+    return flat
 
 
 def _eager_indices(case: Case) -> np.ndarray:
@@ -142,7 +149,7 @@ def _scatter(case: Case, idx: np.ndarray, cotangent: np.ndarray) -> tuple[np.nda
     x = batched_input(case)
     n, c = x.shape[:2]
     plane = int(np.prod(x.shape[2:], dtype=np.int64))
-    base = (np.arange(n * c, dtype=np.int64) * plane).reshape(n, c, 1, 1, 1)
+    base = (np.arange(n * c, dtype=np.int64) * plane).reshape(n, c, *(1,) * (x.ndim - 2))
     flat = (idx + base).reshape(-1)
     g = cotangent.astype(np.float64).reshape(-1)
     written = idx.reshape(-1) != -1
@@ -177,9 +184,10 @@ def _index_leaves_buffer(case: Case, idx: np.ndarray) -> bool:
 
 
 def inductor_maxpool3d_wrong_index_inside_buffer(case: Case) -> bool:
-    """MaxPool3d where inductor's index (see the module docstring) differs from eager's where it shows,
-    and every index stays inside the gradient buffer (the backward corrupts nothing)."""
-    if not _applies(case):
+    """MaxPool3d (whose backward is eager's unchecked kernel) where inductor's index (see the module
+    docstring) differs from eager's where it shows, and every index stays inside the gradient buffer
+    (the backward corrupts nothing)."""
+    if not _applies(case) or spatial_dims(case) != 3:
         return False
     idx = inductor_maxpool_indices(case)
     return _wrong_index_shows(case, idx) and not _index_leaves_buffer(case, idx)
@@ -188,7 +196,8 @@ def inductor_maxpool3d_wrong_index_inside_buffer(case: Case) -> bool:
 def inductor_maxpool3d_index_outside_buffer(case: Case) -> bool:
     """MaxPool3d where some index inductor computes lies outside the whole gradient buffer: the
     backward writes out of bounds (heap corruption, or a crash)."""
-    return _applies(case) and bool(case.differentiable) and _index_leaves_buffer(case, inductor_maxpool_indices(case))
+    return (_applies(case) and spatial_dims(case) == 3 and bool(case.differentiable)
+            and _index_leaves_buffer(case, inductor_maxpool_indices(case)))
 
 
 def inductor_maxpool3d_model(case: Case, reference: Result, got: Result) -> dict[str, object]:
@@ -205,3 +214,54 @@ def inductor_maxpool3d_model(case: Case, reference: Result, got: Result) -> dict
             total, mag = total[0], mag[0]
         out["grad.input"] = (total, mag)
     return out
+
+
+def unpool3d_dynamic_offset_output_sizes(case: Case) -> bool:
+    """A valid MaxUnpool3d case in a dynamic graph without output_size whose batch or channel size and
+    every spatial size are symbolic (above 1) and at least two unpooled sizes carry an offset
+    ((n - 1)·stride - 2·padding + kernel = n·stride + c, c ≠ 0): the products of such sizes are
+    where inductor's value-range analysis fails (a superset: sympy simplifies some of them)."""
+    if case.invalid or pool_kind(case) != "unpool" or spatial_dims(case) != 3 or not runs_dynamic_graph(case):
+        return False
+    if case.forward_kwargs.get("output_size") is not None:
+        return False
+    shape = batched_input(case).shape
+    if max(shape[0], shape[1]) < 2 or min(shape[2:]) < 2:
+        return False
+    g = sliding(case)
+    offsets = [k - 2 * p - s != 0 for k, s, p in zip(g.kernel, g.stride, g.padding)]
+    return sum(offsets) >= 2
+
+
+def _index_leaves_plane(case: Case, idx: np.ndarray) -> bool:
+    """Whether some index in ``idx`` lies outside its input plane [0, plane size) (-1 included)."""
+    plane = int(np.prod(batched_input(case).shape[2:], dtype=np.int64))
+    return bool(((idx < 0) | (idx >= plane)).any())
+
+
+def _applies_1d_2d(case: Case) -> bool:
+    """A valid MaxPool1d/2d case without an empty window (entry compiled-maxpool-empty-window)."""
+    return _applies(case) and spatial_dims(case) in (1, 2) and not has_empty_window(case)
+
+
+def inductor_maxpool_1d_2d_wrong_index_inside_plane(case: Case) -> bool:
+    """MaxPool1d/2d where inductor's index (see the module docstring) differs from eager's where it
+    shows, and the backward, if any, runs: every index lies inside its plane (inductor's own backward
+    scatters per plane, with a bounds check)."""
+    if not _applies_1d_2d(case):
+        return False
+    idx = inductor_maxpool_indices(case)
+    return _wrong_index_shows(case, idx) and not (case.differentiable and _index_leaves_plane(case, idx))
+
+
+def inductor_maxpool_1d_2d_backward_index_outside_plane(case: Case) -> bool:
+    """Differentiable MaxPool1d/2d where some index inductor computes lies outside its input plane:
+    inductor's backward (scatter_reduce over each plane) raises "index ... is out of bounds"."""
+    return (_applies_1d_2d(case) and bool(case.differentiable)
+            and _index_leaves_plane(case, inductor_maxpool_indices(case)))
+
+
+def inductor_maxpool_model(case: Case, reference: Result, got: Result) -> dict[str, object]:
+    """What inductor returns for MaxPool1d/2d/3d: its indices, and the input gradient scattered from
+    them (the same for the 3-d entries: ``inductor_maxpool3d_model``)."""
+    return inductor_maxpool3d_model(case, reference, got)
