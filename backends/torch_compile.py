@@ -58,7 +58,8 @@ the call as one graph), ``recompile limit`` (the signature needed more than 8 gr
 one of their errors, or with an AssertionError raised while compiling: an internal invariant, which
 escapes unwrapped from the backward compiler that AOTAutograd calls at the first backward pass). An
 exception the traced program itself raises — one dynamo observed while tracing, or an argument
-check failing on fake tensors — is the call's own error and is raised as such, and so is an
+check failing on fake tensors (a TorchRuntimeError, or a plain NotImplementedError that dynamo
+reports as unsupported; not a missing fake or meta kernel) — is the call's own error and is raised as such, and so is an
 AssertionError raised while a compiled graph runs (inductor's generated code checks the sizes and
 strides kernels return: a wrong value of the compiled program, not a failure to compile).
 
@@ -308,6 +309,18 @@ def _raised_while_compiling(exc: BaseException) -> bool:
     return False
 
 
+# A NotImplementedError that says an operator has no fake or meta implementation is the compiler's
+# limit, not an argument check of the call.
+_MISSING_KERNEL = re.compile(r"fake impl|meta kernel|meta impl|abstract impl|for 'Meta'|fake tensor", re.I)
+
+
+def _argument_check(exc: BaseException | None) -> bool:
+    """Whether ``exc``, the cause of a dynamo ``Unsupported`` raised while running an FX node on fake
+    tensors, is the call's own refusal of its arguments: a plain NotImplementedError (eager raises
+    the same one, e.g. a pad size the input's rank does not support), not a missing kernel."""
+    return type(exc) is NotImplementedError and not _MISSING_KERNEL.search(str(exc))
+
+
 def classify(exc: BaseException) -> BaseException:
     """The exception to report for what the compiled call raised (see the module docstring)."""
     try:
@@ -330,6 +343,9 @@ def classify(exc: BaseException) -> BaseException:
             if observed is not None:  # the traced program raised: the call's own error
                 kind = NotImplementedError if "NotImplementedError" in str(observed) else RuntimeError
                 return kind(f"the compiled call raised ({observed}; dynamo observed it while tracing)")
+            if _argument_check(e.__cause__):  # torch's own check refused the arguments, on fake tensors
+                return NotImplementedError(f"the compiled call raised ({_text(e.__cause__)}; dynamo met it "
+                                           f"running the call on fake tensors)")
             return CompileFailure(f"graph break: {_text(e)}")
         if isinstance(e, dynamo_exc.TorchRuntimeError):
             return exc  # an argument check failed on fake tensors: the call's own error

@@ -39,7 +39,7 @@ from backends.base import (
 )
 from conformance.compare import Comparison, compare_results
 from conformance.dtypes import DTYPES
-from conformance.known import STAT_SYMPTOM, KnownDiscrepancy, explain, matching, modelled_tensors
+from conformance.known import CALL_SYMPTOMS, STAT_SYMPTOM, KnownDiscrepancy, explain, matching, modelled_tensors
 from conformance.profiles import PROFILES, hypothesis_settings
 from conformance.settings import RunSettings
 from conformance.spec import LayerSpec, Pullback, Regime
@@ -438,11 +438,15 @@ class Runner:
         """Count the case toward each matching entry's unexpected-pass check: matched, and whether it
         showed the entry's symptom. A case the backend ran on code compiled for an earlier case
         (``Result.meta[COMPILED]`` False) cannot show a compile failure: an entry explaining only
-        those does not count it."""
+        those does not count it. Nor can a case whose call failed (raised, did not compile, accepted
+        an invalid case...) show a wrong tensor, none being compared: an entry explaining only
+        tensors does not count it."""
         stats = self._known_stats[(spec.id, backend.name, case.dtype, case.mode)]
         reused = results is not None and results[1].meta.get(COMPILED) is False
         for entry in entries:
             if reused and set(entry.symptom) == {"compile"}:
+                continue
+            if call_symptom is not None and not set(entry.symptom) & set(CALL_SYMPTOMS):
                 continue
             seen = (call_symptom is not None and entry.explains_call(call_symptom, call_error)) or any(
                 entry.explains(c, modelled.get(entry.id, ())) for c in failing)

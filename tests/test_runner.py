@@ -47,6 +47,20 @@ def test_strict_known_entry_that_never_fails_is_an_unexpected_pass(tmp_path):
     assert runner.discrepancies == 1
 
 
+def test_a_tensor_entry_is_not_held_to_show_where_the_call_failed(tmp_path):
+    """Where every call raises (explained by a call entry), no tensor is compared: a strict entry
+    naming only tensor symptoms cannot show there, so it is no unexpected pass; a strict call entry
+    that matched and never showed still is."""
+    raising = KnownDiscrepancy(id="raises", op="ReLU", backend="always-raises", reason="r", symptom="raises")
+    values = KnownDiscrepancy(id="values", op="ReLU", backend="always-raises", reason="r", symptom="value")
+    crash = KnownDiscrepancy(id="crash", op="ReLU", backend="always-raises", reason="r", symptom="crash")
+    runner, records = _run(tmp_path, load_backend("tests.wrong_backends.generic:Raises"), ["ReLU"],
+                           [raising, values, crash], examples=5)
+    xpass = {r["known"]["id"] for r in records if r["verdict"] == "xpass"}
+    assert xpass == {"crash"}
+    assert "known" in {r["verdict"] for r in records} and "fail" not in {r["verdict"] for r in records}
+
+
 def test_non_strict_known_entry_that_passes_is_a_pass(tmp_path):
     entry = KnownDiscrepancy(id="flaky", op="ReLU", backend="torch-cpu", reason="sometimes", strict=False)
     runner, records = _run(tmp_path, load_backend("torch-cpu"), ["ReLU"], [entry], examples=5)

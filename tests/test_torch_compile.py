@@ -276,6 +276,15 @@ def test_exceptions_are_classified():
                        torch.ones(2, 3), torch.ones(4, 5))
     assert classify(mismatch) is mismatch  # an argument check failed on fake tensors: the call's own error
 
+    # eager raises NotImplementedError for a pad size the input's rank does not take; dynamo reports it
+    # as Unsupported ("... when running FX node"): still the call's own error, not a compile failure
+    pad = classify(_raised(torch.compile(torch.nn.ReplicationPad1d((0, 0)), backend="aot_eager", fullgraph=True),
+                           torch.ones(2)))
+    assert type(pad) is NotImplementedError and "Padding size 2" in str(pad)
+    missing = torch._dynamo.exc.Unsupported("running FX node")
+    missing.__cause__ = NotImplementedError("aten::foo: no fake impl or Meta kernel registered")
+    assert isinstance(classify(missing), CompileFailure)  # the compiler's limit
+
     static = torch.compile(lambda t: t * 2, backend="aot_eager", fullgraph=True, dynamic=False)
     for n in range(2, 12):
         try:
