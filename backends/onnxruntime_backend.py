@@ -81,8 +81,8 @@ import numpy as np
 
 from backends.base import COMPILED, DTYPE_NAMES, Capabilities, Case, CompileFailure, Result
 from backends.torch_backend import TorchBackend
-from backends.torch_call import run_call
 from backends.torch_compile import graph_kind
+from backends.torch_run import run_call
 
 BASE_NAME = "onnxruntime"
 EXPORTERS = ("dynamo", "torchscript")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from backends.base import DTYPE_NAMES, MODES, Backend, Capabilities, Case, Result
-from backends.torch_call import run_call
+from backends.torch_run import run_call
 
 
 def _torch() -> Any:

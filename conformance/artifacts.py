@@ -27,13 +27,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def repro_sources() -> list[tuple[str, str]]:
-    """The modules a repro script carries verbatim: the call interpreter and the element judge."""
+    """The modules a repro script carries verbatim, in order: the call interpreter, its derivative
+    modes and the element judge."""
     import inspect
 
-    from backends import torch_call
+    from backends import torch_call, torch_run
     from conformance import elementwise
 
     return [("backends/torch_call.py", inspect.getsource(torch_call)),
+            ("backends/torch_run.py", inspect.getsource(torch_run)),
             ("conformance/elementwise.py", inspect.getsource(elementwise))]
 
 

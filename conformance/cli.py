@@ -23,174 +23,44 @@ import argparse
 import contextlib
 import json
 import platform
-import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-EXIT_OK, EXIT_DISCREPANCY, EXIT_USAGE, EXIT_HARNESS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-ERROR_LOG = "nnconform-error.log"
-DEFAULT_TIMEOUT = 120.0
-DEFAULT_REPORT_DIR = "nnconform-report"
-
-
-class UsageError(Exception):
-    """Bad user input: printed as one line, exit code 2."""
-
-
-class HarnessError(Exception):
-    """The harness could not do its job (an unreadable results file, an incomplete merge): one
-    line, exit code 3."""
-
-
-def one_line(text: object, limit: int = 400) -> str:
-    """``text`` as one printable line: control characters (terminal escapes too) shown escaped."""
-    flat = " ".join(str(text).split())
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in flat)[:limit]
-
-
-def _say(text: str) -> None:
-    """One line on stderr, whatever state the stream is in."""
-    try:
-        print(one_line(text), file=sys.stderr)
-    except Exception:  # pragma: no cover - stderr itself is gone
-        pass
-
-
-class _PipeSafe:
-    """stdout that survives a reader going away (``nnconform list | head``): after a broken pipe,
-    further output is dropped and the command still returns its own exit code."""
-
-    def __init__(self, stream: Any):
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        try:
-            return self._stream.write(text)
-        except (BrokenPipeError, ValueError):
-            self._detach()
-            return len(text)
-
-    def flush(self) -> None:
-        try:
-            self._stream.flush()
-        except (BrokenPipeError, ValueError):
-            self._detach()
-
-    def _detach(self) -> None:
-        import os
-
-        try:  # the interpreter flushes stdout at exit: point the descriptor at /dev/null first
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self._stream.fileno())
-        except (OSError, ValueError):
-            pass
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-def _robust_streams() -> None:
-    """Unencodable characters are escaped (``PYTHONIOENCODING=ascii``), a closed pipe is no error."""
-    for name in ("stdout", "stderr"):
-        stream = getattr(sys, name)
-        with contextlib.suppress(Exception):
-            stream.reconfigure(errors="backslashreplace")
-    if not isinstance(sys.stdout, _PipeSafe) and hasattr(sys.stdout, "fileno"):
-        sys.stdout = _PipeSafe(sys.stdout)
-
-
-def _save_traceback(directory: str | None) -> str:
-    """Write the current exception's traceback to ``DIR/nnconform-error.log`` (or a temporary
-    file); return the path."""
-    import tempfile
-    import traceback
-
-    text = traceback.format_exc()
-    for where in ([directory] if directory else []) + [tempfile.gettempdir()]:
-        try:
-            path = Path(where)
-            path.mkdir(parents=True, exist_ok=True)
-            if path.is_dir():
-                target = path / ERROR_LOG
-                target.write_text(text, encoding="utf-8")
-                return str(target)
-        except OSError:
-            continue
-    return "(not saved)"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, exit 2, no usage dump
-        raise UsageError(message)
-
-
-def _csv(values: list[str] | None) -> list[str]:
-    out: list[str] = []
-    for v in values or []:
-        out.extend(x.strip() for x in v.split(",") if x.strip())
-    return out
-
-
-def _positive(kind: type) -> Any:
-    """An argparse type: a number of ``kind`` (int or float) that must be > 0."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not value > 0:
-            noun = "integer" if kind is int else "number"
-            raise argparse.ArgumentTypeError(f"expected a positive {noun}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _shard(text: str) -> tuple[int, int]:
-    """K/N with 1 <= K <= N."""
-    k, sep, n = text.partition("/")
-    try:
-        index, count = int(k), int(n)
-    except ValueError:
-        index = count = 0
-    if sep != "/" or not 1 <= index <= count:
-        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N, got {text!r}")
-    return index, count
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
-_BASELINE_HELP = ("an earlier run's report directory: show new, fixed and unchanged discrepancies, "
-                  "and exit 1 only when something is new")
-
-
-def _baseline(path: str | None) -> Any:
-    """The baseline run of ``--baseline`` (read up front: a bad path fails before the run)."""
-    if path is None:
-        return None
-    from reports.baseline import BaselineError, load_baseline
-
-    try:
-        return load_baseline(path)
-    except BaselineError as exc:
-        raise UsageError(str(exc)) from None
+from conformance.cli_common import (
+    BASELINE_HELP,
+    DEFAULT_REPORT_DIR,
+    DEFAULT_TIMEOUT,
+    EXIT_DISCREPANCY,
+    EXIT_HARNESS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    HarnessError,
+    Parser,
+    UsageError,
+    baseline_arg,
+    csv_list,
+    int_arg,
+    one_line,
+    positive,
+    robust_streams,
+    save_traceback,
+    say,
+    shard_arg,
+    writable_report_dir,
+)
+from conformance.cli_reports import cmd_costs, cmd_coverage, cmd_findings, cmd_merge, cmd_report, cmd_triage, finish
 
 
 def build_parser() -> argparse.ArgumentParser:
     from conformance.profiles import PROFILES
 
-    parser = _Parser(prog="nnconform", description="Conformance suite and differential fuzzer for torch.nn layers.")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    parser = Parser(prog="nnconform", description="Conformance suite and differential fuzzer for torch.nn layers.")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser)
     sub.required = True
     p = sub.add_parser("backends", help="list backends, their availability and capabilities")
     p.add_argument("--json", action="store_true")
@@ -202,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ops", action="append", metavar="NAME[,NAME|glob]", help="layers to run (default all)")
     p.add_argument("--dtypes", action="append", metavar="DTYPE[,DTYPE]", help="dtypes (default all four)")
     p.add_argument("--profile", choices=sorted(PROFILES), default=None, help="run profile (default ci)")
-    p.add_argument("--examples", type=_positive(int), help="examples per layer × backend × dtype")
-    p.add_argument("--seed", type=_int, help="random seed (overrides the profile's derandomization)")
+    p.add_argument("--examples", type=positive(int), help="examples per layer × backend × dtype")
+    p.add_argument("--seed", type=int_arg, help="random seed (overrides the profile's derandomization)")
     p.add_argument("--report-dir", default=None, help=f"where results and reports go (default {DEFAULT_REPORT_DIR})")
     p.add_argument("--known", action="append", metavar="FILE", default=None,
                    help="a known-discrepancy file of your own (repeatable; added to the built-in entries and "
@@ -219,21 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", type=mode_option, default=("vjp",), metavar="MODE[,MODE]|all",
                    help="derivative modes: vjp (default), jvp, vjp2, vmap; all for nightly runs")
     p.add_argument("--quiet", action="store_true", help="no progress display")
-    p.add_argument("--timeout", type=_positive(float), default=None, metavar="SECONDS",
+    p.add_argument("--timeout", type=positive(float), default=None, metavar="SECONDS",
                    help=f"per-case time limit of a backend call (default {DEFAULT_TIMEOUT:g}; needs isolation)")
     p.add_argument("--no-isolate", action="store_true",
                    help="run backends in this process (faster start; a crash then ends the run, and no "
                         "time limit can be kept)")
-    p.add_argument("-j", "--jobs", type=_positive(int), default=None, metavar="N",
+    p.add_argument("-j", "--jobs", type=positive(int), default=None, metavar="N",
                    help="targets run in parallel in N processes (default: the machine's cores)")
-    p.add_argument("--shard", type=_shard, default=None, metavar="K/N",
+    p.add_argument("--shard", type=shard_arg, default=None, metavar="K/N",
                    help="run only the K-th of N parts of the targets, balanced by measured cost")
     p.add_argument("--database", default=None, metavar="DIR|redis://...",
                    help="a Hypothesis example database to share (directory or Redis URL)")
-    p.add_argument("--baseline", metavar="OLD_DIR", help=_BASELINE_HELP)
+    p.add_argument("--baseline", metavar="OLD_DIR", help=BASELINE_HELP)
     p = sub.add_parser("report", help="re-render the reports of a run directory")
     p.add_argument("directory", nargs="?", help="a run's report directory (default: the configured one)")
-    p.add_argument("--baseline", metavar="OLD_DIR", help=_BASELINE_HELP)
+    p.add_argument("--baseline", metavar="OLD_DIR", help=BASELINE_HELP)
     _config_options(p)
     p = sub.add_parser("findings", help="the findings of a run: one per probable bug, with where it fails")
     p.add_argument("directory", nargs="?", help="a run's report directory (default: the configured one)")
@@ -246,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory", nargs="?", help="a run's report directory (default: the configured one)")
     p.add_argument("--write-known", metavar="FILE",
                    help="append the drafted entries to FILE (created if missing); without it they are printed")
-    p.add_argument("--margin", type=_positive(float), default=10.0,
+    p.add_argument("--margin", type=positive(float), default=10.0,
                    help="wrong-value bounds are this many times the largest error seen (default 10)")
     p.add_argument("--finding", action="append", metavar="ID", help="only these findings (F1, F2...; repeatable)")
     _config_options(p)
@@ -297,7 +167,7 @@ def _configure(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    _robust_streams()
+    robust_streams()
     directory: str | None = None
     try:
         args = build_parser().parse_args(argv)
@@ -308,17 +178,17 @@ def main(argv: list[str] | None = None) -> int:
                    "costs": cmd_costs, "coverage": cmd_coverage}[args.command]
         return handler(args, argv)
     except UsageError as exc:
-        _say(f"nnconform: error: {exc}")
+        say(f"nnconform: error: {exc}")
         return EXIT_USAGE
     except HarnessError as exc:
-        _say(f"nnconform: harness error: {exc}")
+        say(f"nnconform: harness error: {exc}")
         return EXIT_HARNESS
     except KeyboardInterrupt:
-        _say("nnconform: interrupted")
+        say("nnconform: interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug of the harness, never a verdict about a backend
-        where = _save_traceback(directory)
-        _say(f"nnconform: internal error: {type(exc).__name__}: {exc} (traceback: {where})")
+        where = save_traceback(directory)
+        say(f"nnconform: internal error: {type(exc).__name__}: {exc} (traceback: {where})")
         return EXIT_HARNESS
 
 
@@ -398,19 +268,19 @@ def _resolve_run(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], list[
     from conformance.spec import select_specs
 
     for option, values in (("--ops", args.ops), ("--dtypes", args.dtypes), ("--backend", args.backend)):
-        if values is not None and not _csv(values):
+        if values is not None and not csv_list(values):
             raise UsageError(f"{option} was given an empty list")
     try:
-        specs = select_specs(_csv(args.ops))
+        specs = select_specs(csv_list(args.ops))
     except KeyError as exc:
         raise UsageError(exc.args[0]) from None
-    dtypes = _csv(args.dtypes) or list(DTYPE_NAMES)
+    dtypes = csv_list(args.dtypes) or list(DTYPE_NAMES)
     for d in dtypes:
         if d not in DTYPE_NAMES:
             raise UsageError(f"unknown dtype {d!r} (known: {', '.join(DTYPE_NAMES)})")
     dtypes = [d for d in DTYPE_NAMES if d in dtypes]
     backends, infos = [], []
-    for name in _csv(args.backend) or ["torch-cpu"]:
+    for name in csv_list(args.backend) or ["torch-cpu"]:
         try:
             backend = load_backend(name)
             info = _backend_info(backend)
@@ -455,18 +325,6 @@ def _check_database(location: str | None, profile_name: str) -> None:
         raise UsageError(f"cannot use the database directory {location!r}: {exc.strerror or exc}") from None
 
 
-def _writable_report_dir(path: Path) -> Path:
-    """The report directory, created; a one-line usage error when that is impossible."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".nnconform-write-test"
-        probe.write_text("", encoding="utf-8")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(f"cannot write the report directory {str(path)!r}: {exc.strerror or exc}") from None
-    return path
-
-
 def _versions(backends: list[Any]) -> dict[str, str]:
     import hypothesis
     import numpy
@@ -508,7 +366,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError("--timeout needs isolated backends: it cannot be kept with --no-isolate")
     _check_database(args.database, args.profile)
     backends, specs, dtypes, infos = _resolve_run(args)
-    baseline = _baseline(args.baseline)
+    baseline = baseline_arg(args.baseline)
     known_files = tuple(str(Path(f).resolve()) for f in args.known)
     for path in known_files:
         if not Path(path).is_file():
@@ -517,7 +375,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         load_known(extra=known_files)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    report_dir = _writable_report_dir(Path(args.report_dir))
+    report_dir = writable_report_dir(Path(args.report_dir))
     for info in infos:
         if not info["available"]:
             print(f"nnconform: backend {info['name']} unavailable: {info['reason']}", file=sys.stderr)
@@ -582,10 +440,10 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         info["baseline"] = str(baseline.path)
     write_run_info(report_dir, info)
     if status == "interrupted":  # stop now: the directory is valid and `nnconform report` renders it
-        _say(f"nnconform: interrupted after {len(progress.keys)} of {len(targets)} targets ({cases} cases); "
+        say(f"nnconform: interrupted after {len(progress.keys)} of {len(targets)} targets ({cases} cases); "
              f"render the incomplete report with: nnconform report {report_dir}")
         return EXIT_INTERRUPTED
-    return _finish(report_dir, info, baseline)
+    return finish(report_dir, info, baseline)
 
 
 class _RunProgress:
@@ -638,231 +496,6 @@ def _progress(args: argparse.Namespace, total: int) -> Iterator[Callable[[Any], 
                   console=err, transient=True) as progress:
         task = progress.add_task("starting", total=total)
         yield lambda t: progress.update(task, advance=1, description=f"{t.spec_id} · {t.backend} · {t.dtype}")
-
-
-def _finish(report_dir: Path, info: dict[str, Any], baseline: Any = None) -> int:
-    """Render the reports, print the summary and return the run's exit code: 130 after an
-    interruption, 3 for an otherwise incomplete run, else the run's own."""
-    from reports.records import read_records
-
-    unreadable: list[int] = []
-    records = list(read_records(report_dir, unreadable))
-    paths, findings = _render(report_dir, baseline)
-    _print_summary(records, info, baseline, findings, report_dir)
-    for kind, path in paths.items():
-        print(f"{kind} report: {path}")
-    counts = _case_counts(records)
-    print(f"{counts['cases']} cases in {float(info.get('duration_s', 0.0)):.1f} s "
-          f"({float(info.get('cases_per_second', 0.0)):.1f} cases/s); "
-          f"{_plural(len(findings), 'finding')} from {_plural(counts['discrepancies'], 'failing case')} "
-          f"({_plural(counts['shrunk'], 'shrunk example')}); results: {report_dir / 'results.jsonl'}")
-    return _exit_code(info, records, unreadable, int(info.get("exit_code", EXIT_OK)))
-
-
-def _plural(n: int, noun: str) -> str:
-    if n == 1:
-        return f"{n} {noun}"
-    return f"{n} {noun[:-1]}ies" if noun.endswith("y") else f"{n} {noun}s"
-
-
-def _case_counts(records: list[dict[str, Any]]) -> dict[str, int]:
-    """Cases the searches drew (neither shrinking steps nor replays of shrunk examples), those
-    with a discrepancy, and the shrunk examples."""
-    from backends.base import DISCREPANCY_VERDICTS
-    from reports.render import is_drawn_case, replays
-
-    replayed = replays(records)
-    drawn = [r for r in records if is_drawn_case(r, replayed)]
-    return {"cases": len(drawn), "discrepancies": sum(r.get("verdict") in DISCREPANCY_VERDICTS for r in drawn),
-            "shrunk": len(replayed)}
-
-
-def _exit_code(info: dict[str, Any], records: list[dict[str, Any]], unreadable: list[int], code: int) -> int:
-    """The run's ``code`` unless the run is incomplete: then 3, said on one line."""
-    from reports.records import incomplete_reasons
-
-    reasons = incomplete_reasons(info, records, unreadable)
-    if not reasons:
-        return code
-    _say(f"nnconform: INCOMPLETE RUN: {'; '.join(reasons)}")
-    return EXIT_HARNESS
-
-
-def cmd_merge(args: argparse.Namespace, argv: list[str]) -> int:
-    from conformance.parallel import MergeError, merge_runs
-    from reports.records import RESULTS_FILE, write_run_info
-
-    directories = [Path(d) for d in args.directories]
-    for directory in directories:
-        if not (directory / RESULTS_FILE).is_file():
-            raise UsageError(f"{directory} has no {RESULTS_FILE}")
-    if len({d.resolve() for d in directories}) < len(directories):
-        raise UsageError("a directory is given twice")
-    out = _writable_report_dir(Path(args.report_dir))
-    if any(d.resolve() == out.resolve() for d in directories):
-        raise UsageError("the merged report directory must differ from the directories merged")
-    try:
-        info = merge_runs(directories, out)
-    except MergeError as exc:
-        raise UsageError(str(exc)) from None
-    info["argv"] = ["nnconform", *argv]
-    write_run_info(out, info)
-    return _finish(out, info)
-
-
-def cmd_costs(args: argparse.Namespace, argv: list[str]) -> int:
-    from conformance.parallel import measured_costs
-    from reports.records import RESULTS_FILE
-
-    directories = [Path(d) for d in args.directories]
-    for directory in directories:
-        if not (directory / RESULTS_FILE).is_file():
-            raise UsageError(f"{directory} has no {RESULTS_FILE}")
-    print(json.dumps(measured_costs(directories), indent=1, sort_keys=True))
-    return EXIT_OK
-
-
-def cmd_coverage(args: argparse.Namespace, argv: list[str]) -> int:
-    from reports.coverage import classes_by_backend, coverage_table, listing, save, source_rows
-    from reports.records import RESULTS_FILE
-
-    rows: dict[str, dict[str, Any]] = {}  # a later source's row replaces an earlier one's
-    for source in map(Path, args.directories):
-        if source.is_dir():
-            if not (source / RESULTS_FILE).is_file():
-                raise UsageError(f"{source} has no {RESULTS_FILE}")
-            rows.update(source_rows(source))
-            continue
-        if not source.is_file():
-            raise UsageError(f"{source}: neither a run directory (with {RESULTS_FILE}) nor a saved coverage table")
-        try:
-            rows.update(source_rows(source))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise UsageError(f"{source} is not a coverage table saved with --save "
-                             f"({type(exc).__name__}: {exc})") from None
-    classes = classes_by_backend(rows)
-    if args.save:
-        save(args.save, rows)
-    print("\n".join(coverage_table(classes)))
-    if args.list:
-        print("\n".join(listing(classes, args.list)))
-    return EXIT_OK
-
-
-def _render(report_dir: Path, baseline: Any = None) -> tuple[dict[str, Path], list[dict[str, Any]]]:
-    """Findings (``findings.json``), then the HTML and JUnit reports."""
-    from conformance.findings import render_run
-
-    return render_run(report_dir, baseline)
-
-
-def _print_summary(records: list[dict[str, Any]], info: dict[str, Any], baseline: Any = None,
-                   findings: list[dict[str, Any]] | None = None, report_dir: Path | None = None) -> None:
-    from reports.terminal import print_summary
-
-    print_summary(records, info, baseline=baseline, findings=findings,
-                  report_dir=str(report_dir) if report_dir is not None else None)
-
-
-def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
-    from reports.records import RESULTS_FILE, read_records, read_run_info
-
-    directory = Path(args.directory)
-    if not (directory / RESULTS_FILE).is_file():
-        raise UsageError(f"{directory} has no {RESULTS_FILE}")
-    baseline = _baseline(args.baseline)
-    paths, findings = _render(directory, baseline)
-    info = read_run_info(directory)
-    unreadable: list[int] = []
-    records = list(read_records(directory, unreadable))
-    _print_summary(records, info, baseline, findings, directory)
-    for kind, path in paths.items():
-        print(f"{kind} report: {path}")
-    if baseline is not None:
-        from reports.baseline import compare_runs
-
-        code = compare_runs(records, baseline).exit_code
-    else:
-        from backends.base import DISCREPANCY_VERDICTS
-
-        code = EXIT_DISCREPANCY if any(r.get("verdict") in DISCREPANCY_VERDICTS for r in records) else EXIT_OK
-    return _exit_code(info, records, unreadable, code)
-
-
-def _run_directory(args: argparse.Namespace) -> tuple[Path, list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
-    """(directory, records, run info, findings) of ``args.directory``; ``--finding`` filters."""
-    from conformance.findings import analyse
-    from reports.records import RESULTS_FILE, read_records, read_run_info
-
-    directory = Path(args.directory)
-    if not (directory / RESULTS_FILE).is_file():
-        raise UsageError(f"{directory} has no {RESULTS_FILE}")
-    records = list(read_records(directory))
-    info = read_run_info(directory)
-    findings = analyse(records)
-    if args.finding:
-        wanted = {x.strip() for x in _csv(args.finding)}
-        unknown = sorted(wanted - {f["id"] for f in findings})
-        if unknown:
-            have = ", ".join(f["id"] for f in findings) or "none"
-            raise UsageError(f"no finding {', '.join(unknown)} (the run has {have})")
-        findings = [f for f in findings if f["id"] in wanted]
-    return directory, records, info, findings
-
-
-def cmd_findings(args: argparse.Namespace, argv: list[str]) -> int:
-    """The findings of a run: for people (default), as bug reports (``--markdown``) or as JSON."""
-    from conformance.finding_drafts import declaration_facts
-    from conformance.findings import findings_document
-
-    directory, records, info, findings = _run_directory(args)
-    if args.json:
-        from reports.records import _clean
-
-        print(json.dumps(_clean(findings_document(findings, info)), indent=1, sort_keys=True))
-    elif args.markdown:
-        from reports.markdown import findings_markdown
-
-        policies, targets = declaration_facts(findings)
-        print(findings_markdown(findings, info, str(directory), policies, targets, records), end="")
-    else:
-        from reports.terminal import print_findings
-
-        print_findings(findings, str(directory))
-    return EXIT_OK
-
-
-def cmd_triage(args: argparse.Namespace, argv: list[str]) -> int:
-    """Draft strict known entries from a run's findings: printed, or appended to ``--write-known``."""
-    from conformance.finding_drafts import draft_entries, entries_toml, write_known_file
-    from conformance.known import load_file, load_known
-
-    directory, _, info, findings = _run_directory(args)
-    taken = set()
-    try:
-        taken |= {e.id for e in load_known(extra=tuple(getattr(args.config, "known", ())))}
-        if args.write_known and Path(args.write_known).exists():
-            taken |= {e.id for e in load_file(Path(args.write_known))}
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    entries, notes = draft_entries(findings, info, str(directory), taken, margin=args.margin)
-    for note in notes:
-        _say(f"nnconform: {note}")
-    if not args.write_known:
-        print(entries_toml(entries), end="")
-        return EXIT_OK
-    try:
-        path = write_known_file(args.write_known, entries)
-    except OSError as exc:
-        raise UsageError(f"cannot write {args.write_known!r}: {exc.strerror or exc}") from None
-    except ValueError as exc:  # a drafted entry that does not load: a bug of the drafting
-        raise HarnessError(f"the drafted entries do not load: {exc}") from None
-    print(f"{_plural(len(entries), 'entry')} written to {path} "
-          f"({_plural(len(findings) - len(entries), 'finding')} not drafted)."
-          if len(findings) != len(entries) else f"{_plural(len(entries), 'entry')} written to {path}.")
-    if entries:
-        print(f"Review them, then gate on new discrepancies: nnconform run ... --known {shlex.quote(str(path))}")
-    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def directional(fn: Callable[..., Arrays], inputs: Arrays, directions: Arrays,
     d/dt fn(x + t·d) at t = 0, by ``derivative`` (four evaluations of ``fn``; inputs without a
     direction are held fixed). An array missing or changing shape at some point is left out.
 
-    With h a power of two and directions of few significant bits (``torch_call.mode_values``),
+    With h a power of two and directions of few significant bits (``torch_run.mode_values``),
     x + t·d is exact: the step is exactly the one divided by. The error estimate is the Richardson
     one, |D(h/2) - D(h)|/3, plus the rounding of the evaluations themselves (``rounding_error`` of
     the largest value they give: the Richardson term alone can vanish when both quotients round

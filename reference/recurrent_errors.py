@@ -103,7 +103,7 @@ def _quadrature(e: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 class Tracked:
     """The arithmetic of ``Bounded`` values for a format of unit roundoff ``u``, smallest subnormal
-    ``tiny`` and smallest normal number ``normal`` (same methods as ``reference.recurrent.Exact``)."""
+    ``tiny`` and smallest normal number ``normal`` (same methods as ``reference.recurrent_core.Exact``)."""
 
     def __init__(self, u: float, tiny: float, normal: float):
         self.u = u

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import pprint
+import re
 import textwrap
 from collections.abc import Sequence
 from string import Template
@@ -250,9 +251,13 @@ def _docstring_safe(text: Any, multiline: bool = True) -> str:
     return printable(text, multiline).replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _inline(name: str, source: str) -> str:
-    """A module's source, ready to sit inside the script (its future import is the script's)."""
+def _inline(name: str, source: str, siblings: Sequence[str] = ()) -> str:
+    """A module's source, ready to sit inside the script: its future import is the script's, and its
+    imports from the ``siblings`` (the other modules inlined, by module name) are left out: the
+    script defines every inlined name in its one namespace."""
     body = "\n".join(line for line in source.splitlines() if line.strip() != "from __future__ import annotations")
+    for module in siblings:
+        body = re.sub(rf"^[ \t]*from {re.escape(module)} import (\([^)]*\)|[^\n(]*)\n", "", body, flags=re.M)
     return f"\n# --- {name}, verbatim from nnconform {'-' * max(0, 70 - len(name))}\n{body}\n"
 
 
@@ -289,4 +294,6 @@ def render_repro(record: dict[str, Any], npz_filename: str, sources: Sequence[tu
         layouts=_literal({n: i.get("layout") or {"kind": "contiguous"} for n, i in inputs.items()}),
         requires_grad=repr(tuple(n for n, i in inputs.items() if i.get("requires_grad"))),
         max_value=repr(float(max_value)), unit_roundoff=repr(float(unit_roundoff)))
-    return header + "".join(_inline(name, src) for name, src in sources) + body
+    modules = [name.removesuffix(".py").replace("/", ".") for name, _ in sources]
+    return header + "".join(_inline(name, src, [m for m in modules if m != modules[i]])
+                            for i, (name, src) in enumerate(sources)) + body

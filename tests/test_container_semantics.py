@@ -19,7 +19,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backends.torch_call import run_call
+from backends.torch_run import run_call
 from reference import containers as model
 
 SETTINGS = settings(max_examples=30, deadline=None, derandomize=True, database=None)

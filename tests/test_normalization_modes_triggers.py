@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 from backends.base import Case, Layout  # noqa: E402
-from backends.torch_call import _stacked_layout, materialise  # noqa: E402
+from backends.torch_call import materialise  # noqa: E402
+from backends.torch_run import stacked_layout  # noqa: E402
 from conformance.numerics import normalization_modes as M  # noqa: E402
 from conformance.numerics.normalization import lrn_view_fails  # noqa: E402
 
@@ -49,7 +50,7 @@ def test_vmap_raise_predicates_are_torchs(op: str, ranks: tuple[int, ...], messa
                     inputs={"input": np.zeros(shape)}, layouts={"input": layout}, mode="vmap",
                     call={"mode": {"kind": "vmap", "batch": 3, "in_dim": {"input": at}}})
         stacked = materialise(np.random.default_rng(0).standard_normal(shape[:at] + (3,) + shape[at:]),
-                              _stacked_layout(layout.describe(), ndim, at), torch.float32, "cpu")
+                              stacked_layout(layout.describe(), ndim, at), torch.float32, "cpu")
         try:
             torch.func.vmap(call, in_dims=at)(stacked)
             got = False

@@ -32,7 +32,10 @@ PACKAGES = ("reference", "backends", "conformance", "reports")
 # the call interpreter and the element judge (carried verbatim by repro scripts) nothing either.
 ALLOWED = {"reference": set(), "backends": {"backends"}, "reports": {"backends"},
            "conformance": {"reference", "backends", "reports"}}
-SELF_CONTAINED = ("backends/base.py", "backends/torch_call.py", "conformance/elementwise.py")
+SELF_CONTAINED = ("backends/base.py",)
+# Carried verbatim, together, by every repro script: each may import only the others (the script
+# leaves those imports out and defines every name in one namespace).
+INLINED = ("backends/torch_call.py", "backends/torch_run.py", "conformance/elementwise.py")
 
 
 def _project_imports(path: Path) -> set[str]:
@@ -58,6 +61,17 @@ def test_package_arrows_point_one_way():
 def test_contract_interpreter_and_judge_import_nothing_of_the_project():
     for rel in SELF_CONTAINED:
         assert not _project_imports(ROOT / rel), rel
+    modules = {rel.removesuffix(".py").replace("/", ".") for rel in INLINED}
+    for rel in INLINED:
+        others = modules - {rel.removesuffix(".py").replace("/", ".")}
+        allowed = others | {m.split(".")[0] for m in others}
+        assert _project_imports(ROOT / rel) <= allowed, rel
+
+
+def test_repro_sources_are_the_inlined_modules():
+    from conformance.artifacts import repro_sources
+
+    assert tuple(name for name, _ in repro_sources()) == INLINED
 
 
 def test_the_reference_library_needs_numpy_alone():

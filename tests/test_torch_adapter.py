@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from backends.torch_backend import TorchBackend, _absent
-from backends.torch_call import run_call
+from backends.torch_run import run_call
 from conformance.cli import main
 from reports.records import read_records
 

@@ -33,6 +33,7 @@ from conformance.composition import (
 from conformance.dtypes import DTYPES
 from conformance.numerics import containers as N
 from conformance.spec import CaseStrategy, Comparator, LayerSpec, Pullback, Regime, Tolerance, TorchMapping
+from conformance.strategies import container_ops as SO
 from conformance.strategies import containers as SC
 from conformance.tolerance import analysed_tolerance
 from reference import clip as clip_ref
@@ -365,7 +366,7 @@ def _step_node(case: Case, step: Mapping[str, Any]) -> dict[str, Any]:
 def operation_call(case: Case) -> dict[str, Any]:
     """The steps node editing and observing the container under test."""
     return {"steps": {"on": {"attribute": ""}, "do": [_step_node(case, s) for s in case.params["steps"]],
-                      "names": list(SC.VOCABULARY)}}
+                      "names": list(SO.VOCABULARY)}}
 
 
 def _constructor(case: Case) -> dict[str, Any]:
@@ -393,14 +394,14 @@ def _reads(case: Case) -> list[Any]:
 
 def operations_reference(case: Case) -> tuple[Result, Pullback | None]:
     """The documented semantics (``reference.containers``) run on the same operations."""
-    return Result(outputs=SC.observed(case)), None
+    return Result(outputs=SO.observed(case)), None
 
 
 def operations(op: str, *, regimes: Sequence[Regime] = (), notes: str = "") -> LayerSpec:
-    """Container ``op`` edited by drawn operations and observed (``strategies.containers``)."""
+    """Container ``op`` edited by drawn operations and observed (``strategies.container_ops``)."""
     return LayerSpec(
         name=op, variant="semantics", family="container", kind="operations",
-        cases=SC.operation_cases(op), invalid_cases=SC.invalid_operation_cases(op),
+        cases=SO.operation_cases(op), invalid_cases=SO.invalid_operation_cases(op),
         reference=operations_reference,
         torch=TorchMapping(f"torch.nn.{op}", ctor=_constructor, ctor_args=_constructor_args, args=(),
                            forward=operation_call, outputs=_reads),

@@ -22,6 +22,7 @@ from backends.base import CONTIGUOUS, Case, Result
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
 from conformance.numerics import init as num
+from conformance.numerics import parametrizations as NP
 from conformance.spec import LayerSpec, Randomness, Regime, Tolerance, TorchMapping, arg, call_node
 from conformance.strategies import init as strat
 from conformance.tolerance import analysed_tolerance
@@ -207,7 +208,7 @@ def _layer_case(case: Case, weight: np.ndarray) -> Case:
                    choices={}, call=None)
 
 
-def _parametrized_reference(method: num.Parametrisation):
+def _parametrized_reference(method: NP.Parametrisation):
     def reference(case: Case) -> tuple[Result, Any]:
         method.check(case)
         weight, state = method.weight(case)
@@ -226,7 +227,7 @@ def _parametrized_reference(method: num.Parametrisation):
     return reference
 
 
-def _parametrized_errors(method: num.Parametrisation):
+def _parametrized_errors(method: NP.Parametrisation):
     """The layer's own bound (its declaration's tolerance, with the parametrised weight), plus the
     weight's error carried through the layer (linear in the weight: the layer on |input| and the
     weight's error bound), plus the parametrisation's bounds of the originals' gradients and of
@@ -273,7 +274,7 @@ def _parametrized_mapping(target: str, extra: Sequence[str]) -> TorchMapping:
         return lambda case: [n for n in case.inputs if n.startswith(prefix)]
 
     return TorchMapping(target, ctor=ctor, parameters=lambda case: [n for n in case.differentiable if n != "input"],
-                        buffers=named(f"{num.WEIGHT}.0."), mutated=named(f"{num.WEIGHT}.0._"), args=("input",))
+                        buffers=named(f"{NP.WEIGHT}.0."), mutated=named(f"{NP.WEIGHT}.0._"), args=("input",))
 
 
 def _parametrized_cases(name: str, bases: Sequence[str], draw: Callable[..., tuple[dict, dict, dict]], train: bool,
@@ -297,7 +298,7 @@ def _parametrized_cases(name: str, bases: Sequence[str], draw: Callable[..., tup
     return S.case_strategy(build)
 
 
-def parametrized(name: str, method: num.Parametrisation, draw: Callable[..., tuple[dict, dict, dict]], *,
+def parametrized(name: str, method: NP.Parametrisation, draw: Callable[..., tuple[dict, dict, dict]], *,
                  bases: Sequence[str], params: Sequence[str], invalid: Mapping[str, Mapping[str, Any]],
                  train: bool = False, smooth_at: Callable[[Case], bool] | None = None,
                  comparators: Mapping[str, Any] | None = None, regimes: Sequence[Regime] = (),

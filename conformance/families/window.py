@@ -22,9 +22,11 @@ import numpy as np
 
 from backends.base import Case, Result
 from conformance.numerics import window as N
+from conformance.numerics import window_randomness as NR
 from conformance.spec import LayerSpec, Pullback, Randomness, Regime, Tolerance, TorchMapping, arg
 from conformance.strategies import conv as conv_cases
 from conformance.strategies import pooling as pool_cases
+from conformance.strategies import pooling_regimes as pool_regimes
 from conformance.strategies import window as fold_cases
 from reference import conv as conv_ref
 from reference import functional as RF
@@ -198,31 +200,31 @@ KINDS: dict[str, Kind] = {
                        lambda op, nd: conv_cases.conv_invalid(op, nd, True), conv_reference, N.CONV_TOLERANCE,
                        conv_cases.transposed_regimes, parameters=("weight", "bias")),
     "max": Kind("pooling", pool_cases.max_pool_cases, lambda op, nd: pool_cases.sliding_invalid(op, nd, "max"),
-                max_pool_reference, N.SELECTION_TOLERANCE, pool_cases.max_pool_regimes, N.SELECTION_COMPARATORS,
+                max_pool_reference, N.SELECTION_TOLERANCE, pool_regimes.max_pool_regimes, N.SELECTION_COMPARATORS,
                 N.no_ties, selection_outputs),
     "avg": Kind("pooling", pool_cases.avg_pool_cases, lambda op, nd: pool_cases.sliding_invalid(op, nd, "avg"),
-                avg_pool_reference, N.AVG_TOLERANCE, pool_cases.avg_pool_regimes),
+                avg_pool_reference, N.AVG_TOLERANCE, pool_regimes.avg_pool_regimes),
     "lp": Kind("pooling", pool_cases.lp_pool_cases, lambda op, nd: pool_cases.sliding_invalid(op, nd, "lp"),
-               lp_pool_reference, N.LP_TOLERANCE, pool_cases.lp_pool_regimes, smooth_at=N.lp_smooth),
+               lp_pool_reference, N.LP_TOLERANCE, pool_regimes.lp_pool_regimes, smooth_at=N.lp_smooth),
     "unpool": Kind("pooling", pool_cases.unpool_cases, pool_cases.unpool_invalid, unpool_reference,
-                   Tolerance(magnitude="ref", exact="always"), pool_cases.unpool_regimes,
+                   Tolerance(magnitude="ref", exact="always"), pool_regimes.unpool_regimes,
                    {"output": N.unpool_output_comparator}, N.unpool_smooth, args=("input", "indices"),
                    adjoint_at=N.unpool_smooth),
     "adaptive-max": Kind("pooling", lambda op, nd: pool_cases.adaptive_cases(op, nd, True),
                          pool_cases.adaptive_invalid, adaptive_max_reference, N.SELECTION_TOLERANCE,
-                         lambda nd: pool_cases.adaptive_regimes(nd, selection=True), N.SELECTION_COMPARATORS,
+                         lambda nd: pool_regimes.adaptive_regimes(nd, selection=True), N.SELECTION_COMPARATORS,
                          N.no_ties, selection_outputs),
     "adaptive-avg": Kind("pooling", lambda op, nd: pool_cases.adaptive_cases(op, nd, False),
                          pool_cases.adaptive_invalid, adaptive_avg_reference, N.ADAPTIVE_AVG_TOLERANCE,
-                         lambda nd: pool_cases.adaptive_regimes(nd, selection=False)),
+                         lambda nd: pool_regimes.adaptive_regimes(nd, selection=False)),
     "fractional": Kind("pooling", lambda op, nd: pool_cases.fractional_cases(op, nd, drawn=False),
                        lambda op, nd: pool_cases.fractional_invalid(op, nd, drawn=False), fractional_reference,
-                       N.SELECTION_TOLERANCE, lambda nd: pool_cases.fractional_regimes(nd, drawn=False),
+                       N.SELECTION_TOLERANCE, lambda nd: pool_regimes.fractional_regimes(nd, drawn=False),
                        N.SELECTION_COMPARATORS, N.no_ties, selection_outputs),
     "fractional[drawn]": Kind("pooling", lambda op, nd: pool_cases.fractional_cases(op, nd, drawn=True),
                               lambda op, nd: pool_cases.fractional_invalid(op, nd, drawn=True),
                               fractional_reference, N.SELECTION_TOLERANCE,
-                              lambda nd: pool_cases.fractional_regimes(nd, drawn=True), N.SELECTION_COMPARATORS,
+                              lambda nd: pool_regimes.fractional_regimes(nd, drawn=True), N.SELECTION_COMPARATORS,
                               N.no_ties, selection_outputs),
     "fold": Kind("shape", lambda op, nd: fold_cases.fold_cases(op), lambda op, nd: fold_cases.fold_invalid(op),
                  fold_reference, {"output": N.FOLD_SUM, "grad.input": N.COPY},
@@ -232,8 +234,8 @@ KINDS: dict[str, Kind] = {
                    lambda nd: fold_cases.fold_regimes(image_input=True), {"output": N.copy_comparator}),
 }
 
-FRACTIONAL_RANDOMNESS = Randomness(choices={"_random_samples": N.fractional_sample_rule},
-                                   sample=N.draw_fractional_samples, check=N.check_fractional_samples,
+FRACTIONAL_RANDOMNESS = Randomness(choices={"_random_samples": NR.fractional_sample_rule},
+                                   sample=NR.draw_fractional_samples, check=NR.check_fractional_samples,
                                    deterministic=lambda case: False)
 
 

@@ -1,5 +1,5 @@
 """**jvp** (forward mode). The backend returns J·t for a tangent t of every differentiable input,
-parameters included (``torch_call.mode_values``). J·t is judged through the VJP by the adjoint
+parameters included (``torch_run.mode_values``). J·t is judged through the VJP by the adjoint
 identity ⟨u, J·t⟩ = ⟨Jᵀu, t⟩:
 
 - over ``PROJECTIONS`` random cotangents u (normals; small integers in the exact tier), one
@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from backends.base import Case, Result
-from backends.torch_call import mode_values
+from backends.torch_run import mode_values
 from conformance.compare import judged
 from conformance.dtypes import DTYPES
 from conformance.modes.base import (

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from backends.base import Case, Result
-from backends.torch_call import direction_values
+from backends.torch_run import direction_values
 from conformance.compare import judged
 from conformance.dtypes import DTYPES
 from conformance.modes.base import (

@@ -1,6 +1,6 @@
 """**vmap**. ``BATCH`` cases of the declaration with the same shapes and different values (slice 0
 the case, the others seeded permutations of its float inputs and cotangents:
-``torch_call.vmap_slice``) stacked along a new dim (at 0, or after the last dim, by case) through
+``torch_run.vmap_slice``) stacked along a new dim (at 0, or after the last dim, by case) through
 ``torch.func.vmap`` over ``torch.func.functional_call``; parameters stacked per case, or shared
 (unbatched) by case; forward only, or with ``torch.func.vjp`` inside (the slices' own
 cotangents). Each slice is compared with its own case's reference by the declaration's own
@@ -11,7 +11,7 @@ summed before the overflow) is accepted there, and NaN where the absolute terms 
 range (two accumulators overflowing with opposite signs) (``VmapMode.partial_sum_overflow``), and
 only there. A parameter listed as ``shared`` that the call mutates is stacked all the same (each
 slice updates its own copy), and each slice's reference reads its own permutation of it
-(``VmapMode.slice_case``, as ``torch_call._run_vmap``). A stochastic case runs with
+(``VmapMode.slice_case``, as ``torch_run.run_vmap``). A stochastic case runs with
 ``randomness="different"`` or ``"same"`` (by case): each slice is judged by its conditional
 reference given its reported choices, and under ``"same"`` the slices' choices must coincide.
 """
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from backends.base import Case, Result
-from backends.torch_call import vmap_slice
+from backends.torch_run import vmap_slice
 from conformance.compare import Comparison, compare_results
 from conformance.dtypes import DTYPES
 from conformance.modes.base import (
@@ -99,7 +99,7 @@ class VmapMode(Mode):
         ``got``, the random choices the backend reported for it, as a known entry's predicate reads
         them)."""
         node = (case.call or {})["mode"]
-        # A shared parameter the call updates in place is stacked all the same (torch_call._run_vmap):
+        # A shared parameter the call updates in place is stacked all the same (torch_run.run_vmap):
         # each slice renormalises its own copy, so the slice's value is its permutation.
         shared = set(node.get("shared", ())) - set((case.call or {}).get("mutated", ()))
         shared |= set(node.get("fixed", ()))  # a mask under a causal hint: every slice repeats it

@@ -90,7 +90,7 @@ def mish_exp_overflows(case: Case) -> bool:
     finite input has exp(x) beyond the dtype's largest value (inf, whose ExpBackward is 0·inf), or,
     in a composition through forward mode, exp(x)·|v| (the exp's tangent along the direction v:
     inf, times tanh's 1 - t² = 0)."""
-    from backends.torch_call import direction_values
+    from backends.torch_run import direction_values
 
     x = np.asarray(_x(case), dtype=np.float64)
     limit = math.log(DTYPES[case.dtype].max_value)
@@ -165,7 +165,7 @@ def softmax_jvp_sum_overflows(case: Case) -> bool:
     rule (``logsumexp_jvp``: Σ exp(x - max)·v over the slice, before dividing by Σ exp(x - max))
     overflows the dtype in some slice, although ⟨y, v⟩ is at most max|v|. Softmin on -x, -v;
     Softmax2d over dim -3."""
-    from backends.torch_call import direction_values
+    from backends.torch_run import direction_values
     from reference import softmax as M
 
     node = (case.call or {}).get("mode") or {}

@@ -73,7 +73,7 @@ def second_order_beyond_range(case: Case) -> bool:
     infinity the bound reaches is accepted there)."""
     if "layers" not in case.params or len(layers_of(case)) < 2 or case.dtype not in DTYPES:
         return False
-    from backends.torch_call import direction_values
+    from backends.torch_run import direction_values
     from conformance.modes.base import FD_STEP, _differentiable, _seed
     from conformance.strategies import output_cotangent
     from reference.finite_differences import directional

@@ -108,7 +108,7 @@ def named_sequential_torch_model(case: Case, reference: Result, got: Result) -> 
 
 
 def _replay_named_sequential(case: Case) -> dict[str, np.ndarray]:
-    from conformance.strategies.containers import VOCABULARY
+    from conformance.strategies.container_ops import VOCABULARY
     from reference import containers as model
 
     p = case.params
@@ -141,7 +141,7 @@ def named_sequential_lengths_differ(case: Case) -> bool:
     than the documented semantics (the float tensors a model cannot be judged on: see
     ``named_sequential_torch_model``)."""
     from conformance.numerics.containers import named_sequential_reordered
-    from conformance.strategies.containers import observed
+    from conformance.strategies.container_ops import observed
 
     if case.invalid or not named_sequential_reordered(case):
         return False

@@ -104,7 +104,7 @@ def circular_overrun_model(case: Case, reference: Result, got: Result) -> dict[s
 
 
 def _whole_norm_parts(case: Case) -> tuple[np.ndarray, np.ndarray, float]:
-    from conformance.numerics.init import WEIGHT
+    from conformance.numerics.parametrizations import WEIGHT
 
     v = np.asarray(case.inputs[f"{WEIGHT}.original1"], dtype=np.float64)
     g = np.asarray(case.inputs[f"{WEIGHT}.original0"], dtype=np.float64)
@@ -120,7 +120,7 @@ def _whole_norm_weight(case: Case) -> tuple[np.ndarray, dict]:
 def _whole_norm_vjp(case: Case, grad_w: np.ndarray) -> dict[str, np.ndarray]:
     """The VJP of W = v·(g/‖v‖_F), g broadcast against v (torch's composite path of
     ``torch._weight_norm`` with dim = -1, which is not v.dim() - 1: no fused kernel)."""
-    from conformance.numerics.init import WEIGHT
+    from conformance.numerics.parametrizations import WEIGHT
 
     v, g, n = _whole_norm_parts(case)
     G = np.asarray(grad_w, dtype=np.float64)
@@ -140,7 +140,7 @@ def weight_norm_whole_tensor_model(case: Case, reference: Result, got: Result) -
     from dataclasses import replace
 
     from conformance.families.init import _parametrized_reference
-    from conformance.numerics.init import WEIGHT, Parametrisation
+    from conformance.numerics.parametrizations import WEIGHT, Parametrisation
 
     method = Parametrisation(_whole_norm_weight, _whole_norm_vjp, lambda *a: {}, lambda c: None)
     result, pullback = _parametrized_reference(method)(case)

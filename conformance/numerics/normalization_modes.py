@@ -164,12 +164,12 @@ def lrn_vmap_view_fails(case: Case) -> bool:
     """A LocalResponseNorm vmap case of 5 or more dims whose x², as torch.func.vmap computes it, cannot
     be viewed as (N, 1, C, D, -1) although the plain call's can (``lrn_view_fails`` is the plain
     call's own failure, borrowed by the slices): the batched input (the case's layout for its own
-    dims, the batch dim stored outermost: ``torch_call._stacked_layout``) is moved to the front, and
+    dims, the batch dim stored outermost: ``torch_run.stacked_layout``) is moved to the front, and
     x² of a physical tensor that is not dense (an expanded layout) gets TensorIterator's order of its
     strides, in which the stride-0 dims keep no place: dims 3... of the slice may no longer nest.
     Exact over 600 random 5-d/6-d layouts (contiguous, permuted, strided, expanded; batch dim first
     and last; 52 raising) against torch 2.13."""
-    from backends.torch_call import _stacked_layout
+    from backends.torch_run import stacked_layout
     from conformance import strategies as S
     from conformance.numerics.normalization import lrn_view_fails
 
@@ -180,7 +180,7 @@ def lrn_vmap_view_fails(case: Case) -> bool:
     at = int(node.get("in_dim", {}).get("input", 0))
     batch = int(node.get("batch", 1))
     shape = (*x.shape[:at], batch, *x.shape[at:])
-    described = _stacked_layout(case.layout("input").describe(), x.ndim, at)
+    described = stacked_layout(case.layout("input").describe(), x.ndim, at)
     layout = type(case.layout("input"))(kind=described["kind"], perm=tuple(described.get("perm", ())),
                                          step=tuple(described.get("step", ())), dims=tuple(described.get("dims", ())))
     strides = S.torch_strides(shape, layout)
@@ -194,9 +194,9 @@ def lrn_vmap_view_fails(case: Case) -> bool:
 
 def _batched_strides(case: Case, name: str) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """The shape and strides of the tensor torch.func.vmap sees for input ``name`` of a vmap case,
-    the batch dim moved to the front (``torch_call._stacked_layout``: the case's layout for its own
+    the batch dim moved to the front (``torch_run.stacked_layout``: the case's layout for its own
     dims, the batch dim stored outermost)."""
-    from backends.torch_call import _stacked_layout
+    from backends.torch_run import stacked_layout
     from conformance import strategies as S
 
     node = case.mode_node
@@ -205,7 +205,7 @@ def _batched_strides(case: Case, name: str) -> tuple[tuple[int, ...], tuple[int,
         return None
     at = int(node.get("in_dim", {}).get(name, 0))
     shape = (*x.shape[:at], int(node.get("batch", 1)), *x.shape[at:])
-    described = _stacked_layout(case.layout(name).describe(), x.ndim, at)
+    described = stacked_layout(case.layout(name).describe(), x.ndim, at)
     layout = type(case.layout(name))(kind=described["kind"], perm=tuple(described.get("perm", ())),
                                      step=tuple(described.get("step", ())), dims=tuple(described.get("dims", ())))
     strides = S.torch_strides(shape, layout)

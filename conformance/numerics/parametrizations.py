@@ -1,6 +1,9 @@
-"""The parametrizations (``torch.nn.utils.parametrizations``) in the derivative modes (jvp, vjp2,
-vmap; issue #24): spectral_norm's second-order error terms (``LayerSpec.second_order_error``) and
-the predicates of the known entries these modes found (``conformance/known/parametrizations.toml``).
+"""The parametrizations (``torch.nn.utils.parametrizations``: weight_norm, spectral_norm,
+orthogonal) as the suite judges them: each one's weight from its originals and buffers, the VJP
+of that weight, and its error analysis (``Parametrisation``); spectral_norm's gradient comparator;
+in the derivative modes (jvp, vjp2, vmap; issue #24) spectral_norm's second-order error terms
+(``LayerSpec.second_order_error``); and the predicates of the known entries of the family
+(``conformance/known/parametrizations.toml``, ``init.toml``).
 
 A parametrised case holds the originals and buffers under their attribute paths and the eager
 layer's parameters in ``params["module_params"]``; its reference keeps the layer's own case (with
@@ -11,18 +14,276 @@ weight in ``meta["layer grads"]``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from backends.base import Case
+from backends.base import Case, Result
+from conformance.compare import Comparison, compare_tensor
 from conformance.dtypes import DTYPES
-from conformance.spec import all_specs, spec_of
+from conformance.spec import LayerSpec, all_specs, spec_of
 from reference import parametrizations as P
 
 WEIGHT = "parametrizations.weight"
 SN_ORIGINAL = f"{WEIGHT}.original"
+
+
+# -- the weight from the originals, its VJP, and its error analysis ---------------------------------
+
+@dataclass(frozen=True)
+class Parametrisation:
+    """One of torch.nn.utils.parametrizations, as functions of a case (its originals and buffers
+    under their attribute paths, its parameters in ``case.params``):
+
+    - ``weight(case) -> (W, state)``: the weight the layer uses, and the buffers after the call;
+    - ``vjp(case, G) -> {original: gradient}`` for the layer's gradient G of W;
+    - ``errors(case, G, B_G) -> {"weight": (relative, absolute), original or "state.<buffer>": bound}``
+      in units of u (B_G: the bound of G's error, units of u; G None: the weight's only);
+    - ``check(case)``: raises for the rules the function enforces.
+    """
+
+    weight: Callable[[Case], tuple[np.ndarray, dict[str, np.ndarray]]]
+    vjp: Callable[[Case, np.ndarray], dict[str, np.ndarray]]
+    errors: Callable[[Case, np.ndarray | None, np.ndarray | None], dict]
+    check: Callable[[Case], None] = lambda case: None
+
+
+def _module_transposed(case: Case) -> bool:
+    return case.params["module"].startswith("ConvTranspose")
+
+
+def _wn_weight(case: Case) -> tuple[np.ndarray, dict]:
+    return P.weight_norm(case.inputs[f"{WEIGHT}.original1"], case.inputs[f"{WEIGHT}.original0"],
+                         case.params["dim"]), {}
+
+
+def _wn_vjp(case: Case, grad_w: np.ndarray) -> dict[str, np.ndarray]:
+    from reference import functional as RF
+
+    g = RF.vjp("weight_norm", case.inputs[f"{WEIGHT}.original1"], case.inputs[f"{WEIGHT}.original0"],
+               case.params["dim"], cotangent=grad_w)
+    return {f"{WEIGHT}.original0": g["g"], f"{WEIGHT}.original1": g["v"]}
+
+
+def _wn_errors(case: Case, grad_w: np.ndarray | None, grad_w_error: np.ndarray | None) -> dict:
+    e = P.weight_norm_errors(case.inputs[f"{WEIGHT}.original1"], case.inputs[f"{WEIGHT}.original0"],
+                             case.params["dim"], grad_w, grad_w_error)
+    out: dict = {"weight": (e["weight"], 0.0)}
+    if grad_w is not None:
+        out.update({f"grad.{WEIGHT}.original0": e["g"], f"grad.{WEIGHT}.original1": e["v"]})
+    return out
+
+
+def _wn_check(case: Case) -> None:
+    P.norm_axes(case.inputs[f"{WEIGHT}.original1"].ndim, case.params["dim"])
+
+
+def _sn_weight(case: Case) -> tuple[np.ndarray, dict]:
+    u, v = _spectral_uv(case)
+    w = P.spectral_normalize(case.inputs[f"{WEIGHT}.original"], u, v, _spectral_dim(case))
+    return w, {f"{WEIGHT}.0._u": u, f"{WEIGHT}.0._v": v}
+
+
+def _sn_vjp(case: Case, grad_w: np.ndarray) -> dict[str, np.ndarray]:
+    from reference import functional as RF
+
+    u, v = _spectral_uv(case)
+    return {f"{WEIGHT}.original": RF.vjp("spectral_normalize", case.inputs[f"{WEIGHT}.original"], u, v,
+                                         _spectral_dim(case), cotangent=grad_w)["weight"]}
+
+
+def _sn_errors(case: Case, grad_w: np.ndarray | None, grad_w_error: np.ndarray | None) -> dict:
+    p = case.params
+    e = P.spectral_norm_errors(case.inputs[f"{WEIGHT}.original"], case.inputs[f"{WEIGHT}.0._u"],
+                               case.inputs[f"{WEIGHT}.0._v"], p["n_power_iterations"], p["eps"], _spectral_dim(case),
+                               case.train, grad_w, grad_w_error)
+    out: dict = {"weight": (e["weight"], 0.0), f"state.{WEIGHT}.0._u": e["u"], f"state.{WEIGHT}.0._v": e["v"]}
+    if grad_w is not None:
+        out[f"grad.{WEIGHT}.original"] = e["weight.grad"]
+    return out
+
+
+def _sn_check(case: Case) -> None:
+    w = case.inputs[f"{WEIGHT}.original"]
+    dim = case.params["dim"]
+    if dim is not None and not -w.ndim <= dim < w.ndim:
+        raise IndexError(f"spectral_norm: dim {dim} out of range for {w.ndim} dims")
+    if case.params["n_power_iterations"] <= 0:
+        raise ValueError("spectral_norm: n_power_iterations must be positive")
+
+
+def _orth_args(case: Case) -> tuple[np.ndarray, str, np.ndarray | None]:
+    from conformance.strategies.init import orthogonal_kind
+
+    x = case.inputs[f"{WEIGHT}.original"]
+    return x, orthogonal_kind(case.params["orthogonal_map"], x.shape), case.inputs.get(f"{WEIGHT}.0.base")
+
+
+def _orth_weight(case: Case) -> tuple[np.ndarray, dict]:
+    return P.orthogonal(*_orth_args(case)), {}
+
+
+def _orth_vjp(case: Case, grad_w: np.ndarray) -> dict[str, np.ndarray]:
+    from reference import functional as RF
+
+    return {f"{WEIGHT}.original": RF.vjp("orthogonal", *_orth_args(case), cotangent=grad_w)["X"]}
+
+
+def _orth_errors(case: Case, grad_w: np.ndarray | None, grad_w_error: np.ndarray | None) -> dict:
+    e = P.orthogonal_errors(*_orth_args(case), grad_w, grad_w_error)
+    out: dict = {"weight": (0.0, e["weight"])}
+    if grad_w is not None:
+        out[f"grad.{WEIGHT}.original"] = e["X"]
+    return out
+
+
+def orthogonal_smooth(case: Case) -> bool:
+    """Differentiable everywhere but through householder's diagonal (a sign, read with int())."""
+    return _orth_args(case)[1] != "householder"
+
+
+def _orth_check(case: Case) -> None:
+    if case.params["orthogonal_map"] not in (None, *P.ORTHOGONAL_MAPS):
+        raise ValueError(f"orthogonal_map has to be one of {P.ORTHOGONAL_MAPS}")
+
+
+WEIGHT_NORM = Parametrisation(_wn_weight, _wn_vjp, _wn_errors, _wn_check)
+SPECTRAL_NORM = Parametrisation(_sn_weight, _sn_vjp, _sn_errors, _sn_check)
+ORTHOGONAL = Parametrisation(_orth_weight, _orth_vjp, _orth_errors, _orth_check)
+
+
+# torch.matrix_exp's Taylor-degree thresholds on ‖A‖₁ (degrees 1, 2, 4, 8, 12, 18; then scaling and
+# squaring with degree 18), from aten/src/ATen/native/LinearAlgebra.cpp: its degree-8 evaluation
+# is inaccurate (errors growing like ‖A‖₁⁵ up to ~10⁶ ulps in float64 at the top of its range).
+MATRIX_EXP_DEGREE_8 = {"float64": (3.397168839976962e-04, 4.991228871115323e-02),
+                       "float32": (5.116619363445086e-02, 5.800524627688768e-01)}
+
+
+def _matrix_exp_case(case: Case) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """(the skew matrices A of an orthogonal(matrix_exp) case, the cotangents of exp(A) when its
+    backward runs), or None for another map."""
+    x, kind, base = _orth_args(case)
+    if kind != "matrix_exp":
+        return None
+    tall, transposed = P.tall_view(np.asarray(x, dtype=np.float64))
+    a = P.skew_from(tall)
+    if not case.cotangents:
+        return a, None
+
+    result = spec_of(case).evaluate(case, case.cotangents)
+    g = result.meta["layer grads"]["weight"]
+    g = np.swapaxes(g, -1, -2) if transposed else g
+    if base is not None:
+        g = np.swapaxes(base, -1, -2) @ g
+    full = np.zeros(a.shape)
+    full[..., : tall.shape[-1]] = g
+    return a, full
+
+
+def matrix_exp_degree_8(case: Case) -> bool:
+    """orthogonal(matrix_exp) in float32/float64 whose forward exp(A) or backward exp([[Aᵀ, G], [0, Aᵀ]])
+    (torch differentiates a matrix function through the exponential of that block matrix) has a
+    1-norm in matrix_exp's degree-8 range."""
+    band = MATRIX_EXP_DEGREE_8.get(case.dtype)
+    found = _matrix_exp_case(case) if band else None
+    if found is None:
+        return False
+    a, g = found
+    norms = [np.max(np.sum(np.abs(a), axis=-2), axis=-1)]
+    if g is not None:
+        norms.append(np.max(np.sum(np.abs(a), axis=-2) + np.sum(np.abs(g), axis=-2), axis=-1))
+    return any(bool(np.any((band[0] < n) & (n <= band[1]))) for n in norms)
+
+
+def orthogonal_matrix_exp_half(case: Case) -> bool:
+    """orthogonal with the matrix_exp map in float16/bfloat16 on matrices of 2 or more rows (in the
+    tall view): torch's matrix_exp and its backward return garbage there."""
+    x, kind, _ = _orth_args(case)
+    return case.dtype in ("float16", "bfloat16") and kind == "matrix_exp" and max(x.shape[-2:]) >= 2
+
+
+def orthogonal_matrix_exp_half_1x1(case: Case) -> bool:
+    """The same on 1 x 1 matrices, where A = 0: the forward is right, and the backward's garbage
+    cancels in X - Xᵀ unless it is ±inf or NaN."""
+    x, kind, _ = _orth_args(case)
+    return case.dtype in ("float16", "bfloat16") and kind == "matrix_exp" and max(x.shape[-2:]) == 1
+
+
+def spectral_grad_comparator(spec: LayerSpec, case: Case, name: str, result: Result, got: Result) -> Comparison:
+    """dL/dW of spectral_norm as torch's autograd forms it: G/σ - Σ(G·W/σ²)·u vᵀ, through W/σ² in the
+    weight's format. Where max|W|/σ² or |Σ G·W|/σ² exceeds the format's largest finite value the
+    intermediate overflows and an element may come out ±inf or NaN: such elements are accepted
+    (the finite ones are judged as usual)."""
+    from conformance.tolerance import magnitudes
+
+    expected = np.asarray(result.tensors()[name], dtype=np.float64)
+    value = got.tensors().get(name)
+    w = case.inputs[f"{WEIGHT}.original"]
+    u, v = _spectral_uv(case)
+    sigma = float(u @ P.weight_matrix(w, _spectral_dim(case)) @ v)
+    grad_w = result.meta.get("layer grads", {}).get("weight", np.zeros_like(w))
+    top = DTYPES[case.dtype].max_value
+    with np.errstate(all="ignore"):
+        overflow = max(float(np.max(np.abs(w), initial=0.0)), abs(float(np.sum(grad_w * w)))) / sigma**2 > top
+    if overflow and value is not None and np.shape(value) == expected.shape:
+        expected = np.where(np.isfinite(value), expected, value)
+    absref = magnitudes(spec, case, result)[name]
+    return compare_tensor(spec, case, name, expected, value, got.dtypes.get(name), absref)
+
+
+def orthogonal_cayley_reverse_over_forward(case: Case) -> bool:
+    """A vjp2 case of orthogonal with the Cayley map (Q = solve(I - A/2, I + A/2)) run as
+    ``torch.func.grad`` of ``torch.func.jvp``: torch's forward-mode rule of linalg.solve reuses the
+    primal's LU factors, which carry no autograd history, so reverse-mode through that rule drops
+    the dependence of A⁻¹ on A (pytorch/pytorch#192540)."""
+    from conformance.modes import reverse_over_forward
+
+    return reverse_over_forward(case) and _orth_args(case)[1] == "cayley"
+
+
+def weight_norm_double_backward(case: Case) -> bool:
+    """A vjp2 case of parametrizations.weight_norm differentiated by double backward (the only
+    composition torch supports for it: torch._weight_norm has no forward-mode rule): the backward of
+    torch._weight_norm_interface's backward treats the saved norms as constants."""
+    return case.mode_node.get("composition") == "reverse-over-reverse"
+
+
+def _weight_norm_differentiable_backward_overflows(case: Case) -> bool:
+    """torch's _weight_norm_differentiable_backward (weight_norm's backward when grad mode is on:
+    create_graph=True, torch.func) forms, in the weight's format, G∘v, its sums S = Σ G∘v over the
+    norm axes and ‖v‖², and only then divides by ‖v‖ (S/‖v‖ is grad g, S/‖v‖² scales v in grad v).
+    True when one of them is out of the format's range (in float64, with G the reference's layer
+    gradient of the weight), although the gradients themselves may be in range."""
+    top = DTYPES[case.dtype].max_value
+    if top >= DTYPES["float32"].max_value or not case.cotangents:
+        return False
+    v = np.asarray(case.inputs[f"{WEIGHT}.original1"], dtype=np.float64)
+    grads = spec_of(case).evaluate(case, case.cotangents).meta.get("layer grads", {})
+    if "weight" not in grads:
+        return False
+    g = np.asarray(grads["weight"], dtype=np.float64)
+    axes = P.norm_axes(v.ndim, case.params["dim"])
+    gv = g * v
+    return bool(max(np.max(np.abs(gv), initial=0.0), np.max(np.abs(np.sum(gv, axis=axes)), initial=0.0),
+                    np.max(np.sum(v * v, axis=axes), initial=0.0)) > top)
+
+
+def weight_norm_vmap_backward_overflows(case: Case) -> bool:
+    """A vmap case of weight_norm some slice of which (``VmapMode.slice_case``) overflows in torch's
+    differentiable backward (``_weight_norm_differentiable_backward_overflows``): torch.func runs
+    the backward with grad mode on."""
+    from conformance.modes import mode_of
+
+    node = case.mode_node
+    if node.get("kind") != "vmap":
+        return _weight_norm_differentiable_backward_overflows(case)
+    vmap = mode_of("vmap")
+    return any(_weight_norm_differentiable_backward_overflows(vmap.slice_case(case, b))
+               for b in range(int(node.get("batch", 1))))
+
+
+# -- the derivative modes --------------------------------------------------------------------------
 
 
 def _spectral_dim(case: Case) -> int:

@@ -4,11 +4,11 @@
 from conformance.families.containers import NORM_TOLERANCE, gradient_utility
 from conformance.numerics import containers as N
 from conformance.spec import Regime, declare
-from conformance.strategies import containers as SC
+from conformance.strategies import grad_utils as SG
 
 declare(gradient_utility(
-    "clip_grad_norm_", cases=SC.clip_norm_cases, invalid=SC.invalid_clip_norm_cases, tolerance=NORM_TOLERANCE,
-    comparators={"output": N.total_comparator}, regimes=SC.norm_regimes(clip=True),
+    "clip_grad_norm_", cases=SG.clip_norm_cases, invalid=SG.invalid_clip_norm_cases, tolerance=NORM_TOLERANCE,
+    comparators={"output": N.total_comparator}, regimes=SG.norm_regimes(clip=True),
     notes="Total norm T = ‖all gradient elements‖_p (NaN if any is NaN, inf if any is inf or T overflows the "
           "gradients' dtype); gradients multiplied by min(max_norm/(T + 1e-6), 1) in place (exactly 1 when "
           "max_norm clearly exceeds T). error_if_nonfinite=True with a non-finite T must raise (invalid cases). "
@@ -18,8 +18,8 @@ declare(gradient_utility(
 ))
 
 declare(gradient_utility(
-    "get_total_norm", cases=SC.total_norm_cases, invalid=SC.invalid_total_norm_cases, tolerance=NORM_TOLERANCE,
-    comparators={"output": N.total_comparator}, regimes=SC.norm_regimes(clip=False),
+    "get_total_norm", cases=SG.total_norm_cases, invalid=SG.invalid_total_norm_cases, tolerance=NORM_TOLERANCE,
+    comparators={"output": N.total_comparator}, regimes=SG.norm_regimes(clip=False),
     notes="T = ‖all elements of the tensors‖_p, returned in their dtype (inf beyond its range); the string 'inf' "
           "is the infinity norm; NaN anywhere gives NaN, an infinite element inf; error_if_nonfinite=True with a "
           "non-finite T must raise (invalid cases). No tensor at all: torch.tensor(0.0) (float32 or the case "
@@ -27,7 +27,7 @@ declare(gradient_utility(
 ))
 
 declare(gradient_utility(
-    "clip_grads_with_norm_", cases=SC.clip_with_norm_cases, invalid=SC.invalid_clip_with_norm_cases,
+    "clip_grads_with_norm_", cases=SG.clip_with_norm_cases, invalid=SG.invalid_clip_with_norm_cases,
     tolerance=NORM_TOLERANCE,
     regimes=(
         Regime("total_norm given as the gradients' norm", lambda c: c.params["max_norm"] < N.used_total(c),
@@ -61,7 +61,7 @@ declare(gradient_utility(
 ))
 
 declare(gradient_utility(
-    "clip_grad_value_", cases=SC.clip_value_cases, comparators={"state.*": N.clipped_value_comparator},
+    "clip_grad_value_", cases=SG.clip_value_cases, comparators={"state.*": N.clipped_value_comparator},
     regimes=(
         Regime("clip_value cuts", lambda c: any((abs(g) > c.params["clip_value"]).any() for g in N.grads(c)),
                {"clip_value": "cuts", "non-finite": "none", "form": "list", "grad0.empty": False, "tier": "float"}),

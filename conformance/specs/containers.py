@@ -4,6 +4,7 @@ ParameterDict, DataParallel) and the containers' own list and dict semantics (te
 
 from conformance.families.containers import composed, operations
 from conformance.spec import Regime, declare
+from conformance.strategies import container_ops as SO
 from conformance.strategies import containers as SC
 from conformance.strategies.containers import model_regimes as regimes
 
@@ -72,18 +73,18 @@ _LIST_NOTES = (" Observed: length, entries (modules by identity, parameters by v
 
 declare(operations(
     "ModuleList",
-    regimes=(Regime("negative indices", SC.negative_index, SC.NEGATIVE_PINS),
-             Regime("a module stored twice", SC.stored_twice,
+    regimes=(Regime("negative indices", SO.negative_index, SO.NEGATIVE_PINS),
+             Regime("a module stored twice", SO.stored_twice,
                     {"initial entries": 1, "op[0]": "append", "op[0].value.source": "one it holds"}),
-             Regime("slices", SC.did("slice", "del slice"), {"initial entries": 3, "op[0]": "slice"}),
-             Regime("c + other", SC.did("plus"), {"op[0]": "plus", "op[0].count": 2}),
-             Regime("emptied", SC.empty_at_the_end, {"initial entries": 2, "operations": 1, "op[0]": "del slice",
+             Regime("slices", SO.did("slice", "del slice"), {"initial entries": 3, "op[0]": "slice"}),
+             Regime("c + other", SO.did("plus"), {"op[0]": "plus", "op[0].count": 2}),
+             Regime("emptied", SO.empty_at_the_end, {"initial entries": 2, "operations": 1, "op[0]": "del slice",
                                                      "op[0].start": 0, "op[0].stop": 4, "op[0].step": None}),
-             Regime("nested containers", SC.nested, {"initial entries": 2, "init[*].kind": "sequential"}),
-             Regime("insert at a negative index", SC.did("insert at a negative index"),
+             Regime("nested containers", SO.nested, {"initial entries": 2, "init[*].kind": "sequential"}),
+             Regime("insert at a negative index", SO.did("insert at a negative index"),
                     {"initial entries": 2, "op[0]": "insert at a negative index"},
                     "documented as list.insert: torch 2.13 raises KeyError (a known discrepancy)"),
-             Regime("insert past the end", SC.did("insert past the end"),
+             Regime("insert past the end", SO.did("insert past the end"),
                     {"initial entries": 1, "operations": 1, "op[0]": "insert past the end"},
                     "list.insert appends: torch 2.13 names the module str(index) (a known discrepancy)")),
     notes="torch.nn.ModuleList 'can be indexed like a regular Python list': append, extend, +=, insert (before an "
@@ -95,20 +96,20 @@ declare(operations(
 
 declare(operations(
     "Sequential",
-    regimes=(Regime("negative indices", SC.negative_index, SC.NEGATIVE_PINS),
-             Regime("insert at a negative index", SC.negative_index,
+    regimes=(Regime("negative indices", SO.negative_index, SO.NEGATIVE_PINS),
+             Regime("insert at a negative index", SO.negative_index,
                     {"initial entries": 2, "operations": 1, "op[0]": "insert", "op[0].index": -1}),
              Regime("built from an OrderedDict", lambda c: c.params["named"],
                     {"from an OrderedDict": True, "initial entries": 3, "op[0]": "slice"}),
-             Regime("a named Sequential edited", lambda c: c.params["named"] and SC.did("del", "pop", "append")(c),
+             Regime("a named Sequential edited", lambda c: c.params["named"] and SO.did("del", "pop", "append")(c),
                     {"from an OrderedDict": True, "initial entries": 3, "op[*]": "del"},
                     "torch 2.13 renames every child after del (a known discrepancy)"),
-             Regime("slices keep the names", SC.did("slice"), {"initial entries": 3, "op[0]": "slice",
+             Regime("slices keep the names", SO.did("slice"), {"initial entries": 3, "op[0]": "slice",
                                                               "op[0].start": 1}),
-             Regime("+= another Sequential", SC.did("+="), {"op[0]": "+=", "op[0].count": 2}),
-             Regime("a module stored twice", SC.stored_twice,
+             Regime("+= another Sequential", SO.did("+="), {"op[0]": "+=", "op[0].count": 2}),
+             Regime("a module stored twice", SO.stored_twice,
                     {"initial entries": 1, "op[0]": "append", "op[0].value.source": "one it holds"}),
-             Regime("nested containers", SC.nested, {"initial entries": 2, "init[*].kind": "sequential"})),
+             Regime("nested containers", SO.nested, {"initial entries": 2, "init[*].kind": "sequential"})),
     notes="torch.nn.Sequential as a list (append, extend, += a Sequential, insert with -n <= index <= n, c[i] = m, "
           "del, pop, slices, c + another Sequential) and as a model: called on the probe it runs its children in "
           "order. Children are named by position; built from an OrderedDict they keep their names (slices too); "
@@ -117,14 +118,14 @@ declare(operations(
 
 declare(operations(
     "ParameterList",
-    regimes=(Regime("plain tensors converted", SC.plain_tensors, {"init[*].kind": "tensor"}),
-             Regime("negative indices", SC.negative_index, SC.NEGATIVE_PINS),
-             Regime("a parameter stored twice", SC.stored_twice,
+    regimes=(Regime("plain tensors converted", SO.plain_tensors, {"init[*].kind": "tensor"}),
+             Regime("negative indices", SO.negative_index, SO.NEGATIVE_PINS),
+             Regime("a parameter stored twice", SO.stored_twice,
                     {"initial entries": 1, "op[0]": "append", "op[0].value.source": "one it holds"}),
-             Regime("slices", SC.did("slice"), {"initial entries": 3, "op[0]": "slice"}),
-             Regime("non-contiguous tensors", SC.non_contiguous, {"init[*].kind": "tensor", "init[*].ndim": 2,
+             Regime("slices", SO.did("slice"), {"initial entries": 3, "op[0]": "slice"}),
+             Regime("non-contiguous tensors", SO.non_contiguous, {"init[*].kind": "tensor", "init[*].ndim": 2,
                                                                   "layout.t0": "strided"}),
-             Regime("del, insert and pop", SC.did("del", "insert", "pop"), {"initial entries": 2, "op[0]": "del"},
+             Regime("del, insert and pop", SO.did("del", "insert", "pop"), {"initial entries": 2, "op[0]": "del"},
                     "documented 'like a regular Python list': torch 2.13 has no del, insert or pop (known)")),
     notes="torch.nn.ParameterList 'can be used like a regular Python list': append, extend, +=, c[i] = v with "
           "negative indices, slices (a new list); the constructor, assignment, append and extend turn a plain tensor "
@@ -138,21 +139,21 @@ _DICT_NOTES = (" Observed: length, keys, values, named_parameters and state_dict
 
 declare(operations(
     "ModuleDict",
-    regimes=(Regime("update from an OrderedDict", SC.updated_from("ordered"), {"op[0]": "update", "op[0].mapping":
+    regimes=(Regime("update from an OrderedDict", SO.updated_from("ordered"), {"op[0]": "update", "op[0].mapping":
                                                                                  "ordered", "op[0].count": 3}),
-             Regime("update from a dict", SC.updated_from("dict"), {"op[0]": "update", "op[0].mapping": "dict",
+             Regime("update from a dict", SO.updated_from("dict"), {"op[0]": "update", "op[0].mapping": "dict",
                                                                      "op[0].count": 3},
                     "documented: a dict's order is kept (Python >= 3.6)"),
-             Regime("update from pairs", SC.updated_from("pairs"), {"op[0]": "update", "op[0].mapping": "pairs",
+             Regime("update from pairs", SO.updated_from("pairs"), {"op[0]": "update", "op[0].mapping": "pairs",
                                                                      "op[0].count": 3}),
-             Regime("update from a ModuleDict", SC.updated_from("container"),
+             Regime("update from a ModuleDict", SO.updated_from("container"),
                     {"op[0]": "update", "op[0].mapping": "container", "op[0].count": 3}),
-             Regime("an existing key reassigned", SC.did("reassign"), {"initial entries": 2, "op[0]": "reassign"},
+             Regime("an existing key reassigned", SO.did("reassign"), {"initial entries": 2, "op[0]": "reassign"},
                     "the key keeps its place"),
-             Regime("setdefault-like use", SC.did("setdefault-like"), {"op[0]": "setdefault-like"}),
-             Regime("pop and del", SC.did("pop", "del"), {"initial entries": 3, "op[0]": "pop", "op[1]": "del"}),
-             Regime("nested containers", SC.nested, {"initial entries": 2, "init[*].kind": "dict"}),
-             Regime("a module stored twice", SC.stored_twice,
+             Regime("setdefault-like use", SO.did("setdefault-like"), {"op[0]": "setdefault-like"}),
+             Regime("pop and del", SO.did("pop", "del"), {"initial entries": 3, "op[0]": "pop", "op[1]": "del"}),
+             Regime("nested containers", SO.nested, {"initial entries": 2, "init[*].kind": "dict"}),
+             Regime("a module stored twice", SO.stored_twice,
                     {"initial entries": 1, "op[0]": "setitem", "op[0].value.source": "one it holds"})),
     notes="torch.nn.ModuleDict as an ordered dict: d[k] = m (an existing key keeps its place), update from an "
           "OrderedDict, a dict, a ModuleDict or (key, module) pairs in their order (documented), pop, del, clear, "
@@ -163,20 +164,20 @@ declare(operations(
 
 declare(operations(
     "ParameterDict",
-    regimes=(Regime("plain tensors converted", SC.plain_tensors, {"init[*].kind": "tensor"}),
-             Regime("update from an OrderedDict", SC.updated_from("ordered"), {"op[0]": "update", "op[0].mapping":
+    regimes=(Regime("plain tensors converted", SO.plain_tensors, {"init[*].kind": "tensor"}),
+             Regime("update from an OrderedDict", SO.updated_from("ordered"), {"op[0]": "update", "op[0].mapping":
                                                                                  "ordered", "op[0].count": 3}),
-             Regime("update from a dict", SC.updated_from("dict"), {"op[0]": "update", "op[0].mapping": "dict",
+             Regime("update from a dict", SO.updated_from("dict"), {"op[0]": "update", "op[0].mapping": "dict",
                                                                      "op[0].count": 3}),
-             Regime("update from a ParameterDict", SC.updated_from("container"),
+             Regime("update from a ParameterDict", SO.updated_from("container"),
                     {"op[0]": "update", "op[0].mapping": "container", "op[0].count": 3}),
-             Regime("popitem", SC.did("popitem"), {"initial entries": 3, "op[0]": "popitem"}),
-             Regime("setdefault", SC.did("setdefault"), {"initial entries": 2, "op[0]": "setdefault"}),
-             Regime("get with a default", SC.did("get missing"), {"op[0]": "get missing"}),
-             Regime("an existing key reassigned", SC.did("reassign"), {"initial entries": 2, "op[0]": "reassign"}),
-             Regime("a parameter stored twice", SC.stored_twice,
+             Regime("popitem", SO.did("popitem"), {"initial entries": 3, "op[0]": "popitem"}),
+             Regime("setdefault", SO.did("setdefault"), {"initial entries": 2, "op[0]": "setdefault"}),
+             Regime("get with a default", SO.did("get missing"), {"op[0]": "get missing"}),
+             Regime("an existing key reassigned", SO.did("reassign"), {"initial entries": 2, "op[0]": "reassign"}),
+             Regime("a parameter stored twice", SO.stored_twice,
                     {"initial entries": 1, "op[0]": "setitem", "op[0].value.source": "one it holds"}),
-             Regime("non-contiguous tensors", SC.non_contiguous, {"init[*].kind": "tensor", "init[*].ndim": 2,
+             Regime("non-contiguous tensors", SO.non_contiguous, {"init[*].kind": "tensor", "init[*].ndim": 2,
                                                                   "layout.t0": "strided"})),
     notes="torch.nn.ParameterDict as an ordered dict: d[k] = v, update from an OrderedDict, a ParameterDict or "
           "pairs in their order, from a plain dict (whose order the documentation leaves open: its keys are given "

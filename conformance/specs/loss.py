@@ -10,7 +10,7 @@ from conformance.spec import Regime, declare
 from conformance.strategies import loss as L
 
 # The vjp2 mode's central differences step x + s·v with |s| <= 2^-20 along directions of
-# |v| <= 8·2^ceil(log2(|x| + 2^-10)) < 16·(|x| + 2^-10) (``torch_call.direction_values``: normals on
+# |v| <= 8·2^ceil(log2(|x| + 2^-10)) < 16·(|x| + 2^-10) (``torch_run.direction_values``: normals on
 # 8 bits, beyond 8σ with probability 1e-15 per element), so d = x - t moves by at most
 # 2^-20·16·(|x| + |t| + 2^-9) = 2^-16·(|x| + |t| + 2^-9).
 STEP_REACH = 2.0**-16

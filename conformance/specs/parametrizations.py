@@ -3,8 +3,8 @@
 from dataclasses import replace
 
 from conformance.families.init import fusion, parametrized
-from conformance.numerics import init as num
 from conformance.numerics import parametrizations as NP
+from conformance.numerics import parametrizations as num
 from conformance.spec import Regime, declare
 from conformance.strategies import init as strat
 from reference import fusion as RFU

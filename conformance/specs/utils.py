@@ -3,10 +3,10 @@ references ``reference.utils``)."""
 
 from conformance.families.containers import gradient_utility
 from conformance.spec import Regime, declare
-from conformance.strategies import containers as SC
+from conformance.strategies import grad_utils as SG
 
 declare(gradient_utility(
-    "parameters_to_vector", cases=SC.to_vector_cases, invalid=SC.invalid_to_vector_cases,
+    "parameters_to_vector", cases=SG.to_vector_cases, invalid=SG.invalid_to_vector_cases,
     regimes=(
         Regime("several shapes", lambda c: len({a.ndim for a in c.inputs.values()}) >= 2,
                {"parameters": 3, "param0.ndim": 0, "param1.ndim": 2, "param2.ndim": 3}),
@@ -24,7 +24,7 @@ declare(gradient_utility(
 ))
 
 declare(gradient_utility(
-    "vector_to_parameters", cases=SC.from_vector_cases, invalid=SC.invalid_from_vector_cases,
+    "vector_to_parameters", cases=SG.from_vector_cases, invalid=SG.invalid_from_vector_cases,
     regimes=(
         Regime("several shapes", lambda c: len({a.ndim for n, a in c.inputs.items() if n != "vec"}) >= 2,
                {"parameters": 3, "param0.ndim": 0, "param1.ndim": 2, "param2.ndim": 3}),

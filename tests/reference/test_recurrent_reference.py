@@ -20,7 +20,7 @@ from conformance.runner import reference_result
 from conformance.spec import all_specs
 from conformance.strategies.recurrent import config_of, form_of, module_inputs
 from reference import functional as RF
-from reference import libm
+from reference import libm, recurrent_core
 from reference import recurrent as ref
 from reference import rnn_utils as rnn_utils_ref
 from reference.finite_differences import vjp_check
@@ -173,7 +173,7 @@ def test_backward_of_padded_steps_is_zero():
 
 # -- the error analysis ---------------------------------------------------------------------------------
 
-class _Rounded(ref.Exact):
+class _Rounded(recurrent_core.Exact):
     """An implementation in a low-precision format: every elementary result rounded to it, sums
     accumulated term by term (rounded after each addition)."""
 
