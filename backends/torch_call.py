@@ -27,7 +27,9 @@ the same layout, for in-place calls; ``"device": "cpu"`` keeps it on the CPU), `
 "unsorted_indices": node}}`` (a PackedSequence), ``{"parameter": name, "grad": name | null}`` (an
 ``nn.Parameter`` with that ``.grad``), ``{"module": {"target": ..., "init": {...}}}`` (a module
 instance), ``{"call": {"target": ..., "args": [node], "kwargs": {...}}}`` (the result of calling a
-function: compositions such as a pack/pad round trip), ``{"literal": value}`` (value as is),
+function: compositions such as a pack/pad round trip, run as the backend runs calls; with
+``"plain": true`` a plain Python call, never the backend's: scaffolding that builds an argument,
+such as a ``functools.partial``), ``{"literal": value}`` (value as is),
 ``{"device": null}`` (the device the call runs on: a generator is made for it),
 ``{"attribute": path}`` (the module under test's attribute at that dotted path, after its
 parameters are installed; ``""`` is the module itself) and ``{"loop": {"over": node, "input": node}}``
@@ -315,8 +317,9 @@ class CallInterpreter:
             return self.build(resolve(spec["target"]), {k: self.node(v) for k, v in spec.get("init", {}).items()})
         if "call" in node:
             inner = node["call"]
-            return self.invoke(resolve(inner["target"]), [self.node(n) for n in inner.get("args", ())],
-                               {k: self.node(v) for k, v in inner.get("kwargs", {}).items()})
+            run = _plain_call if inner.get("plain") else self.invoke
+            return run(resolve(inner["target"]), [self.node(n) for n in inner.get("args", ())],
+                       {k: self.node(v) for k, v in inner.get("kwargs", {}).items()})
         if "literal" in node:
             return node["literal"]
         if "device" in node:

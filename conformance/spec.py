@@ -165,6 +165,14 @@ def call_node(target: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
                      "kwargs": kwargs}}
 
 
+def scaffold_node(target: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Call node run as plain Python, never through the backend under test: scaffolding that builds
+    an argument (a ``functools.partial``, a function looked up by name), not part of the computation."""
+    node = call_node(target, *args, **kwargs)
+    node["call"]["plain"] = True
+    return node
+
+
 def packed(**fields: Any) -> dict[str, Any]:
     """Call node or output pattern: a PackedSequence from / into named parts (data, batch_sizes,
     sorted_indices, unsorted_indices)."""

@@ -57,3 +57,25 @@ def test_a_generator_node_is_made_on_the_calls_device():
     run_call(call, {}, dtype="float64", device="cpu", types={}, layouts={}, requires_grad=(), cotangents={},
              invoke=lambda fn, args, kwargs: seen.append(fn(*args, **kwargs)))
     assert seen and seen[0].device == torch.device("cpu")
+
+
+def test_a_scaffolding_call_runs_as_plain_python_never_through_the_backend():
+    """A plain call node (``scaffold_node``: a functools.partial building an argument) is not handed
+    to the backend's invoke, which compiles or exports what it runs; an ordinary call node is."""
+    from conformance.spec import call_node, scaffold_node
+
+    def call_of(node: dict) -> dict:
+        return {"kind": "function", "target": "builtins.callable", "args": [node], "kwargs": {}, "outputs": "out"}
+
+    invoked = []
+
+    def invoke(fn, args, kwargs):
+        invoked.append(getattr(fn, "__name__", str(fn)))
+        return fn(*args, **kwargs)
+
+    partial = scaffold_node("functools.partial", scaffold_node("pkgutil.resolve_name", {"literal": "math.sqrt"}))
+    run_call(call_of(partial), {}, dtype="float64", invoke=invoke)
+    assert invoked == ["callable"]  # the call under test only
+    invoked.clear()
+    run_call(call_of(call_node("functools.partial", {"literal": print})), {}, dtype="float64", invoke=invoke)
+    assert invoked == ["partial", "callable"]

@@ -19,7 +19,7 @@ from backends.base import Case
 from conformance import strategies as S
 from conformance.dtypes import DTYPES
 from conformance.numerics.loss import triplet_distance
-from conformance.spec import CaseStrategy, call_node
+from conformance.spec import CaseStrategy, scaffold_node
 from conformance.strategies.loss import draw_reduction, invalid_kinds, seeded_rng, values
 from reference.loss import REDUCTIONS
 from reference.loss_triplet import Distance, pairwise, triplet_parts
@@ -41,8 +41,8 @@ def distance_node(kind: str, p: float, eps: float) -> dict[str, Any] | None:
         return None
     if kind == "PairwiseDistance":
         return {"module": {"target": "torch.nn.PairwiseDistance", "init": {"p": p, "eps": eps}}}
-    function = call_node("pkgutil.resolve_name", {"literal": "torch.nn.functional.pairwise_distance"})
-    return call_node("functools.partial", function, p=p, eps=eps)
+    function = scaffold_node("pkgutil.resolve_name", {"literal": "torch.nn.functional.pairwise_distance"})
+    return scaffold_node("functools.partial", function, p=p, eps=eps)
 
 
 def distance_of(node: dict[str, Any] | None) -> Distance:
