@@ -11,15 +11,30 @@ from conformance import strategies as S
 from conformance.numerics.window import per_dim_param, pool_kind, spatial_dims
 
 
+def _compiled_conv2d_shapes(case: Case) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """(weight shape, input shape) of a valid 2-d convolution case with a non-empty weight that
+    compiles; None otherwise (an unbatched input with both spatial dims above 1 on a dynamic graph
+    does not compile: inductor-unbatched-conv2d-dynamic-shape-compile-error)."""
+    if case.invalid or "weight" not in case.inputs:
+        return None
+    weight = tuple(int(n) for n in case.inputs["weight"].shape)
+    x = tuple(int(n) for n in case.inputs["input"].shape)
+    if len(weight) != 4 or 0 in weight:
+        return None
+    if len(x) == 3 and x[1] > 1 and x[2] > 1 and runs_dynamic_graph(case):
+        return None
+    return weight, x
+
+
 def grouped_conv2d_ambiguous_channels_last_input(case: Case) -> bool:
     """Whether inductor's Conv2d backward hits eager's grouped slow-conv weight gradient with a
     channels_last weight and an input whose strides are channels_last only up to a size-1 dim."""
     p = case.params
-    if case.invalid or "weight" not in case.inputs:
+    shapes = _compiled_conv2d_shapes(case)
+    if shapes is None:
         return False
-    weight = tuple(int(n) for n in case.inputs["weight"].shape)
-    x = tuple(int(n) for n in case.inputs["input"].shape)
-    if len(weight) != 4 or len(x) not in (3, 4) or 0 in x or 0 in weight:
+    weight, x = shapes
+    if len(x) not in (3, 4) or 0 in x:
         return False
     kernel = weight[2:]
     if int(p.get("groups", 1)) < 2 or weight[1] < 2 or kernel[0] * kernel[1] < 2:
@@ -29,8 +44,6 @@ def grouped_conv2d_ambiguous_channels_last_input(case: Case) -> bool:
     padding = p.get("padding", 0)
     if padding == "same" and any(k % 2 == 0 for k in kernel):
         return False  # uneven 'same' padding pads explicitly
-    if len(x) == 3 and x[1] > 1 and x[2] > 1 and runs_dynamic_graph(case):
-        return False  # does not compile (inductor-unbatched-conv2d-dynamic-shape-compile-error)
     strides = S.torch_strides(x, case.layout("input"))
     if len(x) == 3:  # F.conv2d unsqueezes an unbatched input: the new dim's stride is C * stride(C)
         x, strides = (1, *x), (x[0] * strides[0], *strides)
@@ -53,14 +66,12 @@ def conv_transpose2d_ambiguous_channels_last_weight(case: Case) -> bool:
     """Whether a valid ConvTranspose2d case with a dense input has a weight (more than one input channel)
     that is channels_last-contiguous only up to a size-1 dim: torch's contiguous and channels_last tests
     both reject it."""
-    if case.invalid or "weight" not in case.inputs:
+    shapes = _compiled_conv2d_shapes(case)
+    if shapes is None:
         return False
-    weight = tuple(int(n) for n in case.inputs["weight"].shape)
-    x = tuple(int(n) for n in case.inputs["input"].shape)
-    if len(weight) != 4 or 0 in weight or weight[0] < 2:
+    weight, x = shapes
+    if weight[0] < 2:
         return False  # a single input channel: eager's backward accepts the layout (measured)
-    if len(x) == 3 and x[1] > 1 and x[2] > 1 and runs_dynamic_graph(case):
-        return False  # does not compile (inductor-unbatched-conv2d-dynamic-shape-compile-error)
     if not S.is_non_overlapping_and_dense(x, S.torch_strides(x, case.layout("input"))):
         return False  # a strided (non-dense) input keeps eager's layout (measured)
     strides = S.torch_strides(weight, case.layout("weight"))
