@@ -5,7 +5,8 @@ reference (a running error analysis) forward, then pull the case's cotangents ba
 The jvp and vjp2 modes ask for one case's bounds under many cotangents (their basis projections,
 one first-order bound per output element), which differ only in the backward part. ``forward``
 keeps the last few forward analyses, each a function of the cotangents (its pullback is pure), and
-hands one back for the same case data.
+hands one back for the same case data. ``per_case`` does the same for any other value computed
+from a case that several judges read (a known entry's predicates and its model, say).
 """
 
 from __future__ import annotations
@@ -37,13 +38,26 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def _once(store: list[tuple[tuple[Any, ...], Any]], key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    for k, value in store:
+        if len(k) == len(key) and all(_same(a, b) for a, b in zip(k, key)):
+            return value
+    value = compute()
+    store.insert(0, (key, value))
+    del store[KEPT:]
+    return value
+
+
 def forward(key: tuple[Any, ...], run: Callable[[], Analysis]) -> Analysis:
     """``run()`` (a forward error analysis: a function of the cotangents, or None, giving bounds by
     qualified name) once per ``key`` (``case_key``) among the last ``KEPT``."""
-    for k, value in _ANALYSES:
-        if len(k) == len(key) and all(_same(a, b) for a, b in zip(k, key)):
-            return value
-    value = run()
-    _ANALYSES.insert(0, (key, value))
-    del _ANALYSES[KEPT:]
-    return value
+    return _once(_ANALYSES, key, run)
+
+
+_VALUES: list[tuple[tuple[Any, ...], Any]] = []
+
+
+def per_case(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per ``key`` (``case_key`` with a name for the value) among the last ``KEPT``;
+    the value is shared, so callers must not modify it."""
+    return _once(_VALUES, key, compute)

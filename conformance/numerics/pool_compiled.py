@@ -36,6 +36,7 @@ import numpy as np
 from backends.base import Case, Result
 from backends.torch_compile import runs_dynamic_graph
 from conformance import strategies as S
+from conformance.numerics import analysis_cache as AC
 from conformance.numerics.window import batched_input, has_empty_window, is_unbatched, pool_kind, sliding, spatial_dims
 from reference import pooling as ref
 
@@ -101,7 +102,12 @@ def _applies(case: Case) -> bool:
 def inductor_maxpool_indices(case: Case) -> np.ndarray:
     """The flat indices (into each input plane, batched shape) inductor returns for a max-pooling
     case: per window the tap of the largest value (NaN largest; taps in the padding count as -inf;
-    ties to the smallest recorded offset), its recorded offset decoded in the kernel's order."""
+    ties to the smallest recorded offset), its recorded offset decoded in the kernel's order. Computed
+    once per case (the entries' predicates and their model all read it); not to be modified."""
+    return AC.per_case(AC.case_key(case, "inductor max-pool indices"), lambda: _inductor_maxpool_indices(case))
+
+
+def _inductor_maxpool_indices(case: Case) -> np.ndarray:
     x = batched_input(case).astype(np.float64)
     g = sliding(case)
     spatial = x.shape[2:]
