@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -271,3 +272,23 @@ def inductor_maxpool_model(case: Case, reference: Result, got: Result) -> dict[s
     """What inductor returns for MaxPool1d/2d/3d: its indices, and the input gradient scattered from
     them (the same for the 3-d entries: ``inductor_maxpool3d_model``)."""
     return inductor_maxpool3d_model(case, reference, got)
+
+
+
+def bicubic_backward_scatters_one_column(case: Case) -> bool:
+    """A non-empty bicubic upsampling, not channels_last, whose input gradient is computed and whose innermost output
+    dim of two or more elements (``size``, or ``floor(input size * scale_factor)``) comes from an input dim of size 1:
+    the dim inductor vectorises the backward's scatter-add along (every tap lands on the one input element)."""
+    shape = tuple(int(n) for n in np.shape(case.inputs["input"]))
+    if len(shape) != 4 or 0 in shape[:2] or "input" not in case.differentiable:
+        return False
+    if case.layout("input").kind == "channels_last":
+        return False
+    size, scale = case.params.get("size"), case.params.get("scale_factor")
+    if size is not None:
+        out = list(size) if isinstance(size, (list, tuple)) else [size, size]
+    else:
+        factors = list(scale) if isinstance(scale, (list, tuple)) else [scale, scale]
+        out = [math.floor(n * float(f)) for n, f in zip(shape[2:], factors)]
+    wide = [d for d in (0, 1) if int(out[d]) >= 2]
+    return bool(wide) and shape[2 + wide[-1]] == 1

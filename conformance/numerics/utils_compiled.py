@@ -9,7 +9,8 @@ import numpy as np
 from backends.base import Case
 from backends.torch_compile import runs_dynamic_graph
 from conformance import strategies as S
-from conformance.numerics.containers import grads, inf_norm_of_an_empty_tensor, modulelist_inserts_a_tensor
+from conformance.composition import layers_of
+from conformance.numerics.containers import BATCH_NORMS, grads, inf_norm_of_an_empty_tensor, modulelist_inserts_a_tensor
 
 
 def total_norm_checks_nonfinite(case: Case) -> bool:
@@ -126,3 +127,34 @@ def reflection_pad_crops_past_the_input(case: Case) -> bool:
     pairs = [(shape[len(shape) - 1 - i], padding[2 * i], padding[2 * i + 1])
              for i in range(min(len(padding) // 2, len(shape)))]
     return any(left < -size or right < -size for size, left, right in pairs)
+
+
+def model_batchnorm_cumulative_average(case: Case) -> bool:
+    """A composed model (Sequential, ModuleList, ModuleDict...) in training with a BatchNorm layer that tracks running
+    statistics with momentum=None (the cumulative average 1/num_batches_tracked, read from a buffer's value)."""
+    if not case.train or "layers" not in case.params:
+        return False
+    return any(layer["op"] in BATCH_NORMS and layer["params"].get("momentum", 0.1) is None
+               and layer["params"].get("track_running_stats", True) for layer in layers_of(case))
+
+
+def model_single_element_embedding_backward(case: Case) -> bool:
+    """A composed model whose differentiable Embedding weight has a single element (num_embeddings = embedding_dim = 1,
+    dense gradient) and which looks up two or more indices: the backward scatter-adds several rows into one element."""
+    if "layers" not in case.params or np.size(case.inputs.get("input", ())) < 2:
+        return False
+    return any(layer["op"] == "Embedding" and layer["params"].get("num_embeddings") == 1
+               and layer["params"].get("embedding_dim") == 1 and not layer["params"].get("sparse")
+               and layer["paths"].get("weight") in case.differentiable for layer in layers_of(case))
+
+
+def sets_a_dotted_key(case: Case) -> bool:
+    """A container case with a ``__setitem__`` step whose key is a string containing '.' (invalid: a module name)."""
+    return any(step.get("method") == "__setitem__" and isinstance((step.get("args") or [None])[0], str)
+               and "." in step["args"][0] for step in _steps(case))
+
+
+def sets_a_tensor_in_a_moduledict(case: Case) -> bool:
+    """A ModuleDict case with a ``__setitem__`` step storing a plain tensor (invalid: not a Module)."""
+    return case.params.get("container") == "ModuleDict" and any(
+        step.get("method") == "__setitem__" and step.get("op") == "store a tensor" for step in _steps(case))
