@@ -316,8 +316,11 @@ _MISSING_KERNEL = re.compile(r"fake impl|meta kernel|meta impl|abstract impl|for
 
 def _argument_check(exc: BaseException | None) -> bool:
     """Whether ``exc``, the cause of a dynamo ``Unsupported`` raised while running an FX node on fake
-    tensors, is the call's own refusal of its arguments: a plain NotImplementedError (eager raises
-    the same one, e.g. a pad size the input's rank does not support), not a missing kernel."""
+    tensors, is the call's own refusal of its arguments, as eager raises it: a plain
+    NotImplementedError (a pad size the input's rank does not support), not a missing kernel; or the
+    argument parser's TypeError ("received an invalid combination of arguments": a float size)."""
+    if type(exc) is TypeError:
+        return "received an invalid combination of arguments" in str(exc)
     return type(exc) is NotImplementedError and not _MISSING_KERNEL.search(str(exc))
 
 
@@ -344,8 +347,8 @@ def classify(exc: BaseException) -> BaseException:
                 kind = NotImplementedError if "NotImplementedError" in str(observed) else RuntimeError
                 return kind(f"the compiled call raised ({observed}; dynamo observed it while tracing)")
             if _argument_check(e.__cause__):  # torch's own check refused the arguments, on fake tensors
-                return NotImplementedError(f"the compiled call raised ({_text(e.__cause__)}; dynamo met it "
-                                           f"running the call on fake tensors)")
+                return type(e.__cause__)(f"the compiled call raised ({_text(e.__cause__)}; dynamo met it "
+                                         f"running the call on fake tensors)")
             return CompileFailure(f"graph break: {_text(e)}")
         if isinstance(e, dynamo_exc.TorchRuntimeError):
             return exc  # an argument check failed on fake tensors: the call's own error

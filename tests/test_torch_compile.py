@@ -281,6 +281,9 @@ def test_exceptions_are_classified():
     pad = classify(_raised(torch.compile(torch.nn.ReplicationPad1d((0, 0)), backend="aot_eager", fullgraph=True),
                            torch.ones(2)))
     assert type(pad) is NotImplementedError and "Padding size 2" in str(pad)
+    size = classify(_raised(torch.compile(lambda x: torch.nn.functional.interpolate(x, size=4.0, mode="bicubic"),
+                                          backend="aot_eager", fullgraph=True), torch.zeros(1, 2, 2, 2)))
+    assert type(size) is TypeError and "invalid combination of arguments" in str(size)  # eager's TypeError
     missing = torch._dynamo.exc.Unsupported("running FX node")
     missing.__cause__ = NotImplementedError("aten::foo: no fake impl or Meta kernel registered")
     assert isinstance(classify(missing), CompileFailure)  # the compiler's limit
