@@ -7,17 +7,7 @@ import math
 from backends.base import Case
 from backends.torch_compile import runs_dynamic_graph
 from conformance import strategies as S
-
-
-def out_tensor_not_contiguous(case: Case) -> bool:
-    """The initialiser's ``tensor`` (written through ``out=``) is valid, not empty and not contiguous to
-    torch (dynamo refuses a non-contiguous ``out=`` tensor)."""
-    if case.invalid or "tensor" not in case.inputs:
-        return False
-    shape = tuple(int(n) for n in case.inputs["tensor"].shape)
-    if 0 in shape:
-        return False  # torch calls an empty tensor contiguous
-    return not S.is_torch_contiguous(shape, S.torch_strides(shape, case.layout("tensor")))
+from reference import init as init_ref
 
 
 def _tensor_shape(case: Case) -> tuple[int, ...] | None:
@@ -27,10 +17,18 @@ def _tensor_shape(case: Case) -> tuple[int, ...] | None:
     return tuple(int(n) for n in case.inputs["tensor"].shape)
 
 
+def out_tensor_not_contiguous(case: Case) -> bool:
+    """The initialiser's ``tensor`` (written through ``out=``) is valid, not empty and not contiguous to
+    torch (dynamo refuses a non-contiguous ``out=`` tensor)."""
+    shape = _tensor_shape(case)
+    if shape is None or 0 in shape:
+        return False  # torch calls an empty tensor contiguous
+    return not S.is_torch_contiguous(shape, S.torch_strides(shape, case.layout("tensor")))
+
+
 def _xavier_fan_sum(shape: tuple[int, ...]) -> int:
-    """fan_in + fan_out of a weight of ``shape`` (torch's _calculate_fan_in_and_fan_out)."""
-    receptive = math.prod(shape[2:])
-    return (shape[0] + shape[1]) * receptive
+    """fan_in + fan_out of a weight of ``shape`` (the reference's, as torch computes them)."""
+    return sum(init_ref.calculate_fan_in_and_fan_out(shape))
 
 
 def _xavier_fan_sum_symbolic(case: Case) -> bool:
