@@ -47,9 +47,11 @@ not a silent split with eager code in between), ``recompile_limit`` = 8 per sign
 profile-guided dynamic state carried between processes (runs stay reproducible), and one inductor
 compile thread: no pool of compile-worker processes inside each isolated worker (a run's
 parallelism is ``-j``, one worker per target in flight, which already occupies the cores). When a
-case's random choices are replayed through ``torch.rand`` after a seed (rule ``rand``), inductor uses eager's
-random number generation (``fallback_random``) so that the replay sees the same samples; dropout
-masks (rule ``nonzero``) come from inductor's own generator and are judged statistically.
+case's random choices are replayed after a seed (rules ``rand`` and ``bernoulli``: a layer's uniform
+samples, sdpa's dropout keep masks), inductor uses eager's random number generation
+(``fallback_random``) so that the replay sees the same samples (the rules are part of the call, so
+of the signature: such a graph is never shared with one compiled without it); dropout masks that
+reach an output (rule ``nonzero``) come from inductor's own generator and are judged statistically.
 
 A call the compiler cannot compile raises ``CompileFailure`` (verdict ``compile``, never a pass and
 never a wrong value), whose message starts with the kind: ``graph break`` (dynamo cannot capture
@@ -78,6 +80,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import operator
 import os
 import re
 import shutil
@@ -475,6 +478,8 @@ class TorchCompileBackend(TorchBackend):
         return compiled
 
     def call_target(self, case: Case, fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if fn is operator.call and args:  # operator.call(f, *args) is f(*args): compile f (dynamo cannot trace it)
+            fn, args = args[0], list(args[1:])
         kind = graph_kind(case)
         key = signature(case, fn, kind)
         try:
@@ -487,7 +492,7 @@ class TorchCompileBackend(TorchBackend):
     @contextmanager
     def _case_config(self, case: Case) -> Iterator[None]:
         rules = (case.call or {}).get("random") or {}
-        replayed = any(r.get("rule") == "rand" for r in rules.values())
+        replayed = any(r.get("rule") in ("rand", "bernoulli") for r in rules.values())
         if replayed and self.compiler == "inductor":
             import torch._inductor.config as inductor_config
 

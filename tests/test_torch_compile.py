@@ -360,3 +360,25 @@ def test_wrong_compilers_are_caught_and_shrunk(tmp_path, adapter, op, dtype):
     final = [r for r in records if r["verdict"] == "fail" and r["final"]]
     assert final, sorted({(r["verdict"], r["error"]) for r in records})
     assert min(int(np.prod(i["shape"])) for r in final for i in r["case"]["inputs"].values()) <= 16
+
+
+def test_sdpa_kernel_scaffolding_runs_as_plain_python_and_the_decorated_function_is_compiled(tmp_path):
+    # sdpa_kernel(SDPBackend(k))(F.scaled_dot_product_attention) is built by scaffold nodes, outside the
+    # backend; the adapter compiles f for operator.call(f, *args). Before, dynamo was handed SDPBackend(1).
+    code, records = _run(tmp_path, "torch-compile:aot_eager", "scaled_dot_product_attention[flash]", "float64", 4)
+    assert code == 0, sorted({(r["verdict"], r.get("error")) for r in records})
+    assert any(r["verdict"] == "pass" and r["tier"] != "invalid" for r in records)
+
+
+@pytest.mark.parametrize(("rule", "fallback"), [("rand", True), ("bernoulli", True), ("nonzero", False)])
+def test_seed_replayed_random_choices_run_on_eager_random_numbers(rule, fallback):
+    # Inductor's own generator draws other samples than eager's: a choice replayed from the call's seed
+    # (a layer's uniform samples, sdpa's dropout masks) needs fallback_random; a mask read back from the
+    # output does not, and those cases keep inductor's generator under test.
+    import torch._inductor.config as inductor_config
+
+    case = Case(op="Dropout", dtype="float32", params={}, inputs={},
+                call={"random": {"mask": {"rule": rule, "of": "output"}}})
+    with TorchCompileBackend("inductor")._case_config(case):
+        assert inductor_config.fallback_random is fallback
+    assert inductor_config.fallback_random is False

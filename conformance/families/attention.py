@@ -24,7 +24,7 @@ from backends.base import Case, Result
 from conformance import strategies as S
 from conformance.numerics import attention as N
 from conformance.numerics.attention_bounds import attention_errors
-from conformance.spec import LayerSpec, Randomness, Regime, TorchMapping, arg, call_node
+from conformance.spec import LayerSpec, Randomness, Regime, TorchMapping, arg, scaffold_node
 from conformance.strategies import attention as SA
 from conformance.tolerance import analysed_tolerance
 from reference import attention as RA
@@ -59,11 +59,13 @@ def _sdpa_reference(case: Case) -> tuple[Result, Any]:
 
 
 def _kernel_wrapped_sdpa(kernel: str) -> dict[str, Any]:
-    """F.scaled_dot_product_attention decorated by ``sdpa_kernel(SDPBackend(kernel))``."""
-    backend = call_node("torch.nn.attention.SDPBackend", KERNELS[kernel])
-    function = call_node("builtins.getattr", call_node("importlib.import_module", {"literal": "torch.nn.functional"}),
-                         {"literal": "scaled_dot_product_attention"})
-    return call_node("operator.call", call_node("torch.nn.attention.sdpa_kernel", backend), function)
+    """F.scaled_dot_product_attention decorated by ``sdpa_kernel(SDPBackend(kernel))``: scaffolding, built
+    as plain Python (``scaffold_node``), never by the backend under test."""
+    backend = scaffold_node("torch.nn.attention.SDPBackend", KERNELS[kernel])
+    function = scaffold_node("builtins.getattr",
+                             scaffold_node("importlib.import_module", {"literal": "torch.nn.functional"}),
+                             {"literal": "scaled_dot_product_attention"})
+    return scaffold_node("operator.call", scaffold_node("torch.nn.attention.sdpa_kernel", backend), function)
 
 
 def sdpa(kernel: str, *, regimes: tuple[Regime, ...] = (), notes: str = "") -> LayerSpec:
