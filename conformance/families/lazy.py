@@ -34,7 +34,17 @@ from backends.base import Case, Result
 from conformance import strategies as S
 from conformance.compare import Comparison
 from conformance.numerics import init as num
-from conformance.spec import LayerSpec, Randomness, Regime, Tolerance, TorchMapping, all_specs, arg, call_node
+from conformance.spec import (
+    LayerSpec,
+    Randomness,
+    Regime,
+    Tolerance,
+    TorchMapping,
+    all_specs,
+    arg,
+    call_node,
+    scaffold_node,
+)
 from conformance.stats import StatCheck
 from reference import init as RI
 
@@ -230,7 +240,8 @@ def _dry_run(eager_id: str) -> Callable[[Case], list[Any]]:
     crashes torch 2.13 with SIGSEGV: see the note of issue #24)."""
     def prepare(case: Case) -> list[Any]:
         kwargs = _kwargs(eager_id, case)
-        first = {"attribute": ""} if not kwargs else call_node("functools.partial", {"attribute": ""}, **kwargs)
+        # functools.partial(module, **kwargs) is scaffolding (plain Python); the call of it is the dry run
+        first = {"attribute": ""} if not kwargs else scaffold_node("functools.partial", {"attribute": ""}, **kwargs)
         return [{"loop": {"over": [first], "input": arg("input")}}]
 
     return prepare
