@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from backends.base import Case
 from backends.torch_compile import runs_dynamic_graph
 from conformance import strategies as S
+from conformance.numerics.init import in_format
+from conformance.strategies.init import writes_overlap
 from reference import init as init_ref
 
 
@@ -101,3 +105,43 @@ def trunc_normal_capture_fails(case: Case) -> bool:
     if std == 0 and a <= mean <= b:
         return False
     return not trunc_normal_symbolic_negative_pow(case)
+
+
+def constant_negative_zero_specialised(case: Case) -> bool:
+    """A valid constant_ case filling -0.0 into a non-empty tensor whose write does not overlap, on a dynamic graph:
+    the unspecialised float argument is specialised again through sympy, which has no -0.0 (the graph fills +0)."""
+    shape = _tensor_shape(case)
+    val = case.params.get("val")
+    if shape is None or 0 in shape or not isinstance(val, float) or val != 0.0 or math.copysign(1.0, val) > 0:
+        return False
+    return not writes_overlap(case) and runs_dynamic_graph(case)
+
+
+def _fill_value(case: Case) -> float | None:
+    """constant_'s val as a finite float (None: not a finite real number)."""
+    val = case.params.get("val")
+    if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val):
+        return None
+    return float(val)
+
+
+def inductor_half_fill_overflow_accepted(case: Case) -> bool:
+    """An invalid float16/bfloat16 constant_ whose finite val rounds to ±inf, into a tensor of other than one element
+    (eager's one-element path fills inf too: init-constant-one-element-half-overflows-to-inf) that does not overlap:
+    inductor's fill has no range check and fills ±inf (or nothing) where eager raises."""
+    val = _fill_value(case)
+    if not case.invalid or case.dtype not in ("float16", "bfloat16") or val is None or "tensor" not in case.inputs:
+        return False
+    if math.isfinite(float(in_format(np.array(val), case.dtype))):
+        return False
+    return case.inputs["tensor"].size != 1 and not writes_overlap(case)
+
+
+def inductor_float32_fill_beyond_max_folded(case: Case) -> bool:
+    """A float32 constant_ (valid, rounding to the largest finite value, or invalid, overflowing) whose finite val
+    lies beyond float32's largest finite value, into a tensor whose write does not overlap: inductor's constant
+    folding of the fill raises eager's range error while compiling."""
+    val = _fill_value(case)
+    if case.dtype != "float32" or val is None or "tensor" not in case.inputs:
+        return False
+    return abs(val) > float(np.finfo(np.float32).max) and not writes_overlap(case)

@@ -1,11 +1,15 @@
-"""Predicates of the known torch.compile discrepancies of the losses (conformance/known/torch_compile.toml):
-what the compiled decompositions of MultiLabelMarginLoss, MultiMarginLoss and BCELoss compute differently."""
+"""Predicates of the known torch.compile discrepancies of the losses and distances
+(conformance/known/torch_compile.toml): what the compiled decompositions of MultiLabelMarginLoss, MultiMarginLoss
+and BCELoss, and the compiled backward of PairwiseDistance, compute differently."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from backends.base import Case
+from backends.base import Case, Result
+from conformance.dtypes import DTYPES
 
 
 def _per_row_cotangent(case: Case, rows: int) -> np.ndarray:
@@ -90,3 +94,72 @@ def bce_clamped_input_gradient(case: Case) -> bool:
     with np.errstate(all="ignore"):
         numerator = np.broadcast_to((x - t) * case.inputs.get("weight", 1.0) * g, x.shape)
     return bool(np.any((x * (1 - x) < 1e-12) & (numerator != 0)))
+
+
+# -- PairwiseDistance, p = ±inf, broadcast inputs (float16/bfloat16) ------------------------------------------------
+# The inf-norm backward (norm_backward) masks the entries with |d| == N (N the forward's output, rounded to the
+# case's dtype) and divides the cotangent by their count. With x1 and x2 of different shapes, inductor's partitioner
+# recomputes d = x1 - x2 + eps inside the backward kernel in float32 instead of saving the rounded d: where the row's
+# extreme |d| is not representable in the dtype no entry equals N, the count is 0 and the row's gradient is NaN.
+
+
+def _compiled_inf_norm_parts(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(d in float32, inductor's mask, eager's mask) over the broadcast shape of a half-precision PairwiseDistance
+    case with p = ±inf and inputs of different shapes; None for any other case."""
+    p = float(case.params["p"])
+    x1, x2 = (np.asarray(case.inputs[n], dtype=np.float64) for n in ("x1", "x2"))
+    if case.invalid or case.dtype not in ("float16", "bfloat16") or not math.isinf(p) or x1.shape == x2.shape:
+        return None
+    if not case.differentiable or 0 in np.broadcast_shapes(x1.shape, x2.shape):
+        return None
+    rnd = DTYPES[case.dtype].round
+    b1, b2 = np.broadcast_arrays(x1, x2)
+    eps = float(case.params["eps"])
+    with np.errstate(all="ignore"):
+        d32 = (b1.astype(np.float32) - b2.astype(np.float32)) + np.float32(eps)
+        a32 = np.abs(d32)
+        ext = a32.max(axis=-1, keepdims=True) if p > 0 else a32.min(axis=-1, keepdims=True)
+        norm = rnd(ext.astype(np.float64))
+        ours = (a32.astype(np.float64) == norm) | np.isnan(a32)
+        de = np.abs(rnd(rnd(b1 - b2) + eps))
+        eager_norm = de.max(axis=-1, keepdims=True) if p > 0 else de.min(axis=-1, keepdims=True)
+        theirs = (de == eager_norm) | np.isnan(de)
+    return d32, ours, theirs
+
+
+def compiled_pairwise_inf_norm_recomputed_mask(case: Case) -> bool:
+    """Half-precision PairwiseDistance, p = ±inf, x1 and x2 of different shapes, where inductor's float32 mask of
+    the extreme entries differs from eager's in some row (empty: a NaN gradient row; fewer ties: other values)."""
+    parts = _compiled_inf_norm_parts(case)
+    return parts is not None and not np.array_equal(parts[1], parts[2])
+
+
+def _reduce_to(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum a broadcast array back to ``shape`` (leading axes dropped, size-1 axes kept)."""
+    lead = arr.ndim - len(shape)
+    arr = arr.sum(axis=tuple(range(lead))) if lead else arr
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and arr.shape[i] != 1)
+    return arr.sum(axis=axes, keepdims=True) if axes else arr
+
+
+def compiled_pairwise_inf_norm_model(case: Case, reference: Result, got: Result) -> dict[str, object]:
+    """What inductor's PairwiseDistance backward returns for p = ±inf with broadcast inputs: sign(d)·g/count over
+    its float32 mask (NaN rows where the mask is empty), summed to each input's shape in float32."""
+    parts = _compiled_inf_norm_parts(case)
+    if parts is None:
+        return {}
+    d32, mask, _ = parts
+    g = np.asarray(case.cotangents.get("output", np.ones(d32.shape[:-1])), dtype=np.float32)
+    g = g.reshape(d32.shape[:-1] + (1,))
+    with np.errstate(all="ignore"):
+        gb = np.sign(d32) * (g / mask.sum(axis=-1, keepdims=True).astype(np.float32)) * mask
+    rnd = DTYPES[case.dtype].round
+    out: dict[str, object] = {}
+    for name, sign in (("x1", 1.0), ("x2", -1.0)):
+        if name in case.differentiable:
+            shape = np.shape(case.inputs[name])
+            with np.errstate(all="ignore"):
+                total = _reduce_to(sign * gb.astype(np.float64), shape).reshape(shape)
+                mag = _reduce_to(np.abs(gb.astype(np.float64)), shape).reshape(shape)
+            out[f"grad.{name}"] = (rnd(total), mag)
+    return out

@@ -38,7 +38,20 @@ from backends.base import Case, Result
 from backends.torch_compile import runs_dynamic_graph
 from conformance import strategies as S
 from conformance.numerics import analysis_cache as AC
-from conformance.numerics.window import batched_input, has_empty_window, is_unbatched, pool_kind, sliding, spatial_dims
+from conformance.numerics.window import (
+    batched_input,
+    fractional3d_windows_fit_exactly,
+    fractional_output,
+    fractional_sample_shape,
+    fractional_samples,
+    has_empty_window,
+    is_unbatched,
+    per_dim_param,
+    pool_kind,
+    round_fn,
+    sliding,
+    spatial_dims,
+)
 from reference import pooling as ref
 
 # inductor unrolls a max-pooling window of at most this many taps (no argmax reduction, no bug)
@@ -79,6 +92,12 @@ def inductor_tap_offsets(kernel: Sequence[int], strides: Sequence[int]) -> np.nd
     own row-major offset in an unrolled window (at most 25 taps)."""
     if int(np.prod(kernel)) <= UNROLLED_WINDOW:
         return np.arange(int(np.prod(kernel)), dtype=np.int64)
+    return _reduction_tap_offsets(kernel, strides)
+
+
+def _reduction_tap_offsets(kernel: Sequence[int], strides: Sequence[int]) -> np.ndarray:
+    """The offset inductor's argmax reduction (not unrolled) records for each kernel tap (row-major over
+    ``kernel``): row-major over its reordered loops, the vectorised unit-stride loop's lane i adding i."""
     loops = inductor_reduction_loops(kernel, strides)
     inner = {d: int(np.prod([kernel[e] for e in loops[i + 1:]], dtype=np.int64)) for i, d in enumerate(loops)}
     unit = [d for d in loops if strides[d] == 1]
@@ -292,3 +311,144 @@ def bicubic_backward_scatters_one_column(case: Case) -> bool:
         out = [math.floor(n * float(f)) for n, f in zip(shape[2:], factors)]
     wide = [d for d in (0, 1) if int(out[d]) >= 2]
     return bool(wide) and shape[2 + wide[-1]] == 1
+
+
+# -- FractionalMaxPool2d/3d: inductor's windows and argmax --------------------------------------------------------
+# Inductor's lowering of aten.fractional_max_pool2d/3d (``_fractional_pooling_offsets``) differs from eager's kernel in
+# three ways. (1) It reads the sample of spatial dim d at ``[..., nd - 1 - d]``: torch's 2-d order (width, height) but
+# reversed for 3-d, whose order is depth, height, width. (2) It evaluates the window starts trunc((i + u)·alpha) -
+# trunc(u·alpha) with alpha = (L - k)/(n - 1) in float64 and i + u in the sample's opmath type (float32 for float32,
+# float16 and bfloat16), where eager rounds every step to the input's dtype. (3) Its argmax over a window is a
+# reduction (unless the window has fewer than 25 taps and the output more than one element) whose loops are reordered
+# by the input's strides, its offset decoded in kernel order (MaxPool's bug, ``_reduction_tap_offsets``).
+
+
+def _fractional_parts(case: Case, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(output, flat indices), batched, of eager's FractionalMaxPool pooling of the case with ``samples`` (N, C, nd)."""
+    x = batched_input(case).astype(np.float64)
+    kernel = per_dim_param(case.params["kernel_size"], spatial_dims(case))
+    with np.errstate(all="ignore"):
+        return ref.fractional_max_pool(x, kernel, fractional_output(case, x), samples, round_fn(case))
+
+
+def _applies_fractional(case: Case) -> bool:
+    """A valid, non-empty FractionalMaxPool2d/3d case whose windows torch accepts (3-d: out + k - 1 < in per dim; else
+    it raises first: compiled-fractional-max-pool3d-rejects-windows-that-fit-exactly)."""
+    if case.invalid or pool_kind(case) != "fractional" or spatial_dims(case) not in (2, 3):
+        return False
+    if batched_input(case).size == 0:
+        return False
+    return spatial_dims(case) == 2 or not fractional3d_windows_fit_exactly(case)
+
+
+def _inductor_fractional_starts(case: Case, x: np.ndarray, kernel: Sequence[int],
+                                out: Sequence[int]) -> list[np.ndarray]:
+    """Inductor's window starts (planes, out_d) per spatial dim d: sample [..., nd - 1 - d], i + u in the opmath
+    type, alpha and the products in float64, truncated; the last window at L - k."""
+    nd = len(kernel)
+    u = fractional_samples(case).reshape(fractional_sample_shape(case)).reshape(-1, nd).astype(np.float64)
+    opmath = np.float64 if case.dtype == "float64" else np.float32
+    starts = []
+    for d in range(nd):
+        size, k, o = int(x.shape[2 + d]), int(kernel[d]), int(out[d])
+        ud = u[:, nd - 1 - d]
+        st = np.full((u.shape[0], o), size - k, dtype=np.int64)
+        if o > 1:
+            alpha = np.float64(size - k) / np.float64(o - 1)
+            s = (np.arange(o - 1).astype(opmath)[None, :] + ud.astype(opmath)[:, None]).astype(np.float64)
+            st[:, :-1] = (np.trunc(s * alpha) - np.trunc(ud * alpha)[:, None]).astype(np.int64)
+        starts.append(st)
+    return starts
+
+
+def _inductor_fractional(case: Case) -> dict[str, np.ndarray]:
+    """What inductor's FractionalMaxPool2d/3d returns (batched): output and indices of its windows and argmax (see
+    above), and the input gradient (with its magnitudes) that eager's backward (an inductor fallback) scatters."""
+    x = batched_input(case).astype(np.float64)
+    n, c, *spatial = x.shape
+    nd = len(spatial)
+    kernel = per_dim_param(case.params["kernel_size"], nd)
+    out = fractional_output(case, x)
+    starts = _inductor_fractional_starts(case, x, kernel, out)
+    size = int(np.prod(kernel))
+    if size < UNROLLED_WINDOW and n * c * int(np.prod(out)) != 1:
+        offsets = np.arange(size, dtype=np.int64)
+    else:
+        strides = S.torch_strides(tuple(case.inputs["input"].shape), case.layout("input"))[-nd:]
+        offsets = _reduction_tap_offsets(kernel, [int(st) if sz > 1 else 0 for sz, st in zip(spatial, strides)])
+    lay = lambda d, first, second: (n * c, *(first if a == d else 1 for a in range(nd)),  # noqa: E731
+                                    *(second if a == d else 1 for a in range(nd)))
+    grid = [np.clip(starts[d][:, :, None] + np.arange(kernel[d])[None, None, :], 0, spatial[d] - 1).reshape(
+        lay(d, out[d], kernel[d])) for d in range(nd)]
+    p = np.arange(n * c).reshape((-1,) + (1,) * (2 * nd))
+    vals = x.reshape(n * c, *spatial)[(p, *grid)].reshape(n * c, *out, size)
+    nan = np.isnan(vals)
+    with np.errstate(all="ignore"):
+        output = np.where(nan.any(axis=-1), np.nan, np.max(np.where(nan, -np.inf, vals), axis=-1))
+    order = np.argsort(offsets, kind="stable")
+    ranked, rnan = vals[..., order], nan[..., order]
+    best = np.where(rnan.any(axis=-1), rnan.argmax(axis=-1), np.argmax(np.where(rnan, -np.inf, ranked), axis=-1))
+    decoded = np.unravel_index(offsets[order][best], tuple(kernel))
+    flat = np.zeros((), dtype=np.int64)
+    for d in range(nd):
+        flat = flat * spatial[d] + starts[d].reshape(lay(d, out[d], 1)[:nd + 1]) + decoded[d]
+    idx = flat.reshape(n, c, *out)
+    got: dict[str, np.ndarray] = {"output": output.reshape(n, c, *out), "indices": idx}
+    cot = _cotangent(case)
+    if cot is not None:
+        got["grad.input"], got["grad.magnitude"], _ = _scatter(case, idx, cot)
+    return got
+
+
+def inductor_fractional_wrong_windows(case: Case) -> bool:
+    """FractionalMaxPool2d/3d whose result as inductor computes it (``_inductor_fractional``) differs from eager's
+    where it shows: the output, the indices when returned, or the input gradient when computed."""
+    if not _applies_fractional(case):
+        return False
+    got = _inductor_fractional(case)
+    out, idx = _fractional_parts(case, fractional_samples(case).reshape(fractional_sample_shape(case)))
+    if not np.array_equal(got["output"], out, equal_nan=True):
+        return True
+    if case.params.get("return_indices") and not np.array_equal(got["indices"], idx):
+        return True
+    cot = _cotangent(case)
+    if "grad.input" not in got or cot is None:
+        return False
+    return not np.array_equal(got["grad.input"], _scatter(case, idx, cot)[0])
+
+
+def inductor_fractional_model(case: Case, reference: Result, got: Result) -> dict[str, object]:
+    """What inductor returns for FractionalMaxPool2d/3d (``_inductor_fractional``)."""
+    pred = _inductor_fractional(case)
+    strip = (lambda a: a[0]) if is_unbatched(case) else (lambda a: a)
+    out: dict[str, object] = {"output": strip(pred["output"])}
+    if case.params.get("return_indices"):
+        out["indices"] = strip(pred["indices"])
+    if "grad.input" in pred:
+        out["grad.input"] = (strip(pred["grad.input"]), strip(pred["grad.magnitude"]))
+    return out
+
+
+def _strides_follow_sizes(shape: Sequence[int], strides: Sequence[int]) -> bool:
+    """Whether every stride, size-1 dims included, is the product of the sizes of the dims with smaller strides (the
+    dims sorted by stride, size-1 dims first among equals): strides a dynamic graph expresses through the sizes."""
+    order = sorted(range(len(shape)), key=lambda d: (strides[d], shape[d] != 1))
+    expected = 1
+    for d in order:
+        if strides[d] != expected:
+            return False
+        expected *= shape[d]
+    return True
+
+
+def fractional3d_dynamic_non_dense_backward(case: Case) -> bool:
+    """FractionalMaxPool3d on a dynamic graph with a differentiable input whose strides do not follow from its sizes
+    (a strided view, even one stepping only along a size-1 dim): its backward, aten.fractional_max_pool3d_backward,
+    has no meta kernel, and the fake tensor's fallback (running the real kernel) needs concrete strides, which such
+    an input's stride symbols are not."""
+    if not _applies_fractional(case) or spatial_dims(case) != 3 or "input" not in case.differentiable:
+        return False
+    if not runs_dynamic_graph(case):
+        return False
+    shape = tuple(int(n) for n in case.inputs["input"].shape)
+    return not _strides_follow_sizes(shape, S.torch_strides(shape, case.layout("input")))
