@@ -287,9 +287,20 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
+# A C/C++ compiler's diagnostic line (``file:line:col: error: ...``): what a CppCompileError is about,
+# often after a command line too long for MESSAGE_LIMIT.
+_DIAGNOSTIC = re.compile(r":\d+:\d+: (?:fatal )?error: ")
+
+
 def _text(exc: BaseException) -> str:
+    """``Type: message``, cut to MESSAGE_LIMIT characters; a cut message keeps its first compiler
+    diagnostics (up to 3, each cut to 300 characters) at its end."""
     text = f"{type(exc).__name__}: {exc}".strip()
-    return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT] + " [...]"
+    if len(text) <= MESSAGE_LIMIT:
+        return text
+    diagnostics = [line.strip()[:300] for line in text.splitlines() if _DIAGNOSTIC.search(line)][:3]
+    tail = " [...] " + " | ".join(diagnostics) if diagnostics else " [...]"
+    return text[:MESSAGE_LIMIT - len(tail)] + tail
 
 
 # A traceback frame of compilation: dynamo converting a frame (tracing, then calling the compiler), or a

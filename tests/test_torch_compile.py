@@ -301,6 +301,18 @@ def test_exceptions_are_classified():
     torch._dynamo.reset()
 
 
+def test_a_long_compiler_error_keeps_its_diagnostics():
+    # g++'s command line can fill MESSAGE_LIMIT before the error it reports: the cut message keeps it
+    from torch._inductor.exc import CppCompileError
+
+    error = CppCompileError(["g++", *["-I/some/long/include/path"] * 200, "-o", "k.so"],
+                            "/tmp/k.cpp:12:18: error: conflicting declaration 'auto acc_vec'\n"
+                            "/tmp/k.cpp:9:18: note: previous declaration")
+    message = str(classify(error))
+    assert message.startswith("compiler error: CppCompileError")
+    assert "conflicting declaration 'auto acc_vec'" in message and len(message) <= 2100
+
+
 def _asserts_while_compiling(gm, example_inputs):
     raise AssertionError("an invariant of the compiler")
 
