@@ -7,10 +7,12 @@ from __future__ import annotations
 import numpy as np
 
 from backends.base import Case
-from backends.torch_compile import runs_dynamic_graph
+from backends.onnxruntime_known_utils import pad_sequence_negative_zero_padding
+from backends.torch_compile import RECOMPILE_LIMIT, runs_dynamic_graph
 from conformance import strategies as S
 from conformance.composition import layers_of
 from conformance.numerics.containers import BATCH_NORMS, grads, inf_norm_of_an_empty_tensor, modulelist_inserts_a_tensor
+from conformance.strategies import copies as C
 
 
 def total_norm_checks_nonfinite(case: Case) -> bool:
@@ -35,18 +37,24 @@ def _steps(case: Case) -> list[dict]:
 
 def _first_break(case: Case) -> str:
     """Where compiling a container case's steps, one call at a time, first stops: ``"__iter__"`` (the iterator
-    returned), ``"insert"`` (a ModuleList.insert at index >= 0 on a dynamic graph: str of a symbolic int),
-    ``"append"`` (ModuleList.append of a plain tensor: its TypeError's message calls torch.typename), ``"raises"``
-    (a negative ModuleList.insert raises KeyError first, as in eager) or ``""`` (none)."""
-    dynamic = runs_dynamic_graph(case)
+    returned), ``"insert"`` (a ModuleList.insert at index >= 0, or a Sequential.insert in range, on a dynamic graph:
+    str of a symbolic int), ``"append"`` (ModuleList or Sequential append of a plain tensor: its TypeError's message
+    calls torch.typename), ``"raises"`` (a negative ModuleList.insert raises KeyError first, as in eager, and a
+    Sequential.insert out of range IndexError) or ``""`` (none)."""
+    dynamic, container = runs_dynamic_graph(case), case.params.get("container")
     for step in _steps(case):
         method, args = step.get("method"), step.get("args") or ()
         if method == "__iter__":
             return "__iter__"
-        if method == "append" and step.get("op") == "store a tensor" and case.params.get("container") == "ModuleList":
+        if method == "append" and step.get("op") == "store a tensor" and container in ("ModuleList", "Sequential"):
             return "append"
-        if method == "insert" and case.params.get("container") == "ModuleList" and isinstance(args[0], int):
+        if method == "insert" and container == "ModuleList" and isinstance(args[0], int):
             if args[0] < 0:
+                return "raises"
+            if dynamic:
+                return "insert"
+        if method == "insert" and container == "Sequential" and isinstance(args[0], int):
+            if step.get("op") == "insert out of range":  # IndexError before the index is used
                 return "raises"
             if dynamic:
                 return "insert"
@@ -60,13 +68,13 @@ def returns_a_container_iterator(case: Case) -> bool:
 
 
 def inserts_at_a_symbolic_index(case: Case) -> bool:
-    """A ModuleList case on a dynamic graph whose compiled steps first stop at an insert at index >= 0."""
+    """A ModuleList or Sequential case on a dynamic graph whose compiled steps first stop at an insert."""
     return _first_break(case) == "insert"
 
 
 def appends_a_tensor(case: Case) -> bool:
-    """An invalid ModuleList case whose compiled steps first stop at appending a plain tensor (append checks the
-    type and raises a TypeError whose message calls torch.typename)."""
+    """An invalid ModuleList or Sequential case whose compiled steps first stop at appending a plain tensor (append
+    checks the type and raises a TypeError whose message calls torch.typename)."""
     return case.invalid and _first_break(case) == "append"
 
 
@@ -97,36 +105,31 @@ def inserts_a_tensor_on_a_static_graph(case: Case) -> bool:
     return modulelist_inserts_a_tensor(case) and not runs_dynamic_graph(case) and not _first_break(case)
 
 
-def constant_pad_crops_past_the_input(case: Case) -> bool:
-    """A constant padding (a tuple (left, right, ...) from the last dim back) whose negative pads crop more than a
-    dim's elements (eager's narrow raises: size + left < 0, or size + min(left, 0) + right < 0 with right < 0) while
-    the padded size size + left + right stays >= 0 (inductor computes only that size)."""
-    padding = case.params.get("padding")
-    if not isinstance(padding, (list, tuple)) or len(padding) % 2:
-        return False
+def _padding_pairs(case: Case) -> list[tuple[int, int, int]]:
+    """(size, left, right) per padded dim, last dim first, of a padding case (an int padding expanded, as torch
+    does); empty for an odd number of amounts or more padded dims than the input has (torch raises first)."""
+    padding = C.flat_padding(case)
     shape = np.shape(case.inputs["input"])
-    if len(padding) // 2 > len(shape):
+    if len(padding) % 2 or len(padding) // 2 > len(shape):
+        return []
+    return [(shape[len(shape) - 1 - i], padding[2 * i], padding[2 * i + 1]) for i in range(len(padding) // 2)]
+
+
+def constant_pad_crops_past_the_input(case: Case) -> bool:
+    """A constant padding (an int, or a tuple (left, right, ...) from the last dim back) whose negative pads crop
+    more than a dim's elements (eager's narrow raises: size + left < 0, or size + min(left, 0) + right < 0 with
+    right < 0) while the padded size size + left + right stays >= 0 (inductor computes only that size)."""
+    pairs = _padding_pairs(case)
+    if any(size + left + right < 0 for size, left, right in pairs):
         return False
-    crops = False
-    for i in range(len(padding) // 2):
-        size, left, right = shape[len(shape) - 1 - i], padding[2 * i], padding[2 * i + 1]
-        if size + left + right < 0:
-            return False
-        kept = size + min(left, 0)
-        crops = crops or kept < 0 or (right < 0 and kept + right < 0)
-    return crops
+    return any(size + min(left, 0) < 0 or (right < 0 and size + min(left, 0) + right < 0)
+               for size, left, right in pairs)
 
 
 def reflection_pad_crops_past_the_input(case: Case) -> bool:
-    """A reflection padding (a tuple (left, right, ...) from the last dim back) with a negative pad larger than its
-    dim (left < -size or right < -size), which eager accepts."""
-    padding = case.params.get("padding")
-    if not isinstance(padding, (list, tuple)) or len(padding) % 2:
-        return False
-    shape = np.shape(case.inputs["input"])
-    pairs = [(shape[len(shape) - 1 - i], padding[2 * i], padding[2 * i + 1])
-             for i in range(min(len(padding) // 2, len(shape)))]
-    return any(left < -size or right < -size for size, left, right in pairs)
+    """A reflection padding (an int, or a tuple (left, right, ...) from the last dim back) with a negative pad
+    larger than its dim (left < -size or right < -size), which eager accepts."""
+    return any(left < -size or right < -size for size, left, right in _padding_pairs(case))
 
 
 def model_batchnorm_cumulative_average(case: Case) -> bool:
@@ -158,3 +161,140 @@ def sets_a_tensor_in_a_moduledict(case: Case) -> bool:
     """A ModuleDict case with a ``__setitem__`` step storing a plain tensor (invalid: not a Module)."""
     return case.params.get("container") == "ModuleDict" and any(
         step.get("method") == "__setitem__" and step.get("op") == "store a tensor" for step in _steps(case))
+
+
+def _vector_parameters(case: Case) -> list[str]:
+    """The parameter inputs of a vector_to_parameters case given a tensor vector, in order (none for a list)."""
+    if case.params.get("vec_as") != "tensor" or "vec" not in case.inputs:
+        return []
+    return [f"param{i}" for i in range(int(case.params.get("count", 0))) if f"param{i}" in case.inputs]
+
+
+def vector_sets_data_of_a_symbolic_size(case: Case) -> bool:
+    """vector_to_parameters on a dynamic graph assigning ``.data`` of a non-empty parameter with a dim of size >= 2
+    (a size symbol of the input, which the slice of the vector and view_as guard on)."""
+    return runs_dynamic_graph(case) and any(
+        0 not in np.shape(case.inputs[n]) and any(s >= 2 for s in np.shape(case.inputs[n]))
+        for n in _vector_parameters(case))
+
+
+def vector_slice_strides_differ(case: Case) -> bool:
+    """vector_to_parameters with a non-empty parameter whose strides (dims of size >= 2) differ from those of its
+    slice of the vector viewed as the parameter (its contiguous strides times the vector's stride)."""
+    names = _vector_parameters(case)
+    vec = np.shape(case.inputs["vec"]) if names else ()
+    if not names or not vec or not vec[0]:
+        return False
+    step = S.torch_strides(vec, case.layout("vec"))[0]
+    for name in names:
+        shape = np.shape(case.inputs[name])
+        if not shape or 0 in shape:
+            continue
+        have = S.torch_strides(shape, case.layout(name))
+        want = [int(np.prod(shape[d + 1:], dtype=np.int64)) * step for d in range(len(shape))]
+        if any(n >= 2 and h != w for n, h, w in zip(shape, have, want)):
+            return True
+    return False
+
+
+def parameterlist_indexes_past_the_recompile_limit(case: Case) -> bool:
+    """A ParameterList case whose ``__getitem__`` steps with an int index, up to the first step that raises (torch's
+    ParameterList has no del, insert or pop), index it at more than RECOMPILE_LIMIT distinct (index, length) pairs:
+    dynamo specialises the index and guards on the length, so each pair compiles one more graph of one signature."""
+    if case.params.get("container") != "ParameterList":
+        return False
+    from reference import containers as model
+
+    p = case.params
+    resolver = model.Resolver(p["entries"], case.inputs)
+    container = model.build("ParameterList", p["init"], p.get("named", False), resolver)
+    seen: set[tuple[int, int]] = set()
+    for step in _steps(case):
+        args = step.get("args") or ()
+        if step.get("method") in ("__delitem__", "insert", "pop") and "on" not in step:
+            return False  # AttributeError: ParameterList has none of them (parameterlist-without-del-insert-pop)
+        if step.get("method") == "__getitem__" and "on" not in step and args and type(args[0]) is int:
+            seen.add((args[0], len(container)))
+            if len(seen) > RECOMPILE_LIMIT:
+                return True
+        try:
+            model.run(container, [step], resolver, model.Encoder(()))
+        except Exception:  # the step raises (as it does compiled): no later step runs
+            return False
+    return False
+
+
+def pad_sequence_negative_zero_default_dropped(case: Case) -> bool:
+    """pad_sequence with padding_value -0.0, some padding and padding_side 'right' (the default) on a static graph:
+    the trailing -0.0 equals its schema default 0.0 and is dropped before the Python decomposition."""
+    return (pad_sequence_negative_zero_padding(case) and case.params.get("padding_side", "right") == "right"
+            and not runs_dynamic_graph(case))
+
+
+def pad_sequence_negative_zero_specialised(case: Case) -> bool:
+    """pad_sequence with padding_value -0.0 and some padding on a dynamic graph: the unspecialised float argument is
+    specialised again through sympy, which has no -0.0 (either padding side)."""
+    return pad_sequence_negative_zero_padding(case) and runs_dynamic_graph(case)
+
+
+def weight_norm_runs_the_interface(case: Case) -> bool:
+    """A valid parametrizations.weight_norm case whose dim is 0 or the weight's last dim, counted from 0 (torch's
+    _weight_norm then calls _weight_norm_interface, whose backward the graph runs for a differentiable g or v)."""
+    from conformance.numerics.parametrizations import WEIGHT
+
+    dim, names = case.params.get("dim"), (f"{WEIGHT}.original0", f"{WEIGHT}.original1")
+    if case.invalid or type(dim) is not int or not any(n in case.differentiable for n in names):
+        return False
+    rank = np.ndim(case.inputs.get(names[1], ()))
+    return rank >= 1 and dim in (0, rank - 1)
+
+
+def constant_pad_negative_zero_specialised(case: Case) -> bool:
+    """A valid ConstantPad case padding with value -0.0 into a non-empty output with some padded element, on a
+    dynamic graph: the unspecialised float attribute is specialised again through sympy, which has no -0.0."""
+    value = case.params.get("value")
+    if case.invalid or not isinstance(value, float) or value != 0.0 or not np.signbit(value):
+        return False
+    sizes = C.padded_sizes(case)
+    lead = np.shape(case.inputs["input"])[:-len(sizes)] if sizes else ()
+    return (runs_dynamic_graph(case) and all(out > 0 for *_, out in sizes) and all(n > 0 for n in lead)
+            and any(left > 0 or right > 0 for _, left, right, _ in sizes))
+
+
+def _affine_grid_backward(case: Case) -> tuple[int, ...] | None:
+    """The size of a valid affine_grid case whose theta is differentiable (the compiled graph has a backward)."""
+    size = case.params.get("size")
+    if case.invalid or "theta" not in case.differentiable or not isinstance(size, (list, tuple)):
+        return None
+    return tuple(int(n) for n in size)
+
+
+def affine_grid_backward_symbolic_size(case: Case) -> bool:
+    """A differentiable affine_grid on a dynamic graph with a size entry >= 2 (a symbolic int in its size)."""
+    size = _affine_grid_backward(case)
+    return size is not None and runs_dynamic_graph(case) and any(n >= 2 for n in size)
+
+
+def affine_grid_backward_single_step(case: Case) -> bool:
+    """A differentiable affine_grid with a spatial size 1 (its base grid is a constant tensor), on a graph with no
+    symbolic size (static, or dynamic with every size 0 or 1)."""
+    size = _affine_grid_backward(case)
+    return size is not None and 1 in size[2:] and not affine_grid_backward_symbolic_size(case)
+
+
+def parameterdict_updates_from_a_dict(case: Case) -> bool:
+    """A ParameterDict case updating from a non-empty plain dict (update sorts its items, (key, tensor) pairs)."""
+    return case.params.get("container") == "ParameterDict" and any(
+        step.get("method") == "update" and "on" not in step and isinstance((step.get("args") or [None])[0], dict)
+        and step["args"][0].get("mapping") == "dict" and bool(step["args"][0].get("pairs")) for step in _steps(case))
+
+
+def replication_pad_channels_last_input(case: Case) -> bool:
+    """A valid ReplicationPad2d case on a non-empty 4-d input laid out channels_last and not contiguous (size-1 dims
+    ignored): eager's backward returns a channels_last gradient, its meta kernel a contiguous one."""
+    shape = tuple(np.shape(case.inputs["input"]))
+    if case.invalid or len(shape) != 4 or 0 in shape:
+        return False
+    strides = S.torch_strides(shape, case.layout("input"))
+    return S.is_contiguous_in_order(shape, strides, (1, 3, 2, 0)) and not S.is_contiguous_in_order(
+        shape, strides, (3, 2, 1, 0))
