@@ -335,7 +335,8 @@ def _argument_check(exc: BaseException | None) -> bool:
     argument parser's TypeError ("received an invalid combination of arguments": a float size)."""
     if type(exc) is TypeError:
         return "received an invalid combination of arguments" in str(exc)
-    return type(exc) is NotImplementedError and not _MISSING_KERNEL.search(str(exc))
+    # (a bare NotImplementedError() is dynamo's own: e.g. the cause of a "Reconstruction failure")
+    return type(exc) is NotImplementedError and bool(str(exc)) and not _MISSING_KERNEL.search(str(exc))
 
 
 def classify(exc: BaseException) -> BaseException:

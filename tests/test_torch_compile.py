@@ -287,6 +287,11 @@ def test_exceptions_are_classified():
     missing = torch._dynamo.exc.Unsupported("running FX node")
     missing.__cause__ = NotImplementedError("aten::foo: no fake impl or Meta kernel registered")
     assert isinstance(classify(missing), CompileFailure)  # the compiler's limit
+    # dynamo cannot return ModuleList.__iter__'s iterator ("Reconstruction failure", caused by a bare
+    # NotImplementedError()): its own limit, not the call refusing its arguments
+    modules = torch.nn.ModuleList([torch.nn.PReLU()])
+    iterated = classify(_raised(torch.compile(modules.__iter__, backend="aot_eager", fullgraph=True)))
+    assert isinstance(iterated, CompileFailure) and str(iterated).startswith("graph break")
 
     static = torch.compile(lambda t: t * 2, backend="aot_eager", fullgraph=True, dynamic=False)
     for n in range(2, 12):
