@@ -79,7 +79,8 @@ def appends_a_tensor(case: Case) -> bool:
 
 
 # (attention mask, key padding mask) input pairs that _canonical_mask compares
-MASK_PAIRS = (("attn_mask", "key_padding_mask"), ("src_mask", "src_key_padding_mask"),
+# (TransformerEncoder's forward names its attention mask ``mask``)
+MASK_PAIRS = (("attn_mask", "key_padding_mask"), ("src_mask", "src_key_padding_mask"), ("mask", "src_key_padding_mask"),
               ("tgt_mask", "tgt_key_padding_mask"), ("memory_mask", "memory_key_padding_mask"))
 
 
