@@ -163,3 +163,61 @@ def compiled_pairwise_inf_norm_model(case: Case, reference: Result, got: Result)
                 mag = _reduce_to(np.abs(gb.astype(np.float64)), shape).reshape(shape)
             out[f"grad.{name}"] = (rnd(total), mag)
     return out
+
+
+def _compiled_unscaled_gradients(case: Case) -> dict[str, np.ndarray] | None:
+    """PairwiseDistance's gradients for finite p ∉ {0, 1, 2} as inductor computes them: the forward saves
+    s = d·|d|^(p-2) (sgn(d)·|d|^(p-1) for p < 2, 0 at d = 0 for p < 1), formed in float32 from d = x1 - x2 + eps
+    and stored in the case's format, and N rounded to it; the backward forms s·(g / N^(p-1)) (0 where N = 0), for
+    p < 1 (s·g)·N^(1-p), in float32, rounded once. Eager rounds N^(p-1) (N^(1-p)) to the format first, so where
+    that power leaves a half format's range it gets 0·inf = NaN; inductor gets a finite value, ±inf or ±0. None
+    without a cotangent or for other p."""
+    from conformance.numerics.distance import _params, _unbroadcast
+
+    p, eps, keepdim = _params(case)
+    g = case.cotangents.get("output")
+    if g is None or not math.isfinite(p) or p in (0.0, 1.0, 2.0):
+        return None
+    rd, f32 = DTYPES[case.dtype].round, DTYPES["float32"].round
+    x1 = np.asarray(case.inputs["x1"], dtype=np.float64)
+    x2 = np.asarray(case.inputs["x2"], dtype=np.float64)
+    with np.errstate(all="ignore"):
+        d = f32(f32(x1 - x2) + eps)
+        a = np.abs(d)
+        norm = rd(f32(np.power(f32(np.sum(f32(np.power(a, p)), axis=-1, keepdims=True)), 1.0 / p)))
+        if d.shape[-1:] == (1,):
+            norm = rd(a)
+        g = np.asarray(g, dtype=np.float64)
+        g = g if keepdim else g[..., None]
+        if p < 1:
+            s = rd(np.where(d == 0, 0.0, np.sign(d) * f32(np.power(a, p - 1))))
+            grad = f32(f32(s * g) * f32(np.power(norm, 1 - p)))
+        else:
+            s = rd(np.sign(d) * f32(np.power(a, p - 1)) if p < 2 else d * f32(np.power(a, p - 2)))
+            grad = f32(s * np.where(norm == 0, 0.0, f32(g / f32(np.power(norm, p - 1)))))
+    shapes = {name: np.shape(case.inputs[name]) for name in ("x1", "x2")}
+    return {f"grad.{name}": rd(_unbroadcast(sign * grad, shapes[name])).reshape(shapes[name])
+            for name, sign in (("x1", 1.0), ("x2", -1.0))}
+
+
+def compiled_pairwise_unscaled_power_differs(case: Case) -> bool:
+    """PairwiseDistance (finite p ∉ {0, 1, 2}) whose gradient inductor computes with a NaN/inf/zero pattern other
+    than eager torch's (known_models_misc.unscaled_powers_model): eager rounds N^(p-1) (N^(1-p) for p < 1) to the
+    half format, inductor keeps it in float32 (``_compiled_unscaled_gradients``)."""
+    from conformance.numerics.known_models_misc import unscaled_powers_model
+
+    compiled = _compiled_unscaled_gradients(case)
+    if compiled is None:
+        return False
+    eager = unscaled_powers_model(case, {}, {})  # type: ignore[arg-type]
+    for name, value in compiled.items():
+        other = np.asarray(eager[name], dtype=np.float64)
+        if not np.array_equal(np.isnan(value), np.isnan(other)) or not np.array_equal(
+                np.where(np.isfinite(value), 0.0, value), np.where(np.isfinite(other), 0.0, other)):
+            return True
+    return False
+
+
+def compiled_pairwise_unscaled_power_model(case: Case, reference: Result, got: Result) -> dict[str, object]:
+    """The gradients of ``compiled_pairwise_unscaled_power_differs`` as inductor computes them."""
+    return dict(_compiled_unscaled_gradients(case) or {})
