@@ -440,13 +440,16 @@ class Runner:
         (``Result.meta[COMPILED]`` False) cannot show a compile failure: an entry explaining only
         those does not count it. Nor can a case whose call failed (raised, did not compile, accepted
         an invalid case...) show a wrong tensor, none being compared: an entry explaining only
-        tensors does not count it."""
+        tensors does not count it. A case that did not compile never ran its call: only an entry
+        with the ``compile`` symptom counts it."""
         stats = self._known_stats[(spec.id, backend.name, case.dtype, case.mode)]
         reused = results is not None and results[1].meta.get(COMPILED) is False
         for entry in entries:
             if reused and set(entry.symptom) == {"compile"}:
                 continue
             if call_symptom is not None and not set(entry.symptom) & set(CALL_SYMPTOMS):
+                continue
+            if call_symptom == "compile" and "compile" not in entry.symptom:  # the call never ran
                 continue
             seen = (call_symptom is not None and entry.explains_call(call_symptom, call_error)) or any(
                 entry.explains(c, modelled.get(entry.id, ())) for c in failing)

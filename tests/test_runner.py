@@ -61,6 +61,21 @@ def test_a_tensor_entry_is_not_held_to_show_where_the_call_failed(tmp_path):
     assert "known" in {r["verdict"] for r in records} and "fail" not in {r["verdict"] for r in records}
 
 
+def test_only_a_compile_entry_is_held_to_show_where_the_call_did_not_compile(tmp_path):
+    """A case that did not compile never ran its call: a strict entry naming a raise (say eager's
+    argument check, seen through a compiler) cannot show there, so it is no unexpected pass; a
+    compile entry that matched and never showed (another message) still is."""
+    failing = KnownDiscrepancy(id="compile", op="ReLU", backend="never-compiles", reason="r", symptom="compile")
+    other = KnownDiscrepancy(id="other", op="ReLU", backend="never-compiles", reason="r", symptom="compile",
+                             message="graph break")
+    raising = KnownDiscrepancy(id="raises", op="ReLU", backend="never-compiles", reason="r",
+                               symptom=["raises", "value"])
+    runner, records = _run(tmp_path, load_backend("tests.wrong_backends.generic:NeverCompiles"), ["ReLU"],
+                           [failing, other, raising], examples=5)
+    assert {r["known"]["id"] for r in records if r["verdict"] == "xpass"} == {"other"}
+    assert {r["verdict"] for r in records} <= {"known", "xpass"}
+
+
 def test_non_strict_known_entry_that_passes_is_a_pass(tmp_path):
     entry = KnownDiscrepancy(id="flaky", op="ReLU", backend="torch-cpu", reason="sometimes", strict=False)
     runner, records = _run(tmp_path, load_backend("torch-cpu"), ["ReLU"], [entry], examples=5)

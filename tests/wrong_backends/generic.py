@@ -61,6 +61,17 @@ class Raises(Backend):
         raise RuntimeError("kernel exploded")
 
 
+class NeverCompiles(Backend):
+    """A compiler that fails on every call: the 'compile' verdict, never a pass."""
+
+    name = "never-compiles"
+
+    def run(self, case):
+        from backends.base import CompileFailure
+
+        raise CompileFailure("compiler error: no lowering for anything")
+
+
 class ClaimsNothing(TorchBackend):
     """Implements no layer at all: everything must be reported unsupported, never passed."""
 
