@@ -1,5 +1,6 @@
 """Predicates and models of the known torch.compile discrepancies of the transformer layers
-(conformance/known/torch_compile.toml): the compiled TransformerEncoder never takes eager's nested-tensor path."""
+(conformance/known/torch_compile.toml, torch_compile_utils.toml): the compiled TransformerEncoder never takes eager's
+nested-tensor path."""
 
 from __future__ import annotations
 
@@ -21,6 +22,30 @@ def compiled_encoder_skips_nested_path(case: Case) -> bool:
         return False
     kpm = case.inputs.get("src_key_padding_mask")
     return NA.takes_nested_path(case) and kpm is not None and bool(np.any(kpm != 0))
+
+
+def compiled_nested_path_does_not_compile(case: Case) -> bool:
+    """A TransformerEncoder case on eager's nested-tensor path (``takes_nested_path``) with mask_check off: compiled,
+    the encoder calls torch._nested_tensor_from_mask, which dynamo does not trace (the call does not compile)."""
+    return NA.takes_nested_path(case) and not case.params.get("mask_check", True)
+
+
+def compiled_encoder_leaves_nested_path(case: Case) -> bool:
+    """A case on eager's nested-tensor path that compiled torch does not run as eager does: it runs the dense path
+    (``compiled_encoder_skips_nested_path``) or does not compile (``compiled_nested_path_does_not_compile``)."""
+    return compiled_encoder_skips_nested_path(case) or compiled_nested_path_does_not_compile(case)
+
+
+def compiled_fast_path_tanh_gelu_only(case: Case) -> bool:
+    """``fast_path_tanh_gelu_only`` outside ``compiled_encoder_leaves_nested_path`` (those cases are explained by
+    dynamo-transformer-encoder-nested-path-not-taken, whose model has the exact GELU, or do not compile)."""
+    return NA.fast_path_tanh_gelu_only(case) and not compiled_encoder_leaves_nested_path(case)
+
+
+def compiled_fast_path_exact_gelu_beyond_bound(case: Case) -> bool:
+    """``fast_path_exact_gelu_beyond_bound`` outside ``compiled_encoder_leaves_nested_path`` (as
+    ``compiled_fast_path_tanh_gelu_only``)."""
+    return not compiled_encoder_leaves_nested_path(case) and NA.fast_path_exact_gelu_beyond_bound(case)
 
 
 def compiled_dense_encoder_model(case: Case, reference: Result, got: Result, spec: LayerSpec) -> dict[str, object]:

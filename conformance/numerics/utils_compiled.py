@@ -11,6 +11,8 @@ from backends.onnxruntime_known_utils import pad_sequence_negative_zero_padding
 from backends.torch_compile import RECOMPILE_LIMIT, runs_dynamic_graph
 from conformance import strategies as S
 from conformance.composition import layers_of
+from conformance.numerics import attention as NA
+from conformance.numerics.attention_compiled import compiled_nested_path_does_not_compile
 from conformance.numerics.containers import BATCH_NORMS, grads, inf_norm_of_an_empty_tensor, modulelist_inserts_a_tensor
 from conformance.strategies import copies as C
 
@@ -91,10 +93,14 @@ def mask_types_differ(case: Case) -> bool:
 
 
 def fast_path_src_dense_not_contiguous(case: Case) -> bool:
-    """An eval TransformerEncoderLayer fast-path call (batch_first, batched) whose non-empty src is dense but not
-    contiguous (a permuted layout that size-1 dims do not make contiguous)."""
+    """An encoder layer on the eval fast path under compile (``encoder_layer_fast_path``: TransformerEncoderLayer,
+    or a TransformerEncoder's first layer, which compiled torch reaches on the dense path unless its nested path
+    does not compile) whose non-empty src is dense but not contiguous (a permuted layout that size-1 dims do not
+    make contiguous)."""
+    if not NA.encoder_layer_fast_path(case) or compiled_nested_path_does_not_compile(case):
+        return False
     shape = tuple(np.shape(case.inputs["src"]))
-    if case.train or not case.params.get("batch_first") or len(shape) != 3 or 0 in shape:
+    if 0 in shape:
         return False
     strides = S.torch_strides(shape, case.layout("src"))
     return S.is_non_overlapping_and_dense(shape, strides) and not S.is_contiguous_in_order(shape, strides, (2, 1, 0))
