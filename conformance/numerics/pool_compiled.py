@@ -23,6 +23,9 @@ MaxPool1d and MaxPool2d get the same indices (same lowering, the same model). Th
 inductor's own, a ``scatter_reduce`` over each input plane that checks its indices: an index outside
 the plane (the padding, -1 included) raises "index ... is out of bounds" instead of writing; the
 3-d backward is eager's kernel, which checks nothing.
+
+LPPool1d/2d/3d with norm_type ±inf are ±max_pool(±|x|): the same lowering on ±|x|, whose input
+gradient is sign(x) times the max-pool gradient (the 3-d entries take them; ``_pooled_input``).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from conformance.numerics.window import (
     fractional_samples,
     has_empty_window,
     is_unbatched,
+    maxpool3d_unbatched_channels_last_strides,
     per_dim_param,
     pool_kind,
     round_fn,
@@ -114,9 +118,22 @@ def _axis_shape(axis: int, nd: int = 3) -> tuple[int, ...]:
     return tuple(-1 if a == axis else 1 for a in range(nd))
 
 
+def _infinite_lp(case: Case) -> bool:
+    """LPPool with norm_type ±inf: F.lp_pool*d is then ±max_pool*d(±|x|), the same lowering."""
+    return pool_kind(case) == "lp" and math.isinf(float(case.params["norm_type"]))
+
+
 def _applies(case: Case) -> bool:
-    """A valid max-pooling case (MaxPool1d, 2d or 3d)."""
-    return pool_kind(case) == "max" and not case.invalid
+    """A valid max-pooling case (MaxPool1d, 2d or 3d, or LPPool with norm_type ±inf)."""
+    return (pool_kind(case) == "max" or _infinite_lp(case)) and not case.invalid
+
+
+def _pooled_input(case: Case) -> np.ndarray:
+    """The batched tensor max_pool reads: the input, or ±|input| for LPPool with norm_type ±inf."""
+    x = batched_input(case)
+    if not _infinite_lp(case):
+        return x
+    return np.abs(x) if float(case.params["norm_type"]) > 0 else -np.abs(x)
 
 
 def inductor_maxpool_indices(case: Case) -> np.ndarray:
@@ -128,7 +145,7 @@ def inductor_maxpool_indices(case: Case) -> np.ndarray:
 
 
 def _inductor_maxpool_indices(case: Case) -> np.ndarray:
-    x = batched_input(case).astype(np.float64)
+    x = _pooled_input(case).astype(np.float64)
     g = sliding(case)
     spatial = x.shape[2:]
     nd = len(spatial)
@@ -162,7 +179,7 @@ def _inductor_maxpool_indices(case: Case) -> np.ndarray:
 def _eager_indices(case: Case) -> np.ndarray:
     g = sliding(case)
     with np.errstate(all="ignore"):
-        _, idx = ref.max_pool(batched_input(case).astype(np.float64), g.kernel, g.stride, g.padding, g.dilation,
+        _, idx = ref.max_pool(_pooled_input(case).astype(np.float64), g.kernel, g.stride, g.padding, g.dilation,
                               g.ceil_mode)
     return idx
 
@@ -194,10 +211,24 @@ def _cotangent(case: Case) -> np.ndarray | None:
     return cot[None] if is_unbatched(case) else cot
 
 
+def _lp_sign(case: Case) -> np.ndarray:
+    """d|x|/dx as torch's abs backward takes it (sign(x), 0 at 0): the factor LPPool ±inf's gradient
+    puts on the max-pool gradient scattered to each input element."""
+    return np.sign(batched_input(case).astype(np.float64))
+
+
 def _wrong_index_shows(case: Case, idx: np.ndarray) -> bool:
     """Whether inductor's indices ``idx`` differ from eager's for some window and the difference shows:
-    the indices are returned, or that window's cotangent is not 0."""
-    wrong = idx != _eager_indices(case)
+    the indices are returned, or that window's cotangent is not 0 (LPPool ±inf: the input gradients,
+    sign(x) times the scattered cotangents, differ)."""
+    eager = _eager_indices(case)
+    if _infinite_lp(case):
+        cot = _cotangent(case)
+        if cot is None or np.array_equal(idx, eager):
+            return False
+        sign = _lp_sign(case)
+        return not np.array_equal(sign * _scatter(case, idx, cot)[0], sign * _scatter(case, eager, cot)[0])
+    wrong = idx != eager
     if case.params.get("return_indices"):
         return bool(wrong.any())
     cot = _cotangent(case)
@@ -210,7 +241,7 @@ def _index_leaves_buffer(case: Case, idx: np.ndarray) -> bool:
 
 
 def inductor_maxpool3d_wrong_index_inside_buffer(case: Case) -> bool:
-    """MaxPool3d (whose backward is eager's unchecked kernel) where inductor's index (see the module
+    """MaxPool3d or LPPool3d ±inf (whose backward is eager's unchecked kernel) where inductor's index (see the module
     docstring) differs from eager's where it shows, and every index stays inside the gradient buffer
     (the backward corrupts nothing)."""
     if not _applies(case) or spatial_dims(case) != 3:
@@ -220,7 +251,7 @@ def inductor_maxpool3d_wrong_index_inside_buffer(case: Case) -> bool:
 
 
 def inductor_maxpool3d_index_outside_buffer(case: Case) -> bool:
-    """MaxPool3d where some index inductor computes lies outside the whole gradient buffer: the
+    """MaxPool3d or LPPool3d ±inf where some index inductor computes lies outside the whole gradient buffer: the
     backward writes out of bounds (heap corruption, or a crash)."""
     return (_applies(case) and spatial_dims(case) == 3 and bool(case.differentiable)
             and _index_leaves_buffer(case, inductor_maxpool_indices(case)))
@@ -228,7 +259,8 @@ def inductor_maxpool3d_index_outside_buffer(case: Case) -> bool:
 
 def inductor_maxpool3d_model(case: Case, reference: Result, got: Result) -> dict[str, object]:
     """What inductor returns for MaxPool3d: its indices, and the input gradient
-    eager's backward scatters from them (see the module docstring)."""
+    eager's backward scatters from them (see the module docstring); for LPPool3d ±inf that gradient
+    times sign(x) (the backward of ±|x|)."""
     idx = inductor_maxpool_indices(case)
     out: dict[str, object] = {}
     if case.params.get("return_indices"):
@@ -236,10 +268,19 @@ def inductor_maxpool3d_model(case: Case, reference: Result, got: Result) -> dict
     cot = _cotangent(case)
     if cot is not None:
         total, mag, _ = _scatter(case, idx, cot)
+        if _infinite_lp(case):
+            sign = _lp_sign(case)
+            total, mag = sign * total, np.abs(sign) * mag
         if is_unbatched(case):
             total, mag = total[0], mag[0]
         out["grad.input"] = (total, mag)
     return out
+
+
+def inductor_pool3d_unbatched_channels_last_strides_backward(case: Case) -> bool:
+    """``maxpool3d_unbatched_channels_last_strides`` (MaxPool3d, LPPool3d ±inf) with a differentiable
+    input: inductor lowers a forward without gradient itself and raises only when the backward is traced."""
+    return maxpool3d_unbatched_channels_last_strides(case) and "input" in case.differentiable
 
 
 def unpool3d_dynamic_offset_output_sizes(case: Case) -> bool:
