@@ -17,10 +17,10 @@ from reference import normalization as RN
 TWO_STEP_VARIANCE_THRESHOLD = 1024
 
 
-def _statistic_slices(case: Case, spec: LayerSpec) -> tuple[np.ndarray, int] | None:
-    """The input as (rows, statistics, reduced values) in float64, and the number of channels the rows average
-    over (N for InstanceNorm, whose running statistics are the mean over N of per-sample updates; 1 for
-    BatchNorm); None when the case updates no running statistics."""
+def _statistic_slices(case: Case, spec: LayerSpec) -> np.ndarray | None:
+    """The input as (rows, statistics, reduced values) in float64 (rows: N for InstanceNorm, whose running
+    statistics are the mean over N of per-sample updates; 1 for BatchNorm); None when the case updates no
+    running statistics."""
     p = case.params
     if not (case.train and p.get("track_running_stats")) or "running_mean" not in case.inputs:
         return None
@@ -30,11 +30,11 @@ def _statistic_slices(case: Case, spec: LayerSpec) -> tuple[np.ndarray, int] | N
         if x.ndim == dims + 1:  # unbatched (C, *spatial)
             x = x[None]
         n, c = x.shape[:2]
-        return x.reshape(n, c, -1), n
+        return x.reshape(n, c, -1)
     if x.ndim < 2:
         return None
     c = x.shape[1]
-    return np.moveaxis(x, 1, 0).reshape(1, c, -1), 1
+    return np.moveaxis(x, 1, 0).reshape(1, c, -1)
 
 
 def inductor_welford_mean_inf_to_nan(case: Case, spec: LayerSpec) -> bool:
@@ -43,10 +43,9 @@ def inductor_welford_mean_inf_to_nan(case: Case, spec: LayerSpec) -> bool:
     (BatchNorm: C = 1; InstanceNorm: N·C = 1) or more than 1024 values per statistic), some slice of the input holds
     an infinity, and the running mean eager torch updates from it is ±inf: Welford's delta x - mean is inf - inf
     once the mean is infinite, so inductor's running mean is NaN there."""
-    found = _statistic_slices(case, spec)
-    if found is None:
+    x = _statistic_slices(case, spec)
+    if x is None:
         return False
-    x, _ = found
     rows, stats, length = x.shape
     if not runs_dynamic_graph(case) and rows * stats != 1 and length <= TWO_STEP_VARIANCE_THRESHOLD:
         return False  # the two-pass var_mean: sum / n keeps the infinity
