@@ -123,8 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("merge", help="combine run directories (shards) into one results.jsonl and report")
     p.add_argument("--report-dir", required=True, help="where the merged results and reports go")
     p.add_argument("directories", nargs="+", metavar="DIR")
-    p = sub.add_parser("costs", help="print seconds per target from run directories (for target_costs.json)")
-    p.add_argument("directories", nargs="+", metavar="DIR")
+    p = sub.add_parser("costs", help="print seconds per target from run directories (for target_costs.json), "
+                                     "or plan the shards that keep a backend's CI jobs within a time")
+    p.add_argument("directories", nargs="*", metavar="DIR")
+    p.add_argument("--plan", type=positive(float), metavar="SECONDS",
+                   help="print the fewest --shard K/N parts of the whole catalogue on --backend whose every job is "
+                        "predicted to take at most SECONDS, from target_costs.json and the DIRs' measurements")
+    p.add_argument("--backend", default="torch-cpu", metavar="NAME",
+                   help="the backend to plan for, by the name its records carry (default torch-cpu)")
+    p.add_argument("-j", "--jobs", type=positive(int), default=2, metavar="N",
+                   help="parallel jobs in each CI job (default 2: a 2-core runner)")
     p = sub.add_parser("coverage", help="per backend, how many targets were compared, failed to export, "
                                         "were unsupported or failed in the call (run directories or shards)")
     p.add_argument("directories", nargs="+", metavar="DIR|FILE",
@@ -381,7 +389,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             print(f"nnconform: backend {info['name']} unavailable: {info['reason']}", file=sys.stderr)
     targets = [Target(s.id, name, d) for name, _ in backends for s in specs for d in dtypes]
     if args.shard:
-        targets = shard(targets, *args.shard)
+        targets = shard(targets, *args.shard, names={given: backend.name for given, backend in backends})
     jobs = min(args.jobs or default_jobs(), max(len(targets), 1))
     # Parallel jobs share the cores: each backend worker gets its share of torch's threads (tiny
     # cases on oversubscribed threads run many times slower).

@@ -169,10 +169,12 @@ def load_costs(path: Path = COSTS_FILE) -> dict[str, float]:
         return {}
 
 
-def cost_model(costs: dict[str, float]) -> Callable[[Target], float]:
+def cost_model(costs: dict[str, float], names: dict[str, str] | None = None) -> Callable[[Target], float]:
     """A target's cost: its own backend's measurement, else torch-cpu's for the same declaration and
     dtype scaled by the backend's median ratio to torch-cpu over the targets both measured, else
-    that backend's median (torch-cpu's median for a backend never measured)."""
+    that backend's median (torch-cpu's median for a backend never measured). Costs are keyed by the
+    name a backend reports (its records' ``backend``); ``names`` maps the names targets were given
+    (``torch-compile:cache=DIR``) to those."""
     eager = {k: v for k, v in costs.items() if k.count("|") == 1 and v > 0}
     by_backend: dict[str, dict[str, float]] = {}
     for key, value in costs.items():
@@ -183,39 +185,70 @@ def cost_model(costs: dict[str, float]) -> Callable[[Target], float]:
     scale = {b: statistics.median(v / eager[k] for k, v in own.items() if k in eager)
              if any(k in eager for k in own) else 1.0 for b, own in by_backend.items()}
     default = {b: statistics.median(own.values()) for b, own in by_backend.items()}
+    names = names or {}
 
     def cost(t: Target) -> float:
-        own = by_backend.get(t.backend, {})
+        backend = names.get(t.backend, t.backend)
+        own = by_backend.get(backend, {})
         key = f"{t.spec_id}|{t.dtype}"
         if key in own:
             return own[key]
         if key in eager:
-            return eager[key] * scale.get(t.backend, 1.0)
-        return default.get(t.backend, eager_default)
+            return eager[key] * scale.get(backend, 1.0)
+        return default.get(backend, eager_default)
 
     return cost
 
 
-def shard(targets: Sequence[Target], index: int, count: int, costs: dict[str, float] | None = None) -> list[Target]:
-    """The ``index``-th (1-based) of ``count`` parts of ``targets``, balanced by cost (``cost_model``)."""
-    cost = cost_model(load_costs() if costs is None else costs)
+def partition(targets: Sequence[Target], count: int, cost: Callable[[Target], float]) -> list[list[Target]]:
+    """``targets`` in ``count`` parts balanced by ``cost``: a deterministic greedy partition, the
+    costliest target first, each to the part with the least cost so far."""
     loads = [0.0] * count
-    chosen: list[list[Target]] = [[] for _ in range(count)]
+    parts: list[list[Target]] = [[] for _ in range(count)]
     for t in sorted(targets, key=lambda t: (-cost(t), t.key)):
         lightest = min(range(count), key=lambda i: (loads[i], i))
         loads[lightest] += cost(t)
-        chosen[lightest].append(t)
-    keep = {t.key for t in chosen[index - 1]}
+        parts[lightest].append(t)
+    return parts
+
+
+def shard(targets: Sequence[Target], index: int, count: int, costs: dict[str, float] | None = None,
+          names: dict[str, str] | None = None) -> list[Target]:
+    """The ``index``-th (1-based) of ``count`` parts of ``targets``, balanced by cost (``cost_model``)."""
+    cost = cost_model(load_costs() if costs is None else costs, names)
+    keep = {t.key for t in partition(targets, count, cost)[index - 1]}
     return [t for t in targets if t.key in keep]
+
+
+def plan_shards(targets: Sequence[Target], seconds: float, jobs: int, costs: dict[str, float] | None = None,
+                names: dict[str, str] | None = None) -> list[float]:
+    """Each shard's predicted seconds in the fewest ``--shard K/N`` parts that keep every shard
+    within ``seconds``: a shard takes its cost over ``jobs`` parallel jobs, and never less than its
+    costliest target. ValueError when one target alone is predicted to take longer."""
+    cost = cost_model(load_costs() if costs is None else costs, names)
+    if not targets:
+        return []
+    worst = max(targets, key=lambda t: (cost(t), t.key))
+    if cost(worst) > seconds:
+        raise ValueError(f"target {worst.key} alone is predicted to take {cost(worst):.0f} s")
+    count = max(1, int(sum(map(cost, targets)) / jobs // seconds))
+    while True:
+        predicted = [max(sum(map(cost, part)) / jobs, max(map(cost, part), default=0.0))
+                     for part in partition(targets, count, cost)]
+        if max(predicted) <= seconds:
+            return predicted
+        count += 1
 
 
 def measured_costs(directories: Iterable[Path], eager: str = "torch-cpu") -> dict[str, float]:
     """Seconds per target from run directories' records (for target_costs.json): ``spec_id|dtype``
-    for the ``eager`` backend's records, ``backend|spec_id|dtype`` for any other backend's."""
+    for the ``eager`` backend's records, ``backend|spec_id|dtype`` for any other backend's. The steps
+    of shrinking a new failure are left out: a run whose failures are all known shrinks nothing
+    (on a cold torch-compile shard they were a third of the time, each step a recompilation)."""
     costs: dict[str, float] = {}
     for directory in directories:
         for record in read_records(directory):
-            if record.get("type", "case") != "case" or "op" not in record:
+            if record.get("type", "case") != "case" or "op" not in record or record.get("shrinking"):
                 continue
             backend = str(record.get("backend") or eager)
             key = f"{record['op']}|{record['dtype']}"

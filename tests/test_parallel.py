@@ -8,6 +8,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from conformance.cli import main
 from conformance.parallel import Target, shard
 from reports.records import read_records, read_run_info
@@ -83,6 +85,56 @@ def test_another_backends_costs_are_its_own_or_eager_costs_scaled():
     assert cost(Target("D", "ort", "float32")) == 15.0  # neither: the backend's median
     assert cost(Target("C", "torch-cpu", "float32")) == 8.0
     assert cost(Target("D", "other", "float32")) == 2.0  # a backend never measured: eager's median
+
+
+def test_costs_are_looked_up_by_the_name_the_backend_reports():
+    """A shard of ``--backend torch-compile:cache=DIR`` uses torch-compile's measured costs."""
+    from conformance.parallel import cost_model
+
+    costs = {"A|float32": 1.0, "B|float32": 2.0, "torch-compile|A|float32": 300.0, "torch-compile|B|float32": 100.0}
+    given = "torch-compile:cache=/tmp/c"
+    assert cost_model(costs, {given: "torch-compile"})(Target("A", given, "float32")) == 300.0
+    assert cost_model(costs)(Target("A", given, "float32")) == 1.0  # unknown name: eager's cost, unscaled
+    targets = [Target(s, given, "float32") for s in ("A", "B")]
+    parts = [shard(targets, k, 2, costs, {given: "torch-compile"}) for k in (1, 2)]
+    assert parts == [[targets[0]], [targets[1]]]  # A (300 s) first, then B to the lighter shard
+
+
+def test_the_shard_plan_is_the_fewest_shards_within_the_time():
+    from conformance.parallel import cost_model, partition, plan_shards
+
+    targets = [Target(f"L{i}", "b", "float32") for i in range(10)]
+    costs = {f"b|L{i}|float32": float(i + 1) for i in range(10)}  # 55 s in all, the costliest 10 s
+    predicted = plan_shards(targets, 12.0, 1, costs)
+    assert max(predicted) <= 12.0 and len(predicted) >= 5  # 55 / 12 needs 5 shards at least
+    cost = cost_model(costs)
+    fewer = partition(targets, len(predicted) - 1, cost)
+    assert max(sum(map(cost, part)) for part in fewer) > 12.0  # one shard fewer does not fit
+    two_jobs = plan_shards(targets, 12.0, 2, costs)  # two jobs in a shard halve its time ...
+    assert len(two_jobs) < len(predicted)
+    assert max(plan_shards(targets, 10.0, 8, costs)) == 10.0  # ... but never below its costliest target
+    with pytest.raises(ValueError, match="L9"):
+        plan_shards(targets, 9.0, 2, costs)
+
+
+def test_costs_leave_out_the_steps_of_shrinking(tmp_path):
+    from conformance.parallel import measured_costs
+
+    records = [{"type": "case", "op": "ReLU", "dtype": "float32", "backend": "torch-compile", "shrinking": shrinking,
+                "elapsed_s": {"backend": seconds, "reference": 0.5}} for shrinking, seconds in
+               ((False, 2.0), (False, 3.0), (True, 40.0), (True, 50.0))]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert measured_costs([tmp_path]) == {"torch-compile|ReLU|float32": 6.0}
+
+
+def test_costs_command_plans_shards_and_refuses_what_it_cannot(tmp_path, capsys):
+    assert main(["costs", "--plan", "600", "--backend", "torch-cpu"]) == 0
+    assert capsys.readouterr().out.startswith("torch-cpu: --shard K/1 keeps every job within 600 s with -j 2")
+    assert main(["costs", "--plan", "0.001", "--backend", "torch-cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "no shard plan keeps every job within 0.001 s" in err and len(err.strip().splitlines()) == 1
+    assert main(["costs"]) == 2
+    assert "costs needs run directories" in capsys.readouterr().err
 
 
 def test_a_shared_example_database_replays_a_failure(tmp_path, capsys):
