@@ -78,6 +78,7 @@ dynamo under a name of its own).
 from __future__ import annotations
 
 import dataclasses
+import glob
 import itertools
 import logging
 import operator
@@ -86,6 +87,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import traceback
 import types
 from collections import OrderedDict
@@ -102,6 +104,7 @@ LIVE_SIGNATURES = 64  # compiled trampolines kept per worker (LRU)
 RESET_AFTER = 256  # compilations after which dynamo is reset (memory stays bounded)
 CACHE_ENV = "NNCONFORM_COMPILE_CACHE"
 MESSAGE_LIMIT = 2000
+STALE_BUILD_S = 600.0  # a kernel build directory this old belongs to no running build
 BASE_NAMES = {"cpu": "torch-compile", "cuda": "torch-compile-cuda"}
 
 
@@ -183,7 +186,35 @@ def configure(cache_dir: str | None = None) -> dict[str, bool]:
         applied["autograd_cache"] = _set(functorch_config, "enable_autograd_cache", True)
     except Exception:  # pragma: no cover - older torch
         applied["autograd_cache"] = False
+    drop_interrupted_builds(cache_directory())
     return applied
+
+
+def drop_interrupted_builds(directory: str, stale_after: float = STALE_BUILD_S) -> list[str]:
+    """Remove what a kernel build killed half-way left in inductor's cache ``directory``; return the
+    shared objects removed.
+
+    Inductor links a CPU kernel straight to its cache path (``<key>.so``), working in a
+    ``<key>_CxxBuild`` directory it deletes once the build succeeds, and builds only a path that does
+    not exist yet. A build killed in between (a CI job's time limit, an interrupted run, a worker
+    killed on a hung case) leaves a truncated ``.so`` that every later process loads as finished
+    (``ImportError: ... file too short``, a compile failure of the cache, not of the compiler). A
+    build directory older than ``stale_after`` seconds belongs to no running build: it goes, and its
+    shared object with it, so the kernel is built again."""
+    removed = []
+    now = time.time()
+    for build in glob.glob(os.path.join(glob.escape(directory), "*", "*_CxxBuild")):
+        try:
+            if now - os.stat(build).st_mtime < stale_after:
+                continue
+            target = build[:-len("_CxxBuild")] + ".so"
+            if os.path.exists(target):
+                os.remove(target)
+                removed.append(target)
+        except OSError:
+            continue
+        shutil.rmtree(build, ignore_errors=True)
+    return removed
 
 
 def cache_directory() -> str:

@@ -175,6 +175,30 @@ def test_the_compile_cache_directory_is_where_inductor_caches(tmp_path, monkeypa
     assert cache_directory() == str(tmp_path / "cache")
 
 
+def test_a_kernel_build_killed_half_way_is_dropped_from_the_cache(tmp_path):
+    """A killed build leaves its truncated shared object and its build directory: an old one goes
+    when the cache is opened (inductor would load the stub in every later run), a recent one (a
+    build still running) and a finished kernel stay."""
+    import os
+
+    from backends.torch_compile import STALE_BUILD_S, drop_interrupted_builds
+
+    cache = tmp_path / "cache"
+    (cache / "oe").mkdir(parents=True)
+    kernels = {name: cache / "oe" / f"c{name}.main.so" for name in ("killed", "running", "finished")}
+    for name, path in kernels.items():
+        path.write_bytes(b"" if name == "killed" else b"\x7fELF")
+    for name in ("killed", "running"):
+        (cache / "oe" / f"c{name}.main_CxxBuild").mkdir()
+    old = os.stat(cache / "oe").st_mtime - 2 * STALE_BUILD_S
+    os.utime(cache / "oe" / "ckilled.main_CxxBuild", (old, old))
+    configure(str(cache))
+    assert not kernels["killed"].exists() and not (cache / "oe" / "ckilled.main_CxxBuild").exists()
+    assert kernels["running"].exists() and (cache / "oe" / "crunning.main_CxxBuild").exists()
+    assert kernels["finished"].exists()
+    assert drop_interrupted_builds(str(cache)) == []
+
+
 # -- verdicts ------------------------------------------------------------------------------------------
 
 def test_aot_eager_conforms_valid_and_invalid_cases(tmp_path):
