@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.base import Case
+from backends.base import Case, Result
 from backends.onnxruntime_known_utils import pad_sequence_negative_zero_padding
 from backends.torch_compile import RECOMPILE_LIMIT, runs_dynamic_graph
 from conformance import strategies as S
 from conformance.composition import layers_of
+from conformance.dtypes import DTYPES
 from conformance.numerics import attention as NA
 from conformance.numerics.attention_compiled import compiled_nested_path_does_not_compile
 from conformance.numerics.containers import BATCH_NORMS, grads, inf_norm_of_an_empty_tensor, modulelist_inserts_a_tensor
@@ -305,3 +306,91 @@ def replication_pad_channels_last_input(case: Case) -> bool:
     strides = S.torch_strides(shape, case.layout("input"))
     return S.is_contiguous_in_order(shape, strides, (1, 3, 2, 0)) and not S.is_contiguous_in_order(
         shape, strides, (3, 2, 1, 0))
+
+
+def _unflatten_overlap(case: Case) -> tuple[tuple[int, ...], list[int]] | None:
+    """(the input's shape, its expanded dims) of a valid Unflatten case with an int dim whose non-empty, differentiable
+    input is expanded along a dim of size >= 2 (elements sharing memory); None otherwise."""
+    dim, sizes = case.params.get("dim"), case.params.get("unflattened_size")
+    if case.invalid or type(dim) is not int or "input" not in case.differentiable:
+        return None
+    if not isinstance(sizes, (list, tuple)) or not all(type(n) is int for n in sizes):
+        return None
+    layout = case.layout("input")
+    shape = tuple(int(n) for n in np.shape(case.inputs["input"]))
+    if layout.kind != "expanded" or not shape or 0 in shape:
+        return None
+    dims = [d % len(shape) for d in layout.dims]
+    return (shape, dims) if any(shape[d] >= 2 for d in dims) else None
+
+
+def unflatten_expanded_view_replayed_as_strided(case: Case) -> bool:
+    """A valid Unflatten of an input expanded along a dim of size >= 2, on a dynamic graph, whose view has a symbolic
+    size: another dim of size >= 2 (a size symbol), or the unflattened dim of size >= 2 split with a -1 (s // k);
+    sizes 0 and 1 are specialised, and explicit sizes guard the unflattened dim to a constant. The cotangent differs
+    between elements sharing memory (else their mean is each one's)."""
+    found = _unflatten_overlap(case)
+    if found is None or not runs_dynamic_graph(case):
+        return False
+    shape, dims = found
+    dim = case.params["dim"] % len(shape)
+    sizes = list(case.params["unflattened_size"])
+    inferred = -1 in sizes and shape[dim] >= 2 and not (
+        # measured: a -1 that comes out 1 after a size equal to the whole dim is specialised (e.g. (2, -1) of a size
+        # 2: not (-1, 2), (1, -1, 2) or (2, 3, -1) of a size 6)
+        int(np.prod([n for n in sizes if n != -1])) == shape[dim] and shape[dim] in sizes[:sizes.index(-1)])
+    if not (inferred or any(n >= 2 for d, n in enumerate(shape) if d != dim)):
+        return False
+    cot = case.cotangents.get("output")
+    if cot is None:
+        return True
+    cot = np.asarray(cot, dtype=np.float64).reshape(shape)  # (equal cotangents over a group: their mean is each)
+    return bool(np.any(cot != np.broadcast_to(cot.max(axis=tuple(dims), keepdims=True), shape)))
+
+
+def unflatten_expanded_gradient_model(case: Case, reference: Result, got: Result) -> dict[str, object]:
+    """What as_strided's backward returns for an expanded input (AOTAutograd regenerates the output as
+    input.as_strided(...)): the cotangent, in the input's shape, summed in order (index_add_, one rounding per
+    addition in the dtype) over the elements sharing memory (the expanded dims) and divided by their count."""
+    found = _unflatten_overlap(case)
+    cot = case.cotangents.get("output")
+    if found is None or cot is None:
+        return {}
+    shape, dims = found
+    dt = DTYPES[case.dtype]
+    cot = np.asarray(cot, dtype=np.float64).reshape(shape)
+    group = tuple(slice(0, 1) if d in dims else slice(None) for d in range(len(shape)))
+    total = np.zeros(cot[group].shape)
+    magnitude = np.zeros(cot[group].shape)
+    for at in np.ndindex(*[shape[d] for d in dims]):
+        pos = dict(zip(dims, at))
+        part = cot[tuple(slice(pos[d], pos[d] + 1) if d in pos else slice(None) for d in range(len(shape)))]
+        total = dt.round(total + part)
+        magnitude = magnitude + np.abs(part)
+    count = int(np.prod([shape[d] for d in dims]))
+    mean = dt.round(total / count)
+    return {"grad.input": (np.broadcast_to(mean, shape).copy(), np.broadcast_to(magnitude / count, shape).copy())}
+
+
+def clip_value_zero_sign_differs(case: Case) -> bool:
+    """clip_grad_value_ with clip_value ±0 over a gradient holding a negative element (eager clamps it to -clip_value,
+    the zero of the other sign) or a zero of the other sign than clip_value (eager keeps it); inductor's clamp returns
+    the bound wherever an element equals it, so every element becomes clip_value itself."""
+    value = case.params.get("clip_value")
+    if not isinstance(value, (int, float)) or value != 0:
+        return False
+    negative = bool(np.signbit(value))
+    for g in grads(case):
+        g = np.asarray(g, dtype=np.float64)
+        if np.any(g < 0) or np.any((g == 0) & (np.signbit(g) != negative)):
+            return True
+    return False
+
+
+def rrelu_training_input_not_dense(case: Case) -> bool:
+    """RReLU in training on a non-empty input that is not non-overlapping-and-dense (strided, or expanded along a dim
+    of size >= 2): its noise tensor, empty_like(input), is filled by aten.uniform, inductor's eager fallback."""
+    shape = tuple(int(n) for n in np.shape(case.inputs["input"]))
+    if not case.train or 0 in shape:
+        return False
+    return not S.is_non_overlapping_and_dense(shape, S.torch_strides(shape, case.layout("input")))
