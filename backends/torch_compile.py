@@ -359,13 +359,18 @@ def _raised_while_compiling(exc: BaseException) -> bool:
 _MISSING_KERNEL = re.compile(r"fake impl|meta kernel|meta impl|abstract impl|for 'Meta'|fake tensor", re.I)
 
 
+# The messages of torch's argument parser when it refuses a call's arguments.
+_PARSER_REFUSAL = re.compile(r"received an invalid combination of arguments|argument '\w+' \(position \d+\) must be ")
+
+
 def _argument_check(exc: BaseException | None) -> bool:
     """Whether ``exc``, the cause of a dynamo ``Unsupported`` raised while running an FX node on fake
     tensors, is the call's own refusal of its arguments, as eager raises it: a plain
     NotImplementedError (a pad size the input's rank does not support), not a missing kernel; or the
-    argument parser's TypeError ("received an invalid combination of arguments": a float size)."""
+    argument parser's TypeError ("received an invalid combination of arguments": a float size;
+    "argument 'dim' (position 1) must be int, not str": a dimension name where no overload takes one)."""
     if type(exc) is TypeError:
-        return "received an invalid combination of arguments" in str(exc)
+        return bool(_PARSER_REFUSAL.search(str(exc)))
     # (a bare NotImplementedError() is dynamo's own: e.g. the cause of a "Reconstruction failure")
     return type(exc) is NotImplementedError and bool(str(exc)) and not _MISSING_KERNEL.search(str(exc))
 

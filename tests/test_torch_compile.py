@@ -308,6 +308,10 @@ def test_exceptions_are_classified():
     size = classify(_raised(torch.compile(lambda x: torch.nn.functional.interpolate(x, size=4.0, mode="bicubic"),
                                           backend="aot_eager", fullgraph=True), torch.zeros(1, 2, 2, 2)))
     assert type(size) is TypeError and "invalid combination of arguments" in str(size)  # eager's TypeError
+    # a dimension name on an unnamed tensor: the parser's "argument 'dim' (position 1) must be int, not str"
+    named = classify(_raised(torch.compile(torch.nn.Unflatten("C", (2, 3)), backend="aot_eager", fullgraph=True),
+                             torch.ones(2, 6, 3)))
+    assert type(named) is TypeError and "must be int, not str" in str(named)
     missing = torch._dynamo.exc.Unsupported("running FX node")
     missing.__cause__ = NotImplementedError("aten::foo: no fake impl or Meta kernel registered")
     assert isinstance(classify(missing), CompileFailure)  # the compiler's limit
