@@ -354,6 +354,38 @@ def bicubic_backward_scatters_one_column(case: Case) -> bool:
     return bool(wide) and shape[2 + wide[-1]] == 1
 
 
+def bicubic_dynamic_empty_width(case: Case) -> bool:
+    """An invalid bicubic upsampling run on a dynamic graph whose factor (not recomputed) floors an input width of two
+    or more (a symbolic size: 0 and 1 are specialised) to an empty output width: the decomposition checks no output
+    size, and inductor's lowering of that empty width asserts (eager raises "sizes should be greater than 0")."""
+    scale = case.params.get("scale_factor")
+    shape = tuple(int(n) for n in np.shape(case.inputs["input"]))
+    if (not case.invalid or scale is None or case.params.get("size") is not None
+            or case.params.get("recompute_scale_factor") or len(shape) != 4):
+        return False
+    width_factor = float(scale[-1] if isinstance(scale, (tuple, list)) else scale)
+    return (runs_dynamic_graph(case) and width_factor > 0 and shape[3] >= 2
+            and math.floor(shape[3] * width_factor) == 0)
+
+
+def bicubic_factor_empties_output(case: Case) -> bool:
+    """An invalid bicubic upsampling of an input with channels whose nonzero factors (not recomputed) floor some output
+    length to 0: the decomposition torch.compile traces checks no output size (eager raises "Input and output sizes
+    should be greater than 0"; a recomputed factor, a size of 0 or no channel fail or are judged elsewhere)."""
+    scale = case.params.get("scale_factor")
+    shape = tuple(int(n) for n in np.shape(case.inputs["input"]))
+    if (not case.invalid or scale is None or case.params.get("size") is not None
+            or case.params.get("recompute_scale_factor") or len(shape) != 4 or shape[1] == 0):
+        return False
+    factors = [float(f) for f in scale] if isinstance(scale, (tuple, list)) else [float(scale)] * 2
+    return all(f > 0 for f in factors) and any(math.floor(n * f) == 0 for n, f in zip(shape[2:], factors))
+
+
+def inductor_accepts_bicubic_empty_output(case: Case) -> bool:
+    """``bicubic_factor_empties_output`` where inductor compiles the call (not ``bicubic_dynamic_empty_width``)."""
+    return bicubic_factor_empties_output(case) and not bicubic_dynamic_empty_width(case)
+
+
 # -- FractionalMaxPool2d/3d: inductor's windows and argmax --------------------------------------------------------
 # Inductor's lowering of aten.fractional_max_pool2d/3d (``_fractional_pooling_offsets``) differs from eager's kernel in
 # three ways. (1) It reads the sample of spatial dim d at ``[..., nd - 1 - d]``: torch's 2-d order (width, height) but
