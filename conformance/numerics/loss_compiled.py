@@ -5,6 +5,7 @@ and BCELoss, and the compiled backward of PairwiseDistance, compute differently.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -221,3 +222,46 @@ def compiled_pairwise_unscaled_power_differs(case: Case) -> bool:
 def compiled_pairwise_unscaled_power_model(case: Case, reference: Result, got: Result) -> dict[str, object]:
     """The gradients of ``compiled_pairwise_unscaled_power_differs`` as inductor computes them."""
     return dict(_compiled_unscaled_gradients(case) or {})
+
+
+# -- LinearCrossEntropyLoss ------------------------------------------------------------------------------
+
+_LCE_POLICIES = ("accurate", "balanced", "compact")
+
+
+def _lce_options_refused(options: dict[str, Any]) -> bool:
+    """Options LinearCrossEntropyOptions refuses when the module is built (in eager, before compiling)."""
+    return (options.get("acc_policy", "accurate") not in _LCE_POLICIES or int(options.get("batch_chunk_size", 1)) < 1
+            or str(options.get("chunking_method", "aspect_ratio:1")) in ("aspect_ratio:0", "square"))
+
+
+def _lce_path(case: Case) -> str:
+    """Where F.linear_cross_entropy takes a LinearCrossEntropyLoss case with ``options``: ``""`` (no
+    options, options the module refuses when built, or a shape or ignore_index check that raises
+    first), ``"ignored"`` (the "options ignored" warning: out_features, label smoothing, probability
+    targets, or a reduction other than mean/sum/none) or ``"chunked"``."""
+    p = case.params
+    options = p.get("options")
+    if options is None or _lce_options_refused(options):
+        return ""
+    x, target, out = case.inputs["input"], case.inputs["target"], tuple(p.get("out_features") or ())
+    if x.ndim not in (1, 2) or (out and x.ndim == 1):
+        return ""
+    probabilities = target.ndim == x.ndim + len(out)  # (N, C, *out) where class targets are (N, *out)
+    if probabilities and p.get("ignore_index") is not None:
+        return ""
+    chunked = not out and p.get("label_smoothing", 0.0) == 0.0 and not probabilities and \
+        p.get("reduction") in ("mean", "sum", "none")
+    return "chunked" if chunked else "ignored"
+
+
+def lce_options_ignored_warning(case: Case) -> bool:
+    """Whether the case reaches F.linear_cross_entropy's "options ignored" warning."""
+    return _lce_path(case) == "ignored"
+
+
+def lce_retain_graph_warning(case: Case) -> bool:
+    """Whether the case takes the chunked path for a reduced loss whose options leave
+    allow_retain_graph False: the "forcing allow_retain_graph=True under torch.compile" warning."""
+    return _lce_path(case) == "chunked" and case.params.get("reduction") != "none" and \
+        not case.params["options"].get("allow_retain_graph", False)
