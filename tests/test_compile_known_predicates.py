@@ -114,3 +114,25 @@ def test_bce_clamped_input_gradient():
 
     assert bce([0.0, 0.5], [1.0, 0.5]) and bce([1.0], [0.0]) and bce([1e-13], [1.0])
     assert not bce([0.0, 1.0], [0.0, 1.0]) and not bce([1e-8, 0.5], [1.0, 0.0])
+
+
+def test_linear_cross_entropy_warning_paths():
+    """Where F.linear_cross_entropy warns (a graph break under fullgraph=True), as its code reads."""
+    def lce(options, reduction="mean", smoothing=0.0, out=(), target_rank=1, ignore=None, x_rank=2):
+        params = {"options": options, "reduction": reduction, "label_smoothing": smoothing, "out_features": list(out),
+                  "ignore_index": ignore}
+        x = np.zeros((1, 2, 3)[-x_rank:])
+        case = _case("LinearCrossEntropyLoss", params, input=x, target=np.zeros((2, 4, 1)[:target_rank]))
+        return LC.lce_options_ignored_warning(case), LC.lce_retain_graph_warning(case)
+
+    assert lce(None) == (False, False)  # no options: the plain path
+    assert lce({}) == (False, True)  # chunked and reduced: allow_retain_graph forced on
+    assert lce({}, reduction="none") == (False, False)  # chunked, unreduced: compiles
+    assert lce({"allow_retain_graph": True}) == (False, False)
+    assert lce({}, smoothing=0.1) == (True, False)  # label smoothing: options ignored
+    assert lce({}, reduction="batchmean") == (True, False)  # an invalid reduction is refused after the warning
+    assert lce({}, target_rank=2) == (True, False)  # (N, C) probability targets
+    assert lce({}, target_rank=2, ignore=-1) == (False, False)  # ignore_index with probabilities: raised first
+    assert lce({}, out=(3,), target_rank=2) == (True, False)  # K-dimensional, class targets (N, 3)
+    assert lce({}, x_rank=3, target_rank=2) == (False, False)  # input rank 3: raised first
+    assert lce({"batch_chunk_size": 0}) == (False, False)  # refused when the module is built, in eager
