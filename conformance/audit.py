@@ -94,7 +94,7 @@ class AuditRunner(Runner):
         return ev
 
     def _audit(self, backend: Backend, spec: LayerSpec, ev: Evaluation) -> None:
-        entries = matching(self.known, spec, (backend.name, *backend.known_as), ev.case)
+        entries = matching(self.known, spec, (backend.name, *backend.known_as), ev.case, self.settings.threads)
         if not entries:
             return
         right = {c["tensor"] for c in ev.record["comparisons"] if c["ok"]}

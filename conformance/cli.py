@@ -392,8 +392,10 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         targets = shard(targets, *args.shard, names={given: backend.name for given, backend in backends})
     jobs = min(args.jobs or default_jobs(), max(len(targets), 1))
     # Parallel jobs share the cores: each backend worker gets its share of torch's threads (tiny
-    # cases on oversubscribed threads run many times slower).
-    threads = max(1, default_jobs() // jobs) if jobs > 1 else None
+    # cases on oversubscribed threads run many times slower). The count is set even for one job, so
+    # that known entries can name it (``when``'s ``threads``: inductor generates different code with
+    # one thread); an unisolated backend runs in this process with torch's own default.
+    threads = None if args.no_isolate else max(1, default_jobs() // jobs)
     settings = RunSettings(report_dir=str(report_dir), profile=args.profile, run_id=uuid.uuid4().hex[:12],
                            examples=args.examples, seed=args.seed, invalid=not args.no_invalid,
                            timeout=args.timeout or DEFAULT_TIMEOUT, isolate=not args.no_isolate, database=args.database,

@@ -13,7 +13,9 @@ Each ``[[discrepancy]]`` entry has:
   an optional ``when`` (a Python expression
   over ``params``, ``forward_kwargs``, ``shapes`` (input name -> shape tuple), ``layouts`` (input
   name -> layout kind), ``tier``, ``train``, ``dtype``, ``invalid``, ``variant``, ``cpu`` (the
-  CPU's feature flags), ``regimes`` (the names of the declaration's regimes the case lies in) and
+  CPU's feature flags), ``threads`` (the intra-op threads the run gives each backend worker: the
+  cores over ``-j``; None where the run does not set them, without isolation), ``regimes`` (the
+  names of the declaration's regimes the case lies in) and
   ``values`` (input name -> a summary of its values: ``.min``, ``.max`` (NaN ignored; +inf and -inf
   when empty), ``.nan``, ``.inf``, ``.zero`` (bools: some element is NaN, ±inf, ±0), ``.size``))
   and an optional ``predicate`` (``module:function`` taking the Case, and the LayerSpec as ``spec``
@@ -178,9 +180,9 @@ class KnownDiscrepancy:
                 return False
         return True
 
-    def matches(self, spec: LayerSpec, backend: str | tuple[str, ...], case: Case) -> bool:
+    def matches(self, spec: LayerSpec, backend: str | tuple[str, ...], case: Case, threads: int | None = None) -> bool:
         """Whether the entry covers ``case`` of ``spec`` on ``backend`` (a name, or a backend's
-        name followed by the names it is known as)."""
+        name followed by the names it is known as) in a run whose workers have ``threads``."""
         names = (backend,) if isinstance(backend, str) else backend
         op_ok = any(_glob(op, spec.id) or _glob(op, spec.name) for op in self.ops)
         if not (op_ok and any(_glob(b, n) for b in self.backends for n in names) and _glob(self.dtype, case.dtype)
@@ -194,7 +196,7 @@ class KnownDiscrepancy:
                 return False
         if not self.when:
             return True
-        return evaluate_when(self.when, case_scope(spec, case, when_names(self.when)))
+        return evaluate_when(self.when, case_scope(spec, case, when_names(self.when), threads))
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "reason": self.reason, "link": self.link, "strict": self.strict,
@@ -209,7 +211,7 @@ def _float(value: Any) -> float:
 # -- the scope of ``when`` -----------------------------------------------------------------------
 
 WHEN_NAMES = ("params", "forward_kwargs", "shapes", "layouts", "tier", "train", "dtype", "invalid", "variant",
-              "cpu", "regimes", "values")
+              "cpu", "threads", "regimes", "values")
 
 
 class Values:
@@ -245,9 +247,10 @@ def when_names(when: str) -> frozenset[str]:
     return frozenset(node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id not in bound)
 
 
-def case_scope(spec: LayerSpec, case: Case, names: frozenset[str] | None = None) -> dict[str, Any]:
-    """The names ``when`` is evaluated with for ``case`` (the costlier ones only when ``names``,
-    the names the expression reads, asks for them)."""
+def case_scope(spec: LayerSpec, case: Case, names: frozenset[str] | None = None,
+               threads: int | None = None) -> dict[str, Any]:
+    """The names ``when`` is evaluated with for ``case`` in a run whose workers have ``threads``
+    (the costlier ones only when ``names``, the names the expression reads, asks for them)."""
     from reports.records import summarise_values
 
     scope: dict[str, Any] = {
@@ -255,7 +258,7 @@ def case_scope(spec: LayerSpec, case: Case, names: frozenset[str] | None = None)
         "train": case.train, "dtype": case.dtype, "invalid": case.invalid, "variant": case.variant,
         "shapes": {k: tuple(v.shape) for k, v in case.inputs.items()},
         "layouts": {k: case.layout(k).kind for k in case.inputs},
-        "cpu": cpu_flags(),
+        "cpu": cpu_flags(), "threads": threads,
     }
     if names is None or "regimes" in names:
         scope["regimes"] = frozenset(spec.regimes_of(case)) if not case.invalid else frozenset()
@@ -391,9 +394,9 @@ def load_file(path: Path) -> list[KnownDiscrepancy]:
 
 
 def matching(entries: Sequence[KnownDiscrepancy], spec: LayerSpec, backend: str | tuple[str, ...],
-             case: Case) -> list[KnownDiscrepancy]:
-    """The entries whose scope covers ``case``."""
-    return [entry for entry in entries if entry.matches(spec, backend, case)]
+             case: Case, threads: int | None = None) -> list[KnownDiscrepancy]:
+    """The entries whose scope covers ``case`` in a run whose workers have ``threads``."""
+    return [entry for entry in entries if entry.matches(spec, backend, case, threads)]
 
 
 def modelled_tensors(entries: Sequence[KnownDiscrepancy], spec: LayerSpec, case: Case, reference: Result,

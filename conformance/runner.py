@@ -417,7 +417,7 @@ class Runner:
         failing = failing or []
         if case.mode != "vjp":
             return self._known_fields_in_mode(backend, spec, case, call_symptom, failing, results, call_error)
-        entries = matching(self.known, spec, (backend.name, *backend.known_as), case)
+        entries = matching(self.known, spec, (backend.name, *backend.known_as), case, self.settings.threads)
         if not entries:
             return {"known": None}
         modelled = modelled_tensors(entries, spec, case, *results) if results and failing else {}
@@ -471,13 +471,13 @@ class Runner:
         from conformance.modes import mode_of
 
         names = (backend.name, *backend.known_as)
-        own = matching(self.known, spec, names, case)
+        own = matching(self.known, spec, names, case, self.settings.threads)
         plain = replace(case, mode="vjp")
         borrowed: dict[str, list[KnownDiscrepancy]] = {}
 
         def entries_for(key: str, covered: Case) -> list[KnownDiscrepancy]:
             if key not in borrowed:
-                borrowed[key] = matching(self.known, spec, names, covered)
+                borrowed[key] = matching(self.known, spec, names, covered, self.settings.threads)
             return borrowed[key]
 
         modelled: dict[str, frozenset[str]] = {}
@@ -641,7 +641,8 @@ class Runner:
         """The known fields of a target's statistical record (``case``: its smallest case): the entries
         naming the symptom ``statistics`` that cover the case explain its failed tests, and a strict one
         whose tests all pass is an unexpected pass (``_check_known``)."""
-        entries = [e for e in matching(self.known, spec, (backend.name, *backend.known_as), case)
+        names = (backend.name, *backend.known_as)
+        entries = [e for e in matching(self.known, spec, names, case, self.settings.threads)
                    if STAT_SYMPTOM in e.symptom]
         stats = self._known_stats[(spec.id, backend.name, case.dtype, case.mode)]
         for entry in entries:

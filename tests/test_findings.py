@@ -281,3 +281,27 @@ def test_when_sees_regimes_and_values_of_a_case():
     assert evaluate_when("values['input'].min < 0 and values['input'].zero and values['input'].nan", scope)
     assert evaluate_when("values['input'].max == 0.0 and not values['input'].inf", scope)
     json.dumps(summarise_values(case.inputs))  # plain JSON for records
+
+
+def test_when_sees_the_runs_threads_per_worker():
+    """Some compiled-torch bugs need 2+ intra-op threads: an entry names them with ``threads``."""
+    from conformance.known import KnownDiscrepancy
+
+    spec = all_specs()["ReLU"]
+    case = Case(op="ReLU", dtype="float32", params={"inplace": False}, inputs={"input": np.array([1.0])},
+                layouts={"input": Layout()})
+    entry = KnownDiscrepancy(id="x", op="ReLU", backend="b", reason="test", when="threads != 1")
+    assert entry.matches(spec, "b", case, threads=2) and not entry.matches(spec, "b", case, threads=1)
+    assert entry.matches(spec, "b", case)  # a run that does not set threads: torch's default (the cores)
+    assert case_scope(spec, case, threads=3)["threads"] == 3
+
+
+def test_a_run_sets_each_workers_threads_even_for_one_job(tmp_path, capsys):
+    from conformance.cli import main
+    from conformance.parallel import default_jobs
+    from reports.records import read_run_info
+
+    assert main(["run", "--ops", "ReLU", "--dtypes", "float32", "--examples", "3", "--no-invalid", "--quiet", "-j", "1",
+                 "--report-dir", str(tmp_path)]) == 0
+    assert read_run_info(tmp_path)["threads_per_job"] == default_jobs()
+    capsys.readouterr()
