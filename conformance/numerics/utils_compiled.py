@@ -1,6 +1,7 @@
-"""Predicates of the known torch.compile discrepancies of the activations, utilities, containers, paddings and
-transformer layers (conformance/known/torch_compile_utils.toml): which calls dynamo cannot capture as one graph,
-which inductor cannot compile, and where inductor's code departs from eager's."""
+"""Predicates and models of the known torch.compile discrepancies of the activations, utilities, containers,
+paddings, transformer layers, ChannelShuffle and the sparse family (conformance/known/torch_compile_utils.toml): which
+calls dynamo cannot capture as one graph, which inductor cannot compile, and where compiled code departs
+from eager's."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from conformance import strategies as S
 from conformance.composition import layers_of
 from conformance.dtypes import DTYPES
 from conformance.numerics import attention as NA
+from conformance.numerics import sparse as SP
 from conformance.numerics.attention_compiled import compiled_nested_path_does_not_compile
 from conformance.numerics.containers import BATCH_NORMS, grads, inf_norm_of_an_empty_tensor, modulelist_inserts_a_tensor
 from conformance.strategies import copies as C
+from conformance.tolerance import accumulated_offset
+from reference import embedding_bag as bag_ref
 
 
 def total_norm_checks_nonfinite(case: Case) -> bool:
@@ -394,3 +398,63 @@ def rrelu_training_input_not_dense(case: Case) -> bool:
     if not case.train or 0 in shape:
         return False
     return not S.is_non_overlapping_and_dense(shape, S.torch_strides(shape, case.layout("input")))
+
+
+def _bag_index_count(case: Case) -> int:
+    """How many indices an EmbeddingBag case looks up (the input's size, padding entries included)."""
+    return int(np.prod(np.shape(case.inputs["input"])))
+
+
+def sparse_bag_max_norm_backward_fails(case: Case) -> bool:
+    """A sparse EmbeddingBag with max_norm (no padding_idx, per_sample_weights or scale_grad_by_freq) whose sparse
+    weight gradient is rescaled (mode mean) or restrided (a permuted weight), looking up one index, or two or more on
+    a dynamic graph: AOTAutograd fails to compile its backward."""
+    p = case.params
+    if not p.get("sparse") or p.get("max_norm") is None or p.get("padding_idx") is not None:
+        return False
+    if p.get("scale_grad_by_freq") or "per_sample_weights" in case.inputs:
+        return False
+    if p.get("mode") != "mean" and case.layout("weight").kind != "permuted":
+        return False
+    n = _bag_index_count(case)
+    return n == 1 or (n >= 2 and runs_dynamic_graph(case))
+
+
+def sparse_bag_max_norm_permuted_weight_static(case: Case) -> bool:
+    """A sparse EmbeddingBag with max_norm on a permuted weight (no per_sample_weights or scale_grad_by_freq), looking
+    up two or more indices on a static graph: inductor's stride assert on the gradient's add raises."""
+    p = case.params
+    if not p.get("sparse") or p.get("max_norm") is None or p.get("scale_grad_by_freq"):
+        return False
+    if "per_sample_weights" in case.inputs or case.layout("weight").kind != "permuted":
+        return False
+    return _bag_index_count(case) >= 2 and not runs_dynamic_graph(case)
+
+
+def bag_frequency_divisor_model(case: Case, reference: Result, got: Result) -> dict[str, object]:
+    """grad.weight as torch's CPU EmbeddingBag backward computes it with scale_grad_by_freq (the kernel compiled torch
+    calls): each row's gradient divided by the count of the k-th entry of the sorted indices instead of its own count
+    (sparse.bag_frequency_divisor_wrong), i.e. the reference's row scaled by own count / that count, its magnitude
+    (absref) likewise."""
+    value = reference.grads.get("weight")
+    p = case.params
+    if value is None or not p.get("scale_grad_by_freq") or p.get("mode") == "max" or p.get("sparse"):
+        return {}
+    layout = bag_ref.bag_layout(case.inputs["input"], case.inputs.get("offsets"), p["include_last_offset"],
+                                p["padding_idx"], p["num_embeddings"])
+    flat = np.asarray(layout[0], dtype=np.int64).reshape(-1)
+    rows = int(p["num_embeddings"])
+    ordered = np.sort(flat)
+    distinct = np.unique(ordered)
+    counts = np.bincount(flat, minlength=rows).astype(np.float64)
+    factor = np.ones(rows)
+    factor[distinct] = counts[distinct] / counts[ordered[:distinct.size]]
+    value = np.asarray(value, dtype=np.float64)
+    scale = factor.reshape((rows,) + (1,) * (value.ndim - 1))
+    offset = accumulated_offset(case, "grad.weight", value.shape)
+    base = np.zeros_like(value) if offset is None else np.asarray(offset, dtype=np.float64)
+    predicted = base + (value - base) * scale
+    magnitude = SP.bag_magnitude(case, reference).get("grad.weight")
+    if magnitude is None or np.shape(magnitude) != value.shape:
+        return {"grad.weight": predicted}
+    return {"grad.weight": (predicted, np.abs(base) + np.asarray(magnitude, dtype=np.float64) * scale)}
