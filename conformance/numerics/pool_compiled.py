@@ -525,3 +525,29 @@ def fractional3d_dynamic_non_dense_backward(case: Case) -> bool:
         return False
     shape = tuple(int(n) for n in case.inputs["input"].shape)
     return not _strides_follow_sizes(shape, S.torch_strides(shape, case.layout("input")))
+
+
+def adaptive_avg2d_dynamic_none_output(case: Case) -> bool:
+    """A valid AdaptiveAvgPool2d case on a dynamic graph whose output_size is None along a spatial dim of two or more
+    (a symbol: 0 and 1 are specialised): the output size there is the input's symbolic size, and inductor's lowering
+    of aten._adaptive_avg_pool2d asks sympy whether its symbolic window (> 25) needs the fallback, which raises."""
+    if case.invalid or pool_kind(case) != "adaptive-avg" or spatial_dims(case) != 2 or not runs_dynamic_graph(case):
+        return False
+    out = case.params.get("output_size")
+    if not isinstance(out, (tuple, list)) or 0 in out:
+        return False
+    spatial = case.inputs["input"].shape[-2:]
+    return any(o is None and int(n) >= 2 for o, n in zip(out, spatial))
+
+
+def bicubic_antialias_dynamic_symbolic_backward(case: Case) -> bool:
+    """A valid bicubic antialiased resize whose input gradient is traced on a dynamic graph with some symbolic size
+    (an input size, or a ``size`` argument, of two or more: 0 and 1 are specialised; outputs from a factor on
+    specialised sizes are constants): the C++ meta of aten._upsample_bicubic2d_aa_backward takes int lists only."""
+    p = case.params
+    if (case.invalid or p.get("mode") != "bicubic" or not p.get("antialias") or "input" not in case.differentiable
+            or not runs_dynamic_graph(case)):
+        return False
+    size = p.get("size")
+    sizes = [] if size is None else list(size) if isinstance(size, (tuple, list)) else [size]
+    return any(int(n) >= 2 for n in np.shape(case.inputs["input"])) or any(int(s) >= 2 for s in sizes)

@@ -163,6 +163,18 @@ def model_single_element_embedding_backward(case: Case) -> bool:
                and layer["paths"].get("weight") in case.differentiable for layer in layers_of(case))
 
 
+REPLICATE_PADDED_CONVS = frozenset({"Conv1d", "Conv2d", "Conv3d", "LazyConv1d", "LazyConv2d", "LazyConv3d"})
+
+
+def model_replicate_padded_conv(case: Case) -> bool:
+    """A composed model with a convolution that pads in mode 'replicate' (its backward runs eager's
+    replication_pad backward kernel, whose strides inductor asserts)."""
+    if "layers" not in case.params:
+        return False
+    return any(layer["op"] in REPLICATE_PADDED_CONVS and layer["params"].get("padding_mode") == "replicate"
+               for layer in layers_of(case))
+
+
 def sets_a_dotted_key(case: Case) -> bool:
     """A container case with a ``__setitem__`` step whose key is a string containing '.' (invalid: a module name)."""
     return any(step.get("method") == "__setitem__" and isinstance((step.get("args") or [None])[0], str)
