@@ -8,7 +8,7 @@ import numpy as np
 
 from backends.base import Case
 from backends.torch_compile import runs_dynamic_graph
-from conformance.numerics.normalization import _lrn_values, _out_of_range, lrn_view_fails
+from conformance.numerics.normalization import lrn_chain_out_of_range
 from conformance.spec import LayerSpec
 from reference import normalization as RN
 
@@ -65,12 +65,4 @@ def compiled_lrn_intermediate_out_of_range(case: Case) -> bool:
     """``lrn_intermediate_out_of_range`` of ``conformance.numerics.normalization`` for compiled torch, on inputs of any
     rank: inductor generates the bfloat16 average pool of 4 or more dims that eager CPU lacks. For bfloat16 only:
     inductor computes in float32 inside its kernels, which has bfloat16's range (not float16's)."""
-    x = case.inputs["input"]
-    if case.invalid or not x.size or lrn_view_fails(case):
-        return False
-    square, average, d, power, y, g = _lrn_values(case)
-    beta, alpha = case.params["beta"], case.params["alpha"]
-    with np.errstate(all="ignore"):
-        q = y / power
-        chain = g * q * beta * d ** (beta - 1)
-        return _out_of_range(case.dtype, [square, average], [d, power, q, chain, chain * alpha])
+    return not case.invalid and lrn_chain_out_of_range(case)

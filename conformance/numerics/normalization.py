@@ -396,8 +396,17 @@ def lrn_intermediate_out_of_range(case: Case) -> bool:
     exactly, leaves the dtype's range where the result does not: beyond the largest finite value,
     or (from d on) non-zero below the smallest normal number. Cases torch never computes are out of
     scope: those the view of ``lrn_view_fails`` rejects, float16/bfloat16 inputs of 4 or more dims."""
+    if case.dtype in ("float16", "bfloat16") and case.inputs["input"].ndim >= 4:
+        return False
+    return lrn_chain_out_of_range(case)
+
+
+def lrn_chain_out_of_range(case: Case) -> bool:
+    """Whether one of local_response_norm's intermediates, forward and backward (see
+    ``lrn_intermediate_out_of_range``), taken exactly, leaves the case dtype's range, for any rank of
+    input that the view of ``lrn_view_fails`` accepts."""
     x = case.inputs["input"]
-    if not x.size or lrn_view_fails(case) or (case.dtype in ("float16", "bfloat16") and x.ndim >= 4):
+    if not x.size or lrn_view_fails(case):
         return False
     square, average, d, power, y, g = _lrn_values(case)
     beta, alpha = case.params["beta"], case.params["alpha"]
