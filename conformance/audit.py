@@ -25,7 +25,7 @@ import numpy as np
 from backends.base import RESULT_GROUPS, Backend, Result
 from conformance.compare import compare_results
 from conformance.driver import RunSettings, Session, Target
-from conformance.known import KnownDiscrepancy, explain, matching, modelled_tensors
+from conformance.known import KnownDiscrepancy, explain, modelled_tensors
 from conformance.runner import Evaluation, Runner
 from conformance.spec import LayerSpec, Regime, all_specs
 
@@ -94,7 +94,7 @@ class AuditRunner(Runner):
         return ev
 
     def _audit(self, backend: Backend, spec: LayerSpec, ev: Evaluation) -> None:
-        entries = matching(self.known, spec, (backend.name, *backend.known_as), ev.case, self.settings.threads)
+        entries = self._matching(spec, (backend.name, *backend.known_as), ev.case)
         if not entries:
             return
         right = {c["tensor"] for c in ev.record["comparisons"] if c["ok"]}

@@ -225,7 +225,8 @@ def plan_shards(targets: Sequence[Target], seconds: float, jobs: int, costs: dic
     """Each shard's predicted seconds in the fewest ``--shard K/N`` parts that keep every shard
     within ``seconds``: a shard takes its cost over ``jobs`` parallel jobs, and never less than its
     costliest target. ValueError when one target alone is predicted to take longer."""
-    cost = cost_model(load_costs() if costs is None else costs, names)
+    model = cost_model(load_costs() if costs is None else costs, names)
+    cost = {t: model(t) for t in targets}.__getitem__  # each target's cost once, not at every try
     if not targets:
         return []
     worst = max(targets, key=lambda t: (cost(t), t.key))
@@ -240,6 +241,12 @@ def plan_shards(targets: Sequence[Target], seconds: float, jobs: int, costs: dic
         count += 1
 
 
+def cost_key(backend: str, spec_id: str, dtype: str, eager: str = "torch-cpu") -> str:
+    """A target's key in target_costs.json: ``spec_id|dtype`` on the ``eager`` backend,
+    ``backend|spec_id|dtype`` on any other (by the name the backend reports)."""
+    return f"{spec_id}|{dtype}" if backend == eager else f"{backend}|{spec_id}|{dtype}"
+
+
 def measured_costs(directories: Iterable[Path], eager: str = "torch-cpu") -> dict[str, float]:
     """Seconds per target from run directories' records (for target_costs.json): ``spec_id|dtype``
     for the ``eager`` backend's records, ``backend|spec_id|dtype`` for any other backend's. The steps
@@ -250,9 +257,7 @@ def measured_costs(directories: Iterable[Path], eager: str = "torch-cpu") -> dic
         for record in read_records(directory):
             if record.get("type", "case") != "case" or "op" not in record or record.get("shrinking"):
                 continue
-            backend = str(record.get("backend") or eager)
-            key = f"{record['op']}|{record['dtype']}"
-            key = key if backend == eager else f"{backend}|{key}"
+            key = cost_key(str(record.get("backend") or eager), record["op"], record["dtype"], eager)
             costs[key] = costs.get(key, 0.0) + sum(float(v) for v in (record.get("elapsed_s") or {}).values())
     return {k: round(v, 3) for k, v in sorted(costs.items())}
 

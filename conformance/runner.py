@@ -406,6 +406,10 @@ class Runner:
         record.update(self._known_fields(backend, spec, case, "accepts-invalid", call_error=record["error"]))
         return Evaluation(record, case)
 
+    def _matching(self, spec: LayerSpec, names: tuple[str, ...], case: Case) -> list[KnownDiscrepancy]:
+        """The known entries covering ``case`` on a backend of these ``names``, in this run (its threads)."""
+        return matching(self.known, spec, names, case, self.settings.threads)
+
     def _known_fields(self, backend: Backend, spec: LayerSpec, case: Case, call_symptom: str | None = None,
                       failing: list[dict[str, Any]] | None = None,
                       results: tuple[Result, Result] | None = None, call_error: str = "") -> dict[str, Any]:
@@ -417,7 +421,7 @@ class Runner:
         failing = failing or []
         if case.mode != "vjp":
             return self._known_fields_in_mode(backend, spec, case, call_symptom, failing, results, call_error)
-        entries = matching(self.known, spec, (backend.name, *backend.known_as), case, self.settings.threads)
+        entries = self._matching(spec, (backend.name, *backend.known_as), case)
         if not entries:
             return {"known": None}
         modelled = modelled_tensors(entries, spec, case, *results) if results and failing else {}
@@ -471,13 +475,13 @@ class Runner:
         from conformance.modes import mode_of
 
         names = (backend.name, *backend.known_as)
-        own = matching(self.known, spec, names, case, self.settings.threads)
+        own = self._matching(spec, names, case)
         plain = replace(case, mode="vjp")
         borrowed: dict[str, list[KnownDiscrepancy]] = {}
 
         def entries_for(key: str, covered: Case) -> list[KnownDiscrepancy]:
             if key not in borrowed:
-                borrowed[key] = matching(self.known, spec, names, covered, self.settings.threads)
+                borrowed[key] = self._matching(spec, names, covered)
             return borrowed[key]
 
         modelled: dict[str, frozenset[str]] = {}
@@ -641,8 +645,7 @@ class Runner:
         """The known fields of a target's statistical record (``case``: its smallest case): the entries
         naming the symptom ``statistics`` that cover the case explain its failed tests, and a strict one
         whose tests all pass is an unexpected pass (``_check_known``)."""
-        names = (backend.name, *backend.known_as)
-        entries = [e for e in matching(self.known, spec, names, case, self.settings.threads)
+        entries = [e for e in self._matching(spec, (backend.name, *backend.known_as), case)
                    if STAT_SYMPTOM in e.symptom]
         stats = self._known_stats[(spec.id, backend.name, case.dtype, case.mode)]
         for entry in entries:
