@@ -4,6 +4,7 @@ what torch computes, replayed, so that an entry explains only the values the bug
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -275,6 +276,30 @@ def causal_hint_appended_keys_model(case: Case, reference: Result, got: Result) 
 
 # -- CosineEmbeddingLoss's norm product in float16 (cosine-embedding-half-norm-product-out-of-range) -------
 
+def cosine_embedding_rows(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, str, int]:
+    """CosineEmbeddingLoss's operands in float64: input1 and input2 (rows of length D on the last dim),
+    target y, margin, the reduction (the legacy flags resolved) and the number of rows N (at least 1)."""
+    from conformance.strategies.loss import reduction_of
+
+    x1 = np.asarray(case.inputs["input1"], dtype=np.float64)
+    x2 = np.asarray(case.inputs["input2"], dtype=np.float64)
+    y = np.asarray(case.inputs["target"], dtype=np.float64)
+    return x1, x2, y, float(case.params.get("margin", 0.0)), reduction_of(case), max(y.size, 1)
+
+
+def cosine_row_cotangent(case: Case, reduction: str, n: int, shape: tuple[int, ...],
+                         rd: Callable[[Any], Any] = np.asarray) -> np.ndarray | None:
+    """Each row's cotangent of its loss term: g/N (mean, the quotient rounded by ``rd``), g (sum) or
+    the rows' own (none); None when the case draws no cotangent."""
+    g = case.cotangents.get("output")
+    if g is None:
+        return None
+    g = np.asarray(g, dtype=np.float64)
+    if reduction == "mean":
+        return np.broadcast_to(rd(g / n), shape)
+    return np.broadcast_to(g, shape) if reduction == "sum" else g
+
+
 def cosine_embedding_half_model(case: Case, reference: Result, got: Result) -> dict[str, Any]:
     """torch 2.13's cosine_embedding_loss replayed op by op in the case's format (each result
     rounded, sums accumulated exactly then rounded): s = Σx1·x2, m = Σx² + 1e-12, cos = s/√(m1·m2)
@@ -284,14 +309,7 @@ def cosine_embedding_half_model(case: Case, reference: Result, got: Result) -> d
     from conformance.dtypes import DTYPES
 
     rd = DTYPES[case.dtype].round
-    x1 = np.asarray(case.inputs["input1"], dtype=np.float64)
-    x2 = np.asarray(case.inputs["input2"], dtype=np.float64)
-    y = np.asarray(case.inputs["target"], dtype=np.float64)
-    margin = float(case.params.get("margin", 0.0))
-    p = case.params
-    reduction = p.get("reduction")
-    if reduction is None:  # the legacy size_average / reduce arguments
-        reduction = "none" if p.get("reduce") is False else "sum" if p.get("size_average") is False else "mean"
+    x1, x2, y, margin, reduction, n = cosine_embedding_rows(case)
     with np.errstate(all="ignore"):
         s = rd(np.sum(rd(x1 * x2), axis=-1))
         m1 = rd(rd(np.sum(rd(x1 * x1), axis=-1)) + 1e-12)
@@ -303,7 +321,6 @@ def cosine_embedding_half_model(case: Case, reference: Result, got: Result) -> d
         shifted = rd(cos - margin)
         neg = np.maximum(shifted, 0.0)
         loss = np.where(y == 1, pos, 0.0) + np.where(y == -1, neg, 0.0)
-        n = max(loss.size, 1)
         if reduction == "mean":
             output = rd(np.sum(loss) / n)
         elif reduction == "sum":
@@ -311,16 +328,9 @@ def cosine_embedding_half_model(case: Case, reference: Result, got: Result) -> d
         else:
             output = loss
         out: dict[str, Any] = {"output": output}
-        g = case.cotangents.get("output")
-        if g is None:
+        g_row = cosine_row_cotangent(case, reduction, n, loss.shape, rd)
+        if g_row is None:
             return out
-        g = np.asarray(g, dtype=np.float64)
-        if reduction == "mean":
-            g_row = np.broadcast_to(rd(g / n), loss.shape)
-        elif reduction == "sum":
-            g_row = np.broadcast_to(g, loss.shape)
-        else:
-            g_row = g
         g_cos = rd(np.where(y == -1, np.where(shifted >= 0, g_row, 0.0), 0.0) - np.where(y == 1, g_row, 0.0))
         g_s = rd(g_cos / den)
         g_den = rd(-g_cos * rd(rd(s / den) / den))

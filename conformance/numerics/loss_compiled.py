@@ -265,3 +265,54 @@ def lce_retain_graph_warning(case: Case) -> bool:
     allow_retain_graph False: the "forcing allow_retain_graph=True under torch.compile" warning."""
     return _lce_path(case) == "chunked" and case.params.get("reduction") != "none" and \
         not case.params["options"].get("allow_retain_graph", False)
+
+
+# -- CosineEmbeddingLoss, float16 backward ----------------------------------------------------------------------
+
+
+def _inductor_cosine_row_scales(case: Case) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]] | None:
+    """The two per-row scalars inductor's backward kernel of CosineEmbeddingLoss stores in the case's format
+    between its row loop and its element loop, exactly: c = −a·cos/(2·m1·m2) and d = a/√(m1·m2), with
+    m = Σx² + 1e-12, cos = Σx1·x2/√(m1·m2) and a = ∂loss/∂cos of the row (−g for y = 1; g where
+    cos − margin >= 0 for y = −1; 0 otherwise). None without a cotangent."""
+    from conformance.numerics.known_models_misc import cosine_embedding_rows, cosine_row_cotangent
+
+    x1, x2, y, margin, reduction, n = cosine_embedding_rows(case)
+    with np.errstate(all="ignore"):
+        m1 = np.sum(x1 * x1, axis=-1) + 1e-12
+        m2 = np.sum(x2 * x2, axis=-1) + 1e-12
+        den = np.sqrt(m1 * m2)
+        cos = np.sum(x1 * x2, axis=-1) / den
+        g_row = cosine_row_cotangent(case, reduction, n, cos.shape)
+        if g_row is None:
+            return None
+        a = np.where((y == -1) & (cos - margin >= 0), g_row, 0.0) - np.where(y == 1, g_row, 0.0)
+        return -a * cos / (2.0 * m1 * m2), a / den, {"x1": x1, "x2": x2, "m1": m1, "m2": m2}
+
+
+def inductor_cosine_row_scale_out_of_range(case: Case) -> bool:
+    """CosineEmbeddingLoss where a per-row scalar of inductor's backward (``_inductor_cosine_row_scales``) is
+    non-zero and outside the normal range of the case's format: it underflows (into subnormals or to 0) or
+    overflows when stored, although each gradient it scales is in range (e.g. float16 rows of norm 42:
+    −a/(2·1800²) is below 2^-14)."""
+    scales = _inductor_cosine_row_scales(case)
+    if scales is None:
+        return False
+    dt = DTYPES[case.dtype]
+    return any(bool(np.any((np.abs(v) > dt.max_value) | ((v != 0) & (np.abs(v) < dt.min_normal))))
+               for v in scales[:2])
+
+
+def inductor_cosine_row_scale_model(case: Case, reference: Result, got: Result) -> dict[str, object]:
+    """The input gradients as inductor's backward kernel computes them: the per-row scalars c and d rounded
+    to the case's format (``_inductor_cosine_row_scales``), then ∂x1 = 2·c·m2·x1 + d·x2 and
+    ∂x2 = 2·c·m1·x2 + d·x1 in float32, rounded."""
+    scales = _inductor_cosine_row_scales(case)
+    if scales is None:
+        return {}
+    rd = DTYPES[case.dtype].round
+    c, d, v = scales
+    with np.errstate(all="ignore"):
+        c, d = rd(c)[..., None], rd(d)[..., None]
+        return {"grad.input1": rd(2.0 * c * v["m2"][..., None] * v["x1"] + d * v["x2"]),
+                "grad.input2": rd(2.0 * c * v["m1"][..., None] * v["x2"] + d * v["x1"])}

@@ -470,3 +470,37 @@ def bag_frequency_divisor_model(case: Case, reference: Result, got: Result) -> d
     if magnitude is None or np.shape(magnitude) != value.shape:
         return {"grad.weight": predicted}
     return {"grad.weight": (predicted, np.abs(base) + np.asarray(magnitude, dtype=np.float64) * scale)}
+
+
+def valid_or_index_out_of_range(case: Case) -> bool:
+    """A valid case, or an invalid one whose only fault is an index out of range (Embedding, EmbeddingBag): the index
+    values reach no fake tensor, so AOTAutograd compiles (and fails to compile) such a call as it would a valid one."""
+    return not case.invalid or case.note == "index out of range"
+
+
+def _embedding_index_count(case: Case) -> int:
+    """How many indices an Embedding case looks up (1 for a 0-d input)."""
+    return int(np.size(case.inputs["input"]))
+
+
+def sparse_embedding_max_norm_backward_fails(case: Case) -> bool:
+    """A sparse Embedding with max_norm (valid, or with an index out of range) looking up one index on any graph, or
+    two or more on a dynamic graph: AOTAutograd fails to compile its backward."""
+    p = case.params
+    if not p.get("sparse") or p.get("max_norm") is None or not valid_or_index_out_of_range(case):
+        return False
+    n = _embedding_index_count(case)
+    return n == 1 or (n >= 2 and runs_dynamic_graph(case))
+
+
+def sparse_embedding_max_norm_permuted_weight_grad_stride(case: Case) -> bool:
+    """A valid sparse Embedding with max_norm (no scale_grad_by_freq) on a column-major weight (both dims >= 2) that
+    compiles: no index (any graph), or two or more without padding_idx on a static graph; inductor's stride check
+    of the gradient's add raises at the backward pass."""
+    p = case.params
+    if case.invalid or not p.get("sparse") or p.get("max_norm") is None or p.get("scale_grad_by_freq"):
+        return False
+    if case.layout("weight").kind != "permuted" or min(np.shape(case.inputs["weight"])) < 2:
+        return False
+    n = _embedding_index_count(case)
+    return n == 0 or (n >= 2 and p.get("padding_idx") is None and not runs_dynamic_graph(case))
