@@ -411,15 +411,29 @@ def fast_path_dead_query(case: Case) -> bool:
     """A fast path meets a fully masked query: MultiheadAttention's native kernel without weights
     (also inside a decoder layer's self-attention, which takes it with bool or no masks) and the
     encoder layer's kernel give NaN there, where the autograd path gives a zero attention row."""
+    return encoder_fast_path_dead_query(case) or attention_fast_path_dead_query(case)
+
+
+def encoder_fast_path_dead_query(case: Case) -> bool:
+    """``fast_path_dead_query`` in an encoder layer's kernel (TransformerEncoderLayer, TransformerEncoder off the
+    nested-tensor path, nn.Transformer's encoder): a fully masked query of src_mask (or mask) with
+    src_key_padding_mask, in eval without gradients."""
+    if case.differentiable or case.train:
+        return False
+    h = case.params.get("nhead", 1)
+    encoder = case.op in ("TransformerEncoderLayer", "TransformerEncoder", "Transformer") and not (
+        case.op == "TransformerEncoder" and takes_nested_path(case))
+    return encoder and any(_dead(_excluded(case, m, "src_key_padding_mask", h)) for m in ("src_mask", "mask"))
+
+
+def attention_fast_path_dead_query(case: Case) -> bool:
+    """``fast_path_dead_query`` in MultiheadAttention's native kernel: MultiheadAttention itself without weights,
+    or a decoder layer's self-attention with bool (or no) tgt masks, in eval without gradients."""
     if case.differentiable or case.train:
         return False
     if case.op == "MultiheadAttention":
         return not case.forward_kwargs.get("need_weights", True) and has_fully_masked_query(case)
     h = case.params.get("nhead", 1)
-    encoder = case.op in ("TransformerEncoderLayer", "TransformerEncoder", "Transformer") and not (
-        case.op == "TransformerEncoder" and takes_nested_path(case))
-    if encoder and any(_dead(_excluded(case, m, "src_key_padding_mask", h)) for m in ("src_mask", "mask")):
-        return True
     decoder = case.op in ("TransformerDecoderLayer", "TransformerDecoder", "Transformer")
     bool_masks = all(mask_kind(case, m) != "float" for m in ("tgt_mask", "tgt_key_padding_mask"))
     return decoder and bool_masks and _dead(_excluded(case, "tgt_mask", "tgt_key_padding_mask", h))
