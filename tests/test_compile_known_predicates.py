@@ -9,6 +9,7 @@ import numpy as np
 
 from backends.base import Case
 from conformance.numerics import loss_compiled as LC
+from conformance.numerics import pool_compiled as PC
 from conformance.numerics import vision
 from conformance.numerics import window_known as WK
 
@@ -56,13 +57,17 @@ def test_unpool_index_outside_plane_inside_buffer():
     assert not unpool([[[1], [2]]]) and not unpool([[[0], [1]]])  # past the buffer (raises); in range
 
 
-def test_adaptive_max_window_with_nan_and_number():
+def test_adaptive_max_uneven_window_with_nan_after_a_number():
+    # 3 columns into 2: uneven windows [0, 2) and [1, 3), on inductor's own lowering (at most 25 taps)
     x = np.array([[[[0.0, 1.0, -2.0], [2.0, -1.0, math.inf], [3.0, math.nan, -3.0]]]])
     params = {"output_size": (1, 2), "return_indices": True}
-    assert WK.adaptive_max_window_nan_and_number(_case("AdaptiveMaxPool2d", params, input=x))
-    assert not WK.adaptive_max_window_nan_and_number(_case("AdaptiveMaxPool2d", params, input=np.nan_to_num(x)))
-    alone = {"output_size": (3, 3), "return_indices": True}  # one-element windows: NaN alone
-    assert not WK.adaptive_max_window_nan_and_number(_case("AdaptiveMaxPool2d", alone, input=x))
+    assert PC.inductor_adaptive_max_nan_index(_case("AdaptiveMaxPool2d", params, input=x))
+    assert not PC.inductor_adaptive_max_nan_index(_case("AdaptiveMaxPool2d", params, input=np.nan_to_num(x)))
+    first = x.copy()
+    first[..., 0, :] = math.nan  # each window's first tap is NaN: the lowering returns a NaN's index
+    assert not PC.inductor_adaptive_max_nan_index(_case("AdaptiveMaxPool2d", params, input=first))
+    alone = {"output_size": (3, 3), "return_indices": True}  # even one-element windows: a max pooling
+    assert not PC.inductor_adaptive_max_nan_index(_case("AdaptiveMaxPool2d", alone, input=x))
 
 
 def test_empty_resize_by_nonzero_factor():

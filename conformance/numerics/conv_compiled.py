@@ -1,14 +1,17 @@
 """Predicates of the known convolution discrepancies of compiled torch (``conformance/known/torch_compile.toml``)
 that an expression over the case's parameters and shapes cannot state: conditions on the strides
-that a case's layouts give its tensors, and on the graph kind.
+that a case's layouts give its tensors, and on the graph kind; and grid_sample's (values the sampling reads).
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from backends.base import Case
 from backends.torch_compile import runs_dynamic_graph
 from conformance import strategies as S
 from conformance.numerics.window import per_dim_param, pool_kind, spatial_dims
+from reference import sampling
 
 
 def _compiled_conv2d_shapes(case: Case) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
@@ -77,3 +80,19 @@ def conv_transpose2d_ambiguous_channels_last_weight(case: Case) -> bool:
     strides = S.torch_strides(weight, case.layout("weight"))
     return (S.is_channels_last_contiguous(weight, strides) and not S.is_torch_contiguous(weight, strides)
             and not S.channels_last_like(weight, strides))
+
+
+def grid_sample_nearest_outside_reads_signed_or_nonfinite(case: Case) -> bool:
+    """A valid 4-d nearest grid_sample with some sampling point outside the input (padding zeros; after rounding, ties
+    to even) in a channel whose pixel (0, 0) is negative, -0 or not finite: inductor's decomposition reads that pixel
+    times a weight of 0 there (-0 or NaN) where torch writes 0."""
+    p = case.params
+    x, grid = case.inputs["input"], case.inputs["grid"]
+    if case.invalid or p.get("mode") != "nearest" or x.ndim != 4 or x.size == 0 or grid.size == 0:
+        return False
+    taps = sampling.sample_taps(tuple(x.shape[2:]), np.asarray(grid, dtype=np.float64), "nearest",
+                                p.get("padding_mode", "zeros"), bool(p.get("align_corners")), ties="even")
+    outside = ~taps.valid[..., 0]  # (N, P)
+    corner = np.asarray(x[:, :, 0, 0], dtype=np.float64)  # (N, C)
+    bad = np.signbit(corner) | ~np.isfinite(corner)
+    return bool((outside[:, None, :] & bad[:, :, None]).any())

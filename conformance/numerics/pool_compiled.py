@@ -42,6 +42,8 @@ from backends.torch_compile import runs_dynamic_graph
 from conformance import strategies as S
 from conformance.numerics import analysis_cache as AC
 from conformance.numerics.window import (
+    Sliding,
+    adaptive_output,
     batched_input,
     fractional3d_windows_fit_exactly,
     fractional_output,
@@ -62,13 +64,13 @@ from reference import pooling as ref
 UNROLLED_WINDOW = 25
 
 
-def _effective_strides(case: Case) -> tuple[int, ...]:
+def _effective_strides(case: Case, g: Sliding | None = None) -> tuple[int, ...]:
     """The stride of each kernel loop in inductor's read of the input: the input's stride times the
-    dilation, 0 for a size-1 dim (inductor's indexing drops size-1 dims)."""
+    dilation, 0 for a size-1 dim (inductor's indexing drops size-1 dims); ``g``: the geometry (default the case's)."""
     x = case.inputs["input"]
     strides = S.torch_strides(tuple(x.shape), case.layout("input"))
     nd = spatial_dims(case)
-    g = sliding(case)
+    g = g or sliding(case)
     shape, strides = x.shape[-nd:], strides[-nd:]
     return tuple(int(st) * d if n > 1 else 0 for n, st, d in zip(shape, strides, g.dilation))
 
@@ -144,13 +146,13 @@ def inductor_maxpool_indices(case: Case) -> np.ndarray:
     return AC.per_case(AC.case_key(case, "inductor max-pool indices"), lambda: _inductor_maxpool_indices(case))
 
 
-def _inductor_maxpool_indices(case: Case) -> np.ndarray:
+def _inductor_maxpool_indices(case: Case, g: Sliding | None = None) -> np.ndarray:
     x = _pooled_input(case).astype(np.float64)
-    g = sliding(case)
+    g = g or sliding(case)
     spatial = x.shape[2:]
     nd = len(spatial)
     taps = ref.pool_taps(spatial, g.kernel, g.stride, g.padding, g.dilation, g.ceil_mode)
-    offsets = inductor_tap_offsets(g.kernel, _effective_strides(case))
+    offsets = inductor_tap_offsets(g.kernel, _effective_strides(case, g))
     n, c = x.shape[:2]
     outs = [t.out for t in taps]
     # values of every tap of every window: (N, C, *outs, taps) in row-major tap order
@@ -551,3 +553,113 @@ def bicubic_antialias_dynamic_symbolic_backward(case: Case) -> bool:
     size = p.get("size")
     sizes = [] if size is None else list(size) if isinstance(size, (tuple, list)) else [size]
     return any(int(n) >= 2 for n in np.shape(case.inputs["input"])) or any(int(s) >= 2 for s in sizes)
+
+
+# -- AdaptiveMaxPool: inductor's decomposition (torch/_decomp adaptive_max_pool2d/3d) -------------------------------
+# Output size 0: empty tensors; global pooling (every output size 1): amax and argmax; every input size a multiple of
+# its output size: max_pool{2,3}d_with_indices with kernel = stride = input // output (the lowering above);
+# otherwise 3-d runs eager's kernel (fallback), 2-d (and 1-d, which torch runs as 2-d on (N, C, 1, L)) inductor's
+# own adaptive lowering when the largest window, ceil((in + out - 1) / out) per dim, has at most 25 taps, else
+# eager's kernel. The backward is eager's adaptive_max_pool{2,3}d_backward on inductor's indices.
+
+
+def _adaptive_sizes(case: Case) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(input spatial sizes, output sizes) of an AdaptiveMaxPool case as torch runs it (1-d as 2-d: (1, L), (1, o))."""
+    spatial = tuple(int(n) for n in batched_input(case).shape[2:])
+    out = tuple(int(o) for o in adaptive_output(case, spatial))
+    if len(spatial) == 1:
+        return (1, *spatial), (1, *out)
+    return spatial, out
+
+
+def _adaptive_max_applies(case: Case) -> bool:
+    """A valid AdaptiveMaxPool case with a non-empty output."""
+    return pool_kind(case) == "adaptive-max" and not case.invalid and 0 not in _adaptive_sizes(case)[1]
+
+
+def _adaptive_decomposed_kernel(case: Case) -> tuple[int, ...] | None:
+    """The kernel of the max pooling inductor's decomposition turns the case into (every input size a multiple of
+    its output size, not global pooling); None where another path runs."""
+    if not _adaptive_max_applies(case):
+        return None
+    spatial, out = _adaptive_sizes(case)
+    if all(o == 1 for o in out) or any(s % o for s, o in zip(spatial, out)):
+        return None
+    return tuple(s // o for s, o in zip(spatial, out))[-spatial_dims(case):]
+
+
+def _adaptive_inductor_indices(case: Case, kernel: tuple[int, ...]) -> np.ndarray:
+    """The indices inductor's max-pool lowering computes for the decomposed AdaptiveMaxPool case (batched shape)."""
+    nd = len(kernel)
+    g = Sliding(kernel, kernel, (0,) * nd, (1,) * nd, False)
+    return AC.per_case(AC.case_key(case, "inductor adaptive max-pool indices"),
+                       lambda: _inductor_maxpool_indices(case, g))
+
+
+def _channels_last_read_as_contiguous(idx: np.ndarray) -> np.ndarray:
+    """What a kernel that reads a channels_last_3d (N, D, H, W, C in memory) index tensor as contiguous sees."""
+    return np.ascontiguousarray(idx.transpose(0, 2, 3, 4, 1)).reshape(idx.shape)
+
+
+def _adaptive3d_channels_last_indices(case: Case) -> np.ndarray | None:
+    """The indices of a decomposed AdaptiveMaxPool3d case on a channels_last_3d-like (5-d) input; None otherwise."""
+    kernel = _adaptive_decomposed_kernel(case)
+    x = case.inputs["input"]
+    if kernel is None or spatial_dims(case) != 3 or x.ndim != 5:
+        return None
+    if not S.channels_last_like(tuple(x.shape), S.torch_strides(tuple(x.shape), case.layout("input"))):
+        return None
+    return _adaptive_inductor_indices(case, kernel)
+
+
+def inductor_adaptive_max3d_channels_last_backward(case: Case) -> bool:
+    """AdaptiveMaxPool3d decomposed into a max pooling (see above) of a 5-d input whose strides torch takes for
+    channels_last_3d: inductor's index tensor is channels_last too, and eager's adaptive_max_pool3d_backward reads
+    it as contiguous, which sends some cotangent (not 0) elsewhere."""
+    idx = _adaptive3d_channels_last_indices(case)
+    cot = _cotangent(case)
+    if idx is None or cot is None or "input" not in case.differentiable:
+        return False
+    misread = _channels_last_read_as_contiguous(idx)
+    return not np.array_equal(_scatter(case, misread, cot)[0], _scatter(case, idx, cot)[0])
+
+
+def inductor_adaptive_max3d_channels_last_model(case: Case, reference: Result, got: Result) -> dict[str, object]:
+    """The input gradient of ``inductor_adaptive_max3d_channels_last_backward``: the cotangents scattered to the
+    channels_last indices read in contiguous order."""
+    idx = _adaptive3d_channels_last_indices(case)
+    cot = _cotangent(case)
+    if idx is None or cot is None:
+        return {}
+    total, mag, _ = _scatter(case, _channels_last_read_as_contiguous(idx), cot)
+    return {"grad.input": (total, mag)}
+
+
+def inductor_adaptive_max_nan_index(case: Case) -> bool:
+    """AdaptiveMaxPool1d/2d on inductor's own adaptive lowering (uneven windows, not global pooling, at most 25 taps
+    in the largest window) with a window holding a NaN and a number whose first tap is not NaN, where the index
+    shows (returned, or a cotangent not 0 there): the lowering keeps the first largest tap before the first NaN."""
+    if not _adaptive_max_applies(case) or spatial_dims(case) not in (1, 2):
+        return False
+    spatial, out = _adaptive_sizes(case)
+    if all(o == 1 for o in out) or all(s % o == 0 for s, o in zip(spatial, out)):
+        return False  # amax/argmax, or a max pooling: a NaN's index
+    if math.prod(-(-(s + o - 1) // o) for s, o in zip(spatial, out)) > UNROLLED_WINDOW:
+        return False  # eager's kernel
+    x = batched_input(case)
+    nd = x.ndim - 2
+    bounds = [ref.adaptive_bounds(s, o) for s, o in zip(spatial[-nd:], out[-nd:])]
+    nan = np.isnan(x)
+    cot = _cotangent(case)
+    for out_index in np.ndindex(*(len(b[0]) for b in bounds)):
+        window = (Ellipsis, *(slice(b[0][i], b[1][i]) for b, i in zip(bounds, out_index)))
+        first = (Ellipsis, *(int(b[0][i]) for b, i in zip(bounds, out_index)))
+        axes = tuple(range(2, x.ndim))
+        wrong = nan[window].any(axis=axes) & ~nan[first]
+        if not case.params.get("return_indices"):
+            if cot is None:
+                return False
+            wrong = wrong & (cot[(Ellipsis, *out_index)] != 0)
+        if wrong.any():
+            return True
+    return False

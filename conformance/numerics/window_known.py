@@ -13,7 +13,6 @@ import numpy as np
 from backends.base import Case, Result
 from conformance.numerics.window import (
     _torch_memory_format_channels_last,
-    adaptive_output,
     batched_input,
     batched_like,
     case_taps,
@@ -159,30 +158,6 @@ def unpool_index_outside_plane_inside_buffer(case: Case) -> bool:
     flat = idx.reshape(planes, -1)
     position = np.arange(planes)[:, None] * plane + flat
     return bool(np.any(((flat < 0) | (flat >= plane)) & (position >= -planes * plane) & (position < planes * plane)))
-
-
-def adaptive_max_window_nan_and_number(case: Case) -> bool:
-    """AdaptiveMaxPool with a window holding a NaN and a non-NaN element whose index shows: the
-    indices are returned, or the window's cotangent is not 0 (inductor's index is that of the
-    largest non-NaN element)."""
-    if pool_kind(case) != "adaptive-max":
-        return False
-    x = batched_input(case)
-    spatial = x.shape[2:]
-    bounds = [ref.adaptive_bounds(int(s), o) for s, o in zip(spatial, adaptive_output(case, spatial))]
-    nan = np.isnan(x)
-    cotangent = case.cotangents.get("output")
-    cotangent = None if cotangent is None else batched_like(case, np.asarray(cotangent))
-    for out_index in np.ndindex(*(len(b[0]) for b in bounds)):
-        window = (Ellipsis, *(slice(b[0][i], b[1][i]) for b, i in zip(bounds, out_index)))
-        mixed = nan[window].any(axis=tuple(range(2, x.ndim))) & ~nan[window].all(axis=tuple(range(2, x.ndim)))
-        if case.params.get("return_indices") or cotangent is None:
-            shows = mixed
-        else:
-            shows = mixed & (cotangent[(Ellipsis, *out_index)] != 0)
-        if shows.any():
-            return True
-    return False
 
 
 def empty_window_index_past_plane(case: Case) -> bool:
