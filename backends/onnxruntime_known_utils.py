@@ -253,10 +253,10 @@ def spectral_norm_conv_transpose_output_padding_not_below_stride(case: Case) -> 
 
 
 def pad_sequence_overflowing_padding_value(case: Case) -> bool:
-    """An invalid pad_sequence whose finite padding_value overflows the sequences' dtype (float32, float16): eager
-    torch raises, the exported graph pads with inf."""
+    """An invalid pad_sequence whose finite padding_value overflows the sequences' dtype (float32, float16,
+    bfloat16): eager torch raises, the exported graph (and inductor's fill) pads with inf."""
     value = case.params.get("padding_value")
-    if not case.invalid or case.dtype not in ("float32", "float16") or not isinstance(value, float):
+    if not case.invalid or case.dtype not in ("float32", "float16", "bfloat16") or not isinstance(value, float):
         return False
     return bool(np.isfinite(value)) and not np.isfinite(_in_format(value, case.dtype))
 

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from backends.base import Case, Result
+from conformance import strategies as S
 from conformance.numerics.window import is_transposed, per_dim_param, spatial_dims
-from conformance.spec import spec_of
+from conformance.spec import LayerSpec, spec_of
 from reference import conv as conv_ref
 
 
@@ -170,3 +171,50 @@ def amx_bf16_conv_model(case: Case, reference: Result, got: Result) -> dict[str,
         elif name.startswith("grad."):
             predicted[name] = value
     return predicted
+
+
+# -- onednn-bf16-conv1d-channels-last-padding-only-outputs-segfault ----------------------------------------------
+
+
+def _conv1d_geometry(case: Case, spec: LayerSpec) -> dict | None:
+    """The parameters of the direct 1-d convolution a case runs: its own (Conv1d, LazyConv1d) or its parametrised
+    layer's (``module_params`` of a Conv1d); None for any other layer."""
+    if "module_params" in case.params:
+        return case.params["module_params"] if case.params.get("module") == "Conv1d" else None
+    return case.params if spec.kind == "direct" and spec.dims == 1 else None
+
+
+def _one(value: object) -> int | None:
+    """A 1-d convolution parameter as an int (None for a string padding such as 'same')."""
+    if isinstance(value, str):
+        return None
+    return int(value[0]) if isinstance(value, (list, tuple)) else int(value)
+
+
+def onednn_bf16_conv1d_padding_only_outputs(case: Case, spec: LayerSpec) -> bool:
+    """A valid direct 1-d convolution (zeros padding, >= 2 input channels per group) on a one-long input whose
+    strides torch reads as channels-last, with stride and dilation >= 2 and stride <= dilation + 1, where no tap of
+    any output window touches the input and some windows lie wholly left of it and some wholly right of it."""
+    conv = _conv1d_geometry(case, spec)
+    if case.invalid or conv is None or conv.get("padding_mode", "zeros") != "zeros" or "input" not in case.inputs:
+        return False
+    shape = tuple(int(n) for n in np.shape(case.inputs["input"]))
+    if len(shape) not in (2, 3) or shape[-1] != 1:
+        return False
+    groups = int(conv.get("groups", 1))
+    if shape[-2] // groups < 2:
+        return False
+    strides = S.torch_strides(shape, case.layout("input"))
+    if len(shape) == 2:  # torch batches an unbatched input with unsqueeze(0)
+        shape, strides = (1, *shape), (shape[0] * strides[0], *strides)
+    # conv1d runs as conv2d on input.unsqueeze(2); oneDNN gets the channels-last kernel where those strides say so
+    if not S.channels_last_like((shape[0], shape[1], 1, 1), (strides[0], strides[1], strides[2], strides[2])):
+        return False
+    k, s, p, d = (_one(conv.get(name, default)) for name, default in
+                  (("kernel_size", 1), ("stride", 1), ("padding", 0), ("dilation", 1)))
+    if None in (k, s, p, d) or s < 2 or d < 2 or s > d + 1:
+        return False
+    out = (2 * p - d * (k - 1)) // s + 1
+    starts = [o * s for o in range(max(out, 0))]
+    touches = any(start + j * d == p for start in starts for j in range(k))
+    return not touches and any(start + (k - 1) * d < p for start in starts) and any(start > p for start in starts)
