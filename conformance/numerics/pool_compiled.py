@@ -41,6 +41,7 @@ from backends.base import Case, Result
 from backends.torch_compile import runs_dynamic_graph
 from conformance import strategies as S
 from conformance.numerics import analysis_cache as AC
+from conformance.numerics.vision import area_accepts_empty, resize_arguments, resize_geometry
 from conformance.numerics.window import (
     Sliding,
     adaptive_output,
@@ -663,3 +664,32 @@ def inductor_adaptive_max_nan_index(case: Case) -> bool:
         if wrong.any():
             return True
     return False
+
+
+# -- Upsample(mode='area'): inductor's adaptive average pooling on symbolic sizes ---------------------------------
+
+
+def inductor_area_symbolic_window_check(case: Case) -> bool:
+    """A valid 4-d area resize (adaptive_avg_pool2d) by scale_factor on a dynamic graph with a spatial dim whose input
+    length is at least 3 (a symbol: dynamo specialises 0 and 1) and output length at least 2: the output length is an
+    expression of the input's symbol, and inductor's lowering cannot decide its window size against its unrolling
+    limit (> 25) (measured: input length 2 and output length 1 compile; a given size compiled in the ci runs)."""
+    args = resize_arguments(case)
+    if case.invalid or args.get("mode") != "area" or args.get("scale_factor") is None or case.inputs["input"].ndim != 4:
+        return False
+    if not runs_dynamic_graph(case):
+        return False
+    g = resize_geometry(case)
+    return any(n >= 3 and o >= 2 for n, o in zip(g.in_sizes, g.out_sizes))
+
+
+def area_accepts_empty_backward_checked(case: Case) -> bool:
+    """``vision.area_accepts_empty`` (eager's forward returns the empty tensor) in a case whose input requires a
+    gradient: AOTAutograd traces adaptive_avg_pool's backward while compiling, and its check of the empty output
+    gradient raises there (eager would raise only when backward runs)."""
+    return "input" in case.differentiable and area_accepts_empty(case)
+
+
+def area_accepts_empty_forward_only(case: Case) -> bool:
+    """``vision.area_accepts_empty`` in a case without gradients: compiled torch returns the empty tensor, as eager."""
+    return "input" not in case.differentiable and area_accepts_empty(case)
