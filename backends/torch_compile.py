@@ -363,6 +363,18 @@ _MISSING_KERNEL = re.compile(r"fake impl|meta kernel|meta impl|abstract impl|for
 _PARSER_REFUSAL = re.compile(r"received an invalid combination of arguments|argument '\w+' \(position \d+\) must be ")
 
 
+# ATen's dispatch error for a CPU/CUDA kernel that has no implementation for a dtype ('"tensor_cpu" not
+# implemented for 'Half''): eager raises it too, so the case is unsupported, compiled or not.
+_DTYPE_KERNEL_MISSING = re.compile(r"not implemented for '(Half|BFloat16|Float|Double|ComplexFloat|ComplexDouble)'")
+
+
+def _missing_dtype_kernel(exc: BaseException) -> BaseException | None:
+    """The NotImplementedError in ``exc``'s chain (a compiler's failure) saying that an eager kernel the compiler ran
+    while tracing (AOTAutograd runs the backward's C++ code on fake tensors) has no implementation for the dtype."""
+    return next((e for e in _chain(exc) if type(e) is NotImplementedError and _DTYPE_KERNEL_MISSING.search(str(e))
+                 and not _MISSING_KERNEL.search(str(e))), None)
+
+
 def _argument_check(exc: BaseException | None) -> bool:
     """Whether ``exc``, the cause of a dynamo ``Unsupported`` raised while running an FX node on fake
     tensors, is the call's own refusal of its arguments, as eager raises it: a plain
@@ -404,6 +416,10 @@ def classify(exc: BaseException) -> BaseException:
         if isinstance(e, dynamo_exc.TorchRuntimeError):
             return exc  # an argument check failed on fake tensors: the call's own error
         if isinstance(e, (dynamo_exc.BackendCompilerFailed, dynamo_exc.TorchDynamoException, *inductor_errors)):
+            missing = _missing_dtype_kernel(e)
+            if missing is not None:  # eager has no kernel for this dtype either: unsupported, not a compile failure
+                return NotImplementedError(f"the compiled call raised ({_text(missing)}; the compiler ran the eager "
+                                           f"kernel while tracing)")
             return CompileFailure(f"compiler error: {_text(e)}")
     if isinstance(exc, AssertionError) and _raised_while_compiling(exc):  # an internal invariant of the compiler
         return CompileFailure(f"compiler error: {_text(exc)}")

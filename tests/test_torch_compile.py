@@ -312,6 +312,13 @@ def test_exceptions_are_classified():
     named = classify(_raised(torch.compile(torch.nn.Unflatten("C", (2, 3)), backend="aot_eager", fullgraph=True),
                              torch.ones(2, 6, 3)))
     assert type(named) is TypeError and "must be int, not str" in str(named)
+    # AOTAutograd runs affine_grid's C++ backward while compiling; it has no float16 kernel for a spatial size of 1
+    # (at::tensor), eagerly too: unsupported by the backend, as on torch-cpu, not a compile failure
+    theta = torch.eye(2, 3, dtype=torch.float16).unsqueeze(0).requires_grad_()
+    grid = torch.compile(lambda t: torch.nn.functional.affine_grid(t, (1, 1, 1, 2), align_corners=False),
+                         backend="aot_eager", fullgraph=True)
+    half = classify(_raised(grid, theta))
+    assert type(half) is NotImplementedError and "not implemented for 'Half'" in str(half)
     missing = torch._dynamo.exc.Unsupported("running FX node")
     missing.__cause__ = NotImplementedError("aten::foo: no fake impl or Meta kernel registered")
     assert isinstance(classify(missing), CompileFailure)  # the compiler's limit
