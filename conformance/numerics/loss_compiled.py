@@ -316,3 +316,27 @@ def inductor_cosine_row_scale_model(case: Case, reference: Result, got: Result) 
         c, d = rd(c)[..., None], rd(d)[..., None]
         return {"grad.input1": rd(2.0 * c * v["m2"][..., None] * v["x1"] + d * v["x2"]),
                 "grad.input2": rd(2.0 * c * v["m1"][..., None] * v["x2"] + d * v["x1"])}
+
+
+# -- NLLLoss, reduction 'mean' with a zero total weight ---------------------------------------------------------
+
+
+def inductor_nll_mean_zero_total_weight(case: Case) -> bool:
+    """A valid NLLLoss with reduction 'mean', some counted position (target not ignore_index) and a total weight
+    Σ w[t] of 0 over the counted positions: the loss is 0/0, and inductor's backward multiplies the whole class row
+    of each counted position by that NaN (eager: NaN only at the target class)."""
+    from conformance.numerics.loss import nll_args
+    from reference import loss_classification as classification
+
+    if case.invalid:
+        return False
+    args = nll_args(case)
+    if args["reduction"] != "mean":
+        return False
+    try:
+        counted, wt = classification.nll_counted(np.asarray(case.inputs["input"], dtype=np.float64),
+                                                 np.asarray(case.inputs["target"]), args["weight"],
+                                                 args["ignore_index"])
+    except (ValueError, IndexError):
+        return False
+    return bool(np.any(counted)) and float(np.sum(np.where(counted, wt, 0.0))) == 0.0
