@@ -1,4 +1,4 @@
-"""The predicates that scope conformance/known/torch_compile.toml's entries, on the entries' repros."""
+"""The predicates that scope conformance/known/torch_compile*.toml entries, on the entries' repros."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Predicates and models of the known torch.compile discrepancies of the transformer layers
-(conformance/known/torch_compile.toml, torch_compile_utils.toml): the compiled TransformerEncoder never takes eager's
+(conformance/known/torch_compile*.toml, torch_compile*.toml): the compiled TransformerEncoder never takes eager's
 nested-tensor path."""
 
 from __future__ import annotations

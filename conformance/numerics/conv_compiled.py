@@ -1,4 +1,4 @@
-"""Predicates of the known convolution discrepancies of compiled torch (``conformance/known/torch_compile.toml``)
+"""Predicates of the known convolution discrepancies of compiled torch (``conformance/known/torch_compile*.toml``)
 that an expression over the case's parameters and shapes cannot state: conditions on the strides
 that a case's layouts give its tensors, and on the graph kind; and grid_sample's (values the sampling reads).
 """

@@ -1,4 +1,4 @@
-"""Predicates of the known initialiser discrepancies of compiled torch (``conformance/known/torch_compile.toml``)."""
+"""Predicates of the known initialiser discrepancies of compiled torch (``conformance/known/torch_compile*.toml``)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Predicates of the known torch.compile discrepancies of the losses and distances
-(conformance/known/torch_compile.toml): what the compiled decompositions of MultiLabelMarginLoss, MultiMarginLoss
+(conformance/known/torch_compile*.toml): what the compiled decompositions of MultiLabelMarginLoss, MultiMarginLoss
 and BCELoss, and the compiled backward of PairwiseDistance, compute differently."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Predicates of the known torch.compile discrepancies of the normalisation layers
-(conformance/known/torch_compile.toml): where inductor's Welford mean of BatchNorm and InstanceNorm
+(conformance/known/torch_compile*.toml): where inductor's Welford mean of BatchNorm and InstanceNorm
 turns a slice holding an infinity into NaN, and where LocalResponseNorm's composite leaves the range."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Predicates and models of the known torch.compile discrepancies of the activations, utilities, containers,
-paddings, transformer layers, ChannelShuffle and the sparse family (conformance/known/torch_compile_utils.toml): which
+paddings, transformer layers, ChannelShuffle and the sparse family (conformance/known/torch_compile*.toml): which
 calls dynamo cannot capture as one graph, which inductor cannot compile, and where compiled code departs
 from eager's."""
 

@@ -429,7 +429,7 @@ def affine_grid_unit_size_under_func(case: Case) -> bool:
             and 1 in tuple(case.params["size"])[2:])
 
 
-# -- predicates of known torch.compile discrepancies (conformance/known/torch_compile.toml) --------
+# -- predicates of known torch.compile discrepancies (conformance/known/torch_compile*.toml) --------
 
 def resize_to_empty_by_nonzero_factor(case: Case) -> bool:
     """``empty_resize`` where no factor is 0 (a factor of 0 counts as none given, which is rejected

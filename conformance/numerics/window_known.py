@@ -1,5 +1,5 @@
 """What the known discrepancies of the window operators compute (conformance/known/pooling.toml,
-torch_compile.toml): the MaxPool empty-window model (the out-of-window index torch returns, and
+torch_compile*.toml): the MaxPool empty-window model (the out-of-window index torch returns, and
 the gradient it scatters there) and the geometry and value predicates of the compiled pooling
 discrepancies. The window geometry itself is ``conformance.numerics.window``."""
 
@@ -122,7 +122,7 @@ def maxpool_empty_window_model(case: Case, reference: Result, got: Result) -> di
 
 
 # ---------------------------------------------------------------------------------------------
-# Predicates of known torch.compile discrepancies (conformance/known/torch_compile.toml)
+# Predicates of known torch.compile discrepancies (conformance/known/torch_compile*.toml)
 # ---------------------------------------------------------------------------------------------
 
 
