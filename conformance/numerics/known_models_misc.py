@@ -300,6 +300,11 @@ def cosine_row_cotangent(case: Case, reduction: str, n: int, shape: tuple[int, .
     return np.broadcast_to(g, shape) if reduction == "sum" else g
 
 
+def cosine_cos_cotangent(y: np.ndarray, shifted: np.ndarray, g_row: np.ndarray) -> np.ndarray:
+    """Each row's ∂loss/∂cos: −g for y = 1, g for y = −1 where cos − margin (``shifted``) >= 0, else 0."""
+    return np.where((y == -1) & (shifted >= 0), g_row, 0.0) - np.where(y == 1, g_row, 0.0)
+
+
 def cosine_embedding_half_model(case: Case, reference: Result, got: Result) -> dict[str, Any]:
     """torch 2.13's cosine_embedding_loss replayed op by op in the case's format (each result
     rounded, sums accumulated exactly then rounded): s = Σx1·x2, m = Σx² + 1e-12, cos = s/√(m1·m2)
@@ -331,7 +336,7 @@ def cosine_embedding_half_model(case: Case, reference: Result, got: Result) -> d
         g_row = cosine_row_cotangent(case, reduction, n, loss.shape, rd)
         if g_row is None:
             return out
-        g_cos = rd(np.where(y == -1, np.where(shifted >= 0, g_row, 0.0), 0.0) - np.where(y == 1, g_row, 0.0))
+        g_cos = rd(cosine_cos_cotangent(y, shifted, g_row))
         g_s = rd(g_cos / den)
         g_den = rd(-g_cos * rd(rd(s / den) / den))
         g_product = rd(g_den / rd(2.0 * den))

@@ -275,7 +275,7 @@ def _inductor_cosine_row_scales(case: Case) -> tuple[np.ndarray, np.ndarray, dic
     between its row loop and its element loop, exactly: c = −a·cos/(2·m1·m2) and d = a/√(m1·m2), with
     m = Σx² + 1e-12, cos = Σx1·x2/√(m1·m2) and a = ∂loss/∂cos of the row (−g for y = 1; g where
     cos − margin >= 0 for y = −1; 0 otherwise). None without a cotangent."""
-    from conformance.numerics.known_models_misc import cosine_embedding_rows, cosine_row_cotangent
+    from conformance.numerics.known_models_misc import cosine_cos_cotangent, cosine_embedding_rows, cosine_row_cotangent
 
     x1, x2, y, margin, reduction, n = cosine_embedding_rows(case)
     with np.errstate(all="ignore"):
@@ -286,7 +286,7 @@ def _inductor_cosine_row_scales(case: Case) -> tuple[np.ndarray, np.ndarray, dic
         g_row = cosine_row_cotangent(case, reduction, n, cos.shape)
         if g_row is None:
             return None
-        a = np.where((y == -1) & (cos - margin >= 0), g_row, 0.0) - np.where(y == 1, g_row, 0.0)
+        a = cosine_cos_cotangent(y, cos - margin, g_row)
         return -a * cos / (2.0 * m1 * m2), a / den, {"x1": x1, "x2": x2, "m1": m1, "m2": m2}
 
 

@@ -652,10 +652,10 @@ def inductor_adaptive_max_nan_index(case: Case) -> bool:
     bounds = [ref.adaptive_bounds(s, o) for s, o in zip(spatial[-nd:], out[-nd:])]
     nan = np.isnan(x)
     cot = _cotangent(case)
+    axes = tuple(range(2, x.ndim))
     for out_index in np.ndindex(*(len(b[0]) for b in bounds)):
         window = (Ellipsis, *(slice(b[0][i], b[1][i]) for b, i in zip(bounds, out_index)))
         first = (Ellipsis, *(int(b[0][i]) for b, i in zip(bounds, out_index)))
-        axes = tuple(range(2, x.ndim))
         wrong = nan[window].any(axis=axes) & ~nan[first]
         if not case.params.get("return_indices"):
             if cot is None:
