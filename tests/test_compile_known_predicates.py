@@ -141,3 +141,24 @@ def test_linear_cross_entropy_warning_paths():
     assert lce({}, out=(3,), target_rank=2) == (True, False)  # K-dimensional, class targets (N, 3)
     assert lce({}, x_rank=3, target_rank=2) == (False, False)  # input rank 3: raised first
     assert lce({"batch_chunk_size": 0}) == (False, False)  # refused when the module is built, in eager
+
+
+def _lrn_half_case(x: list, size: int = 1, k: float = 0.0) -> Case:
+    x = np.asarray(x, dtype=np.float64)
+    return Case(op="LocalResponseNorm", dtype="float16", params={"size": size, "alpha": 1e-4, "beta": 0.75, "k": k},
+                inputs={"input": x}, differentiable=("input",), cotangents={"output": np.full(x.shape, -0.361572)})
+
+
+def test_inductor_lrn_half_layouts_give_torchs_values_and_the_predicate_holds_where_they_show():
+    from conformance.numerics import norm_compiled as NC
+
+    tiny = _lrn_half_case([[[0.125732]]])  # d = 1e-4·x² = 1.58e-6: subnormal in float16
+    # torch.compile(LocalResponseNorm(1, k=0.)) gives x.grad = 4056 on a static graph (the average saved in float16,
+    # d recomputed in float32) and 3788 on a dynamic one (d saved in float16); exact: 4055.03
+    assert NC._inductor_lrn_half(tiny, False, False, "avg", False)["grad.input"].item() == 4056
+    assert NC._inductor_lrn_half(tiny, False, False, "d", False)["grad.input"].item() == 3788
+    assert NC.inductor_lrn_half_shows(tiny)
+    huge = _lrn_half_case([[[280.5]]], k=1.0)  # x² = 78680 is inf in float16: torch's static graph gives x.grad = 0
+    assert NC._inductor_lrn_half(huge, False, False, "avg", False)["grad.input"].item() == 0
+    assert NC.inductor_lrn_half_shows(huge)
+    assert not NC.inductor_lrn_half_shows(_lrn_half_case([[[3.0, 1.0], [2.0, -4.0]]], size=2, k=1.0))

@@ -4,13 +4,16 @@ turns a slice holding an infinity into NaN, and where LocalResponseNorm's compos
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from backends.base import Case
 from backends.torch_compile import runs_dynamic_graph
-from conformance.numerics.normalization import lrn_chain_out_of_range
+from conformance.numerics.normalization import lrn_chain_out_of_range, lrn_view_fails
 from conformance.spec import LayerSpec
 from reference import normalization as RN
+from reference import normalization_lrn as RL
 
 # config.cpp.use_two_step_variance_threshold of torch 2.13: inductor (CPU) computes var_mean in two passes
 # (a sum, then the squared deviations) when the reduction's length is static and at most this, and there is more
@@ -66,3 +69,58 @@ def compiled_lrn_intermediate_out_of_range(case: Case) -> bool:
     rank: inductor generates the bfloat16 average pool of 4 or more dims that eager CPU lacks. For bfloat16 only:
     inductor computes in float32 inside its kernels, which has bfloat16's range (not float16's)."""
     return not case.invalid and lrn_chain_out_of_range(case)
+
+
+def _inductor_lrn_half(case: Case, square_stored: bool, divisor_stored: bool, saved: str, cotangent_stored: bool
+                       ) -> dict[str, np.ndarray]:
+    """F.local_response_norm as inductor computes it on a float16 input: each kernel in float32, a buffer it
+    materialises in float16. ``square_stored``: the window sums read x² from a float16 buffer (the zero-padded
+    squares, for size > 1); ``divisor_stored``: the output reads d = α·avg + k back from a float16 buffer (a
+    channels-last input on a dynamic graph splits the loop there); ``saved``: what the forward saves for the
+    backward in float16, the window average ("avg", d = α·avg + k recomputed in float32) or d itself ("d");
+    ``cotangent_stored``: the average's cotangent -g·(x/p)/p·β·d^(β-1)·α is a float16 buffer that avg_pool's
+    backward reads. Output and grad.input are rounded to float16 once."""
+    p = case.params
+    f32 = np.float32
+
+    def half(v: np.ndarray) -> np.ndarray:
+        return np.asarray(v, dtype=np.float16).astype(f32)
+
+    size, alpha, beta, k = int(p["size"]), f32(p["alpha"]), f32(p["beta"]), f32(p["k"])
+    x = np.asarray(case.inputs["input"], dtype=f32)
+    with np.errstate(all="ignore"):
+        square = half(x * x) if square_stored else x * x
+        average = (RL.window_sum(square, size, size // 2, (size - 1) // 2) / f32(size)).astype(f32)
+        d = average * alpha + k
+        out = {"output": half(x / (half(d) if divisor_stored else d) ** beta)}
+        g = case.cotangents.get("output")
+        if g is None or "input" not in case.differentiable:
+            return out
+        g = np.asarray(g, dtype=f32)
+        d = half(average) * alpha + k if saved == "avg" else half(d)
+        power = d ** beta
+        g_average = -g * ((x / power) / power) * (d ** (beta - f32(1)) * beta) * alpha
+        if cotangent_stored:
+            g_average = half(g_average)
+        term = (RL.window_sum(g_average / f32(size), size, (size - 1) // 2, size // 2) * x).astype(f32)
+        out["grad.input"] = half(g / power + term + term)
+    return out
+
+
+_LRN_HALF_LAYOUTS = list(itertools.product((False, True), (False, True), ("avg", "d"), (False, True)))
+
+
+def inductor_lrn_half_shows(case: Case) -> bool:
+    """A valid float16 LocalResponseNorm case where some float16 buffer layout of inductor's
+    (``_inductor_lrn_half``) fails against the reference: an intermediate it stores in float16 (x², the window
+    average, d, the average's cotangent) overflows or turns subnormal, which the float32 computation around it
+    does not undo. Which buffers inductor materialises depends on its fusion, on the min-cut partitioner's cost
+    model (whether pow is recomputed in the backward: it saves d on a dynamic graph with β = 0.75, the average
+    otherwise) and, on a dynamic graph reused for other sizes, on which elements its vectorised body or its scalar
+    tail computes (they round different intermediates), so every layout is tried."""
+    from conformance.numerics.elementwise import shows_against_reference
+
+    x = case.inputs["input"]
+    if case.invalid or case.dtype != "float16" or not x.size or lrn_view_fails(case):
+        return False
+    return any(shows_against_reference(case, _inductor_lrn_half(case, *layout)) for layout in _LRN_HALF_LAYOUTS)
