@@ -53,3 +53,14 @@ def test_the_cache_keys_on_the_case_data():
     AC.forward(AC.case_key(replace(case, inputs=dict(case.inputs))), run)  # other inputs: a new one
     AC.forward(AC.case_key(replace(case, dtype="float64")), run)
     assert len(calls) == 3
+
+
+def test_a_layout_only_variant_of_a_case_is_not_served_the_first_ones_value():
+    from backends.base import Case, Layout
+
+    case = Case(op="MaxPool2d", dtype="float32", params={"kernel_size": 2}, inputs={"input": np.zeros((1, 1, 2, 2))})
+    permuted = replace(case, layouts={"input": Layout.from_description({"kind": "permuted", "perm": [0, 1, 3, 2]})})
+    calls = []
+    for c in (case, permuted, case):
+        AC.per_case(AC.case_key(c, "layout-test"), lambda c=c: calls.append(c) or len(calls))
+    assert calls == [case, permuted]  # the third is the first one again: served from the cache

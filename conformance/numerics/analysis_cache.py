@@ -27,9 +27,10 @@ KEPT = 4
 def case_key(case: Case, *extra: Any) -> tuple[Any, ...]:
     """What a forward analysis depends on, cotangents aside: the case's data objects (compared by
     identity, never a stale id, since the key holds them), its scalars, and ``extra`` (compared by
-    value: a packed order as a tuple)."""
+    value: a packed order as a tuple). The layouts are part of it: a value computed per case (the
+    indices inductor's max pooling picks, say) may depend on the inputs' strides."""
     return (case.op, case.variant, case.dtype, case.train, case.inputs, case.params, case.forward_kwargs,
-            case.choices, case.call, *extra)
+            case.choices, case.call, case.layouts, *extra)
 
 
 def _same(a: Any, b: Any) -> bool:
