@@ -415,6 +415,17 @@ def test_encoder_fast_path_dead_query_needs_eval_without_gradients_off_the_neste
     assert not NA.attention_fast_path_dead_query(_encoder(src_key_padding_mask=DEAD_KPM))
 
 
+def test_the_nested_path_drops_a_padded_sequence_in_eager_torch_only():
+    # eager nn.Transformer(4, 2, 1, 1, 6, 0.0, batch_first=True).eval() under no_grad with sequence 1 all padding
+    # gives no NaN (the nested path drops it); torch.compile (aot_eager, inductor) takes the dense path: NaN
+    transformer = _module_case("Transformer", {"src": np.zeros((2, 3, 4)), "tgt": np.zeros((2, 2, 4)),
+                                               "src_key_padding_mask": DEAD_KPM})
+    encoder = _encoder("TransformerEncoder", src_key_padding_mask=DEAD_KPM)
+    for case in (transformer, encoder):
+        assert NA.takes_nested_path(case), case.op
+        assert not NA.encoder_fast_path_dead_query(case) and NA.compiled_encoder_fast_path_dead_query(case), case.op
+
+
 def _mha(need_weights: bool, train: bool = False, differentiable: tuple[str, ...] = (), **masks: np.ndarray) -> Case:
     params = {"embed_dim": 4, "num_heads": 2, "batch_first": True, "add_bias_kv": False, "add_zero_attn": False}
     return _module_case("MultiheadAttention", {"query": np.zeros((1, 3, 4)), **masks}, params, train, differentiable,
