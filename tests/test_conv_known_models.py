@@ -84,3 +84,70 @@ def test_amx_model_leaves_no_whole_tensor_free():
     got = np.asarray(reference.outputs["output"]) * 1.25 + 0.5
     modelled = modelled_tensors([entry], spec, case, reference, Result(outputs={"output": got}))
     assert "output" not in modelled[entry.id]
+
+
+# -- oneDNN bfloat16 conv2d/conv3d segfault: the geometry only (never run) -------------------------------------------
+
+from backends.base import Layout  # noqa: E402
+from conformance.numerics.conv_known import onednn_bf16_padding_only_width  # noqa: E402
+
+CONV2D = {"in_channels": 2, "out_channels": 1, "kernel_size": [1, 2], "stride": [1, 2], "padding": [0, 3],
+          "dilation": [1, 2], "groups": 1, "bias": False, "padding_mode": "zeros"}
+CHANNELS_LAST = Layout("channels_last", perm=(0, 2, 3, 1))  # torch.randn(1, 1, 1, 2).permute(0, 3, 1, 2)
+
+
+def _conv2d_hits(shape: tuple[int, ...] = (1, 2, 1, 1), layout: Layout = CHANNELS_LAST, op: str = "Conv2d",
+                 invalid: bool = False, **params: object) -> bool:
+    p = {**CONV2D, **params}
+    case = Case(op=op, dtype="bfloat16", params=p, inputs={"input": np.ones(shape)}, layouts={"input": layout},
+                invalid=invalid)
+    return onednn_bf16_padding_only_width(case, all_specs()[op])
+
+
+def test_onednn_conv2d_repro_geometry_misses_the_input_along_the_width():
+    """The entry's repros: width windows {0, 2}, {2, 4}, {4, 6} around the input at 3 (oneDNN creates its output-work
+    kernel for 2 leading outputs, from the tap one dilation left, and calls it for 1 leading and 2 trailing)."""
+    assert _conv2d_hits()
+    assert _conv2d_hits(shape=(2, 2, 1, 1))  # a batch of 2
+    assert _conv2d_hits(op="LazyConv2d")
+    assert _conv2d_hits(shape=(2, 1, 1), layout=Layout("permuted", perm=(1, 2, 0)))  # unbatched: unsqueezed
+    assert _conv2d_hits(shape=(1, 2, 3, 1), kernel_size=[2, 2], padding=[1, 3])  # height windows touch it
+    assert _conv2d_hits(shape=(1, 4, 1, 1), in_channels=4, out_channels=4, groups=2)  # grouped, 2 per group
+    assert _conv2d_hits(shape=(1, 2, 1, 1), out_channels=4, groups=2)  # 1 in, 2 out per group: not depthwise
+    # one input channel (channels-last and contiguous alike in memory, read as channels-last), a 2-wide input
+    assert _conv2d_hits(shape=(1, 1, 1, 2), in_channels=1, kernel_size=1, stride=[4, 3], padding=[4, 1], dilation=3)
+    conv3d = {**CONV2D, "kernel_size": [1, 1, 2], "stride": [1, 1, 2], "padding": [0, 0, 3], "dilation": [1, 1, 2]}
+    assert _conv2d_hits(shape=(1, 2, 1, 1, 1), layout=Layout("channels_last", perm=(0, 2, 3, 4, 1)), op="Conv3d",
+                        **conv3d)
+
+
+def test_onednn_conv2d_near_misses_leave_the_rule():
+    assert not _conv2d_hits(padding=[0, 2])  # window {2, 4} touches the input at 2
+    assert not _conv2d_hits(dilation=[1, 1])  # windows {0, 1}, {2, 3}, {4, 5}: touch it at 3
+    # misses it along the width, but the counts called (2 leading, 1 trailing) are those created
+    assert not _conv2d_hits(stride=[1, 4], padding=[0, 5])
+    assert not _conv2d_hits(kernel_size=1, stride=[1, 4], padding=[0, 2], dilation=[1, 2])  # {1} called, {1} created
+    # every height window wholly in the padding as well: no row runs the width kernels
+    assert not _conv2d_hits(kernel_size=2, stride=2, padding=3, dilation=2)
+    assert not _conv2d_hits(layout=Layout())  # contiguous strides (1, 1, 1, 1): torch reads it as contiguous
+    assert not _conv2d_hits(shape=(1, 2, 1, 2), layout=Layout())
+    assert not _conv2d_hits(shape=(2, 2, 1), in_channels=2, out_channels=2, groups=2,
+                            layout=Layout("permuted", perm=(1, 2, 0)))  # depthwise: another kernel
+    assert not _conv2d_hits(padding_mode="reflect") and not _conv2d_hits(padding="same")
+    assert not _conv2d_hits(invalid=True)
+    assert not _conv2d_hits(op="ConvTranspose2d")  # the transposed convolution never crashed
+
+
+def test_onednn_conv2d_rule_reads_a_parametrised_conv2d_or_conv3d():
+    def wrapped(op: str, module: str) -> bool:
+        case = Case(op=op, dtype="bfloat16", params={"module": module, "module_params": CONV2D},
+                    inputs={"input": np.ones((1, 2, 1, 1))}, layouts={"input": CHANNELS_LAST})
+        return onednn_bf16_padding_only_width(case, all_specs()[op])
+
+    assert wrapped("spectral_norm", "Conv2d") and wrapped("weight_norm", "Conv2d")
+    assert not wrapped("spectral_norm", "Conv1d") and not wrapped("spectral_norm", "ConvTranspose2d")
+    entries = {e.id: e for e in load_known()}
+    one = entries["onednn-bf16-conv-channels-last-padding-only-width-segfault"]
+    two = entries["onednn-bf16-conv-channels-last-padding-only-width-segfault-two-threads"]
+    assert one.strict and not two.strict and one.predicate == two.predicate
+    assert "threads == 1" in one.when and "threads == 2" in two.when

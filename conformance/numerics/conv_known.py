@@ -173,48 +173,73 @@ def amx_bf16_conv_model(case: Case, reference: Result, got: Result) -> dict[str,
     return predicted
 
 
-# -- onednn-bf16-conv1d-channels-last-padding-only-outputs-segfault ----------------------------------------------
+# -- onednn-bf16-conv*-channels-last-padding-only-outputs-segfault: oneDNN bf16 brgemm output-work kernels ---------
 
 
-def _conv1d_geometry(case: Case, spec: LayerSpec) -> dict | None:
-    """The parameters of the direct 1-d convolution a case runs: its own (Conv1d, LazyConv1d) or its parametrised
-    layer's (``module_params`` of a Conv1d); None for any other layer."""
+def _brgemm_conv_geometry(case: Case, spec: LayerSpec) -> tuple[int, dict] | None:
+    """The spatial rank and parameters of the direct 1-d/2-d/3-d convolution a case runs: its own (Conv1d-3d and
+    their Lazy forms) or its parametrised layer's (``module_params`` of a Conv1d-3d); None for any other."""
     if "module_params" in case.params:
-        return case.params["module_params"] if case.params.get("module") == "Conv1d" else None
-    return case.params if spec.kind == "direct" and spec.dims == 1 else None
+        nd = {"Conv1d": 1, "Conv2d": 2, "Conv3d": 3}.get(case.params.get("module"))
+        return (nd, case.params["module_params"]) if nd else None
+    return (int(spec.dims), case.params) if spec.kind == "direct" and spec.dims in (1, 2, 3) else None
 
 
-def _one(value: object) -> int | None:
-    """A 1-d convolution parameter as an int (None for a string padding such as 'same')."""
-    if isinstance(value, str):
-        return None
-    return int(value[0]) if isinstance(value, (list, tuple)) else int(value)
+def _outputs_outside(n: int, k: int, s: int, p: int, d: int, out: int, kw: int) -> set[int]:
+    """oneDNN's brgemm get_ow_range for a block of ``out`` outputs along the width and kernel column ``kw`` (which
+    may be -1): how many leading and how many trailing outputs have that tap outside the input (n long, padded by
+    p each side), each side counted from the first or last output's tap, as the set of the two counts."""
+    first = kw * d - p  # input column of tap kw in the first output's window
+    last = first + (out - 1) * s - n + 1
+    left = -(first // s) if first < 0 else 0  # ceil(-first / s)
+    right = -(-last // s) if last > 0 else 0
+    return {min(left, out), out - min(max(left, out - right), out)}
 
 
-def onednn_bf16_conv1d_padding_only_outputs(case: Case, spec: LayerSpec) -> bool:
-    """A valid direct 1-d convolution (zeros padding, >= 2 input channels per group) on a one-long input whose
-    strides torch reads as channels-last, with stride and dilation >= 2 and stride <= dilation + 1, where no tap of
-    any output window touches the input and some windows lie wholly left of it and some wholly right of it."""
-    conv = _conv1d_geometry(case, spec)
-    if case.invalid or conv is None or conv.get("padding_mode", "zeros") != "zeros" or "input" not in case.inputs:
+def _touches(n: int, k: int, s: int, p: int, d: int, out: int) -> bool:
+    """Some tap of some output window lands on the input (n long, padded by p each side)."""
+    return any(0 <= o * s - p + j * d < n for o in range(out) for j in range(k))
+
+
+def onednn_bf16_padding_only_width(case: Case, spec: LayerSpec) -> bool:
+    """A valid direct 1-d/2-d/3-d convolution (zeros padding, not depthwise) on an input torch reads as channels-last
+    (unbatched inputs as torch batches them; a 1-d one is made contiguous, which keeps a permuted layout only
+    through size-1 dims, and runs as 2-d on ``input.unsqueeze(2)``) where some window touches the input along every
+    dimension but the last (width) and no tap of any window touches it along the width, so that oneDNN's exec_base
+    brgemm kernel writes each such output row with its output-work kernels alone; it creates those for the
+    leading/trailing counts of tap ``kw_f - 1`` = -1 and calls them with the counts of tap 0 (``_outputs_outside``,
+    the width taken as one block, as with one thread): a count it never created is a call through a null kernel."""
+    geometry = _brgemm_conv_geometry(case, spec)
+    if case.invalid or geometry is None or "input" not in case.inputs:
         return False
+    nd, conv = geometry
+    if conv.get("padding_mode", "zeros") != "zeros" or isinstance(conv.get("padding", 0), str):
+        return False  # other modes pad beforehand; 'same' needs stride 1, 'valid' has no padding
     shape = tuple(int(n) for n in np.shape(case.inputs["input"]))
-    if len(shape) not in (2, 3) or shape[-1] != 1:
+    if len(shape) not in (nd + 1, nd + 2):
         return False
     groups = int(conv.get("groups", 1))
-    if shape[-2] // groups < 2:
-        return False
+    if groups > 1 and int(conv.get("in_channels", 0)) == groups == int(conv.get("out_channels", 0)):
+        return False  # depthwise: oneDNN runs another kernel
     strides = S.torch_strides(shape, case.layout("input"))
-    if len(shape) == 2:  # torch batches an unbatched input with unsqueeze(0)
+    if len(shape) == nd + 1:  # torch batches an unbatched input with unsqueeze(0)
         shape, strides = (1, *shape), (shape[0] * strides[0], *strides)
-    # conv1d runs as conv2d on input.unsqueeze(2); oneDNN gets the channels-last kernel where those strides say so
-    if not S.channels_last_like((shape[0], shape[1], 1, 1), (strides[0], strides[1], strides[2], strides[2])):
+    ks, ss, ps, ds = (per_dim_param(conv.get(name, default), nd) or () for name, default in
+                      (("kernel_size", 1), ("stride", 1), ("padding", 0), ("dilation", 1)))
+    if nd == 1:  # conv1d makes its input contiguous, then runs as conv2d on input.unsqueeze(2) (height 1)
+        if not S.is_torch_contiguous(shape, strides):
+            strides = (shape[1] * shape[2], shape[2], 1)
+        shape, strides = (*shape[:2], 1, shape[2]), (*strides[:2], shape[2] * strides[2], strides[2])
+        ks, ss, ps, ds = (1, *ks), (1, *ss), (0, *ps), (1, *ds)
+    if not S.channels_last_like(shape, strides):
         return False
-    k, s, p, d = (_one(conv.get(name, default)) for name, default in
-                  (("kernel_size", 1), ("stride", 1), ("padding", 0), ("dilation", 1)))
-    if None in (k, s, p, d) or s < 2 or d < 2 or s > d + 1:
+    dims = list(zip(shape[2:], ks, ss, ps, ds))
+    if len(dims) != max(nd, 2) or any(min(s, d) < 1 or p < 0 for _, _, s, p, d in dims):
         return False
-    out = (2 * p - d * (k - 1)) // s + 1
-    starts = [o * s for o in range(max(out, 0))]
-    touches = any(start + j * d == p for start in starts for j in range(k))
-    return not touches and any(start + (k - 1) * d < p for start in starts) and any(start > p for start in starts)
+    outs = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in dims]
+    if min(outs) < 1 or not all(_touches(*dim, out) for dim, out in zip(dims[:-1], outs[:-1])):
+        return False
+    n, k, s, p, d = dims[-1]
+    if _touches(n, k, s, p, d, outs[-1]):
+        return False
+    return not _outputs_outside(n, k, s, p, d, outs[-1], 0) - {0} <= _outputs_outside(n, k, s, p, d, outs[-1], -1)
