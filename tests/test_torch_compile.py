@@ -434,3 +434,22 @@ def test_seed_replayed_random_choices_run_on_eager_random_numbers(rule, fallback
     with TorchCompileBackend("inductor")._case_config(case):
         assert inductor_config.fallback_random is fallback
     assert inductor_config.fallback_random is False
+
+
+def test_the_guard_latency_profile_is_skipped_and_guards_still_decide_reuse():
+    import torch._dynamo.guards as guards
+
+    from backends.torch_compile import skip_guard_latency_profile
+
+    assert configure()["no_guard_latency_profile"] == skip_guard_latency_profile() is True
+    assert guards.profile_guard_manager() == 0.0
+    torch._dynamo.reset()
+    calls = []
+
+    def count(gm: torch.fx.GraphModule, example_inputs: list) -> object:
+        calls.append(1)
+        return gm.forward
+
+    f = torch.compile(lambda x: x * 2, backend=count, fullgraph=True, dynamic=False)
+    f(torch.ones(2)), f(torch.ones(2)), f(torch.ones(3))  # the guards reuse one graph, then fail on the size
+    assert len(calls) == 2
