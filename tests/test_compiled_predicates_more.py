@@ -15,9 +15,7 @@ from conformance.numerics import conv_compiled as CC
 from conformance.numerics import loss_compiled as LC
 from conformance.numerics import pool_compiled as PC
 from conformance.numerics import utils_compiled as UC
-from conformance.numerics.conv_known import onednn_bf16_padding_only_width
 from conformance.numerics.known_models_misc import cosine_cos_cotangent
-from conformance.spec import all_specs
 
 NOTHING = Result()  # the models below read only the case
 
@@ -88,55 +86,6 @@ def test_grid_sample_predicate_is_scoped_to_valid_4d_nearest_zeros():
     assert not _outside_reads(np.zeros((1, 1, 0, 0)), REPRO_GRID)
     invalid = dataclasses.replace(_grid_case(REPRO_X, REPRO_GRID), invalid=True)
     assert not CC.grid_sample_nearest_outside_reads_signed_or_nonfinite(invalid)
-
-
-# -- oneDNN bfloat16 conv1d segfault: the geometry only (never run) -------------------------------------------------
-
-CONV1D = {"in_channels": 2, "out_channels": 1, "kernel_size": 2, "stride": 2, "padding": 3, "dilation": 2,
-          "groups": 1, "bias": False, "padding_mode": "zeros"}
-PERMUTED_1D = Layout("permuted", perm=(0, 2, 1))  # x = torch.randn(1, 1, 2).permute(0, 2, 1): strides (2, 1, 2)
-
-
-def _conv1d_hits(shape: tuple[int, ...] = (1, 2, 1), layout: Layout = PERMUTED_1D, op: str = "Conv1d",
-                 invalid: bool = False, **params: object) -> bool:
-    p = {**CONV1D, **params}
-    case = Case(op=op, dtype="bfloat16", params=p, inputs={"input": np.ones(shape), "weight": np.ones((1, 2, 2))},
-                layouts={"input": layout}, invalid=invalid)
-    return onednn_bf16_padding_only_width(case, all_specs()[op])
-
-
-def test_onednn_conv1d_repro_geometry_misses_the_input_on_both_sides():
-    # Conv1d(2, 1, 2, stride=2, padding=3, dilation=2): windows {0, 2}, {2, 4}, {4, 6}; the input sits at 3
-    assert _conv1d_hits()
-    assert _conv1d_hits(kernel_size=[2], stride=[2], padding=[3], dilation=[2])
-    assert _conv1d_hits(stride=3, padding=4)  # {0, 2}, {3, 5}, {6, 8} around 4
-    assert _conv1d_hits(shape=(2, 1), layout=Layout("permuted", perm=(1, 0)))  # unbatched: unsqueezed
-
-
-def test_onednn_conv1d_one_changed_parameter_leaves_the_rule():
-    assert not _conv1d_hits(padding=2)  # window {2, 4} touches the input at 2
-    assert not _conv1d_hits(padding=4)  # window {4, 6} touches it at 4
-    assert not _conv1d_hits(padding=1)  # one window straddling it
-    assert not _conv1d_hits(stride=3, dilation=3, padding=4)  # {0, 3}, {3, 6} around 4: none wholly right
-    assert not _conv1d_hits(stride=4, padding=5)  # misses it, but the kernels made for tap -1 cover tap 0's counts
-    assert not _conv1d_hits(stride=1) and not _conv1d_hits(dilation=1)
-    assert not _conv1d_hits(layout=Layout())  # contiguous: torch does not read it as channels-last
-    assert not _conv1d_hits(shape=(2, 1), layout=Layout())
-    assert not _conv1d_hits(shape=(1, 2, 2))  # two long
-    assert _conv1d_hits(groups=2, out_channels=4)  # one input channel per group crashes too (probed)
-    assert not _conv1d_hits(groups=2, out_channels=2)  # depthwise: another oneDNN kernel
-    assert not _conv1d_hits(padding_mode="reflect") and not _conv1d_hits(padding="same")
-    assert not _conv1d_hits(invalid=True)
-
-
-def test_onednn_conv1d_rule_reads_a_parametrised_conv1d_only():
-    def wrapped(module: str) -> bool:
-        case = Case(op="spectral_norm", dtype="bfloat16", params={"module": module, "module_params": CONV1D},
-                    inputs={"input": np.ones((1, 2, 1))}, layouts={"input": PERMUTED_1D})
-        return onednn_bf16_padding_only_width(case, all_specs()["spectral_norm"])
-
-    assert wrapped("Conv1d") and not wrapped("Conv2d")
-    assert not _conv1d_hits(op="Conv2d")  # a 2-d declaration without module_params
 
 
 # -- NLLLoss 'mean' with a total weight of 0 ------------------------------------------------------------------------

@@ -5,11 +5,17 @@ wrong value in the same case stays a failure (the masking audit's ×1.25 + 0.5).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from backends.base import Case, Result
+from backends.base import Case, Layout, Result
 from conformance.known import load_known, modelled_tensors
-from conformance.numerics.conv_known import amx_bf16_conv_hit, onednn_bf16_conv3d_one_channel_padded_depth
+from conformance.numerics.conv_known import (
+    amx_bf16_conv_hit,
+    onednn_bf16_conv3d_one_channel_padded_depth,
+    onednn_bf16_padding_only_width,
+)
 from conformance.spec import all_specs
 
 
@@ -86,10 +92,8 @@ def test_amx_model_leaves_no_whole_tensor_free():
     assert "output" not in modelled[entry.id]
 
 
-# -- oneDNN bfloat16 conv2d/conv3d segfault: the geometry only (never run) -------------------------------------------
+# -- oneDNN bfloat16 conv1d/conv2d/conv3d segfault: the geometry only (never run) ------------------------------------
 
-from backends.base import Layout  # noqa: E402
-from conformance.numerics.conv_known import onednn_bf16_padding_only_width  # noqa: E402
 
 CONV2D = {"in_channels": 2, "out_channels": 1, "kernel_size": [1, 2], "stride": [1, 2], "padding": [0, 3],
           "dilation": [1, 2], "groups": 1, "bias": False, "padding_mode": "zeros"}
@@ -138,7 +142,7 @@ def test_onednn_conv2d_near_misses_leave_the_rule():
     assert not _conv2d_hits(op="ConvTranspose2d")  # the transposed convolution never crashed
 
 
-def test_onednn_conv2d_rule_reads_a_parametrised_conv2d_or_conv3d():
+def test_onednn_conv2d_rule_reads_a_parametrised_conv2d():
     def wrapped(op: str, module: str) -> bool:
         case = Case(op=op, dtype="bfloat16", params={"module": module, "module_params": CONV2D},
                     inputs={"input": np.ones((1, 2, 1, 1))}, layouts={"input": CHANNELS_LAST})
@@ -151,3 +155,70 @@ def test_onednn_conv2d_rule_reads_a_parametrised_conv2d_or_conv3d():
     two = entries["onednn-bf16-conv-channels-last-padding-only-width-segfault-two-threads"]
     assert one.strict and not two.strict and one.predicate == two.predicate
     assert "threads == 1" in one.when and "threads == 2" in two.when
+
+
+CONV1D = {"in_channels": 2, "out_channels": 1, "kernel_size": 2, "stride": 2, "padding": 3, "dilation": 2,
+          "groups": 1, "bias": False, "padding_mode": "zeros"}
+PERMUTED_1D = Layout("permuted", perm=(0, 2, 1))  # x = torch.randn(1, 1, 2).permute(0, 2, 1): strides (2, 1, 2)
+
+
+def _conv1d_hits(shape: tuple[int, ...] = (1, 2, 1), layout: Layout = PERMUTED_1D, op: str = "Conv1d",
+                 invalid: bool = False, **params: object) -> bool:
+    p = {**CONV1D, **params}
+    case = Case(op=op, dtype="bfloat16", params=p, inputs={"input": np.ones(shape), "weight": np.ones((1, 2, 2))},
+                layouts={"input": layout}, invalid=invalid)
+    return onednn_bf16_padding_only_width(case, all_specs()[op])
+
+
+def test_onednn_conv1d_repro_geometry_misses_the_input_on_both_sides():
+    # Conv1d(2, 1, 2, stride=2, padding=3, dilation=2): windows {0, 2}, {2, 4}, {4, 6}; the input sits at 3
+    assert _conv1d_hits()
+    assert _conv1d_hits(kernel_size=[2], stride=[2], padding=[3], dilation=[2])
+    assert _conv1d_hits(stride=3, padding=4)  # {0, 2}, {3, 5}, {6, 8} around 4
+    assert _conv1d_hits(shape=(2, 1), layout=Layout("permuted", perm=(1, 0)))  # unbatched: unsqueezed
+
+
+def test_onednn_conv1d_one_changed_parameter_leaves_the_rule():
+    assert not _conv1d_hits(padding=2)  # window {2, 4} touches the input at 2
+    assert not _conv1d_hits(padding=4)  # window {4, 6} touches it at 4
+    assert not _conv1d_hits(padding=1)  # one window straddling it
+    assert not _conv1d_hits(stride=3, dilation=3, padding=4)  # {0, 3}, {3, 6} around 4: none wholly right
+    assert not _conv1d_hits(stride=4, padding=5)  # misses it, but the kernels made for tap -1 cover tap 0's counts
+    assert not _conv1d_hits(stride=1) and not _conv1d_hits(dilation=1)
+    assert not _conv1d_hits(layout=Layout())  # contiguous: torch does not read it as channels-last
+    assert not _conv1d_hits(shape=(2, 1), layout=Layout())
+    assert not _conv1d_hits(shape=(1, 2, 2))  # two long
+    assert _conv1d_hits(groups=2, out_channels=4)  # one input channel per group crashes too (probed)
+    assert not _conv1d_hits(groups=2, out_channels=2)  # depthwise: another oneDNN kernel
+    assert not _conv1d_hits(padding_mode="reflect") and not _conv1d_hits(padding="same")
+    assert not _conv1d_hits(invalid=True)
+
+
+def test_onednn_conv1d_rule_reads_a_parametrised_conv1d_only():
+    def wrapped(module: str) -> bool:
+        case = Case(op="spectral_norm", dtype="bfloat16", params={"module": module, "module_params": CONV1D},
+                    inputs={"input": np.ones((1, 2, 1))}, layouts={"input": PERMUTED_1D})
+        return onednn_bf16_padding_only_width(case, all_specs()["spectral_norm"])
+
+    assert wrapped("Conv1d") and not wrapped("Conv2d")
+    assert not _conv1d_hits(op="Conv2d")  # a 2-d declaration without module_params
+
+
+def test_onednn_rule_takes_a_channels_last_weight_as_torch_does():
+    """torch runs oneDNN channels-last when the input or the weight suggests it (probed, one thread: F.conv2d of a
+    contiguous (1, 2, 1, 2) input with a channels-last (2, 2, 1, 2) weight, stride (1, 3), padding (0, 4), dilation
+    (1, 3) segfaults; conv1d makes only its input contiguous, so a permuted weight counts there too)."""
+    weight_cl = Layout("channels_last", perm=(0, 2, 3, 1))
+
+    def conv2d(weight_layout: Layout) -> bool:
+        p = {**CONV2D, "out_channels": 2, "stride": [1, 3], "padding": [0, 4], "dilation": [1, 3]}
+        case = Case(op="Conv2d", dtype="bfloat16", params=p, inputs={"input": np.ones((1, 2, 1, 2)),
+                    "weight": np.ones((2, 2, 1, 2))}, layouts={"weight": weight_layout})
+        return onednn_bf16_padding_only_width(case, all_specs()["Conv2d"])
+
+    assert conv2d(weight_cl) and not conv2d(Layout())
+    p1 = {**CONV1D, "out_channels": 2, "stride": 3, "padding": 4, "dilation": 3}
+    conv1d = Case(op="Conv1d", dtype="bfloat16", params=p1, inputs={"input": np.ones((1, 2, 2)),
+                  "weight": np.ones((2, 2, 2))}, layouts={"weight": Layout("permuted", perm=(0, 2, 1))})
+    assert onednn_bf16_padding_only_width(conv1d, all_specs()["Conv1d"])
+    assert not onednn_bf16_padding_only_width(dataclasses.replace(conv1d, layouts={}), all_specs()["Conv1d"])

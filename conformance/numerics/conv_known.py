@@ -32,6 +32,7 @@ from conformance import strategies as S
 from conformance.numerics.window import is_transposed, per_dim_param, spatial_dims
 from conformance.spec import LayerSpec, spec_of
 from reference import conv as conv_ref
+from reference.pooling import sliding_taps
 
 
 def _one_wide_strided(width: int, stride: Any, nd: int) -> bool:
@@ -173,7 +174,7 @@ def amx_bf16_conv_model(case: Case, reference: Result, got: Result) -> dict[str,
     return predicted
 
 
-# -- onednn-bf16-conv*-channels-last-padding-only-outputs-segfault: oneDNN bf16 brgemm output-work kernels ---------
+# -- onednn-bf16-conv-channels-last-padding-only-width-segfault: oneDNN bf16 brgemm output-work kernels ----------
 
 
 def _brgemm_conv_geometry(case: Case, spec: LayerSpec) -> tuple[int, dict] | None:
@@ -185,7 +186,7 @@ def _brgemm_conv_geometry(case: Case, spec: LayerSpec) -> tuple[int, dict] | Non
     return (int(spec.dims), case.params) if spec.kind == "direct" and spec.dims in (1, 2, 3) else None
 
 
-def _outputs_outside(n: int, k: int, s: int, p: int, d: int, out: int, kw: int) -> set[int]:
+def _outputs_outside(n: int, s: int, p: int, d: int, out: int, kw: int) -> set[int]:
     """oneDNN's brgemm get_ow_range for a block of ``out`` outputs along the width and kernel column ``kw`` (which
     may be -1): how many leading and how many trailing outputs have that tap outside the input (n long, padded by
     p each side), each side counted from the first or last output's tap, as the set of the two counts."""
@@ -198,15 +199,33 @@ def _outputs_outside(n: int, k: int, s: int, p: int, d: int, out: int, kw: int) 
 
 def _touches(n: int, k: int, s: int, p: int, d: int, out: int) -> bool:
     """Some tap of some output window lands on the input (n long, padded by p each side)."""
-    return any(0 <= o * s - p + j * d < n for o in range(out) for j in range(k))
+    return bool(sliding_taps(n, out, k, s, p, d).valid.any())
+
+
+def _unsqueezed_height(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Shape and strides of a 3-d tensor after ``unsqueeze(2)``, as conv1d runs it as conv2d."""
+    return (*shape[:2], 1, shape[2]), (*strides[:2], shape[2] * strides[2], strides[2])
+
+
+def _channels_last_weight(case: Case, nd: int) -> bool:
+    """The layer's own weight (a direct convolution's ``weight`` input; a parametrised layer's is computed
+    contiguous) has strides torch reads as channels-last; conv1d's is unsqueezed, not made contiguous."""
+    weight = case.inputs.get("weight")
+    if weight is None or np.ndim(weight) != nd + 2:
+        return False
+    shape = tuple(int(n) for n in np.shape(weight))
+    strides = S.torch_strides(shape, case.layout("weight"))
+    if nd == 1:
+        shape, strides = _unsqueezed_height(shape, strides)
+    return S.channels_last_like(shape, strides)
 
 
 def onednn_bf16_padding_only_width(case: Case, spec: LayerSpec) -> bool:
-    """A valid direct 1-d/2-d/3-d convolution (zeros padding, not depthwise) on an input torch reads as channels-last
-    (unbatched inputs as torch batches them; a 1-d one is made contiguous, which keeps a permuted layout only
-    through size-1 dims, and runs as 2-d on ``input.unsqueeze(2)``) where some window touches the input along every
-    dimension but the last (width) and no tap of any window touches it along the width, so that oneDNN's exec_base
-    brgemm kernel writes each such output row with its output-work kernels alone; it creates those for the
+    """A valid direct 1-d/2-d/3-d convolution (zeros padding, not depthwise) with an input or a weight torch reads as
+    channels-last (unbatched inputs as torch batches them; a 1-d input is made contiguous, which keeps a permuted
+    layout only through size-1 dims, and runs as 2-d on ``input.unsqueeze(2)``) where some window touches the input
+    along every dimension but the last (width) and no tap of any window touches it along the width, so that oneDNN's
+    exec_base brgemm kernel writes each such output row with its output-work kernels alone; it creates those for the
     leading/trailing counts of tap ``kw_f - 1`` = -1 and calls them with the counts of tap 0 (``_outputs_outside``,
     the width taken as one block, as with one thread): a count it never created is a call through a null kernel."""
     geometry = _brgemm_conv_geometry(case, spec)
@@ -229,10 +248,10 @@ def onednn_bf16_padding_only_width(case: Case, spec: LayerSpec) -> bool:
     if nd == 1:  # conv1d makes its input contiguous, then runs as conv2d on input.unsqueeze(2) (height 1)
         if not S.is_torch_contiguous(shape, strides):
             strides = (shape[1] * shape[2], shape[2], 1)
-        shape, strides = (*shape[:2], 1, shape[2]), (*strides[:2], shape[2] * strides[2], strides[2])
+        shape, strides = _unsqueezed_height(shape, strides)
         ks, ss, ps, ds = (1, *ks), (1, *ss), (0, *ps), (1, *ds)
-    if not S.channels_last_like(shape, strides):
-        return False
+    if not (S.channels_last_like(shape, strides) or _channels_last_weight(case, nd)):
+        return False  # torch runs oneDNN channels-last when the input or the weight suggests it
     dims = list(zip(shape[2:], ks, ss, ps, ds))
     if len(dims) != max(nd, 2) or any(min(s, d) < 1 or p < 0 for _, _, s, p, d in dims):
         return False
@@ -242,4 +261,4 @@ def onednn_bf16_padding_only_width(case: Case, spec: LayerSpec) -> bool:
     n, k, s, p, d = dims[-1]
     if _touches(n, k, s, p, d, outs[-1]):
         return False
-    return not _outputs_outside(n, k, s, p, d, outs[-1], 0) - {0} <= _outputs_outside(n, k, s, p, d, outs[-1], -1)
+    return not _outputs_outside(n, s, p, d, outs[-1], 0) - {0} <= _outputs_outside(n, s, p, d, outs[-1], -1)
