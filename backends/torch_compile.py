@@ -194,6 +194,7 @@ def configure(cache_dir: str | None = None) -> dict[str, bool]:
 
 
 def _no_guard_latency(*args: Any, **kwargs: Any) -> float:
+    """What ``skip_guard_latency_profile`` puts in place of dynamo's guard latency profile: 0 µs."""
     return 0.0
 
 

@@ -162,3 +162,7 @@ def test_inductor_lrn_half_layouts_give_torchs_values_and_the_predicate_holds_wh
     assert NC._inductor_lrn_half(huge, False, False, "avg", False)["grad.input"].item() == 0
     assert NC.inductor_lrn_half_shows(huge)
     assert not NC.inductor_lrn_half_shows(_lrn_half_case([[[3.0, 1.0], [2.0, -4.0]]], size=2, k=1.0))
+    # 656² overflows float16, but an inference graph computes x² inline: torch gets this output right
+    x = [[[128.75], [-135.25], [656.0], [128.0]]]
+    assert NC.inductor_lrn_half_shows(_lrn_half_case(x, size=2, k=1.0))  # a training graph stores x² in float16
+    assert not NC.inductor_lrn_half_shows(dataclasses.replace(_lrn_half_case(x, size=2, k=1.0), differentiable=()))

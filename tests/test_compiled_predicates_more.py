@@ -11,6 +11,7 @@ import backends.torch_compile as TC
 from backends.base import Case, Layout, Result
 from conformance.dtypes import DTYPES
 from conformance.numerics import attention as NA
+from conformance.numerics import attention_compiled as NAC
 from conformance.numerics import conv_compiled as CC
 from conformance.numerics import loss_compiled as LC
 from conformance.numerics import pool_compiled as PC
@@ -373,7 +374,7 @@ def test_the_nested_path_drops_a_padded_sequence_in_eager_torch_only():
     encoder = _encoder("TransformerEncoder", src_key_padding_mask=DEAD_KPM)
     for case in (transformer, encoder):
         assert NA.takes_nested_path(case), case.op
-        assert not NA.encoder_fast_path_dead_query(case) and NA.compiled_encoder_fast_path_dead_query(case), case.op
+        assert not NA.encoder_fast_path_dead_query(case) and NAC.compiled_encoder_fast_path_dead_query(case), case.op
 
 
 def _mha(need_weights: bool, train: bool = False, differentiable: tuple[str, ...] = (), **masks: np.ndarray) -> Case:

@@ -436,13 +436,15 @@ def test_seed_replayed_random_choices_run_on_eager_random_numbers(rule, fallback
     assert inductor_config.fallback_random is False
 
 
-def test_the_guard_latency_profile_is_skipped_and_guards_still_decide_reuse():
+def test_the_guard_latency_profile_is_skipped_and_guards_still_decide_reuse(monkeypatch):
     import torch._dynamo.guards as guards
 
     from backends.torch_compile import skip_guard_latency_profile
 
     assert configure()["no_guard_latency_profile"] == skip_guard_latency_profile() is True
     assert guards.profile_guard_manager() == 0.0
+    profiled = []  # dynamo looks the function up in its module at every guard build: the replacement takes effect
+    monkeypatch.setattr(guards, "profile_guard_manager", lambda *a, **k: profiled.append(1) or 0.0)
     torch._dynamo.reset()
     calls = []
 
@@ -452,4 +454,4 @@ def test_the_guard_latency_profile_is_skipped_and_guards_still_decide_reuse():
 
     f = torch.compile(lambda x: x * 2, backend=count, fullgraph=True, dynamic=False)
     f(torch.ones(2)), f(torch.ones(2)), f(torch.ones(3))  # the guards reuse one graph, then fail on the size
-    assert len(calls) == 2
+    assert len(calls) == 2 and len(profiled) == 2

@@ -418,17 +418,10 @@ def encoder_fast_path_dead_query(case: Case) -> bool:
     """``fast_path_dead_query`` in an encoder layer's kernel (TransformerEncoderLayer; TransformerEncoder and
     nn.Transformer's encoder off the nested-tensor path, which drops a fully padded sequence and gives zeros there):
     a fully masked query of src_mask (or mask) with src_key_padding_mask, in eval without gradients."""
-    return _encoder_kernel_dead_query(case) and not takes_nested_path(case)
+    return encoder_kernel_dead_query(case) and not takes_nested_path(case)
 
 
-def compiled_encoder_fast_path_dead_query(case: Case) -> bool:
-    """``encoder_fast_path_dead_query`` under torch.compile, which does not take the nested-tensor path (with
-    mask_check it traces the dense one; without, it does not compile), so a fully padded sequence reaches the
-    encoder layer's kernel there too."""
-    return _encoder_kernel_dead_query(case)
-
-
-def _encoder_kernel_dead_query(case: Case) -> bool:
+def encoder_kernel_dead_query(case: Case) -> bool:
     """An encoder layer's kernel (TransformerEncoderLayer, TransformerEncoder, nn.Transformer's encoder) meets a
     fully masked query of src_mask (or mask) with src_key_padding_mask, in eval without gradients."""
     if case.differentiable or case.train or case.op not in ("TransformerEncoderLayer", "TransformerEncoder",

@@ -59,3 +59,10 @@ def compiled_dense_encoder_model(case: Case, reference: Result, got: Result, spe
     with np.errstate(all="ignore"):
         scale = magnitudes(spec, dense, result)["output"]
     return {"output": (NA.swapped_activation_result(dense)["output"], scale)}
+
+
+def compiled_encoder_fast_path_dead_query(case: Case) -> bool:
+    """``attention.encoder_fast_path_dead_query`` under torch.compile, which does not take the nested-tensor path
+    (with mask_check it traces the dense one), so a fully padded sequence reaches the encoder layer's kernel there
+    too; a case whose nested path does not compile (mask_check off) never runs."""
+    return NA.encoder_kernel_dead_query(case) and not compiled_nested_path_does_not_compile(case)
