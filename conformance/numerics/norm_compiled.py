@@ -10,10 +10,10 @@ import numpy as np
 
 from backends.base import Case
 from backends.torch_compile import runs_dynamic_graph
-from conformance.numerics.normalization import lrn_chain_out_of_range, lrn_view_fails
+from conformance.dtypes import DTYPES
+from conformance.numerics.normalization import lrn_chain_out_of_range, lrn_replay, lrn_view_fails
 from conformance.spec import LayerSpec
 from reference import normalization as RN
-from reference import normalization_lrn as RL
 
 # config.cpp.use_two_step_variance_threshold of torch 2.13: inductor (CPU) computes var_mean in two passes
 # (a sum, then the squared deviations) when the reduction's length is static and at most this, and there is more
@@ -73,38 +73,22 @@ def compiled_lrn_intermediate_out_of_range(case: Case) -> bool:
 
 def _inductor_lrn_half(case: Case, square_stored: bool, divisor_stored: bool, saved: str, cotangent_stored: bool
                        ) -> dict[str, np.ndarray]:
-    """F.local_response_norm as inductor computes it on a float16 input: each kernel in float32, a buffer it
-    materialises in float16. ``square_stored``: the window sums read x² from a float16 buffer (the zero-padded
-    squares, for size > 1); ``divisor_stored``: the output reads d = α·avg + k back from a float16 buffer (a
-    channels-last input on a dynamic graph splits the loop there); ``saved``: what the forward saves for the
-    backward in float16, the window average ("avg", d = α·avg + k recomputed in float32) or d itself ("d");
-    ``cotangent_stored``: the average's cotangent -g·(x/p)/p·β·d^(β-1)·α is a float16 buffer that avg_pool's
-    backward reads. Output and grad.input are rounded to float16 once."""
-    p = case.params
-    f32 = np.float32
+    """F.local_response_norm as inductor computes it on a float16 input (``lrn_replay``): each kernel in float32, a
+    buffer it materialises in float16. ``square_stored``: the window sums read x² from a float16 buffer (the
+    zero-padded squares, for size > 1); ``divisor_stored``: the output reads d = α·avg + k back from a float16 buffer
+    (a channels-last input on a dynamic graph splits the loop there); ``saved``: what the forward saves for the
+    backward in float16, the window average ("avg", d recomputed in float32) or d itself ("d");
+    ``cotangent_stored``: the average's cotangent is a float16 buffer that avg_pool's backward reads. Output and
+    grad.input are rounded to float16 once."""
+    f32, f16 = DTYPES["float32"].round, DTYPES["float16"].round
+    alpha, k = float(np.float32(case.params["alpha"])), float(np.float32(case.params["k"]))
 
-    def half(v: np.ndarray) -> np.ndarray:
-        return np.asarray(v, dtype=np.float16).astype(f32)
+    def saved_divisor(average: np.ndarray, d: np.ndarray) -> np.ndarray:
+        return f32(f32(f16(average) * alpha) + k) if saved == "avg" else f16(d)
 
-    size, alpha, beta, k = int(p["size"]), f32(p["alpha"]), f32(p["beta"]), f32(p["k"])
-    x = np.asarray(case.inputs["input"], dtype=f32)
-    with np.errstate(all="ignore"):
-        square = half(x * x) if square_stored else x * x
-        average = (RL.window_sum(square, size, size // 2, (size - 1) // 2) / f32(size)).astype(f32)
-        d = average * alpha + k
-        out = {"output": half(x / (half(d) if divisor_stored else d) ** beta)}
-        g = case.cotangents.get("output")
-        if g is None or "input" not in case.differentiable:
-            return out
-        g = np.asarray(g, dtype=f32)
-        d = half(average) * alpha + k if saved == "avg" else half(d)
-        power = d ** beta
-        g_average = -g * ((x / power) / power) * (d ** (beta - f32(1)) * beta) * alpha
-        if cotangent_stored:
-            g_average = half(g_average)
-        term = (RL.window_sum(g_average / f32(size), size, (size - 1) // 2, size // 2) * x).astype(f32)
-        out["grad.input"] = half(g / power + term + term)
-    return out
+    return lrn_replay(case, f32, square=f16 if square_stored else None, divisor=f16 if divisor_stored else None,
+                      saved=saved_divisor, cotangent=f16 if cotangent_stored else None, result=f16,
+                      scalar=lambda v: float(np.float32(v)))
 
 
 _LRN_HALF_LAYOUTS = list(itertools.product((False, True), (False, True), ("avg", "d"), (False, True)))

@@ -515,30 +515,50 @@ def instance_norm_per_sample_running_var_overflows(case: Case) -> bool:
     return bool(np.any((np.abs(updated) > top).any(axis=0) & (np.abs(updated.mean(axis=0)) <= top)))
 
 
-def lrn_composite_result(case: Case) -> dict[str, np.ndarray]:
-    """What F.local_response_norm computes on a 3-d input in the case's dtype: each op of the
-    composite (``lrn_intermediate_out_of_range``) and of autograd's chain back rounded to the dtype
-    (the window sums accumulated wider), so that an intermediate overflows or underflows as in
-    torch."""
+def lrn_replay(case: Case, op: Callable[[np.ndarray], np.ndarray],
+               square: Callable[[np.ndarray], np.ndarray] | None = None,
+               divisor: Callable[[np.ndarray], np.ndarray] | None = None,
+               saved: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+               cotangent: Callable[[np.ndarray], np.ndarray] | None = None,
+               result: Callable[[np.ndarray], np.ndarray] | None = None,
+               scalar: Callable[[float], float] = float) -> dict[str, np.ndarray]:
+    """F.local_response_norm and autograd's chain back, replayed with each op's result rounded by ``op``:
+    avg = Σ_W x²/n, d = α·avg + k, y = x/d^β; ∂avg = -g·((x/p)/p)·β·d^(β-1)·α (p = d^β), grad = g/p + 2·x·Σ_W' ∂avg/n
+    (W' the transposed window). The hooks say where a computation stores an intermediate in a narrower format:
+    ``square`` (the x² the window sums read), ``divisor`` (the d the output divides by), ``saved`` (the d of the
+    backward, from avg and d), ``cotangent`` (∂avg) and ``result`` (output and gradient; default ``op``);
+    ``scalar`` gives α, k and β as the computation holds them (a generated kernel's float32 constants)."""
     p, x = case.params, np.asarray(case.inputs["input"], dtype=np.float64)
-    r = DTYPES[case.dtype].round
-    size, alpha, k, beta = int(p["size"]), float(p["alpha"]), float(p["k"]), float(p["beta"])
+    size, alpha, k, beta = int(p["size"]), scalar(p["alpha"]), scalar(p["k"]), scalar(p["beta"])
+    keep = op if result is None else result
     with np.errstate(all="ignore"):
-        average = r(RL.window_sum(r(x * x), size, size // 2, (size - 1) // 2) / size)
-        d = r(r(average * alpha) + k)
-        power = r(d ** beta)
-        y = r(x / power)
-        out = {"output": y}
+        squares = op(x * x)
+        squares = squares if square is None else square(squares)
+        average = op(RL.window_sum(squares, size, size // 2, (size - 1) // 2) / size)
+        d = op(op(average * alpha) + k)
+        power = op((d if divisor is None else divisor(d)) ** beta)
+        out = {"output": keep(x / power)}
         g = case.cotangents.get("output")
         if g is None or "input" not in case.differentiable:
             return out
         g = np.asarray(g, dtype=np.float64)
-        g_power = r(-g * r(y / power))  # div backward: -g·((x/p)/p)
-        g_d = r(g_power * r(beta * r(d ** (beta - 1))))  # pow backward: g·(β·d^(β-1))
-        g_average = r(g_d * alpha)
-        g_square = r(RL.window_sum(g_average / size, size, (size - 1) // 2, size // 2))
-        out["grad.input"] = r(r(g / power) + 2 * r(g_square * x))
+        if saved is not None:
+            d = saved(average, d)
+            power = op(d ** beta)
+        g_power = op(-g * op(op(x / power) / power))  # div backward: -g·((x/p)/p)
+        g_d = op(g_power * op(beta * op(d ** (beta - 1))))  # pow backward: g·(β·d^(β-1))
+        g_average = op(g_d * alpha)
+        g_average = g_average if cotangent is None else cotangent(g_average)
+        g_square = op(RL.window_sum(g_average / size, size, (size - 1) // 2, size // 2))
+        out["grad.input"] = keep(op(g / power) + 2 * op(g_square * x))
     return out
+
+
+def lrn_composite_result(case: Case) -> dict[str, np.ndarray]:
+    """What F.local_response_norm computes in the case's dtype: each op of the composite
+    (``lrn_intermediate_out_of_range``) and of autograd's chain back rounded to the dtype (``lrn_replay``; the
+    window sums accumulated wider), so that an intermediate overflows or underflows as in torch."""
+    return lrn_replay(case, DTYPES[case.dtype].round)
 
 
 @valid_cases
