@@ -504,3 +504,9 @@ def sparse_embedding_max_norm_permuted_weight_grad_stride(case: Case) -> bool:
         return False
     n = _embedding_index_count(case)
     return n == 0 or (n >= 2 and p.get("padding_idx") is None and not runs_dynamic_graph(case))
+
+
+def dynamic_training_graph(case: Case) -> bool:
+    """A valid case on a dynamic-shape graph that takes a gradient (AOTAutograd traces a joint forward and backward
+    graph, whose compiled form its persistent cache keeps)."""
+    return not case.invalid and bool(case.differentiable) and runs_dynamic_graph(case)
