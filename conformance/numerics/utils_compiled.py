@@ -510,3 +510,10 @@ def dynamic_training_graph(case: Case) -> bool:
     """A valid case on a dynamic-shape graph that takes a gradient (AOTAutograd traces a joint forward and backward
     graph, whose compiled form its persistent cache keeps)."""
     return not case.invalid and bool(case.differentiable) and runs_dynamic_graph(case)
+
+
+def dynamic_sequential_insert_out_of_range(case: Case) -> bool:
+    """A container case on a dynamic graph one of whose steps inserts at an index out of range (Sequential.insert
+    raises IndexError with the index formatted into its message)."""
+    steps = case.params.get("steps") or ()
+    return runs_dynamic_graph(case) and any(step.get("op") == "insert out of range" for step in steps)
