@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("merge", help="combine run directories (shards) into one results.jsonl and report")
     p.add_argument("--report-dir", required=True, help="where the merged results and reports go")
     p.add_argument("directories", nargs="+", metavar="DIR")
-    p = sub.add_parser("costs", help="print seconds per target from run directories (for target_costs.json), "
+    p = sub.add_parser("costs", help="print seconds per target from run directories or saved coverage tables "
+                                     "(for target_costs.json), "
                                      "or plan the shards that keep a backend's CI jobs within a time")
     p.add_argument("directories", nargs="*", metavar="DIR")
     p.add_argument("--plan", type=positive(float), metavar="SECONDS",

@@ -247,18 +247,32 @@ def cost_key(backend: str, spec_id: str, dtype: str, eager: str = "torch-cpu") -
     return f"{spec_id}|{dtype}" if backend == eager else f"{backend}|{spec_id}|{dtype}"
 
 
-def measured_costs(directories: Iterable[Path], eager: str = "torch-cpu") -> dict[str, float]:
-    """Seconds per target from run directories' records (for target_costs.json): ``spec_id|dtype``
-    for the ``eager`` backend's records, ``backend|spec_id|dtype`` for any other backend's. The steps
-    of shrinking a new failure are left out: a run whose failures are all known shrinks nothing
-    (on a cold torch-compile shard they were a third of the time, each step a recompilation)."""
+def measured_costs(sources: Iterable[Path], eager: str = "torch-cpu") -> dict[str, float]:
+    """Seconds per target from run directories' records, or from coverage tables saved with
+    ``nnconform coverage --save`` (their rows' ``seconds``), for target_costs.json: ``spec_id|dtype``
+    on the ``eager`` backend, ``backend|spec_id|dtype`` on any other. The steps of shrinking a new
+    failure are left out: a run whose failures are all known shrinks nothing (on a cold torch-compile
+    shard they were a third of the time, each step a recompilation). A later source's measurement
+    of a target replaces an earlier one's; the modes of one target add up."""
+    from reports.coverage import case_seconds, read_saved
+
     costs: dict[str, float] = {}
-    for directory in directories:
-        for record in read_records(directory):
-            if record.get("type", "case") != "case" or "op" not in record or record.get("shrinking"):
-                continue
-            key = cost_key(str(record.get("backend") or eager), record["op"], record["dtype"], eager)
-            costs[key] = costs.get(key, 0.0) + sum(float(v) for v in (record.get("elapsed_s") or {}).values())
+    for source in sources:
+        found: dict[str, float] = {}
+        if Path(source).is_dir():
+            for record in read_records(source):
+                if record.get("type", "case") != "case" or "op" not in record or record.get("shrinking"):
+                    continue
+                key = cost_key(str(record.get("backend") or eager), record["op"], record["dtype"], eager)
+                found[key] = found.get(key, 0.0) + case_seconds(record)
+        else:
+            for row in read_saved(source).values():
+                if row.get("seconds") is None:
+                    continue  # a row saved before tables kept costs
+                op, backend, dtype = row["target"].split("|")[:3]
+                key = cost_key(backend, op, dtype, eager)
+                found[key] = found.get(key, 0.0) + float(row["seconds"])
+        costs.update(found)
     return {k: round(v, 3) for k, v in sorted(costs.items())}
 
 

@@ -12,7 +12,10 @@ out: raising on them says nothing of the arithmetic).
 A compiling backend's table (``nnconform coverage DIR...``, shards given together) says how much of
 the catalogue it was actually tested on, beside its findings. ``--save FILE`` keeps the per-target
 classes (with the run that decided each) as JSON lines, which later ``coverage`` calls accept in place
-of a directory: a whole-catalogue table can be assembled from shards run at different times.
+of a directory: a whole-catalogue table can be assembled from shards run at different times. Each row
+also keeps the target's measured cost (``seconds``: reference plus backend time of its cases, the steps
+of shrinking left out) and its number of ``cases``, so a saved table is a durable source for
+``nnconform costs`` as well.
 """
 
 from __future__ import annotations
@@ -67,17 +70,24 @@ def _named(completed: str, info: dict[str, Any]) -> str:
 
 def _directory_rows(directory: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """{target key: row} over the targets one run directory completed (a target still running when
-    the run stopped is left out); a row is ``{"target", "backend", "class", "run", "started"}``."""
+    the run stopped is left out); a row is ``{"target", "backend", "class", "run", "started", "seconds",
+    "cases"}`` (``seconds`` over every case, invalid ones included, as ``target_seconds`` counts)."""
     info = read_run_info(directory)
     done = {_named(key, info) for key in info.get("completed") or ()}
     verdicts: dict[str, Counter[str]] = defaultdict(Counter)
     compared: Counter[str] = Counter()
     backend_of: dict[str, str] = {}
+    seconds: Counter[str] = Counter()
+    cases: Counter[str] = Counter()
     for record in read_records(directory):
-        if record.get("type", "case") != "case" or record.get("shrinking") or record.get("tier") == "invalid":
+        if record.get("type", "case") != "case" or record.get("shrinking"):
             continue
         key = target_key(record)
         if key not in done:
+            continue
+        seconds[key] += case_seconds(record)
+        cases[key] += 1
+        if record.get("tier") == "invalid":
             continue
         backend_of[key] = record["backend"]
         verdict = record["verdict"]
@@ -87,8 +97,14 @@ def _directory_rows(directory: str | os.PathLike[str]) -> dict[str, dict[str, An
         if record.get("comparisons"):
             compared[key] += 1
     return {key: {"target": key, "backend": backend_of[key], "class": classify(counts, compared[key]),
-                  "run": info.get("run_id"), "started": info.get("started")}
+                  "run": info.get("run_id"), "started": info.get("started"),
+                  "seconds": round(seconds[key], 3), "cases": cases[key]}
             for key, counts in verdicts.items()}
+
+
+def case_seconds(record: dict[str, Any]) -> float:
+    """A case record's measured cost: the seconds its reference and backend calls took."""
+    return sum(float(v) for v in (record.get("elapsed_s") or {}).values())
 
 
 def read_saved(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:

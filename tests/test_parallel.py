@@ -127,6 +127,39 @@ def test_costs_leave_out_the_steps_of_shrinking(tmp_path):
     assert measured_costs([tmp_path]) == {"torch-compile|ReLU|float32": 6.0}
 
 
+def test_costs_survive_in_a_saved_coverage_table(tmp_path, capsys):
+    """A coverage table saved from a run keeps each target's cost (shrinking steps and all its cases'
+    reference and backend seconds), so measurements outlive the run directories; a later source's
+    measurement of a target replaces an earlier one's."""
+    from conformance.parallel import measured_costs
+    from reports.records import write_run_info
+
+    run = tmp_path / "run"
+    run.mkdir()
+    records = [{"type": "case", "op": "ReLU", "dtype": "float32", "backend": "torch-compile", "shrinking": shrinking,
+                "tier": tier, "verdict": "pass", "comparisons": [{"ok": True}],
+                "elapsed_s": {"backend": seconds, "reference": 0.5}} for shrinking, tier, seconds in
+               ((False, "exact", 2.0), (False, "invalid", 3.0), (True, "exact", 40.0))]
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_run_info(run, {"completed": ["ReLU|torch-compile:cache=/c|float32"], "run_id": "r1",
+                         "backends": [{"name": "torch-compile", "spec": "torch-compile:cache=/c"}]})
+    table = tmp_path / "tc.jsonl"
+    assert main(["coverage", str(run), "--save", str(table)]) == 0
+    row = json.loads(table.read_text())
+    assert row["seconds"] == 6.0 and row["cases"] == 2 and row["class"] == "compared"
+    assert measured_costs([table]) == measured_costs([run]) == {"torch-compile|ReLU|float32": 6.0}
+    older = tmp_path / "older.jsonl"
+    older.write_text(json.dumps({**row, "seconds": 99.0}) + "\n" + json.dumps(
+        {"target": "Linear|torch-compile|float32", "backend": "torch-compile", "class": "compared"}) + "\n")
+    assert measured_costs([older, table]) == {"torch-compile|ReLU|float32": 6.0}  # no seconds: not a cost
+    capsys.readouterr()
+    assert main(["costs", str(older), str(table)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"torch-compile|ReLU|float32": 6.0}
+    (tmp_path / "bad.jsonl").write_text("not json\n")
+    assert main(["costs", str(tmp_path / "bad.jsonl")]) == 2
+    assert "is not a coverage table saved with --save" in capsys.readouterr().err
+
+
 def test_costs_command_plans_shards_and_refuses_what_it_cannot(tmp_path, capsys):
     assert main(["costs", "--plan", "600", "--backend", "torch-cpu"]) == 0
     assert capsys.readouterr().out.startswith("torch-cpu: --shard K/1 keeps every job within 600 s with -j 2")
