@@ -152,3 +152,30 @@ def test_single_value_replay_matches_torch_bitwise():
                             x[n, c, 0, 0].item(), g[n, c, 0, 0].item(), None if w is None else w[c].item(), eps,
                             dtype, channels_last)
     assert nonzero  # the replay is tested on garbage too, not only on zeros
+
+
+def test_inductor_backward_model_explains_compiled_torch_and_not_a_perturbation():
+    """The shard-58 case of ``inductor-groupnorm-backward-one-pass-cancellation``: a constant group of
+    1023.86 whose compiled (inductor) input gradient leaves the plain bound is explained by the model of
+    the same one-pass algebra (torch._decomp's native_group_norm_backward); ×1.25 + 0.5 of it, or the
+    exact gradient plus 20, are not. (Plus a few units is: in a constant group V = x - μ = 0, and the
+    group's constant C may be as large as the roundings of c2·x and c3, with |c2| up to
+    u·Σ|g·x|·rstd³/M ~ 4e3 at x ~ 1024, rstd = 1/sqrt(eps): the algebra is that ill-conditioned there.)"""
+    x = np.full((1, 5), 1023.8636)
+    g = np.array([[-0.17780708, 0.15943782, 0.025227735, -0.6413912, -0.3334149]])
+    inputs = {"input": x.astype(np.float32).astype(np.float64)}
+    case = Case(op="GroupNorm", dtype="float32", params={"num_groups": 1, "num_channels": 4, "eps": 1e-5,
+                                                          "affine": False, "bias": False},
+                inputs=inputs, differentiable=("input",), cotangents={"output": g.astype(np.float32).astype(np.float64)})
+    tx = torch.tensor(inputs["input"], dtype=torch.float32, requires_grad=True)
+    module = torch.compile(torch.nn.GroupNorm(1, 4, affine=False), fullgraph=True)
+    y = module(tx)
+    y.backward(torch.tensor(case.cotangents["output"], dtype=torch.float32))
+    got = Result(outputs={"output": y.detach().double().numpy()}, grads={"input": tx.grad.double().numpy()})
+    spec = all_specs()["GroupNorm"]
+    reference = spec.evaluate(case, case.cotangents)
+    assert "grad.input" in {c.tensor for c in compare_results(spec, case, reference, got) if not c.ok}
+    entry = "inductor-groupnorm-backward-one-pass-cancellation"
+    assert "grad.input" in _explained(entry, case, got)
+    for wrong in (_moved(got, lambda name, v: v * 1.25 + 0.5), _moved(reference, lambda name, v: v + 20.0)):
+        assert "grad.input" not in _explained(entry, case, wrong)
