@@ -166,7 +166,8 @@ def test_inductor_backward_model_explains_compiled_torch_and_not_a_perturbation(
     inputs = {"input": x.astype(np.float32).astype(np.float64)}
     case = Case(op="GroupNorm", dtype="float32", params={"num_groups": 1, "num_channels": 4, "eps": 1e-5,
                                                           "affine": False, "bias": False},
-                inputs=inputs, differentiable=("input",), cotangents={"output": g.astype(np.float32).astype(np.float64)})
+                inputs=inputs, differentiable=("input",),
+                cotangents={"output": g.astype(np.float32).astype(np.float64)})
     tx = torch.tensor(inputs["input"], dtype=torch.float32, requires_grad=True)
     module = torch.compile(torch.nn.GroupNorm(1, 4, affine=False), fullgraph=True)
     y = module(tx)
