@@ -368,7 +368,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 
     from conformance.driver import RunSettings, Target, run_serial
     from conformance.known import load_known
-    from conformance.parallel import default_jobs, run_targets, shard
+    from conformance.parallel import default_jobs, longest_first, run_targets, shard
     from reports.records import RecordWriter, write_run_info
 
     if args.no_isolate and args.timeout is not None:
@@ -389,9 +389,12 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         if not info["available"]:
             print(f"nnconform: backend {info['name']} unavailable: {info['reason']}", file=sys.stderr)
     targets = [Target(s.id, name, d) for name, _ in backends for s in specs for d in dtypes]
+    names = {given: backend.name for given, backend in backends}
     if args.shard:
-        targets = shard(targets, *args.shard, names={given: backend.name for given, backend in backends})
+        targets = shard(targets, *args.shard, names=names)
     jobs = min(args.jobs or default_jobs(), max(len(targets), 1))
+    if jobs > 1:
+        targets = longest_first(targets, names=names)
     # Parallel jobs share the cores: each backend worker gets its share of torch's threads (tiny
     # cases on oversubscribed threads run many times slower). The count is set even for one job, so
     # that known entries can name it (``when``'s ``threads``: inductor generates different code with

@@ -100,6 +100,27 @@ def test_costs_are_looked_up_by_the_name_the_backend_reports():
     assert parts == [[targets[0]], [targets[1]]]  # A (300 s) first, then B to the lighter shard
 
 
+def test_a_parallel_run_starts_its_costliest_targets_first(tmp_path):
+    """Longest first: a run with jobs hands out its targets costliest first (its own backend's costs,
+    by the name it reports), so a long target never starts after the short ones; a serial run keeps
+    the catalogue's order."""
+    from conformance.parallel import longest_first
+
+    given = "torch-compile:cache=/tmp/c"
+    targets = [Target(s, given, "float32") for s in ("A", "B", "C")]
+    costs = {"A|float32": 1.0, "B|float32": 2.0, "C|float32": 3.0,
+             "torch-compile|A|float32": 300.0, "torch-compile|B|float32": 20.0, "torch-compile|C|float32": 30.0}
+    assert [t.spec_id for t in longest_first(targets, costs, {given: "torch-compile"})] == ["A", "C", "B"]
+    assert [t.spec_id for t in longest_first(targets, costs)] == ["C", "B", "A"]  # unknown name: eager's costs
+    argv = ["run", "--ops", "ReLU,Linear", "--dtypes", "float32", "--examples", "2", "--no-invalid", "--quiet"]
+    for jobs in ("1", "2"):
+        assert main([*argv, "-j", jobs, "--report-dir", str(tmp_path / jobs)]) == 0
+    cost = dict(json.loads((ROOT / "conformance" / "target_costs.json").read_text()))
+    parallel = [key.split("|")[0] for key in read_run_info(tmp_path / "2")["planned"]]
+    assert parallel == sorted(("ReLU", "Linear"), key=lambda op: -cost[f"{op}|float32"])
+    assert [key.split("|")[0] for key in read_run_info(tmp_path / "1")["planned"]] == ["ReLU", "Linear"]
+
+
 def test_the_shard_plan_is_the_fewest_shards_within_the_time():
     from conformance.parallel import cost_model, partition, plan_shards
 
