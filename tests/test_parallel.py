@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from collections import Counter
@@ -81,10 +82,26 @@ def test_another_backends_costs_are_its_own_or_eager_costs_scaled():
     costs = {"A|float32": 1.0, "B|float32": 2.0, "C|float32": 8.0, "ort|A|float32": 10.0, "ort|B|float32": 20.0}
     cost = cost_model(costs)
     assert cost(Target("B", "ort", "float32")) == 20.0  # its own measurement
-    assert cost(Target("C", "ort", "float32")) == 80.0  # eager's, times the median ratio (10)
+    assert cost(Target("C", "ort", "float32")) == pytest.approx(80.0)  # eager's, times the fitted ratio (10)
     assert cost(Target("D", "ort", "float32")) == 15.0  # neither: the backend's median
     assert cost(Target("C", "torch-cpu", "float32")) == 8.0
     assert cost(Target("D", "other", "float32")) == 2.0  # a backend never measured: eager's median
+
+
+def test_estimates_from_eager_costs_follow_the_log_linear_fit():
+    """A compiler's costs barely follow eager's: the fitted slope is small and an unmeasured target
+    with a costly eager reference is estimated near the backend's typical cost, not scaled by the
+    median ratio into hours; a slope beyond 1 or below 0 is clipped."""
+    from conformance.parallel import cost_model
+
+    eager = {"A|float32": 0.1, "B|float32": 1.0, "C|float32": 10.0, "D|float32": 100.0}
+    flat = {**eager, "tc|A|float32": 50.0, "tc|B|float32": 80.0, "tc|C|float32": 50.0}  # no trend: slope ~ 0.1
+    estimate = cost_model(flat)(Target("D", "tc", "float32"))
+    assert 50.0 < estimate < 100.0  # the median ratio (50) would give 5,000
+    falling = {**eager, "tc|A|float32": 100.0, "tc|B|float32": 10.0}  # slope -1: clipped to 0
+    assert cost_model(falling)(Target("D", "tc", "float32")) == pytest.approx(math.sqrt(1000.0))
+    steep = {**eager, "tc|A|float32": 0.001, "tc|B|float32": 1.0}  # slope 3: clipped to 1
+    assert cost_model(steep)(Target("D", "tc", "float32")) == pytest.approx(100.0 * math.sqrt(0.01))
 
 
 def test_costs_are_looked_up_by_the_name_the_backend_reports():
