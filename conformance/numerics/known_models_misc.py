@@ -158,27 +158,38 @@ def named_sequential_lengths_differ(case: Case) -> bool:
 # -- cosine_similarity's clamped norms (cosine-similarity-clamped-norm-gradient-*) -------------------------
 
 def cosine_clamped_norm_gradient_model(case: Case, reference: Result, got: Result) -> dict[str, Any]:
-    """``clamped_norm_gradient`` with eps rounded to the case's format, as torch's eager kernels hold it."""
-    return clamped_norm_gradient(case, case.dtype)
+    """``clamped_norm_gradient`` with eps rounded to the case's format, as torch's eager kernels hold it; a float16
+    case replayed op by op in float16 (each eager kernel rounds its result: ((x/N)/N), the product with the
+    cotangent and the norm's gradient overflow or underflow where the float64 formula does not)."""
+    return clamped_norm_gradient(case, case.dtype, compute="float16" if case.dtype == "float16" else None)
 
 
 def inductor_cosine_clamped_norm_gradient_model(case: Case, reference: Result, got: Result) -> dict[str, Any]:
     """``clamped_norm_gradient`` with eps a float32 constant, as inductor's generated code holds it for a
     float16/bfloat16 input (its float32 computation also keeps a gradient near 65504 from the eps rounding that
-    moves eager's across the range)."""
+    moves eager's across the range); a float16 case replayed op by op in float32 with the two reductions' results
+    (the norms the backward reads, the clamped norm's gradient) stored in float16 buffers, which reproduced
+    inductor's gradients bit for bit on the sweep's two unexplained cases (a norm below eps beside zeros)."""
+    if case.dtype == "float16":
+        return clamped_norm_gradient(case, "float32", compute="float32", stored=("norm", "norm_grad"))
     return clamped_norm_gradient(case, "float64" if case.dtype == "float64" else "float32")
 
 
-def clamped_norm_gradient(case: Case, eps_format: str) -> dict[str, Any]:
+def clamped_norm_gradient(case: Case, eps_format: str, compute: str | None = None,
+                          stored: tuple[str, ...] = ()) -> dict[str, Any]:
     """The gradients torch 2.13's cosine_similarity computes: y = Σ (x1/N1)·(x2/N2) with N = the
     norm n clamped in place to eps under NoGradGuard, so autograd differentiates the division by N
     as by a variable whose own gradient is the unclamped norm's, x/n (0 where n = 0):
 
         grad.x1 = g·(a2/N1 − (Σ x1·a2)/N1² · x1/n1),  a2 = x2/N2   (and symmetrically),
 
-    summed over the axes an input was broadcast along, with eps rounded to ``eps_format``; in float64, rounded once
-    to the case's format (the rounding of torch's own steps is left to the tensor's bound; beyond the range it is
-    ±inf)."""
+    summed over the axes an input was broadcast along, with eps rounded to ``eps_format``. With ``compute`` None,
+    in float64, rounded once to the case's format (the rounding of torch's own steps is left to the tensor's
+    bound; beyond the range it is ±inf). With ``compute`` a format, autograd's graph is replayed op by op, each
+    op's result rounded to it: ga = g·a2, ga/N1 (div's self gradient), -ga·((x1/N1)/N1) (div's other gradient)
+    summed over the reduced dim into the norm's gradient gN, gN·(x1/n1) (the norm's backward), their sum, then
+    the broadcast sum; ``stored`` names the intermediates kept in the case's format between kernels ("norm",
+    "norm_grad")."""
     from conformance.dtypes import DTYPES
     from conformance.numerics.distance import _cosine_norms, _unbroadcast
 
@@ -188,16 +199,36 @@ def clamped_norm_gradient(case: Case, eps_format: str) -> dict[str, Any]:
         return {}
     eps = float(DTYPES[eps_format].round(np.asarray(float(case.params["eps"]))))
     g = np.expand_dims(np.asarray(g, dtype=np.float64), axis) if np.ndim(g) < x1.ndim else np.asarray(g, np.float64)
-    c1, c2 = np.maximum(n1, eps), np.maximum(n2, eps)
-    a1, a2 = x1 / c1, x2 / c2
-    out: dict[str, Any] = {}
-    with np.errstate(divide="ignore", invalid="ignore"):
+    out_round = DTYPES[case.dtype].round
+    if compute is None:
+        c1, c2 = np.maximum(n1, eps), np.maximum(n2, eps)
+        a1, a2 = x1 / c1, x2 / c2
+        out: dict[str, Any] = {}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for name, x, n, c, other in (("x1", x1, n1, c1, a2), ("x2", x2, n2, c2, a1)):
+                through_norm = np.where(n > 0, x / np.where(n > 0, n, 1.0), 0.0)
+                grad = g * (other / c - np.sum(x * other, axis=axis, keepdims=True) / (c * c) * through_norm)
+                shape = np.shape(case.inputs[name])
+                # rounded to the format, so that a gradient beyond its range is the ±inf any implementation returns
+                out[f"grad.{name}"] = out_round(_unbroadcast(grad, shape).reshape(shape))
+        return out
+    op = DTYPES[compute].round
+
+    def keep(what: str, value: np.ndarray) -> np.ndarray:
+        return out_round(value) if what in stored else op(value)
+
+    out = {}
+    with np.errstate(all="ignore"):
+        n1, n2 = keep("norm", n1), keep("norm", n2)
+        c1, c2 = np.maximum(n1, eps), np.maximum(n2, eps)
+        a1, a2 = op(x1 / c1), op(x2 / c2)
         for name, x, n, c, other in (("x1", x1, n1, c1, a2), ("x2", x2, n2, c2, a1)):
-            through_norm = np.where(n > 0, x / np.where(n > 0, n, 1.0), 0.0)
-            grad = g * (other / c - np.sum(x * other, axis=axis, keepdims=True) / (c * c) * through_norm)
+            ga = op(g * other)
+            norm_grad = keep("norm_grad", np.sum(op(-ga * op(op(x / c) / c)), axis=axis, keepdims=True))
+            through_norm = np.where(n > 0, op(x / np.where(n > 0, n, 1.0)), 0.0)
+            grad = op(op(ga / c) + op(norm_grad * through_norm))
             shape = np.shape(case.inputs[name])
-            # rounded to the format, so that a gradient beyond its range is the ±inf any implementation returns
-            out[f"grad.{name}"] = DTYPES[case.dtype].round(_unbroadcast(grad, shape).reshape(shape))
+            out[f"grad.{name}"] = out_round(_unbroadcast(grad, shape).reshape(shape))
     return out
 
 
