@@ -250,6 +250,15 @@ def cosine_clamped_norm(case: Case) -> bool:
     return bool(np.any((n1 > 0) & (n1 < eps)) or np.any((n2 > 0) & (n2 < eps)))
 
 
+def cosine_norm_below_eps(case: Case) -> bool:
+    """Some vector's norm is below eps, 0 included (``cosine_clamped_norm`` or ``has_zero_vector``): the
+    cases whose gradient divides by the clamped norm, which inductor's float32 arithmetic (eps a float32
+    constant, never 0) computes alike for a zero vector and a short one."""
+    _, _, n1, n2, _ = _cosine_norms(case)
+    eps = float(case.params["eps"])
+    return bool(np.any(n1 < eps) or np.any(n2 < eps))
+
+
 def cosine_zero_vector_float16(case: Case) -> bool:
     """float16 with a zero vector: eps underflows to 0 (the default 1e-8) and torch divides 0 by 0,
     or the gradient a_other/eps leaves float16's range and torch's backward makes NaN of it."""
