@@ -150,9 +150,20 @@ def amx_bf16_conv_model(case: Case, reference: Result, got: Result) -> dict[str,
     touches the data (a tap that sees only padding: ``_padding_only``), where it is the
     backend's own. So a wrong output outside these geometries, in a plane's first element (of a
     1-wide one), or in a gradient element with a term touching the data stays unexplained."""
+    return _onednn_bf16_model(case, reference, got, one_wide=True)
+
+
+def onednn_bf16_padding_only_weight_grad_model(case: Case, reference: Result, got: Result) -> dict[str, np.ndarray]:
+    """What ``onednn-avx512-bf16-conv-weight-grad-padding-only-taps-uninitialised`` predicts (AVX512-BF16 without
+    AMX): the weight gradient is the backend's own where a tap sees only padding (``_padding_only``), every other
+    tensor and element the reference's (``amx_bf16_conv_model`` without its 1-wide forward part)."""
+    return _onednn_bf16_model(case, reference, got, one_wide=False)
+
+
+def _onednn_bf16_model(case: Case, reference: Result, got: Result, one_wide: bool) -> dict[str, np.ndarray]:
     nd = spatial_dims(case)
     free = "grad.input" if is_transposed(case) else "output"
-    if not amx_bf16_conv_one_wide_strided(case):
+    if not (one_wide and amx_bf16_conv_one_wide_strided(case)):
         free = ""
     ours, theirs = reference.tensors(), got.tensors()
     predicted: dict[str, np.ndarray] = {}
