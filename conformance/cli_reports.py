@@ -96,25 +96,18 @@ def cmd_merge(args: argparse.Namespace, argv: list[str]) -> int:
 
 def cmd_costs(args: argparse.Namespace, argv: list[str]) -> int:
     from conformance.parallel import load_costs, measured_costs
-    from reports.coverage import read_saved
-    from reports.records import RESULTS_FILE
 
     directories = [Path(d) for d in args.directories]
-    for directory in directories:
-        if directory.is_file():
-            try:
-                read_saved(directory)
-            except (ValueError, KeyError, TypeError) as exc:
-                raise UsageError(f"{directory} is not a coverage table saved with --save "
-                                 f"({type(exc).__name__}: {exc})") from None
-        elif not (directory / RESULTS_FILE).is_file():
-            raise UsageError(f"{directory} has no {RESULTS_FILE}")
+    if args.plan is None and not directories:
+        raise UsageError("costs needs run directories or saved coverage tables (or --plan SECONDS)")
+    try:
+        measured = measured_costs(directories)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if args.plan is None:
-        if not directories:
-            raise UsageError("costs needs run directories or saved coverage tables (or --plan SECONDS)")
-        print(json.dumps(measured_costs(directories), indent=1, sort_keys=True))
+        print(json.dumps(measured, indent=1, sort_keys=True))
         return EXIT_OK
-    return _plan(args, {**load_costs(), **measured_costs(directories)})
+    return _plan(args, {**load_costs(), **measured})
 
 
 def _plan(args: argparse.Namespace, costs: dict[str, float]) -> int:

@@ -224,7 +224,7 @@ def partition(targets: Sequence[Target], count: int, cost: Callable[[Target], fl
     costliest target first, each to the part with the least cost so far."""
     loads = [0.0] * count
     parts: list[list[Target]] = [[] for _ in range(count)]
-    for t in sorted(targets, key=lambda t: (-cost(t), t.key)):
+    for t in _costliest_first(targets, cost):
         lightest = min(range(count), key=lambda i: (loads[i], i))
         loads[lightest] += cost(t)
         parts[lightest].append(t)
@@ -245,7 +245,12 @@ def longest_first(targets: Sequence[Target], costs: dict[str, float] | None = No
     to its jobs, so that a long target starts at once instead of after the short ones and the run
     takes about max(total cost / jobs, costliest target) (a shard of the torch-compile sweep whose
     820 s TransformerDecoderLayer started last took 1,606 s for 2,523 s of cost on 2 jobs)."""
-    cost = cost_model(load_costs() if costs is None else costs, names)
+    return _costliest_first(targets, cost_model(load_costs() if costs is None else costs, names))
+
+
+def _costliest_first(targets: Sequence[Target], cost: Callable[[Target], float]) -> list[Target]:
+    """``targets`` by descending ``cost``, ties by key: the order of both ``partition`` and
+    ``longest_first``, so a shard's parts and its jobs' queue agree on what is costly."""
     return sorted(targets, key=lambda t: (-cost(t), t.key))
 
 
@@ -282,25 +287,33 @@ def measured_costs(sources: Iterable[Path], eager: str = "torch-cpu") -> dict[st
     on the ``eager`` backend, ``backend|spec_id|dtype`` on any other. The steps of shrinking a new
     failure are left out: a run whose failures are all known shrinks nothing (on a cold torch-compile
     shard they were a third of the time, each step a recompilation). A later source's measurement
-    of a target replaces an earlier one's; the modes of one target add up."""
+    of a target replaces an earlier one's; the modes of one target add up. ValueError, with a
+    one-line reason, for a source that is neither."""
     from reports.coverage import case_seconds, read_saved
 
     costs: dict[str, float] = {}
-    for source in sources:
+    for source in map(Path, sources):
         found: dict[str, float] = {}
-        if Path(source).is_dir():
+        if not source.exists():
+            raise ValueError(f"{source} does not exist")
+        if source.is_dir():
+            if not (source / RESULTS_FILE).is_file():
+                raise ValueError(f"{source} has no {RESULTS_FILE}")
             for record in read_records(source):
                 if record.get("type", "case") != "case" or "op" not in record or record.get("shrinking"):
                     continue
                 key = cost_key(str(record.get("backend") or eager), record["op"], record["dtype"], eager)
                 found[key] = found.get(key, 0.0) + case_seconds(record)
         else:
-            for row in read_saved(source).values():
-                if row.get("seconds") is None:
-                    continue  # a row saved before tables kept costs
-                op, backend, dtype = row["target"].split("|")[:3]
-                key = cost_key(backend, op, dtype, eager)
-                found[key] = found.get(key, 0.0) + float(row["seconds"])
+            try:
+                rows = [row for row in read_saved(source).values() if row.get("seconds") is not None]
+                for row in rows:  # a row saved before tables kept costs has none
+                    op, backend, dtype = row["target"].split("|")[:3]
+                    key = cost_key(backend, op, dtype, eager)
+                    found[key] = found.get(key, 0.0) + float(row["seconds"])
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise ValueError(f"{source} is not a coverage table saved with --save "
+                                 f"({type(exc).__name__}: {exc})") from None
         costs.update(found)
     return {k: round(v, 3) for k, v in sorted(costs.items())}
 

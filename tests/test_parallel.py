@@ -194,8 +194,12 @@ def test_costs_survive_in_a_saved_coverage_table(tmp_path, capsys):
     assert main(["costs", str(older), str(table)]) == 0
     assert json.loads(capsys.readouterr().out) == {"torch-compile|ReLU|float32": 6.0}
     (tmp_path / "bad.jsonl").write_text("not json\n")
-    assert main(["costs", str(tmp_path / "bad.jsonl")]) == 2
-    assert "is not a coverage table saved with --save" in capsys.readouterr().err
+    for bad, reason in [("bad.jsonl", "is not a coverage table saved with --save"),
+                        ("missing", "does not exist"), ("empty", "has no results.jsonl")]:
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        assert main(["costs", str(tmp_path / bad)]) == 2
+        err = capsys.readouterr().err
+        assert reason in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_costs_command_plans_shards_and_refuses_what_it_cannot(tmp_path, capsys):
