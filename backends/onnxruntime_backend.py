@@ -22,7 +22,7 @@ its parameters and buffers, builds the inputs), but the call itself is exported 
   ``BatchNormalization(training_mode=1)``, ``Dropout`` with ``training_mode``); the dynamo exporter
   takes the mode from the module (its ``training`` argument is deprecated), and whatever it makes of
   training-mode layers is judged like any other result (known entries in
-  ``conformance/known/onnxruntime.toml``).
+  ``conformance/known/onnxruntime*.toml``).
 - Forward only: ONNX Runtime's inference sessions have no backward pass, so the capabilities say
   ``backward=False`` and no gradient is ever reported (the runner compares outputs, state and random
   choices and records the gradients as unsupported). Random choices replayed from torch's generator

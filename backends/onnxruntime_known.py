@@ -1,4 +1,4 @@
-"""Value predicates of the onnxruntime backend's known entries (``conformance/known/onnxruntime.toml``).
+"""Value predicates of the onnxruntime backend's known entries (``conformance/known/onnxruntime*.toml``).
 
 NumPy only (``backends`` imports nothing of ``conformance``): each takes the ``Case``, and those reading
 the declaration's spatial dimensionality its LayerSpec as ``spec`` (``spec.dims``; never parsed from a name).

@@ -118,7 +118,7 @@ def kaiming_normal_empty_dynamic(case: Case) -> bool:
     by zero when the fan of the chosen mode is 0, and otherwise to the in-place normal_ fill, which fails on an
     empty tensor with a dim of 2 or more (``backends.onnxruntime_known:normal_empty_dynamic``). With a generator
     (the [generator] variant) only the division by zero comes before the generator's own export failure
-    (onnxruntime.toml ort-dynamo-export-generator-argument)."""
+    (onnxruntime_utils.toml ort-dynamo-export-generator-argument)."""
     shape = np.shape(case.inputs["tensor"])
     if case.invalid or len(shape) < 2 or 0 not in shape or not runs_dynamic_graph(case):
         return False
