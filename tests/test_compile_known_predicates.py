@@ -166,3 +166,22 @@ def test_inductor_lrn_half_layouts_give_torchs_values_and_the_predicate_holds_wh
     x = [[[128.75], [-135.25], [656.0], [128.0]]]
     assert NC.inductor_lrn_half_shows(_lrn_half_case(x, size=2, k=1.0))  # a training graph stores x² in float16
     assert not NC.inductor_lrn_half_shows(dataclasses.replace(_lrn_half_case(x, size=2, k=1.0), differentiable=()))
+
+
+def test_transformer_fast_path_permuted_src_is_in_the_inductor_stride_entry_scope():
+    """nn.Transformer's encoder takes the layer fast path whose compiled output strides inductor asserts on: a
+    Transformer[fast path] case with a dense permuted src is in the entry's scope (the ci sweep drew none; a
+    targeted search found them raising unexplained)."""
+    from hypothesis import HealthCheck, find, settings
+
+    import conformance.specs  # noqa: F401  (declares the catalogue)
+    from conformance.known import load_known, matching
+    from conformance.numerics.utils_compiled import fast_path_src_dense_not_contiguous
+    from conformance.spec import all_specs
+
+    spec = all_specs()["Transformer[fast path]"]
+    case = find(spec.cases("float32"), fast_path_src_dense_not_contiguous,
+                settings=settings(derandomize=True, database=None, max_examples=2000,
+                                  suppress_health_check=list(HealthCheck)))
+    ids = {e.id for e in matching(load_known(), spec, ("torch-compile",), case)}
+    assert "inductor-transformer-encoder-layer-fast-path-permuted-src-stride-assert" in ids
