@@ -61,12 +61,17 @@ class OrthogonalWideRows(TorchBackend):
 
 
 class WeightNormWrongDim(TorchBackend):
+    """weight_norm(dim=0) that takes v's norm along dim 0 instead of over every other dim: g keeps its
+    (out, 1, ...) shape, so only the values are wrong. (Building the module with dim=1 instead gave g
+    another shape than the case's, and torch._weight_norm reads such a g out of bounds: a heap crash.)"""
     name = "wrong-weight-norm-dim"
 
     def build_module(self, case, cls, kwargs):
+        module = super().build_module(case, cls, kwargs)
         if cls is torch.nn.utils.parametrizations.weight_norm and kwargs.get("dim", 0) == 0:
-            kwargs = {**kwargs, "dim": 1}
-        return super().build_module(case, cls, kwargs)
+            norm = module.parametrizations.weight[0]
+            norm.forward = lambda g, v: g * v / v.norm(dim=0, keepdim=True)
+        return module
 
 
 def _power_method_v_only(self, weight_mat, n_power_iterations):
