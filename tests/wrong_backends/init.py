@@ -63,7 +63,8 @@ class OrthogonalWideRows(TorchBackend):
 class WeightNormWrongDim(TorchBackend):
     """weight_norm(dim=0) that takes v's norm along dim 0 instead of over every other dim: g keeps its
     (out, 1, ...) shape, so only the values are wrong. (Building the module with dim=1 instead gave g
-    another shape than the case's, and torch._weight_norm reads such a g out of bounds: a heap crash.)"""
+    another shape than the case's; on one .ci/run the worker then died of heap corruption, a crash
+    rather than a wrong value. Not reduced to a torch repro.)"""
     name = "wrong-weight-norm-dim"
 
     def build_module(self, case, cls, kwargs):
