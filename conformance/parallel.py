@@ -28,7 +28,7 @@ from typing import Any
 
 from conformance.driver import Outcome, RunSettings, Session, Target, run_target
 from conformance.isolation import PRELOAD
-from reports.records import RESULTS_FILE, RUN_FILE, read_records
+from reports.records import RESULTS_FILE, RUN_FILE
 
 COSTS_FILE = Path(__file__).with_name("target_costs.json")
 PARTS_DIR = ".parts"
@@ -282,38 +282,24 @@ def cost_key(backend: str, spec_id: str, dtype: str, eager: str = "torch-cpu") -
 
 
 def measured_costs(sources: Iterable[Path], eager: str = "torch-cpu") -> dict[str, float]:
-    """Seconds per target from run directories' records, or from coverage tables saved with
-    ``nnconform coverage --save`` (their rows' ``seconds``), for target_costs.json: ``spec_id|dtype``
+    """Seconds per target from the completed targets of run directories, or from coverage tables saved
+    with ``nnconform coverage --save`` (their rows' ``seconds``), for target_costs.json: ``spec_id|dtype``
     on the ``eager`` backend, ``backend|spec_id|dtype`` on any other. The steps of shrinking a new
     failure are left out: a run whose failures are all known shrinks nothing (on a cold torch-compile
     shard they were a third of the time, each step a recompilation). A later source's measurement
     of a target replaces an earlier one's; the modes of one target add up. ValueError, with a
     one-line reason, for a source that is neither."""
-    from reports.coverage import case_seconds, read_saved
+    from reports.coverage import source_rows
 
     costs: dict[str, float] = {}
-    for source in map(Path, sources):
+    for source in sources:
         found: dict[str, float] = {}
-        if not source.exists():
-            raise ValueError(f"{source} does not exist")
-        if source.is_dir():
-            if not (source / RESULTS_FILE).is_file():
-                raise ValueError(f"{source} has no {RESULTS_FILE}")
-            for record in read_records(source):
-                if record.get("type", "case") != "case" or "op" not in record or record.get("shrinking"):
-                    continue
-                key = cost_key(str(record.get("backend") or eager), record["op"], record["dtype"], eager)
-                found[key] = found.get(key, 0.0) + case_seconds(record)
-        else:
-            try:
-                rows = [row for row in read_saved(source).values() if row.get("seconds") is not None]
-                for row in rows:  # a row saved before tables kept costs has none
-                    op, backend, dtype = row["target"].split("|")[:3]
-                    key = cost_key(backend, op, dtype, eager)
-                    found[key] = found.get(key, 0.0) + float(row["seconds"])
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise ValueError(f"{source} is not a coverage table saved with --save "
-                                 f"({type(exc).__name__}: {exc})") from None
+        for row in source_rows(source).values():
+            if row.get("seconds") is None:  # a row saved before tables kept costs has none
+                continue
+            op, backend, dtype = row["target"].split("|")[:3]
+            key = cost_key(backend, op, dtype, eager)
+            found[key] = found.get(key, 0.0) + float(row["seconds"])
         costs.update(found)
     return {k: round(v, 3) for k, v in sorted(costs.items())}
 

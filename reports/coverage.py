@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from reports.records import read_records, read_run_info
+from reports.records import RESULTS_FILE, read_records, read_run_info
 
 CLASSES = ("compared", "export failed", "unsupported", "call failed")
 
@@ -108,9 +108,19 @@ def case_seconds(record: dict[str, Any]) -> float:
 
 
 def read_saved(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """{target key: row} from a file written by :func:`save` (JSON lines, one row per target)."""
-    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {row["target"]: row for row in rows}
+    """{target key: row} from a file written by :func:`save` (JSON lines, one row per target).
+    ValueError when a line is not JSON or not a row (an object with string ``target``, ``backend``
+    and ``class``, and numeric ``seconds`` where present); OSError when the file cannot be read."""
+    rows: dict[str, dict[str, Any]] = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if not (isinstance(row, dict) and all(isinstance(row.get(k), str) for k in ("target", "backend", "class"))
+                and isinstance(row.get("seconds", 0.0), (int, float, type(None)))):
+            raise ValueError(f"line {number} is not a row with target, backend and class")
+        rows[row["target"]] = row
+    return rows
 
 
 def save(path: str | os.PathLike[str], rows: dict[str, dict[str, Any]]) -> None:
@@ -122,8 +132,22 @@ def save(path: str | os.PathLike[str], rows: dict[str, dict[str, Any]]) -> None:
 
 
 def source_rows(source: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """{target key: row} of one source: a run directory's completed targets, or a saved table's rows."""
-    return _directory_rows(source) if Path(source).is_dir() else read_saved(source)
+    """{target key: row} of one source: a run directory's completed targets, or a saved table's rows.
+    The one check of a source that ``coverage`` and ``costs`` share: ValueError, with a one-line
+    reason, for a path that does not exist, a directory without results, or a file that is not a
+    table saved with ``--save``."""
+    path = Path(source)
+    if path.is_dir():
+        if not (path / RESULTS_FILE).is_file():
+            raise ValueError(f"{path} has no {RESULTS_FILE}")
+        return _directory_rows(path)
+    if not path.exists():
+        raise ValueError(f"{path} does not exist")
+    try:
+        return read_saved(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a coverage table saved with --save "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
 
 
 def target_rows(sources: Sequence[str | os.PathLike[str]]) -> dict[str, dict[str, Any]]:

@@ -103,7 +103,7 @@ def test_backends_reports_cuda_unavailability_with_reason(capsys):
     (["merge", "--report-dir", "/tmp/nnconform-merged", "/nonexistent/shard"], "results.jsonl"),
     (["merge", "/nonexistent/shard"], "--report-dir"),
     (["costs", "/nonexistent/run"], "does not exist"),
-    (["coverage", "/nonexistent/run"], "results.jsonl"),
+    (["coverage", "/nonexistent/run"], "does not exist"),
 ])
 def test_usage_errors_are_one_line_with_exit_code_2(capsys, argv, fragment):
     code, out, err = _run(capsys, *argv)

@@ -155,13 +155,16 @@ def test_the_shard_plan_is_the_fewest_shards_within_the_time():
         plan_shards(targets, 9.0, 2, costs)
 
 
-def test_costs_leave_out_the_steps_of_shrinking(tmp_path):
+def test_costs_leave_out_the_steps_of_shrinking_and_unfinished_targets(tmp_path):
     from conformance.parallel import measured_costs
+    from reports.records import write_run_info
 
-    records = [{"type": "case", "op": "ReLU", "dtype": "float32", "backend": "torch-compile", "shrinking": shrinking,
-                "elapsed_s": {"backend": seconds, "reference": 0.5}} for shrinking, seconds in
-               ((False, 2.0), (False, 3.0), (True, 40.0), (True, 50.0))]
+    records = [{"type": "case", "op": op, "dtype": "float32", "backend": "torch-compile", "shrinking": shrinking,
+                "verdict": "pass", "elapsed_s": {"backend": seconds, "reference": 0.5}} for op, shrinking, seconds in
+               (("ReLU", False, 2.0), ("ReLU", False, 3.0), ("ReLU", True, 40.0), ("ReLU", True, 50.0),
+                ("Tanh", False, 7.0))]
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_run_info(tmp_path, {"completed": ["ReLU|torch-compile|float32"]})  # Tanh was still running
     assert measured_costs([tmp_path]) == {"torch-compile|ReLU|float32": 6.0}
 
 
@@ -194,12 +197,15 @@ def test_costs_survive_in_a_saved_coverage_table(tmp_path, capsys):
     assert main(["costs", str(older), str(table)]) == 0
     assert json.loads(capsys.readouterr().out) == {"torch-compile|ReLU|float32": 6.0}
     (tmp_path / "bad.jsonl").write_text("not json\n")
+    (tmp_path / "records.jsonl").write_text(json.dumps(records[0]) + "\n")  # a results file, not a table
+    (tmp_path / "empty").mkdir()
     for bad, reason in [("bad.jsonl", "is not a coverage table saved with --save"),
+                        ("records.jsonl", "line 1 is not a row with target, backend and class"),
                         ("missing", "does not exist"), ("empty", "has no results.jsonl")]:
-        (tmp_path / "empty").mkdir(exist_ok=True)
-        assert main(["costs", str(tmp_path / bad)]) == 2
-        err = capsys.readouterr().err
-        assert reason in err and len(err.strip().splitlines()) == 1, err
+        for command in ("costs", "coverage"):  # one check of a source, with one message, for both
+            assert main([command, str(tmp_path / bad)]) == 2
+            err = capsys.readouterr().err
+            assert reason in err and len(err.strip().splitlines()) == 1, (command, err)
 
 
 def test_costs_command_plans_shards_and_refuses_what_it_cannot(tmp_path, capsys):
