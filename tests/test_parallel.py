@@ -153,6 +153,19 @@ def test_the_shard_plan_is_the_fewest_shards_within_the_time():
     assert max(plan_shards(targets, 10.0, 8, costs)) == 10.0  # ... but never below its costliest target
     with pytest.raises(ValueError, match="L9"):
         plan_shards(targets, 9.0, 2, costs)
+    uneven = {"b|A|float32": 6.0, "b|B|float32": 5.0, "b|C|float32": 5.0}  # 8 s each for 2 jobs, were they divisible
+    three = [Target(op, "b", "float32") for op in "ABC"]
+    assert plan_shards(three, 10.0, 2, uneven) == [10.0]  # 6 s, then 5 + 5 on the other job
+    assert len(plan_shards(three, 9.0, 2, uneven)) == 2
+
+
+def test_makespan_hands_each_target_to_the_job_free_first():
+    from conformance.parallel import makespan
+
+    assert makespan([5.0, 6.0, 5.0], 2) == 10.0
+    assert makespan([3.0, 3.0, 2.0, 2.0, 2.0], 2) == 7.0  # 3+2+2 against 3+2: list scheduling, not optimal (6)
+    assert makespan([4.0], 3) == 4.0 and makespan([], 2) == 0.0
+    assert makespan([1.0, 2.0, 3.0], 1) == 6.0
 
 
 def test_costs_leave_out_the_steps_of_shrinking_and_unfinished_targets(tmp_path):
