@@ -129,14 +129,12 @@ def _plan(args: argparse.Namespace, costs: dict[str, float]) -> int:
 
 
 def cmd_coverage(args: argparse.Namespace, argv: list[str]) -> int:
-    from reports.coverage import classes_by_backend, coverage_table, listing, save, source_rows
+    from reports.coverage import classes_by_backend, coverage_table, listing, save, target_rows
 
-    rows: dict[str, dict[str, Any]] = {}  # a later source's row replaces an earlier one's
-    for source in args.directories:
-        try:
-            rows.update(source_rows(source))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+    try:
+        rows = target_rows(args.directories)  # a later source's row replaces an earlier one's
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     classes = classes_by_backend(rows)
     if args.save:
         save(args.save, rows)
