@@ -310,8 +310,7 @@ def measured_costs(sources: Iterable[Path], eager: str = "torch-cpu") -> dict[st
         for row in source_rows(source).values():
             if row.get("seconds") is None:  # a row saved before tables kept costs has none
                 continue
-            op, backend, dtype = row["target"].split("|")[:3]
-            key = cost_key(backend, op, dtype, eager)
+            key = cost_key(row["backend"], row["op"], row["dtype"], eager)
             found[key] = found.get(key, 0.0) + float(row["seconds"])
         costs.update(found)
     return {k: round(v, 3) for k, v in sorted(costs.items())}

@@ -70,13 +70,14 @@ def _named(completed: str, info: dict[str, Any]) -> str:
 
 def _directory_rows(directory: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """{target key: row} over the targets one run directory completed (a target still running when
-    the run stopped is left out); a row is ``{"target", "backend", "class", "run", "started", "seconds",
-    "cases"}`` (``seconds`` over every case, invalid ones included, as ``target_seconds`` counts)."""
+    the run stopped is left out); a row is ``{"target", "op", "backend", "dtype", "mode", "class", "run",
+    "started", "seconds", "cases"}`` (``seconds`` over every case, invalid ones included, as
+    ``target_seconds`` counts)."""
     info = read_run_info(directory)
     done = {_named(key, info) for key in info.get("completed") or ()}
     verdicts: dict[str, Counter[str]] = defaultdict(Counter)
     compared: Counter[str] = Counter()
-    backend_of: dict[str, str] = {}
+    facts: dict[str, dict[str, str]] = {}
     seconds: Counter[str] = Counter()
     cases: Counter[str] = Counter()
     for record in read_records(directory):
@@ -89,14 +90,15 @@ def _directory_rows(directory: str | os.PathLike[str]) -> dict[str, dict[str, An
         cases[key] += 1
         if record.get("tier") == "invalid":
             continue
-        backend_of[key] = record["backend"]
+        facts[key] = {"op": record["op"], "backend": record["backend"], "dtype": record["dtype"],
+                      "mode": record.get("mode", "vjp")}
         verdict = record["verdict"]
         if verdict == "known" and _known_symptom(record) == "compile":
             verdict = "compile"  # a known export failure is still an export failure
         verdicts[key][verdict] += 1
         if record.get("comparisons"):
             compared[key] += 1
-    return {key: {"target": key, "backend": backend_of[key], "class": classify(counts, compared[key]),
+    return {key: {"target": key, **facts[key], "class": classify(counts, compared[key]),
                   "run": info.get("run_id"), "started": info.get("started"),
                   "seconds": round(seconds[key], 3), "cases": cases[key]}
             for key, counts in verdicts.items()}
@@ -110,7 +112,9 @@ def case_seconds(record: dict[str, Any]) -> float:
 def read_saved(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """{target key: row} from a file written by :func:`save` (JSON lines, one row per target).
     ValueError when a line is not JSON or not a row (an object with string ``target``, ``backend``
-    and ``class``, and numeric ``seconds`` where present); OSError when the file cannot be read."""
+    and ``class``, and numeric ``seconds`` where present); OSError when the file cannot be read.
+    A row saved before rows carried ``op``, ``dtype`` and ``mode`` gets them from its target key,
+    here and nowhere else (:func:`target_key` wrote that key from the same three facts)."""
     rows: dict[str, dict[str, Any]] = {}
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -119,6 +123,11 @@ def read_saved(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
         if not (isinstance(row, dict) and all(isinstance(row.get(k), str) for k in ("target", "backend", "class"))
                 and isinstance(row.get("seconds", 0.0), (int, float, type(None)))):
             raise ValueError(f"line {number} is not a row with target, backend and class")
+        if not all(isinstance(row.get(k), str) for k in ("op", "dtype", "mode")):
+            parts = row["target"].split("|")
+            if len(parts) not in (3, 4):
+                raise ValueError(f"line {number} is not a row with op, dtype and mode")
+            row = {**row, "op": parts[0], "dtype": parts[2], "mode": parts[3] if len(parts) == 4 else "vjp"}
         rows[row["target"]] = row
     return rows
 

@@ -201,9 +201,11 @@ def test_costs_survive_in_a_saved_coverage_table(tmp_path, capsys):
     assert main(["coverage", str(run), "--save", str(table)]) == 0
     row = json.loads(table.read_text())
     assert row["seconds"] == 6.0 and row["cases"] == 2 and row["class"] == "compared"
+    assert (row["op"], row["backend"], row["dtype"], row["mode"]) == ("ReLU", "torch-compile", "float32", "vjp")
     assert measured_costs([table]) == measured_costs([run]) == {"torch-compile|ReLU|float32": 6.0}
     older = tmp_path / "older.jsonl"
-    older.write_text(json.dumps({**row, "seconds": 99.0}) + "\n" + json.dumps(
+    legacy = {k: v for k, v in row.items() if k not in ("op", "dtype", "mode")}  # saved before rows had them
+    older.write_text(json.dumps({**legacy, "seconds": 99.0}) + "\n" + json.dumps(
         {"target": "Linear|torch-compile|float32", "backend": "torch-compile", "class": "compared"}) + "\n")
     assert measured_costs([older, table]) == {"torch-compile|ReLU|float32": 6.0}  # no seconds: not a cost
     capsys.readouterr()

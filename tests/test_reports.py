@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import re
 import subprocess
 import sys
@@ -664,6 +665,15 @@ def test_coverage_tables_saved_from_shards_merge_with_later_runs(tmp_path, capsy
     rows = read_saved(saved)
     fold = rows["Fold|onnxruntime|float32"]
     assert fold["class"] == "export failed" and fold["run"] == "a"
+    assert (fold["op"], fold["dtype"], fold["mode"]) == ("Fold", "float32", "vjp")
+    legacy = tmp_path / "legacy.jsonl"  # a row saved before rows carried op, dtype and mode: read from its key
+    legacy.write_text(json.dumps({"target": "Fold|onnxruntime|float16|jvp", "backend": "onnxruntime",
+                                  "class": "compared"}) + "\n")
+    assert {k: read_saved(legacy)["Fold|onnxruntime|float16|jvp"][k] for k in ("op", "dtype", "mode")} == {
+        "op": "Fold", "dtype": "float16", "mode": "jvp"}
+    legacy.write_text(json.dumps({"target": "Fold", "backend": "onnxruntime", "class": "compared"}) + "\n")
+    with pytest.raises(ValueError, match="^line 1 is not a row with op, dtype and mode$"):
+        read_saved(legacy)
     run(tmp_path / "c", "Fold")  # a later run compares Fold: it replaces the saved row
     capsys.readouterr()
     assert main(["coverage", str(saved), str(tmp_path / "c")]) == 0
