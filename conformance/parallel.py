@@ -270,9 +270,9 @@ def plan_shards(targets: Sequence[Target], seconds: float, jobs: int, costs: dic
                 names: dict[str, str] | None = None) -> list[float]:
     """Each shard's predicted seconds in the fewest ``--shard K/N`` parts that keep every shard
     within ``seconds``: a shard takes as long as the busiest of its ``jobs`` (``makespan``).
-    ValueError when one target alone is predicted to take longer. Measured against 40 cold
+    ValueError when one target alone is predicted to take longer. Measured against 65 cold
     torch-compile shards of ``K/90`` (2 jobs, each target's cost measured in that shard), the wall
-    time exceeded this prediction by 6-22 s, the run's start-up: leave that margin in ``seconds``."""
+    time exceeded this prediction by 5-22 s, the run's start-up: leave that margin in ``seconds``."""
     model = cost_model(load_costs() if costs is None else costs, names)
     cost = {t: model(t) for t in targets}.__getitem__  # each target's cost once, not at every try
     if not targets:
