@@ -90,8 +90,9 @@ def _directory_rows(directory: str | os.PathLike[str]) -> dict[str, dict[str, An
         cases[key] += 1
         if record.get("tier") == "invalid":
             continue
-        facts[key] = {"op": record["op"], "backend": record["backend"], "dtype": record["dtype"],
-                      "mode": record.get("mode", "vjp")}
+        if key not in facts:  # a target's facts are the same on each of its records
+            facts[key] = {"op": record["op"], "backend": record["backend"], "dtype": record["dtype"],
+                          "mode": record.get("mode", "vjp")}
         verdict = record["verdict"]
         if verdict == "known" and _known_symptom(record) == "compile":
             verdict = "compile"  # a known export failure is still an export failure
