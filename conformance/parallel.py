@@ -270,12 +270,12 @@ def plan_shards(targets: Sequence[Target], seconds: float, jobs: int, costs: dic
                 names: dict[str, str] | None = None) -> list[float]:
     """Each shard's predicted seconds in the fewest ``--shard K/N`` parts that keep every shard
     within ``seconds``: a shard takes as long as the busiest of its ``jobs`` (``makespan``).
-    ValueError when one target alone is predicted to take longer. Measured against 81 cold
+    ValueError when one target alone is predicted to take longer. Measured against 84 cold
     torch-compile shards of ``K/90`` (2 jobs, each target's cost measured in that shard), the wall
     time exceeded the makespan of those costs, in the order the run handed them out, by 5-23 s, the
     run's start-up: leave that margin in ``seconds``. A run orders its queue by ``target_costs.json``;
     where that table still estimates a cost, the order can differ from this prediction's (shards
-    63-81: up to 67 s over it)."""
+    63-84: up to 67 s over it)."""
     model = cost_model(load_costs() if costs is None else costs, names)
     cost = {t: model(t) for t in targets}.__getitem__  # each target's cost once, not at every try
     if not targets:
