@@ -113,18 +113,20 @@ def cmd_costs(args: argparse.Namespace, argv: list[str]) -> int:
 def _plan(args: argparse.Namespace, costs: dict[str, float]) -> int:
     """Print ``costs --plan``: the fewest shards of the whole catalogue that keep each job within the time."""
     from backends.base import DTYPE_NAMES
-    from conformance.parallel import Target, cost_key, plan_shards
+    from conformance.parallel import Target, cost_key, over_budget, plan_shards
     from conformance.spec import select_specs
 
     targets = [Target(spec.id, args.backend, dtype) for spec in select_specs(None) for dtype in DTYPE_NAMES]
-    try:
-        predicted = plan_shards(targets, args.plan, args.jobs, costs)
-    except ValueError as exc:
-        raise UsageError(f"no shard plan keeps every job within {args.plan:g} s: {exc}") from None
+    predicted = plan_shards(targets, args.plan, args.jobs, costs)
     own = sum(cost_key(args.backend, t.spec_id, t.dtype) in costs for t in targets)
     print(f"{args.backend}: --shard K/{len(predicted)} keeps every job within {args.plan:g} s with -j {args.jobs} "
           f"(predicted {min(predicted):.0f}-{max(predicted):.0f} s per shard, {sum(predicted) / 60:.0f} min in all); "
           f"{own} of {len(targets)} targets measured on {args.backend}, the others estimated from torch-cpu's costs")
+    over = over_budget(targets, args.plan, costs)
+    if over:
+        named = ", ".join(f"{t.spec_id} {t.dtype} ({seconds:.0f} s)" for t, seconds in over[:5])
+        print(f"except the shards of the {len(over)} targets predicted to take longer alone: {named}"
+              + (f" and {len(over) - 5} more" if len(over) > 5 else ""))
     return EXIT_OK
 
 

@@ -269,26 +269,33 @@ def makespan(costs: Iterable[float], jobs: int) -> float:
 def plan_shards(targets: Sequence[Target], seconds: float, jobs: int, costs: dict[str, float] | None = None,
                 names: dict[str, str] | None = None) -> list[float]:
     """Each shard's predicted seconds in the fewest ``--shard K/N`` parts that keep every shard
-    within ``seconds``: a shard takes as long as the busiest of its ``jobs`` (``makespan``).
-    ValueError when one target alone is predicted to take longer. Measured against 84 cold
-    torch-compile shards of ``K/90`` (2 jobs, each target's cost measured in that shard), the wall
-    time exceeded the makespan of those costs, in the order the run handed them out, by 5-23 s, the
-    run's start-up: leave that margin in ``seconds``. A run orders its queue by ``target_costs.json``;
-    where that table still estimates a cost, the order can differ from this prediction's (shards
-    63-84: up to 67 s over it)."""
+    within ``seconds``: a shard takes as long as the busiest of its ``jobs`` (``makespan``). A target
+    predicted to take longer alone cannot be split, so its shard may take as long as that target
+    (``over_budget`` names them) and no longer. Measured against 90 cold torch-compile shards of
+    ``K/90`` (2 jobs, each target's cost measured in that shard), the wall time exceeded the
+    makespan of those costs, in the order the run handed them out, by 5-23 s, the run's start-up:
+    leave that margin in ``seconds``. A run orders its queue by ``target_costs.json``; where that
+    table still estimates a cost, the order can differ from this prediction's (shards 63-84: up to
+    67 s over it), so plan with the measured costs in the table."""
     model = cost_model(load_costs() if costs is None else costs, names)
     cost = {t: model(t) for t in targets}.__getitem__  # each target's cost once, not at every try
     if not targets:
         return []
-    worst = max(targets, key=lambda t: (cost(t), t.key))
-    if cost(worst) > seconds:
-        raise ValueError(f"target {worst.key} alone is predicted to take {cost(worst):.0f} s")
-    count = max(1, int(sum(map(cost, targets)) / jobs // seconds))
-    while True:
-        predicted = [makespan(map(cost, part), jobs) for part in partition(targets, count, cost)]
-        if max(predicted) <= seconds:
+    count = min(len(targets), max(1, int(sum(map(cost, targets)) / jobs // seconds)))
+    while True:  # ends by len(targets) parts: a part of one target takes that target's time, which fits
+        parts = partition(targets, count, cost)
+        predicted = [makespan(map(cost, part), jobs) for part in parts]
+        if all(time <= max([seconds, *map(cost, part)]) for time, part in zip(predicted, parts)):
             return predicted
         count += 1
+
+
+def over_budget(targets: Sequence[Target], seconds: float, costs: dict[str, float] | None = None,
+                names: dict[str, str] | None = None) -> list[tuple[Target, float]]:
+    """The targets predicted to take longer than ``seconds`` alone, costliest first, with their cost:
+    no shard plan keeps their shard within ``seconds`` (``plan_shards`` lets it take their time)."""
+    model = cost_model(load_costs() if costs is None else costs, names)
+    return [(t, model(t)) for t in _costliest_first(targets, model) if model(t) > seconds]
 
 
 def cost_key(backend: str, spec_id: str, dtype: str, eager: str = "torch-cpu") -> str:
