@@ -119,13 +119,16 @@ def _plan(args: argparse.Namespace, costs: dict[str, float]) -> int:
     targets = [Target(spec.id, args.backend, dtype) for spec in select_specs(None) for dtype in DTYPE_NAMES]
     predicted = plan_shards(targets, args.plan, args.jobs, costs)
     own = sum(cost_key(args.backend, t.spec_id, t.dtype) in costs for t in targets)
+    measured = (f"all {own} targets measured on {args.backend}" if own == len(targets) else
+                f"{own} of {len(targets)} targets measured on {args.backend}, "
+                "the others estimated from torch-cpu's costs")
     print(f"{args.backend}: --shard K/{len(predicted)} keeps every job within {args.plan:g} s with -j {args.jobs} "
           f"(predicted {min(predicted):.0f}-{max(predicted):.0f} s per shard, {sum(predicted) / 60:.0f} min in all); "
-          f"{own} of {len(targets)} targets measured on {args.backend}, the others estimated from torch-cpu's costs")
+          f"{measured}")
     over = over_budget(targets, args.plan, costs)
     if over:
         named = ", ".join(f"{t.spec_id} {t.dtype} ({seconds:.0f} s)" for t, seconds in over[:5])
-        print(f"except the shards of the {len(over)} targets predicted to take longer alone: {named}"
+        print(f"except the shard of each target predicted to take longer alone ({len(over)}): {named}"
               + (f" and {len(over) - 5} more" if len(over) > 5 else ""))
     return EXIT_OK
 

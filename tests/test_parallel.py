@@ -235,7 +235,7 @@ def test_costs_command_plans_shards_and_names_the_targets_no_plan_fits(tmp_path,
                     key=lambda item: (item[0].count("|") == 1, item[1]))  # torch-cpu's costliest target
     assert main(["costs", "--plan", f"{costliest[1] / 2:g}", "--backend", "torch-cpu"]) == 0
     out = capsys.readouterr().out.splitlines()  # the plan, then the targets no plan keeps within the time
-    assert len(out) == 2 and out[1].startswith("except the shards of the ")
+    assert len(out) == 2 and out[1].startswith("except the shard of each target predicted to take longer alone")
     assert " ".join(costliest[0].split("|")) in out[1]
     assert main(["costs"]) == 2
     assert "costs needs run directories" in capsys.readouterr().err
